@@ -1,0 +1,27 @@
+// The host CPU as LLVM sees it: name, feature string and the f32 vector width kernels use.
+#include <llvm-c/Core.h>
+#include <llvm-c/TargetMachine.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "codegen/codegen.h"
+
+static int has_feature(const char *features, const char *name) {
+  size_t n = strlen(name);
+  for (const char *p = features; (p = strstr(p, name)); p += n)
+    if (p > features && p[-1] == '+' && (p[n] == ',' || p[n] == 0)) return 1;
+  return 0;
+}
+
+void cg_host_query(CgHost *h) {
+  char *cpu = LLVMGetHostCPUName();
+  char *feat = LLVMGetHostCPUFeatures();
+  snprintf(h->cpu, sizeof h->cpu, "%s", cpu);
+  snprintf(h->features, sizeof h->features, "%s", feat);
+  LLVMDisposeMessage(cpu);
+  LLVMDisposeMessage(feat);
+  h->vector_floats = has_feature(h->features, "avx512f")  ? 16
+                     : has_feature(h->features, "avx2")   ? 8
+                     : has_feature(h->features, "sse2")   ? 4
+                                                          : 1;
+}

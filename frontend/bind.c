@@ -1,0 +1,115 @@
+// Binding tensor files to a graph (see bind.h): weights, inputs, outputs.
+#include <stdlib.h>
+#include <string.h>
+
+#include "frontend/bind.h"
+
+static bool shape_matches(const IrNode *n, const StTensor *t) {
+  if (t->rank != n->shape.rank) return false;
+  for (int i = 0; i < t->rank; i++)
+    if (t->shape[i] != n->shape.dim[i]) return false;
+  return true;
+}
+
+static const char *st_shape_str(const StTensor *t, char *buf, size_t n) {
+  IrShape s = {.rank = t->rank};
+  for (int i = 0; i < t->rank && i < IR_MAX_RANK; i++) s.dim[i] = t->shape[i];
+  return ir_shape_str(&s, buf, n);
+}
+
+// Converts t into node n's dtype (refusing lossy conversions) and then into doubles.
+static bool load_tensor(const IrNode *n, const StTensor *t, const char *file, double **out,
+                        Diag *d) {
+  if (!shape_matches(n, t)) {
+    char a[160], b[160];
+    return diag_error(d, "%s: tensor \"%s\" has shape %s but the model needs %s", file, t->name,
+                      st_shape_str(t, a, sizeof a), ir_shape_str(&n->shape, b, sizeof b));
+  }
+  size_t count = (size_t)ir_numel(&n->shape);
+  void *tmp = malloc(count * dt_size(n->dtype) + 1);
+  double *v = malloc(count * sizeof *v + 1);
+  if (!tmp || !v) {
+    free(tmp);
+    free(v);
+    return diag_error(d, "%s: out of memory loading \"%s\"", file, t->name);
+  }
+  if (!dt_convert(t->dtype, t->data, n->dtype, tmp, count, t->name, d)) {
+    free(tmp);
+    free(v);
+    return diag_prefix(d, "%s: ", file);
+  }
+  for (size_t i = 0; i < count; i++) v[i] = dt_load(n->dtype, tmp, i);
+  free(tmp);
+  free(*out);
+  *out = v;
+  return true;
+}
+
+bool fe_bind_weights(const IrGraph *g, const StFile *w, IrValues *vals, FILE *log, Diag *d) {
+  for (int i = 0; i < g->n_nodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op != IR_OP_PARAM) continue;
+    const StTensor *t = st_find(w, n->name);
+    if (!t)
+      return diag_error(d, "%s: parameter \"%s\" is missing (declared at %s)", w->path, n->name,
+                        n->where);
+    if (!load_tensor(n, t, w->path, &vals->v[i], d)) return false;
+  }
+  int extra = 0;
+  for (int k = 0; k < w->n; k++) {
+    const IrNode *n = ir_graph_find(g, w->tensors[k].name);
+    if (n && n->op == IR_OP_PARAM) continue;
+    if (log) fprintf(log, "%s: extra tensor \"%s\" is not a parameter of the model (ignored)\n",
+                     w->path, w->tensors[k].name);
+    extra++;
+  }
+  (void)extra;
+  return true;
+}
+
+bool fe_bind_inputs(const IrGraph *g, const StFile *in, IrValues *vals, bool *given, FILE *log,
+                    Diag *d) {
+  for (int k = 0; k < in->n; k++) {
+    const StTensor *t = &in->tensors[k];
+    const IrNode *n = ir_graph_find(g, t->name);
+    if (!n || n->op != IR_OP_INPUT) {
+      if (log) fprintf(log, "%s: tensor \"%s\" is not an input of the model (ignored)\n", in->path,
+                       t->name);
+      continue;
+    }
+    if (!load_tensor(n, t, in->path, &vals->v[n->id], d)) return false;
+    given[n->id] = true;
+  }
+  return true;
+}
+
+void fe_available(const IrGraph *g, const bool *given, bool *avail) {
+  for (int i = 0; i < g->n_nodes; i++) {
+    const IrNode *n = g->nodes[i];
+    bool ok = n->op == IR_OP_INPUT ? given[i] : true;
+    for (int k = 0; k < n->n_in && ok; k++) ok = avail[n->in[k]->id];
+    avail[i] = ok;
+  }
+}
+
+bool fe_write_values(const char *path, const IrNode *const *nodes, const char *const *names,
+                     int n, const IrValues *vals, Diag *d) {
+  StTensor *ts = calloc((size_t)n + 1, sizeof *ts);
+  bool ok = true;
+  for (int k = 0; k < n && ok; k++) {
+    const IrNode *node = nodes[k];
+    size_t count = (size_t)ir_numel(&node->shape);
+    ts[k].name = (char *)names[k];
+    ts[k].dtype = node->dtype;
+    ts[k].rank = node->shape.rank;
+    for (int i = 0; i < node->shape.rank; i++) ts[k].shape[i] = node->shape.dim[i];
+    ts[k].nbytes = count * dt_size(node->dtype);
+    ts[k].data = malloc(ts[k].nbytes + 1);
+    if (!ts[k].data) ok = diag_error(d, "out of memory writing \"%s\"", names[k]);
+    for (size_t i = 0; ok && i < count; i++) dt_store(node->dtype, ts[k].data, i, vals->v[node->id][i]);
+  }
+  if (ok) ok = st_write(path, ts, n, d);
+  for (int k = 0; k < n; k++) free(ts[k].data);
+  free(ts);
+  return ok;
+}

@@ -1,0 +1,32 @@
+// Binding tensor files to a graph: weights to parameters and inputs to inputs (checked by
+// name, shape and dtype, converted when safe), initial weights from initialisers, and
+// outputs written back by name.
+#ifndef KILN_BIND_H
+#define KILN_BIND_H
+
+#include <stdio.h>
+
+#include "ir/ir.h"
+#include "runtime/safetensors.h"
+
+// Every parameter must be in w with its exact shape. Extra tensors are allowed and listed
+// on `log` when it is not NULL.
+bool fe_bind_weights(const IrGraph *g, const StFile *w, IrValues *vals, FILE *log, Diag *d);
+
+// Inputs present in `in` are bound (shape must match); given[i] is set for each bound node.
+// Tensors in the file that name no input are listed on `log` when it is not NULL.
+bool fe_bind_inputs(const IrGraph *g, const StFile *in, IrValues *vals, bool *given, FILE *log,
+                    Diag *d);
+
+// Marks in `avail` every node computable from the given inputs (and parameters).
+void fe_available(const IrGraph *g, const bool *given, bool *avail);
+
+// Writes the named nodes' values in their dtypes.
+bool fe_write_values(const char *path, const IrNode *const *nodes, const char *const *names,
+                     int n, const IrValues *vals, Diag *d);
+
+// Initial parameter values from their initialisers, deterministic for a seed: normal(std)
+// from a counter-based stream keyed by (seed, parameter name); copies after the rest.
+void fe_init_params(const IrGraph *g, uint64_t seed, IrValues *vals);
+
+#endif

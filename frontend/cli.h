@@ -1,0 +1,39 @@
+// The `kiln` command line: parsed options shared by the subcommands, and the commands.
+// Exit codes: 0 success, 1 a user error (bad model, tensor file, shapes), 2 a bad command line.
+#ifndef KILN_CLI_H
+#define KILN_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "frontend/frontend.h"
+
+enum { EXIT_USER = 1, EXIT_USAGE = 2 };
+
+#define CLI_MAX_SETS 256
+
+typedef struct CliOptions {
+  const char *cmd;
+  const char *model;
+  const char *weights, *inputs, *output, *after, *format, *backend;
+  FeSet sets[CLI_MAX_SETS];
+  int n_sets;
+  const char *disabled[64];
+  int n_disabled;
+  uint64_t seed;
+  int threads;
+  bool verbose, help;
+} CliOptions;
+
+int cmd_check(const CliOptions *o);
+int cmd_dump(const CliOptions *o);
+int cmd_ops(const CliOptions *o);
+int cmd_init(const CliOptions *o);
+int cmd_run(const CliOptions *o);
+
+// Loads o->model with o->sets and runs the pass pipeline; prints the error and returns
+// false on failure.
+bool cli_load(const CliOptions *o, IrGraph *g);
+void cli_error(const Diag *d);
+
+#endif

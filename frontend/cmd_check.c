@@ -1,0 +1,94 @@
+// `kiln check`, `kiln dump`, `kiln ops`: look at a model without running it.
+#include <stdio.h>
+#include <string.h>
+
+#include "codegen/codegen.h"
+#include "frontend/cli.h"
+#include "passes/passes.h"
+
+void cli_error(const Diag *d) { fprintf(stderr, "kiln: %s\n", d->set ? d->msg : "error"); }
+
+bool cli_load(const CliOptions *o, IrGraph *g) {
+  Diag d = {0};
+  if (!fe_load_model(o->model, o->sets, o->n_sets, g, &d)) {
+    cli_error(&d);
+    return false;
+  }
+  if (!pass_run_pipeline(g, o->after, o->disabled, o->n_disabled, &d)) {
+    cli_error(&d);
+    ir_graph_free(g);
+    return false;
+  }
+  return true;
+}
+
+static void print_tensor_line(const IrNode *n, const char *label) {
+  char s[160];
+  printf("  %-28s %s%s\n", label ? label : n->name, dt_name(n->dtype),
+         ir_shape_str(&n->shape, s, sizeof s));
+}
+
+int cmd_check(const CliOptions *o) {
+  IrGraph g;
+  if (!cli_load(o, &g)) return EXIT_USER;
+  printf("model: %s\nconfig:", g.file);
+  for (int i = 0; i < g.n_config; i++) {
+    if (g.config[i].is_int) printf(" %s=%lld", g.config[i].name, (long long)g.config[i].value);
+    else printf(" %s=%g", g.config[i].name, g.config[i].value);
+  }
+  printf("\ninputs:\n");
+  for (int i = 0; i < g.n_nodes; i++)
+    if (g.nodes[i]->op == IR_OP_INPUT) print_tensor_line(g.nodes[i], NULL);
+  printf("outputs:\n");
+  for (int i = 0; i < g.n_outputs; i++) print_tensor_line(g.outputs[i], NULL);
+  printf("losses:\n");
+  for (int i = 0; i < g.n_losses; i++) print_tensor_line(g.losses[i].node, g.losses[i].name);
+  int n_params = 0, n_ops = 0;
+  for (int i = 0; i < g.n_nodes; i++) {
+    if (g.nodes[i]->op == IR_OP_PARAM) n_params++;
+    else if (g.nodes[i]->op != IR_OP_INPUT) n_ops++;
+  }
+  if (o->verbose) {
+    printf("parameter tensors:\n");
+    for (int i = 0; i < g.n_nodes; i++)
+      if (g.nodes[i]->op == IR_OP_PARAM) print_tensor_line(g.nodes[i], NULL);
+  }
+  double flops = ir_count_flops(&g);
+  printf("nodes: %d (%d ops, %d parameter tensors)\n", g.n_nodes, n_ops, n_params);
+  printf("parameters: %lld\n", (long long)ir_count_params(&g));
+  printf("flops_per_forward: %.0f (%.2f GFLOP)\n", flops, flops / 1e9);
+  if (o->verbose) {
+    CgHost h;
+    cg_host_query(&h);
+    printf("host: %s, %d-lane f32 vectors\n", h.cpu, h.vector_floats);
+  }
+  ir_graph_free(&g);
+  return 0;
+}
+
+int cmd_dump(const CliOptions *o) {
+  IrGraph g;
+  if (!cli_load(o, &g)) return EXIT_USER;
+  if (o->format && strcmp(o->format, "dot") == 0) ir_print_dot(&g, stdout);
+  else ir_print_text(&g, stdout);
+  ir_graph_free(&g);
+  return 0;
+}
+
+int cmd_ops(const CliOptions *o) {
+  (void)o;
+  static const char *const kinds[] = {"int", "float", "bool", "ints", "dtype"};
+  for (int i = 0; i < IR_OP_COUNT; i++) {
+    const IrOpInfo *op = &ir_ops[i];
+    if (i == IR_OP_INPUT || i == IR_OP_PARAM) continue;
+    if (op->max_in < 0) printf("%s (%d+ inputs)", op->name, op->min_in);
+    else printf("%s (%d input%s)", op->name, op->min_in, op->min_in == 1 ? "" : "s");
+    for (int k = 0; op->attrs[k].name; k++)
+      printf(" %s%s:%s", op->attrs[k].name, op->attrs[k].required ? "" : "?", kinds[op->attrs[k].kind]);
+    printf("\n    %s\n", op->doc);
+  }
+  printf("\npasses (for --after):");
+  for (int i = 0; i < pass_count; i++) printf(" %s", pass_pipeline[i].name);
+  printf("\n");
+  return 0;
+}

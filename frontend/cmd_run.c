@@ -1,0 +1,98 @@
+// `kiln init` and `kiln run`: initialise weights; run a model on the reference evaluator.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frontend/bind.h"
+#include "frontend/cli.h"
+
+static int need(const char *what, const char *opt, const char *cmd) {
+  fprintf(stderr, "kiln: %s needs %s %s (kiln %s --help)\n", cmd, opt, what, cmd);
+  return EXIT_USAGE;
+}
+
+int cmd_init(const CliOptions *o) {
+  if (!o->output) return need("FILE", "-o", "init");
+  IrGraph g;
+  if (!cli_load(o, &g)) return EXIT_USER;
+  IrValues vals;
+  ir_values_init(&vals, &g);
+  fe_init_params(&g, o->seed, &vals);
+  int n = 0;
+  const IrNode **nodes = malloc(((size_t)g.n_nodes + 1) * sizeof *nodes);
+  const char **names = malloc(((size_t)g.n_nodes + 1) * sizeof *names);
+  for (int i = 0; i < g.n_nodes; i++)
+    if (g.nodes[i]->op == IR_OP_PARAM) {
+      nodes[n] = g.nodes[i];
+      names[n++] = g.nodes[i]->name;
+    }
+  Diag d = {0};
+  bool ok = fe_write_values(o->output, nodes, names, n, &vals, &d);
+  if (ok) fprintf(stderr, "kiln: wrote %d parameters (%lld values) to %s\n", n,
+                  (long long)ir_count_params(&g), o->output);
+  else cli_error(&d);
+  free(nodes);
+  free(names);
+  ir_values_free(&vals);
+  ir_graph_free(&g);
+  return ok ? 0 : EXIT_USER;
+}
+
+int cmd_run(const CliOptions *o) {
+  if (!o->weights) return need("FILE", "--weights", "run");
+  if (!o->inputs) return need("FILE", "--inputs", "run");
+  if (!o->output) return need("FILE", "-o", "run");
+  IrGraph g;
+  if (!cli_load(o, &g)) return EXIT_USER;
+  Diag d = {0};
+  StFile wf = {0}, inf = {0};
+  IrValues vals;
+  ir_values_init(&vals, &g);
+  int nn = g.n_nodes, n_out = 0;
+  bool *given = calloc((size_t)nn, sizeof(bool)), *avail = calloc((size_t)nn, sizeof(bool));
+  bool *want = calloc((size_t)nn, sizeof(bool));
+  const IrNode **nodes = malloc(((size_t)g.n_outputs + g.n_losses + 1) * sizeof *nodes);
+  const char **names = malloc(((size_t)g.n_outputs + g.n_losses + 1) * sizeof *names);
+  FILE *log = o->verbose ? stderr : NULL;
+  bool ok = st_read(o->weights, &wf, &d) && fe_bind_weights(&g, &wf, &vals, log, &d) &&
+            st_read(o->inputs, &inf, &d) && fe_bind_inputs(&g, &inf, &vals, given, log, &d);
+  if (ok) {
+    fe_available(&g, given, avail);
+    for (int i = 0; i < g.n_outputs; i++)
+      if (avail[g.outputs[i]->id]) {
+        nodes[n_out] = g.outputs[i];
+        names[n_out++] = g.outputs[i]->name;
+      } else if (log) {
+        fprintf(log, "kiln: output \"%s\" skipped: its inputs are not all given\n", g.outputs[i]->name);
+      }
+    for (int i = 0; i < g.n_losses; i++)
+      if (avail[g.losses[i].node->id]) {
+        nodes[n_out] = g.losses[i].node;
+        names[n_out++] = g.losses[i].name;
+      }
+    if (n_out == 0) {
+      char missing[1024] = "";
+      for (int i = 0; i < nn; i++)
+        if (g.nodes[i]->op == IR_OP_INPUT && !given[i])
+          snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s\"%s\"",
+                   missing[0] ? ", " : "", g.nodes[i]->name);
+      ok = diag_error(&d, "%s: no output can be computed; missing inputs: %s", o->inputs, missing);
+    }
+  }
+  for (int k = 0; k < n_out; k++) want[nodes[k]->id] = true;
+  IrEvalMode mode = {.training = false, .seed = o->seed};
+  if (ok) ok = ir_eval(&g, &vals, want, &mode, &d);
+  if (ok) ok = fe_write_values(o->output, nodes, names, n_out, &vals, &d);
+  if (ok && o->verbose) fprintf(stderr, "kiln: wrote %d tensors to %s\n", n_out, o->output);
+  if (!ok) cli_error(&d);
+  free(given);
+  free(avail);
+  free(want);
+  free(nodes);
+  free(names);
+  st_free(&wf);
+  st_free(&inf);
+  ir_values_free(&vals);
+  ir_graph_free(&g);
+  return ok ? 0 : EXIT_USER;
+}

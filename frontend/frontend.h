@@ -1,0 +1,20 @@
+// The frontend: model files (JSON, see docs/model-format.md) to operator IR. Resolves
+// includes, config (with --set overrides), block templates and repeats, then builds,
+// shape-checks and verifies the graph. Every error names the file and JSON path.
+#ifndef KILN_FRONTEND_H
+#define KILN_FRONTEND_H
+
+#include "ir/ir.h"
+
+typedef struct FeSet {
+  char name[128];     // config entry
+  const char *value;  // an expression over other entries, usually a number
+} FeSet;
+
+// Loads path into g (initialised here). On failure g is freed and d says why.
+bool fe_load_model(const char *path, const FeSet *sets, int n_sets, IrGraph *g, Diag *d);
+
+// Parses "NAME=VALUE" from a --set argument (false if malformed).
+bool fe_parse_set(const char *arg, FeSet *out);
+
+#endif

@@ -1,0 +1,181 @@
+// `kiln`: the command-line entry. Parses the subcommand and its options, prints help, and
+// dispatches to the cmd_* functions. Every user error is printed once, here or in them.
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frontend/cli.h"
+
+typedef struct Command {
+  const char *name;
+  int (*run)(const CliOptions *);
+  const char *usage;
+  const char *help;
+  const char *opts;  // the options it accepts, space separated
+} Command;
+
+static const Command commands[] = {
+  {"check", cmd_check, "kiln check MODEL [--set NAME=VALUE]... [--verbose]",
+   "Parse and verify MODEL and print a summary: config, inputs, outputs, losses,\n"
+   "parameter count (`parameters: N`) and FLOPs of one forward pass.\n"
+   "  --verbose          also list every parameter with its shape\n",
+   " set verbose "},
+  {"dump", cmd_dump, "kiln dump MODEL [--after PASS] [--format text|dot] [--set NAME=VALUE]...",
+   "Print the IR of MODEL after a pass of the pipeline (default: the last one).\n"
+   "  --after PASS       stop after this pass (see `kiln dump --help` for the list)\n"
+   "  --format text|dot  one node a line (default), or Graphviz\n",
+   " set after format disable-pass "},
+  {"init", cmd_init, "kiln init MODEL -o W.safetensors [--seed S] [--set NAME=VALUE]...",
+   "Initialise every parameter of MODEL by its initialiser and write them (f32).\n"
+   "  -o, --output FILE  where to write the weights\n"
+   "  --seed S           random seed (default 0); the same seed gives the same weights\n",
+   " set output seed "},
+  {"run", cmd_run,
+   "kiln run MODEL --weights W --inputs IN -o OUT [--set NAME=VALUE]... [--threads N] "
+   "[--backend ref]",
+   "Run MODEL in inference (dropout off) and write every declared output, and every\n"
+   "loss, whose inputs IN provides.\n"
+   "  --weights FILE     parameters (safetensors), by name\n"
+   "  --inputs FILE      inputs (safetensors), by name; integer inputs may be I32/I64,\n"
+   "                     floats F32/F64/F16/BF16 (converted when no value changes)\n"
+   "  -o, --output FILE  outputs (safetensors)\n"
+   "  --backend ref      the reference evaluator (the only backend until the JIT lands)\n"
+   "  --threads N        threads (the reference backend uses one)\n"
+   "  --verbose          list tensors in the files that the model does not use\n",
+   " set weights inputs output backend threads verbose disable-pass "},
+  {"ops", cmd_ops, "kiln ops", "List the operators a model file can use, with their attributes.\n",
+   " "},
+};
+#define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
+
+static void print_main_help(FILE *f) {
+  fprintf(f,
+          "kiln: compile and run dataflow graphs of deep-learning models.\n\n"
+          "usage: kiln COMMAND MODEL [options]\n\ncommands:\n");
+  for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %s\n", commands[i].usage);
+  fprintf(f,
+          "\ncommon options:\n"
+          "  --set NAME=VALUE   override a config entry of the model (repeatable)\n"
+          "  -h, --help         help (`kiln COMMAND --help` for one command)\n\n"
+          "exit codes: 0 success, 1 a problem with the model or tensor files, 2 a bad command line\n"
+          "docs: docs/model-format.md (model files), docs/architecture.md (internals)\n");
+}
+
+static int usage_error(const Command *c, const char *fmt, const char *arg) {
+  fprintf(stderr, "kiln: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\nusage: %s\n", c ? c->usage : "kiln COMMAND MODEL [options] (kiln --help)");
+  return EXIT_USAGE;
+}
+
+static bool parse_int(const char *s, long long lo, long long hi, long long *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || end == s || *end || v < lo || v > hi) return false;
+  *out = v;
+  return true;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    print_main_help(stderr);
+    return EXIT_USAGE;
+  }
+  if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+    print_main_help(stdout);
+    return 0;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("kiln 0.1.0\n");
+    return 0;
+  }
+  const Command *c = NULL;
+  for (int i = 0; i < N_COMMANDS; i++)
+    if (strcmp(argv[1], commands[i].name) == 0) c = &commands[i];
+  if (!c) return usage_error(NULL, "unknown command \"%s\"", argv[1]);
+
+  CliOptions o = {.cmd = c->name, .threads = 0};
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+#define TAKES_VALUE()                                                                  \
+  do {                                                                                 \
+    if (!val) return usage_error(c, "%s needs a value", a);                            \
+    i++;                                                                               \
+  } while (0)
+    if (a[0] == '-' && a[1] == '-' && strcmp(a, "--help") != 0) {
+      char key[64];
+      snprintf(key, sizeof key, " %s ", a + 2);
+      bool known_elsewhere = false;
+      for (int k = 0; k < N_COMMANDS; k++) known_elsewhere |= strstr(commands[k].opts, key) != NULL;
+      if (known_elsewhere && !strstr(c->opts, key))
+        return usage_error(c, "option \"%s\" does not apply to this command", a);
+    }
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      o.help = true;
+    } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
+      o.verbose = true;
+    } else if (strcmp(a, "--set") == 0) {
+      TAKES_VALUE();
+      if (o.n_sets == CLI_MAX_SETS) return usage_error(c, "too many --set options%s", "");
+      if (!fe_parse_set(val, &o.sets[o.n_sets++]))
+        return usage_error(c, "--set \"%s\": expected NAME=VALUE", val);
+    } else if (strcmp(a, "--weights") == 0) {
+      TAKES_VALUE();
+      o.weights = val;
+    } else if (strcmp(a, "--inputs") == 0) {
+      TAKES_VALUE();
+      o.inputs = val;
+    } else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
+      TAKES_VALUE();
+      o.output = val;
+    } else if (strcmp(a, "--after") == 0) {
+      TAKES_VALUE();
+      o.after = val;
+    } else if (strcmp(a, "--disable-pass") == 0) {
+      TAKES_VALUE();
+      if (o.n_disabled == 64) return usage_error(c, "too many --disable-pass options%s", "");
+      o.disabled[o.n_disabled++] = val;
+    } else if (strcmp(a, "--format") == 0) {
+      TAKES_VALUE();
+      if (strcmp(val, "text") != 0 && strcmp(val, "dot") != 0)
+        return usage_error(c, "--format must be text or dot, not \"%s\"", val);
+      o.format = val;
+    } else if (strcmp(a, "--backend") == 0) {
+      TAKES_VALUE();
+      if (strcmp(val, "ref") != 0) {
+        if (strcmp(val, "jit") == 0)
+          return usage_error(c, "--backend jit: the JIT backend is not built yet; use ref%s", "");
+        return usage_error(c, "--backend must be ref, not \"%s\"", val);
+      }
+      o.backend = val;
+    } else if (strcmp(a, "--seed") == 0) {
+      TAKES_VALUE();
+      long long v;
+      if (!parse_int(val, 0, (long long)(~0ull >> 1), &v))
+        return usage_error(c, "--seed must be a non-negative integer, not \"%s\"", val);
+      o.seed = (uint64_t)v;
+    } else if (strcmp(a, "--threads") == 0) {
+      TAKES_VALUE();
+      long long v;
+      if (!parse_int(val, 1, 1024, &v))
+        return usage_error(c, "--threads must be an integer in [1, 1024], not \"%s\"", val);
+      o.threads = (int)v;
+    } else if (a[0] == '-' && a[1]) {
+      return usage_error(c, "unknown option \"%s\"", a);
+    } else if (!o.model && strcmp(c->name, "ops") != 0) {
+      o.model = a;
+    } else {
+      return usage_error(c, "unexpected argument \"%s\"", a);
+    }
+#undef TAKES_VALUE
+  }
+  if (o.help) {
+    printf("usage: %s\n\n%s", c->usage, c->help);
+    return 0;
+  }
+  if (!o.model && strcmp(c->name, "ops") != 0) return usage_error(c, "%s needs a MODEL file", c->name);
+  return c->run(&o);
+}

@@ -1,0 +1,53 @@
+// The reference evaluator: runs the graph node by node with each op's reference kernel, all
+// values in double. Slow and plain on purpose: it is the oracle the JIT, the passes and the
+// gradients are held to.
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/ir.h"
+
+void ir_values_init(IrValues *vals, const IrGraph *g) {
+  vals->n = g->n_nodes;
+  vals->v = calloc((size_t)g->n_nodes, sizeof *vals->v);
+}
+
+void ir_values_free(IrValues *vals) {
+  for (int i = 0; i < vals->n; i++) free(vals->v[i]);
+  free(vals->v);
+  vals->v = NULL;
+  vals->n = 0;
+}
+
+bool ir_eval(const IrGraph *g, IrValues *vals, const bool *want, const IrEvalMode *mode,
+             Diag *d) {
+  int nn = g->n_nodes;
+  bool *need = calloc((size_t)nn, sizeof *need);
+  for (int i = 0; i < nn; i++) need[i] = want ? want[i] : true;
+  for (int i = nn - 1; i >= 0; i--)
+    if (need[i])
+      for (int k = 0; k < g->nodes[i]->n_in; k++) need[g->nodes[i]->in[k]->id] = true;
+  bool ok = true;
+  for (int i = 0; i < nn && ok; i++) {
+    const IrNode *n = g->nodes[i];
+    if (!need[i] || vals->v[i]) continue;
+    if (n->op == IR_OP_INPUT || n->op == IR_OP_PARAM) {
+      ok = diag_error(d, "%s \"%s\" has no value: it is needed but was not given",
+                      n->op == IR_OP_INPUT ? "input" : "parameter", n->name);
+      break;
+    }
+    size_t count = (size_t)ir_numel(&n->shape);
+    vals->v[i] = calloc(count ? count : 1, sizeof(double));
+    if (!vals->v[i]) {
+      ok = diag_error(d, "out of memory evaluating \"%s\" (%zu elements)", n->name, count);
+      break;
+    }
+    const double *in[64];
+    const double **inp = n->n_in <= 64 ? in : malloc((size_t)n->n_in * sizeof *inp);
+    for (int k = 0; k < n->n_in; k++) inp[k] = vals->v[n->in[k]->id];
+    ok = ir_ops[n->op].ref(n, vals->v[i], (const double *const *)inp, mode, d);
+    if (!ok) diag_prefix(d, "%s \"%s\": ", n->where, n->name);
+    if (inp != in) free(inp);
+  }
+  free(need);
+  return ok;
+}

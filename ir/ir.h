@@ -1,0 +1,220 @@
+// The operator IR: a graph whose nodes are tensors (ggml style: the tensor is the node).
+// Every node has one op, static dtype and shape, inputs, attributes in its op's schema
+// order, and the place in the model file it came from. Inputs and parameters are nodes too.
+// This header is the table of contents of ir/: graph building, the op table, shape
+// inference and verification, printing, and the reference evaluator.
+#ifndef KILN_IR_H
+#define KILN_IR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ir/arena.h"
+#include "runtime/diag.h"
+#include "runtime/dtype.h"
+
+#define IR_MAX_RANK 8
+#define IR_MAX_ATTRS 6
+
+// ---------------------------------------------------------------------------------------
+// The op list. X(ENUM, "name"). The table of what each op is lives in ir/ops.c; adding an
+// op means one line here, one entry there, and the functions that entry names.
+#define IR_OPS(X)                                                                      \
+  X(INPUT, "input") X(PARAM, "param") X(FULL, "full") X(IOTA, "iota") X(CAST, "cast")   \
+  X(ADD, "add") X(SUB, "sub") X(MUL, "mul") X(DIV, "div") X(MAXIMUM, "maximum")         \
+  X(MINIMUM, "minimum") X(NEG, "neg") X(EXP, "exp") X(LOG, "log") X(SQRT, "sqrt")       \
+  X(RSQRT, "rsqrt") X(TANH, "tanh") X(ERF, "erf") X(GELU, "gelu") X(RELU, "relu")       \
+  X(SIGMOID, "sigmoid") X(AFFINE, "affine") X(MATMUL, "matmul") X(RESHAPE, "reshape")   \
+  X(PERMUTE, "permute") X(CONCAT, "concat") X(SLICE, "slice") X(GATHER, "gather")       \
+  X(REDUCE_SUM, "reduce_sum") X(REDUCE_MEAN, "reduce_mean") X(REDUCE_MAX, "reduce_max") \
+  X(SOFTMAX, "softmax") X(LOG_SOFTMAX, "log_softmax") X(LAYERNORM, "layernorm")         \
+  X(DROPOUT, "dropout") X(CROSS_ENTROPY, "cross_entropy") X(KL_DIV, "kl_div")
+
+typedef enum {
+#define X(e, s) IR_OP_##e,
+  IR_OPS(X)
+#undef X
+  IR_OP_COUNT
+} IrOpKind;
+
+// ---------------------------------------------------------------------------------------
+// Shapes and attributes.
+typedef struct IrShape {
+  int rank;
+  int64_t dim[IR_MAX_RANK];
+} IrShape;
+
+typedef enum {
+  IR_ATTR_INT,    // a whole number (JSON number or config expression)
+  IR_ATTR_FLOAT,  // a real number (JSON number or config expression)
+  IR_ATTR_BOOL,   // true / false
+  IR_ATTR_INTS,   // a list of whole numbers (shapes, permutations, axes)
+  IR_ATTR_DTYPE,  // "f32", "i32", "i64"
+} IrAttrKind;
+
+typedef struct IrAttrSpec {
+  const char *name;
+  IrAttrKind kind;
+  bool required;
+  double def;  // default for INT/FLOAT/BOOL/DTYPE (a DType value); INTS default to empty
+} IrAttrSpec;
+
+typedef struct IrAttr {
+  bool set;      // given in the file (otherwise the default is stored)
+  int64_t i;     // INT, BOOL, DTYPE
+  double f;      // FLOAT
+  int n;         // INTS: count
+  int64_t ints[IR_MAX_RANK];
+} IrAttr;
+
+// ---------------------------------------------------------------------------------------
+// Parameter initialisers.
+typedef enum { IR_INIT_NORMAL, IR_INIT_ZEROS, IR_INIT_ONES, IR_INIT_COPY } IrInitKind;
+
+typedef struct IrNode IrNode;
+
+typedef struct IrInit {
+  IrInitKind kind;
+  double std;           // NORMAL (mean 0)
+  const char *copy_of;  // COPY: the parameter whose initial value this one takes
+} IrInit;
+
+// ---------------------------------------------------------------------------------------
+// The node: one tensor of the graph.
+struct IrNode {
+  int id;                // index in IrGraph.nodes (a topological order after ir_graph_finish)
+  IrOpKind op;
+  const char *name;      // the tensor's name, unique in the graph
+  const char *where;     // "models/x.json: nodes[12]" — where the file declared it
+  DType dtype;
+  IrShape shape;
+  int n_in;
+  IrNode **in;
+  IrAttr attr[IR_MAX_ATTRS];  // in the op's schema order
+  IrInit init;           // PARAM only
+  int n_uses;            // consumers (filled by ir_graph_finish)
+};
+
+typedef struct IrConfigEntry {
+  const char *name;
+  double value;
+  bool is_int;
+} IrConfigEntry;
+
+typedef struct IrLoss {
+  const char *name;
+  IrNode *node;
+} IrLoss;
+
+typedef struct IrNameMap IrNameMap;
+
+typedef struct IrGraph {
+  Arena arena;             // everything below lives in it; freed at once
+  const char *file;        // the model file it was read from
+  IrNode **nodes;          // all nodes; topologically ordered after ir_graph_finish
+  int n_nodes, cap_nodes;
+  IrNameMap *names;        // name -> node
+  IrNode **outputs;
+  int n_outputs;
+  IrLoss *losses;
+  int n_losses;
+  IrConfigEntry *config;
+  int n_config;
+} IrGraph;
+
+// ---------------------------------------------------------------------------------------
+// The op table (ir/ops.c).
+typedef bool (*IrShapeFn)(IrNode *n, Diag *d);  // sets n->dtype, n->shape from inputs+attrs
+
+typedef struct IrEvalMode {
+  bool training;   // dropout active
+  uint64_t seed;   // dropout stream
+} IrEvalMode;
+
+// Reference kernel: computes node n from its inputs, all held as doubles in row-major order.
+// Fails (with a message) only on data errors such as an index out of range.
+typedef bool (*IrRefFn)(const IrNode *n, double *out, const double *const *in,
+                        const IrEvalMode *mode, Diag *d);
+
+enum {
+  IR_FLAG_ELEMENTWISE = 1 << 0,  // out[i] depends on in[k][i] (after broadcasting) only
+  IR_FLAG_SOURCE = 1 << 1,       // no inputs: input, param, full, iota
+  IR_FLAG_INT_OK = 1 << 2,       // accepts integer dtypes
+};
+
+typedef struct IrOpInfo {
+  const char *name;
+  int min_in, max_in;  // max_in < 0: any number >= min_in
+  unsigned flags;
+  const IrAttrSpec *attrs;  // NULL-name terminated
+  IrShapeFn shape;
+  IrRefFn ref;
+  const char *doc;     // one line for `kiln ops` and docs
+} IrOpInfo;
+
+extern const IrOpInfo ir_ops[IR_OP_COUNT];
+
+bool ir_op_lookup(const char *name, IrOpKind *out);
+int ir_attr_index(IrOpKind op, const char *name);  // -1 if the op has no such attribute
+int ir_op_n_attrs(IrOpKind op);
+// Attribute values by name; the name must be in the op's schema (asserted).
+int64_t ir_attr_int(const IrNode *n, const char *name);
+double ir_attr_float(const IrNode *n, const char *name);
+const IrAttr *ir_attr(const IrNode *n, const char *name);
+
+// ---------------------------------------------------------------------------------------
+// Graph building (ir/graph.c).
+void ir_graph_init(IrGraph *g, const char *file);
+void ir_graph_free(IrGraph *g);
+// Adds a node with the given name (must be new: ir_graph_find first). Inputs are set later.
+IrNode *ir_graph_add(IrGraph *g, IrOpKind op, const char *name, const char *where);
+IrNode *ir_graph_find(const IrGraph *g, const char *name);
+// Orders nodes topologically (reports cycles by name), counts uses, and runs shape
+// inference on every node in order. After it, node ids are positions in g->nodes.
+bool ir_graph_finish(IrGraph *g, Diag *d);
+
+// ---------------------------------------------------------------------------------------
+// Shapes (ir/shape.c).
+int64_t ir_numel(const IrShape *s);
+bool ir_shape_eq(const IrShape *a, const IrShape *b);
+// "[1,120,768]"
+const char *ir_shape_str(const IrShape *s, char *buf, size_t n);
+// NumPy broadcasting of two shapes; false (with message) when they do not broadcast.
+bool ir_broadcast(const IrShape *a, const IrShape *b, IrShape *out, Diag *d);
+
+// ---------------------------------------------------------------------------------------
+// Verifier (ir/verify.c): runs after parsing and after every pass. Re-infers every shape
+// and checks it against the node, arity, attributes, names, order, outputs and losses.
+bool ir_verify(const IrGraph *g, Diag *d);
+
+// ---------------------------------------------------------------------------------------
+// Printers (ir/print.c).
+#include <stdio.h>
+void ir_print_text(const IrGraph *g, FILE *f);
+void ir_print_dot(const IrGraph *g, FILE *f);
+
+// Counts (ir/print.c): parameters' elements, and FLOPs of one forward evaluation.
+int64_t ir_count_params(const IrGraph *g);
+double ir_count_flops(const IrGraph *g);
+
+// ---------------------------------------------------------------------------------------
+// Reference evaluator (ir/eval.c): plain loops in double, the oracle for everything else.
+// values[i] is node i's data (ir_numel doubles). The caller fills inputs and parameters;
+// ir_eval allocates and computes the rest (those needed by `want`, or all if want is NULL).
+typedef struct IrValues {
+  int n;
+  double **v;
+} IrValues;
+
+void ir_values_init(IrValues *vals, const IrGraph *g);
+void ir_values_free(IrValues *vals);
+bool ir_eval(const IrGraph *g, IrValues *vals, const bool *want, const IrEvalMode *mode,
+             Diag *d);
+
+// The dropout stream: a counter-based generator, so a mask depends only on
+// (seed, node name, element index) and not on order or thread count.
+uint64_t ir_rng_key(uint64_t seed, const char *name);
+double ir_rng_uniform(uint64_t key, uint64_t counter);  // in [0, 1)
+
+#endif

@@ -1,0 +1,171 @@
+// The op table: every op declared once — name, arity, flags, attribute schema, shape rule,
+// reference kernel, and a one-line description. Later issues add the gradient rule and the
+// lowering as further columns of this same table.
+#include <assert.h>
+#include <string.h>
+
+#include "ir/ops_impl.h"
+
+#define END {NULL, 0, false, 0}
+#define DTYPE_DEFAULT(t) ((double)(t))
+
+static const IrAttrSpec no_attrs[] = {END};
+static const IrAttrSpec full_attrs[] = {{"shape", IR_ATTR_INTS, true, 0},
+                                        {"value", IR_ATTR_FLOAT, false, 0},
+                                        {"dtype", IR_ATTR_DTYPE, false, DTYPE_DEFAULT(DT_F32)},
+                                        END};
+static const IrAttrSpec iota_attrs[] = {{"shape", IR_ATTR_INTS, true, 0},
+                                        {"axis", IR_ATTR_INT, false, 0},
+                                        {"dtype", IR_ATTR_DTYPE, false, DTYPE_DEFAULT(DT_I64)},
+                                        END};
+static const IrAttrSpec cast_attrs[] = {{"dtype", IR_ATTR_DTYPE, true, 0}, END};
+static const IrAttrSpec affine_attrs[] = {{"scale", IR_ATTR_FLOAT, false, 1},
+                                          {"shift", IR_ATTR_FLOAT, false, 0},
+                                          END};
+static const IrAttrSpec matmul_attrs[] = {{"transpose_a", IR_ATTR_BOOL, false, 0},
+                                          {"transpose_b", IR_ATTR_BOOL, false, 0},
+                                          END};
+static const IrAttrSpec reshape_attrs[] = {{"shape", IR_ATTR_INTS, true, 0}, END};
+static const IrAttrSpec permute_attrs[] = {{"perm", IR_ATTR_INTS, true, 0}, END};
+static const IrAttrSpec concat_attrs[] = {{"axis", IR_ATTR_INT, true, 0}, END};
+static const IrAttrSpec slice_attrs[] = {{"axis", IR_ATTR_INT, true, 0},
+                                         {"start", IR_ATTR_INT, false, 0},
+                                         {"end", IR_ATTR_INT, true, 0},
+                                         END};
+static const IrAttrSpec gather_attrs[] = {{"axis", IR_ATTR_INT, false, 0},
+                                          {"batch_dims", IR_ATTR_INT, false, 0},
+                                          END};
+static const IrAttrSpec reduce_attrs[] = {{"axes", IR_ATTR_INTS, false, 0},
+                                          {"keepdims", IR_ATTR_BOOL, false, 0},
+                                          END};
+static const IrAttrSpec softmax_attrs[] = {{"axis", IR_ATTR_INT, false, -1}, END};
+static const IrAttrSpec layernorm_attrs[] = {{"eps", IR_ATTR_FLOAT, false, 1e-12}, END};
+static const IrAttrSpec dropout_attrs[] = {{"p", IR_ATTR_FLOAT, true, 0}, END};
+static const IrAttrSpec ce_attrs[] = {{"ignore_index", IR_ATTR_INT, false, -100}, END};
+
+#define SRC IR_FLAG_SOURCE
+#define EW IR_FLAG_ELEMENTWISE
+#define INT IR_FLAG_INT_OK
+
+const IrOpInfo ir_ops[IR_OP_COUNT] = {
+  [IR_OP_INPUT] = {"input", 0, 0, SRC | INT, no_attrs, ir_shape_source, ir_ref_source,
+                   "a model input, filled from the inputs file"},
+  [IR_OP_PARAM] = {"param", 0, 0, SRC, no_attrs, ir_shape_source, ir_ref_source,
+                   "a trainable parameter, filled from the weights file"},
+  [IR_OP_FULL] = {"full", 0, 0, SRC | INT, full_attrs, ir_shape_full, ir_ref_full,
+                  "a tensor of the given shape filled with one value"},
+  [IR_OP_IOTA] = {"iota", 0, 0, SRC | INT, iota_attrs, ir_shape_full, ir_ref_iota,
+                  "out[idx] = idx[axis] (positions 0, 1, 2, ... along axis)"},
+  [IR_OP_CAST] = {"cast", 1, 1, EW | INT, cast_attrs, ir_shape_cast, ir_ref_cast,
+                  "convert to another dtype (float to int truncates toward zero)"},
+  [IR_OP_ADD] = {"add", 2, 2, EW | INT, no_attrs, ir_shape_broadcast, ir_ref_add,
+                 "a + b with NumPy broadcasting"},
+  [IR_OP_SUB] = {"sub", 2, 2, EW | INT, no_attrs, ir_shape_broadcast, ir_ref_sub,
+                 "a - b with NumPy broadcasting"},
+  [IR_OP_MUL] = {"mul", 2, 2, EW | INT, no_attrs, ir_shape_broadcast, ir_ref_mul,
+                 "a * b with NumPy broadcasting"},
+  [IR_OP_DIV] = {"div", 2, 2, EW, no_attrs, ir_shape_broadcast, ir_ref_div,
+                 "a / b with NumPy broadcasting (floats only)"},
+  [IR_OP_MAXIMUM] = {"maximum", 2, 2, EW | INT, no_attrs, ir_shape_broadcast, ir_ref_maximum,
+                     "elementwise max(a, b) with broadcasting"},
+  [IR_OP_MINIMUM] = {"minimum", 2, 2, EW | INT, no_attrs, ir_shape_broadcast, ir_ref_minimum,
+                     "elementwise min(a, b) with broadcasting"},
+  [IR_OP_NEG] = {"neg", 1, 1, EW | INT, no_attrs, ir_shape_unary, ir_ref_neg, "-x"},
+  [IR_OP_EXP] = {"exp", 1, 1, EW, no_attrs, ir_shape_unary_float, ir_ref_exp, "e^x"},
+  [IR_OP_LOG] = {"log", 1, 1, EW, no_attrs, ir_shape_unary_float, ir_ref_log,
+                 "natural logarithm"},
+  [IR_OP_SQRT] = {"sqrt", 1, 1, EW, no_attrs, ir_shape_unary_float, ir_ref_sqrt,
+                  "square root"},
+  [IR_OP_RSQRT] = {"rsqrt", 1, 1, EW, no_attrs, ir_shape_unary_float, ir_ref_rsqrt,
+                   "1 / sqrt(x)"},
+  [IR_OP_TANH] = {"tanh", 1, 1, EW, no_attrs, ir_shape_unary_float, ir_ref_tanh,
+                  "hyperbolic tangent"},
+  [IR_OP_ERF] = {"erf", 1, 1, EW, no_attrs, ir_shape_unary_float, ir_ref_erf,
+                 "the error function"},
+  [IR_OP_GELU] = {"gelu", 1, 1, EW, no_attrs, ir_shape_unary_float, ir_ref_gelu,
+                  "exact GELU: 0.5 x (1 + erf(x / sqrt 2))"},
+  [IR_OP_RELU] = {"relu", 1, 1, EW, no_attrs, ir_shape_unary_float, ir_ref_relu,
+                  "max(x, 0)"},
+  [IR_OP_SIGMOID] = {"sigmoid", 1, 1, EW, no_attrs, ir_shape_unary_float, ir_ref_sigmoid,
+                     "1 / (1 + e^-x)"},
+  [IR_OP_AFFINE] = {"affine", 1, 1, EW | INT, affine_attrs, ir_shape_affine, ir_ref_affine,
+                    "x * scale + shift with constant scale and shift"},
+  [IR_OP_MATMUL] = {"matmul", 2, 2, 0, matmul_attrs, ir_shape_matmul, ir_ref_matmul,
+                    "batched matrix product [..., M, K] x [..., K, N] with broadcast batch "
+                    "dims; transpose_a/transpose_b swap the last two dims of an operand"},
+  [IR_OP_RESHAPE] = {"reshape", 1, 1, INT, reshape_attrs, ir_shape_reshape, ir_ref_reshape,
+                     "same elements, new shape (one dim may be -1)"},
+  [IR_OP_PERMUTE] = {"permute", 1, 1, INT, permute_attrs, ir_shape_permute, ir_ref_permute,
+                     "out.shape[i] = in.shape[perm[i]]"},
+  [IR_OP_CONCAT] = {"concat", 1, -1, INT, concat_attrs, ir_shape_concat, ir_ref_concat,
+                    "join along axis; other dims must match"},
+  [IR_OP_SLICE] = {"slice", 1, 1, INT, slice_attrs, ir_shape_slice, ir_ref_slice,
+                   "elements start <= i < end along axis"},
+  [IR_OP_GATHER] = {"gather", 2, 2, INT, gather_attrs, ir_shape_gather, ir_ref_gather,
+                    "take rows of data along axis by integer indices (TensorFlow gather with "
+                    "batch_dims); embedding lookup is gather(table, ids)"},
+  [IR_OP_REDUCE_SUM] = {"reduce_sum", 1, 1, INT, reduce_attrs, ir_shape_reduce,
+                        ir_ref_reduce_sum, "sum over axes (all if none given)"},
+  [IR_OP_REDUCE_MEAN] = {"reduce_mean", 1, 1, 0, reduce_attrs, ir_shape_reduce,
+                         ir_ref_reduce_mean, "mean over axes (all if none given)"},
+  [IR_OP_REDUCE_MAX] = {"reduce_max", 1, 1, INT, reduce_attrs, ir_shape_reduce,
+                        ir_ref_reduce_max, "max over axes (all if none given)"},
+  [IR_OP_SOFTMAX] = {"softmax", 1, 1, 0, softmax_attrs, ir_shape_softmax, ir_ref_softmax,
+                     "exp(x - max) / sum along axis"},
+  [IR_OP_LOG_SOFTMAX] = {"log_softmax", 1, 1, 0, softmax_attrs, ir_shape_softmax,
+                         ir_ref_log_softmax, "x - max - log(sum(exp(x - max))) along axis"},
+  [IR_OP_LAYERNORM] = {"layernorm", 3, 3, 0, layernorm_attrs, ir_shape_layernorm,
+                       ir_ref_layernorm,
+                       "(x - mean) / sqrt(var + eps) * weight + bias over the last axis "
+                       "(biased variance); inputs x, weight, bias"},
+  [IR_OP_DROPOUT] = {"dropout", 1, 1, EW, dropout_attrs, ir_shape_dropout, ir_ref_dropout,
+                     "zero each element with probability p and scale the rest by 1/(1-p) "
+                     "when training; the identity in inference"},
+  [IR_OP_CROSS_ENTROPY] = {"cross_entropy", 2, 2, INT, ce_attrs, ir_shape_cross_entropy,
+                           ir_ref_cross_entropy,
+                           "mean over labelled positions of -log_softmax(logits)[label]; "
+                           "logits [..., C], integer labels [...]; ignore_index skipped; "
+                           "0 when every label is ignored"},
+  [IR_OP_KL_DIV] = {"kl_div", 2, 2, 0, no_attrs, ir_shape_kl_div, ir_ref_kl_div,
+                    "sum(target * (log target - log_probs)) / batch (PyTorch KLDivLoss, "
+                    "batchmean; 0 log 0 = 0); inputs log_probs, target of one shape"},
+};
+
+static const char *const op_names[IR_OP_COUNT] = {
+#define X(e, s) [IR_OP_##e] = s,
+  IR_OPS(X)
+#undef X
+};
+
+bool ir_op_lookup(const char *name, IrOpKind *out) {
+  for (int i = 0; i < IR_OP_COUNT; i++) {
+    assert(ir_ops[i].name && strcmp(ir_ops[i].name, op_names[i]) == 0);
+    if (strcmp(name, ir_ops[i].name) == 0) {
+      *out = (IrOpKind)i;
+      return true;
+    }
+  }
+  return false;
+}
+
+int ir_op_n_attrs(IrOpKind op) {
+  int n = 0;
+  while (ir_ops[op].attrs[n].name) n++;
+  assert(n <= IR_MAX_ATTRS);
+  return n;
+}
+
+int ir_attr_index(IrOpKind op, const char *name) {
+  for (int i = 0; ir_ops[op].attrs[i].name; i++)
+    if (strcmp(ir_ops[op].attrs[i].name, name) == 0) return i;
+  return -1;
+}
+
+const IrAttr *ir_attr(const IrNode *n, const char *name) {
+  int i = ir_attr_index(n->op, name);
+  assert(i >= 0 && "attribute not in the op's schema");
+  return &n->attr[i];
+}
+
+int64_t ir_attr_int(const IrNode *n, const char *name) { return ir_attr(n, name)->i; }
+double ir_attr_float(const IrNode *n, const char *name) { return ir_attr(n, name)->f; }

@@ -1,0 +1,30 @@
+// Private to ir/: the shape rules (ir/shape_rules.c) and reference kernels (ir/ref_*.c)
+// that the op table in ir/ops.c points to. One of each per op (some shared).
+#ifndef KILN_OPS_IMPL_H
+#define KILN_OPS_IMPL_H
+
+#include "ir/ir.h"
+
+// Shape rules.
+#define SHAPE_RULES(X)                                                                   \
+  X(source) X(full) X(cast) X(broadcast) X(unary) X(unary_float) X(affine) X(matmul)      \
+  X(reshape) X(permute) X(concat) X(slice) X(gather) X(reduce) X(softmax) X(layernorm)    \
+  X(dropout) X(cross_entropy) X(kl_div)
+#define X(r) bool ir_shape_##r(IrNode *n, Diag *d);
+SHAPE_RULES(X)
+#undef X
+
+// Reference kernels.
+#define REF_KERNELS(X)                                                                   \
+  X(source) X(full) X(iota) X(cast) X(add) X(sub) X(mul) X(div) X(maximum) X(minimum)     \
+  X(neg) X(exp) X(log) X(sqrt) X(rsqrt) X(tanh) X(erf) X(gelu) X(relu) X(sigmoid)         \
+  X(affine) X(matmul) X(reshape) X(permute) X(concat) X(slice) X(gather) X(reduce_sum)    \
+  X(reduce_mean) X(reduce_max) X(softmax) X(log_softmax) X(layernorm) X(dropout)          \
+  X(cross_entropy) X(kl_div)
+#define X(k)                                                                             \
+  bool ir_ref_##k(const IrNode *n, double *out, const double *const *in,                  \
+                  const IrEvalMode *mode, Diag *d);
+REF_KERNELS(X)
+#undef X
+
+#endif

@@ -1,0 +1,41 @@
+// The pass pipeline: the one list of passes in the order they run. The optimisation issue
+// fills it (simplify, cse/dce, fusion, scheduling, memory planning); today it holds only
+// "parse", the graph exactly as the frontend built and verified it.
+#include <string.h>
+
+#include "passes/passes.h"
+
+const Pass pass_pipeline[] = {
+  {"parse", "the graph as read from the model file (verified, no changes)", NULL},
+};
+const int pass_count = (int)(sizeof pass_pipeline / sizeof pass_pipeline[0]);
+
+static int find_pass(const char *name) {
+  for (int i = 0; i < pass_count; i++)
+    if (strcmp(pass_pipeline[i].name, name) == 0) return i;
+  return -1;
+}
+
+static bool unknown(const char *name, Diag *d) {
+  char list[512] = "";
+  for (int i = 0; i < pass_count; i++)
+    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+             pass_pipeline[i].name);
+  return diag_error(d, "unknown pass \"%s\" (passes: %s)", name, list);
+}
+
+bool pass_run_pipeline(IrGraph *g, const char *stop, const char *const *disabled,
+                       int n_disabled, Diag *d) {
+  int last = pass_count - 1;
+  if (stop && (last = find_pass(stop)) < 0) return unknown(stop, d);
+  for (int k = 0; k < n_disabled; k++)
+    if (find_pass(disabled[k]) < 0) return unknown(disabled[k], d);
+  for (int i = 0; i <= last; i++) {
+    bool skip = !pass_pipeline[i].run;
+    for (int k = 0; k < n_disabled && !skip; k++) skip = strcmp(disabled[k], pass_pipeline[i].name) == 0;
+    if (skip) continue;
+    if (!pass_pipeline[i].run(g, d)) return diag_prefix(d, "pass %s: ", pass_pipeline[i].name);
+    if (!ir_verify(g, d)) return diag_prefix(d, "after pass %s (compiler bug): ", pass_pipeline[i].name);
+  }
+  return true;
+}
