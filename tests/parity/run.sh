@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Parity: kiln's reference backend against the independent PyTorch VisualBERT
+# (tests/parity/visualbert_torch.py, float64) on the same weights and inputs, for all four
+# model files at small configurations, or (with --base) VQA at the full base size.
+# usage: tests/parity/run.sh KILN_BINARY [--base]
+set -euo pipefail
+kiln=${1:?usage: run.sh KILN_BINARY [--base]}
+base=${2:-}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+py=/usr/bin/python3
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$py" -c 'import torch, numpy' || { echo "parity: python3-torch and python3-numpy are needed (apt-get install python3-torch)"; exit 1; }
+
+tiny=(--set layers=2 --set hidden=32 --set heads=4 --set intermediate=64 --set vocab=50
+      --set visual_dim=24 --set text_len=6 --set regions=5 --set batch=2 --set max_positions=16)
+passed=0 failed=0
+check() {  # name, variant, model, extra make_case flags, then --set list
+  local name=$1 variant=$2 model=$3 caseflags=$4; shift 4
+  local d="$work/$name"; mkdir -p "$d"
+  if "$kiln" init "$root/models/$model" -o "$d/w.safetensors" --seed 7 "$@" 2>"$d/log" &&
+     "$py" "$here/make_case.py" --variant "$variant" --seed 11 -o "$d/in.safetensors" $caseflags "$@" >>"$d/log" 2>&1 &&
+     "$kiln" run "$root/models/$model" --weights "$d/w.safetensors" --inputs "$d/in.safetensors" \
+        -o "$d/kiln.safetensors" "$@" 2>>"$d/log" &&
+     "$py" "$here/visualbert_torch.py" --variant "$variant" --weights "$d/w.safetensors" \
+        --inputs "$d/in.safetensors" -o "$d/torch.safetensors" "$@" 2>>"$d/log" >>"$d/log" &&
+     "$py" "$here/compare.py" "$d/kiln.safetensors" "$d/torch.safetensors" --rtol 1e-5 \
+        --require "$(req "$variant")" >"$d/cmp" 2>&1; then
+    echo "ok    $name"; passed=$((passed + 1))
+  else
+    echo "FAIL  $name"; cat "$d/log" "$d/cmp" 2>/dev/null | tail -20; failed=$((failed + 1))
+  fi
+}
+req() {
+  case $1 in
+    pretrain) echo prediction_logits,seq_relationship_logits,pooler_output,loss,sentence_image_loss ;;
+    *) echo logits,pooler_output,loss ;;
+  esac
+}
+
+if [ "$base" = --base ]; then
+  check vqa-base vqa visualbert-vqa.json ""
+  echo "parity: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit
+fi
+check vqa-tiny vqa visualbert-vqa.json "" "${tiny[@]}" --set num_labels=7
+check vqa-tiny-float-masks-i32 vqa visualbert-vqa.json "--float-masks --id-dtype int32" "${tiny[@]}" --set num_labels=7
+check pretrain-tiny pretrain visualbert-pretrain.json "" "${tiny[@]}"
+check vqa-late-tiny vqa-late visualbert-vqa-late.json "" "${tiny[@]}" --set num_labels=7
+check nlvr2-tiny nlvr2 visualbert-nlvr2.json "" "${tiny[@]}"
+check vqa-batch1-3layers vqa visualbert-vqa.json "" --set layers=3 --set hidden=48 --set heads=3 \
+  --set intermediate=96 --set vocab=80 --set visual_dim=40 --set text_len=9 --set regions=13 \
+  --set num_labels=11
+echo "parity: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
