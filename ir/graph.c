@@ -88,28 +88,44 @@ IrNode *ir_graph_add(IrGraph *g, IrOpKind op, const char *name, const char *wher
 
 IrNode *ir_graph_find(const IrGraph *g, const char *name) { return map_get(g->names, name); }
 
-// Depth-first topological sort; a grey node met again is a cycle, reported with its path.
+// Depth-first topological sort with an explicit stack (model files can make very deep
+// graphs); a grey node met again is a cycle, reported with its path.
 enum { WHITE, GREY, BLACK };
 
-static bool visit(IrNode *n, char *color, IrNode **order, int *k, IrNode **stack, int depth,
+static bool report_cycle(IrNode **stack, int depth, IrNode *n, Diag *d) {
+  int start = depth - 1;
+  while (start > 0 && stack[start] != n) start--;
+  char path[1024] = "";
+  size_t len = 0;
+  for (int i = start; i < depth && len < sizeof path - 64; i++)
+    len += (size_t)snprintf(path + len, sizeof path - len, "\"%s\" -> ", stack[i]->name);
+  snprintf(path + len, sizeof path - len, "\"%s\"", n->name);
+  return diag_error(d, "%s \"%s\": the graph has a cycle: %s", n->where, n->name, path);
+}
+
+static bool visit(IrNode *root, char *color, IrNode **order, int *k, IrNode **stack, int *next,
                   Diag *d) {
-  if (color[n->id] == BLACK) return true;
-  stack[depth] = n;
-  if (color[n->id] == GREY) {
-    int start = depth - 1;
-    while (start > 0 && stack[start] != n) start--;
-    char path[1024] = "";
-    size_t len = 0;
-    for (int i = start; i <= depth && len < sizeof path - 64; i++)
-      len += (size_t)snprintf(path + len, sizeof path - len, "%s\"%s\"", i > start ? " -> " : "",
-                              stack[i]->name);
-    return diag_error(d, "%s \"%s\": the graph has a cycle: %s", n->where, n->name, path);
+  if (color[root->id] != WHITE) return true;
+  int depth = 0;
+  stack[depth] = root;
+  next[depth++] = 0;
+  color[root->id] = GREY;
+  while (depth > 0) {
+    IrNode *n = stack[depth - 1];
+    if (next[depth - 1] < n->n_in) {
+      IrNode *m = n->in[next[depth - 1]++];
+      if (color[m->id] == GREY) return report_cycle(stack, depth, m, d);
+      if (color[m->id] == WHITE) {
+        color[m->id] = GREY;
+        stack[depth] = m;
+        next[depth++] = 0;
+      }
+    } else {
+      color[n->id] = BLACK;
+      order[(*k)++] = n;
+      depth--;
+    }
   }
-  color[n->id] = GREY;
-  for (int i = 0; i < n->n_in; i++)
-    if (!visit(n->in[i], color, order, k, stack, depth + 1, d)) return false;
-  color[n->id] = BLACK;
-  order[(*k)++] = n;
   return true;
 }
 
@@ -118,9 +134,10 @@ bool ir_graph_finish(IrGraph *g, Diag *d) {
   char *color = calloc((size_t)nn, 1);
   IrNode **order = malloc((size_t)nn * sizeof *order);
   IrNode **stack = malloc(((size_t)nn + 1) * sizeof *stack);
+  int *next = malloc(((size_t)nn + 1) * sizeof *next);
   int k = 0;
   bool ok = true;
-  for (int i = 0; i < nn && ok; i++) ok = visit(g->nodes[i], color, order, &k, stack, 0, d);
+  for (int i = 0; i < nn && ok; i++) ok = visit(g->nodes[i], color, order, &k, stack, next, d);
   if (ok) {
     assert(k == nn);
     memcpy(g->nodes, order, (size_t)nn * sizeof *order);
@@ -139,5 +156,6 @@ bool ir_graph_finish(IrGraph *g, Diag *d) {
   free(color);
   free(order);
   free(stack);
+  free(next);
   return ok;
 }
