@@ -17,14 +17,22 @@ static const char *st_shape_str(const StTensor *t, char *buf, size_t n) {
   return ir_shape_str(&s, buf, n);
 }
 
-// Converts t into node n's dtype (refusing lossy conversions) and then into doubles.
-static bool load_tensor(const IrNode *n, const StTensor *t, const char *file, double **out,
-                        Diag *d) {
+// Checks t against node n and converts it into n's dtype at dst (refusing lossy
+// conversions).
+static bool convert_into(const IrNode *n, const StTensor *t, const char *file, void *dst, Diag *d) {
   if (!shape_matches(n, t)) {
     char a[160], b[160];
     return diag_error(d, "%s: tensor \"%s\" has shape %s but the model needs %s", file, t->name,
                       st_shape_str(t, a, sizeof a), ir_shape_str(&n->shape, b, sizeof b));
   }
+  if (!dt_convert(t->dtype, t->data, n->dtype, dst, (size_t)ir_numel(&n->shape), t->name, d))
+    return diag_prefix(d, "%s: ", file);
+  return true;
+}
+
+// The reference evaluator's form: doubles.
+static bool load_tensor(const IrNode *n, const StTensor *t, const char *file, double **out,
+                        Diag *d) {
   size_t count = (size_t)ir_numel(&n->shape);
   void *tmp = malloc(count * dt_size(n->dtype) + 1);
   double *v = malloc(count * sizeof *v + 1);
@@ -33,15 +41,38 @@ static bool load_tensor(const IrNode *n, const StTensor *t, const char *file, do
     free(v);
     return diag_error(d, "%s: out of memory loading \"%s\"", file, t->name);
   }
-  if (!dt_convert(t->dtype, t->data, n->dtype, tmp, count, t->name, d)) {
+  if (!convert_into(n, t, file, tmp, d)) {
     free(tmp);
     free(v);
-    return diag_prefix(d, "%s: ", file);
+    return false;
   }
   for (size_t i = 0; i < count; i++) v[i] = dt_load(n->dtype, tmp, i);
   free(tmp);
   free(*out);
   *out = v;
+  return true;
+}
+
+bool fe_bind_native(const IrGraph *g, const StFile *f, IrOpKind kind, void *const *value,
+                    bool *given, FILE *log, Diag *d) {
+  for (int i = 0; i < g->n_nodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op != kind || !value[i]) continue;
+    const StTensor *t = st_find(f, n->name);
+    if (!t) {
+      if (kind == IR_OP_INPUT) continue;
+      return diag_error(d, "%s: parameter \"%s\" is missing (declared at %s)", f->path, n->name,
+                        n->where);
+    }
+    if (!convert_into(n, t, f->path, value[i], d)) return false;
+    if (given) given[i] = true;
+  }
+  for (int k = 0; k < f->n && log; k++) {
+    const IrNode *n = ir_graph_find(g, f->tensors[k].name);
+    if (!n || n->op != kind)
+      fprintf(log, "%s: tensor \"%s\" is not %s of the model (ignored)\n", f->path,
+              f->tensors[k].name, kind == IR_OP_PARAM ? "a parameter" : "an input");
+  }
   return true;
 }
 

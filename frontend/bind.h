@@ -18,6 +18,12 @@ bool fe_bind_weights(const IrGraph *g, const StFile *w, IrValues *vals, FILE *lo
 bool fe_bind_inputs(const IrGraph *g, const StFile *in, IrValues *vals, bool *given, FILE *log,
                     Diag *d);
 
+// The JIT's form: converts tensors of f for nodes of `kind` (IR_OP_PARAM: all must be
+// there; IR_OP_INPUT: those present) into value[node id] in the node's dtype, for every
+// node whose value is not NULL. given[i] is set for each bound node (given may be NULL).
+bool fe_bind_native(const IrGraph *g, const StFile *f, IrOpKind kind, void *const *value,
+                    bool *given, FILE *log, Diag *d);
+
 // Marks in `avail` every node computable from the given inputs (and parameters).
 void fe_available(const IrGraph *g, const bool *given, bool *avail);
 
@@ -27,6 +33,7 @@ bool fe_write_values(const char *path, const IrNode *const *nodes, const char *c
 
 // Initial parameter values from their initialisers, deterministic for a seed: normal(std)
 // from a counter-based stream keyed by (seed, parameter name); copies after the rest.
-void fe_init_params(const IrGraph *g, uint64_t seed, IrValues *vals);
+// Fails (out of memory) only for parameters too large to hold.
+bool fe_init_params(const IrGraph *g, uint64_t seed, IrValues *vals, Diag *d);
 
 #endif

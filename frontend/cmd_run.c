@@ -17,7 +17,13 @@ int cmd_init(const CliOptions *o) {
   if (!cli_load(o, &g)) return EXIT_USER;
   IrValues vals;
   ir_values_init(&vals, &g);
-  fe_init_params(&g, o->seed, &vals);
+  Diag d = {0};
+  if (!fe_init_params(&g, o->seed, &vals, &d)) {
+    cli_error(&d);
+    ir_values_free(&vals);
+    ir_graph_free(&g);
+    return EXIT_USER;
+  }
   int n = 0;
   const IrNode **nodes = malloc(((size_t)g.n_nodes + 1) * sizeof *nodes);
   const char **names = malloc(((size_t)g.n_nodes + 1) * sizeof *names);
@@ -26,7 +32,6 @@ int cmd_init(const CliOptions *o) {
       nodes[n] = g.nodes[i];
       names[n++] = g.nodes[i]->name;
     }
-  Diag d = {0};
   bool ok = fe_write_values(o->output, nodes, names, n, &vals, &d);
   if (ok) fprintf(stderr, "kiln: wrote %d parameters (%lld values) to %s\n", n,
                   (long long)ir_count_params(&g), o->output);

@@ -92,8 +92,12 @@ static bool parse_term(Parser *ps, double *out) {
       *out *= rhs;
     } else {
       if (rhs == 0) return diag_error(ps->d, "expression \"%s\": division by zero", ps->src);
-      if (op == '%') *out = fmod(*out, rhs);
-      else *out = floordiv ? floor(*out / rhs) : *out / rhs;
+      if (op == '%') {  // the sign of the divisor, so that a == (a // b) * b + a % b
+        double r = fmod(*out, rhs);
+        *out = r != 0 && (r < 0) != (rhs < 0) ? r + rhs : r;
+      } else {
+        *out = floordiv ? floor(*out / rhs) : *out / rhs;
+      }
     }
   }
 }

@@ -1,6 +1,7 @@
 // Config arithmetic: the expressions model files write in shapes and attributes
 // ("text_len + regions", "hidden / heads", "-1", "(a + 1) * 2"): numbers, names, + - * / //
-// % and parentheses, evaluated in double. Names are resolved by the caller's lookup.
+// % and parentheses, evaluated in double. // floors and % takes the divisor's sign (as in
+// Python). Names are resolved by the caller's lookup.
 #ifndef KILN_EXPR_H
 #define KILN_EXPR_H
 

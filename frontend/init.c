@@ -16,7 +16,7 @@ static void fill_normal(double *v, size_t n, double std, uint64_t key) {
   }
 }
 
-void fe_init_params(const IrGraph *g, uint64_t seed, IrValues *vals) {
+bool fe_init_params(const IrGraph *g, uint64_t seed, IrValues *vals, Diag *d) {
   for (int pass = 0; pass < 2; pass++)
     for (int i = 0; i < g->n_nodes; i++) {
       const IrNode *n = g->nodes[i];
@@ -24,16 +24,22 @@ void fe_init_params(const IrGraph *g, uint64_t seed, IrValues *vals) {
       size_t count = (size_t)ir_numel(&n->shape);
       free(vals->v[i]);
       vals->v[i] = malloc(count * sizeof(double) + 1);
-      if (!vals->v[i]) abort();
+      if (!vals->v[i])
+        return diag_error(d, "%s \"%s\": out of memory for %zu values", n->where, n->name,
+                          count);
       switch (n->init.kind) {
       case IR_INIT_NORMAL: fill_normal(vals->v[i], count, n->init.std, ir_rng_key(seed, n->name)); break;
       case IR_INIT_ZEROS: memset(vals->v[i], 0, count * sizeof(double)); break;
       case IR_INIT_ONES:
         for (size_t k = 0; k < count; k++) vals->v[i][k] = 1.0;
         break;
-      case IR_INIT_COPY:  // the verifier guarantees a parameter of the same shape
-        memcpy(vals->v[i], vals->v[ir_graph_find(g, n->init.copy_of)->id], count * sizeof(double));
+      case IR_INIT_COPY: {  // the verifier guarantees a chain of copies, without cycles,
+        const IrNode *src = n;  // ending at a parameter of the same shape
+        while (src->init.kind == IR_INIT_COPY) src = ir_graph_find(g, src->init.copy_of);
+        memcpy(vals->v[i], vals->v[src->id], count * sizeof(double));
         break;
       }
+      }
     }
+  return true;
 }

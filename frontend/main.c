@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "frontend/cli.h"
+#include "passes/passes.h"
 
 typedef struct Command {
   const char *name;
@@ -67,6 +68,12 @@ static int usage_error(const Command *c, const char *fmt, const char *arg) {
   fprintf(stderr, fmt, arg);
   fprintf(stderr, "\nusage: %s\n", c ? c->usage : "kiln COMMAND MODEL [options] (kiln --help)");
   return EXIT_USAGE;
+}
+
+static bool is_pass(const char *name) {
+  for (int i = 0; i < pass_count; i++)
+    if (strcmp(name, pass_pipeline[i].name) == 0) return true;
+  return false;
 }
 
 static bool parse_int(const char *s, long long lo, long long hi, long long *out) {
@@ -133,10 +140,13 @@ int main(int argc, char **argv) {
       o.output = val;
     } else if (strcmp(a, "--after") == 0) {
       TAKES_VALUE();
+      if (!is_pass(val)) return usage_error(c, "--after \"%s\": no such pass (see `kiln ops`)", val);
       o.after = val;
     } else if (strcmp(a, "--disable-pass") == 0) {
       TAKES_VALUE();
       if (o.n_disabled == 64) return usage_error(c, "too many --disable-pass options%s", "");
+      if (!is_pass(val))
+        return usage_error(c, "--disable-pass \"%s\": no such pass (see `kiln ops`)", val);
       o.disabled[o.n_disabled++] = val;
     } else if (strcmp(a, "--format") == 0) {
       TAKES_VALUE();

@@ -3,6 +3,7 @@
 // graph. The file format is specified in docs/model-format.md.
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,14 +143,52 @@ static bool read_whole_file(const char *path, char **out, size_t *len, Diag *d) 
     if (got == 0) break;
   }
   bool err = ferror(f);
+  int saved = errno;
   fclose(f);
+  errno = saved;
   if (err) {
     free(buf);
-    return diag_error(d, "%s: read error", path);
+    return diag_error(d, "%s: read error: %s", path, strerror(errno));
   }
   buf[n] = 0;
   *out = buf;
   *len = n;
+  return true;
+}
+
+static int cmp_keys(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+// cJSON keeps every copy of a repeated key and lookups see only the first, so a repeated
+// key would be silently ignored: reject it, naming its JSON path.
+static bool check_no_duplicate_keys(const cJSON *j, const char *path, char *at, size_t len,
+                                    Diag *d) {
+  size_t cap = 512;
+  if (cJSON_IsObject(j)) {
+    int n = cJSON_GetArraySize(j);
+    const char **keys = malloc(((size_t)n + 1) * sizeof *keys);
+    if (!keys) abort();
+    int k = 0;
+    for (const cJSON *c = j->child; c; c = c->next) keys[k++] = c->string;
+    qsort(keys, (size_t)n, sizeof *keys, cmp_keys);
+    for (k = 1; k < n; k++)
+      if (strcmp(keys[k - 1], keys[k]) == 0) {
+        diag_error(d, "%s: %s%s\"%s\" appears twice", path, at, len ? ": key " : "key ", keys[k]);
+        free(keys);
+        return false;
+      }
+    free(keys);
+  }
+  int i = 0;
+  for (const cJSON *c = j->child; c; c = c->next, i++) {
+    if (!cJSON_IsObject(c) && !cJSON_IsArray(c)) continue;
+    int w = cJSON_IsObject(j) ? snprintf(at + len, cap - len, "%s%s", len ? "." : "", c->string)
+                              : snprintf(at + len, cap - len, "[%d]", i);
+    size_t next = w < 0 || (size_t)w >= cap - len ? cap - 1 : len + (size_t)w;
+    if (!check_no_duplicate_keys(c, path, at, next, d)) return false;
+    at[len] = 0;
+  }
   return true;
 }
 
@@ -174,6 +213,11 @@ static bool parse_json(const char *path, cJSON **out, Diag *d) {
     cJSON_Delete(root);
     return diag_error(d, "%s: the model must be a JSON object", path);
   }
+  char at[512] = "";
+  if (!check_no_duplicate_keys(root, path, at, 0, d)) {
+    cJSON_Delete(root);
+    return false;
+  }
   *out = root;
   return true;
 }
@@ -191,7 +235,10 @@ static bool collect_list(Loader *L, cJSON *root, const char *file, const char *k
                          ItemList *out, bool object_ok) {
   cJSON *list = cJSON_GetObjectItemCaseSensitive(root, key);
   if (!list) return true;
-  if (object_ok && cJSON_IsObject(list)) {  // losses: {"name": "tensor"}
+  if (object_ok) {  // losses: {"name": "tensor"}
+    if (!cJSON_IsObject(list))
+      return diag_error(L->d, "%s: %s: must be an object {\"loss name\": \"tensor\"}, not %s",
+                        file, key, type_name(list));
     int i = 0;
     for (cJSON *c = list->child; c; c = c->next) items_push(out, c, file, i++);
     return true;
@@ -209,13 +256,16 @@ static bool load_includes(Loader *L, cJSON *root, const char *path) {
   cJSON *inc = cJSON_GetObjectItemCaseSensitive(root, "include");
   if (!inc) return true;
   if (cJSON_IsString(inc)) {
-    return load_file(L, resolve_relative(L, path, inc->valuestring));
+    if (!inc->valuestring[0]) return diag_error(L->d, "%s: include: the file name is empty", path);
+    if (!load_file(L, resolve_relative(L, path, inc->valuestring)))
+      return diag_prefix(L->d, "%s: include: ", path);
+    return true;
   }
   if (!cJSON_IsArray(inc))
     return diag_error(L->d, "%s: include: must be a file name or an array of them", path);
   int i = 0;
   for (cJSON *c = inc->child; c; c = c->next, i++) {
-    if (!cJSON_IsString(c))
+    if (!cJSON_IsString(c) || !c->valuestring[0])
       return diag_error(L->d, "%s: include[%d]: must be a file name string", path, i);
     if (!load_file(L, resolve_relative(L, path, c->valuestring)))
       return diag_prefix(L->d, "%s: include[%d]: ", path, i);
@@ -316,7 +366,8 @@ static bool config_value(Loader *L, ConfigEntry *e, double *out) {
     bool ok;
     if (cJSON_IsNumber(e->value)) {
       e->v = e->value->valuedouble;
-      ok = true;
+      ok = isfinite(e->v) ||
+           diag_error(L->d, "%s: config.%s: the number is too large", e->file, e->name);
     } else {
       ok = expr_eval(e->value->valuestring, lookup_config, L, &e->v, L->d);
       if (!ok) diag_prefix(L->d, "%s: config.%s: ", e->file, e->name);
@@ -383,11 +434,7 @@ static char *subst(Loader *L, const Scope *s, const char *tmpl) {
         diag_error(L->d, "\"%s\": '{' without '}'", tmpl);
         return NULL;
       }
-      char inner[256];
-      size_t ilen = (size_t)(close - p - 1);
-      if (ilen >= sizeof inner) ilen = sizeof inner - 1;
-      memcpy(inner, p + 1, ilen);
-      inner[ilen] = 0;
+      char *inner = arena_printf(&L->g->arena, "%.*s", (int)(close - p - 1), p + 1);
       p = close + 1;
       piece = NULL;
       for (int i = 0; i < s->n_args; i++)
@@ -434,7 +481,8 @@ static const char *get_name(Loader *L, const Scope *s, const cJSON *obj, const c
     return NULL;
   }
   if (!cJSON_IsString(j) || !j->valuestring[0]) {
-    diag_error(L->d, "%s: \"%s\" must be a non-empty string, not %s", where, key, type_name(j));
+    diag_error(L->d, "%s: \"%s\" must be a non-empty string, not %s", where, key,
+               cJSON_IsString(j) ? "an empty one" : type_name(j));
     return NULL;
   }
   const char *r = subst(L, s, j->valuestring);
@@ -446,7 +494,7 @@ static const char *get_name(Loader *L, const Scope *s, const cJSON *obj, const c
 static bool eval_number(Loader *L, const Scope *s, const cJSON *j, double *out) {
   if (cJSON_IsNumber(j)) {
     *out = j->valuedouble;
-    return true;
+    return isfinite(*out) || diag_error(L->d, "the number is too large");
   }
   if (cJSON_IsString(j)) {
     char *src = subst(L, s, j->valuestring);
@@ -460,9 +508,10 @@ static bool eval_whole(Loader *L, const Scope *s, const cJSON *j, int64_t *out) 
   long long w;
   if (!eval_number(L, s, j, &v)) return false;
   if (!expr_whole(v, &w)) {
+    const char *why = v == floor(v) ? "too large for an integer" : "not a whole number";
     if (cJSON_IsString(j))
-      return diag_error(L->d, "\"%s\" is %g, not a whole number", j->valuestring, v);
-    return diag_error(L->d, "%g is not a whole number", v);
+      return diag_error(L->d, "\"%s\" is %g, %s", j->valuestring, v, why);
+    return diag_error(L->d, "%g is %s", v, why);
   }
   *out = w;
   return true;
@@ -695,9 +744,9 @@ static bool call_block(Loader *L, const Scope *s, const cJSON *j, const char *wh
   for (int i = 0; i < L->n_blocks; i++)
     if (strcmp(L->blocks[i].name, bj->valuestring) == 0) b = &L->blocks[i];
   if (!b) return diag_error(L->d, "%s: unknown block \"%s\"", where, bj->valuestring);
-  if (L->block_depth >= MAX_BLOCK_DEPTH)
-    return diag_error(L->d, "%s: blocks nested deeper than %d (a block calls itself?)", where,
-                      MAX_BLOCK_DEPTH);
+  if (L->block_depth >= MAX_BLOCK_DEPTH)  // named by its definition: `where` is 32 calls long
+    return diag_error(L->d, "%s: blocks.%s: blocks nested deeper than %d (a block calls itself?)",
+                      b->file, b->name, MAX_BLOCK_DEPTH);
   static const char *const bkeys[] = {"args", "params", "nodes", "doc", NULL};
   char *bwhere = arena_printf(&L->g->arena, "%s: blocks.%s", b->file, b->name);
   if (!check_keys(L, b->def, bwhere, bkeys)) return false;
@@ -868,6 +917,10 @@ static bool apply_sets(Loader *L, const FeSet *sets, int n_sets) {
     e->done = true;
     e->file = "--set";
   }
+  // Entries evaluated above (for a --set value) saw the config before later overrides;
+  // forget them so that every dependant sees the final values.
+  for (int i = 0; i < L->n_config; i++)
+    if (strcmp(L->config[i].file, "--set") != 0) L->config[i].done = false;
   return true;
 }
 

@@ -1,6 +1,7 @@
 // The reference evaluator: runs the graph node by node with each op's reference kernel, all
 // values in double. Slow and plain on purpose: it is the oracle the JIT, the passes and the
 // gradients are held to.
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,17 @@ void ir_values_free(IrValues *vals) {
   free(vals->v);
   vals->v = NULL;
   vals->n = 0;
+}
+
+// Integer results are held in doubles; each must be a value the node's dtype can hold (a
+// cast of NaN, or i32 arithmetic that overflows, is an error rather than a wrong number).
+static bool check_int_values(const IrNode *n, const double *v, size_t count, Diag *d) {
+  double lo = n->dtype == DT_I32 ? -0x1p31 : -0x1p63, hi = n->dtype == DT_I32 ? 0x1p31 : 0x1p63;
+  for (size_t j = 0; j < count; j++)
+    if (!(v[j] >= lo && v[j] < hi) || v[j] != trunc(v[j]))
+      return diag_error(d, "%s: element %zu is %g, which %s cannot hold", ir_ops[n->op].name, j,
+                        v[j], dt_name(n->dtype));
+  return true;
 }
 
 bool ir_eval(const IrGraph *g, IrValues *vals, const bool *want, const IrEvalMode *mode,
@@ -45,6 +57,8 @@ bool ir_eval(const IrGraph *g, IrValues *vals, const bool *want, const IrEvalMod
     const double **inp = n->n_in <= 64 ? in : malloc((size_t)n->n_in * sizeof *inp);
     for (int k = 0; k < n->n_in; k++) inp[k] = vals->v[n->in[k]->id];
     ok = ir_ops[n->op].ref(n, vals->v[i], (const double *const *)inp, mode, d);
+    if (ok && (n->dtype == DT_I32 || n->dtype == DT_I64))
+      ok = check_int_values(n, vals->v[i], count, d);
     if (!ok) diag_prefix(d, "%s \"%s\": ", n->where, n->name);
     if (inp != in) free(inp);
   }

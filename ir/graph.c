@@ -129,6 +129,21 @@ static bool visit(IrNode *root, char *color, IrNode **order, int *k, IrNode **st
   return true;
 }
 
+// A tensor's element count must fit comfortably in int64 (and its buffers in memory
+// sizes), so that nothing downstream overflows computing it.
+static bool check_numel(const IrNode *n, Diag *d) {
+  int64_t numel = 1;
+  for (int i = 0; i < n->shape.rank; i++) {
+    if (n->shape.dim[i] > IR_MAX_NUMEL / numel) {
+      char s[160];
+      return diag_error(d, "shape %s has more than 2^48 elements",
+                        ir_shape_str(&n->shape, s, sizeof s));
+    }
+    numel *= n->shape.dim[i];
+  }
+  return true;
+}
+
 bool ir_graph_finish(IrGraph *g, Diag *d) {
   int nn = g->n_nodes;
   char *color = calloc((size_t)nn, 1);
@@ -149,7 +164,7 @@ bool ir_graph_finish(IrGraph *g, Diag *d) {
       for (int j = 0; j < g->nodes[i]->n_in; j++) g->nodes[i]->in[j]->n_uses++;
     for (int i = 0; i < nn && ok; i++) {
       IrNode *n = g->nodes[i];
-      if (!ir_ops[n->op].shape(n, d))
+      if (!ir_ops[n->op].shape(n, d) || !check_numel(n, d))
         ok = diag_prefix(d, "%s \"%s\": %s: ", n->where, n->name, ir_ops[n->op].name);
     }
   }

@@ -177,6 +177,8 @@ bool ir_graph_finish(IrGraph *g, Diag *d);
 // ---------------------------------------------------------------------------------------
 // Shapes (ir/shape.c).
 int64_t ir_numel(const IrShape *s);
+// The most elements a tensor may have (checked for every node by ir_graph_finish).
+#define IR_MAX_NUMEL ((int64_t)1 << 48)
 bool ir_shape_eq(const IrShape *a, const IrShape *b);
 // "[1,120,768]"
 const char *ir_shape_str(const IrShape *s, char *buf, size_t n);

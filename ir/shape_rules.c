@@ -1,5 +1,6 @@
 // Shape rules: for each op, the output dtype and shape from the inputs and attributes, or a
 // message saying what does not fit (the caller prefixes the node's place and op name).
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -127,6 +128,7 @@ bool ir_shape_reshape(IrNode *n, Diag *d) {
   const IrAttr *a = ir_attr(n, "shape");
   int64_t known = 1, total = ir_numel(&n->in[0]->shape);
   int infer = -1;
+  bool too_many = false;  // the known dims' product overflows int64
   IrShape s = {.rank = a->n};
   for (int i = 0; i < a->n; i++) {
     s.dim[i] = a->ints[i];
@@ -135,10 +137,15 @@ bool ir_shape_reshape(IrNode *n, Diag *d) {
     } else if (a->ints[i] <= 0) {
       return diag_error(d, "shape[%d] is %lld; dims must be positive (one may be -1)", i,
                         (long long)a->ints[i]);
+    } else if (a->ints[i] > INT64_MAX / known) {
+      too_many = true;
     } else {
       known *= a->ints[i];
     }
   }
+  if (too_many)
+    return diag_error(d, "cannot reshape %s (%lld elements) to %s (too many elements)",
+                      SHAPE(&n->in[0]->shape), (long long)total, SHAPE(&s));
   if (infer >= 0) {
     if (total % known)
       return diag_error(d, "cannot infer dim %d: %lld elements do not divide by %lld", infer,
@@ -221,13 +228,13 @@ bool ir_shape_gather(IrNode *n, Diag *d) {
     if (data->dim[i] != idx->dim[i])
       return diag_error(d, "batch dim %d differs: data %s, indices %s", i, SHAPE(data),
                         SHAPE(idx));
+  // [data dims before axis] + [index dims after the batch dims] + [data dims after axis]
+  if (data->rank - 1 + idx->rank - bd > IR_MAX_RANK)
+    return diag_error(d, "result rank exceeds %d", IR_MAX_RANK);
   IrShape s = {0};
   for (int i = 0; i < axis; i++) s.dim[s.rank++] = data->dim[i];
   for (int i = (int)bd; i < idx->rank; i++) s.dim[s.rank++] = idx->dim[i];
-  for (int i = (int)axis + 1; i < data->rank; i++) {
-    if (s.rank == IR_MAX_RANK) return diag_error(d, "result rank exceeds %d", IR_MAX_RANK);
-    s.dim[s.rank++] = data->dim[i];
-  }
+  for (int i = (int)axis + 1; i < data->rank; i++) s.dim[s.rank++] = data->dim[i];
   n->shape = s;
   n->dtype = n->in[0]->dtype;
   return true;

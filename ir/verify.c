@@ -37,6 +37,14 @@ bool ir_verify(const IrGraph *g, Diag *d) {
                           n->where, n->name, src->name, ir_shape_str(&src->shape, a, sizeof a),
                           ir_shape_str(&n->shape, b, sizeof b));
       }
+      // A chain of copies must end at a parameter with an initialiser of its own.
+      int steps = 0;
+      while (src && src->op == IR_OP_PARAM && src->init.kind == IR_INIT_COPY &&
+             steps++ < g->n_nodes)
+        src = ir_graph_find(g, src->init.copy_of);
+      if (steps >= g->n_nodes)
+        return diag_error(d, "%s \"%s\": init copies form a cycle (through \"%s\")", n->where,
+                          n->name, n->init.copy_of);
     }
   }
   for (int i = 0; i < g->n_outputs; i++)

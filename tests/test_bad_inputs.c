@@ -1,0 +1,565 @@
+// The catalogue of bad inputs: runs the kiln binary on broken model files (tests/bad/),
+// corrupt tensor files (written here at run time from a valid model's weights) and bad
+// command lines, and holds it to its contract: exit 1 with a message naming the place for a
+// bad file, exit 2 for a bad command line, 0 for every --help; never a crash, a hang (20 s),
+// a sanitizer report or an output file left behind.
+//
+// KILN is the binary (default ./build/kiln), KILN_SRC the source root (default ".").
+#include <check.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HANG_SECONDS 20
+#define MAX_ARGS 16
+#define MAX_EXPECT 6
+
+static const char *g_kiln, *g_src;
+static char g_dir[4096];  // per-run temporary directory: tensor files, outputs, stderr
+
+// --- running kiln ---------------------------------------------------------------------
+
+// Expands a case's argument: "bad/F" is a file of tests/bad/, "models/F" a model of the
+// source tree, "tmp/F" a file of the temporary directory; anything else is itself.
+static const char *expand(const char *arg, char *buf, size_t cap) {
+  int n;
+  if (!strncmp(arg, "bad/", 4)) n = snprintf(buf, cap, "%s/tests/%s", g_src, arg);
+  else if (!strncmp(arg, "models/", 7)) n = snprintf(buf, cap, "%s/%s", g_src, arg);
+  else if (!strncmp(arg, "tmp/", 4)) n = snprintf(buf, cap, "%s/%s", g_dir, arg + 4);
+  else return arg;
+  ck_assert_msg(n >= 0 && (size_t)n < cap, "path too long: %s", arg);
+  return buf;
+}
+
+typedef struct Run {
+  bool hung;
+  int status;     // from waitpid
+  char err[16384];  // stderr (truncated)
+} Run;
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+// Runs kiln with args (NULL-terminated), stdout to /dev/null and stderr captured; kills it
+// after HANG_SECONDS.
+static void run_kiln(const char *const *args, Run *r) {
+  char bufs[MAX_ARGS][4096];
+  char *argv[MAX_ARGS + 2];
+  int n = 0;
+  argv[n++] = (char *)g_kiln;
+  for (int i = 0; args[i]; i++) {
+    ck_assert_int_lt(i, MAX_ARGS);
+    argv[n++] = (char *)expand(args[i], bufs[i], sizeof bufs[i]);
+  }
+  argv[n] = NULL;
+
+  char err_path[4200];
+  snprintf(err_path, sizeof err_path, "%s/stderr.%ld", g_dir, (long)getpid());
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    int out = open("/dev/null", O_WRONLY), err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out < 0 || err < 0) _exit(127);
+    dup2(out, STDOUT_FILENO);
+    dup2(err, STDERR_FILENO);
+    // An allocation too large for memory must fail like malloc does, not abort under ASan.
+    const char *asan = getenv("ASAN_OPTIONS");
+    char opts[2048];
+    snprintf(opts, sizeof opts, "%s%sallocator_may_return_null=1", asan ? asan : "",
+             asan && *asan ? ":" : "");
+    setenv("ASAN_OPTIONS", opts, 1);
+    execv(g_kiln, argv);
+    fprintf(stderr, "test_bad_inputs: cannot run %s\n", g_kiln);
+    _exit(127);
+  }
+  r->hung = false;
+  for (long waited = 0;; waited += 10) {
+    pid_t w = waitpid(pid, &r->status, WNOHANG);
+    ck_assert_int_ge(w, 0);
+    if (w == pid) break;
+    if (waited >= HANG_SECONDS * 1000L) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &r->status, 0);
+      r->hung = true;
+      break;
+    }
+    sleep_ms(10);
+  }
+  r->err[0] = 0;
+  FILE *f = fopen(err_path, "rb");
+  if (f) {
+    size_t got = fread(r->err, 1, sizeof r->err - 1, f);
+    r->err[got] = 0;
+    fclose(f);
+  }
+  remove(err_path);
+}
+
+// --- the tensor files the cases read, written at run time -----------------------------
+
+static void write_file(const char *name, const void *bytes, size_t n) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/%s", g_dir, name);
+  FILE *f = fopen(p, "wb");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_uint_eq(fwrite(bytes, 1, n, f), n);
+  ck_assert_int_eq(fclose(f), 0);
+}
+
+static void *read_file(const char *name, size_t *n) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/%s", g_dir, name);
+  FILE *f = fopen(p, "rb");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+  long len = ftell(f);
+  ck_assert_int_ge(len, 0);
+  rewind(f);
+  void *buf = malloc((size_t)len + 1);
+  ck_assert_ptr_nonnull(buf);
+  ck_assert_uint_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
+  fclose(f);
+  *n = (size_t)len;
+  return buf;
+}
+
+// A safetensors file: an 8-byte little-endian header length (hlen), the header, the data.
+static void write_st_hlen(const char *name, uint64_t hlen, const char *header, const void *data,
+                          size_t n) {
+  size_t hn = strlen(header), total = 8 + hn + n;
+  unsigned char *buf = malloc(total);
+  ck_assert_ptr_nonnull(buf);
+  for (int i = 0; i < 8; i++) buf[i] = (unsigned char)(hlen >> (8 * i));
+  memcpy(buf + 8, header, hn);
+  if (n) memcpy(buf + 8 + hn, data, n);
+  write_file(name, buf, total);
+  free(buf);
+}
+
+static void write_st(const char *name, const char *header, const void *data, size_t n) {
+  write_st_hlen(name, strlen(header), header, data, n);
+}
+
+// tiny_ok.json's inputs: x f32[2,4] then ids i64[2], packed (48 bytes).
+typedef struct {
+  float x[8];
+  int64_t ids[2];
+} TinyInputs;
+
+#define X_IN "\"x\":{\"dtype\":\"F32\",\"shape\":[2,4],\"data_offsets\":[0,32]}"
+#define IDS_IN "\"ids\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[32,48]}"
+
+static void write_input_files(void) {
+  TinyInputs in = {{0, 1, 2, 3, 4, 5, 6, 7}, {1, 4}};
+  write_st("in_ok.safetensors", "{" X_IN "," IDS_IN "}", &in, sizeof in);
+
+  TinyInputs out_of_range = in;
+  out_of_range.ids[1] = 7;  // the table has 5 rows
+  write_st("in_id_out_of_range.safetensors", "{" X_IN "," IDS_IN "}", &out_of_range,
+           sizeof out_of_range);
+  TinyInputs negative = in;
+  negative.ids[0] = -1;
+  write_st("in_id_negative.safetensors", "{" X_IN "," IDS_IN "}", &negative, sizeof negative);
+
+  struct { float x[8]; float ids[2]; } fl = {{0}, {1.0f, 3.5f}};
+  write_st("in_ids_fractional.safetensors",
+           "{" X_IN ",\"ids\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[32,40]}}", &fl,
+           sizeof fl);
+  struct { float x[8]; double ids[2]; } nan_ids = {{0}, {NAN, 1}};
+  write_st("in_ids_nan.safetensors",
+           "{" X_IN ",\"ids\":{\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[32,48]}}",
+           &nan_ids, sizeof nan_ids);
+  struct { double x[8]; int64_t ids[2]; } big = {{1e300}, {1, 2}};
+  write_st("in_x_too_large_for_f32.safetensors",
+           "{\"x\":{\"dtype\":\"F64\",\"shape\":[2,4],\"data_offsets\":[0,64]},"
+           "\"ids\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[64,80]}}",
+           &big, sizeof big);
+  write_st("in_missing_x.safetensors",
+           "{\"ids\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}", in.ids,
+           sizeof in.ids);
+  write_st("in_x_transposed.safetensors",
+           "{\"x\":{\"dtype\":\"F32\",\"shape\":[4,2],\"data_offsets\":[0,32]}," IDS_IN "}", &in,
+           sizeof in);
+  write_st("in_x_rank.safetensors",
+           "{\"x\":{\"dtype\":\"F32\",\"shape\":[8],\"data_offsets\":[0,32]}," IDS_IN "}", &in,
+           sizeof in);
+  write_st("in_past_end.safetensors", "{" X_IN "," IDS_IN "}", &in, 40);
+  write_st("in_overlap.safetensors",
+           "{" X_IN ",\"ids\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[24,40]}}", &in,
+           sizeof in);
+  write_st("in_offsets_size.safetensors",
+           "{" X_IN ",\"ids\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[32,44]}}", &in,
+           sizeof in);
+  write_st("in_bad_dtype.safetensors",
+           "{\"x\":{\"dtype\":\"F33\",\"shape\":[2,4],\"data_offsets\":[0,32]}," IDS_IN "}", &in,
+           sizeof in);
+  write_st("in_negative_shape.safetensors",
+           "{\"x\":{\"dtype\":\"F32\",\"shape\":[-2,4],\"data_offsets\":[0,32]}," IDS_IN "}",
+           &in, sizeof in);
+  write_st("in_duplicate.safetensors", "{" X_IN "," X_IN "," IDS_IN "}", &in, sizeof in);
+  write_st("in_not_object.safetensors", "[1, 2]", &in, sizeof in);
+  write_st("in_stray_bytes.safetensors", "{" X_IN "," IDS_IN "} xx", &in, sizeof in);
+  write_st("in_entry_key.safetensors",
+           "{\"x\":{\"dtype\":\"F32\",\"shape\":[2,4],\"offsets\":[0,32]}," IDS_IN "}", &in,
+           sizeof in);
+
+  float nan_x[2] = {NAN, 1};
+  write_st("in_nan.safetensors", "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+           nan_x, sizeof nan_x);
+  int32_t big_a[2] = {INT32_MAX, 3};
+  write_st("in_i32_big.safetensors",
+           "{\"a\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]}}", big_a, sizeof big_a);
+  write_st("empty_weights.safetensors", "{}", NULL, 0);
+}
+
+// tiny_ok.json's weights come from `kiln init`; the corrupt copies start from them.
+// Layout: w f32[4,3] at [0, 48), table f32[5,3] at [48, 108).
+static void write_weight_files(void) {
+  const char *init[] = {"init", "bad/tiny_ok.json", "-o", "tmp/w.safetensors", NULL};
+  Run r;
+  run_kiln(init, &r);
+  ck_assert_msg(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0, "kiln init failed: %s", r.err);
+  size_t n;
+  unsigned char *w = read_file("w.safetensors", &n);
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; i--) hlen = hlen << 8 | w[i];
+  ck_assert_uint_eq(n, 8 + hlen + 108);
+  const unsigned char *data = w + 8 + hlen;
+
+  write_file("w_truncated.safetensors", w, 5);
+  write_file("w_empty.safetensors", w, 0);
+  write_file("w_data_cut.safetensors", w, n - 10);
+  unsigned char *c = malloc(n);
+  ck_assert_ptr_nonnull(c);
+  memcpy(c, w, n);
+  c[0] = (unsigned char)(n + 100), c[1] = (unsigned char)((n + 100) >> 8);
+  write_file("w_hlen_past_end.safetensors", c, n);
+  memcpy(c, w, n);
+  c[7] = 0x40;  // 2^62
+  write_file("w_hlen_huge.safetensors", c, n);
+  memcpy(c, w, n);
+  memset(c, 0, 8);
+  write_file("w_hlen_zero.safetensors", c, n);
+  memcpy(c, w, n);
+  c[8 + 1] = '#';  // {"w": -> {#w":
+  write_file("w_bad_json.safetensors", c, n);
+  free(c);
+
+  write_st("w_missing_table.safetensors",
+           "{\"w\":{\"dtype\":\"F32\",\"shape\":[4,3],\"data_offsets\":[0,48]}}", data, 48);
+  write_st("w_misshaped.safetensors",
+           "{\"w\":{\"dtype\":\"F32\",\"shape\":[3,4],\"data_offsets\":[0,48]},"
+           "\"table\":{\"dtype\":\"F32\",\"shape\":[5,3],\"data_offsets\":[48,108]}}",
+           data, 108);
+  double big[12] = {0, 0, 1e300};
+  unsigned char f64[96 + 60];
+  memcpy(f64, big, 96);
+  memcpy(f64 + 96, data + 48, 60);
+  write_st("w_f64_too_large.safetensors",
+           "{\"w\":{\"dtype\":\"F64\",\"shape\":[4,3],\"data_offsets\":[0,96]},"
+           "\"table\":{\"dtype\":\"F32\",\"shape\":[5,3],\"data_offsets\":[96,156]}}",
+           f64, sizeof f64);
+  free(w);
+}
+
+// --- the catalogue --------------------------------------------------------------------
+
+typedef struct Case {
+  const char *args[MAX_ARGS];
+  int code;                        // the exit status kiln must give
+  const char *expect[MAX_EXPECT];  // substrings its stderr must contain
+} Case;
+
+#define RUN_TINY(in) "run", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--inputs", \
+                     "tmp/" in, "-o", "tmp/out.safetensors"
+#define RUN_TINY_W(w) "run", "bad/tiny_ok.json", "--weights", "tmp/" w, "--inputs", \
+                      "tmp/in_ok.safetensors", "-o", "tmp/out.safetensors"
+#define VQA "models/visualbert-vqa.json"
+
+static const Case cases[] = {
+  // --- model files: JSON and the file format -----------------------------------------
+  {{"check", "bad/malformed.json"}, 1, {"malformed.json:5:3", "malformed JSON"}},
+  {{"check", "bad/not_object.json"}, 1, {"not_object.json", "must be a JSON object"}},
+  {{"check", "bad/unknown_key.json"}, 1, {"unknown_key.json", "unknown key \"node\""}},
+  {{"check", "bad/bad_format.json"}, 1, {"bad_format.json", "format", "kiln-model/1"}},
+  {{"check", "bad/empty_model.json"}, 1, {"empty_model.json", "declares no tensors"}},
+  {{"check", "bad/duplicate_key.json"}, 1, {"duplicate_key.json", "nodes[0]", "\"op\" appears twice"}},
+  {{"check", "bad/duplicate_config.json"}, 1, {"duplicate_config.json", "config", "\"hidden\" appears twice"}},
+  {{"check", "bad/inputs_not_array.json"}, 1, {"inputs_not_array.json", "inputs", "must be an array"}},
+  {{"check", "bad/losses_array.json"}, 1, {"losses_array.json", "losses", "must be an object"}},
+  {{"check", "bad/node_not_object.json"}, 1, {"node_not_object.json", "nodes[1]", "must be an object"}},
+  {{"check", "bad/node_missing_op.json"}, 1, {"node_missing_op.json", "nodes[0]", "needs \"op\""}},
+  {{"check", "bad/node_unknown_key.json"}, 1, {"node_unknown_key.json", "nodes[0]", "unknown key \"axis\""}},
+  {{"check", "bad/input_missing_shape.json"}, 1, {"input_missing_shape.json", "inputs[0]", "\"x\"", "missing \"shape\""}},
+  {{"check", "bad/empty_name.json"}, 1, {"empty_name.json", "inputs[0]", "\"name\" must be a non-empty string"}},
+  {{"check", "bad/number_too_large.json"}, 1, {"number_too_large.json", "nodes[0]", "scale", "too large"}},
+  // --- ops, arity, attributes ------------------------------------------------------------
+  {{"check", "bad/unknown_op.json"}, 1, {"unknown_op.json", "nodes[1]", "unknown op \"matmull\""}},
+  {{"check", "bad/wrong_arity.json"}, 1, {"wrong_arity.json", "nodes[1]", "\"sum\"", "add takes 2 inputs, got 1"}},
+  {{"check", "bad/bad_attr.json"}, 1, {"bad_attr.json", "nodes[0]", "no attribute \"transpose_c\""}},
+  {{"check", "bad/bad_attr_type.json"}, 1, {"bad_attr_type.json", "nodes[0]", "transpose_b", "true or false"}},
+  {{"check", "bad/missing_required_attr.json"}, 1, {"missing_required_attr.json", "nodes[0]", "\"flat\"", "needs attribute \"shape\""}},
+  {{"check", "bad/dropout_p.json"}, 1, {"dropout_p.json", "nodes[0]", "dropout", "p is 1.5"}},
+  // --- names and graph structure ------------------------------------------------------
+  {{"check", "bad/undefined_input.json"}, 1, {"undefined_input.json", "nodes[0]", "\"bias\" is not defined"}},
+  {{"check", "bad/undefined_output.json"}, 1, {"undefined_output.json", "outputs[1]", "\"logits\" is not defined"}},
+  {{"check", "bad/output_twice.json"}, 1, {"output_twice.json", "outputs[1]", "listed twice"}},
+  {{"check", "bad/dup_name.json"}, 1, {"dup_name.json", "nodes[1]", "\"h\"", "already defined", "nodes[0]"}},
+  {{"check", "bad/cycle.json"}, 1, {"cycle.json", "cycle", "\"a\"", "\"b\"", "\"c\""}},
+  {{"check", "bad/loss_not_scalar.json"}, 1, {"loss_not_scalar.json", "\"total\"", "\"per_row\"", "f32 scalar"}},
+  {{"check", "bad/loss_undefined.json"}, 1, {"loss_undefined.json", "losses.total", "\"sum\" is not defined"}},
+  // --- shapes and dtypes ---------------------------------------------------------------
+  {{"check", "bad/matmul_inner_dim.json"}, 1, {"matmul_inner_dim.json", "nodes[1]", "\"scores\"", "inner dims differ (4 vs 3)"}},
+  {{"check", "bad/broadcast_mismatch.json"}, 1, {"broadcast_mismatch.json", "nodes[0]", "[2,3] and [2,4] do not broadcast"}},
+  {{"check", "bad/reshape_numel.json"}, 1, {"reshape_numel.json", "nodes[0]", "\"flat\"", "24 elements", "25 elements"}},
+  {{"check", "bad/reshape_overflow.json"}, 1, {"reshape_overflow.json", "nodes[0]", "too many elements"}},
+  {{"check", "bad/slice_range.json"}, 1, {"slice_range.json", "nodes[0]", "\"cls\"", "[4, 12)", "size 8"}},
+  {{"check", "bad/permute_bad.json"}, 1, {"permute_bad.json", "nodes[0]", "not a permutation"}},
+  {{"check", "bad/concat_mismatch.json"}, 1, {"concat_mismatch.json", "nodes[0]", "\"image\"", "[2,7,6]"}},
+  {{"check", "bad/axis_out_of_range.json"}, 1, {"axis_out_of_range.json", "nodes[0]", "axis 2 out of range"}},
+  {{"check", "bad/layernorm_weight_shape.json"}, 1, {"layernorm_weight_shape.json", "nodes[0]", "\"ln.weight\"", "[4]", "[8]"}},
+  {{"check", "bad/cross_entropy_shape.json"}, 1, {"cross_entropy_shape.json", "nodes[0]", "\"ce\"", "[4,10]", "[5]"}},
+  {{"check", "bad/gather_float_indices.json"}, 1, {"gather_float_indices.json", "nodes[0]", "\"ids\"", "must be i32 or i64"}},
+  {{"check", "bad/dtype_mismatch.json"}, 1, {"dtype_mismatch.json", "nodes[0]", "dtypes differ"}},
+  {{"check", "bad/int_into_float_op.json"}, 1, {"int_into_float_op.json", "nodes[0]", "\"ids\" is i64", "takes floats"}},
+  {{"check", "bad/bad_dtype.json"}, 1, {"bad_dtype.json", "inputs[0]", "\"x\"", "dtype must be"}},
+  {{"check", "bad/negative_dim.json"}, 1, {"negative_dim.json", "params[0]", "shape[1]", "dims must be positive"}},
+  {{"check", "bad/zero_dim.json"}, 1, {"zero_dim.json", "inputs[0]", "shape[0]", "\"batch\" is 0"}},
+  {{"check", "bad/rank_too_big.json"}, 1, {"rank_too_big.json", "inputs[0]", "rank 9 exceeds 8"}},
+  {{"check", "bad/numel_overflow.json"}, 1, {"numel_overflow.json", "params[0]", "\"w\"", "more than 2^48 elements"}},
+  // --- config arithmetic and templates ------------------------------------------------
+  {{"check", "bad/div_zero_shape.json"}, 1, {"div_zero_shape.json", "inputs[0]", "shape[1]", "division by zero"}},
+  {{"check", "bad/div_zero_config.json"}, 1, {"div_zero_config.json", "config.head_dim", "division by zero"}},
+  {{"check", "bad/shape_not_whole.json"}, 1, {"shape_not_whole.json", "inputs[0]", "shape[1]", "2.5, not a whole number"}},
+  {{"check", "bad/unknown_config_name.json"}, 1, {"unknown_config_name.json", "inputs[0]", "unknown name \"batch_size\""}},
+  {{"check", "bad/config_self_ref.json"}, 1, {"config_self_ref.json", "config.a", "defined in terms of itself"}},
+  {{"check", "bad/config_syntax.json"}, 1, {"config_syntax.json", "config.ffn", "unexpected end"}},
+  {{"check", "bad/config_bad_type.json"}, 1, {"config_bad_type.json", "config.batch", "not an array"}},
+  {{"check", "bad/sqrt_negative.json"}, 1, {"sqrt_negative.json", "config.scale", "sqrt of a negative"}},
+  {{"check", "bad/template_unclosed.json"}, 1, {"template_unclosed.json", "nodes[0]", "'{' without '}'"}},
+  {{"check", "bad/template_not_whole.json"}, 1, {"template_not_whole.json", "nodes[0]", "1.5, not a whole number"}},
+  // --- parameters and initialisers ----------------------------------------------------
+  {{"check", "bad/bad_init.json"}, 1, {"bad_init.json", "params[0]", "\"uniform(0.1)\""}},
+  {{"check", "bad/bad_init_std.json"}, 1, {"bad_init_std.json", "params[0]", "std -0.02"}},
+  {{"check", "bad/copy_init_shape_mismatch.json"}, 1, {"copy_init_shape_mismatch.json", "params[1]", "\"decoder\"", "\"embed\"", "[10,4]"}},
+  {{"check", "bad/copy_init_not_param.json"}, 1, {"copy_init_not_param.json", "params[0]", "\"x\", which is not a parameter"}},
+  {{"init", "bad/huge_param.json", "-o", "tmp/out.safetensors"}, 1, {"huge_param.json", "params[0]", "\"w\"", "out of memory"}},
+  // --- includes and blocks -------------------------------------------------------------
+  {{"check", "bad/include_cycle_a.json"}, 1, {"include_cycle_a.json", "include_cycle_b.json", "includes itself"}},
+  {{"check", "bad/include_missing.json"}, 1, {"include_missing.json", "include[1]", "no_such_common.json", "cannot open"}},
+  {{"check", "bad/include_empty_name.json"}, 1, {"include_empty_name.json", "include", "file name is empty"}},
+  {{"check", "bad/block_missing_arg.json"}, 1, {"block_missing_arg.json", "nodes[0]", "needs argument \"dst\""}},
+  {{"check", "bad/block_unknown.json"}, 1, {"block_unknown.json", "nodes[0]", "unknown block \"dubble\""}},
+  {{"check", "bad/block_unknown_arg.json"}, 1, {"block_unknown_arg.json", "nodes[0]", "no argument \"scale\""}},
+  {{"check", "bad/block_recursive.json"}, 1, {"block_recursive.json", "blocks.forever", "nested deeper"}},
+  {{"check", "bad/block_error_inside.json"}, 1, {"block_error_inside.json", "blocks.layer.nodes[1]", "i=0", "\"h.-1\" is not defined"}},
+  {{"check", "bad/repeat_negative.json"}, 1, {"repeat_negative.json", "nodes[0]", "repeat", "-2"}},
+  // --- weights files ---------------------------------------------------------------------
+  {{RUN_TINY_W("w_truncated.safetensors")}, 1, {"w_truncated.safetensors", "5 bytes", "too short"}},
+  {{RUN_TINY_W("w_empty.safetensors")}, 1, {"w_empty.safetensors", "0 bytes", "too short"}},
+  {{RUN_TINY_W("w_hlen_past_end.safetensors")}, 1, {"w_hlen_past_end.safetensors", "header length", "past the end of the file"}},
+  {{RUN_TINY_W("w_hlen_huge.safetensors")}, 1, {"w_hlen_huge.safetensors", "header length 46116860184273880", "100 MB limit"}},
+  {{RUN_TINY_W("w_hlen_zero.safetensors")}, 1, {"w_hlen_zero.safetensors", "header length is 0"}},
+  {{RUN_TINY_W("w_bad_json.safetensors")}, 1, {"w_bad_json.safetensors", "not valid JSON"}},
+  {{RUN_TINY_W("w_data_cut.safetensors")}, 1, {"w_data_cut.safetensors", "\"table\"", "past the end of the data"}},
+  {{RUN_TINY_W("w_missing_table.safetensors")}, 1, {"w_missing_table.safetensors", "parameter \"table\" is missing", "tiny_ok.json: params[1]"}},
+  {{RUN_TINY_W("w_misshaped.safetensors")}, 1, {"w_misshaped.safetensors", "\"w\"", "[3,4]", "[4,3]"}},
+  {{RUN_TINY_W("w_f64_too_large.safetensors")}, 1, {"w_f64_too_large.safetensors", "\"w\"", "1e+300", "too large for f32"}},
+  {{RUN_TINY_W("no_such.safetensors")}, 1, {"no_such.safetensors", "cannot open"}},
+  {{RUN_TINY_W("")}, 1, {"not a regular file"}},  // the temporary directory itself
+  // --- inputs files ------------------------------------------------------------------------
+  {{RUN_TINY("in_ids_fractional.safetensors")}, 1, {"in_ids_fractional.safetensors", "\"ids\"", "3.5", "not a whole number", "i64"}},
+  {{RUN_TINY("in_ids_nan.safetensors")}, 1, {"in_ids_nan.safetensors", "\"ids\"", "nan", "not finite"}},
+  {{RUN_TINY("in_x_too_large_for_f32.safetensors")}, 1, {"in_x_too_large_for_f32.safetensors", "\"x\"", "too large for f32"}},
+  {{RUN_TINY("in_id_out_of_range.safetensors")}, 1, {"tiny_ok.json: nodes[1]", "\"e\"", "gather", "index 7 out of range [0, 5)"}},
+  {{RUN_TINY("in_id_negative.safetensors")}, 1, {"tiny_ok.json: nodes[1]", "\"e\"", "index -1 out of range"}},
+  {{RUN_TINY("in_missing_x.safetensors")}, 1, {"in_missing_x.safetensors", "no output can be computed", "\"x\""}},
+  {{RUN_TINY("in_x_transposed.safetensors")}, 1, {"in_x_transposed.safetensors", "\"x\"", "[4,2]", "[2,4]"}},
+  {{RUN_TINY("in_x_rank.safetensors")}, 1, {"in_x_rank.safetensors", "\"x\"", "[8]", "[2,4]"}},
+  {{RUN_TINY("in_past_end.safetensors")}, 1, {"in_past_end.safetensors", "\"ids\"", "past the end of the data"}},
+  {{RUN_TINY("in_overlap.safetensors")}, 1, {"in_overlap.safetensors", "\"x\"", "\"ids\"", "overlap"}},
+  {{RUN_TINY("in_offsets_size.safetensors")}, 1, {"in_offsets_size.safetensors", "\"ids\"", "hold 12 bytes", "needs 16"}},
+  {{RUN_TINY("in_bad_dtype.safetensors")}, 1, {"in_bad_dtype.safetensors", "\"x\"", "unknown dtype \"F33\""}},
+  {{RUN_TINY("in_negative_shape.safetensors")}, 1, {"in_negative_shape.safetensors", "\"x\"", "shape[0] is -2"}},
+  {{RUN_TINY("in_duplicate.safetensors")}, 1, {"in_duplicate.safetensors", "duplicate tensor name \"x\""}},
+  {{RUN_TINY("in_not_object.safetensors")}, 1, {"in_not_object.safetensors", "header is an array"}},
+  {{RUN_TINY("in_stray_bytes.safetensors")}, 1, {"in_stray_bytes.safetensors", "stray bytes"}},
+  {{RUN_TINY("in_entry_key.safetensors")}, 1, {"in_entry_key.safetensors", "\"x\"", "unknown key \"offsets\""}},
+  {{"run", "bad/cast_nan.json", "--weights", "tmp/empty_weights.safetensors", "--inputs",
+    "tmp/in_nan.safetensors", "-o", "tmp/out.safetensors"},
+   1, {"cast_nan.json: nodes[0]", "\"xi\"", "cast", "nan", "i32 cannot hold"}},
+  {{"run", "bad/i32_overflow.json", "--weights", "tmp/empty_weights.safetensors", "--inputs",
+    "tmp/in_i32_big.safetensors", "-o", "tmp/out.safetensors"},
+   1, {"i32_overflow.json: nodes[0]", "\"square\"", "mul", "i32 cannot hold"}},
+  {{"run", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--inputs",
+    "tmp/in_ok.safetensors", "-o", "tmp/no_such_dir/out.safetensors"},
+   1, {"no_such_dir/out.safetensors", "cannot create"}},
+  // --- config overrides and model paths on the command line ---------------------------------
+  {{"check", VQA, "--set", "nosuch=1"}, 1, {"--set nosuch", "no config entry \"nosuch\""}},
+  {{"check", VQA, "--set", "batch=0"}, 1, {"visualbert-common.json", "inputs[0]", "\"batch\" is 0", "dims must be positive"}},
+  {{"check", VQA, "--set", "heads=5"}, 1, {"visualbert-common.json", "head_dim", "153.6, not a whole number"}},
+  {{"check", VQA, "--set", "batch=2+"}, 1, {"--set batch", "unexpected end"}},
+  {{"check", VQA, "--set", "hidden=0"}, 1, {"config.attn_scale", "division by zero"}},
+  {{"check", VQA, "--set", "batch=1e300"}, 1, {"inputs[0]", "\"batch\"", "too large"}},
+  {{"check", "bad/no_such_model.json"}, 1, {"no_such_model.json", "cannot open"}},
+  {{"check", "tmp/"}, 1, {"Is a directory"}},
+  // --- bad command lines ---------------------------------------------------------------------
+  {{NULL}, 2, {"usage"}},
+  {{"frob"}, 2, {"unknown command \"frob\""}},
+  {{"check", "--frob", VQA}, 2, {"unknown option \"--frob\""}},
+  {{"check", VQA, "--set"}, 2, {"--set needs a value"}},
+  {{"check", VQA, "--set", "foo"}, 2, {"--set \"foo\"", "NAME=VALUE"}},
+  {{"check", VQA, "--set", "=1"}, 2, {"--set \"=1\"", "NAME=VALUE"}},
+  {{"check"}, 2, {"needs a MODEL"}},
+  {{"check", VQA, "extra.json"}, 2, {"unexpected argument \"extra.json\""}},
+  {{"check", VQA, "--seed", "1"}, 2, {"\"--seed\" does not apply"}},
+  {{"run", VQA, "--threads", "0", "--weights", "w", "--inputs", "i", "-o", "o"}, 2, {"--threads", "\"0\""}},
+  {{"run", VQA, "--threads", "many", "--weights", "w", "--inputs", "i", "-o", "o"}, 2, {"--threads", "\"many\""}},
+  {{"run", VQA, "--inputs", "i", "-o", "o"}, 2, {"--weights"}},
+  {{"run", VQA, "--weights", "w", "-o", "o"}, 2, {"--inputs"}},
+  {{"run", VQA, "--weights", "w", "--inputs", "i"}, 2, {"-o FILE"}},
+  {{"run", VQA, "--backend", "nosuch", "--weights", "w", "--inputs", "i", "-o", "o"}, 2, {"--backend", "\"nosuch\""}},
+  {{"init", VQA}, 2, {"-o FILE"}},
+  {{"init", VQA, "-o", "tmp/out.safetensors", "--seed", "-1"}, 2, {"--seed", "\"-1\""}},
+  {{"dump", VQA, "--format", "svg"}, 2, {"--format", "\"svg\""}},
+  {{"dump", VQA, "--after", "nosuch"}, 2, {"--after \"nosuch\"", "no such pass"}},
+  {{"dump", VQA, "--disable-pass", "nosuch"}, 2, {"--disable-pass \"nosuch\"", "no such pass"}},
+  // --- every help form -------------------------------------------------------------------------
+  {{"--help"}, 0, {NULL}},
+  {{"-h"}, 0, {NULL}},
+  {{"help"}, 0, {NULL}},
+  {{"check", "--help"}, 0, {NULL}},
+  {{"check", "-h"}, 0, {NULL}},
+  {{"dump", "--help"}, 0, {NULL}},
+  {{"init", "--help"}, 0, {NULL}},
+  {{"run", "--help"}, 0, {NULL}},
+  {{"run", VQA, "--help"}, 0, {NULL}},
+  {{"ops", "--help"}, 0, {NULL}},
+};
+#define N_CASES (int)(sizeof cases / sizeof cases[0])
+
+static void describe(const Case *c, char *buf, size_t cap) {
+  size_t len = (size_t)snprintf(buf, cap, "kiln");
+  for (int i = 0; c->args[i] && len < cap; i++)
+    len += (size_t)snprintf(buf + len, cap - len, " %s", c->args[i]);
+}
+
+// Whether stderr holds a report of ASan, LSan or UBSan. The one message allowed is ASan's
+// warning that an allocation too large for memory returned NULL (huge_param.json).
+static bool sanitizer_report(const char *err) {
+  static const char oom[] = "WARNING: AddressSanitizer failed to allocate";
+  if (strstr(err, "LeakSanitizer") || strstr(err, "runtime error:")) return true;
+  for (const char *p = strstr(err, "AddressSanitizer"); p; p = strstr(p + 1, "AddressSanitizer"))
+    if (p - err < 9 || strncmp(p - 9, oom, sizeof oom - 1) != 0) return true;
+  return false;
+}
+
+START_TEST(test_kiln_rejects_bad_input_with_its_exit_code_and_place) {
+  const Case *c = &cases[_i];
+  char what[1024];
+  describe(c, what, sizeof what);
+  char out_path[4200];
+  snprintf(out_path, sizeof out_path, "%s/out.safetensors", g_dir);
+  remove(out_path);
+
+  Run r;
+  run_kiln(c->args, &r);
+  ck_assert_msg(!r.hung, "%s: hung (killed after %d s)", what, HANG_SECONDS);
+  ck_assert_msg(!WIFSIGNALED(r.status), "%s: killed by signal %d\nstderr: %s", what,
+                WTERMSIG(r.status), r.err);
+  ck_assert_msg(WIFEXITED(r.status) && WEXITSTATUS(r.status) == c->code,
+                "%s: exit %d, expected %d\nstderr: %s", what, WEXITSTATUS(r.status), c->code,
+                r.err);
+  ck_assert_msg(!sanitizer_report(r.err), "%s: sanitizer report\nstderr: %s", what, r.err);
+  for (int i = 0; i < MAX_EXPECT && c->expect[i]; i++)
+    ck_assert_msg(strstr(r.err, c->expect[i]), "%s: stderr lacks \"%s\"\nstderr: %s", what,
+                  c->expect[i], r.err);
+  if (c->code == 1) {  // a message on a line of its own, prefixed by the program's name
+    ck_assert_msg(!strncmp(r.err, "kiln: ", 6) || strstr(r.err, "\nkiln: "),
+                  "%s: message not prefixed\nstderr: %s", what, r.err);
+    ck_assert_msg(access(out_path, F_OK) != 0, "%s: left an output file behind", what);
+  }
+}
+END_TEST
+
+// Sanity of the harness: the valid model runs, so every failure above is the bad input's.
+START_TEST(test_tiny_ok_runs) {
+  const char *args[] = {RUN_TINY("in_ok.safetensors"), NULL};
+  Run r;
+  run_kiln(args, &r);
+  ck_assert_msg(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0, "stderr: %s", r.err);
+  char out_path[4200];
+  snprintf(out_path, sizeof out_path, "%s/out.safetensors", g_dir);
+  ck_assert_int_eq(access(out_path, F_OK), 0);
+  remove(out_path);
+}
+END_TEST
+
+START_TEST(test_catalogue_has_at_least_30_user_errors) {
+  int n = 0;
+  for (int i = 0; i < N_CASES; i++) n += cases[i].code == 1;
+  ck_assert_int_ge(n, 30);
+}
+END_TEST
+
+// --- fixture: one temporary directory for the whole run --------------------------------
+
+static void remove_dir(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  char p[8192];
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+    if (remove(p) != 0) remove_dir(p);
+  }
+  closedir(d);
+  rmdir(dir);
+}
+
+static void setup(void) {
+  const char *base = getenv("TMPDIR");
+  snprintf(g_dir, sizeof g_dir, "%s/kiln_bad_XXXXXX", base && *base ? base : "/tmp");
+  ck_assert_ptr_nonnull(mkdtemp(g_dir));
+  write_input_files();
+  write_weight_files();
+}
+
+static void teardown(void) { remove_dir(g_dir); }
+
+int main(void) {
+  g_kiln = getenv("KILN");
+  if (!g_kiln || !*g_kiln) g_kiln = "./build/kiln";
+  g_src = getenv("KILN_SRC");
+  if (!g_src || !*g_src) g_src = ".";
+  if (access(g_kiln, X_OK) != 0) {
+    fprintf(stderr, "test_bad_inputs: no kiln binary at %s (set KILN)\n", g_kiln);
+    return EXIT_FAILURE;
+  }
+  Suite *s = suite_create("bad_inputs");
+  TCase *tc = tcase_create("catalogue");
+  tcase_add_unchecked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 2 * HANG_SECONDS + 10);
+  tcase_add_test(tc, test_catalogue_has_at_least_30_user_errors);
+  tcase_add_test(tc, test_tiny_ok_runs);
+  tcase_add_loop_test(tc, test_kiln_rejects_bad_input_with_its_exit_code_and_place, 0, N_CASES);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
