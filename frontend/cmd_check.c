@@ -83,10 +83,18 @@ int cmd_ops(const CliOptions *o) {
     if (i == IR_OP_INPUT || i == IR_OP_PARAM) continue;
     if (op->max_in < 0) printf("%s (%d+ inputs)", op->name, op->min_in);
     else printf("%s (%d input%s)", op->name, op->min_in, op->min_in == 1 ? "" : "s");
-    for (int k = 0; op->attrs[k].name; k++)
-      printf(" %s%s:%s", op->attrs[k].name, op->attrs[k].required ? "" : "?", kinds[op->attrs[k].kind]);
+    for (int k = 0; op->attrs[k].name; k++) {
+      const IrAttrSpec *a = &op->attrs[k];
+      printf(" %s:%s", a->name, kinds[a->kind]);
+      if (a->required) continue;
+      if (a->kind == IR_ATTR_INTS) printf("=[]");
+      else if (a->kind == IR_ATTR_BOOL) printf("=%s", a->def ? "true" : "false");
+      else if (a->kind == IR_ATTR_DTYPE) printf("=%s", dt_name((DType)a->def));
+      else printf("=%g", a->def);
+    }
     printf("\n    %s\n", op->doc);
   }
+  printf("\nattributes are written name:kind, with =default when optional\n");
   printf("\npasses (for --after):");
   for (int i = 0; i < pass_count; i++) printf(" %s", pass_pipeline[i].name);
   printf("\n");

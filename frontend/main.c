@@ -24,7 +24,8 @@ static const Command commands[] = {
    " set verbose "},
   {"dump", cmd_dump, "kiln dump MODEL [--after PASS] [--format text|dot] [--set NAME=VALUE]...",
    "Print the IR of MODEL after a pass of the pipeline (default: the last one).\n"
-   "  --after PASS       stop after this pass (see `kiln dump --help` for the list)\n"
+   "  --after PASS       stop after this pass (`kiln ops` lists the passes)\n"
+   "  --disable-pass P   skip pass P (repeatable)\n"
    "  --format text|dot  one node a line (default), or Graphviz\n",
    " set after format disable-pass "},
   {"init", cmd_init, "kiln init MODEL -o W.safetensors [--seed S] [--set NAME=VALUE]...",
