@@ -1,0 +1,276 @@
+// GEMM micro-benchmark: the VisualBERT GEMM shapes lowered by cg_lower_gemm, run the way
+// the runtime runs plans (OpenMP threads, each step's [0, work) split into one contiguous
+// chunk per thread, a barrier between steps), against the machine's measured FMA peak (a
+// JIT-compiled loop of independent <W x float> FMA chains, timed on every thread at once).
+// Prints GFLOP/s (median of the runs after warm-up) for 1 and 2 threads and the % of peak.
+//   gemm_bench [runs]     KILN_GEMM_* environment variables override the plan (cg_gemm.c)
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "codegen/lower.h"
+
+typedef void (*KernelFn)(void **bufs, int64_t begin, int64_t end);
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return v[n / 2];
+}
+
+static KernelFn lookup(CgJit *j, const char *name) {
+  void *addr = cg_jit_lookup(j, name);
+  if (!addr) {
+    fprintf(stderr, "gemm_bench: no symbol %s\n", name);
+    exit(1);
+  }
+  KernelFn fn;
+  memcpy(&fn, &addr, sizeof fn);
+  return fn;
+}
+
+static float *alloc_floats(size_t n) {
+  float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+  if (!p) exit(1);
+  for (size_t i = 0; i < n; i++) p[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+  return p;
+}
+
+// ---------------------------------------------------------------------------------------
+// FMA peak: `chains` accumulators, each acc = fma(acc, x, y) per iteration; bufs[0] holds
+// x, y and receives the accumulators. Work items are iterations.
+
+enum { PEAK_CHAINS = 24 };
+
+static KernelFn peak_kernel(CgJit **jit, int *W) {
+  Cg cg;
+  Diag d = {0};
+  if (!cg_init(&cg, "peak", NULL, &d)) {
+    fprintf(stderr, "%s\n", d.msg);
+    exit(1);
+  }
+  *W = cg.W;
+  cg_kernel_begin(&cg, "peak");
+  LLVMValueRef p = cg_buf(&cg, 0);
+  LLVMValueRef x = cg_load(&cg, cg.f32, p, cg.W), y = cg_load(&cg, cg.f32, cg_gep(&cg, cg.f32, p, cg_i64(&cg, cg.W)), cg.W);
+  LLVMValueRef init[PEAK_CHAINS], acc[PEAK_CHAINS], phi[PEAK_CHAINS];
+  for (int c = 0; c < PEAK_CHAINS; c++)
+    init[c] = cg_load(&cg, cg.f32, cg_gep(&cg, cg.f32, p, cg_i64(&cg, (int64_t)(2 + c) * cg.W)), cg.W);
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg.b), body = cg_block(&cg, "body"), done = cg_block(&cg, "done");
+  LLVMBuildBr(cg.b, body);
+  LLVMPositionBuilderAtEnd(cg.b, body);
+  LLVMValueRef iv = LLVMBuildPhi(cg.b, cg.i64, "i");
+  LLVMAddIncoming(iv, &cg.begin, &pre, 1);
+  for (int c = 0; c < PEAK_CHAINS; c++) {
+    phi[c] = LLVMBuildPhi(cg.b, cg.vf, "acc");
+    LLVMAddIncoming(phi[c], &init[c], &pre, 1);
+  }
+  for (int c = 0; c < PEAK_CHAINS; c++) acc[c] = cg_fma(&cg, phi[c], x, y);
+  LLVMValueRef next = LLVMBuildAdd(cg.b, iv, cg_i64(&cg, 1), "");
+  LLVMAddIncoming(iv, &next, &body, 1);
+  for (int c = 0; c < PEAK_CHAINS; c++) LLVMAddIncoming(phi[c], &acc[c], &body, 1);
+  LLVMBuildCondBr(cg.b, LLVMBuildICmp(cg.b, LLVMIntSLT, next, cg.end, ""), body, done);
+  LLVMPositionBuilderAtEnd(cg.b, done);
+  for (int c = 0; c < PEAK_CHAINS; c++) cg_store(&cg, acc[c], cg_gep(&cg, cg.f32, p, cg_i64(&cg, (int64_t)(2 + c) * cg.W)));
+  cg_kernel_end(&cg);
+  if (!cg_jit(&cg, jit, &d)) {
+    fprintf(stderr, "%s\n", d.msg);
+    exit(1);
+  }
+  return lookup(*jit, "peak");
+}
+
+// GFLOP/s of one thread while `threads` threads run the FMA loop at once (the slowest).
+static double measure_peak(KernelFn peak, int W, int threads) {
+  const int64_t iters = 20 * 1000 * 1000;
+  double best = 0;
+  for (int rep = 0; rep < 5; rep++) {
+    double slowest = 0;
+#pragma omp parallel num_threads(threads) reduction(max : slowest)
+    {
+      float *buf = alloc_floats((size_t)(2 + PEAK_CHAINS) * (size_t)W);
+      buf[0] = 1.0f, buf[W] = 0.0f;
+      void *bufs[1] = {buf};
+#pragma omp barrier
+      double t0 = now();
+      peak(bufs, 0, iters);
+      slowest = now() - t0;
+      free(buf);
+    }
+    double gflops = 2.0 * W * PEAK_CHAINS * (double)iters / slowest * 1e-9;
+    if (gflops > best) best = gflops;
+  }
+  return best;
+}
+
+// ---------------------------------------------------------------------------------------
+// A lowered GEMM and its buffers (node ids 0..4: A, B, C, bias, residual).
+
+typedef struct Bench {
+  const char *label;
+  CgGemm g;
+  double flops;
+  CgSteps steps;
+  CgJit *jit;
+  float *node[5];
+  void **scratch;
+} Bench;
+
+static void *arg_ptr(Bench *b, CgArg a) {
+  if (a.kind == CG_ARG_NODE) return b->node[a.id];
+  if (!b->scratch[a.id]) b->scratch[a.id] = alloc_floats(a.bytes / sizeof(float) + 1);
+  return b->scratch[a.id];
+}
+
+static size_t span(const CgGemm *g, int64_t rows, int64_t cols, int64_t rs, int64_t cs, const int64_t *bs) {
+  int64_t last = (rows - 1) * rs + (cols - 1) * cs;
+  for (int d = 0; d < g->nbatch; d++) last += (g->bdim[d] - 1) * bs[d];
+  return (size_t)last + 1;
+}
+
+static double compile_ms;
+
+static void bench_build(Bench *b) {
+  const CgGemm *g = &b->g;
+  Cg cg;
+  Diag d = {0};
+  double t0 = now();
+  if (!cg_init(&cg, "bench", NULL, &d) ||
+      !cg_lower_gemm(&cg, g, "g", cg_arg_node(0), cg_arg_node(1), cg_arg_node(2), cg_arg_node(3), cg_arg_node(4), 0,
+                     &b->steps, &d) ||
+      !cg_jit(&cg, &b->jit, &d)) {
+    fprintf(stderr, "%s\n", d.msg);
+    exit(1);
+  }
+  for (int i = 0; i < b->steps.n; i++) lookup(b->jit, b->steps.v[i].fn);  // compiles
+  compile_ms = (now() - t0) * 1e3;
+  b->node[0] = alloc_floats(span(g, g->M, g->K, g->a_rs, g->a_cs, g->a_bstride));
+  b->node[1] = alloc_floats(span(g, g->K, g->N, g->b_rs, g->b_cs, g->b_bstride));
+  b->node[2] = alloc_floats(span(g, g->M, g->N, g->c_rs, 1, g->c_bstride));
+  b->node[3] = alloc_floats((size_t)g->N);
+  b->node[4] = alloc_floats(span(g, g->M, g->N, g->c_rs, 1, g->c_bstride));
+  b->scratch = calloc((size_t)b->steps.n_scratch + 1, sizeof *b->scratch);
+  b->flops = 2.0 * (double)g->M * (double)g->N * (double)g->K;
+  for (int d2 = 0; d2 < g->nbatch; d2++) b->flops *= (double)g->bdim[d2];
+}
+
+static void bench_free(Bench *b) {
+  for (int i = 0; i < 5; i++) free(b->node[i]);
+  for (int i = 0; i < b->steps.n_scratch; i++) free(b->scratch[i]);
+  free(b->scratch);
+  free(b->steps.v);
+  cg_jit_free(b->jit);
+}
+
+// Runs the plan's steps (`once` ones only when `once`) on `threads` threads.
+static void bench_run(Bench *b, int threads, bool once) {
+  KernelFn fn[16];
+  void *bufs[16][CG_MAX_ARGS];
+  int n = 0;
+  int64_t work[16];
+  for (int i = 0; i < b->steps.n; i++) {
+    const CgStep *s = &b->steps.v[i];
+    if (s->once != once) continue;
+    fn[n] = lookup(b->jit, s->fn);
+    work[n] = s->work;
+    for (int a = 0; a < s->n_args; a++) bufs[n][a] = arg_ptr(b, s->args[a]);
+    n++;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    for (int i = 0; i < n; i++) {
+      fn[i](bufs[i], work[i] * t / nt, work[i] * (t + 1) / nt);
+#pragma omp barrier
+    }
+  }
+}
+
+static double bench_gflops(Bench *b, int threads, int runs) {
+  double *t = malloc((size_t)runs * sizeof *t);
+  for (int r = 0; r < 3; r++) bench_run(b, threads, false);  // warm-up
+  for (int r = 0; r < runs; r++) {
+    double t0 = now();
+    bench_run(b, threads, false);
+    t[r] = now() - t0;
+  }
+  double m = median(t, runs);
+  free(t);
+  return b->flops / m * 1e-9;
+}
+
+// ---------------------------------------------------------------------------------------
+
+// x (M, K) · W^T with W (N, K) a parameter, plus bias: a linear layer.
+static CgGemm linear(int64_t M, int64_t N, int64_t K) {
+  return (CgGemm){.M = M, .N = N, .K = K, .a_rs = K, .a_cs = 1, .b_rs = 1, .b_cs = K, .c_rs = N,
+                  .scale = 1.0f, .has_bias = true, .b_constant = true};
+}
+
+// Attention of `images` × 12 heads over T tokens, heads interleaved in rows of 12·64 = 768
+// (Q, K, V, out: (images, T, 768)): scores (images, 12, T, T) = Q·K^T / 8 and out = P·V.
+static CgGemm attention_qk(int64_t images, int64_t T) {
+  CgGemm g = {.M = T, .N = T, .K = 64, .nbatch = 2, .bdim = {images, 12}, .scale = 0.125f};
+  g.a_rs = 768, g.a_cs = 1, g.a_bstride[0] = T * 768, g.a_bstride[1] = 64;
+  g.b_rs = 1, g.b_cs = 768, g.b_bstride[0] = T * 768, g.b_bstride[1] = 64;
+  g.c_rs = T, g.c_bstride[0] = 12 * T * T, g.c_bstride[1] = T * T;
+  return g;
+}
+
+static CgGemm attention_pv(int64_t images, int64_t T) {
+  CgGemm g = {.M = T, .N = 64, .K = T, .nbatch = 2, .bdim = {images, 12}, .scale = 1.0f};
+  g.a_rs = T, g.a_cs = 1, g.a_bstride[0] = 12 * T * T, g.a_bstride[1] = T * T;
+  g.b_rs = 768, g.b_cs = 1, g.b_bstride[0] = T * 768, g.b_bstride[1] = 64;
+  g.c_rs = 768, g.c_bstride[0] = T * 768, g.c_bstride[1] = 64;
+  return g;
+}
+
+int main(int argc, char **argv) {
+  int runs = argc > 1 ? atoi(argv[1]) : 25;
+  if (runs < 1) runs = 1;
+  CgJit *pj;
+  int W;
+  KernelFn peak = peak_kernel(&pj, &W);
+  double peak1 = measure_peak(peak, W, 1), peak2 = measure_peak(peak, W, 2);
+  cg_jit_free(pj);
+  printf("FMA peak (W = %d, %d chains): %.1f GFLOP/s on 1 thread, %.1f per thread with 2 (%.1f total)\n\n", W,
+         PEAK_CHAINS, peak1, peak2, 2 * peak2);
+  Bench benches[] = {
+      {.label = "linear 120x768x768", .g = linear(120, 768, 768)},
+      {.label = "linear 120x3072x768", .g = linear(120, 3072, 768)},
+      {.label = "linear 120x768x3072", .g = linear(120, 768, 3072)},
+      {.label = "linear 960x768x768", .g = linear(960, 768, 768)},
+      {.label = "linear 960x3072x768", .g = linear(960, 3072, 768)},
+      {.label = "linear 960x768x3072", .g = linear(960, 768, 3072)},
+      {.label = "QK^T 12x120x120x64", .g = attention_qk(1, 120)},
+      {.label = "PV 12x120x64x120", .g = attention_pv(1, 120)},
+      {.label = "QK^T 96x120x120x64", .g = attention_qk(8, 120)},
+      {.label = "PV 96x120x64x120", .g = attention_pv(8, 120)},
+  };
+  printf("%-22s %9s %8s %6s %8s %6s %10s\n", "shape (MxNxK)", "compile", "1 thr", "%peak", "2 thr", "%peak", "work");
+  for (size_t i = 0; i < sizeof benches / sizeof *benches; i++) {
+    Bench *b = &benches[i];
+    bench_build(b);
+    bench_run(b, 1, true);  // pack the weights
+    double g1 = bench_gflops(b, 1, runs), g2 = bench_gflops(b, 2, runs);
+    int64_t work = b->steps.v[b->steps.n - 1].work;
+    printf("%-22s %7.0fms %8.1f %5.0f%% %8.1f %5.0f%% %10lld\n", b->label, compile_ms, g1, 100 * g1 / peak1, g2,
+           100 * g2 / (2 * peak2), (long long)work);
+    fflush(stdout);
+    bench_free(b);
+  }
+  return 0;
+}
