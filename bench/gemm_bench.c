@@ -3,7 +3,8 @@
 // chunk per thread, a barrier between steps), against the machine's measured FMA peak (a
 // JIT-compiled loop of independent <W x float> FMA chains, timed on every thread at once).
 // Prints GFLOP/s (median of the runs after warm-up) for 1 and 2 threads and the % of peak.
-//   gemm_bench [runs]     KILN_GEMM_* environment variables override the plan (cg_gemm.c)
+//   gemm_bench [runs [shape-filter [max-threads]]]   KILN_GEMM_* environment variables
+//                                                    override the plan (see cg_gemm.c)
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -49,42 +50,61 @@ static float *alloc_floats(size_t n) {
   return p;
 }
 
+// The target: the host, or KILN_BENCH_CPU (e.g. haswell, to time AVX2 code with its 16
+// registers on an AVX-512 host) at KILN_BENCH_W lanes (default 8).
+static CgOptions target(void) {
+  CgOptions o = {0};
+  const char *cpu = getenv("KILN_BENCH_CPU");
+  if (cpu && *cpu) {
+    o.cpu = cpu, o.features = "";
+    o.vector_floats = getenv("KILN_BENCH_W") ? atoi(getenv("KILN_BENCH_W")) : 8;
+  }
+  return o;
+}
+
 // ---------------------------------------------------------------------------------------
 // FMA peak: `chains` accumulators, each acc = fma(acc, x, y) per iteration; bufs[0] holds
 // x, y and receives the accumulators. Work items are iterations.
 
-enum { PEAK_CHAINS = 24 };
+enum { PEAK_CHAINS = 24 };  // 12 below 32 registers (W < 16)
+static int chains;
 
 static KernelFn peak_kernel(CgJit **jit, int *W) {
   Cg cg;
   Diag d = {0};
-  if (!cg_init(&cg, "peak", NULL, &d)) {
+  CgOptions o = target();
+  if (!cg_init(&cg, "peak", &o, &d)) {
     fprintf(stderr, "%s\n", d.msg);
     exit(1);
   }
   *W = cg.W;
+  chains = cg.W >= 16 ? PEAK_CHAINS : PEAK_CHAINS / 2;
   cg_kernel_begin(&cg, "peak");
   LLVMValueRef p = cg_buf(&cg, 0);
-  LLVMValueRef x = cg_load(&cg, cg.f32, p, cg.W), y = cg_load(&cg, cg.f32, cg_gep(&cg, cg.f32, p, cg_i64(&cg, cg.W)), cg.W);
+  LLVMValueRef x = cg_load(&cg, cg.f32, p, cg.W),
+               y = cg_load(&cg, cg.f32, cg_gep(&cg, cg.f32, p, cg_i64(&cg, cg.W)), cg.W);
   LLVMValueRef init[PEAK_CHAINS], acc[PEAK_CHAINS], phi[PEAK_CHAINS];
-  for (int c = 0; c < PEAK_CHAINS; c++)
-    init[c] = cg_load(&cg, cg.f32, cg_gep(&cg, cg.f32, p, cg_i64(&cg, (int64_t)(2 + c) * cg.W)), cg.W);
-  LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg.b), body = cg_block(&cg, "body"), done = cg_block(&cg, "done");
+  for (int c = 0; c < chains; c++)
+    init[c] =
+        cg_load(&cg, cg.f32, cg_gep(&cg, cg.f32, p, cg_i64(&cg, (int64_t)(2 + c) * cg.W)), cg.W);
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg.b), body = cg_block(&cg, "body"),
+                    done = cg_block(&cg, "done");
   LLVMBuildBr(cg.b, body);
   LLVMPositionBuilderAtEnd(cg.b, body);
   LLVMValueRef iv = LLVMBuildPhi(cg.b, cg.i64, "i");
   LLVMAddIncoming(iv, &cg.begin, &pre, 1);
-  for (int c = 0; c < PEAK_CHAINS; c++) {
+  for (int c = 0; c < chains; c++) {
     phi[c] = LLVMBuildPhi(cg.b, cg.vf, "acc");
     LLVMAddIncoming(phi[c], &init[c], &pre, 1);
   }
-  for (int c = 0; c < PEAK_CHAINS; c++) acc[c] = cg_fma(&cg, phi[c], x, y);
+  for (int c = 0; c < chains; c++) acc[c] = cg_fma(&cg, phi[c], x, y);
   LLVMValueRef next = LLVMBuildAdd(cg.b, iv, cg_i64(&cg, 1), "");
   LLVMAddIncoming(iv, &next, &body, 1);
-  for (int c = 0; c < PEAK_CHAINS; c++) LLVMAddIncoming(phi[c], &acc[c], &body, 1);
+  for (int c = 0; c < chains; c++) LLVMAddIncoming(phi[c], &acc[c], &body, 1);
   LLVMBuildCondBr(cg.b, LLVMBuildICmp(cg.b, LLVMIntSLT, next, cg.end, ""), body, done);
   LLVMPositionBuilderAtEnd(cg.b, done);
-  for (int c = 0; c < PEAK_CHAINS; c++) cg_store(&cg, acc[c], cg_gep(&cg, cg.f32, p, cg_i64(&cg, (int64_t)(2 + c) * cg.W)));
+  for (int c = 0; c < chains; c++)
+    cg_store(&cg, acc[c], cg_gep(&cg, cg.f32, p, cg_i64(&cg, (int64_t)(2 + c) * cg.W)));
   cg_kernel_end(&cg);
   if (!cg_jit(&cg, jit, &d)) {
     fprintf(stderr, "%s\n", d.msg);
@@ -110,7 +130,7 @@ static double measure_peak(KernelFn peak, int W, int threads) {
       slowest = now() - t0;
       free(buf);
     }
-    double gflops = 2.0 * W * PEAK_CHAINS * (double)iters / slowest * 1e-9;
+    double gflops = 2.0 * W * chains * (double)iters / slowest * 1e-9;
     if (gflops > best) best = gflops;
   }
   return best;
@@ -135,7 +155,8 @@ static void *arg_ptr(Bench *b, CgArg a) {
   return b->scratch[a.id];
 }
 
-static size_t span(const CgGemm *g, int64_t rows, int64_t cols, int64_t rs, int64_t cs, const int64_t *bs) {
+static size_t span(const CgGemm *g, int64_t rows, int64_t cols, int64_t rs, int64_t cs,
+                   const int64_t *bs) {
   int64_t last = (rows - 1) * rs + (cols - 1) * cs;
   for (int d = 0; d < g->nbatch; d++) last += (g->bdim[d] - 1) * bs[d];
   return (size_t)last + 1;
@@ -148,9 +169,10 @@ static void bench_build(Bench *b) {
   Cg cg;
   Diag d = {0};
   double t0 = now();
-  if (!cg_init(&cg, "bench", NULL, &d) ||
-      !cg_lower_gemm(&cg, g, "g", cg_arg_node(0), cg_arg_node(1), cg_arg_node(2), cg_arg_node(3), cg_arg_node(4), 0,
-                     &b->steps, &d) ||
+  CgOptions o = target();
+  if (!cg_init(&cg, "bench", &o, &d) ||
+      !cg_lower_gemm(&cg, g, "g", cg_arg_node(0), cg_arg_node(1), cg_arg_node(2), cg_arg_node(3),
+                     cg_arg_node(4), 0, &b->steps, &d) ||
       !cg_jit(&cg, &b->jit, &d)) {
     fprintf(stderr, "%s\n", d.msg);
     exit(1);
@@ -216,14 +238,29 @@ static double bench_gflops(Bench *b, int threads, int runs) {
 
 // x (M, K) · W^T with W (N, K) a parameter, plus bias: a linear layer.
 static CgGemm linear(int64_t M, int64_t N, int64_t K) {
-  return (CgGemm){.M = M, .N = N, .K = K, .a_rs = K, .a_cs = 1, .b_rs = 1, .b_cs = K, .c_rs = N,
-                  .scale = 1.0f, .has_bias = true, .b_constant = true};
+  return (CgGemm){.M = M,
+                  .N = N,
+                  .K = K,
+                  .a_rs = K,
+                  .a_cs = 1,
+                  .b_rs = 1,
+                  .b_cs = K,
+                  .c_rs = N,
+                  .scale = 1.0f,
+                  .has_bias = true,
+                  .b_constant = true};
 }
 
 // Attention of `images` × 12 heads over T tokens, heads interleaved in rows of 12·64 = 768
 // (Q, K, V, out: (images, T, 768)): scores (images, 12, T, T) = Q·K^T / 8 and out = P·V.
 static CgGemm attention_qk(int64_t images, int64_t T) {
-  CgGemm g = {.M = T, .N = T, .K = 64, .nbatch = 2, .bdim = {images, 12}, .scale = 0.125f};
+  CgGemm g = {.M = T,
+              .N = T,
+              .K = 64,
+              .nbatch = 2,
+              .bdim = {images, 12},
+              .scale = 0.125f,
+              .b_constant = getenv("HACK") != NULL};
   g.a_rs = 768, g.a_cs = 1, g.a_bstride[0] = T * 768, g.a_bstride[1] = 64;
   g.b_rs = 1, g.b_cs = 768, g.b_bstride[0] = T * 768, g.b_bstride[1] = 64;
   g.c_rs = T, g.c_bstride[0] = 12 * T * T, g.c_bstride[1] = T * T;
@@ -231,7 +268,13 @@ static CgGemm attention_qk(int64_t images, int64_t T) {
 }
 
 static CgGemm attention_pv(int64_t images, int64_t T) {
-  CgGemm g = {.M = T, .N = 64, .K = T, .nbatch = 2, .bdim = {images, 12}, .scale = 1.0f};
+  CgGemm g = {.M = T,
+              .N = 64,
+              .K = T,
+              .nbatch = 2,
+              .bdim = {images, 12},
+              .scale = 1.0f,
+              .b_constant = getenv("HACK") != NULL};
   g.a_rs = T, g.a_cs = 1, g.a_bstride[0] = 12 * T * T, g.a_bstride[1] = T * T;
   g.b_rs = 768, g.b_cs = 1, g.b_bstride[0] = T * 768, g.b_bstride[1] = 64;
   g.c_rs = 768, g.c_bstride[0] = T * 768, g.c_bstride[1] = 64;
@@ -244,10 +287,12 @@ int main(int argc, char **argv) {
   CgJit *pj;
   int W;
   KernelFn peak = peak_kernel(&pj, &W);
-  double peak1 = measure_peak(peak, W, 1), peak2 = measure_peak(peak, W, 2);
+  int max_threads = argc > 3 ? atoi(argv[3]) : 2;
+  double peak1 = measure_peak(peak, W, 1), peak2 = max_threads > 1 ? measure_peak(peak, W, 2) : 1;
   cg_jit_free(pj);
-  printf("FMA peak (W = %d, %d chains): %.1f GFLOP/s on 1 thread, %.1f per thread with 2 (%.1f total)\n\n", W,
-         PEAK_CHAINS, peak1, peak2, 2 * peak2);
+  printf("FMA peak (W = %d, %d chains): %.1f GFLOP/s on 1 thread", W, chains, peak1);
+  if (max_threads > 1) printf(", %.1f per thread with 2 (%.1f total)", peak2, 2 * peak2);
+  printf("\n\n");
   Bench benches[] = {
       {.label = "linear 120x768x768", .g = linear(120, 768, 768)},
       {.label = "linear 120x3072x768", .g = linear(120, 3072, 768)},
@@ -260,15 +305,21 @@ int main(int argc, char **argv) {
       {.label = "QK^T 96x120x120x64", .g = attention_qk(8, 120)},
       {.label = "PV 96x120x64x120", .g = attention_pv(8, 120)},
   };
-  printf("%-22s %9s %8s %6s %8s %6s %10s\n", "shape (MxNxK)", "compile", "1 thr", "%peak", "2 thr", "%peak", "work");
+  printf("%-22s %9s %8s %6s %8s %6s %10s\n", "shape (MxNxK)", "compile", "1 thr", "%peak", "2 thr",
+         "%peak", "work");
   for (size_t i = 0; i < sizeof benches / sizeof *benches; i++) {
     Bench *b = &benches[i];
+    if (argc > 2 && !strstr(b->label, argv[2])) continue;
     bench_build(b);
     bench_run(b, 1, true);  // pack the weights
-    double g1 = bench_gflops(b, 1, runs), g2 = bench_gflops(b, 2, runs);
+    double g1 = bench_gflops(b, 1, runs), g2 = max_threads > 1 ? bench_gflops(b, 2, runs) : 0;
     int64_t work = b->steps.v[b->steps.n - 1].work;
-    printf("%-22s %7.0fms %8.1f %5.0f%% %8.1f %5.0f%% %10lld\n", b->label, compile_ms, g1, 100 * g1 / peak1, g2,
-           100 * g2 / (2 * peak2), (long long)work);
+    printf("%-22s %7.0fms %8.1f %5.0f%%", b->label, compile_ms, g1, 100 * g1 / peak1);
+    if (max_threads > 1)
+      printf(" %8.1f %5.0f%%", g2, 100 * g2 / (2 * peak2));
+    else
+      printf(" %8s %6s", "-", "-");
+    printf(" %10lld\n", (long long)work);
     fflush(stdout);
     bench_free(b);
   }

@@ -144,3 +144,20 @@ bool fe_write_values(const char *path, const IrNode *const *nodes, const char *c
   free(ts);
   return ok;
 }
+
+bool fe_write_native(const char *path, const IrNode *const *nodes, const char *const *names,
+                     int n, void *const *value, Diag *d) {
+  StTensor *ts = calloc((size_t)n + 1, sizeof *ts);
+  for (int k = 0; k < n; k++) {
+    const IrNode *node = nodes[k];
+    ts[k].name = (char *)names[k];
+    ts[k].dtype = node->dtype;
+    ts[k].rank = node->shape.rank;
+    for (int i = 0; i < node->shape.rank; i++) ts[k].shape[i] = node->shape.dim[i];
+    ts[k].nbytes = (size_t)ir_numel(&node->shape) * dt_size(node->dtype);
+    ts[k].data = value[node->id];
+  }
+  bool ok = st_write(path, ts, n, d);
+  free(ts);
+  return ok;
+}

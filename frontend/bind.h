@@ -31,9 +31,17 @@ void fe_available(const IrGraph *g, const bool *given, bool *avail);
 bool fe_write_values(const char *path, const IrNode *const *nodes, const char *const *names,
                      int n, const IrValues *vals, Diag *d);
 
+// Writes the named nodes' native buffers (value[node id]).
+bool fe_write_native(const char *path, const IrNode *const *nodes, const char *const *names,
+                     int n, void *const *value, Diag *d);
+
 // Initial parameter values from their initialisers, deterministic for a seed: normal(std)
 // from a counter-based stream keyed by (seed, parameter name); copies after the rest.
 // Fails (out of memory) only for parameters too large to hold.
 bool fe_init_params(const IrGraph *g, uint64_t seed, IrValues *vals, Diag *d);
+// One parameter's initial values (count = its numel) into out.
+void fe_init_param(const IrGraph *g, const IrNode *n, uint64_t seed, double *out);
+// The JIT's form: initial values in each parameter's dtype into value[id] (non-NULL ones).
+bool fe_init_native(const IrGraph *g, uint64_t seed, void *const *value, Diag *d);
 
 #endif

@@ -15,7 +15,8 @@ enum { EXIT_USER = 1, EXIT_USAGE = 2 };
 typedef struct CliOptions {
   const char *cmd;
   const char *model;
-  const char *weights, *inputs, *output, *after, *format, *backend;
+  const char *weights, *inputs, *output, *after, *format, *backend, *dump_llvm;
+  int iters;
   FeSet sets[CLI_MAX_SETS];
   int n_sets;
   const char *disabled[64];
@@ -30,6 +31,7 @@ int cmd_dump(const CliOptions *o);
 int cmd_ops(const CliOptions *o);
 int cmd_init(const CliOptions *o);
 int cmd_run(const CliOptions *o);
+int cmd_bench(const CliOptions *o);
 
 // Loads o->model with o->sets and runs the pass pipeline; prints the error and returns
 // false on failure.

@@ -16,30 +16,44 @@ static void fill_normal(double *v, size_t n, double std, uint64_t key) {
   }
 }
 
+void fe_init_param(const IrGraph *g, const IrNode *n, uint64_t seed, double *out) {
+  const IrNode *src = n;  // the verifier guarantees a chain of copies, without cycles,
+  while (src->init.kind == IR_INIT_COPY) src = ir_graph_find(g, src->init.copy_of);  // same shape
+  size_t count = (size_t)ir_numel(&n->shape);
+  switch (src->init.kind) {
+  case IR_INIT_NORMAL: fill_normal(out, count, src->init.std, ir_rng_key(seed, src->name)); break;
+  case IR_INIT_ZEROS: memset(out, 0, count * sizeof(double)); break;
+  case IR_INIT_ONES:
+    for (size_t k = 0; k < count; k++) out[k] = 1.0;
+    break;
+  case IR_INIT_COPY: break;  // not reached
+  }
+}
+
 bool fe_init_params(const IrGraph *g, uint64_t seed, IrValues *vals, Diag *d) {
-  for (int pass = 0; pass < 2; pass++)
-    for (int i = 0; i < g->n_nodes; i++) {
-      const IrNode *n = g->nodes[i];
-      if (n->op != IR_OP_PARAM || (pass == 0) == (n->init.kind == IR_INIT_COPY)) continue;
-      size_t count = (size_t)ir_numel(&n->shape);
-      free(vals->v[i]);
-      vals->v[i] = malloc(count * sizeof(double) + 1);
-      if (!vals->v[i])
-        return diag_error(d, "%s \"%s\": out of memory for %zu values", n->where, n->name,
-                          count);
-      switch (n->init.kind) {
-      case IR_INIT_NORMAL: fill_normal(vals->v[i], count, n->init.std, ir_rng_key(seed, n->name)); break;
-      case IR_INIT_ZEROS: memset(vals->v[i], 0, count * sizeof(double)); break;
-      case IR_INIT_ONES:
-        for (size_t k = 0; k < count; k++) vals->v[i][k] = 1.0;
-        break;
-      case IR_INIT_COPY: {  // the verifier guarantees a chain of copies, without cycles,
-        const IrNode *src = n;  // ending at a parameter of the same shape
-        while (src->init.kind == IR_INIT_COPY) src = ir_graph_find(g, src->init.copy_of);
-        memcpy(vals->v[i], vals->v[src->id], count * sizeof(double));
-        break;
-      }
-      }
-    }
+  for (int i = 0; i < g->n_nodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op != IR_OP_PARAM) continue;
+    size_t count = (size_t)ir_numel(&n->shape);
+    free(vals->v[i]);
+    vals->v[i] = malloc(count * sizeof(double) + 1);
+    if (!vals->v[i])
+      return diag_error(d, "%s \"%s\": out of memory for %zu values", n->where, n->name, count);
+    fe_init_param(g, n, seed, vals->v[i]);
+  }
+  return true;
+}
+
+bool fe_init_native(const IrGraph *g, uint64_t seed, void *const *value, Diag *d) {
+  for (int i = 0; i < g->n_nodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op != IR_OP_PARAM || !value[i]) continue;
+    size_t count = (size_t)ir_numel(&n->shape);
+    double *tmp = malloc(count * sizeof(double) + 1);
+    if (!tmp) return diag_error(d, "%s \"%s\": out of memory for %zu values", n->where, n->name, count);
+    fe_init_param(g, n, seed, tmp);
+    for (size_t k = 0; k < count; k++) dt_store(n->dtype, value[i], k, tmp[k]);
+    free(tmp);
+  }
   return true;
 }

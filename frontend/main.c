@@ -42,10 +42,22 @@ static const Command commands[] = {
    "  --inputs FILE      inputs (safetensors), by name; integer inputs may be I32/I64,\n"
    "                     floats F32/F64/F16/BF16 (converted when no value changes)\n"
    "  -o, --output FILE  outputs (safetensors)\n"
-   "  --backend ref      the reference evaluator (the only backend until the JIT lands)\n"
-   "  --threads N        threads (the reference backend uses one)\n"
+   "  --backend jit|ref  native code through LLVM (default), or the reference evaluator\n"
+   "                     (plain loops in double precision: slow, the oracle for tests)\n"
+   "  --threads N        threads (default: KILN_NUM_THREADS, else every core; ref uses one)\n"
+   "  --dump-llvm DIR    write the optimised LLVM IR of the kernels to DIR/kiln.ll\n"
    "  --verbose          list tensors in the files that the model does not use\n",
-   " set weights inputs output backend threads verbose disable-pass "},
+   " set weights inputs output backend threads verbose disable-pass dump-llvm "},
+  {"bench", cmd_bench,
+   "kiln bench MODEL [--set NAME=VALUE]... [--iters N] [--threads N] [--weights W] [--inputs IN]",
+   "Compile MODEL once with the JIT, run warm-up and N timed inferences, and print\n"
+   "compile_ms and median_ms (and GFLOP/s from the model's FLOP count).\n"
+   "  --iters N          timed iterations (default 20)\n"
+   "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n"
+   "  --weights FILE     parameters (default: initialised from --seed)\n"
+   "  --inputs FILE      inputs (default: ids 0, float inputs 1)\n"
+   "  --dump-llvm DIR    write the optimised LLVM IR to DIR/kiln.ll\n",
+   " set iters threads weights inputs seed dump-llvm disable-pass verbose "},
   {"ops", cmd_ops, "kiln ops", "List the operators a model file can use, with their attributes.\n",
    " "},
 };
@@ -156,12 +168,18 @@ int main(int argc, char **argv) {
       o.format = val;
     } else if (strcmp(a, "--backend") == 0) {
       TAKES_VALUE();
-      if (strcmp(val, "ref") != 0) {
-        if (strcmp(val, "jit") == 0)
-          return usage_error(c, "--backend jit: the JIT backend is not built yet; use ref%s", "");
-        return usage_error(c, "--backend must be ref, not \"%s\"", val);
-      }
+      if (strcmp(val, "ref") != 0 && strcmp(val, "jit") != 0)
+        return usage_error(c, "--backend must be jit or ref, not \"%s\"", val);
       o.backend = val;
+    } else if (strcmp(a, "--dump-llvm") == 0) {
+      TAKES_VALUE();
+      o.dump_llvm = val;
+    } else if (strcmp(a, "--iters") == 0) {
+      TAKES_VALUE();
+      long long v;
+      if (!parse_int(val, 1, 1000000, &v))
+        return usage_error(c, "--iters must be an integer in [1, 1000000], not \"%s\"", val);
+      o.iters = (int)v;
     } else if (strcmp(a, "--seed") == 0) {
       TAKES_VALUE();
       long long v;

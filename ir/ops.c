@@ -140,7 +140,7 @@ static const char *const op_names[IR_OP_COUNT] = {
 bool ir_op_lookup(const char *name, IrOpKind *out) {
   for (int i = 0; i < IR_OP_COUNT; i++) {
     assert(ir_ops[i].name && strcmp(ir_ops[i].name, op_names[i]) == 0);
-    if (strcmp(name, ir_ops[i].name) == 0) {
+    if (strcmp(name, op_names[i]) == 0) {
       *out = (IrOpKind)i;
       return true;
     }

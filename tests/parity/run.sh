@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Parity: kiln's reference backend against the independent PyTorch VisualBERT
+# Parity: kiln (JIT and reference backends) against the independent PyTorch VisualBERT
 # (tests/parity/visualbert_torch.py, float64) on the same weights and inputs, for all four
 # model files at small configurations, or (with --base) VQA at the full base size.
 # usage: tests/parity/run.sh KILN_BINARY [--base]
@@ -22,11 +22,15 @@ check() {  # name, variant, model, extra make_case flags, then --set list
   if "$kiln" init "$root/models/$model" -o "$d/w.safetensors" --seed 7 "$@" 2>"$d/log" &&
      "$py" "$here/make_case.py" --variant "$variant" --seed 11 -o "$d/in.safetensors" $caseflags "$@" >>"$d/log" 2>&1 &&
      "$kiln" run "$root/models/$model" --weights "$d/w.safetensors" --inputs "$d/in.safetensors" \
-        -o "$d/kiln.safetensors" "$@" 2>>"$d/log" &&
+        -o "$d/jit.safetensors" --backend jit "$@" 2>>"$d/log" &&
+     "$kiln" run "$root/models/$model" --weights "$d/w.safetensors" --inputs "$d/in.safetensors" \
+        -o "$d/ref.safetensors" --backend ref "$@" 2>>"$d/log" &&
      "$py" "$here/visualbert_torch.py" --variant "$variant" --weights "$d/w.safetensors" \
         --inputs "$d/in.safetensors" -o "$d/torch.safetensors" "$@" 2>>"$d/log" >>"$d/log" &&
-     "$py" "$here/compare.py" "$d/kiln.safetensors" "$d/torch.safetensors" --rtol 1e-5 \
-        --require "$(req "$variant")" >"$d/cmp" 2>&1; then
+     "$py" "$here/compare.py" "$d/jit.safetensors" "$d/torch.safetensors" --rtol 1e-5 \
+        --require "$(req "$variant")" >"$d/cmp" 2>&1 &&
+     "$py" "$here/compare.py" "$d/ref.safetensors" "$d/torch.safetensors" --rtol 1e-5 \
+        --require "$(req "$variant")" >>"$d/cmp" 2>&1; then
     echo "ok    $name"; passed=$((passed + 1))
   else
     echo "FAIL  $name"; cat "$d/log" "$d/cmp" 2>/dev/null | tail -20; failed=$((failed + 1))

@@ -1,0 +1,104 @@
+// Code generation state and helpers over the LLVM C API: one LLVM context and module per
+// compilation, a builder, the host target machine, the kernel ABI, loops, vectors and
+// intrinsics; and the JIT that optimises (new pass manager, default<O3>) and loads modules
+// through ORC LLJIT. Kernels emitted by codegen/cg_*.c all use this.
+//
+// Kernel ABI: void kernel(void **bufs, int64_t begin, int64_t end) computes work items
+// [begin, end) of its op; bufs are the plan's buffer pointers in the order the lowering
+// chose. The runtime splits [0, work) across threads.
+#ifndef KILN_CG_H
+#define KILN_CG_H
+
+#include <llvm-c/Core.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/TargetMachine.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "codegen/codegen.h"
+#include "runtime/diag.h"
+
+typedef struct CgOptions {
+  const char *cpu;       // NULL: the host's (LLVMGetHostCPUName)
+  const char *features;  // NULL: the host's (LLVMGetHostCPUFeatures)
+  int vector_floats;     // 0: from the features (16 with AVX-512, 8 with AVX2, else 4)
+  const char *dump_dir;  // when set, the optimised IR of the module is written there
+} CgOptions;
+
+typedef struct Cg {
+  LLVMOrcThreadSafeContextRef tsc;  // owns ctx
+  LLVMContextRef ctx;
+  LLVMModuleRef mod;
+  LLVMBuilderRef b;
+  LLVMTargetMachineRef tm;
+  char *triple, *cpu, *features;
+  const char *name, *dump_dir;
+  int W;  // f32 lanes of one vector register
+  LLVMTypeRef void_t, f32, f64, i1, i8, i32, i64, ptr;
+  LLVMTypeRef vf;         // <W x float>
+  LLVMTypeRef kernel_ty;  // void (ptr, i64, i64)
+  // The kernel being emitted.
+  LLVMValueRef fn, bufs, begin, end;
+} Cg;
+
+bool cg_init(Cg *cg, const char *module_name, const CgOptions *opt, Diag *d);
+void cg_dispose(Cg *cg);  // frees everything not handed to a JIT
+
+// ---- kernels --------------------------------------------------------------------------
+void cg_kernel_begin(Cg *cg, const char *name);  // new function; builder at its entry
+void cg_kernel_end(Cg *cg);                      // ret void
+LLVMValueRef cg_buf(Cg *cg, int i);              // bufs[i] as ptr
+// A new basic block in the current kernel.
+LLVMBasicBlockRef cg_block(Cg *cg, const char *name);
+
+// ---- loops: for (iv = lo; iv < hi; iv += step) ----------------------------------------
+typedef struct CgLoop {
+  LLVMValueRef iv, step;
+  LLVMBasicBlockRef head, exit;
+} CgLoop;
+void cg_for_begin(Cg *cg, CgLoop *l, LLVMValueRef lo, LLVMValueRef hi, LLVMValueRef step,
+                  const char *name);
+void cg_for_end(Cg *cg, CgLoop *l);
+
+// ---- values ---------------------------------------------------------------------------
+LLVMValueRef cg_i64(Cg *cg, int64_t v);
+LLVMValueRef cg_i32(Cg *cg, int32_t v);
+LLVMValueRef cg_f32(Cg *cg, double v);
+LLVMTypeRef cg_vec_t(Cg *cg, LLVMTypeRef elem, int lanes);
+LLVMValueRef cg_splat(Cg *cg, LLVMValueRef scalar, int lanes);  // lanes 1: the scalar
+// A constant of x's type (scalar or vector) with every lane v.
+LLVMValueRef cg_const_like(Cg *cg, LLVMValueRef x, double v);
+LLVMValueRef cg_const_int_like(Cg *cg, LLVMValueRef x, int64_t v);  // integer type of x's shape
+// Calls an overloaded intrinsic ("llvm.fma", "llvm.maxnum", ...) on type `overload`.
+LLVMValueRef cg_intrinsic(Cg *cg, const char *name, LLVMTypeRef overload, LLVMValueRef *args,
+                          int n);
+LLVMValueRef cg_fma(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c);  // a*b+c, one rounding
+// Address of element idx (i64) of type elem at base.
+LLVMValueRef cg_gep(Cg *cg, LLVMTypeRef elem, LLVMValueRef base, LLVMValueRef idx);
+// Loads/stores `lanes` contiguous elements (alignment of the element only); with
+// lanes < full width for tails a masked load/store of a full vector is used by callers
+// that want it; these plain forms accept any lane count (1 = scalar).
+LLVMValueRef cg_load(Cg *cg, LLVMTypeRef elem, LLVMValueRef ptr, int lanes);
+void cg_store(Cg *cg, LLVMValueRef v, LLVMValueRef ptr);
+// Horizontal reductions of a float vector (llvm.vector.reduce.*).
+LLVMValueRef cg_reduce_add(Cg *cg, LLVMValueRef v);  // ordered from 0.0: deterministic
+LLVMValueRef cg_reduce_max(Cg *cg, LLVMValueRef v);
+
+// ---- vector math (codegen/cg_math.c): any float scalar or vector type ------------------
+LLVMValueRef cg_exp(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_log(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_erf(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_tanh(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_gelu(Cg *cg, LLVMValueRef x);     // exact: 0.5 x (1 + erf(x / sqrt 2))
+LLVMValueRef cg_sigmoid(Cg *cg, LLVMValueRef x);
+
+// ---- JIT ------------------------------------------------------------------------------
+typedef struct CgJit CgJit;
+// Verifies the module (LLVMVerifyModule), optimises it (default<O3> on the target
+// machine), writes it to dump_dir if set, and loads it into a new LLJIT. The module and
+// context belong to the JIT afterwards; cg is reset.
+bool cg_jit(Cg *cg, CgJit **out, Diag *d);
+void *cg_jit_lookup(CgJit *j, const char *name);
+void cg_jit_free(CgJit *j);
+
+#endif

@@ -1,0 +1,783 @@
+// GEMM lowering (see lower.h): C[b] = epilogue(A[b] · B[b]) as two plan steps.
+//   pack:    B (any strides, transposed weights included) copied into column panels of NR
+//            floats, contiguous in k and zero-padded at the N tail; `once` when B is a
+//            parameter (weights are packed once after binding).
+//   compute: work items are (batch, N-panel group, M-block group) tiles of C, each computed
+//            by one item over the whole K (no cross-thread reduction, so results do not
+//            depend on how [0, work) is split). Inside an item, K is cut into blocks of KC
+//            (partial sums kept in C between blocks) and each (M block, panel) pair calls a
+//            register-blocked microkernel.
+// The microkernel holds an MR × NR tile of C in MR × NV vector registers (NR = NV·W). For
+// each k it loads NV vectors of the packed B panel, broadcasts A(i, k) for each row and
+// issues MR × NV llvm.fma. After the last K block the epilogue (scale, bias, activation,
+// residual) is applied to the register tile before the store. M, N and K tails get their
+// own specialised microkernels (fewer rows, fewer vectors, masked last vector, shorter k).
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/lower.h"
+
+// ---------------------------------------------------------------------------------------
+// The plan: tile sizes, blocking and work split, all static.
+
+typedef struct GemmPlan {
+  int W;                   // f32 lanes per vector
+  int mr, nv, nr;          // microkernel tile: mr rows × nv vectors (nr = nv·W columns)
+  int unroll;              // k steps per iteration of the microkernel's loop
+  int64_t nmb, npan;       // M blocks of mr rows, N panels of nr columns
+  int mtail, ntail;        // rows of the last M block, columns of the last panel (0: full)
+  int64_t kc, nkb, ktail;  // K blocks of kc; the last is ktail long (0: full)
+  int64_t mgroup, pgroup;  // M blocks and panels per work item
+  int64_t nmg, npg;        // groups along M and along N
+  int64_t batch, pbatch;   // batch items; distinct B operands (dims where B is not broadcast)
+  bool fused_pack;         // each work item packs its own panels (no pack step)
+} GemmPlan;
+
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+static int64_t env_int(const char *name, int64_t def) {
+  const char *s = getenv(name);
+  return s && *s ? atoll(s) : def;
+}
+
+// Microkernel shapes by vector width: registers hold mr·nv accumulators, nv B vectors and
+// (without embedded broadcast) one A broadcast.
+static void choose_tile(const CgGemm *g, int W, int *mr, int *nv) {
+  if (W >= 16) {  // 32 zmm registers, FMA with an embedded broadcast from memory
+    *mr = 8, *nv = 3;
+    if (cdiv(g->N, W) <= 2)
+      *mr = 14, *nv = (int)cdiv(g->N, W);
+    else if (cdiv(g->N, W) == 4)
+      *mr = 6, *nv = 4;
+  } else {  // 16 ymm/xmm registers
+    *mr = 6, *nv = 2;
+  }
+  if (g->M >= 1 && g->M < *mr) {  // few rows: a wider tile keeps enough FMA chains in flight
+    int budget = W >= 16 ? 24 : 12, widest = W >= 16 ? 8 : 4;
+    *mr = (int)g->M;
+    *nv = budget / *mr < widest ? budget / *mr : widest;
+    if (*nv > cdiv(g->N, W)) *nv = (int)cdiv(g->N, W);
+  }
+  *mr = (int)env_int("KILN_GEMM_MR", *mr);
+  *nv = (int)env_int("KILN_GEMM_NV", *nv);
+}
+
+// Of the ideal time, the fraction T threads reach when the work items of the plan (groups
+// of pgroup panels × mgroup M blocks, costing rows × columns) are cut into T contiguous
+// chunks as the runtime does.
+static double split_efficiency(const CgGemm *g, const GemmPlan *p, int64_t T) {
+  int64_t per_batch = p->npg * p->nmg, work = p->batch * per_batch;
+  if (work > 4096) return 1.0;  // many items: contiguous chunks are as good as balanced
+  double total = 0, worst = 0;
+  for (int64_t t = 0; t < T; t++) {
+    double sum = 0;
+    for (int64_t w = work * t / T; w < work * (t + 1) / T; w++) {
+      int64_t pg = w % per_batch / p->nmg, mg = w % p->nmg;
+      int64_t r0 = mg * p->mgroup * p->mr, r1 = (mg + 1) * p->mgroup * p->mr;
+      int64_t c0 = pg * p->pgroup * p->nr, c1 = (pg + 1) * p->pgroup * p->nr;
+      sum += (double)((r1 < g->M ? r1 : g->M) - r0) * (double)((c1 < g->N ? c1 : g->N) - c0);
+    }
+    total += sum;
+    worst = sum > worst ? sum : worst;
+  }
+  return worst > 0 ? total / ((double)T * worst) : 1.0;
+}
+
+// The work split: items of pgroup panels × mgroup M blocks. Panel groups are capped so that
+// one K block of them (kc × pgroup·nr floats) stays in L2 while the item's M blocks pass
+// over it. Among the splits that balance best on 2 and 4 threads, the one that moves the
+// least data: each item reads its rows of A and its panels of B once, so
+// npg·|A| + nmg·|B| per batch. Splits into fewer than 8 items count as less balanced, so
+// that machines with more threads have work for them too.
+static void choose_split(const CgGemm *g, GemmPlan *p) {
+  int64_t l2_floats = env_int("KILN_GEMM_L2", 1 << 18);  // 1 MiB
+  int64_t pgroup_max = l2_floats / ((p->kc > 0 ? p->kc : 1) * p->nr);
+  int64_t min_work = env_int("KILN_GEMM_MIN_ITEMS", 8);
+  double best_eff = -1, best_traffic = 0;
+  GemmPlan q = *p;
+  bool found = false;
+  for (int pass = 0; pass < 2; pass++)  // the best balance first, then the least traffic near it
+    for (q.npg = 1; q.npg <= p->npan; q.npg++) {
+      q.pgroup = cdiv(p->npan, q.npg);  // distinct group sizes only
+      if (cdiv(p->npan, q.pgroup) != q.npg || (q.pgroup > pgroup_max && q.pgroup > 1)) continue;
+      for (q.nmg = 1; q.nmg <= (p->fused_pack ? 1 : p->nmb); q.nmg++) {
+        q.mgroup = cdiv(p->nmb, q.nmg);
+        if (cdiv(p->nmb, q.mgroup) != q.nmg) continue;
+        double eff = fmin(split_efficiency(g, &q, 2), split_efficiency(g, &q, 4));
+        if (p->batch * q.npg * q.nmg < min_work) eff -= 0.1;  // leave items for more threads
+        double traffic =
+            (double)q.npg * (double)(g->M * g->K) + (double)q.nmg * (double)(g->N * g->K);
+        if (pass == 0) {
+          best_eff = fmax(best_eff, eff);
+        } else if (eff >= best_eff - 0.02 && (!found || traffic < best_traffic)) {
+          p->pgroup = q.pgroup, p->mgroup = q.mgroup, p->npg = q.npg, p->nmg = q.nmg;
+          best_traffic = traffic, found = true;
+        }
+      }
+    }
+  assert(found);
+}
+
+static void gemm_plan(const CgGemm *g, int W, GemmPlan *p) {
+  memset(p, 0, sizeof *p);
+  p->W = W;
+  choose_tile(g, W, &p->mr, &p->nv);
+  p->nr = p->nv * W;
+  p->unroll = (int)env_int("KILN_GEMM_UNROLL", 4);
+  p->nmb = cdiv(g->M, p->mr);
+  p->npan = cdiv(g->N, p->nr);
+  p->mtail = (int)(g->M % p->mr);
+  p->ntail = (int)(g->N % p->nr);
+  int64_t kc_max = env_int("KILN_GEMM_KC", 384);
+  p->nkb = g->K > 0 ? cdiv(g->K, kc_max) : 1;
+  p->kc = g->K > 0 ? cdiv(g->K, p->nkb) : 0;
+  p->ktail = p->nkb > 1 && g->K % p->kc ? g->K - (p->nkb - 1) * p->kc : 0;
+  p->batch = p->pbatch = 1;
+  for (int d = 0; d < g->nbatch; d++) {
+    p->batch *= g->bdim[d];
+    if (g->b_bstride[d]) p->pbatch *= g->bdim[d];
+  }
+  // B of activations (attention) is packed inside the work items that use it, while it is
+  // hot in cache, when no two items share a panel: B not broadcast, M not split.
+  p->fused_pack =
+      !g->b_constant && p->pbatch == p->batch && g->K > 0 && env_int("KILN_GEMM_FUSE", 1);
+  choose_split(g, p);
+  if (getenv("KILN_GEMM_DEBUG"))
+    fprintf(stderr,
+            "gemm %lldx%lldx%lld: tile %dx%d kc %lld (%lld blocks) groups %lld m-blocks x %lld "
+            "panels, work %lld%s\n",
+            (long long)g->M, (long long)g->N, (long long)g->K, p->mr, p->nr, (long long)p->kc,
+            (long long)p->nkb, (long long)p->mgroup, (long long)p->pgroup,
+            (long long)(p->batch * p->npg * p->nmg), p->fused_pack ? ", packing fused" : "");
+}
+
+// ---------------------------------------------------------------------------------------
+// IR helpers: masks, masked loads and stores, helper functions beside a kernel.
+
+// <W x i1> with the first `lanes` lanes set.
+static LLVMValueRef lane_mask(Cg *cg, int lanes) {
+  LLVMValueRef m[64];
+  assert(cg->W <= 64);
+  for (int i = 0; i < cg->W; i++) m[i] = LLVMConstInt(cg->i1, i < lanes, 0);
+  return LLVMConstVector(m, (unsigned)cg->W);
+}
+
+static LLVMValueRef masked_intrinsic(Cg *cg, const char *name, LLVMValueRef *args, int n) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMTypeRef over[2] = {cg->vf, cg->ptr};
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, over, 2);
+  LLVMTypeRef fty = LLVMIntrinsicGetType(cg->ctx, id, over, 2);
+  return LLVMBuildCall2(cg->b, fty, fn, args, (unsigned)n, "");
+}
+
+// `lanes` contiguous floats at ptr as a <W x float>; lanes past them are 0.
+static LLVMValueRef load_lanes(Cg *cg, LLVMValueRef ptr, int lanes) {
+  if (lanes == cg->W) return cg_load(cg, cg->f32, ptr, cg->W);
+  LLVMValueRef args[4] = {ptr, cg_i32(cg, 4), lane_mask(cg, lanes), LLVMConstNull(cg->vf)};
+  return masked_intrinsic(cg, "llvm.masked.load", args, 4);
+}
+
+static void store_lanes(Cg *cg, LLVMValueRef v, LLVMValueRef ptr, int lanes) {
+  if (lanes == cg->W) {
+    cg_store(cg, v, ptr);
+    return;
+  }
+  LLVMValueRef args[4] = {v, ptr, cg_i32(cg, 4), lane_mask(cg, lanes)};
+  masked_intrinsic(cg, "llvm.masked.store", args, 4);
+}
+
+static LLVMValueRef gep(Cg *cg, LLVMValueRef base, LLVMValueRef idx) {
+  return cg_gep(cg, cg->f32, base, idx);
+}
+
+static LLVMValueRef gepc(Cg *cg, LLVMValueRef base, int64_t idx) {
+  return idx ? cg_gep(cg, cg->f32, base, cg_i64(cg, idx)) : base;
+}
+
+static LLVMValueRef mul_c(Cg *cg, LLVMValueRef x, int64_t c) {
+  return c == 1 ? x : LLVMBuildMul(cg->b, x, cg_i64(cg, c), "");
+}
+
+static LLVMValueRef add(Cg *cg, LLVMValueRef x, LLVMValueRef y) {
+  return LLVMBuildAdd(cg->b, x, y, "");
+}
+
+// An internal helper function with the attributes (target CPU, features, vector width) of
+// the kernel being emitted; the builder is left at its entry.
+static LLVMValueRef helper_begin(Cg *cg, LLVMValueRef kernel, const char *name, LLVMTypeRef ty) {
+  LLVMValueRef fn = LLVMAddFunction(cg->mod, name, ty);
+  LLVMSetLinkage(fn, LLVMInternalLinkage);
+  LLVMAttributeRef attrs[32];
+  unsigned n = LLVMGetAttributeCountAtIndex(kernel, LLVMAttributeFunctionIndex);
+  assert(n <= 32);
+  LLVMGetAttributesAtIndex(kernel, LLVMAttributeFunctionIndex, attrs);
+  for (unsigned i = 0; i < n; i++)
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, attrs[i]);
+  cg->fn = fn;
+  LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+  return fn;
+}
+
+// ---------------------------------------------------------------------------------------
+// The microkernel
+//   void mk(ptr a, ptr bp, ptr c, ptr bias, ptr res, i32 flags)
+// a = &A(i0, k0), bp = &packed panel row k0, c = &C(i0, j0), bias = &bias[j0],
+// res = &R(i0, j0). C(rows × cols) = (flags & MK_ACCUMULATE ? C : 0) + A(rows × kc) · panel,
+// then the epilogue when flags & MK_LAST.
+
+enum { MK_ACCUMULATE = 1, MK_LAST = 2 };
+enum { MK_MAX_ROWS = 32, MK_MAX_VECS = 8 };
+
+typedef struct Tile {
+  int rows, nv, last_lanes;  // rows × nv vectors; the last vector has last_lanes columns
+  LLVMValueRef acc[MK_MAX_ROWS][MK_MAX_VECS];
+} Tile;
+
+static int tile_lanes(const Cg *cg, const Tile *t, int v) {
+  return v == t->nv - 1 ? t->last_lanes : cg->W;
+}
+
+// One k step: acc[r][v] += A(r, k) · panel(k, v·W ..)  (A broadcast, panel row loaded).
+static void mk_step(Cg *cg, const CgGemm *g, const GemmPlan *p, Tile *t, LLVMValueRef a,
+                    LLVMValueRef bp, LLVMValueRef k) {
+  LLVMValueRef bv[MK_MAX_VECS];
+  LLVMValueRef brow = gep(cg, bp, mul_c(cg, k, p->nr));  // (nr) floats of panel row k
+  for (int v = 0; v < t->nv; v++)
+    bv[v] = cg_load(cg, cg->f32, gepc(cg, brow, (int64_t)v * cg->W), cg->W);
+  LLVMValueRef acol = gep(cg, a, mul_c(cg, k, g->a_cs));  // A(0, k)
+  for (int r = 0; r < t->rows; r++) {
+    LLVMValueRef ar = cg_splat(cg, cg_load(cg, cg->f32, gepc(cg, acol, r * g->a_rs), 1), cg->W);
+    for (int v = 0; v < t->nv; v++) t->acc[r][v] = cg_fma(cg, ar, bv[v], t->acc[r][v]);
+  }
+}
+
+// Phis in `bb` for every accumulator, entered from `from` with the tile's current values.
+static void tile_phis(Cg *cg, Tile *t, LLVMBasicBlockRef from,
+                      LLVMValueRef phi[MK_MAX_ROWS][MK_MAX_VECS]) {
+  for (int r = 0; r < t->rows; r++)
+    for (int v = 0; v < t->nv; v++) {
+      phi[r][v] = LLVMBuildPhi(cg->b, cg->vf, "acc");
+      LLVMAddIncoming(phi[r][v], &t->acc[r][v], &from, 1);
+      t->acc[r][v] = phi[r][v];
+    }
+}
+
+static void tile_phis_close(Tile *t, LLVMBasicBlockRef from,
+                            LLVMValueRef phi[MK_MAX_ROWS][MK_MAX_VECS]) {
+  for (int r = 0; r < t->rows; r++)
+    for (int v = 0; v < t->nv; v++) LLVMAddIncoming(phi[r][v], &t->acc[r][v], &from, 1);
+}
+
+static LLVMValueRef phi_pair(Cg *cg, LLVMValueRef x, LLVMBasicBlockRef bx, LLVMValueRef y,
+                             LLVMBasicBlockRef by) {
+  LLVMValueRef ph = LLVMBuildPhi(cg->b, LLVMTypeOf(x), "");
+  LLVMAddIncoming(ph, &x, &bx, 1);
+  LLVMAddIncoming(ph, &y, &by, 1);
+  return ph;
+}
+
+// The k loop over kc steps: a loop of `unroll` steps per iteration, then the remainder.
+static void mk_k_loop(Cg *cg, const CgGemm *g, const GemmPlan *p, Tile *t, LLVMValueRef a,
+                      LLVMValueRef bp, int64_t kc) {
+  int64_t u = p->unroll, iters = kc / u;
+  if (iters > 1) {
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b), body = cg_block(cg, "k"),
+                      done = cg_block(cg, "k.done");
+    LLVMBuildBr(cg->b, body);
+    LLVMPositionBuilderAtEnd(cg->b, body);
+    LLVMValueRef k = LLVMBuildPhi(cg->b, cg->i64, "k"), zero = cg_i64(cg, 0);
+    LLVMAddIncoming(k, &zero, &pre, 1);
+    LLVMValueRef phi[MK_MAX_ROWS][MK_MAX_VECS];
+    tile_phis(cg, t, pre, phi);
+    for (int64_t s = 0; s < u; s++) mk_step(cg, g, p, t, a, bp, add(cg, k, cg_i64(cg, s)));
+    LLVMValueRef next = LLVMBuildAdd(cg->b, k, cg_i64(cg, u), "k.next");
+    LLVMAddIncoming(k, &next, &body, 1);
+    tile_phis_close(t, body, phi);
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, next, cg_i64(cg, iters * u), ""), body,
+                    done);
+    LLVMPositionBuilderAtEnd(cg->b, done);
+  } else {
+    iters = 0;
+  }
+  for (int64_t s = iters * u; s < kc; s++) mk_step(cg, g, p, t, a, bp, cg_i64(cg, s));
+}
+
+// The epilogue on the register tile: t = scale·acc; t += bias[j]; t = act(t); t += R(i, j).
+static void mk_epilogue(Cg *cg, const CgGemm *g, Tile *t, LLVMValueRef bias, LLVMValueRef res) {
+  LLVMValueRef bv[MK_MAX_VECS];
+  if (g->has_bias)
+    for (int v = 0; v < t->nv; v++)
+      bv[v] = load_lanes(cg, gepc(cg, bias, (int64_t)v * cg->W), tile_lanes(cg, t, v));
+  for (int r = 0; r < t->rows; r++)
+    for (int v = 0; v < t->nv; v++) {
+      LLVMValueRef x = t->acc[r][v];
+      if (g->scale != 1.0f) x = LLVMBuildFMul(cg->b, x, cg_const_like(cg, x, g->scale), "scaled");
+      if (g->has_bias) x = LLVMBuildFAdd(cg->b, x, bv[v], "biased");
+      if (g->act == CG_ACT_GELU) x = cg_gelu(cg, x);
+      if (g->has_residual) {
+        LLVMValueRef rp = gepc(cg, res, r * g->c_rs + (int64_t)v * cg->W);
+        x = LLVMBuildFAdd(cg->b, x, load_lanes(cg, rp, tile_lanes(cg, t, v)), "residual");
+      }
+      t->acc[r][v] = x;
+    }
+}
+
+static LLVMValueRef emit_microkernel(Cg *cg, LLVMValueRef kernel, const CgGemm *g,
+                                     const GemmPlan *p, const char *name, int rows, int cols,
+                                     int64_t kc) {
+  LLVMTypeRef params[6] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i32};
+  LLVMValueRef fn = helper_begin(cg, kernel, name, LLVMFunctionType(cg->void_t, params, 6, 0));
+  for (unsigned i = 0; i < 5; i++) {
+    unsigned kind = LLVMGetEnumAttributeKindForName("noalias", 7);
+    if (i != 2 && i != 4)
+      LLVMAddAttributeAtIndex(fn, i + 1, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
+  }
+  LLVMValueRef a = LLVMGetParam(fn, 0), bp = LLVMGetParam(fn, 1), c = LLVMGetParam(fn, 2);
+  LLVMValueRef bias = LLVMGetParam(fn, 3), res = LLVMGetParam(fn, 4), flags = LLVMGetParam(fn, 5);
+  Tile t = {.rows = rows, .nv = (int)cdiv(cols, cg->W)};
+  t.last_lanes = cols - (t.nv - 1) * cg->W;
+  assert(rows <= MK_MAX_ROWS && t.nv <= MK_MAX_VECS);
+
+  // acc = flags & MK_ACCUMULATE ? C tile : 0   (C: rows × cols at row stride c_rs)
+  LLVMBasicBlockRef entry = LLVMGetInsertBlock(cg->b), load = cg_block(cg, "c.load"),
+                    start = cg_block(cg, "start");
+  LLVMValueRef accumulate =
+      LLVMBuildICmp(cg->b, LLVMIntNE, LLVMBuildAnd(cg->b, flags, cg_i32(cg, MK_ACCUMULATE), ""),
+                    cg_i32(cg, 0), "accumulate");
+  LLVMBuildCondBr(cg->b, accumulate, load, start);
+  LLVMPositionBuilderAtEnd(cg->b, load);
+  LLVMValueRef loaded[MK_MAX_ROWS][MK_MAX_VECS];
+  for (int r = 0; r < rows; r++)
+    for (int v = 0; v < t.nv; v++)
+      loaded[r][v] =
+          load_lanes(cg, gepc(cg, c, r * g->c_rs + (int64_t)v * cg->W), tile_lanes(cg, &t, v));
+  LLVMBuildBr(cg->b, start);
+  LLVMPositionBuilderAtEnd(cg->b, start);
+  for (int r = 0; r < rows; r++)
+    for (int v = 0; v < t.nv; v++)
+      t.acc[r][v] = phi_pair(cg, loaded[r][v], load, LLVMConstNull(cg->vf), entry);
+
+  mk_k_loop(cg, g, p, &t, a, bp, kc);
+
+  // if (flags & MK_LAST) epilogue; store.
+  bool has_epilogue = g->scale != 1.0f || g->has_bias || g->act != CG_ACT_NONE || g->has_residual;
+  if (has_epilogue) {
+    LLVMBasicBlockRef from = LLVMGetInsertBlock(cg->b), epi = cg_block(cg, "epilogue"),
+                      store = cg_block(cg, "store");
+    LLVMValueRef last =
+        LLVMBuildICmp(cg->b, LLVMIntNE, LLVMBuildAnd(cg->b, flags, cg_i32(cg, MK_LAST), ""),
+                      cg_i32(cg, 0), "last");
+    LLVMBuildCondBr(cg->b, last, epi, store);
+    LLVMPositionBuilderAtEnd(cg->b, epi);
+    Tile e = t;
+    mk_epilogue(cg, g, &e, bias, res);
+    LLVMBasicBlockRef epi_end = LLVMGetInsertBlock(cg->b);
+    LLVMBuildBr(cg->b, store);
+    LLVMPositionBuilderAtEnd(cg->b, store);
+    for (int r = 0; r < rows; r++)
+      for (int v = 0; v < t.nv; v++)
+        t.acc[r][v] = phi_pair(cg, e.acc[r][v], epi_end, t.acc[r][v], from);
+  }
+  for (int r = 0; r < rows; r++)
+    for (int v = 0; v < t.nv; v++)
+      store_lanes(cg, t.acc[r][v], gepc(cg, c, r * g->c_rs + (int64_t)v * cg->W),
+                  tile_lanes(cg, &t, v));
+  LLVMBuildRetVoid(cg->b);
+  return fn;
+}
+
+// ---------------------------------------------------------------------------------------
+// Batch offsets. Batch item bi runs over bdim[0..nbatch) row-major.
+
+// Element offset of batch item bi in an operand with the given batch strides.
+static LLVMValueRef batch_offset(Cg *cg, const CgGemm *g, LLVMValueRef bi, const int64_t *stride) {
+  LLVMValueRef off = cg_i64(cg, 0), rest = bi;
+  for (int d = g->nbatch - 1; d >= 0; d--) {
+    LLVMValueRef dim = cg_i64(cg, g->bdim[d]);
+    if (stride[d]) off = add(cg, off, mul_c(cg, LLVMBuildURem(cg->b, rest, dim, ""), stride[d]));
+    if (d) rest = LLVMBuildUDiv(cg->b, rest, dim, "");
+  }
+  return off;
+}
+
+// Index of batch item bi's B among the distinct (packed) B operands: bi with the dims where
+// B is broadcast (stride 0) dropped.
+static LLVMValueRef packed_index(Cg *cg, const CgGemm *g, LLVMValueRef bi) {
+  LLVMValueRef idx = cg_i64(cg, 0), rest = bi;
+  int64_t scale = 1;
+  for (int d = g->nbatch - 1; d >= 0; d--) {
+    LLVMValueRef dim = cg_i64(cg, g->bdim[d]);
+    if (g->b_bstride[d]) {
+      idx = add(cg, idx, mul_c(cg, LLVMBuildURem(cg->b, rest, dim, ""), scale));
+      scale *= g->bdim[d];
+    }
+    if (d) rest = LLVMBuildUDiv(cg->b, rest, dim, "");
+  }
+  return idx;
+}
+
+// Element offset in B of distinct B operand pi (the inverse of packed_index).
+static LLVMValueRef packed_b_offset(Cg *cg, const CgGemm *g, LLVMValueRef pi) {
+  LLVMValueRef off = cg_i64(cg, 0), rest = pi;
+  for (int d = g->nbatch - 1; d >= 0; d--) {
+    if (!g->b_bstride[d]) continue;
+    LLVMValueRef dim = cg_i64(cg, g->bdim[d]);
+    off = add(cg, off, mul_c(cg, LLVMBuildURem(cg->b, rest, dim, ""), g->b_bstride[d]));
+    rest = LLVMBuildUDiv(cg->b, rest, dim, "");
+  }
+  return off;
+}
+
+// ---------------------------------------------------------------------------------------
+// The packing kernel. Work item w = (distinct B pi, panel pn) fills
+//   packed[w] (K × nr): packed[w][k][jj] = B(k, pn·nr + jj), 0 past N.
+// bufs: B, packed.
+
+static void emit_pack_rows(Cg *cg, const CgGemm *g, const GemmPlan *p, LLVMValueRef src,
+                           LLVMValueRef dst, int cols) {
+  // b_cs == 1: each panel row is nr contiguous floats of B (fewer at the N tail).
+  CgLoop k;
+  cg_for_begin(cg, &k, cg_i64(cg, 0), cg_i64(cg, g->K), cg_i64(cg, 1), "k");
+  LLVMValueRef s = gep(cg, src, mul_c(cg, k.iv, g->b_rs)), t = gep(cg, dst, mul_c(cg, k.iv, p->nr));
+  for (int v = 0; v < p->nv; v++) {
+    int lanes = cols - v * cg->W;
+    lanes = lanes < 0 ? 0 : lanes > cg->W ? cg->W : lanes;
+    LLVMValueRef x =
+        lanes ? load_lanes(cg, gepc(cg, s, (int64_t)v * cg->W), lanes) : LLVMConstNull(cg->vf);
+    cg_store(cg, x, gepc(cg, t, (int64_t)v * cg->W));
+  }
+  cg_for_end(cg, &k);
+}
+
+// <W x i32> shuffle mask of the transpose stage at distance h (see transpose_block).
+static LLVMValueRef stage_mask(Cg *cg, int h, bool upper) {
+  LLVMValueRef m[64];
+  for (int l = 0; l < cg->W; l++) {
+    int from = (l & h) == 0 ? (upper ? l + h : l) : (upper ? cg->W + l : cg->W + l - h);
+    m[l] = cg_i32(cg, from);
+  }
+  return LLVMConstVector(m, (unsigned)cg->W);
+}
+
+// Transposes the W × W block held in rows v[0..W) in place: log2 W stages; at distance h,
+// rows i and i+h (i & h == 0) exchange the lanes l & h of one with the lanes l & ~h of the
+// other (Eklundh's recursive block swap), one two-source shuffle per row per stage.
+static void transpose_block(Cg *cg, LLVMValueRef *v) {
+  for (int h = cg->W / 2; h >= 1; h /= 2)
+    for (int i = 0; i < cg->W; i++) {
+      if (i & h) continue;
+      LLVMValueRef lo = LLVMBuildShuffleVector(cg->b, v[i], v[i + h], stage_mask(cg, h, false), "");
+      LLVMValueRef hi = LLVMBuildShuffleVector(cg->b, v[i], v[i + h], stage_mask(cg, h, true), "");
+      v[i] = lo, v[i + h] = hi;
+    }
+}
+
+// Rows k0 .. k0+klen of the columns [j0, j0 + W) of a transposed panel (`valid` of them
+// are columns of B, the rest zeros): column j is klen contiguous floats of B at
+// src + j·b_cs + k0, transposed in registers into panel rows k0.. at dst + k0·nr + j0.
+static void pack_transposed_block(Cg *cg, const CgGemm *g, const GemmPlan *p, LLVMValueRef src,
+                                  LLVMValueRef dst, LLVMValueRef j0, int valid, LLVMValueRef k0,
+                                  int klen) {
+  LLVMValueRef s = gep(cg, src, add(cg, k0, mul_c(cg, j0, g->b_cs)));
+  LLVMValueRef t = gep(cg, dst, add(cg, mul_c(cg, k0, p->nr), j0));
+  LLVMValueRef v[64];
+  for (int jj = 0; jj < cg->W; jj++)
+    v[jj] = jj < valid ? load_lanes(cg, gepc(cg, s, jj * g->b_cs), klen) : LLVMConstNull(cg->vf);
+  transpose_block(cg, v);
+  for (int kk = 0; kk < klen; kk++) cg_store(cg, v[kk], gepc(cg, t, (int64_t)kk * p->nr));
+}
+
+// Panel rows k0 .. k0+klen: a loop over the panel's full W-column blocks, then the partial
+// block and the zero blocks past `cols`.
+static void pack_transposed_rows(Cg *cg, const CgGemm *g, const GemmPlan *p, LLVMValueRef src,
+                                 LLVMValueRef dst, int cols, LLVMValueRef k0, int klen) {
+  int full = cols / cg->W;
+  if (full > 1) {
+    CgLoop jb;
+    cg_for_begin(cg, &jb, cg_i64(cg, 0), cg_i64(cg, (int64_t)full * cg->W), cg_i64(cg, cg->W),
+                 "jb");
+    pack_transposed_block(cg, g, p, src, dst, jb.iv, cg->W, k0, klen);
+    cg_for_end(cg, &jb);
+  } else if (full == 1) {
+    pack_transposed_block(cg, g, p, src, dst, cg_i64(cg, 0), cg->W, k0, klen);
+  }
+  for (int jb = full; jb < p->nv; jb++) {
+    int valid = cols - jb * cg->W;
+    valid = valid < 0 ? 0 : valid;
+    if (valid) {
+      pack_transposed_block(cg, g, p, src, dst, cg_i64(cg, (int64_t)jb * cg->W), valid, k0, klen);
+    } else {
+      LLVMValueRef t = gep(cg, dst, add(cg, mul_c(cg, k0, p->nr), cg_i64(cg, (int64_t)jb * cg->W)));
+      for (int kk = 0; kk < klen; kk++)
+        cg_store(cg, LLVMConstNull(cg->vf), gepc(cg, t, (int64_t)kk * p->nr));
+    }
+  }
+}
+
+static void emit_pack_transposed(Cg *cg, const CgGemm *g, const GemmPlan *p, LLVMValueRef src,
+                                 LLVMValueRef dst, int cols) {
+  // b_rs == 1 (B = W^T of a row-major W): W×W blocks read along k, transposed in registers.
+  int64_t full = g->K / cg->W;
+  if (full) {
+    CgLoop kb;
+    cg_for_begin(cg, &kb, cg_i64(cg, 0), cg_i64(cg, full * cg->W), cg_i64(cg, cg->W), "kb");
+    pack_transposed_rows(cg, g, p, src, dst, cols, kb.iv, cg->W);
+    cg_for_end(cg, &kb);
+  }
+  if (g->K % cg->W)
+    pack_transposed_rows(cg, g, p, src, dst, cols, cg_i64(cg, full * cg->W), (int)(g->K % cg->W));
+}
+
+static void emit_pack_strided(Cg *cg, const CgGemm *g, const GemmPlan *p, LLVMValueRef src,
+                              LLVMValueRef dst, int cols) {
+  // Any other strides: element by element, one panel row at a time.
+  CgLoop k;
+  cg_for_begin(cg, &k, cg_i64(cg, 0), cg_i64(cg, g->K), cg_i64(cg, 1), "k");
+  LLVMValueRef s = gep(cg, src, mul_c(cg, k.iv, g->b_rs)), t = gep(cg, dst, mul_c(cg, k.iv, p->nr));
+  for (int jj = 0; jj < p->nr; jj++) {
+    LLVMValueRef x =
+        jj < cols ? cg_load(cg, cg->f32, gepc(cg, s, jj * g->b_cs), 1) : cg_f32(cg, 0.0);
+    cg_store(cg, x, gepc(cg, t, jj));
+  }
+  cg_for_end(cg, &k);
+}
+
+// void pack_panel(ptr b, ptr packed, i64 pi, i64 pn): panel pn of distinct B operand pi.
+static LLVMValueRef emit_pack_panel(Cg *cg, LLVMValueRef kernel, const CgGemm *g, const GemmPlan *p,
+                                    const char *name) {
+  LLVMTypeRef params[4] = {cg->ptr, cg->ptr, cg->i64, cg->i64};
+  LLVMValueRef fn = helper_begin(cg, kernel, name, LLVMFunctionType(cg->void_t, params, 4, 0));
+  LLVMValueRef b = LLVMGetParam(fn, 0), packed = LLVMGetParam(fn, 1), pi = LLVMGetParam(fn, 2),
+               pn = LLVMGetParam(fn, 3);
+  LLVMValueRef src =
+      gep(cg, b, add(cg, packed_b_offset(cg, g, pi), mul_c(cg, pn, p->nr * g->b_cs)));
+  LLVMValueRef dst = gep(cg, packed, mul_c(cg, add(cg, mul_c(cg, pi, p->npan), pn), g->K * p->nr));
+  void (*emit)(Cg *, const CgGemm *, const GemmPlan *, LLVMValueRef, LLVMValueRef, int) =
+      g->b_cs == 1   ? emit_pack_rows
+      : g->b_rs == 1 ? emit_pack_transposed
+                     : emit_pack_strided;
+  if (p->ntail) {
+    LLVMBasicBlockRef full = cg_block(cg, "full"), tail = cg_block(cg, "tail"),
+                      next = cg_block(cg, "next");
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, pn, cg_i64(cg, p->npan - 1), ""), tail,
+                    full);
+    LLVMPositionBuilderAtEnd(cg->b, tail);
+    emit(cg, g, p, src, dst, p->ntail);
+    LLVMBuildBr(cg->b, next);
+    LLVMPositionBuilderAtEnd(cg->b, full);
+    emit(cg, g, p, src, dst, p->nr);
+    LLVMBuildBr(cg->b, next);
+    LLVMPositionBuilderAtEnd(cg->b, next);
+  } else {
+    emit(cg, g, p, src, dst, p->nr);
+  }
+  LLVMBuildRetVoid(cg->b);
+  return fn;
+}
+
+static LLVMValueRef call_pack_panel(Cg *cg, LLVMValueRef fn, LLVMValueRef b, LLVMValueRef packed,
+                                    LLVMValueRef pi, LLVMValueRef pn) {
+  LLVMTypeRef params[4] = {cg->ptr, cg->ptr, cg->i64, cg->i64};
+  LLVMValueRef args[4] = {b, packed, pi, pn};
+  return LLVMBuildCall2(cg->b, LLVMFunctionType(cg->void_t, params, 4, 0), fn, args, 4, "");
+}
+
+// The pack step. Work item w = (distinct B pi, panel pn). bufs: B, packed.
+static void emit_pack_kernel(Cg *cg, const CgGemm *g, const GemmPlan *p, const char *fn,
+                             const char *name) {
+  cg_kernel_begin(cg, fn);
+  LLVMValueRef kernel = cg->fn;
+  LLVMBasicBlockRef entry = LLVMGetInsertBlock(cg->b);
+  char helper[128];
+  snprintf(helper, sizeof helper, "%s.pack_panel", name);
+  LLVMValueRef pack = emit_pack_panel(cg, kernel, g, p, helper);
+  cg->fn = kernel;
+  LLVMPositionBuilderAtEnd(cg->b, entry);
+  LLVMValueRef b = cg_buf(cg, 0), packed = cg_buf(cg, 1);
+  CgLoop w;
+  cg_for_begin(cg, &w, cg->begin, cg->end, cg_i64(cg, 1), "w");
+  LLVMValueRef pi = LLVMBuildUDiv(cg->b, w.iv, cg_i64(cg, p->npan), "pi");
+  LLVMValueRef pn = LLVMBuildURem(cg->b, w.iv, cg_i64(cg, p->npan), "pn");
+  call_pack_panel(cg, pack, b, packed, pi, pn);
+  cg_for_end(cg, &w);
+  cg_kernel_end(cg);
+}
+
+// ---------------------------------------------------------------------------------------
+// The compute kernel. Work item w = (batch bi, panel group pg, M-block group mg):
+//   for each K block kb:  for each M block mb of mg:  for each panel pn of pg:
+//     microkernel(mb, pn, kb)
+// With p->fused_pack the item first packs its own panels of B (no other item reads them).
+// bufs: A, packed B, C[, bias][, residual][, B when the packing is fused].
+
+typedef struct TileCall {
+  LLVMValueRef mk[8];                // microkernels by (M tail, N tail, K tail) = bits 2, 1, 0
+  LLVMValueRef a, bp, c, bias, res;  // bases of the work item's batch
+  LLVMValueRef kb, flags;
+} TileCall;
+
+// 1 if index x (i64) is the last of n, else 0.
+static LLVMValueRef is_last(Cg *cg, LLVMValueRef x, int64_t n) {
+  return LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, x, cg_i64(cg, n - 1), ""), cg->i64,
+                       "");
+}
+
+static void emit_tile_call(Cg *cg, const CgGemm *g, const GemmPlan *p, const TileCall *tc,
+                           LLVMValueRef mb, LLVMValueRef pn) {
+  LLVMValueRef row = mul_c(cg, mb, p->mr), col = mul_c(cg, pn, p->nr),
+               k0 = mul_c(cg, tc->kb, p->kc);
+  LLVMValueRef args[6] = {
+      gep(cg, tc->a, add(cg, mul_c(cg, row, g->a_rs), mul_c(cg, k0, g->a_cs))),
+      gep(cg, tc->bp, add(cg, mul_c(cg, pn, g->K * p->nr), mul_c(cg, k0, p->nr))),
+      gep(cg, tc->c, add(cg, mul_c(cg, row, g->c_rs), col)),
+      g->has_bias ? gep(cg, tc->bias, col) : LLVMConstNull(cg->ptr),
+      g->has_residual ? gep(cg, tc->res, add(cg, mul_c(cg, row, g->c_rs), col))
+                      : LLVMConstNull(cg->ptr),
+      tc->flags,
+  };
+  LLVMTypeRef params[6] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i32};
+  LLVMTypeRef fty = LLVMFunctionType(cg->void_t, params, 6, 0);
+  // Which microkernel: bit 2 = last M block (tail), bit 1 = last panel, bit 0 = last K block.
+  LLVMValueRef sel = cg_i64(cg, 0);
+  if (p->mtail) sel = add(cg, sel, mul_c(cg, is_last(cg, mb, p->nmb), 4));
+  if (p->ntail) sel = add(cg, sel, mul_c(cg, is_last(cg, pn, p->npan), 2));
+  if (p->ktail) sel = add(cg, sel, is_last(cg, tc->kb, p->nkb));
+  int n = 0;
+  for (int v = 1; v < 8; v++) n += tc->mk[v] != NULL;
+  if (!n) {
+    LLVMBuildCall2(cg->b, fty, tc->mk[0], args, 6, "");
+    return;
+  }
+  LLVMBasicBlockRef next = cg_block(cg, "tile.next"), dflt = cg_block(cg, "tile");
+  LLVMValueRef sw = LLVMBuildSwitch(cg->b, sel, dflt, (unsigned)n);
+  LLVMPositionBuilderAtEnd(cg->b, dflt);
+  LLVMBuildCall2(cg->b, fty, tc->mk[0], args, 6, "");
+  LLVMBuildBr(cg->b, next);
+  for (int v = 1; v < 8; v++) {
+    if (!tc->mk[v]) continue;
+    LLVMBasicBlockRef bb = cg_block(cg, "tile.edge");
+    LLVMAddCase(sw, cg_i64(cg, v), bb);
+    LLVMPositionBuilderAtEnd(cg->b, bb);
+    LLVMBuildCall2(cg->b, fty, tc->mk[v], args, 6, "");
+    LLVMBuildBr(cg->b, next);
+  }
+  LLVMPositionBuilderAtEnd(cg->b, next);
+}
+
+static LLVMValueRef min_c(Cg *cg, LLVMValueRef x, int64_t c) {
+  LLVMValueRef cc = cg_i64(cg, c);
+  return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, x, cc, ""), x, cc, "");
+}
+
+static void emit_compute_kernel(Cg *cg, const CgGemm *g, const GemmPlan *p, const char *fn,
+                                const char *name) {
+  cg_kernel_begin(cg, fn);
+  LLVMValueRef kernel = cg->fn;
+  LLVMBasicBlockRef entry = LLVMGetInsertBlock(cg->b);
+  TileCall tc = {0};
+  for (int v = 0; v < 8; v++) {
+    bool mt = v & 4, nt = v & 2, kt = v & 1;
+    if ((mt && !p->mtail) || (nt && !p->ntail) || (kt && !p->ktail)) continue;
+    char mk[128];
+    snprintf(mk, sizeof mk, "%s.mk%s%s%s", name, mt ? ".m" : "", nt ? ".n" : "", kt ? ".k" : "");
+    tc.mk[v] = emit_microkernel(cg, kernel, g, p, mk, mt ? p->mtail : p->mr, nt ? p->ntail : p->nr,
+                                kt ? p->ktail : p->kc);
+  }
+  LLVMValueRef pack = NULL;
+  if (p->fused_pack) {
+    char helper[128];
+    snprintf(helper, sizeof helper, "%s.pack_panel", name);
+    pack = emit_pack_panel(cg, kernel, g, p, helper);
+  }
+  cg->fn = kernel;
+  LLVMPositionBuilderAtEnd(cg->b, entry);
+
+  int nb = 0;
+  LLVMValueRef a = cg_buf(cg, nb++), bp = cg_buf(cg, nb++), c = cg_buf(cg, nb++);
+  LLVMValueRef bias = g->has_bias ? cg_buf(cg, nb++) : NULL,
+               res = g->has_residual ? cg_buf(cg, nb++) : NULL;
+  LLVMValueRef b = p->fused_pack ? cg_buf(cg, nb++) : NULL;
+  CgLoop w;
+  cg_for_begin(cg, &w, cg->begin, cg->end, cg_i64(cg, 1), "w");
+  int64_t per_batch = p->npg * p->nmg;
+  LLVMValueRef bi = LLVMBuildUDiv(cg->b, w.iv, cg_i64(cg, per_batch), "bi");
+  LLVMValueRef rem = LLVMBuildURem(cg->b, w.iv, cg_i64(cg, per_batch), "");
+  LLVMValueRef pg = LLVMBuildUDiv(cg->b, rem, cg_i64(cg, p->nmg), "pg");
+  LLVMValueRef mg = LLVMBuildURem(cg->b, rem, cg_i64(cg, p->nmg), "mg");
+  LLVMValueRef coff = batch_offset(cg, g, bi, g->c_bstride);
+  LLVMValueRef pbi = packed_index(cg, g, bi);
+  tc.a = gep(cg, a, batch_offset(cg, g, bi, g->a_bstride));
+  tc.bp = gep(cg, bp, mul_c(cg, pbi, p->npan * g->K * p->nr));
+  tc.c = gep(cg, c, coff);
+  tc.bias = bias;
+  tc.res = res ? gep(cg, res, coff) : NULL;
+  LLVMValueRef mb0 = mul_c(cg, mg, p->mgroup),
+               mb1 = min_c(cg, add(cg, mb0, cg_i64(cg, p->mgroup)), p->nmb);
+  LLVMValueRef pn0 = mul_c(cg, pg, p->pgroup),
+               pn1 = min_c(cg, add(cg, pn0, cg_i64(cg, p->pgroup)), p->npan);
+
+  if (p->fused_pack) {
+    CgLoop pack_pn;
+    cg_for_begin(cg, &pack_pn, pn0, pn1, cg_i64(cg, 1), "pack");
+    call_pack_panel(cg, pack, b, bp, pbi, pack_pn.iv);
+    cg_for_end(cg, &pack_pn);
+  }
+
+  CgLoop kb;
+  cg_for_begin(cg, &kb, cg_i64(cg, 0), cg_i64(cg, p->nkb), cg_i64(cg, 1), "kb");
+  tc.kb = kb.iv;
+  LLVMValueRef accumulate =
+      LLVMBuildZExt(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, kb.iv, cg_i64(cg, 0), ""), cg->i32, "");
+  LLVMValueRef last = LLVMBuildZExt(
+      cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, kb.iv, cg_i64(cg, p->nkb - 1), ""), cg->i32, "");
+  tc.flags = LLVMBuildOr(cg->b, accumulate, LLVMBuildShl(cg->b, last, cg_i32(cg, 1), ""), "flags");
+  CgLoop mb, pn;  // the A sliver (mr × kc) stays in L1 across the panels
+  cg_for_begin(cg, &mb, mb0, mb1, cg_i64(cg, 1), "mb");
+  cg_for_begin(cg, &pn, pn0, pn1, cg_i64(cg, 1), "pn");
+  emit_tile_call(cg, g, p, &tc, mb.iv, pn.iv);
+  cg_for_end(cg, &pn);
+  cg_for_end(cg, &mb);
+  cg_for_end(cg, &kb);
+  cg_for_end(cg, &w);
+  cg_kernel_end(cg);
+}
+
+// ---------------------------------------------------------------------------------------
+
+bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, CgArg c, CgArg bias,
+                   CgArg residual, int node, CgSteps *steps, Diag *d) {
+  assert(g->M >= 0 && g->N >= 0 && g->K >= 0 && g->nbatch >= 0 && g->nbatch <= IR_MAX_RANK);
+  int64_t batch = 1;
+  for (int i = 0; i < g->nbatch; i++) batch *= g->bdim[i];
+  if (g->M == 0 || g->N == 0 || batch == 0) return true;  // C is empty: no steps
+  GemmPlan p;
+  gemm_plan(g, cg->W, &p);
+  char fn[96];
+  size_t packed_bytes = (size_t)(p.pbatch * p.npan * g->K * p.nr) * sizeof(float);
+  int scratch = cg_steps_new_scratch(steps);
+  CgArg packed = cg_arg_scratch(scratch, packed_bytes ? packed_bytes : sizeof(float));
+
+  if (g->K > 0 && !p.fused_pack) {
+    snprintf(fn, sizeof fn, "%s.pack", name);
+    emit_pack_kernel(cg, g, &p, fn, name);
+    CgStep *s = cg_steps_add(steps, fn, p.pbatch * p.npan, node);
+    s->args[s->n_args++] = b;
+    s->args[s->n_args++] = packed;
+    s->once = g->b_constant;
+  }
+
+  snprintf(fn, sizeof fn, "%s.gemm", name);
+  emit_compute_kernel(cg, g, &p, fn, name);
+  CgStep *s = cg_steps_add(steps, fn, p.batch * p.npg * p.nmg, node);
+  s->args[s->n_args++] = a;
+  s->args[s->n_args++] = packed;
+  s->args[s->n_args++] = c;
+  if (g->has_bias) s->args[s->n_args++] = bias;
+  if (g->has_residual) s->args[s->n_args++] = residual;
+  if (p.fused_pack) s->args[s->n_args++] = b;
+  (void)d;
+  return true;
+}

@@ -1,0 +1,177 @@
+// Compiling a graph for the JIT (see compile.h): lowering, JIT loading, buffers, plan.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "codegen/compile.h"
+#include "codegen/lower.h"
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+bool cg_kernel_name(Cg *cg, const IrNode *n, const char *extra, char *buf, size_t size) {
+  uint64_t h = 1469598103934665603ull;
+#define MIX(x) h = (h ^ (uint64_t)(x)) * 1099511628211ull
+  MIX(n->op);
+  MIX(n->dtype);
+  MIX(n->shape.rank);
+  for (int i = 0; i < n->shape.rank; i++) MIX(n->shape.dim[i]);
+  MIX(n->n_in);
+  for (int k = 0; k < n->n_in; k++) {
+    MIX(n->in[k]->dtype);
+    MIX(n->in[k]->shape.rank);
+    for (int i = 0; i < n->in[k]->shape.rank; i++) MIX(n->in[k]->shape.dim[i]);
+  }
+  for (int a = 0; a < ir_op_n_attrs(n->op); a++) {
+    uint64_t fbits;
+    memcpy(&fbits, &n->attr[a].f, sizeof fbits);
+    MIX(n->attr[a].i);
+    MIX(fbits);
+    MIX(n->attr[a].n);
+    for (int i = 0; i < n->attr[a].n; i++) MIX(n->attr[a].ints[i]);
+  }
+  for (const char *s = extra ? extra : ""; *s; s++) MIX(*s);
+#undef MIX
+  snprintf(buf, size, "%s_%016llx", ir_ops[n->op].name, (unsigned long long)h);
+  return LLVMGetNamedFunction(cg->mod, buf) != NULL;
+}
+
+static void *alloc_buffer(size_t bytes) {
+  size_t n = (bytes + 63) / 64 * 64;
+  void *p = aligned_alloc(64, n ? n : 64);
+  if (p) memset(p, 0, n ? n : 64);
+  return p;
+}
+
+bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProgram *p, Diag *d) {
+  double t0 = now_ms();
+  memset(p, 0, sizeof *p);
+  p->g = g;
+  int nn = g->n_nodes;
+  bool *need = calloc((size_t)nn + 1, sizeof *need);
+  for (int i = 0; i < nn; i++) need[i] = want ? want[i] : true;
+  for (int i = nn - 1; i >= 0; i--)
+    if (need[i])
+      for (int k = 0; k < g->nodes[i]->n_in; k++) need[g->nodes[i]->in[k]->id] = true;
+
+  Cg cg;
+  CgSteps steps = {0};
+  bool ok = cg_init(&cg, "kiln", opt, d);
+  for (int i = 0; ok && i < nn; i++) {
+    const IrNode *n = g->nodes[i];
+    if (!need[i] || (ir_ops[n->op].flags & IR_FLAG_SOURCE && n->op != IR_OP_FULL && n->op != IR_OP_IOTA))
+      continue;
+    if (!cg_lowerings[n->op]) {
+      ok = diag_error(d, "%s \"%s\": the JIT cannot lower %s yet", n->where, n->name, ir_ops[n->op].name);
+      break;
+    }
+    ok = cg_lowerings[n->op](&cg, n, &steps, d);
+  }
+  if (ok) {
+    for (LLVMValueRef f = LLVMGetFirstFunction(cg.mod); f; f = LLVMGetNextFunction(f))
+      if (!LLVMIsDeclaration(f)) p->n_kernels++;
+    ok = cg_jit(&cg, &p->jit, d);
+  } else if (cg.mod) {
+    cg_dispose(&cg);
+  }
+
+  if (ok) {
+    p->value = calloc((size_t)nn + 1, sizeof *p->value);
+    p->bytes = calloc((size_t)nn + 1, sizeof *p->bytes);
+    p->status = alloc_buffer(4 * sizeof(int64_t));
+    for (int i = 0; i < nn && ok; i++) {
+      if (!need[i]) continue;
+      const IrNode *n = g->nodes[i];
+      p->bytes[i] = (size_t)ir_numel(&n->shape) * dt_size(n->dtype);
+      p->value[i] = alloc_buffer(p->bytes[i]);
+      if (!p->value[i]) ok = diag_error(d, "out of memory for \"%s\" (%zu bytes)", n->name, p->bytes[i]);
+    }
+    p->n_scratch = steps.n_scratch;
+    p->scratch = calloc((size_t)p->n_scratch + 1, sizeof *p->scratch);
+    size_t *sbytes = calloc((size_t)p->n_scratch + 1, sizeof *sbytes);
+    for (int s = 0; s < steps.n; s++)
+      for (int a = 0; a < steps.v[s].n_args; a++)
+        if (steps.v[s].args[a].kind == CG_ARG_SCRATCH && steps.v[s].args[a].bytes > sbytes[steps.v[s].args[a].id])
+          sbytes[steps.v[s].args[a].id] = steps.v[s].args[a].bytes;
+    for (int k = 0; k < p->n_scratch && ok; k++)
+      if (!(p->scratch[k] = alloc_buffer(sbytes[k]))) ok = diag_error(d, "out of memory for scratch");
+    free(sbytes);
+    p->plan.steps = calloc((size_t)steps.n + 1, sizeof *p->plan.steps);
+    p->step_bufs = calloc((size_t)steps.n * CG_MAX_ARGS + 1, sizeof *p->step_bufs);
+    p->step_node = calloc((size_t)steps.n + 1, sizeof *p->step_node);
+    for (int s = 0; s < steps.n && ok; s++) {
+      CgStep *st = &steps.v[s];
+      RtStep *rs = &p->plan.steps[p->plan.n_steps++];
+      void *fn = cg_jit_lookup(p->jit, st->fn);
+      memcpy(&rs->fn, &fn, sizeof fn);  // object to function pointer without a cast
+      if (!fn) {
+        ok = diag_error(d, "internal error: kernel %s was not emitted", st->fn);
+        break;
+      }
+      rs->bufs = &p->step_bufs[s * CG_MAX_ARGS];
+      rs->work = st->work;
+      rs->once = st->once;
+      rs->name = g->nodes[st->node]->name;
+      p->step_node[s] = st->node;
+      for (int a = 0; a < st->n_args; a++) {
+        CgArg arg = st->args[a];
+        rs->bufs[a] = arg.kind == CG_ARG_NODE ? p->value[arg.id]
+                      : arg.kind == CG_ARG_SCRATCH ? p->scratch[arg.id]
+                                                   : (void *)p->status;
+      }
+    }
+  }
+  free(steps.v);
+  free(need);
+  p->compile_ms = now_ms() - t0;
+  if (!ok) cg_program_free(p);
+  return ok;
+}
+
+bool cg_program_status(const CgProgram *p, Diag *d) {
+  int64_t code = p->status[0];
+  if (code == CG_STATUS_OK) return true;
+  const IrNode *n = p->g->nodes[p->status[1]];
+  long long value = (long long)p->status[2], index = (long long)p->status[3];
+  memset(p->status, 0, 4 * sizeof *p->status);  // the next run starts clean
+  if (code == CG_STATUS_INDEX_RANGE) {  // a gather: the range is the data's axis
+    int64_t axis = ir_attr_int(n, "axis");
+    if (axis < 0) axis += n->in[0]->shape.rank;
+    return diag_error(d, "%s \"%s\": %s: index %lld out of range [0, %lld) at element %lld",
+                      n->where, n->name, ir_ops[n->op].name, value,
+                      (long long)n->in[0]->shape.dim[axis], index);
+  }
+  if (code == CG_STATUS_CAST_RANGE) {
+    uint32_t bits = (uint32_t)value;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return diag_error(d, "%s \"%s\": %s: element %lld is %g, which %s cannot hold", n->where,
+                      n->name, ir_ops[n->op].name, index, (double)f, dt_name(n->dtype));
+  }
+  if (code == CG_STATUS_INT_OVERFLOW)
+    return diag_error(d, "%s \"%s\": %s: element %lld overflows: %s cannot hold the result",
+                      n->where, n->name, ir_ops[n->op].name, index, dt_name(n->dtype));
+  const IrShape *logits = &n->in[0]->shape;  // cross_entropy: classes are the last dim
+  return diag_error(d, "%s \"%s\": %s: label %lld out of range [0, %lld) at element %lld",
+                    n->where, n->name, ir_ops[n->op].name, value,
+                    (long long)logits->dim[logits->rank - 1], index);
+}
+
+void cg_program_free(CgProgram *p) {
+  if (p->value)
+    for (int i = 0; i < p->g->n_nodes; i++) free(p->value[i]);
+  for (int k = 0; k < p->n_scratch && p->scratch; k++) free(p->scratch[k]);
+  free(p->value);
+  free(p->bytes);
+  free(p->scratch);
+  free(p->status);
+  free(p->plan.steps);
+  free(p->step_bufs);
+  free(p->step_node);
+  cg_jit_free(p->jit);
+  memset(p, 0, sizeof *p);
+}

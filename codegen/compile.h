@@ -1,0 +1,42 @@
+// Compiling a graph for the JIT: lower every needed node to kernels, optimise and load
+// them, allocate buffers, and build the runtime plan that calls the kernels in order.
+#ifndef KILN_COMPILE_H
+#define KILN_COMPILE_H
+
+#include "codegen/cg.h"
+#include "ir/ir.h"
+#include "runtime/plan.h"
+
+typedef struct CgProgram {
+  const IrGraph *g;
+  CgJit *jit;
+  RtPlan plan;
+  void **value;     // per node: its buffer (native dtype), NULL when not computed
+  size_t *bytes;    // per node: buffer size
+  void **scratch;
+  int n_scratch;
+  int64_t *status;  // {code, node id, value, index}: kernels report data errors here
+  void **step_bufs; // storage of every step's buffer table
+  int *step_node;
+  int n_kernels;    // distinct kernels emitted
+  double compile_ms;
+} CgProgram;
+
+// Compiles the nodes needed for `want` (all when NULL).
+bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProgram *p, Diag *d);
+// After rt_plan_run: turns a kernel's data error into a message naming the node, and
+// clears the status for the next run.
+bool cg_program_status(const CgProgram *p, Diag *d);
+void cg_program_free(CgProgram *p);
+
+// Lowering of one node (codegen/lower_*.c): emits its kernels (once per distinct
+// signature) and appends its steps. The table is indexed by IrOpKind; sources have none.
+typedef struct CgSteps CgSteps;
+typedef bool (*CgLowerFn)(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d);
+extern const CgLowerFn cg_lowerings[IR_OP_COUNT];
+
+// A kernel name unique to the node's op, dtypes, shapes and attributes: nodes that would
+// get identical code share one kernel. Returns true if the kernel already exists.
+bool cg_kernel_name(Cg *cg, const IrNode *n, const char *extra, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,109 @@
+// The JIT: verify a module, optimise it with the new pass manager (default<O3>) for the
+// host target machine, optionally dump it, and load it into ORC LLJIT for lookup.
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+
+#include "codegen/cg.h"
+
+struct CgJit {
+  LLVMOrcLLJITRef jit;
+};
+
+static bool llvm_error(LLVMErrorRef e, const char *what, Diag *d) {
+  char *msg = LLVMGetErrorMessage(e);
+  diag_error(d, "%s: %s", what, msg);
+  LLVMDisposeErrorMessage(msg);
+  return false;
+}
+
+static bool dump_module(Cg *cg, Diag *d) {
+  if (mkdir(cg->dump_dir, 0777) != 0 && errno != EEXIST)
+    return diag_error(d, "--dump-llvm %s: cannot create the directory: %s", cg->dump_dir,
+                      strerror(errno));
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s.ll", cg->dump_dir, cg->name);
+  char *err = NULL;
+  if (LLVMPrintModuleToFile(cg->mod, path, &err)) {
+    diag_error(d, "--dump-llvm: cannot write %s: %s", path, err);
+    LLVMDisposeMessage(err);
+    return false;
+  }
+  return true;
+}
+
+bool cg_jit(Cg *cg, CgJit **out, Diag *d) {
+  char *err = NULL;
+  if (LLVMVerifyModule(cg->mod, LLVMReturnStatusAction, &err)) {
+    diag_error(d, "internal error: generated LLVM module %s does not verify: %.1500s", cg->name, err);
+    LLVMDisposeMessage(err);
+    cg_dispose(cg);
+    return false;
+  }
+  LLVMDisposeMessage(err);
+  LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+  LLVMErrorRef e = LLVMRunPasses(cg->mod, "default<O3>", cg->tm, po);
+  LLVMDisposePassBuilderOptions(po);
+  if (e) {
+    llvm_error(e, "LLVM optimisation failed", d);
+    cg_dispose(cg);
+    return false;
+  }
+  if (cg->dump_dir && !dump_module(cg, d)) {
+    cg_dispose(cg);
+    return false;
+  }
+  // The JIT's own target machine: same triple, CPU and features, aggressive codegen.
+  LLVMTargetRef target;
+  LLVMGetTargetFromTriple(cg->triple, &target, &err);
+  LLVMTargetMachineRef jtm = LLVMCreateTargetMachine(target, cg->triple, cg->cpu, cg->features,
+                                                     LLVMCodeGenLevelAggressive, LLVMRelocPIC,
+                                                     LLVMCodeModelJITDefault);
+  LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
+  LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
+      builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
+  CgJit *j = calloc(1, sizeof *j);
+  if ((e = LLVMOrcCreateLLJIT(&j->jit, builder))) {  // consumes builder
+    free(j);
+    cg_dispose(cg);
+    return llvm_error(e, "cannot create the LLVM JIT", d);
+  }
+  LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(cg->mod, cg->tsc);
+  cg->mod = NULL;  // owned by tsm now
+  e = LLVMOrcLLJITAddLLVMIRModule(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), tsm);
+  if (e) {
+    LLVMOrcDisposeThreadSafeModule(tsm);
+    cg_jit_free(j);
+    cg_dispose(cg);
+    return llvm_error(e, "cannot load the module into the JIT", d);
+  }
+  cg_dispose(cg);  // the thread-safe context stays alive through the module's reference
+  *out = j;
+  return true;
+}
+
+void *cg_jit_lookup(CgJit *j, const char *name) {
+  LLVMOrcExecutorAddress addr = 0;
+  LLVMErrorRef e = LLVMOrcLLJITLookup(j->jit, &addr, name);
+  if (e) {
+    LLVMConsumeError(e);
+    return NULL;
+  }
+  return (void *)(uintptr_t)addr;
+}
+
+void cg_jit_free(CgJit *j) {
+  if (!j) return;
+  if (j->jit) {
+    LLVMErrorRef e = LLVMOrcDisposeLLJIT(j->jit);
+    if (e) LLVMConsumeError(e);
+  }
+  free(j);
+}

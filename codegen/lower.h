@@ -1,0 +1,94 @@
+// Lowering: IR nodes to kernels (LLVM functions in a Cg module) and to the steps of a
+// runtime plan. A lowering emits one or more kernels and appends one step per kernel
+// call; each step names its buffers (IR node values, scratch buffers, the status word) in
+// the order the kernel reads them from `bufs`.
+#ifndef KILN_LOWER_H
+#define KILN_LOWER_H
+
+#include "codegen/cg.h"
+#include "ir/ir.h"
+
+#define CG_MAX_ARGS 8
+
+typedef enum {
+  CG_ARG_NODE,     // the value of IR node `id` (native dtype, row-major, contiguous)
+  CG_ARG_SCRATCH,  // scratch buffer `id` of `bytes` bytes, shared by steps that name the id
+  CG_ARG_STATUS,   // the plan's status word: int64_t[4] {error code, node id, value, index}
+} CgArgKind;
+
+typedef struct CgArg {
+  CgArgKind kind;
+  int id;
+  size_t bytes;  // SCRATCH only
+} CgArg;
+
+typedef struct CgStep {
+  char fn[96];    // kernel symbol in the module
+  int64_t work;   // work items; the runtime calls fn(bufs, begin, end) over [0, work)
+  int n_args;
+  CgArg args[CG_MAX_ARGS];
+  bool once;      // reads only parameters (e.g. packing weights): run once after binding
+  int node;       // the IR node the step belongs to
+} CgStep;
+
+typedef struct CgSteps {
+  CgStep *v;
+  int n, cap;
+  int n_scratch;  // scratch ids handed out so far
+} CgSteps;
+
+CgStep *cg_steps_add(CgSteps *s, const char *fn, int64_t work, int node);
+int cg_steps_new_scratch(CgSteps *s);
+static inline CgArg cg_arg_node(int id) { return (CgArg){CG_ARG_NODE, id, 0}; }
+static inline CgArg cg_arg_scratch(int id, size_t bytes) { return (CgArg){CG_ARG_SCRATCH, id, bytes}; }
+static inline CgArg cg_arg_status(void) { return (CgArg){CG_ARG_STATUS, 0, 0}; }
+
+// Status codes kernels write into the status word (first error wins).
+enum {
+  CG_STATUS_OK = 0,
+  CG_STATUS_INDEX_RANGE = 1,  // value: the index
+  CG_STATUS_LABEL_RANGE = 2,  // value: the label
+  CG_STATUS_CAST_RANGE = 3,   // value: the f32 bits of a float an integer cannot hold
+  CG_STATUS_INT_OVERFLOW = 4, // an integer result outside its dtype
+};
+
+// ---------------------------------------------------------------------------------------
+// GEMM (codegen/cg_gemm.c): C[b] = epilogue(A[b] · B[b]) for every batch index b, with
+// static sizes and element strides. Batch index b runs over dims bdim[0..nbatch) (row-major)
+// and each operand's offset is the sum over batch dims of index * stride (0 = broadcast).
+typedef enum { CG_ACT_NONE, CG_ACT_GELU } CgAct;
+
+typedef struct CgGemm {
+  int64_t M, N, K;
+  int nbatch;
+  int64_t bdim[IR_MAX_RANK];
+  int64_t a_bstride[IR_MAX_RANK], b_bstride[IR_MAX_RANK], c_bstride[IR_MAX_RANK];
+  int64_t a_rs, a_cs;  // A(i, k) at i*a_rs + k*a_cs (transposes are strides)
+  int64_t b_rs, b_cs;  // B(k, j) at k*b_rs + j*b_cs
+  int64_t c_rs;        // C(i, j) at i*c_rs + j (C rows contiguous)
+  // Epilogue on the register tile before the store, in this order:
+  //   t = scale * acc; t += bias[j]; t = act(t); t += R(i, j) (R laid out like C)
+  float scale;
+  bool has_bias, has_residual;
+  CgAct act;
+  bool b_constant;     // B is a parameter: its packing may run once (CgStep.once)
+} CgGemm;
+
+// Emits the kernels of one GEMM named `name` (a prefix for its symbols) and appends its
+// steps. a, b, c, bias and residual are the buffers (bias/residual ignored unless enabled).
+bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, CgArg c,
+                   CgArg bias, CgArg residual, int node, CgSteps *steps, Diag *d);
+
+// ---------------------------------------------------------------------------------------
+// The lowerings the table in codegen/lowerings.c points to, by file.
+#define CG_LOWERINGS(X)                                                   \
+  X(elementwise) X(source)                   /* lower_ew.c */             \
+  X(matmul)                                  /* lower_matmul.c */         \
+  X(copy) X(permute) X(concat) X(slice) X(gather) /* lower_data.c */     \
+  X(reduce) X(softmax) X(layernorm)          /* lower_reduce.c */         \
+  X(cross_entropy) X(kl_div)                 /* lower_loss.c */
+#define X(k) bool cg_lower_##k(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d);
+CG_LOWERINGS(X)
+#undef X
+
+#endif

@@ -1,0 +1,22 @@
+// Plan steps as lowerings produce them (see lower.h).
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+
+#include "codegen/lower.h"
+
+CgStep *cg_steps_add(CgSteps *s, const char *fn, int64_t work, int node) {
+  if (s->n == s->cap) {
+    s->cap = s->cap ? 2 * s->cap : 64;
+    s->v = realloc(s->v, (size_t)s->cap * sizeof *s->v);
+    if (!s->v) abort();
+  }
+  CgStep *st = &s->v[s->n++];
+  memset(st, 0, sizeof *st);
+  snprintf(st->fn, sizeof st->fn, "%s", fn);
+  st->work = work;
+  st->node = node;
+  return st;
+}
+
+int cg_steps_new_scratch(CgSteps *s) { return s->n_scratch++; }

@@ -1,0 +1,31 @@
+// The executor: runs a plan — a list of kernel calls over buffers — with OpenMP threads.
+// It knows nothing of model files, the IR or LLVM: kernels are plain function pointers.
+// Each step's work items [0, work) are split into equal contiguous chunks, one per thread,
+// with a barrier between steps, so results depend only on the thread count.
+#ifndef KILN_PLAN_H
+#define KILN_PLAN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef void (*RtKernel)(void **bufs, int64_t begin, int64_t end);
+
+typedef struct RtStep {
+  RtKernel fn;
+  void **bufs;
+  int64_t work;
+  bool once;         // run by rt_plan_prepare (after parameters are bound), not by rt_plan_run
+  const char *name;  // for profiles and messages
+} RtStep;
+
+typedef struct RtPlan {
+  RtStep *steps;
+  int n_steps;
+} RtPlan;
+
+// Threads to use: KILN_NUM_THREADS if set (and valid), else every core.
+int rt_default_threads(void);
+void rt_plan_prepare(const RtPlan *p, int threads);  // the `once` steps
+void rt_plan_run(const RtPlan *p, int threads);      // every other step, in order
+
+#endif

@@ -1,0 +1,466 @@
+// Tests of codegen/cg_gemm.c: GEMMs lowered with cg_lower_gemm, JIT-compiled and run by a
+// small in-test runner (scratch per id, `once` steps first, each step's [0, work) split into
+// 1, 2 or 3 contiguous chunks as threads would), held to a naive double-precision reference
+// with error <= 1e-5 of max |C|, and bitwise identical across the chunkings.
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/lower.h"
+
+// ---------------------------------------------------------------------------------------
+// A case: one GEMM with its operands, filled with values in [-1, 1).
+
+enum { ARG_A, ARG_B, ARG_C, ARG_BIAS, ARG_RES, N_ARGS };
+
+typedef struct Case {
+  CgGemm g;
+  float *buf[N_ARGS];
+  size_t len[N_ARGS];  // floats
+  double *ref;         // the reference C, same layout
+  char name[64];
+} Case;
+
+static uint32_t rng = 12345;
+static float rnd(void) {
+  rng = rng * 1664525u + 1013904223u;
+  return (float)((rng >> 8) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+
+// Floats spanned by an operand of rows × cols at (rs, cs) with the given batch strides.
+static size_t span(const CgGemm *g, int64_t rows, int64_t cols, int64_t rs, int64_t cs,
+                   const int64_t *bs) {
+  int64_t last = (rows - 1) * rs + (cols - 1) * cs;
+  for (int d = 0; d < g->nbatch; d++) last += (g->bdim[d] - 1) * bs[d];
+  return rows > 0 && cols > 0 ? (size_t)last + 1 : 1;
+}
+
+static int64_t batch_count(const CgGemm *g) {
+  int64_t n = 1;
+  for (int d = 0; d < g->nbatch; d++) n *= g->bdim[d];
+  return n;
+}
+
+static int64_t offset(const CgGemm *g, int64_t bi, const int64_t *bs) {
+  int64_t off = 0;
+  for (int d = g->nbatch - 1; d >= 0; d--) {
+    off += (bi % g->bdim[d]) * bs[d];
+    bi /= g->bdim[d];
+  }
+  return off;
+}
+
+static double gelu(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
+
+// The reference: C[b](i, j) = epilogue(sum_k A[b](i, k) B[b](k, j)) in double.
+static void reference(Case *t) {
+  const CgGemm *g = &t->g;
+  for (int64_t bi = 0; bi < batch_count(g); bi++) {
+    const float *A = t->buf[ARG_A] + offset(g, bi, g->a_bstride);
+    const float *B = t->buf[ARG_B] + offset(g, bi, g->b_bstride);
+    int64_t co = offset(g, bi, g->c_bstride);
+    for (int64_t i = 0; i < g->M; i++)
+      for (int64_t j = 0; j < g->N; j++) {
+        double s = 0;
+        for (int64_t k = 0; k < g->K; k++)
+          s += (double)A[i * g->a_rs + k * g->a_cs] * B[k * g->b_rs + j * g->b_cs];
+        s *= g->scale;
+        if (g->has_bias) s += t->buf[ARG_BIAS][j];
+        if (g->act == CG_ACT_GELU) s = gelu(s);
+        if (g->has_residual) s += t->buf[ARG_RES][co + i * g->c_rs + j];
+        t->ref[co + i * g->c_rs + j] = s;
+      }
+  }
+}
+
+static float *alloc_floats(size_t n) {
+  float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+  ck_assert_ptr_nonnull(p);
+  return p;
+}
+
+static void case_init(Case *t, const CgGemm *g, const char *name) {
+  memset(t, 0, sizeof *t);
+  t->g = *g;
+  snprintf(t->name, sizeof t->name, "%s", name);
+  t->len[ARG_A] = span(g, g->M, g->K, g->a_rs, g->a_cs, g->a_bstride);
+  t->len[ARG_B] = span(g, g->K, g->N, g->b_rs, g->b_cs, g->b_bstride);
+  t->len[ARG_C] = t->len[ARG_RES] = span(g, g->M, g->N, g->c_rs, 1, g->c_bstride);
+  t->len[ARG_BIAS] = (size_t)g->N;
+  for (int x = 0; x < N_ARGS; x++) {
+    t->buf[x] = alloc_floats(t->len[x]);
+    for (size_t i = 0; i < t->len[x]; i++) t->buf[x][i] = rnd();
+  }
+  t->ref = calloc(t->len[ARG_C], sizeof *t->ref);
+  reference(t);
+}
+
+static void case_free(Case *t) {
+  for (int x = 0; x < N_ARGS; x++) free(t->buf[x]);
+  free(t->ref);
+}
+
+// A plain row-major GEMM: A (M, K), B (K, N), C (M, N).
+static CgGemm plain(int64_t M, int64_t N, int64_t K) {
+  return (CgGemm){
+      .M = M, .N = N, .K = K, .a_rs = K, .a_cs = 1, .b_rs = N, .b_cs = 1, .c_rs = N, .scale = 1.0f};
+}
+
+// ---------------------------------------------------------------------------------------
+// The runner. Node id 5·case + ARG_* names a case's buffers; scratch ids get their own.
+
+typedef void (*KernelFn)(void **bufs, int64_t begin, int64_t end);
+
+typedef struct Run {
+  int W;
+  int n;
+  Case *cases;
+  CgSteps steps;
+  CgJit *jit;
+  void **scratch;
+} Run;
+
+static void *arg_ptr(Run *s, CgArg a) {
+  if (a.kind == CG_ARG_NODE) return s->cases[a.id / N_ARGS].buf[a.id % N_ARGS];
+  ck_assert_int_eq(a.kind, CG_ARG_SCRATCH);
+  ck_assert_int_lt(a.id, s->steps.n_scratch);
+  if (!s->scratch[a.id]) {  // NaN-filled: reading what was never written shows
+    s->scratch[a.id] = alloc_floats(a.bytes / sizeof(float) + 1);
+    memset(s->scratch[a.id], 0xff, (a.bytes + 63) / 64 * 64);
+  }
+  return s->scratch[a.id];
+}
+
+static void run_step(Run *s, const CgStep *st, int chunks) {
+  void *addr = cg_jit_lookup(s->jit, st->fn);
+  ck_assert_msg(addr != NULL, "no symbol %s", st->fn);
+  KernelFn fn;
+  memcpy(&fn, &addr, sizeof fn);  // ISO C has no object-to-function pointer cast
+  void *bufs[CG_MAX_ARGS];
+  for (int i = 0; i < st->n_args; i++) bufs[i] = arg_ptr(s, st->args[i]);
+  for (int c = 0; c < chunks; c++) fn(bufs, st->work * c / chunks, st->work * (c + 1) / chunks);
+}
+
+// Compiles the cases into one module (GEMM i named "g<i>", steps with node i).
+static void run_build(Run *s, Case *cases, int n, int W) {
+  memset(s, 0, sizeof *s);
+  s->W = W, s->n = n, s->cases = cases;
+  Cg cg;
+  Diag d = {0};
+  CgOptions opt = {.vector_floats = W};
+  ck_assert_msg(cg_init(&cg, "test_gemm", &opt, &d), "%s", d.msg);
+  for (int i = 0; i < n; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "g%d", i);
+    int base = i * N_ARGS;
+    ck_assert_msg(
+        cg_lower_gemm(&cg, &cases[i].g, name, cg_arg_node(base + ARG_A), cg_arg_node(base + ARG_B),
+                      cg_arg_node(base + ARG_C), cg_arg_node(base + ARG_BIAS),
+                      cg_arg_node(base + ARG_RES), i, &s->steps, &d),
+        "%s", d.msg);
+  }
+  ck_assert_msg(cg_jit(&cg, &s->jit, &d), "%s", d.msg);
+  s->scratch = calloc((size_t)s->steps.n_scratch + 1, sizeof *s->scratch);
+  for (int i = 0; i < s->steps.n; i++)  // weights bound: the `once` steps run first
+    if (s->steps.v[i].once) run_step(s, &s->steps.v[i], 1);
+}
+
+static void run_free(Run *s) {
+  for (int i = 0; i < s->steps.n_scratch; i++) free(s->scratch[i]);
+  free(s->scratch);
+  free(s->steps.v);
+  cg_jit_free(s->jit);
+}
+
+// Runs case i with each chunking; C must match the reference and be identical bit for bit.
+static void run_check(Run *s, int i) {
+  Case *t = &s->cases[i];
+  size_t n = t->len[ARG_C];
+  float *first = alloc_floats(n);
+  for (int chunks = 1; chunks <= 3; chunks++) {
+    memset(t->buf[ARG_C], 0xff, n * sizeof(float));  // NaN: every element must be written
+    for (int k = 0; k < s->steps.n; k++)
+      if (s->steps.v[k].node == i && !s->steps.v[k].once) run_step(s, &s->steps.v[k], chunks);
+    if (chunks == 1) {
+      memcpy(first, t->buf[ARG_C], n * sizeof(float));
+    } else {
+      ck_assert_msg(memcmp(first, t->buf[ARG_C], n * sizeof(float)) == 0,
+                    "W=%d %s: result differs with %d chunks", s->W, t->name, chunks);
+    }
+  }
+  // Compare the elements of C; the gaps of a strided C must still hold the NaN pattern.
+  const CgGemm *g = &t->g;
+  bool *in_c = calloc(n, sizeof *in_c);
+  double maxc = 1e-30, maxerr = 0;
+  int64_t worst = -1;
+  for (int64_t bi = 0; bi < batch_count(g); bi++)
+    for (int64_t i2 = 0; i2 < g->M; i2++)
+      for (int64_t j = 0; j < g->N; j++) {
+        int64_t at = offset(g, bi, g->c_bstride) + i2 * g->c_rs + j;
+        double e = fabs((double)first[at] - t->ref[at]);
+        if (fabs(t->ref[at]) > maxc) maxc = fabs(t->ref[at]);
+        if (!(e <= maxerr)) maxerr = e, worst = at;
+        in_c[at] = true;
+      }
+  ck_assert_msg(maxerr <= 1e-5 * maxc, "W=%d %s: error %g (max |C| %g) at element %lld: %g vs %g",
+                s->W, t->name, maxerr, maxc, (long long)worst, worst >= 0 ? first[worst] : 0.0,
+                worst >= 0 ? t->ref[worst] : 0.0);
+  for (size_t at = 0; at < n; at++) {
+    uint32_t bits;
+    memcpy(&bits, &first[at], sizeof bits);
+    ck_assert_msg(in_c[at] || bits == 0xffffffffu, "W=%d %s: wrote element %zu, outside C", s->W,
+                  t->name, at);
+  }
+  free(in_c);
+  free(first);
+}
+
+// Builds, runs and checks a list of GEMMs at vector width W.
+static void check_gemms(const CgGemm *gs, const char *const *names, int n, int W) {
+  Case *cases = calloc((size_t)n, sizeof *cases);
+  for (int i = 0; i < n; i++) case_init(&cases[i], &gs[i], names[i]);
+  Run s;
+  run_build(&s, cases, n, W);
+  for (int i = 0; i < n; i++) run_check(&s, i);
+  run_free(&s);
+  for (int i = 0; i < n; i++) case_free(&cases[i]);
+  free(cases);
+}
+
+static void check_one(CgGemm g, const char *name, int W) {
+  const char *names[1] = {name};
+  check_gemms(&g, names, 1, W);
+}
+
+// ---------------------------------------------------------------------------------------
+// Every combination of M, N, K in {1, 3, 17, 64, 65, 257}: one module per M, at W = 16 with
+// B an activation (packed inside the compute items) and at W = 8 with B a parameter (packed
+// by a `once` step). Transposed B (W^T, packed by in-register transposes) for every N, K,
+// both ways.
+
+static const int64_t sizes[6] = {1, 3, 17, 64, 65, 257};
+
+static void check_grid(int W, int64_t M, bool bt, bool constant) {
+  CgGemm gs[36];
+  char buf[36][64];
+  const char *names[36];
+  int n = 0;
+  for (int ni = 0; ni < 6; ni++)
+    for (int ki = 0; ki < 6; ki++, n++) {
+      int64_t N = sizes[ni], K = sizes[ki];
+      gs[n] = plain(M, N, K);
+      gs[n].b_constant = constant;
+      if (bt) gs[n].b_rs = 1, gs[n].b_cs = K;  // W (N, K)
+      snprintf(buf[n], sizeof buf[n], "%lldx%lldx%lld%s", (long long)M, (long long)N, (long long)K,
+               bt ? " B^T" : "");
+      names[n] = buf[n];
+    }
+  check_gemms(gs, names, n, W);
+}
+
+START_TEST(test_gemm_every_size_matches_reference_w16) { check_grid(16, sizes[_i], false, false); }
+END_TEST
+
+START_TEST(test_gemm_every_size_matches_reference_w8) { check_grid(8, sizes[_i], false, true); }
+END_TEST
+
+START_TEST(test_gemm_transposed_weights_every_n_k) { check_grid(_i ? 8 : 16, 17, true, _i == 0); }
+END_TEST
+
+// ---------------------------------------------------------------------------------------
+// Strides, batches and epilogues, each at W = 16 and W = 8 (_i = 0, 1).
+
+static int loop_width(int i) { return i ? 8 : 16; }
+
+START_TEST(test_gemm_transposed_a) {
+  CgGemm gs[3] = {plain(17, 65, 64), plain(64, 3, 257), plain(65, 64, 17)};
+  for (int i = 0; i < 3; i++) gs[i].a_rs = 1, gs[i].a_cs = gs[i].M;  // A stored (K, M)
+  const char *names[3] = {"A^T 17x65x64", "A^T 64x3x257", "A^T 65x64x17"};
+  check_gemms(gs, names, 3, loop_width(_i));
+}
+END_TEST
+
+START_TEST(test_gemm_transposed_a_and_b) {
+  CgGemm g = plain(33, 50, 70);
+  g.a_rs = 1, g.a_cs = g.M, g.b_rs = 1, g.b_cs = g.K;
+  check_one(g, "A^T B^T 33x50x70", loop_width(_i));
+}
+END_TEST
+
+START_TEST(test_gemm_strided_operands) {
+  // Rows of A, B and C padded (row strides larger than the row), as slices of wider tensors;
+  // the masked stores of the last vector must leave C's gaps alone (N = 47: 15 or 7 lanes).
+  CgGemm gs[2] = {plain(19, 37, 41), plain(10, 47, 9)};
+  gs[0].a_rs = 50, gs[0].b_rs = 40, gs[0].c_rs = 45;
+  gs[1].a_rs = 12, gs[1].b_rs = 48, gs[1].c_rs = 48;
+  const char *names[2] = {"strided 19x37x41", "strided 10x47x9"};
+  check_gemms(gs, names, 2, loop_width(_i));
+}
+END_TEST
+
+START_TEST(test_gemm_batched_with_broadcast_b) {
+  CgGemm g = plain(20, 35, 18);
+  g.nbatch = 1, g.bdim[0] = 5;
+  g.a_bstride[0] = g.M * g.K, g.b_bstride[0] = 0, g.c_bstride[0] = g.M * g.N;
+  g.b_constant = true;
+  check_one(g, "batch 5 B broadcast", loop_width(_i));
+}
+END_TEST
+
+START_TEST(test_gemm_two_batch_dims) {
+  // [2, 3] batches: A broadcast over the second dim, B over the first, C dense.
+  CgGemm g = plain(9, 21, 13);
+  g.nbatch = 2, g.bdim[0] = 2, g.bdim[1] = 3;
+  g.a_bstride[0] = g.M * g.K, g.a_bstride[1] = 0;
+  g.b_bstride[0] = 0, g.b_bstride[1] = g.K * g.N;
+  g.c_bstride[0] = 3 * g.M * g.N, g.c_bstride[1] = g.M * g.N;
+  check_one(g, "batch 2x3", loop_width(_i));
+}
+END_TEST
+
+START_TEST(test_gemm_attention_shapes) {
+  // Q·K^T and P·V per head, heads interleaved in rows of 4·16 (Q, K, V: (T, H·D)).
+  enum { H = 4, T = 37, D = 16 };
+  CgGemm qk = {.M = T, .N = T, .K = D, .nbatch = 1, .bdim = {H}, .scale = 0.25f};
+  qk.a_rs = H * D, qk.a_cs = 1, qk.a_bstride[0] = D;  // Q(t, h·D + d)
+  qk.b_rs = 1, qk.b_cs = H * D, qk.b_bstride[0] = D;  // B(d, s) = K(s, h·D + d)
+  qk.c_rs = T, qk.c_bstride[0] = T * T;               // scores (H, T, T)
+  CgGemm pv = {.M = T, .N = D, .K = T, .nbatch = 1, .bdim = {H}, .scale = 1.0f};
+  pv.a_rs = T, pv.a_cs = 1, pv.a_bstride[0] = T * T;  // P (H, T, T)
+  pv.b_rs = H * D, pv.b_cs = 1, pv.b_bstride[0] = D;  // V(s, h·D + d)
+  pv.c_rs = H * D, pv.c_bstride[0] = D;               // out (T, H·D)
+  CgGemm gs[2] = {qk, pv};
+  const char *names[2] = {"Q K^T", "P V"};
+  check_gemms(gs, names, 2, loop_width(_i));
+}
+END_TEST
+
+START_TEST(test_gemm_epilogue_scale) {
+  CgGemm g = plain(23, 70, 33);
+  g.scale = 0.125f;
+  check_one(g, "scale", loop_width(_i));
+}
+END_TEST
+
+START_TEST(test_gemm_epilogue_bias) {
+  CgGemm g = plain(23, 70, 33);
+  g.has_bias = true;
+  check_one(g, "bias", loop_width(_i));
+}
+END_TEST
+
+START_TEST(test_gemm_epilogue_residual) {
+  CgGemm g = plain(23, 70, 33);
+  g.has_residual = true;
+  check_one(g, "residual", loop_width(_i));
+}
+END_TEST
+
+START_TEST(test_gemm_epilogue_all_with_long_k) {
+  // K spans several K blocks: the epilogue must apply once, after the last one.
+  CgGemm g = plain(29, 53, 1100);
+  g.b_rs = 1, g.b_cs = g.K;
+  g.scale = 0.5f, g.has_bias = true, g.has_residual = true;
+  check_one(g, "scale+bias+residual K=1100", loop_width(_i));
+}
+END_TEST
+
+START_TEST(test_gemm_epilogue_gelu) {
+  CgGemm g = plain(23, 70, 33);
+  g.has_bias = true, g.act = CG_ACT_GELU, g.has_residual = true;
+  CgGemm g2 = plain(17, 50, 700);
+  g2.b_rs = 1, g2.b_cs = g2.K, g2.act = CG_ACT_GELU, g2.scale = 0.25f;
+  CgGemm gs[2] = {g, g2};
+  const char *names[2] = {"bias+gelu+residual", "scale+gelu K=700"};
+  check_gemms(gs, names, 2, loop_width(_i));
+}
+END_TEST
+
+START_TEST(test_gemm_visualbert_linear) {
+  // A VisualBERT linear layer: x (120, 768) · W^T, W (3072, 768), bias.
+  CgGemm g = plain(120, 3072, 768);
+  g.b_rs = 1, g.b_cs = g.K, g.b_constant = true, g.has_bias = true;
+  check_one(g, "120x3072x768 linear", loop_width(_i));
+}
+END_TEST
+
+START_TEST(test_gemm_steps_name_buffers_and_once) {
+  // A parameter B is packed by a `once` step before the compute step; an activation B is
+  // packed inside the compute step's work items, which then name B too.
+  Cg cg;
+  Diag d = {0};
+  ck_assert(cg_init(&cg, "steps", NULL, &d));
+  CgSteps st = {0};
+  CgGemm g = plain(8, 8, 8);
+  g.b_constant = true, g.has_bias = true;
+  ck_assert(cg_lower_gemm(&cg, &g, "w", cg_arg_node(1), cg_arg_node(2), cg_arg_node(3),
+                          cg_arg_node(4), cg_arg_node(5), 7, &st, &d));
+  g.b_constant = false, g.has_bias = false;
+  ck_assert(cg_lower_gemm(&cg, &g, "x", cg_arg_node(1), cg_arg_node(2), cg_arg_node(3),
+                          cg_arg_node(4), cg_arg_node(5), 8, &st, &d));
+  ck_assert_int_eq(st.n, 3);
+  ck_assert(st.v[0].once && !st.v[1].once && !st.v[2].once);
+  ck_assert_int_eq(st.v[0].node, 7);
+  ck_assert_int_eq(st.v[2].node, 8);
+  ck_assert_int_eq(st.v[0].n_args, 2);  // B, packed B
+  ck_assert_int_eq(st.v[0].args[0].id, 2);
+  ck_assert_int_eq(st.v[0].args[1].kind, CG_ARG_SCRATCH);
+  ck_assert_int_eq(st.v[1].n_args, 4);  // A, packed B, C, bias
+  ck_assert_int_eq(st.v[1].args[1].id, st.v[0].args[1].id);
+  ck_assert_int_eq(st.v[1].args[3].id, 4);
+  ck_assert_int_eq(st.v[2].n_args, 4);  // A, packed B, C, B
+  ck_assert_int_eq(st.v[2].args[3].id, 2);
+  ck_assert_int_ne(st.v[1].args[1].id, st.v[2].args[1].id);  // each GEMM its own panels
+  g.M = 0;  // an empty C: no steps
+  ck_assert(cg_lower_gemm(&cg, &g, "e", cg_arg_node(1), cg_arg_node(2), cg_arg_node(3),
+                          cg_arg_node(4), cg_arg_node(5), 9, &st, &d));
+  ck_assert_int_eq(st.n, 3);
+  CgJit *j;
+  ck_assert(cg_jit(&cg, &j, &d));
+  for (int i = 0; i < st.n; i++) ck_assert_ptr_nonnull(cg_jit_lookup(j, st.v[i].fn));
+  cg_jit_free(j);
+  free(st.v);
+}
+END_TEST
+
+START_TEST(test_gemm_empty_k_gives_epilogue_of_zero) {
+  CgGemm g = plain(5, 20, 0);
+  g.has_bias = true, g.has_residual = true;
+  check_one(g, "K=0", loop_width(_i));
+}
+END_TEST
+
+static Suite *gemm_suite(void) {
+  Suite *s = suite_create("cg_gemm");
+  TCase *tc = tcase_create("gemm");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, test_gemm_steps_name_buffers_and_once);
+  tcase_add_loop_test(tc, test_gemm_every_size_matches_reference_w16, 0, 6);
+  tcase_add_loop_test(tc, test_gemm_every_size_matches_reference_w8, 0, 6);
+  tcase_add_loop_test(tc, test_gemm_transposed_weights_every_n_k, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_transposed_a, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_transposed_a_and_b, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_strided_operands, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_batched_with_broadcast_b, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_two_batch_dims, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_attention_shapes, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_epilogue_scale, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_epilogue_bias, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_epilogue_residual, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_epilogue_all_with_long_k, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_epilogue_gelu, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_visualbert_linear, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_empty_k_gives_epilogue_of_zero, 0, 2);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  SRunner *sr = srunner_create(gemm_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
