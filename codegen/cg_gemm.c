@@ -550,6 +550,8 @@ static LLVMValueRef emit_pack_panel(Cg *cg, LLVMValueRef kernel, const CgGemm *g
                                     const char *name) {
   LLVMTypeRef params[4] = {cg->ptr, cg->ptr, cg->i64, cg->i64};
   LLVMValueRef fn = helper_begin(cg, kernel, name, LLVMFunctionType(cg->void_t, params, 4, 0));
+  unsigned noinline = LLVMGetEnumAttributeKindForName("noinline", 8);  // one copy, however called
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, noinline, 0));
   LLVMValueRef b = LLVMGetParam(fn, 0), packed = LLVMGetParam(fn, 1), pi = LLVMGetParam(fn, 2),
                pn = LLVMGetParam(fn, 3);
   LLVMValueRef src =

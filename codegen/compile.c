@@ -65,6 +65,7 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
     const IrNode *n = g->nodes[i];
     if (!need[i] || (ir_ops[n->op].flags & IR_FLAG_SOURCE && n->op != IR_OP_FULL && n->op != IR_OP_IOTA))
       continue;
+    if (n->op == IR_OP_RESHAPE) continue;  // shares its input's buffer: no kernel
     if (!cg_lowerings[n->op]) {
       ok = diag_error(d, "%s \"%s\": the JIT cannot lower %s yet", n->where, n->name, ir_ops[n->op].name);
       break;
@@ -83,10 +84,16 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
     p->value = calloc((size_t)nn + 1, sizeof *p->value);
     p->bytes = calloc((size_t)nn + 1, sizeof *p->bytes);
     p->status = alloc_buffer(4 * sizeof(int64_t));
+    p->alias = calloc((size_t)nn + 1, sizeof *p->alias);
     for (int i = 0; i < nn && ok; i++) {
       if (!need[i]) continue;
       const IrNode *n = g->nodes[i];
       p->bytes[i] = (size_t)ir_numel(&n->shape) * dt_size(n->dtype);
+      if (n->op == IR_OP_RESHAPE) {  // same elements in the same order: one buffer
+        p->value[i] = p->value[n->in[0]->id];
+        p->alias[i] = true;
+        continue;
+      }
       p->value[i] = alloc_buffer(p->bytes[i]);
       if (!p->value[i]) ok = diag_error(d, "out of memory for \"%s\" (%zu bytes)", n->name, p->bytes[i]);
     }
@@ -163,7 +170,9 @@ bool cg_program_status(const CgProgram *p, Diag *d) {
 
 void cg_program_free(CgProgram *p) {
   if (p->value)
-    for (int i = 0; i < p->g->n_nodes; i++) free(p->value[i]);
+    for (int i = 0; i < p->g->n_nodes; i++)
+      if (!p->alias || !p->alias[i]) free(p->value[i]);
+  free(p->alias);
   for (int k = 0; k < p->n_scratch && p->scratch; k++) free(p->scratch[k]);
   free(p->value);
   free(p->bytes);

@@ -13,6 +13,7 @@ typedef struct CgProgram {
   RtPlan plan;
   void **value;     // per node: its buffer (native dtype), NULL when not computed
   size_t *bytes;    // per node: buffer size
+  bool *alias;      // per node: value is another node's buffer (reshape), not owned
   void **scratch;
   int n_scratch;
   int64_t *status;  // {code, node id, value, index}: kernels report data errors here

@@ -84,7 +84,8 @@ static LLVMValueRef apply(Cg *cg, const IrNode *n, LLVMValueRef *v) {
 // does) instead of producing a wrapped or poisoned value.
 static bool needs_check(const IrNode *n) {
   bool to_int = !is_float(n->dtype);
-  if (n->op == IR_OP_CAST) return to_int && (is_float(n->in[0]->dtype) || n->dtype == DT_I32);
+  if (n->op == IR_OP_CAST)
+    return to_int && (is_float(n->in[0]->dtype) || (n->dtype == DT_I32 && n->in[0]->dtype == DT_I64));
   return to_int && (n->op == IR_OP_ADD || n->op == IR_OP_SUB || n->op == IR_OP_MUL ||
                     n->op == IR_OP_NEG || n->op == IR_OP_AFFINE);
 }
