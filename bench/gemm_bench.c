@@ -254,13 +254,7 @@ static CgGemm linear(int64_t M, int64_t N, int64_t K) {
 // Attention of `images` × 12 heads over T tokens, heads interleaved in rows of 12·64 = 768
 // (Q, K, V, out: (images, T, 768)): scores (images, 12, T, T) = Q·K^T / 8 and out = P·V.
 static CgGemm attention_qk(int64_t images, int64_t T) {
-  CgGemm g = {.M = T,
-              .N = T,
-              .K = 64,
-              .nbatch = 2,
-              .bdim = {images, 12},
-              .scale = 0.125f,
-              .b_constant = getenv("HACK") != NULL};
+  CgGemm g = {.M = T, .N = T, .K = 64, .nbatch = 2, .bdim = {images, 12}, .scale = 0.125f};
   g.a_rs = 768, g.a_cs = 1, g.a_bstride[0] = T * 768, g.a_bstride[1] = 64;
   g.b_rs = 1, g.b_cs = 768, g.b_bstride[0] = T * 768, g.b_bstride[1] = 64;
   g.c_rs = T, g.c_bstride[0] = 12 * T * T, g.c_bstride[1] = T * T;
@@ -268,13 +262,7 @@ static CgGemm attention_qk(int64_t images, int64_t T) {
 }
 
 static CgGemm attention_pv(int64_t images, int64_t T) {
-  CgGemm g = {.M = T,
-              .N = 64,
-              .K = T,
-              .nbatch = 2,
-              .bdim = {images, 12},
-              .scale = 1.0f,
-              .b_constant = getenv("HACK") != NULL};
+  CgGemm g = {.M = T, .N = 64, .K = T, .nbatch = 2, .bdim = {images, 12}, .scale = 1.0f};
   g.a_rs = T, g.a_cs = 1, g.a_bstride[0] = 12 * T * T, g.a_bstride[1] = T * T;
   g.b_rs = 768, g.b_cs = 1, g.b_bstride[0] = T * 768, g.b_bstride[1] = 64;
   g.c_rs = 768, g.c_bstride[0] = T * 768, g.c_bstride[1] = 64;

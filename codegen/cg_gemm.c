@@ -1,17 +1,23 @@
-// GEMM lowering (see lower.h): C[b] = epilogue(A[b] · B[b]) as two plan steps.
+// GEMM lowering (see lower.h): C[b] = epilogue(A[b] · B[b]) as plan steps.
 //   pack:    B (any strides, transposed weights included) copied into column panels of NR
 //            floats, contiguous in k and zero-padded at the N tail; `once` when B is a
-//            parameter (weights are packed once after binding).
+//            parameter (weights are packed once after binding). When B is an activation
+//            that no two work items share (attention), each item packs its own panels
+//            instead, just before using them, and there is no pack step.
 //   compute: work items are (batch, N-panel group, M-block group) tiles of C, each computed
 //            by one item over the whole K (no cross-thread reduction, so results do not
 //            depend on how [0, work) is split). Inside an item, K is cut into blocks of KC
 //            (partial sums kept in C between blocks) and each (M block, panel) pair calls a
 //            register-blocked microkernel.
 // The microkernel holds an MR × NR tile of C in MR × NV vector registers (NR = NV·W). For
-// each k it loads NV vectors of the packed B panel, broadcasts A(i, k) for each row and
-// issues MR × NV llvm.fma. After the last K block the epilogue (scale, bias, activation,
-// residual) is applied to the register tile before the store. M, N and K tails get their
-// own specialised microkernels (fewer rows, fewer vectors, masked last vector, shorter k).
+// each k it loads NV vectors of the packed B panel, broadcasts A(i, k) for each row (A is
+// read in place through its strides) and issues MR × NV llvm.fma. After the last K block the
+// epilogue (scale, bias, activation, residual) is applied to the register tile before the
+// store. M, N and K tails get their own specialised microkernels (fewer rows, fewer
+// vectors, masked last vector, shorter k).
+// C must not share memory with A, B or the residual (partial sums are stored in C).
+// KILN_GEMM_DEBUG=1 prints each GEMM's plan; KILN_GEMM_{MR,NV,KC,UNROLL,L2,MIN_ITEMS,FUSE}
+// override the plan's choices (for tuning; see gemm_plan).
 #include <assert.h>
 #include <math.h>
 #include <stdio.h>
@@ -131,7 +137,7 @@ static void gemm_plan(const CgGemm *g, int W, GemmPlan *p) {
   p->npan = cdiv(g->N, p->nr);
   p->mtail = (int)(g->M % p->mr);
   p->ntail = (int)(g->N % p->nr);
-  int64_t kc_max = env_int("KILN_GEMM_KC", 384);
+  int64_t kc_max = env_int("KILN_GEMM_KC", 768);
   p->nkb = g->K > 0 ? cdiv(g->K, kc_max) : 1;
   p->kc = g->K > 0 ? cdiv(g->K, p->nkb) : 0;
   p->ktail = p->nkb > 1 && g->K % p->kc ? g->K - (p->nkb - 1) * p->kc : 0;
