@@ -770,7 +770,7 @@ bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, 
 
   if (g->K > 0 && !p.fused_pack) {
     snprintf(fn, sizeof fn, "%s.pack", name);
-    emit_pack_kernel(cg, g, &p, fn, name);
+    if (!LLVMGetNamedFunction(cg->mod, fn)) emit_pack_kernel(cg, g, &p, fn, name);  // shared by equal GEMMs
     CgStep *s = cg_steps_add(steps, fn, p.pbatch * p.npan, node);
     s->args[s->n_args++] = b;
     s->args[s->n_args++] = packed;
@@ -778,7 +778,7 @@ bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, 
   }
 
   snprintf(fn, sizeof fn, "%s.gemm", name);
-  emit_compute_kernel(cg, g, &p, fn, name);
+  if (!LLVMGetNamedFunction(cg->mod, fn)) emit_compute_kernel(cg, g, &p, fn, name);
   CgStep *s = cg_steps_add(steps, fn, p.batch * p.npg * p.nmg, node);
   s->args[s->n_args++] = a;
   s->args[s->n_args++] = packed;
