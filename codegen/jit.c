@@ -36,6 +36,18 @@ static bool dump_module(Cg *cg, Diag *d) {
     LLVMDisposeMessage(err);
     return false;
   }
+  // And one file per kernel, DIR/<kernel>.ll, for reading one at a time.
+  for (LLVMValueRef f = LLVMGetFirstFunction(cg->mod); f; f = LLVMGetNextFunction(f)) {
+    if (LLVMIsDeclaration(f)) continue;
+    size_t len;
+    snprintf(path, sizeof path, "%s/%s.ll", cg->dump_dir, LLVMGetValueName2(f, &len));
+    FILE *out = fopen(path, "w");
+    if (!out) return diag_error(d, "--dump-llvm: cannot write %s: %s", path, strerror(errno));
+    char *text = LLVMPrintValueToString(f);
+    fputs(text, out);
+    LLVMDisposeMessage(text);
+    if (fclose(out) != 0) return diag_error(d, "--dump-llvm: cannot write %s", path);
+  }
   return true;
 }
 

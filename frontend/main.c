@@ -45,7 +45,7 @@ static const Command commands[] = {
    "  --backend jit|ref  native code through LLVM (default), or the reference evaluator\n"
    "                     (plain loops in double precision: slow, the oracle for tests)\n"
    "  --threads N        threads (default: KILN_NUM_THREADS, else every core; ref uses one)\n"
-   "  --dump-llvm DIR    write the optimised LLVM IR of the kernels to DIR/kiln.ll\n"
+   "  --dump-llvm DIR    write the optimised LLVM IR to DIR: kiln.ll and one file a kernel\n"
    "  --verbose          list tensors in the files that the model does not use\n",
    " set weights inputs output backend threads verbose disable-pass dump-llvm "},
   {"bench", cmd_bench,
@@ -56,7 +56,7 @@ static const Command commands[] = {
    "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n"
    "  --weights FILE     parameters (default: initialised from --seed)\n"
    "  --inputs FILE      inputs (default: ids 0, float inputs 1)\n"
-   "  --dump-llvm DIR    write the optimised LLVM IR to DIR/kiln.ll\n",
+   "  --dump-llvm DIR    write the optimised LLVM IR to DIR: kiln.ll and one file a kernel\n",
    " set iters threads weights inputs seed dump-llvm disable-pass verbose "},
   {"ops", cmd_ops, "kiln ops", "List the operators a model file can use, with their attributes.\n",
    " "},

@@ -30,6 +30,8 @@ check() {  # name, variant, model, extra make_case flags, then --set list
      "$py" "$here/compare.py" "$d/jit.safetensors" "$d/torch.safetensors" --rtol 1e-5 \
         --require "$(req "$variant")" >"$d/cmp" 2>&1 &&
      "$py" "$here/compare.py" "$d/ref.safetensors" "$d/torch.safetensors" --rtol 1e-5 \
+        --require "$(req "$variant")" >>"$d/cmp" 2>&1 &&
+     "$py" "$here/compare.py" "$d/jit.safetensors" "$d/ref.safetensors" --rtol 1e-5 \
         --require "$(req "$variant")" >>"$d/cmp" 2>&1; then
     echo "ok    $name"; passed=$((passed + 1))
   else
