@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ir/ir.h"
+#include "tests/test_attrs.h"
 
 // ---------------------------------------------------------------------------------------
 // Building graphs by hand. Each test gets a fresh graph `g` (file "test.json") and `d`.
@@ -59,25 +60,6 @@ static IrNode *op(IrOpKind kind, const char *name, int n_in, ...) {
   return n;
 }
 
-static IrAttr *attr_slot(IrNode *n, const char *name) {
-  int i = ir_attr_index(n->op, name);
-  ck_assert_msg(i >= 0, "%s has no attribute %s", ir_ops[n->op].name, name);
-  n->attr[i].set = true;
-  return &n->attr[i];
-}
-
-static void set_int(IrNode *n, const char *name, int64_t v) { attr_slot(n, name)->i = v; }
-static void set_float(IrNode *n, const char *name, double v) { attr_slot(n, name)->f = v; }
-
-// set_ints(n, "perm", 3, 2, 0, 1) sets perm = [2, 0, 1].
-static void set_ints(IrNode *n, const char *name, int count, ...) {
-  IrAttr *a = attr_slot(n, name);
-  a->n = count;
-  va_list ap;
-  va_start(ap, count);
-  for (int k = 0; k < count; k++) a->ints[k] = va_arg(ap, int);
-  va_end(ap);
-}
 
 // Finishes and verifies the graph; both must succeed.
 static void finish_ok(void) {

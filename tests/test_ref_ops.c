@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ir/ir.h"
+#include "tests/test_attrs.h"
 
 // ---------------------------------------------------------------------------------------
 // Building nodes by hand.
@@ -62,25 +63,6 @@ static IrNode *node(IrOpKind op, DType dt, IrShape s, int n_in, ...) {
 // A tensor fed from outside (an input node).
 static IrNode *tensor(DType dt, IrShape s) { return node(IR_OP_INPUT, dt, s, 0); }
 
-static IrAttr *attr_slot(IrNode *n, const char *name) {
-  int i = ir_attr_index(n->op, name);
-  ck_assert_msg(i >= 0, "%s has no attribute %s", ir_ops[n->op].name, name);
-  n->attr[i].set = true;
-  return &n->attr[i];
-}
-
-static void set_int(IrNode *n, const char *name, int64_t v) { attr_slot(n, name)->i = v; }
-static void set_float(IrNode *n, const char *name, double v) { attr_slot(n, name)->f = v; }
-
-// set_ints(n, "perm", 3, 2, 0, 1) sets perm = [2, 0, 1].
-static void set_ints(IrNode *n, const char *name, int count, ...) {
-  IrAttr *a = attr_slot(n, name);
-  a->n = count;
-  va_list ap;
-  va_start(ap, count);
-  for (int k = 0; k < count; k++) a->ints[k] = va_arg(ap, int);
-  va_end(ap);
-}
 
 // ---------------------------------------------------------------------------------------
 // Running kernels and comparing results.
