@@ -40,10 +40,14 @@ bool cg_kernel_name(Cg *cg, const IrNode *n, const char *extra, char *buf, size_
   return LLVMGetNamedFunction(cg->mod, buf) != NULL;
 }
 
+// Not cleared: every kernel writes its whole output before anything reads it, and touching
+// gigabytes of fresh pages here would cost seconds (the first run faults them in instead).
+// KILN_POISON_BUFFERS=1 (set by the tests) fills them with NaN bytes to hold kernels to that.
 static void *alloc_buffer(size_t bytes) {
   size_t n = (bytes + 63) / 64 * 64;
   void *p = aligned_alloc(64, n ? n : 64);
-  if (p) memset(p, 0, n ? n : 64);
+  const char *poison = getenv("KILN_POISON_BUFFERS");
+  if (p && poison && *poison == '1') memset(p, 0xff, n ? n : 64);
   return p;
 }
 
@@ -72,6 +76,7 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
     }
     ok = cg_lowerings[n->op](&cg, n, &steps, d);
   }
+  double t1 = now_ms();
   if (ok) {
     for (LLVMValueRef f = LLVMGetFirstFunction(cg.mod); f; f = LLVMGetNextFunction(f))
       if (!LLVMIsDeclaration(f)) p->n_kernels++;
@@ -80,10 +85,12 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
     cg_dispose(&cg);
   }
 
+  double t2 = now_ms();
   if (ok) {
     p->value = calloc((size_t)nn + 1, sizeof *p->value);
     p->bytes = calloc((size_t)nn + 1, sizeof *p->bytes);
     p->status = alloc_buffer(4 * sizeof(int64_t));
+    if (p->status) memset(p->status, 0, 4 * sizeof(int64_t));
     p->alias = calloc((size_t)nn + 1, sizeof *p->alias);
     for (int i = 0; i < nn && ok; i++) {
       if (!need[i]) continue;
@@ -135,6 +142,8 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
   free(steps.v);
   free(need);
   p->compile_ms = now_ms() - t0;
+  p->lower_ms = t1 - t0;
+  p->llvm_ms = t2 - t1;
   if (!ok) cg_program_free(p);
   return ok;
 }

@@ -20,7 +20,8 @@ typedef struct CgProgram {
   void **step_bufs; // storage of every step's buffer table
   int *step_node;
   int n_kernels;    // distinct kernels emitted
-  double compile_ms;
+  double compile_ms;  // all of cg_compile: lowering, LLVM (O3, codegen, JIT), buffers
+  double lower_ms, llvm_ms;
 } CgProgram;
 
 // Compiles the nodes needed for `want` (all when NULL).

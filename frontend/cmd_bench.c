@@ -71,6 +71,8 @@ int cmd_bench(const CliOptions *o) {
            p.n_kernels, p.plan.n_steps);
     printf("compile_ms: %.1f\nmedian_ms: %.3f\nmin_ms: %.3f\nmax_ms: %.3f\n", p.compile_ms, median,
            t[0], t[iters - 1]);
+    printf("compile_lower_ms: %.1f\ncompile_llvm_ms: %.1f\ncompile_buffers_ms: %.1f\n", p.lower_ms,
+           p.llvm_ms, p.compile_ms - p.lower_ms - p.llvm_ms);
     printf("gflop_per_run: %.3f\ngflops: %.1f\n", gflop, gflop / (median / 1e3));
   } else {
     cli_error(&d);
