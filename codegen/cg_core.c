@@ -28,8 +28,12 @@ bool cg_init(Cg *cg, const char *module_name, const CgOptions *opt, Diag *d) {
   cg->name = module_name;
   cg->dump_dir = opt->dump_dir;
   cg->triple = dup_msg(LLVMGetDefaultTargetTriple());
-  cg->cpu = opt->cpu ? strdup(opt->cpu) : dup_msg(LLVMGetHostCPUName());
-  cg->features = opt->features ? strdup(opt->features) : dup_msg(LLVMGetHostCPUFeatures());
+  // KILN_CPU / KILN_CPU_FEATURES stand in for the host (to test code for other CPUs here).
+  const char *env_cpu = getenv("KILN_CPU"), *env_feat = getenv("KILN_CPU_FEATURES");
+  if (!opt->cpu && env_cpu && *env_cpu) cg->cpu = strdup(env_cpu);
+  else cg->cpu = opt->cpu ? strdup(opt->cpu) : dup_msg(LLVMGetHostCPUName());
+  if (!opt->features && env_feat && *env_feat) cg->features = strdup(env_feat);
+  else cg->features = opt->features ? strdup(opt->features) : dup_msg(LLVMGetHostCPUFeatures());
   LLVMTargetRef target;
   char *err = NULL;
   if (LLVMGetTargetFromTriple(cg->triple, &target, &err)) {

@@ -87,6 +87,16 @@ bool cg_jit(Cg *cg, CgJit **out, Diag *d) {
     cg_dispose(cg);
     return llvm_error(e, "cannot create the LLVM JIT", d);
   }
+  // Calls the optimiser may introduce (memset, memcpy, libm on CPUs without FMA) resolve
+  // against this process.
+  LLVMOrcDefinitionGeneratorRef gen;
+  if ((e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
+           &gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL, NULL))) {
+    cg_jit_free(j);
+    cg_dispose(cg);
+    return llvm_error(e, "cannot give the JIT the process's symbols", d);
+  }
+  LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(j->jit), gen);
   LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(cg->mod, cg->tsc);
   cg->mod = NULL;  // owned by tsm now
   e = LLVMOrcLLJITAddLLVMIRModule(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), tsm);
