@@ -73,7 +73,12 @@ static LLVMValueRef apply(Cg *cg, const IrNode *n, LLVMValueRef *v) {
     return LLVMBuildAdd(b, LLVMBuildMul(b, v[0], const_of(cg, v[0], et, s), ""),
                         const_of(cg, v[0], et, t), "");
   }
-  case IR_OP_DROPOUT: return v[0];  // inference: the identity
+  case IR_OP_STEP: {  // x > 0 ? 1 : 0 (NaN gives 0)
+    LLVMValueRef gt = LLVMBuildFCmp(b, LLVMRealOGT, v[0], const_of(cg, v[0], et, 0.0), "");
+    return LLVMBuildSelect(b, gt, const_of(cg, v[0], et, 1.0), const_of(cg, v[0], et, 0.0), "");
+  }
+  case IR_OP_DROPOUT: return v[0];       // inference: the identity
+  case IR_OP_DROPOUT_GRAD: return v[0];  // inference: dy as it is
   default: break;
   }
   return NULL;

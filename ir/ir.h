@@ -25,11 +25,13 @@
   X(ADD, "add") X(SUB, "sub") X(MUL, "mul") X(DIV, "div") X(MAXIMUM, "maximum")         \
   X(MINIMUM, "minimum") X(NEG, "neg") X(EXP, "exp") X(LOG, "log") X(SQRT, "sqrt")       \
   X(RSQRT, "rsqrt") X(TANH, "tanh") X(ERF, "erf") X(GELU, "gelu") X(RELU, "relu")       \
-  X(SIGMOID, "sigmoid") X(AFFINE, "affine") X(MATMUL, "matmul") X(RESHAPE, "reshape")   \
+  X(SIGMOID, "sigmoid") X(STEP, "step") X(AFFINE, "affine") X(MATMUL, "matmul")       \
+  X(RESHAPE, "reshape")                                                                  \
   X(PERMUTE, "permute") X(CONCAT, "concat") X(SLICE, "slice") X(GATHER, "gather")       \
   X(REDUCE_SUM, "reduce_sum") X(REDUCE_MEAN, "reduce_mean") X(REDUCE_MAX, "reduce_max") \
   X(SOFTMAX, "softmax") X(LOG_SOFTMAX, "log_softmax") X(LAYERNORM, "layernorm")         \
-  X(DROPOUT, "dropout") X(CROSS_ENTROPY, "cross_entropy") X(KL_DIV, "kl_div")
+  X(DROPOUT, "dropout") X(DROPOUT_GRAD, "dropout_grad") X(CROSS_ENTROPY, "cross_entropy") \
+  X(KL_DIV, "kl_div")
 
 typedef enum {
 #define X(e, s) IR_OP_##e,
@@ -107,6 +109,12 @@ typedef struct IrLoss {
   IrNode *node;
 } IrLoss;
 
+// A gradient recorded by autodiff: d(loss)/d(of) is the node grad (of's shape).
+typedef struct IrGrad {
+  IrNode *of;    // a parameter (or an input)
+  IrNode *grad;
+} IrGrad;
+
 typedef struct IrNameMap IrNameMap;
 
 typedef struct IrGraph {
@@ -121,7 +129,45 @@ typedef struct IrGraph {
   int n_losses;
   IrConfigEntry *config;
   int n_config;
+  IrGrad *grads;           // filled by pass_autodiff: one per parameter (and input)
+  int n_grads;
 } IrGraph;
+
+// ---------------------------------------------------------------------------------------
+// The node builder (ir/build.c): adds nodes to a graph with fresh names "<prefix>:<k>",
+// attributes set and the shape inferred at once (a generated node that fails its shape
+// rule is a compiler bug: asserted). Node ids of built nodes are positions at the end of
+// g->nodes until the next ir_graph_finish.
+typedef struct IrBuilder {
+  IrGraph *g;
+  const char *prefix;  // names of new nodes
+  const char *where;   // their place
+  int k;               // next name suffix
+} IrBuilder;
+
+void ir_builder_init(IrBuilder *b, IrGraph *g, const char *prefix, const char *where);
+IrNode *ir_build(IrBuilder *b, IrOpKind op, int n_in, IrNode *const *in);  // attrs: defaults
+IrNode *ir_build_done(IrBuilder *b, IrNode *n);                           // infers its shape
+void ir_set_int(IrNode *n, const char *name, int64_t v);
+void ir_set_float(IrNode *n, const char *name, double v);
+void ir_set_ints(IrNode *n, const char *name, int count, const int64_t *v);
+IrNode *ir_build_unary(IrBuilder *b, IrOpKind op, IrNode *x);
+IrNode *ir_build_binary(IrBuilder *b, IrOpKind op, IrNode *x, IrNode *y);
+IrNode *ir_build_affine(IrBuilder *b, IrNode *x, double scale, double shift);
+IrNode *ir_build_full(IrBuilder *b, const IrShape *shape, double value, DType dt);
+IrNode *ir_build_iota(IrBuilder *b, const IrShape *shape, int axis, DType dt);
+IrNode *ir_build_cast(IrBuilder *b, IrNode *x, DType dt);                 // x if already dt
+IrNode *ir_build_reshape(IrBuilder *b, IrNode *x, const IrShape *shape);  // x if same shape
+IrNode *ir_build_permute(IrBuilder *b, IrNode *x, const int64_t *perm);
+IrNode *ir_build_matmul(IrBuilder *b, IrNode *x, IrNode *y, bool ta, bool tb);
+IrNode *ir_build_slice(IrBuilder *b, IrNode *x, int axis, int64_t start, int64_t end);
+IrNode *ir_build_concat(IrBuilder *b, int count, IrNode *const *xs, int axis);
+IrNode *ir_build_reduce(IrBuilder *b, IrOpKind op, IrNode *x, int n_axes, const int64_t *axes,
+                        bool keepdims);
+IrNode *ir_build_softmax(IrBuilder *b, IrOpKind op, IrNode *x, int64_t axis);
+// x summed over broadcast dims down to shape; x broadcast up to shape.
+IrNode *ir_build_sum_to(IrBuilder *b, IrNode *x, const IrShape *shape);
+IrNode *ir_build_expand(IrBuilder *b, IrNode *x, const IrShape *shape);
 
 // ---------------------------------------------------------------------------------------
 // The op table (ir/ops.c).
@@ -143,6 +189,12 @@ enum {
   IR_FLAG_INT_OK = 1 << 2,       // accepts integer dtypes
 };
 
+// Gradient rule (ir/grad_rules.c): given dy, the gradient of the loss w.r.t. node n (n's
+// shape), builds through b the gradient dx[k] of each input k with need[k] set (n's input
+// shape), or leaves dx[k] NULL where no gradient flows (integer inputs, indices).
+typedef bool (*IrGradFn)(IrBuilder *b, IrNode *n, IrNode *dy, const bool *need, IrNode **dx,
+                         Diag *d);
+
 typedef struct IrOpInfo {
   const char *name;
   int min_in, max_in;  // max_in < 0: any number >= min_in
@@ -150,6 +202,7 @@ typedef struct IrOpInfo {
   const IrAttrSpec *attrs;  // NULL-name terminated
   IrShapeFn shape;
   IrRefFn ref;
+  IrGradFn grad;       // NULL: not differentiable (autodiff reports it when a loss needs it)
   const char *doc;     // one line for `kiln ops` and docs
 } IrOpInfo;
 

@@ -1,5 +1,6 @@
 // Reference kernels for sources and elementwise ops: full, iota, cast, the broadcasting
-// binary ops, the unary maths, affine and dropout, plus the dropout stream (ir_rng_*).
+// binary ops, the unary maths, affine, dropout and its gradient, plus the dropout stream
+// (ir_rng_*).
 // Plain loops in double; the oracle the JIT is held to, so clarity and exactness first.
 #include <assert.h>
 #include <math.h>
@@ -159,6 +160,7 @@ static double erf_fn(double x) { return erf(x); }
 static double gelu_fn(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
 static double relu_fn(double x) { return x < 0 ? 0.0 : x; }  // NaN stays NaN
 static double sigmoid_fn(double x) { return 1.0 / (1.0 + exp(-x)); }
+static double step_fn(double x) { return x > 0 ? 1.0 : 0.0; }  // NaN gives 0
 
 #define UNARY_KERNEL(name)                                                           \
   bool ir_ref_##name(const IrNode *n, double *out, const double *const *in,         \
@@ -175,6 +177,7 @@ UNARY_KERNEL(erf)
 UNARY_KERNEL(gelu)
 UNARY_KERNEL(relu)
 UNARY_KERNEL(sigmoid)
+UNARY_KERNEL(step)
 #undef UNARY_KERNEL
 
 bool ir_ref_affine(const IrNode *n, double *out, const double *const *in,
@@ -188,19 +191,32 @@ bool ir_ref_affine(const IrNode *n, double *out, const double *const *in,
 // ---------------------------------------------------------------------------------------
 // Dropout: element j (flat index) is kept iff uniform(key(seed, name), j) >= p; kept
 // values are scaled by 1 / (1 - p), dropped ones are 0. The identity unless training.
-bool ir_ref_dropout(const IrNode *n, double *out, const double *const *in,
-                    const IrEvalMode *mode, Diag *d) {
-  double p = ir_attr_float(n, "p");
+// `fwd` is the dropout node whose mask applies (n itself, or the node dropout_grad names).
+static void apply_dropout(const IrNode *fwd, double *out, const double *x, const IrEvalMode *mode) {
+  double p = ir_attr_float(fwd, "p");
   assert(p >= 0 && p <= 1);
-  int64_t total = ir_numel(&n->shape);
+  int64_t total = ir_numel(&fwd->shape);
   if (!mode->training || p == 0) {
-    memcpy(out, in[0], (size_t)total * sizeof *out);
-    return true;
+    memcpy(out, x, (size_t)total * sizeof *out);
+    return;
   }
-  uint64_t key = ir_rng_key(mode->seed, n->name);
+  uint64_t key = ir_rng_key(mode->seed, fwd->name);
   double scale = 1.0 / (1.0 - p);  // inf when p == 1, but then nothing is kept
   for (int64_t j = 0; j < total; j++)
-    out[j] = ir_rng_uniform(key, (uint64_t)j) >= p ? in[0][j] * scale : 0.0;
+    out[j] = ir_rng_uniform(key, (uint64_t)j) >= p ? x[j] * scale : 0.0;
+}
+
+bool ir_ref_dropout(const IrNode *n, double *out, const double *const *in,
+                    const IrEvalMode *mode, Diag *d) {
+  apply_dropout(n, out, in[0], mode);
+  return true;
+}
+
+// dropout_grad(dy, y): dy through the mask of dropout node y (drawn again from y's name).
+bool ir_ref_dropout_grad(const IrNode *n, double *out, const double *const *in,
+                         const IrEvalMode *mode, Diag *d) {
+  assert(n->in[1]->op == IR_OP_DROPOUT);
+  apply_dropout(n->in[1], out, in[0], mode);
   return true;
 }
 

@@ -295,6 +295,20 @@ bool ir_shape_dropout(IrNode *n, Diag *d) {
   return true;
 }
 
+// dropout_grad(dy, y): y is the dropout node whose mask applies; dy has its shape.
+bool ir_shape_dropout_grad(IrNode *n, Diag *d) {
+  if (!check_dtypes(n, d) || !same_dtype(n, d)) return false;
+  if (n->in[1]->op != IR_OP_DROPOUT)
+    return diag_error(d, "input 1 \"%s\" must be a dropout node (its mask is reused), not %s",
+                      n->in[1]->name, ir_ops[n->in[1]->op].name);
+  if (!ir_shape_eq(&n->in[0]->shape, &n->in[1]->shape))
+    return diag_error(d, "dy %s and the dropout node %s must have one shape",
+                      SHAPE(&n->in[0]->shape), SHAPE(&n->in[1]->shape));
+  n->dtype = n->in[0]->dtype;
+  n->shape = n->in[0]->shape;
+  return true;
+}
+
 bool ir_shape_cross_entropy(IrNode *n, Diag *d) {
   if (!check_dtypes(n, d)) return false;
   const IrShape *lg = &n->in[0]->shape, *lb = &n->in[1]->shape;

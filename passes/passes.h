@@ -22,4 +22,10 @@ extern const int pass_count;
 bool pass_run_pipeline(IrGraph *g, const char *stop, const char *const *disabled,
                        int n_disabled, Diag *d);
 
+// Reverse-mode autodiff (passes/autodiff.c): appends to g the backward graph of the loss
+// named `loss` and records in g->grads d(loss)/d(p) for every parameter p (and every f32
+// input if wrt_inputs); zeros where the loss does not depend on it. Fails, naming the node,
+// when the loss depends through a float path on an op without a gradient rule.
+bool pass_autodiff(IrGraph *g, const char *loss, bool wrt_inputs, Diag *d);
+
 #endif

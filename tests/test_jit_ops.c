@@ -348,10 +348,13 @@ START_TEST(test_unary_float_ops_match_reference) {
   IrNode *x = input("x", DT_F32, shp(1, n), -3, 3);
   IrNode *pos = input("pos", DT_F32, shp(1, n), 0.01, 10);
   IrOpKind any[] = {IR_OP_NEG, IR_OP_EXP, IR_OP_TANH, IR_OP_ERF, IR_OP_GELU, IR_OP_RELU,
-                    IR_OP_SIGMOID, IR_OP_DROPOUT};
+                    IR_OP_SIGMOID, IR_OP_STEP, IR_OP_DROPOUT};
   for (size_t k = 0; k < sizeof any / sizeof any[0]; k++) {
     IrNode *y = unary(any[k], x);
-    if (any[k] == IR_OP_DROPOUT) set_float(y, "p", 0.1);
+    if (any[k] == IR_OP_DROPOUT) {
+      set_float(y, "p", 0.1);
+      binary(IR_OP_DROPOUT_GRAD, pos, y);  // inference: pos as it is
+    }
   }
   IrNode *aff = unary(IR_OP_AFFINE, x);
   set_float(aff, "scale", 0.5);

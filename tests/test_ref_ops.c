@@ -233,6 +233,9 @@ START_TEST(test_unary_known_values) {
       {IR_OP_SIGMOID, 0, 0.5},
       {IR_OP_SIGMOID, 2, 0.8807970779778823},
       {IR_OP_SIGMOID, -800, 0},
+      {IR_OP_STEP, -1, 0},
+      {IR_OP_STEP, 0, 0},
+      {IR_OP_STEP, 0.25, 1},
   };
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     reset_nodes();
@@ -682,6 +685,20 @@ START_TEST(test_dropout_mask_depends_on_seed_and_name_only) {
 }
 END_TEST
 
+// dropout_grad(dy, y) keeps what dropout node y kept, by y's name: with dy = 1 it is y's mask.
+START_TEST(test_dropout_grad_reuses_the_forward_mask) {
+  static double grad[DROP_N];
+  run_dropout("drop", 0.3, true, 42, mask_a);  // leaves nodes[1] the dropout node
+  IrNode *dr = &nodes[1];
+  IrNode *dy = tensor(DT_F32, shp(2, 100, 1000));
+  IrNode *dg = node(IR_OP_DROPOUT_GRAD, DT_F32, shp(2, 100, 1000), 2, dy, dr);
+  IrEvalMode mode = {.training = true, .seed = 42};
+  Diag d = {0};
+  ck_assert(ir_ops[IR_OP_DROPOUT_GRAD].ref(dg, grad, IN(ones, mask_a), &mode, &d));
+  ck_assert_int_eq(count_differences(grad, mask_a), 0);
+}
+END_TEST
+
 START_TEST(test_rng_uniform_is_pure_and_in_unit_interval) {
   uint64_t key = ir_rng_key(7, "x");
   ck_assert_uint_eq(key, ir_rng_key(7, "x"));
@@ -738,6 +755,7 @@ static Suite *ref_ops_suite(void) {
   tcase_add_test(tc, test_dropout_is_identity_unless_training);
   tcase_add_test(tc, test_dropout_zeros_p_and_scales_the_rest);
   tcase_add_test(tc, test_dropout_mask_depends_on_seed_and_name_only);
+  tcase_add_test(tc, test_dropout_grad_reuses_the_forward_mask);
   tcase_add_test(tc, test_rng_uniform_is_pure_and_in_unit_interval);
   suite_add_tcase(s, tc);
   return s;
