@@ -15,7 +15,7 @@ enum { EXIT_USER = 1, EXIT_USAGE = 2 };
 typedef struct CliOptions {
   const char *cmd;
   const char *model;
-  const char *weights, *inputs, *output, *after, *format, *backend, *dump_llvm;
+  const char *weights, *inputs, *output, *after, *format, *backend, *dump_llvm, *loss;
   int iters;
   FeSet sets[CLI_MAX_SETS];
   int n_sets;
@@ -32,6 +32,7 @@ int cmd_ops(const CliOptions *o);
 int cmd_init(const CliOptions *o);
 int cmd_run(const CliOptions *o);
 int cmd_bench(const CliOptions *o);
+int cmd_grad(const CliOptions *o);
 
 // Loads o->model with o->sets and runs the pass pipeline; prints the error and returns
 // false on failure.

@@ -48,6 +48,16 @@ static const Command commands[] = {
    "  --dump-llvm DIR    write the optimised LLVM IR to DIR: kiln.ll and one file a kernel\n"
    "  --verbose          list tensors in the files that the model does not use\n",
    " set weights inputs output backend threads verbose disable-pass dump-llvm "},
+  {"grad", cmd_grad,
+   "kiln grad MODEL --weights W --inputs IN -o G [--loss NAME] [--seed S] [--set NAME=VALUE]...",
+   "Differentiate MODEL's loss (reverse mode) and write the loss as `loss` and, for every\n"
+   "parameter, its gradient under the parameter's own name (zeros where the loss does not\n"
+   "reach it). Dropout is active (training mode); --set dropout=0 makes it deterministic.\n"
+   "Runs on the reference evaluator (double precision).\n"
+   "  --loss NAME        which of the model's losses (default: loss)\n"
+   "  --seed S           the dropout stream (default 0)\n"
+   "  --weights, --inputs, -o as for run\n",
+   " set weights inputs output loss seed verbose disable-pass "},
   {"bench", cmd_bench,
    "kiln bench MODEL [--set NAME=VALUE]... [--iters N] [--threads N] [--weights W] [--inputs IN]",
    "Compile MODEL once with the JIT, run warm-up and N timed inferences, and print\n"
@@ -171,6 +181,9 @@ int main(int argc, char **argv) {
       if (strcmp(val, "ref") != 0 && strcmp(val, "jit") != 0)
         return usage_error(c, "--backend must be jit or ref, not \"%s\"", val);
       o.backend = val;
+    } else if (strcmp(a, "--loss") == 0) {
+      TAKES_VALUE();
+      o.loss = val;
     } else if (strcmp(a, "--dump-llvm") == 0) {
       TAKES_VALUE();
       o.dump_llvm = val;
