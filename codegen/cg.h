@@ -23,6 +23,7 @@ typedef struct CgOptions {
   const char *features;  // NULL: the host's (LLVMGetHostCPUFeatures)
   int vector_floats;     // 0: from the features (16 with AVX-512, 8 with AVX2, else 4)
   const char *dump_dir;  // when set, the optimised IR of the module is written there
+  bool training;         // dropout draws its mask from the plan's seed; false: the identity
 } CgOptions;
 
 typedef struct Cg {
@@ -34,6 +35,7 @@ typedef struct Cg {
   char *triple, *cpu, *features;
   const char *name, *dump_dir;
   int W;  // f32 lanes of one vector register
+  bool training;  // CgOptions.training
   LLVMTypeRef void_t, f32, f64, i1, i8, i32, i64, ptr;
   LLVMTypeRef vf;         // <W x float>
   LLVMTypeRef kernel_ty;  // void (ptr, i64, i64)

@@ -27,6 +27,7 @@ bool cg_init(Cg *cg, const char *module_name, const CgOptions *opt, Diag *d) {
   if (!opt) opt = &none;
   cg->name = module_name;
   cg->dump_dir = opt->dump_dir;
+  cg->training = opt->training;
   cg->triple = dup_msg(LLVMGetDefaultTargetTriple());
   // KILN_CPU / KILN_CPU_FEATURES stand in for the host (to test code for other CPUs here).
   const char *env_cpu = getenv("KILN_CPU"), *env_feat = getenv("KILN_CPU_FEATURES");

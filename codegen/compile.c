@@ -91,6 +91,9 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
     p->bytes = calloc((size_t)nn + 1, sizeof *p->bytes);
     p->status = alloc_buffer(4 * sizeof(int64_t));
     if (p->status) memset(p->status, 0, 4 * sizeof(int64_t));
+    p->seed = alloc_buffer(sizeof *p->seed);
+    if (p->seed) *p->seed = 0;
+    if (!p->status || !p->seed) ok = diag_error(d, "out of memory for the plan's status");
     p->alias = calloc((size_t)nn + 1, sizeof *p->alias);
     for (int i = 0; i < nn && ok; i++) {
       if (!need[i]) continue;
@@ -133,8 +136,9 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
       p->step_node[s] = st->node;
       for (int a = 0; a < st->n_args; a++) {
         CgArg arg = st->args[a];
-        rs->bufs[a] = arg.kind == CG_ARG_NODE ? p->value[arg.id]
+        rs->bufs[a] = arg.kind == CG_ARG_NODE      ? p->value[arg.id]
                       : arg.kind == CG_ARG_SCRATCH ? p->scratch[arg.id]
+                      : arg.kind == CG_ARG_SEED    ? (void *)p->seed
                                                    : (void *)p->status;
       }
     }
@@ -187,6 +191,7 @@ void cg_program_free(CgProgram *p) {
   free(p->bytes);
   free(p->scratch);
   free(p->status);
+  free(p->seed);
   free(p->plan.steps);
   free(p->step_bufs);
   free(p->step_node);

@@ -17,6 +17,7 @@ typedef struct CgProgram {
   void **scratch;
   int n_scratch;
   int64_t *status;  // {code, node id, value, index}: kernels report data errors here
+  uint64_t *seed;   // the dropout stream's seed (training): set before rt_plan_run; 0 at first
   void **step_bufs; // storage of every step's buffer table
   int *step_node;
   int n_kernels;    // distinct kernels emitted

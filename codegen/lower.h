@@ -14,6 +14,7 @@ typedef enum {
   CG_ARG_NODE,     // the value of IR node `id` (native dtype, row-major, contiguous)
   CG_ARG_SCRATCH,  // scratch buffer `id` of `bytes` bytes, shared by steps that name the id
   CG_ARG_STATUS,   // the plan's status word: int64_t[4] {error code, node id, value, index}
+  CG_ARG_SEED,     // the plan's seed: uint64_t[1], set by the caller before each run
 } CgArgKind;
 
 typedef struct CgArg {
@@ -42,6 +43,7 @@ int cg_steps_new_scratch(CgSteps *s);
 static inline CgArg cg_arg_node(int id) { return (CgArg){CG_ARG_NODE, id, 0}; }
 static inline CgArg cg_arg_scratch(int id, size_t bytes) { return (CgArg){CG_ARG_SCRATCH, id, bytes}; }
 static inline CgArg cg_arg_status(void) { return (CgArg){CG_ARG_STATUS, 0, 0}; }
+static inline CgArg cg_arg_seed(void) { return (CgArg){CG_ARG_SEED, 0, 0}; }
 
 // Status codes kernels write into the status word (first error wins).
 enum {

@@ -1,7 +1,11 @@
 // Lowering of elementwise ops (unary, binary with NumPy broadcasting, affine, cast,
-// dropout in inference) and of the sources full and iota. One kernel per signature:
+// dropout and its gradient, in inference and in training) and of the sources full and
+// iota. One kernel per signature:
 // work items are rows of the output's last dim; each row runs a vector loop of W lanes
 // and a scalar tail. Broadcast inputs are read with stride 0 (a splat in the row loop).
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "codegen/compile.h"
@@ -77,8 +81,8 @@ static LLVMValueRef apply(Cg *cg, const IrNode *n, LLVMValueRef *v) {
     LLVMValueRef gt = LLVMBuildFCmp(b, LLVMRealOGT, v[0], const_of(cg, v[0], et, 0.0), "");
     return LLVMBuildSelect(b, gt, const_of(cg, v[0], et, 1.0), const_of(cg, v[0], et, 0.0), "");
   }
-  case IR_OP_DROPOUT: return v[0];       // inference: the identity
-  case IR_OP_DROPOUT_GRAD: return v[0];  // inference: dy as it is
+  case IR_OP_DROPOUT: return v[0];       // inference (or p = 0): the identity
+  case IR_OP_DROPOUT_GRAD: return v[0];  // inference (or p = 0): dy as it is
   default: break;
   }
   return NULL;
@@ -162,7 +166,104 @@ static bool inner_contiguous(const IrShape *out, const IrShape *in) {
          out->dim[out->rank - 1] != 1;
 }
 
+// ---------------------------------------------------------------------------------------
+// Dropout in training: element i of dropout node `fwd` is kept iff
+// ir_rng_uniform(ir_rng_key(seed, fwd->name), i) >= p, and kept values are x * (1 / (1 - p)),
+// the reference's masks bit for bit. The seed is read from the plan (CG_ARG_SEED) when the
+// kernel runs; the name's hash is a constant. uniform(key, i) = (z >> 11) * 2^-53 with
+// z = mix64(key + (i + 1) * golden), so u >= p is the integer test (z >> 11) >= ceil(p * 2^53)
+// (exact: scaling by 2^53 loses nothing). Values are computed in double and rounded once,
+// as the reference does.
+#define RNG_GOLDEN 0x9E3779B97F4A7C15ull
+
+// An i64 constant of x's shape (x: i64 scalar or vector).
+static LLVMValueRef i64_like(Cg *cg, LLVMValueRef x, int64_t v) {
+  return cg_splat(cg, cg_i64(cg, v), cg_lanes(x));
+}
+
+// splitmix64's finaliser on i64 scalars or vectors (mix64 in ir/ref_elementwise.c).
+static LLVMValueRef emit_mix64(Cg *cg, LLVMValueRef z) {
+  LLVMBuilderRef b = cg->b;
+  z = LLVMBuildXor(b, z, LLVMBuildLShr(b, z, i64_like(cg, z, 30), ""), "");
+  z = LLVMBuildMul(b, z, i64_like(cg, z, (int64_t)0xBF58476D1CE4E5B9ull), "");
+  z = LLVMBuildXor(b, z, LLVMBuildLShr(b, z, i64_like(cg, z, 27), ""), "");
+  z = LLVMBuildMul(b, z, i64_like(cg, z, (int64_t)0x94D049BB133111EBull), "");
+  return LLVMBuildXor(b, z, LLVMBuildLShr(b, z, i64_like(cg, z, 31), ""), "");
+}
+
+typedef struct DropoutRow {
+  LLVMValueRef x, out;  // (numel) f32
+  LLVMValueRef base;    // flat index of the row's first element
+  LLVMValueRef key;     // i64
+  uint64_t threshold;   // keep iff (z >> 11) >= threshold
+  double scale;
+} DropoutRow;
+
+static void dropout_cols(Cg *cg, LLVMValueRef col, int lanes, void *ctx) {
+  DropoutRow *r = ctx;
+  LLVMBuilderRef b = cg->b;
+  LLVMValueRef idx = cg_add(cg, r->base, col);  // flat index of the first lane
+  LLVMValueRef x = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, r->x, idx), lanes);
+  LLVMValueRef ctr = cg_splat(cg, idx, lanes);  // (lanes) element indices
+  if (lanes > 1) {
+    LLVMValueRef lane[64];
+    for (int i = 0; i < lanes; i++) lane[i] = cg_i64(cg, i);
+    ctr = LLVMBuildAdd(b, ctr, LLVMConstVector(lane, (unsigned)lanes), "");
+  }
+  // z = mix64(key + (i + 1) * golden), wrapping
+  LLVMValueRef c1 = LLVMBuildAdd(b, ctr, i64_like(cg, ctr, 1), "");
+  LLVMValueRef z = LLVMBuildAdd(b, cg_splat(cg, r->key, lanes),
+                                LLVMBuildMul(b, c1, i64_like(cg, ctr, (int64_t)RNG_GOLDEN), ""), "");
+  z = emit_mix64(cg, z);
+  LLVMValueRef bits = LLVMBuildLShr(b, z, i64_like(cg, z, 11), "");
+  LLVMValueRef keep = LLVMBuildICmp(b, LLVMIntUGE, bits, i64_like(cg, z, (int64_t)r->threshold), "keep");
+  LLVMTypeRef dt = lanes > 1 ? LLVMVectorType(cg->f64, (unsigned)lanes) : cg->f64;
+  LLVMTypeRef ft = lanes > 1 ? LLVMVectorType(cg->f32, (unsigned)lanes) : cg->f32;
+  LLVMValueRef xd = LLVMBuildFPExt(b, x, dt, "");
+  LLVMValueRef scaled = LLVMBuildFMul(b, xd, cg_const_like(cg, xd, r->scale), "");
+  LLVMValueRef v = LLVMBuildFPTrunc(b, scaled, ft, "");
+  v = LLVMBuildSelect(b, keep, v, cg_const_like(cg, v, 0.0), "");
+  cg_store(cg, v, cg_gep(cg, cg->f32, r->out, idx));
+}
+
+// dropout(x) or dropout_grad(dy, y): in[0] through the mask of `fwd` (n, or n->in[1]).
+static bool lower_dropout_training(Cg *cg, const IrNode *n, CgSteps *steps) {
+  const IrNode *fwd = n->op == IR_OP_DROPOUT ? n : n->in[1];
+  assert(fwd->op == IR_OP_DROPOUT && n->dtype == DT_F32);
+  double p = ir_attr_float(fwd, "p");
+  int64_t cols = n->shape.rank ? n->shape.dim[n->shape.rank - 1] : 1;
+  int64_t rows = ir_numel(&n->shape) / (cols ? cols : 1);
+  char name[96], extra[160];
+  snprintf(extra, sizeof extra, "train:%s", fwd->name);  // the mask is the forward node's
+  if (!cg_kernel_name(cg, n, extra, name, sizeof name)) {
+    cg_kernel_begin(cg, name);
+    DropoutRow r = {.out = cg_buf(cg, 0), .x = cg_buf(cg, 1)};
+    // (1 - p) * 2^53 leaves nothing out: ceil gives the least kept 53-bit value.
+    r.threshold = (uint64_t)ceil(p * 0x1.0p53);
+    r.scale = p < 1 ? 1.0 / (1.0 - p) : 0.0;  // p == 1 keeps nothing
+    LLVMValueRef seed = LLVMBuildLoad2(cg->b, cg->i64, cg_buf(cg, 2), "seed");
+    // key = mix64(hash(name) ^ mix64(seed + golden))
+    LLVMValueRef s = emit_mix64(cg, LLVMBuildAdd(cg->b, seed, cg_i64(cg, (int64_t)RNG_GOLDEN), ""));
+    r.key = emit_mix64(cg, LLVMBuildXor(cg->b, s, cg_i64(cg, (int64_t)ir_rng_name_hash(fwd->name)), ""));
+    CgLoop rl;
+    cg_for_begin(cg, &rl, cg->begin, cg->end, cg_i64(cg, 1), "row");  // (rows, cols)
+    r.base = cg_mul(cg, rl.iv, cols);
+    cg_for_cols(cg, cols, dropout_cols, &r);
+    cg_for_end(cg, &rl);
+    cg_kernel_end(cg);
+  }
+  CgStep *st = cg_steps_add(steps, name, rows, n->id);
+  st->args[st->n_args++] = cg_arg_node(n->id);
+  st->args[st->n_args++] = cg_arg_node(n->in[0]->id);
+  st->args[st->n_args++] = cg_arg_seed();
+  return true;
+}
+
 bool cg_lower_elementwise(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
+  if ((n->op == IR_OP_DROPOUT || n->op == IR_OP_DROPOUT_GRAD) && cg->training) {
+    const IrNode *fwd = n->op == IR_OP_DROPOUT ? n : n->in[1];
+    if (ir_attr_float(fwd, "p") > 0) return lower_dropout_training(cg, n, steps);
+  }
   char name[96], node_tag[32];
   int64_t cols = n->shape.rank ? n->shape.dim[n->shape.rank - 1] : 1;
   int64_t rows = ir_numel(&n->shape) / (cols ? cols : 1);

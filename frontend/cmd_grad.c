@@ -1,12 +1,42 @@
 // `kiln grad`: the gradient of a model's loss with respect to every parameter, on the
-// reference evaluator (double precision, dropout active), written by parameter name.
+// reference evaluator (double precision, dropout active) or the JIT (compiled in training
+// mode, the same dropout masks), written by parameter name.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "codegen/compile.h"
 #include "frontend/bind.h"
 #include "frontend/cli.h"
 #include "passes/passes.h"
+
+// The JIT's form of the evaluation: compile what `want` needs with dropout active, bind
+// the files natively, set the seed, run once and write the tensors.
+static bool grad_jit(const CliOptions *o, const IrGraph *g, const StFile *wf, const StFile *inf,
+                     const bool *want, const IrNode **nodes, const char **names, int n,
+                     FILE *log, Diag *d) {
+  CgOptions copt = {.dump_dir = o->dump_llvm, .training = true};
+  CgProgram p;
+  if (!cg_compile(g, want, &copt, &p, d)) return false;
+  if (log) fprintf(log, "kiln: compiled %d kernels, %d steps in %.0f ms\n", p.n_kernels, p.plan.n_steps, p.compile_ms);
+  bool *given = calloc((size_t)g->n_nodes + 1, sizeof *given);
+  bool ok = fe_bind_native(g, wf, IR_OP_PARAM, p.value, NULL, log, d) &&
+            fe_bind_native(g, inf, IR_OP_INPUT, p.value, given, log, d);
+  if (ok)  // an unbound input would be read as garbage: name the first one the loss needs
+    for (int i = 0; ok && i < g->n_nodes; i++)
+      if (g->nodes[i]->op == IR_OP_INPUT && p.value[i] && !given[i])
+        ok = diag_error(d, "%s: input \"%s\" is missing; the loss needs it", o->inputs, g->nodes[i]->name);
+  if (ok) {
+    int threads = o->threads ? o->threads : rt_default_threads();
+    *p.seed = o->seed;
+    rt_plan_prepare(&p.plan, threads);
+    rt_plan_run(&p.plan, threads);
+    ok = cg_program_status(&p, d) && fe_write_native(o->output, nodes, names, n, p.value, d);
+  }
+  free(given);
+  cg_program_free(&p);
+  return ok;
+}
 
 int cmd_grad(const CliOptions *o) {
   if (!o->weights || !o->inputs || !o->output) {
@@ -42,9 +72,14 @@ int cmd_grad(const CliOptions *o) {
     for (int k = 0; k < n; k++) want[nodes[k]->id] = true;
     FILE *log = o->verbose ? stderr : NULL;
     IrEvalMode mode = {.training = true, .seed = o->seed};
-    ok = st_read(o->weights, &wf, &d) && fe_bind_weights(&g, &wf, &vals, log, &d) &&
-         st_read(o->inputs, &inf, &d) && fe_bind_inputs(&g, &inf, &vals, given, log, &d) &&
-         ir_eval(&g, &vals, want, &mode, &d) && fe_write_values(o->output, nodes, names, n, &vals, &d);
+    bool jit = o->backend && strcmp(o->backend, "jit") == 0;
+    if (jit)
+      ok = st_read(o->weights, &wf, &d) && st_read(o->inputs, &inf, &d) &&
+           grad_jit(o, &g, &wf, &inf, want, nodes, names, n, log, &d);
+    else
+      ok = st_read(o->weights, &wf, &d) && fe_bind_weights(&g, &wf, &vals, log, &d) &&
+           st_read(o->inputs, &inf, &d) && fe_bind_inputs(&g, &inf, &vals, given, log, &d) &&
+           ir_eval(&g, &vals, want, &mode, &d) && fe_write_values(o->output, nodes, names, n, &vals, &d);
     if (ok && log) fprintf(log, "kiln: wrote the loss and %d gradients to %s\n", g.n_grads, o->output);
   }
   if (!ok) cli_error(&d);

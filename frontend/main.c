@@ -49,15 +49,18 @@ static const Command commands[] = {
    "  --verbose          list tensors in the files that the model does not use\n",
    " set weights inputs output backend threads verbose disable-pass dump-llvm "},
   {"grad", cmd_grad,
-   "kiln grad MODEL --weights W --inputs IN -o G [--loss NAME] [--seed S] [--set NAME=VALUE]...",
+   "kiln grad MODEL --weights W --inputs IN -o G [--loss NAME] [--seed S] [--set NAME=VALUE]... "
+   "[--backend jit]",
    "Differentiate MODEL's loss (reverse mode) and write the loss as `loss` and, for every\n"
    "parameter, its gradient under the parameter's own name (zeros where the loss does not\n"
    "reach it). Dropout is active (training mode); --set dropout=0 makes it deterministic.\n"
-   "Runs on the reference evaluator (double precision).\n"
    "  --loss NAME        which of the model's losses (default: loss)\n"
-   "  --seed S           the dropout stream (default 0)\n"
-   "  --weights, --inputs, -o as for run\n",
-   " set weights inputs output loss seed verbose disable-pass "},
+   "  --seed S           the dropout stream (default 0); both backends draw the same masks\n"
+   "  --backend ref|jit  the reference evaluator in double precision (default), or native\n"
+   "                     code through LLVM (f32, compiled in training mode)\n"
+   "  --threads N        threads for jit (default: KILN_NUM_THREADS, else every core)\n"
+   "  --weights, --inputs, -o, --dump-llvm as for run\n",
+   " set weights inputs output loss seed verbose disable-pass backend threads dump-llvm "},
   {"bench", cmd_bench,
    "kiln bench MODEL [--set NAME=VALUE]... [--iters N] [--threads N] [--weights W] [--inputs IN]",
    "Compile MODEL once with the JIT, run warm-up and N timed inferences, and print\n"

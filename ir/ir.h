@@ -269,7 +269,9 @@ bool ir_eval(const IrGraph *g, IrValues *vals, const bool *want, const IrEvalMod
 
 // The dropout stream: a counter-based generator, so a mask depends only on
 // (seed, node name, element index) and not on order or thread count.
-uint64_t ir_rng_key(uint64_t seed, const char *name);
+uint64_t ir_rng_key(uint64_t seed, const char *name);  // ir_rng_key_of(seed, name hash)
+uint64_t ir_rng_name_hash(const char *name);              // FNV-1a (compile-time half of the key)
+uint64_t ir_rng_key_of(uint64_t seed, uint64_t name_hash);
 double ir_rng_uniform(uint64_t key, uint64_t counter);  // in [0, 1)
 
 #endif

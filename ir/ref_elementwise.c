@@ -232,15 +232,24 @@ static uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-// FNV-1a of the name, mixed with the seed.
-uint64_t ir_rng_key(uint64_t seed, const char *name) {
+// FNV-1a of the name, mixed with the seed. Split in two so the JIT can hash the name when
+// it compiles and mix in the seed (a run-time value) in the kernel, as mix64 below.
+uint64_t ir_rng_name_hash(const char *name) {
   assert(name);
   uint64_t h = 0xCBF29CE484222325ull;  // FNV offset basis
   for (const unsigned char *c = (const unsigned char *)name; *c; c++) {
     h ^= *c;
     h *= 0x100000001B3ull;  // FNV prime
   }
-  return mix64(h ^ mix64(seed + GOLDEN_GAMMA));
+  return h;
+}
+
+uint64_t ir_rng_key_of(uint64_t seed, uint64_t name_hash) {
+  return mix64(name_hash ^ mix64(seed + GOLDEN_GAMMA));
+}
+
+uint64_t ir_rng_key(uint64_t seed, const char *name) {
+  return ir_rng_key_of(seed, ir_rng_name_hash(name));
 }
 
 // The top 53 bits of the mixed value, as a double in [0, 1).

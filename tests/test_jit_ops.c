@@ -3,7 +3,8 @@
 // for 1 and 2 threads. Sizes include 1, sizes that are not multiples of W and 100000
 // elements. Also: two runs with one thread count give bitwise identical results, a bad
 // gather index or label is reported through the status word with the node's name, and
-// every computed op has a lowering.
+// every computed op has a lowering. Compiled for training, dropout and dropout_grad draw
+// the reference's masks for the seed set in the plan at run time.
 //
 // Tolerances (b: the reference rounded to f32, a: the JIT's value, ulp(b): the gap from
 // |b| to the next float up, max|b|: over the node's whole tensor):
@@ -881,6 +882,101 @@ END_TEST
 
 // ---------------------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------------------
+// Training: dropout's masks come from the plan's seed, set before each run.
+
+// Every element: dropped (0) exactly where the reference drops, kept values within 4 ulp.
+// Returns how many elements were dropped.
+static int64_t compare_dropout(const IrNode *n, const float *got, const double *want, const char *run) {
+  int64_t dropped = 0;
+  for (int64_t j = 0; j < ir_numel(&n->shape); j++) {
+    double a = got[j], b = (double)(float)want[j];
+    if ((a == 0) != (b == 0) || fabs(a - b) > 4 * ulp_of(b))
+      ck_abort_msg("%s: node \"%s\" (%s) element %lld: jit %.9g, reference %.9g", run, n->name,
+                   ir_ops[n->op].name, (long long)j, a, b);
+    dropped += b == 0;
+  }
+  return dropped;
+}
+
+START_TEST(test_dropout_in_training_draws_the_reference_masks_for_the_run_time_seed) {
+  int64_t cols = sizes[_i] == 100000 ? 1000 : sizes[_i];  // (3, cols): rows and a tail
+  IrNode *x = input("x", DT_F32, shp(2, 3, (int)cols), 0.5, 2);  // no zeros: a 0 is a drop
+  IrNode *dy = input("dy", DT_F32, shp(2, 3, (int)cols), 0.5, 2);
+  IrNode *a = op(IR_OP_DROPOUT, "encoder.drop", 1, x);
+  set_float(a, "p", 0.1);
+  IrNode *b = op(IR_OP_DROPOUT, "head.drop", 1, x);  // same input, another name: another mask
+  set_float(b, "p", 0.5);
+  IrNode *most = op(IR_OP_DROPOUT, "most", 1, x);
+  set_float(most, "p", 0.9);
+  IrNode *none = op(IR_OP_DROPOUT, "none", 1, x);
+  set_float(none, "p", 0.0);
+  op(IR_OP_DROPOUT_GRAD, "encoder.drop.grad", 2, dy, a);
+  op(IR_OP_DROPOUT_GRAD, "head.drop.grad", 2, dy, b);
+  finish_ok();
+  ck_assert_int_eq(g.n_nodes, 8);
+  static const uint64_t seeds[] = {7, 123456789, 7};  // back to 7: nothing is left over
+  static const int widths[] = {16, 8};
+  for (int wi = 0; wi < 2; wi++) {
+    CgProgram p;
+    CgOptions opt = {.vector_floats = widths[wi], .training = true};
+    ck_assert_msg(cg_compile(&g, NULL, &opt, &p, &d), "compile failed: %s", d.msg);
+    for (int si = 0; si < 3; si++) {
+      IrValues ref;
+      fill_inputs(&ref, 42);
+      IrEvalMode mode = {.training = true, .seed = seeds[si]};
+      ck_assert_msg(ir_eval(&g, &ref, NULL, &mode, &d), "reference failed: %s", d.msg);
+      bind_inputs(&p, &ref);
+      *p.seed = seeds[si];
+      for (int threads = 1; threads <= 2; threads++) {
+        char run[96];
+        snprintf(run, sizeof run, "W=%d threads=%d seed=%llu", widths[wi], threads,
+                 (unsigned long long)seeds[si]);
+        run_ok(&p, threads, run);
+        int64_t dropped[8] = {0};  // per node
+        for (int i = 0; i < g.n_nodes; i++)
+          if (g.nodes[i]->op != IR_OP_INPUT)
+            dropped[i] = compare_dropout(g.nodes[i], p.value[i], ref.v[i], run);
+        int64_t total = 3 * cols;
+        ck_assert_int_eq(dropped[none->id], 0);
+        if (total >= 1000) {  // the masks are neither empty nor everything
+          ck_assert(dropped[a->id] > 0 && dropped[a->id] < total / 4);
+          ck_assert(dropped[b->id] > total / 4 && dropped[b->id] < 3 * total / 4);
+          ck_assert(dropped[most->id] > 3 * total / 4 && dropped[most->id] < total);
+        }
+      }
+      ir_values_free(&ref);
+    }
+    cg_program_free(&p);
+  }
+}
+END_TEST
+
+START_TEST(test_dropout_masks_change_with_the_seed) {
+  IrNode *x = input("x", DT_F32, shp(1, 1000), 0.5, 2);
+  IrNode *y = op(IR_OP_DROPOUT, "drop", 1, x);
+  set_float(y, "p", 0.5);
+  finish_ok();
+  CgProgram p;
+  CgOptions opt = {.training = true};
+  ck_assert_msg(cg_compile(&g, NULL, &opt, &p, &d), "compile failed: %s", d.msg);
+  IrValues ref;
+  fill_inputs(&ref, 1);
+  bind_inputs(&p, &ref);
+  float first[1000];
+  *p.seed = 1;
+  run_ok(&p, 1, "seed 1");
+  memcpy(first, p.value[y->id], sizeof first);
+  *p.seed = 2;
+  run_ok(&p, 1, "seed 2");
+  int differ = 0;
+  for (int j = 0; j < 1000; j++) differ += (first[j] == 0) != (((float *)p.value[y->id])[j] == 0);
+  ck_assert_msg(differ > 100, "seeds 1 and 2 give nearly the same mask (%d of 1000 differ)", differ);
+  ir_values_free(&ref);
+  cg_program_free(&p);
+}
+END_TEST
+
 static Suite *jit_suite(void) {
   Suite *s = suite_create("jit_ops");
   TCase *tc = tcase_create("ops");
@@ -911,6 +1007,8 @@ static Suite *jit_suite(void) {
   tcase_add_test(tc, test_gather_bad_index_reports_the_node);
   tcase_add_test(tc, test_gather_bad_index_names_the_right_node_of_two_alike);
   tcase_add_test(tc, test_cross_entropy_bad_label_reports_the_node);
+  tcase_add_loop_test(tc, test_dropout_in_training_draws_the_reference_masks_for_the_run_time_seed, 0, N_SIZES);
+  tcase_add_test(tc, test_dropout_masks_change_with_the_seed);
   suite_add_tcase(s, tc);
   return s;
 }
