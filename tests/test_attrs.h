@@ -1,5 +1,5 @@
-// Test helper shared by the Check programs that build IR nodes by hand: setting attributes
-// by name (marking them given, as the model-file parser does).
+// Test helpers shared by the Check programs that build IR nodes by hand: shapes, and
+// setting attributes by name (marking them given, as the model-file parser does).
 #ifndef KILN_TEST_ATTRS_H
 #define KILN_TEST_ATTRS_H
 
@@ -7,6 +7,16 @@
 #include <stdarg.h>
 
 #include "ir/ir.h"
+
+// shp(3, 2, 3, 4) is the shape [2, 3, 4]; shp(0) is a scalar.
+static inline IrShape shp(int rank, ...) {
+  IrShape s = {.rank = rank};
+  va_list ap;
+  va_start(ap, rank);
+  for (int k = 0; k < rank; k++) s.dim[k] = va_arg(ap, int);
+  va_end(ap);
+  return s;
+}
 
 static inline IrAttr *attr_slot(IrNode *n, const char *name) {
   int i = ir_attr_index(n->op, name);

@@ -45,14 +45,6 @@ static void case_free(Case *c) {
   ir_graph_free(&c->g);
 }
 
-static IrShape shp(int rank, ...) {
-  IrShape s = {.rank = rank};
-  va_list ap;
-  va_start(ap, rank);
-  for (int k = 0; k < rank; k++) s.dim[k] = va_arg(ap, int);
-  va_end(ap);
-  return s;
-}
 
 // Values for source `name`: given ones, or uniform in [lo, hi).
 static void set_values(Case *c, const char *name, int64_t count, const double *v, double lo,

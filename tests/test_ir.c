@@ -24,15 +24,6 @@ static void setup(void) {
 
 static void teardown(void) { ir_graph_free(&g); }
 
-// shp(3, 2, 3, 4) is the shape [2, 3, 4]; shp(0) is a scalar.
-static IrShape shp(int rank, ...) {
-  IrShape s = {.rank = rank};
-  va_list ap;
-  va_start(ap, rank);
-  for (int k = 0; k < rank; k++) s.dim[k] = va_arg(ap, int);
-  va_end(ap);
-  return s;
-}
 
 static IrNode *input(const char *name, DType dt, IrShape s) {
   IrNode *n = ir_graph_add(&g, IR_OP_INPUT, name, NULL);

@@ -23,15 +23,6 @@ static void reset_nodes(void) {
   n_nodes = 0;
 }
 
-// shp(2, 3, 4) is the shape [3, 4].
-static IrShape shp(int rank, ...) {
-  IrShape s = {.rank = rank};
-  va_list ap;
-  va_start(ap, rank);
-  for (int k = 0; k < rank; k++) s.dim[k] = va_arg(ap, int);
-  va_end(ap);
-  return s;
-}
 
 // A node with its attributes at their schema defaults (as the parser leaves them) and
 // n_in input nodes given after it.
