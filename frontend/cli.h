@@ -23,6 +23,10 @@ typedef struct CliOptions {
   int n_disabled;
   uint64_t seed;
   int threads;
+  // train
+  const char *data, *optimizer, *resume;
+  int steps, checkpoint_every;  // 0: not given
+  double lr;                    // 0: not given (the optimiser's default)
   bool verbose, help;
 } CliOptions;
 
@@ -33,6 +37,7 @@ int cmd_init(const CliOptions *o);
 int cmd_run(const CliOptions *o);
 int cmd_bench(const CliOptions *o);
 int cmd_grad(const CliOptions *o);
+int cmd_train(const CliOptions *o);
 
 // Loads o->model with o->sets and runs the pass pipeline; prints the error and returns
 // false on failure.

@@ -61,6 +61,29 @@ static const Command commands[] = {
    "  --threads N        threads for jit (default: KILN_NUM_THREADS, else every core)\n"
    "  --weights, --inputs, -o, --dump-llvm as for run\n",
    " set weights inputs output loss seed verbose disable-pass backend threads dump-llvm "},
+  {"train", cmd_train,
+   "kiln train MODEL --weights W --data DATA -o W_OUT [--steps N] [--lr X] "
+   "[--optimizer adamw|sgd] [--seed S] [--set NAME=VALUE]... [--checkpoint-every N] "
+   "[--resume CKPT] [--threads N]",
+   "Train MODEL's loss on DATA with the JIT (compiled once, dropout active) and write the\n"
+   "trained parameters to W_OUT. DATA holds one tensor per model input with a leading\n"
+   "example dimension; each step takes the next `batch` examples (the model's config) of\n"
+   "a per-epoch permutation. Data order and dropout depend only on (seed, step).\n"
+   "  --steps N          optimiser steps (default 100)\n"
+   "  --lr X             peak learning rate (default 1e-4 adamw, 1e-2 sgd); linear warm-up\n"
+   "                     over the first 10% of the steps, then linear decay to 0\n"
+   "  --optimizer NAME   adamw (default: betas 0.9/0.999, eps 1e-6, weight decay 0.01 except\n"
+   "                     biases and LayerNorm weights) or sgd (momentum 0.9); gradients are\n"
+   "                     clipped to a global norm of 1\n"
+   "  --seed S           data order and dropout stream (default 0)\n"
+   "  --checkpoint-every N  every N steps and at the end, write weights and optimiser state\n"
+   "                     to W_OUT with .step-K inserted before .safetensors\n"
+   "  --resume CKPT      continue from a checkpoint (its weights replace --weights); pass\n"
+   "                     the same --steps, --seed and --data to reach the same weights\n"
+   "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n"
+   "  --loss NAME        which of the model's losses (default: loss)\n",
+   " set weights data output steps lr optimizer seed checkpoint-every resume threads loss "
+   "verbose disable-pass dump-llvm "},
   {"bench", cmd_bench,
    "kiln bench MODEL [--set NAME=VALUE]... [--iters N] [--threads N] [--weights W] [--inputs IN]",
    "Compile MODEL once with the JIT, run warm-up and N timed inferences, and print\n"
@@ -202,6 +225,35 @@ int main(int argc, char **argv) {
       if (!parse_int(val, 0, (long long)(~0ull >> 1), &v))
         return usage_error(c, "--seed must be a non-negative integer, not \"%s\"", val);
       o.seed = (uint64_t)v;
+    } else if (strcmp(a, "--data") == 0) {
+      TAKES_VALUE();
+      o.data = val;
+    } else if (strcmp(a, "--resume") == 0) {
+      TAKES_VALUE();
+      o.resume = val;
+    } else if (strcmp(a, "--optimizer") == 0) {
+      TAKES_VALUE();
+      if (strcmp(val, "adamw") != 0 && strcmp(val, "sgd") != 0)
+        return usage_error(c, "--optimizer must be adamw or sgd, not \"%s\"", val);
+      o.optimizer = val;
+    } else if (strcmp(a, "--steps") == 0 || strcmp(a, "--checkpoint-every") == 0) {
+      TAKES_VALUE();
+      long long v;
+      if (!parse_int(val, 1, 1000000000, &v))
+        return usage_error(c, strcmp(a, "--steps") == 0
+                                  ? "--steps must be an integer in [1, 1000000000], not \"%s\""
+                                  : "--checkpoint-every must be an integer in [1, 1000000000], not \"%s\"",
+                           val);
+      if (strcmp(a, "--steps") == 0) o.steps = (int)v;
+      else o.checkpoint_every = (int)v;
+    } else if (strcmp(a, "--lr") == 0) {
+      TAKES_VALUE();
+      char *end;
+      errno = 0;
+      double v = strtod(val, &end);
+      if (errno || end == val || *end || !(v > 0) || v > 1e3)
+        return usage_error(c, "--lr must be a number in (0, 1000], not \"%s\"", val);
+      o.lr = v;
     } else if (strcmp(a, "--threads") == 0) {
       TAKES_VALUE();
       long long v;

@@ -1,0 +1,476 @@
+// `kiln train`: training a model on a data file with the JIT. The loss and its gradients
+// are compiled once (training mode, dropout on); each step binds a batch, runs the plan and
+// updates the parameters with AdamW or SGD. Checkpoints hold weights and optimiser state,
+// and everything random (data order, dropout) depends only on (seed, step), so a resumed
+// run ends with the same weights as an uninterrupted one.
+//
+// First version: the optimiser update runs here in C over the f32 parameter buffers
+// (p.value[param id]), not as compiled graph ops.
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codegen/compile.h"
+#include "frontend/bind.h"
+#include "frontend/cli.h"
+#include "passes/passes.h"
+
+// ---------------------------------------------------------------------------------------
+// Random numbers: a counter-based mix, so every draw is a function of its key alone.
+
+static uint64_t mix64(uint64_t x) {  // splitmix64's finaliser
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+static uint64_t hash2(uint64_t a, uint64_t b) { return mix64(mix64(a) ^ (b * 0xd1b54a32d192ed03ull)); }
+
+enum { STREAM_SHUFFLE = 1, STREAM_DROPOUT = 2 };
+
+// ---------------------------------------------------------------------------------------
+// The data: one tensor per model input, (N, ...input shape without its batch dim...),
+// converted once into the input's dtype. Batch rows are copied out by example index.
+
+typedef struct TrainInput {
+  const IrNode *node;  // the input; value[node id] holds one batch (batch, ...)
+  char *rows;          // (N, ...) in node->dtype
+  size_t row_bytes;    // one example
+} TrainInput;
+
+typedef struct TrainData {
+  TrainInput *in;
+  int n_in;
+  int64_t n_examples, batch;
+  int64_t *perm;       // the current epoch's order (n_examples)
+  int64_t perm_epoch;  // which epoch perm holds; -1: none
+  uint64_t seed;
+} TrainData;
+
+static int64_t config_int(const IrGraph *g, const char *name, int64_t fallback) {
+  for (int i = 0; i < g->n_config; i++)
+    if (!strcmp(g->config[i].name, name)) return (int64_t)g->config[i].value;
+  return fallback;
+}
+
+// Binds every input the program computes with (value[id] != NULL) to a tensor of the data
+// file, checking its trailing shape and that all agree on the number of examples.
+static bool data_load(const IrGraph *g, const StFile *f, void *const *value, uint64_t seed,
+                      TrainData *td, Diag *d) {
+  td->in = calloc((size_t)g->n_nodes + 1, sizeof *td->in);
+  td->perm_epoch = -1;
+  td->seed = seed;
+  td->n_examples = -1;
+  td->batch = config_int(g, "batch", -1);
+  for (int i = 0; i < g->n_nodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op != IR_OP_INPUT || !value[i]) continue;
+    const StTensor *t = st_find(f, n->name);
+    if (!t) return diag_error(d, "%s: input \"%s\" is missing; the loss needs it", f->path, n->name);
+    char want[160], got[160];
+    IrShape per = {.rank = n->shape.rank - 1};  // one example's shape
+    for (int k = 1; k < n->shape.rank; k++) per.dim[k - 1] = n->shape.dim[k];
+    if (n->shape.rank == 0 || (td->batch > 0 && n->shape.dim[0] != td->batch))
+      return diag_error(d, "%s: input \"%s\" has shape %s, not (batch, ...): kiln train needs a "
+                        "leading batch dimension", g->file, n->name, ir_shape_str(&n->shape, want, sizeof want));
+    if (td->batch < 0) td->batch = n->shape.dim[0];
+    bool ok = t->rank == n->shape.rank;
+    for (int k = 1; ok && k < t->rank; k++) ok = t->shape[k] == n->shape.dim[k];
+    if (!ok) {
+      IrShape ts = {.rank = t->rank};
+      for (int k = 0; k < t->rank && k < IR_MAX_RANK; k++) ts.dim[k] = t->shape[k];
+      return diag_error(d, "%s: tensor \"%s\" has shape %s; expected (examples)+%s", f->path, t->name,
+                        ir_shape_str(&ts, got, sizeof got), ir_shape_str(&per, want, sizeof want));
+    }
+    if (td->n_examples >= 0 && t->shape[0] != td->n_examples)
+      return diag_error(d, "%s: tensor \"%s\" has %lld examples but \"%s\" has %lld", f->path, t->name,
+                        (long long)t->shape[0], td->in[0].node->name, (long long)td->n_examples);
+    td->n_examples = t->shape[0];
+    TrainInput *in = &td->in[td->n_in++];
+    in->node = n;
+    in->row_bytes = (size_t)ir_numel(&per) * dt_size(n->dtype);
+    size_t count = (size_t)st_numel(t);
+    in->rows = malloc(count * dt_size(n->dtype) + 1);
+    if (!in->rows) return diag_error(d, "%s: out of memory loading \"%s\"", f->path, t->name);
+    if (!dt_convert(t->dtype, t->data, n->dtype, in->rows, count, t->name, d))
+      return diag_prefix(d, "%s: ", f->path);
+  }
+  if (td->n_in == 0) return diag_error(d, "%s: the loss reads no inputs; nothing to train on", g->file);
+  if (td->n_examples < td->batch)
+    return diag_error(d, "%s: %lld examples, fewer than one batch (%lld)", f->path,
+                      (long long)td->n_examples, (long long)td->batch);
+  td->perm = malloc((size_t)td->n_examples * sizeof *td->perm);
+  return true;
+}
+
+static void data_free(TrainData *td) {
+  for (int i = 0; i < td->n_in; i++) free(td->in[i].rows);
+  free(td->in);
+  free(td->perm);
+}
+
+// The example at position k of the stream: epoch k / N, in that epoch's seeded
+// permutation (Fisher-Yates keyed by (seed, epoch)).
+static int64_t data_example(TrainData *td, int64_t k) {
+  int64_t n = td->n_examples, epoch = k / n;
+  if (epoch != td->perm_epoch) {
+    uint64_t key = hash2(hash2(td->seed, STREAM_SHUFFLE), (uint64_t)epoch);
+    for (int64_t i = 0; i < n; i++) td->perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+      int64_t j = (int64_t)(hash2(key, (uint64_t)i) % (uint64_t)(i + 1));
+      int64_t t = td->perm[i];
+      td->perm[i] = td->perm[j];
+      td->perm[j] = t;
+    }
+    td->perm_epoch = epoch;
+  }
+  return td->perm[k % n];
+}
+
+// Copies the batch of step `step` (0-based) into the input buffers.
+static void data_bind_batch(TrainData *td, int64_t step, void *const *value) {
+  for (int64_t b = 0; b < td->batch; b++) {
+    int64_t ex = data_example(td, step * td->batch + b);
+    for (int i = 0; i < td->n_in; i++) {
+      const TrainInput *in = &td->in[i];
+      memcpy((char *)value[in->node->id] + (size_t)b * in->row_bytes, in->rows + (size_t)ex * in->row_bytes,
+             in->row_bytes);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// The optimiser (in C over f32 buffers, for now): AdamW with decoupled weight decay, or
+// SGD with momentum; a linear warm-up over 10% of the steps then linear decay to 0; the
+// gradients clipped to a global L2 norm of 1.
+
+typedef enum { OPT_ADAMW, OPT_SGD } OptKind;
+
+typedef struct TrainParam {
+  const IrNode *node;
+  float *w;        // p.value[param id]   (numel)
+  const float *g;  // p.value[grad id]    (numel)
+  float *m, *v;    // first / second moments (v: AdamW only)
+  int64_t numel;
+  bool decay;      // weight decay applies (not biases, not LayerNorm weights)
+} TrainParam;
+
+typedef struct Optimizer {
+  OptKind kind;
+  double lr, beta1, beta2, eps, weight_decay, momentum, clip;
+  int64_t steps, warmup;
+  TrainParam *p;
+  int n;
+} Optimizer;
+
+static double opt_lr(const Optimizer *o, int64_t step) {  // step: 0-based
+  if (step < o->warmup) return o->lr * (double)(step + 1) / (double)o->warmup;
+  return o->lr * (double)(o->steps - step) / (double)(o->steps - o->warmup);
+}
+
+static bool decays(const char *name) {
+  size_t n = strlen(name);
+  return !(n >= 5 && !strcmp(name + n - 5, ".bias")) && !strstr(name, "LayerNorm");
+}
+
+// One update with the gradients of step `step` (0-based). Returns the gradient norm
+// before clipping.
+static double opt_update(Optimizer *o, int64_t step) {
+  double sq = 0;
+  for (int k = 0; k < o->n; k++)
+    for (int64_t i = 0; i < o->p[k].numel; i++) sq += (double)o->p[k].g[i] * o->p[k].g[i];
+  double norm = sqrt(sq);
+  double scale = norm > o->clip ? o->clip / (norm + 1e-6) : 1.0;
+  double lr = opt_lr(o, step);
+  double t = (double)(step + 1);
+  double c1 = 1.0 - pow(o->beta1, t), c2 = 1.0 - pow(o->beta2, t);
+  for (int k = 0; k < o->n; k++) {
+    TrainParam *p = &o->p[k];
+    for (int64_t i = 0; i < p->numel; i++) {
+      float g = (float)(p->g[i] * scale);
+      if (o->kind == OPT_SGD) {
+        p->m[i] = (float)(o->momentum * p->m[i] + g);
+        p->w[i] = (float)(p->w[i] - lr * p->m[i]);
+        continue;
+      }
+      p->m[i] = (float)(o->beta1 * p->m[i] + (1 - o->beta1) * g);
+      p->v[i] = (float)(o->beta2 * p->v[i] + (1 - o->beta2) * (double)g * g);
+      double w = p->w[i];
+      if (p->decay) w -= lr * o->weight_decay * w;  // decoupled (AdamW), as torch applies it
+      w -= lr * (p->m[i] / c1) / (sqrt(p->v[i] / c2) + o->eps);
+      p->w[i] = (float)w;
+    }
+  }
+  return norm;
+}
+
+// ---------------------------------------------------------------------------------------
+// Checkpoints: the parameters by name, the optimiser's state ("adam.m.<name>",
+// "adam.v.<name>", or "sgd.m.<name>"), "train.step" (steps done) and "train.steps" (the
+// run's length, which the schedule depends on).
+
+static const char *state_prefix(const Optimizer *o, int which) {
+  return o->kind == OPT_SGD ? "sgd.m." : which == 0 ? "adam.m." : "adam.v.";
+}
+
+static char *state_name(const Optimizer *o, int which, const char *param) {
+  const char *pre = state_prefix(o, which);
+  char *s = malloc(strlen(pre) + strlen(param) + 1);
+  strcpy(s, pre);
+  strcat(s, param);
+  return s;
+}
+
+static StTensor f32_tensor(char *name, const IrNode *n, void *data) {
+  StTensor t = {.name = name, .dtype = DT_F32, .rank = n->shape.rank, .data = data};
+  for (int i = 0; i < n->shape.rank; i++) t.shape[i] = n->shape.dim[i];
+  t.nbytes = (size_t)ir_numel(&n->shape) * sizeof(float);
+  return t;
+}
+
+// with_state false: the parameters alone (the -o weights file).
+static bool ckpt_write(const char *path, const Optimizer *o, int64_t done, bool with_state, Diag *d) {
+  int n_state = o->kind == OPT_SGD ? 1 : 2;
+  StTensor *ts = calloc((size_t)o->n * 3 + 2, sizeof *ts);
+  int n = 0;
+  for (int k = 0; k < o->n; k++) ts[n++] = f32_tensor((char *)o->p[k].node->name, o->p[k].node, o->p[k].w);
+  int64_t counters[2] = {done, o->steps};
+  if (with_state) {
+    for (int which = 0; which < n_state; which++)
+      for (int k = 0; k < o->n; k++)
+        ts[n++] = f32_tensor(state_name(o, which, o->p[k].node->name), o->p[k].node,
+                             which == 0 ? o->p[k].m : o->p[k].v);
+    ts[n++] = (StTensor){.name = "train.step", .dtype = DT_I64, .nbytes = 8, .data = &counters[0]};
+    ts[n++] = (StTensor){.name = "train.steps", .dtype = DT_I64, .nbytes = 8, .data = &counters[1]};
+  }
+  bool ok = st_write(path, ts, n, d);
+  if (with_state)
+    for (int i = o->n; i < o->n * (1 + n_state); i++) free(ts[i].name);
+  free(ts);
+  return ok;
+}
+
+static bool ckpt_counter(const StFile *f, const char *name, int64_t *out, Diag *d) {
+  const StTensor *t = st_find(f, name);
+  if (!t) return diag_error(d, "%s: \"%s\" is missing: not a kiln train checkpoint", f->path, name);
+  if (st_numel(t) != 1 || dt_is_float(t->dtype))
+    return diag_error(d, "%s: \"%s\" must be a single integer", f->path, name);
+  *out = (int64_t)dt_load(t->dtype, t->data, 0);
+  return true;
+}
+
+// Loads the optimiser state of a checkpoint (its weights are bound like --weights) and
+// returns the steps it has done.
+static bool ckpt_read_state(const StFile *f, Optimizer *o, int64_t *done, Diag *d) {
+  int64_t steps;
+  if (!ckpt_counter(f, "train.step", done, d) || !ckpt_counter(f, "train.steps", &steps, d)) return false;
+  if (steps != o->steps)
+    return diag_error(d, "%s: the checkpoint is of a run of %lld steps, not %lld (the learning-rate "
+                      "schedule depends on it): pass --steps %lld", f->path, (long long)steps,
+                      (long long)o->steps, (long long)steps);
+  if (*done < 0 || *done > steps)
+    return diag_error(d, "%s: train.step %lld is outside [0, %lld]", f->path, (long long)*done, (long long)steps);
+  for (int which = 0; which < (o->kind == OPT_SGD ? 1 : 2); which++)
+    for (int k = 0; k < o->n; k++) {
+      char *name = state_name(o, which, o->p[k].node->name);
+      const StTensor *t = st_find(f, name);
+      bool ok = t && st_numel(t) == o->p[k].numel;
+      if (!t)
+        diag_error(d, "%s: optimiser state \"%s\" is missing (a checkpoint of another optimiser?)",
+                   f->path, name);
+      else if (!ok)
+        diag_error(d, "%s: \"%s\" has %lld values, not %lld", f->path, name, (long long)st_numel(t),
+                   (long long)o->p[k].numel);
+      else
+        ok = dt_convert(t->dtype, t->data, DT_F32, which == 0 ? o->p[k].m : o->p[k].v,
+                        (size_t)o->p[k].numel, name, d);
+      free(name);
+      if (!ok) return false;
+    }
+  return true;
+}
+
+// "out.safetensors" -> "out.step-10.safetensors"
+static void ckpt_path(const char *out, int64_t step, char *buf, size_t size) {
+  size_t n = strlen(out);
+  const char *ext = ".safetensors";
+  size_t e = strlen(ext);
+  bool has = n > e && !strcmp(out + n - e, ext);
+  snprintf(buf, size, "%.*s.step-%lld%s", (int)(has ? n - e : n), out, (long long)step, ext);
+}
+
+// ---------------------------------------------------------------------------------------
+// Progress on stderr: \r updates every step on a terminal, a line every 10 steps otherwise.
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void progress(int64_t step, int64_t steps, double loss, double lr, double norm,
+                     int64_t examples, double elapsed, int64_t done_here, bool tty) {
+  bool last = step == steps;
+  if (!tty && !(step == 1 || step % 10 == 0 || last)) return;
+  double per_step = done_here ? elapsed / (double)done_here : 0;
+  double eta = per_step * (double)(steps - step);
+  fprintf(stderr, "%sstep %lld/%lld loss %.6f lr %.3g grad-norm %.3g %.1f examples/s ETA %.0fs%s",
+          tty ? "\r" : "", (long long)step, (long long)steps, loss, lr, norm,
+          elapsed > 0 ? (double)examples / elapsed : 0.0, eta, tty ? (last ? "\n" : "\033[K") : "\n");
+  fflush(stderr);
+}
+
+// ---------------------------------------------------------------------------------------
+// The command.
+
+typedef struct Trainer {
+  const CliOptions *o;
+  IrGraph *g;
+  CgProgram p;
+  bool compiled;
+  TrainData data;
+  Optimizer opt;
+  const IrNode *loss;
+  float *state;  // m (and v) of every parameter, one allocation
+} Trainer;
+
+// Collects the parameters (f32 only) with their gradient buffers and allocates the state.
+static bool trainer_params(Trainer *t, Diag *d) {
+  IrGraph *g = t->g;
+  Optimizer *o = &t->opt;
+  o->p = calloc((size_t)g->n_grads + 1, sizeof *o->p);
+  int64_t total = 0;
+  for (int i = 0; i < g->n_grads; i++) {
+    const IrNode *n = g->grads[i].of;
+    if (n->op != IR_OP_PARAM) continue;
+    if (n->dtype != DT_F32 || g->grads[i].grad->dtype != DT_F32)
+      return diag_error(d, "%s: parameter \"%s\" is %s; kiln train supports f32 parameters only",
+                        n->where, n->name, dt_name(n->dtype));
+    TrainParam *p = &o->p[o->n++];
+    p->node = n;
+    p->w = t->p.value[n->id];
+    p->g = t->p.value[g->grads[i].grad->id];
+    p->numel = ir_numel(&n->shape);
+    p->decay = decays(n->name);
+    assert(p->w && p->g);
+    total += p->numel;
+  }
+  int per = o->kind == OPT_SGD ? 1 : 2;
+  t->state = calloc((size_t)(total * per) + 1, sizeof(float));
+  if (!t->state) return diag_error(d, "out of memory for the optimiser state (%lld values)", (long long)(total * per));
+  float *s = t->state;
+  for (int k = 0; k < o->n; k++) {
+    o->p[k].m = s;
+    s += o->p[k].numel;
+    if (per == 2) {
+      o->p[k].v = s;
+      s += o->p[k].numel;
+    }
+  }
+  return true;
+}
+
+static bool train(Trainer *t, Diag *d) {
+  const CliOptions *o = t->o;
+  IrGraph *g = t->g;
+  const char *loss_name = o->loss ? o->loss : "loss";
+  if (!pass_autodiff(g, loss_name, false, d)) return false;
+  for (int i = 0; i < g->n_losses; i++)
+    if (!strcmp(g->losses[i].name, loss_name)) t->loss = g->losses[i].node;
+  if (!t->loss || t->loss->dtype != DT_F32 || ir_numel(&t->loss->shape) != 1)
+    return diag_error(d, "%s: loss \"%s\" must be an f32 scalar", g->file, loss_name);
+
+  // Compile once: the loss and every gradient, dropout active.
+  bool *want = calloc((size_t)g->n_nodes + 1, sizeof *want);
+  want[t->loss->id] = true;
+  for (int i = 0; i < g->n_grads; i++) want[g->grads[i].grad->id] = true;
+  CgOptions copt = {.dump_dir = o->dump_llvm, .training = true};
+  bool ok = cg_compile(g, want, &copt, &t->p, d);
+  free(want);
+  if (!ok) return false;
+  t->compiled = true;
+  FILE *log = o->verbose ? stderr : NULL;
+  if (log) fprintf(log, "kiln: compiled %d kernels, %d steps in %.0f ms\n", t->p.n_kernels, t->p.plan.n_steps,
+                   t->p.compile_ms);
+  if (!trainer_params(t, d)) return false;
+
+  // Weights (from the checkpoint when resuming) and data.
+  StFile wf = {0}, df = {0};
+  int64_t done = 0;
+  const char *wpath = o->resume ? o->resume : o->weights;
+  ok = st_read(wpath, &wf, d) && fe_bind_native(g, &wf, IR_OP_PARAM, t->p.value, NULL, log, d) &&
+       (!o->resume || ckpt_read_state(&wf, &t->opt, &done, d)) && st_read(o->data, &df, d) &&
+       data_load(g, &df, t->p.value, o->seed, &t->data, d);
+  st_free(&wf);
+  st_free(&df);
+  if (!ok) return false;
+  if (o->resume)
+    fprintf(stderr, "kiln: resuming from %s at step %lld of %lld\n", o->resume, (long long)done,
+            (long long)t->opt.steps);
+
+  int threads = o->threads ? o->threads : rt_default_threads();
+  bool tty = isatty(2);
+  double t0 = now_s();
+  char path[4096];
+  for (int64_t step = done; step < t->opt.steps; step++) {
+    data_bind_batch(&t->data, step, t->p.value);
+    *t->p.seed = hash2(hash2(o->seed, STREAM_DROPOUT), (uint64_t)step);
+    rt_plan_prepare(&t->p.plan, threads);  // re-packs the weights the last update changed
+    rt_plan_run(&t->p.plan, threads);
+    if (!cg_program_status(&t->p, d)) return diag_prefix(d, "step %lld: ", (long long)step + 1);
+    double loss = *(const float *)t->p.value[t->loss->id];
+    if (!isfinite(loss)) return diag_error(d, "step %lld: the loss is %g; stopping", (long long)step + 1, loss);
+    double lr = opt_lr(&t->opt, step);
+    double norm = opt_update(&t->opt, step);
+    int64_t here = step + 1 - done;
+    progress(step + 1, t->opt.steps, loss, lr, norm, here * t->data.batch, now_s() - t0, here, tty);
+    bool ckpt = o->checkpoint_every && ((step + 1) % o->checkpoint_every == 0 || step + 1 == t->opt.steps);
+    if (ckpt) {
+      ckpt_path(o->output, step + 1, path, sizeof path);
+      if (!ckpt_write(path, &t->opt, step + 1, true, d)) return false;
+      if (log) fprintf(log, "kiln: checkpoint %s\n", path);
+    }
+  }
+  if (!ckpt_write(o->output, &t->opt, t->opt.steps, false, d)) return false;
+  fprintf(stderr, "kiln: trained %lld steps; wrote %d parameters to %s\n", (long long)(t->opt.steps - done),
+          t->opt.n, o->output);
+  return true;
+}
+
+int cmd_train(const CliOptions *o) {
+  if ((!o->weights && !o->resume) || !o->data || !o->output) {
+    fprintf(stderr, "kiln: train needs --weights FILE (or --resume CKPT), --data FILE and -o FILE "
+                    "(kiln train --help)\n");
+    return EXIT_USAGE;
+  }
+  OptKind kind = OPT_ADAMW;
+  if (o->optimizer && !strcmp(o->optimizer, "sgd")) kind = OPT_SGD;
+  else if (o->optimizer && strcmp(o->optimizer, "adamw") != 0) {
+    fprintf(stderr, "kiln: --optimizer must be adamw or sgd, not \"%s\"\n", o->optimizer);
+    return EXIT_USAGE;
+  }
+  IrGraph g;
+  if (!cli_load(o, &g)) return EXIT_USER;
+  Trainer t = {.o = o, .g = &g};
+  t.opt = (Optimizer){.kind = kind, .lr = o->lr > 0 ? o->lr : kind == OPT_SGD ? 1e-2 : 1e-4,
+                      .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-6, .weight_decay = 0.01,
+                      .momentum = 0.9, .clip = 1.0, .steps = o->steps ? o->steps : 100};
+  t.opt.warmup = t.opt.steps / 10;
+  Diag d = {0};
+  bool ok = train(&t, &d);
+  if (!ok) {
+    if (isatty(2)) fprintf(stderr, "\n");
+    cli_error(&d);
+  }
+  data_free(&t.data);
+  free(t.opt.p);
+  free(t.state);
+  if (t.compiled) cg_program_free(&t.p);
+  ir_graph_free(&g);
+  return ok ? 0 : EXIT_USER;
+}
