@@ -20,16 +20,9 @@
 #include "passes/passes.h"
 
 // ---------------------------------------------------------------------------------------
-// Random numbers: a counter-based mix, so every draw is a function of its key alone.
-
-static uint64_t mix64(uint64_t x) {  // splitmix64's finaliser
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-static uint64_t hash2(uint64_t a, uint64_t b) { return mix64(mix64(a) ^ (b * 0xd1b54a32d192ed03ull)); }
+// Random numbers: the IR's counter-based mix (ir_rng_key_of, the one the dropout stream
+// uses), so every draw is a function of its key alone.
+static uint64_t hash2(uint64_t a, uint64_t b) { return ir_rng_key_of(a, b); }
 
 enum { STREAM_SHUFFLE = 1, STREAM_DROPOUT = 2 };
 
