@@ -51,37 +51,46 @@ static void *alloc_buffer(size_t bytes) {
   return p;
 }
 
+bool *cg_needed(const IrGraph *g, const bool *want) {
+  int nn = g->n_nodes;
+  bool *need = calloc((size_t)nn + 1, sizeof *need);
+  if (!need) return NULL;
+  for (int i = 0; i < nn; i++) need[i] = want ? want[i] : true;
+  for (int i = nn - 1; i >= 0; i--)
+    if (need[i])
+      for (int k = 0; k < g->nodes[i]->n_in; k++) need[g->nodes[i]->in[k]->id] = true;
+  return need;
+}
+
+bool cg_lower_program(Cg *cg, const IrGraph *g, const bool *need, CgSteps *steps, Diag *d) {
+  for (int i = 0; i < g->n_nodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (!need[i] || (ir_ops[n->op].flags & IR_FLAG_SOURCE && n->op != IR_OP_FULL && n->op != IR_OP_IOTA))
+      continue;
+    if (n->op == IR_OP_RESHAPE) continue;  // shares its input's buffer: no kernel
+    if (!cg_lowerings[n->op])
+      return diag_error(d, "%s \"%s\": the JIT cannot lower %s yet", n->where, n->name, ir_ops[n->op].name);
+    if (!cg_lowerings[n->op](cg, n, steps, d)) return false;
+  }
+  return true;
+}
+
 bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProgram *p, Diag *d) {
   double t0 = now_ms();
   memset(p, 0, sizeof *p);
   p->g = g;
   int nn = g->n_nodes;
-  bool *need = calloc((size_t)nn + 1, sizeof *need);
-  for (int i = 0; i < nn; i++) need[i] = want ? want[i] : true;
-  for (int i = nn - 1; i >= 0; i--)
-    if (need[i])
-      for (int k = 0; k < g->nodes[i]->n_in; k++) need[g->nodes[i]->in[k]->id] = true;
-
+  bool *need = cg_needed(g, want);
   Cg cg;
   CgSteps steps = {0};
-  bool ok = cg_init(&cg, "kiln", opt, d);
-  for (int i = 0; ok && i < nn; i++) {
-    const IrNode *n = g->nodes[i];
-    if (!need[i] || (ir_ops[n->op].flags & IR_FLAG_SOURCE && n->op != IR_OP_FULL && n->op != IR_OP_IOTA))
-      continue;
-    if (n->op == IR_OP_RESHAPE) continue;  // shares its input's buffer: no kernel
-    if (!cg_lowerings[n->op]) {
-      ok = diag_error(d, "%s \"%s\": the JIT cannot lower %s yet", n->where, n->name, ir_ops[n->op].name);
-      break;
-    }
-    ok = cg_lowerings[n->op](&cg, n, &steps, d);
-  }
+  bool ok = need && cg_init(&cg, "kiln", opt, d) && cg_lower_program(&cg, g, need, &steps, d);
+  if (!need) ok = diag_error(d, "out of memory");
   double t1 = now_ms();
   if (ok) {
     for (LLVMValueRef f = LLVMGetFirstFunction(cg.mod); f; f = LLVMGetNextFunction(f))
       if (!LLVMIsDeclaration(f)) p->n_kernels++;
     ok = cg_jit(&cg, &p->jit, d);
-  } else if (cg.mod) {
+  } else if (need && cg.mod) {
     cg_dispose(&cg);
   }
 
@@ -116,7 +125,7 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
           sbytes[steps.v[s].args[a].id] = steps.v[s].args[a].bytes;
     for (int k = 0; k < p->n_scratch && ok; k++)
       if (!(p->scratch[k] = alloc_buffer(sbytes[k]))) ok = diag_error(d, "out of memory for scratch");
-    free(sbytes);
+    p->scratch_bytes = sbytes;
     p->plan.steps = calloc((size_t)steps.n + 1, sizeof *p->plan.steps);
     p->step_bufs = calloc((size_t)steps.n * CG_MAX_ARGS + 1, sizeof *p->step_bufs);
     p->step_node = calloc((size_t)steps.n + 1, sizeof *p->step_node);
@@ -143,7 +152,7 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
       }
     }
   }
-  free(steps.v);
+  p->steps = steps;  // kept: the symbolic plan (AOT emission and memory reports read it)
   free(need);
   p->compile_ms = now_ms() - t0;
   p->lower_ms = t1 - t0;
@@ -190,6 +199,8 @@ void cg_program_free(CgProgram *p) {
   free(p->value);
   free(p->bytes);
   free(p->scratch);
+  free(p->scratch_bytes);
+  free(p->steps.v);
   free(p->status);
   free(p->seed);
   free(p->plan.steps);

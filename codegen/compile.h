@@ -5,6 +5,7 @@
 
 #include "codegen/cg.h"
 #include "ir/ir.h"
+#include "codegen/lower.h"
 #include "runtime/plan.h"
 
 typedef struct CgProgram {
@@ -15,7 +16,9 @@ typedef struct CgProgram {
   size_t *bytes;    // per node: buffer size
   bool *alias;      // per node: value is another node's buffer (reshape), not owned
   void **scratch;
+  size_t *scratch_bytes;
   int n_scratch;
+  CgSteps steps;    // the symbolic plan: step k's kernel, work and buffer ids (plan.steps[k])
   int64_t *status;  // {code, node id, value, index}: kernels report data errors here
   uint64_t *seed;   // the dropout stream's seed (training): set before rt_plan_run; 0 at first
   void **step_bufs; // storage of every step's buffer table
@@ -24,6 +27,12 @@ typedef struct CgProgram {
   double compile_ms;  // all of cg_compile: lowering, LLVM (O3, codegen, JIT), buffers
   double lower_ms, llvm_ms;
 } CgProgram;
+
+// The nodes `want` (all when NULL) needs: itself and everything upstream. Caller frees.
+bool *cg_needed(const IrGraph *g, const bool *want);
+// Lowers every needed node into cg's module and appends the plan's steps (no LLVM
+// optimisation, no JIT): the part the JIT and AOT object emission share.
+bool cg_lower_program(Cg *cg, const IrGraph *g, const bool *need, CgSteps *steps, Diag *d);
 
 // Compiles the nodes needed for `want` (all when NULL).
 bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProgram *p, Diag *d);
@@ -34,7 +43,6 @@ void cg_program_free(CgProgram *p);
 
 // Lowering of one node (codegen/lower_*.c): emits its kernels (once per distinct
 // signature) and appends its steps. The table is indexed by IrOpKind; sources have none.
-typedef struct CgSteps CgSteps;
 typedef bool (*CgLowerFn)(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d);
 extern const CgLowerFn cg_lowerings[IR_OP_COUNT];
 

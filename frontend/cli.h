@@ -27,7 +27,7 @@ typedef struct CliOptions {
   const char *data, *optimizer, *resume;
   int steps, checkpoint_every;  // 0: not given
   double lr;                    // 0: not given (the optimiser's default)
-  bool verbose, help;
+  bool verbose, help, grad;  // grad: dump/check the joint forward+backward graph
 } CliOptions;
 
 int cmd_check(const CliOptions *o);
@@ -39,9 +39,9 @@ int cmd_bench(const CliOptions *o);
 int cmd_grad(const CliOptions *o);
 int cmd_train(const CliOptions *o);
 
-// Loads o->model with o->sets and runs the pass pipeline; prints the error and returns
-// false on failure.
-bool cli_load(const CliOptions *o, IrGraph *g);
+// Loads o->model with o->sets and runs the pass pipeline (for `loss`: with autodiff; NULL:
+// inference); prints the error and returns false on failure.
+bool cli_load(const CliOptions *o, const char *loss, IrGraph *g);
 void cli_error(const Diag *d);
 
 #endif

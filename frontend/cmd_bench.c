@@ -32,7 +32,7 @@ static void default_inputs(const IrGraph *g, void *const *value) {
 
 int cmd_bench(const CliOptions *o) {
   IrGraph g;
-  if (!cli_load(o, &g)) return EXIT_USER;
+  if (!cli_load(o, NULL, &g)) return EXIT_USER;
   Diag d = {0};
   bool *want = calloc((size_t)g.n_nodes + 1, sizeof(bool));
   for (int i = 0; i < g.n_outputs; i++) want[g.outputs[i]->id] = true;

@@ -8,13 +8,14 @@
 
 void cli_error(const Diag *d) { fprintf(stderr, "kiln: %s\n", d->set ? d->msg : "error"); }
 
-bool cli_load(const CliOptions *o, IrGraph *g) {
+bool cli_load(const CliOptions *o, const char *loss, IrGraph *g) {
   Diag d = {0};
   if (!fe_load_model(o->model, o->sets, o->n_sets, g, &d)) {
     cli_error(&d);
     return false;
   }
-  if (!pass_run_pipeline(g, o->after, o->disabled, o->n_disabled, &d)) {
+  PassOptions po = {.loss = loss};
+  if (!pass_run_pipeline(g, &po, o->after, o->disabled, o->n_disabled, &d)) {
     cli_error(&d);
     ir_graph_free(g);
     return false;
@@ -30,7 +31,7 @@ static void print_tensor_line(const IrNode *n, const char *label) {
 
 int cmd_check(const CliOptions *o) {
   IrGraph g;
-  if (!cli_load(o, &g)) return EXIT_USER;
+  if (!cli_load(o, o->grad ? (o->loss ? o->loss : "loss") : NULL, &g)) return EXIT_USER;
   printf("model: %s\nconfig:", g.file);
   for (int i = 0; i < g.n_config; i++) {
     if (g.config[i].is_int) printf(" %s=%lld", g.config[i].name, (long long)g.config[i].value);
@@ -68,7 +69,7 @@ int cmd_check(const CliOptions *o) {
 
 int cmd_dump(const CliOptions *o) {
   IrGraph g;
-  if (!cli_load(o, &g)) return EXIT_USER;
+  if (!cli_load(o, o->grad ? (o->loss ? o->loss : "loss") : NULL, &g)) return EXIT_USER;
   if (o->format && strcmp(o->format, "dot") == 0) ir_print_dot(&g, stdout);
   else ir_print_text(&g, stdout);
   ir_graph_free(&g);

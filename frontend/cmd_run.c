@@ -15,7 +15,7 @@ static int need(const char *what, const char *opt, const char *cmd) {
 int cmd_init(const CliOptions *o) {
   if (!o->output) return need("FILE", "-o", "init");
   IrGraph g;
-  if (!cli_load(o, &g)) return EXIT_USER;
+  if (!cli_load(o, NULL, &g)) return EXIT_USER;
   IrValues vals;
   ir_values_init(&vals, &g);
   Diag d = {0};
@@ -119,7 +119,7 @@ int cmd_run(const CliOptions *o) {
   if (!o->inputs) return need("FILE", "--inputs", "run");
   if (!o->output) return need("FILE", "-o", "run");
   IrGraph g;
-  if (!cli_load(o, &g)) return EXIT_USER;
+  if (!cli_load(o, NULL, &g)) return EXIT_USER;
   Diag d = {0};
   StFile wf = {0}, inf = {0};
   int n_out = 0;

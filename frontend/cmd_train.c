@@ -372,7 +372,6 @@ static bool train(Trainer *t, Diag *d) {
   const CliOptions *o = t->o;
   IrGraph *g = t->g;
   const char *loss_name = o->loss ? o->loss : "loss";
-  if (!pass_autodiff(g, loss_name, false, d)) return false;
   for (int i = 0; i < g->n_losses; i++)
     if (!strcmp(g->losses[i].name, loss_name)) t->loss = g->losses[i].node;
   if (!t->loss || t->loss->dtype != DT_F32 || ir_numel(&t->loss->shape) != 1)
@@ -448,7 +447,7 @@ int cmd_train(const CliOptions *o) {
     return EXIT_USAGE;
   }
   IrGraph g;
-  if (!cli_load(o, &g)) return EXIT_USER;
+  if (!cli_load(o, o->loss ? o->loss : "loss", &g)) return EXIT_USER;
   Trainer t = {.o = o, .g = &g};
   t.opt = (Optimizer){.kind = kind, .lr = o->lr > 0 ? o->lr : kind == OPT_SGD ? 1e-2 : 1e-4,
                       .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-6, .weight_decay = 0.01,

@@ -17,17 +17,21 @@ typedef struct Command {
 } Command;
 
 static const Command commands[] = {
-  {"check", cmd_check, "kiln check MODEL [--set NAME=VALUE]... [--verbose]",
+  {"check", cmd_check, "kiln check MODEL [--set NAME=VALUE]... [--verbose] [--grad [--loss NAME]]",
    "Parse and verify MODEL and print a summary: config, inputs, outputs, losses,\n"
    "parameter count (`parameters: N`) and FLOPs of one forward pass.\n"
-   "  --verbose          also list every parameter with its shape\n",
-   " set verbose "},
-  {"dump", cmd_dump, "kiln dump MODEL [--after PASS] [--format text|dot] [--set NAME=VALUE]...",
+   "  --verbose          also list every parameter with its shape\n"
+   "  --grad             check the training graph (forward and backward of --loss)\n",
+   " set verbose grad loss disable-pass "},
+  {"dump", cmd_dump,
+   "kiln dump MODEL [--after PASS] [--format text|dot] [--grad [--loss NAME]] [--set NAME=VALUE]...",
    "Print the IR of MODEL after a pass of the pipeline (default: the last one).\n"
    "  --after PASS       stop after this pass (`kiln ops` lists the passes)\n"
    "  --disable-pass P   skip pass P (repeatable)\n"
-   "  --format text|dot  one node a line (default), or Graphviz\n",
-   " set after format disable-pass "},
+   "  --format text|dot  one node a line (default), or Graphviz\n"
+   "  --grad             the joint forward+backward graph of the loss (autodiff)\n"
+   "  --loss NAME        with --grad: which of the model's losses (default: loss)\n",
+   " set after format disable-pass grad loss "},
   {"init", cmd_init, "kiln init MODEL -o W.safetensors [--seed S] [--set NAME=VALUE]...",
    "Initialise every parameter of MODEL by its initialiser and write them (f32).\n"
    "  -o, --output FILE  where to write the weights\n"
@@ -173,6 +177,8 @@ int main(int argc, char **argv) {
       o.help = true;
     } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
       o.verbose = true;
+    } else if (strcmp(a, "--grad") == 0) {
+      o.grad = true;
     } else if (strcmp(a, "--set") == 0) {
       TAKES_VALUE();
       if (o.n_sets == CLI_MAX_SETS) return usage_error(c, "too many --set options%s", "");

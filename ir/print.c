@@ -50,6 +50,8 @@ void ir_print_text(const IrGraph *g, FILE *f) {
     fprintf(f, "output %s = %%%d\n", g->outputs[i]->name, g->outputs[i]->id);
   for (int i = 0; i < g->n_losses; i++)
     fprintf(f, "loss %s = %%%d\n", g->losses[i].name, g->losses[i].node->id);
+  for (int i = 0; i < g->n_grads; i++)
+    fprintf(f, "grad %s = %%%d\n", g->grads[i].of->name, g->grads[i].grad->id);
 }
 
 static void dot_escape(const char *s, FILE *f) {

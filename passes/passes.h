@@ -5,7 +5,13 @@
 
 #include "ir/ir.h"
 
-typedef bool (*PassFn)(IrGraph *g, Diag *d);
+// What the pipeline is run for. Passes read what they need from it.
+typedef struct PassOptions {
+  const char *loss;  // training/grad: the loss autodiff differentiates; NULL: inference only
+  bool wrt_inputs;   // autodiff also records gradients of f32 inputs
+} PassOptions;
+
+typedef bool (*PassFn)(IrGraph *g, const PassOptions *o, Diag *d);
 
 typedef struct Pass {
   const char *name;
@@ -13,13 +19,16 @@ typedef struct Pass {
   PassFn run;
 } Pass;
 
-// The pipeline, in order. "parse" (the graph as the frontend built it) comes first.
+// The pipeline, in order. "parse" (the graph as the frontend built it) comes first. The
+// planned order: parse, fuse_attention (before autodiff: the fused op has its own gradient
+// that recomputes instead of storing scores), autodiff, simplify, cse, dce, fuse,
+// schedule, memplan. Each pass adds its own line to pipeline.c.
 extern const Pass pass_pipeline[];
 extern const int pass_count;
 
 // Runs the pipeline up to and including pass `stop` (NULL: all), verifying after each.
 // Names in `disabled` (n_disabled of them) are skipped. Unknown names are errors.
-bool pass_run_pipeline(IrGraph *g, const char *stop, const char *const *disabled,
+bool pass_run_pipeline(IrGraph *g, const PassOptions *o, const char *stop, const char *const *disabled,
                        int n_disabled, Diag *d);
 
 // Reverse-mode autodiff (passes/autodiff.c): appends to g the backward graph of the loss

@@ -1,12 +1,18 @@
-// The pass pipeline: the one list of passes in the order they run. The optimisation issue
-// fills it (simplify, cse/dce, fusion, scheduling, memory planning); today it holds only
-// "parse", the graph exactly as the frontend built and verified it.
+// The pass pipeline: the one list of passes in the order they run (planned order in
+// passes.h). "parse" is the graph exactly as the frontend built and verified it; "autodiff"
+// appends the backward graph when the pipeline runs for a loss.
 #include <string.h>
 
 #include "passes/passes.h"
 
+static bool run_autodiff(IrGraph *g, const PassOptions *o, Diag *d) {
+  return !o->loss || pass_autodiff(g, o->loss, o->wrt_inputs, d);
+}
+
 const Pass pass_pipeline[] = {
   {"parse", "the graph as read from the model file (verified, no changes)", NULL},
+  {"autodiff", "with a loss (grad, train, --grad): the backward graph and parameter gradients",
+   run_autodiff},
 };
 const int pass_count = (int)(sizeof pass_pipeline / sizeof pass_pipeline[0]);
 
@@ -24,17 +30,20 @@ static bool unknown(const char *name, Diag *d) {
   return diag_error(d, "unknown pass \"%s\" (passes: %s)", name, list);
 }
 
-bool pass_run_pipeline(IrGraph *g, const char *stop, const char *const *disabled,
+bool pass_run_pipeline(IrGraph *g, const PassOptions *o, const char *stop, const char *const *disabled,
                        int n_disabled, Diag *d) {
   int last = pass_count - 1;
   if (stop && (last = find_pass(stop)) < 0) return unknown(stop, d);
-  for (int k = 0; k < n_disabled; k++)
+  for (int k = 0; k < n_disabled; k++) {
     if (find_pass(disabled[k]) < 0) return unknown(disabled[k], d);
+    if (strcmp(disabled[k], "parse") == 0 || strcmp(disabled[k], "autodiff") == 0)
+      return diag_error(d, "pass %s cannot be disabled (it is not an optimisation)", disabled[k]);
+  }
   for (int i = 0; i <= last; i++) {
     bool skip = !pass_pipeline[i].run;
     for (int k = 0; k < n_disabled && !skip; k++) skip = strcmp(disabled[k], pass_pipeline[i].name) == 0;
     if (skip) continue;
-    if (!pass_pipeline[i].run(g, d)) return diag_prefix(d, "pass %s: ", pass_pipeline[i].name);
+    if (!pass_pipeline[i].run(g, o, d)) return diag_prefix(d, "pass %s: ", pass_pipeline[i].name);
     if (!ir_verify(g, d)) return diag_prefix(d, "after pass %s (compiler bug): ", pass_pipeline[i].name);
   }
   return true;
