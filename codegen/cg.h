@@ -24,6 +24,7 @@ typedef struct CgOptions {
   int vector_floats;     // 0: from the features (16 with AVX-512, 8 with AVX2, else 4)
   const char *dump_dir;  // when set, the optimised IR of the module is written there
   bool training;         // dropout draws its mask from the plan's seed; false: the identity
+  bool no_memplan;       // one allocation per buffer instead of the planned arena (to compare)
 } CgOptions;
 
 typedef struct Cg {

@@ -75,6 +75,28 @@ bool cg_lower_program(Cg *cg, const IrGraph *g, const bool *need, CgSteps *steps
   return true;
 }
 
+bool cg_memory_stats(const IrGraph *g, const bool *want, const CgOptions *opt, MemStats *st,
+                     int *n_steps, Diag *d) {
+  bool *need = cg_needed(g, want);
+  if (!need) return diag_error(d, "out of memory");
+  Cg cg;
+  CgSteps steps = {0};
+  CgMemory mem = {0};
+  bool ok = cg_init(&cg, "kiln", opt, d);
+  if (ok) {
+    ok = cg_lower_program(&cg, g, need, &steps, d) && cg_memory_plan(g, need, want, &steps, &mem, d);
+    cg_dispose(&cg);
+  }
+  if (ok) {
+    *st = mem.stats;
+    *n_steps = steps.n;
+  }
+  cg_memory_free(&mem);
+  free(steps.v);
+  free(need);
+  return ok;
+}
+
 bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProgram *p, Diag *d) {
   double t0 = now_ms();
   memset(p, 0, sizeof *p);
@@ -95,36 +117,50 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
   }
 
   double t2 = now_ms();
+  CgMemory mem = {0};
+  if (ok) ok = cg_memory_plan(g, need, want, &steps, &mem, d);
   if (ok) {
+    bool planned = !opt->no_memplan;
+    p->mem = mem.stats;
     p->value = calloc((size_t)nn + 1, sizeof *p->value);
     p->bytes = calloc((size_t)nn + 1, sizeof *p->bytes);
+    p->offset = calloc((size_t)nn + 1, sizeof *p->offset);
     p->status = alloc_buffer(4 * sizeof(int64_t));
     if (p->status) memset(p->status, 0, 4 * sizeof(int64_t));
     p->seed = alloc_buffer(sizeof *p->seed);
     if (p->seed) *p->seed = 0;
-    if (!p->status || !p->seed) ok = diag_error(d, "out of memory for the plan's status");
+    if (!p->status || !p->seed || !p->value || !p->bytes || !p->offset)
+      ok = diag_error(d, "out of memory for the plan's status");
     p->alias = calloc((size_t)nn + 1, sizeof *p->alias);
+    if (ok && planned) {
+      p->arena_bytes = mem.stats.arena_bytes;
+      if (!(p->arena = alloc_buffer(p->arena_bytes)))
+        ok = diag_error(d, "out of memory for the arena (%zu bytes)", p->arena_bytes);
+    }
     for (int i = 0; i < nn && ok; i++) {
+      p->offset[i] = planned ? mem.node_offset[i] : CG_NO_OFFSET;
       if (!need[i]) continue;
       const IrNode *n = g->nodes[i];
-      p->bytes[i] = (size_t)ir_numel(&n->shape) * dt_size(n->dtype);
+      p->bytes[i] = mem.node_bytes[i];
       if (n->op == IR_OP_RESHAPE) {  // same elements in the same order: one buffer
         p->value[i] = p->value[n->in[0]->id];
         p->alias[i] = true;
         continue;
       }
-      p->value[i] = alloc_buffer(p->bytes[i]);
+      if (p->offset[i] != CG_NO_OFFSET) p->value[i] = (char *)p->arena + p->offset[i];
+      else p->value[i] = alloc_buffer(p->bytes[i]);
       if (!p->value[i]) ok = diag_error(d, "out of memory for \"%s\" (%zu bytes)", n->name, p->bytes[i]);
     }
     p->n_scratch = steps.n_scratch;
     p->scratch = calloc((size_t)p->n_scratch + 1, sizeof *p->scratch);
+    p->scratch_offset = malloc(((size_t)p->n_scratch + 1) * sizeof *p->scratch_offset);
     size_t *sbytes = calloc((size_t)p->n_scratch + 1, sizeof *sbytes);
-    for (int s = 0; s < steps.n; s++)
-      for (int a = 0; a < steps.v[s].n_args; a++)
-        if (steps.v[s].args[a].kind == CG_ARG_SCRATCH && steps.v[s].args[a].bytes > sbytes[steps.v[s].args[a].id])
-          sbytes[steps.v[s].args[a].id] = steps.v[s].args[a].bytes;
-    for (int k = 0; k < p->n_scratch && ok; k++)
-      if (!(p->scratch[k] = alloc_buffer(sbytes[k]))) ok = diag_error(d, "out of memory for scratch");
+    for (int k = 0; k < p->n_scratch && ok; k++) {
+      sbytes[k] = mem.scratch_bytes[k];
+      p->scratch_offset[k] = planned ? mem.scratch_offset[k] : CG_NO_OFFSET;
+      p->scratch[k] = planned ? (char *)p->arena + mem.scratch_offset[k] : alloc_buffer(sbytes[k]);
+      if (!p->scratch[k]) ok = diag_error(d, "out of memory for scratch");
+    }
     p->scratch_bytes = sbytes;
     p->plan.steps = calloc((size_t)steps.n + 1, sizeof *p->plan.steps);
     p->step_bufs = calloc((size_t)steps.n * CG_MAX_ARGS + 1, sizeof *p->step_bufs);
@@ -152,6 +188,7 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
       }
     }
   }
+  cg_memory_free(&mem);
   p->steps = steps;  // kept: the symbolic plan (AOT emission and memory reports read it)
   free(need);
   p->compile_ms = now_ms() - t0;
@@ -191,11 +228,15 @@ bool cg_program_status(const CgProgram *p, Diag *d) {
 }
 
 void cg_program_free(CgProgram *p) {
-  if (p->value)
+  if (p->value)  // buffers of their own: not aliases, not in the arena
     for (int i = 0; i < p->g->n_nodes; i++)
-      if (!p->alias || !p->alias[i]) free(p->value[i]);
+      if ((!p->alias || !p->alias[i]) && (!p->offset || p->offset[i] == CG_NO_OFFSET)) free(p->value[i]);
   free(p->alias);
-  for (int k = 0; k < p->n_scratch && p->scratch; k++) free(p->scratch[k]);
+  for (int k = 0; k < p->n_scratch && p->scratch; k++)
+    if (!p->scratch_offset || p->scratch_offset[k] == CG_NO_OFFSET) free(p->scratch[k]);
+  free(p->arena);
+  free(p->offset);
+  free(p->scratch_offset);
   free(p->value);
   free(p->bytes);
   free(p->scratch);

@@ -6,6 +6,7 @@
 #include "codegen/cg.h"
 #include "ir/ir.h"
 #include "codegen/lower.h"
+#include "codegen/memory.h"
 #include "runtime/plan.h"
 
 typedef struct CgProgram {
@@ -26,6 +27,13 @@ typedef struct CgProgram {
   int n_kernels;    // distinct kernels emitted
   double compile_ms;  // all of cg_compile: lowering, LLVM (O3, codegen, JIT), buffers
   double lower_ms, llvm_ms;
+  // The memory plan: computed values and scratch buffers at offsets in one arena (unless
+  // CgOptions.no_memplan); parameters and inputs have buffers of their own.
+  void *arena;
+  size_t arena_bytes;      // 0 when not planned
+  size_t *offset;          // per node: offset in the arena, or CG_NO_OFFSET
+  size_t *scratch_offset;  // per scratch id: offset in the arena, or CG_NO_OFFSET
+  MemStats mem;            // arena, lower bound and unplanned bytes of the plan
 } CgProgram;
 
 // The nodes `want` (all when NULL) needs: itself and everything upstream. Caller frees.
@@ -33,6 +41,11 @@ bool *cg_needed(const IrGraph *g, const bool *want);
 // Lowers every needed node into cg's module and appends the plan's steps (no LLVM
 // optimisation, no JIT): the part the JIT and AOT object emission share.
 bool cg_lower_program(Cg *cg, const IrGraph *g, const bool *need, CgSteps *steps, Diag *d);
+
+// Lowers what `want` needs (no LLVM optimisation, no JIT) and plans its buffers: the
+// numbers `kiln check --memory` prints, and the number of plan steps.
+bool cg_memory_stats(const IrGraph *g, const bool *want, const CgOptions *opt, MemStats *st,
+                     int *n_steps, Diag *d);
 
 // Compiles the nodes needed for `want` (all when NULL).
 bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProgram *p, Diag *d);

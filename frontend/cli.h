@@ -28,6 +28,7 @@ typedef struct CliOptions {
   int steps, checkpoint_every;  // 0: not given
   double lr;                    // 0: not given (the optimiser's default)
   bool verbose, help, grad;  // grad: dump/check the joint forward+backward graph
+  bool memory;               // check --memory: the memory plan's sizes
 } CliOptions;
 
 int cmd_check(const CliOptions *o);
@@ -43,5 +44,7 @@ int cmd_train(const CliOptions *o);
 // inference); prints the error and returns false on failure.
 bool cli_load(const CliOptions *o, const char *loss, IrGraph *g);
 void cli_error(const Diag *d);
+// Was pass `name` switched off with --disable-pass? (memplan is honoured by codegen.)
+bool cli_pass_disabled(const CliOptions *o, const char *name);
 
 #endif

@@ -36,7 +36,7 @@ int cmd_bench(const CliOptions *o) {
   Diag d = {0};
   bool *want = calloc((size_t)g.n_nodes + 1, sizeof(bool));
   for (int i = 0; i < g.n_outputs; i++) want[g.outputs[i]->id] = true;
-  CgOptions copt = {.dump_dir = o->dump_llvm};
+  CgOptions copt = {.dump_dir = o->dump_llvm, .no_memplan = cli_pass_disabled(o, "memplan")};
   CgProgram p;
   StFile wf = {0}, inf = {0};
   bool ok = cg_compile(&g, want, &copt, &p, &d);

@@ -1,12 +1,51 @@
 // `kiln check`, `kiln dump`, `kiln ops`: look at a model without running it.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "codegen/codegen.h"
+#include "codegen/compile.h"
 #include "frontend/cli.h"
 #include "passes/passes.h"
 
 void cli_error(const Diag *d) { fprintf(stderr, "kiln: %s\n", d->set ? d->msg : "error"); }
+
+bool cli_pass_disabled(const CliOptions *o, const char *name) {
+  for (int i = 0; i < o->n_disabled; i++)
+    if (strcmp(o->disabled[i], name) == 0) return true;
+  return false;
+}
+
+// check --memory: lowers what a run reads (outputs; with --grad the loss and every
+// gradient) and prints the memory plan's sizes.
+static bool print_memory(const CliOptions *o, const IrGraph *g) {
+  bool *want = calloc((size_t)g->n_nodes + 1, sizeof *want);
+  if (o->grad) {
+    for (int i = 0; i < g->n_losses; i++)
+      if (!strcmp(g->losses[i].name, o->loss ? o->loss : "loss")) want[g->losses[i].node->id] = true;
+    for (int i = 0; i < g->n_grads; i++) want[g->grads[i].grad->id] = true;
+  } else {
+    for (int i = 0; i < g->n_outputs; i++) want[g->outputs[i]->id] = true;
+  }
+  CgOptions copt = {.training = o->grad};
+  MemStats st;
+  int n_steps = 0;
+  Diag d = {0};
+  bool ok = cg_memory_stats(g, want, &copt, &st, &n_steps, &d);
+  free(want);
+  if (!ok) {
+    cli_error(&d);
+    return false;
+  }
+  bool planned = !cli_pass_disabled(o, "memplan");
+  printf("steps: %d\n", n_steps);
+  printf("arena_bytes: %zu%s\n", planned ? st.arena_bytes : st.unplanned_bytes,
+         planned ? "" : " (memplan disabled: one allocation per buffer)");
+  printf("lower_bound_bytes: %zu\n", st.lower_bound_bytes);
+  printf("unplanned_bytes: %zu\n", st.unplanned_bytes);
+  printf("in_place_buffers: %d\n", planned ? st.n_in_place : 0);
+  return true;
+}
 
 bool cli_load(const CliOptions *o, const char *loss, IrGraph *g) {
   Diag d = {0};
@@ -63,8 +102,9 @@ int cmd_check(const CliOptions *o) {
     cg_host_query(&h);
     printf("host: %s, %d-lane f32 vectors\n", h.cpu, h.vector_floats);
   }
+  bool ok = !o->memory || print_memory(o, &g);
   ir_graph_free(&g);
-  return 0;
+  return ok ? 0 : EXIT_USER;
 }
 
 int cmd_dump(const CliOptions *o) {

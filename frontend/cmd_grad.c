@@ -15,7 +15,8 @@
 static bool grad_jit(const CliOptions *o, const IrGraph *g, const StFile *wf, const StFile *inf,
                      const bool *want, const IrNode **nodes, const char **names, int n,
                      FILE *log, Diag *d) {
-  CgOptions copt = {.dump_dir = o->dump_llvm, .training = true};
+  CgOptions copt = {.dump_dir = o->dump_llvm, .training = true,
+                     .no_memplan = cli_pass_disabled(o, "memplan")};
   CgProgram p;
   if (!cg_compile(g, want, &copt, &p, d)) return false;
   if (log) fprintf(log, "kiln: compiled %d kernels, %d steps in %.0f ms\n", p.n_kernels, p.plan.n_steps, p.compile_ms);

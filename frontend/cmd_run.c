@@ -96,7 +96,7 @@ static bool run_jit(const CliOptions *o, const IrGraph *g, const StFile *wf, con
                     const IrNode **nodes, const char **names, int n_out, FILE *log, Diag *d) {
   bool *want = calloc((size_t)g->n_nodes + 1, sizeof(bool));
   for (int k = 0; k < n_out; k++) want[nodes[k]->id] = true;
-  CgOptions copt = {.dump_dir = o->dump_llvm};
+  CgOptions copt = {.dump_dir = o->dump_llvm, .no_memplan = cli_pass_disabled(o, "memplan")};
   CgProgram p;
   bool ok = cg_compile(g, want, &copt, &p, d);
   free(want);

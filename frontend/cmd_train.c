@@ -381,7 +381,8 @@ static bool train(Trainer *t, Diag *d) {
   bool *want = calloc((size_t)g->n_nodes + 1, sizeof *want);
   want[t->loss->id] = true;
   for (int i = 0; i < g->n_grads; i++) want[g->grads[i].grad->id] = true;
-  CgOptions copt = {.dump_dir = o->dump_llvm, .training = true};
+  CgOptions copt = {.dump_dir = o->dump_llvm, .training = true,
+                     .no_memplan = cli_pass_disabled(o, "memplan")};
   bool ok = cg_compile(g, want, &copt, &t->p, d);
   free(want);
   if (!ok) return false;

@@ -17,12 +17,15 @@ typedef struct Command {
 } Command;
 
 static const Command commands[] = {
-  {"check", cmd_check, "kiln check MODEL [--set NAME=VALUE]... [--verbose] [--grad [--loss NAME]]",
+  {"check", cmd_check, "kiln check MODEL [--set NAME=VALUE]... [--verbose] [--grad [--loss NAME]] [--memory]",
    "Parse and verify MODEL and print a summary: config, inputs, outputs, losses,\n"
    "parameter count (`parameters: N`) and FLOPs of one forward pass.\n"
    "  --verbose          also list every parameter with its shape\n"
-   "  --grad             check the training graph (forward and backward of --loss)\n",
-   " set verbose grad loss disable-pass "},
+   "  --grad             check the training graph (forward and backward of --loss)\n"
+   "  --memory           lower the graph (no JIT) and print its memory plan: arena_bytes,\n"
+   "                     lower_bound_bytes (most bytes live at once), unplanned_bytes (sum\n"
+   "                     of all intermediates); with --grad the training step's\n",
+   " set verbose grad loss disable-pass memory "},
   {"dump", cmd_dump,
    "kiln dump MODEL [--after PASS] [--format text|dot] [--grad [--loss NAME]] [--set NAME=VALUE]...",
    "Print the IR of MODEL after a pass of the pipeline (default: the last one).\n"
@@ -179,6 +182,8 @@ int main(int argc, char **argv) {
       o.verbose = true;
     } else if (strcmp(a, "--grad") == 0) {
       o.grad = true;
+    } else if (strcmp(a, "--memory") == 0) {
+      o.memory = true;
     } else if (strcmp(a, "--set") == 0) {
       TAKES_VALUE();
       if (o.n_sets == CLI_MAX_SETS) return usage_error(c, "too many --set options%s", "");

@@ -223,9 +223,27 @@ void ir_graph_free(IrGraph *g);
 // Adds a node with the given name (must be new: ir_graph_find first). Inputs are set later.
 IrNode *ir_graph_add(IrGraph *g, IrOpKind op, const char *name, const char *where);
 IrNode *ir_graph_find(const IrGraph *g, const char *name);
+// Drops the nodes with remove[id] set (nothing left may use them) and renumbers the rest
+// in order; call ir_graph_finish afterwards.
+void ir_graph_remove(IrGraph *g, const bool *remove);
 // Orders nodes topologically (reports cycles by name), counts uses, and runs shape
 // inference on every node in order. After it, node ids are positions in g->nodes.
 bool ir_graph_finish(IrGraph *g, Diag *d);
+
+// ---------------------------------------------------------------------------------------
+// Graph rewriting (ir/rewrite.c), shared by the passes. A pass fills repl[id] (NULL: keep)
+// with the node that replaces node id, then applies the map once: every input edge, loss
+// and gradient follows the chain of replacements; an output keeps its node and name (`kiln
+// run` writes outputs by name) by becoming a reshape of its replacement to the same shape.
+IrNode *ir_rewrite_resolve(IrNode *const *repl, int n_repl, IrNode *x);
+void ir_rewrite_inputs(IrNode *const *repl, int n_repl, IrNode *n);  // n's inputs only
+void ir_rewrite_apply(IrGraph *g, IrNode *const *repl, int n_repl);
+// Is n an output, a loss or a gradient (a value the caller reads)?
+bool ir_is_root(const IrGraph *g, const IrNode *n);
+// Removes the nodes that no output, loss or gradient reaches (inputs and parameters stay:
+// users bind them by name), then re-finishes the graph (order, ids, use counts, shapes).
+// Returns the number removed, or -1 (with d) if finishing fails.
+int ir_remove_dead(IrGraph *g, Diag *d);
 
 // ---------------------------------------------------------------------------------------
 // Shapes (ir/shape.c).

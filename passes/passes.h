@@ -37,4 +37,11 @@ bool pass_run_pipeline(IrGraph *g, const PassOptions *o, const char *stop, const
 // when the loss depends through a float path on an op without a gradient rule.
 bool pass_autodiff(IrGraph *g, const char *loss, bool wrt_inputs, Diag *d);
 
+// The optimisation passes, one file each (passes/<name>.c), in pipeline order.
+bool pass_simplify(IrGraph *g, const PassOptions *o, Diag *d);
+bool pass_cse(IrGraph *g, const PassOptions *o, Diag *d);
+bool pass_dce(IrGraph *g, const PassOptions *o, Diag *d);
+bool pass_schedule(IrGraph *g, const PassOptions *o, Diag *d);
+bool pass_memplan(IrGraph *g, const PassOptions *o, Diag *d);
+
 #endif

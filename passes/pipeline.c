@@ -13,6 +13,14 @@ const Pass pass_pipeline[] = {
   {"parse", "the graph as read from the model file (verified, no changes)", NULL},
   {"autodiff", "with a loss (grad, train, --grad): the backward graph and parameter gradients",
    run_autodiff},
+  {"simplify", "algebraic identities, reshape/permute folding, constant folding, inert dropout",
+   pass_simplify},
+  {"cse", "common-subexpression elimination: equal op, inputs and attributes -> one node",
+   pass_cse},
+  {"dce", "dead-code elimination: drops nodes no output, loss or gradient reaches", pass_dce},
+  {"schedule", "orders the nodes to keep the peak of live intermediate bytes low", pass_schedule},
+  {"memplan", "codegen places intermediates in one arena by lifetime (off: a buffer each)",
+   pass_memplan},
 };
 const int pass_count = (int)(sizeof pass_pipeline / sizeof pass_pipeline[0]);
 

@@ -1,0 +1,32 @@
+#!/bin/bash
+# `kiln check --memory`: the memory plan's numbers on tiny VisualBERT inference and training
+# graphs — arena between the lower bound and the sum of all buffers, within 10% of the
+# lower bound; with --disable-pass memplan the arena is the sum; --memory only for check.
+set -euo pipefail
+kiln=$1
+cd "$(dirname "$0")/.."
+tiny=(--set layers=2 --set hidden=32 --set heads=4 --set intermediate=64 --set vocab=50
+      --set visual_dim=24 --set text_len=6 --set regions=5 --set batch=2 --set max_positions=16)
+fail() { echo "FAIL: $*"; exit 1; }
+field() { awk -v k="$1:" '$1 == k { print $2 }' <<<"$2"; }
+
+check() {  # model, extra flags...
+  local out arena lower unplanned
+  out=$("$kiln" check "$@" --memory)
+  arena=$(field arena_bytes "$out"); lower=$(field lower_bound_bytes "$out")
+  unplanned=$(field unplanned_bytes "$out")
+  [[ -n $arena && -n $lower && -n $unplanned ]] || fail "$*: missing fields in: $out"
+  ((lower > 0 && arena >= lower && arena <= unplanned)) || fail "$*: arena $arena lower $lower unplanned $unplanned"
+  ((arena * 10 <= lower * 11)) || fail "$*: arena $arena more than 1.10 x lower bound $lower"
+  ((arena * 2 < unplanned)) || fail "$*: the plan saves less than half ($arena of $unplanned)"
+  out=$("$kiln" check "$@" --memory --disable-pass memplan)
+  [[ $(field arena_bytes "$out") == "$unplanned" ]] || fail "$*: memplan disabled: $out"
+  echo "ok: $* arena $arena lower $lower unplanned $unplanned"
+}
+check models/visualbert-vqa.json "${tiny[@]}" --set num_labels=7
+check models/visualbert-pretrain.json "${tiny[@]}" --grad
+
+set +e
+"$kiln" run models/visualbert-vqa.json --memory >/dev/null 2>&1
+[[ $? == 2 ]] || fail "run --memory should be a command-line error (exit 2)"
+echo "all memory checks passed"
