@@ -37,4 +37,7 @@ bool pass_run_pipeline(IrGraph *g, const PassOptions *o, const char *stop, const
 // when the loss depends through a float path on an op without a gradient rule.
 bool pass_autodiff(IrGraph *g, const char *loss, bool wrt_inputs, Diag *d);
 
+// Fusion (passes/fuse.c): groups of nodes one kernel computes become `fused` nodes.
+bool pass_fuse(IrGraph *g, const PassOptions *o, Diag *d);
+
 #endif

@@ -13,6 +13,8 @@ const Pass pass_pipeline[] = {
   {"parse", "the graph as read from the model file (verified, no changes)", NULL},
   {"autodiff", "with a loss (grad, train, --grad): the backward graph and parameter gradients",
    run_autodiff},
+  {"fuse", "fusion: GEMM epilogues, reductions with their elementwise prologue, elementwise loops",
+   pass_fuse},
 };
 const int pass_count = (int)(sizeof pass_pipeline / sizeof pass_pipeline[0]);
 
