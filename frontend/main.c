@@ -20,7 +20,8 @@ static const Command commands[] = {
   {"check", cmd_check, "kiln check MODEL [--set NAME=VALUE]... [--verbose] [--grad [--loss NAME]]",
    "Parse and verify MODEL and print a summary: config, inputs, outputs, losses,\n"
    "parameter count (`parameters: N`) and FLOPs of one forward pass.\n"
-   "  --verbose          also list every parameter with its shape\n"
+   "  --verbose          also list every parameter with its shape, the host CPU, and the\n"
+   "                     kernels per encoder layer before and after fusion\n"
    "  --grad             check the training graph (forward and backward of --loss)\n",
    " set verbose grad loss disable-pass "},
   {"dump", cmd_dump,
