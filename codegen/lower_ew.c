@@ -143,7 +143,7 @@ static LLVMValueRef apply_checked(Cg *cg, const IrNode *n, LLVMValueRef *v, LLVM
 
 // Element offset of input k at output row `row` (multi-index over the output's leading
 // dims, dotted with the input's broadcast strides).
-static LLVMValueRef row_offset(Cg *cg, const IrShape *out, const IrShape *in, LLVMValueRef row) {
+LLVMValueRef cg_ew_row_offset(Cg *cg, const IrShape *out, const IrShape *in, LLVMValueRef row) {
   int r = out->rank;
   if (ir_shape_eq(out, in)) return LLVMBuildMul(cg->b, row, cg_i64(cg, out->rank ? out->dim[r - 1] : 1), "");
   int64_t stride[IR_MAX_RANK] = {0}, s = 1;
@@ -161,7 +161,7 @@ static LLVMValueRef row_offset(Cg *cg, const IrShape *out, const IrShape *in, LL
   return off;
 }
 
-static bool inner_contiguous(const IrShape *out, const IrShape *in) {
+bool cg_ew_inner_contiguous(const IrShape *out, const IrShape *in) {
   return in->rank > 0 && out->rank > 0 && in->dim[in->rank - 1] == out->dim[out->rank - 1] &&
          out->dim[out->rank - 1] != 1;
 }
@@ -199,11 +199,10 @@ typedef struct DropoutRow {
   double scale;
 } DropoutRow;
 
-static void dropout_cols(Cg *cg, LLVMValueRef col, int lanes, void *ctx) {
-  DropoutRow *r = ctx;
+// x (f32, `lanes` lanes) through the mask at flat indices idx, idx + 1, ...
+static LLVMValueRef dropout_value(Cg *cg, LLVMValueRef x, LLVMValueRef idx, int lanes,
+                                  LLVMValueRef key, uint64_t threshold, double scale) {
   LLVMBuilderRef b = cg->b;
-  LLVMValueRef idx = cg_add(cg, r->base, col);  // flat index of the first lane
-  LLVMValueRef x = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, r->x, idx), lanes);
   LLVMValueRef ctr = cg_splat(cg, idx, lanes);  // (lanes) element indices
   if (lanes > 1) {
     LLVMValueRef lane[64];
@@ -212,18 +211,43 @@ static void dropout_cols(Cg *cg, LLVMValueRef col, int lanes, void *ctx) {
   }
   // z = mix64(key + (i + 1) * golden), wrapping
   LLVMValueRef c1 = LLVMBuildAdd(b, ctr, i64_like(cg, ctr, 1), "");
-  LLVMValueRef z = LLVMBuildAdd(b, cg_splat(cg, r->key, lanes),
+  LLVMValueRef z = LLVMBuildAdd(b, cg_splat(cg, key, lanes),
                                 LLVMBuildMul(b, c1, i64_like(cg, ctr, (int64_t)RNG_GOLDEN), ""), "");
   z = emit_mix64(cg, z);
   LLVMValueRef bits = LLVMBuildLShr(b, z, i64_like(cg, z, 11), "");
-  LLVMValueRef keep = LLVMBuildICmp(b, LLVMIntUGE, bits, i64_like(cg, z, (int64_t)r->threshold), "keep");
+  LLVMValueRef keep = LLVMBuildICmp(b, LLVMIntUGE, bits, i64_like(cg, z, (int64_t)threshold), "keep");
   LLVMTypeRef dt = lanes > 1 ? LLVMVectorType(cg->f64, (unsigned)lanes) : cg->f64;
   LLVMTypeRef ft = lanes > 1 ? LLVMVectorType(cg->f32, (unsigned)lanes) : cg->f32;
   LLVMValueRef xd = LLVMBuildFPExt(b, x, dt, "");
-  LLVMValueRef scaled = LLVMBuildFMul(b, xd, cg_const_like(cg, xd, r->scale), "");
+  LLVMValueRef scaled = LLVMBuildFMul(b, xd, cg_const_like(cg, xd, scale), "");
   LLVMValueRef v = LLVMBuildFPTrunc(b, scaled, ft, "");
-  v = LLVMBuildSelect(b, keep, v, cg_const_like(cg, v, 0.0), "");
+  return LLVMBuildSelect(b, keep, v, cg_const_like(cg, v, 0.0), "");
+}
+
+// key = mix64(hash(name) ^ mix64(seed + golden)), seed loaded from seed_ptr.
+static LLVMValueRef dropout_key(Cg *cg, const IrNode *fwd, LLVMValueRef seed_ptr) {
+  LLVMValueRef seed = LLVMBuildLoad2(cg->b, cg->i64, seed_ptr, "seed");
+  LLVMValueRef s = emit_mix64(cg, LLVMBuildAdd(cg->b, seed, cg_i64(cg, (int64_t)RNG_GOLDEN), ""));
+  return emit_mix64(cg, LLVMBuildXor(cg->b, s, cg_i64(cg, (int64_t)ir_rng_name_hash(fwd->name)), ""));
+}
+
+static void dropout_cols(Cg *cg, LLVMValueRef col, int lanes, void *ctx) {
+  DropoutRow *r = ctx;
+  LLVMValueRef idx = cg_add(cg, r->base, col);  // flat index of the first lane
+  LLVMValueRef x = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, r->x, idx), lanes);
+  LLVMValueRef v = dropout_value(cg, x, idx, lanes, r->key, r->threshold, r->scale);
   cg_store(cg, v, cg_gep(cg, cg->f32, r->out, idx));
+}
+
+LLVMValueRef cg_ew_apply(Cg *cg, const IrNode *n, LLVMValueRef *v) { return apply(cg, n, v); }
+
+LLVMValueRef cg_ew_dropout_train(Cg *cg, const IrNode *fwd, LLVMValueRef x, LLVMValueRef idx,
+                                 LLVMValueRef seed_ptr) {
+  double p = ir_attr_float(fwd, "p");
+  if (p <= 0) return x;
+  uint64_t threshold = (uint64_t)ceil(p * 0x1.0p53);
+  double scale = p < 1 ? 1.0 / (1.0 - p) : 0.0;
+  return dropout_value(cg, x, idx, cg_lanes(x), dropout_key(cg, fwd, seed_ptr), threshold, scale);
 }
 
 // dropout(x) or dropout_grad(dy, y): in[0] through the mask of `fwd` (n, or n->in[1]).
@@ -241,10 +265,7 @@ static bool lower_dropout_training(Cg *cg, const IrNode *n, CgSteps *steps) {
     // (1 - p) * 2^53 leaves nothing out: ceil gives the least kept 53-bit value.
     r.threshold = (uint64_t)ceil(p * 0x1.0p53);
     r.scale = p < 1 ? 1.0 / (1.0 - p) : 0.0;  // p == 1 keeps nothing
-    LLVMValueRef seed = LLVMBuildLoad2(cg->b, cg->i64, cg_buf(cg, 2), "seed");
-    // key = mix64(hash(name) ^ mix64(seed + golden))
-    LLVMValueRef s = emit_mix64(cg, LLVMBuildAdd(cg->b, seed, cg_i64(cg, (int64_t)RNG_GOLDEN), ""));
-    r.key = emit_mix64(cg, LLVMBuildXor(cg->b, s, cg_i64(cg, (int64_t)ir_rng_name_hash(fwd->name)), ""));
+    r.key = dropout_key(cg, fwd, cg_buf(cg, 2));
     CgLoop rl;
     cg_for_begin(cg, &rl, cg->begin, cg->end, cg_i64(cg, 1), "row");  // (rows, cols)
     r.base = cg_mul(cg, rl.iv, cols);
@@ -281,8 +302,8 @@ bool cg_lower_elementwise(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     bool contig[IR_MAX_RANK];
     for (int k = 0; k < n->n_in; k++) {
       const IrNode *a = n->in[k];
-      off[k] = row_offset(cg, &n->shape, &a->shape, rl.iv);
-      contig[k] = inner_contiguous(&n->shape, &a->shape) || cols == 1;
+      off[k] = cg_ew_row_offset(cg, &n->shape, &a->shape, rl.iv);
+      contig[k] = cg_ew_inner_contiguous(&n->shape, &a->shape) || cols == 1;
       splat[k] = NULL;
       if (!contig[k])  // one element for the whole row
         splat[k] = cg_load(cg, elem_type(cg, a->dtype), cg_gep(cg, elem_type(cg, a->dtype), in[k], off[k]), 1);

@@ -5,6 +5,7 @@
 
 #include "codegen/compile.h"
 #include "codegen/lower.h"
+#include "codegen/lower_rows.h"
 
 // Element strides of operand x's batch dims, aligned to the output's batch dims.
 static void batch_strides(const IrShape *x, const IrShape *out, int64_t *stride) {
@@ -21,7 +22,7 @@ static void batch_strides(const IrShape *x, const IrShape *out, int64_t *stride)
   }
 }
 
-bool cg_lower_matmul(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
+void cg_plan_matmul(const IrNode *n, CgGemm *out) {
   const IrShape *a = &n->in[0]->shape, *b = &n->in[1]->shape, *o = &n->shape;
   bool ta = ir_attr_int(n, "transpose_a"), tb = ir_attr_int(n, "transpose_b");
   CgGemm g = {0};
@@ -60,6 +61,12 @@ bool cg_lower_matmul(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
       g.nbatch++;
     }
   }
+  *out = g;
+}
+
+bool cg_lower_matmul(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
+  CgGemm g;
+  cg_plan_matmul(n, &g);
   char name[96];
   cg_kernel_name(cg, n, NULL, name, sizeof name);
   return cg_lower_gemm(cg, &g, name, cg_arg_node(n->in[0]->id), cg_arg_node(n->in[1]->id),

@@ -226,15 +226,24 @@ static void softmax_write(Cg *cg, LLVMValueRef col, int lanes, void *ctx) {
   cg_store(cg, v, at);
 }
 
+static void softmax_row(Cg *cg, Softmax *s) {
+  s->max = cg_row_reduce(cg, CG_ROW_MAX, cg->f32, s->xrow, s->len, NULL, NULL);
+  s->sum = cg_row_reduce(cg, CG_ROW_SUM, cg->f32, s->xrow, s->len, softmax_exp, s);
+  if (s->take_log) s->log_sum = cg_log(cg, s->sum);
+  cg_for_cols(cg, s->len, softmax_write, s);
+}
+
+void cg_emit_softmax_row(Cg *cg, bool take_log, int64_t len, LLVMValueRef xrow, LLVMValueRef orow) {
+  Softmax s = {.take_log = take_log, .len = len, .inner = 1, .xrow = xrow, .orow = orow};
+  softmax_row(cg, &s);
+}
+
 static void emit_softmax_rows(Cg *cg, Softmax *s) {
   CgLoop w;  // x, out: (rows, len)
   cg_for_begin(cg, &w, cg->begin, cg->end, cg_i64(cg, 1), "row");
   s->xrow = cg_gep(cg, cg->f32, s->in, cg_mul(cg, w.iv, s->len));
   s->orow = cg_gep(cg, cg->f32, s->out, cg_mul(cg, w.iv, s->len));
-  s->max = cg_row_reduce(cg, CG_ROW_MAX, cg->f32, s->xrow, s->len, NULL, NULL);
-  s->sum = cg_row_reduce(cg, CG_ROW_SUM, cg->f32, s->xrow, s->len, softmax_exp, s);
-  if (s->take_log) s->log_sum = cg_log(cg, s->sum);
-  cg_for_cols(cg, s->len, softmax_write, s);
+  softmax_row(cg, s);
   cg_for_end(cg, &w);
 }
 
@@ -319,6 +328,23 @@ static void layernorm_write(Cg *cg, LLVMValueRef col, int lanes, void *ctx) {
   cg_store(cg, cg_fma(cg, z, w, b), cg_gep(cg, f, ln->y, col));
 }
 
+static void layernorm_row(Cg *cg, Layernorm *ln, LLVMValueRef eps, LLVMValueRef H) {
+  LLVMTypeRef f = cg->f32;
+  LLVMValueRef sum = cg_row_reduce(cg, CG_ROW_SUM, f, ln->x, ln->H, NULL, NULL);
+  ln->mean = LLVMBuildFDiv(cg->b, sum, H, "mean");
+  LLVMValueRef ss = cg_row_reduce(cg, CG_ROW_SUM, f, ln->x, ln->H, squared_deviation, ln);
+  LLVMValueRef var = LLVMBuildFDiv(cg->b, ss, H, "var");
+  LLVMValueRef ve = LLVMBuildFAdd(cg->b, var, eps, "");
+  ln->rstd = LLVMBuildFDiv(cg->b, cg_f32(cg, 1.0), cg_intrinsic(cg, "llvm.sqrt", f, &ve, 1), "rstd");
+  cg_for_cols(cg, ln->H, layernorm_write, ln);
+}
+
+void cg_emit_layernorm_row(Cg *cg, int64_t H, double eps, LLVMValueRef xrow, LLVMValueRef yrow,
+                           LLVMValueRef w, LLVMValueRef b) {
+  Layernorm ln = {.H = H, .x = xrow, .y = yrow, .w = w, .b = b};
+  layernorm_row(cg, &ln, cg_f32(cg, eps), cg_f32(cg, (double)H));
+}
+
 bool cg_lower_layernorm(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   const IrShape *sh = &n->shape;
   Layernorm ln = {.H = sh->dim[sh->rank - 1]};
@@ -335,13 +361,7 @@ bool cg_lower_layernorm(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     cg_for_begin(cg, &r, cg->begin, cg->end, cg_i64(cg, 1), "row");
     ln.x = cg_gep(cg, f, in, cg_mul(cg, r.iv, ln.H));
     ln.y = cg_gep(cg, f, out, cg_mul(cg, r.iv, ln.H));
-    LLVMValueRef sum = cg_row_reduce(cg, CG_ROW_SUM, f, ln.x, ln.H, NULL, NULL);
-    ln.mean = LLVMBuildFDiv(cg->b, sum, H, "mean");
-    LLVMValueRef ss = cg_row_reduce(cg, CG_ROW_SUM, f, ln.x, ln.H, squared_deviation, &ln);
-    LLVMValueRef var = LLVMBuildFDiv(cg->b, ss, H, "var");
-    LLVMValueRef ve = LLVMBuildFAdd(cg->b, var, eps, "");
-    ln.rstd = LLVMBuildFDiv(cg->b, cg_f32(cg, 1.0), cg_intrinsic(cg, "llvm.sqrt", f, &ve, 1), "rstd");
-    cg_for_cols(cg, ln.H, layernorm_write, &ln);
+    layernorm_row(cg, &ln, eps, H);
     cg_for_end(cg, &r);
     cg_kernel_end(cg);
   }

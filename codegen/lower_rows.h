@@ -83,4 +83,23 @@ LLVMValueRef cg_row_reduce(Cg *cg, CgRowOp op, LLVMTypeRef et, LLVMValueRef row,
 void cg_report_status(Cg *cg, LLVMValueRef status, int code, int node, LLVMValueRef value,
                       LLVMValueRef index);
 
+// ---- pieces of single-op lowerings that fused kernels reuse (codegen/lower_fused.c) ----
+// lower_ew.c: elementwise op n on loaded operands v (float ops, no range checks); dropout
+// or dropout_grad in training: x through the mask of dropout node fwd at flat indices
+// idx, idx + 1, ... (the seed read from seed_ptr).
+LLVMValueRef cg_ew_apply(Cg *cg, const IrNode *n, LLVMValueRef *v);
+// Element offset in input shape `in` (broadcast to `out`) of the first element of output
+// row `row` (rows of out's last dim); whether `in` runs along that row (else: one value).
+LLVMValueRef cg_ew_row_offset(Cg *cg, const IrShape *out, const IrShape *in, LLVMValueRef row);
+bool cg_ew_inner_contiguous(const IrShape *out, const IrShape *in);
+LLVMValueRef cg_ew_dropout_train(Cg *cg, const IrNode *fwd, LLVMValueRef x, LLVMValueRef idx,
+                                 LLVMValueRef seed_ptr);
+// lower_reduce.c: one row of softmax / log_softmax (len) or layernorm (H, weight w and
+// bias b of H), from xrow to orow; in place (xrow == orow) is allowed.
+void cg_emit_softmax_row(Cg *cg, bool take_log, int64_t len, LLVMValueRef xrow, LLVMValueRef orow);
+void cg_emit_layernorm_row(Cg *cg, int64_t H, double eps, LLVMValueRef xrow, LLVMValueRef yrow,
+                           LLVMValueRef w, LLVMValueRef b);
+// lower_matmul.c: the CgGemm of matmul node n (no epilogue).
+void cg_plan_matmul(const IrNode *n, CgGemm *g);
+
 #endif

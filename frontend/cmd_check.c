@@ -68,6 +68,34 @@ static void print_tensor_line(const IrNode *n, const char *label) {
          ir_shape_str(&n->shape, s, sizeof s));
 }
 
+// Kernels per encoder layer: computed nodes (not input, param or reshape, which cost no
+// kernel) that the first instance of block "layer" made, i.e. whose place is
+// "...blocks.layer.nodes[k] (from ... i=0)"; with --grad also the backward nodes autodiff
+// builds for them (they carry the same place). -1: the model has no such block.
+static int layer_kernels(const IrGraph *g) {
+  int n = 0;
+  bool any = false;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const IrNode *x = g->nodes[i];
+    if (!strstr(x->where, "blocks.layer.") || !strstr(x->where, " i=0)")) continue;
+    any = true;
+    if (x->op != IR_OP_INPUT && x->op != IR_OP_PARAM && x->op != IR_OP_RESHAPE) n++;
+  }
+  return any ? n : -1;
+}
+
+// The same graph with the fuse pass off.
+static int layer_kernels_unfused(const CliOptions *o) {
+  CliOptions u = *o;
+  if (u.n_disabled < (int)(sizeof u.disabled / sizeof u.disabled[0])) u.disabled[u.n_disabled++] = "fuse";
+  u.after = NULL;
+  IrGraph g;
+  if (!cli_load(&u, o->grad ? (o->loss ? o->loss : "loss") : NULL, &g)) return -1;
+  int n = layer_kernels(&g);
+  ir_graph_free(&g);
+  return n;
+}
+
 int cmd_check(const CliOptions *o) {
   IrGraph g;
   if (!cli_load(o, o->grad ? (o->loss ? o->loss : "loss") : NULL, &g)) return EXIT_USER;
@@ -101,6 +129,10 @@ int cmd_check(const CliOptions *o) {
     CgHost h;
     cg_host_query(&h);
     printf("host: %s, %d-lane f32 vectors\n", h.cpu, h.vector_floats);
+    int after = layer_kernels(&g), before = layer_kernels_unfused(o);
+    if (after >= 0 && before >= 0)
+      printf("kernels_per_layer: %d before fusion, %d after (computed nodes of block layer, i=0%s, "
+             "reshapes excluded)\n", before, after, o->grad ? ", forward and backward" : "");
   }
   bool ok = !o->memory || print_memory(o, &g);
   ir_graph_free(&g);

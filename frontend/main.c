@@ -20,7 +20,8 @@ static const Command commands[] = {
   {"check", cmd_check, "kiln check MODEL [--set NAME=VALUE]... [--verbose] [--grad [--loss NAME]] [--memory]",
    "Parse and verify MODEL and print a summary: config, inputs, outputs, losses,\n"
    "parameter count (`parameters: N`) and FLOPs of one forward pass.\n"
-   "  --verbose          also list every parameter with its shape\n"
+   "  --verbose          also list every parameter with its shape, the host CPU, and the\n"
+   "                     kernels per encoder layer before and after fusion\n"
    "  --grad             check the training graph (forward and backward of --loss)\n"
    "  --memory           lower the graph (no JIT) and print its memory plan: arena_bytes,\n"
    "                     lower_bound_bytes (most bytes live at once), unplanned_bytes (sum\n"

@@ -31,7 +31,8 @@
   X(REDUCE_SUM, "reduce_sum") X(REDUCE_MEAN, "reduce_mean") X(REDUCE_MAX, "reduce_max") \
   X(SOFTMAX, "softmax") X(LOG_SOFTMAX, "log_softmax") X(LAYERNORM, "layernorm")         \
   X(DROPOUT, "dropout") X(DROPOUT_GRAD, "dropout_grad") X(CROSS_ENTROPY, "cross_entropy") \
-  X(KL_DIV, "kl_div")
+  X(KL_DIV, "kl_div")                                                                    \
+  X(FUSED, "fused")
 
 typedef enum {
 #define X(e, s) IR_OP_##e,
@@ -96,7 +97,31 @@ struct IrNode {
   IrAttr attr[IR_MAX_ATTRS];  // in the op's schema order
   IrInit init;           // PARAM only
   int n_uses;            // consumers (filled by ir_graph_finish)
+  struct IrBody *body;   // FUSED only: the ops the node computes (ir/fused.c)
 };
+
+// ---------------------------------------------------------------------------------------
+// Fused nodes (ir/fused.c; built by passes/fuse.c after autodiff, XLA's fusion computation):
+// a node of op `fused` computes a small body of ordinary nodes in one kernel. params[k]
+// stands for the fused node's in[k]: a copy of that node (op, name, attributes, dtype,
+// shape) with no inputs and id k, so that ops which name a node rather than read it
+// (dropout_grad's forward node) see the original. Body nodes keep their names (a dropout's
+// mask is keyed by it); their inputs are params or earlier body nodes; the last is the
+// result. Body node ids are their positions in nodes[].
+typedef enum { IR_FUSED_LOOP, IR_FUSED_GEMM, IR_FUSED_REDUCTION, IR_FUSED_KIND_COUNT } IrFusedKind;
+
+typedef struct IrBody {
+  int n_params;
+  IrNode **params;
+  int n;
+  IrNode **nodes;
+} IrBody;
+
+const char *ir_fused_kind_name(int kind);  // "loop", "gemm", "reduction"
+static inline IrNode *ir_body_root(const IrBody *b) { return b->nodes[b->n - 1]; }
+// Text of the body for printers and kernel names: "mul, add, gelu" (ops only), or with
+// `full` every node with its inputs (p0, %1) and attributes.
+const char *ir_body_str(const IrNode *fused, bool full, char *buf, size_t size);
 
 typedef struct IrConfigEntry {
   const char *name;

@@ -41,6 +41,7 @@ static const IrAttrSpec reduce_attrs[] = {{"axes", IR_ATTR_INTS, false, 0},
 static const IrAttrSpec softmax_attrs[] = {{"axis", IR_ATTR_INT, false, -1}, END};
 static const IrAttrSpec layernorm_attrs[] = {{"eps", IR_ATTR_FLOAT, false, 1e-12}, END};
 static const IrAttrSpec dropout_attrs[] = {{"p", IR_ATTR_FLOAT, true, 0}, END};
+static const IrAttrSpec fused_attrs[] = {{"kind", IR_ATTR_INT, false, 0}, END};
 static const IrAttrSpec ce_attrs[] = {{"ignore_index", IR_ATTR_INT, false, -100}, END};
 
 #define SRC IR_FLAG_SOURCE
@@ -148,6 +149,9 @@ const IrOpInfo ir_ops[IR_OP_COUNT] = {
   [IR_OP_KL_DIV] = {"kl_div", 2, 2, 0, no_attrs, ir_shape_kl_div, ir_ref_kl_div, ir_grad_kl_div,
                     "sum(target * (log target - log_probs)) / batch (PyTorch KLDivLoss, "
                     "batchmean; 0 log 0 = 0); inputs log_probs, target of one shape"},
+  [IR_OP_FUSED] = {"fused", 1, -1, 0, fused_attrs, ir_shape_fused, ir_ref_fused, NULL,
+                   "made by the fuse pass, not written in model files: a body of ops computed "
+                   "in one kernel (kind 0 loop, 1 gemm epilogue, 2 reduction with its prologue)"},
 };
 
 static const char *const op_names[IR_OP_COUNT] = {

@@ -34,16 +34,28 @@ static const char *init_str(const IrInit *in, char *buf, size_t n) {
   return buf;
 }
 
+// The op's name; a fused node's says its kind ("fused.loop").
+static const char *op_label(const IrNode *n, char *buf, size_t size) {
+  if (n->op != IR_OP_FUSED) return ir_ops[n->op].name;
+  snprintf(buf, size, "fused.%s", ir_fused_kind_name((int)ir_attr_int(n, "kind")));
+  return buf;
+}
+
 void ir_print_text(const IrGraph *g, FILE *f) {
   fprintf(f, "# %s: %d nodes\n", g->file, g->n_nodes);
   for (int i = 0; i < g->n_nodes; i++) {
     const IrNode *n = g->nodes[i];
     char s[160], b[256];
     fprintf(f, "%%%d %s: %s%s = %s", n->id, n->name, dt_name(n->dtype),
-            ir_shape_str(&n->shape, s, sizeof s), ir_ops[n->op].name);
+            ir_shape_str(&n->shape, s, sizeof s), op_label(n, b, sizeof b));
     if (n->op == IR_OP_PARAM) fprintf(f, " init=%s", init_str(&n->init, b, sizeof b));
     for (int k = 0; k < n->n_in; k++) fprintf(f, "%s%%%d", k ? ", " : " ", n->in[k]->id);
-    print_attrs(n, f);
+    if (n->op == IR_OP_FUSED) {
+      char body[1024];
+      fprintf(f, " {%s}", ir_body_str(n, false, body, sizeof body));
+    } else {
+      print_attrs(n, f);
+    }
     fputc('\n', f);
   }
   for (int i = 0; i < g->n_outputs; i++)
@@ -65,11 +77,16 @@ void ir_print_dot(const IrGraph *g, FILE *f) {
   fprintf(f, "digraph kiln {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];\n");
   for (int i = 0; i < g->n_nodes; i++) {
     const IrNode *n = g->nodes[i];
-    char s[160];
+    char s[160], lb[64], body[1024];
     const char *style = n->op == IR_OP_PARAM   ? ", style=filled, fillcolor=\"#e8f0ff\""
                         : n->op == IR_OP_INPUT ? ", style=filled, fillcolor=\"#e8ffe8\""
                                                : "";
-    fprintf(f, "  n%d [label=\"%s\\n", n->id, ir_ops[n->op].name);
+    fprintf(f, "  n%d [label=\"%s\\n", n->id, op_label(n, lb, sizeof lb));
+    if (n->op == IR_OP_FUSED) {
+      fputc('{', f);
+      dot_escape(ir_body_str(n, false, body, sizeof body), f);
+      fprintf(f, "}\\n");
+    }
     dot_escape(n->name, f);
     fprintf(f, "\\n%s%s\"%s];\n", dt_name(n->dtype), ir_shape_str(&n->shape, s, sizeof s), style);
     for (int k = 0; k < n->n_in; k++) fprintf(f, "  n%d -> n%d;\n", n->in[k]->id, n->id);
@@ -92,31 +109,37 @@ int64_t ir_count_params(const IrGraph *g) {
 
 // FLOPs: 2·M·N·K per matmul (the cost that matters), one per output element for elementwise
 // ops, and a few per element for normalisations; sources and data movement count zero.
+static double node_flops(const IrNode *n) {
+  double total = 0;
+  double out = (double)ir_numel(&n->shape);
+  switch (n->op) {
+  case IR_OP_FUSED:  // what its body computes
+    for (int i = 0; i < n->body->n; i++) total += node_flops(n->body->nodes[i]);
+    break;
+  case IR_OP_MATMUL: {
+    const IrShape *a = &n->in[0]->shape;
+    int64_t k = ir_attr_int(n, "transpose_a") ? a->dim[a->rank - 2] : a->dim[a->rank - 1];
+    total += 2.0 * out * (double)k;
+    break;
+  }
+  case IR_OP_INPUT: case IR_OP_PARAM: case IR_OP_FULL: case IR_OP_IOTA: case IR_OP_RESHAPE:
+  case IR_OP_PERMUTE: case IR_OP_CONCAT: case IR_OP_SLICE: case IR_OP_GATHER: case IR_OP_CAST:
+    break;
+  case IR_OP_SOFTMAX: case IR_OP_LOG_SOFTMAX: case IR_OP_LAYERNORM:
+    total += 5.0 * out;
+    break;
+  case IR_OP_REDUCE_SUM: case IR_OP_REDUCE_MEAN: case IR_OP_REDUCE_MAX:
+  case IR_OP_CROSS_ENTROPY: case IR_OP_KL_DIV:
+    total += 2.0 * (double)ir_numel(&n->in[0]->shape);
+    break;
+  default:
+    total += out;
+  }
+  return total;
+}
+
 double ir_count_flops(const IrGraph *g) {
   double total = 0;
-  for (int i = 0; i < g->n_nodes; i++) {
-    const IrNode *n = g->nodes[i];
-    double out = (double)ir_numel(&n->shape);
-    switch (n->op) {
-    case IR_OP_MATMUL: {
-      const IrShape *a = &n->in[0]->shape;
-      int64_t k = ir_attr_int(n, "transpose_a") ? a->dim[a->rank - 2] : a->dim[a->rank - 1];
-      total += 2.0 * out * (double)k;
-      break;
-    }
-    case IR_OP_INPUT: case IR_OP_PARAM: case IR_OP_FULL: case IR_OP_IOTA: case IR_OP_RESHAPE:
-    case IR_OP_PERMUTE: case IR_OP_CONCAT: case IR_OP_SLICE: case IR_OP_GATHER: case IR_OP_CAST:
-      break;
-    case IR_OP_SOFTMAX: case IR_OP_LOG_SOFTMAX: case IR_OP_LAYERNORM:
-      total += 5.0 * out;
-      break;
-    case IR_OP_REDUCE_SUM: case IR_OP_REDUCE_MEAN: case IR_OP_REDUCE_MAX:
-    case IR_OP_CROSS_ENTROPY: case IR_OP_KL_DIV:
-      total += 2.0 * (double)ir_numel(&n->in[0]->shape);
-      break;
-    default:
-      total += out;
-    }
-  }
+  for (int i = 0; i < g->n_nodes; i++) total += node_flops(g->nodes[i]);
   return total;
 }

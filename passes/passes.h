@@ -43,5 +43,7 @@ bool pass_cse(IrGraph *g, const PassOptions *o, Diag *d);
 bool pass_dce(IrGraph *g, const PassOptions *o, Diag *d);
 bool pass_schedule(IrGraph *g, const PassOptions *o, Diag *d);
 bool pass_memplan(IrGraph *g, const PassOptions *o, Diag *d);
+// Fusion (passes/fuse.c): groups of nodes one kernel computes become `fused` nodes.
+bool pass_fuse(IrGraph *g, const PassOptions *o, Diag *d);
 
 #endif

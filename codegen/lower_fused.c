@@ -1,0 +1,196 @@
+// Lowering of fused nodes (passes/fuse.c) to one kernel each:
+//   loop:      rows of the output's last dim; per W-lane column block, the body's ops on
+//              registers (params loaded with broadcasting as in lower_ew.c), one store;
+//   reduction: per row, the elementwise prologue written into the output row, then the
+//              row op (softmax, log_softmax, layernorm) in place on that row (in cache);
+//   gemm:      the matmul's CgGemm with its epilogue (scale, bias, GELU, residual) set from
+//              the body, applied in the register tile (codegen/cg_gemm.c).
+// Buffers: out, the fused node's inputs in order, then the seed when dropout is live.
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "codegen/compile.h"
+#include "codegen/lower_rows.h"
+
+static bool is_param(const IrBody *b, const IrNode *x) {
+  return x->id < b->n_params && b->params[x->id] == x;
+}
+
+// Dropout or dropout_grad that draws a mask in this compilation.
+static bool live_dropout(const Cg *cg, const IrNode *x) {
+  if (!cg->training) return false;
+  if (x->op == IR_OP_DROPOUT) return ir_attr_float(x, "p") > 0;
+  if (x->op == IR_OP_DROPOUT_GRAD) return ir_attr_float(x->in[1], "p") > 0;
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------
+// The body on registers at columns [col, col + lanes) of the current row.
+typedef struct Body {
+  const IrBody *b;
+  const IrShape *shape;     // the shape of the body's elementwise nodes (the row shape)
+  LLVMValueRef pbuf[16];    // param buffers
+  LLVMValueRef poff[16];    // per param: element offset of the current row (broadcast)
+  bool contig[16];          // per param: runs along the row (else one value per row)
+  LLVMValueRef obase;       // flat index of the row's first element
+  LLVMValueRef seed;        // seed buffer, or NULL
+  int upto;                 // evaluate body nodes [0, upto)
+  LLVMValueRef orow;        // reduction: the output row the prologue is written to
+  LLVMValueRef out;         // loop: the output buffer
+} Body;
+
+static void body_row_begin(Cg *cg, Body *bd, LLVMValueRef row) {
+  int64_t cols = bd->shape->rank ? bd->shape->dim[bd->shape->rank - 1] : 1;
+  bd->obase = cg_mul(cg, row, cols);
+  for (int k = 0; k < bd->b->n_params; k++) {
+    const IrShape *ps = &bd->b->params[k]->shape;
+    bd->poff[k] = cg_ew_row_offset(cg, bd->shape, ps, row);
+    bd->contig[k] = cg_ew_inner_contiguous(bd->shape, ps) || cols == 1;
+  }
+}
+
+static LLVMValueRef body_eval(Cg *cg, Body *bd, LLVMValueRef col, int lanes) {
+  const IrBody *b = bd->b;
+  LLVMValueRef pv[16] = {0}, v[64];
+  assert(bd->upto <= 64);
+  for (int i = 0; i < bd->upto; i++) {
+    const IrNode *x = b->nodes[i];
+    LLVMValueRef ops[IR_MAX_RANK] = {0};
+    int n_read = x->op == IR_OP_DROPOUT_GRAD ? 1 : x->n_in;  // its in[1] is named, not read
+    for (int k = 0; k < n_read; k++) {
+      const IrNode *y = x->in[k];
+      if (!is_param(b, y)) {
+        ops[k] = v[y->id];
+        continue;
+      }
+      int p = y->id;
+      if (!pv[p]) {
+        LLVMTypeRef et = cg_elem_type(cg, y->dtype);
+        if (bd->contig[p])
+          pv[p] = cg_load(cg, et, cg_gep(cg, et, bd->pbuf[p], cg_add(cg, bd->poff[p], col)), lanes);
+        else
+          pv[p] = cg_splat(cg, cg_load(cg, et, cg_gep(cg, et, bd->pbuf[p], bd->poff[p]), 1), lanes);
+      }
+      ops[k] = pv[p];
+    }
+    if (live_dropout(cg, x)) {
+      const IrNode *fwd = x->op == IR_OP_DROPOUT ? x : x->in[1];
+      v[i] = cg_ew_dropout_train(cg, fwd, ops[0], cg_add(cg, bd->obase, col), bd->seed);
+    } else {
+      v[i] = cg_ew_apply(cg, x, ops);
+      assert(v[i]);
+    }
+  }
+  return v[bd->upto - 1];
+}
+
+static void loop_cols(Cg *cg, LLVMValueRef col, int lanes, void *ctx) {
+  Body *bd = ctx;
+  LLVMValueRef r = body_eval(cg, bd, col, lanes);
+  cg_store(cg, r, cg_gep(cg, cg->f32, bd->out, cg_add(cg, bd->obase, col)));
+}
+
+static void prologue_cols(Cg *cg, LLVMValueRef col, int lanes, void *ctx) {
+  Body *bd = ctx;
+  cg_store(cg, body_eval(cg, bd, col, lanes), cg_gep(cg, cg->f32, bd->orow, col));
+}
+
+// ---------------------------------------------------------------------------------------
+static bool body_has_live_dropout(const Cg *cg, const IrBody *b) {
+  for (int i = 0; i < b->n; i++)
+    if (live_dropout(cg, b->nodes[i])) return true;
+  return false;
+}
+
+static void add_args(const IrNode *n, bool seed, CgStep *st) {
+  st->args[st->n_args++] = cg_arg_node(n->id);
+  for (int k = 0; k < n->n_in; k++) st->args[st->n_args++] = cg_arg_node(n->in[k]->id);
+  if (seed) st->args[st->n_args++] = cg_arg_seed();
+}
+
+static bool lower_loop_or_reduction(Cg *cg, const IrNode *n, bool reduction, const char *sig,
+                                    CgSteps *steps) {
+  const IrBody *b = n->body;
+  const IrNode *root = ir_body_root(b);
+  const IrShape *rs = reduction ? &root->in[0]->shape : &n->shape;  // the row shape
+  int64_t cols = rs->rank ? rs->dim[rs->rank - 1] : 1;
+  int64_t rows = ir_numel(rs) / (cols ? cols : 1);
+  bool seed = body_has_live_dropout(cg, b);
+  char name[96];
+  if (!cg_kernel_name(cg, n, sig, name, sizeof name)) {
+    cg_kernel_begin(cg, name);
+    Body bd = {.b = b, .shape = rs, .upto = reduction ? root->in[0]->id + 1 : b->n};
+    bd.out = cg_buf(cg, 0);
+    for (int k = 0; k < b->n_params; k++) bd.pbuf[k] = cg_buf(cg, 1 + k);
+    bd.seed = seed ? cg_buf(cg, 1 + b->n_params) : NULL;
+    CgLoop rl;  // out: (rows, cols)
+    cg_for_begin(cg, &rl, cg->begin, cg->end, cg_i64(cg, 1), "row");
+    body_row_begin(cg, &bd, rl.iv);
+    if (!reduction) {
+      cg_for_cols(cg, cols, loop_cols, &bd);
+    } else {
+      bd.orow = cg_gep(cg, cg->f32, bd.out, bd.obase);
+      cg_for_cols(cg, cols, prologue_cols, &bd);
+      if (root->op == IR_OP_LAYERNORM) {
+        assert(is_param(b, root->in[1]) && is_param(b, root->in[2]));
+        cg_emit_layernorm_row(cg, cols, ir_attr_float(root, "eps"), bd.orow, bd.orow,
+                              bd.pbuf[root->in[1]->id], bd.pbuf[root->in[2]->id]);
+      } else {
+        cg_emit_softmax_row(cg, root->op == IR_OP_LOG_SOFTMAX, cols, bd.orow, bd.orow);
+      }
+    }
+    cg_for_end(cg, &rl);
+    cg_kernel_end(cg);
+  }
+  add_args(n, seed, cg_steps_add(steps, name, rows, n->id));
+  return true;
+}
+
+// The epilogue stages after the matmul map onto CgGemm's fields.
+static bool lower_gemm(Cg *cg, const IrNode *n, const char *sig, CgSteps *steps, Diag *d) {
+  const IrBody *b = n->body;
+  const IrNode *mm = b->nodes[0];
+  assert(mm->op == IR_OP_MATMUL);
+  CgGemm g;
+  cg_plan_matmul(mm, &g);
+  CgArg bias = cg_arg_node(n->id), res = cg_arg_node(n->id);
+  const IrNode *cur = mm;
+  for (int i = 1; i < b->n; i++) {
+    const IrNode *x = b->nodes[i];
+    const IrNode *o = x->n_in == 2 ? (x->in[0] == cur ? x->in[1] : x->in[0]) : NULL;
+    if (x->op == IR_OP_AFFINE) {
+      g.scale = (float)ir_attr_float(x, "scale");
+    } else if (x->op == IR_OP_GELU) {
+      g.act = CG_ACT_GELU;
+    } else if (x->op == IR_OP_ADD && o && is_param(b, o) && !g.has_bias && g.act == CG_ACT_NONE &&
+               ir_numel(&o->shape) == g.N) {  // before GELU and of N elements: bias[j]
+      g.has_bias = true;
+      bias = cg_arg_node(n->in[o->id]->id);
+    } else if (x->op == IR_OP_ADD && o && is_param(b, o) && ir_shape_eq(&o->shape, &n->shape)) {
+      g.has_residual = true;
+      res = cg_arg_node(n->in[o->id]->id);
+    } else {
+      return diag_error(d, "%s \"%s\": fused.gemm: %s is no GEMM epilogue", n->where, n->name,
+                        ir_ops[x->op].name);
+    }
+    cur = x;
+  }
+  char name[96];
+  cg_kernel_name(cg, n, sig, name, sizeof name);
+  return cg_lower_gemm(cg, &g, name, cg_arg_node(n->in[mm->in[0]->id]->id),
+                       cg_arg_node(n->in[mm->in[1]->id]->id), cg_arg_node(n->id), bias, res,
+                       n->id, steps, d);
+}
+
+bool cg_lower_fused(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
+  char sig[4096];
+  ir_body_str(n, true, sig, sizeof sig);
+  if (cg->training) strncat(sig, " training", sizeof sig - strlen(sig) - 1);
+  switch (ir_attr_int(n, "kind")) {
+  case IR_FUSED_LOOP: return lower_loop_or_reduction(cg, n, false, sig, steps);
+  case IR_FUSED_REDUCTION: return lower_loop_or_reduction(cg, n, true, sig, steps);
+  case IR_FUSED_GEMM: return lower_gemm(cg, n, sig, steps, d);
+  default: return diag_error(d, "%s \"%s\": unknown fusion kind", n->where, n->name);
+  }
+}
