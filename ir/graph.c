@@ -88,6 +88,19 @@ IrNode *ir_graph_add(IrGraph *g, IrOpKind op, const char *name, const char *wher
 
 IrNode *ir_graph_find(const IrGraph *g, const char *name) { return map_get(g->names, name); }
 
+void ir_graph_remove(IrGraph *g, const bool *dead) {
+  int k = 0;
+  for (int i = 0; i < g->n_nodes; i++)
+    if (!dead[i]) g->nodes[k++] = g->nodes[i];
+  g->n_nodes = k;
+  free(g->names->slot);
+  memset(g->names, 0, sizeof *g->names);
+  for (int i = 0; i < k; i++) {
+    g->nodes[i]->id = i;
+    map_put(g->names, g->nodes[i]);
+  }
+}
+
 // Depth-first topological sort with an explicit stack (model files can make very deep
 // graphs); a grey node met again is a cycle, reported with its path.
 enum { WHITE, GREY, BLACK };
