@@ -31,7 +31,7 @@
   X(REDUCE_SUM, "reduce_sum") X(REDUCE_MEAN, "reduce_mean") X(REDUCE_MAX, "reduce_max") \
   X(SOFTMAX, "softmax") X(LOG_SOFTMAX, "log_softmax") X(LAYERNORM, "layernorm")         \
   X(DROPOUT, "dropout") X(DROPOUT_GRAD, "dropout_grad") X(CROSS_ENTROPY, "cross_entropy") \
-  X(KL_DIV, "kl_div")                                                                    \
+  X(KL_DIV, "kl_div") X(ATTENTION, "attention") X(ATTENTION_GRAD, "attention_grad")      \
   X(FUSED, "fused")
 
 typedef enum {
@@ -248,8 +248,9 @@ void ir_graph_free(IrGraph *g);
 // Adds a node with the given name (must be new: ir_graph_find first). Inputs are set later.
 IrNode *ir_graph_add(IrGraph *g, IrOpKind op, const char *name, const char *where);
 IrNode *ir_graph_find(const IrGraph *g, const char *name);
-// Drops the nodes with remove[id] set (nothing left may use them) and renumbers the rest
-// in order; call ir_graph_finish afterwards.
+// Drops the nodes with remove[id] set (none may be an input of a kept node, an output or a
+// loss) and renumbers the rest
+// Renumbers the rest in order; call ir_graph_finish afterwards.
 void ir_graph_remove(IrGraph *g, const bool *remove);
 // Orders nodes topologically (reports cycles by name), counts uses, and runs shape
 // inference on every node in order. After it, node ids are positions in g->nodes.
@@ -316,5 +317,8 @@ uint64_t ir_rng_key(uint64_t seed, const char *name);  // ir_rng_key_of(seed, na
 uint64_t ir_rng_name_hash(const char *name);              // FNV-1a (compile-time half of the key)
 uint64_t ir_rng_key_of(uint64_t seed, uint64_t name_hash);
 double ir_rng_uniform(uint64_t key, uint64_t counter);  // in [0, 1)
+// The name hash of an attention node's dropout stream (ir/attention.c): its rng_hash
+// attribute, or the hash of its own name when that is 0.
+uint64_t ir_attention_rng_hash(const IrNode *n);
 
 #endif

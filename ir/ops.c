@@ -41,6 +41,11 @@ static const IrAttrSpec reduce_attrs[] = {{"axes", IR_ATTR_INTS, false, 0},
 static const IrAttrSpec softmax_attrs[] = {{"axis", IR_ATTR_INT, false, -1}, END};
 static const IrAttrSpec layernorm_attrs[] = {{"eps", IR_ATTR_FLOAT, false, 1e-12}, END};
 static const IrAttrSpec dropout_attrs[] = {{"p", IR_ATTR_FLOAT, true, 0}, END};
+static const IrAttrSpec attention_attrs[] = {{"heads", IR_ATTR_INT, true, 0},
+                                             {"scale", IR_ATTR_FLOAT, false, 1},
+                                             {"p", IR_ATTR_FLOAT, false, 0},
+                                             {"rng_hash", IR_ATTR_INT, false, 0},
+                                             END};
 static const IrAttrSpec fused_attrs[] = {{"kind", IR_ATTR_INT, false, 0}, END};
 static const IrAttrSpec ce_attrs[] = {{"ignore_index", IR_ATTR_INT, false, -100}, END};
 
@@ -149,6 +154,20 @@ const IrOpInfo ir_ops[IR_OP_COUNT] = {
   [IR_OP_KL_DIV] = {"kl_div", 2, 2, 0, no_attrs, ir_shape_kl_div, ir_ref_kl_div, ir_grad_kl_div,
                     "sum(target * (log target - log_probs)) / batch (PyTorch KLDivLoss, "
                     "batchmean; 0 log 0 = 0); inputs log_probs, target of one shape"},
+  [IR_OP_ATTENTION] = {"attention", 3, 4, 0, attention_attrs, ir_shape_attention,
+                       ir_ref_attention, ir_grad_attention,
+                       "multi-head attention: per head h, dropout(softmax(scale * Q_h K_h^T + "
+                       "mask)) V_h; q [batch, n_q, heads*head_dim], k and v [batch, n_k, "
+                       "heads*head_dim] (heads side by side), optional additive mask "
+                       "broadcast to [batch, heads, n_q, n_k]; output like q. Dropout (p, "
+                       "training only) draws element ((b*heads+h)*n_q+i)*n_k+j of the stream "
+                       "named by rng_hash (0: this node's name)"},
+  [IR_OP_ATTENTION_GRAD] = {"attention_grad", 5, 6, 0, attention_attrs,
+                            ir_shape_attention_grad, ir_ref_attention_grad,
+                            ir_grad_attention_grad,
+                            "the gradient of attention: inputs q, k, v, out, dout[, mask]; "
+                            "recomputes the probabilities; result [numel(q) + 2 numel(k)]: "
+                            "dq, dk, dv flat, one after the other"},
   [IR_OP_FUSED] = {"fused", 1, -1, 0, fused_attrs, ir_shape_fused, ir_ref_fused, NULL,
                    "made by the fuse pass, not written in model files: a body of ops computed "
                    "in one kernel (kind 0 loop, 1 gemm epilogue, 2 reduction with its prologue)"},

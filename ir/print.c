@@ -128,6 +128,13 @@ static double node_flops(const IrNode *n) {
   case IR_OP_SOFTMAX: case IR_OP_LOG_SOFTMAX: case IR_OP_LAYERNORM:
     total += 5.0 * out;
     break;
+  case IR_OP_ATTENTION: case IR_OP_ATTENTION_GRAD: {  // Q.K^T, softmax, P.V (grad: again, x2)
+    const IrShape *q = &n->in[0]->shape, *k = &n->in[1]->shape;
+    double qk = (double)q->dim[0] * (double)q->dim[1] * (double)k->dim[1];  // per head
+    double f = 4.0 * qk * (double)q->dim[2] + 5.0 * qk * (double)ir_attr_int(n, "heads");
+    total += n->op == IR_OP_ATTENTION ? f : 2.0 * f + 5.0 * qk * (double)ir_attr_int(n, "heads");
+    break;
+  }
   case IR_OP_REDUCE_SUM: case IR_OP_REDUCE_MEAN: case IR_OP_REDUCE_MAX:
   case IR_OP_CROSS_ENTROPY: case IR_OP_KL_DIV:
     total += 2.0 * (double)ir_numel(&n->in[0]->shape);

@@ -37,6 +37,10 @@ bool pass_run_pipeline(IrGraph *g, const PassOptions *o, const char *stop, const
 // when the loss depends through a float path on an op without a gradient rule.
 bool pass_autodiff(IrGraph *g, const char *loss, bool wrt_inputs, Diag *d);
 
+// Fused attention (passes/fuse_attention.c): replaces each head-split, matmul, scale, mask,
+// softmax, dropout, matmul, merge chain whose intermediates have no other users by one
+// attention node, so the [batch, heads, n, n] scores are never stored.
+bool pass_fuse_attention(IrGraph *g, const PassOptions *o, Diag *d);
 // The optimisation passes, one file each (passes/<name>.c), in pipeline order.
 bool pass_simplify(IrGraph *g, const PassOptions *o, Diag *d);
 bool pass_cse(IrGraph *g, const PassOptions *o, Diag *d);

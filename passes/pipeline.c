@@ -11,6 +11,8 @@ static bool run_autodiff(IrGraph *g, const PassOptions *o, Diag *d) {
 
 const Pass pass_pipeline[] = {
   {"parse", "the graph as read from the model file (verified, no changes)", NULL},
+  {"fuse_attention", "head split, Q.K^T, scale, mask, softmax, dropout, .V, merge -> one "
+   "attention node (no [batch, heads, n, n] tensor)", pass_fuse_attention},
   {"autodiff", "with a loss (grad, train, --grad): the backward graph and parameter gradients",
    run_autodiff},
   {"simplify", "algebraic identities, reshape/permute folding, constant folding, inert dropout",

@@ -322,6 +322,8 @@ static const Case cases[] = {
   {{"check", "bad/loss_undefined.json"}, 1, {"loss_undefined.json", "losses.total", "\"sum\" is not defined"}},
   // --- shapes and dtypes ---------------------------------------------------------------
   {{"check", "bad/matmul_inner_dim.json"}, 1, {"matmul_inner_dim.json", "nodes[1]", "\"scores\"", "inner dims differ (4 vs 3)"}},
+  {{"check", "bad/attention_heads.json"}, 1, {"attention_heads.json", "nodes[0]", "\"ctx\"", "attention", "heads is 5", "divide the hidden size 12"}},
+  {{"check", "bad/attention_mask_shape.json"}, 1, {"attention_mask_shape.json", "nodes[0]", "\"ctx\"", "mask [2,1,1,4] does not broadcast", "[2,3,5,5]"}},
   {{"check", "bad/broadcast_mismatch.json"}, 1, {"broadcast_mismatch.json", "nodes[0]", "[2,3] and [2,4] do not broadcast"}},
   {{"check", "bad/reshape_numel.json"}, 1, {"reshape_numel.json", "nodes[0]", "\"flat\"", "24 elements", "25 elements"}},
   {{"check", "bad/reshape_overflow.json"}, 1, {"reshape_overflow.json", "nodes[0]", "too many elements"}},

@@ -1,0 +1,415 @@
+// Lowering of attention and attention_grad (ir/attention.c), flash-attention style: the
+// scores of one query row are computed a block of W keys at a time with an online softmax
+// (running max and sum, the accumulator rescaled when the max grows), so no [B,H,Nq,Nk]
+// tensor is ever stored. q, k, v and the output stay in the [B, n, H*D] layout: head h of
+// row j is the D elements at (j * H + h) * D. Dropout draws the reference's masks (element
+// ((b*H + h)*Nq + i)*Nk + j of the stream named by the node's rng hash).
+//   forward:  work item = one query row (b, h, i), B*H*Nq of them.
+//   backward: work item = one head (b, h): it owns dk and dv of that head, so the sums over
+//             queries need no atomics; per query row a first sweep finds the row's max and
+//             sum, a second recomputes the probabilities and accumulates dq, dk, dv.
+#include <assert.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+
+#include "codegen/compile.h"
+#include "codegen/lower.h"
+#include "codegen/lower_rows.h"
+
+#define RNG_GOLDEN 0x9E3779B97F4A7C15ull
+#define PAD_SCORE (-3.0e38)  // scores of the lanes past the last key: exp gives 0
+#define MAX_CHUNKS 64
+
+// ---------------------------------------------------------------------------------------
+// The kernel's sizes and values.
+typedef struct Attn {
+  int64_t B, H, Nq, Nk, D, HD;
+  int64_t ms[4];               // mask strides over [B, H, Nq, Nk] (0: broadcast)
+  bool has_mask, dropout;
+  double scale, p;
+  uint64_t rng_hash;
+  // head_dim split into chunks of lanes[c] (powers of two <= W) at offset off[c]
+  int n_chunks;
+  int lanes[MAX_CHUNKS];
+  int64_t off[MAX_CHUNKS];
+  // per kernel / per row values
+  LLVMValueRef q, k, v, mask, key;  // buffers; key: dropout key (i64)
+  LLVMValueRef kv_head;             // offset of (b, key 0, h, 0) in k and v
+  LLVMValueRef mask_row;            // offset of (b, h, i, key 0) in the mask
+  LLVMValueRef ctr_row;             // dropout counter of (b, h, i, key 0)
+  LLVMValueRef qc[MAX_CHUNKS];      // the query row's chunks
+} Attn;
+
+static bool attn_init(Attn *a, const IrNode *n, int W, bool training) {
+  const IrShape *q = &n->in[0]->shape, *k = &n->in[1]->shape;
+  a->B = q->dim[0];
+  a->Nq = q->dim[1];
+  a->Nk = k->dim[1];
+  a->HD = q->dim[2];
+  a->H = ir_attr_int(n, "heads");
+  a->D = a->HD / a->H;
+  a->scale = ir_attr_float(n, "scale");
+  a->p = ir_attr_float(n, "p");
+  a->dropout = training && a->p > 0;
+  a->rng_hash = ir_attention_rng_hash(n);
+  int mask_at = n->op == IR_OP_ATTENTION ? 3 : 5;
+  a->has_mask = n->n_in > mask_at;
+  if (a->has_mask) {  // aligned to the trailing dims; size-1 dims broadcast
+    const IrShape *m = &n->in[mask_at]->shape;
+    int64_t step = 1;
+    for (int d = 3; d >= 0; d--) {
+      int md = d - (4 - m->rank);
+      a->ms[d] = 0;
+      if (md < 0) continue;
+      if (m->dim[md] != 1) a->ms[d] = step;
+      step *= m->dim[md];
+    }
+  }
+  a->n_chunks = 0;
+  for (int64_t off = 0; off < a->D;) {
+    int l = W;
+    while (l > a->D - off) l /= 2;
+    if (a->n_chunks == MAX_CHUNKS) return false;
+    a->lanes[a->n_chunks] = l;
+    a->off[a->n_chunks++] = off;
+    off += l;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------
+// Small helpers.
+
+static LLVMValueRef i64_like(Cg *cg, LLVMValueRef x, int64_t v) {
+  return cg_splat(cg, cg_i64(cg, v), cg_lanes(x));
+}
+
+// splitmix64's finaliser (mix64 in ir/ref_elementwise.c; as in codegen/lower_ew.c).
+static LLVMValueRef mix64(Cg *cg, LLVMValueRef z) {
+  LLVMBuilderRef b = cg->b;
+  z = LLVMBuildXor(b, z, LLVMBuildLShr(b, z, i64_like(cg, z, 30), ""), "");
+  z = LLVMBuildMul(b, z, i64_like(cg, z, (int64_t)0xBF58476D1CE4E5B9ull), "");
+  z = LLVMBuildXor(b, z, LLVMBuildLShr(b, z, i64_like(cg, z, 27), ""), "");
+  z = LLVMBuildMul(b, z, i64_like(cg, z, (int64_t)0x94D049BB133111EBull), "");
+  return LLVMBuildXor(b, z, LLVMBuildLShr(b, z, i64_like(cg, z, 31), ""), "");
+}
+
+// key = mix64(hash ^ mix64(seed + golden)), the seed read from the plan.
+static LLVMValueRef dropout_key(Cg *cg, const Attn *a, LLVMValueRef seed_buf) {
+  LLVMValueRef seed = LLVMBuildLoad2(cg->b, cg->i64, seed_buf, "seed");
+  LLVMValueRef s = mix64(cg, LLVMBuildAdd(cg->b, seed, cg_i64(cg, (int64_t)RNG_GOLDEN), ""));
+  return mix64(cg, LLVMBuildXor(cg->b, s, cg_i64(cg, (int64_t)a->rng_hash), ""));
+}
+
+// (W) f32: 1 / (1 - p) where the dropout keeps key jb + lane of the row, else 0.
+static LLVMValueRef keep_scale(Cg *cg, const Attn *a, LLVMValueRef jb) {
+  LLVMBuilderRef b = cg->b;
+  int W = cg->W;
+  LLVMValueRef lane[64];
+  for (int t = 0; t < W; t++) lane[t] = cg_i64(cg, t);
+  LLVMValueRef ctr = LLVMBuildAdd(b, cg_splat(cg, cg_add(cg, a->ctr_row, jb), W),
+                                  LLVMConstVector(lane, (unsigned)W), "");
+  LLVMValueRef c1 = LLVMBuildAdd(b, ctr, i64_like(cg, ctr, 1), "");
+  LLVMValueRef z = LLVMBuildAdd(b, cg_splat(cg, a->key, W),
+                                LLVMBuildMul(b, c1, i64_like(cg, ctr, (int64_t)RNG_GOLDEN), ""), "");
+  z = mix64(cg, z);
+  LLVMValueRef bits = LLVMBuildLShr(b, z, i64_like(cg, z, 11), "");
+  uint64_t threshold = (uint64_t)ceil(a->p * 0x1.0p53);  // keep iff u >= p, exactly
+  LLVMValueRef keep = LLVMBuildICmp(b, LLVMIntUGE, bits, i64_like(cg, z, (int64_t)threshold), "keep");
+  LLVMValueRef one = cg_splat(cg, cg_f32(cg, 1.0 / (1.0 - a->p)), W);
+  return LLVMBuildSelect(b, keep, one, cg_const_like(cg, one, 0.0), "");
+}
+
+// exp(x) for x <= 0 that may be hugely negative: clamped so it is exactly 0 down there.
+static LLVMValueRef exp_neg(Cg *cg, LLVMValueRef x) {
+  LLVMValueRef args[2] = {x, cg_const_like(cg, x, -200.0)};
+  return cg_exp(cg, cg_intrinsic(cg, "llvm.maxnum", LLVMTypeOf(x), args, 2));
+}
+
+// sum over chunks of x[c] * y(ptr + off[c]); the W-lane chunks summed as vectors first.
+static LLVMValueRef dot(Cg *cg, const Attn *a, LLVMValueRef *x, LLVMValueRef ptr) {
+  LLVMValueRef vsum = NULL, s = NULL;
+  for (int c = 0; c < a->n_chunks; c++) {
+    LLVMValueRef y = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, ptr, cg_i64(cg, a->off[c])), a->lanes[c]);
+    if (a->lanes[c] == cg->W) {
+      vsum = vsum ? cg_fma(cg, x[c], y, vsum) : LLVMBuildFMul(cg->b, x[c], y, "");
+    } else {
+      LLVMValueRef t = cg_reduce_add(cg, LLVMBuildFMul(cg->b, x[c], y, ""));
+      s = s ? LLVMBuildFAdd(cg->b, s, t, "") : t;
+    }
+  }
+  LLVMValueRef v = vsum ? cg_reduce_add(cg, vsum) : NULL;
+  if (v && s) return LLVMBuildFAdd(cg->b, v, s, "");
+  return v ? v : s;
+}
+
+// Loads the D elements at ptr as chunks.
+static void load_chunks(Cg *cg, const Attn *a, LLVMValueRef ptr, LLVMValueRef *out) {
+  for (int c = 0; c < a->n_chunks; c++)
+    out[c] = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, ptr, cg_i64(cg, a->off[c])), a->lanes[c]);
+}
+
+static LLVMValueRef key_row(Cg *cg, const Attn *a, LLVMValueRef buf, LLVMValueRef j) {
+  return cg_gep(cg, cg->f32, buf, cg_add(cg, a->kv_head, cg_mul(cg, j, a->HD)));
+}
+
+// (W) scores of keys jb .. jb+count-1 of the row: scale * q . k_j + mask; lanes from count
+// on are PAD_SCORE.
+static LLVMValueRef scores(Cg *cg, const Attn *a, LLVMValueRef jb, int count) {
+  LLVMBuilderRef b = cg->b;
+  int W = cg->W;
+  LLVMValueRef s = cg_splat(cg, cg_f32(cg, PAD_SCORE), W);
+  LLVMValueRef sc = cg_f32(cg, a->scale);
+  for (int t = 0; t < count; t++) {
+    LLVMValueRef j = cg_add(cg, jb, cg_i64(cg, t));
+    LLVMValueRef x = LLVMBuildFMul(b, dot(cg, a, (LLVMValueRef *)a->qc, key_row(cg, a, a->k, j)), sc, "");
+    if (a->has_mask) {
+      LLVMValueRef mp = cg_gep(cg, cg->f32, a->mask, cg_add(cg, a->mask_row, cg_mul(cg, j, a->ms[3])));
+      x = LLVMBuildFAdd(b, x, cg_load(cg, cg->f32, mp, 1), "");
+    }
+    s = LLVMBuildInsertElement(b, s, x, cg_i32(cg, t), "");
+  }
+  return s;
+}
+
+// Sets the row's per-row offsets for (b, h, i) and loads its query chunks.
+static void row_setup(Cg *cg, Attn *a, LLVMValueRef b_, LLVMValueRef h, LLVMValueRef i) {
+  LLVMValueRef qrow = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, b_, a->Nq), i), a->HD), cg_mul(cg, h, a->D));
+  load_chunks(cg, a, cg_gep(cg, cg->f32, a->q, qrow), a->qc);
+  a->kv_head = cg_add(cg, cg_mul(cg, b_, a->Nk * a->HD), cg_mul(cg, h, a->D));
+  if (a->has_mask)
+    a->mask_row = cg_add(cg, cg_add(cg, cg_mul(cg, b_, a->ms[0]), cg_mul(cg, h, a->ms[1])),
+                         cg_mul(cg, i, a->ms[2]));
+  a->ctr_row = cg_mul(cg, cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, b_, a->H), h), a->Nq), i), a->Nk);
+}
+
+// Runs body(jb, count) over the key blocks: full blocks of W in a loop, then the tail block.
+typedef void (*BlockFn)(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx);
+static void for_key_blocks(Cg *cg, Attn *a, BlockFn body, void *ctx) {
+  int64_t full = a->Nk / cg->W * cg->W;
+  if (full > 0) {
+    CgLoop kl;
+    cg_for_begin(cg, &kl, cg_i64(cg, 0), cg_i64(cg, full), cg_i64(cg, cg->W), "keys");
+    body(cg, a, kl.iv, cg->W, ctx);
+    cg_for_end(cg, &kl);
+  }
+  if (a->Nk > full) body(cg, a, cg_i64(cg, full), (int)(a->Nk - full), ctx);
+}
+
+// ---------------------------------------------------------------------------------------
+// Online softmax state of one row: running max m, sum l of exp(s - m), and (forward) the
+// accumulator acc = sum_j exp(s_j - m) * keep_j * v_j.
+typedef struct RowState {
+  LLVMValueRef m, l;                // f32 variables
+  LLVMValueRef acc[MAX_CHUNKS];     // chunk variables (forward only)
+  bool with_acc;
+} RowState;
+
+static void online_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
+  RowState *r = ctx;
+  LLVMBuilderRef b = cg->b;
+  LLVMValueRef s = scores(cg, a, jb, count);                      // (W)
+  LLVMValueRef m_old = cg_get(cg, r->m);
+  LLVMValueRef mx[2] = {m_old, cg_reduce_max(cg, s)};
+  LLVMValueRef m_new = cg_intrinsic(cg, "llvm.maxnum", cg->f32, mx, 2);
+  LLVMValueRef corr = exp_neg(cg, LLVMBuildFSub(b, m_old, m_new, ""));
+  LLVMValueRef pe = exp_neg(cg, LLVMBuildFSub(b, s, cg_splat(cg, m_new, cg->W), ""));  // (W)
+  cg_set(cg, r->l, cg_fma(cg, cg_get(cg, r->l), corr, cg_reduce_add(cg, pe)));
+  cg_set(cg, r->m, m_new);
+  if (!r->with_acc) return;
+  if (a->dropout) pe = LLVMBuildFMul(b, pe, keep_scale(cg, a, jb), "");
+  LLVMValueRef acc[MAX_CHUNKS];
+  for (int c = 0; c < a->n_chunks; c++)
+    acc[c] = LLVMBuildFMul(b, cg_get(cg, r->acc[c]), cg_splat(cg, corr, a->lanes[c]), "");
+  for (int t = 0; t < count; t++) {
+    LLVMValueRef w = LLVMBuildExtractElement(b, pe, cg_i32(cg, t), "");
+    LLVMValueRef vrow = key_row(cg, a, a->v, cg_add(cg, jb, cg_i64(cg, t)));
+    for (int c = 0; c < a->n_chunks; c++) {
+      LLVMValueRef vv = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, vrow, cg_i64(cg, a->off[c])), a->lanes[c]);
+      acc[c] = cg_fma(cg, cg_splat(cg, w, a->lanes[c]), vv, acc[c]);
+    }
+  }
+  for (int c = 0; c < a->n_chunks; c++) cg_set(cg, r->acc[c], acc[c]);
+}
+
+static void row_state_init(Cg *cg, const Attn *a, RowState *r, bool with_acc) {
+  r->with_acc = with_acc;
+  cg_set(cg, r->m, cg_f32(cg, PAD_SCORE));
+  cg_set(cg, r->l, cg_f32(cg, 0.0));
+  for (int c = 0; with_acc && c < a->n_chunks; c++)
+    cg_set(cg, r->acc[c], cg_splat(cg, cg_f32(cg, 0.0), a->lanes[c]));
+}
+
+static void row_state_vars(Cg *cg, const Attn *a, RowState *r, bool with_acc) {
+  r->m = cg_var(cg, cg->f32, NULL);
+  r->l = cg_var(cg, cg->f32, NULL);
+  for (int c = 0; with_acc && c < a->n_chunks; c++)
+    r->acc[c] = cg_var(cg, cg_vec_t(cg, cg->f32, a->lanes[c]), NULL);
+}
+
+static void name_of(Cg *cg, const IrNode *n, const Attn *a, char *name, size_t size, bool *exists) {
+  char extra[64];
+  snprintf(extra, sizeof extra, "%s:%016llx", a->dropout ? "train" : "infer",
+           (unsigned long long)a->rng_hash);
+  *exists = cg_kernel_name(cg, n, extra, name, size);
+}
+
+// ---------------------------------------------------------------------------------------
+// attention(q, k, v[, mask]) -> out [B, Nq, H*D]. bufs: out, q, k, v[, mask][, seed].
+bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
+  Attn a = {0};
+  if (!attn_init(&a, n, cg->W, cg->training))
+    return diag_error(d, "%s \"%s\": head_dim %lld is too large for the attention kernel",
+                      n->where, n->name, (long long)a.D);
+  char name[96];
+  bool exists;
+  name_of(cg, n, &a, name, sizeof name, &exists);
+  if (!exists) {
+    cg_kernel_begin(cg, name);
+    LLVMValueRef out = cg_buf(cg, 0);
+    a.q = cg_buf(cg, 1), a.k = cg_buf(cg, 2), a.v = cg_buf(cg, 3);
+    int next = 4;
+    if (a.has_mask) a.mask = cg_buf(cg, next++);
+    if (a.dropout) a.key = dropout_key(cg, &a, cg_buf(cg, next++));
+    RowState r;
+    row_state_vars(cg, &a, &r, true);
+    CgLoop rl;
+    cg_for_begin(cg, &rl, cg->begin, cg->end, cg_i64(cg, 1), "row");  // (B, H, Nq)
+    LLVMValueRef i = LLVMBuildURem(cg->b, rl.iv, cg_i64(cg, a.Nq), "");
+    LLVMValueRef bh = LLVMBuildUDiv(cg->b, rl.iv, cg_i64(cg, a.Nq), "");
+    LLVMValueRef h = LLVMBuildURem(cg->b, bh, cg_i64(cg, a.H), "");
+    LLVMValueRef bb = LLVMBuildUDiv(cg->b, bh, cg_i64(cg, a.H), "");
+    row_setup(cg, &a, bb, h, i);
+    row_state_init(cg, &a, &r, true);
+    for_key_blocks(cg, &a, online_block, &r);
+    LLVMValueRef inv = LLVMBuildFDiv(cg->b, cg_f32(cg, 1.0), cg_get(cg, r.l), "");
+    LLVMValueRef orow = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, bb, a.Nq), i), a.HD), cg_mul(cg, h, a.D));
+    for (int c = 0; c < a.n_chunks; c++)
+      cg_store(cg, LLVMBuildFMul(cg->b, cg_get(cg, r.acc[c]), cg_splat(cg, inv, a.lanes[c]), ""),
+               cg_gep(cg, cg->f32, out, cg_add(cg, orow, cg_i64(cg, a.off[c]))));
+    cg_for_end(cg, &rl);
+    cg_kernel_end(cg);
+  }
+  CgStep *st = cg_steps_add(steps, name, a.B * a.H * a.Nq, n->id);
+  st->args[st->n_args++] = cg_arg_node(n->id);
+  for (int k = 0; k < n->n_in; k++) st->args[st->n_args++] = cg_arg_node(n->in[k]->id);
+  if (a.dropout) st->args[st->n_args++] = cg_arg_seed();
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------
+// attention_grad(q, k, v, out, dout[, mask]) -> [dq | dk | dv] flat.
+// bufs: grad, q, k, v, out, dout[, mask][, seed].
+typedef struct GradRow {
+  RowState st;
+  LLVMValueRef m, inv_l, Di;          // the row's max, 1 / sum, dout . out
+  LLVMValueRef doc[MAX_CHUNKS];        // dout row chunks
+  LLVMValueRef dq[MAX_CHUNKS];         // dq row accumulators (variables)
+  LLVMValueRef dk, dv;                 // gradient buffers of k and v (same layout as k)
+} GradRow;
+
+static void grad_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
+  GradRow *g = ctx;
+  LLVMBuilderRef b = cg->b;
+  int W = cg->W;
+  LLVMValueRef s = scores(cg, a, jb, count);
+  LLVMValueRef P = LLVMBuildFMul(b, exp_neg(cg, LLVMBuildFSub(b, s, cg_splat(cg, g->m, W), "")),
+                                 cg_splat(cg, g->inv_l, W), "");  // (W) probabilities
+  LLVMValueRef dp = cg_splat(cg, cg_f32(cg, 0.0), W);              // (W) dout . v_j
+  for (int t = 0; t < count; t++) {
+    LLVMValueRef x = dot(cg, a, g->doc, key_row(cg, a, a->v, cg_add(cg, jb, cg_i64(cg, t))));
+    dp = LLVMBuildInsertElement(b, dp, x, cg_i32(cg, t), "");
+  }
+  LLVMValueRef Pd = P;
+  if (a->dropout) {
+    LLVMValueRef ks = keep_scale(cg, a, jb);
+    dp = LLVMBuildFMul(b, dp, ks, "");
+    Pd = LLVMBuildFMul(b, P, ks, "");
+  }
+  // dS = P * (dP - D_i) * scale
+  LLVMValueRef dS = LLVMBuildFMul(b, LLVMBuildFMul(b, P, LLVMBuildFSub(b, dp, cg_splat(cg, g->Di, W), ""), ""),
+                                  cg_splat(cg, cg_f32(cg, a->scale), W), "");
+  LLVMValueRef dq[MAX_CHUNKS];
+  for (int c = 0; c < a->n_chunks; c++) dq[c] = cg_get(cg, g->dq[c]);
+  for (int t = 0; t < count; t++) {
+    LLVMValueRef j = cg_add(cg, jb, cg_i64(cg, t));
+    LLVMValueRef ds = LLVMBuildExtractElement(b, dS, cg_i32(cg, t), "");
+    LLVMValueRef pd = LLVMBuildExtractElement(b, Pd, cg_i32(cg, t), "");
+    LLVMValueRef krow = key_row(cg, a, a->k, j), dkrow = key_row(cg, a, g->dk, j), dvrow = key_row(cg, a, g->dv, j);
+    for (int c = 0; c < a->n_chunks; c++) {
+      int L = a->lanes[c];
+      LLVMValueRef o = cg_i64(cg, a->off[c]);
+      LLVMValueRef kk = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, krow, o), L);
+      dq[c] = cg_fma(cg, cg_splat(cg, ds, L), kk, dq[c]);
+      LLVMValueRef pk = cg_gep(cg, cg->f32, dkrow, o), pv = cg_gep(cg, cg->f32, dvrow, o);
+      cg_store(cg, cg_fma(cg, cg_splat(cg, ds, L), a->qc[c], cg_load(cg, cg->f32, pk, L)), pk);
+      cg_store(cg, cg_fma(cg, cg_splat(cg, pd, L), g->doc[c], cg_load(cg, cg->f32, pv, L)), pv);
+    }
+  }
+  for (int c = 0; c < a->n_chunks; c++) cg_set(cg, g->dq[c], dq[c]);
+}
+
+bool cg_lower_attention_grad(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
+  Attn a = {0};
+  if (!attn_init(&a, n, cg->W, cg->training))
+    return diag_error(d, "%s \"%s\": head_dim too large for the attention kernel", n->where, n->name);
+  char name[96];
+  bool exists;
+  name_of(cg, n, &a, name, sizeof name, &exists);
+  if (!exists) {
+    cg_kernel_begin(cg, name);
+    LLVMBuilderRef b = cg->b;
+    LLVMValueRef grad = cg_buf(cg, 0);
+    a.q = cg_buf(cg, 1), a.k = cg_buf(cg, 2), a.v = cg_buf(cg, 3);
+    LLVMValueRef out = cg_buf(cg, 4), dout = cg_buf(cg, 5);
+    int next = 6;
+    if (a.has_mask) a.mask = cg_buf(cg, next++);
+    if (a.dropout) a.key = dropout_key(cg, &a, cg_buf(cg, next++));
+    int64_t nq = a.B * a.Nq * a.HD, nk = a.B * a.Nk * a.HD;
+    GradRow g = {0};
+    g.dk = cg_gep(cg, cg->f32, grad, cg_i64(cg, nq));
+    g.dv = cg_gep(cg, cg->f32, grad, cg_i64(cg, nq + nk));
+    row_state_vars(cg, &a, &g.st, false);
+    for (int c = 0; c < a.n_chunks; c++) g.dq[c] = cg_var(cg, cg_vec_t(cg, cg->f32, a.lanes[c]), NULL);
+    CgLoop hl;
+    cg_for_begin(cg, &hl, cg->begin, cg->end, cg_i64(cg, 1), "head");  // (B, H)
+    LLVMValueRef h = LLVMBuildURem(b, hl.iv, cg_i64(cg, a.H), "");
+    LLVMValueRef bb = LLVMBuildUDiv(b, hl.iv, cg_i64(cg, a.H), "");
+    a.kv_head = cg_add(cg, cg_mul(cg, bb, a.Nk * a.HD), cg_mul(cg, h, a.D));
+    {  // dk, dv of this head = 0
+      CgLoop zl;
+      cg_for_begin(cg, &zl, cg_i64(cg, 0), cg_i64(cg, a.Nk), cg_i64(cg, 1), "zero");
+      for (int c = 0; c < a.n_chunks; c++) {
+        LLVMValueRef z = cg_splat(cg, cg_f32(cg, 0.0), a.lanes[c]);
+        cg_store(cg, z, cg_gep(cg, cg->f32, key_row(cg, &a, g.dk, zl.iv), cg_i64(cg, a.off[c])));
+        cg_store(cg, z, cg_gep(cg, cg->f32, key_row(cg, &a, g.dv, zl.iv), cg_i64(cg, a.off[c])));
+      }
+      cg_for_end(cg, &zl);
+    }
+    CgLoop il;
+    cg_for_begin(cg, &il, cg_i64(cg, 0), cg_i64(cg, a.Nq), cg_i64(cg, 1), "query");
+    row_setup(cg, &a, bb, h, il.iv);
+    LLVMValueRef qrow = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, bb, a.Nq), il.iv), a.HD), cg_mul(cg, h, a.D));
+    // sweep 1: the row's max and sum
+    row_state_init(cg, &a, &g.st, false);
+    for_key_blocks(cg, &a, online_block, &g.st);
+    g.m = cg_get(cg, g.st.m);
+    g.inv_l = LLVMBuildFDiv(b, cg_f32(cg, 1.0), cg_get(cg, g.st.l), "");
+    load_chunks(cg, &a, cg_gep(cg, cg->f32, dout, qrow), g.doc);
+    g.Di = dot(cg, &a, g.doc, cg_gep(cg, cg->f32, out, qrow));  // D_i = dout_i . out_i
+    for (int c = 0; c < a.n_chunks; c++) cg_set(cg, g.dq[c], cg_splat(cg, cg_f32(cg, 0.0), a.lanes[c]));
+    // sweep 2: gradients
+    for_key_blocks(cg, &a, grad_block, &g);
+    for (int c = 0; c < a.n_chunks; c++)
+      cg_store(cg, cg_get(cg, g.dq[c]), cg_gep(cg, cg->f32, grad, cg_add(cg, qrow, cg_i64(cg, a.off[c]))));
+    cg_for_end(cg, &il);
+    cg_for_end(cg, &hl);
+    cg_kernel_end(cg);
+  }
+  CgStep *st = cg_steps_add(steps, name, a.B * a.H, n->id);
+  st->args[st->n_args++] = cg_arg_node(n->id);
+  for (int k = 0; k < n->n_in; k++) st->args[st->n_args++] = cg_arg_node(n->in[k]->id);
+  if (a.dropout) st->args[st->n_args++] = cg_arg_seed();
+  return true;
+}

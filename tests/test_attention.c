@@ -1,0 +1,461 @@
+// Tests of fused attention: the attention op and its gradient (ir/attention.c), the pass
+// that makes it (passes/fuse_attention.c) and its JIT kernels (codegen/lower_attention.c).
+// Graphs are built by hand in VisualBERT's shape — head split, Q.K^T, scale, additive mask,
+// softmax, dropout, .V, merge — once unfused and once through the pass, with the same
+// values by name. Checked: the pass's result; the fused reference against the unfused one
+// (inference and training with dropout, same seed: same numbers); the gradient against
+// central finite differences and against the unfused graph's; the JIT against the
+// reference for W = 16 and 8, 1 and 2 threads, odd sizes (n = 1, 7, 33, 130; head_dim 8,
+// 64); and that the [batch, heads, n, n] buffers are gone from the JIT program.
+#include <check.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/compile.h"
+#include "ir/ir.h"
+#include "passes/passes.h"
+#include "runtime/plan.h"
+#include "tests/test_attrs.h"
+
+typedef struct Dims {
+  int B, H, Nq, Nk, D;
+  bool mask, dropout;
+} Dims;
+
+static double uniform_of(uint64_t *s) {
+  *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+  return (double)(*s >> 11) * 0x1.0p-53;
+}
+
+// ---------------------------------------------------------------------------------------
+// The graph: q [B,Nq,H*D], k, v [B,Nk,H*D] parameters; mask [B,1,1,Nk] input; out and
+// loss = sum(out * w) (w an input) as outputs.
+
+static IrNode *node(IrGraph *g, IrOpKind op, const char *name, int n_in, IrNode *a, IrNode *b) {
+  IrNode *n = ir_graph_add(g, op, name, "test");
+  n->n_in = n_in;
+  n->in = arena_alloc(&g->arena, 2 * sizeof *n->in);
+  n->in[0] = a;
+  if (n_in > 1) n->in[1] = b;
+  return n;
+}
+
+static IrNode *source(IrGraph *g, IrOpKind op, const char *name, IrShape s) {
+  IrNode *n = ir_graph_add(g, op, name, "test");
+  n->shape = s;
+  n->dtype = DT_F32;
+  return n;
+}
+
+static IrNode *split(IrGraph *g, IrNode *x, const char *name, const Dims *dm, int n) {
+  IrNode *r = node(g, IR_OP_RESHAPE, arena_printf(&g->arena, "%s:4d", name), 1, x, NULL);
+  int64_t s[4] = {dm->B, n, dm->H, dm->D}, perm[4] = {0, 2, 1, 3};
+  ir_set_ints(r, "shape", 4, s);
+  IrNode *p = node(g, IR_OP_PERMUTE, name, 1, r, NULL);
+  ir_set_ints(p, "perm", 4, perm);
+  return p;
+}
+
+static void build(IrGraph *g, const Dims *dm) {
+  ir_graph_init(g, "test");
+  int HD = dm->H * dm->D;
+  IrNode *q = source(g, IR_OP_PARAM, "q", shp(3, dm->B, dm->Nq, HD));
+  IrNode *k = source(g, IR_OP_PARAM, "k", shp(3, dm->B, dm->Nk, HD));
+  IrNode *v = source(g, IR_OP_PARAM, "v", shp(3, dm->B, dm->Nk, HD));
+  IrNode *x = node(g, IR_OP_MATMUL, "scores", 2, split(g, q, "qh", dm, dm->Nq), split(g, k, "kh", dm, dm->Nk));
+  ir_set_int(x, "transpose_b", 1);
+  x = node(g, IR_OP_AFFINE, "scaled", 1, x, NULL);
+  ir_set_float(x, "scale", 1.0 / sqrt(dm->D));
+  if (dm->mask) x = node(g, IR_OP_ADD, "masked", 2, x, source(g, IR_OP_INPUT, "mask", shp(4, dm->B, 1, 1, dm->Nk)));
+  x = node(g, IR_OP_SOFTMAX, "probs", 1, x, NULL);
+  if (dm->dropout) {
+    x = node(g, IR_OP_DROPOUT, "probs_drop", 1, x, NULL);
+    ir_set_float(x, "p", 0.25);
+  }
+  x = node(g, IR_OP_MATMUL, "ctx", 2, x, split(g, v, "vh", dm, dm->Nk));
+  IrNode *c4 = node(g, IR_OP_PERMUTE, "ctx4", 1, x, NULL);
+  ir_set_ints(c4, "perm", 4, (int64_t[]){0, 2, 1, 3});
+  IrNode *out = node(g, IR_OP_RESHAPE, "out", 1, c4, NULL);
+  ir_set_ints(out, "shape", 3, (int64_t[]){dm->B, dm->Nq, HD});
+  IrNode *w = source(g, IR_OP_INPUT, "w", shp(3, dm->B, dm->Nq, HD));
+  IrNode *l = node(g, IR_OP_REDUCE_SUM, "loss", 1, node(g, IR_OP_MUL, "wy", 2, out, w), NULL);
+  g->outputs = arena_alloc(&g->arena, 2 * sizeof *g->outputs);
+  g->outputs[0] = out;
+  g->outputs[1] = l;
+  g->n_outputs = 2;
+  g->losses = arena_alloc(&g->arena, sizeof *g->losses);
+  g->losses[0] = (IrLoss){"loss", l};
+  g->n_losses = 1;
+  Diag d = {0};
+  ck_assert_msg(ir_graph_finish(g, &d) && ir_verify(g, &d), "%s", d.msg);
+}
+
+// The graph through parse, fuse_attention (unless `unfused`) and, with `grad`, autodiff.
+static void pipeline(IrGraph *g, const Dims *dm, bool unfused, bool grad) {
+  build(g, dm);
+  PassOptions po = {.loss = grad ? "loss" : NULL};
+  const char *off[1] = {"fuse_attention"};
+  Diag d = {0};
+  ck_assert_msg(pass_run_pipeline(g, &po, NULL, off, unfused ? 1 : 0, &d), "%s", d.msg);
+}
+
+static int count_op(const IrGraph *g, IrOpKind op) {
+  int c = 0;
+  for (int i = 0; i < g->n_nodes; i++) c += g->nodes[i]->op == op;
+  return c;
+}
+
+// Values of the sources by name (so both graphs get the same): q, k, v in [-2, 2); the mask
+// 0 or -10000 (about one key in four; key 0 always kept); w in [-1, 1).
+static void fill(const IrGraph *g, IrValues *vals) {
+  ir_values_init(vals, g);
+  for (int i = 0; i < g->n_nodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op != IR_OP_PARAM && n->op != IR_OP_INPUT) continue;
+    uint64_t s = ir_rng_name_hash(n->name);
+    int64_t count = ir_numel(&n->shape);
+    vals->v[i] = malloc((size_t)count * sizeof(double));
+    for (int64_t j = 0; j < count; j++) {
+      double u = uniform_of(&s);
+      if (strcmp(n->name, "mask") == 0)
+        vals->v[i][j] = (j % n->shape.dim[3]) != 0 && u < 0.25 ? -10000.0 : 0.0;
+      else
+        vals->v[i][j] = strcmp(n->name, "w") == 0 ? 2 * u - 1 : 4 * u - 2;
+    }
+  }
+}
+
+static void eval_ok(const IrGraph *g, IrValues *vals, bool training) {
+  IrEvalMode mode = {.training = training, .seed = 42};
+  Diag d = {0};
+  ck_assert_msg(ir_eval(g, vals, NULL, &mode, &d), "%s", d.msg);
+}
+
+static const double *value_of(const IrGraph *g, const IrValues *vals, const char *name) {
+  IrNode *n = ir_graph_find(g, name);
+  ck_assert_msg(n, "no node %s", name);
+  return vals->v[n->id];
+}
+
+static const IrNode *grad_of(const IrGraph *g, const char *name) {
+  for (int i = 0; i < g->n_grads; i++)
+    if (strcmp(g->grads[i].of->name, name) == 0) return g->grads[i].grad;
+  ck_abort_msg("no gradient of %s", name);
+  return NULL;
+}
+
+// max |a - b| / max(max|b|, tiny) over count elements
+static double rel_err(const double *a, const double *b, int64_t count) {
+  double mb = 0, e = 0;
+  for (int64_t j = 0; j < count; j++) mb = fmax(mb, fabs(b[j]));
+  for (int64_t j = 0; j < count; j++) e = fmax(e, fabs(a[j] - b[j]));
+  return e / fmax(mb, 1e-300);
+}
+
+// ---------------------------------------------------------------------------------------
+// The pass.
+
+START_TEST(test_pass_replaces_the_attention_chain_by_one_node) {
+  Dims dm = {2, 3, 5, 5, 4, true, true};
+  IrGraph g;
+  pipeline(&g, &dm, false, false);
+  ck_assert_int_eq(count_op(&g, IR_OP_ATTENTION), 1);
+  ck_assert_int_eq(count_op(&g, IR_OP_SOFTMAX) + count_op(&g, IR_OP_MATMUL) +
+                   count_op(&g, IR_OP_PERMUTE) + count_op(&g, IR_OP_DROPOUT) +
+                   count_op(&g, IR_OP_AFFINE), 0);
+  IrNode *a = ir_graph_find(&g, "out");
+  ck_assert(a && a->op == IR_OP_ATTENTION && a->n_in == 4);
+  ck_assert_str_eq(a->in[0]->name, "q");
+  ck_assert_str_eq(a->in[3]->name, "mask");
+  ck_assert_int_eq(ir_attr_int(a, "heads"), 3);
+  ck_assert(fabs(ir_attr_float(a, "scale") - 0.5) < 1e-15);
+  ck_assert(ir_attr_float(a, "p") == 0.25);
+  ck_assert(ir_graph_find(&g, "scores") == NULL);
+  ck_assert_uint_eq((uint64_t)ir_attr_int(a, "rng_hash"), ir_rng_name_hash("probs_drop"));
+  ir_graph_free(&g);
+  // disabled: unchanged
+  pipeline(&g, &dm, true, false);
+  ck_assert_int_eq(count_op(&g, IR_OP_ATTENTION), 0);
+  ck_assert_int_eq(count_op(&g, IR_OP_SOFTMAX), 1);
+  ir_graph_free(&g);
+  // without mask and dropout: still fused, three inputs
+  Dims plain = {1, 2, 3, 4, 8, false, false};
+  pipeline(&g, &plain, false, false);
+  ck_assert_int_eq(ir_graph_find(&g, "out")->n_in, 3);
+  ck_assert_int_eq(count_op(&g, IR_OP_MATMUL), 0);
+  ir_graph_free(&g);
+}
+END_TEST
+
+START_TEST(test_pass_leaves_attention_whose_probabilities_are_used_elsewhere) {
+  Dims dm = {1, 2, 3, 3, 4, true, false};
+  IrGraph g;
+  build(&g, &dm);
+  // make "probs" an output too
+  IrNode **o = arena_alloc(&g.arena, 3 * sizeof *o);
+  o[0] = g.outputs[0], o[1] = g.outputs[1], o[2] = ir_graph_find(&g, "probs");
+  g.outputs = o;
+  g.n_outputs = 3;
+  PassOptions po = {0};
+  Diag d = {0};
+  ck_assert_msg(pass_run_pipeline(&g, &po, NULL, NULL, 0, &d), "%s", d.msg);
+  ck_assert_int_eq(count_op(&g, IR_OP_ATTENTION), 0);
+  ck_assert_int_eq(count_op(&g, IR_OP_SOFTMAX), 1);
+  ir_graph_free(&g);
+}
+END_TEST
+
+// ---------------------------------------------------------------------------------------
+// The reference: fused equals unfused (the same sums in the same order: to rounding).
+
+static const Dims ref_cases[] = {
+  {1, 1, 1, 1, 8, true, true},  {2, 2, 7, 7, 8, true, true},  {1, 3, 33, 33, 64, true, true},
+  {2, 2, 130, 130, 8, true, true}, {2, 2, 3, 5, 4, false, false}, {1, 2, 7, 7, 8, false, true},
+};
+
+START_TEST(test_reference_fused_equals_unfused_in_inference_and_training) {
+  const Dims *dm = &ref_cases[_i];
+  for (int training = 0; training <= 1; training++) {
+    IrGraph gf, gu;
+    pipeline(&gf, dm, false, false);
+    pipeline(&gu, dm, true, false);
+    ck_assert_int_eq(count_op(&gf, IR_OP_ATTENTION), 1);
+    IrValues vf, vu;
+    fill(&gf, &vf);
+    fill(&gu, &vu);
+    eval_ok(&gf, &vf, training);
+    eval_ok(&gu, &vu, training);
+    int64_t count = ir_numel(&ir_graph_find(&gf, "out")->shape);
+    double e = rel_err(value_of(&gf, &vf, "out"), value_of(&gu, &vu, "out"), count);
+    ck_assert_msg(e < 1e-12, "case %d training %d: rel err %g", _i, training, e);
+    ir_values_free(&vf);
+    ir_values_free(&vu);
+    ir_graph_free(&gf);
+    ir_graph_free(&gu);
+  }
+}
+END_TEST
+
+// Dropout on in training really drops: the output differs from inference.
+START_TEST(test_reference_dropout_changes_the_output_in_training) {
+  Dims dm = {1, 2, 7, 7, 8, true, true};
+  IrGraph g;
+  pipeline(&g, &dm, false, false);
+  IrValues a, b;
+  fill(&g, &a);
+  fill(&g, &b);
+  eval_ok(&g, &a, false);
+  eval_ok(&g, &b, true);
+  ck_assert(rel_err(value_of(&g, &a, "out"), value_of(&g, &b, "out"), 7 * 16) > 1e-3);
+  ir_values_free(&a);
+  ir_values_free(&b);
+  ir_graph_free(&g);
+}
+END_TEST
+
+// ---------------------------------------------------------------------------------------
+// The gradient.
+
+static double loss_at(const IrGraph *g, IrValues *vals, bool training) {
+  for (int i = 0; i < g->n_nodes; i++)
+    if (g->nodes[i]->op != IR_OP_PARAM && g->nodes[i]->op != IR_OP_INPUT) {
+      free(vals->v[i]);
+      vals->v[i] = NULL;
+    }
+  eval_ok(g, vals, training);
+  return value_of(g, vals, "loss")[0];
+}
+
+START_TEST(test_gradient_matches_central_differences) {
+  Dims dm = {2, 2, 3, 5, 4, true, true};
+  IrGraph g;
+  pipeline(&g, &dm, false, true);
+  ck_assert_int_eq(count_op(&g, IR_OP_ATTENTION_GRAD), 1);
+  ck_assert_int_eq(count_op(&g, IR_OP_SOFTMAX), 0);
+  IrValues vals;
+  fill(&g, &vals);
+  eval_ok(&g, &vals, true);
+  const char *names[3] = {"q", "k", "v"};
+  double *grads[3];
+  for (int t = 0; t < 3; t++) {
+    const IrNode *gn = grad_of(&g, names[t]);
+    int64_t count = ir_numel(&gn->shape);
+    grads[t] = malloc((size_t)count * sizeof(double));
+    memcpy(grads[t], vals.v[gn->id], (size_t)count * sizeof(double));
+  }
+  for (int t = 0; t < 3; t++) {
+    IrNode *src = ir_graph_find(&g, names[t]);
+    int64_t count = ir_numel(&src->shape);
+    for (int64_t j = 0; j < count; j++) {
+      double *x = &vals.v[src->id][j], x0 = *x, h = 1e-6;
+      *x = x0 + h;
+      double lp = loss_at(&g, &vals, true);
+      *x = x0 - h;
+      double lm = loss_at(&g, &vals, true);
+      *x = x0;
+      double fd = (lp - lm) / (2 * h);
+      ck_assert_msg(fabs(fd - grads[t][j]) <= 1e-6 * (1 + fabs(grads[t][j])),
+                    "d loss / d %s[%lld]: finite differences %.10g, gradient %.10g", names[t],
+                    (long long)j, fd, grads[t][j]);
+    }
+    free(grads[t]);
+  }
+  ir_values_free(&vals);
+  ir_graph_free(&g);
+}
+END_TEST
+
+START_TEST(test_gradient_equals_the_unfused_graphs) {
+  const Dims *dm = &ref_cases[_i];
+  IrGraph gf, gu;
+  pipeline(&gf, dm, false, true);
+  pipeline(&gu, dm, true, true);
+  IrValues vf, vu;
+  fill(&gf, &vf);
+  fill(&gu, &vu);
+  eval_ok(&gf, &vf, true);
+  eval_ok(&gu, &vu, true);
+  const char *names[3] = {"q", "k", "v"};
+  for (int t = 0; t < 3; t++) {
+    const IrNode *a = grad_of(&gf, names[t]), *b = grad_of(&gu, names[t]);
+    double e = rel_err(vf.v[a->id], vu.v[b->id], ir_numel(&a->shape));
+    ck_assert_msg(e < 1e-10, "case %d: d loss / d %s: rel err %g", _i, names[t], e);
+  }
+  ir_values_free(&vf);
+  ir_values_free(&vu);
+  ir_graph_free(&gf);
+  ir_graph_free(&gu);
+}
+END_TEST
+
+// ---------------------------------------------------------------------------------------
+// The JIT against the reference.
+
+static void bind(const IrGraph *g, CgProgram *p, const IrValues *vals) {
+  for (int i = 0; i < g->n_nodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if ((n->op != IR_OP_INPUT && n->op != IR_OP_PARAM) || !p->value[i]) continue;
+    for (int64_t j = 0; j < ir_numel(&n->shape); j++) dt_store(DT_F32, p->value[i], (size_t)j, vals->v[i][j]);
+  }
+  rt_plan_prepare(&p->plan, 1);
+}
+
+static double jit_err(const IrNode *n, const CgProgram *p, const double *want) {
+  int64_t count = ir_numel(&n->shape);
+  double *got = malloc((size_t)count * sizeof *got);
+  for (int64_t j = 0; j < count; j++) got[j] = dt_load(DT_F32, p->value[n->id], (size_t)j);
+  double e = rel_err(got, want, count);
+  free(got);
+  return e;
+}
+
+static const Dims jit_cases[] = {
+  {1, 1, 1, 1, 8, true, true},    {2, 2, 7, 7, 8, true, true},     {1, 3, 33, 33, 64, true, true},
+  {2, 2, 130, 130, 8, true, true}, {1, 2, 130, 130, 64, true, false}, {2, 3, 5, 9, 12, false, true},
+  {1, 1, 17, 17, 3, true, true},
+};
+
+START_TEST(test_jit_matches_the_reference_forward_and_backward) {
+  const Dims *dm = &jit_cases[_i];
+  for (int training = 0; training <= 1; training++) {
+    IrGraph g;
+    pipeline(&g, dm, false, training);
+    IrValues ref;
+    fill(&g, &ref);
+    eval_ok(&g, &ref, training);
+    static const int widths[] = {16, 8};
+    for (int wi = 0; wi < 2; wi++) {
+      CgOptions opt = {.vector_floats = widths[wi], .training = training};
+      CgProgram p;
+      Diag d = {0};
+      ck_assert_msg(cg_compile(&g, NULL, &opt, &p, &d), "%s", d.msg);
+      bind(&g, &p, &ref);
+      *p.seed = 42;
+      void *first = NULL;
+      for (int threads = 1; threads <= 2; threads++) {
+        rt_plan_run(&p.plan, threads);
+        ck_assert(cg_program_status(&p, &d));
+        const IrNode *out = ir_graph_find(&g, "out");
+        double e = jit_err(out, &p, ref.v[out->id]);
+        ck_assert_msg(e < 2e-5, "case %d W=%d threads=%d training=%d: out rel err %g", _i,
+                      widths[wi], threads, training, e);
+        for (int t = 0; training && t < 3; t++) {
+          const IrNode *gn = grad_of(&g, (const char *[]){"q", "k", "v"}[t]);
+          e = jit_err(gn, &p, ref.v[gn->id]);
+          ck_assert_msg(e < 1e-4, "case %d W=%d threads=%d: gradient %d rel err %g", _i,
+                        widths[wi], threads, t, e);
+        }
+        if (threads == 1) {  // the same bits with 2 threads
+          first = malloc(p.bytes[out->id]);
+          memcpy(first, p.value[out->id], p.bytes[out->id]);
+        } else {
+          ck_assert(memcmp(first, p.value[out->id], p.bytes[out->id]) == 0);
+          free(first);
+        }
+      }
+      cg_program_free(&p);
+    }
+    ir_values_free(&ref);
+    ir_graph_free(&g);
+  }
+}
+END_TEST
+
+// The JIT's fused program keeps no [B, H, Nq, Nk] buffer; the unfused one keeps several.
+START_TEST(test_jit_program_has_no_score_sized_buffers) {
+  Dims dm = {2, 4, 130, 130, 16, true, true};
+  size_t bytes[2] = {0, 0}, largest[2] = {0, 0};
+  for (int unfused = 0; unfused <= 1; unfused++) {
+    IrGraph g;
+    pipeline(&g, &dm, unfused, true);
+    CgOptions opt = {.vector_floats = 8, .training = true};
+    CgProgram p;
+    Diag d = {0};
+    ck_assert_msg(cg_compile(&g, NULL, &opt, &p, &d), "%s", d.msg);
+    for (int i = 0; i < g.n_nodes; i++)
+      if (p.value[i] && !p.alias[i]) {
+        bytes[unfused] += p.bytes[i];
+        largest[unfused] = p.bytes[i] > largest[unfused] ? p.bytes[i] : largest[unfused];
+      }
+    for (int s = 0; s < p.n_scratch; s++) bytes[unfused] += p.scratch_bytes[s];
+    cg_program_free(&p);
+    ir_graph_free(&g);
+  }
+  size_t scores = (size_t)dm.B * dm.H * dm.Nq * dm.Nk * sizeof(float);
+  printf("training graph B=2 H=4 n=130 D=16: JIT buffers %zu bytes fused, %zu unfused "
+         "(largest %zu vs %zu; one score tensor is %zu)\n", bytes[0], bytes[1], largest[0],
+         largest[1], scores);
+  ck_assert_uint_lt(largest[0], scores);
+  ck_assert_uint_ge(bytes[1] - bytes[0], 4 * scores);
+}
+END_TEST
+
+// ---------------------------------------------------------------------------------------
+static Suite *suite(void) {
+  Suite *s = suite_create("attention");
+  TCase *tc = tcase_create("attention");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, test_pass_replaces_the_attention_chain_by_one_node);
+  tcase_add_test(tc, test_pass_leaves_attention_whose_probabilities_are_used_elsewhere);
+  int n_ref = (int)(sizeof ref_cases / sizeof ref_cases[0]);
+  int n_jit = (int)(sizeof jit_cases / sizeof jit_cases[0]);
+  tcase_add_loop_test(tc, test_reference_fused_equals_unfused_in_inference_and_training, 0, n_ref);
+  tcase_add_test(tc, test_reference_dropout_changes_the_output_in_training);
+  tcase_add_test(tc, test_gradient_matches_central_differences);
+  tcase_add_loop_test(tc, test_gradient_equals_the_unfused_graphs, 0, n_ref);
+  tcase_add_loop_test(tc, test_jit_matches_the_reference_forward_and_backward, 0, n_jit);
+  tcase_add_test(tc, test_jit_program_has_no_score_sized_buffers);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  SRunner *r = srunner_create(suite());
+  srunner_run_all(r, CK_NORMAL);
+  int failed = srunner_ntests_failed(r);
+  srunner_free(r);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
