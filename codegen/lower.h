@@ -88,7 +88,8 @@ bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, 
   X(matmul)                                  /* lower_matmul.c */         \
   X(copy) X(permute) X(concat) X(slice) X(gather) /* lower_data.c */     \
   X(reduce) X(softmax) X(layernorm)          /* lower_reduce.c */         \
-  X(cross_entropy) X(kl_div)                 /* lower_loss.c */
+  X(cross_entropy) X(kl_div)                 /* lower_loss.c */         \
+  X(scatter_add)                             /* lower_scatter.c */
 #define X(k) bool cg_lower_##k(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d);
 CG_LOWERINGS(X)
 #undef X

@@ -27,4 +27,5 @@ const CgLowerFn cg_lowerings[IR_OP_COUNT] = {
   [IR_OP_SOFTMAX] = cg_lower_softmax, [IR_OP_LOG_SOFTMAX] = cg_lower_softmax,
   [IR_OP_LAYERNORM] = cg_lower_layernorm,
   [IR_OP_CROSS_ENTROPY] = cg_lower_cross_entropy, [IR_OP_KL_DIV] = cg_lower_kl_div,
+  [IR_OP_SCATTER_ADD] = cg_lower_scatter_add,
 };

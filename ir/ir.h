@@ -31,7 +31,8 @@
   X(REDUCE_SUM, "reduce_sum") X(REDUCE_MEAN, "reduce_mean") X(REDUCE_MAX, "reduce_max") \
   X(SOFTMAX, "softmax") X(LOG_SOFTMAX, "log_softmax") X(LAYERNORM, "layernorm")         \
   X(DROPOUT, "dropout") X(DROPOUT_GRAD, "dropout_grad") X(CROSS_ENTROPY, "cross_entropy") \
-  X(KL_DIV, "kl_div")
+  X(KL_DIV, "kl_div")                                                                     \
+  X(SCATTER_ADD, "scatter_add")
 
 typedef enum {
 #define X(e, s) IR_OP_##e,
