@@ -204,12 +204,13 @@ bool cg_program_status(const CgProgram *p, Diag *d) {
   const IrNode *n = p->g->nodes[p->status[1]];
   long long value = (long long)p->status[2], index = (long long)p->status[3];
   memset(p->status, 0, 4 * sizeof *p->status);  // the next run starts clean
-  if (code == CG_STATUS_INDEX_RANGE) {  // a gather: the range is the data's axis
+  if (code == CG_STATUS_INDEX_RANGE) {  // gather: the data's axis; scatter_add: the output's
+    const IrShape *ranged = n->op == IR_OP_SCATTER_ADD ? &n->shape : &n->in[0]->shape;
     int64_t axis = ir_attr_int(n, "axis");
-    if (axis < 0) axis += n->in[0]->shape.rank;
+    if (axis < 0) axis += ranged->rank;
     return diag_error(d, "%s \"%s\": %s: index %lld out of range [0, %lld) at element %lld",
                       n->where, n->name, ir_ops[n->op].name, value,
-                      (long long)n->in[0]->shape.dim[axis], index);
+                      (long long)ranged->dim[axis], index);
   }
   if (code == CG_STATUS_CAST_RANGE) {
     uint32_t bits = (uint32_t)value;

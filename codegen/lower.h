@@ -90,7 +90,8 @@ bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, 
   X(reduce) X(softmax) X(layernorm)          /* lower_reduce.c */         \
   X(cross_entropy) X(kl_div)                 /* lower_loss.c */         \
   X(fused)                                   /* lower_fused.c */        \
-  X(attention) X(attention_grad)             /* lower_attention.c */
+  X(attention) X(attention_grad)             /* lower_attention.c */    \
+  X(scatter_add)                             /* lower_scatter.c */
 #define X(k) bool cg_lower_##k(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d);
 CG_LOWERINGS(X)
 #undef X

@@ -29,4 +29,5 @@ const CgLowerFn cg_lowerings[IR_OP_COUNT] = {
   [IR_OP_CROSS_ENTROPY] = cg_lower_cross_entropy, [IR_OP_KL_DIV] = cg_lower_kl_div,
   [IR_OP_FUSED] = cg_lower_fused,
   [IR_OP_ATTENTION] = cg_lower_attention, [IR_OP_ATTENTION_GRAD] = cg_lower_attention_grad,
+  [IR_OP_SCATTER_ADD] = cg_lower_scatter_add,
 };

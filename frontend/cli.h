@@ -29,6 +29,7 @@ typedef struct CliOptions {
   double lr;                    // 0: not given (the optimiser's default)
   bool verbose, help, grad;  // grad: dump/check the joint forward+backward graph
   bool memory;               // check --memory: the memory plan's sizes
+  bool train;                // bench: time training steps (forward, backward, update)
 } CliOptions;
 
 int cmd_check(const CliOptions *o);
@@ -39,6 +40,7 @@ int cmd_run(const CliOptions *o);
 int cmd_bench(const CliOptions *o);
 int cmd_grad(const CliOptions *o);
 int cmd_train(const CliOptions *o);
+int cmd_bench_train(const CliOptions *o);  // kiln bench --train (frontend/cmd_bench_train.c)
 
 // Loads o->model with o->sets and runs the pass pipeline (for `loss`: with autodiff; NULL:
 // inference); prints the error and returns false on failure.

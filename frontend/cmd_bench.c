@@ -31,6 +31,7 @@ static void default_inputs(const IrGraph *g, void *const *value) {
 }
 
 int cmd_bench(const CliOptions *o) {
+  if (o->train) return cmd_bench_train(o);
   IrGraph g;
   if (!cli_load(o, NULL, &g)) return EXIT_USER;
   Diag d = {0};

@@ -4,10 +4,16 @@
 // and everything random (data order, dropout) depends only on (seed, step), so a resumed
 // run ends with the same weights as an uninterrupted one.
 //
-// First version: the optimiser update runs here in C over the f32 parameter buffers
-// (p.value[param id]), not as compiled graph ops.
+// The optimiser update is compiled with the rest (the pipeline's "optimizer" pass, see
+// passes/optimizer.c): one step is one plan run, after which the updated parameters and
+// state are copied back into the buffers the next step reads (copy-back, not in place:
+// other readers of a parameter, such as the backward matmuls that propagate through it,
+// are not ordered before its update). The first version's update in C over the f32
+// buffers stays as the test oracle: KILN_TRAIN_OPTIMIZER=c selects it.
+#define _POSIX_C_SOURCE 200809L  // sigaction
 #include <assert.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +23,7 @@
 #include "codegen/compile.h"
 #include "frontend/bind.h"
 #include "frontend/cli.h"
+#include "frontend/train.h"
 #include "passes/passes.h"
 
 // ---------------------------------------------------------------------------------------
@@ -62,7 +69,7 @@ static bool data_load(const IrGraph *g, const StFile *f, void *const *value, uin
   td->batch = config_int(g, "batch", -1);
   for (int i = 0; i < g->n_nodes; i++) {
     const IrNode *n = g->nodes[i];
-    if (n->op != IR_OP_INPUT || !value[i]) continue;
+    if (n->op != IR_OP_INPUT || !value[i] || !strcmp(n->where, PASS_OPT_WHERE)) continue;
     const StTensor *t = st_find(f, n->name);
     if (!t) return diag_error(d, "%s: input \"%s\" is missing; the loss needs it", f->path, n->name);
     char want[160], got[160];
@@ -148,13 +155,17 @@ typedef struct TrainParam {
   const IrNode *node;
   float *w;        // p.value[param id]   (numel)
   const float *g;  // p.value[grad id]    (numel)
-  float *m, *v;    // first / second moments (v: AdamW only)
+  float *m, *v;    // first / second moments (v: AdamW only); graph: the state inputs
+  const float *w_new, *m_new, *v_new;  // graph: the update's outputs, copied back
   int64_t numel;
   bool decay;      // weight decay applies (not biases, not LayerNorm weights)
 } TrainParam;
 
 typedef struct Optimizer {
   OptKind kind;
+  bool graph;      // the compiled update (else the C oracle below)
+  float *lr_in, *c1_in, *c2_in;  // graph: the step's scalars (c1, c2: AdamW)
+  const float *norm_out;         // graph: the gradient norm before clipping
   double lr, beta1, beta2, eps, weight_decay, momentum, clip;
   int64_t steps, warmup;
   TrainParam *p;
@@ -166,12 +177,29 @@ static double opt_lr(const Optimizer *o, int64_t step) {  // step: 0-based
   return o->lr * (double)(o->steps - step) / (double)(o->steps - o->warmup);
 }
 
-static bool decays(const char *name) {
-  size_t n = strlen(name);
-  return !(n >= 5 && !strcmp(name + n - 5, ".bias")) && !strstr(name, "LayerNorm");
+// The compiled update: the step's scalars go in before the run.
+static void opt_graph_inputs(Optimizer *o, int64_t step) {
+  double t = (double)(step + 1);
+  *o->lr_in = (float)opt_lr(o, step);
+  if (o->kind == OPT_ADAMW) {
+    *o->c1_in = (float)(1.0 - pow(o->beta1, t));
+    *o->c2_in = (float)(1.0 - pow(o->beta2, t));
+  }
 }
 
-// One update with the gradients of step `step` (0-based). Returns the gradient norm
+// ... and its results come back after it. Returns the gradient norm before clipping.
+static double opt_graph_copy_back(Optimizer *o) {
+  for (int k = 0; k < o->n; k++) {
+    TrainParam *p = &o->p[k];
+    size_t bytes = (size_t)p->numel * sizeof(float);
+    memcpy(p->w, p->w_new, bytes);
+    memcpy(p->m, p->m_new, bytes);
+    if (p->v) memcpy(p->v, p->v_new, bytes);
+  }
+  return *o->norm_out;
+}
+
+// The C oracle: one update with the gradients of step `step` (0-based). Returns the gradient norm
 // before clipping.
 static double opt_update(Optimizer *o, int64_t step) {
   double sq = 0;
@@ -319,6 +347,28 @@ static void progress(int64_t step, int64_t steps, double loss, double lr, double
 }
 
 // ---------------------------------------------------------------------------------------
+// Interruption: SIGINT or SIGTERM only sets a flag (nothing else is safe in a handler);
+// the loop finishes the current step, writes a checkpoint and exits with 130. The handler
+// resets itself (SA_RESETHAND), so a second signal ends the process at once.
+// KILN_TEST_INTERRUPT_AT_STEP=K raises SIGINT during step K (tests: a deterministic place).
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig) { interrupted = sig; }
+
+static void catch_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
+enum { EXIT_INTERRUPTED = 130 };
+
+// ---------------------------------------------------------------------------------------
 // The command.
 
 typedef struct Trainer {
@@ -329,8 +379,47 @@ typedef struct Trainer {
   TrainData data;
   Optimizer opt;
   const IrNode *loss;
-  float *state;  // m (and v) of every parameter, one allocation
+  int n_model_outputs;  // g->outputs before the optimizer pass appended its own
+  float *state;  // C oracle: m (and v) of every parameter, one allocation
+  bool stopped;  // by a signal, after writing a checkpoint
 } Trainer;
+
+static float *f32_buffer(Trainer *t, const char *name) {
+  const IrNode *n = ir_graph_find(t->g, name);
+  return n ? t->p.value[n->id] : NULL;
+}
+
+// With the compiled update: the state lives in the buffers of its inputs (zeros until a
+// checkpoint fills them), and the update's outputs (g->outputs, after the model's own:
+// per parameter the new value then the new state, last the gradient norm) are copied back.
+static bool trainer_graph_buffers(Trainer *t, Diag *d) {
+  Optimizer *o = &t->opt;
+  IrGraph *g = t->g;
+  PassOptimizer spec = {.sgd = o->kind == OPT_SGD};
+  int per = o->kind == OPT_SGD ? 1 : 2;
+  int at = g->n_outputs - (o->n * (1 + per) + 1);
+  assert(at >= 0);
+  o->lr_in = f32_buffer(t, PASS_OPT_LR);
+  o->c1_in = o->kind == OPT_ADAMW ? f32_buffer(t, PASS_OPT_C1) : NULL;
+  o->c2_in = o->kind == OPT_ADAMW ? f32_buffer(t, PASS_OPT_C2) : NULL;
+  for (int k = 0; k < o->n; k++) {
+    TrainParam *p = &o->p[k];
+    char name[1024];
+    for (int which = 0; which < per; which++) {
+      snprintf(name, sizeof name, "%s%s", pass_optimizer_state_prefix(&spec, which), p->node->name);
+      float *buf = f32_buffer(t, name);
+      if (!buf) return diag_error(d, "optimiser state \"%s\" is not in the compiled program (compiler bug)", name);
+      memset(buf, 0, (size_t)p->numel * sizeof(float));
+      if (which == 0) p->m = buf;
+      else p->v = buf;
+    }
+    p->w_new = t->p.value[g->outputs[at++]->id];
+    p->m_new = t->p.value[g->outputs[at++]->id];
+    p->v_new = per == 2 ? t->p.value[g->outputs[at++]->id] : NULL;
+  }
+  o->norm_out = t->p.value[g->outputs[at]->id];
+  return true;
+}
 
 // Collects the parameters (f32 only) with their gradient buffers and allocates the state.
 static bool trainer_params(Trainer *t, Diag *d) {
@@ -349,11 +438,12 @@ static bool trainer_params(Trainer *t, Diag *d) {
     p->w = t->p.value[n->id];
     p->g = t->p.value[g->grads[i].grad->id];
     p->numel = ir_numel(&n->shape);
-    p->decay = decays(n->name);
+    p->decay = pass_optimizer_decays(n->name);
     assert(p->w && p->g);
     total += p->numel;
   }
   int per = o->kind == OPT_SGD ? 1 : 2;
+  if (o->graph) return trainer_graph_buffers(t, d);
   t->state = calloc((size_t)(total * per) + 1, sizeof(float));
   if (!t->state) return diag_error(d, "out of memory for the optimiser state (%lld values)", (long long)(total * per));
   float *s = t->state;
@@ -381,6 +471,8 @@ static bool train(Trainer *t, Diag *d) {
   bool *want = calloc((size_t)g->n_nodes + 1, sizeof *want);
   want[t->loss->id] = true;
   for (int i = 0; i < g->n_grads; i++) want[g->grads[i].grad->id] = true;
+  if (t->opt.graph)  // the update's outputs follow the model's own
+    for (int i = t->n_model_outputs; i < g->n_outputs; i++) want[g->outputs[i]->id] = true;
   CgOptions copt = {.dump_dir = o->dump_llvm, .training = true,
                      .no_memplan = cli_pass_disabled(o, "memplan")};
   bool ok = cg_compile(g, want, &copt, &t->p, d);
@@ -407,31 +499,61 @@ static bool train(Trainer *t, Diag *d) {
             (long long)t->opt.steps);
 
   int threads = o->threads ? o->threads : rt_default_threads();
+  const char *hook = getenv("KILN_TEST_INTERRUPT_AT_STEP");
+  int64_t interrupt_at = hook ? atoll(hook) : 0;
   bool tty = isatty(2);
   double t0 = now_s();
   char path[4096];
   for (int64_t step = done; step < t->opt.steps; step++) {
+    if (step + 1 == interrupt_at) raise(SIGINT);
     data_bind_batch(&t->data, step, t->p.value);
     *t->p.seed = hash2(hash2(o->seed, STREAM_DROPOUT), (uint64_t)step);
+    if (t->opt.graph) opt_graph_inputs(&t->opt, step);
     rt_plan_prepare(&t->p.plan, threads);  // re-packs the weights the last update changed
     rt_plan_run(&t->p.plan, threads);
     if (!cg_program_status(&t->p, d)) return diag_prefix(d, "step %lld: ", (long long)step + 1);
     double loss = *(const float *)t->p.value[t->loss->id];
     if (!isfinite(loss)) return diag_error(d, "step %lld: the loss is %g; stopping", (long long)step + 1, loss);
     double lr = opt_lr(&t->opt, step);
-    double norm = opt_update(&t->opt, step);
+    double norm = t->opt.graph ? opt_graph_copy_back(&t->opt) : opt_update(&t->opt, step);
     int64_t here = step + 1 - done;
     progress(step + 1, t->opt.steps, loss, lr, norm, here * t->data.batch, now_s() - t0, here, tty);
     bool ckpt = o->checkpoint_every && ((step + 1) % o->checkpoint_every == 0 || step + 1 == t->opt.steps);
-    if (ckpt) {
+    bool stop = interrupted && step + 1 < t->opt.steps;
+    if (ckpt || stop) {
       ckpt_path(o->output, step + 1, path, sizeof path);
       if (!ckpt_write(path, &t->opt, step + 1, true, d)) return false;
-      if (log) fprintf(log, "kiln: checkpoint %s\n", path);
+      if (log && !stop) fprintf(log, "kiln: checkpoint %s\n", path);
+    }
+    if (stop) {
+      fprintf(stderr, "%skiln: %s after step %lld of %lld; checkpoint written to %s\n"
+              "kiln: to continue, run the same command with --resume %s (same --steps, --seed "
+              "and --data give the weights of an uninterrupted run)\n", tty ? "\n" : "",
+              interrupted == SIGTERM ? "terminated" : "interrupted", (long long)step + 1,
+              (long long)t->opt.steps, path, path);
+      t->stopped = true;
+      return true;
     }
   }
   if (!ckpt_write(o->output, &t->opt, t->opt.steps, false, d)) return false;
   fprintf(stderr, "kiln: trained %lld steps; wrote %d parameters to %s\n", (long long)(t->opt.steps - done),
           t->opt.n, o->output);
+  return true;
+}
+
+PassOptimizer train_optimizer_spec(const char *kind) {
+  return (PassOptimizer){.sgd = kind && !strcmp(kind, "sgd"), .beta1 = 0.9, .beta2 = 0.999,
+                         .eps = 1e-6, .weight_decay = 0.01, .momentum = 0.9, .clip = 1.0};
+}
+
+bool train_load(const CliOptions *o, const PassOptimizer *spec, IrGraph *g, int *n_outputs, Diag *d) {
+  if (!fe_load_model(o->model, o->sets, o->n_sets, g, d)) return false;
+  *n_outputs = g->n_outputs;
+  PassOptions po = {.loss = o->loss ? o->loss : "loss", .optimizer = spec};
+  if (!pass_run_pipeline(g, &po, NULL, o->disabled, o->n_disabled, d)) {
+    ir_graph_free(g);
+    return false;
+  }
   return true;
 }
 
@@ -447,14 +569,23 @@ int cmd_train(const CliOptions *o) {
     fprintf(stderr, "kiln: --optimizer must be adamw or sgd, not \"%s\"\n", o->optimizer);
     return EXIT_USAGE;
   }
-  IrGraph g;
-  if (!cli_load(o, o->loss ? o->loss : "loss", &g)) return EXIT_USER;
-  Trainer t = {.o = o, .g = &g};
-  t.opt = (Optimizer){.kind = kind, .lr = o->lr > 0 ? o->lr : kind == OPT_SGD ? 1e-2 : 1e-4,
-                      .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-6, .weight_decay = 0.01,
-                      .momentum = 0.9, .clip = 1.0, .steps = o->steps ? o->steps : 100};
+  const char *which = getenv("KILN_TRAIN_OPTIMIZER");  // "c": the C oracle (tests)
+  Trainer t = {.o = o};
+  PassOptimizer spec = train_optimizer_spec(kind == OPT_SGD ? "sgd" : "adamw");
+  t.opt = (Optimizer){.kind = kind, .graph = !(which && !strcmp(which, "c")),
+                      .lr = o->lr > 0 ? o->lr : kind == OPT_SGD ? 1e-2 : 1e-4,
+                      .beta1 = spec.beta1, .beta2 = spec.beta2, .eps = spec.eps,
+                      .weight_decay = spec.weight_decay, .momentum = spec.momentum,
+                      .clip = spec.clip, .steps = o->steps ? o->steps : 100};
   t.opt.warmup = t.opt.steps / 10;
+  catch_signals();
+  IrGraph g;
   Diag d = {0};
+  if (!train_load(o, t.opt.graph ? &spec : NULL, &g, &t.n_model_outputs, &d)) {
+    cli_error(&d);
+    return EXIT_USER;
+  }
+  t.g = &g;
   bool ok = train(&t, &d);
   if (!ok) {
     if (isatty(2)) fprintf(stderr, "\n");
@@ -465,5 +596,5 @@ int cmd_train(const CliOptions *o) {
   free(t.state);
   if (t.compiled) cg_program_free(&t.p);
   ir_graph_free(&g);
-  return ok ? 0 : EXIT_USER;
+  return !ok ? EXIT_USER : t.stopped ? EXIT_INTERRUPTED : 0;
 }

@@ -89,19 +89,27 @@ static const Command commands[] = {
    "  --resume CKPT      continue from a checkpoint (its weights replace --weights); pass\n"
    "                     the same --steps, --seed and --data to reach the same weights\n"
    "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n"
-   "  --loss NAME        which of the model's losses (default: loss)\n",
+   "  --loss NAME        which of the model's losses (default: loss)\n"
+   "The update is compiled with the forward and backward (one plan run a step).\n"
+   "Ctrl-C (SIGINT) or SIGTERM finishes the step, writes a checkpoint, prints how to\n"
+   "resume and exits with 130. More: docs/training.md.\n",
    " set weights data output steps lr optimizer seed checkpoint-every resume threads loss "
    "verbose disable-pass dump-llvm "},
   {"bench", cmd_bench,
-   "kiln bench MODEL [--set NAME=VALUE]... [--iters N] [--threads N] [--weights W] [--inputs IN]",
+   "kiln bench MODEL [--train [--optimizer adamw|sgd]] [--set NAME=VALUE]... [--iters N] "
+   "[--threads N] [--weights W] [--inputs IN]",
    "Compile MODEL once with the JIT, run warm-up and N timed inferences, and print\n"
    "compile_ms and median_ms (and GFLOP/s from the model's FLOP count).\n"
+   "  --train            time whole training steps instead: forward, backward and the\n"
+   "                     compiled optimiser update (as kiln train runs them) of the loss\n"
+   "                     (--loss), on fixed inputs (ids and labels 0, floats 1); default\n"
+   "                     10 iterations\n"
    "  --iters N          timed iterations (default 20)\n"
    "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n"
    "  --weights FILE     parameters (default: initialised from --seed)\n"
    "  --inputs FILE      inputs (default: ids 0, float inputs 1)\n"
    "  --dump-llvm DIR    write the optimised LLVM IR to DIR: kiln.ll and one file a kernel\n",
-   " set iters threads weights inputs seed dump-llvm disable-pass verbose "},
+   " set iters threads weights inputs seed dump-llvm disable-pass verbose train optimizer loss "},
   {"ops", cmd_ops, "kiln ops", "List the operators a model file can use, with their attributes.\n",
    " "},
 };
@@ -181,6 +189,8 @@ int main(int argc, char **argv) {
       o.help = true;
     } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
       o.verbose = true;
+    } else if (strcmp(a, "--train") == 0) {
+      o.train = true;
     } else if (strcmp(a, "--grad") == 0) {
       o.grad = true;
     } else if (strcmp(a, "--memory") == 0) {

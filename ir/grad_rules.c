@@ -247,33 +247,33 @@ bool ir_grad_slice(GRAD_ARGS) {
   return true;
 }
 
-// Gather's gradient scatter-adds dy into rows of data (ids that repeat add up). Written as
-// a matmul with the one-hot of the indices, exact in any precision:
-//   data [B, A, V, R] (B: batch dims, A: other dims before axis, V: axis, R: after it)
-//   indices [B, Q], dy [B, A, Q, R]:  ddata[B, A, V, R] = sum_q onehot[B, 1, Q, V] dy[B, A, Q, R]
+// gather and scatter_add with the given attributes (gather's and scatter_add's gradients
+// are each other).
+static IrNode *indexed(IrBuilder *b, IrOpKind op, IrNode *x, IrNode *idx, int64_t axis,
+                       int64_t bd, int64_t size) {
+  IrNode *g = ir_build(b, op, 2, (IrNode *[]){x, idx});
+  ir_set_int(g, "axis", axis);
+  ir_set_int(g, "batch_dims", bd);
+  if (op == IR_OP_SCATTER_ADD) ir_set_int(g, "size", size);
+  return ir_build_done(b, g);
+}
+
+// Gather's gradient scatter-adds dy into the rows of data its indices name (ids that
+// repeat add up): O(elements of dy) work, not a one-hot matmul over the whole table.
 bool ir_grad_gather(GRAD_ARGS) {
   if (!need[0]) return true;
-  const IrShape *sd = &n->in[0]->shape, *si = &n->in[1]->shape;
+  const IrShape *sd = &n->in[0]->shape;
   int axis = norm_axis(ir_attr_int(n, "axis"), sd->rank);
-  int bd = (int)ir_attr_int(n, "batch_dims");
-  int64_t A = 1, V = sd->dim[axis], R = 1, Q = 1;
-  for (int k = bd; k < axis; k++) A *= sd->dim[k];
-  for (int k = axis + 1; k < sd->rank; k++) R *= sd->dim[k];
-  for (int k = bd; k < si->rank; k++) Q *= si->dim[k];
-  IrShape batch = {.rank = bd};
-  for (int k = 0; k < bd; k++) batch.dim[k] = sd->dim[k];
+  dx[0] = indexed(b, IR_OP_SCATTER_ADD, dy, n->in[1], axis, ir_attr_int(n, "batch_dims"),
+                  sd->dim[axis]);
+  return true;
+}
 
-  IrShape hot_shape = batch, dy_shape = batch;
-  hot_shape.dim[hot_shape.rank++] = 1;
-  hot_shape.dim[hot_shape.rank++] = Q;
-  hot_shape.dim[hot_shape.rank++] = V;
-  dy_shape.dim[dy_shape.rank++] = A;
-  dy_shape.dim[dy_shape.rank++] = Q;
-  dy_shape.dim[dy_shape.rank++] = R;
-  IrNode *hot = ir_build_reshape(b, one_hot(b, n->in[1], V), &hot_shape);  // [B, 1, Q, V]
-  IrNode *g = ir_build_reshape(b, dy, &dy_shape);                          // [B, A, Q, R]
-  IrNode *sum = ir_build_matmul(b, hot, g, true, false);                   // [B, A, V, R]
-  dx[0] = ir_build_reshape(b, sum, sd);
+// scatter_add is linear in its updates: their gradient gathers dy's rows back.
+bool ir_grad_scatter_add(GRAD_ARGS) {
+  if (!need[0]) return true;
+  int axis = norm_axis(ir_attr_int(n, "axis"), n->shape.rank);
+  dx[0] = indexed(b, IR_OP_GATHER, dy, n->in[1], axis, ir_attr_int(n, "batch_dims"), 0);
   return true;
 }
 

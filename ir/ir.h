@@ -32,7 +32,8 @@
   X(SOFTMAX, "softmax") X(LOG_SOFTMAX, "log_softmax") X(LAYERNORM, "layernorm")         \
   X(DROPOUT, "dropout") X(DROPOUT_GRAD, "dropout_grad") X(CROSS_ENTROPY, "cross_entropy") \
   X(KL_DIV, "kl_div") X(ATTENTION, "attention") X(ATTENTION_GRAD, "attention_grad")      \
-  X(FUSED, "fused")
+  X(FUSED, "fused")                                                     \
+  X(SCATTER_ADD, "scatter_add")
 
 typedef enum {
 #define X(e, s) IR_OP_##e,

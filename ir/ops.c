@@ -35,6 +35,10 @@ static const IrAttrSpec slice_attrs[] = {{"axis", IR_ATTR_INT, true, 0},
 static const IrAttrSpec gather_attrs[] = {{"axis", IR_ATTR_INT, false, 0},
                                           {"batch_dims", IR_ATTR_INT, false, 0},
                                           END};
+static const IrAttrSpec scatter_attrs[] = {{"axis", IR_ATTR_INT, false, 0},
+                                           {"batch_dims", IR_ATTR_INT, false, 0},
+                                           {"size", IR_ATTR_INT, true, 0},
+                                           END};
 static const IrAttrSpec reduce_attrs[] = {{"axes", IR_ATTR_INTS, false, 0},
                                           {"keepdims", IR_ATTR_BOOL, false, 0},
                                           END};
@@ -171,6 +175,11 @@ const IrOpInfo ir_ops[IR_OP_COUNT] = {
   [IR_OP_FUSED] = {"fused", 1, -1, 0, fused_attrs, ir_shape_fused, ir_ref_fused, NULL,
                    "made by the fuse pass, not written in model files: a body of ops computed "
                    "in one kernel (kind 0 loop, 1 gemm epilogue, 2 reduction with its prologue)"},
+  [IR_OP_SCATTER_ADD] = {"scatter_add", 2, 2, INT, scatter_attrs, ir_shape_scatter_add,
+                         ir_ref_scatter_add, ir_grad_scatter_add,
+                         "the transpose of gather: inputs updates (f32, gather's output shape) "
+                         "and indices; out (size along axis) starts at 0 and each update row "
+                         "adds into the row its index names (repeated ids add up)"},
 };
 
 static const char *const op_names[IR_OP_COUNT] = {

@@ -224,6 +224,42 @@ bool ir_ref_gather(const IrNode *n, double *out, const double *const *in,
   return true;
 }
 
+// scatter_add, gather's transpose: out (data's shape, zeros) += updates row by row,
+//   out[o(:axis), indices[o(:batch_dims), q], r] += updates[o(:axis), q, r]
+// in the order of updates' elements (repeated indices add up).
+bool ir_ref_scatter_add(const IrNode *n, double *out, const double *const *in,
+                        const IrEvalMode *mode, Diag *d) {
+  const IrShape *su = &n->in[0]->shape, *si = &n->in[1]->shape, *so = &n->shape;
+  int bd = (int)ir_attr_int(n, "batch_dims");
+  int n_q = si->rank - bd;
+  int axis = normalise_axis(ir_attr_int(n, "axis"), so->rank);
+  int64_t rows = so->dim[axis], n_idx = ir_numel(si);
+  for (int64_t e = 0; e < n_idx; e++) {
+    double v = in[1][e];
+    assert(v == trunc(v) && "integer tensors hold whole values");
+    if (v < 0 || v >= (double)rows)
+      return diag_error(d, "scatter_add: index %.0f out of range [0, %lld) at element %lld", v,
+                        (long long)rows, (long long)e);
+  }
+  int64_t o_stride[IR_MAX_RANK], i_stride[IR_MAX_RANK], u_idx[IR_MAX_RANK];
+  strides_of(so, o_stride);
+  strides_of(si, i_stride);
+  int64_t total_out = ir_numel(so), total = ir_numel(su);
+  for (int64_t j = 0; j < total_out; j++) out[j] = 0;
+  for (int64_t j = 0; j < total; j++) {  // updates: su
+    unravel(su, j, u_idx);
+    int64_t ie = 0;
+    for (int k = 0; k < bd; k++) ie += u_idx[k] * i_stride[k];
+    for (int k = bd; k < si->rank; k++) ie += u_idx[axis + (k - bd)] * i_stride[k];
+    int64_t oe = (int64_t)in[1][ie] * o_stride[axis];
+    for (int k = 0; k < axis; k++) oe += u_idx[k] * o_stride[k];
+    for (int k = axis + 1; k < so->rank; k++) oe += u_idx[axis + n_q + (k - axis - 1)] * o_stride[k];
+    out[oe] += in[0][j];
+  }
+  (void)mode;
+  return true;
+}
+
 // ---------------------------------------------------------------------------------------
 // Reductions over attr "axes" (empty: all dims). With or without keepdims the output holds
 // the kept dims in order, so an input element's output position is its index in the kept

@@ -240,6 +240,49 @@ bool ir_shape_gather(IrNode *n, Diag *d) {
   return true;
 }
 
+// scatter_add(updates, indices): the transpose of gather. updates has the shape gather
+// would give, data.shape[:axis] + indices.shape[batch_dims:] + data.shape[axis+1:], and the
+// output is data's shape, with attribute size for data.shape[axis]. axis counts in the
+// output's dims.
+bool ir_shape_scatter_add(IrNode *n, Diag *d) {
+  if (!check_dtypes(n, d)) return false;
+  const IrShape *u = &n->in[0]->shape, *idx = &n->in[1]->shape;
+  if (n->in[0]->dtype != DT_F32)
+    return diag_error(d, "updates \"%s\" must be f32, not %s", n->in[0]->name,
+                      dt_name(n->in[0]->dtype));
+  if (!is_int(n->in[1]->dtype))
+    return diag_error(d, "indices \"%s\" must be i32 or i64, not %s", n->in[1]->name,
+                      dt_name(n->in[1]->dtype));
+  int64_t bd = ir_attr_int(n, "batch_dims"), size = ir_attr_int(n, "size");
+  if (bd < 0 || bd > idx->rank)
+    return diag_error(d, "batch_dims %lld must be in [0, indices rank %d]", (long long)bd,
+                      idx->rank);
+  int nq = idx->rank - (int)bd;  // index dims that the output's axis replaces
+  int rank = u->rank - nq + 1;
+  if (rank < 1) return diag_error(d, "updates %s have fewer dims than indices %s", SHAPE(u), SHAPE(idx));
+  int64_t axis = ir_attr_int(n, "axis");
+  if (!norm_axis(&axis, rank, "axis", d)) return false;
+  if (bd > axis)
+    return diag_error(d, "batch_dims %lld must not exceed axis %lld", (long long)bd,
+                      (long long)axis);
+  if (size <= 0) return diag_error(d, "size %lld must be positive", (long long)size);
+  for (int i = 0; i < bd; i++)
+    if (u->dim[i] != idx->dim[i])
+      return diag_error(d, "batch dim %d differs: updates %s, indices %s", i, SHAPE(u),
+                        SHAPE(idx));
+  for (int j = 0; j < nq; j++)
+    if (u->dim[axis + j] != idx->dim[bd + j])
+      return diag_error(d, "updates %s do not hold the index dims of %s at axis %lld", SHAPE(u),
+                        SHAPE(idx), (long long)axis);
+  IrShape s = {0};
+  for (int i = 0; i < axis; i++) s.dim[s.rank++] = u->dim[i];
+  s.dim[s.rank++] = size;
+  for (int i = (int)axis + nq; i < u->rank; i++) s.dim[s.rank++] = u->dim[i];
+  n->shape = s;
+  n->dtype = DT_F32;
+  return true;
+}
+
 bool ir_shape_reduce(IrNode *n, Diag *d) {
   if (!check_dtypes(n, d)) return false;
   const IrShape *in = &n->in[0]->shape;

@@ -6,9 +6,12 @@
 #include "ir/ir.h"
 
 // What the pipeline is run for. Passes read what they need from it.
+typedef struct PassOptimizer PassOptimizer;
+
 typedef struct PassOptions {
   const char *loss;  // training/grad: the loss autodiff differentiates; NULL: inference only
   bool wrt_inputs;   // autodiff also records gradients of f32 inputs
+  const PassOptimizer *optimizer;  // train: the update the "optimizer" pass appends; NULL: none
 } PassOptions;
 
 typedef bool (*PassFn)(IrGraph *g, const PassOptions *o, Diag *d);
@@ -49,5 +52,24 @@ bool pass_schedule(IrGraph *g, const PassOptions *o, Diag *d);
 bool pass_memplan(IrGraph *g, const PassOptions *o, Diag *d);
 // Fusion (passes/fuse.c): groups of nodes one kernel computes become `fused` nodes.
 bool pass_fuse(IrGraph *g, const PassOptions *o, Diag *d);
+// The optimiser as graph ops (passes/optimizer.c), run by the pipeline after autodiff when
+// PassOptions.optimizer is set. Adds f32 scalar inputs PASS_OPT_LR (the step's learning
+// rate) and, for AdamW, PASS_OPT_C1 / PASS_OPT_C2 (1 - beta1^t, 1 - beta2^t); one state
+// input per parameter and moment named as in checkpoints ("adam.m.<param>", "adam.v.<param>"
+// or "sgd.m.<param>"); and appends to g->outputs, for each parameter in g->grads order,
+// its updated value, then its updated state(s), and last the gradient norm before
+// clipping. Gradients are clipped to a global L2 norm of `clip`; AdamW decays every
+// parameter but biases and LayerNorm weights (pass_optimizer_decays).
+struct PassOptimizer {
+  bool sgd;  // false: AdamW
+  double beta1, beta2, eps, weight_decay, momentum, clip;
+};
+#define PASS_OPT_WHERE "optimizer (train)"  // the `where` of every node the pass adds
+#define PASS_OPT_LR "train.lr"
+#define PASS_OPT_C1 "train.adam_c1"
+#define PASS_OPT_C2 "train.adam_c2"
+bool pass_optimizer(IrGraph *g, const PassOptimizer *o, Diag *d);
+bool pass_optimizer_decays(const char *param);
+const char *pass_optimizer_state_prefix(const PassOptimizer *o, int which);  // which: 0 m, 1 v
 
 #endif

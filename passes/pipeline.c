@@ -9,12 +9,18 @@ static bool run_autodiff(IrGraph *g, const PassOptions *o, Diag *d) {
   return !o->loss || pass_autodiff(g, o->loss, o->wrt_inputs, d);
 }
 
+static bool run_optimizer(IrGraph *g, const PassOptions *o, Diag *d) {
+  return !o->optimizer || pass_optimizer(g, o->optimizer, d);
+}
+
 const Pass pass_pipeline[] = {
   {"parse", "the graph as read from the model file (verified, no changes)", NULL},
   {"fuse_attention", "head split, Q.K^T, scale, mask, softmax, dropout, .V, merge -> one "
    "attention node (no [batch, heads, n, n] tensor)", pass_fuse_attention},
   {"autodiff", "with a loss (grad, train, --grad): the backward graph and parameter gradients",
    run_autodiff},
+  {"optimizer", "train only: the AdamW/SGD update of every parameter after the backward graph",
+   run_optimizer},
   {"simplify", "algebraic identities, reshape/permute folding, constant folding, inert dropout",
    pass_simplify},
   {"cse", "common-subexpression elimination: equal op, inputs and attributes -> one node",
@@ -48,7 +54,8 @@ bool pass_run_pipeline(IrGraph *g, const PassOptions *o, const char *stop, const
   if (stop && (last = find_pass(stop)) < 0) return unknown(stop, d);
   for (int k = 0; k < n_disabled; k++) {
     if (find_pass(disabled[k]) < 0) return unknown(disabled[k], d);
-    if (strcmp(disabled[k], "parse") == 0 || strcmp(disabled[k], "autodiff") == 0)
+    if (strcmp(disabled[k], "parse") == 0 || strcmp(disabled[k], "autodiff") == 0 ||
+        strcmp(disabled[k], "optimizer") == 0)
       return diag_error(d, "pass %s cannot be disabled (it is not an optimisation)", disabled[k]);
   }
   for (int i = 0; i <= last; i++) {

@@ -335,6 +335,46 @@ START_TEST(test_gather_gradient_with_batch_dims) {
 }
 END_TEST
 
+// scatter_add (gather's gradient) has a gradient of its own, a gather: updates [2, 3, 4]
+// scattered along axis 1 into 5 rows with repeated ids, then tanh so that the loss is not
+// linear in the updates.
+START_TEST(test_scatter_add_gradient_gathers_back) {
+  Case c;
+  case_init(&c);
+  IrNode *u = param(&c, "u", shp(3, 2, 3, 4));
+  IrNode *ids = int_input(&c, "ids", shp(1, 3), (double[]){4, 0, 4});
+  IrNode *s = op(&c, IR_OP_SCATTER_ADD, "s", 2, u, ids);  // [2, 5, 4]
+  set_int(s, "axis", 1);
+  set_int(s, "size", 5);
+  IrNode *y = op(&c, IR_OP_TANH, "y", 1, s);
+  weighted_loss(&c, y, shp(3, 2, 5, 4));
+  ck_assert_int_eq(check(&c, false, 0), 24);
+  case_free(&c);
+}
+END_TEST
+
+// The gradient graph of an embedding lookup holds a scatter_add and no matmul (the old
+// one-hot product cost T x V x H).
+START_TEST(test_gather_gradient_is_a_scatter_add) {
+  Case c;
+  case_init(&c);
+  IrNode *table = param(&c, "table", shp(2, 50, 3));
+  IrNode *ids = int_input(&c, "ids", shp(1, 4), (double[]){7, 7, 49, 0});
+  IrNode *y = op(&c, IR_OP_GATHER, "y", 2, table, ids);
+  weighted_loss(&c, y, shp(2, 4, 3));
+  check(&c, false, 0);
+  int scatters = 0, matmuls = 0;
+  for (int i = 0; i < c.g.n_nodes; i++) {
+    scatters += c.g.nodes[i]->op == IR_OP_SCATTER_ADD;
+    matmuls += c.g.nodes[i]->op == IR_OP_MATMUL;
+  }
+  ck_assert_int_eq(scatters, 1);
+  ck_assert_int_eq(matmuls, 0);
+  ck_assert(grad_at(&c, "table", 7 * 3) != 0.0);
+  case_free(&c);
+}
+END_TEST
+
 // ---------------------------------------------------------------------------------------
 // Reductions, softmax, layernorm.
 START_TEST(test_reduction_gradients) {
@@ -545,6 +585,8 @@ static Suite *autodiff_suite(void) {
   tcase_add_test(ops, test_layout_op_gradients);
   tcase_add_test(ops, test_gather_gradient_adds_up_repeated_ids);
   tcase_add_test(ops, test_gather_gradient_with_batch_dims);
+  tcase_add_test(ops, test_scatter_add_gradient_gathers_back);
+  tcase_add_test(ops, test_gather_gradient_is_a_scatter_add);
   tcase_add_test(ops, test_reduction_gradients);
   tcase_add_test(ops, test_softmax_and_log_softmax_gradients);
   tcase_add_test(ops, test_layernorm_gradients);

@@ -484,6 +484,36 @@ START_TEST(test_slice_rejects_empty_range) {
 }
 END_TEST
 
+START_TEST(test_scatter_add_gives_data_shape_with_size_rows) {
+  IrNode *upd = input("upd", DT_F32, shp(3, 2, 3, 4)), *ids = input("ids", DT_I64, shp(2, 2, 3));
+  IrNode *emb = op(IR_OP_SCATTER_ADD, "emb", 2, upd, ids);  // gather's transpose: table [10, 4]
+  set_int(emb, "size", 10);
+  IrNode *seq = input("seq", DT_F32, shp(3, 2, 3, 4)), *idx = input("idx", DT_I32, shp(2, 2, 3));
+  IrNode *bat = op(IR_OP_SCATTER_ADD, "bat", 2, seq, idx);  // one batch dim, axis 1
+  set_int(bat, "axis", 1);
+  set_int(bat, "batch_dims", 1);
+  set_int(bat, "size", 7);
+  finish_ok();
+  assert_shape(emb, DT_F32, shp(2, 10, 4));
+  assert_shape(bat, DT_F32, shp(3, 2, 7, 4));
+}
+END_TEST
+
+START_TEST(test_scatter_add_rejects_updates_without_the_index_dims) {
+  IrNode *upd = input("upd", DT_F32, shp(2, 5, 4)), *ids = input("ids", DT_I64, shp(1, 3));
+  IrNode *y = op(IR_OP_SCATTER_ADD, "y", 2, upd, ids);
+  set_int(y, "size", 10);
+  finish_fails("scatter_add: updates [5,4] do not hold the index dims of [3] at axis 0");
+}
+END_TEST
+
+START_TEST(test_scatter_add_rejects_a_size_below_one) {
+  IrNode *upd = input("upd", DT_F32, shp(2, 3, 4)), *ids = input("ids", DT_I64, shp(1, 3));
+  op(IR_OP_SCATTER_ADD, "y", 2, upd, ids);
+  finish_fails("scatter_add: size 0 must be positive");
+}
+END_TEST
+
 START_TEST(test_gather_rejects_float_indices) {
   IrNode *table = input("table", DT_F32, shp(2, 10, 4)), *ids = input("ids", DT_F32, shp(1, 3));
   op(IR_OP_GATHER, "y", 2, table, ids);
@@ -975,6 +1005,7 @@ static Suite *ir_suite(void) {
   tcase_add_test(good, test_slice_keeps_start_to_end);
   tcase_add_test(good, test_gather_replaces_axis_by_index_dims);
   tcase_add_test(good, test_gather_with_batch_dims_takes_one_row_per_batch);
+  tcase_add_test(good, test_scatter_add_gives_data_shape_with_size_rows);
   tcase_add_test(good, test_reduce_with_and_without_keepdims);
   tcase_add_test(good, test_softmax_accepts_any_axis_in_range);
   tcase_add_test(good, test_layernorm_keeps_input_shape);
@@ -1006,6 +1037,8 @@ static Suite *ir_suite(void) {
   tcase_add_test(bad, test_slice_rejects_empty_range);
   tcase_add_test(bad, test_softmax_rejects_axis_out_of_range);
   tcase_add_test(bad, test_gather_rejects_float_indices);
+  tcase_add_test(bad, test_scatter_add_rejects_updates_without_the_index_dims);
+  tcase_add_test(bad, test_scatter_add_rejects_a_size_below_one);
   tcase_add_test(bad, test_gather_rejects_batch_dim_mismatch);
   tcase_add_test(bad, test_gather_rejects_batch_dims_past_axis);
   tcase_add_test(bad, test_gather_rejects_result_rank_above_max);

@@ -157,7 +157,7 @@ static Tol tol_of(const IrNode *n) {
     return TOL_MATH;
   case IR_OP_MATMUL: case IR_OP_REDUCE_SUM: case IR_OP_REDUCE_MEAN: case IR_OP_REDUCE_MAX:
   case IR_OP_SOFTMAX: case IR_OP_LOG_SOFTMAX: case IR_OP_LAYERNORM: case IR_OP_CROSS_ENTROPY:
-  case IR_OP_KL_DIV:
+  case IR_OP_KL_DIV: case IR_OP_SCATTER_ADD:
     return TOL_REL;
   default:
     return TOL_EXACT;
@@ -634,6 +634,63 @@ START_TEST(test_gather_with_axis_and_batch_dims) {
 }
 END_TEST
 
+// scatter_add(updates, indices) of `size` rows along axis, indices uniform over them (so
+// with many repeats when the indices outnumber the rows).
+static IrNode *scatter(const char *name, IrShape us, DType it, IrShape is, int axis, int bd,
+                       int64_t size) {
+  char uname[64], iname[64];
+  snprintf(uname, sizeof uname, "%s_upd", name);
+  snprintf(iname, sizeof iname, "%s_idx", name);
+  IrNode *u = input(uname, DT_F32, us, -1, 1);
+  IrNode *idx = input(iname, it, is, 0, (double)size);
+  IrNode *y = op(IR_OP_SCATTER_ADD, name, 2, u, idx);
+  set_int(y, "axis", axis);
+  set_int(y, "batch_dims", bd);
+  set_int(y, "size", size);
+  return y;
+}
+
+// Against the reference for W = 16 and 8 and 1 and 2 threads; check_graph also asserts the
+// same bits with 1 and 2 threads (each output column block is one work item, rows summed
+// in index order).
+START_TEST(test_scatter_add_matches_reference_and_ignores_thread_count) {
+  scatter("emb", shp(2, 40, 200), DT_I64, shp(1, 40), 0, 0, 30);       // repeats, column blocks
+  scatter("emb32", shp(3, 2, 5, 17), DT_I32, shp(2, 2, 5), 0, 0, 7);
+  scatter("mid", shp(3, 3, 7, 5), DT_I64, shp(1, 7), 1, 0, 4);          // -> (3, 4, 5)
+  scatter("batch", shp(3, 4, 6, 3), DT_I64, shp(2, 4, 6), 1, 1, 10);    // -> (4, 10, 3)
+  scatter("last", shp(3, 3, 2, 3), DT_I32, shp(2, 2, 3), -1, 0, 65);    // -> (3, 65)
+  scatter("wide", shp(2, 3, 1000), DT_I64, shp(1, 3), 0, 0, 2);         // 1000 = 15.6 blocks
+  check_graph(1100);
+}
+END_TEST
+
+static void bad_last_id(double *v, int64_t n) { v[n - 1] = 1000; }
+
+START_TEST(test_scatter_add_bad_index_reports_the_node) {
+  IrNode *u = input("upd", DT_F32, shp(2, 17, 33), -1, 1);
+  IrNode *ids = input("ids", DT_I64, shp(1, 17), 0, 1000);
+  edit_input(ids, bad_last_id);
+  IrNode *y = op(IR_OP_SCATTER_ADD, "table_grad", 2, u, ids);
+  set_int(y, "size", 1000);
+  finish_ok();
+  IrValues in;
+  fill_inputs(&in, 43);
+  for (int threads = 1; threads <= 2; threads++) {
+    CgProgram p;
+    compile_ok(&p, 8);
+    bind_inputs(&p, &in);
+    rt_plan_run(&p.plan, threads);
+    Diag e = {0};
+    ck_assert(!cg_program_status(&p, &e));
+    ck_assert_msg(strstr(e.msg, "\"table_grad\"") && strstr(e.msg, "scatter_add") &&
+                      strstr(e.msg, "index 1000 out of range [0, 1000) at element 16"),
+                  "message: %s", e.msg);
+    cg_program_free(&p);
+  }
+  ir_values_free(&in);
+}
+END_TEST
+
 // ---------------------------------------------------------------------------------------
 // Reductions, softmax, layernorm (lower_reduce.c).
 
@@ -988,6 +1045,8 @@ static Suite *jit_suite(void) {
   tcase_add_test(tc, test_concat_along_every_axis);
   tcase_add_test(tc, test_slice_along_every_axis);
   tcase_add_test(tc, test_gather_with_axis_and_batch_dims);
+  tcase_add_test(tc, test_scatter_add_matches_reference_and_ignores_thread_count);
+  tcase_add_test(tc, test_scatter_add_bad_index_reports_the_node);
   tcase_add_loop_test(tc, test_reduce_last_axis_and_all, 0, N_SIZES);
   tcase_add_test(tc, test_reduce_any_axes);
   tcase_add_loop_test(tc, test_softmax_and_log_softmax_last_axis, 0, N_SIZES);
