@@ -421,6 +421,71 @@ START_TEST(test_mlm_mismatch_replaces_half_the_second_captions) {
 }
 END_TEST
 
+
+// kiln train's call: mlm_load on a generated pre-training file, mlm_apply on a bound batch.
+START_TEST(test_mlm_apply_treats_a_bound_pretraining_batch) {
+  SynthOptions o = small_opts(2);
+  synth_to("mlm", &o);
+  char path[512];
+  snprintf(path, sizeof path, "%s/mlm/pretrain-train.safetensors", tmpdir);
+  StFile f;
+  Diag d = {0};
+  ck_assert_msg(st_read(path, &f, &d), "%s", d.msg);
+  Mlm m;
+  bool present;
+  ck_assert_msg(mlm_load(&f, &m, &present, &d), "%s", d.msg);
+  ck_assert(present);
+  ck_assert_int_eq(m.n_pool, 40);
+  const char *const *tokens;
+  char vocab_n[16], text_len[16];
+  snprintf(vocab_n, sizeof vocab_n, "%d", synth_vocab(&tokens));
+  snprintf(text_len, sizeof text_len, "%d", o.text_len);
+  FeSet sets[] = {{"vocab", vocab_n}, {"visual_dim", "32"}, {"regions", "8"}, {"text_len", text_len},
+                  {"hidden", "16"}, {"heads", "2"}, {"layers", "1"}, {"intermediate", "32"}, {"batch", "40"}};
+  IrGraph g;
+  ck_assert_msg(fe_load_model("models/visualbert-pretrain.json", sets, 9, &g, &d), "%s", d.msg);
+  void **value = calloc((size_t)g.n_nodes + 1, sizeof *value);
+  for (int i = 0; i < g.n_nodes; i++) {  // the whole file as one batch, in the model's dtypes
+    const IrNode *n = g.nodes[i];
+    const StTensor *t = n->op == IR_OP_INPUT ? st_find(&f, n->name) : NULL;
+    if (!t) continue;
+    value[i] = malloc(t->nbytes);
+    ck_assert(t->dtype == n->dtype);
+    memcpy(value[i], t->data, t->nbytes);
+  }
+  ck_assert_msg(mlm_apply(&m, &g, value, 11, 3, &d), "%s", d.msg);
+  const int64_t *labels = value[ir_graph_find(&g, "labels")->id], *si = value[ir_graph_find(&g, "sentence_image_labels")->id];
+  const int64_t *ids = value[ir_graph_find(&g, "input_ids")->id];
+  int selected = 0, mismatched = 0, masks = 0;
+  for (int i = 0; i < 40 * o.text_len; i++) {
+    selected += labels[i] != -100;
+    masks += ids[i] == m.config.mask;
+  }
+  for (int b = 0; b < 40; b++) mismatched += si[b] == 0;
+  ck_assert(selected > 0 && masks > 0 && masks <= selected);
+  ck_assert(mismatched > 0 && mismatched < 40);
+  // A model without the pre-training inputs is refused with its name.
+  Diag d2 = {0};
+  void *saved = value[ir_graph_find(&g, "sentence_image_labels")->id];
+  value[ir_graph_find(&g, "sentence_image_labels")->id] = NULL;
+  ck_assert(!mlm_apply(&m, &g, value, 11, 3, &d2));  // value NULL: not computed
+  ck_assert_msg(strstr(d2.msg, "sentence_image_labels"), "%s", d2.msg);
+  value[ir_graph_find(&g, "sentence_image_labels")->id] = saved;
+  for (int i = 0; i < g.n_nodes; i++) free(value[i]);
+  free(value);
+  mlm_free(&m);
+  ir_graph_free(&g);
+  // A file without mlm_config is not pre-training data (no error).
+  snprintf(path, sizeof path, "%s/mlm/vqa-train.safetensors", tmpdir);
+  StFile v;
+  ck_assert_msg(st_read(path, &v, &d), "%s", d.msg);
+  Diag d3 = {0};
+  ck_assert(!mlm_load(&v, &m, &present, &d3) && !present && !d3.set);
+  st_free(&v);
+  st_free(&f);
+}
+END_TEST
+
 static Suite *text_suite(void) {
   Suite *s = suite_create("text");
   TCase *tok = tcase_create("tokenizer");
@@ -441,6 +506,7 @@ static Suite *text_suite(void) {
   TCase *mlm = tcase_create("pre-training batches");
   tcase_add_test(mlm, test_mlm_rates_follow_the_15_80_10_10_rule);
   tcase_add_test(mlm, test_mlm_mismatch_replaces_half_the_second_captions);
+  tcase_add_test(mlm, test_mlm_apply_treats_a_bound_pretraining_batch);
   suite_add_tcase(s, mlm);
   return s;
 }
