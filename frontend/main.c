@@ -144,7 +144,7 @@ static void print_main_help(FILE *f) {
           "  --set NAME=VALUE   override a config entry of the model (repeatable)\n"
           "  -h, --help         help (`kiln COMMAND --help` for one command)\n\n"
           "exit codes: 0 success, 1 a problem with the model or tensor files, 2 a bad command line\n"
-          "docs: docs/model-format.md (model files), docs/architecture.md (internals)\n");
+          "docs: docs/model-format.md (model files), docs/architecture.md (internals), docs/data.md (tokenize, data, eval)\n");
 }
 
 static int usage_error(const Command *c, const char *fmt, const char *arg) {
