@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "frontend/frontend.h"
+#include "runtime/safetensors.h"
 
 enum { EXIT_USER = 1, EXIT_USAGE = 2 };
 
@@ -30,6 +31,10 @@ typedef struct CliOptions {
   bool verbose, help, grad;  // grad: dump/check the joint forward+backward graph
   bool memory;               // check --memory: the memory plan's sizes
   bool train;                // bench: time training steps (forward, backward, update)
+  // tokenize, run --text, data synth
+  const char *vocab, *text;
+  bool tokens;                      // tokenize: print token strings, not ids
+  int n_train, n_val, n_test;       // data synth: examples per split (-1: not given)
 } CliOptions;
 
 int cmd_check(const CliOptions *o);
@@ -41,6 +46,14 @@ int cmd_bench(const CliOptions *o);
 int cmd_grad(const CliOptions *o);
 int cmd_train(const CliOptions *o);
 int cmd_bench_train(const CliOptions *o);  // kiln bench --train (frontend/cmd_bench_train.c)
+int cmd_tokenize(const CliOptions *o);
+int cmd_data(const CliOptions *o);
+int cmd_eval(const CliOptions *o);
+
+// kiln run --text: replaces (or adds) input_ids, token_type_ids and attention_mask in inf
+// with "[CLS] text [SEP]" padded with [PAD] to the model's text length (truncated with a
+// warning), token type 0 and mask 1 on [CLS] text [SEP].
+bool cli_text_inputs(const IrGraph *g, const char *text, const char *vocab_path, StFile *inf, Diag *d);
 
 // Loads o->model with o->sets and runs the pass pipeline (for `loss`: with autodiff; NULL:
 // inference); prints the error and returns false on failure.

@@ -127,7 +127,8 @@ int cmd_run(const CliOptions *o) {
   const IrNode **nodes = malloc(((size_t)g.n_outputs + g.n_losses + 1) * sizeof *nodes);
   const char **names = malloc(((size_t)g.n_outputs + g.n_losses + 1) * sizeof *names);
   FILE *log = o->verbose ? stderr : NULL;
-  bool ok = st_read(o->weights, &wf, &d) && st_read(o->inputs, &inf, &d);
+  bool ok = st_read(o->weights, &wf, &d) && st_read(o->inputs, &inf, &d) &&
+            (!o->text || cli_text_inputs(&g, o->text, o->vocab, &inf, &d));
   if (ok) {
     for (int k = 0; k < inf.n; k++) {
       const IrNode *n = ir_graph_find(&g, inf.tensors[k].name);

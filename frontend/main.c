@@ -54,8 +54,11 @@ static const Command commands[] = {
    "                     (plain loops in double precision: slow, the oracle for tests)\n"
    "  --threads N        threads (default: KILN_NUM_THREADS, else every core; ref uses one)\n"
    "  --dump-llvm DIR    write the optimised LLVM IR to DIR: kiln.ll and one file a kernel\n"
-   "  --verbose          list tensors in the files that the model does not use\n",
-   " set weights inputs output backend threads verbose disable-pass dump-llvm "},
+   "  --verbose          list tensors in the files that the model does not use\n"
+   "  --text TEXT        input_ids, token_type_ids, attention_mask from TEXT: [CLS] TEXT\n"
+   "                     [SEP] padded to text_len (needs --vocab; the rest from --inputs)\n"
+   "  --vocab FILE       the WordPiece vocabulary for --text (BERT's vocab.txt)\n",
+   " set weights inputs output backend threads verbose disable-pass dump-llvm text vocab "},
   {"grad", cmd_grad,
    "kiln grad MODEL --weights W --inputs IN -o G [--loss NAME] [--seed S] [--set NAME=VALUE]... "
    "[--backend jit]",
@@ -110,6 +113,34 @@ static const Command commands[] = {
    "  --inputs FILE      inputs (default: ids 0, float inputs 1)\n"
    "  --dump-llvm DIR    write the optimised LLVM IR to DIR: kiln.ll and one file a kernel\n",
    " set iters threads weights inputs seed dump-llvm disable-pass verbose train optimizer loss "},
+  {"tokenize", cmd_tokenize, "kiln tokenize --vocab V [--tokens] TEXT",
+   "Split TEXT with BERT-uncased's basic tokenizer and WordPiece over the vocabulary V\n"
+   "(BERT's vocab.txt: one token a line, id = line number) and print the token ids on one\n"
+   "line, separated by spaces (no [CLS]/[SEP] added).\n"
+   "  --vocab FILE       the vocabulary (must contain [UNK])\n"
+   "  --tokens           print the token strings instead of the ids\n",
+   " vocab tokens "},
+  {"data", cmd_data,
+   "kiln data synth -o DIR [--seed S] [--train N] [--val N] [--test N] [--set NAME=VALUE]...",
+   "Write a synthetic grounded vision-language data set to DIR (see docs/data.md):\n"
+   "vocab.txt, answers.txt, config.txt and {pretrain,vqa,nlvr2}-{train,val,test}.safetensors\n"
+   "in the layout kiln train and kiln eval read. The same seed gives identical files.\n"
+   "  -o, --output DIR   where to write (created if missing)\n"
+   "  --seed S           the world (region feature projection) and every example (default 0)\n"
+   "  --train/--val/--test N  examples per split and task (default 2000/500/500)\n"
+   "  --set NAME=VALUE   visual_dim (default 32), regions (default 8; NLVR2 pairs use half\n"
+   "                     each), text_len (default 24)\n",
+   " output seed train val test set "},
+  {"eval", cmd_eval, "kiln eval MODEL --weights W --data D [--set NAME=VALUE]... [--threads N]",
+   "Run MODEL (JIT, inference) over every example of D in batches of the model's `batch`\n"
+   "and print the mean loss and accuracies, one `name: value` a line: `loss`, and for a\n"
+   "soft-score head (VQA) `accuracy` (argmax = best answer) and `vqa_accuracy` (the\n"
+   "target's score of the argmax answer); for class labels `accuracy`; for pre-training\n"
+   "`mlm_accuracy` (non-ignored tokens) and `sentence_image_accuracy`.\n"
+   "  --weights FILE     parameters (safetensors)\n"
+   "  --data FILE        one tensor per model input with a leading example dimension\n"
+   "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n",
+   " set weights data threads loss verbose disable-pass "},
   {"ops", cmd_ops, "kiln ops", "List the operators a model file can use, with their attributes.\n",
    " "},
 };
@@ -125,7 +156,7 @@ static void print_main_help(FILE *f) {
           "  --set NAME=VALUE   override a config entry of the model (repeatable)\n"
           "  -h, --help         help (`kiln COMMAND --help` for one command)\n\n"
           "exit codes: 0 success, 1 a problem with the model or tensor files, 2 a bad command line\n"
-          "docs: docs/model-format.md (model files), docs/architecture.md (internals)\n");
+          "docs: docs/model-format.md (model files), docs/architecture.md (internals), docs/data.md (tokenize, data, eval)\n");
 }
 
 static int usage_error(const Command *c, const char *fmt, const char *arg) {
@@ -168,7 +199,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], commands[i].name) == 0) c = &commands[i];
   if (!c) return usage_error(NULL, "unknown command \"%s\"", argv[1]);
 
-  CliOptions o = {.cmd = c->name, .threads = 0};
+  CliOptions o = {.cmd = c->name, .threads = 0, .n_train = -1, .n_val = -1, .n_test = -1};
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -282,6 +313,20 @@ int main(int argc, char **argv) {
       if (!parse_int(val, 1, 1024, &v))
         return usage_error(c, "--threads must be an integer in [1, 1024], not \"%s\"", val);
       o.threads = (int)v;
+    } else if (strcmp(a, "--vocab") == 0) {
+      TAKES_VALUE();
+      o.vocab = val;
+    } else if (strcmp(a, "--text") == 0) {
+      TAKES_VALUE();
+      o.text = val;
+    } else if (strcmp(a, "--tokens") == 0) {
+      o.tokens = true;
+    } else if (strcmp(a, "--train") == 0 || strcmp(a, "--val") == 0 || strcmp(a, "--test") == 0) {
+      TAKES_VALUE();
+      long long v;
+      if (!parse_int(val, 0, 10000000, &v))
+        return usage_error(c, "the number of examples must be an integer in [0, 10000000], not \"%s\"", val);
+      *(a[2] == 't' && a[3] == 'r' ? &o.n_train : a[2] == 'v' ? &o.n_val : &o.n_test) = (int)v;
     } else if (a[0] == '-' && a[1]) {
       return usage_error(c, "unknown option \"%s\"", a);
     } else if (!o.model && strcmp(c->name, "ops") != 0) {
@@ -295,6 +340,9 @@ int main(int argc, char **argv) {
     printf("usage: %s\n\n%s", c->usage, c->help);
     return 0;
   }
+  if (!o.model && strcmp(c->name, "tokenize") == 0) return usage_error(c, "tokenize needs the TEXT%s", "");
+  if (!o.model && strcmp(c->name, "data") == 0) return usage_error(c, "data needs a subcommand (synth)%s", "");
   if (!o.model && strcmp(c->name, "ops") != 0) return usage_error(c, "%s needs a MODEL file", c->name);
+  if (o.text && !o.vocab) return usage_error(c, "--text needs --vocab FILE%s", "");
   return c->run(&o);
 }

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# kiln tokenize, kiln data synth, kiln run --text and kiln eval end to end on a tiny model:
+# the generator's files are identical for a seed and differ for another; the tokenizer
+# splits plurals into ## pieces with the generated vocabulary; --text builds the same
+# inputs the generator wrote; eval's numbers do not depend on the batch size (a last
+# partial batch included) and agree with the accuracy computed from kiln run's logits;
+# bad vocabularies, data and command lines give exit 1 / 2 with a message naming the place.
+set -euo pipefail
+kiln=${1:?usage: data.sh KILN_BINARY}
+python3=/usr/bin/python3
+src=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d /tmp/kiln-data-test.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+fail=0
+check() {  # check NAME COMMAND...: runs COMMAND, reports
+  local name=$1; shift
+  if "$@"; then echo "ok: $name"; else echo "FAIL: $name"; fail=1; fi
+}
+# exit_code N MESSAGE_PART COMMAND...: exits with N and stderr mentions MESSAGE_PART
+exit_code() {
+  local want=$1 part=$2; shift 2
+  local rc=0
+  "$@" >/dev/null 2>"$work/err" || rc=$?
+  if [[ $rc != "$want" ]]; then echo "  exit $rc, wanted $want: $*"; cat "$work/err"; return 1; fi
+  if ! grep -qF -- "$part" "$work/err"; then echo "  stderr lacks \"$part\":"; cat "$work/err"; return 1; fi
+}
+
+# --- the generator ----------------------------------------------------------------------
+synth() { "$kiln" data synth -o "$work/$1" --seed "$2" --train 40 --val 30 --test 1 2>/dev/null; }
+synth a 5; synth b 5; synth c 6
+same_all() {
+  for f in "$work"/a/*; do cmp -s "$f" "$work/b/$(basename "$f")" || { echo "  differs: $f"; return 1; }; done
+}
+differ_all() {
+  for f in "$work"/a/*.safetensors; do
+    if cmp -s "$f" "$work/c/$(basename "$f")"; then echo "  same for seeds 5 and 6: $f"; return 1; fi
+  done
+}
+check "synth: same seed, same bytes (all $(ls "$work/a" | wc -l) files)" same_all
+check "synth: another seed, other data" differ_all
+check "synth: config.txt lists the model settings" grep -qx "num_labels=20" "$work/a/config.txt"
+
+# --- the tokenizer with the generated vocabulary ------------------------------------------
+tok_is() { [[ $("$kiln" tokenize --vocab "$work/a/vocab.txt" "${@:2}") == "$1" ]]; }
+check "tokenize: plural as ## piece, punctuation, case" \
+  tok_is "how many circle ##s are there ?" --tokens "How many CIRCLES are there?"
+check "tokenize: unknown word is [UNK]" tok_is "is there a [UNK] ?" --tokens "is there a giraffe?"
+ids=$("$kiln" tokenize --vocab "$work/a/vocab.txt" "a red circle")
+check "tokenize: ids are vocab line numbers" \
+  test "$ids" == "$(grep -nx -e a -e red -e circle "$work/a/vocab.txt" | sort -t: -k2,2 -s | \
+         awk -F: '{print $1 - 1, $2}' | awk '{id[$2]=$1} END {print id["a"], id["red"], id["circle"]}')"
+
+# --- kiln run --text: the same inputs as the generator's ----------------------------------
+tiny=(--set hidden=16 --set layers=1 --set heads=2 --set intermediate=32 --set vocab=54
+      --set visual_dim=32 --set regions=8 --set text_len=24 --set max_positions=32)
+nlvr2=("$src/models/visualbert-nlvr2.json" "${tiny[@]}" --set num_labels=2)
+"$kiln" init "${nlvr2[@]}" --set batch=1 -o "$work/w1.safetensors" --seed 2 2>/dev/null
+text=$("$python3" - "$work/a/nlvr2-test.safetensors" "$work/a/vocab.txt" <<'EOF'
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+t = h['input_ids']; s, e = t['data_offsets']; ids = struct.unpack('<%dq' % ((e - s) // 8), b[8 + n + s:8 + n + e])
+vocab = open(sys.argv[2]).read().split('\n')
+print(' '.join(vocab[i] for i in ids if vocab[i] not in ('[CLS]', '[SEP]', '[PAD]')).replace(' ##', '').upper())
+EOF
+)
+"$kiln" run "${nlvr2[@]}" --set batch=1 --weights "$work/w1.safetensors" --inputs "$work/a/nlvr2-test.safetensors" \
+  -o "$work/o1.safetensors" 2>/dev/null
+"$kiln" run "${nlvr2[@]}" --set batch=1 --weights "$work/w1.safetensors" --inputs "$work/a/nlvr2-test.safetensors" \
+  -o "$work/o2.safetensors" --text "$text" --vocab "$work/a/vocab.txt" 2>/dev/null
+check "run --text \"$text\": the generator's input_ids, types and mask" cmp -s "$work/o1.safetensors" "$work/o2.safetensors"
+check "run --text: too long is truncated with a warning" exit_code 0 "truncated to 22" \
+  "$kiln" run "${nlvr2[@]}" --set batch=1 --weights "$work/w1.safetensors" --inputs "$work/a/nlvr2-test.safetensors" \
+  -o "$work/o3.safetensors" --text "$text $text $text $text" --vocab "$work/a/vocab.txt"
+
+# --- kiln eval ----------------------------------------------------------------------------
+vqa=("$src/models/visualbert-vqa.json" "${tiny[@]}" --set num_labels=20)
+"$kiln" init "${vqa[@]}" --set batch=4 -o "$work/wv.safetensors" --seed 4 2>/dev/null
+for b in 1 4 30 64; do  # 30 examples: 30 batches of 1; 7 of 4 and one of 2; one of 30; one partial
+  "$kiln" eval "${vqa[@]}" --set batch=$b --weights "$work/wv.safetensors" --data "$work/a/vqa-val.safetensors" \
+    --threads 2 > "$work/eval.$b"
+done
+same_eval() {
+  "$python3" - "$work"/eval.{1,4,30,64} <<'EOF'
+import sys
+runs = [dict(l.split(': ') for l in open(p).read().split('\n') if l) for p in sys.argv[1:]]
+for r in runs[1:]:
+    assert r.keys() == runs[0].keys(), (r, runs[0])
+    for k in r:
+        assert abs(float(r[k]) - float(runs[0][k])) <= 1e-5 * max(1, abs(float(runs[0][k]))), (k, r[k], runs[0][k])
+assert runs[0]['examples'] == '30', runs[0]
+EOF
+}
+check "eval: the same numbers for batch 1, 4 (partial last), 30 and 64 (one partial)" same_eval
+"$kiln" run "${vqa[@]}" --set batch=30 --weights "$work/wv.safetensors" --inputs "$work/a/vqa-val.safetensors" \
+  -o "$work/logits.safetensors" 2>/dev/null
+eval_agrees() {
+  "$python3" - "$work/logits.safetensors" "$work/a/vqa-val.safetensors" "$work/eval.4" <<'EOF'
+import json, struct, sys
+def load(p, name):
+    b = open(p, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])[name]
+    s, e = h['data_offsets']; return struct.unpack('<%df' % ((e - s) // 4), b[8 + n + s:8 + n + e]), h['shape']
+(logits, (N, K)), (labels, _) = load(sys.argv[1], 'logits'), load(sys.argv[2], 'labels')
+(loss, _) = load(sys.argv[1], 'loss')
+row = lambda v, i: v[i * K:(i + 1) * K]
+am = lambda r: max(range(K), key=lambda k: (r[k], -k))
+acc = sum(am(row(logits, i)) == am(row(labels, i)) for i in range(N)) / N
+soft = sum(row(labels, i)[am(row(logits, i))] for i in range(N)) / N
+got = dict(l.split(': ') for l in open(sys.argv[3]).read().split('\n') if l)
+assert abs(float(got['accuracy']) - acc) < 1e-6, (got, acc)
+assert abs(float(got['vqa_accuracy']) - soft) < 1e-5, (got, soft)
+assert abs(float(got['loss']) - loss[0]) < 1e-4, (got, loss)
+EOF
+}
+check "eval: accuracy, vqa_accuracy and loss agree with kiln run's logits" eval_agrees
+check "eval: nlvr2 prints accuracy" bash -c "'$kiln' eval ${nlvr2[*]} --set batch=4 --weights '$work/w1.safetensors' \
+  --data '$work/a/nlvr2-val.safetensors' 2>/dev/null | grep -q '^accuracy: 0\.[0-9]*$'"
+
+# --- bad inputs -----------------------------------------------------------------------------
+printf '[PAD]\n[CLS]\nred\n' > "$work/nounk.txt"
+check "tokenize: missing vocab file is exit 1 naming it" exit_code 1 "$work/missing.txt: cannot open" \
+  "$kiln" tokenize --vocab "$work/missing.txt" "red"
+check "tokenize: vocab without [UNK] is exit 1" exit_code 1 "nounk.txt: the vocabulary has no [UNK]" \
+  "$kiln" tokenize --vocab "$work/nounk.txt" "red"
+check "tokenize: no --vocab is exit 2" exit_code 2 "--vocab" "$kiln" tokenize "red"
+check "run: --text without --vocab is exit 2" exit_code 2 "--text needs --vocab" \
+  "$kiln" run "${nlvr2[@]}" --weights "$work/w1.safetensors" --inputs "$work/a/nlvr2-test.safetensors" -o "$work/x" --text hi
+check "run --text: vocab without [UNK] is exit 1" exit_code 1 "[UNK]" \
+  "$kiln" run "${nlvr2[@]}" --set batch=1 --weights "$work/w1.safetensors" --inputs "$work/a/nlvr2-test.safetensors" \
+  -o "$work/x.safetensors" --text hi --vocab "$work/nounk.txt"
+check "synth: unknown --set is exit 2" exit_code 2 "--set hidden: unknown" "$kiln" data synth -o "$work/x" --set hidden=3
+check "synth: text_len too short is exit 1" exit_code 1 "text_len=12 is too short" \
+  "$kiln" data synth -o "$work/x" --set text_len=12 --train 5 --val 1 --test 1
+check "data: unknown subcommand is exit 2" exit_code 2 "unknown data subcommand" "$kiln" data fetch -o "$work/x"
+"$python3" - "$work/a/vqa-val.safetensors" "$work/nolabels.safetensors" <<'EOF'
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+del h['labels']  # its bytes stay in the data section, unreferenced
+hj = json.dumps(h).encode(); hj += b' ' * (-len(hj) % 8)
+open(sys.argv[2], 'wb').write(struct.pack('<Q', len(hj)) + hj + b[8 + n:])
+EOF
+check "eval: data without labels is exit 1 naming the tensor" exit_code 1 "nolabels.safetensors: input \"labels\" is missing" \
+  "$kiln" eval "${vqa[@]}" --set batch=4 --weights "$work/wv.safetensors" --data "$work/nolabels.safetensors"
+check "eval: NLVR2 data for the VQA model (wrong shape) is exit 1" exit_code 1 "tensor \"labels\" has shape [30]" \
+  "$kiln" eval "${vqa[@]}" --set batch=4 --weights "$work/wv.safetensors" --data "$work/a/nlvr2-val.safetensors"
+check "eval: weights as data is exit 1" exit_code 1 "no examples of the model's inputs" \
+  "$kiln" eval "${vqa[@]}" --set batch=4 --weights "$work/wv.safetensors" --data "$work/wv.safetensors"
+check "eval: no --data is exit 2" exit_code 2 "--data" "$kiln" eval "${vqa[@]}" --weights "$work/wv.safetensors"
+exit $fail
