@@ -28,6 +28,8 @@ typedef struct CliOptions {
   int steps, checkpoint_every;  // 0: not given
   double lr;                    // 0: not given (the optimiser's default)
   bool verbose, help, grad;  // grad: dump/check the joint forward+backward graph
+  // compile
+  const char *cpu, *emit;
 } CliOptions;
 
 int cmd_check(const CliOptions *o);
@@ -38,6 +40,7 @@ int cmd_run(const CliOptions *o);
 int cmd_bench(const CliOptions *o);
 int cmd_grad(const CliOptions *o);
 int cmd_train(const CliOptions *o);
+int cmd_compile(const CliOptions *o);
 
 // Loads o->model with o->sets and runs the pass pipeline (for `loss`: with autodiff; NULL:
 // inference); prints the error and returns false on failure.
