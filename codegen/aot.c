@@ -26,8 +26,8 @@ static void probe_fn(LLVMContextRef ctx, LLVMModuleRef mod, const char *name, co
   LLVMValueRef p = LLVMGetParam(fn, 0);
   LLVMValueRef v = LLVMBuildLoad2(b, vt, p, "v");
   LLVMValueRef r = is_float ? LLVMBuildFAdd(b, v, v, "r") : LLVMBuildAdd(b, v, v, "r");
-  LLVMValueRef st = LLVMBuildStore(b, r, LLVMBuildGEP2(b, vt, p, (LLVMValueRef[]){LLVMConstInt(LLVMInt64TypeInContext(ctx), 1, 0)}, 1, "q"));
-  (void)st;
+  LLVMValueRef one = LLVMConstInt(LLVMInt64TypeInContext(ctx), 1, 0);
+  LLVMBuildStore(b, r, LLVMBuildGEP2(b, vt, p, &one, 1, "q"));
   LLVMBuildRetVoid(b);
   LLVMDisposeBuilder(b);
 }
@@ -59,21 +59,23 @@ bool cg_aot_target(const char *cpu, CgOptions *opt, char *cpu_buf, Diag *d) {
     LLVMDisposeMessage(triple);
     return false;
   }
+  // LLVM warns about an unknown CPU on stderr only (when it makes the subtarget): catch
+  // the warning to refuse the name before generating code for it.
+  fflush(stderr);
+  int saved = dup(2);
+  FILE *cap = tmpfile();
+  if (cap) dup2(fileno(cap), 2);
   // An empty feature string: the CPU's own features, as LLVM knows them.
   LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu, "", LLVMCodeGenLevelDefault,
                                                     LLVMRelocPIC, LLVMCodeModelDefault);
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("probe", ctx);
   LLVMSetTarget(mod, triple);
-  probe_fn(ctx, mod, "f16", cpu, LLVMVectorType(LLVMFloatTypeInContext(ctx), 16), true);
-  probe_fn(ctx, mod, "i8", cpu, LLVMVectorType(LLVMInt32TypeInContext(ctx), 8), false);
-  // LLVM warns about an unknown CPU on stderr only: catch the warning to refuse the name.
-  fflush(stderr);
-  int saved = dup(2);
-  FILE *cap = tmpfile();
-  if (cap) dup2(fileno(cap), 2);
-  LLVMMemoryBufferRef asm_buf = NULL;
-  bool failed = LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMAssemblyFile, &err, &asm_buf);
+  LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);  // makes the subtarget: warns now
+  char *layout = LLVMCopyStringRepOfTargetData(td);
+  LLVMSetDataLayout(mod, layout);
+  LLVMDisposeMessage(layout);
+  LLVMDisposeTargetData(td);
   fflush(stderr);
   dup2(saved, 2);
   close(saved);
@@ -85,13 +87,20 @@ bool cg_aot_target(const char *cpu, CgOptions *opt, char *cpu_buf, Diag *d) {
     fclose(cap);
   }
   bool ok = true;
-  if (failed) {
-    ok = diag_error(d, "--cpu %s: LLVM cannot generate code for it: %s", cpu, err);
-    LLVMDisposeMessage(err);
-  } else if (strstr(warn, "not a recognized processor")) {
+  LLVMMemoryBufferRef asm_buf = NULL;
+  if (strstr(warn, "not a recognized processor")) {
     ok = diag_error(d, "--cpu %s: LLVM does not know this CPU (try native, x86-64-v3, "
                     "x86-64-v4, or a name llc -mcpu=help lists)", cpu);
   } else {
+    // 16 f32 lanes in one zmm register: AVX-512F; 8 i32 lanes added in one ymm: AVX2.
+    probe_fn(ctx, mod, "f16", cpu, LLVMVectorType(LLVMFloatTypeInContext(ctx), 16), true);
+    probe_fn(ctx, mod, "i8", cpu, LLVMVectorType(LLVMInt32TypeInContext(ctx), 8), false);
+    if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMAssemblyFile, &err, &asm_buf)) {
+      ok = diag_error(d, "--cpu %s: LLVM cannot generate code for it: %s", cpu, err);
+      LLVMDisposeMessage(err);
+    }
+  }
+  if (ok) {
     const char *text = LLVMGetBufferStart(asm_buf);
     opt->vector_floats = uses(text, "vaddps", "%zmm") ? 16 : uses(text, "vpaddd", "%ymm") ? 8 : 4;
     snprintf(cpu_buf, 64, "%s", cpu);
