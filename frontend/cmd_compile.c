@@ -22,6 +22,15 @@
 #ifndef KILN_SOURCE_DIR
 #define KILN_SOURCE_DIR ""
 #endif
+#ifdef KILN_RT_SANITIZE  // a sanitizer build's runtime needs the sanitizer's libraries
+#define KILN_RT_SANITIZE_SP " " KILN_RT_SANITIZE
+#else
+#define KILN_RT_SANITIZE NULL
+#define KILN_RT_SANITIZE_SP ""
+#endif
+
+// What libkiln_rt.a needs at link time (also written to DIR/link_flags for libraries).
+#define LINK_FLAGS "-fopenmp -lcjson -lm" KILN_RT_SANITIZE_SP
 
 static bool is_file(const char *path) {
   struct stat sb;
@@ -182,7 +191,7 @@ static bool write_header(const IrGraph *g, const char *inc, const char *path, co
     fprintf(f, "//   %d: %s %s%s\n", j, j < g->n_outputs ? o->name : g->losses[j - g->n_outputs].name,
             dt_name(o->dtype), ir_shape_str(&o->shape, s, sizeof s));
   }
-  fprintf(f, "// Link: cc app.c -I DIR DIR/libkiln_model.a DIR/libkiln_rt.a -fopenmp -lcjson -lm\n\n");
+  fprintf(f, "// Link: cc app.c -I DIR DIR/libkiln_model.a DIR/libkiln_rt.a %s\n\n", LINK_FLAGS);
   char buf[4096];
   size_t n;
   while ((n = fread(buf, 1, sizeof buf, in)) > 0) fwrite(buf, 1, n, f);
@@ -238,6 +247,7 @@ static bool build(const CliOptions *o, const IrGraph *g, const CgOptions *copt, 
     argv[n++] = "-fopenmp";
     argv[n++] = "-lcjson";
     argv[n++] = "-lm";
+    argv[n++] = KILN_RT_SANITIZE;
     ok = run(argv, d);
   } else if (ok) {
     char a[PATH_MAX + 32], r[PATH_MAX + 32], h[PATH_MAX + 32];
@@ -250,6 +260,10 @@ static bool build(const CliOptions *o, const IrGraph *g, const CgOptions *copt, 
     char *argv[8] = {"ar", "rcs", a, kernels, tables_o};
     if (o->weights) argv[5] = wobj;
     ok = ok && run(argv, d) && copy_file(rt, r, d) && write_header(g, inc, h, target, d);
+    snprintf(h, sizeof h, "%s/link_flags", o->output);
+    FILE *lf = ok ? fopen(h, "w") : NULL;
+    if (ok && (!lf || fprintf(lf, "%s\n", LINK_FLAGS) < 0 || fclose(lf) != 0))
+      ok = diag_error(d, "cannot write %s", h);
   }
   if (ok)
     fprintf(stderr, "kiln: compiled %d steps for %s%s into %s\n", steps.n, target,

@@ -17,8 +17,8 @@ static void usage(FILE *f, const RtAotModel *m) {
              "[--threads N] [--iters N]\n", prog);
   if (f == stderr) return;
   fprintf(f,
-          "\nRuns %s (compiled ahead of time by kiln for %s) in inference and writes every\n"
-          "output, and every loss, whose inputs IN provides.\n"
+          "\nRuns a model in inference, as `kiln run` does, and writes every output, and every\n"
+          "loss, whose inputs IN provides. Compiled ahead of time by kiln\n  from %s\n  for %s.\n"
           "  --inputs FILE      inputs (safetensors), by name; integer inputs may be I32/I64,\n"
           "                     floats F32/F64/F16/BF16 (converted when no value changes)\n"
           "  -o, --output FILE  outputs (safetensors)\n"

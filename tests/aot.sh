@@ -106,9 +106,9 @@ library() {
   cp "$work/vqa/w.safetensors" "$d/"
   "$kiln" compile "$root/models/visualbert-vqa.json" --emit lib -o "$d/model" --weights "$d/w.safetensors" \
     "${tiny[@]}" --set num_labels=7
-  ls "$d/model/libkiln_model.a" "$d/model/libkiln_rt.a" "$d/model/kiln_model.h"
+  ls "$d/model/libkiln_model.a" "$d/model/libkiln_rt.a" "$d/model/kiln_model.h" "$d/model/link_flags"
   cc -std=c11 -Wall -Wextra -Werror -pedantic "$root/examples/aot_lib_example.c" -I "$d/model" \
-    "$d/model/libkiln_model.a" "$d/model/libkiln_rt.a" -fopenmp -lcjson -lm -o "$d/example"
+    "$d/model/libkiln_model.a" "$d/model/libkiln_rt.a" $(cat "$d/model/link_flags") -o "$d/example"
   "$d/example" - "$d/out" 2
   # The same inputs as a tensor file, through kiln run; then every output byte for byte.
   "$py" - "$here/parity" "$d/in.safetensors" "${tiny[@]}" --set num_labels=7 <<'EOF'
