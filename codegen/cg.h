@@ -97,8 +97,10 @@ LLVMValueRef cg_sigmoid(Cg *cg, LLVMValueRef x);
 
 // ---- JIT ------------------------------------------------------------------------------
 typedef struct CgJit CgJit;
-// Verifies the module (LLVMVerifyModule), optimises it (default<O3> on the target
-// machine), writes it to dump_dir if set, and loads it into a new LLJIT. The module and
+// Verifies the module (LLVMVerifyModule), optimises it (default<O3> on cg's target
+// machine) and writes it to dump_dir if set: what the JIT and AOT objects share.
+bool cg_optimise(Cg *cg, Diag *d);
+// cg_optimise, then loads the module into a new LLJIT. The module and
 // context belong to the JIT afterwards; cg is reset.
 bool cg_jit(Cg *cg, CgJit **out, Diag *d);
 void *cg_jit_lookup(CgJit *j, const char *name);

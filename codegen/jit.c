@@ -51,27 +51,28 @@ static bool dump_module(Cg *cg, Diag *d) {
   return true;
 }
 
-bool cg_jit(Cg *cg, CgJit **out, Diag *d) {
+bool cg_optimise(Cg *cg, Diag *d) {
   char *err = NULL;
   if (LLVMVerifyModule(cg->mod, LLVMReturnStatusAction, &err)) {
     diag_error(d, "internal error: generated LLVM module %s does not verify: %.1500s", cg->name, err);
     LLVMDisposeMessage(err);
-    cg_dispose(cg);
     return false;
   }
   LLVMDisposeMessage(err);
   LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
   LLVMErrorRef e = LLVMRunPasses(cg->mod, "default<O3>", cg->tm, po);
   LLVMDisposePassBuilderOptions(po);
-  if (e) {
-    llvm_error(e, "LLVM optimisation failed", d);
+  if (e) return llvm_error(e, "LLVM optimisation failed", d);
+  return !cg->dump_dir || dump_module(cg, d);
+}
+
+bool cg_jit(Cg *cg, CgJit **out, Diag *d) {
+  if (!cg_optimise(cg, d)) {
     cg_dispose(cg);
     return false;
   }
-  if (cg->dump_dir && !dump_module(cg, d)) {
-    cg_dispose(cg);
-    return false;
-  }
+  char *err = NULL;
+  LLVMErrorRef e;
   // The JIT's own target machine: same triple, CPU and features, aggressive codegen.
   LLVMTargetRef target;
   LLVMGetTargetFromTriple(cg->triple, &target, &err);

@@ -35,6 +35,8 @@ typedef struct CliOptions {
   const char *vocab, *text;
   bool tokens;                      // tokenize: print token strings, not ids
   int n_train, n_val, n_test;       // data synth: examples per split (-1: not given)
+  // compile
+  const char *cpu, *emit;
 } CliOptions;
 
 int cmd_check(const CliOptions *o);
@@ -54,6 +56,7 @@ int cmd_eval(const CliOptions *o);
 // with "[CLS] text [SEP]" padded with [PAD] to the model's text length (truncated with a
 // warning), token type 0 and mask 1 on [CLS] text [SEP].
 bool cli_text_inputs(const IrGraph *g, const char *text, const char *vocab_path, StFile *inf, Diag *d);
+int cmd_compile(const CliOptions *o);
 
 // Loads o->model with o->sets and runs the pass pipeline (for `loss`: with autodiff; NULL:
 // inference); prints the error and returns false on failure.

@@ -141,6 +141,22 @@ static const Command commands[] = {
    "  --data FILE        one tensor per model input with a leading example dimension\n"
    "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n",
    " set weights data threads loss verbose disable-pass "},
+  {"compile", cmd_compile,
+   "kiln compile MODEL -o EXE|DIR [--emit exe|lib] [--weights W] [--cpu native|x86-64-v3|"
+   "x86-64-v4|NAME] [--set NAME=VALUE]...",
+   "Compile MODEL ahead of time into a standalone executable (default) or a static library\n"
+   "with a C header: the same kernels and plan as the JIT, no LLVM and no model file at\n"
+   "run time (docs/aot.md). Every output and loss is compiled; the executable runs like\n"
+   "`kiln run`: EXE --inputs IN -o OUT [--weights W] [--threads N] [--iters N].\n"
+   "  -o, --output PATH  the executable, or with --emit lib the directory for\n"
+   "                     libkiln_model.a, libkiln_rt.a and kiln_model.h\n"
+   "  --emit exe|lib     what to build (default exe)\n"
+   "  --weights FILE     embed these parameters (checked and converted now); they can\n"
+   "                     still be replaced at run time. Without it, running needs weights\n"
+   "  --cpu NAME         target: native (default: this host, or KILN_CPU), x86-64-v3 (AVX2),\n"
+   "                     x86-64-v4 (AVX-512), or any CPU name LLVM knows (llc -mcpu=help)\n"
+   "Needs `cc` (or $CC); the runtime library is found next to kiln or via KILN_RT_LIB.\n",
+   " set output weights cpu emit disable-pass "},
   {"ops", cmd_ops, "kiln ops", "List the operators a model file can use, with their attributes.\n",
    " "},
 };
@@ -307,6 +323,15 @@ int main(int argc, char **argv) {
       if (errno || end == val || *end || !(v > 0) || v > 1e3)
         return usage_error(c, "--lr must be a number in (0, 1000], not \"%s\"", val);
       o.lr = v;
+    } else if (strcmp(a, "--cpu") == 0) {
+      TAKES_VALUE();
+      if (!*val) return usage_error(c, "--cpu needs a CPU name, not \"%s\"", val);
+      o.cpu = val;
+    } else if (strcmp(a, "--emit") == 0) {
+      TAKES_VALUE();
+      if (strcmp(val, "exe") != 0 && strcmp(val, "lib") != 0)
+        return usage_error(c, "--emit must be exe or lib, not \"%s\"", val);
+      o.emit = val;
     } else if (strcmp(a, "--threads") == 0) {
       TAKES_VALUE();
       long long v;

@@ -349,14 +349,8 @@ static bool parse_header(const Reader *r, const cJSON *root, unsigned char *base
   return true;
 }
 
-bool st_read(const char *path, StFile *out, Diag *d) {
-  assert(path && out);
-  memset(out, 0, sizeof *out);
-  unsigned char *buf = NULL;
-  size_t size = 0;
-  if (!read_whole_file(path, &buf, &size, d)) return false;
-  out->buffer = buf;
-  out->size = size;
+// Parses the file image buf[0, size) already in out->buffer (owned) or borrowed.
+static bool parse_image(const char *path, unsigned char *buf, size_t size, StFile *out, Diag *d) {
   if (!(out->path = st_strdup(path))) {
     st_free(out);
     return diag_error(d, "%s: out of memory", path);
@@ -396,6 +390,24 @@ bool st_read(const char *path, StFile *out, Diag *d) {
   cJSON_Delete(root);
   if (!ok) st_free(out);
   return ok;
+}
+
+bool st_read(const char *path, StFile *out, Diag *d) {
+  assert(path && out);
+  memset(out, 0, sizeof *out);
+  unsigned char *buf = NULL;
+  size_t size = 0;
+  if (!read_whole_file(path, &buf, &size, d)) return false;
+  out->buffer = buf;
+  out->size = size;
+  return parse_image(path, buf, size, out, d);
+}
+
+bool st_read_memory(const char *name, const void *data, size_t size, StFile *out, Diag *d) {
+  assert(name && out && (data || !size));
+  memset(out, 0, sizeof *out);  // buffer stays NULL: the image is borrowed, never freed
+  out->size = size;
+  return parse_image(name, (unsigned char *)(uintptr_t)data, size, out, d);
 }
 
 const StTensor *st_find(const StFile *f, const char *name) {

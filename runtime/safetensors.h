@@ -34,6 +34,9 @@ typedef struct StFile {
 
 // Reads and validates a whole file. Every error names the file (and the tensor).
 bool st_read(const char *path, StFile *out, Diag *d);
+// The same for a file image in memory (e.g. weights embedded in an executable), borrowed:
+// the tensors point into `data`, which must outlive the StFile. `name` stands for the path.
+bool st_read_memory(const char *name, const void *data, size_t size, StFile *out, Diag *d);
 const StTensor *st_find(const StFile *f, const char *name);
 void st_free(StFile *f);
 

@@ -1,0 +1,305 @@
+// `kiln compile`: ahead-of-time builds (docs/aot.md). Lowers and optimises the model like
+// the JIT, writes the kernels as an object file for the chosen CPU and the plan as
+// generated C (codegen/aot.h), embeds the weights with .incbin when given, and links an
+// executable — or archives a library with a C header — against libkiln_rt.a with `cc`.
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "codegen/aot.h"
+#include "codegen/compile.h"
+#include "frontend/bind.h"
+#include "frontend/cli.h"
+
+#ifndef KILN_RT_LIB_PATH
+#define KILN_RT_LIB_PATH ""
+#endif
+#ifndef KILN_SOURCE_DIR
+#define KILN_SOURCE_DIR ""
+#endif
+#ifdef KILN_RT_SANITIZE  // a sanitizer build's runtime needs the sanitizer's libraries
+#define KILN_RT_SANITIZE_SP " " KILN_RT_SANITIZE
+#else
+#define KILN_RT_SANITIZE NULL
+#define KILN_RT_SANITIZE_SP ""
+#endif
+
+// What libkiln_rt.a needs at link time (also written to DIR/link_flags for libraries).
+#define LINK_FLAGS "-fopenmp -lcjson -lm" KILN_RT_SANITIZE_SP
+
+static bool is_file(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+// The C compiler: $CC, else `cc` on PATH.
+static bool find_cc(char *out, size_t size, Diag *d) {
+  const char *cc = getenv("CC");
+  if (cc && *cc) {
+    snprintf(out, size, "%s", cc);
+    return true;
+  }
+  const char *path = getenv("PATH");
+  for (const char *p = path ? path : ""; *p;) {
+    const char *colon = strchr(p, ':');
+    size_t n = colon ? (size_t)(colon - p) : strlen(p);
+    snprintf(out, size, "%.*s/cc", (int)n, p);
+    if (n && access(out, X_OK) == 0) return true;
+    p += n + (colon ? 1 : 0);
+  }
+  return diag_error(d, "no C compiler: kiln compile links with `cc`; install one (e.g. gcc) or "
+                       "set CC");
+}
+
+// libkiln_rt.a: $KILN_RT_LIB, else next to the kiln executable (its build tree layout),
+// else where the build configured it.
+static bool find_runtime(char *out, size_t size, Diag *d) {
+  const char *env = getenv("KILN_RT_LIB");
+  if (env && *env) {
+    snprintf(out, size, "%s", env);
+    if (is_file(out)) return true;
+    return diag_error(d, "KILN_RT_LIB=%s: no such file (the runtime library libkiln_rt.a)", env);
+  }
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    const char *places[] = {"%s/runtime/libkiln_rt.a", "%s/libkiln_rt.a", "%s/../lib/libkiln_rt.a"};
+    for (int i = 0; i < 3; i++) {
+      snprintf(out, size, places[i], exe);
+      if (is_file(out)) return true;
+    }
+  }
+  snprintf(out, size, "%s", KILN_RT_LIB_PATH);
+  if (*out && is_file(out)) return true;
+  return diag_error(d, "cannot find the runtime library libkiln_rt.a (looked next to the kiln "
+                       "executable and in \"%s\"); set KILN_RT_LIB to its path", KILN_RT_LIB_PATH);
+}
+
+// Where runtime/aot.h is: $KILN_INCLUDE, else the configured source tree.
+static bool find_include(char *out, size_t size, Diag *d) {
+  const char *env = getenv("KILN_INCLUDE");
+  snprintf(out, size, "%s", env && *env ? env : KILN_SOURCE_DIR);
+  char probe[PATH_MAX + 32];
+  snprintf(probe, sizeof probe, "%s/runtime/aot.h", out);
+  if (is_file(probe)) return true;
+  return diag_error(d, "cannot find kiln's runtime headers (%s); set KILN_INCLUDE to the "
+                       "directory holding runtime/aot.h", probe);
+}
+
+static bool run(char *const argv[], Diag *d) {
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid < 0) return diag_error(d, "cannot start %s: %s", argv[0], strerror(errno));
+  if (pid == 0) {
+    execvp(argv[0], argv);
+    fprintf(stderr, "kiln: cannot run %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  int status;
+  if (waitpid(pid, &status, 0) < 0) return diag_error(d, "waiting for %s: %s", argv[0], strerror(errno));
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return true;
+  char cmd[2048] = "";
+  for (int i = 0; argv[i]; i++)
+    snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), "%s%s", i ? " " : "", argv[i]);
+  return diag_error(d, "%s failed (%s %d): %s", argv[0], WIFEXITED(status) ? "exit" : "signal",
+                    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), cmd);
+}
+
+// The needed parameters, converted to their dtypes and checked as kiln run does, written as
+// one safetensors image (what the executable embeds).
+static bool write_weights(const IrGraph *g, const bool *need, const char *weights, const char *path,
+                          size_t *size, Diag *d) {
+  StFile wf;
+  if (!st_read(weights, &wf, d)) return false;
+  int nn = g->n_nodes, n = 0;
+  void **value = calloc((size_t)nn + 1, sizeof *value);
+  const IrNode **nodes = calloc((size_t)nn + 1, sizeof *nodes);
+  const char **names = calloc((size_t)nn + 1, sizeof *names);
+  bool ok = value && nodes && names;
+  for (int i = 0; i < nn && ok; i++) {
+    const IrNode *p = g->nodes[i];
+    if (p->op != IR_OP_PARAM || !need[i]) continue;
+    if (!(value[i] = malloc((size_t)ir_numel(&p->shape) * dt_size(p->dtype) + 1))) ok = false;
+    nodes[n] = p;
+    names[n++] = p->name;
+  }
+  if (!ok) diag_error(d, "out of memory reading %s", weights);
+  ok = ok && fe_bind_native(g, &wf, IR_OP_PARAM, value, NULL, NULL, d) &&
+       fe_write_native(path, nodes, names, n, value, d);
+  struct stat sb;
+  if (ok && stat(path, &sb) == 0) *size = (size_t)sb.st_size;
+  for (int i = 0; value && i < nn; i++) free(value[i]);
+  free(value);
+  free(nodes);
+  free(names);
+  st_free(&wf);
+  return ok;
+}
+
+static bool write_incbin(const char *asm_path, const char *blob, Diag *d) {
+  FILE *f = fopen(asm_path, "w");
+  if (!f) return diag_error(d, "cannot write %s: %s", asm_path, strerror(errno));
+  fprintf(f, "# Generated by kiln compile: the weights, embedded read-only.\n"
+             "  .section .rodata\n  .balign 64\n  .globl kiln_embedded_weights\n"
+             "  .type kiln_embedded_weights, @object\nkiln_embedded_weights:\n"
+             "  .incbin \"%s\"\n  .size kiln_embedded_weights, . - kiln_embedded_weights\n"
+             "  .section .note.GNU-stack,\"\",@progbits\n", blob);
+  return fclose(f) == 0 || diag_error(d, "cannot write %s", asm_path);
+}
+
+static bool copy_file(const char *from, const char *to, Diag *d) {
+  FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+  if (!in || !out) {
+    if (in) fclose(in);
+    return diag_error(d, "cannot copy %s to %s: %s", from, to, strerror(errno));
+  }
+  char buf[1 << 16];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, in)) > 0) fwrite(buf, 1, n, out);
+  fclose(in);
+  return fclose(out) == 0 || diag_error(d, "cannot write %s", to);
+}
+
+// DIR/kiln_model.h: the model's inputs and outputs, then the API (runtime/aot_api.h).
+static bool write_header(const IrGraph *g, const char *inc, const char *path, const char *target,
+                         Diag *d) {
+  char api[PATH_MAX + 32];
+  snprintf(api, sizeof api, "%s/runtime/aot_api.h", inc);
+  FILE *in = fopen(api, "r"), *f = in ? fopen(path, "w") : NULL;
+  if (!in || !f) {
+    if (in) fclose(in);
+    return diag_error(d, "cannot write %s (from %s): %s", path, api, strerror(errno));
+  }
+  fprintf(f, "// Generated by kiln compile --emit lib from %s for %s.\n// Inputs (index: name dtype[shape]):\n", g->file, target);
+  int k = 0;
+  char s[160];
+  for (int i = 0; i < g->n_nodes; i++)
+    if (g->nodes[i]->op == IR_OP_INPUT)
+      fprintf(f, "//   %d: %s %s%s\n", k++, g->nodes[i]->name, dt_name(g->nodes[i]->dtype),
+              ir_shape_str(&g->nodes[i]->shape, s, sizeof s));
+  fprintf(f, "// Outputs, then losses:\n");
+  for (int j = 0; j < g->n_outputs + g->n_losses; j++) {
+    const IrNode *o = j < g->n_outputs ? g->outputs[j] : g->losses[j - g->n_outputs].node;
+    fprintf(f, "//   %d: %s %s%s\n", j, j < g->n_outputs ? o->name : g->losses[j - g->n_outputs].name,
+            dt_name(o->dtype), ir_shape_str(&o->shape, s, sizeof s));
+  }
+  fprintf(f, "// Link: cc app.c -I DIR DIR/libkiln_model.a DIR/libkiln_rt.a %s\n\n", LINK_FLAGS);
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, in)) > 0) fwrite(buf, 1, n, f);
+  fclose(in);
+  return fclose(f) == 0 || diag_error(d, "cannot write %s", path);
+}
+
+static bool build(const CliOptions *o, const IrGraph *g, const CgOptions *copt, const char *tmp,
+                  Diag *d) {
+  bool lib = o->emit && !strcmp(o->emit, "lib");
+  char cc[PATH_MAX], rt[PATH_MAX], inc[PATH_MAX];
+  if (!find_cc(cc, sizeof cc, d) || !find_runtime(rt, sizeof rt, d) || !find_include(inc, sizeof inc, d))
+    return false;
+  int nn = g->n_nodes;
+  bool *want = calloc((size_t)nn + 1, sizeof *want);
+  if (!want) return diag_error(d, "out of memory");
+  for (int j = 0; j < g->n_outputs; j++) want[g->outputs[j]->id] = true;
+  for (int j = 0; j < g->n_losses; j++) want[g->losses[j].node->id] = true;
+  bool *need = cg_needed(g, want);
+  free(want);
+  if (!need) return diag_error(d, "out of memory");
+
+  char kernels[PATH_MAX], tables_c[PATH_MAX], tables_o[PATH_MAX], blob[PATH_MAX], wasm[PATH_MAX],
+      wobj[PATH_MAX], target[128];
+  snprintf(kernels, sizeof kernels, "%s/kernels.o", tmp);
+  snprintf(tables_c, sizeof tables_c, "%s/tables.c", tmp);
+  snprintf(tables_o, sizeof tables_o, "%s/tables.o", tmp);
+  snprintf(blob, sizeof blob, "%s/weights.safetensors", tmp);
+  snprintf(wasm, sizeof wasm, "%s/weights.s", tmp);
+  snprintf(wobj, sizeof wobj, "%s/weights.o", tmp);
+  CgSteps steps = {0};
+  size_t wsize = 0;
+  bool ok = true;
+  if (o->weights) ok = write_weights(g, need, o->weights, blob, &wsize, d) && write_incbin(wasm, blob, d);
+  ok = ok && cg_aot_object(g, need, copt, kernels, &steps, target, d);
+  FILE *f = ok ? fopen(tables_c, "w") : NULL;
+  if (ok && !f) ok = diag_error(d, "cannot write %s: %s", tables_c, strerror(errno));
+  if (f) {
+    CgAotTables t = {.model = g->file, .target = target, .has_weights = o->weights != NULL,
+                     .weights_size = wsize, .library = lib};
+    ok = cg_aot_write_tables(f, g, need, &steps, &t, d);
+    if (fclose(f) != 0 && ok) ok = diag_error(d, "cannot write %s", tables_c);
+  }
+  char iflag[PATH_MAX + 4];
+  snprintf(iflag, sizeof iflag, "-I%s", inc);
+  if (ok) ok = run((char *[]){cc, "-std=c11", "-O1", "-fPIC", iflag, "-c", tables_c, "-o", tables_o, NULL}, d);
+  if (ok && o->weights) ok = run((char *[]){cc, "-c", wasm, "-o", wobj, NULL}, d);
+  if (ok && !lib) {
+    char *argv[16] = {cc, "-o", (char *)o->output, kernels, tables_o};
+    int n = 5;
+    if (o->weights) argv[n++] = wobj;
+    argv[n++] = rt;
+    argv[n++] = "-fopenmp";
+    argv[n++] = "-lcjson";
+    argv[n++] = "-lm";
+    argv[n++] = KILN_RT_SANITIZE;
+    ok = run(argv, d);
+  } else if (ok) {
+    char a[PATH_MAX + 32], r[PATH_MAX + 32], h[PATH_MAX + 32];
+    snprintf(a, sizeof a, "%s/libkiln_model.a", o->output);
+    snprintf(r, sizeof r, "%s/libkiln_rt.a", o->output);
+    snprintf(h, sizeof h, "%s/kiln_model.h", o->output);
+    if (mkdir(o->output, 0777) != 0 && errno != EEXIST)
+      ok = diag_error(d, "-o %s: cannot create the directory: %s", o->output, strerror(errno));
+    unlink(a);  // ar adds to an existing archive
+    char *argv[8] = {"ar", "rcs", a, kernels, tables_o};
+    if (o->weights) argv[5] = wobj;
+    ok = ok && run(argv, d) && copy_file(rt, r, d) && write_header(g, inc, h, target, d);
+    snprintf(h, sizeof h, "%s/link_flags", o->output);
+    FILE *lf = ok ? fopen(h, "w") : NULL;
+    if (ok && (!lf || fprintf(lf, "%s\n", LINK_FLAGS) < 0 || fclose(lf) != 0))
+      ok = diag_error(d, "cannot write %s", h);
+  }
+  if (ok)
+    fprintf(stderr, "kiln: compiled %d steps for %s%s into %s\n", steps.n, target,
+            o->weights ? ", weights embedded" : "", o->output);
+  const char *tmpfiles[] = {kernels, tables_c, tables_o, blob, wasm, wobj};
+  if (!getenv("KILN_KEEP_TMP"))
+    for (int i = 0; i < 6; i++) unlink(tmpfiles[i]);
+  free(steps.v);
+  free(need);
+  return ok;
+}
+
+int cmd_compile(const CliOptions *o) {
+  if (!o->output) {
+    fprintf(stderr, "kiln: compile needs -o %s (kiln compile --help)\n",
+            o->emit && !strcmp(o->emit, "lib") ? "DIR" : "EXE");
+    return EXIT_USAGE;
+  }
+  Diag d = {0};
+  CgOptions copt = {0};
+  char cpu[64];
+  if (!cg_aot_target(o->cpu, &copt, cpu, &d)) {
+    fprintf(stderr, "kiln: %s\nusage: kiln compile MODEL -o EXE [--cpu native|x86-64-v3|x86-64-v4|NAME] ...\n", d.msg);
+    return EXIT_USAGE;
+  }
+  IrGraph g;
+  if (!cli_load(o, NULL, &g)) return EXIT_USER;
+  const char *base = getenv("TMPDIR");
+  char tmp[PATH_MAX];
+  snprintf(tmp, sizeof tmp, "%s/kiln-compile-XXXXXX", base && *base ? base : "/tmp");
+  bool ok = mkdtemp(tmp) != NULL;
+  if (!ok) diag_error(&d, "cannot create a temporary directory %s: %s", tmp, strerror(errno));
+  ok = ok && build(o, &g, &copt, tmp, &d);
+  if (!getenv("KILN_KEEP_TMP")) rmdir(tmp);
+  else fprintf(stderr, "kiln: intermediate files kept in %s\n", tmp);
+  if (!ok) cli_error(&d);
+  ir_graph_free(&g);
+  return ok ? 0 : EXIT_USER;
+}

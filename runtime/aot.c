@@ -1,0 +1,163 @@
+// The runner of ahead-of-time models (see aot.h): buffers from the generated tables,
+// binding by name with kiln run's checks, the plan of the steps a run needs, data errors.
+#include "runtime/aot.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/dtype.h"
+
+// Not cleared (kernels write their whole output); KILN_POISON_BUFFERS=1 fills them with
+// NaN bytes, as the JIT's buffers, so tests catch a kernel that does not.
+static void *alloc_buffer(size_t bytes) {
+  size_t n = (bytes + 63) / 64 * 64;
+  void *p = aligned_alloc(64, n ? n : 64);
+  const char *poison = getenv("KILN_POISON_BUFFERS");
+  if (p && poison && *poison == '1') memset(p, 0xff, n ? n : 64);
+  return p;
+}
+
+int64_t rt_aot_numel(const RtAotTensor *t) {
+  int64_t n = 1;
+  for (int i = 0; i < t->rank; i++) n *= t->shape[i];
+  return n;
+}
+
+size_t rt_aot_bytes(const RtAotTensor *t) { return (size_t)rt_aot_numel(t) * dt_size((DType)t->dtype); }
+
+bool rt_aot_create(const RtAotModel *m, RtAot *a, Diag *d) {
+  memset(a, 0, sizeof *a);
+  a->m = m;
+  a->threads = rt_default_threads();
+  a->buf = calloc((size_t)m->n_bufs + 1, sizeof *a->buf);
+  a->steps = calloc((size_t)m->n_steps + 1, sizeof *a->steps);
+  a->step_bufs = calloc((size_t)m->n_arg_ids + 1, sizeof *a->step_bufs);
+  if (!a->buf || !a->steps || !a->step_bufs) {
+    rt_aot_free(a);
+    return diag_error(d, "out of memory for the model's plan");
+  }
+  for (int b = 0; b < m->n_bufs; b++) {
+    if (m->bufs[b].alias >= 0) continue;
+    size_t bytes = b == m->n_bufs - 2 ? 4 * sizeof(int64_t) : b == m->n_bufs - 1 ? sizeof(uint64_t)
+                                                                               : m->bufs[b].bytes;
+    if (!bytes) continue;
+    if (!(a->buf[b] = alloc_buffer(bytes))) {
+      rt_aot_free(a);
+      return diag_error(d, "out of memory for the model's buffers (%zu bytes)", bytes);
+    }
+  }
+  for (int b = 0; b < m->n_bufs; b++)
+    if (m->bufs[b].alias >= 0) a->buf[b] = a->buf[m->bufs[b].alias];
+  memset(a->buf[m->n_bufs - 2], 0, 4 * sizeof(int64_t));
+  memset(a->buf[m->n_bufs - 1], 0, sizeof(uint64_t));
+  for (int s = 0; s < m->n_steps; s++) {
+    const RtAotStep *st = &m->steps[s];
+    RtStep *rs = &a->steps[s];
+    rs->fn = st->fn;
+    rs->work = st->work;
+    rs->once = st->once;
+    rs->bufs = &a->step_bufs[st->args];
+    for (int k = 0; k < st->n_args; k++) rs->bufs[k] = a->buf[m->arg_ids[st->args + k]];
+  }
+  return true;
+}
+
+void rt_aot_free(RtAot *a) {
+  if (a->buf)
+    for (int b = 0; b < a->m->n_bufs; b++)
+      if (a->m->bufs[b].alias < 0) free(a->buf[b]);
+  free(a->buf);
+  free(a->steps);
+  free(a->step_bufs);
+  memset(a, 0, sizeof *a);
+}
+
+static void shape_str(int rank, const int64_t *shape, char *buf, size_t n) {
+  size_t len = (size_t)snprintf(buf, n, "[");
+  for (int i = 0; i < rank && len < n; i++)
+    len += (size_t)snprintf(buf + len, n - len, "%s%lld", i ? "," : "", (long long)shape[i]);
+  if (len < n) snprintf(buf + len, n - len, "]");
+}
+
+bool rt_aot_convert(const RtAotTensor *want, const StTensor *t, const char *file, void *dst,
+                    Diag *d) {
+  bool same = t->rank == want->rank;
+  for (int i = 0; same && i < t->rank; i++) same = t->shape[i] == want->shape[i];
+  if (!same) {
+    char a[160], b[160];
+    shape_str(t->rank, t->shape, a, sizeof a);
+    shape_str(want->rank, want->shape, b, sizeof b);
+    return diag_error(d, "%s: tensor \"%s\" has shape %s but the model needs %s", file, t->name, a, b);
+  }
+  if (!dt_convert(t->dtype, t->data, (DType)want->dtype, dst, (size_t)rt_aot_numel(want), t->name, d))
+    return diag_prefix(d, "%s: ", file);
+  return true;
+}
+
+bool rt_aot_bind_weights(RtAot *a, const StFile *f, uint64_t wanted, Diag *d) {
+  const RtAotModel *m = a->m;
+  for (int k = 0; k < m->n_params; k++) {
+    const RtAotTensor *p = &m->params[k];
+    if (!a->buf[p->buf] || !(p->feeds & wanted)) continue;  // as kiln run: only what is used
+    const StTensor *t = st_find(f, p->name);
+    if (!t)
+      return diag_error(d, "%s: parameter \"%s\" is missing (declared at %s)", f->path, p->name,
+                        p->where);
+    if (!rt_aot_convert(p, t, f->path, a->buf[p->buf], d)) return false;
+  }
+  rt_plan_prepare(&(RtPlan){a->steps, m->n_steps}, a->threads);
+  return true;
+}
+
+bool rt_aot_bind_inputs(RtAot *a, const StFile *f, uint64_t *given, Diag *d) {
+  const RtAotModel *m = a->m;
+  for (int k = 0; k < m->n_inputs; k++) {
+    const RtAotTensor *in = &m->inputs[k];
+    const StTensor *t = st_find(f, in->name);
+    if (!t) continue;
+    if (a->buf[in->buf] && !rt_aot_convert(in, t, f->path, a->buf[in->buf], d)) return false;
+    *given |= 1ull << k;
+  }
+  return true;
+}
+
+static bool status_error(const RtAot *a, Diag *d) {
+  int64_t *status = a->buf[a->m->n_bufs - 2];
+  int64_t code = status[0];
+  if (code == 0) return true;
+  long long value = (long long)status[2], index = (long long)status[3];
+  const RtAotCheck *c = NULL;
+  for (int k = 0; k < a->m->n_checks; k++)
+    if (a->m->checks[k].node == status[1]) c = &a->m->checks[k];
+  memset(status, 0, 4 * sizeof *status);  // the next run starts clean
+  if (!c) return diag_error(d, "internal error: data error %lld from an unknown node", (long long)code);
+  // Codes and wording as codegen/lower.h CG_STATUS_* and cg_program_status.
+  if (code == 1)
+    return diag_error(d, "%s \"%s\": %s: index %lld out of range [0, %lld) at element %lld",
+                      c->where, c->name, c->op, value, (long long)c->range, index);
+  if (code == 3) {
+    uint32_t bits = (uint32_t)value;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return diag_error(d, "%s \"%s\": %s: element %lld is %g, which %s cannot hold", c->where,
+                      c->name, c->op, index, (double)f, c->dtype);
+  }
+  if (code == 4)
+    return diag_error(d, "%s \"%s\": %s: element %lld overflows: %s cannot hold the result",
+                      c->where, c->name, c->op, index, c->dtype);
+  return diag_error(d, "%s \"%s\": %s: label %lld out of range [0, %lld) at element %lld",
+                    c->where, c->name, c->op, value, (long long)c->range, index);
+}
+
+bool rt_aot_run(RtAot *a, uint64_t wanted, Diag *d) {
+  const RtAotModel *m = a->m;
+  RtStep *sel = malloc(((size_t)m->n_steps + 1) * sizeof *sel);
+  if (!sel) return diag_error(d, "out of memory for the plan");
+  int n = 0;
+  for (int s = 0; s < m->n_steps; s++)
+    if (!m->steps[s].once && (m->steps[s].feeds & wanted)) sel[n++] = a->steps[s];
+  rt_plan_run(&(RtPlan){sel, n}, a->threads);
+  free(sel);
+  return status_error(a, d);
+}

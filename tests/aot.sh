@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# `kiln compile` end to end (docs/aot.md): executables built from the VQA, pre-training
+# (forward outputs) and late-fusion models at a tiny config write bitwise the same files as
+# `kiln run` (same CPU, same threads); --cpu x86-64-v3 equals `kiln run` on AVX2 code
+# (KILN_CPU=haswell) bitwise and the native run within the JIT tolerance; embedded weights,
+# weights given at run time and embedded ones overridden agree with kiln run; the library
+# example compiles with cc, runs and matches; bad inputs to an executable fail with exit 1
+# and kiln run's own message; bad command lines exit 2; no LLVM is linked in.
+# usage: tests/aot.sh KILN_BINARY
+set -euo pipefail
+kiln=${1:?usage: aot.sh KILN_BINARY}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+py=/usr/bin/python3
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export TMPDIR="$work"  # kiln compile's intermediate files
+tiny=(--set layers=2 --set hidden=32 --set heads=4 --set intermediate=64 --set vocab=50
+      --set visual_dim=24 --set text_len=6 --set regions=5 --set batch=2 --set max_positions=16)
+avx2=(KILN_CPU=haswell
+      KILN_CPU_FEATURES=+avx,+avx2,+fma,+f16c,+bmi,+bmi2,+popcnt,+sse4.2,+sse4.1,+ssse3,+sse3,+sse2,+sse)
+passed=0 failed=0
+check() {  # check NAME COMMAND...
+  local name=$1; shift
+  if "$@" >"$work/log" 2>&1; then echo "ok    $name"; passed=$((passed + 1))
+  else echo "FAIL  $name"; tail -20 "$work/log"; failed=$((failed + 1)); fi
+}
+compare() { "$py" "$here/parity/compare.py" "$@"; }
+
+# Model NAME (file, make_case variant, extra case flags): weights, inputs, kiln run's output.
+setup() {
+  local name=$1 model=$2 variant=$3 caseflags=$4; shift 4
+  local d="$work/$name"; mkdir -p "$d"
+  "$kiln" init "$root/models/$model" -o "$d/w.safetensors" --seed 7 "$@" 2>/dev/null
+  "$kiln" init "$root/models/$model" -o "$d/w2.safetensors" --seed 8 "$@" 2>/dev/null
+  "$py" "$here/parity/make_case.py" --variant "$variant" --seed 11 -o "$d/in.safetensors" $caseflags "$@" >/dev/null
+  "$kiln" run "$root/models/$model" --weights "$d/w.safetensors" --inputs "$d/in.safetensors" \
+    -o "$d/jit.safetensors" --threads 2 "$@"
+}
+
+same_as_run() {  # same_as_run NAME MODEL --set...: embedded weights, bitwise
+  local name=$1 model=$2; shift 2
+  local d="$work/$name"
+  "$kiln" compile "$root/models/$model" -o "$d/exe" --weights "$d/w.safetensors" "$@"
+  "$d/exe" --inputs "$d/in.safetensors" -o "$d/aot.safetensors" --threads 2
+  compare "$d/aot.safetensors" "$d/jit.safetensors" --rtol 0
+  cmp "$d/aot.safetensors" "$d/jit.safetensors"
+}
+
+setup vqa visualbert-vqa.json vqa "" "${tiny[@]}" --set num_labels=7
+setup pretrain visualbert-pretrain.json pretrain --no-labels "${tiny[@]}"
+setup late visualbert-vqa-late.json vqa-late "" "${tiny[@]}" --set num_labels=7
+check "aot: vqa executable equals kiln run bitwise" same_as_run vqa visualbert-vqa.json "${tiny[@]}" --set num_labels=7
+check "aot: pretrain executable (forward outputs) equals kiln run bitwise" \
+  same_as_run pretrain visualbert-pretrain.json "${tiny[@]}"
+check "aot: vqa-late executable equals kiln run bitwise" same_as_run late visualbert-vqa-late.json "${tiny[@]}" --set num_labels=7
+
+no_llvm() {
+  ldd "$work/vqa/exe"
+  ! ldd "$work/vqa/exe" | grep -i llvm
+}
+check "aot: the executable links no LLVM" no_llvm
+
+weights_at_run_time() {
+  local d="$work/vqa"
+  "$kiln" compile "$root/models/visualbert-vqa.json" -o "$d/bare" "${tiny[@]}" --set num_labels=7
+  "$d/bare" --inputs "$d/in.safetensors" -o "$d/bare.safetensors" --weights "$d/w.safetensors" --threads 2
+  cmp "$d/bare.safetensors" "$d/jit.safetensors"
+  # Embedded weights overridden at run time: as kiln run with the other weights.
+  "$kiln" run "$root/models/visualbert-vqa.json" --weights "$d/w2.safetensors" --inputs "$d/in.safetensors" \
+    -o "$d/jit2.safetensors" --threads 2 "${tiny[@]}" --set num_labels=7
+  "$d/exe" --inputs "$d/in.safetensors" -o "$d/over.safetensors" --weights "$d/w2.safetensors" --threads 2
+  cmp "$d/over.safetensors" "$d/jit2.safetensors"
+  ! cmp -s "$d/over.safetensors" "$d/jit.safetensors"
+  # The bare executable is smaller by about the weights (22k f32 values here).
+  local with without; with=$(stat -c %s "$d/exe"); without=$(stat -c %s "$d/bare")
+  echo "with weights $with bytes, without $without"
+  [ $((with - without)) -ge 80000 ]
+}
+check "aot: weights given at run time, and embedded ones overridden" weights_at_run_time
+
+threads() {  # thread counts: 1 thread equals kiln run with 1 thread
+  local d="$work/vqa"
+  "$kiln" run "$root/models/visualbert-vqa.json" --weights "$d/w.safetensors" --inputs "$d/in.safetensors" \
+    -o "$d/jit1.safetensors" --threads 1 "${tiny[@]}" --set num_labels=7
+  KILN_NUM_THREADS=1 "$d/exe" --inputs "$d/in.safetensors" -o "$d/aot1.safetensors"
+  cmp "$d/aot1.safetensors" "$d/jit1.safetensors"
+}
+check "aot: one thread (KILN_NUM_THREADS) equals kiln run --threads 1" threads
+
+avx2_target() {
+  local d="$work/vqa"
+  "$kiln" compile "$root/models/visualbert-vqa.json" -o "$d/v3" --cpu x86-64-v3 "${tiny[@]}" --set num_labels=7 \
+    2>&1 | tee "$d/v3.log"
+  grep -q "x86-64-v3, 8 lanes" "$d/v3.log"
+  "$d/v3" --inputs "$d/in.safetensors" -o "$d/v3.safetensors" --weights "$d/w.safetensors" --threads 2
+  env "${avx2[@]}" "$kiln" run "$root/models/visualbert-vqa.json" --weights "$d/w.safetensors" \
+    --inputs "$d/in.safetensors" -o "$d/haswell.safetensors" --threads 2 "${tiny[@]}" --set num_labels=7
+  cmp "$d/v3.safetensors" "$d/haswell.safetensors"
+  compare "$d/v3.safetensors" "$d/jit.safetensors" --rtol 1e-5 --require logits,pooler_output,loss
+}
+check "aot: --cpu x86-64-v3 (AVX2) equals kiln run on haswell code, native within tolerance" avx2_target
+
+library() {
+  local d="$work/lib"; mkdir -p "$d/out"
+  cp "$work/vqa/w.safetensors" "$d/"
+  "$kiln" compile "$root/models/visualbert-vqa.json" --emit lib -o "$d/model" --weights "$d/w.safetensors" \
+    "${tiny[@]}" --set num_labels=7
+  ls "$d/model/libkiln_model.a" "$d/model/libkiln_rt.a" "$d/model/kiln_model.h" "$d/model/link_flags"
+  cc -std=c11 -Wall -Wextra -Werror -pedantic "$root/examples/aot_lib_example.c" -I "$d/model" \
+    "$d/model/libkiln_model.a" "$d/model/libkiln_rt.a" $(cat "$d/model/link_flags") -o "$d/example"
+  "$d/example" - "$d/out" 2
+  # The same inputs as a tensor file, through kiln run; then every output byte for byte.
+  "$py" - "$here/parity" "$d/in.safetensors" "${tiny[@]}" --set num_labels=7 <<'EOF'
+import math, sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np, safetensors_io as st
+cfg = dict(s.split("=") for s in sys.argv[3:] if s != "--set")
+b, t, r, v, n = (int(cfg[k]) for k in ("batch", "text_len", "regions", "visual_dim", "num_labels"))
+def ints(shape): return (np.arange(int(np.prod(shape))) % 2).astype(np.int64).reshape(shape)
+def floats(shape): return (0.5 * np.sin(0.1 * np.arange(int(np.prod(shape))))).astype(np.float32).reshape(shape)
+ones = lambda shape: np.ones(shape, np.float32)
+st.write(sys.argv[2], {"input_ids": ints((b, t)), "token_type_ids": ints((b, t)),
+    "attention_mask": ones((b, t)), "visual_embeds": floats((b, r, v)),
+    "visual_token_type_ids": ints((b, r)), "visual_attention_mask": ones((b, r)),
+    "labels": floats((b, n))})
+EOF
+  "$kiln" run "$root/models/visualbert-vqa.json" --weights "$d/w.safetensors" --inputs "$d/in.safetensors" \
+    -o "$d/jit.safetensors" --threads 2 "${tiny[@]}" --set num_labels=7
+  "$py" - "$here/parity" "$d/jit.safetensors" "$d/out" <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np, safetensors_io as st
+ref = st.read(sys.argv[2])
+assert set(ref) == {"logits", "pooler_output", "loss"}, sorted(ref)
+for name, a in ref.items():
+    got = open(f"{sys.argv[3]}/{name}.bin", "rb").read()
+    assert got == a.astype(np.float32).tobytes(), f"{name} differs"
+    print("same", name, a.shape)
+EOF
+  # Weights from a file, and a clear error code and message for a missing one.
+  "$d/example" "$d/w.safetensors" "$d/out" 1
+  local rc=0; "$d/example" "$d/no_such.safetensors" "$d/out" 2>"$d/err" || rc=$?
+  cat "$d/err"; [ "$rc" -eq 1 ] && grep -q "code 2.*no_such.safetensors: cannot open" "$d/err"
+}
+check "aot: the library example compiles with cc, runs and matches kiln run" library
+
+# --- bad inputs: the executable says what kiln run says (exit 1) -----------------------------
+bad_setup() {
+  local d="$work/bad"; mkdir -p "$d"
+  "$kiln" init "$root/tests/bad/tiny_ok.json" -o "$d/w.safetensors" --seed 1 2>/dev/null
+  "$kiln" compile "$root/tests/bad/tiny_ok.json" -o "$d/exe" --weights "$d/w.safetensors"
+  "$kiln" compile "$root/tests/bad/tiny_ok.json" -o "$d/bare"
+  "$py" - "$here/parity" "$d" <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np, safetensors_io as st
+d = sys.argv[2]
+x = np.arange(8, dtype=np.float32).reshape(2, 4) / 8
+ids = np.array([1, 4], np.int64)
+w = st.read(f"{d}/w.safetensors")
+st.write(f"{d}/in_ok.safetensors", {"x": x, "ids": ids})
+st.write(f"{d}/in_x_transposed.safetensors", {"x": x.T.copy(), "ids": ids})
+st.write(f"{d}/in_ids_fractional.safetensors", {"x": x, "ids": np.array([1.0, 3.5], np.float32)})
+st.write(f"{d}/in_ids_f32_whole.safetensors", {"x": x, "ids": np.array([1.0, 4.0], np.float32)})
+st.write(f"{d}/in_missing_x.safetensors", {"ids": ids})
+st.write(f"{d}/in_id_out_of_range.safetensors", {"x": x, "ids": np.array([1, 7], np.int64)})
+st.write(f"{d}/w_missing_table.safetensors", {"w": w["w"]})
+st.write(f"{d}/w_misshaped.safetensors", {"w": w["w"].T.copy(), "table": w["table"]})
+EOF
+}
+bad_setup
+same_error() {  # same_error INPUTS [WEIGHTS]: exit 1 and kiln run's message, for both builds
+  local d="$work/bad" in=$1 w=${2:-}
+  local rc=0
+  "$kiln" run "$root/tests/bad/tiny_ok.json" --weights "$d/${w:-w.safetensors}" --inputs "$d/$in" \
+    -o "$d/out.safetensors" 2>"$d/run.err" || rc=$?
+  [ "$rc" -eq 1 ] || { echo "kiln run: exit $rc"; return 1; }
+  for exe in exe bare; do
+    local args=(--inputs "$d/$in" -o "$d/out.safetensors")
+    [ -n "$w" ] || [ $exe = bare ] && args+=(--weights "$d/${w:-w.safetensors}")
+    rc=0; "$d/$exe" "${args[@]}" 2>"$d/aot.err" || rc=$?
+    echo "$exe: exit $rc: $(cat "$d/aot.err")"
+    [ "$rc" -eq 1 ] || return 1
+    diff <(sed 's/^kiln: //' "$d/run.err") <(sed "s/^$exe: //" "$d/aot.err") || return 1
+  done
+}
+check "aot: a missing inputs file" same_error no_such.safetensors
+check "aot: an input of the wrong shape" same_error in_x_transposed.safetensors
+check "aot: an input of the wrong dtype (3.5 as ids)" same_error in_ids_fractional.safetensors
+check "aot: a missing input tensor" same_error in_missing_x.safetensors
+check "aot: an index out of range while running names the node" same_error in_id_out_of_range.safetensors
+check "aot: a missing parameter at run time" same_error in_ok.safetensors w_missing_table.safetensors
+check "aot: a misshaped parameter at run time" same_error in_ok.safetensors w_misshaped.safetensors
+converts() {  # a safe conversion (whole f32 ids) is accepted, as by kiln run
+  local d="$work/bad"
+  "$kiln" run "$root/tests/bad/tiny_ok.json" --weights "$d/w.safetensors" --inputs "$d/in_ids_f32_whole.safetensors" -o "$d/r.safetensors"
+  "$d/exe" --inputs "$d/in_ids_f32_whole.safetensors" -o "$d/a.safetensors"
+  cmp "$d/r.safetensors" "$d/a.safetensors"
+}
+check "aot: whole f32 ids convert as in kiln run" converts
+
+exit_code() {  # exit_code WANT PATTERN COMMAND...: exits WANT and stderr matches PATTERN
+  local want=$1 pattern=$2; shift 2
+  local rc=0; "$@" 2>"$work/err" >/dev/null || rc=$?
+  echo "exit $rc (want $want): $(head -c 300 "$work/err")"
+  [ "$rc" -eq "$want" ] && grep -q -- "$pattern" "$work/err"
+}
+b="$work/bad"
+check "aot: executable without weights embedded or given exits 2" \
+  exit_code 2 "needs --weights" "$b/bare" --inputs "$b/in_ok.safetensors" -o "$b/o.safetensors"
+check "aot: executable with --threads 0 exits 2" \
+  exit_code 2 "threads must be" "$b/exe" --inputs "$b/in_ok.safetensors" -o "$b/o.safetensors" --threads 0
+check "aot: executable with an unknown option exits 2" \
+  exit_code 2 "unknown option \"--frob\"" "$b/exe" --frob
+check "aot: executable without -o exits 2" exit_code 2 "needs -o" "$b/exe" --inputs "$b/in_ok.safetensors"
+check "aot: executable --help lists inputs and outputs" \
+  bash -c '"$1" --help | grep -q "ids  *i64\[2\]" && "$1" --help | grep -q "z  *f32\[2,3\]"' _ "$b/exe"
+tiny_model="$root/tests/bad/tiny_ok.json"
+check "aot: compile without -o exits 2" exit_code 2 "needs -o" "$kiln" compile "$tiny_model"
+check "aot: compile --cpu of an unknown CPU exits 2" exit_code 2 "does not know this CPU" \
+  "$kiln" compile "$tiny_model" -o "$b/x" --cpu pentium9
+check "aot: compile --emit of an unknown kind exits 2" exit_code 2 "emit must be exe or lib" \
+  "$kiln" compile "$tiny_model" -o "$b/x" --emit dll
+check "aot: compile with a run-only option exits 2" exit_code 2 "does not apply" \
+  "$kiln" compile "$tiny_model" -o "$b/x" --threads 2
+check "aot: compile with weights missing a parameter exits 1" exit_code 1 "parameter \"table\" is missing" \
+  "$kiln" compile "$tiny_model" -o "$b/x" --weights "$b/w_missing_table.safetensors"
+check "aot: compile without a C compiler says so" exit_code 1 "no C compiler" \
+  env -u CC PATH=/nonexistent "$kiln" compile "$tiny_model" -o "$b/x"
+check "aot: compile without the runtime library says so" exit_code 1 "KILN_RT_LIB=/nonexistent" \
+  env KILN_RT_LIB=/nonexistent "$kiln" compile "$tiny_model" -o "$b/x"
+check "aot: compile leaves no temporary files" bash -c '! ls "$1"/kiln-compile-* 2>/dev/null' _ "$work"
+
+echo "aot: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
