@@ -236,8 +236,8 @@ int main(int argc, char **argv) {
       o.help = true;
     } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
       o.verbose = true;
-    } else if (strcmp(a, "--train") == 0) {
-      o.train = true;
+    } else if (strcmp(a, "--train") == 0 && strcmp(c->name, "data") != 0) {
+      o.train = true;  // bench --train (data synth's --train N is parsed below)
     } else if (strcmp(a, "--grad") == 0) {
       o.grad = true;
     } else if (strcmp(a, "--memory") == 0) {
