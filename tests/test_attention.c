@@ -97,9 +97,9 @@ static void build(IrGraph *g, const Dims *dm) {
 static void pipeline(IrGraph *g, const Dims *dm, bool unfused, bool grad) {
   build(g, dm);
   PassOptions po = {.loss = grad ? "loss" : NULL};
-  const char *off[1] = {"fuse_attention"};
+  const char *off[2] = {"fuse_attention", "fuse"};  // unfused: no fusion of any kind
   Diag d = {0};
-  ck_assert_msg(pass_run_pipeline(g, &po, NULL, off, unfused ? 1 : 0, &d), "%s", d.msg);
+  ck_assert_msg(pass_run_pipeline(g, &po, NULL, off, unfused ? 2 : 0, &d), "%s", d.msg);
 }
 
 static int count_op(const IrGraph *g, IrOpKind op) {
