@@ -350,7 +350,9 @@ static void progress(int64_t step, int64_t steps, double loss, double lr, double
 // Interruption: SIGINT or SIGTERM only sets a flag (nothing else is safe in a handler);
 // the loop finishes the current step, writes a checkpoint and exits with 130. The handler
 // resets itself (SA_RESETHAND), so a second signal ends the process at once.
-// KILN_TEST_INTERRUPT_AT_STEP=K raises SIGINT during step K (tests: a deterministic place).
+// Test hooks, so that tests do not race the step loop: KILN_TEST_INTERRUPT_AT_STEP=K raises
+// SIGINT during step K; KILN_TEST_AWAIT_SIGNAL_AT_STEP=K pauses during step K, saying so on
+// stderr, until a signal arrives from outside (at most a minute).
 
 static volatile sig_atomic_t interrupted;
 
@@ -501,11 +503,17 @@ static bool train(Trainer *t, Diag *d) {
   int threads = o->threads ? o->threads : rt_default_threads();
   const char *hook = getenv("KILN_TEST_INTERRUPT_AT_STEP");
   int64_t interrupt_at = hook ? atoll(hook) : 0;
+  hook = getenv("KILN_TEST_AWAIT_SIGNAL_AT_STEP");
+  int64_t await_at = hook ? atoll(hook) : 0;
   bool tty = isatty(2);
   double t0 = now_s();
   char path[4096];
   for (int64_t step = done; step < t->opt.steps; step++) {
     if (step + 1 == interrupt_at) raise(SIGINT);
+    if (step + 1 == await_at) {
+      fprintf(stderr, "kiln: test hook: awaiting a signal in step %lld\n", (long long)step + 1);
+      for (int i = 0; i < 6000 && !interrupted; i++) nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
     data_bind_batch(&t->data, step, t->p.value);
     *t->p.seed = hash2(hash2(o->seed, STREAM_DROPOUT), (uint64_t)step);
     if (t->opt.graph) opt_graph_inputs(&t->opt, step);
