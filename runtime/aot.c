@@ -110,14 +110,15 @@ bool rt_aot_bind_weights(RtAot *a, const StFile *f, uint64_t wanted, Diag *d) {
   return true;
 }
 
-bool rt_aot_bind_inputs(RtAot *a, const StFile *f, uint64_t *given, Diag *d) {
+bool rt_aot_bind_inputs(RtAot *a, const StFile *f, uint64_t wanted, Diag *d) {
   const RtAotModel *m = a->m;
+  uint64_t used = 0;  // as kiln run: only inputs of the wanted outputs are bound and checked
+  for (int j = 0; j < m->n_outputs; j++)
+    if (wanted >> j & 1) used |= m->outputs[j].needs;
   for (int k = 0; k < m->n_inputs; k++) {
     const RtAotTensor *in = &m->inputs[k];
     const StTensor *t = st_find(f, in->name);
-    if (!t) continue;
-    if (a->buf[in->buf] && !rt_aot_convert(in, t, f->path, a->buf[in->buf], d)) return false;
-    *given |= 1ull << k;
+    if (t && (used >> k & 1) && !rt_aot_convert(in, t, f->path, a->buf[in->buf], d)) return false;
   }
   return true;
 }

@@ -83,8 +83,8 @@ void rt_aot_free(RtAot *a);
 // Binds every parameter that outputs in `wanted` use from f (converted when safe) and runs
 // the once-steps.
 bool rt_aot_bind_weights(RtAot *a, const StFile *f, uint64_t wanted, Diag *d);
-// Binds the inputs present in f; sets bit k of *given for each bound inputs[k].
-bool rt_aot_bind_inputs(RtAot *a, const StFile *f, uint64_t *given, Diag *d);
+// Binds the inputs present in f that outputs in `wanted` use.
+bool rt_aot_bind_inputs(RtAot *a, const StFile *f, uint64_t wanted, Diag *d);
 // Checks tensor t against description want and converts it into dst (messages as kiln run).
 bool rt_aot_convert(const RtAotTensor *want, const StTensor *t, const char *file, void *dst,
                     Diag *d);
