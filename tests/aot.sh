@@ -170,6 +170,20 @@ st.write(f"{d}/w_misshaped.safetensors", {"w": w["w"].T.copy(), "table": w["tabl
 EOF
 }
 bad_setup
+library_errors() {  # error codes and messages of the API (tests/aot_api_errors.c)
+  local d="$work/liberr" b="$work/bad"; mkdir -p "$d"
+  "$kiln" compile "$root/tests/bad/tiny_ok.json" --emit lib -o "$d/model"
+  cc -std=c11 -Wall -Wextra -Werror -pedantic "$here/aot_api_errors.c" -I "$d/model" \
+    "$d/model/libkiln_model.a" "$d/model/libkiln_rt.a" $(cat "$d/model/link_flags") -o "$d/t"
+  "$d/t" "$b/w.safetensors" "$b/w_missing_table.safetensors" "$d/z.bin"
+  "$kiln" run "$root/tests/bad/tiny_ok.json" --weights "$b/w.safetensors" --inputs "$b/in_ok.safetensors" \
+    -o "$d/r.safetensors"
+  "$py" -c 'import sys; sys.path.insert(0, sys.argv[1]); import safetensors_io as s, numpy as np
+assert s.read(sys.argv[2])["z"].astype(np.float32).tobytes() == open(sys.argv[3], "rb").read()' \
+    "$here/parity" "$d/r.safetensors" "$d/z.bin"
+}
+
+check "aot: library API errors: codes, messages, a data error leaves the model usable" library_errors
 same_error() {  # same_error INPUTS [WEIGHTS]: exit 1 and kiln run's message, for both builds
   local d="$work/bad" in=$1 w=${2:-}
   local rc=0
