@@ -199,78 +199,96 @@ static bool write_header(const IrGraph *g, const char *inc, const char *path, co
   return fclose(f) == 0 || diag_error(d, "cannot write %s", path);
 }
 
+// The intermediate files of one build, in its temporary directory.
+typedef struct Parts {
+  char kernels[PATH_MAX + 32], tables_c[PATH_MAX + 32], tables_o[PATH_MAX + 32];  // tmp/name
+  char blob[PATH_MAX + 32], wasm[PATH_MAX + 32], wobj[PATH_MAX + 32];  // weights: image, .incbin, object
+  bool weights;
+} Parts;
+
+static bool link_exe(const char *cc, const char *rt, const char *exe, const Parts *p, Diag *d) {
+  char *argv[16] = {(char *)cc, "-o", (char *)exe, (char *)p->kernels, (char *)p->tables_o};
+  int n = 5;
+  if (p->weights) argv[n++] = (char *)p->wobj;
+  argv[n++] = (char *)rt;
+  argv[n++] = "-fopenmp";
+  argv[n++] = "-lcjson";
+  argv[n++] = "-lm";
+  argv[n++] = KILN_RT_SANITIZE;  // NULL (the end) unless a sanitizer build
+  return run(argv, d);
+}
+
+// DIR/libkiln_model.a (kernels, tables, weights), a copy of libkiln_rt.a, kiln_model.h and
+// link_flags (the rest of the link line).
+static bool write_lib(const IrGraph *g, const char *rt, const char *inc, const char *dir,
+                      const char *target, const Parts *p, Diag *d) {
+  if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+    return diag_error(d, "-o %s: cannot create the directory: %s", dir, strerror(errno));
+  char a[PATH_MAX + 32], r[PATH_MAX + 32], h[PATH_MAX + 32], l[PATH_MAX + 32];
+  snprintf(a, sizeof a, "%s/libkiln_model.a", dir);
+  snprintf(r, sizeof r, "%s/libkiln_rt.a", dir);
+  snprintf(h, sizeof h, "%s/kiln_model.h", dir);
+  snprintf(l, sizeof l, "%s/link_flags", dir);
+  unlink(a);  // ar adds to an existing archive
+  char *argv[8] = {"ar", "rcs", a, (char *)p->kernels, (char *)p->tables_o,
+                   p->weights ? (char *)p->wobj : NULL};
+  if (!run(argv, d) || !copy_file(rt, r, d) || !write_header(g, inc, h, target, d)) return false;
+  FILE *f = fopen(l, "w");
+  if (!f) return diag_error(d, "cannot write %s: %s", l, strerror(errno));
+  fprintf(f, "%s\n", LINK_FLAGS);
+  return fclose(f) == 0 || diag_error(d, "cannot write %s", l);
+}
+
+// Generates the tables for the needed nodes and compiles them.
+static bool write_tables(const IrGraph *g, const bool *need, const CgSteps *steps, const char *cc,
+                         const char *inc, const CgAotTables *t, const Parts *p, Diag *d) {
+  FILE *f = fopen(p->tables_c, "w");
+  if (!f) return diag_error(d, "cannot write %s: %s", p->tables_c, strerror(errno));
+  bool ok = cg_aot_write_tables(f, g, need, steps, t, d);
+  if (fclose(f) != 0 && ok) ok = diag_error(d, "cannot write %s", p->tables_c);
+  char iflag[PATH_MAX + 4];
+  snprintf(iflag, sizeof iflag, "-I%s", inc);
+  return ok && run((char *[]){(char *)cc, "-std=c11", "-O1", "-fPIC", iflag, "-c",
+                              (char *)p->tables_c, "-o", (char *)p->tables_o, NULL}, d);
+}
+
 static bool build(const CliOptions *o, const IrGraph *g, const CgOptions *copt, const char *tmp,
                   Diag *d) {
-  bool lib = o->emit && !strcmp(o->emit, "lib");
   char cc[PATH_MAX], rt[PATH_MAX], inc[PATH_MAX];
   if (!find_cc(cc, sizeof cc, d) || !find_runtime(rt, sizeof rt, d) || !find_include(inc, sizeof inc, d))
     return false;
-  int nn = g->n_nodes;
-  bool *want = calloc((size_t)nn + 1, sizeof *want);
+  bool *want = calloc((size_t)g->n_nodes + 1, sizeof *want);
   if (!want) return diag_error(d, "out of memory");
   for (int j = 0; j < g->n_outputs; j++) want[g->outputs[j]->id] = true;
   for (int j = 0; j < g->n_losses; j++) want[g->losses[j].node->id] = true;
-  bool *need = cg_needed(g, want);
+  bool *need = cg_needed(g, want);  // every output and loss: the run picks among them
   free(want);
   if (!need) return diag_error(d, "out of memory");
 
-  char kernels[PATH_MAX], tables_c[PATH_MAX], tables_o[PATH_MAX], blob[PATH_MAX], wasm[PATH_MAX],
-      wobj[PATH_MAX], target[128];
-  snprintf(kernels, sizeof kernels, "%s/kernels.o", tmp);
-  snprintf(tables_c, sizeof tables_c, "%s/tables.c", tmp);
-  snprintf(tables_o, sizeof tables_o, "%s/tables.o", tmp);
-  snprintf(blob, sizeof blob, "%s/weights.safetensors", tmp);
-  snprintf(wasm, sizeof wasm, "%s/weights.s", tmp);
-  snprintf(wobj, sizeof wobj, "%s/weights.o", tmp);
+  Parts p = {.weights = o->weights != NULL};
+  snprintf(p.kernels, sizeof p.kernels, "%s/kernels.o", tmp);
+  snprintf(p.tables_c, sizeof p.tables_c, "%s/tables.c", tmp);
+  snprintf(p.tables_o, sizeof p.tables_o, "%s/tables.o", tmp);
+  snprintf(p.blob, sizeof p.blob, "%s/weights.safetensors", tmp);
+  snprintf(p.wasm, sizeof p.wasm, "%s/weights.s", tmp);
+  snprintf(p.wobj, sizeof p.wobj, "%s/weights.o", tmp);
+  bool lib = o->emit && !strcmp(o->emit, "lib");
   CgSteps steps = {0};
-  size_t wsize = 0;
-  bool ok = true;
-  if (o->weights) ok = write_weights(g, need, o->weights, blob, &wsize, d) && write_incbin(wasm, blob, d);
-  ok = ok && cg_aot_object(g, need, copt, kernels, &steps, target, d);
-  FILE *f = ok ? fopen(tables_c, "w") : NULL;
-  if (ok && !f) ok = diag_error(d, "cannot write %s: %s", tables_c, strerror(errno));
-  if (f) {
-    CgAotTables t = {.model = g->file, .target = target, .has_weights = o->weights != NULL,
-                     .weights_size = wsize, .library = lib};
-    ok = cg_aot_write_tables(f, g, need, &steps, &t, d);
-    if (fclose(f) != 0 && ok) ok = diag_error(d, "cannot write %s", tables_c);
-  }
-  char iflag[PATH_MAX + 4];
-  snprintf(iflag, sizeof iflag, "-I%s", inc);
-  if (ok) ok = run((char *[]){cc, "-std=c11", "-O1", "-fPIC", iflag, "-c", tables_c, "-o", tables_o, NULL}, d);
-  if (ok && o->weights) ok = run((char *[]){cc, "-c", wasm, "-o", wobj, NULL}, d);
-  if (ok && !lib) {
-    char *argv[16] = {cc, "-o", (char *)o->output, kernels, tables_o};
-    int n = 5;
-    if (o->weights) argv[n++] = wobj;
-    argv[n++] = rt;
-    argv[n++] = "-fopenmp";
-    argv[n++] = "-lcjson";
-    argv[n++] = "-lm";
-    argv[n++] = KILN_RT_SANITIZE;
-    ok = run(argv, d);
-  } else if (ok) {
-    char a[PATH_MAX + 32], r[PATH_MAX + 32], h[PATH_MAX + 32];
-    snprintf(a, sizeof a, "%s/libkiln_model.a", o->output);
-    snprintf(r, sizeof r, "%s/libkiln_rt.a", o->output);
-    snprintf(h, sizeof h, "%s/kiln_model.h", o->output);
-    if (mkdir(o->output, 0777) != 0 && errno != EEXIST)
-      ok = diag_error(d, "-o %s: cannot create the directory: %s", o->output, strerror(errno));
-    unlink(a);  // ar adds to an existing archive
-    char *argv[8] = {"ar", "rcs", a, kernels, tables_o};
-    if (o->weights) argv[5] = wobj;
-    ok = ok && run(argv, d) && copy_file(rt, r, d) && write_header(g, inc, h, target, d);
-    snprintf(h, sizeof h, "%s/link_flags", o->output);
-    FILE *lf = ok ? fopen(h, "w") : NULL;
-    if (ok && (!lf || fprintf(lf, "%s\n", LINK_FLAGS) < 0 || fclose(lf) != 0))
-      ok = diag_error(d, "cannot write %s", h);
-  }
+  char target[128];
+  CgAotTables t = {.model = g->file, .target = target, .has_weights = p.weights, .library = lib};
+  bool ok = !p.weights ||
+            (write_weights(g, need, o->weights, p.blob, &t.weights_size, d) &&
+             write_incbin(p.wasm, p.blob, d) &&
+             run((char *[]){cc, "-c", p.wasm, "-o", p.wobj, NULL}, d));
+  ok = ok && cg_aot_object(g, need, copt, p.kernels, &steps, target, d) &&
+       write_tables(g, need, &steps, cc, inc, &t, &p, d) &&
+       (lib ? write_lib(g, rt, inc, o->output, target, &p, d) : link_exe(cc, rt, o->output, &p, d));
   if (ok)
     fprintf(stderr, "kiln: compiled %d steps for %s%s into %s\n", steps.n, target,
-            o->weights ? ", weights embedded" : "", o->output);
-  const char *tmpfiles[] = {kernels, tables_c, tables_o, blob, wasm, wobj};
+            p.weights ? ", weights embedded" : "", o->output);
+  const char *files[] = {p.kernels, p.tables_c, p.tables_o, p.blob, p.wasm, p.wobj};
   if (!getenv("KILN_KEEP_TMP"))
-    for (int i = 0; i < 6; i++) unlink(tmpfiles[i]);
+    for (int i = 0; i < 6; i++) unlink(files[i]);
   free(steps.v);
   free(need);
   return ok;

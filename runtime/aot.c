@@ -26,14 +26,25 @@ int64_t rt_aot_numel(const RtAotTensor *t) {
 
 size_t rt_aot_bytes(const RtAotTensor *t) { return (size_t)rt_aot_numel(t) * dt_size((DType)t->dtype); }
 
+// Aliases share their buffer's memory; each step's table points at its buffers.
+static void link_buffers(RtAot *a) {
+  const RtAotModel *m = a->m;
+  for (int b = 0; b < m->n_bufs; b++)
+    if (m->bufs[b].alias >= 0) a->buf[b] = a->buf[m->bufs[b].alias];
+  for (int s = 0; s < m->n_steps; s++)
+    for (int k = 0; k < m->steps[s].n_args; k++)
+      a->steps[s].bufs[k] = a->buf[m->arg_ids[m->steps[s].args + k]];
+}
+
 bool rt_aot_create(const RtAotModel *m, RtAot *a, Diag *d) {
   memset(a, 0, sizeof *a);
   a->m = m;
   a->threads = rt_default_threads();
   a->buf = calloc((size_t)m->n_bufs + 1, sizeof *a->buf);
+  a->borrowed = calloc((size_t)m->n_bufs + 1, sizeof *a->borrowed);
   a->steps = calloc((size_t)m->n_steps + 1, sizeof *a->steps);
   a->step_bufs = calloc((size_t)m->n_arg_ids + 1, sizeof *a->step_bufs);
-  if (!a->buf || !a->steps || !a->step_bufs) {
+  if (!a->buf || !a->borrowed || !a->steps || !a->step_bufs) {
     rt_aot_free(a);
     return diag_error(d, "out of memory for the model's plan");
   }
@@ -47,27 +58,23 @@ bool rt_aot_create(const RtAotModel *m, RtAot *a, Diag *d) {
       return diag_error(d, "out of memory for the model's buffers (%zu bytes)", bytes);
     }
   }
-  for (int b = 0; b < m->n_bufs; b++)
-    if (m->bufs[b].alias >= 0) a->buf[b] = a->buf[m->bufs[b].alias];
   memset(a->buf[m->n_bufs - 2], 0, 4 * sizeof(int64_t));
   memset(a->buf[m->n_bufs - 1], 0, sizeof(uint64_t));
   for (int s = 0; s < m->n_steps; s++) {
     const RtAotStep *st = &m->steps[s];
-    RtStep *rs = &a->steps[s];
-    rs->fn = st->fn;
-    rs->work = st->work;
-    rs->once = st->once;
-    rs->bufs = &a->step_bufs[st->args];
-    for (int k = 0; k < st->n_args; k++) rs->bufs[k] = a->buf[m->arg_ids[st->args + k]];
+    a->steps[s] = (RtStep){.fn = st->fn, .work = st->work, .once = st->once,
+                           .bufs = &a->step_bufs[st->args]};
   }
+  link_buffers(a);
   return true;
 }
 
 void rt_aot_free(RtAot *a) {
   if (a->buf)
     for (int b = 0; b < a->m->n_bufs; b++)
-      if (a->m->bufs[b].alias < 0) free(a->buf[b]);
+      if (a->m->bufs[b].alias < 0 && !(a->borrowed && a->borrowed[b])) free(a->buf[b]);
   free(a->buf);
+  free(a->borrowed);
   free(a->steps);
   free(a->step_bufs);
   memset(a, 0, sizeof *a);
@@ -95,7 +102,14 @@ bool rt_aot_convert(const RtAotTensor *want, const StTensor *t, const char *file
   return true;
 }
 
-bool rt_aot_bind_weights(RtAot *a, const StFile *f, uint64_t wanted, Diag *d) {
+// t can serve as p's buffer as it is: same shape and dtype, aligned for the dtype.
+static bool usable_in_place(const RtAotTensor *p, const StTensor *t) {
+  bool same = t->rank == p->rank && t->dtype == (DType)p->dtype;
+  for (int i = 0; same && i < t->rank; i++) same = t->shape[i] == p->shape[i];
+  return same && (uintptr_t)t->data % dt_size(t->dtype) == 0;
+}
+
+bool rt_aot_bind_weights(RtAot *a, const StFile *f, uint64_t wanted, bool borrow, Diag *d) {
   const RtAotModel *m = a->m;
   for (int k = 0; k < m->n_params; k++) {
     const RtAotTensor *p = &m->params[k];
@@ -104,20 +118,36 @@ bool rt_aot_bind_weights(RtAot *a, const StFile *f, uint64_t wanted, Diag *d) {
     if (!t)
       return diag_error(d, "%s: parameter \"%s\" is missing (declared at %s)", f->path, p->name,
                         p->where);
-    if (!rt_aot_convert(p, t, f->path, a->buf[p->buf], d)) return false;
+    int b = p->buf;
+    if (borrow && usable_in_place(p, t)) {
+      // Kernels only read parameters: the read-only image serves, with no copy and no
+      // fresh pages to fault in.
+      if (!a->borrowed[b]) free(a->buf[b]);
+      a->buf[b] = t->data;
+      a->borrowed[b] = true;
+      continue;
+    }
+    if (a->borrowed[b]) {  // bound in place before: a buffer of its own again
+      if (!(a->buf[b] = alloc_buffer(m->bufs[b].bytes)))
+        return diag_error(d, "out of memory for parameter \"%s\"", p->name);
+      a->borrowed[b] = false;
+    }
+    if (!rt_aot_convert(p, t, f->path, a->buf[b], d)) return false;
   }
+  link_buffers(a);
   rt_plan_prepare(&(RtPlan){a->steps, m->n_steps}, a->threads);
   return true;
 }
 
-bool rt_aot_bind_inputs(RtAot *a, const StFile *f, uint64_t *given, Diag *d) {
+bool rt_aot_bind_inputs(RtAot *a, const StFile *f, uint64_t wanted, Diag *d) {
   const RtAotModel *m = a->m;
+  uint64_t used = 0;  // as kiln run: only inputs of the wanted outputs are bound and checked
+  for (int j = 0; j < m->n_outputs; j++)
+    if (wanted >> j & 1) used |= m->outputs[j].needs;
   for (int k = 0; k < m->n_inputs; k++) {
     const RtAotTensor *in = &m->inputs[k];
     const StTensor *t = st_find(f, in->name);
-    if (!t) continue;
-    if (a->buf[in->buf] && !rt_aot_convert(in, t, f->path, a->buf[in->buf], d)) return false;
-    *given |= 1ull << k;
+    if (t && (used >> k & 1) && !rt_aot_convert(in, t, f->path, a->buf[in->buf], d)) return false;
   }
   return true;
 }

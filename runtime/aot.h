@@ -73,6 +73,7 @@ typedef struct RtAotModel {
 typedef struct RtAot {
   const RtAotModel *m;
   void **buf;
+  bool *borrowed;  // per buffer: points into the embedded weights (not owned, read-only)
   void **step_bufs;
   RtStep *steps;
   int threads;
@@ -81,10 +82,11 @@ typedef struct RtAot {
 bool rt_aot_create(const RtAotModel *m, RtAot *a, Diag *d);
 void rt_aot_free(RtAot *a);
 // Binds every parameter that outputs in `wanted` use from f (converted when safe) and runs
-// the once-steps.
-bool rt_aot_bind_weights(RtAot *a, const StFile *f, uint64_t wanted, Diag *d);
-// Binds the inputs present in f; sets bit k of *given for each bound inputs[k].
-bool rt_aot_bind_inputs(RtAot *a, const StFile *f, uint64_t *given, Diag *d);
+// the once-steps. With `borrow` (f is the embedded image, which lives as long as the
+// program), a tensor already in the parameter's dtype and aligned for it is used in place.
+bool rt_aot_bind_weights(RtAot *a, const StFile *f, uint64_t wanted, bool borrow, Diag *d);
+// Binds the inputs present in f that outputs in `wanted` use.
+bool rt_aot_bind_inputs(RtAot *a, const StFile *f, uint64_t wanted, Diag *d);
 // Checks tensor t against description want and converts it into dst (messages as kiln run).
 bool rt_aot_convert(const RtAotTensor *want, const StTensor *t, const char *file, void *dst,
                     Diag *d);

@@ -40,7 +40,7 @@ int rt_aot_api_create(const RtAotModel *m, const char *weights, KilnModel **out,
     free(k);
     return fail(msg, msg_size, &d, KILN_ERR_NOMEM);
   }
-  bool ok = rt_aot_bind_weights(&k->a, &wf, ~0ull, &d);
+  bool ok = rt_aot_bind_weights(&k->a, &wf, ~0ull, !weights, &d);
   st_free(&wf);
   if (!ok) {
     kiln_model_destroy(k);

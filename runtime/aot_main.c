@@ -153,8 +153,7 @@ int rt_aot_main(const RtAotModel *m, int argc, char **argv) {
   }
   ok = ok && rt_aot_create(m, &a, &d);
   if (ok && threads) a.threads = threads;
-  given = 0;
-  ok = ok && rt_aot_bind_weights(&a, &wf, wanted, &d) && rt_aot_bind_inputs(&a, &inf, &given, &d);
+  ok = ok && rt_aot_bind_weights(&a, &wf, wanted, !weights, &d) && rt_aot_bind_inputs(&a, &inf, wanted, &d);
   ok = ok && rt_aot_run(&a, wanted, &d);
   if (ok && iters) {
     double *t = malloc((size_t)iters * sizeof *t);

@@ -170,6 +170,20 @@ st.write(f"{d}/w_misshaped.safetensors", {"w": w["w"].T.copy(), "table": w["tabl
 EOF
 }
 bad_setup
+library_errors() {  # error codes and messages of the API (tests/aot_api_errors.c)
+  local d="$work/liberr" b="$work/bad"; mkdir -p "$d"
+  "$kiln" compile "$root/tests/bad/tiny_ok.json" --emit lib -o "$d/model"
+  cc -std=c11 -Wall -Wextra -Werror -pedantic "$here/aot_api_errors.c" -I "$d/model" \
+    "$d/model/libkiln_model.a" "$d/model/libkiln_rt.a" $(cat "$d/model/link_flags") -o "$d/t"
+  "$d/t" "$b/w.safetensors" "$b/w_missing_table.safetensors" "$d/z.bin"
+  "$kiln" run "$root/tests/bad/tiny_ok.json" --weights "$b/w.safetensors" --inputs "$b/in_ok.safetensors" \
+    -o "$d/r.safetensors"
+  "$py" -c 'import sys; sys.path.insert(0, sys.argv[1]); import safetensors_io as s, numpy as np
+assert s.read(sys.argv[2])["z"].astype(np.float32).tobytes() == open(sys.argv[3], "rb").read()' \
+    "$here/parity" "$d/r.safetensors" "$d/z.bin"
+}
+
+check "aot: library API errors: codes, messages, a data error leaves the model usable" library_errors
 same_error() {  # same_error INPUTS [WEIGHTS]: exit 1 and kiln run's message, for both builds
   local d="$work/bad" in=$1 w=${2:-}
   local rc=0
@@ -199,6 +213,34 @@ converts() {  # a safe conversion (whole f32 ids) is accepted, as by kiln run
   cmp "$d/r.safetensors" "$d/a.safetensors"
 }
 check "aot: whole f32 ids convert as in kiln run" converts
+
+unused_input() {  # a given input that no computable output uses is not checked (kiln run)
+  local d="$work/unused"; mkdir -p "$d"
+  cat >"$d/m.json" <<'EOF'
+{"format": "kiln-model/1", "config": {},
+ "inputs": [{"name": "x", "dtype": "f32", "shape": [2, 4]}, {"name": "ids", "dtype": "i64", "shape": [2]},
+            {"name": "m", "dtype": "f32", "shape": [2, 3]}],
+ "params": [{"name": "w", "shape": [4, 3], "init": "normal(0.02)"},
+            {"name": "table", "shape": [5, 3], "init": "normal(0.02)"}],
+ "nodes": [{"op": "matmul", "in": ["x", "w"], "out": "y"}, {"op": "gather", "in": ["table", "ids"], "out": "e"},
+           {"op": "add", "in": ["e", "m"], "out": "z"}],
+ "outputs": ["y", "z"]}
+EOF
+  "$kiln" init "$d/m.json" -o "$d/w.safetensors" 2>/dev/null
+  "$py" - "$here/parity" "$d" <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np, safetensors_io as st
+st.write(f"{sys.argv[2]}/in.safetensors", {"x": np.ones((2, 4), np.float32), "ids": np.array([1.5, 2, 3], np.float32)})
+EOF
+  "$kiln" compile "$d/m.json" -o "$d/exe"
+  "$kiln" run "$d/m.json" --weights "$d/w.safetensors" --inputs "$d/in.safetensors" -o "$d/r.safetensors"
+  "$d/exe" --weights "$d/w.safetensors" --inputs "$d/in.safetensors" -o "$d/a.safetensors"
+  cmp "$d/r.safetensors" "$d/a.safetensors"
+  "$py" -c 'import sys; sys.path.insert(0, sys.argv[1]); import safetensors_io as s
+assert sorted(s.read(sys.argv[2])) == ["y"]' "$here/parity" "$d/a.safetensors"
+}
+check "aot: outputs whose inputs are missing are skipped and their inputs not checked" unused_input
 
 exit_code() {  # exit_code WANT PATTERN COMMAND...: exits WANT and stderr matches PATTERN
   local want=$1 pattern=$2; shift 2

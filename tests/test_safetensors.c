@@ -528,6 +528,32 @@ START_TEST(test_reads_unpadded_header_metadata_and_unaligned_data) {
 }
 END_TEST
 
+START_TEST(test_read_memory_borrows_the_image_and_names_it_in_errors) {
+  // An image in memory (weights embedded in an executable) reads like the file: the tensors
+  // point into the caller's bytes, nothing is copied or freed, and errors name the image.
+  const char *json = "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
+  size_t jlen = strlen(json);
+  unsigned char img[256];
+  for (int i = 0; i < 8; i++) img[i] = (unsigned char)((uint64_t)jlen >> (8 * i));
+  memcpy(img + 8, json, jlen);
+  float w[2] = {1.5f, -2.0f};
+  memcpy(img + 8 + jlen, w, sizeof w);
+  StFile f;
+  Diag d = {0};
+  ck_assert_msg(st_read_memory("embedded weights", img, 8 + jlen + 8, &f, &d), "%s", d.msg);
+  const StTensor *t = st_find(&f, "w");
+  ck_assert(t && t->data == img + 8 + jlen && !f.buffer);
+  ck_assert_double_eq(dt_load(DT_F32, t->data, 1), -2.0);
+  ck_assert_str_eq(f.path, "embedded weights");
+  st_free(&f);
+  float first;
+  memcpy(&first, img + 8 + jlen, sizeof first);  // unaligned: the header has no padding
+  ck_assert_float_eq(first, 1.5f);               // still the caller's bytes
+  ck_assert(!st_read_memory("embedded weights", img, 8 + jlen + 4, &f, &d));
+  ck_assert_msg(strstr(d.msg, "embedded weights") && strstr(d.msg, "\"w\""), "%s", d.msg);
+}
+END_TEST
+
 START_TEST(test_write_rejects_bad_tensors_and_cleans_up) {
   float x[4] = {0};
   StTensor dup[2] = {
@@ -799,6 +825,7 @@ static Suite *safetensors_suite(void) {
   tcase_add_test(io, test_round_trip_no_tensors);
   tcase_add_test(io, test_reads_unpadded_header_metadata_and_unaligned_data);
   tcase_add_test(io, test_write_rejects_bad_tensors_and_cleans_up);
+  tcase_add_test(io, test_read_memory_borrows_the_image_and_names_it_in_errors);
   tcase_add_test(io, test_rejects_missing_file);
   tcase_add_test(io, test_rejects_truncated_file);
   tcase_add_test(io, test_rejects_zero_header_length);
