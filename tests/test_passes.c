@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "codegen/compile.h"
+#include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "tests/test_attrs.h"
 
@@ -328,6 +329,60 @@ START_TEST(test_simplify_drops_inert_dropout) {
 }
 END_TEST
 
+// ---------------------------------------------------------------------------------------
+// schedule
+
+static void build_branches(IrGraph *g, IrBuilder *b) {
+  IrNode *x = input(g, "x", shp(2, 64, 64));  // [64, 64]
+  IrNode *big[4], *sum = NULL;
+  for (int k = 0; k < 4; k++) big[k] = ir_build_unary(b, IR_OP_EXP, ir_build_affine(b, x, 0.1 * (k + 1), 0.0));
+  int64_t axes[] = {0, 1};
+  for (int k = 0; k < 4; k++) {  // in file order, all four big tensors live at once
+    IrNode *r = ir_build_reduce(b, IR_OP_REDUCE_SUM, big[k], 2, axes, false);
+    sum = sum ? ir_build_binary(b, IR_OP_ADD, sum, r) : r;
+  }
+  set_outputs(g, 1, &sum);
+}
+
+START_TEST(test_schedule_lowers_the_peak_of_live_bytes) {
+  IrGraph a, g;
+  make(&a, build_branches);
+  int64_t before = pass_schedule_peak(&a);
+  ir_graph_free(&a);
+  optimise(build_branches, pass_schedule, &inference, &a, &g);
+  int64_t after = pass_schedule_peak(&g);
+  ck_assert_int_eq(g.n_nodes, a.n_nodes);
+  const int64_t t = 64 * 64 * 4;  // one [64,64] f32 tensor
+  ck_assert_int_eq(before, 5 * t);    // at the fourth exp: three exps, an affine, the exp
+  ck_assert_int_le(after, 2 * t + 64);  // one affine and its exp, then reduced at once
+  ir_graph_free(&a);
+  ir_graph_free(&g);
+}
+END_TEST
+
+START_TEST(test_schedule_never_worse_than_file_order_on_visualbert_tiny) {
+  static char args[][64] = {"layers=2", "hidden=32", "heads=4", "intermediate=64", "vocab=50",
+                            "visual_dim=24", "text_len=6", "regions=5", "batch=2", "max_positions=16"};
+  FeSet sets[16];
+  int n = (int)(sizeof args / sizeof args[0]);
+  for (int i = 0; i < n; i++) ck_assert(fe_parse_set(args[i], &sets[i]));
+  const char *models[] = {"models/visualbert-vqa.json", "models/visualbert-pretrain.json"};
+  for (int m = 0; m < 2; m++) {
+    IrGraph g;
+    Diag d = {0};
+    ck_assert_msg(fe_load_model(models[m], sets, n, &g, &d), "%s", d.msg);
+    PassOptions po = {.loss = m ? "loss" : NULL};
+    ck_assert_msg(pass_run_pipeline(&g, &po, "dce", NULL, 0, &d), "%s", d.msg);
+    int64_t before = pass_schedule_peak(&g);
+    int nn = g.n_nodes;
+    run_pass(&g, pass_schedule, &po);  // verifies: every input before its user
+    ck_assert_int_eq(g.n_nodes, nn);
+    ck_assert_int_le(pass_schedule_peak(&g), before);
+    ir_graph_free(&g);
+  }
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("passes");
   TCase *tc = tcase_create("passes");
@@ -339,6 +394,8 @@ int main(void) {
   tcase_add_test(tc, test_simplify_folds_reshapes_and_permutes);
   tcase_add_test(tc, test_simplify_folds_constant_subgraphs);
   tcase_add_test(tc, test_simplify_drops_inert_dropout);
+  tcase_add_test(tc, test_schedule_lowers_the_peak_of_live_bytes);
+  tcase_add_test(tc, test_schedule_never_worse_than_file_order_on_visualbert_tiny);
   suite_add_tcase(s, tc);
   SRunner *r = srunner_create(s);
   srunner_run_all(r, CK_NORMAL);
