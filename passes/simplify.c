@@ -3,7 +3,7 @@
 // +0 round nothing), reshape of reshape and
 // to the same shape, permute of permute (composed, or gone when the identity), constant
 // folding of full tensors through elementwise ops, reductions and data movement, dropout
-// with p=0 and every dropout in inference. Autodiff emits many of these (seeds of ones,
+// with p=0 and every dropout in inference, a slice that is exactly one part of a concat. Autodiff emits many of these (seeds of ones,
 // scale factors, zeros). Floating-point rules only on f32 (integers keep their semantics).
 #include <math.h>
 #include <stdlib.h>
@@ -142,6 +142,20 @@ static IrNode *simplify_data(Simplify *s, IrNode *n, bool root) {
       return is_identity(q, p->n) ? x->in[0] : ir_build_permute(&s->b, x->in[0], q);
     }
     case IR_OP_SLICE:
+      if (x->op == IR_OP_CONCAT && !folds) {  // the slice is exactly one of the parts
+        int64_t axis = ir_attr_int(n, "axis"), cat = ir_attr_int(x, "axis"), at = 0;
+        int r = x->shape.rank;
+        if ((axis < 0 ? axis + r : axis) != (cat < 0 ? cat + r : cat)) return NULL;
+        if (axis < 0) axis += r;
+        for (int k = 0; k < x->n_in; k++) {
+          int64_t len = x->in[k]->shape.dim[axis];
+          if (same_as(x->in[k], n) && ir_attr_int(n, "start") == at && ir_attr_int(n, "end") == at + len)
+            return x->in[k];
+          at += len;
+        }
+        return NULL;
+      }
+      /* fall through */
     case IR_OP_REDUCE_MEAN:
     case IR_OP_REDUCE_MAX:
       return folds && n->dtype == DT_F32 ? full_like(s, n, c) : NULL;

@@ -301,6 +301,27 @@ START_TEST(test_simplify_folds_constant_subgraphs) {
 }
 END_TEST
 
+static void build_slice_of_concat(IrGraph *g, IrBuilder *b) {
+  IrNode *x = input(g, "x", shp(3, 2, 3, 4)), *y = input(g, "y", shp(3, 2, 5, 4));
+  IrNode *cat = ir_build_concat(b, 2, (IrNode *[]){ir_build_unary(b, IR_OP_EXP, x), y}, 1);
+  IrNode *outs[3] = {ir_build_slice(b, cat, 1, 3, 8),   // exactly y
+                     ir_build_slice(b, cat, -2, 0, 3),  // exactly exp(x), negative axis
+                     ir_build_slice(b, cat, 1, 2, 5)};  // across both: stays
+  for (int k = 0; k < 3; k++) outs[k] = ir_build_unary(b, IR_OP_NEG, outs[k]);
+  set_outputs(g, 3, outs);
+}
+
+START_TEST(test_simplify_slice_of_concat_takes_the_part) {
+  IrGraph a, g;
+  optimise(build_slice_of_concat, pass_simplify, &inference, &a, &g);
+  ck_assert_int_eq(count_op(&g, IR_OP_SLICE), 1);
+  ck_assert_ptr_eq(g.outputs[0]->in[0], ir_graph_find(&g, "y"));
+  ck_assert_int_eq(g.outputs[1]->in[0]->op, IR_OP_EXP);
+  ir_graph_free(&a);
+  ir_graph_free(&g);
+}
+END_TEST
+
 static void build_dropouts(IrGraph *g, IrBuilder *b) {
   IrNode *x = input(g, "x", shp(2, 3, 4));
   IrNode *d0 = ir_build_unary(b, IR_OP_DROPOUT, x);
@@ -394,6 +415,7 @@ int main(void) {
   tcase_add_test(tc, test_simplify_folds_reshapes_and_permutes);
   tcase_add_test(tc, test_simplify_folds_constant_subgraphs);
   tcase_add_test(tc, test_simplify_drops_inert_dropout);
+  tcase_add_test(tc, test_simplify_slice_of_concat_takes_the_part);
   tcase_add_test(tc, test_schedule_lowers_the_peak_of_live_bytes);
   tcase_add_test(tc, test_schedule_never_worse_than_file_order_on_visualbert_tiny);
   suite_add_tcase(s, tc);
