@@ -43,6 +43,7 @@ static bool print_memory(const CliOptions *o, const IrGraph *g) {
          planned ? "" : " (memplan disabled: one allocation per buffer)");
   printf("lower_bound_bytes: %zu\n", st.lower_bound_bytes);
   printf("unplanned_bytes: %zu\n", st.unplanned_bytes);
+  printf("pinned_bytes: %zu (read after the run, or packed weights)\n", st.pinned_bytes);
   printf("in_place_buffers: %d\n", planned ? st.n_in_place : 0);
   return true;
 }

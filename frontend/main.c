@@ -25,7 +25,8 @@ static const Command commands[] = {
    "  --grad             check the training graph (forward and backward of --loss)\n"
    "  --memory           lower the graph (no JIT) and print its memory plan: arena_bytes,\n"
    "                     lower_bound_bytes (most bytes live at once), unplanned_bytes (sum\n"
-   "                     of all intermediates); with --grad the training step's\n",
+   "                     of all intermediates), pinned_bytes (live throughout: outputs,\n"
+   "                     gradients, packed weights); with --grad, of the training step\n",
    " set verbose grad loss disable-pass memory "},
   {"dump", cmd_dump,
    "kiln dump MODEL [--after PASS] [--format text|dot] [--grad [--loss NAME]] [--set NAME=VALUE]...",

@@ -107,6 +107,7 @@ void pass_memplan_place(const MemInterval *v, int n, size_t *offset, MemStats *s
     if (live > peak) peak = live;
   }
   st->lower_bound_bytes = pinned + (size_t)peak;
+  st->pinned_bytes = pinned;
   free(delta);
 
   // Placement: largest first; each goes into the smallest gap between the blocks already

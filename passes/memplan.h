@@ -21,6 +21,7 @@ typedef struct MemStats {
   size_t arena_bytes;        // the arena the offsets fit in
   size_t lower_bound_bytes;  // the most bytes live at once at any step (no plan can do better)
   size_t unplanned_bytes;    // the sum of all buffers (one allocation each)
+  size_t pinned_bytes;       // of which pinned (live over the whole run)
   int n_in_place;            // intervals placed over the input they replace
 } MemStats;
 

@@ -49,6 +49,9 @@ bool pass_simplify(IrGraph *g, const PassOptions *o, Diag *d);
 bool pass_cse(IrGraph *g, const PassOptions *o, Diag *d);
 bool pass_dce(IrGraph *g, const PassOptions *o, Diag *d);
 bool pass_schedule(IrGraph *g, const PassOptions *o, Diag *d);
+// The peak of live intermediate bytes when the nodes run in the graph's order (the measure
+// pass_schedule lowers): parameters and inputs excluded, reshapes free.
+int64_t pass_schedule_peak(const IrGraph *g);
 bool pass_memplan(IrGraph *g, const PassOptions *o, Diag *d);
 // Fusion (passes/fuse.c): groups of nodes one kernel computes become `fused` nodes.
 bool pass_fuse(IrGraph *g, const PassOptions *o, Diag *d);

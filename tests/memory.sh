@@ -29,6 +29,9 @@ check() {  # model, extra flags...
 check models/visualbert-vqa.json "${tiny[@]}" --set num_labels=7
 check models/visualbert-vqa.json "${tiny[@]}" --set num_labels=7 --disable-pass fuse --disable-pass fuse_attention
 check models/visualbert-pretrain.json "${tiny[@]}" --grad
+# The targets of issue 5 at base size (lowering only, no JIT, no buffers: light).
+check models/visualbert-vqa.json --set batch=8
+check models/visualbert-pretrain.json --grad --set batch=8 --set text_len=32
 
 set +e
 "$kiln" run models/visualbert-vqa.json --memory >/dev/null 2>&1

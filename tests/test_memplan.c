@@ -66,6 +66,7 @@ START_TEST(test_planner_pinned_buffers_share_nothing) {
   ck_assert_uint_ne(off[0], off[1]);
   ck_assert_uint_ne(off[0], off[2]);
   ck_assert_uint_eq(st.arena_bytes, 128);
+  ck_assert_uint_eq(st.pinned_bytes, 64);
 }
 END_TEST
 
