@@ -390,9 +390,10 @@ static bool gen_example(const World *w, int task, int split, int64_t b, Rows *ro
     rows->si[b] = 1;
     return put_text(w, rows, b, &ta, &tb, d);
   }
-  if (task == TASK_VQA) {  // soft scores from 10 annotators, each right with p 0.9
+  if (task == TASK_VQA) {  // "[CLS] question ? [MASK] [SEP]"; soft scores from 10 annotators (p 0.9 right)
     scene_gen(&r, R < MAX_OBJECTS ? R : MAX_OBJECTS, &s);
     int kind, n_kind, ans = question(&r, &s, &ta, &kind, &n_kind);
+    say(&ta, " [MASK]");  // the VQA head reads the token before the last [SEP] (HF's layout)
     int votes[N_ANSWERS] = {0};
     for (int a = 0; a < 10; a++) votes[rng_unif(&r) < 0.9 ? ans : kind + rng_int(&r, n_kind)]++;
     for (int k = 0; k < N_ANSWERS; k++) rows->labels_f[b * N_ANSWERS + k] = (float)fmin(1.0, 0.3 * votes[k]);
