@@ -23,6 +23,7 @@
 #include "codegen/compile.h"
 #include "frontend/bind.h"
 #include "frontend/cli.h"
+#include "frontend/mlm.h"
 #include "frontend/train.h"
 #include "passes/passes.h"
 
@@ -383,6 +384,8 @@ typedef struct Trainer {
   const IrNode *loss;
   int n_model_outputs;  // g->outputs before the optimizer pass appended its own
   float *state;  // C oracle: m (and v) of every parameter, one allocation
+  Mlm mlm;       // pre-training data (kiln data synth): masking and mismatching per batch
+  bool has_mlm;
   bool stopped;  // by a signal, after writing a checkpoint
 } Trainer;
 
@@ -493,6 +496,7 @@ static bool train(Trainer *t, Diag *d) {
   ok = st_read(wpath, &wf, d) && fe_bind_native(g, &wf, IR_OP_PARAM, t->p.value, NULL, log, d) &&
        (!o->resume || ckpt_read_state(&wf, &t->opt, &done, d)) && st_read(o->data, &df, d) &&
        data_load(g, &df, t->p.value, o->seed, &t->data, d);
+  if (ok && !mlm_load(&df, &t->mlm, &t->has_mlm, d) && t->has_mlm) ok = false;  // malformed
   st_free(&wf);
   st_free(&df);
   if (!ok) return false;
@@ -515,6 +519,8 @@ static bool train(Trainer *t, Diag *d) {
       for (int i = 0; i < 6000 && !interrupted; i++) nanosleep(&(struct timespec){0, 10000000}, NULL);
     }
     data_bind_batch(&t->data, step, t->p.value);
+    if (t->has_mlm && !mlm_apply(&t->mlm, g, t->p.value, o->seed, step, d))
+      return diag_prefix(d, "step %lld: ", (long long)step + 1);
     *t->p.seed = hash2(hash2(o->seed, STREAM_DROPOUT), (uint64_t)step);
     if (t->opt.graph) opt_graph_inputs(&t->opt, step);
     rt_plan_prepare(&t->p.plan, threads);  // re-packs the weights the last update changed
@@ -600,6 +606,7 @@ int cmd_train(const CliOptions *o) {
     cli_error(&d);
   }
   data_free(&t.data);
+  if (t.has_mlm) mlm_free(&t.mlm);
   free(t.opt.p);
   free(t.state);
   if (t.compiled) cg_program_free(&t.p);

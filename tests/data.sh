@@ -127,6 +127,26 @@ check "run: --text without --vocab is exit 2" exit_code 2 "--text needs --vocab"
 check "run --text: vocab without [UNK] is exit 1" exit_code 1 "[UNK]" \
   "$kiln" run "${nlvr2[@]}" --set batch=1 --weights "$work/w1.safetensors" --inputs "$work/a/nlvr2-test.safetensors" \
   -o "$work/x.safetensors" --text hi --vocab "$work/nounk.txt"
+# --- kiln train masks and mismatches pre-training batches on the fly ---------------------
+# The clean file's labels are all ignored (-100) and every caption matches: unmasked, the
+# MLM loss would be empty. Masked per step, the first loss is near ln(vocab) + ln 2.
+pre=("$src/models/visualbert-pretrain.json" "${tiny[@]}" --set batch=8)
+"$kiln" init "${pre[@]}" -o "$work/wp.safetensors" --seed 3 2>/dev/null
+train_pre() {  # OUT: one-step-per-line log of 3 steps
+  "$kiln" train "${pre[@]}" --weights "$work/wp.safetensors" --data "$work/a/pretrain-train.safetensors" \
+    -o "$work/$1.safetensors" --steps 3 --threads 2 2>"$work/$1.log"
+}
+first_loss_masked() {
+  train_pre p1 || return 1
+  local loss
+  loss=$(tr '\r' '\n' <"$work/p1.log" | sed -n 's/^step 1\/3 loss \([0-9.]*\).*/\1/p' | head -1)
+  [[ -n $loss ]] || { echo "  no step-1 line in: $(cat "$work/p1.log")"; return 1; }
+  awk -v l="$loss" 'BEGIN { exit !(l > 3.0 && l < 6.0) }' || { echo "  first loss $loss"; return 1; }
+}
+check "train: pre-training batches are masked per step (first loss near ln 54 + ln 2)" first_loss_masked
+same_pre() { train_pre p2 && cmp -s "$work/p1.safetensors" "$work/p2.safetensors"; }
+check "train: masking depends only on (seed, step): two runs give the same weights" same_pre
+
 check "synth: unknown --set is exit 2" exit_code 2 "--set hidden: unknown" "$kiln" data synth -o "$work/x" --set hidden=3
 check "synth: text_len too short is exit 1" exit_code 1 "text_len=12 is too short" \
   "$kiln" data synth -o "$work/x" --set text_len=12 --train 5 --val 1 --test 1
