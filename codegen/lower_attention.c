@@ -154,21 +154,91 @@ static LLVMValueRef key_row(Cg *cg, const Attn *a, LLVMValueRef buf, LLVMValueRe
   return cg_gep(cg, cg->f32, buf, cg_add(cg, a->kv_head, cg_mul(cg, j, a->HD)));
 }
 
+// A W-lane vector whose lanes add up to x . row (x: the row's chunks): the products of the
+// widest chunks summed lane by lane, the narrower chunks' sums added into lane 0.
+static LLVMValueRef partial_dot(Cg *cg, const Attn *a, LLVMValueRef *x, LLVMValueRef ptr) {
+  LLVMBuilderRef b = cg->b;
+  int L0 = a->lanes[0];
+  LLVMValueRef acc = NULL, rest = NULL;
+  for (int c = 0; c < a->n_chunks; c++) {
+    LLVMValueRef y = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, ptr, cg_i64(cg, a->off[c])), a->lanes[c]);
+    if (a->lanes[c] == L0) {
+      acc = acc ? cg_fma(cg, x[c], y, acc) : LLVMBuildFMul(b, x[c], y, "");
+    } else {
+      LLVMValueRef t = cg_reduce_add(cg, LLVMBuildFMul(b, x[c], y, ""));
+      rest = rest ? LLVMBuildFAdd(b, rest, t, "") : t;
+    }
+  }
+  if (L0 == 1) acc = cg_splat(cg, acc, 1);  // a scalar: as a one-lane vector below
+  if (rest) {
+    LLVMValueRef lane0 = L0 > 1 ? LLVMBuildExtractElement(b, acc, cg_i32(cg, 0), "") : acc;
+    LLVMValueRef sum = LLVMBuildFAdd(b, lane0, rest, "");
+    acc = L0 > 1 ? LLVMBuildInsertElement(b, acc, sum, cg_i32(cg, 0), "") : sum;
+  }
+  if (L0 == cg->W) return acc;
+  // widen to W lanes with zeros: lanes 0..L0-1 from acc, the rest lane 0 of a zero vector
+  LLVMTypeRef vt = cg_vec_t(cg, cg->f32, L0);
+  if (L0 == 1) {
+    LLVMValueRef v = LLVMBuildInsertElement(b, LLVMConstNull(LLVMVectorType(cg->f32, 1)), acc, cg_i32(cg, 0), "");
+    acc = v;
+    vt = LLVMVectorType(cg->f32, 1);
+  }
+  LLVMValueRef mask[64];
+  for (int t = 0; t < cg->W; t++) mask[t] = cg_i32(cg, t < L0 ? t : L0);
+  return LLVMBuildShuffleVector(b, acc, LLVMConstNull(vt), LLVMConstVector(mask, (unsigned)cg->W), "");
+}
+
+// (W) lane t = x . row(jb + t) for t < count, 0 beyond: W partial vectors summed in a
+// tree of shuffles (pairwise sums of two vectors into one, log2 W levels), no horizontal
+// reduction per key.
+static LLVMValueRef dots(Cg *cg, const Attn *a, LLVMValueRef *x, LLVMValueRef buf, LLVMValueRef jb,
+                         int count) {
+  LLVMBuilderRef b = cg->b;
+  int W = cg->W;
+  LLVMValueRef v[64];
+  for (int t = 0; t < W; t++)
+    v[t] = t < count ? partial_dot(cg, a, x, key_row(cg, a, buf, cg_add(cg, jb, cg_i64(cg, t))))
+                     : LLVMConstNull(cg_vec_t(cg, cg->f32, W));
+  if (W == 1) return v[0];
+  LLVMValueRef even[64], odd[64];
+  for (int t = 0; t < W; t++) {
+    even[t] = cg_i32(cg, 2 * t);
+    odd[t] = cg_i32(cg, 2 * t + 1);
+  }
+  LLVMValueRef me = LLVMConstVector(even, (unsigned)W), mo = LLVMConstVector(odd, (unsigned)W);
+  for (int m = W; m > 1; m /= 2)  // m vectors -> m / 2
+    for (int i = 0; i < m / 2; i++)
+      v[i] = LLVMBuildFAdd(b, LLVMBuildShuffleVector(b, v[2 * i], v[2 * i + 1], me, ""),
+                           LLVMBuildShuffleVector(b, v[2 * i], v[2 * i + 1], mo, ""), "");
+  return v[0];
+}
+
 // (W) scores of keys jb .. jb+count-1 of the row: scale * q . k_j + mask; lanes from count
 // on are PAD_SCORE.
 static LLVMValueRef scores(Cg *cg, const Attn *a, LLVMValueRef jb, int count) {
   LLVMBuilderRef b = cg->b;
   int W = cg->W;
-  LLVMValueRef s = cg_splat(cg, cg_f32(cg, PAD_SCORE), W);
-  LLVMValueRef sc = cg_f32(cg, a->scale);
-  for (int t = 0; t < count; t++) {
-    LLVMValueRef j = cg_add(cg, jb, cg_i64(cg, t));
-    LLVMValueRef x = LLVMBuildFMul(b, dot(cg, a, (LLVMValueRef *)a->qc, key_row(cg, a, a->k, j)), sc, "");
-    if (a->has_mask) {
-      LLVMValueRef mp = cg_gep(cg, cg->f32, a->mask, cg_add(cg, a->mask_row, cg_mul(cg, j, a->ms[3])));
-      x = LLVMBuildFAdd(b, x, cg_load(cg, cg->f32, mp, 1), "");
+  LLVMValueRef s = LLVMBuildFMul(b, dots(cg, a, (LLVMValueRef *)a->qc, a->k, jb, count),
+                                 cg_splat(cg, cg_f32(cg, a->scale), W), "");
+  if (a->has_mask) {
+    LLVMValueRef mrow = cg_gep(cg, cg->f32, a->mask, cg_add(cg, a->mask_row, cg_mul(cg, jb, a->ms[3])));
+    LLVMValueRef mv;
+    if (a->ms[3] == 1 && count == W) {
+      mv = cg_load(cg, cg->f32, mrow, W);
+    } else if (a->ms[3] == 0) {
+      mv = cg_splat(cg, cg_load(cg, cg->f32, mrow, 1), W);
+    } else {
+      mv = LLVMConstNull(cg_vec_t(cg, cg->f32, W));
+      for (int t = 0; t < count; t++)
+        mv = LLVMBuildInsertElement(b, mv, cg_load(cg, cg->f32, cg_gep(cg, cg->f32, mrow, cg_i64(cg, t * a->ms[3])), 1),
+                                    cg_i32(cg, t), "");
     }
-    s = LLVMBuildInsertElement(b, s, x, cg_i32(cg, t), "");
+    s = LLVMBuildFAdd(b, s, mv, "");
+  }
+  if (count < W) {
+    LLVMValueRef pad[64];
+    for (int t = 0; t < W; t++) pad[t] = LLVMConstInt(cg->i1, t < count, 0);
+    s = LLVMBuildSelect(b, LLVMConstVector(pad, (unsigned)W), s, cg_splat(cg, cg_f32(cg, PAD_SCORE), W), "");
   }
   return s;
 }
@@ -201,7 +271,7 @@ static void for_key_blocks(Cg *cg, Attn *a, BlockFn body, void *ctx) {
 // Online softmax state of one row: running max m, sum l of exp(s - m), and (forward) the
 // accumulator acc = sum_j exp(s_j - m) * keep_j * v_j.
 typedef struct RowState {
-  LLVMValueRef m, l;                // f32 variables
+  LLVMValueRef m, l;                // variables: f32, (W) f32 partial sums
   LLVMValueRef acc[MAX_CHUNKS];     // chunk variables (forward only)
   bool with_acc;
 } RowState;
@@ -215,7 +285,8 @@ static void online_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx)
   LLVMValueRef m_new = cg_intrinsic(cg, "llvm.maxnum", cg->f32, mx, 2);
   LLVMValueRef corr = exp_neg(cg, LLVMBuildFSub(b, m_old, m_new, ""));
   LLVMValueRef pe = exp_neg(cg, LLVMBuildFSub(b, s, cg_splat(cg, m_new, cg->W), ""));  // (W)
-  cg_set(cg, r->l, cg_fma(cg, cg_get(cg, r->l), corr, cg_reduce_add(cg, pe)));
+  // l: W partial sums, added up once at the end of the row (no reduction per block)
+  cg_set(cg, r->l, cg_fma(cg, cg_get(cg, r->l), cg_splat(cg, corr, cg->W), pe));
   cg_set(cg, r->m, m_new);
   if (!r->with_acc) return;
   if (a->dropout) pe = LLVMBuildFMul(b, pe, keep_scale(cg, a, jb), "");
@@ -236,23 +307,27 @@ static void online_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx)
 static void row_state_init(Cg *cg, const Attn *a, RowState *r, bool with_acc) {
   r->with_acc = with_acc;
   cg_set(cg, r->m, cg_f32(cg, PAD_SCORE));
-  cg_set(cg, r->l, cg_f32(cg, 0.0));
+  cg_set(cg, r->l, cg_splat(cg, cg_f32(cg, 0.0), cg->W));
   for (int c = 0; with_acc && c < a->n_chunks; c++)
     cg_set(cg, r->acc[c], cg_splat(cg, cg_f32(cg, 0.0), a->lanes[c]));
 }
 
 static void row_state_vars(Cg *cg, const Attn *a, RowState *r, bool with_acc) {
   r->m = cg_var(cg, cg->f32, NULL);
-  r->l = cg_var(cg, cg->f32, NULL);
+  r->l = cg_var(cg, cg_vec_t(cg, cg->f32, cg->W), NULL);
   for (int c = 0; with_acc && c < a->n_chunks; c++)
     r->acc[c] = cg_var(cg, cg_vec_t(cg, cg->f32, a->lanes[c]), NULL);
 }
 
+// Without dropout the stream's name does not matter: every layer of one shape shares a
+// kernel. With it, the name's hash is a constant of the kernel.
 static void name_of(Cg *cg, const IrNode *n, const Attn *a, char *name, size_t size, bool *exists) {
   char extra[64];
+  IrNode key = *n;
+  key.attr[ir_attr_index(n->op, "rng_hash")].i = 0;
   snprintf(extra, sizeof extra, "%s:%016llx", a->dropout ? "train" : "infer",
-           (unsigned long long)a->rng_hash);
-  *exists = cg_kernel_name(cg, n, extra, name, size);
+           a->dropout ? (unsigned long long)a->rng_hash : 0ull);
+  *exists = cg_kernel_name(cg, &key, extra, name, size);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -283,7 +358,7 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     row_setup(cg, &a, bb, h, i);
     row_state_init(cg, &a, &r, true);
     for_key_blocks(cg, &a, online_block, &r);
-    LLVMValueRef inv = LLVMBuildFDiv(cg->b, cg_f32(cg, 1.0), cg_get(cg, r.l), "");
+    LLVMValueRef inv = LLVMBuildFDiv(cg->b, cg_f32(cg, 1.0), cg_reduce_add(cg, cg_get(cg, r.l)), "");
     LLVMValueRef orow = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, bb, a.Nq), i), a.HD), cg_mul(cg, h, a.D));
     for (int c = 0; c < a.n_chunks; c++)
       cg_store(cg, LLVMBuildFMul(cg->b, cg_get(cg, r.acc[c]), cg_splat(cg, inv, a.lanes[c]), ""),
@@ -316,11 +391,7 @@ static void grad_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
   LLVMValueRef s = scores(cg, a, jb, count);
   LLVMValueRef P = LLVMBuildFMul(b, exp_neg(cg, LLVMBuildFSub(b, s, cg_splat(cg, g->m, W), "")),
                                  cg_splat(cg, g->inv_l, W), "");  // (W) probabilities
-  LLVMValueRef dp = cg_splat(cg, cg_f32(cg, 0.0), W);              // (W) dout . v_j
-  for (int t = 0; t < count; t++) {
-    LLVMValueRef x = dot(cg, a, g->doc, key_row(cg, a, a->v, cg_add(cg, jb, cg_i64(cg, t))));
-    dp = LLVMBuildInsertElement(b, dp, x, cg_i32(cg, t), "");
-  }
+  LLVMValueRef dp = dots(cg, a, g->doc, a->v, jb, count);           // (W) dout . v_j
   LLVMValueRef Pd = P;
   if (a->dropout) {
     LLVMValueRef ks = keep_scale(cg, a, jb);
@@ -395,7 +466,7 @@ bool cg_lower_attention_grad(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     row_state_init(cg, &a, &g.st, false);
     for_key_blocks(cg, &a, online_block, &g.st);
     g.m = cg_get(cg, g.st.m);
-    g.inv_l = LLVMBuildFDiv(b, cg_f32(cg, 1.0), cg_get(cg, g.st.l), "");
+    g.inv_l = LLVMBuildFDiv(b, cg_f32(cg, 1.0), cg_reduce_add(cg, cg_get(cg, g.st.l)), "");
     load_chunks(cg, &a, cg_gep(cg, cg->f32, dout, qrow), g.doc);
     g.Di = dot(cg, &a, g.doc, cg_gep(cg, cg->f32, out, qrow));  // D_i = dout_i . out_i
     for (int c = 0; c < a.n_chunks; c++) cg_set(cg, g.dq[c], cg_splat(cg, cg_f32(cg, 0.0), a.lanes[c]));
