@@ -20,6 +20,7 @@
 #define RNG_GOLDEN 0x9E3779B97F4A7C15ull
 #define PAD_SCORE (-3.0e38)  // scores of the lanes past the last key: exp gives 0
 #define MAX_CHUNKS 64
+#define MAX_ROWS 4    // query rows of one forward work item (they share the loads of k, v)
 
 // ---------------------------------------------------------------------------------------
 // The kernel's sizes and values.
@@ -36,9 +37,10 @@ typedef struct Attn {
   // per kernel / per row values
   LLVMValueRef q, k, v, mask, key;  // buffers; key: dropout key (i64)
   LLVMValueRef kv_head;             // offset of (b, key 0, h, 0) in k and v
-  LLVMValueRef mask_row;            // offset of (b, h, i, key 0) in the mask
-  LLVMValueRef ctr_row;             // dropout counter of (b, h, i, key 0)
-  LLVMValueRef qc[MAX_CHUNKS];      // the query row's chunks
+  int rows;                         // query rows handled together (row r: i0 + r, clamped)
+  LLVMValueRef mask_row[MAX_ROWS];  // offset of (b, h, i, key 0) in the mask
+  LLVMValueRef ctr_row[MAX_ROWS];   // dropout counter of (b, h, i, key 0)
+  LLVMValueRef qc[MAX_ROWS][MAX_CHUNKS];  // the query rows' chunks
 } Attn;
 
 static bool attn_init(Attn *a, const IrNode *n, int W, bool training) {
@@ -102,13 +104,13 @@ static LLVMValueRef dropout_key(Cg *cg, const Attn *a, LLVMValueRef seed_buf) {
   return mix64(cg, LLVMBuildXor(cg->b, s, cg_i64(cg, (int64_t)a->rng_hash), ""));
 }
 
-// (W) f32: 1 / (1 - p) where the dropout keeps key jb + lane of the row, else 0.
-static LLVMValueRef keep_scale(Cg *cg, const Attn *a, LLVMValueRef jb) {
+// (W) f32: 1 / (1 - p) where the dropout keeps key jb + lane of row r, else 0.
+static LLVMValueRef keep_scale(Cg *cg, const Attn *a, int r, LLVMValueRef jb) {
   LLVMBuilderRef b = cg->b;
   int W = cg->W;
   LLVMValueRef lane[64];
   for (int t = 0; t < W; t++) lane[t] = cg_i64(cg, t);
-  LLVMValueRef ctr = LLVMBuildAdd(b, cg_splat(cg, cg_add(cg, a->ctr_row, jb), W),
+  LLVMValueRef ctr = LLVMBuildAdd(b, cg_splat(cg, cg_add(cg, a->ctr_row[r], jb), W),
                                   LLVMConstVector(lane, (unsigned)W), "");
   LLVMValueRef c1 = LLVMBuildAdd(b, ctr, i64_like(cg, ctr, 1), "");
   LLVMValueRef z = LLVMBuildAdd(b, cg_splat(cg, a->key, W),
@@ -213,15 +215,15 @@ static LLVMValueRef dots(Cg *cg, const Attn *a, LLVMValueRef *x, LLVMValueRef bu
   return v[0];
 }
 
-// (W) scores of keys jb .. jb+count-1 of the row: scale * q . k_j + mask; lanes from count
+// (W) scores of keys jb .. jb+count-1 of row r: scale * q . k_j + mask; lanes from count
 // on are PAD_SCORE.
-static LLVMValueRef scores(Cg *cg, const Attn *a, LLVMValueRef jb, int count) {
+static LLVMValueRef scores(Cg *cg, const Attn *a, int r, LLVMValueRef jb, int count) {
   LLVMBuilderRef b = cg->b;
   int W = cg->W;
-  LLVMValueRef s = LLVMBuildFMul(b, dots(cg, a, (LLVMValueRef *)a->qc, a->k, jb, count),
+  LLVMValueRef s = LLVMBuildFMul(b, dots(cg, a, (LLVMValueRef *)a->qc[r], a->k, jb, count),
                                  cg_splat(cg, cg_f32(cg, a->scale), W), "");
   if (a->has_mask) {
-    LLVMValueRef mrow = cg_gep(cg, cg->f32, a->mask, cg_add(cg, a->mask_row, cg_mul(cg, jb, a->ms[3])));
+    LLVMValueRef mrow = cg_gep(cg, cg->f32, a->mask, cg_add(cg, a->mask_row[r], cg_mul(cg, jb, a->ms[3])));
     LLVMValueRef mv;
     if (a->ms[3] == 1 && count == W) {
       mv = cg_load(cg, cg->f32, mrow, W);
@@ -243,15 +245,26 @@ static LLVMValueRef scores(Cg *cg, const Attn *a, LLVMValueRef jb, int count) {
   return s;
 }
 
-// Sets the row's per-row offsets for (b, h, i) and loads its query chunks.
-static void row_setup(Cg *cg, Attn *a, LLVMValueRef b_, LLVMValueRef h, LLVMValueRef i) {
-  LLVMValueRef qrow = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, b_, a->Nq), i), a->HD), cg_mul(cg, h, a->D));
-  load_chunks(cg, a, cg_gep(cg, cg->f32, a->q, qrow), a->qc);
+// Query row r of a work item starting at row i0: i0 + r, clamped to the last row (a
+// clamped row computes the last row again and stores the same values).
+static LLVMValueRef row_index(Cg *cg, const Attn *a, LLVMValueRef i0, int r) {
+  LLVMValueRef args[2] = {cg_add(cg, i0, cg_i64(cg, r)), cg_i64(cg, a->Nq - 1)};
+  return r ? cg_intrinsic(cg, "llvm.umin", cg->i64, args, 2) : i0;
+}
+
+// Sets the per-row offsets of rows i0 .. i0 + rows - 1 of head (b, h), loads their query
+// chunks.
+static void row_setup(Cg *cg, Attn *a, LLVMValueRef b_, LLVMValueRef h, LLVMValueRef i0) {
   a->kv_head = cg_add(cg, cg_mul(cg, b_, a->Nk * a->HD), cg_mul(cg, h, a->D));
-  if (a->has_mask)
-    a->mask_row = cg_add(cg, cg_add(cg, cg_mul(cg, b_, a->ms[0]), cg_mul(cg, h, a->ms[1])),
-                         cg_mul(cg, i, a->ms[2]));
-  a->ctr_row = cg_mul(cg, cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, b_, a->H), h), a->Nq), i), a->Nk);
+  for (int r = 0; r < a->rows; r++) {
+    LLVMValueRef i = row_index(cg, a, i0, r);
+    LLVMValueRef qrow = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, b_, a->Nq), i), a->HD), cg_mul(cg, h, a->D));
+    load_chunks(cg, a, cg_gep(cg, cg->f32, a->q, qrow), a->qc[r]);
+    if (a->has_mask)
+      a->mask_row[r] = cg_add(cg, cg_add(cg, cg_mul(cg, b_, a->ms[0]), cg_mul(cg, h, a->ms[1])),
+                              cg_mul(cg, i, a->ms[2]));
+    a->ctr_row[r] = cg_mul(cg, cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, b_, a->H), h), a->Nq), i), a->Nk);
+  }
 }
 
 // Runs body(jb, count) over the key blocks: full blocks of W in a loop, then the tail block.
@@ -268,59 +281,69 @@ static void for_key_blocks(Cg *cg, Attn *a, BlockFn body, void *ctx) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Online softmax state of one row: running max m, sum l of exp(s - m), and (forward) the
-// accumulator acc = sum_j exp(s_j - m) * keep_j * v_j.
+// Online softmax state of each row: running max m, sum l of exp(s - m) (W partial sums,
+// added up at the end of the row), and (forward) the accumulator
+// acc = sum_j exp(s_j - m) * keep_j * v_j.
 typedef struct RowState {
-  LLVMValueRef m, l;                // variables: f32, (W) f32 partial sums
-  LLVMValueRef acc[MAX_CHUNKS];     // chunk variables (forward only)
+  LLVMValueRef m[MAX_ROWS], l[MAX_ROWS];       // variables: f32, (W) f32
+  LLVMValueRef acc[MAX_ROWS][MAX_CHUNKS];      // chunk variables (forward only)
   bool with_acc;
 } RowState;
 
 static void online_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
-  RowState *r = ctx;
+  RowState *st = ctx;
   LLVMBuilderRef b = cg->b;
-  LLVMValueRef s = scores(cg, a, jb, count);                      // (W)
-  LLVMValueRef m_old = cg_get(cg, r->m);
-  LLVMValueRef mx[2] = {m_old, cg_reduce_max(cg, s)};
-  LLVMValueRef m_new = cg_intrinsic(cg, "llvm.maxnum", cg->f32, mx, 2);
-  LLVMValueRef corr = exp_neg(cg, LLVMBuildFSub(b, m_old, m_new, ""));
-  LLVMValueRef pe = exp_neg(cg, LLVMBuildFSub(b, s, cg_splat(cg, m_new, cg->W), ""));  // (W)
-  // l: W partial sums, added up once at the end of the row (no reduction per block)
-  cg_set(cg, r->l, cg_fma(cg, cg_get(cg, r->l), cg_splat(cg, corr, cg->W), pe));
-  cg_set(cg, r->m, m_new);
-  if (!r->with_acc) return;
-  if (a->dropout) pe = LLVMBuildFMul(b, pe, keep_scale(cg, a, jb), "");
-  LLVMValueRef acc[MAX_CHUNKS];
-  for (int c = 0; c < a->n_chunks; c++)
-    acc[c] = LLVMBuildFMul(b, cg_get(cg, r->acc[c]), cg_splat(cg, corr, a->lanes[c]), "");
+  int W = cg->W;
+  LLVMValueRef pe[MAX_ROWS], corr[MAX_ROWS];
+  for (int r = 0; r < a->rows; r++) {
+    LLVMValueRef s = scores(cg, a, r, jb, count);                   // (W)
+    LLVMValueRef m_old = cg_get(cg, st->m[r]);
+    LLVMValueRef mx[2] = {m_old, cg_reduce_max(cg, s)};
+    LLVMValueRef m_new = cg_intrinsic(cg, "llvm.maxnum", cg->f32, mx, 2);
+    corr[r] = exp_neg(cg, LLVMBuildFSub(b, m_old, m_new, ""));
+    pe[r] = exp_neg(cg, LLVMBuildFSub(b, s, cg_splat(cg, m_new, W), ""));  // (W)
+    cg_set(cg, st->l[r], cg_fma(cg, cg_get(cg, st->l[r]), cg_splat(cg, corr[r], W), pe[r]));
+    cg_set(cg, st->m[r], m_new);
+    if (st->with_acc && a->dropout) pe[r] = LLVMBuildFMul(b, pe[r], keep_scale(cg, a, r, jb), "");
+  }
+  if (!st->with_acc) return;
+  LLVMValueRef acc[MAX_ROWS][MAX_CHUNKS];
+  for (int r = 0; r < a->rows; r++)
+    for (int c = 0; c < a->n_chunks; c++)
+      acc[r][c] = LLVMBuildFMul(b, cg_get(cg, st->acc[r][c]), cg_splat(cg, corr[r], a->lanes[c]), "");
   for (int t = 0; t < count; t++) {
-    LLVMValueRef w = LLVMBuildExtractElement(b, pe, cg_i32(cg, t), "");
     LLVMValueRef vrow = key_row(cg, a, a->v, cg_add(cg, jb, cg_i64(cg, t)));
+    LLVMValueRef w[MAX_ROWS];
+    for (int r = 0; r < a->rows; r++) w[r] = LLVMBuildExtractElement(b, pe[r], cg_i32(cg, t), "");
     for (int c = 0; c < a->n_chunks; c++) {
       LLVMValueRef vv = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, vrow, cg_i64(cg, a->off[c])), a->lanes[c]);
-      acc[c] = cg_fma(cg, cg_splat(cg, w, a->lanes[c]), vv, acc[c]);
+      for (int r = 0; r < a->rows; r++)
+        acc[r][c] = cg_fma(cg, cg_splat(cg, w[r], a->lanes[c]), vv, acc[r][c]);
     }
   }
-  for (int c = 0; c < a->n_chunks; c++) cg_set(cg, r->acc[c], acc[c]);
+  for (int r = 0; r < a->rows; r++)
+    for (int c = 0; c < a->n_chunks; c++) cg_set(cg, st->acc[r][c], acc[r][c]);
 }
 
-static void row_state_init(Cg *cg, const Attn *a, RowState *r, bool with_acc) {
-  r->with_acc = with_acc;
-  cg_set(cg, r->m, cg_f32(cg, PAD_SCORE));
-  cg_set(cg, r->l, cg_splat(cg, cg_f32(cg, 0.0), cg->W));
-  for (int c = 0; with_acc && c < a->n_chunks; c++)
-    cg_set(cg, r->acc[c], cg_splat(cg, cg_f32(cg, 0.0), a->lanes[c]));
+static void row_state_init(Cg *cg, const Attn *a, RowState *st, bool with_acc) {
+  st->with_acc = with_acc;
+  for (int r = 0; r < a->rows; r++) {
+    cg_set(cg, st->m[r], cg_f32(cg, PAD_SCORE));
+    cg_set(cg, st->l[r], cg_splat(cg, cg_f32(cg, 0.0), cg->W));
+    for (int c = 0; with_acc && c < a->n_chunks; c++)
+      cg_set(cg, st->acc[r][c], cg_splat(cg, cg_f32(cg, 0.0), a->lanes[c]));
+  }
 }
 
-static void row_state_vars(Cg *cg, const Attn *a, RowState *r, bool with_acc) {
-  r->m = cg_var(cg, cg->f32, NULL);
-  r->l = cg_var(cg, cg_vec_t(cg, cg->f32, cg->W), NULL);
-  for (int c = 0; with_acc && c < a->n_chunks; c++)
-    r->acc[c] = cg_var(cg, cg_vec_t(cg, cg->f32, a->lanes[c]), NULL);
+static void row_state_vars(Cg *cg, const Attn *a, RowState *st, bool with_acc) {
+  for (int r = 0; r < a->rows; r++) {
+    st->m[r] = cg_var(cg, cg->f32, NULL);
+    st->l[r] = cg_var(cg, cg_vec_t(cg, cg->f32, cg->W), NULL);
+    for (int c = 0; with_acc && c < a->n_chunks; c++)
+      st->acc[r][c] = cg_var(cg, cg_vec_t(cg, cg->f32, a->lanes[c]), NULL);
+  }
 }
 
-// Without dropout the stream's name does not matter: every layer of one shape shares a
-// kernel. With it, the name's hash is a constant of the kernel.
 static void name_of(Cg *cg, const IrNode *n, const Attn *a, char *name, size_t size, bool *exists) {
   char extra[64];
   IrNode key = *n;
@@ -337,6 +360,10 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   if (!attn_init(&a, n, cg->W, cg->training))
     return diag_error(d, "%s \"%s\": head_dim %lld is too large for the attention kernel",
                       n->where, n->name, (long long)a.D);
+  // as many rows as keep their accumulators and query chunks in about 16 vector registers
+  a.rows = a.n_chunks >= 16 ? 1 : 16 / a.n_chunks > MAX_ROWS ? MAX_ROWS : 16 / a.n_chunks;
+  if (a.rows > a.Nq) a.rows = (int)a.Nq;
+  int64_t n_blocks = (a.Nq + a.rows - 1) / a.rows;  // work items per head
   char name[96];
   bool exists;
   name_of(cg, n, &a, name, sizeof name, &exists);
@@ -347,26 +374,29 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     int next = 4;
     if (a.has_mask) a.mask = cg_buf(cg, next++);
     if (a.dropout) a.key = dropout_key(cg, &a, cg_buf(cg, next++));
-    RowState r;
-    row_state_vars(cg, &a, &r, true);
+    RowState st;
+    row_state_vars(cg, &a, &st, true);
     CgLoop rl;
-    cg_for_begin(cg, &rl, cg->begin, cg->end, cg_i64(cg, 1), "row");  // (B, H, Nq)
-    LLVMValueRef i = LLVMBuildURem(cg->b, rl.iv, cg_i64(cg, a.Nq), "");
-    LLVMValueRef bh = LLVMBuildUDiv(cg->b, rl.iv, cg_i64(cg, a.Nq), "");
+    cg_for_begin(cg, &rl, cg->begin, cg->end, cg_i64(cg, 1), "rows");  // (B, H, Nq / rows)
+    LLVMValueRef i0 = cg_mul(cg, LLVMBuildURem(cg->b, rl.iv, cg_i64(cg, n_blocks), ""), a.rows);
+    LLVMValueRef bh = LLVMBuildUDiv(cg->b, rl.iv, cg_i64(cg, n_blocks), "");
     LLVMValueRef h = LLVMBuildURem(cg->b, bh, cg_i64(cg, a.H), "");
     LLVMValueRef bb = LLVMBuildUDiv(cg->b, bh, cg_i64(cg, a.H), "");
-    row_setup(cg, &a, bb, h, i);
-    row_state_init(cg, &a, &r, true);
-    for_key_blocks(cg, &a, online_block, &r);
-    LLVMValueRef inv = LLVMBuildFDiv(cg->b, cg_f32(cg, 1.0), cg_reduce_add(cg, cg_get(cg, r.l)), "");
-    LLVMValueRef orow = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, bb, a.Nq), i), a.HD), cg_mul(cg, h, a.D));
-    for (int c = 0; c < a.n_chunks; c++)
-      cg_store(cg, LLVMBuildFMul(cg->b, cg_get(cg, r.acc[c]), cg_splat(cg, inv, a.lanes[c]), ""),
-               cg_gep(cg, cg->f32, out, cg_add(cg, orow, cg_i64(cg, a.off[c]))));
+    row_setup(cg, &a, bb, h, i0);
+    row_state_init(cg, &a, &st, true);
+    for_key_blocks(cg, &a, online_block, &st);
+    for (int r = 0; r < a.rows; r++) {
+      LLVMValueRef inv = LLVMBuildFDiv(cg->b, cg_f32(cg, 1.0), cg_reduce_add(cg, cg_get(cg, st.l[r])), "");
+      LLVMValueRef i = row_index(cg, &a, i0, r);
+      LLVMValueRef orow = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, bb, a.Nq), i), a.HD), cg_mul(cg, h, a.D));
+      for (int c = 0; c < a.n_chunks; c++)
+        cg_store(cg, LLVMBuildFMul(cg->b, cg_get(cg, st.acc[r][c]), cg_splat(cg, inv, a.lanes[c]), ""),
+                 cg_gep(cg, cg->f32, out, cg_add(cg, orow, cg_i64(cg, a.off[c]))));
+    }
     cg_for_end(cg, &rl);
     cg_kernel_end(cg);
   }
-  CgStep *st = cg_steps_add(steps, name, a.B * a.H * a.Nq, n->id);
+  CgStep *st = cg_steps_add(steps, name, a.B * a.H * n_blocks, n->id);
   st->args[st->n_args++] = cg_arg_node(n->id);
   for (int k = 0; k < n->n_in; k++) st->args[st->n_args++] = cg_arg_node(n->in[k]->id);
   if (a.dropout) st->args[st->n_args++] = cg_arg_seed();
@@ -388,13 +418,13 @@ static void grad_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
   GradRow *g = ctx;
   LLVMBuilderRef b = cg->b;
   int W = cg->W;
-  LLVMValueRef s = scores(cg, a, jb, count);
+  LLVMValueRef s = scores(cg, a, 0, jb, count);
   LLVMValueRef P = LLVMBuildFMul(b, exp_neg(cg, LLVMBuildFSub(b, s, cg_splat(cg, g->m, W), "")),
                                  cg_splat(cg, g->inv_l, W), "");  // (W) probabilities
   LLVMValueRef dp = dots(cg, a, g->doc, a->v, jb, count);           // (W) dout . v_j
   LLVMValueRef Pd = P;
   if (a->dropout) {
-    LLVMValueRef ks = keep_scale(cg, a, jb);
+    LLVMValueRef ks = keep_scale(cg, a, 0, jb);
     dp = LLVMBuildFMul(b, dp, ks, "");
     Pd = LLVMBuildFMul(b, P, ks, "");
   }
@@ -414,7 +444,7 @@ static void grad_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
       LLVMValueRef kk = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, krow, o), L);
       dq[c] = cg_fma(cg, cg_splat(cg, ds, L), kk, dq[c]);
       LLVMValueRef pk = cg_gep(cg, cg->f32, dkrow, o), pv = cg_gep(cg, cg->f32, dvrow, o);
-      cg_store(cg, cg_fma(cg, cg_splat(cg, ds, L), a->qc[c], cg_load(cg, cg->f32, pk, L)), pk);
+      cg_store(cg, cg_fma(cg, cg_splat(cg, ds, L), a->qc[0][c], cg_load(cg, cg->f32, pk, L)), pk);
       cg_store(cg, cg_fma(cg, cg_splat(cg, pd, L), g->doc[c], cg_load(cg, cg->f32, pv, L)), pv);
     }
   }
@@ -441,6 +471,7 @@ bool cg_lower_attention_grad(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     GradRow g = {0};
     g.dk = cg_gep(cg, cg->f32, grad, cg_i64(cg, nq));
     g.dv = cg_gep(cg, cg->f32, grad, cg_i64(cg, nq + nk));
+    a.rows = 1;
     row_state_vars(cg, &a, &g.st, false);
     for (int c = 0; c < a.n_chunks; c++) g.dq[c] = cg_var(cg, cg_vec_t(cg, cg->f32, a.lanes[c]), NULL);
     CgLoop hl;
@@ -465,8 +496,8 @@ bool cg_lower_attention_grad(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     // sweep 1: the row's max and sum
     row_state_init(cg, &a, &g.st, false);
     for_key_blocks(cg, &a, online_block, &g.st);
-    g.m = cg_get(cg, g.st.m);
-    g.inv_l = LLVMBuildFDiv(b, cg_f32(cg, 1.0), cg_reduce_add(cg, cg_get(cg, g.st.l)), "");
+    g.m = cg_get(cg, g.st.m[0]);
+    g.inv_l = LLVMBuildFDiv(b, cg_f32(cg, 1.0), cg_reduce_add(cg, cg_get(cg, g.st.l[0])), "");
     load_chunks(cg, &a, cg_gep(cg, cg->f32, dout, qrow), g.doc);
     g.Di = dot(cg, &a, g.doc, cg_gep(cg, cg->f32, out, qrow));  // D_i = dout_i . out_i
     for (int c = 0; c < a.n_chunks; c++) cg_set(cg, g.dq[c], cg_splat(cg, cg_f32(cg, 0.0), a.lanes[c]));
