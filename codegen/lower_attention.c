@@ -405,50 +405,88 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
 
 // ---------------------------------------------------------------------------------------
 // attention_grad(q, k, v, out, dout[, mask]) -> [dq | dk | dv] flat.
-// bufs: grad, q, k, v, out, dout[, mask][, seed].
-typedef struct GradRow {
+// bufs: grad, q, k, v, out, dout[, mask][, seed]. Query rows go `rows` at a time (then the
+// remainder), so each load-add-store of a dk or dv row serves several queries.
+typedef struct GradRows {
   RowState st;
-  LLVMValueRef m, inv_l, Di;          // the row's max, 1 / sum, dout . out
-  LLVMValueRef doc[MAX_CHUNKS];        // dout row chunks
-  LLVMValueRef dq[MAX_CHUNKS];         // dq row accumulators (variables)
-  LLVMValueRef dk, dv;                 // gradient buffers of k and v (same layout as k)
-} GradRow;
+  LLVMValueRef m[MAX_ROWS], inv_l[MAX_ROWS], Di[MAX_ROWS];  // max, 1 / sum, dout . out
+  LLVMValueRef doc[MAX_ROWS][MAX_CHUNKS];  // dout row chunks
+  LLVMValueRef dq[MAX_ROWS][MAX_CHUNKS];   // dq row accumulators (variables)
+  LLVMValueRef dk, dv;                     // gradient buffers of k and v (k's layout)
+} GradRows;
 
 static void grad_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
-  GradRow *g = ctx;
+  GradRows *g = ctx;
   LLVMBuilderRef b = cg->b;
   int W = cg->W;
-  LLVMValueRef s = scores(cg, a, 0, jb, count);
-  LLVMValueRef P = LLVMBuildFMul(b, exp_neg(cg, LLVMBuildFSub(b, s, cg_splat(cg, g->m, W), "")),
-                                 cg_splat(cg, g->inv_l, W), "");  // (W) probabilities
-  LLVMValueRef dp = dots(cg, a, g->doc, a->v, jb, count);           // (W) dout . v_j
-  LLVMValueRef Pd = P;
-  if (a->dropout) {
-    LLVMValueRef ks = keep_scale(cg, a, 0, jb);
-    dp = LLVMBuildFMul(b, dp, ks, "");
-    Pd = LLVMBuildFMul(b, P, ks, "");
+  LLVMValueRef dS[MAX_ROWS], Pd[MAX_ROWS];
+  for (int r = 0; r < a->rows; r++) {
+    LLVMValueRef s = scores(cg, a, r, jb, count);
+    LLVMValueRef P = LLVMBuildFMul(b, exp_neg(cg, LLVMBuildFSub(b, s, cg_splat(cg, g->m[r], W), "")),
+                                   cg_splat(cg, g->inv_l[r], W), "");  // (W) probabilities
+    LLVMValueRef dp = dots(cg, a, g->doc[r], a->v, jb, count);        // (W) dout . v_j
+    Pd[r] = P;
+    if (a->dropout) {
+      LLVMValueRef ks = keep_scale(cg, a, r, jb);
+      dp = LLVMBuildFMul(b, dp, ks, "");
+      Pd[r] = LLVMBuildFMul(b, P, ks, "");
+    }
+    // dS = P * (dP - D_i) * scale
+    dS[r] = LLVMBuildFMul(b, LLVMBuildFMul(b, P, LLVMBuildFSub(b, dp, cg_splat(cg, g->Di[r], W), ""), ""),
+                          cg_splat(cg, cg_f32(cg, a->scale), W), "");
   }
-  // dS = P * (dP - D_i) * scale
-  LLVMValueRef dS = LLVMBuildFMul(b, LLVMBuildFMul(b, P, LLVMBuildFSub(b, dp, cg_splat(cg, g->Di, W), ""), ""),
-                                  cg_splat(cg, cg_f32(cg, a->scale), W), "");
-  LLVMValueRef dq[MAX_CHUNKS];
-  for (int c = 0; c < a->n_chunks; c++) dq[c] = cg_get(cg, g->dq[c]);
+  LLVMValueRef dq[MAX_ROWS][MAX_CHUNKS];
+  for (int r = 0; r < a->rows; r++)
+    for (int c = 0; c < a->n_chunks; c++) dq[r][c] = cg_get(cg, g->dq[r][c]);
   for (int t = 0; t < count; t++) {
-    LLVMValueRef j = cg_add(cg, jb, cg_i64(cg, t));
-    LLVMValueRef ds = LLVMBuildExtractElement(b, dS, cg_i32(cg, t), "");
-    LLVMValueRef pd = LLVMBuildExtractElement(b, Pd, cg_i32(cg, t), "");
+    LLVMValueRef j = cg_add(cg, jb, cg_i64(cg, t)), ds[MAX_ROWS], pd[MAX_ROWS];
+    for (int r = 0; r < a->rows; r++) {
+      ds[r] = LLVMBuildExtractElement(b, dS[r], cg_i32(cg, t), "");
+      pd[r] = LLVMBuildExtractElement(b, Pd[r], cg_i32(cg, t), "");
+    }
     LLVMValueRef krow = key_row(cg, a, a->k, j), dkrow = key_row(cg, a, g->dk, j), dvrow = key_row(cg, a, g->dv, j);
     for (int c = 0; c < a->n_chunks; c++) {
       int L = a->lanes[c];
       LLVMValueRef o = cg_i64(cg, a->off[c]);
       LLVMValueRef kk = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, krow, o), L);
-      dq[c] = cg_fma(cg, cg_splat(cg, ds, L), kk, dq[c]);
       LLVMValueRef pk = cg_gep(cg, cg->f32, dkrow, o), pv = cg_gep(cg, cg->f32, dvrow, o);
-      cg_store(cg, cg_fma(cg, cg_splat(cg, ds, L), a->qc[0][c], cg_load(cg, cg->f32, pk, L)), pk);
-      cg_store(cg, cg_fma(cg, cg_splat(cg, pd, L), g->doc[c], cg_load(cg, cg->f32, pv, L)), pv);
+      LLVMValueRef dkv = cg_load(cg, cg->f32, pk, L), dvv = cg_load(cg, cg->f32, pv, L);
+      for (int r = 0; r < a->rows; r++) {
+        dq[r][c] = cg_fma(cg, cg_splat(cg, ds[r], L), kk, dq[r][c]);
+        dkv = cg_fma(cg, cg_splat(cg, ds[r], L), a->qc[r][c], dkv);
+        dvv = cg_fma(cg, cg_splat(cg, pd[r], L), g->doc[r][c], dvv);
+      }
+      cg_store(cg, dkv, pk);
+      cg_store(cg, dvv, pv);
     }
   }
-  for (int c = 0; c < a->n_chunks; c++) cg_set(cg, g->dq[c], dq[c]);
+  for (int r = 0; r < a->rows; r++)
+    for (int c = 0; c < a->n_chunks; c++) cg_set(cg, g->dq[r][c], dq[r][c]);
+}
+
+// Query rows i0 .. i0 + a->rows - 1 of head (b, h): the rows' max and sum (first sweep),
+// then dq of the rows and their terms of dk and dv (second sweep).
+static void grad_rows(Cg *cg, Attn *a, GradRows *g, LLVMValueRef bb, LLVMValueRef h, LLVMValueRef i0,
+                      LLVMValueRef out, LLVMValueRef dout, LLVMValueRef grad) {
+  LLVMBuilderRef b = cg->b;
+  row_setup(cg, a, bb, h, i0);
+  row_state_init(cg, a, &g->st, false);
+  for_key_blocks(cg, a, online_block, &g->st);
+  LLVMValueRef qrow[MAX_ROWS];
+  for (int r = 0; r < a->rows; r++) {
+    qrow[r] = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, bb, a->Nq), cg_add(cg, i0, cg_i64(cg, r))), a->HD),
+                     cg_mul(cg, h, a->D));
+    g->m[r] = cg_get(cg, g->st.m[r]);
+    g->inv_l[r] = LLVMBuildFDiv(b, cg_f32(cg, 1.0), cg_reduce_add(cg, cg_get(cg, g->st.l[r])), "");
+    load_chunks(cg, a, cg_gep(cg, cg->f32, dout, qrow[r]), g->doc[r]);
+    g->Di[r] = dot(cg, a, g->doc[r], cg_gep(cg, cg->f32, out, qrow[r]));  // dout_i . out_i
+    for (int c = 0; c < a->n_chunks; c++)
+      cg_set(cg, g->dq[r][c], cg_splat(cg, cg_f32(cg, 0.0), a->lanes[c]));
+  }
+  for_key_blocks(cg, a, grad_block, g);
+  for (int r = 0; r < a->rows; r++)
+    for (int c = 0; c < a->n_chunks; c++)
+      cg_store(cg, cg_get(cg, g->dq[r][c]), cg_gep(cg, cg->f32, grad, cg_add(cg, qrow[r], cg_i64(cg, a->off[c]))));
 }
 
 bool cg_lower_attention_grad(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
@@ -468,12 +506,16 @@ bool cg_lower_attention_grad(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     if (a.has_mask) a.mask = cg_buf(cg, next++);
     if (a.dropout) a.key = dropout_key(cg, &a, cg_buf(cg, next++));
     int64_t nq = a.B * a.Nq * a.HD, nk = a.B * a.Nk * a.HD;
-    GradRow g = {0};
+    GradRows g = {0};
     g.dk = cg_gep(cg, cg->f32, grad, cg_i64(cg, nq));
     g.dv = cg_gep(cg, cg->f32, grad, cg_i64(cg, nq + nk));
-    a.rows = 1;
+    // rows whose accumulators fit in about 16 vector registers
+    int rows = a.n_chunks >= 16 ? 1 : 16 / a.n_chunks > MAX_ROWS ? MAX_ROWS : 16 / a.n_chunks;
+    if (rows > a.Nq) rows = (int)a.Nq;
+    a.rows = rows;
     row_state_vars(cg, &a, &g.st, false);
-    for (int c = 0; c < a.n_chunks; c++) g.dq[c] = cg_var(cg, cg_vec_t(cg, cg->f32, a.lanes[c]), NULL);
+    for (int r = 0; r < rows; r++)
+      for (int c = 0; c < a.n_chunks; c++) g.dq[r][c] = cg_var(cg, cg_vec_t(cg, cg->f32, a.lanes[c]), NULL);
     CgLoop hl;
     cg_for_begin(cg, &hl, cg->begin, cg->end, cg_i64(cg, 1), "head");  // (B, H)
     LLVMValueRef h = LLVMBuildURem(b, hl.iv, cg_i64(cg, a.H), "");
@@ -489,23 +531,17 @@ bool cg_lower_attention_grad(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
       }
       cg_for_end(cg, &zl);
     }
-    CgLoop il;
-    cg_for_begin(cg, &il, cg_i64(cg, 0), cg_i64(cg, a.Nq), cg_i64(cg, 1), "query");
-    row_setup(cg, &a, bb, h, il.iv);
-    LLVMValueRef qrow = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, bb, a.Nq), il.iv), a.HD), cg_mul(cg, h, a.D));
-    // sweep 1: the row's max and sum
-    row_state_init(cg, &a, &g.st, false);
-    for_key_blocks(cg, &a, online_block, &g.st);
-    g.m = cg_get(cg, g.st.m[0]);
-    g.inv_l = LLVMBuildFDiv(b, cg_f32(cg, 1.0), cg_reduce_add(cg, cg_get(cg, g.st.l[0])), "");
-    load_chunks(cg, &a, cg_gep(cg, cg->f32, dout, qrow), g.doc);
-    g.Di = dot(cg, &a, g.doc, cg_gep(cg, cg->f32, out, qrow));  // D_i = dout_i . out_i
-    for (int c = 0; c < a.n_chunks; c++) cg_set(cg, g.dq[c], cg_splat(cg, cg_f32(cg, 0.0), a.lanes[c]));
-    // sweep 2: gradients
-    for_key_blocks(cg, &a, grad_block, &g);
-    for (int c = 0; c < a.n_chunks; c++)
-      cg_store(cg, cg_get(cg, g.dq[c]), cg_gep(cg, cg->f32, grad, cg_add(cg, qrow, cg_i64(cg, a.off[c]))));
-    cg_for_end(cg, &il);
+    int64_t full = a.Nq / rows * rows;
+    if (full > 0) {
+      CgLoop il;
+      cg_for_begin(cg, &il, cg_i64(cg, 0), cg_i64(cg, full), cg_i64(cg, rows), "queries");
+      grad_rows(cg, &a, &g, bb, h, il.iv, out, dout, grad);
+      cg_for_end(cg, &il);
+    }
+    if (a.Nq > full) {  // the remaining rows
+      a.rows = (int)(a.Nq - full);
+      grad_rows(cg, &a, &g, bb, h, cg_i64(cg, full), out, dout, grad);
+    }
     cg_for_end(cg, &hl);
     cg_kernel_end(cg);
   }
