@@ -4,10 +4,14 @@
 // tensor is ever stored. q, k, v and the output stay in the [B, n, H*D] layout: head h of
 // row j is the D elements at (j * H + h) * D. Dropout draws the reference's masks (element
 // ((b*H + h)*Nq + i)*Nk + j of the stream named by the node's rng hash).
-//   forward:  work item = one query row (b, h, i), B*H*Nq of them.
+//   forward:  work item = up to four query rows of one head (b, h), sharing the loads of
+//             k and v; the last item's rows past Nq repeat row Nq - 1.
 //   backward: work item = one head (b, h): it owns dk and dv of that head, so the sums over
-//             queries need no atomics; per query row a first sweep finds the row's max and
-//             sum, a second recomputes the probabilities and accumulates dq, dk, dv.
+//             queries need no atomics; per group of query rows a first sweep finds the
+//             rows' max and sum, a second recomputes the probabilities and accumulates dq,
+//             dk, dv (one load-add-store of a dk or dv row per group).
+// head_dim is split into chunks of W, W/2, ... lanes; the dot products of a block of W keys
+// are summed by a shuffle tree into one W-lane vector of scores.
 #include <assert.h>
 #include <float.h>
 #include <math.h>
