@@ -4,10 +4,14 @@
 // tensor is ever stored. q, k, v and the output stay in the [B, n, H*D] layout: head h of
 // row j is the D elements at (j * H + h) * D. Dropout draws the reference's masks (element
 // ((b*H + h)*Nq + i)*Nk + j of the stream named by the node's rng hash).
-//   forward:  work item = one query row (b, h, i), B*H*Nq of them.
+//   forward:  work item = up to four query rows of one head (b, h), sharing the loads of
+//             k and v; the last item's rows past Nq repeat row Nq - 1.
 //   backward: work item = one head (b, h): it owns dk and dv of that head, so the sums over
-//             queries need no atomics; per query row a first sweep finds the row's max and
-//             sum, a second recomputes the probabilities and accumulates dq, dk, dv.
+//             queries need no atomics; per group of query rows a first sweep finds the
+//             rows' max and sum, a second recomputes the probabilities and accumulates dq,
+//             dk, dv (one load-add-store of a dk or dv row per group).
+// head_dim is split into chunks of W, W/2, ... lanes; the dot products of a block of W keys
+// are summed by a shuffle tree into one W-lane vector of scores.
 #include <assert.h>
 #include <float.h>
 #include <math.h>
@@ -20,6 +24,7 @@
 #define RNG_GOLDEN 0x9E3779B97F4A7C15ull
 #define PAD_SCORE (-3.0e38)  // scores of the lanes past the last key: exp gives 0
 #define MAX_CHUNKS 64
+#define MAX_ROWS 4    // query rows of one forward work item (they share the loads of k, v)
 
 // ---------------------------------------------------------------------------------------
 // The kernel's sizes and values.
@@ -36,9 +41,10 @@ typedef struct Attn {
   // per kernel / per row values
   LLVMValueRef q, k, v, mask, key;  // buffers; key: dropout key (i64)
   LLVMValueRef kv_head;             // offset of (b, key 0, h, 0) in k and v
-  LLVMValueRef mask_row;            // offset of (b, h, i, key 0) in the mask
-  LLVMValueRef ctr_row;             // dropout counter of (b, h, i, key 0)
-  LLVMValueRef qc[MAX_CHUNKS];      // the query row's chunks
+  int rows;                         // query rows handled together (row r: i0 + r, clamped)
+  LLVMValueRef mask_row[MAX_ROWS];  // offset of (b, h, i, key 0) in the mask
+  LLVMValueRef ctr_row[MAX_ROWS];   // dropout counter of (b, h, i, key 0)
+  LLVMValueRef qc[MAX_ROWS][MAX_CHUNKS];  // the query rows' chunks
 } Attn;
 
 static bool attn_init(Attn *a, const IrNode *n, int W, bool training) {
@@ -102,13 +108,13 @@ static LLVMValueRef dropout_key(Cg *cg, const Attn *a, LLVMValueRef seed_buf) {
   return mix64(cg, LLVMBuildXor(cg->b, s, cg_i64(cg, (int64_t)a->rng_hash), ""));
 }
 
-// (W) f32: 1 / (1 - p) where the dropout keeps key jb + lane of the row, else 0.
-static LLVMValueRef keep_scale(Cg *cg, const Attn *a, LLVMValueRef jb) {
+// (W) f32: 1 / (1 - p) where the dropout keeps key jb + lane of row r, else 0.
+static LLVMValueRef keep_scale(Cg *cg, const Attn *a, int r, LLVMValueRef jb) {
   LLVMBuilderRef b = cg->b;
   int W = cg->W;
   LLVMValueRef lane[64];
   for (int t = 0; t < W; t++) lane[t] = cg_i64(cg, t);
-  LLVMValueRef ctr = LLVMBuildAdd(b, cg_splat(cg, cg_add(cg, a->ctr_row, jb), W),
+  LLVMValueRef ctr = LLVMBuildAdd(b, cg_splat(cg, cg_add(cg, a->ctr_row[r], jb), W),
                                   LLVMConstVector(lane, (unsigned)W), "");
   LLVMValueRef c1 = LLVMBuildAdd(b, ctr, i64_like(cg, ctr, 1), "");
   LLVMValueRef z = LLVMBuildAdd(b, cg_splat(cg, a->key, W),
@@ -154,34 +160,115 @@ static LLVMValueRef key_row(Cg *cg, const Attn *a, LLVMValueRef buf, LLVMValueRe
   return cg_gep(cg, cg->f32, buf, cg_add(cg, a->kv_head, cg_mul(cg, j, a->HD)));
 }
 
-// (W) scores of keys jb .. jb+count-1 of the row: scale * q . k_j + mask; lanes from count
-// on are PAD_SCORE.
-static LLVMValueRef scores(Cg *cg, const Attn *a, LLVMValueRef jb, int count) {
+// A W-lane vector whose lanes add up to x . row (x: the row's chunks): the products of the
+// widest chunks summed lane by lane, the narrower chunks' sums added into lane 0.
+static LLVMValueRef partial_dot(Cg *cg, const Attn *a, LLVMValueRef *x, LLVMValueRef ptr) {
+  LLVMBuilderRef b = cg->b;
+  int L0 = a->lanes[0];
+  LLVMValueRef acc = NULL, rest = NULL;
+  for (int c = 0; c < a->n_chunks; c++) {
+    LLVMValueRef y = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, ptr, cg_i64(cg, a->off[c])), a->lanes[c]);
+    if (a->lanes[c] == L0) {
+      acc = acc ? cg_fma(cg, x[c], y, acc) : LLVMBuildFMul(b, x[c], y, "");
+    } else {
+      LLVMValueRef t = cg_reduce_add(cg, LLVMBuildFMul(b, x[c], y, ""));
+      rest = rest ? LLVMBuildFAdd(b, rest, t, "") : t;
+    }
+  }
+  if (L0 == 1) acc = cg_splat(cg, acc, 1);  // a scalar: as a one-lane vector below
+  if (rest) {
+    LLVMValueRef lane0 = L0 > 1 ? LLVMBuildExtractElement(b, acc, cg_i32(cg, 0), "") : acc;
+    LLVMValueRef sum = LLVMBuildFAdd(b, lane0, rest, "");
+    acc = L0 > 1 ? LLVMBuildInsertElement(b, acc, sum, cg_i32(cg, 0), "") : sum;
+  }
+  if (L0 == cg->W) return acc;
+  // widen to W lanes with zeros: lanes 0..L0-1 from acc, the rest lane 0 of a zero vector
+  LLVMTypeRef vt = cg_vec_t(cg, cg->f32, L0);
+  if (L0 == 1) {
+    LLVMValueRef v = LLVMBuildInsertElement(b, LLVMConstNull(LLVMVectorType(cg->f32, 1)), acc, cg_i32(cg, 0), "");
+    acc = v;
+    vt = LLVMVectorType(cg->f32, 1);
+  }
+  LLVMValueRef mask[64];
+  for (int t = 0; t < cg->W; t++) mask[t] = cg_i32(cg, t < L0 ? t : L0);
+  return LLVMBuildShuffleVector(b, acc, LLVMConstNull(vt), LLVMConstVector(mask, (unsigned)cg->W), "");
+}
+
+// (W) lane t = x . row(jb + t) for t < count, 0 beyond: W partial vectors summed in a
+// tree of shuffles (pairwise sums of two vectors into one, log2 W levels), no horizontal
+// reduction per key.
+static LLVMValueRef dots(Cg *cg, const Attn *a, LLVMValueRef *x, LLVMValueRef buf, LLVMValueRef jb,
+                         int count) {
   LLVMBuilderRef b = cg->b;
   int W = cg->W;
-  LLVMValueRef s = cg_splat(cg, cg_f32(cg, PAD_SCORE), W);
-  LLVMValueRef sc = cg_f32(cg, a->scale);
-  for (int t = 0; t < count; t++) {
-    LLVMValueRef j = cg_add(cg, jb, cg_i64(cg, t));
-    LLVMValueRef x = LLVMBuildFMul(b, dot(cg, a, (LLVMValueRef *)a->qc, key_row(cg, a, a->k, j)), sc, "");
-    if (a->has_mask) {
-      LLVMValueRef mp = cg_gep(cg, cg->f32, a->mask, cg_add(cg, a->mask_row, cg_mul(cg, j, a->ms[3])));
-      x = LLVMBuildFAdd(b, x, cg_load(cg, cg->f32, mp, 1), "");
+  LLVMValueRef v[64];
+  for (int t = 0; t < W; t++)
+    v[t] = t < count ? partial_dot(cg, a, x, key_row(cg, a, buf, cg_add(cg, jb, cg_i64(cg, t))))
+                     : LLVMConstNull(cg_vec_t(cg, cg->f32, W));
+  if (W == 1) return v[0];
+  LLVMValueRef even[64], odd[64];
+  for (int t = 0; t < W; t++) {
+    even[t] = cg_i32(cg, 2 * t);
+    odd[t] = cg_i32(cg, 2 * t + 1);
+  }
+  LLVMValueRef me = LLVMConstVector(even, (unsigned)W), mo = LLVMConstVector(odd, (unsigned)W);
+  for (int m = W; m > 1; m /= 2)  // m vectors -> m / 2
+    for (int i = 0; i < m / 2; i++)
+      v[i] = LLVMBuildFAdd(b, LLVMBuildShuffleVector(b, v[2 * i], v[2 * i + 1], me, ""),
+                           LLVMBuildShuffleVector(b, v[2 * i], v[2 * i + 1], mo, ""), "");
+  return v[0];
+}
+
+// (W) scores of keys jb .. jb+count-1 of row r: scale * q . k_j + mask; lanes from count
+// on are PAD_SCORE.
+static LLVMValueRef scores(Cg *cg, const Attn *a, int r, LLVMValueRef jb, int count) {
+  LLVMBuilderRef b = cg->b;
+  int W = cg->W;
+  LLVMValueRef s = LLVMBuildFMul(b, dots(cg, a, (LLVMValueRef *)a->qc[r], a->k, jb, count),
+                                 cg_splat(cg, cg_f32(cg, a->scale), W), "");
+  if (a->has_mask) {
+    LLVMValueRef mrow = cg_gep(cg, cg->f32, a->mask, cg_add(cg, a->mask_row[r], cg_mul(cg, jb, a->ms[3])));
+    LLVMValueRef mv;
+    if (a->ms[3] == 1 && count == W) {
+      mv = cg_load(cg, cg->f32, mrow, W);
+    } else if (a->ms[3] == 0) {
+      mv = cg_splat(cg, cg_load(cg, cg->f32, mrow, 1), W);
+    } else {
+      mv = LLVMConstNull(cg_vec_t(cg, cg->f32, W));
+      for (int t = 0; t < count; t++)
+        mv = LLVMBuildInsertElement(b, mv, cg_load(cg, cg->f32, cg_gep(cg, cg->f32, mrow, cg_i64(cg, t * a->ms[3])), 1),
+                                    cg_i32(cg, t), "");
     }
-    s = LLVMBuildInsertElement(b, s, x, cg_i32(cg, t), "");
+    s = LLVMBuildFAdd(b, s, mv, "");
+  }
+  if (count < W) {
+    LLVMValueRef pad[64];
+    for (int t = 0; t < W; t++) pad[t] = LLVMConstInt(cg->i1, t < count, 0);
+    s = LLVMBuildSelect(b, LLVMConstVector(pad, (unsigned)W), s, cg_splat(cg, cg_f32(cg, PAD_SCORE), W), "");
   }
   return s;
 }
 
-// Sets the row's per-row offsets for (b, h, i) and loads its query chunks.
-static void row_setup(Cg *cg, Attn *a, LLVMValueRef b_, LLVMValueRef h, LLVMValueRef i) {
-  LLVMValueRef qrow = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, b_, a->Nq), i), a->HD), cg_mul(cg, h, a->D));
-  load_chunks(cg, a, cg_gep(cg, cg->f32, a->q, qrow), a->qc);
+// Query row r of a work item starting at row i0: i0 + r, clamped to the last row (a
+// clamped row computes the last row again and stores the same values).
+static LLVMValueRef row_index(Cg *cg, const Attn *a, LLVMValueRef i0, int r) {
+  LLVMValueRef args[2] = {cg_add(cg, i0, cg_i64(cg, r)), cg_i64(cg, a->Nq - 1)};
+  return r ? cg_intrinsic(cg, "llvm.umin", cg->i64, args, 2) : i0;
+}
+
+// Sets the per-row offsets of rows i0 .. i0 + rows - 1 of head (b, h), loads their query
+// chunks.
+static void row_setup(Cg *cg, Attn *a, LLVMValueRef b_, LLVMValueRef h, LLVMValueRef i0) {
   a->kv_head = cg_add(cg, cg_mul(cg, b_, a->Nk * a->HD), cg_mul(cg, h, a->D));
-  if (a->has_mask)
-    a->mask_row = cg_add(cg, cg_add(cg, cg_mul(cg, b_, a->ms[0]), cg_mul(cg, h, a->ms[1])),
-                         cg_mul(cg, i, a->ms[2]));
-  a->ctr_row = cg_mul(cg, cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, b_, a->H), h), a->Nq), i), a->Nk);
+  for (int r = 0; r < a->rows; r++) {
+    LLVMValueRef i = row_index(cg, a, i0, r);
+    LLVMValueRef qrow = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, b_, a->Nq), i), a->HD), cg_mul(cg, h, a->D));
+    load_chunks(cg, a, cg_gep(cg, cg->f32, a->q, qrow), a->qc[r]);
+    if (a->has_mask)
+      a->mask_row[r] = cg_add(cg, cg_add(cg, cg_mul(cg, b_, a->ms[0]), cg_mul(cg, h, a->ms[1])),
+                              cg_mul(cg, i, a->ms[2]));
+    a->ctr_row[r] = cg_mul(cg, cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, b_, a->H), h), a->Nq), i), a->Nk);
+  }
 }
 
 // Runs body(jb, count) over the key blocks: full blocks of W in a loop, then the tail block.
@@ -198,61 +285,76 @@ static void for_key_blocks(Cg *cg, Attn *a, BlockFn body, void *ctx) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Online softmax state of one row: running max m, sum l of exp(s - m), and (forward) the
-// accumulator acc = sum_j exp(s_j - m) * keep_j * v_j.
+// Online softmax state of each row: running max m, sum l of exp(s - m) (W partial sums,
+// added up at the end of the row), and (forward) the accumulator
+// acc = sum_j exp(s_j - m) * keep_j * v_j.
 typedef struct RowState {
-  LLVMValueRef m, l;                // f32 variables
-  LLVMValueRef acc[MAX_CHUNKS];     // chunk variables (forward only)
+  LLVMValueRef m[MAX_ROWS], l[MAX_ROWS];       // variables: f32, (W) f32
+  LLVMValueRef acc[MAX_ROWS][MAX_CHUNKS];      // chunk variables (forward only)
   bool with_acc;
 } RowState;
 
 static void online_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
-  RowState *r = ctx;
+  RowState *st = ctx;
   LLVMBuilderRef b = cg->b;
-  LLVMValueRef s = scores(cg, a, jb, count);                      // (W)
-  LLVMValueRef m_old = cg_get(cg, r->m);
-  LLVMValueRef mx[2] = {m_old, cg_reduce_max(cg, s)};
-  LLVMValueRef m_new = cg_intrinsic(cg, "llvm.maxnum", cg->f32, mx, 2);
-  LLVMValueRef corr = exp_neg(cg, LLVMBuildFSub(b, m_old, m_new, ""));
-  LLVMValueRef pe = exp_neg(cg, LLVMBuildFSub(b, s, cg_splat(cg, m_new, cg->W), ""));  // (W)
-  cg_set(cg, r->l, cg_fma(cg, cg_get(cg, r->l), corr, cg_reduce_add(cg, pe)));
-  cg_set(cg, r->m, m_new);
-  if (!r->with_acc) return;
-  if (a->dropout) pe = LLVMBuildFMul(b, pe, keep_scale(cg, a, jb), "");
-  LLVMValueRef acc[MAX_CHUNKS];
-  for (int c = 0; c < a->n_chunks; c++)
-    acc[c] = LLVMBuildFMul(b, cg_get(cg, r->acc[c]), cg_splat(cg, corr, a->lanes[c]), "");
+  int W = cg->W;
+  LLVMValueRef pe[MAX_ROWS], corr[MAX_ROWS];
+  for (int r = 0; r < a->rows; r++) {
+    LLVMValueRef s = scores(cg, a, r, jb, count);                   // (W)
+    LLVMValueRef m_old = cg_get(cg, st->m[r]);
+    LLVMValueRef mx[2] = {m_old, cg_reduce_max(cg, s)};
+    LLVMValueRef m_new = cg_intrinsic(cg, "llvm.maxnum", cg->f32, mx, 2);
+    corr[r] = exp_neg(cg, LLVMBuildFSub(b, m_old, m_new, ""));
+    pe[r] = exp_neg(cg, LLVMBuildFSub(b, s, cg_splat(cg, m_new, W), ""));  // (W)
+    cg_set(cg, st->l[r], cg_fma(cg, cg_get(cg, st->l[r]), cg_splat(cg, corr[r], W), pe[r]));
+    cg_set(cg, st->m[r], m_new);
+    if (st->with_acc && a->dropout) pe[r] = LLVMBuildFMul(b, pe[r], keep_scale(cg, a, r, jb), "");
+  }
+  if (!st->with_acc) return;
+  LLVMValueRef acc[MAX_ROWS][MAX_CHUNKS];
+  for (int r = 0; r < a->rows; r++)
+    for (int c = 0; c < a->n_chunks; c++)
+      acc[r][c] = LLVMBuildFMul(b, cg_get(cg, st->acc[r][c]), cg_splat(cg, corr[r], a->lanes[c]), "");
   for (int t = 0; t < count; t++) {
-    LLVMValueRef w = LLVMBuildExtractElement(b, pe, cg_i32(cg, t), "");
     LLVMValueRef vrow = key_row(cg, a, a->v, cg_add(cg, jb, cg_i64(cg, t)));
+    LLVMValueRef w[MAX_ROWS];
+    for (int r = 0; r < a->rows; r++) w[r] = LLVMBuildExtractElement(b, pe[r], cg_i32(cg, t), "");
     for (int c = 0; c < a->n_chunks; c++) {
       LLVMValueRef vv = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, vrow, cg_i64(cg, a->off[c])), a->lanes[c]);
-      acc[c] = cg_fma(cg, cg_splat(cg, w, a->lanes[c]), vv, acc[c]);
+      for (int r = 0; r < a->rows; r++)
+        acc[r][c] = cg_fma(cg, cg_splat(cg, w[r], a->lanes[c]), vv, acc[r][c]);
     }
   }
-  for (int c = 0; c < a->n_chunks; c++) cg_set(cg, r->acc[c], acc[c]);
+  for (int r = 0; r < a->rows; r++)
+    for (int c = 0; c < a->n_chunks; c++) cg_set(cg, st->acc[r][c], acc[r][c]);
 }
 
-static void row_state_init(Cg *cg, const Attn *a, RowState *r, bool with_acc) {
-  r->with_acc = with_acc;
-  cg_set(cg, r->m, cg_f32(cg, PAD_SCORE));
-  cg_set(cg, r->l, cg_f32(cg, 0.0));
-  for (int c = 0; with_acc && c < a->n_chunks; c++)
-    cg_set(cg, r->acc[c], cg_splat(cg, cg_f32(cg, 0.0), a->lanes[c]));
+static void row_state_init(Cg *cg, const Attn *a, RowState *st, bool with_acc) {
+  st->with_acc = with_acc;
+  for (int r = 0; r < a->rows; r++) {
+    cg_set(cg, st->m[r], cg_f32(cg, PAD_SCORE));
+    cg_set(cg, st->l[r], cg_splat(cg, cg_f32(cg, 0.0), cg->W));
+    for (int c = 0; with_acc && c < a->n_chunks; c++)
+      cg_set(cg, st->acc[r][c], cg_splat(cg, cg_f32(cg, 0.0), a->lanes[c]));
+  }
 }
 
-static void row_state_vars(Cg *cg, const Attn *a, RowState *r, bool with_acc) {
-  r->m = cg_var(cg, cg->f32, NULL);
-  r->l = cg_var(cg, cg->f32, NULL);
-  for (int c = 0; with_acc && c < a->n_chunks; c++)
-    r->acc[c] = cg_var(cg, cg_vec_t(cg, cg->f32, a->lanes[c]), NULL);
+static void row_state_vars(Cg *cg, const Attn *a, RowState *st, bool with_acc) {
+  for (int r = 0; r < a->rows; r++) {
+    st->m[r] = cg_var(cg, cg->f32, NULL);
+    st->l[r] = cg_var(cg, cg_vec_t(cg, cg->f32, cg->W), NULL);
+    for (int c = 0; with_acc && c < a->n_chunks; c++)
+      st->acc[r][c] = cg_var(cg, cg_vec_t(cg, cg->f32, a->lanes[c]), NULL);
+  }
 }
 
 static void name_of(Cg *cg, const IrNode *n, const Attn *a, char *name, size_t size, bool *exists) {
   char extra[64];
+  IrNode key = *n;
+  key.attr[ir_attr_index(n->op, "rng_hash")].i = 0;
   snprintf(extra, sizeof extra, "%s:%016llx", a->dropout ? "train" : "infer",
-           (unsigned long long)a->rng_hash);
-  *exists = cg_kernel_name(cg, n, extra, name, size);
+           a->dropout ? (unsigned long long)a->rng_hash : 0ull);
+  *exists = cg_kernel_name(cg, &key, extra, name, size);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -262,6 +364,10 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   if (!attn_init(&a, n, cg->W, cg->training))
     return diag_error(d, "%s \"%s\": head_dim %lld is too large for the attention kernel",
                       n->where, n->name, (long long)a.D);
+  // as many rows as keep their accumulators and query chunks in about 16 vector registers
+  a.rows = a.n_chunks >= 16 ? 1 : 16 / a.n_chunks > MAX_ROWS ? MAX_ROWS : 16 / a.n_chunks;
+  if (a.rows > a.Nq) a.rows = (int)a.Nq;
+  int64_t n_blocks = (a.Nq + a.rows - 1) / a.rows;  // work items per head
   char name[96];
   bool exists;
   name_of(cg, n, &a, name, sizeof name, &exists);
@@ -272,26 +378,29 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     int next = 4;
     if (a.has_mask) a.mask = cg_buf(cg, next++);
     if (a.dropout) a.key = dropout_key(cg, &a, cg_buf(cg, next++));
-    RowState r;
-    row_state_vars(cg, &a, &r, true);
+    RowState st;
+    row_state_vars(cg, &a, &st, true);
     CgLoop rl;
-    cg_for_begin(cg, &rl, cg->begin, cg->end, cg_i64(cg, 1), "row");  // (B, H, Nq)
-    LLVMValueRef i = LLVMBuildURem(cg->b, rl.iv, cg_i64(cg, a.Nq), "");
-    LLVMValueRef bh = LLVMBuildUDiv(cg->b, rl.iv, cg_i64(cg, a.Nq), "");
+    cg_for_begin(cg, &rl, cg->begin, cg->end, cg_i64(cg, 1), "rows");  // (B, H, Nq / rows)
+    LLVMValueRef i0 = cg_mul(cg, LLVMBuildURem(cg->b, rl.iv, cg_i64(cg, n_blocks), ""), a.rows);
+    LLVMValueRef bh = LLVMBuildUDiv(cg->b, rl.iv, cg_i64(cg, n_blocks), "");
     LLVMValueRef h = LLVMBuildURem(cg->b, bh, cg_i64(cg, a.H), "");
     LLVMValueRef bb = LLVMBuildUDiv(cg->b, bh, cg_i64(cg, a.H), "");
-    row_setup(cg, &a, bb, h, i);
-    row_state_init(cg, &a, &r, true);
-    for_key_blocks(cg, &a, online_block, &r);
-    LLVMValueRef inv = LLVMBuildFDiv(cg->b, cg_f32(cg, 1.0), cg_get(cg, r.l), "");
-    LLVMValueRef orow = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, bb, a.Nq), i), a.HD), cg_mul(cg, h, a.D));
-    for (int c = 0; c < a.n_chunks; c++)
-      cg_store(cg, LLVMBuildFMul(cg->b, cg_get(cg, r.acc[c]), cg_splat(cg, inv, a.lanes[c]), ""),
-               cg_gep(cg, cg->f32, out, cg_add(cg, orow, cg_i64(cg, a.off[c]))));
+    row_setup(cg, &a, bb, h, i0);
+    row_state_init(cg, &a, &st, true);
+    for_key_blocks(cg, &a, online_block, &st);
+    for (int r = 0; r < a.rows; r++) {
+      LLVMValueRef inv = LLVMBuildFDiv(cg->b, cg_f32(cg, 1.0), cg_reduce_add(cg, cg_get(cg, st.l[r])), "");
+      LLVMValueRef i = row_index(cg, &a, i0, r);
+      LLVMValueRef orow = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, bb, a.Nq), i), a.HD), cg_mul(cg, h, a.D));
+      for (int c = 0; c < a.n_chunks; c++)
+        cg_store(cg, LLVMBuildFMul(cg->b, cg_get(cg, st.acc[r][c]), cg_splat(cg, inv, a.lanes[c]), ""),
+                 cg_gep(cg, cg->f32, out, cg_add(cg, orow, cg_i64(cg, a.off[c]))));
+    }
     cg_for_end(cg, &rl);
     cg_kernel_end(cg);
   }
-  CgStep *st = cg_steps_add(steps, name, a.B * a.H * a.Nq, n->id);
+  CgStep *st = cg_steps_add(steps, name, a.B * a.H * n_blocks, n->id);
   st->args[st->n_args++] = cg_arg_node(n->id);
   for (int k = 0; k < n->n_in; k++) st->args[st->n_args++] = cg_arg_node(n->in[k]->id);
   if (a.dropout) st->args[st->n_args++] = cg_arg_seed();
@@ -300,54 +409,88 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
 
 // ---------------------------------------------------------------------------------------
 // attention_grad(q, k, v, out, dout[, mask]) -> [dq | dk | dv] flat.
-// bufs: grad, q, k, v, out, dout[, mask][, seed].
-typedef struct GradRow {
+// bufs: grad, q, k, v, out, dout[, mask][, seed]. Query rows go `rows` at a time (then the
+// remainder), so each load-add-store of a dk or dv row serves several queries.
+typedef struct GradRows {
   RowState st;
-  LLVMValueRef m, inv_l, Di;          // the row's max, 1 / sum, dout . out
-  LLVMValueRef doc[MAX_CHUNKS];        // dout row chunks
-  LLVMValueRef dq[MAX_CHUNKS];         // dq row accumulators (variables)
-  LLVMValueRef dk, dv;                 // gradient buffers of k and v (same layout as k)
-} GradRow;
+  LLVMValueRef m[MAX_ROWS], inv_l[MAX_ROWS], Di[MAX_ROWS];  // max, 1 / sum, dout . out
+  LLVMValueRef doc[MAX_ROWS][MAX_CHUNKS];  // dout row chunks
+  LLVMValueRef dq[MAX_ROWS][MAX_CHUNKS];   // dq row accumulators (variables)
+  LLVMValueRef dk, dv;                     // gradient buffers of k and v (k's layout)
+} GradRows;
 
 static void grad_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
-  GradRow *g = ctx;
+  GradRows *g = ctx;
   LLVMBuilderRef b = cg->b;
   int W = cg->W;
-  LLVMValueRef s = scores(cg, a, jb, count);
-  LLVMValueRef P = LLVMBuildFMul(b, exp_neg(cg, LLVMBuildFSub(b, s, cg_splat(cg, g->m, W), "")),
-                                 cg_splat(cg, g->inv_l, W), "");  // (W) probabilities
-  LLVMValueRef dp = cg_splat(cg, cg_f32(cg, 0.0), W);              // (W) dout . v_j
-  for (int t = 0; t < count; t++) {
-    LLVMValueRef x = dot(cg, a, g->doc, key_row(cg, a, a->v, cg_add(cg, jb, cg_i64(cg, t))));
-    dp = LLVMBuildInsertElement(b, dp, x, cg_i32(cg, t), "");
+  LLVMValueRef dS[MAX_ROWS], Pd[MAX_ROWS];
+  for (int r = 0; r < a->rows; r++) {
+    LLVMValueRef s = scores(cg, a, r, jb, count);
+    LLVMValueRef P = LLVMBuildFMul(b, exp_neg(cg, LLVMBuildFSub(b, s, cg_splat(cg, g->m[r], W), "")),
+                                   cg_splat(cg, g->inv_l[r], W), "");  // (W) probabilities
+    LLVMValueRef dp = dots(cg, a, g->doc[r], a->v, jb, count);        // (W) dout . v_j
+    Pd[r] = P;
+    if (a->dropout) {
+      LLVMValueRef ks = keep_scale(cg, a, r, jb);
+      dp = LLVMBuildFMul(b, dp, ks, "");
+      Pd[r] = LLVMBuildFMul(b, P, ks, "");
+    }
+    // dS = P * (dP - D_i) * scale
+    dS[r] = LLVMBuildFMul(b, LLVMBuildFMul(b, P, LLVMBuildFSub(b, dp, cg_splat(cg, g->Di[r], W), ""), ""),
+                          cg_splat(cg, cg_f32(cg, a->scale), W), "");
   }
-  LLVMValueRef Pd = P;
-  if (a->dropout) {
-    LLVMValueRef ks = keep_scale(cg, a, jb);
-    dp = LLVMBuildFMul(b, dp, ks, "");
-    Pd = LLVMBuildFMul(b, P, ks, "");
-  }
-  // dS = P * (dP - D_i) * scale
-  LLVMValueRef dS = LLVMBuildFMul(b, LLVMBuildFMul(b, P, LLVMBuildFSub(b, dp, cg_splat(cg, g->Di, W), ""), ""),
-                                  cg_splat(cg, cg_f32(cg, a->scale), W), "");
-  LLVMValueRef dq[MAX_CHUNKS];
-  for (int c = 0; c < a->n_chunks; c++) dq[c] = cg_get(cg, g->dq[c]);
+  LLVMValueRef dq[MAX_ROWS][MAX_CHUNKS];
+  for (int r = 0; r < a->rows; r++)
+    for (int c = 0; c < a->n_chunks; c++) dq[r][c] = cg_get(cg, g->dq[r][c]);
   for (int t = 0; t < count; t++) {
-    LLVMValueRef j = cg_add(cg, jb, cg_i64(cg, t));
-    LLVMValueRef ds = LLVMBuildExtractElement(b, dS, cg_i32(cg, t), "");
-    LLVMValueRef pd = LLVMBuildExtractElement(b, Pd, cg_i32(cg, t), "");
+    LLVMValueRef j = cg_add(cg, jb, cg_i64(cg, t)), ds[MAX_ROWS], pd[MAX_ROWS];
+    for (int r = 0; r < a->rows; r++) {
+      ds[r] = LLVMBuildExtractElement(b, dS[r], cg_i32(cg, t), "");
+      pd[r] = LLVMBuildExtractElement(b, Pd[r], cg_i32(cg, t), "");
+    }
     LLVMValueRef krow = key_row(cg, a, a->k, j), dkrow = key_row(cg, a, g->dk, j), dvrow = key_row(cg, a, g->dv, j);
     for (int c = 0; c < a->n_chunks; c++) {
       int L = a->lanes[c];
       LLVMValueRef o = cg_i64(cg, a->off[c]);
       LLVMValueRef kk = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, krow, o), L);
-      dq[c] = cg_fma(cg, cg_splat(cg, ds, L), kk, dq[c]);
       LLVMValueRef pk = cg_gep(cg, cg->f32, dkrow, o), pv = cg_gep(cg, cg->f32, dvrow, o);
-      cg_store(cg, cg_fma(cg, cg_splat(cg, ds, L), a->qc[c], cg_load(cg, cg->f32, pk, L)), pk);
-      cg_store(cg, cg_fma(cg, cg_splat(cg, pd, L), g->doc[c], cg_load(cg, cg->f32, pv, L)), pv);
+      LLVMValueRef dkv = cg_load(cg, cg->f32, pk, L), dvv = cg_load(cg, cg->f32, pv, L);
+      for (int r = 0; r < a->rows; r++) {
+        dq[r][c] = cg_fma(cg, cg_splat(cg, ds[r], L), kk, dq[r][c]);
+        dkv = cg_fma(cg, cg_splat(cg, ds[r], L), a->qc[r][c], dkv);
+        dvv = cg_fma(cg, cg_splat(cg, pd[r], L), g->doc[r][c], dvv);
+      }
+      cg_store(cg, dkv, pk);
+      cg_store(cg, dvv, pv);
     }
   }
-  for (int c = 0; c < a->n_chunks; c++) cg_set(cg, g->dq[c], dq[c]);
+  for (int r = 0; r < a->rows; r++)
+    for (int c = 0; c < a->n_chunks; c++) cg_set(cg, g->dq[r][c], dq[r][c]);
+}
+
+// Query rows i0 .. i0 + a->rows - 1 of head (b, h): the rows' max and sum (first sweep),
+// then dq of the rows and their terms of dk and dv (second sweep).
+static void grad_rows(Cg *cg, Attn *a, GradRows *g, LLVMValueRef bb, LLVMValueRef h, LLVMValueRef i0,
+                      LLVMValueRef out, LLVMValueRef dout, LLVMValueRef grad) {
+  LLVMBuilderRef b = cg->b;
+  row_setup(cg, a, bb, h, i0);
+  row_state_init(cg, a, &g->st, false);
+  for_key_blocks(cg, a, online_block, &g->st);
+  LLVMValueRef qrow[MAX_ROWS];
+  for (int r = 0; r < a->rows; r++) {
+    qrow[r] = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, bb, a->Nq), cg_add(cg, i0, cg_i64(cg, r))), a->HD),
+                     cg_mul(cg, h, a->D));
+    g->m[r] = cg_get(cg, g->st.m[r]);
+    g->inv_l[r] = LLVMBuildFDiv(b, cg_f32(cg, 1.0), cg_reduce_add(cg, cg_get(cg, g->st.l[r])), "");
+    load_chunks(cg, a, cg_gep(cg, cg->f32, dout, qrow[r]), g->doc[r]);
+    g->Di[r] = dot(cg, a, g->doc[r], cg_gep(cg, cg->f32, out, qrow[r]));  // dout_i . out_i
+    for (int c = 0; c < a->n_chunks; c++)
+      cg_set(cg, g->dq[r][c], cg_splat(cg, cg_f32(cg, 0.0), a->lanes[c]));
+  }
+  for_key_blocks(cg, a, grad_block, g);
+  for (int r = 0; r < a->rows; r++)
+    for (int c = 0; c < a->n_chunks; c++)
+      cg_store(cg, cg_get(cg, g->dq[r][c]), cg_gep(cg, cg->f32, grad, cg_add(cg, qrow[r], cg_i64(cg, a->off[c]))));
 }
 
 bool cg_lower_attention_grad(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
@@ -367,11 +510,16 @@ bool cg_lower_attention_grad(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     if (a.has_mask) a.mask = cg_buf(cg, next++);
     if (a.dropout) a.key = dropout_key(cg, &a, cg_buf(cg, next++));
     int64_t nq = a.B * a.Nq * a.HD, nk = a.B * a.Nk * a.HD;
-    GradRow g = {0};
+    GradRows g = {0};
     g.dk = cg_gep(cg, cg->f32, grad, cg_i64(cg, nq));
     g.dv = cg_gep(cg, cg->f32, grad, cg_i64(cg, nq + nk));
+    // rows whose accumulators fit in about 16 vector registers
+    int rows = a.n_chunks >= 16 ? 1 : 16 / a.n_chunks > MAX_ROWS ? MAX_ROWS : 16 / a.n_chunks;
+    if (rows > a.Nq) rows = (int)a.Nq;
+    a.rows = rows;
     row_state_vars(cg, &a, &g.st, false);
-    for (int c = 0; c < a.n_chunks; c++) g.dq[c] = cg_var(cg, cg_vec_t(cg, cg->f32, a.lanes[c]), NULL);
+    for (int r = 0; r < rows; r++)
+      for (int c = 0; c < a.n_chunks; c++) g.dq[r][c] = cg_var(cg, cg_vec_t(cg, cg->f32, a.lanes[c]), NULL);
     CgLoop hl;
     cg_for_begin(cg, &hl, cg->begin, cg->end, cg_i64(cg, 1), "head");  // (B, H)
     LLVMValueRef h = LLVMBuildURem(b, hl.iv, cg_i64(cg, a.H), "");
@@ -387,23 +535,17 @@ bool cg_lower_attention_grad(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
       }
       cg_for_end(cg, &zl);
     }
-    CgLoop il;
-    cg_for_begin(cg, &il, cg_i64(cg, 0), cg_i64(cg, a.Nq), cg_i64(cg, 1), "query");
-    row_setup(cg, &a, bb, h, il.iv);
-    LLVMValueRef qrow = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, bb, a.Nq), il.iv), a.HD), cg_mul(cg, h, a.D));
-    // sweep 1: the row's max and sum
-    row_state_init(cg, &a, &g.st, false);
-    for_key_blocks(cg, &a, online_block, &g.st);
-    g.m = cg_get(cg, g.st.m);
-    g.inv_l = LLVMBuildFDiv(b, cg_f32(cg, 1.0), cg_get(cg, g.st.l), "");
-    load_chunks(cg, &a, cg_gep(cg, cg->f32, dout, qrow), g.doc);
-    g.Di = dot(cg, &a, g.doc, cg_gep(cg, cg->f32, out, qrow));  // D_i = dout_i . out_i
-    for (int c = 0; c < a.n_chunks; c++) cg_set(cg, g.dq[c], cg_splat(cg, cg_f32(cg, 0.0), a.lanes[c]));
-    // sweep 2: gradients
-    for_key_blocks(cg, &a, grad_block, &g);
-    for (int c = 0; c < a.n_chunks; c++)
-      cg_store(cg, cg_get(cg, g.dq[c]), cg_gep(cg, cg->f32, grad, cg_add(cg, qrow, cg_i64(cg, a.off[c]))));
-    cg_for_end(cg, &il);
+    int64_t full = a.Nq / rows * rows;
+    if (full > 0) {
+      CgLoop il;
+      cg_for_begin(cg, &il, cg_i64(cg, 0), cg_i64(cg, full), cg_i64(cg, rows), "queries");
+      grad_rows(cg, &a, &g, bb, h, il.iv, out, dout, grad);
+      cg_for_end(cg, &il);
+    }
+    if (a.Nq > full) {  // the remaining rows
+      a.rows = (int)(a.Nq - full);
+      grad_rows(cg, &a, &g, bb, h, cg_i64(cg, full), out, dout, grad);
+    }
     cg_for_end(cg, &hl);
     cg_kernel_end(cg);
   }

@@ -6,7 +6,8 @@
 // (inference and training with dropout, same seed: same numbers); the gradient against
 // central finite differences and against the unfused graph's; the JIT against the
 // reference for W = 16 and 8, 1 and 2 threads, odd sizes (n = 1, 7, 33, 130; head_dim 8,
-// 64); and that the [batch, heads, n, n] buffers are gone from the JIT program.
+// 64); that the [batch, heads, n, n] buffers are gone from the JIT program; and one
+// attention node per layer in the VisualBERT files.
 #include <check.h>
 #include <float.h>
 #include <math.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "codegen/compile.h"
+#include "frontend/frontend.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
 #include "runtime/plan.h"
@@ -205,6 +207,23 @@ START_TEST(test_pass_leaves_attention_whose_probabilities_are_used_elsewhere) {
   ck_assert_int_eq(count_op(&g, IR_OP_ATTENTION), 0);
   ck_assert_int_eq(count_op(&g, IR_OP_SOFTMAX), 1);
   ir_graph_free(&g);
+}
+END_TEST
+
+// A mask that autodiff differentiates (here a parameter) keeps the attention unfused when
+// the pipeline runs for a loss (attention has no mask gradient), and fused otherwise.
+START_TEST(test_pass_leaves_attention_with_a_differentiated_mask_when_training) {
+  Dims dm = {1, 2, 3, 3, 4, true, true};
+  for (int grad = 0; grad <= 1; grad++) {
+    IrGraph g;
+    build(&g, &dm);
+    ir_graph_find(&g, "mask")->op = IR_OP_PARAM;
+    PassOptions po = {.loss = grad ? "loss" : NULL};
+    Diag d = {0};
+    ck_assert_msg(pass_run_pipeline(&g, &po, NULL, NULL, 0, &d), "%s", d.msg);
+    ck_assert_int_eq(count_op(&g, IR_OP_ATTENTION), grad ? 0 : 1);
+    ir_graph_free(&g);
+  }
 }
 END_TEST
 
@@ -434,12 +453,53 @@ START_TEST(test_jit_program_has_no_score_sized_buffers) {
 END_TEST
 
 // ---------------------------------------------------------------------------------------
+// The VisualBERT files at a tiny size: one attention node per layer (the late-fusion VQA
+// file has an extra layer), none of the [batch, heads, n, n] tensors left, and with --grad
+// one attention_grad per layer.
+
+static const struct {
+  const char *file;
+  int attention;
+} models[] = {{"models/visualbert-vqa.json", 3}, {"models/visualbert-pretrain.json", 3},
+              {"models/visualbert-vqa-late.json", 4}, {"models/visualbert-nlvr2.json", 3}};
+
+START_TEST(test_visualbert_has_one_attention_node_per_layer) {
+  static const char *sets[][2] = {
+    {"layers", "3"}, {"hidden", "32"}, {"heads", "4"}, {"intermediate", "64"}, {"vocab", "50"},
+    {"visual_dim", "24"}, {"text_len", "6"}, {"regions", "5"}, {"batch", "2"},
+    {"max_positions", "16"}, {"num_labels", "7"}};
+  int n_sets = (int)(sizeof sets / sizeof sets[0]);
+  FeSet fs[16];
+  for (int i = 0; i < n_sets; i++) {
+    snprintf(fs[i].name, sizeof fs[i].name, "%s", sets[i][0]);
+    fs[i].value = sets[i][1];
+  }
+  for (int grad = 0; grad <= 1; grad++) {
+    IrGraph g;
+    Diag d = {0};
+    ck_assert_msg(fe_load_model(models[_i].file, fs, n_sets, &g, &d), "%s", d.msg);
+    PassOptions po = {.loss = grad ? "loss" : NULL};
+    ck_assert_msg(pass_run_pipeline(&g, &po, NULL, NULL, 0, &d), "%s", d.msg);
+    ck_assert_int_eq(count_op(&g, IR_OP_ATTENTION), models[_i].attention);
+    ck_assert_int_eq(count_op(&g, IR_OP_ATTENTION_GRAD), grad ? models[_i].attention : 0);
+    for (int i = 0; i < g.n_nodes; i++) {  // (other softmaxes, of the heads' losses, remain)
+      const IrShape *s = &g.nodes[i]->shape;
+      ck_assert_msg(!(s->rank == 4 && s->dim[1] == 4), "%s: \"%s\" is a per-head tensor",
+                    models[_i].file, g.nodes[i]->name);
+    }
+    ir_graph_free(&g);
+  }
+}
+END_TEST
+
+// ---------------------------------------------------------------------------------------
 static Suite *suite(void) {
   Suite *s = suite_create("attention");
   TCase *tc = tcase_create("attention");
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, test_pass_replaces_the_attention_chain_by_one_node);
   tcase_add_test(tc, test_pass_leaves_attention_whose_probabilities_are_used_elsewhere);
+  tcase_add_test(tc, test_pass_leaves_attention_with_a_differentiated_mask_when_training);
   int n_ref = (int)(sizeof ref_cases / sizeof ref_cases[0]);
   int n_jit = (int)(sizeof jit_cases / sizeof jit_cases[0]);
   tcase_add_loop_test(tc, test_reference_fused_equals_unfused_in_inference_and_training, 0, n_ref);
@@ -448,6 +508,8 @@ static Suite *suite(void) {
   tcase_add_loop_test(tc, test_gradient_equals_the_unfused_graphs, 0, n_ref);
   tcase_add_loop_test(tc, test_jit_matches_the_reference_forward_and_backward, 0, n_jit);
   tcase_add_test(tc, test_jit_program_has_no_score_sized_buffers);
+  tcase_add_loop_test(tc, test_visualbert_has_one_attention_node_per_layer, 0,
+                      (int)(sizeof models / sizeof models[0]));
   suite_add_tcase(s, tc);
   return s;
 }
