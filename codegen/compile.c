@@ -6,12 +6,7 @@
 
 #include "codegen/compile.h"
 #include "codegen/lower.h"
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
+#include "runtime/timing.h"
 
 bool cg_kernel_name(Cg *cg, const IrNode *n, const char *extra, char *buf, size_t size) {
   uint64_t h = 1469598103934665603ull;
@@ -98,7 +93,7 @@ bool cg_memory_stats(const IrGraph *g, const bool *want, const CgOptions *opt, M
 }
 
 bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProgram *p, Diag *d) {
-  double t0 = now_ms();
+  double t0 = rt_now_ms();
   memset(p, 0, sizeof *p);
   p->g = g;
   int nn = g->n_nodes;
@@ -107,7 +102,7 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
   CgSteps steps = {0};
   bool ok = need && cg_init(&cg, "kiln", opt, d) && cg_lower_program(&cg, g, need, &steps, d);
   if (!need) ok = diag_error(d, "out of memory");
-  double t1 = now_ms();
+  double t1 = rt_now_ms();
   if (ok) {
     for (LLVMValueRef f = LLVMGetFirstFunction(cg.mod); f; f = LLVMGetNextFunction(f))
       if (!LLVMIsDeclaration(f)) p->n_kernels++;
@@ -116,7 +111,7 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
     cg_dispose(&cg);
   }
 
-  double t2 = now_ms();
+  double t2 = rt_now_ms();
   CgMemory mem = {0};
   if (ok) ok = cg_memory_plan(g, need, want, &steps, &mem, d);
   if (ok) {
@@ -191,7 +186,7 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
   cg_memory_free(&mem);
   p->steps = steps;  // kept: the symbolic plan (AOT emission and memory reports read it)
   free(need);
-  p->compile_ms = now_ms() - t0;
+  p->compile_ms = rt_now_ms() - t0;
   p->lower_ms = t1 - t0;
   p->llvm_ms = t2 - t1;
   if (!ok) cg_program_free(p);

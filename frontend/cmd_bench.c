@@ -8,17 +8,7 @@
 #include "codegen/compile.h"
 #include "frontend/bind.h"
 #include "frontend/cli.h"
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
+#include "runtime/timing.h"
 
 // Inputs when none are given: integers 0 (valid ids and labels), floats 1 (full masks).
 static void default_inputs(const IrGraph *g, void *const *value) {
@@ -60,13 +50,12 @@ int cmd_bench(const CliOptions *o) {
     ok = cg_program_status(&p, &d);
   }
   for (int i = 0; ok && i < iters; i++) {
-    double t0 = now_ms();
+    double t0 = rt_now_ms();
     rt_plan_run(&p.plan, threads);
-    t[i] = now_ms() - t0;
+    t[i] = rt_now_ms() - t0;
   }
   if (ok) {
-    qsort(t, (size_t)iters, sizeof *t, cmp_double);
-    double median = iters % 2 ? t[iters / 2] : 0.5 * (t[iters / 2 - 1] + t[iters / 2]);
+    double median = rt_sort_median(t, iters);
     double gflop = ir_count_flops(&g) / 1e9;
     printf("model: %s\nthreads: %d\niters: %d\nkernels: %d\nsteps: %d\n", g.file, threads, iters,
            p.n_kernels, p.plan.n_steps);

@@ -10,17 +10,7 @@
 #include "codegen/compile.h"
 #include "frontend/bind.h"
 #include "frontend/train.h"
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
+#include "runtime/timing.h"
 
 // One pair of the copy-back: the updated tensor's buffer into the one the next step reads.
 typedef struct Copy {
@@ -99,17 +89,16 @@ int cmd_bench_train(const CliOptions *o) {
   int threads = o->threads ? o->threads : rt_default_threads(), iters = o->iters ? o->iters : 10;
   double *t = calloc((size_t)iters, sizeof *t);
   for (int i = -2; ok && i < iters; i++) {  // two warm-up steps, then the timed ones
-    double t0 = now_ms();
+    double t0 = rt_now_ms();
     *p.seed = (uint64_t)(i + 2);
     rt_plan_prepare(&p.plan, threads);  // re-packs the weights the last update changed
     rt_plan_run(&p.plan, threads);
     for (int k = 0; k < n_copies; k++) memcpy(copies[k].dst, copies[k].src, copies[k].bytes);
-    if (i >= 0) t[i] = now_ms() - t0;
+    if (i >= 0) t[i] = rt_now_ms() - t0;
     ok = cg_program_status(&p, &d);
   }
   if (ok) {
-    qsort(t, (size_t)iters, sizeof *t, cmp_double);
-    double median = iters % 2 ? t[iters / 2] : 0.5 * (t[iters / 2 - 1] + t[iters / 2]);
+    double median = rt_sort_median(t, iters);
     int64_t params = ir_count_params(&g);
     printf("model: %s\nmode: train (%s)\nthreads: %d\niters: %d\nkernels: %d\nsteps: %d\n", g.file,
            spec.sgd ? "sgd" : "adamw", threads, iters, p.n_kernels, p.plan.n_steps);

@@ -9,6 +9,7 @@
 
 #include "runtime/aot.h"
 #include "runtime/dtype.h"
+#include "runtime/timing.h"
 
 static const char *prog = "model";
 
@@ -49,17 +50,6 @@ static int usage_error(const RtAotModel *m, const char *fmt, const char *arg) {
   fprintf(stderr, "\n");
   usage(stderr, m);
   return 2;
-}
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
 }
 
 // The outputs computable from the given inputs (bit j: outputs[j]), as kiln run selects them.
@@ -158,13 +148,12 @@ int rt_aot_main(const RtAotModel *m, int argc, char **argv) {
   if (ok && iters) {
     double *t = malloc((size_t)iters * sizeof *t);
     for (int i = 0; ok && t && i < iters; i++) {
-      double t0 = now_ms();
+      double t0 = rt_now_ms();
       ok = rt_aot_run(&a, wanted, &d);
-      t[i] = now_ms() - t0;
+      t[i] = rt_now_ms() - t0;
     }
     if (ok && t) {
-      qsort(t, (size_t)iters, sizeof *t, cmp_double);
-      double median = iters % 2 ? t[iters / 2] : 0.5 * (t[iters / 2 - 1] + t[iters / 2]);
+      double median = rt_sort_median(t, iters);
       printf("median_ms: %.3f\nmin_ms: %.3f\nmax_ms: %.3f\nthreads: %d\n", median, t[0],
              t[iters - 1], a.threads);
     }
