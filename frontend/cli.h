@@ -29,6 +29,7 @@ typedef struct CliOptions {
   int steps, checkpoint_every;  // 0: not given
   double lr;                    // 0: not given (the optimiser's default)
   bool verbose, help, grad;  // grad: dump/check the joint forward+backward graph
+  bool profile;              // bench: time every step and print where the time goes
   bool memory;               // check --memory: the memory plan's sizes
   bool train;                // bench: time training steps (forward, backward, update)
   // tokenize, run --text, data synth

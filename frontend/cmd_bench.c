@@ -10,6 +10,65 @@
 #include "frontend/cli.h"
 #include "runtime/timing.h"
 
+// `--profile`: iters more runs with each step timed (its kernel and the barrier after it);
+// the time per run by op (fused nodes by kind), then the steps that take longest.
+static bool print_profile(const IrGraph *g, const CgProgram *p, int threads, int iters) {
+  int ns = p->plan.n_steps;
+  double *ms = calloc((size_t)ns + 1, sizeof *ms), total = 0;
+  int *order = calloc((size_t)ns + 1, sizeof *order);
+  if (!ms || !order) {
+    free(ms);
+    free(order);
+    fprintf(stderr, "kiln: out of memory for the profile\n");
+    return false;
+  }
+  for (int i = 0; i < iters; i++) rt_plan_run_profiled(&p->plan, threads, ms);
+  char labels[64][32];
+  double by[64] = {0};
+  int count[64] = {0}, n_labels = 0;
+  for (int s = 0; s < ns; s++) {
+    if (p->plan.steps[s].once) continue;
+    ms[s] /= iters;
+    total += ms[s];
+    char buf[32];
+    const char *l = ir_op_label(g->nodes[p->step_node[s]], buf, sizeof buf);
+    int k = 0;
+    while (k < n_labels && strcmp(labels[k], l) != 0) k++;
+    if (k == n_labels && n_labels < 64) snprintf(labels[n_labels++], sizeof labels[0], "%s", l);
+    if (k < 64) {
+      by[k] += ms[s];
+      count[k]++;
+    }
+  }
+  printf("profile: %d runs, each step's kernel and barrier; %.3f ms a run\n", iters, total);
+  printf("  %-20s %10s %7s %6s\n", "op", "ms/run", "share", "steps");
+  for (int done = 0; done < n_labels; done++) {  // by time, descending
+    int best = -1;
+    for (int k = 0; k < n_labels; k++)
+      if (count[k] >= 0 && (best < 0 || by[k] > by[best])) best = k;
+    printf("  %-20s %10.3f %6.1f%% %6d\n", labels[best], by[best], total > 0 ? 100 * by[best] / total : 0,
+           count[best]);
+    count[best] = -1;
+  }
+  for (int s = 0; s < ns; s++) order[s] = s;
+  for (int i = 1; i < ns; i++)  // insertion sort by time, descending (a few hundred steps)
+    for (int j = i; j > 0 && ms[order[j]] > ms[order[j - 1]]; j--) {
+      int x = order[j];
+      order[j] = order[j - 1];
+      order[j - 1] = x;
+    }
+  printf("  %-10s %7s  %s\n", "ms/run", "share", "step: node (kernel)");
+  for (int i = 0; i < ns && i < 15; i++) {
+    int s = order[i];
+    if (p->plan.steps[s].once) continue;
+    printf("  %-10.3f %6.1f%%  %d: %s (%s)\n", ms[s], total > 0 ? 100 * ms[s] / total : 0, s,
+           g->nodes[p->step_node[s]]->name, p->steps.v[s].fn);
+  }
+  free(ms);
+  free(order);
+  return true;
+}
+
 // Inputs when none are given: integers 0 (valid ids and labels), floats 1 (full masks).
 static void default_inputs(const IrGraph *g, void *const *value) {
   for (int i = 0; i < g->n_nodes; i++) {
@@ -64,6 +123,7 @@ int cmd_bench(const CliOptions *o) {
     printf("compile_lower_ms: %.1f\ncompile_llvm_ms: %.1f\ncompile_buffers_ms: %.1f\n", p.lower_ms,
            p.llvm_ms, p.compile_ms - p.lower_ms - p.llvm_ms);
     printf("gflop_per_run: %.3f\ngflops: %.1f\n", gflop, gflop / (median / 1e3));
+    if (o->profile) ok = print_profile(&g, &p, threads, iters);
   } else {
     cli_error(&d);
   }

@@ -101,7 +101,7 @@ static const Command commands[] = {
    "verbose disable-pass dump-llvm "},
   {"bench", cmd_bench,
    "kiln bench MODEL [--train [--optimizer adamw|sgd]] [--set NAME=VALUE]... [--iters N] "
-   "[--threads N] [--weights W] [--inputs IN]",
+   "[--threads N] [--weights W] [--inputs IN] [--profile]",
    "Compile MODEL once with the JIT, run warm-up and N timed inferences, and print\n"
    "compile_ms and median_ms (and GFLOP/s from the model's FLOP count).\n"
    "  --train            time whole training steps instead: forward, backward and the\n"
@@ -112,8 +112,11 @@ static const Command commands[] = {
    "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n"
    "  --weights FILE     parameters (default: initialised from --seed)\n"
    "  --inputs FILE      inputs (default: ids 0, float inputs 1)\n"
+   "  --profile          then N more runs with every step timed: milliseconds a run by op\n"
+   "                     (fused nodes by kind) and the 15 slowest steps (inference only)\n"
    "  --dump-llvm DIR    write the optimised LLVM IR to DIR: kiln.ll and one file a kernel\n",
-   " set iters threads weights inputs seed dump-llvm disable-pass verbose train optimizer loss "},
+   " set iters threads weights inputs seed dump-llvm disable-pass verbose train optimizer loss "
+   "profile "},
   {"tokenize", cmd_tokenize, "kiln tokenize --vocab V [--tokens] TEXT",
    "Split TEXT with BERT-uncased's basic tokenizer and WordPiece over the vocabulary V\n"
    "(BERT's vocab.txt: one token a line, id = line number) and print the token ids on one\n"
@@ -241,6 +244,8 @@ int main(int argc, char **argv) {
       o.train = true;  // bench --train (data synth's --train N is parsed below)
     } else if (strcmp(a, "--grad") == 0) {
       o.grad = true;
+    } else if (strcmp(a, "--profile") == 0) {
+      o.profile = true;
     } else if (strcmp(a, "--memory") == 0) {
       o.memory = true;
     } else if (strcmp(a, "--set") == 0) {

@@ -119,6 +119,8 @@ typedef struct IrBody {
 } IrBody;
 
 const char *ir_fused_kind_name(int kind);  // "loop", "gemm", "reduction"
+// The op's name as printed; a fused node's says its kind ("fused.loop"). buf may be used.
+const char *ir_op_label(const IrNode *n, char *buf, size_t size);
 static inline IrNode *ir_body_root(const IrBody *b) { return b->nodes[b->n - 1]; }
 // Text of the body for printers and kernel names: "mul, add, gelu" (ops only), or with
 // `full` every node with its inputs (p0, %1) and attributes.

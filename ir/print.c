@@ -34,8 +34,7 @@ static const char *init_str(const IrInit *in, char *buf, size_t n) {
   return buf;
 }
 
-// The op's name; a fused node's says its kind ("fused.loop").
-static const char *op_label(const IrNode *n, char *buf, size_t size) {
+const char *ir_op_label(const IrNode *n, char *buf, size_t size) {
   if (n->op != IR_OP_FUSED) return ir_ops[n->op].name;
   snprintf(buf, size, "fused.%s", ir_fused_kind_name((int)ir_attr_int(n, "kind")));
   return buf;
@@ -47,7 +46,7 @@ void ir_print_text(const IrGraph *g, FILE *f) {
     const IrNode *n = g->nodes[i];
     char s[160], b[256];
     fprintf(f, "%%%d %s: %s%s = %s", n->id, n->name, dt_name(n->dtype),
-            ir_shape_str(&n->shape, s, sizeof s), op_label(n, b, sizeof b));
+            ir_shape_str(&n->shape, s, sizeof s), ir_op_label(n, b, sizeof b));
     if (n->op == IR_OP_PARAM) fprintf(f, " init=%s", init_str(&n->init, b, sizeof b));
     for (int k = 0; k < n->n_in; k++) fprintf(f, "%s%%%d", k ? ", " : " ", n->in[k]->id);
     if (n->op == IR_OP_FUSED) {
@@ -81,7 +80,7 @@ void ir_print_dot(const IrGraph *g, FILE *f) {
     const char *style = n->op == IR_OP_PARAM   ? ", style=filled, fillcolor=\"#e8f0ff\""
                         : n->op == IR_OP_INPUT ? ", style=filled, fillcolor=\"#e8ffe8\""
                                                : "";
-    fprintf(f, "  n%d [label=\"%s\\n", n->id, op_label(n, lb, sizeof lb));
+    fprintf(f, "  n%d [label=\"%s\\n", n->id, ir_op_label(n, lb, sizeof lb));
     if (n->op == IR_OP_FUSED) {
       fputc('{', f);
       dot_escape(ir_body_str(n, false, body, sizeof body), f);

@@ -15,11 +15,13 @@ int rt_default_threads(void) {
   return omp_get_num_procs();
 }
 
-static void run_steps(const RtPlan *p, int threads, bool once) {
+// step_ms (profiles): thread 0 adds each step's time, barrier to barrier, to step_ms[s].
+static void run_steps(const RtPlan *p, int threads, bool once, double *step_ms) {
   if (threads < 1) threads = 1;
 #pragma omp parallel num_threads(threads)
   {
     int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    double last = step_ms && t == 0 ? omp_get_wtime() : 0;
     for (int s = 0; s < p->n_steps; s++) {
       const RtStep *st = &p->steps[s];
       if (st->once != once) continue;
@@ -27,9 +29,17 @@ static void run_steps(const RtPlan *p, int threads, bool once) {
       int64_t b = t * chunk, e = b + chunk < st->work ? b + chunk : st->work;
       if (b < e) st->fn(st->bufs, b, e);
 #pragma omp barrier
+      if (step_ms && t == 0) {
+        double now = omp_get_wtime();
+        step_ms[s] += (now - last) * 1e3;
+        last = now;
+      }
     }
   }
 }
 
-void rt_plan_prepare(const RtPlan *p, int threads) { run_steps(p, threads, true); }
-void rt_plan_run(const RtPlan *p, int threads) { run_steps(p, threads, false); }
+void rt_plan_prepare(const RtPlan *p, int threads) { run_steps(p, threads, true, NULL); }
+void rt_plan_run(const RtPlan *p, int threads) { run_steps(p, threads, false, NULL); }
+void rt_plan_run_profiled(const RtPlan *p, int threads, double *step_ms) {
+  run_steps(p, threads, false, step_ms);
+}

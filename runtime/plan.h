@@ -27,5 +27,8 @@ typedef struct RtPlan {
 int rt_default_threads(void);
 void rt_plan_prepare(const RtPlan *p, int threads);  // the `once` steps
 void rt_plan_run(const RtPlan *p, int threads);      // every other step, in order
+// rt_plan_run that also adds each step's wall time (its kernel and the barrier after it,
+// in milliseconds) to step_ms[s]: what `kiln bench --profile` reports.
+void rt_plan_run_profiled(const RtPlan *p, int threads, double *step_ms);
 
 #endif
