@@ -3,8 +3,9 @@
 //              registers (params loaded with broadcasting as in lower_ew.c), one store;
 //   reduction: per row, the elementwise prologue written into the output row, then the
 //              row op (softmax, log_softmax, layernorm) in place on that row (in cache);
-//   gemm:      the matmul's CgGemm with its epilogue (scale, bias, GELU, residual) set from
-//              the body, applied in the register tile (codegen/cg_gemm.c).
+//   gemm:      the matmul's CgGemm with its epilogue (scale, bias, GELU, residual, or the
+//              GELU derivative) set from the body, applied in the register tile
+//              (codegen/cg_gemm.c).
 // Buffers: out, the fused node's inputs in order, then the seed when dropout is live.
 #include <assert.h>
 #include <stdio.h>
@@ -151,10 +152,23 @@ static bool lower_loop_or_reduction(Cg *cg, const IrNode *n, bool reduction, con
 static bool lower_gemm(Cg *cg, const IrNode *n, const char *sig, CgSteps *steps, Diag *d) {
   const IrBody *b = n->body;
   const IrNode *mm = b->nodes[0];
+  for (int i = 0; i < b->n && mm->op != IR_OP_MATMUL; i++) mm = b->nodes[i];
   assert(mm->op == IR_OP_MATMUL);
   CgGemm g;
   cg_plan_matmul(mm, &g);
   CgArg bias = cg_arg_node(n->id), res = cg_arg_node(n->id);
+  IrNode *gx;
+  const IrNode *root = ir_body_root(b);
+  if (root->op == IR_OP_MUL && b->n == 11 &&
+      ir_match_gelu_grad(root->in[root->in[0] == mm ? 1 : 0], &gx, NULL) && is_param(b, gx)) {
+    g.has_residual = g.residual_gelu_grad = true;  // dy * gelu'(x), x laid out like C
+    res = cg_arg_node(n->in[gx->id]->id);
+    char name[96];
+    cg_kernel_name(cg, n, sig, name, sizeof name);
+    return cg_lower_gemm(cg, &g, name, cg_arg_node(n->in[mm->in[0]->id]->id),
+                         cg_arg_node(n->in[mm->in[1]->id]->id), cg_arg_node(n->id), bias, res,
+                         n->id, steps, d);
+  }
   const IrNode *cur = mm;
   for (int i = 1; i < b->n; i++) {
     const IrNode *x = b->nodes[i];

@@ -331,8 +331,19 @@ START_TEST(test_backward_graph_fuses_and_keeps_its_gradients) {
   int before = fused.n_nodes;
   fuse(&fused);
   int kinds[IR_FUSED_KIND_COUNT] = {0};
-  for (int i = 0; i < fused.n_nodes; i++)
-    if (fused.nodes[i]->op == IR_OP_FUSED) kinds[ir_attr_int(fused.nodes[i], "kind")]++;
+  bool gelu_grad_on_gemm = false;
+  for (int i = 0; i < fused.n_nodes; i++) {
+    const IrNode *n = fused.nodes[i];
+    if (n->op != IR_OP_FUSED) continue;
+    int64_t kind = ir_attr_int(n, "kind");
+    kinds[kind]++;
+    char body[1024];
+    if (kind == IR_FUSED_GEMM &&
+        strcmp(ir_body_str(n, false, body, sizeof body),
+               "matmul, affine, erf, affine, mul, affine, exp, affine, mul, add, mul") == 0)
+      gelu_grad_on_gemm = true;
+  }
+  ck_assert_msg(gelu_grad_on_gemm, "dy * gelu'(x) is not fused onto the GEMM that makes dy");
   ck_assert_int_lt(fused.n_nodes, before);
   ck_assert_int_ge(kinds[IR_FUSED_GEMM], 2);  // forward linear layers
   ck_assert_int_ge(kinds[IR_FUSED_LOOP], 1);  // backward elementwise (GELU', dropout, LN)
