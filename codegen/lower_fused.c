@@ -40,6 +40,7 @@ typedef struct Body {
   LLVMValueRef seed;        // seed buffer, or NULL
   int upto;                 // evaluate body nodes [0, upto)
   int preset;               // body node whose value is read from orow (epilogue), or -1
+  LLVMValueRef preset_val;  // ... or is this value (a row reduce's result)
   int direct;               // reduction without prologue: the param the row op reads, or -1
   LLVMValueRef orow;        // reduction: the output row the prologue is written to
   LLVMValueRef out;         // loop: the output buffer
@@ -62,7 +63,7 @@ static LLVMValueRef body_eval(Cg *cg, Body *bd, LLVMValueRef col, int lanes) {
   for (int i = 0; i < bd->upto; i++) {
     const IrNode *x = b->nodes[i];
     if (i == bd->preset) {  // the row op's result, in the output row
-      v[i] = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, bd->orow, col), lanes);
+      v[i] = bd->preset_val ? bd->preset_val : cg_load(cg, cg->f32, cg_gep(cg, cg->f32, bd->orow, col), lanes);
       continue;
     }
     LLVMValueRef ops[IR_MAX_RANK] = {0};
@@ -101,7 +102,10 @@ static void loop_cols(Cg *cg, LLVMValueRef col, int lanes, void *ctx) {
 }
 
 static LLVMValueRef prologue_value(Cg *cg, LLVMValueRef x, LLVMValueRef col, void *ctx) {
-  return body_eval(cg, ctx, col, cg_lanes(x));  // x: undef (no row in memory), its lanes
+  Body *bd = ctx;  // x: undef (no row in memory), of the lanes wanted
+  if (bd->direct < 0) return body_eval(cg, bd, col, cg_lanes(x));
+  int p = bd->direct;  // no prologue: the row op reads a param of the row's shape
+  return cg_load(cg, cg->f32, cg_gep(cg, cg->f32, bd->pbuf[p], cg_add(cg, bd->poff[p], col)), cg_lanes(x));
 }
 
 static void prologue_cols(Cg *cg, LLVMValueRef col, int lanes, void *ctx) {
@@ -171,6 +175,13 @@ static bool lower_loop_or_reduction(Cg *cg, const IrNode *n, bool reduction, con
       CgRowOp op = root->op == IR_OP_REDUCE_MAX ? CG_ROW_MAX : CG_ROW_SUM;
       LLVMValueRef v = cg_row_reduce(cg, op, cg->f32, NULL, cols, prologue_value, &bd);
       if (root->op == IR_OP_REDUCE_MEAN) v = LLVMBuildFDiv(cg->b, v, cg_f32(cg, (double)cols), "mean");
+      if (root != ir_body_root(b)) {  // unary epilogue on the row's value
+        bd.preset = root->id;
+        bd.preset_val = v;
+        bd.upto = b->n;
+        bd.direct = -1;
+        v = body_eval(cg, &bd, cg_i64(cg, 0), 1);
+      }
       cg_store(cg, v, cg_gep(cg, cg->f32, bd.out, rl.iv));
     } else {
       bd.orow = cg_gep(cg, cg->f32, bd.out, bd.obase);

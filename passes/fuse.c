@@ -158,12 +158,17 @@ static bool is_row_op(const IrNode *n) {
 // The epilogue: elementwise ops after a softmax / log_softmax / layernorm, each the sole
 // user of the one before, of the row op's shape (the probabilities' dropout in inference;
 // cross-entropy's backward, softmax - one_hot, scaled). Their other inputs stay params.
+// After a row reduce (one value per row) only ops of one input that need no element index
+// (not dropout): the layernorm backward's rsqrt(var + eps).
 static int epilogue(Fuse *f, IrNode *r, IrNode **chain, int max) {
-  if (r->op != IR_OP_SOFTMAX && r->op != IR_OP_LOG_SOFTMAX && r->op != IR_OP_LAYERNORM) return 0;
+  bool reduce = r->op == IR_OP_REDUCE_SUM || r->op == IR_OP_REDUCE_MEAN || r->op == IR_OP_REDUCE_MAX;
+  if (r->op != IR_OP_SOFTMAX && r->op != IR_OP_LOG_SOFTMAX && r->op != IR_OP_LAYERNORM && !reduce)
+    return 0;
   int n = 0;
   IrNode *cur = r, *u;
   while (n < max && (u = sole_user(f, cur)) && is_fusible_ew(f, u) && ir_shape_eq(&u->shape, &r->shape)) {
     if (u->op == IR_OP_DROPOUT_GRAD && u->in[0] != cur) break;  // names cur: not an operand
+    if (reduce && (u->n_in != 1 || u->op == IR_OP_DROPOUT || u->op == IR_OP_DROPOUT_GRAD)) break;
     chain[n++] = cur = u;
   }
   return n;

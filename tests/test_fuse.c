@@ -297,7 +297,8 @@ START_TEST(test_residual_add_and_dropout_fuse_into_layernorm) {
 }
 END_TEST
 
-// Row reductions over the last axis fold their elementwise prologue as it is computed.
+// Row reductions over the last axis fold their elementwise prologue as it is computed, and
+// apply a unary epilogue to each row's value.
 static void build_row_reduce(IrGraph *g) {
   IrNode *x = in_node(g, "x", shp(3, 3, 5, 37)), *y = in_node(g, "y", shp(3, 3, 5, 37));
   IrNode *m = node(g, IR_OP_MUL, "xy", 2, x, y, NULL);
@@ -313,11 +314,16 @@ static void build_row_reduce(IrGraph *g) {
   set_float(a, "scale", -3.0);
   IrNode *mn = node(g, IR_OP_REDUCE_MEAN, "rowmean", 1, a, NULL, NULL);
   set_ints(mn, "axes", 1, -1);
-  output(g, mn);
+  IrNode *e = node(g, IR_OP_AFFINE, "var_eps", 1, mn, NULL, NULL);
+  set_float(e, "shift", 9.5);
+  output(g, node(g, IR_OP_RSQRT, "rstd", 1, e, NULL, NULL));
+  IrNode *my = node(g, IR_OP_REDUCE_MAX, "ymax", 1, y, NULL, NULL);  // no prologue
+  set_ints(my, "axes", 1, -1);
+  output(g, node(g, IR_OP_NEG, "neg_ymax", 1, my, NULL, NULL));
 }
 
 START_TEST(test_row_reductions_fold_their_prologue) {
-  check_rule(build_row_reduce, "reduction:mul,reduce_sum;reduction:tanh,reduce_max;reduction:affine,reduce_mean", false);
+  check_rule(build_row_reduce, "reduction:mul,reduce_sum;reduction:tanh,reduce_max;reduction:affine,reduce_mean,affine,rsqrt;reduction:reduce_max,neg", false);
 }
 END_TEST
 
