@@ -251,6 +251,9 @@ void ir_graph_free(IrGraph *g);
 // Adds a node with the given name (must be new: ir_graph_find first). Inputs are set later.
 IrNode *ir_graph_add(IrGraph *g, IrOpKind op, const char *name, const char *where);
 IrNode *ir_graph_find(const IrGraph *g, const char *name);
+// Drops n's name from the graph's names (a pass that takes n out of g->nodes, e.g. into a
+// fused node's body); the node itself stays in the arena.
+void ir_graph_forget(IrGraph *g, const IrNode *n);
 // Orders nodes topologically (reports cycles by name), counts uses, and runs shape
 // inference on every node in order. After it, node ids are positions in g->nodes.
 bool ir_graph_finish(IrGraph *g, Diag *d);

@@ -328,7 +328,10 @@ static bool fuse_graph(IrGraph *g, Diag *d) {
   int m = 0;
   for (int i = 0; i < nn; i++) {
     IrNode *n = g->nodes[i];
-    if (f.group[i] >= 0 && f.group[i] != i) continue;  // now inside a body
+    if (f.group[i] >= 0 && f.group[i] != i) {  // now inside a body
+      ir_graph_forget(g, n);
+      continue;
+    }
     n->id = m;
     g->nodes[m++] = n;
   }

@@ -506,6 +506,7 @@ START_TEST(test_fuse_can_be_disabled_in_the_pipeline) {
   for (int i = 0; i < g.n_nodes; i++) ck_assert_int_ne(g.nodes[i]->op, IR_OP_FUSED);
   ck_assert_msg(pass_run_pipeline(&g, &o, NULL, NULL, 0, &d), "%s", d.msg);
   ck_assert_int_eq(ir_graph_find(&g, "y")->op, IR_OP_FUSED);
+  ck_assert_msg(ir_graph_find(&g, "a") == NULL, "an absorbed node keeps its name in the graph");
   ir_graph_free(&g);
 }
 END_TEST
