@@ -311,7 +311,18 @@ static void mk_k_loop(Cg *cg, const CgGemm *g, const GemmPlan *p, Tile *t, LLVMV
   for (int64_t s = iters * u; s < kc; s++) mk_step(cg, g, p, t, a, bp, cg_i64(cg, s));
 }
 
-// The epilogue on the register tile: t = scale·acc; t += bias[j]; t = act(t); t += R(i, j).
+// gelu'(x) = Phi(x) + x phi(x) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi).
+static LLVMValueRef gelu_grad(Cg *cg, LLVMValueRef x) {
+  LLVMBuilderRef b = cg->b;
+  LLVMValueRef e = cg_erf(cg, LLVMBuildFMul(b, x, cg_const_like(cg, x, M_SQRT1_2), ""));
+  LLVMValueRef cdf = cg_fma(cg, e, cg_const_like(cg, x, 0.5), cg_const_like(cg, x, 0.5));
+  LLVMValueRef sq = LLVMBuildFMul(b, LLVMBuildFMul(b, x, x, ""), cg_const_like(cg, x, -0.5), "");
+  LLVMValueRef pdf = LLVMBuildFMul(b, cg_exp(cg, sq), cg_const_like(cg, x, 1.0 / sqrt(2.0 * M_PI)), "");
+  return cg_fma(cg, x, pdf, cdf);
+}
+
+// The epilogue on the register tile: t = scale·acc; t += bias[j]; t = act(t); t += R(i, j)
+// (or t *= gelu'(R(i, j)) with residual_gelu_grad).
 static void mk_epilogue(Cg *cg, const CgGemm *g, Tile *t, LLVMValueRef bias, LLVMValueRef res) {
   LLVMValueRef bv[MK_MAX_VECS];
   if (g->has_bias)
@@ -325,7 +336,9 @@ static void mk_epilogue(Cg *cg, const CgGemm *g, Tile *t, LLVMValueRef bias, LLV
       if (g->act == CG_ACT_GELU) x = cg_gelu(cg, x);
       if (g->has_residual) {
         LLVMValueRef rp = gepc(cg, res, r * g->c_rs + (int64_t)v * cg->W);
-        x = LLVMBuildFAdd(cg->b, x, load_lanes(cg, rp, tile_lanes(cg, t, v)), "residual");
+        LLVMValueRef rv = load_lanes(cg, rp, tile_lanes(cg, t, v));
+        if (g->residual_gelu_grad) x = LLVMBuildFMul(cg->b, x, gelu_grad(cg, rv), "dgelu");
+        else x = LLVMBuildFAdd(cg->b, x, rv, "residual");
       }
       t->acc[r][v] = x;
     }

@@ -73,6 +73,7 @@ typedef struct CgGemm {
   float scale;
   bool has_bias, has_residual;
   CgAct act;
+  bool residual_gelu_grad;  // R is GELU's input x instead: t = t * gelu'(R(i, j)) (backward)
   bool b_constant;     // B is a parameter: its packing may run once (CgStep.once)
 } CgGemm;
 

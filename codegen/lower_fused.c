@@ -3,8 +3,11 @@
 //              registers (params loaded with broadcasting as in lower_ew.c), one store;
 //   reduction: per row, the elementwise prologue written into the output row, then the
 //              row op (softmax, log_softmax, layernorm) in place on that row (in cache);
-//   gemm:      the matmul's CgGemm with its epilogue (scale, bias, GELU, residual) set from
-//              the body, applied in the register tile (codegen/cg_gemm.c).
+//              for reduce_sum / mean / max the prologue's values are folded as computed;
+//              an elementwise epilogue after the row op runs on the row in place;
+//   gemm:      the matmul's CgGemm with its epilogue (scale, bias, GELU, residual, or the
+//              GELU derivative) set from the body, applied in the register tile
+//              (codegen/cg_gemm.c).
 // Buffers: out, the fused node's inputs in order, then the seed when dropout is live.
 #include <assert.h>
 #include <stdio.h>
@@ -36,6 +39,9 @@ typedef struct Body {
   LLVMValueRef obase;       // flat index of the row's first element
   LLVMValueRef seed;        // seed buffer, or NULL
   int upto;                 // evaluate body nodes [0, upto)
+  int preset;               // body node whose value is read from orow (epilogue), or -1
+  LLVMValueRef preset_val;  // ... or is this value (a row reduce's result)
+  int direct;               // reduction without prologue: the param the row op reads, or -1
   LLVMValueRef orow;        // reduction: the output row the prologue is written to
   LLVMValueRef out;         // loop: the output buffer
 } Body;
@@ -56,6 +62,10 @@ static LLVMValueRef body_eval(Cg *cg, Body *bd, LLVMValueRef col, int lanes) {
   assert(bd->upto <= 64);
   for (int i = 0; i < bd->upto; i++) {
     const IrNode *x = b->nodes[i];
+    if (i == bd->preset) {  // the row op's result, in the output row
+      v[i] = bd->preset_val ? bd->preset_val : cg_load(cg, cg->f32, cg_gep(cg, cg->f32, bd->orow, col), lanes);
+      continue;
+    }
     LLVMValueRef ops[IR_MAX_RANK] = {0};
     int n_read = x->op == IR_OP_DROPOUT_GRAD ? 1 : x->n_in;  // its in[1] is named, not read
     for (int k = 0; k < n_read; k++) {
@@ -91,9 +101,38 @@ static void loop_cols(Cg *cg, LLVMValueRef col, int lanes, void *ctx) {
   cg_store(cg, r, cg_gep(cg, cg->f32, bd->out, cg_add(cg, bd->obase, col)));
 }
 
+static LLVMValueRef prologue_value(Cg *cg, LLVMValueRef x, LLVMValueRef col, void *ctx) {
+  Body *bd = ctx;  // x: undef (no row in memory), of the lanes wanted
+  if (bd->direct < 0) return body_eval(cg, bd, col, cg_lanes(x));
+  int p = bd->direct;  // no prologue: the row op reads a param of the row's shape
+  return cg_load(cg, cg->f32, cg_gep(cg, cg->f32, bd->pbuf[p], cg_add(cg, bd->poff[p], col)), cg_lanes(x));
+}
+
 static void prologue_cols(Cg *cg, LLVMValueRef col, int lanes, void *ctx) {
   Body *bd = ctx;
+  LLVMValueRef v;
+  if (bd->direct >= 0) {  // the row op reads a param of the row's shape
+    int p = bd->direct;
+    v = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, bd->pbuf[p], cg_add(cg, bd->poff[p], col)), lanes);
+  } else {
+    v = body_eval(cg, bd, col, lanes);
+  }
+  cg_store(cg, v, cg_gep(cg, cg->f32, bd->orow, col));
+}
+
+// Epilogue: the whole body again with the row op's node read from the output row (LLVM
+// drops the prologue's values that the epilogue does not use); the root overwrites it.
+static void epilogue_cols(Cg *cg, LLVMValueRef col, int lanes, void *ctx) {
+  Body *bd = ctx;
   cg_store(cg, body_eval(cg, bd, col, lanes), cg_gep(cg, cg->f32, bd->orow, col));
+}
+
+// The row op of a reduction body (the one node that is not elementwise).
+static const IrNode *row_op(const IrBody *b) {
+  for (int i = 0; i < b->n; i++)
+    if (!(ir_ops[b->nodes[i]->op].flags & IR_FLAG_ELEMENTWISE)) return b->nodes[i];
+  assert(0 && "a reduction body has a row op");
+  return NULL;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -112,7 +151,7 @@ static void add_args(const IrNode *n, bool seed, CgStep *st) {
 static bool lower_loop_or_reduction(Cg *cg, const IrNode *n, bool reduction, const char *sig,
                                     CgSteps *steps) {
   const IrBody *b = n->body;
-  const IrNode *root = ir_body_root(b);
+  const IrNode *root = reduction ? row_op(b) : ir_body_root(b);
   const IrShape *rs = reduction ? &root->in[0]->shape : &n->shape;  // the row shape
   int64_t cols = rs->rank ? rs->dim[rs->rank - 1] : 1;
   int64_t rows = ir_numel(rs) / (cols ? cols : 1);
@@ -120,7 +159,9 @@ static bool lower_loop_or_reduction(Cg *cg, const IrNode *n, bool reduction, con
   char name[96];
   if (!cg_kernel_name(cg, n, sig, name, sizeof name)) {
     cg_kernel_begin(cg, name);
-    Body bd = {.b = b, .shape = rs, .upto = reduction ? root->in[0]->id + 1 : b->n};
+    Body bd = {.b = b, .shape = rs, .upto = b->n, .preset = -1, .direct = -1};
+    if (reduction && is_param(b, root->in[0])) bd.direct = root->in[0]->id;
+    else if (reduction) bd.upto = root->in[0]->id + 1;
     bd.out = cg_buf(cg, 0);
     for (int k = 0; k < b->n_params; k++) bd.pbuf[k] = cg_buf(cg, 1 + k);
     bd.seed = seed ? cg_buf(cg, 1 + b->n_params) : NULL;
@@ -129,6 +170,19 @@ static bool lower_loop_or_reduction(Cg *cg, const IrNode *n, bool reduction, con
     body_row_begin(cg, &bd, rl.iv);
     if (!reduction) {
       cg_for_cols(cg, cols, loop_cols, &bd);
+    } else if (root->op == IR_OP_REDUCE_SUM || root->op == IR_OP_REDUCE_MEAN ||
+               root->op == IR_OP_REDUCE_MAX) {  // out[row] = fold of the body over the row
+      CgRowOp op = root->op == IR_OP_REDUCE_MAX ? CG_ROW_MAX : CG_ROW_SUM;
+      LLVMValueRef v = cg_row_reduce(cg, op, cg->f32, NULL, cols, prologue_value, &bd);
+      if (root->op == IR_OP_REDUCE_MEAN) v = LLVMBuildFDiv(cg->b, v, cg_f32(cg, (double)cols), "mean");
+      if (root != ir_body_root(b)) {  // unary epilogue on the row's value
+        bd.preset = root->id;
+        bd.preset_val = v;
+        bd.upto = b->n;
+        bd.direct = -1;
+        v = body_eval(cg, &bd, cg_i64(cg, 0), 1);
+      }
+      cg_store(cg, v, cg_gep(cg, cg->f32, bd.out, rl.iv));
     } else {
       bd.orow = cg_gep(cg, cg->f32, bd.out, bd.obase);
       cg_for_cols(cg, cols, prologue_cols, &bd);
@@ -138,6 +192,12 @@ static bool lower_loop_or_reduction(Cg *cg, const IrNode *n, bool reduction, con
                               bd.pbuf[root->in[1]->id], bd.pbuf[root->in[2]->id]);
       } else {
         cg_emit_softmax_row(cg, root->op == IR_OP_LOG_SOFTMAX, cols, bd.orow, bd.orow);
+      }
+      if (root != ir_body_root(b)) {
+        bd.preset = root->id;
+        bd.upto = b->n;
+        bd.direct = -1;
+        cg_for_cols(cg, cols, epilogue_cols, &bd);
       }
     }
     cg_for_end(cg, &rl);
@@ -151,10 +211,23 @@ static bool lower_loop_or_reduction(Cg *cg, const IrNode *n, bool reduction, con
 static bool lower_gemm(Cg *cg, const IrNode *n, const char *sig, CgSteps *steps, Diag *d) {
   const IrBody *b = n->body;
   const IrNode *mm = b->nodes[0];
+  for (int i = 0; i < b->n && mm->op != IR_OP_MATMUL; i++) mm = b->nodes[i];
   assert(mm->op == IR_OP_MATMUL);
   CgGemm g;
   cg_plan_matmul(mm, &g);
   CgArg bias = cg_arg_node(n->id), res = cg_arg_node(n->id);
+  IrNode *gx;
+  const IrNode *root = ir_body_root(b);
+  if (root->op == IR_OP_MUL && b->n == 11 &&
+      ir_match_gelu_grad(root->in[root->in[0] == mm ? 1 : 0], &gx, NULL) && is_param(b, gx)) {
+    g.has_residual = g.residual_gelu_grad = true;  // dy * gelu'(x), x laid out like C
+    res = cg_arg_node(n->in[gx->id]->id);
+    char name[96];
+    cg_kernel_name(cg, n, sig, name, sizeof name);
+    return cg_lower_gemm(cg, &g, name, cg_arg_node(n->in[mm->in[0]->id]->id),
+                         cg_arg_node(n->in[mm->in[1]->id]->id), cg_arg_node(n->id), bias, res,
+                         n->id, steps, d);
+  }
   const IrNode *cur = mm;
   for (int i = 1; i < b->n; i++) {
     const IrNode *x = b->nodes[i];

@@ -186,7 +186,8 @@ static LLVMValueRef horizontal(Cg *cg, CgRowOp op, LLVMValueRef v) {
 
 static LLVMValueRef load_mapped(Cg *cg, LLVMTypeRef et, LLVMValueRef row, LLVMValueRef col,
                                 int lanes, CgRowMap map, void *ctx) {
-  LLVMValueRef x = cg_load(cg, et, cg_gep(cg, et, row, col), lanes);
+  LLVMValueRef x = row ? cg_load(cg, et, cg_gep(cg, et, row, col), lanes)
+                       : LLVMGetUndef(cg_vec_t(cg, et, lanes));
   return map ? map(cg, x, col, ctx) : x;
 }
 

@@ -73,6 +73,7 @@ typedef LLVMValueRef (*CgRowMap)(Cg *cg, LLVMValueRef x, LLVMValueRef col, void 
 // time: four W-lane folds over blocks of 4W (when len >= 4W), folded into the first in
 // order 1, 2, 3; the remaining whole vectors into the first; its lanes added in order
 // (llvm.vector.reduce.fadd without reassociation); then the tail elements one by one.
+// row may be NULL when map computes each value itself (x is then undef, of `lanes`).
 LLVMValueRef cg_row_reduce(Cg *cg, CgRowOp op, LLVMTypeRef et, LLVMValueRef row, int64_t len,
                            CgRowMap map, void *ctx);
 

@@ -101,6 +101,27 @@ void ir_graph_remove(IrGraph *g, const bool *remove) {
   }
 }
 
+// Linear probing: remove the slot, then move back every later entry of the run that its
+// hash allows to sit in the hole (backward-shift deletion, no tombstones).
+void ir_graph_forget(IrGraph *g, const IrNode *n) {
+  IrNameMap *m = g->names;
+  if (!m->cap) return;
+  uint64_t mask = (uint64_t)(m->cap - 1), i = hash_str(n->name) & mask;
+  while (m->slot[i] && m->slot[i] != n) i = (i + 1) & mask;
+  if (!m->slot[i]) return;
+  m->slot[i] = NULL;
+  m->n--;
+  for (uint64_t j = (i + 1) & mask; m->slot[j]; j = (j + 1) & mask) {
+    uint64_t h = hash_str(m->slot[j]->name) & mask;  // home of the entry at j
+    bool movable = i <= j ? (h <= i || h > j) : (h <= i && h > j);
+    if (movable) {
+      m->slot[i] = m->slot[j];
+      m->slot[j] = NULL;
+      i = j;
+    }
+  }
+}
+
 // Depth-first topological sort with an explicit stack (model files can make very deep
 // graphs); a grey node met again is a cycle, reported with its path.
 enum { WHITE, GREY, BLACK };

@@ -125,6 +125,9 @@ static inline IrNode *ir_body_root(const IrBody *b) { return b->nodes[b->n - 1];
 // Text of the body for printers and kernel names: "mul, add, gelu" (ops only), or with
 // `full` every node with its inputs (p0, %1) and attributes.
 const char *ir_body_str(const IrNode *fused, bool full, char *buf, size_t size);
+// Whether g computes gelu'(x) exactly as the gelu gradient rule builds it; then *x is x
+// and nodes (if not NULL) receives the 9 nodes of the expression, g first.
+bool ir_match_gelu_grad(IrNode *g, IrNode **x, IrNode **nodes);
 
 typedef struct IrConfigEntry {
   const char *name;
@@ -252,9 +255,11 @@ void ir_graph_free(IrGraph *g);
 IrNode *ir_graph_add(IrGraph *g, IrOpKind op, const char *name, const char *where);
 IrNode *ir_graph_find(const IrGraph *g, const char *name);
 // Drops the nodes with remove[id] set (none may be an input of a kept node, an output or a
-// loss) and renumbers the rest
-// Renumbers the rest in order; call ir_graph_finish afterwards.
+// loss) and renumbers the rest in order; call ir_graph_finish afterwards.
 void ir_graph_remove(IrGraph *g, const bool *remove);
+// Drops n's name from the graph's names (a pass that takes n out of g->nodes, e.g. into a
+// fused node's body); the node itself stays in the arena.
+void ir_graph_forget(IrGraph *g, const IrNode *n);
 // Orders nodes topologically (reports cycles by name), counts uses, and runs shape
 // inference on every node in order. After it, node ids are positions in g->nodes.
 bool ir_graph_finish(IrGraph *g, Diag *d);

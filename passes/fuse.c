@@ -2,10 +2,14 @@
 // node of op `fused` whose body holds the group's ordinary nodes (see ir.h). Runs after
 // autodiff, on forward and backward graphs alike. Three rules, in this order:
 //   gemm:      matmul -> [affine scale] -> [add bias (N)] -> [gelu] -> [add residual]: the
-//              GEMM's register-tile epilogue (codegen/cg_gemm.c);
-//   reduction: softmax / log_softmax over the last axis, or layernorm, with the elementwise
-//              ops that produce its (row) input: residual add + dropout + layernorm,
-//              scale + mask + softmax;
+//              GEMM's register-tile epilogue (codegen/cg_gemm.c); in the backward also
+//              mul(matmul, gelu'(x)), the GELU derivative applied to the dy the GEMM makes;
+//   reduction: softmax / log_softmax over the last axis, layernorm, or reduce_sum / mean /
+//              max over the last axis, with the elementwise ops that produce its (row)
+//              input: residual add + dropout + layernorm, scale + mask + softmax, and the
+//              row sums of the backward (softmax', layernorm'); softmax / log_softmax /
+//              layernorm also with an elementwise epilogue (the probabilities' dropout,
+//              cross-entropy's backward softmax - one_hot);
 //   loop:      DAGs of elementwise and broadcast ops of one output shape: one loop kernel.
 // A producer joins a group only when every consumer is in the group and it is no output,
 // loss or gradient; the group's root becomes the fused node in place (same name, same
@@ -42,18 +46,19 @@ static bool used_only_by(const Fuse *f, const IrNode *n, int root) {
 }
 
 // Grows group `root` backwards from the inputs of its members: an elementwise producer of
-// shape `shape` whose every use is in the group joins, until nothing more does. `seed_in`
-// limits the root's own inputs that are followed (reductions: only the row input).
-static int grow(Fuse *f, IrNode *root, const IrShape *shape, int seed_in) {
+// shape `shape` whose every use is in the group joins, until nothing more does. From
+// `start` only input `seed_in` is followed (reductions: the row input; -1: all); members
+// after `start` (a reduction's epilogue) are not followed.
+static int grow(Fuse *f, IrNode *root, IrNode *start, const IrShape *shape, int seed_in) {
   int added = 0;
   bool changed = true;
   while (changed) {
     changed = false;
-    for (int i = root->id; i >= 0; i--) {
+    for (int i = start->id; i >= 0; i--) {
       if (f->group[i] != root->id) continue;
       IrNode *m = f->g->nodes[i];
       for (int k = 0; k < m->n_in; k++) {
-        if (m == root && seed_in >= 0 && k != seed_in) continue;
+        if (m == start && seed_in >= 0 && k != seed_in) continue;
         IrNode *p = m->in[k];
         if (f->group[p->id] >= 0 || !is_fusible_ew(f, p) || !ir_shape_eq(&p->shape, shape)) continue;
         if (m->op == IR_OP_DROPOUT_GRAD && k == 1) continue;  // named, not read
@@ -80,9 +85,33 @@ static IrNode *other_input(const IrNode *u, const IrNode *n) {
   return u->in[0] == n ? u->in[1] : u->in[1] == n ? u->in[0] : NULL;
 }
 
+// The backward of GELU on the GEMM that produces dy: mul(dy, gelu'(x)) where gelu'(x) is
+// the gradient rule's expression, every node of it used only there (x comes in whole).
+static bool gelu_grad_epilogue(Fuse *f, IrNode *mm) {
+  IrNode *u = sole_user(f, mm), *x, *gg[9];
+  if (!u || u->op != IR_OP_MUL || f->named[u->id]) return false;
+  IrNode *o = other_input(u, mm);
+  if (!o || !ir_match_gelu_grad(o, &x, gg) || !ir_shape_eq(&x->shape, &mm->shape)) return false;
+  f->group[u->id] = u->id;  // gg[0] may only feed u; the rest only each other
+  for (int i = 0; i < 9; i++) {
+    if (f->group[gg[i]->id] >= 0 || f->named[gg[i]->id]) return f->group[u->id] = -1, false;
+    f->group[gg[i]->id] = u->id;
+  }
+  bool ok = true;
+  for (int i = 0; i < 9; i++) ok &= used_only_by(f, gg[i], u->id);
+  if (!ok) {
+    f->group[u->id] = -1;
+    for (int i = 0; i < 9; i++) f->group[gg[i]->id] = -1;
+    return false;
+  }
+  f->group[mm->id] = u->id;
+  return true;
+}
+
 static void rule_gemm(Fuse *f, IrNode *mm) {
   const IrShape *s = &mm->shape;
   if (mm->dtype != DT_F32 || s->rank < 2 || f->group[mm->id] >= 0 || f->named[mm->id]) return;
+  if (gelu_grad_epilogue(f, mm)) return;
   int64_t N = s->dim[s->rank - 1];
   IrNode *chain[4], *cur = mm, *u;
   int n = 0, stage = 0;  // stages in epilogue order: 0 scale, 1 bias, 2 gelu, 3 residual
@@ -113,27 +142,56 @@ static void rule_gemm(Fuse *f, IrNode *mm) {
 
 // Rule reduction: a row op over the last axis and the elementwise ops producing its input.
 static bool is_row_op(const IrNode *n) {
-  if (n->dtype != DT_F32 || n->shape.rank < 1) return false;
+  if (n->dtype != DT_F32) return false;
+  if (n->op == IR_OP_REDUCE_SUM || n->op == IR_OP_REDUCE_MEAN || n->op == IR_OP_REDUCE_MAX) {
+    const IrAttr *axes = ir_attr(n, "axes");  // exactly the last axis of the input
+    int r = n->in[0]->shape.rank;
+    return r >= 1 && axes->n == 1 && (axes->ints[0] == -1 || axes->ints[0] == r - 1);
+  }
+  if (n->shape.rank < 1) return false;
   if (n->op == IR_OP_LAYERNORM) return true;
   if (n->op != IR_OP_SOFTMAX && n->op != IR_OP_LOG_SOFTMAX) return false;
   int64_t axis = ir_attr_int(n, "axis");
   return axis == -1 || axis == n->shape.rank - 1;
 }
 
+// The epilogue: elementwise ops after a softmax / log_softmax / layernorm, each the sole
+// user of the one before, of the row op's shape (the probabilities' dropout in inference;
+// cross-entropy's backward, softmax - one_hot, scaled). Their other inputs stay params.
+// After a row reduce (one value per row) only ops of one input that need no element index
+// (not dropout): the layernorm backward's rsqrt(var + eps).
+static int epilogue(Fuse *f, IrNode *r, IrNode **chain, int max) {
+  bool reduce = r->op == IR_OP_REDUCE_SUM || r->op == IR_OP_REDUCE_MEAN || r->op == IR_OP_REDUCE_MAX;
+  if (r->op != IR_OP_SOFTMAX && r->op != IR_OP_LOG_SOFTMAX && r->op != IR_OP_LAYERNORM && !reduce)
+    return 0;
+  int n = 0;
+  IrNode *cur = r, *u;
+  while (n < max && (u = sole_user(f, cur)) && is_fusible_ew(f, u) && ir_shape_eq(&u->shape, &r->shape)) {
+    if (u->op == IR_OP_DROPOUT_GRAD && u->in[0] != cur) break;  // names cur: not an operand
+    if (reduce && (u->n_in != 1 || u->op == IR_OP_DROPOUT || u->op == IR_OP_DROPOUT_GRAD)) break;
+    chain[n++] = cur = u;
+  }
+  return n;
+}
+
 static void rule_reduction(Fuse *f, IrNode *r) {
   if (f->group[r->id] >= 0 || f->named[r->id] || !is_row_op(r)) return;
-  f->group[r->id] = r->id;
-  bool ok = grow(f, r, &r->in[0]->shape, 0) > 0;
-  for (int k = 1; k < r->n_in; k++) ok &= f->group[r->in[k]->id] != r->id;  // weights: params
+  IrNode *epi[8];
+  int ne = epilogue(f, r, epi, 8);
+  IrNode *root = ne ? epi[ne - 1] : r;
+  f->group[r->id] = root->id;
+  for (int i = 0; i < ne; i++) f->group[epi[i]->id] = root->id;
+  bool ok = grow(f, root, r, &r->in[0]->shape, 0) + ne > 0;
+  for (int k = 1; k < r->n_in; k++) ok &= f->group[r->in[k]->id] != root->id;  // weights: params
   if (!ok)
-    for (int i = 0; i <= r->id; i++)
-      if (f->group[i] == r->id) f->group[i] = -1;
+    for (int i = 0; i <= root->id; i++)
+      if (f->group[i] == root->id) f->group[i] = -1;
 }
 
 static void rule_loop(Fuse *f, IrNode *r) {
   if (f->group[r->id] >= 0 || !is_fusible_ew(f, r)) return;
   f->group[r->id] = r->id;
-  if (!grow(f, r, &r->shape, -1)) f->group[r->id] = -1;
+  if (!grow(f, r, r, &r->shape, -1)) f->group[r->id] = -1;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -246,10 +304,12 @@ static bool fuse_graph(IrGraph *g, Diag *d) {
   for (int i = 0; i < nn; i++) {
     int r = f.group[i];
     if (r < 0 || r != i) continue;
-    IrNode *n = g->nodes[i];
-    kind[i] = is_row_op(n) ? IR_FUSED_REDUCTION : IR_FUSED_LOOP;
-    for (int j = 0; j < i; j++)
-      if (f.group[j] == i && g->nodes[j]->op == IR_OP_MATMUL) kind[i] = IR_FUSED_GEMM;
+    kind[i] = IR_FUSED_LOOP;
+    for (int j = 0; j <= i; j++) {
+      if (f.group[j] != i) continue;
+      if (is_row_op(g->nodes[j])) kind[i] = IR_FUSED_REDUCTION;
+      if (g->nodes[j]->op == IR_OP_MATMUL) kind[i] = IR_FUSED_GEMM;
+    }
   }
 
   // Bodies are cloned from the graph as it was; then the roots change in place.
@@ -268,7 +328,10 @@ static bool fuse_graph(IrGraph *g, Diag *d) {
   int m = 0;
   for (int i = 0; i < nn; i++) {
     IrNode *n = g->nodes[i];
-    if (f.group[i] >= 0 && f.group[i] != i) continue;  // now inside a body
+    if (f.group[i] >= 0 && f.group[i] != i) {  // now inside a body
+      ir_graph_forget(g, n);
+      continue;
+    }
     n->id = m;
     g->nodes[m++] = n;
   }

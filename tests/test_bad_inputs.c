@@ -302,6 +302,7 @@ static const Case cases[] = {
   {{"check", "bad/node_not_object.json"}, 1, {"node_not_object.json", "nodes[1]", "must be an object"}},
   {{"check", "bad/node_missing_op.json"}, 1, {"node_missing_op.json", "nodes[0]", "needs \"op\""}},
   {{"check", "bad/node_unknown_key.json"}, 1, {"node_unknown_key.json", "nodes[0]", "unknown key \"axis\""}},
+  {{"check", "bad/fused_in_model.json"}, 1, {"fused_in_model.json", "nodes[0] \"y\": fused", "made by the fuse pass"}},
   {{"check", "bad/input_missing_shape.json"}, 1, {"input_missing_shape.json", "inputs[0]", "\"x\"", "missing \"shape\""}},
   {{"check", "bad/empty_name.json"}, 1, {"empty_name.json", "inputs[0]", "\"name\" must be a non-empty string"}},
   {{"check", "bad/number_too_large.json"}, 1, {"number_too_large.json", "nodes[0]", "scale", "too large"}},

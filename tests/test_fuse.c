@@ -108,7 +108,8 @@ static void fill(const IrGraph *g, IrValues *v) {
     rng = ir_rng_name_hash(n->name);
     int64_t c = ir_numel(&n->shape);
     v->v[i] = malloc((size_t)(c ? c : 1) * sizeof(double));
-    for (int64_t j = 0; j < c; j++) v->v[i][j] = (double)(float)(4 * uniform() - 2);
+    for (int64_t j = 0; j < c; j++)  // labels (integers): classes 0..4
+      v->v[i][j] = n->dtype == DT_F32 ? (double)(float)(4 * uniform() - 2) : floor(5 * uniform());
   }
 }
 
@@ -296,6 +297,91 @@ START_TEST(test_residual_add_and_dropout_fuse_into_layernorm) {
 }
 END_TEST
 
+// Row reductions over the last axis fold their elementwise prologue as it is computed, and
+// apply a unary epilogue to each row's value.
+static void build_row_reduce(IrGraph *g) {
+  IrNode *x = in_node(g, "x", shp(3, 3, 5, 37)), *y = in_node(g, "y", shp(3, 3, 5, 37));
+  IrNode *m = node(g, IR_OP_MUL, "xy", 2, x, y, NULL);
+  IrNode *s = node(g, IR_OP_REDUCE_SUM, "rowsum", 1, m, NULL, NULL);
+  set_ints(s, "axes", 1, -1);
+  set_int(s, "keepdims", 1);
+  output(g, s);
+  IrNode *t = node(g, IR_OP_TANH, "t", 1, x, NULL, NULL);
+  IrNode *mx = node(g, IR_OP_REDUCE_MAX, "rowmax", 1, t, NULL, NULL);
+  set_ints(mx, "axes", 1, 2);
+  output(g, mx);
+  IrNode *a = node(g, IR_OP_AFFINE, "ay", 1, y, NULL, NULL);
+  set_float(a, "scale", -3.0);
+  IrNode *mn = node(g, IR_OP_REDUCE_MEAN, "rowmean", 1, a, NULL, NULL);
+  set_ints(mn, "axes", 1, -1);
+  IrNode *e = node(g, IR_OP_AFFINE, "var_eps", 1, mn, NULL, NULL);
+  set_float(e, "shift", 9.5);
+  output(g, node(g, IR_OP_RSQRT, "rstd", 1, e, NULL, NULL));
+  IrNode *my = node(g, IR_OP_REDUCE_MAX, "ymax", 1, y, NULL, NULL);  // no prologue
+  set_ints(my, "axes", 1, -1);
+  output(g, node(g, IR_OP_NEG, "neg_ymax", 1, my, NULL, NULL));
+}
+
+START_TEST(test_row_reductions_fold_their_prologue) {
+  check_rule(build_row_reduce, "reduction:mul,reduce_sum;reduction:tanh,reduce_max;reduction:affine,reduce_mean,affine,rsqrt;reduction:reduce_max,neg", false);
+}
+END_TEST
+
+// An elementwise epilogue after softmax runs on the row in place: the probabilities'
+// dropout (its mask in training the unfused one's).
+static void build_softmax_epilogue(IrGraph *g) {
+  IrNode *s = in_node(g, "s", shp(4, 2, 3, 5, 21)), *mask = in_node(g, "mask", shp(4, 2, 1, 1, 21));
+  IrNode *m = node(g, IR_OP_ADD, "masked", 2, s, mask, NULL);
+  IrNode *p = node(g, IR_OP_SOFTMAX, "probs", 1, m, NULL, NULL);
+  IrNode *dr = node(g, IR_OP_DROPOUT, "probs_drop", 1, p, NULL, NULL);
+  set_float(dr, "p", 0.1);
+  output(g, dr);
+}
+
+START_TEST(test_softmax_takes_its_dropout_as_epilogue) {
+  check_rule(build_softmax_epilogue, "reduction:add,softmax,dropout", true);
+}
+END_TEST
+
+// Cross-entropy: its backward (softmax(logits) - one_hot, scaled) is one reduction kernel.
+static void build_ce(IrGraph *g) {
+  IrNode *x = in_node(g, "x", shp(3, 2, 6, 37)), *lab = in_node(g, "labels", shp(2, 2, 6));
+  lab->dtype = DT_I64;
+  IrNode *l = node(g, IR_OP_AFFINE, "logits", 1, x, NULL, NULL);
+  set_float(l, "scale", 2.0);
+  IrNode *ce = node(g, IR_OP_CROSS_ENTROPY, "loss", 2, l, lab, NULL);
+  g->losses = arena_alloc(&g->arena, sizeof *g->losses);
+  g->losses[0] = (IrLoss){"loss", ce};
+  g->n_losses = 1;
+}
+
+START_TEST(test_cross_entropy_backward_fuses_softmax_with_its_epilogue) {
+  IrGraph plain, fused;
+  ir_graph_init(&plain, "test.json");
+  ir_graph_init(&fused, "test.json");
+  build_ce(&plain);
+  build_ce(&fused);
+  finish(&plain);
+  finish(&fused);
+  Diag d = {0};
+  ck_assert_msg(pass_autodiff(&plain, "loss", true, &d), "%s", d.msg);
+  ck_assert_msg(pass_autodiff(&fused, "loss", true, &d), "%s", d.msg);
+  fuse(&fused);
+  bool found = false;
+  for (int i = 0; i < fused.n_nodes; i++) {
+    const IrNode *n = fused.nodes[i];
+    char body[1024];
+    if (n->op == IR_OP_FUSED && ir_attr_int(n, "kind") == IR_FUSED_REDUCTION &&
+        strncmp(ir_body_str(n, false, body, sizeof body), "softmax, sub, mul", 17) == 0)
+      found = true;
+  }
+  ck_assert_msg(found, "softmax - one_hot of the backward is not one reduction");
+  check_numbers(&plain, &fused, false);
+  ir_graph_free(&plain);
+  ir_graph_free(&fused);
+}
+END_TEST
+
 // ---------------------------------------------------------------------------------------
 // Backward graphs: autodiff first, then fusion; gradients must not change.
 
@@ -331,8 +417,19 @@ START_TEST(test_backward_graph_fuses_and_keeps_its_gradients) {
   int before = fused.n_nodes;
   fuse(&fused);
   int kinds[IR_FUSED_KIND_COUNT] = {0};
-  for (int i = 0; i < fused.n_nodes; i++)
-    if (fused.nodes[i]->op == IR_OP_FUSED) kinds[ir_attr_int(fused.nodes[i], "kind")]++;
+  bool gelu_grad_on_gemm = false;
+  for (int i = 0; i < fused.n_nodes; i++) {
+    const IrNode *n = fused.nodes[i];
+    if (n->op != IR_OP_FUSED) continue;
+    int64_t kind = ir_attr_int(n, "kind");
+    kinds[kind]++;
+    char body[1024];
+    if (kind == IR_FUSED_GEMM &&
+        strcmp(ir_body_str(n, false, body, sizeof body),
+               "matmul, affine, erf, affine, mul, affine, exp, affine, mul, add, mul") == 0)
+      gelu_grad_on_gemm = true;
+  }
+  ck_assert_msg(gelu_grad_on_gemm, "dy * gelu'(x) is not fused onto the GEMM that makes dy");
   ck_assert_int_lt(fused.n_nodes, before);
   ck_assert_int_ge(kinds[IR_FUSED_GEMM], 2);  // forward linear layers
   ck_assert_int_ge(kinds[IR_FUSED_LOOP], 1);  // backward elementwise (GELU', dropout, LN)
@@ -409,6 +506,7 @@ START_TEST(test_fuse_can_be_disabled_in_the_pipeline) {
   for (int i = 0; i < g.n_nodes; i++) ck_assert_int_ne(g.nodes[i]->op, IR_OP_FUSED);
   ck_assert_msg(pass_run_pipeline(&g, &o, NULL, NULL, 0, &d), "%s", d.msg);
   ck_assert_int_eq(ir_graph_find(&g, "y")->op, IR_OP_FUSED);
+  ck_assert_msg(ir_graph_find(&g, "a") == NULL, "an absorbed node keeps its name in the graph");
   ir_graph_free(&g);
 }
 END_TEST
@@ -421,6 +519,9 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_matmul_bias_gelu_residual_becomes_one_gemm);
   tcase_add_test(tc, test_scale_goes_to_the_gemm_and_mask_add_to_the_softmax);
   tcase_add_test(tc, test_residual_add_and_dropout_fuse_into_layernorm);
+  tcase_add_test(tc, test_row_reductions_fold_their_prologue);
+  tcase_add_test(tc, test_softmax_takes_its_dropout_as_epilogue);
+  tcase_add_test(tc, test_cross_entropy_backward_fuses_softmax_with_its_epilogue);
   tcase_add_test(tc, test_backward_graph_fuses_and_keeps_its_gradients);
   suite_add_tcase(s, tc);
   TCase *ir = tcase_create("ir");
