@@ -11,6 +11,8 @@ typedef struct PassOptimizer PassOptimizer;
 typedef struct PassOptions {
   const char *loss;  // training/grad: the loss autodiff differentiates; NULL: inference only
   bool wrt_inputs;   // autodiff also records gradients of f32 inputs
+  bool training;     // the graph will run with dropout active even without a loss (tests
+                     // that run one graph in both modes); a loss implies it
   const PassOptimizer *optimizer;  // train: the update the "optimizer" pass appends; NULL: none
 } PassOptions;
 

@@ -176,7 +176,7 @@ static IrNode *simplify_data(Simplify *s, IrNode *n, bool root) {
 
 // Dropout is the identity in inference and with p = 0.
 static bool inert_dropout(const Simplify *s, const IrNode *n) {
-  return n->op == IR_OP_DROPOUT && (!s->o->loss || ir_attr_float(n, "p") == 0);
+  return n->op == IR_OP_DROPOUT && ((!s->o->loss && !s->o->training) || ir_attr_float(n, "p") == 0);
 }
 
 static IrNode *simplify_node(Simplify *s, IrNode *n, bool root) {

@@ -98,7 +98,9 @@ static void build(IrGraph *g, const Dims *dm) {
 // The graph through parse, fuse_attention (unless `unfused`) and, with `grad`, autodiff.
 static void pipeline(IrGraph *g, const Dims *dm, bool unfused, bool grad) {
   build(g, dm);
-  PassOptions po = {.loss = grad ? "loss" : NULL};
+  // training: keep dropout in the graph (simplify drops it for inference-only graphs), so
+  // one graph runs in both modes
+  PassOptions po = {.loss = grad ? "loss" : NULL, .training = true};
   const char *off[2] = {"fuse_attention", "fuse"};  // unfused: no fusion of any kind
   Diag d = {0};
   ck_assert_msg(pass_run_pipeline(g, &po, NULL, off, unfused ? 2 : 0, &d), "%s", d.msg);
