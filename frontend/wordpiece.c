@@ -103,7 +103,9 @@ bool wp_vocab_load(const char *path, WpVocab *v, Diag *d) {
   free(line);
   fclose(f);
   if (ok && v->n == 0) ok = diag_error(d, "%s: the vocabulary is empty", path);
-  return ok && vocab_index(v, path, d);
+  if (ok) ok = vocab_index(v, path, d);
+  if (!ok) wp_vocab_free(v);  // a refused vocabulary leaves nothing to free
+  return ok;
 }
 
 void wp_vocab_free(WpVocab *v) {
