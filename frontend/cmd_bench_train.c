@@ -70,7 +70,8 @@ int cmd_bench_train(const CliOptions *o) {
   bool *want = calloc((size_t)g.n_nodes + 1, sizeof(bool));
   for (int i = 0; i < g.n_losses; i++) want[g.losses[i].node->id] = true;
   for (int i = n_model_outputs; i < g.n_outputs; i++) want[g.outputs[i]->id] = true;
-  CgOptions copt = {.dump_dir = o->dump_llvm, .training = true};
+  CgOptions copt = {.dump_dir = o->dump_llvm, .training = true,
+                    .no_memplan = cli_pass_disabled(o, "memplan")};
   CgProgram p;
   StFile wf = {0};
   bool ok = cg_compile(&g, want, &copt, &p, &d);

@@ -144,7 +144,7 @@ static bool eval_graph(const CliOptions *o, const IrGraph *g, const StFile *wf, 
   bool *want = calloc((size_t)g->n_nodes + 1, sizeof(bool));
   want[loss->id] = true;
   for (int i = 0; i < g->n_outputs; i++) want[g->outputs[i]->id] = true;
-  CgOptions copt = {0};
+  CgOptions copt = {.no_memplan = cli_pass_disabled(o, "memplan")};
   CgProgram p;
   bool ok = cg_compile(g, want, &copt, &p, d);
   free(want);
