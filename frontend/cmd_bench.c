@@ -99,6 +99,7 @@ int cmd_bench(const CliOptions *o) {
   FILE *log = o->verbose ? stderr : NULL;
   if (o->weights) ok = st_read(o->weights, &wf, &d) && fe_bind_native(&g, &wf, IR_OP_PARAM, p.value, NULL, log, &d);
   else ok = fe_init_native(&g, o->seed, p.value, &d);
+  st_free(&wf);  // bound: running needs one copy of the weights, not two
   default_inputs(&g, p.value);
   if (ok && o->inputs) ok = st_read(o->inputs, &inf, &d) && fe_bind_native(&g, &inf, IR_OP_INPUT, p.value, NULL, log, &d);
   int threads = o->threads ? o->threads : rt_default_threads(), iters = o->iters ? o->iters : 20;

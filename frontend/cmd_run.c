@@ -76,7 +76,7 @@ static int select_outputs(const IrGraph *g, const bool *given, const IrNode **no
   return n_out;
 }
 
-static bool run_ref(const CliOptions *o, const IrGraph *g, const StFile *wf, const StFile *inf,
+static bool run_ref(const CliOptions *o, const IrGraph *g, StFile *wf, const StFile *inf,
                     const IrNode **nodes, const char **names, int n_out, FILE *log, Diag *d) {
   IrValues vals;
   ir_values_init(&vals, g);
@@ -92,7 +92,7 @@ static bool run_ref(const CliOptions *o, const IrGraph *g, const StFile *wf, con
   return ok;
 }
 
-static bool run_jit(const CliOptions *o, const IrGraph *g, const StFile *wf, const StFile *inf,
+static bool run_jit(const CliOptions *o, const IrGraph *g, StFile *wf, const StFile *inf,
                     const IrNode **nodes, const char **names, int n_out, FILE *log, Diag *d) {
   bool *want = calloc((size_t)g->n_nodes + 1, sizeof(bool));
   for (int k = 0; k < n_out; k++) want[nodes[k]->id] = true;
@@ -103,7 +103,9 @@ static bool run_jit(const CliOptions *o, const IrGraph *g, const StFile *wf, con
   if (!ok) return false;
   if (log) fprintf(log, "kiln: compiled %d kernels, %d steps in %.0f ms\n", p.n_kernels, p.plan.n_steps, p.compile_ms);
   int threads = o->threads ? o->threads : rt_default_threads();
-  ok = fe_bind_native(g, wf, IR_OP_PARAM, p.value, NULL, log, d) &&
+  ok = fe_bind_native(g, wf, IR_OP_PARAM, p.value, NULL, log, d);
+  st_free(wf);  // bound: the file's bytes are not needed while running (one copy resident)
+  ok = ok &&
        fe_bind_native(g, inf, IR_OP_INPUT, p.value, NULL, log, d);
   if (ok) {
     rt_plan_prepare(&p.plan, threads);
