@@ -372,8 +372,9 @@ static void name_of(Cg *cg, const IrNode *n, const Attn *a, char *name, size_t s
 
 // ---------------------------------------------------------------------------------------
 // The forward's register-blocked scores. A pack step first copies K of every head (b, h)
-// transposed into kt[(b*H + h)][d][j] (j < Nkp, Nk rounded up to W; zeros past Nk), so a
-// block of W keys lies along the lanes: S(rows x W keys) += q(r, d) * kt[d][jb..jb+W) is
+// transposed into kt[(b*H + h)][j / W][d][j % W] (j < Nkp, Nk rounded up to W; zeros past
+// Nk; each key block's panel contiguous), so a
+// block of W keys lies along the lanes: S(rows x W keys) += q(r, d) * kt[jb/W][d][0..W) is
 // one broadcast and one FMA per row and d, accumulated in 2 * rows vector registers (even
 // and odd d apart, added at the end) with no horizontal reduction.
 
@@ -407,8 +408,7 @@ static LLVMValueRef finish_scores(Cg *cg, const Attn *a, int r, LLVMValueRef s, 
 
 typedef struct Fwd {
   RowState st;
-  LLVMValueRef kt;                 // this head's packed K^T: [D][nkp]
-  int64_t nkp;                     // Nk rounded up to W
+  LLVMValueRef kt;                 // this head's packed K^T: [nkp / W][D][W]
   LLVMValueRef qrow[MAX_ROWS];     // offset of the rows' q (and out) elements
   LLVMValueRef sv[2][MAX_ROWS];    // score accumulator variables of the d loop
 } Fwd;
@@ -419,7 +419,7 @@ static void score_fmas(Cg *cg, const Attn *a, const Fwd *f, LLVMValueRef jb, LLV
   int W = cg->W;
   for (int t = 0; t < count; t++) {
     LLVMValueRef d = cg_add(cg, d0, cg_i64(cg, t));
-    LLVMValueRef kv = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, f->kt, cg_add(cg, cg_mul(cg, d, f->nkp), jb)), W);
+    LLVMValueRef kv = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, f->kt, cg_add(cg, cg_mul(cg, d, W), cg_mul(cg, jb, a->D))), W);
     for (int r = 0; r < a->rows; r++) {
       LLVMValueRef q = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, a->q, cg_add(cg, f->qrow[r], d)), 1);
       LLVMValueRef *acc = &s[t & 1][r];
@@ -484,8 +484,8 @@ static void fwd_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
     for (int c = 0; c < a->n_chunks; c++) cg_set(cg, st->acc[r][c], acc[r][c]);
 }
 
-// The pack kernel: work item = head (b, h); kt[(b*H + h)][d][j] = k(b, j, h*D + d), 0 for
-// j in [Nk, nkp). bufs: kt, k.
+// The pack kernel: work item = head (b, h); kt[(b*H + h)][j / W][d][j % W] = k(b, j, h*D + d)
+// (each block of W keys a contiguous [D][W] panel), 0 for j in [Nk, nkp). bufs: kt, k.
 static void emit_pack_kt(Cg *cg, const Attn *a, const char *name, int64_t nkp) {
   cg_kernel_begin(cg, name);
   LLVMValueRef kt = cg_buf(cg, 0), k = cg_buf(cg, 1);
@@ -498,18 +498,20 @@ static void emit_pack_kt(Cg *cg, const Attn *a, const char *name, int64_t nkp) {
   CgLoop jl;
   cg_for_begin(cg, &jl, cg_i64(cg, 0), cg_i64(cg, a->Nk), cg_i64(cg, 1), "key");
   LLVMValueRef row = cg_gep(cg, cg->f32, src, cg_mul(cg, jl.iv, a->HD));
+  LLVMValueRef blk = LLVMBuildUDiv(cg->b, jl.iv, cg_i64(cg, cg->W), "");
+  LLVMValueRef at = cg_add(cg, cg_mul(cg, blk, a->D * cg->W), LLVMBuildURem(cg->b, jl.iv, cg_i64(cg, cg->W), ""));
   for (int c = 0; c < a->n_chunks; c++) {
     int L = a->lanes[c];
     LLVMValueRef x = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, row, cg_i64(cg, a->off[c])), L);
     for (int e = 0; e < L; e++) {
       LLVMValueRef v = L > 1 ? LLVMBuildExtractElement(cg->b, x, cg_i32(cg, e), "") : x;
-      cg_store(cg, v, cg_gep(cg, cg->f32, dst, cg_add(cg, jl.iv, cg_i64(cg, (a->off[c] + e) * nkp))));
+      cg_store(cg, v, cg_gep(cg, cg->f32, dst, cg_add(cg, at, cg_i64(cg, (a->off[c] + e) * cg->W))));
     }
   }
   cg_for_end(cg, &jl);
   for (int64_t d = 0; d < a->D && nkp > a->Nk; d++)
     for (int64_t j = a->Nk; j < nkp; j++)
-      cg_store(cg, cg_f32(cg, 0.0), cg_gep(cg, cg->f32, dst, cg_i64(cg, d * nkp + j)));
+      cg_store(cg, cg_f32(cg, 0.0), cg_gep(cg, cg->f32, dst, cg_i64(cg, j / cg->W * a->D * cg->W + d * cg->W + j % cg->W)));
   cg_for_end(cg, &hl);
   cg_kernel_end(cg);
 }
@@ -547,7 +549,7 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     int next = 5;
     if (a.has_mask) a.mask = cg_buf(cg, next++);
     if (a.dropout) a.key = dropout_key(cg, &a, cg_buf(cg, next++));
-    Fwd f = {.nkp = nkp};
+    Fwd f = {0};
     row_state_vars(cg, &a, &f.st, true);
     for (int p = 0; p < 2; p++)
       for (int r = 0; r < a.rows; r++) f.sv[p][r] = cg_var(cg, cg_vec_t(cg, cg->f32, cg->W), NULL);
