@@ -4,18 +4,25 @@
 // tensor is ever stored. q, k, v and the output stay in the [B, n, H*D] layout: head h of
 // row j is the D elements at (j * H + h) * D. Dropout draws the reference's masks (element
 // ((b*H + h)*Nq + i)*Nk + j of the stream named by the node's rng hash).
-//   forward:  work item = up to four query rows of one head (b, h), sharing the loads of
-//             k and v; the last item's rows past Nq repeat row Nq - 1.
+//   forward:  a pack step copies K of each head transposed (keys along the lanes, rows
+//             padded to a multiple of W); then work item = FWD_ROWS query rows of one head
+//             (b, h) (KILN_ATTN_ROWS overrides it, for tuning); the last item's rows past
+//             Nq repeat row Nq - 1. Per block of W keys the scores of all rows are
+//             register-blocked outer products (q(r, d) broadcast times a W-key vector of
+//             K^T, FMAs over d, no horizontal sums), then the online softmax, then P.V
+//             (p(r, j) broadcast times the chunks of v row j).
 //   backward: work item = one head (b, h): it owns dk and dv of that head, so the sums over
 //             queries need no atomics; per group of query rows a first sweep finds the
 //             rows' max and sum, a second recomputes the probabilities and accumulates dq,
-//             dk, dv (one load-add-store of a dk or dv row per group).
-// head_dim is split into chunks of W, W/2, ... lanes; the dot products of a block of W keys
-// are summed by a shuffle tree into one W-lane vector of scores.
+//             dk, dv (one load-add-store of a dk or dv row per group). Its dot products of
+//             a block of W keys are summed by a shuffle tree into one W-lane vector.
+// head_dim is split into chunks of W, W/2, ... lanes. exp of the softmax is exp_neg below
+// (arguments <= 0 only: about half of cg_exp's operations).
 #include <assert.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "codegen/compile.h"
 #include "codegen/lower.h"
@@ -24,7 +31,9 @@
 #define RNG_GOLDEN 0x9E3779B97F4A7C15ull
 #define PAD_SCORE (-3.0e38)  // scores of the lanes past the last key: exp gives 0
 #define MAX_CHUNKS 64
-#define MAX_ROWS 4    // query rows of one forward work item (they share the loads of k, v)
+#define MAX_ROWS 8    // query rows of one forward work item (they share the loads of kt, v)
+#define FWD_ROWS 4    // ... by default (KILN_ATTN_ROWS overrides it, 1 .. MAX_ROWS)
+#define GRAD_ROWS 4   // most query rows of one backward group
 
 // ---------------------------------------------------------------------------------------
 // The kernel's sizes and values.
@@ -127,10 +136,33 @@ static LLVMValueRef keep_scale(Cg *cg, const Attn *a, int r, LLVMValueRef jb) {
   return LLVMBuildSelect(b, keep, one, cg_const_like(cg, one, 0.0), "");
 }
 
-// exp(x) for x <= 0 that may be hugely negative: clamped so it is exactly 0 down there.
+// exp(x) for x <= 0 that may be hugely negative (softmax arguments: score - running max),
+// exactly 0 below -87 and 1 at 0: n = roundeven(x log2 e), r = x - n ln2 (ln2 in two
+// parts), e^r = 1 + r + r^2 P(r) (P: the minimax polynomial of cg_math's exp, relative
+// error 2^-31), times 2^n built in the exponent bits (n in [-126, 0]). About half the
+// operations of cg_exp, which also handles overflow, subnormal results and NaN.
+static const float exp_poly[] = {0x1p-1f, 0x1.55553cp-3f, 0x1.5554f2p-5f, 0x1.113736p-7f,
+                                 0x1.6d40f8p-10f, 0x1.6b6026p-13f};
 static LLVMValueRef exp_neg(Cg *cg, LLVMValueRef x) {
-  LLVMValueRef args[2] = {x, cg_const_like(cg, x, -200.0)};
-  return cg_exp(cg, cg_intrinsic(cg, "llvm.maxnum", LLVMTypeOf(x), args, 2));
+  LLVMBuilderRef b = cg->b;
+  LLVMTypeRef ft = LLVMTypeOf(x);
+  LLVMValueRef args[2] = {x, cg_const_like(cg, x, -87.0)};
+  LLVMValueRef h = cg_intrinsic(cg, "llvm.maxnum", ft, args, 2);
+  LLVMValueRef n = LLVMBuildFMul(b, h, cg_const_like(cg, x, 0x1.715476p+0), "");
+  n = cg_intrinsic(cg, "llvm.roundeven", ft, &n, 1);
+  LLVMValueRef r = cg_fma(cg, n, cg_const_like(cg, x, -0x1.62e4p-1), h);  // exact
+  r = cg_fma(cg, n, cg_const_like(cg, x, -0x1.7f7d1cp-20), r);
+  int np = (int)(sizeof exp_poly / sizeof exp_poly[0]);
+  LLVMValueRef p = cg_const_like(cg, x, exp_poly[np - 1]);
+  for (int i = np - 2; i >= 0; i--) p = cg_fma(cg, p, r, cg_const_like(cg, x, exp_poly[i]));
+  LLVMValueRef e = LLVMBuildFAdd(b, cg_fma(cg, LLVMBuildFMul(b, r, r, ""), p, r), cg_const_like(cg, x, 1.0), "");
+  LLVMTypeRef it = LLVMGetTypeKind(ft) == LLVMVectorTypeKind ? LLVMVectorType(cg->i32, LLVMGetVectorSize(ft)) : cg->i32;
+  LLVMValueRef ni = LLVMBuildFPToSI(b, n, it, "");
+  LLVMValueRef bits = LLVMBuildShl(b, LLVMBuildAdd(b, ni, cg_const_int_like(cg, ni, 127), ""),
+                                   cg_const_int_like(cg, ni, 23), "");
+  e = LLVMBuildFMul(b, e, LLVMBuildBitCast(b, bits, ft, ""), "");
+  LLVMValueRef tiny = LLVMBuildFCmp(b, LLVMRealOLT, x, cg_const_like(cg, x, -87.0), "");
+  return LLVMBuildSelect(b, tiny, cg_const_like(cg, x, 0.0), e, "");
 }
 
 // sum over chunks of x[c] * y(ptr + off[c]); the W-lane chunks summed as vectors first.
@@ -298,35 +330,16 @@ static void online_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx)
   RowState *st = ctx;
   LLVMBuilderRef b = cg->b;
   int W = cg->W;
-  LLVMValueRef pe[MAX_ROWS], corr[MAX_ROWS];
   for (int r = 0; r < a->rows; r++) {
     LLVMValueRef s = scores(cg, a, r, jb, count);                   // (W)
     LLVMValueRef m_old = cg_get(cg, st->m[r]);
     LLVMValueRef mx[2] = {m_old, cg_reduce_max(cg, s)};
     LLVMValueRef m_new = cg_intrinsic(cg, "llvm.maxnum", cg->f32, mx, 2);
-    corr[r] = exp_neg(cg, LLVMBuildFSub(b, m_old, m_new, ""));
-    pe[r] = exp_neg(cg, LLVMBuildFSub(b, s, cg_splat(cg, m_new, W), ""));  // (W)
-    cg_set(cg, st->l[r], cg_fma(cg, cg_get(cg, st->l[r]), cg_splat(cg, corr[r], W), pe[r]));
+    LLVMValueRef corr = exp_neg(cg, LLVMBuildFSub(b, m_old, m_new, ""));
+    LLVMValueRef pe = exp_neg(cg, LLVMBuildFSub(b, s, cg_splat(cg, m_new, W), ""));  // (W)
+    cg_set(cg, st->l[r], cg_fma(cg, cg_get(cg, st->l[r]), cg_splat(cg, corr, W), pe));
     cg_set(cg, st->m[r], m_new);
-    if (st->with_acc && a->dropout) pe[r] = LLVMBuildFMul(b, pe[r], keep_scale(cg, a, r, jb), "");
   }
-  if (!st->with_acc) return;
-  LLVMValueRef acc[MAX_ROWS][MAX_CHUNKS];
-  for (int r = 0; r < a->rows; r++)
-    for (int c = 0; c < a->n_chunks; c++)
-      acc[r][c] = LLVMBuildFMul(b, cg_get(cg, st->acc[r][c]), cg_splat(cg, corr[r], a->lanes[c]), "");
-  for (int t = 0; t < count; t++) {
-    LLVMValueRef vrow = key_row(cg, a, a->v, cg_add(cg, jb, cg_i64(cg, t)));
-    LLVMValueRef w[MAX_ROWS];
-    for (int r = 0; r < a->rows; r++) w[r] = LLVMBuildExtractElement(b, pe[r], cg_i32(cg, t), "");
-    for (int c = 0; c < a->n_chunks; c++) {
-      LLVMValueRef vv = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, vrow, cg_i64(cg, a->off[c])), a->lanes[c]);
-      for (int r = 0; r < a->rows; r++)
-        acc[r][c] = cg_fma(cg, cg_splat(cg, w[r], a->lanes[c]), vv, acc[r][c]);
-    }
-  }
-  for (int r = 0; r < a->rows; r++)
-    for (int c = 0; c < a->n_chunks; c++) cg_set(cg, st->acc[r][c], acc[r][c]);
 }
 
 static void row_state_init(Cg *cg, const Attn *a, RowState *st, bool with_acc) {
@@ -358,51 +371,221 @@ static void name_of(Cg *cg, const IrNode *n, const Attn *a, char *name, size_t s
 }
 
 // ---------------------------------------------------------------------------------------
-// attention(q, k, v[, mask]) -> out [B, Nq, H*D]. bufs: out, q, k, v[, mask][, seed].
+// The forward's register-blocked scores. A pack step first copies K of every head (b, h)
+// transposed into kt[(b*H + h)][j / W][d][j % W] (j < Nkp, Nk rounded up to W; zeros past
+// Nk; each key block's panel contiguous), so a
+// block of W keys lies along the lanes: S(rows x W keys) += q(r, d) * kt[jb/W][d][0..W) is
+// one broadcast and one FMA per row and d, accumulated in 2 * rows vector registers (even
+// and odd d apart, added at the end) with no horizontal reduction.
+
+// Scale, mask and pad of the raw dot products s of row r, keys jb .. jb+count-1.
+static LLVMValueRef finish_scores(Cg *cg, const Attn *a, int r, LLVMValueRef s, LLVMValueRef jb, int count) {
+  LLVMBuilderRef b = cg->b;
+  int W = cg->W;
+  s = LLVMBuildFMul(b, s, cg_splat(cg, cg_f32(cg, a->scale), W), "");
+  if (a->has_mask) {
+    LLVMValueRef mrow = cg_gep(cg, cg->f32, a->mask, cg_add(cg, a->mask_row[r], cg_mul(cg, jb, a->ms[3])));
+    LLVMValueRef mv;
+    if (a->ms[3] == 1 && count == W) {
+      mv = cg_load(cg, cg->f32, mrow, W);
+    } else if (a->ms[3] == 0) {
+      mv = cg_splat(cg, cg_load(cg, cg->f32, mrow, 1), W);
+    } else {
+      mv = LLVMConstNull(cg_vec_t(cg, cg->f32, W));
+      for (int t = 0; t < count; t++)
+        mv = LLVMBuildInsertElement(b, mv, cg_load(cg, cg->f32, cg_gep(cg, cg->f32, mrow, cg_i64(cg, t * a->ms[3])), 1),
+                                    cg_i32(cg, t), "");
+    }
+    s = LLVMBuildFAdd(b, s, mv, "");
+  }
+  if (count < W) {
+    LLVMValueRef pad[64];
+    for (int t = 0; t < W; t++) pad[t] = LLVMConstInt(cg->i1, t < count, 0);
+    s = LLVMBuildSelect(b, LLVMConstVector(pad, (unsigned)W), s, cg_splat(cg, cg_f32(cg, PAD_SCORE), W), "");
+  }
+  return s;
+}
+
+typedef struct Fwd {
+  RowState st;
+  LLVMValueRef kt;                 // this head's packed K^T: [nkp / W][D][W]
+  LLVMValueRef qrow[MAX_ROWS];     // offset of the rows' q (and out) elements
+  LLVMValueRef sv[2][MAX_ROWS];    // score accumulator variables of the d loop
+} Fwd;
+
+// s[p][r] += q(r, d) * kt[d][jb..] for d = d0 .. d0 + count - 1 (parity p of d - d0).
+static void score_fmas(Cg *cg, const Attn *a, const Fwd *f, LLVMValueRef jb, LLVMValueRef d0, int count,
+                       LLVMValueRef s[2][MAX_ROWS]) {
+  int W = cg->W;
+  for (int t = 0; t < count; t++) {
+    LLVMValueRef d = cg_add(cg, d0, cg_i64(cg, t));
+    LLVMValueRef kv = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, f->kt, cg_add(cg, cg_mul(cg, d, W), cg_mul(cg, jb, a->D))), W);
+    for (int r = 0; r < a->rows; r++) {
+      LLVMValueRef q = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, a->q, cg_add(cg, f->qrow[r], d)), 1);
+      LLVMValueRef *acc = &s[t & 1][r];
+      *acc = *acc ? cg_fma(cg, cg_splat(cg, q, W), kv, *acc) : LLVMBuildFMul(cg->b, cg_splat(cg, q, W), kv, "");
+    }
+  }
+}
+
+static void fwd_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
+  Fwd *f = ctx;
+  LLVMBuilderRef b = cg->b;
+  int W = cg->W;
+  LLVMValueRef s[2][MAX_ROWS] = {{0}};
+  // d in a loop, 8 at a time (unrolled, the q loads are hoisted out of the key loop and
+  // spilled), then the rest
+  {
+    LLVMValueRef zero = cg_splat(cg, cg_f32(cg, 0.0), W);
+    for (int p = 0; p < 2; p++)
+      for (int r = 0; r < a->rows; r++) cg_set(cg, f->sv[p][r], zero);
+    CgLoop dl;
+    int64_t full = a->D / 8 * 8;
+    cg_for_begin(cg, &dl, cg_i64(cg, 0), cg_i64(cg, full), cg_i64(cg, 8), "d");
+    for (int p = 0; p < 2; p++)
+      for (int r = 0; r < a->rows; r++) s[p][r] = cg_get(cg, f->sv[p][r]);
+    score_fmas(cg, a, f, jb, dl.iv, 8, s);
+    for (int p = 0; p < 2; p++)
+      for (int r = 0; r < a->rows; r++) cg_set(cg, f->sv[p][r], s[p][r]);
+    cg_for_end(cg, &dl);
+    for (int p = 0; p < 2; p++)
+      for (int r = 0; r < a->rows; r++) s[p][r] = cg_get(cg, f->sv[p][r]);
+    if (a->D > full) score_fmas(cg, a, f, jb, cg_i64(cg, full), (int)(a->D - full), s);
+  }
+  RowState *st = &f->st;
+  LLVMValueRef pe[MAX_ROWS], corr[MAX_ROWS];
+  for (int r = 0; r < a->rows; r++) {
+    LLVMValueRef raw = s[1][r] ? LLVMBuildFAdd(b, s[0][r], s[1][r], "") : s[0][r];
+    LLVMValueRef sc = finish_scores(cg, a, r, raw, jb, count);
+    LLVMValueRef m_old = cg_get(cg, st->m[r]);
+    LLVMValueRef mx[2] = {m_old, cg_reduce_max(cg, sc)};
+    LLVMValueRef m_new = cg_intrinsic(cg, "llvm.maxnum", cg->f32, mx, 2);
+    corr[r] = exp_neg(cg, LLVMBuildFSub(b, m_old, m_new, ""));
+    pe[r] = exp_neg(cg, LLVMBuildFSub(b, sc, cg_splat(cg, m_new, W), ""));
+    cg_set(cg, st->l[r], cg_fma(cg, cg_get(cg, st->l[r]), cg_splat(cg, corr[r], W), pe[r]));
+    cg_set(cg, st->m[r], m_new);
+    if (a->dropout) pe[r] = LLVMBuildFMul(b, pe[r], keep_scale(cg, a, r, jb), "");
+  }
+  LLVMValueRef acc[MAX_ROWS][MAX_CHUNKS];
+  for (int r = 0; r < a->rows; r++)
+    for (int c = 0; c < a->n_chunks; c++)
+      acc[r][c] = LLVMBuildFMul(b, cg_get(cg, st->acc[r][c]), cg_splat(cg, corr[r], a->lanes[c]), "");
+  for (int t = 0; t < count; t++) {
+    LLVMValueRef vrow = key_row(cg, a, a->v, cg_add(cg, jb, cg_i64(cg, t)));
+    LLVMValueRef w[MAX_ROWS];
+    for (int r = 0; r < a->rows; r++) w[r] = LLVMBuildExtractElement(b, pe[r], cg_i32(cg, t), "");
+    for (int c = 0; c < a->n_chunks; c++) {
+      LLVMValueRef vv = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, vrow, cg_i64(cg, a->off[c])), a->lanes[c]);
+      for (int r = 0; r < a->rows; r++)
+        acc[r][c] = cg_fma(cg, cg_splat(cg, w[r], a->lanes[c]), vv, acc[r][c]);
+    }
+  }
+  for (int r = 0; r < a->rows; r++)
+    for (int c = 0; c < a->n_chunks; c++) cg_set(cg, st->acc[r][c], acc[r][c]);
+}
+
+// The pack kernel: work item = head (b, h); kt[(b*H + h)][j / W][d][j % W] = k(b, j, h*D + d)
+// (each block of W keys a contiguous [D][W] panel), 0 for j in [Nk, nkp). bufs: kt, k.
+static void emit_pack_kt(Cg *cg, const Attn *a, const char *name, int64_t nkp) {
+  cg_kernel_begin(cg, name);
+  LLVMValueRef kt = cg_buf(cg, 0), k = cg_buf(cg, 1);
+  CgLoop hl;
+  cg_for_begin(cg, &hl, cg->begin, cg->end, cg_i64(cg, 1), "head");
+  LLVMValueRef h = LLVMBuildURem(cg->b, hl.iv, cg_i64(cg, a->H), "");
+  LLVMValueRef bb = LLVMBuildUDiv(cg->b, hl.iv, cg_i64(cg, a->H), "");
+  LLVMValueRef src = cg_gep(cg, cg->f32, k, cg_add(cg, cg_mul(cg, bb, a->Nk * a->HD), cg_mul(cg, h, a->D)));
+  LLVMValueRef dst = cg_gep(cg, cg->f32, kt, cg_mul(cg, hl.iv, a->D * nkp));
+  CgLoop jl;
+  cg_for_begin(cg, &jl, cg_i64(cg, 0), cg_i64(cg, a->Nk), cg_i64(cg, 1), "key");
+  LLVMValueRef row = cg_gep(cg, cg->f32, src, cg_mul(cg, jl.iv, a->HD));
+  LLVMValueRef blk = LLVMBuildUDiv(cg->b, jl.iv, cg_i64(cg, cg->W), "");
+  LLVMValueRef at = cg_add(cg, cg_mul(cg, blk, a->D * cg->W), LLVMBuildURem(cg->b, jl.iv, cg_i64(cg, cg->W), ""));
+  for (int c = 0; c < a->n_chunks; c++) {
+    int L = a->lanes[c];
+    LLVMValueRef x = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, row, cg_i64(cg, a->off[c])), L);
+    for (int e = 0; e < L; e++) {
+      LLVMValueRef v = L > 1 ? LLVMBuildExtractElement(cg->b, x, cg_i32(cg, e), "") : x;
+      cg_store(cg, v, cg_gep(cg, cg->f32, dst, cg_add(cg, at, cg_i64(cg, (a->off[c] + e) * cg->W))));
+    }
+  }
+  cg_for_end(cg, &jl);
+  for (int64_t d = 0; d < a->D && nkp > a->Nk; d++)
+    for (int64_t j = a->Nk; j < nkp; j++)
+      cg_store(cg, cg_f32(cg, 0.0), cg_gep(cg, cg->f32, dst, cg_i64(cg, j / cg->W * a->D * cg->W + d * cg->W + j % cg->W)));
+  cg_for_end(cg, &hl);
+  cg_kernel_end(cg);
+}
+
+// Query rows per forward work item: KILN_ATTN_ROWS (clamped to 1 .. MAX_ROWS) or def; 4
+// was fastest at n = 120 and 512 with W = 16 and W = 8 (bench/attn_bench.c).
+static int env_rows(int def) {
+  const char *s = getenv("KILN_ATTN_ROWS");
+  int r = s && *s ? atoi(s) : def;
+  return r < 1 ? 1 : r > MAX_ROWS ? MAX_ROWS : r;
+}
+
+// ---------------------------------------------------------------------------------------
+// attention(q, k, v[, mask]) -> out [B, Nq, H*D]. Steps: pack K^T (bufs: kt, k), then the
+// attention (bufs: out, q, k, v, kt[, mask][, seed]).
 bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   Attn a = {0};
   if (!attn_init(&a, n, cg->W, cg->training))
     return diag_error(d, "%s \"%s\": head_dim %lld is too large for the attention kernel",
                       n->where, n->name, (long long)a.D);
-  // as many rows as keep their accumulators and query chunks in about 16 vector registers
-  a.rows = a.n_chunks >= 16 ? 1 : 16 / a.n_chunks > MAX_ROWS ? MAX_ROWS : 16 / a.n_chunks;
+  a.rows = env_rows(FWD_ROWS);
   if (a.rows > a.Nq) a.rows = (int)a.Nq;
   int64_t n_blocks = (a.Nq + a.rows - 1) / a.rows;  // work items per head
-  char name[96];
+  int64_t nkp = (a.Nk + cg->W - 1) / cg->W * cg->W;
+  char name[96], pack[112];
   bool exists;
   name_of(cg, n, &a, name, sizeof name, &exists);
+  snprintf(pack, sizeof pack, "%s_kt", name);
   if (!exists) {
+    emit_pack_kt(cg, &a, pack, nkp);
     cg_kernel_begin(cg, name);
     LLVMValueRef out = cg_buf(cg, 0);
     a.q = cg_buf(cg, 1), a.k = cg_buf(cg, 2), a.v = cg_buf(cg, 3);
-    int next = 4;
+    LLVMValueRef kt = cg_buf(cg, 4);
+    int next = 5;
     if (a.has_mask) a.mask = cg_buf(cg, next++);
     if (a.dropout) a.key = dropout_key(cg, &a, cg_buf(cg, next++));
-    RowState st;
-    row_state_vars(cg, &a, &st, true);
+    Fwd f = {0};
+    row_state_vars(cg, &a, &f.st, true);
+    for (int p = 0; p < 2; p++)
+      for (int r = 0; r < a.rows; r++) f.sv[p][r] = cg_var(cg, cg_vec_t(cg, cg->f32, cg->W), NULL);
     CgLoop rl;
     cg_for_begin(cg, &rl, cg->begin, cg->end, cg_i64(cg, 1), "rows");  // (B, H, Nq / rows)
     LLVMValueRef i0 = cg_mul(cg, LLVMBuildURem(cg->b, rl.iv, cg_i64(cg, n_blocks), ""), a.rows);
     LLVMValueRef bh = LLVMBuildUDiv(cg->b, rl.iv, cg_i64(cg, n_blocks), "");
     LLVMValueRef h = LLVMBuildURem(cg->b, bh, cg_i64(cg, a.H), "");
     LLVMValueRef bb = LLVMBuildUDiv(cg->b, bh, cg_i64(cg, a.H), "");
+    f.kt = cg_gep(cg, cg->f32, kt, cg_mul(cg, bh, a.D * nkp));
     row_setup(cg, &a, bb, h, i0);
-    row_state_init(cg, &a, &st, true);
-    for_key_blocks(cg, &a, online_block, &st);
     for (int r = 0; r < a.rows; r++) {
-      LLVMValueRef inv = LLVMBuildFDiv(cg->b, cg_f32(cg, 1.0), cg_reduce_add(cg, cg_get(cg, st.l[r])), "");
       LLVMValueRef i = row_index(cg, &a, i0, r);
-      LLVMValueRef orow = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, bb, a.Nq), i), a.HD), cg_mul(cg, h, a.D));
+      f.qrow[r] = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, bb, a.Nq), i), a.HD), cg_mul(cg, h, a.D));
+    }
+    row_state_init(cg, &a, &f.st, true);
+    for_key_blocks(cg, &a, fwd_block, &f);
+    for (int r = 0; r < a.rows; r++) {
+      LLVMValueRef inv = LLVMBuildFDiv(cg->b, cg_f32(cg, 1.0), cg_reduce_add(cg, cg_get(cg, f.st.l[r])), "");
       for (int c = 0; c < a.n_chunks; c++)
-        cg_store(cg, LLVMBuildFMul(cg->b, cg_get(cg, st.acc[r][c]), cg_splat(cg, inv, a.lanes[c]), ""),
-                 cg_gep(cg, cg->f32, out, cg_add(cg, orow, cg_i64(cg, a.off[c]))));
+        cg_store(cg, LLVMBuildFMul(cg->b, cg_get(cg, f.st.acc[r][c]), cg_splat(cg, inv, a.lanes[c]), ""),
+                 cg_gep(cg, cg->f32, out, cg_add(cg, f.qrow[r], cg_i64(cg, a.off[c]))));
     }
     cg_for_end(cg, &rl);
     cg_kernel_end(cg);
   }
+  int sid = cg_steps_new_scratch(steps);
+  CgArg kt = cg_arg_scratch(sid, (size_t)(a.B * a.H * a.D * nkp) * sizeof(float));
+  CgStep *ps = cg_steps_add(steps, pack, a.B * a.H, n->id);
+  ps->args[ps->n_args++] = kt;
+  ps->args[ps->n_args++] = cg_arg_node(n->in[1]->id);
   CgStep *st = cg_steps_add(steps, name, a.B * a.H * n_blocks, n->id);
   st->args[st->n_args++] = cg_arg_node(n->id);
-  for (int k = 0; k < n->n_in; k++) st->args[st->n_args++] = cg_arg_node(n->in[k]->id);
+  for (int k = 0; k < 3; k++) st->args[st->n_args++] = cg_arg_node(n->in[k]->id);
+  st->args[st->n_args++] = kt;
+  for (int k = 3; k < n->n_in; k++) st->args[st->n_args++] = cg_arg_node(n->in[k]->id);
   if (a.dropout) st->args[st->n_args++] = cg_arg_seed();
   return true;
 }
@@ -514,7 +697,7 @@ bool cg_lower_attention_grad(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     g.dk = cg_gep(cg, cg->f32, grad, cg_i64(cg, nq));
     g.dv = cg_gep(cg, cg->f32, grad, cg_i64(cg, nq + nk));
     // rows whose accumulators fit in about 16 vector registers
-    int rows = a.n_chunks >= 16 ? 1 : 16 / a.n_chunks > MAX_ROWS ? MAX_ROWS : 16 / a.n_chunks;
+    int rows = a.n_chunks >= 16 ? 1 : 16 / a.n_chunks > GRAD_ROWS ? GRAD_ROWS : 16 / a.n_chunks;
     if (rows > a.Nq) rows = (int)a.Nq;
     a.rows = rows;
     row_state_vars(cg, &a, &g.st, false);

@@ -5,8 +5,8 @@
 // values by name. Checked: the pass's result; the fused reference against the unfused one
 // (inference and training with dropout, same seed: same numbers); the gradient against
 // central finite differences and against the unfused graph's; the JIT against the
-// reference for W = 16 and 8, 1 and 2 threads, odd sizes (n = 1, 7, 33, 130; head_dim 8,
-// 64); that the [batch, heads, n, n] buffers are gone from the JIT program; and one
+// reference for W = 16 and 8, 1 and 2 threads, odd sizes (n = 1, 7, 33, 130, Nq != Nk;
+// head_dim 3, 8, 12, 20, 64, 72) and every number of query rows per forward item; that the [batch, heads, n, n] buffers are gone from the JIT program; and one
 // attention node per layer in the VisualBERT files.
 #include <check.h>
 #include <float.h>
@@ -377,6 +377,9 @@ static const Dims jit_cases[] = {
   {1, 1, 1, 1, 8, true, true},    {2, 2, 7, 7, 8, true, true},     {1, 3, 33, 33, 64, true, true},
   {2, 2, 130, 130, 8, true, true}, {1, 2, 130, 130, 64, true, false}, {2, 3, 5, 9, 12, false, true},
   {1, 1, 17, 17, 3, true, true},
+  // head_dim 20 (the forward's d loop: 8, 8, then 4) and 72 (chunks 64 + 8 at W = 16),
+  // Nq != Nk, neither a multiple of W
+  {1, 2, 19, 23, 20, true, true}, {2, 1, 3, 40, 72, true, false},
 };
 
 START_TEST(test_jit_matches_the_reference_forward_and_backward) {
@@ -419,6 +422,43 @@ START_TEST(test_jit_matches_the_reference_forward_and_backward) {
       }
       cg_program_free(&p);
     }
+    ir_values_free(&ref);
+    ir_graph_free(&g);
+  }
+}
+END_TEST
+
+// The forward with every number of query rows per work item (KILN_ATTN_ROWS 1 .. 8, the
+// last item's rows clamped to the last row), in inference and with dropout: the same
+// numbers as the reference each time, so the blocking changes neither scores nor masks.
+START_TEST(test_jit_forward_matches_the_reference_with_any_rows_per_item) {
+  Dims dm = {2, 2, 13, 21, 20, true, true};
+  for (int training = 0; training <= 1; training++) {
+    IrGraph g;
+    pipeline(&g, &dm, false, false);
+    IrValues ref;
+    fill(&g, &ref);
+    eval_ok(&g, &ref, training);
+    const IrNode *out = ir_graph_find(&g, "out");
+    for (int rows = 1; rows <= 8; rows++) {
+      char v[8];
+      snprintf(v, sizeof v, "%d", rows);
+      setenv("KILN_ATTN_ROWS", v, 1);
+      for (int W = 8; W <= 16; W *= 2) {
+        CgOptions opt = {.vector_floats = W, .training = training};
+        CgProgram p;
+        Diag d = {0};
+        ck_assert_msg(cg_compile(&g, NULL, &opt, &p, &d), "%s", d.msg);
+        bind(&g, &p, &ref);
+        *p.seed = 42;
+        rt_plan_run(&p.plan, 2);
+        ck_assert(cg_program_status(&p, &d));
+        double e = jit_err(out, &p, ref.v[out->id]);
+        ck_assert_msg(e < 2e-5, "rows %d W=%d training=%d: out rel err %g", rows, W, training, e);
+        cg_program_free(&p);
+      }
+    }
+    unsetenv("KILN_ATTN_ROWS");
     ir_values_free(&ref);
     ir_graph_free(&g);
   }
@@ -509,6 +549,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_gradient_matches_central_differences);
   tcase_add_loop_test(tc, test_gradient_equals_the_unfused_graphs, 0, n_ref);
   tcase_add_loop_test(tc, test_jit_matches_the_reference_forward_and_backward, 0, n_jit);
+  tcase_add_test(tc, test_jit_forward_matches_the_reference_with_any_rows_per_item);
   tcase_add_test(tc, test_jit_program_has_no_score_sized_buffers);
   tcase_add_loop_test(tc, test_visualbert_has_one_attention_node_per_layer, 0,
                       (int)(sizeof models / sizeof models[0]));
