@@ -15,7 +15,7 @@
 #   --report-dir DIR: where fusion.md and the plots go (default docs/experiments)
 #   --work DIR: data, weights and logs (default: a temporary directory, removed at the end)
 # environment: KILN (default build/kiln), THREADS (2), SEEDS ("1 2"), PRE_STEPS, STEPS,
-#   EVAL_EVERY override the sizes below.
+#   EVAL_EVERY, PRE_EVAL_EVERY override the sizes below.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 kiln=${KILN:-$root/build/kiln}
@@ -38,12 +38,14 @@ if [ $quick = 1 ]; then
   model=(--set hidden=32 --set layers=1 --set heads=2 --set intermediate=64 --set batch=16)
   synth=(--train 512 --val 128 --test 128)
   seeds=${SEEDS:-1}; pre_steps=${PRE_STEPS:-60}; steps=${STEPS:-60}; every=${EVAL_EVERY:-30}
+  pre_every=${PRE_EVAL_EVERY:-30}
   lr=2e-3
 else
   mode=full
   model=(--set hidden=128 --set layers=4 --set heads=4 --set intermediate=512 --set batch=32)
   synth=(--train 4000 --val 512 --test 512)
   seeds=${SEEDS:-1 2}; pre_steps=${PRE_STEPS:-300}; steps=${STEPS:-120}; every=${EVAL_EVERY:-40}
+  pre_every=${PRE_EVAL_EVERY:-100}
   lr=5e-4
 fi
 now() { date +%s.%N; }
@@ -55,7 +57,7 @@ mapfile -t world < <(sed 's/^/--set\n/' "$work/world/config.txt")
 sets=("${world[@]}" "${model[@]}")
 {
   echo "mode $mode"; echo "model ${model[*]}"; echo "data ${synth[*]}"; echo "seeds $seeds"
-  echo "pre_steps $pre_steps"; echo "steps $steps"; echo "eval_every $every"; echo "lr $lr"
+  echo "pre_steps $pre_steps"; echo "steps $steps"; echo "eval_every $every (pre-training $pre_every)"; echo "lr $lr"
   echo "threads $threads"; echo "machine $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
   echo "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } >"$work/setup.txt"
@@ -76,7 +78,7 @@ train_run() {
   local t0; t0=$(now)
   "$kiln" train "$root/models/visualbert-$m.json" "${sets[@]}" "${extra[@]}" "$@" \
     --data "$work/world/$data-train.safetensors" -o "$dir/w.safetensors" --lr "$lr" \
-    --steps "$steps_now" --checkpoint-every "$every" --threads "$threads" 2>"$dir/train.log"
+    --steps "$steps_now" --checkpoint-every "$every_now" --threads "$threads" 2>"$dir/train.log"
   echo "$(now) $t0" | awk '{printf "%.3f\n", $1 - $2}' >"$dir/time.txt"
   local eval_data=$data-val
   [ "$data" = pretrain ] && eval_data=pretrain-static-val
@@ -97,7 +99,7 @@ for fusion in early late; do
   echo "fusion.sh: pre-training ($fusion fusion, $pre_steps steps)" >&2
   "$kiln" init "$root/models/visualbert-pretrain$suffix.json" "${sets[@]}" --seed 0 \
     -o "$work/init-pretrain-$fusion.safetensors" 2>/dev/null
-  steps_now=$pre_steps train_run "$pre" "pretrain$suffix" pretrain \
+  steps_now=$pre_steps every_now=$pre_every train_run "$pre" "pretrain$suffix" pretrain \
     --weights "$work/init-pretrain-$fusion.safetensors" --seed 0
   for task in vqa nlvr2; do
     read -ra extra <<<"$(task_sets $task)"
@@ -105,9 +107,9 @@ for fusion in early late; do
       echo "fusion.sh: $task, $fusion fusion, seed $seed: without and with pre-training" >&2
       "$kiln" init "$root/models/visualbert-$task$suffix.json" "${sets[@]}" "${extra[@]}" \
         --seed "$seed" -o "$work/init-$task-$fusion-$seed.safetensors" 2>/dev/null
-      steps_now=$steps train_run "$work/runs/$task-$fusion-scratch-s$seed" "$task$suffix" "$task" \
+      steps_now=$steps every_now=$every train_run "$work/runs/$task-$fusion-scratch-s$seed" "$task$suffix" "$task" \
         --weights "$work/init-$task-$fusion-$seed.safetensors" --seed "$seed"
-      steps_now=$steps train_run "$work/runs/$task-$fusion-pretrained-s$seed" "$task$suffix" "$task" \
+      steps_now=$steps every_now=$every train_run "$work/runs/$task-$fusion-pretrained-s$seed" "$task$suffix" "$task" \
         --init "$pre/w.safetensors" --seed "$seed"
     done
   done
