@@ -9,8 +9,11 @@
 # Every number in the report comes from this run.
 #
 # usage: bench/experiments/fusion.sh [--quick] [--report-dir DIR] [--work DIR]
-#   default: hidden 128, 4 layers, 4 heads, batch 32, 2 seeds; < 30 min on 2 idle cores
-#            (extrapolated from short runs on a loaded machine; see the report)
+#   default: hidden 128, 4 layers, 4 heads, batch 32, 2 seeds, 300 pre-training and 120
+#            fine-tuning steps: estimated ~20 min on 2 idle cores, extrapolated (not run)
+#            from short runs on a shared machine (load ~6): per batch-32 step 0.6-1.7 s
+#            early, 0.2-0.3 s late fusion; 10-20 s of compilation per kiln train/eval;
+#            72 compiling kiln commands (18 train, 54 eval). Lower STEPS/SEEDS if slower.
 #   --quick: a tiny config (hidden 32, 1 layer, few steps) in a couple of minutes, for tests
 #   --report-dir DIR: where fusion.md and the plots go (default docs/experiments)
 #   --work DIR: data, weights and logs (default: a temporary directory, removed at the end)
