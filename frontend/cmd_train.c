@@ -579,8 +579,8 @@ int cmd_train(const CliOptions *o) {
                     "and -o FILE (kiln train --help)\n");
     return EXIT_USAGE;
   }
-  if (!!o->weights + !!o->resume + !!o->init > 1) {
-    fprintf(stderr, "kiln: train takes one of --weights, --init and --resume\n");
+  if (o->init && (o->weights || o->resume)) {  // (--resume's weights replace --weights)
+    fprintf(stderr, "kiln: train takes --init W without --weights and --resume\n");
     return EXIT_USAGE;
   }
   OptKind kind = OPT_ADAMW;
