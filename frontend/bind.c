@@ -76,6 +76,61 @@ bool fe_bind_native(const IrGraph *g, const StFile *f, IrOpKind kind, void *cons
   return true;
 }
 
+// Lists up to three names and the rest as a count: "a, b, c and 4 more".
+static void list_names(FILE *out, const char *const *names, int n) {
+  for (int k = 0; k < n && k < 3; k++) fprintf(out, "%s%s", k ? ", " : "", names[k]);
+  if (n > 3) fprintf(out, " and %d more", n - 3);
+}
+
+bool fe_bind_partial(const IrGraph *g, const StFile *f, void *const *value, uint64_t seed, FILE *log,
+                     Diag *d) {
+  const char **fresh = calloc((size_t)g->n_nodes + 1, sizeof *fresh);
+  const char **extra = calloc((size_t)f->n + 1, sizeof *extra);
+  int n_fresh = 0, n_extra = 0, n_copied = 0;
+  bool ok = fresh && extra;
+  if (!ok) diag_error(d, "%s: out of memory", f->path);
+  for (int i = 0; ok && i < g->n_nodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op != IR_OP_PARAM || !value[i]) continue;
+    const StTensor *t = st_find(f, n->name);
+    if (t) {
+      ok = convert_into(n, t, f->path, value[i], d);
+      n_copied++;
+      continue;
+    }
+    size_t count = (size_t)ir_numel(&n->shape);
+    double *tmp = malloc(count * sizeof(double) + 1);
+    if (!tmp) {
+      ok = diag_error(d, "%s \"%s\": out of memory for %zu values", n->where, n->name, count);
+      break;
+    }
+    fe_init_param(g, n, seed, tmp);
+    for (size_t k = 0; k < count; k++) dt_store(n->dtype, value[i], k, tmp[k]);
+    free(tmp);
+    fresh[n_fresh++] = n->name;
+  }
+  for (int k = 0; ok && k < f->n; k++) {
+    const IrNode *n = ir_graph_find(g, f->tensors[k].name);
+    if (!n || n->op != IR_OP_PARAM) extra[n_extra++] = f->tensors[k].name;
+  }
+  if (ok && log) {
+    fprintf(log, "%s: %d parameters copied", f->path, n_copied);
+    if (n_fresh) {
+      fprintf(log, "; %d not in the file, initialised (seed %llu): ", n_fresh, (unsigned long long)seed);
+      list_names(log, fresh, n_fresh);
+    }
+    fprintf(log, "\n");
+    if (n_extra) {
+      fprintf(log, "%s: %d tensors are not parameters of the model (ignored): ", f->path, n_extra);
+      list_names(log, extra, n_extra);
+      fprintf(log, "\n");
+    }
+  }
+  free(fresh);
+  free(extra);
+  return ok;
+}
+
 bool fe_bind_weights(const IrGraph *g, const StFile *w, IrValues *vals, FILE *log, Diag *d) {
   for (int i = 0; i < g->n_nodes; i++) {
     const IrNode *n = g->nodes[i];

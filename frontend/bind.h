@@ -24,6 +24,14 @@ bool fe_bind_inputs(const IrGraph *g, const StFile *in, IrValues *vals, bool *gi
 bool fe_bind_native(const IrGraph *g, const StFile *f, IrOpKind kind, void *const *value,
                     bool *given, FILE *log, Diag *d);
 
+// Starting from other weights (kiln train --init): every parameter that f holds is
+// converted into value[id] (its shape must match: else an error naming the tensor); the
+// others (e.g. a task's head) get their initialisers' values for `seed`. On `log`: one line
+// with the counts and the first initialised names, one with the tensors of f that are not
+// parameters (ignored), if any.
+bool fe_bind_partial(const IrGraph *g, const StFile *f, void *const *value, uint64_t seed, FILE *log,
+                     Diag *d);
+
 // Marks in `avail` every node computable from the given inputs (and parameters).
 void fe_available(const IrGraph *g, const bool *given, bool *avail);
 

@@ -26,6 +26,7 @@ typedef struct CliOptions {
   int threads;
   // train
   const char *data, *optimizer, *resume;
+  const char *init;             // train --init W: start from W, initialise what it lacks
   int steps, checkpoint_every;  // 0: not given
   double lr;                    // 0: not given (the optimiser's default)
   bool verbose, help, grad;  // grad: dump/check the joint forward+backward graph

@@ -492,8 +492,10 @@ static bool train(Trainer *t, Diag *d) {
   // Weights (from the checkpoint when resuming) and data.
   StFile wf = {0}, df = {0};
   int64_t done = 0;
-  const char *wpath = o->resume ? o->resume : o->weights;
-  ok = st_read(wpath, &wf, d) && fe_bind_native(g, &wf, IR_OP_PARAM, t->p.value, NULL, log, d) &&
+  const char *wpath = o->resume ? o->resume : o->weights ? o->weights : o->init;
+  ok = st_read(wpath, &wf, d) &&
+       (o->init ? fe_bind_partial(g, &wf, t->p.value, o->seed, stderr, d)
+                : fe_bind_native(g, &wf, IR_OP_PARAM, t->p.value, NULL, log, d)) &&
        (!o->resume || ckpt_read_state(&wf, &t->opt, &done, d)) && st_read(o->data, &df, d) &&
        data_load(g, &df, t->p.value, o->seed, &t->data, d);
   if (ok && !mlm_load(&df, &t->mlm, &t->has_mlm, d) && t->has_mlm) ok = false;  // malformed
@@ -572,9 +574,13 @@ bool train_load(const CliOptions *o, const PassOptimizer *spec, IrGraph *g, int 
 }
 
 int cmd_train(const CliOptions *o) {
-  if ((!o->weights && !o->resume) || !o->data || !o->output) {
-    fprintf(stderr, "kiln: train needs --weights FILE (or --resume CKPT), --data FILE and -o FILE "
-                    "(kiln train --help)\n");
+  if ((!o->weights && !o->resume && !o->init) || !o->data || !o->output) {
+    fprintf(stderr, "kiln: train needs --weights FILE (or --init W, or --resume CKPT), --data FILE "
+                    "and -o FILE (kiln train --help)\n");
+    return EXIT_USAGE;
+  }
+  if (o->init && (o->weights || o->resume)) {  // (--resume's weights replace --weights)
+    fprintf(stderr, "kiln: train takes --init W without --weights and --resume\n");
     return EXIT_USAGE;
   }
   OptKind kind = OPT_ADAMW;

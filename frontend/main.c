@@ -76,7 +76,7 @@ static const Command commands[] = {
   {"train", cmd_train,
    "kiln train MODEL --weights W --data DATA -o W_OUT [--steps N] [--lr X] "
    "[--optimizer adamw|sgd] [--seed S] [--set NAME=VALUE]... [--checkpoint-every N] "
-   "[--resume CKPT] [--threads N]",
+   "[--resume CKPT] [--threads N] [--init W]",
    "Train MODEL's loss on DATA with the JIT (compiled once, dropout active) and write the\n"
    "trained parameters to W_OUT. DATA holds one tensor per model input with a leading\n"
    "example dimension; each step takes the next `batch` examples (the model's config) of\n"
@@ -92,13 +92,16 @@ static const Command commands[] = {
    "                     to W_OUT with .step-K inserted before .safetensors\n"
    "  --resume CKPT      continue from a checkpoint (its weights replace --weights); pass\n"
    "                     the same --steps, --seed and --data to reach the same weights\n"
+   "  --init W           instead of --weights: start from W (e.g. pre-trained); parameters\n"
+   "                     W lacks (a task's head) get their initialisers' values for --seed;\n"
+   "                     W's other tensors are listed and ignored\n"
    "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n"
    "  --loss NAME        which of the model's losses (default: loss)\n"
    "The update is compiled with the forward and backward (one plan run a step).\n"
    "Ctrl-C (SIGINT) or SIGTERM finishes the step, writes a checkpoint, prints how to\n"
    "resume and exits with 130. More: docs/training.md.\n",
    " set weights data output steps lr optimizer seed checkpoint-every resume threads loss "
-   "verbose disable-pass dump-llvm "},
+   "verbose disable-pass dump-llvm init "},
   {"bench", cmd_bench,
    "kiln bench MODEL [--train [--optimizer adamw|sgd]] [--set NAME=VALUE]... [--iters N] "
    "[--threads N] [--weights W] [--inputs IN] [--profile]",
@@ -306,6 +309,9 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "--resume") == 0) {
       TAKES_VALUE();
       o.resume = val;
+    } else if (strcmp(a, "--init") == 0) {
+      TAKES_VALUE();
+      o.init = val;
     } else if (strcmp(a, "--optimizer") == 0) {
       TAKES_VALUE();
       if (strcmp(val, "adamw") != 0 && strcmp(val, "sgd") != 0)

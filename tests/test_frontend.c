@@ -1007,7 +1007,11 @@ START_TEST(test_visualbert_models_load_with_a_tiny_config) {
   load_model_ok("models/visualbert-vqa-late.json", TINY, NULL);
   ck_assert_int_eq(ir_count_params(&g),
                    vb_model(&vb_tiny) + vb_layer(&vb_tiny) + vb_linear_head(&vb_tiny));
-  assert_shape("late:fused", 3, 1, 11, 32);
+  assert_shape("text_hidden.2", 3, 1, 6, 32);  // block late_fusion: the layers see the text alone
+  assert_shape("hidden.2", 3, 1, 11, 32);       // the additional layer's [text; regions]
+  load_model_ok("models/visualbert-pretrain-late.json", TINY, NULL);
+  ck_assert_int_eq(ir_count_params(&g), vb_model(&vb_tiny) + vb_layer(&vb_tiny) + vb_pretrain_heads(&vb_tiny));
+  assert_shape("prediction_logits", 3, 1, 6, 100);
 
   load_model_ok("models/visualbert-nlvr2.json", TINY, NULL);
   ck_assert_int_eq(ir_count_params(&g), vb_model(&vb_tiny) + vb_linear_head(&vb_tiny));

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `kiln train` on all four VisualBERT model files at a tiny configuration (a 1-layer model,
+# `kiln train` on all six VisualBERT model files at a tiny configuration (a 1-layer model,
 # 8 examples, batch 2, 4 AdamW steps, dropout on): each run succeeds and writes every
 # parameter, finite, with the ones the loss reaches changed; and `kiln bench --train`
 # prints compile_ms and median_ms. (`kiln grad --backend jit` on the four files is held to
@@ -23,7 +23,7 @@ check() {  # check NAME COMMAND...
 
 trains() {  # trains VARIANT
   local v=$1 d="$work/$1" model="$root/models/visualbert-$1.json" extra=()
-  [ "$v" = nlvr2 ] || extra=(--set num_labels=5)
+  [ "${v%-late}" = nlvr2 ] || extra=(--set num_labels=5)
   mkdir -p "$d"
   "$kiln" init "$model" -o "$d/w.safetensors" --seed 3 "${tiny[@]}" "${extra[@]}" || return 1
   "$py" "$here/parity/make_case.py" --variant "$v" --seed 5 -o "$d/data.safetensors" \
@@ -42,7 +42,7 @@ assert "visual_bert.embeddings.word_embeddings.weight" in changed
 assert len(changed) >= len(o) // 2
 PY
 }
-for v in vqa pretrain vqa-late nlvr2; do
+for v in vqa pretrain vqa-late nlvr2 nlvr2-late pretrain-late; do
   check "train: 4 steps of $v at a tiny config" trains "$v"
 done
 

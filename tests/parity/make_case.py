@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Random, valid VisualBERT inputs for a parity case.
 
-  make_case.py --variant {vqa,pretrain,vqa-late,nlvr2} --seed S -o IN.safetensors
+  make_case.py --variant {vqa,pretrain,nlvr2}[-late] --seed S -o IN.safetensors
                [--set name=value ...] [--float-masks] [--no-labels]
                [--id-dtype int64|int32] [--weights-out W.safetensors
                [--weight-std 0.02] [--weight-seed N]]
@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import safetensors_io  # noqa: E402
-from visualbert_torch import VARIANTS, default_config, parse_sets, random_weights  # noqa: E402
+from visualbert_torch import VARIANTS, base, default_config, parse_sets, random_weights  # noqa: E402
 
 
 def make_inputs(variant, seed, cfg, float_masks=False, labels=True, id_dtype=np.int64):
@@ -65,7 +65,7 @@ def make_inputs(variant, seed, cfg, float_masks=False, labels=True, id_dtype=np.
             k = int(rng.integers(1, max(1, R // 8) + 1))
             vmask[b, rng.choice(R, size=k, replace=False)] = 0
     ve = rng.standard_normal((B, R, Dv)).astype(np.float32)
-    if variant == "nlvr2" and TV >= 2:
+    if base(variant) == "nlvr2" and TV >= 2:
         vtt = np.broadcast_to((np.arange(R) >= (R + 1) // 2).astype(np.int64), (B, R)).copy()
     else:
         vtt = rng.integers(0, TV, size=(B, R))
@@ -81,7 +81,7 @@ def make_inputs(variant, seed, cfg, float_masks=False, labels=True, id_dtype=np.
     }
     if not labels:
         return out
-    if variant in ("vqa", "vqa-late"):
+    if base(variant) == "vqa":
         lab = np.zeros((B, NL), dtype=np.float32)
         for b in range(B):
             k = int(rng.integers(1, min(4, NL) + 1))
@@ -89,9 +89,9 @@ def make_inputs(variant, seed, cfg, float_masks=False, labels=True, id_dtype=np.
             counts = rng.integers(1, 5, size=k)
             lab[b, ans] = np.minimum(1.0, 0.3 * counts)
         out["labels"] = lab
-    elif variant == "nlvr2":
+    elif base(variant) == "nlvr2":
         out["labels"] = rng.integers(0, NL, size=B).astype(id_dtype)
-    elif variant == "pretrain":
+    elif base(variant) == "pretrain":
         lab = np.full((B, T), -100, dtype=np.int64)
         for b in range(B):
             n = int(lengths[b])

@@ -40,7 +40,7 @@ check() {  # name, variant, model, extra make_case flags, then --set list
 }
 req() {
   case $1 in
-    pretrain) echo prediction_logits,seq_relationship_logits,pooler_output,loss,sentence_image_loss ;;
+    pretrain|pretrain-late) echo prediction_logits,seq_relationship_logits,pooler_output,loss,sentence_image_loss ;;
     *) echo logits,pooler_output,loss ;;
   esac
 }
@@ -56,6 +56,8 @@ check vqa-tiny-float-masks-i32 vqa visualbert-vqa.json "--float-masks --id-dtype
 check pretrain-tiny pretrain visualbert-pretrain.json "" "${tiny[@]}"
 check vqa-late-tiny vqa-late visualbert-vqa-late.json "" "${tiny[@]}" --set num_labels=7
 check nlvr2-tiny nlvr2 visualbert-nlvr2.json "" "${tiny[@]}"
+check nlvr2-late-tiny nlvr2-late visualbert-nlvr2-late.json "" "${tiny[@]}"
+check pretrain-late-tiny pretrain-late visualbert-pretrain-late.json "" "${tiny[@]}"
 check vqa-batch1-3layers vqa visualbert-vqa.json "" --set layers=3 --set hidden=48 --set heads=3 \
   --set intermediate=96 --set vocab=80 --set visual_dim=40 --set text_len=9 --set regions=13 \
   --set num_labels=11

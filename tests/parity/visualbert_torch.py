@@ -5,7 +5,7 @@ Follows /work/shared/visualbert.md (Hugging Face parameter names). All math is
 written out with torch tensor ops; inference mode (dropout = identity).
 Computes in float64 by default; outputs are written as float32.
 
-  visualbert_torch.py --variant {vqa,pretrain,vqa-late,nlvr2} \
+  visualbert_torch.py --variant {vqa,pretrain,nlvr2}[-late] \
       --weights W.safetensors --inputs IN.safetensors -o OUT.safetensors \
       [--set name=value ...] [--dtype float64|float32] [--hidden] [--strict]
 
@@ -39,7 +39,12 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import safetensors_io  # noqa: E402
 
-VARIANTS = ("vqa", "pretrain", "vqa-late", "nlvr2")
+VARIANTS = ("vqa", "pretrain", "vqa-late", "nlvr2", "nlvr2-late", "pretrain-late")
+
+
+def base(variant):
+    """The task of a variant: "nlvr2-late" -> "nlvr2" (late fusion only changes the encoder)."""
+    return variant[:-5] if variant.endswith("-late") else variant
 
 CONFIG_DEFAULTS = dict(
     batch=1, text_len=20, regions=100, vocab=30522, hidden=768, layers=12,
@@ -60,7 +65,7 @@ LAYER_SUBNAMES = (
 
 def default_config(variant):
     cfg = dict(CONFIG_DEFAULTS)
-    cfg.update(VARIANT_DEFAULTS.get(variant, {}))
+    cfg.update(VARIANT_DEFAULTS.get(base(variant), {}))
     return cfg
 
 
@@ -120,12 +125,12 @@ def param_shapes(cfg, variant):
         s.update(layer_shapes(f"visual_bert.encoder.layer.{i}.", cfg))
     s["visual_bert.pooler.dense.weight"] = (H, H)
     s["visual_bert.pooler.dense.bias"] = (H,)
-    if variant == "vqa-late":
+    if variant.endswith("-late"):
         s.update(layer_shapes("visual_bert.additional_layer.", cfg))
-    if variant in ("vqa", "vqa-late", "nlvr2"):
+    if base(variant) in ("vqa", "nlvr2"):
         s["cls.weight"] = (cfg["num_labels"], H)
         s["cls.bias"] = (cfg["num_labels"],)
-    elif variant == "pretrain":
+    elif base(variant) == "pretrain":
         s["cls.predictions.transform.dense.weight"] = (H, H)
         s["cls.predictions.transform.dense.bias"] = (H,)
         s["cls.predictions.transform.LayerNorm.weight"] = (H,)
@@ -163,7 +168,7 @@ def infer_config(variant, weights, inputs=None, sets=None):
     found["layers"] = len(idx)
     if idx != set(range(len(idx))):
         raise SystemExit(f"weights: encoder layer indices not contiguous: {sorted(idx)}")
-    if variant in ("vqa", "vqa-late", "nlvr2"):
+    if base(variant) in ("vqa", "nlvr2"):
         found["num_labels"] = shape("cls.weight")[0]
     if inputs is not None:
         if "input_ids" not in inputs or "visual_embeds" not in inputs:
@@ -280,7 +285,7 @@ def forward(W, inp, variant, cfg, debug=False):
                            inp["visual_attention_mask"].to(dtype)], dim=1)
     if debug:
         out["embedding_output"] = x
-    if variant == "vqa-late":
+    if variant.endswith("-late"):
         t = x[:, :T]
         vis = x[:, T:]
         tmask = additive_mask(inp["attention_mask"], dtype)
@@ -301,7 +306,7 @@ def forward(W, inp, variant, cfg, debug=False):
     pooled = torch.tanh(linear(h[:, 0], W, "visual_bert.pooler.dense"))
     out["pooler_output"] = pooled
 
-    if variant in ("vqa", "vqa-late"):
+    if base(variant) == "vqa":
         idx = vqa_gather_index(inp["attention_mask"])
         tok = h[torch.arange(h.shape[0]), idx]
         logits = linear(tok, W, "cls")
@@ -310,12 +315,12 @@ def forward(W, inp, variant, cfg, debug=False):
             target = inp["labels"].to(dtype)
             out["loss"] = F.kl_div(torch.log_softmax(logits, dim=-1), target,
                                    reduction="batchmean")
-    elif variant == "nlvr2":
+    elif base(variant) == "nlvr2":
         logits = linear(pooled, W, "cls")
         out["logits"] = logits
         if "labels" in inp:
             out["loss"] = F.cross_entropy(logits, inp["labels"].reshape(-1))
-    elif variant == "pretrain":
+    elif base(variant) == "pretrain":
         p = "cls.predictions."
         tr = gelu(linear(h[:, :T], W, p + "transform.dense"))
         tr = layer_norm(tr, W, p + "transform.LayerNorm", eps)
@@ -390,12 +395,12 @@ def prepare_inputs(inputs_np, cfg, variant, dtype):
 
     if "labels" in inputs_np:
         lab = inputs_np["labels"]
-        if variant in ("vqa", "vqa-late"):
+        if base(variant) == "vqa":
             if tuple(lab.shape) != (B, cfg["num_labels"]):
                 raise SystemExit(f"inputs: labels shape {list(lab.shape)}, expected "
                                  f"{[B, cfg['num_labels']]}")
             inp["labels"] = torch.from_numpy(lab.astype(np.float64)).to(dtype)
-        elif variant == "nlvr2":
+        elif base(variant) == "nlvr2":
             lab = lab.reshape(-1)
             if lab.shape[0] != B:
                 raise SystemExit(f"inputs: labels shape {list(inputs_np['labels'].shape)}, expected [{B}]")
@@ -404,7 +409,7 @@ def prepare_inputs(inputs_np, cfg, variant, dtype):
             if tuple(lab.shape) != (B, T):
                 raise SystemExit(f"inputs: labels shape {list(lab.shape)}, expected {[B, T]}")
             inp["labels"] = torch.from_numpy(lab.astype(np.int64))
-    if "sentence_image_labels" in inputs_np and variant == "pretrain":
+    if "sentence_image_labels" in inputs_np and base(variant) == "pretrain":
         sil = inputs_np["sentence_image_labels"].reshape(-1)
         if sil.shape[0] != B:
             raise SystemExit("inputs: sentence_image_labels must be [B]")

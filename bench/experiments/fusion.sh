@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The early vs late fusion experiment (issue 7; the VisualBERT paper's ablation) on kiln's
+# synthetic grounded world: generate the data (kiln data synth); pre-train the early and
+# the late model (MLM + sentence-image, models/visualbert-pretrain{,-late}.json); then for
+# each fusion, with pre-training (kiln train --init) and without (kiln init), fine-tune and
+# evaluate the VQA-like and the NLVR2-like task for every seed, evaluating the checkpoints
+# on the validation split (learning curves); finally bench/experiments/fusion_report.py
+# writes REPORT_DIR/fusion.md (accuracy table, times, model-file diffs) and its SVG plots.
+# Every number in the report comes from this run.
+#
+# usage: bench/experiments/fusion.sh [--quick] [--report-dir DIR] [--work DIR]
+#   default: hidden 128, 4 layers, 4 heads, batch 32, 2 seeds, 300 pre-training and 120
+#            fine-tuning steps: estimated ~20 min on 2 idle cores, extrapolated (not run)
+#            from short runs on a shared machine (load ~6): per batch-32 step 0.6-1.7 s
+#            early, 0.2-0.3 s late fusion; 10-20 s of compilation per kiln train/eval;
+#            72 compiling kiln commands (18 train, 54 eval). Lower STEPS/SEEDS if slower.
+#   --quick: a tiny config (hidden 32, 1 layer, 60 steps) for tests: 320 s and 687 s measured
+#            on the shared machine (load ~6), mostly compiling its 30 kiln train/eval commands
+#   --report-dir DIR: where fusion.md and the plots go (default docs/experiments)
+#   --work DIR: data, weights and logs (default: a temporary directory, removed at the end)
+# environment: KILN (default build/kiln), THREADS (2), SEEDS ("1 2"), PRE_STEPS, STEPS,
+#   EVAL_EVERY, PRE_EVAL_EVERY override the sizes below.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+kiln=${KILN:-$root/build/kiln}
+py=/usr/bin/python3
+quick=0 report_dir=$root/docs/experiments work=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) quick=1 ;;
+    --report-dir) report_dir=${2:?--report-dir needs a value}; shift ;;
+    --work) work=${2:?--work needs a value}; shift ;;
+    *) echo "usage: $0 [--quick] [--report-dir DIR] [--work DIR]" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ -z "$work" ]; then work=$(mktemp -d); trap 'rm -rf "$work"' EXIT; fi
+mkdir -p "$work" "$report_dir"
+threads=${THREADS:-2}
+if [ $quick = 1 ]; then
+  mode=quick
+  model=(--set hidden=32 --set layers=1 --set heads=2 --set intermediate=64 --set batch=16)
+  synth=(--train 512 --val 128 --test 128)
+  seeds=${SEEDS:-1}; pre_steps=${PRE_STEPS:-60}; steps=${STEPS:-60}; every=${EVAL_EVERY:-30}
+  pre_every=${PRE_EVAL_EVERY:-30}
+  lr=2e-3
+else
+  mode=full
+  model=(--set hidden=128 --set layers=4 --set heads=4 --set intermediate=512 --set batch=32)
+  synth=(--train 4000 --val 512 --test 512)
+  seeds=${SEEDS:-1 2}; pre_steps=${PRE_STEPS:-300}; steps=${STEPS:-120}; every=${EVAL_EVERY:-40}
+  pre_every=${PRE_EVAL_EVERY:-100}
+  lr=5e-4
+fi
+now() { date +%s.%N; }
+t_start=$(now)
+
+# The data: one world (seed 0) for every run; the seeds vary initialisation, order, dropout.
+"$kiln" data synth -o "$work/world" --seed 0 "${synth[@]}" 2>"$work/synth.log"
+mapfile -t world < <(sed 's/^/--set\n/' "$work/world/config.txt")
+sets=("${world[@]}" "${model[@]}")
+{
+  echo "mode $mode"; echo "model ${model[*]}"; echo "data ${synth[*]}"; echo "seeds $seeds"
+  echo "pre_steps $pre_steps"; echo "steps $steps"; echo "eval_every $every (pre-training $pre_every)"; echo "lr $lr"
+  echo "threads $threads"; echo "machine $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+  echo "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+} >"$work/setup.txt"
+for t in vqa nlvr2 pretrain; do
+  diff -u --label "models/visualbert-$t.json" --label "models/visualbert-$t-late.json" \
+    "$root/models/visualbert-$t.json" "$root/models/visualbert-$t-late.json" >"$work/diff-$t.txt" || true
+done
+
+task_sets() {  # the --set list of a task
+  case $1 in nlvr2) echo --set num_labels=2 ;; *) ;; esac
+}
+# train_run DIR MODEL DATA_PREFIX START_FLAGS...: train with checkpoints, evaluate each on
+# the validation split; DIR gets train.log, time.txt, evals.tsv (step, eval lines).
+train_run() {
+  local dir=$1 m=$2 data=$3; shift 3
+  local extra; read -ra extra <<<"$(task_sets "$data")"
+  mkdir -p "$dir"
+  local t0; t0=$(now)
+  "$kiln" train "$root/models/visualbert-$m.json" "${sets[@]}" "${extra[@]}" "$@" \
+    --data "$work/world/$data-train.safetensors" -o "$dir/w.safetensors" --lr "$lr" \
+    --steps "$steps_now" --checkpoint-every "$every_now" --threads "$threads" 2>"$dir/train.log"
+  echo "$(now) $t0" | awk '{printf "%.3f\n", $1 - $2}' >"$dir/time.txt"
+  local eval_data=$data-val
+  [ "$data" = pretrain ] && eval_data=pretrain-static-val
+  : >"$dir/evals.tsv"
+  for c in "$dir"/w.step-*.safetensors; do
+    local k=${c##*.step-}; k=${k%.safetensors}
+    "$kiln" eval "$root/models/visualbert-$m.json" "${sets[@]}" "${extra[@]}" --weights "$c" \
+      --data "$work/world/$eval_data.safetensors" --threads "$threads" 2>>"$dir/eval.log" |
+      sed "s/^/$k\t/" >>"$dir/evals.tsv"
+    rm -f "$c"
+  done
+}
+
+for fusion in early late; do
+  suffix=; [ $fusion = late ] && suffix=-late
+  # Pre-training (one run per fusion, seed 0).
+  pre=$work/runs/pretrain-$fusion
+  echo "fusion.sh: pre-training ($fusion fusion, $pre_steps steps)" >&2
+  "$kiln" init "$root/models/visualbert-pretrain$suffix.json" "${sets[@]}" --seed 0 \
+    -o "$work/init-pretrain-$fusion.safetensors" 2>/dev/null
+  steps_now=$pre_steps every_now=$pre_every train_run "$pre" "pretrain$suffix" pretrain \
+    --weights "$work/init-pretrain-$fusion.safetensors" --seed 0
+  for task in vqa nlvr2; do
+    read -ra extra <<<"$(task_sets $task)"
+    for seed in $seeds; do
+      echo "fusion.sh: $task, $fusion fusion, seed $seed: without and with pre-training" >&2
+      "$kiln" init "$root/models/visualbert-$task$suffix.json" "${sets[@]}" "${extra[@]}" \
+        --seed "$seed" -o "$work/init-$task-$fusion-$seed.safetensors" 2>/dev/null
+      steps_now=$steps every_now=$every train_run "$work/runs/$task-$fusion-scratch-s$seed" "$task$suffix" "$task" \
+        --weights "$work/init-$task-$fusion-$seed.safetensors" --seed "$seed"
+      steps_now=$steps every_now=$every train_run "$work/runs/$task-$fusion-pretrained-s$seed" "$task$suffix" "$task" \
+        --init "$pre/w.safetensors" --seed "$seed"
+    done
+  done
+done
+echo "$(now) $t_start" | awk '{printf "total_seconds %.1f\n", $1 - $2}' >>"$work/setup.txt"
+"$py" "$root/bench/experiments/fusion_report.py" "$work" "$report_dir"
+echo "fusion.sh: wrote $report_dir/fusion.md ($(sed -n 's/^total_seconds //p' "$work/setup.txt") s)" >&2
