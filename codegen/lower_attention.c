@@ -28,7 +28,6 @@
 #include "codegen/lower.h"
 #include "codegen/lower_rows.h"
 
-#define RNG_GOLDEN 0x9E3779B97F4A7C15ull
 #define PAD_SCORE (-3.0e38)  // scores of the lanes past the last key: exp gives 0
 #define MAX_CHUNKS 64
 #define MAX_ROWS 8    // query rows of one forward work item (they share the loads of kt, v)
@@ -96,27 +95,6 @@ static bool attn_init(Attn *a, const IrNode *n, int W, bool training) {
 // ---------------------------------------------------------------------------------------
 // Small helpers.
 
-static LLVMValueRef i64_like(Cg *cg, LLVMValueRef x, int64_t v) {
-  return cg_splat(cg, cg_i64(cg, v), cg_lanes(x));
-}
-
-// splitmix64's finaliser (mix64 in ir/ref_elementwise.c; as in codegen/lower_ew.c).
-static LLVMValueRef mix64(Cg *cg, LLVMValueRef z) {
-  LLVMBuilderRef b = cg->b;
-  z = LLVMBuildXor(b, z, LLVMBuildLShr(b, z, i64_like(cg, z, 30), ""), "");
-  z = LLVMBuildMul(b, z, i64_like(cg, z, (int64_t)0xBF58476D1CE4E5B9ull), "");
-  z = LLVMBuildXor(b, z, LLVMBuildLShr(b, z, i64_like(cg, z, 27), ""), "");
-  z = LLVMBuildMul(b, z, i64_like(cg, z, (int64_t)0x94D049BB133111EBull), "");
-  return LLVMBuildXor(b, z, LLVMBuildLShr(b, z, i64_like(cg, z, 31), ""), "");
-}
-
-// key = mix64(hash ^ mix64(seed + golden)), the seed read from the plan.
-static LLVMValueRef dropout_key(Cg *cg, const Attn *a, LLVMValueRef seed_buf) {
-  LLVMValueRef seed = LLVMBuildLoad2(cg->b, cg->i64, seed_buf, "seed");
-  LLVMValueRef s = mix64(cg, LLVMBuildAdd(cg->b, seed, cg_i64(cg, (int64_t)RNG_GOLDEN), ""));
-  return mix64(cg, LLVMBuildXor(cg->b, s, cg_i64(cg, (int64_t)a->rng_hash), ""));
-}
-
 // (W) f32: 1 / (1 - p) where the dropout keeps key jb + lane of row r, else 0.
 static LLVMValueRef keep_scale(Cg *cg, const Attn *a, int r, LLVMValueRef jb) {
   LLVMBuilderRef b = cg->b;
@@ -125,13 +103,8 @@ static LLVMValueRef keep_scale(Cg *cg, const Attn *a, int r, LLVMValueRef jb) {
   for (int t = 0; t < W; t++) lane[t] = cg_i64(cg, t);
   LLVMValueRef ctr = LLVMBuildAdd(b, cg_splat(cg, cg_add(cg, a->ctr_row[r], jb), W),
                                   LLVMConstVector(lane, (unsigned)W), "");
-  LLVMValueRef c1 = LLVMBuildAdd(b, ctr, i64_like(cg, ctr, 1), "");
-  LLVMValueRef z = LLVMBuildAdd(b, cg_splat(cg, a->key, W),
-                                LLVMBuildMul(b, c1, i64_like(cg, ctr, (int64_t)RNG_GOLDEN), ""), "");
-  z = mix64(cg, z);
-  LLVMValueRef bits = LLVMBuildLShr(b, z, i64_like(cg, z, 11), "");
   uint64_t threshold = (uint64_t)ceil(a->p * 0x1.0p53);  // keep iff u >= p, exactly
-  LLVMValueRef keep = LLVMBuildICmp(b, LLVMIntUGE, bits, i64_like(cg, z, (int64_t)threshold), "keep");
+  LLVMValueRef keep = cg_dropout_keep(cg, a->key, ctr, threshold);
   LLVMValueRef one = cg_splat(cg, cg_f32(cg, 1.0 / (1.0 - a->p)), W);
   return LLVMBuildSelect(b, keep, one, cg_const_like(cg, one, 0.0), "");
 }
@@ -253,32 +226,9 @@ static LLVMValueRef dots(Cg *cg, const Attn *a, LLVMValueRef *x, LLVMValueRef bu
 
 // (W) scores of keys jb .. jb+count-1 of row r: scale * q . k_j + mask; lanes from count
 // on are PAD_SCORE.
+static LLVMValueRef finish_scores(Cg *cg, const Attn *a, int r, LLVMValueRef s, LLVMValueRef jb, int count);
 static LLVMValueRef scores(Cg *cg, const Attn *a, int r, LLVMValueRef jb, int count) {
-  LLVMBuilderRef b = cg->b;
-  int W = cg->W;
-  LLVMValueRef s = LLVMBuildFMul(b, dots(cg, a, (LLVMValueRef *)a->qc[r], a->k, jb, count),
-                                 cg_splat(cg, cg_f32(cg, a->scale), W), "");
-  if (a->has_mask) {
-    LLVMValueRef mrow = cg_gep(cg, cg->f32, a->mask, cg_add(cg, a->mask_row[r], cg_mul(cg, jb, a->ms[3])));
-    LLVMValueRef mv;
-    if (a->ms[3] == 1 && count == W) {
-      mv = cg_load(cg, cg->f32, mrow, W);
-    } else if (a->ms[3] == 0) {
-      mv = cg_splat(cg, cg_load(cg, cg->f32, mrow, 1), W);
-    } else {
-      mv = LLVMConstNull(cg_vec_t(cg, cg->f32, W));
-      for (int t = 0; t < count; t++)
-        mv = LLVMBuildInsertElement(b, mv, cg_load(cg, cg->f32, cg_gep(cg, cg->f32, mrow, cg_i64(cg, t * a->ms[3])), 1),
-                                    cg_i32(cg, t), "");
-    }
-    s = LLVMBuildFAdd(b, s, mv, "");
-  }
-  if (count < W) {
-    LLVMValueRef pad[64];
-    for (int t = 0; t < W; t++) pad[t] = LLVMConstInt(cg->i1, t < count, 0);
-    s = LLVMBuildSelect(b, LLVMConstVector(pad, (unsigned)W), s, cg_splat(cg, cg_f32(cg, PAD_SCORE), W), "");
-  }
-  return s;
+  return finish_scores(cg, a, r, dots(cg, a, (LLVMValueRef *)a->qc[r], a->k, jb, count), jb, count);
 }
 
 // Query row r of a work item starting at row i0: i0 + r, clamped to the last row (a
@@ -548,7 +498,7 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     LLVMValueRef kt = cg_buf(cg, 4);
     int next = 5;
     if (a.has_mask) a.mask = cg_buf(cg, next++);
-    if (a.dropout) a.key = dropout_key(cg, &a, cg_buf(cg, next++));
+    if (a.dropout) a.key = cg_dropout_key(cg, a.rng_hash, cg_buf(cg, next++));
     Fwd f = {0};
     row_state_vars(cg, &a, &f.st, true);
     for (int p = 0; p < 2; p++)
@@ -691,7 +641,7 @@ bool cg_lower_attention_grad(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     LLVMValueRef out = cg_buf(cg, 4), dout = cg_buf(cg, 5);
     int next = 6;
     if (a.has_mask) a.mask = cg_buf(cg, next++);
-    if (a.dropout) a.key = dropout_key(cg, &a, cg_buf(cg, next++));
+    if (a.dropout) a.key = cg_dropout_key(cg, a.rng_hash, cg_buf(cg, next++));
     int64_t nq = a.B * a.Nq * a.HD, nk = a.B * a.Nk * a.HD;
     GradRows g = {0};
     g.dk = cg_gep(cg, cg->f32, grad, cg_i64(cg, nq));

@@ -209,13 +209,7 @@ static LLVMValueRef dropout_value(Cg *cg, LLVMValueRef x, LLVMValueRef idx, int 
     for (int i = 0; i < lanes; i++) lane[i] = cg_i64(cg, i);
     ctr = LLVMBuildAdd(b, ctr, LLVMConstVector(lane, (unsigned)lanes), "");
   }
-  // z = mix64(key + (i + 1) * golden), wrapping
-  LLVMValueRef c1 = LLVMBuildAdd(b, ctr, i64_like(cg, ctr, 1), "");
-  LLVMValueRef z = LLVMBuildAdd(b, cg_splat(cg, key, lanes),
-                                LLVMBuildMul(b, c1, i64_like(cg, ctr, (int64_t)RNG_GOLDEN), ""), "");
-  z = emit_mix64(cg, z);
-  LLVMValueRef bits = LLVMBuildLShr(b, z, i64_like(cg, z, 11), "");
-  LLVMValueRef keep = LLVMBuildICmp(b, LLVMIntUGE, bits, i64_like(cg, z, (int64_t)threshold), "keep");
+  LLVMValueRef keep = cg_dropout_keep(cg, key, ctr, threshold);
   LLVMTypeRef dt = lanes > 1 ? LLVMVectorType(cg->f64, (unsigned)lanes) : cg->f64;
   LLVMTypeRef ft = lanes > 1 ? LLVMVectorType(cg->f32, (unsigned)lanes) : cg->f32;
   LLVMValueRef xd = LLVMBuildFPExt(b, x, dt, "");
@@ -224,11 +218,21 @@ static LLVMValueRef dropout_value(Cg *cg, LLVMValueRef x, LLVMValueRef idx, int 
   return LLVMBuildSelect(b, keep, v, cg_const_like(cg, v, 0.0), "");
 }
 
-// key = mix64(hash(name) ^ mix64(seed + golden)), seed loaded from seed_ptr.
-static LLVMValueRef dropout_key(Cg *cg, const IrNode *fwd, LLVMValueRef seed_ptr) {
+LLVMValueRef cg_dropout_key(Cg *cg, uint64_t stream, LLVMValueRef seed_ptr) {
   LLVMValueRef seed = LLVMBuildLoad2(cg->b, cg->i64, seed_ptr, "seed");
   LLVMValueRef s = emit_mix64(cg, LLVMBuildAdd(cg->b, seed, cg_i64(cg, (int64_t)RNG_GOLDEN), ""));
-  return emit_mix64(cg, LLVMBuildXor(cg->b, s, cg_i64(cg, (int64_t)ir_rng_name_hash(fwd->name)), ""));
+  return emit_mix64(cg, LLVMBuildXor(cg->b, s, cg_i64(cg, (int64_t)stream), ""));
+}
+
+LLVMValueRef cg_dropout_keep(Cg *cg, LLVMValueRef key, LLVMValueRef ctr, uint64_t threshold) {
+  LLVMBuilderRef b = cg->b;
+  // z = mix64(key + (i + 1) * golden), wrapping
+  LLVMValueRef c1 = LLVMBuildAdd(b, ctr, i64_like(cg, ctr, 1), "");
+  LLVMValueRef z = LLVMBuildAdd(b, cg_splat(cg, key, cg_lanes(ctr)),
+                                LLVMBuildMul(b, c1, i64_like(cg, ctr, (int64_t)RNG_GOLDEN), ""), "");
+  z = emit_mix64(cg, z);
+  LLVMValueRef bits = LLVMBuildLShr(b, z, i64_like(cg, z, 11), "");
+  return LLVMBuildICmp(b, LLVMIntUGE, bits, i64_like(cg, z, (int64_t)threshold), "keep");
 }
 
 static void dropout_cols(Cg *cg, LLVMValueRef col, int lanes, void *ctx) {
@@ -247,7 +251,7 @@ LLVMValueRef cg_ew_dropout_train(Cg *cg, const IrNode *fwd, LLVMValueRef x, LLVM
   if (p <= 0) return x;
   uint64_t threshold = (uint64_t)ceil(p * 0x1.0p53);
   double scale = p < 1 ? 1.0 / (1.0 - p) : 0.0;
-  return dropout_value(cg, x, idx, cg_lanes(x), dropout_key(cg, fwd, seed_ptr), threshold, scale);
+  return dropout_value(cg, x, idx, cg_lanes(x), cg_dropout_key(cg, ir_rng_name_hash(fwd->name), seed_ptr), threshold, scale);
 }
 
 // dropout(x) or dropout_grad(dy, y): in[0] through the mask of `fwd` (n, or n->in[1]).
@@ -265,7 +269,7 @@ static bool lower_dropout_training(Cg *cg, const IrNode *n, CgSteps *steps) {
     // (1 - p) * 2^53 leaves nothing out: ceil gives the least kept 53-bit value.
     r.threshold = (uint64_t)ceil(p * 0x1.0p53);
     r.scale = p < 1 ? 1.0 / (1.0 - p) : 0.0;  // p == 1 keeps nothing
-    r.key = dropout_key(cg, fwd, cg_buf(cg, 2));
+    r.key = cg_dropout_key(cg, ir_rng_name_hash(fwd->name), cg_buf(cg, 2));
     CgLoop rl;
     cg_for_begin(cg, &rl, cg->begin, cg->end, cg_i64(cg, 1), "row");  // (rows, cols)
     r.base = cg_mul(cg, rl.iv, cols);

@@ -95,6 +95,11 @@ LLVMValueRef cg_ew_row_offset(Cg *cg, const IrShape *out, const IrShape *in, LLV
 bool cg_ew_inner_contiguous(const IrShape *out, const IrShape *in);
 LLVMValueRef cg_ew_dropout_train(Cg *cg, const IrNode *fwd, LLVMValueRef x, LLVMValueRef idx,
                                  LLVMValueRef seed_ptr);
+// The dropout stream (ir/ref_elementwise.c's ir_rng_key and ir_rng_uniform, in IR): the
+// key of stream `stream` (a name hash) under the plan's seed, and whether the elements with
+// i64 counters ctr (scalar or vector) are kept, i.e. their 53-bit uniform >= threshold.
+LLVMValueRef cg_dropout_key(Cg *cg, uint64_t stream, LLVMValueRef seed_ptr);
+LLVMValueRef cg_dropout_keep(Cg *cg, LLVMValueRef key, LLVMValueRef ctr, uint64_t threshold);
 // lower_reduce.c: one row of softmax / log_softmax (len) or layernorm (H, weight w and
 // bias b of H), from xrow to orow; in place (xrow == orow) is allowed.
 void cg_emit_softmax_row(Cg *cg, bool take_log, int64_t len, LLVMValueRef xrow, LLVMValueRef orow);
