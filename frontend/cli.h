@@ -27,7 +27,9 @@ typedef struct CliOptions {
   // train
   const char *data, *optimizer, *resume;
   const char *init;             // train --init W: start from W, initialise what it lacks
+  const char *eval_data;        // train --eval-data: score the weights on it during training
   int steps, checkpoint_every;  // 0: not given
+  int eval_every;               // train: with --eval-data, every N steps (0: at the end only)
   double lr;                    // 0: not given (the optimiser's default)
   bool verbose, help, grad;  // grad: dump/check the joint forward+backward graph
   bool profile;              // bench: time every step and print where the time goes

@@ -23,6 +23,7 @@
 #include "codegen/compile.h"
 #include "frontend/bind.h"
 #include "frontend/cli.h"
+#include "frontend/evaluate.h"
 #include "frontend/mlm.h"
 #include "frontend/train.h"
 #include "passes/passes.h"
@@ -387,6 +388,8 @@ typedef struct Trainer {
   Mlm mlm;       // pre-training data (kiln data synth): masking and mismatching per batch
   bool has_mlm;
   bool stopped;  // by a signal, after writing a checkpoint
+  FeEvaluator eval;  // --eval-data: the inference program scoring the current weights
+  bool has_eval;
 } Trainer;
 
 static float *f32_buffer(Trainer *t, const char *name) {
@@ -463,6 +466,19 @@ static bool trainer_params(Trainer *t, Diag *d) {
   return true;
 }
 
+// --eval-data: scores the current weights, one line on stderr; returns its seconds.
+static bool eval_now(Trainer *t, int64_t step, bool tty, double *seconds, Diag *d) {
+  double t0 = now_s();
+  FeMetrics m;
+  if (!fe_eval_bind_values(&t->eval, t->g, t->p.value, d) || !fe_eval_run(&t->eval, &m, d))
+    return diag_prefix(d, "evaluating at step %lld: ", (long long)step);
+  fprintf(stderr, "%seval step %lld:", tty ? "\r\033[K" : "", (long long)step);
+  fe_metrics_print(&m, stderr, true);
+  fprintf(stderr, "\n");
+  *seconds += now_s() - t0;
+  return true;
+}
+
 static bool train(Trainer *t, Diag *d) {
   const CliOptions *o = t->o;
   IrGraph *g = t->g;
@@ -505,6 +521,10 @@ static bool train(Trainer *t, Diag *d) {
   if (o->resume)
     fprintf(stderr, "kiln: resuming from %s at step %lld of %lld\n", o->resume, (long long)done,
             (long long)t->opt.steps);
+  if (o->eval_data) {
+    if (!fe_eval_open(o, o->eval_data, &t->eval, d)) return diag_prefix(d, "--eval-data: ");
+    t->has_eval = true;
+  }
 
   int threads = o->threads ? o->threads : rt_default_threads();
   const char *hook = getenv("KILN_TEST_INTERRUPT_AT_STEP");
@@ -512,6 +532,8 @@ static bool train(Trainer *t, Diag *d) {
   hook = getenv("KILN_TEST_AWAIT_SIGNAL_AT_STEP");
   int64_t await_at = hook ? atoll(hook) : 0;
   bool tty = isatty(2);
+  double eval_s = 0;  // time spent evaluating, not training
+  if (t->has_eval && !eval_now(t, done, tty, &eval_s, d)) return false;
   double t0 = now_s();
   char path[4096];
   for (int64_t step = done; step < t->opt.steps; step++) {
@@ -533,7 +555,11 @@ static bool train(Trainer *t, Diag *d) {
     double lr = opt_lr(&t->opt, step);
     double norm = t->opt.graph ? opt_graph_copy_back(&t->opt) : opt_update(&t->opt, step);
     int64_t here = step + 1 - done;
-    progress(step + 1, t->opt.steps, loss, lr, norm, here * t->data.batch, now_s() - t0, here, tty);
+    progress(step + 1, t->opt.steps, loss, lr, norm, here * t->data.batch, now_s() - t0 - eval_s, here, tty);
+    bool last = step + 1 == t->opt.steps;
+    if (t->has_eval && (last || (o->eval_every && (step + 1) % o->eval_every == 0)) &&
+        !eval_now(t, step + 1, tty, &eval_s, d))
+      return false;
     bool ckpt = o->checkpoint_every && ((step + 1) % o->checkpoint_every == 0 || step + 1 == t->opt.steps);
     bool stop = interrupted && step + 1 < t->opt.steps;
     if (ckpt || stop) {
@@ -612,6 +638,7 @@ int cmd_train(const CliOptions *o) {
     cli_error(&d);
   }
   data_free(&t.data);
+  if (t.has_eval) fe_eval_free(&t.eval);
   if (t.has_mlm) mlm_free(&t.mlm);
   free(t.opt.p);
   free(t.state);

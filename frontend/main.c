@@ -76,7 +76,7 @@ static const Command commands[] = {
   {"train", cmd_train,
    "kiln train MODEL --weights W --data DATA -o W_OUT [--steps N] [--lr X] "
    "[--optimizer adamw|sgd] [--seed S] [--set NAME=VALUE]... [--checkpoint-every N] "
-   "[--resume CKPT] [--threads N] [--init W]",
+   "[--resume CKPT] [--threads N] [--init W] [--eval-data VAL [--eval-every N]]",
    "Train MODEL's loss on DATA with the JIT (compiled once, dropout active) and write the\n"
    "trained parameters to W_OUT. DATA holds one tensor per model input with a leading\n"
    "example dimension; each step takes the next `batch` examples (the model's config) of\n"
@@ -95,13 +95,17 @@ static const Command commands[] = {
    "  --init W           instead of --weights: start from W (e.g. pre-trained); parameters\n"
    "                     W lacks (a task's head) get their initialisers' values for --seed;\n"
    "                     W's other tensors are listed and ignored\n"
+   "  --eval-data VAL    score the weights on VAL (as kiln eval does: loss and accuracies,\n"
+   "                     dropout off) before the first step, every --eval-every N steps and\n"
+   "                     after the last, one line each on stderr: \"eval step K: examples E\n"
+   "                     loss L accuracy A ...\"; compiled once, beside the training program\n"
    "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n"
    "  --loss NAME        which of the model's losses (default: loss)\n"
    "The update is compiled with the forward and backward (one plan run a step).\n"
    "Ctrl-C (SIGINT) or SIGTERM finishes the step, writes a checkpoint, prints how to\n"
    "resume and exits with 130. More: docs/training.md.\n",
    " set weights data output steps lr optimizer seed checkpoint-every resume threads loss "
-   "verbose disable-pass dump-llvm init "},
+   "verbose disable-pass dump-llvm init eval-data eval-every "},
   {"bench", cmd_bench,
    "kiln bench MODEL [--train [--optimizer adamw|sgd]] [--set NAME=VALUE]... [--iters N] "
    "[--threads N] [--weights W] [--inputs IN] [--profile]",
@@ -317,15 +321,19 @@ int main(int argc, char **argv) {
       if (strcmp(val, "adamw") != 0 && strcmp(val, "sgd") != 0)
         return usage_error(c, "--optimizer must be adamw or sgd, not \"%s\"", val);
       o.optimizer = val;
-    } else if (strcmp(a, "--steps") == 0 || strcmp(a, "--checkpoint-every") == 0) {
+    } else if (strcmp(a, "--eval-data") == 0) {
+      TAKES_VALUE();
+      o.eval_data = val;
+    } else if (strcmp(a, "--steps") == 0 || strcmp(a, "--checkpoint-every") == 0 || strcmp(a, "--eval-every") == 0) {
       TAKES_VALUE();
       long long v;
-      if (!parse_int(val, 1, 1000000000, &v))
-        return usage_error(c, strcmp(a, "--steps") == 0
-                                  ? "--steps must be an integer in [1, 1000000000], not \"%s\""
-                                  : "--checkpoint-every must be an integer in [1, 1000000000], not \"%s\"",
-                           val);
+      if (!parse_int(val, 1, 1000000000, &v)) {
+        char fmt[96];
+        snprintf(fmt, sizeof fmt, "%s must be an integer in [1, 1000000000], not \"%%s\"", a);
+        return usage_error(c, fmt, val);
+      }
       if (strcmp(a, "--steps") == 0) o.steps = (int)v;
+      else if (strcmp(a, "--eval-every") == 0) o.eval_every = (int)v;
       else o.checkpoint_every = (int)v;
     } else if (strcmp(a, "--lr") == 0) {
       TAKES_VALUE();

@@ -4,6 +4,7 @@
 # splits plurals into ## pieces with the generated vocabulary; --text builds the same
 # inputs the generator wrote; eval's numbers do not depend on the batch size (a last
 # partial batch included) and agree with the accuracy computed from kiln run's logits;
+# kiln train --eval-data prints what kiln eval gives for the same weights;
 # bad vocabularies, data and command lines give exit 1 / 2 with a message naming the place.
 set -euo pipefail
 kiln=${1:?usage: data.sh KILN_BINARY}
@@ -146,6 +147,36 @@ first_loss_masked() {
 check "train: pre-training batches are masked per step (first loss near ln 54 + ln 2)" first_loss_masked
 same_pre() { train_pre p2 && cmp -s "$work/p1.safetensors" "$work/p2.safetensors"; }
 check "train: masking depends only on (seed, step): two runs give the same weights" same_pre
+
+# --- kiln train --eval-data: the numbers kiln eval gives for the same weights -------------
+# Batch 4 over 30 validation examples: the evaluator's partial last batch is used too.
+train_eval() {
+  "$kiln" train "${vqa[@]}" --set batch=4 --weights "$work/wv.safetensors" --data "$work/a/vqa-train.safetensors" \
+    -o "$work/te.safetensors" --steps 5 --checkpoint-every 2 --threads 2 --lr 1e-3 \
+    --eval-data "$work/a/vqa-val.safetensors" --eval-every 2 2>"$work/te.log"
+}
+eval_line() {  # STEP WEIGHTS: kiln eval's output as the one-line form kiln train prints
+  printf 'eval step %s:' "$1"
+  "$kiln" eval "${vqa[@]}" --set batch=4 --weights "$2" --data "$work/a/vqa-val.safetensors" --threads 2 |
+    sed 's/^\([a-z_]*\): /\1 /' | tr '\n' ' ' | sed 's/ $//; s/^/ /'
+  echo
+}
+train_eval_agrees() {
+  train_eval || { cat "$work/te.log"; return 1; }
+  grep '^eval step' "$work/te.log" >"$work/te.got"
+  { eval_line 0 "$work/wv.safetensors"; eval_line 2 "$work/te.step-2.safetensors"
+    eval_line 4 "$work/te.step-4.safetensors"; eval_line 5 "$work/te.safetensors"; } >"$work/te.want"
+  diff "$work/te.want" "$work/te.got" || return 1
+  grep -q '^step 5/5 loss' "$work/te.log" || { echo "  no progress line"; return 1; }
+}
+check "train --eval-data: at steps 0, 2, 4 and 5 the numbers kiln eval gives for those weights" train_eval_agrees
+check "train --eval-data: data of another task is exit 1 naming the option and the tensor" exit_code 1 \
+  "--eval-data: $work/a/nlvr2-val.safetensors: tensor \"labels\" has shape [30]" \
+  "$kiln" train "${vqa[@]}" --set batch=4 --weights "$work/wv.safetensors" --data "$work/a/vqa-train.safetensors" \
+  -o "$work/te2.safetensors" --steps 2 --eval-data "$work/a/nlvr2-val.safetensors"
+check "train --eval-every 0 is exit 2" exit_code 2 "--eval-every must be an integer" \
+  "$kiln" train "${vqa[@]}" --weights "$work/wv.safetensors" --data "$work/a/vqa-train.safetensors" -o "$work/x" \
+  --eval-data "$work/a/vqa-val.safetensors" --eval-every 0
 
 check "synth: unknown --set is exit 2" exit_code 2 "--set hidden: unknown" "$kiln" data synth -o "$work/x" --set hidden=3
 check "synth: text_len too short is exit 1" exit_code 1 "text_len=12 is too short" \

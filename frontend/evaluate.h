@@ -1,0 +1,59 @@
+// Evaluating a model on a data file (kiln eval, and kiln train --eval-data): the model is
+// compiled once in inference mode for its batch size (and once more for a last partial
+// batch), the data converted once; then any number of weight sets can be bound and scored.
+#ifndef KILN_EVALUATE_H
+#define KILN_EVALUATE_H
+
+#include <stdio.h>
+
+#include "codegen/compile.h"
+#include "frontend/cli.h"
+
+// Sums over the examples seen; fe_metrics_print turns them into means and rates.
+typedef struct FeMetrics {
+  int64_t examples;
+  double loss_sum;  // sum over batches of loss * batch size
+  int64_t n_cls, cls_correct;
+  double soft_sum;
+  bool soft;        // labels are soft scores (VQA)
+  int64_t mlm_n, mlm_correct, si_n, si_correct;
+} FeMetrics;
+
+typedef struct FeEvalInput {  // one input's examples in the node's dtype (N, ...)
+  const IrNode *node;
+  char *rows;
+  size_t row_bytes;
+} FeEvalInput;
+
+typedef struct FeEvalPart {  // one compilation: examples [first, first + count)
+  IrGraph g;
+  CgProgram p;
+  const IrNode *loss;
+  FeEvalInput *in;
+  int n_in;
+  int64_t first, count, batch;
+  bool loaded, compiled;
+} FeEvalPart;
+
+typedef struct FeEvaluator {
+  FeEvalPart part[2];  // full batches; the remainder (batch = examples % batch)
+  int n_parts;
+  int threads;
+  int64_t examples;
+} FeEvaluator;
+
+// Loads o->model (o->sets, o->loss, o->disabled; memplan honoured) for inference, reads
+// the data file and compiles. Errors name the file, the tensor or the model.
+bool fe_eval_open(const CliOptions *o, const char *data_path, FeEvaluator *e, Diag *d);
+// Binds the parameters from a weights file (every parameter must be there).
+bool fe_eval_bind_file(FeEvaluator *e, const StFile *w, FILE *log, Diag *d);
+// Binds the parameters from another program's buffers (value[id] of graph g), by name;
+// shapes and dtypes must agree (kiln train's current weights).
+bool fe_eval_bind_values(FeEvaluator *e, const IrGraph *g, void *const *value, Diag *d);
+// Runs every example once through the bound weights.
+bool fe_eval_run(FeEvaluator *e, FeMetrics *m, Diag *d);
+// "name: value" lines, or " name value" pairs on one line (no newline).
+void fe_metrics_print(const FeMetrics *m, FILE *f, bool one_line);
+void fe_eval_free(FeEvaluator *e);
+
+#endif
