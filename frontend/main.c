@@ -124,12 +124,13 @@ static const Command commands[] = {
    "  --dump-llvm DIR    write the optimised LLVM IR to DIR: kiln.ll and one file a kernel\n",
    " set iters threads weights inputs seed dump-llvm disable-pass verbose train optimizer loss "
    "profile "},
-  {"tokenize", cmd_tokenize, "kiln tokenize --vocab V [--tokens] TEXT",
+  {"tokenize", cmd_tokenize, "kiln tokenize --vocab V [--tokens] [--] TEXT",
    "Split TEXT with BERT-uncased's basic tokenizer and WordPiece over the vocabulary V\n"
    "(BERT's vocab.txt: one token a line, id = line number) and print the token ids on one\n"
    "line, separated by spaces (no [CLS]/[SEP] added).\n"
    "  --vocab FILE       the vocabulary (must contain [UNK])\n"
-   "  --tokens           print the token strings instead of the ids\n",
+   "  --tokens           print the token strings instead of the ids\n"
+   "  --                 what follows is TEXT even if it starts with '-'\n",
    " vocab tokens "},
   {"data", cmd_data,
    "kiln data synth -o DIR [--seed S] [--train N] [--val N] [--test N] [--set NAME=VALUE]...",
@@ -227,9 +228,19 @@ int main(int argc, char **argv) {
   if (!c) return usage_error(NULL, "unknown command \"%s\"", argv[1]);
 
   CliOptions o = {.cmd = c->name, .threads = 0, .n_train = -1, .n_val = -1, .n_test = -1};
+  bool options_end = false;  // after "--" every argument is positional (kiln tokenize -- "-1 ...")
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!options_end && strcmp(a, "--") == 0) {
+      options_end = true;
+      continue;
+    }
+    if (options_end) {
+      if (o.model || strcmp(c->name, "ops") == 0) return usage_error(c, "unexpected argument \"%s\"", a);
+      o.model = a;
+      continue;
+    }
 #define TAKES_VALUE()                                                                  \
   do {                                                                                 \
     if (!val) return usage_error(c, "%s needs a value", a);                            \

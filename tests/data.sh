@@ -122,6 +122,10 @@ check "tokenize: missing vocab file is exit 1 naming it" exit_code 1 "$work/miss
   "$kiln" tokenize --vocab "$work/missing.txt" "red"
 check "tokenize: vocab without [UNK] is exit 1" exit_code 1 "nounk.txt: the vocabulary has no [UNK]" \
   "$kiln" tokenize --vocab "$work/nounk.txt" "red"
+check "tokenize -- \"-red\": text starting with '-' after --" bash -c \
+  "[ \"\$('$kiln' tokenize --vocab '$work/a/vocab.txt' --tokens -- '-red circle')\" = '[UNK] red circle' ]"
+check "tokenize: a second TEXT after -- is exit 2" exit_code 2 "unexpected argument" \
+  "$kiln" tokenize --vocab "$work/a/vocab.txt" -- red blue
 check "tokenize: no --vocab is exit 2" exit_code 2 "--vocab" "$kiln" tokenize "red"
 check "run: --text without --vocab is exit 2" exit_code 2 "--text needs --vocab" \
   "$kiln" run "${nlvr2[@]}" --weights "$work/w1.safetensors" --inputs "$work/a/nlvr2-test.safetensors" -o "$work/x" --text hi
