@@ -104,6 +104,12 @@ static double split_efficiency(const CgGemm *g, const GemmPlan *p, int64_t T) {
 static void choose_split(const CgGemm *g, GemmPlan *p) {
   int64_t l2_floats = env_int("KILN_GEMM_L2", 1 << 18);  // 1 MiB
   int64_t pgroup_max = l2_floats / ((p->kc > 0 ? p->kc : 1) * p->nr);
+  // Weights come from memory, a slice ahead of use (gemm_plan's prefetch), except each
+  // thread's first slice of a step, which it waits for: one panel per item keeps that
+  // short. Items then re-read A, which costs little while A's K block fits in half of L2
+  // (gemm_bench KILN_BENCH_COLD=1, 1 thread: 120x3072x768 +6%, 120x768x768 +2%; at
+  // M = 960, where A does not fit, 2-4% slower, so not there).
+  if (g->b_constant && g->M * p->kc <= l2_floats / 2) pgroup_max = 1;
   int64_t min_work = env_int("KILN_GEMM_MIN_ITEMS", 8);
   double best_eff = -1, best_traffic = 0;
   GemmPlan q = *p;
