@@ -40,6 +40,9 @@ typedef struct GemmPlan {
   int64_t nmg, npg;        // groups along M and along N
   int64_t batch, pbatch;   // batch items; distinct B operands (dims where B is not broadcast)
   bool fused_pack;         // each work item packs its own panels (no pack step)
+  int64_t pf_lines;        // prefetch: 64-byte lines of the next B slice per microkernel call
+  int pf_per_iter;         // prefetches per iteration of the microkernel's k loop (0: none)
+  int pf_locality;         // llvm.prefetch locality (2: into L2)
 } GemmPlan;
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -101,6 +104,12 @@ static double split_efficiency(const CgGemm *g, const GemmPlan *p, int64_t T) {
 static void choose_split(const CgGemm *g, GemmPlan *p) {
   int64_t l2_floats = env_int("KILN_GEMM_L2", 1 << 18);  // 1 MiB
   int64_t pgroup_max = l2_floats / ((p->kc > 0 ? p->kc : 1) * p->nr);
+  // Weights come from memory, a slice ahead of use (gemm_plan's prefetch), except each
+  // thread's first slice of a step, which it waits for: one panel per item keeps that
+  // short. Items then re-read A, which costs little while A's K block fits in half of L2
+  // (gemm_bench KILN_BENCH_COLD=1, 1 thread: 120x3072x768 +6%, 120x768x768 +2%; at
+  // M = 960, where A does not fit, 2-4% slower, so not there).
+  if (g->b_constant && g->M * p->kc <= l2_floats / 2) pgroup_max = 1;
   int64_t min_work = env_int("KILN_GEMM_MIN_ITEMS", 8);
   double best_eff = -1, best_traffic = 0;
   GemmPlan q = *p;
@@ -151,13 +160,25 @@ static void gemm_plan(const CgGemm *g, int W, GemmPlan *p) {
   p->fused_pack =
       !g->b_constant && p->pbatch == p->batch && g->K > 0 && env_int("KILN_GEMM_FUSE", 1);
   choose_split(g, p);
+  // Weights are read from memory once per step (a model's weights do not stay in cache
+  // from one run to the next), so the first M block to meet a B slice would wait for it.
+  // Each microkernel call prefetches its share of the next slice instead (see
+  // emit_tile_call): the item's mgroup calls on a slice cover the next one together. With
+  // few M blocks that would take many prefetches per k step; at most nv (part of the slice).
+  int64_t iters = p->kc / p->unroll;
+  p->pf_lines = cdiv(cdiv(p->kc * p->nr, 16), p->mgroup);
+  p->pf_per_iter = !p->fused_pack && iters > 1 && env_int("KILN_GEMM_PREFETCH", 1)
+                       ? (int)fmin((double)cdiv(p->pf_lines, iters), p->nv)
+                       : 0;
+  p->pf_locality = (int)env_int("KILN_GEMM_PF_LOCALITY", 2);
   if (getenv("KILN_GEMM_DEBUG"))
     fprintf(stderr,
             "gemm %lldx%lldx%lld: tile %dx%d kc %lld (%lld blocks) groups %lld m-blocks x %lld "
-            "panels, work %lld%s\n",
+            "panels, work %lld%s, prefetch %d/iter\n",
             (long long)g->M, (long long)g->N, (long long)g->K, p->mr, p->nr, (long long)p->kc,
             (long long)p->nkb, (long long)p->mgroup, (long long)p->pgroup,
-            (long long)(p->batch * p->npg * p->nmg), p->fused_pack ? ", packing fused" : "");
+            (long long)(p->batch * p->npg * p->nmg), p->fused_pack ? ", packing fused" : "",
+            p->pf_per_iter);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -229,9 +250,9 @@ static LLVMValueRef helper_begin(Cg *cg, LLVMValueRef kernel, const char *name, 
 
 // ---------------------------------------------------------------------------------------
 // The microkernel
-//   void mk(ptr a, ptr bp, ptr c, ptr bias, ptr res, i32 flags)
+//   void mk(ptr a, ptr bp, ptr c, ptr bias, ptr res, i32 flags, ptr pf)
 // a = &A(i0, k0), bp = &packed panel row k0, c = &C(i0, j0), bias = &bias[j0],
-// res = &R(i0, j0). C(rows × cols) = (flags & MK_ACCUMULATE ? C : 0) + A(rows × kc) · panel,
+// res = &R(i0, j0), pf = where this call's prefetches start (see mk_prefetch). C(rows × cols) = (flags & MK_ACCUMULATE ? C : 0) + A(rows × kc) · panel,
 // then the epilogue when flags & MK_LAST.
 
 enum { MK_ACCUMULATE = 1, MK_LAST = 2 };
@@ -285,9 +306,21 @@ static LLVMValueRef phi_pair(Cg *cg, LLVMValueRef x, LLVMBasicBlockRef bx, LLVMV
   return ph;
 }
 
+// Iteration it of the k loop prefetches lines [it·n, (it + 1)·n) at pf (n = pf_per_iter).
+// Plain (not inbounds) GEPs: pf may point past the buffer; a prefetch never faults.
+static void mk_prefetch(Cg *cg, const GemmPlan *p, LLVMValueRef pf, LLVMValueRef it) {
+  LLVMValueRef line0 = LLVMBuildMul(cg->b, it, cg_i64(cg, (int64_t)p->pf_per_iter * 64), "");
+  for (int j = 0; j < p->pf_per_iter; j++) {
+    LLVMValueRef off = add(cg, line0, cg_i64(cg, (int64_t)j * 64));
+    LLVMValueRef args[4] = {LLVMBuildGEP2(cg->b, cg->i8, pf, &off, 1, "pf"), cg_i32(cg, 0),
+                            cg_i32(cg, p->pf_locality), cg_i32(cg, 1)};
+    cg_intrinsic(cg, "llvm.prefetch", cg->ptr, args, 4);
+  }
+}
+
 // The k loop over kc steps: a loop of `unroll` steps per iteration, then the remainder.
 static void mk_k_loop(Cg *cg, const CgGemm *g, const GemmPlan *p, Tile *t, LLVMValueRef a,
-                      LLVMValueRef bp, int64_t kc) {
+                      LLVMValueRef bp, LLVMValueRef pf, int64_t kc) {
   int64_t u = p->unroll, iters = kc / u;
   if (iters > 1) {
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(cg->b), body = cg_block(cg, "k"),
@@ -298,6 +331,7 @@ static void mk_k_loop(Cg *cg, const CgGemm *g, const GemmPlan *p, Tile *t, LLVMV
     LLVMAddIncoming(k, &zero, &pre, 1);
     LLVMValueRef phi[MK_MAX_ROWS][MK_MAX_VECS];
     tile_phis(cg, t, pre, phi);
+    if (p->pf_per_iter) mk_prefetch(cg, p, pf, LLVMBuildUDiv(cg->b, k, cg_i64(cg, u), "it"));
     for (int64_t s = 0; s < u; s++) mk_step(cg, g, p, t, a, bp, add(cg, k, cg_i64(cg, s)));
     LLVMValueRef next = LLVMBuildAdd(cg->b, k, cg_i64(cg, u), "k.next");
     LLVMAddIncoming(k, &next, &body, 1);
@@ -347,8 +381,8 @@ static void mk_epilogue(Cg *cg, const CgGemm *g, Tile *t, LLVMValueRef bias, LLV
 static LLVMValueRef emit_microkernel(Cg *cg, LLVMValueRef kernel, const CgGemm *g,
                                      const GemmPlan *p, const char *name, int rows, int cols,
                                      int64_t kc) {
-  LLVMTypeRef params[6] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i32};
-  LLVMValueRef fn = helper_begin(cg, kernel, name, LLVMFunctionType(cg->void_t, params, 6, 0));
+  LLVMTypeRef params[7] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i32, cg->ptr};
+  LLVMValueRef fn = helper_begin(cg, kernel, name, LLVMFunctionType(cg->void_t, params, 7, 0));
   for (unsigned i = 0; i < 5; i++) {
     unsigned kind = LLVMGetEnumAttributeKindForName("noalias", 7);
     if (i != 2 && i != 4)
@@ -356,6 +390,7 @@ static LLVMValueRef emit_microkernel(Cg *cg, LLVMValueRef kernel, const CgGemm *
   }
   LLVMValueRef a = LLVMGetParam(fn, 0), bp = LLVMGetParam(fn, 1), c = LLVMGetParam(fn, 2);
   LLVMValueRef bias = LLVMGetParam(fn, 3), res = LLVMGetParam(fn, 4), flags = LLVMGetParam(fn, 5);
+  LLVMValueRef pf = LLVMGetParam(fn, 6);
   Tile t = {.rows = rows, .nv = (int)cdiv(cols, cg->W)};
   t.last_lanes = cols - (t.nv - 1) * cg->W;
   assert(rows <= MK_MAX_ROWS && t.nv <= MK_MAX_VECS);
@@ -379,7 +414,7 @@ static LLVMValueRef emit_microkernel(Cg *cg, LLVMValueRef kernel, const CgGemm *
     for (int v = 0; v < t.nv; v++)
       t.acc[r][v] = phi_pair(cg, loaded[r][v], load, LLVMConstNull(cg->vf), entry);
 
-  mk_k_loop(cg, g, p, &t, a, bp, kc);
+  mk_k_loop(cg, g, p, &t, a, bp, pf, kc);
 
   // if (flags & MK_LAST) epilogue; store.
   bool has_epilogue = g->scale != 1.0f || g->has_bias || g->act != CG_ACT_NONE || g->has_residual;
@@ -638,6 +673,8 @@ typedef struct TileCall {
   LLVMValueRef mk[8];                // microkernels by (M tail, N tail, K tail) = bits 2, 1, 0
   LLVMValueRef a, bp, c, bias, res;  // bases of the work item's batch
   LLVMValueRef kb, flags;
+  LLVMValueRef mb0, next_pn;         // the item's first M block; the next item's first panel
+                                     // minus this item's (0: the same panels)
 } TileCall;
 
 // 1 if index x (i64) is the last of n, else 0.
@@ -646,11 +683,32 @@ static LLVMValueRef is_last(Cg *cg, LLVMValueRef x, int64_t n) {
                        "");
 }
 
+// What call (kb, mb, pn) prefetches: its share (the (mb - mb0)-th run of pf_lines lines) of
+// the B slice panel pn needs next — K block kb + 1 of the same panel, or after the last K
+// block, block 0 of the panel the item that follows (the same thread's next) uses.
+static LLVMValueRef prefetch_target(Cg *cg, const CgGemm *g, const GemmPlan *p,
+                                    const TileCall *tc, LLVMValueRef mb, LLVMValueRef pn) {
+  if (!p->pf_per_iter) return LLVMConstNull(cg->ptr);
+  LLVMValueRef panel = mul_c(cg, pn, g->K * p->nr);  // floats from bp
+  LLVMValueRef next_k = add(cg, panel, mul_c(cg, add(cg, tc->kb, cg_i64(cg, 1)), p->kc * p->nr));
+  LLVMValueRef np = add(cg, pn, tc->next_pn);
+  np = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, np, cg_i64(cg, p->npan), ""), np,
+                       pn, "");
+  LLVMValueRef next_item = mul_c(cg, np, g->K * p->nr);
+  LLVMValueRef off = p->nkb == 1 ? next_item
+                                 : LLVMBuildSelect(cg->b,
+                                                   LLVMBuildICmp(cg->b, LLVMIntEQ, tc->kb,
+                                                                 cg_i64(cg, p->nkb - 1), ""),
+                                                   next_item, next_k, "");
+  off = add(cg, off, mul_c(cg, LLVMBuildSub(cg->b, mb, tc->mb0, ""), p->pf_lines * 16));
+  return LLVMBuildGEP2(cg->b, cg->f32, tc->bp, &off, 1, "pf");
+}
+
 static void emit_tile_call(Cg *cg, const CgGemm *g, const GemmPlan *p, const TileCall *tc,
                            LLVMValueRef mb, LLVMValueRef pn) {
   LLVMValueRef row = mul_c(cg, mb, p->mr), col = mul_c(cg, pn, p->nr),
                k0 = mul_c(cg, tc->kb, p->kc);
-  LLVMValueRef args[6] = {
+  LLVMValueRef args[7] = {
       gep(cg, tc->a, add(cg, mul_c(cg, row, g->a_rs), mul_c(cg, k0, g->a_cs))),
       gep(cg, tc->bp, add(cg, mul_c(cg, pn, g->K * p->nr), mul_c(cg, k0, p->nr))),
       gep(cg, tc->c, add(cg, mul_c(cg, row, g->c_rs), col)),
@@ -658,9 +716,10 @@ static void emit_tile_call(Cg *cg, const CgGemm *g, const GemmPlan *p, const Til
       g->has_residual ? gep(cg, tc->res, add(cg, mul_c(cg, row, g->c_rs), col))
                       : LLVMConstNull(cg->ptr),
       tc->flags,
+      prefetch_target(cg, g, p, tc, mb, pn),
   };
-  LLVMTypeRef params[6] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i32};
-  LLVMTypeRef fty = LLVMFunctionType(cg->void_t, params, 6, 0);
+  LLVMTypeRef params[7] = {cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->ptr, cg->i32, cg->ptr};
+  LLVMTypeRef fty = LLVMFunctionType(cg->void_t, params, 7, 0);
   // Which microkernel: bit 2 = last M block (tail), bit 1 = last panel, bit 0 = last K block.
   LLVMValueRef sel = cg_i64(cg, 0);
   if (p->mtail) sel = add(cg, sel, mul_c(cg, is_last(cg, mb, p->nmb), 4));
@@ -669,20 +728,20 @@ static void emit_tile_call(Cg *cg, const CgGemm *g, const GemmPlan *p, const Til
   int n = 0;
   for (int v = 1; v < 8; v++) n += tc->mk[v] != NULL;
   if (!n) {
-    LLVMBuildCall2(cg->b, fty, tc->mk[0], args, 6, "");
+    LLVMBuildCall2(cg->b, fty, tc->mk[0], args, 7, "");
     return;
   }
   LLVMBasicBlockRef next = cg_block(cg, "tile.next"), dflt = cg_block(cg, "tile");
   LLVMValueRef sw = LLVMBuildSwitch(cg->b, sel, dflt, (unsigned)n);
   LLVMPositionBuilderAtEnd(cg->b, dflt);
-  LLVMBuildCall2(cg->b, fty, tc->mk[0], args, 6, "");
+  LLVMBuildCall2(cg->b, fty, tc->mk[0], args, 7, "");
   LLVMBuildBr(cg->b, next);
   for (int v = 1; v < 8; v++) {
     if (!tc->mk[v]) continue;
     LLVMBasicBlockRef bb = cg_block(cg, "tile.edge");
     LLVMAddCase(sw, cg_i64(cg, v), bb);
     LLVMPositionBuilderAtEnd(cg->b, bb);
-    LLVMBuildCall2(cg->b, fty, tc->mk[v], args, 6, "");
+    LLVMBuildCall2(cg->b, fty, tc->mk[v], args, 7, "");
     LLVMBuildBr(cg->b, next);
   }
   LLVMPositionBuilderAtEnd(cg->b, next);
@@ -739,6 +798,10 @@ static void emit_compute_kernel(Cg *cg, const CgGemm *g, const GemmPlan *p, cons
                mb1 = min_c(cg, add(cg, mb0, cg_i64(cg, p->mgroup)), p->nmb);
   LLVMValueRef pn0 = mul_c(cg, pg, p->pgroup),
                pn1 = min_c(cg, add(cg, pn0, cg_i64(cg, p->pgroup)), p->npan);
+  tc.mb0 = mb0;
+  tc.next_pn = LLVMBuildSelect(
+      cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, mg, cg_i64(cg, p->nmg - 1), ""),
+      cg_i64(cg, p->pgroup), cg_i64(cg, 0), "next_pn");
 
   if (p->fused_pack) {
     CgLoop pack_pn;

@@ -1,7 +1,8 @@
 // The executor: runs a plan — a list of kernel calls over buffers — with OpenMP threads.
 // It knows nothing of model files, the IR or LLVM: kernels are plain function pointers.
 // Each step's work items [0, work) are split into equal contiguous chunks, one per thread,
-// with a barrier between steps, so results depend only on the thread count.
+// with a barrier between steps (spin briefly, then yield the core), so results depend only
+// on the thread count.
 #ifndef KILN_PLAN_H
 #define KILN_PLAN_H
 

@@ -21,6 +21,15 @@ awk -v a="$sum_ms" -v b="$total" 'BEGIN { exit !(a > 0 && (a - b) ^ 2 <= (0.01 *
   fail "by-op times add to $sum_ms, total $total"
 grep -q "^  fused.gemm " <<<"$table" || fail "no fused.gemm row"
 grep -qE "^  [0-9.]+ +[0-9.]+%  [0-9]+: visual_bert\.encoder\.layer\.[01]" <<<"$out" || fail "no encoder step among the slowest"
+# KILN_PERF_JIT=1: RuntimeDyld with LLVM's perf listener, which writes a jitdump that
+# `perf inject --jit` reads (or a warning when this LLVM was built without it).
+jd=$(mktemp -d)
+trap 'rm -rf "$jd"' EXIT
+perf_out=$(KILN_PERF_JIT=1 JITDUMPDIR=$jd "$kiln" bench models/visualbert-vqa.json "${tiny[@]}" \
+  --iters 1 --threads 2 2>&1) || fail "KILN_PERF_JIT=1 bench failed: $perf_out"
+grep -q "^median_ms:" <<<"$perf_out" || fail "KILN_PERF_JIT=1: no median_ms"
+compgen -G "$jd/.debug/jit/*/jit-*.dump" >/dev/null || grep -q "no perf JIT listener" <<<"$perf_out" ||
+  fail "KILN_PERF_JIT=1 wrote no jitdump under $jd"
 set +e
 "$kiln" run models/visualbert-vqa.json --profile >/dev/null 2>&1
 [[ $? == 2 ]] || fail "run --profile should be a command-line error (exit 2)"

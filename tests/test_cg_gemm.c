@@ -387,6 +387,20 @@ START_TEST(test_gemm_visualbert_linear) {
 }
 END_TEST
 
+START_TEST(test_gemm_prefetching_weights_match_reference) {
+  // Weights with many short K blocks (KILN_GEMM_KC) and odd sizes: each microkernel call
+  // prefetches its share of the next K block's slice, or after the last block the next
+  // item's panels (past the packed buffer for the last item); results must not change.
+  setenv("KILN_GEMM_KC", "96", 1);
+  CgGemm gs[3] = {plain(45, 130, 500), plain(120, 768, 3072), plain(7, 33, 200)};
+  for (int i = 0; i < 3; i++) gs[i].b_rs = 1, gs[i].b_cs = gs[i].K, gs[i].b_constant = true;
+  gs[1].has_bias = true;
+  const char *names[3] = {"prefetch 45x130x500", "prefetch 120x768x3072", "prefetch 7x33x200"};
+  check_gemms(gs, names, 3, loop_width(_i));
+  unsetenv("KILN_GEMM_KC");
+}
+END_TEST
+
 START_TEST(test_gemm_steps_name_buffers_and_once) {
   // A parameter B is packed by a `once` step before the compute step; an activation B is
   // packed inside the compute step's work items, which then name B too.
@@ -453,6 +467,7 @@ static Suite *gemm_suite(void) {
   tcase_add_loop_test(tc, test_gemm_epilogue_all_with_long_k, 0, 2);
   tcase_add_loop_test(tc, test_gemm_epilogue_gelu, 0, 2);
   tcase_add_loop_test(tc, test_gemm_visualbert_linear, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_prefetching_weights_match_reference, 0, 2);
   tcase_add_loop_test(tc, test_gemm_empty_k_gives_epilogue_of_zero, 0, 2);
   suite_add_tcase(s, tc);
   return s;
