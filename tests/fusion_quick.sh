@@ -3,7 +3,7 @@
 # is written; its tables hold the 2 pre-training rows and the 8 fine-tuning rows (2 tasks x
 # early/late x with/without pre-training) with accuracies in [0, 1] and positive times; the
 # 5 SVG plots exist with one non-empty curve per configuration; the model-file diffs show
-# the late_fusion block line.
+# the late_fusion block line; the dropout control's line and plot are there.
 # usage: tests/fusion_quick.sh KILN_BINARY
 set -euo pipefail
 kiln=${1:?usage: fusion_quick.sh KILN_BINARY}
@@ -37,5 +37,8 @@ for name, curves in (("pretrain-loss", 2), ("vqa-loss", 4), ("vqa-accuracy", 4),
     assert f"](fusion/{name}.svg)" in md, name
 assert md.count('+    {"block": "late_fusion"},') == 3, "model-file diffs"
 assert "QUICK run" in md
+ctl = re.findall(r"^Control \(why dropout is off\).*dropout=0\.1`: val accuracy " + num, md, re.M)
+assert len(ctl) == 1 and 0 <= float(ctl[0]) <= 1, "dropout control line"
+assert os.path.exists(os.path.join(rep, "fusion", "dropout-control.svg")), "dropout control plot"
 print(f"ok    report: {len(pre)} pre-training rows, {len(ft)} fine-tuning rows, 5 plots, 3 diffs")
 PY

@@ -4,20 +4,25 @@
 usage: fusion_report.py WORK REPORT_DIR
 
 Reads WORK/setup.txt, WORK/diff-*.txt and WORK/runs/*/ (train.log: kiln train's progress
-lines; evals.tsv: "step<TAB>name: value" from kiln eval on each checkpoint; time.txt: the
-training command's wall seconds) and writes REPORT_DIR/fusion.md with the accuracy table
+lines and its "eval step K: name value ..." lines from --eval-data; time.txt: the training
+command's wall seconds) and writes REPORT_DIR/fusion.md with the accuracy table
 (mean ± sample standard deviation over seeds), training times, the model-file diffs, and
 REPORT_DIR/fusion/*.svg learning curves (a small SVG writer: no plotting library needed).
 """
+import collections
 import math
 import os
 import re
 import statistics
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests", "parity"))
+import safetensors_io  # noqa: E402
+
 COLOURS = {("early", "pretrained"): "#1f77b4", ("early", "scratch"): "#9ecae1",
            ("late", "pretrained"): "#d62728", ("late", "scratch"): "#fc9272"}
-STEP_RE = re.compile(r"step (\d+)/(\d+) loss ([-+0-9.eE]+|nan|inf)")
+STEP_RE = re.compile(r"^step (\d+)/(\d+) loss ([-+0-9.eE]+|nan|inf)")
+EVAL_RE = re.compile(r"^eval step (\d+):((?: \S+ \S+)+)$")
 
 
 def read_setup(work):
@@ -36,11 +41,11 @@ def read_run(d):
             m = STEP_RE.search(line)
             if m:
                 run["loss"].append((int(m.group(1)), float(m.group(3))))
-    with open(os.path.join(d, "evals.tsv")) as f:
-        for line in f:
-            step, _, rest = line.rstrip("\n").partition("\t")
-            name, _, value = rest.partition(": ")
-            run["evals"].setdefault(name, []).append((int(step), float(value)))
+            m = EVAL_RE.search(line.rstrip("\n"))
+            if m:
+                words = m.group(2).split()
+                for name, value in zip(words[::2], words[1::2]):
+                    run["evals"].setdefault(name, []).append((int(m.group(1)), float(value)))
     for v in run["evals"].values():
         v.sort()
     with open(os.path.join(d, "time.txt")) as f:
@@ -48,6 +53,25 @@ def read_run(d):
     if not run["loss"] or not run["evals"]:
         sys.exit(f"fusion_report.py: {d}: no progress lines or no evaluations")
     return run
+
+
+def text_only_baseline(work, task):
+    """Validation accuracy of answering from the text alone: the train split's most frequent
+    answer for the exact same question or statement (else the most frequent answer)."""
+    def examples(split):
+        d = safetensors_io.read(os.path.join(work, "world", f"{task}-{split}.safetensors"))
+        labels = d["labels"]
+        answers = labels.argmax(axis=1) if labels.ndim == 2 else labels
+        return [(tuple(ids), int(a)) for ids, a in zip(d["input_ids"].tolist(), answers.tolist())]
+    by_text = collections.defaultdict(collections.Counter)
+    overall = collections.Counter()
+    for text, a in examples("train"):
+        by_text[text][a] += 1
+        overall[a] += 1
+    top = overall.most_common(1)[0][0]
+    val = examples("val")
+    right = sum((by_text[t].most_common(1)[0][0] if t in by_text else top) == a for t, a in val)
+    return right / len(val), overall[top] / sum(overall.values())
 
 
 def mean_spread(xs):
@@ -125,7 +149,7 @@ def main():
            "```sh", "bench/experiments/fusion.sh" + (" --quick" if quick else ""), "```", "",
            "Setup of this run:", ""]
     for k in ("model", "data", "seeds", "pre_steps", "steps", "eval_every", "lr", "threads",
-              "machine", "commit"):
+              "machine", "commit", "load_start", "load_end"):
         md.append(f"- {k}: `{setup.get(k, '?')}`")
     md.append(f"- total wall time: {float(setup['total_seconds']):.0f} s (noisy: a shared machine "
               "unless said otherwise)")
@@ -179,6 +203,53 @@ def main():
         svg_plot(os.path.join(plots, f"{task}-accuracy.svg"),
                  f"{name}: validation {'VQA score' if task == 'vqa' else 'accuracy'} (mean over seeds)",
                  "VQA score" if task == "vqa" else "accuracy", acc_series)
+    md += ["", "Text-only baselines on the validation split (no model: the train split's most "
+           "frequent answer to the exact same question or statement, else its most frequent "
+           "answer; in brackets that most frequent answer's share of the train split). Compare them "
+           "with the \"val accuracy\" column: a model that does not look at the regions cannot "
+           "do better than the first number.", ""]
+    for task in ("vqa", "nlvr2"):
+        lookup, top = text_only_baseline(work, task)
+        md.append(f"- {task}: {lookup:.3f} (most frequent answer: {top:.3f})")
+    md += ["", "Effects (differences of the final validation accuracy, VQA score for VQA; mean "
+           "over seeds, and the per-seed differences when the seeds pair up):", "",
+           "| task | comparison | difference | per seed | same sign in every seed |", "|---|---|---|---|---|"]
+    for task in ("vqa", "nlvr2"):
+        key = "vqa_accuracy" if task == "vqa" else "accuracy"
+        final = {}
+        for n, r in runs.items():
+            m = re.match(rf"{task}-(early|late)-(pretrained|scratch)-s(\d+)$", n)
+            if m and key in r["evals"]:
+                final[(m.group(1), m.group(2), m.group(3))] = r["evals"][key][-1][1]
+        seeds = sorted({k[2] for k in final})
+        pairs = [("early − late, pre-trained", ("early", "pretrained"), ("late", "pretrained")),
+                 ("early − late, from scratch", ("early", "scratch"), ("late", "scratch")),
+                 ("pre-trained − scratch, early", ("early", "pretrained"), ("early", "scratch")),
+                 ("pre-trained − scratch, late", ("late", "pretrained"), ("late", "scratch"))]
+        for label, a_, b_ in pairs:
+            d = [final[a_ + (sd,)] - final[b_ + (sd,)] for sd in seeds
+                 if a_ + (sd,) in final and b_ + (sd,) in final]
+            if d:
+                agree = "yes" if all(x > 0 for x in d) or all(x < 0 for x in d) else "no"
+                md.append(f"| {task} | {label} | {statistics.mean(d):+.3f} | "
+                          + ", ".join(f"{x:+.3f}" for x in d) + f" | {agree} |")
+    ctl = [(n, r) for n, r in runs.items() if n.startswith("control-vqa-early-scratch-dropout-s")]
+    for n, r in ctl:
+        sd = n.rsplit("-s", 1)[1]
+        base = runs.get(f"vqa-early-scratch-s{sd}")
+        ev = r["evals"]
+        md += ["", f"Control (why dropout is off): the early-fusion VQA run of seed {sd} from scratch "
+               f"again with `--set dropout=0.1`: val accuracy {ev['accuracy'][-1][1]:.3f}, VQA score "
+               f"{ev['vqa_accuracy'][-1][1]:.3f}"
+               + (f" (dropout 0: {base['evals']['accuracy'][-1][1]:.3f} and "
+                  f"{base['evals']['vqa_accuracy'][-1][1]:.3f})." if base else ".")]
+        if base:
+            acc_series_ctl = [("dropout 0", COLOURS[("early", "scratch")], base["evals"]["vqa_accuracy"]),
+                              ("dropout 0.1", "#555555", ev["vqa_accuracy"])]
+            svg_plot(os.path.join(plots, "dropout-control.svg"),
+                     f"VQA-like, early fusion, scratch, seed {sd}: validation VQA score", "VQA score",
+                     acc_series_ctl)
+            md += ["", "![dropout control](fusion/dropout-control.svg)"]
     md += ["", "Training time: the `kiln train` command's wall time (compilation included), "
            "on the machine above; noisy when other work shares it.", ""]
     for task in ("vqa", "nlvr2"):
