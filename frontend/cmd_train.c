@@ -161,6 +161,7 @@ typedef struct TrainParam {
   const float *w_new, *m_new, *v_new;  // graph: the update's outputs, copied back
   int64_t numel;
   bool decay;      // weight decay applies (not biases, not LayerNorm weights)
+  bool reached;    // the loss depends on it; else it is left alone (torch skips grad None)
 } TrainParam;
 
 typedef struct Optimizer {
@@ -193,6 +194,7 @@ static void opt_graph_inputs(Optimizer *o, int64_t step) {
 static double opt_graph_copy_back(Optimizer *o) {
   for (int k = 0; k < o->n; k++) {
     TrainParam *p = &o->p[k];
+    if (!p->reached) continue;  // its outputs are its inputs
     size_t bytes = (size_t)p->numel * sizeof(float);
     memcpy(p->w, p->w_new, bytes);
     memcpy(p->m, p->m_new, bytes);
@@ -214,7 +216,7 @@ static double opt_update(Optimizer *o, int64_t step) {
   double c1 = 1.0 - pow(o->beta1, t), c2 = 1.0 - pow(o->beta2, t);
   for (int k = 0; k < o->n; k++) {
     TrainParam *p = &o->p[k];
-    for (int64_t i = 0; i < p->numel; i++) {
+    for (int64_t i = 0; p->reached && i < p->numel; i++) {
       float g = (float)(p->g[i] * scale);
       if (o->kind == OPT_SGD) {
         p->m[i] = (float)(o->momentum * p->m[i] + g);
@@ -447,6 +449,7 @@ static bool trainer_params(Trainer *t, Diag *d) {
     p->g = t->p.value[g->grads[i].grad->id];
     p->numel = ir_numel(&n->shape);
     p->decay = pass_optimizer_decays(n->name);
+    p->reached = g->grads[i].reached;
     assert(p->w && p->g);
     total += p->numel;
   }
@@ -491,7 +494,8 @@ static bool train(Trainer *t, Diag *d) {
   // Compile once: the loss and every gradient, dropout active.
   bool *want = calloc((size_t)g->n_nodes + 1, sizeof *want);
   want[t->loss->id] = true;
-  for (int i = 0; i < g->n_grads; i++) want[g->grads[i].grad->id] = true;
+  for (int i = 0; i < g->n_grads; i++)  // the parameters too: unreached ones are written out
+    want[g->grads[i].grad->id] = want[g->grads[i].of->id] = true;
   if (t->opt.graph)  // the update's outputs follow the model's own
     for (int i = t->n_model_outputs; i < g->n_outputs; i++) want[g->outputs[i]->id] = true;
   CgOptions copt = {.dump_dir = o->dump_llvm, .training = true,

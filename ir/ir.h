@@ -144,6 +144,7 @@ typedef struct IrLoss {
 typedef struct IrGrad {
   IrNode *of;    // a parameter (or an input)
   IrNode *grad;
+  bool reached;  // the loss depends on `of` (else grad is zeros, and optimisers leave it alone)
 } IrGrad;
 
 typedef struct IrNameMap IrNameMap;

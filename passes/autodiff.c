@@ -104,11 +104,12 @@ bool pass_autodiff(IrGraph *g, const char *loss_name, bool wrt_inputs, Diag *d) 
     IrNode *n = g->nodes[i];
     if (!is_wrt(n, wrt_inputs)) continue;
     IrNode *dn = grad[i];
+    bool reached = dn != NULL;
     if (!dn) {
       ir_builder_init(&b, g, arena_printf(&g->arena, "grad:%s", n->name), n->where);
       dn = ir_build_full(&b, &n->shape, 0.0, DT_F32);
     }
-    g->grads[g->n_grads++] = (IrGrad){n, dn};
+    g->grads[g->n_grads++] = (IrGrad){n, dn, reached};
   }
   free(active);
   free(grad);

@@ -3,6 +3,8 @@
 // forward, backward and update compile into one JIT program and a step is one plan run.
 // The step's learning rate and Adam's bias corrections are scalar inputs the trainer sets
 // before each run; the optimiser state is inputs (named as in checkpoints) and outputs.
+// Parameters the loss does not reach (a VQA model's pooler) keep their values and state,
+// as torch.optim skips parameters whose .grad is None (else weight decay would shrink them).
 #include <assert.h>
 #include <string.h>
 
@@ -100,7 +102,9 @@ bool pass_optimizer(IrGraph *g, const PassOptimizer *o, Diag *d) {
     }
     IrNode *gs = bin(&b, IR_OP_MUL, g->grads[i].grad, scale);  // clipped gradient
     IrNode *m2, *v2 = NULL, *np;
-    if (o->sgd) {  // m' = momentum m + g; p' = p - lr m'
+    if (!g->grads[i].reached) {  // as torch skips parameters without a gradient: no decay either
+      np = p, m2 = state[0], v2 = state[1];
+    } else if (o->sgd) {  // m' = momentum m + g; p' = p - lr m'
       m2 = bin(&b, IR_OP_ADD, ir_build_affine(&b, state[0], o->momentum, 0.0), gs);
       np = bin(&b, IR_OP_SUB, p, bin(&b, IR_OP_MUL, m2, lr));
     } else {  // AdamW with decoupled weight decay (torch.optim.AdamW's order)

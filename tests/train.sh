@@ -3,8 +3,8 @@
 # (tests/parity/make_case.py): 30 AdamW steps lower the loss over the whole dataset (kiln run,
 # dropout off) by a clear margin; a 20-step run equals its step-10 checkpoint resumed for
 # 10 more, bitwise; SIGINT (at a fixed step, and a real signal mid-run) checkpoints, exits
-# 130 and resumes bitwise; the compiled optimiser matches the C oracle; and bad data or
-# flags fail with exit 1 or 2.
+# 130 and resumes bitwise; the compiled optimiser matches the C oracle; parameters the loss
+# does not reach are left alone; and bad data or flags fail with exit 1 or 2.
 # usage: tests/train.sh KILN_BINARY
 set -euo pipefail
 kiln=${1:?usage: train.sh KILN_BINARY}
@@ -137,6 +137,35 @@ PY
 }
 check "train: compiled adamw matches the C optimiser over 10 steps (1e-5 of max)" graph_matches_c adamw
 check "train: compiled sgd matches the C optimiser over 10 steps (1e-5 of max)" graph_matches_c sgd
+
+# Parameters the loss does not reach (the VQA head reads the [MASK] token, not the pooler)
+# keep their values and a zero state, as torch.optim skips them: no weight decay either.
+vqa_model="$root/models/visualbert-vqa.json"
+"$kiln" init "$vqa_model" -o "$work/wq.safetensors" --seed 3 "${tiny[@]}" --set batch=4 --set num_labels=6 2>/dev/null
+"$py" "$here/parity/make_case.py" --variant vqa --seed 5 -o "$work/vqa-data.safetensors" \
+  "${tiny[@]}" --set batch=16 --set num_labels=6 >/dev/null
+unreached_untouched() {  # OPTIMIZER [c]
+  KILN_TRAIN_OPTIMIZER=${2:-graph} "$kiln" train "$vqa_model" --weights "$work/wq.safetensors" \
+    --data "$work/vqa-data.safetensors" --seed 1 --threads 2 "${tiny[@]}" --set batch=4 --set num_labels=6 \
+    --steps 5 --lr 1e-2 --optimizer "$1" --checkpoint-every 5 -o "$work/q.safetensors" || return 1
+  "$py" - "$here/parity" "$work/wq.safetensors" "$work/q.step-5.safetensors" <<'PY'
+import sys; sys.path.insert(0, sys.argv[1]); import numpy as np, safetensors_io as s
+w0, ck = s.read(sys.argv[2]), s.read(sys.argv[3])
+pooler = [n for n in w0 if n.startswith("visual_bert.pooler.")]
+assert len(pooler) == 2, pooler
+for n in pooler:
+    assert np.array_equal(w0[n], ck[n]), f"{n} changed"
+    for k in ck:
+        if k.endswith("." + n) and k.split(".")[0] in ("adam", "sgd"):
+            assert not ck[k].any(), f"{k} is not zero"
+moved = [n for n in w0 if n not in pooler and not np.array_equal(w0[n], ck[n])]
+assert "cls.weight" in moved and len(moved) > 20, moved
+print(f"pooler unchanged; {len(moved)} of {len(w0) - 2} other parameters moved")
+PY
+}
+check "train: adamw leaves the unreached pooler alone (compiled)" unreached_untouched adamw
+check "train: adamw leaves the unreached pooler alone (C oracle)" unreached_untouched adamw c
+check "train: sgd leaves the unreached pooler alone (compiled)" unreached_untouched sgd
 
 # Bad data: a tensor with the wrong trailing shape, and fewer examples than a batch.
 "$py" - "$here/parity" "$work" <<'PY'
