@@ -469,7 +469,7 @@ static bool trainer_params(Trainer *t, Diag *d) {
   return true;
 }
 
-// --eval-data: scores the current weights, one line on stderr; returns its seconds.
+// --eval-data: scores the current weights, one line on stderr; adds its time to *seconds.
 static bool eval_now(Trainer *t, int64_t step, bool tty, double *seconds, Diag *d) {
   double t0 = now_s();
   FeMetrics m;
@@ -536,9 +536,9 @@ static bool train(Trainer *t, Diag *d) {
   hook = getenv("KILN_TEST_AWAIT_SIGNAL_AT_STEP");
   int64_t await_at = hook ? atoll(hook) : 0;
   bool tty = isatty(2);
-  double eval_s = 0;  // time spent evaluating, not training
-  if (t->has_eval && !eval_now(t, done, tty, &eval_s, d)) return false;
   double t0 = now_s();
+  double eval_s = 0;  // time spent evaluating since t0, not training
+  if (t->has_eval && !eval_now(t, done, tty, &eval_s, d)) return false;
   char path[4096];
   for (int64_t step = done; step < t->opt.steps; step++) {
     if (step + 1 == interrupt_at) raise(SIGINT);
