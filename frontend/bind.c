@@ -216,3 +216,47 @@ bool fe_write_native(const char *path, const IrNode *const *nodes, const char *c
   free(ts);
   return ok;
 }
+
+bool fe_load_examples(const IrGraph *g, const StFile *f, void *const *value, int64_t *batch, const char *skip_where,
+                      FeExamples *out, int *n_out, int64_t *n_examples, Diag *d) {
+  *n_out = 0;
+  *n_examples = -1;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op != IR_OP_INPUT || !value[i] || (skip_where && !strcmp(n->where, skip_where))) continue;
+    char want[160], got[160];
+    if (*batch < 0 && n->shape.rank > 0) *batch = n->shape.dim[0];
+    if (n->shape.rank == 0 || n->shape.dim[0] != *batch)
+      return diag_error(d, "%s: input \"%s\" has shape %s, not (batch, ...) with batch %lld: training and "
+                        "evaluation need a leading batch dimension", g->file, n->name,
+                        ir_shape_str(&n->shape, want, sizeof want), (long long)*batch);
+    const StTensor *t = st_find(f, n->name);
+    if (!t) return diag_error(d, "%s: input \"%s\" is missing", f->path, n->name);
+    IrShape per = {.rank = n->shape.rank - 1};  // one example's shape
+    for (int k = 1; k < n->shape.rank; k++) per.dim[k - 1] = n->shape.dim[k];
+    bool ok = t->rank == n->shape.rank;
+    for (int k = 1; ok && k < t->rank; k++) ok = t->shape[k] == n->shape.dim[k];
+    if (!ok) {
+      IrShape ts = {.rank = t->rank};
+      for (int k = 0; k < t->rank && k < IR_MAX_RANK; k++) ts.dim[k] = t->shape[k];
+      return diag_error(d, "%s: tensor \"%s\" has shape %s; expected (examples)+%s", f->path, t->name,
+                        ir_shape_str(&ts, got, sizeof got), ir_shape_str(&per, want, sizeof want));
+    }
+    if (*n_examples >= 0 && t->shape[0] != *n_examples)
+      return diag_error(d, "%s: tensor \"%s\" has %lld examples but \"%s\" has %lld", f->path, t->name,
+                        (long long)t->shape[0], out[0].node->name, (long long)*n_examples);
+    *n_examples = t->shape[0];
+    size_t count = (size_t)st_numel(t);
+    FeExamples *e = &out[(*n_out)++];
+    *e = (FeExamples){.node = n, .row_bytes = (size_t)ir_numel(&per) * dt_size(n->dtype),
+                      .rows = malloc(count * dt_size(n->dtype) + 1)};
+    if (!e->rows) return diag_error(d, "%s: out of memory loading \"%s\"", f->path, t->name);
+    if (!dt_convert(t->dtype, t->data, n->dtype, e->rows, count, t->name, d)) return diag_prefix(d, "%s: ", f->path);
+  }
+  if (*n_out == 0) return diag_error(d, "%s: the model reads no inputs from %s", g->file, f->path);
+  return true;
+}
+
+void fe_examples_free(FeExamples *ex, int n) {
+  for (int i = 0; i < n; i++) free(ex[i].rows);
+}

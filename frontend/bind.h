@@ -32,6 +32,26 @@ bool fe_bind_native(const IrGraph *g, const StFile *f, IrOpKind kind, void *cons
 bool fe_bind_partial(const IrGraph *g, const StFile *f, void *const *value, uint64_t seed, FILE *log,
                      Diag *d);
 
+// Data files for kiln train and kiln eval: one tensor per model input with a leading
+// example dimension. FeExamples holds one input's examples in the node's dtype,
+// (N, ...the input's shape without its batch dim...).
+typedef struct FeExamples {
+  const IrNode *node;
+  char *rows;
+  size_t row_bytes;  // one example
+} FeExamples;
+
+// Converts, for every input the program reads (value[id] != NULL) other than those placed at
+// `skip_where` (NULL: none), the data file's tensor of that name. Each input's leading
+// dimension must be *batch (< 0: set from the first input), the tensor's trailing shape the
+// input's, and every tensor must
+// hold the same number of examples (*n_examples). out has room for g->n_nodes entries; on
+// failure the *n_out converted so far are still to be freed (fe_examples_free). Errors name
+// the file and the tensor.
+bool fe_load_examples(const IrGraph *g, const StFile *f, void *const *value, int64_t *batch, const char *skip_where,
+                      FeExamples *out, int *n_out, int64_t *n_examples, Diag *d);
+void fe_examples_free(FeExamples *ex, int n);
+
 // Marks in `avail` every node computable from the given inputs (and parameters).
 void fe_available(const IrGraph *g, const bool *given, bool *avail);
 

@@ -39,14 +39,8 @@ enum { STREAM_SHUFFLE = 1, STREAM_DROPOUT = 2 };
 // The data: one tensor per model input, (N, ...input shape without its batch dim...),
 // converted once into the input's dtype. Batch rows are copied out by example index.
 
-typedef struct TrainInput {
-  const IrNode *node;  // the input; value[node id] holds one batch (batch, ...)
-  char *rows;          // (N, ...) in node->dtype
-  size_t row_bytes;    // one example
-} TrainInput;
-
 typedef struct TrainData {
-  TrainInput *in;
+  FeExamples *in;  // the inputs; value[node id] holds one batch (batch, ...)
   int n_in;
   int64_t n_examples, batch;
   int64_t *perm;       // the current epoch's order (n_examples)
@@ -60,49 +54,16 @@ static int64_t config_int(const IrGraph *g, const char *name, int64_t fallback) 
   return fallback;
 }
 
-// Binds every input the program computes with (value[id] != NULL) to a tensor of the data
-// file, checking its trailing shape and that all agree on the number of examples.
+// Binds every input the program computes with (value[id] != NULL), except the optimiser's,
+// to a tensor of the data file (fe_load_examples checks shapes and example counts).
 static bool data_load(const IrGraph *g, const StFile *f, void *const *value, uint64_t seed,
                       TrainData *td, Diag *d) {
   td->in = calloc((size_t)g->n_nodes + 1, sizeof *td->in);
   td->perm_epoch = -1;
   td->seed = seed;
-  td->n_examples = -1;
   td->batch = config_int(g, "batch", -1);
-  for (int i = 0; i < g->n_nodes; i++) {
-    const IrNode *n = g->nodes[i];
-    if (n->op != IR_OP_INPUT || !value[i] || !strcmp(n->where, PASS_OPT_WHERE)) continue;
-    const StTensor *t = st_find(f, n->name);
-    if (!t) return diag_error(d, "%s: input \"%s\" is missing; the loss needs it", f->path, n->name);
-    char want[160], got[160];
-    IrShape per = {.rank = n->shape.rank - 1};  // one example's shape
-    for (int k = 1; k < n->shape.rank; k++) per.dim[k - 1] = n->shape.dim[k];
-    if (n->shape.rank == 0 || (td->batch > 0 && n->shape.dim[0] != td->batch))
-      return diag_error(d, "%s: input \"%s\" has shape %s, not (batch, ...): kiln train needs a "
-                        "leading batch dimension", g->file, n->name, ir_shape_str(&n->shape, want, sizeof want));
-    if (td->batch < 0) td->batch = n->shape.dim[0];
-    bool ok = t->rank == n->shape.rank;
-    for (int k = 1; ok && k < t->rank; k++) ok = t->shape[k] == n->shape.dim[k];
-    if (!ok) {
-      IrShape ts = {.rank = t->rank};
-      for (int k = 0; k < t->rank && k < IR_MAX_RANK; k++) ts.dim[k] = t->shape[k];
-      return diag_error(d, "%s: tensor \"%s\" has shape %s; expected (examples)+%s", f->path, t->name,
-                        ir_shape_str(&ts, got, sizeof got), ir_shape_str(&per, want, sizeof want));
-    }
-    if (td->n_examples >= 0 && t->shape[0] != td->n_examples)
-      return diag_error(d, "%s: tensor \"%s\" has %lld examples but \"%s\" has %lld", f->path, t->name,
-                        (long long)t->shape[0], td->in[0].node->name, (long long)td->n_examples);
-    td->n_examples = t->shape[0];
-    TrainInput *in = &td->in[td->n_in++];
-    in->node = n;
-    in->row_bytes = (size_t)ir_numel(&per) * dt_size(n->dtype);
-    size_t count = (size_t)st_numel(t);
-    in->rows = malloc(count * dt_size(n->dtype) + 1);
-    if (!in->rows) return diag_error(d, "%s: out of memory loading \"%s\"", f->path, t->name);
-    if (!dt_convert(t->dtype, t->data, n->dtype, in->rows, count, t->name, d))
-      return diag_prefix(d, "%s: ", f->path);
-  }
-  if (td->n_in == 0) return diag_error(d, "%s: the loss reads no inputs; nothing to train on", g->file);
+  if (!fe_load_examples(g, f, value, &td->batch, PASS_OPT_WHERE, td->in, &td->n_in, &td->n_examples, d))
+    return false;
   if (td->n_examples < td->batch)
     return diag_error(d, "%s: %lld examples, fewer than one batch (%lld)", f->path,
                       (long long)td->n_examples, (long long)td->batch);
@@ -111,7 +72,7 @@ static bool data_load(const IrGraph *g, const StFile *f, void *const *value, uin
 }
 
 static void data_free(TrainData *td) {
-  for (int i = 0; i < td->n_in; i++) free(td->in[i].rows);
+  fe_examples_free(td->in, td->n_in);
   free(td->in);
   free(td->perm);
 }
@@ -139,7 +100,7 @@ static void data_bind_batch(TrainData *td, int64_t step, void *const *value) {
   for (int64_t b = 0; b < td->batch; b++) {
     int64_t ex = data_example(td, step * td->batch + b);
     for (int i = 0; i < td->n_in; i++) {
-      const TrainInput *in = &td->in[i];
+      const FeExamples *in = &td->in[i];
       memcpy((char *)value[in->node->id] + (size_t)b * in->row_bytes, in->rows + (size_t)ex * in->row_bytes,
              in->row_bytes);
     }

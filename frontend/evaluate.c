@@ -102,46 +102,20 @@ static bool load_model(const CliOptions *o, int64_t batch, IrGraph *g, Diag *d) 
   return true;
 }
 
-// Converts every input the program reads from the data file (checked by name, trailing
-// shape and number of examples); rows of inputs `share` already holds are borrowed.
+// The inputs of part pt from the data file; those of `share` (the full-batch part) are
+// borrowed by name when it has them (the same rows, another graph's nodes).
 static bool load_inputs(FeEvalPart *pt, const StFile *f, const FeEvalPart *share, int64_t *n_examples, Diag *d) {
   const IrGraph *g = &pt->g;
   pt->in = calloc((size_t)g->n_nodes + 1, sizeof *pt->in);
-  pt->loaded = true;
-  for (int i = 0; i < g->n_nodes; i++) {
-    const IrNode *n = g->nodes[i];
-    if (n->op != IR_OP_INPUT || !pt->p.value[i]) continue;
-    if (n->shape.rank == 0 || n->shape.dim[0] != pt->batch)
-      return diag_error(d, "%s: input \"%s\" has no leading batch dimension: kiln eval needs one", g->file, n->name);
-    const StTensor *t = st_find(f, n->name);
-    if (!t) return diag_error(d, "%s: input \"%s\" is missing", f->path, n->name);
-    IrShape per = {.rank = n->shape.rank - 1};
-    for (int k = 1; k < n->shape.rank; k++) per.dim[k - 1] = n->shape.dim[k];
-    bool ok = t->rank == n->shape.rank;
-    for (int k = 1; ok && k < t->rank; k++) ok = t->shape[k] == n->shape.dim[k];
-    if (!ok) {
-      char want[160], got[160];
-      IrShape ts = {.rank = t->rank};
-      for (int k = 0; k < t->rank && k < IR_MAX_RANK; k++) ts.dim[k] = t->shape[k];
-      return diag_error(d, "%s: tensor \"%s\" has shape %s; expected (examples)+%s", f->path, t->name,
-                        ir_shape_str(&ts, got, sizeof got), ir_shape_str(&per, want, sizeof want));
-    }
-    if (*n_examples >= 0 && t->shape[0] != *n_examples)
-      return diag_error(d, "%s: tensor \"%s\" has %lld examples, not %lld like the model's other inputs", f->path,
-                        t->name, (long long)t->shape[0], (long long)*n_examples);
-    *n_examples = t->shape[0];
-    FeEvalInput *e = &pt->in[pt->n_in++];
-    e->node = n;
-    e->row_bytes = (size_t)ir_numel(&per) * dt_size(n->dtype);
-    for (int k = 0; share && k < share->n_in; k++)
-      if (!strcmp(share->in[k].node->name, n->name) && share->in[k].node->dtype == n->dtype) e->rows = share->in[k].rows;
-    if (e->rows) continue;
-    size_t count = (size_t)st_numel(t);
-    e->rows = malloc(count * dt_size(n->dtype) + 1);
-    if (!e->rows) return diag_error(d, "%s: out of memory loading \"%s\"", f->path, t->name);
-    if (!dt_convert(t->dtype, t->data, n->dtype, e->rows, count, t->name, d)) return diag_prefix(d, "%s: ", f->path);
+  if (!share) {
+    pt->owns_rows = true;
+    return fe_load_examples(g, f, pt->p.value, &pt->batch, NULL, pt->in, &pt->n_in, n_examples, d);
   }
-  if (pt->n_in == 0) return diag_error(d, "%s: the model reads no inputs", g->file);
+  for (int k = 0; k < share->n_in; k++) {
+    const IrNode *n = ir_graph_find(g, share->in[k].node->name);
+    if (!n || !pt->p.value[n->id]) continue;
+    pt->in[pt->n_in++] = (FeExamples){.node = n, .rows = share->in[k].rows, .row_bytes = share->in[k].row_bytes};
+  }
   return true;
 }
 
@@ -193,7 +167,7 @@ bool fe_eval_open(const CliOptions *o, const char *data_path, FeEvaluator *e, Di
     ok = load_model(o, rest->batch, &rest->g, d);
     if (ok) {
       e->n_parts = 2;
-      ok = compile_part(o, rest, d) && load_inputs(rest, &df, full->loaded ? full : NULL, &seen, d);
+      ok = compile_part(o, rest, d) && load_inputs(rest, &df, full->compiled ? full : NULL, &seen, d);
     }
   }
   e->examples = n;
@@ -268,13 +242,9 @@ void fe_metrics_print(const FeMetrics *m, FILE *f, bool one_line) {
 }
 
 void fe_eval_free(FeEvaluator *e) {
-  for (int k = 1; k >= 0; k--) {  // the remainder first: it may borrow part 0's rows
+  for (int k = 0; k < 2; k++) {
     FeEvalPart *pt = &e->part[k];
-    for (int i = 0; i < pt->n_in; i++) {
-      bool borrowed = false;
-      for (int j = 0; k == 1 && j < e->part[0].n_in; j++) borrowed |= e->part[0].in[j].rows == pt->in[i].rows;
-      if (!borrowed) free(pt->in[i].rows);
-    }
+    if (pt->owns_rows) fe_examples_free(pt->in, pt->n_in);
     free(pt->in);
     if (pt->compiled) cg_program_free(&pt->p);
   }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "codegen/compile.h"
+#include "frontend/bind.h"
 #include "frontend/cli.h"
 
 // Sums over the examples seen; fe_metrics_print turns them into means and rates.
@@ -19,20 +20,15 @@ typedef struct FeMetrics {
   int64_t mlm_n, mlm_correct, si_n, si_correct;
 } FeMetrics;
 
-typedef struct FeEvalInput {  // one input's examples in the node's dtype (N, ...)
-  const IrNode *node;
-  char *rows;
-  size_t row_bytes;
-} FeEvalInput;
-
 typedef struct FeEvalPart {  // one compilation: examples [first, first + count)
   IrGraph g;
   CgProgram p;
   const IrNode *loss;
-  FeEvalInput *in;
+  FeExamples *in;  // the data's examples of each input the program reads
   int n_in;
   int64_t first, count, batch;
-  bool loaded, compiled;
+  bool owns_rows;  // else borrowed from part[0]
+  bool compiled;
 } FeEvalPart;
 
 typedef struct FeEvaluator {
