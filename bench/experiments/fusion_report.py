@@ -217,7 +217,7 @@ def main():
     md += ["", "Effects (differences of the final validation accuracy, VQA score for VQA; mean "
            "over seeds, and the per-seed differences when the seeds pair up):", "",
            "| task | comparison | difference | per seed | same sign in every seed |", "|---|---|---|---|---|"]
-    summary = {"early − late": [], "pre-trained − scratch": []}
+    summary = {}  # (task, "pre" | "pre-trained" | "from scratch") -> per-seed differences
     for task in ("vqa", "nlvr2"):
         key = "vqa_accuracy" if task == "vqa" else "accuracy"
         final = {}
@@ -233,20 +233,20 @@ def main():
         for label, a_, b_ in pairs:
             d = [final[a_ + (sd,)] - final[b_ + (sd,)] for sd in seeds
                  if a_ + (sd,) in final and b_ + (sd,) in final]
-            summary[label.split(",")[0]].extend(d)
+            key2 = "pre" if label.startswith("pre") else label.split(", ")[1]
+            summary.setdefault((task, key2), []).extend(d)
             if d:
                 agree = "yes" if all(x > 0 for x in d) or all(x < 0 for x in d) else "no"
                 md.append(f"| {task} | {label} | {statistics.mean(d):+.3f} | "
                           + ", ".join(f"{x:+.3f}" for x in d) + f" | {agree} |")
-    md += ["", "In short (computed from the table above, over both tasks, both settings of the "
-           "other factor and every seed):", ""]
-    for label, what in (("early − late", "early fusion ends ahead of late fusion"),
-                        ("pre-trained − scratch", "the pre-trained model ends ahead of the one trained from scratch")):
-        d = summary[label]
-        if d:
-            ahead = sum(x > 0 for x in d)
-            md.append(f"- {what} in {ahead} of {len(d)} paired runs (mean difference {statistics.mean(d):+.3f}, "
-                      f"from {min(d):+.3f} to {max(d):+.3f}).")
+    def tally(d):
+        return (f"{sum(x > 0 for x in d)} of {len(d)} paired runs (mean {statistics.mean(d):+.3f})"
+                if d else "no paired runs")
+    md += ["", "In short (counted from the per-seed differences above):", ""]
+    for task in ("vqa", "nlvr2"):
+        md.append(f"- {task}: pre-training ahead in {tally(summary.get((task, 'pre'), []))}; early fusion "
+                  f"ahead of late after pre-training in {tally(summary.get((task, 'pre-trained'), []))}, "
+                  f"from scratch in {tally(summary.get((task, 'from scratch'), []))}.")
     ctl = [(n, r) for n, r in runs.items() if n.startswith("control-vqa-early-scratch-dropout-s")]
     for n, r in ctl:
         sd = n.rsplit("-s", 1)[1]
