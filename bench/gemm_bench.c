@@ -4,7 +4,8 @@
 // JIT-compiled loop of independent <W x float> FMA chains, timed on every thread at once).
 // Prints GFLOP/s (median of the runs after warm-up) for 1 and 2 threads and the % of peak.
 //   gemm_bench [runs [shape-filter [max-threads]]]   KILN_GEMM_* environment variables
-//                                                    override the plan (see cg_gemm.c)
+//                                                    override the plan (see cg_gemm.c);
+//                                                    KILN_BENCH_DUMP=DIR writes the IR
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -46,7 +47,18 @@ static KernelFn lookup(CgJit *j, const char *name) {
 static float *alloc_floats(size_t n) {
   float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
   if (!p) exit(1);
-  for (size_t i = 0; i < n; i++) p[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+  // Uniform in [-0.5, 0.5), a different stream for each buffer (splitmix64). Until
+  // 2026-11-27 this was (i * 2654435761) % 1000, which repeats every 1000 elements: rows of
+  // A and W repeated and much of C was +-15..64, where the GELU epilogue's exp underflows
+  // into subnormals at a microcode assist each (linear+GELU 109 GFLOP/s, ~145 with FTZ).
+  static uint64_t stream;
+  uint64_t seed = ++stream * 0x9e3779b97f4a7c15u;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t z = seed + (uint64_t)i * 0x9e3779b97f4a7c15u;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    p[i] = (float)((z ^ (z >> 31)) >> 40) * 0x1p-24f - 0.5f;
+  }
   return p;
 }
 
@@ -54,6 +66,7 @@ static float *alloc_floats(size_t n) {
 // registers on an AVX-512 host) at KILN_BENCH_W lanes (default 8).
 static CgOptions target(void) {
   CgOptions o = {0};
+  o.dump_dir = getenv("KILN_BENCH_DUMP");  // the optimised IR, as kiln's --dump-llvm
   const char *cpu = getenv("KILN_BENCH_CPU");
   if (cpu && *cpu) {
     o.cpu = cpu, o.features = "";
