@@ -155,6 +155,7 @@ static double measure_peak(KernelFn peak, int W, int threads) {
 typedef struct Bench {
   const char *label;
   CgGemm g;
+  float b_scale;  // B's and the bias's values times this (0: 1)
   double flops;
   CgSteps steps;
   CgJit *jit;
@@ -199,9 +200,12 @@ static void bench_build(Bench *b) {
   for (int i = 0; i < b->steps.n; i++) lookup(b->jit, b->steps.v[i].fn);  // compiles
   compile_ms = (now() - t0) * 1e3;
   b->node[0] = alloc_floats(span(g, g->M, g->K, g->a_rs, g->a_cs, g->a_bstride));
-  b->node[1] = alloc_floats(span(g, g->K, g->N, g->b_rs, g->b_cs, g->b_bstride));
+  size_t nb = span(g, g->K, g->N, g->b_rs, g->b_cs, g->b_bstride);
+  b->node[1] = alloc_floats(nb);
+  for (size_t i = 0; b->b_scale && i < nb; i++) b->node[1][i] *= b->b_scale;
   b->node[2] = alloc_floats(span(g, g->M, g->N, g->c_rs, 1, g->c_bstride));
   b->node[3] = alloc_floats((size_t)g->N);
+  for (int64_t i = 0; b->b_scale && i < g->N; i++) b->node[3][i] *= b->b_scale;
   b->node[4] = alloc_floats(span(g, g->M, g->N, g->c_rs, 1, g->c_bstride));
   b->scratch = calloc((size_t)b->steps.n_scratch + 1, sizeof *b->scratch);
   b->flops = 2.0 * (double)g->M * (double)g->N * (double)g->K;
@@ -324,7 +328,11 @@ int main(int argc, char **argv) {
       {.label = "linear 120x768x768", .g = linear(120, 768, 768)},
       {.label = "linear 120x3072x768", .g = linear(120, 3072, 768)},
       {.label = "linear 120x768x3072", .g = linear(120, 768, 3072)},
+      {.label = "linear 120x2304x768", .g = linear(120, 2304, 768)},  // Q, K, V as one
       {.label = "linear+gelu 120x3072x768", .g = linear_gelu(120, 3072, 768)},
+      // C before the GELU with std ~0.6, as in VisualBERT-base with its initial weights
+      // (wide: std ~2.3, where each vector has lanes past the GELU's central form)
+      {.label = "linear+gelu narrow", .g = linear_gelu(120, 3072, 768), .b_scale = 0.24f},
       {.label = "linear 960x768x768", .g = linear(960, 768, 768)},
       {.label = "linear 960x3072x768", .g = linear(960, 3072, 768)},
       {.label = "linear 960x768x3072", .g = linear(960, 768, 3072)},
