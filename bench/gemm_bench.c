@@ -4,7 +4,8 @@
 // JIT-compiled loop of independent <W x float> FMA chains, timed on every thread at once).
 // Prints GFLOP/s (median of the runs after warm-up) for 1 and 2 threads and the % of peak.
 //   gemm_bench [runs [shape-filter [max-threads]]]   KILN_GEMM_* environment variables
-//                                                    override the plan (see cg_gemm.c)
+//                                                    override the plan (see cg_gemm.c);
+//                                                    KILN_BENCH_DUMP=DIR writes the IR
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -46,7 +47,18 @@ static KernelFn lookup(CgJit *j, const char *name) {
 static float *alloc_floats(size_t n) {
   float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
   if (!p) exit(1);
-  for (size_t i = 0; i < n; i++) p[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+  // Uniform in [-0.5, 0.5), a different stream for each buffer (splitmix64). Until
+  // 2026-11-27 this was (i * 2654435761) % 1000, which repeats every 1000 elements: rows of
+  // A and W repeated and much of C was +-15..64, where the GELU epilogue's exp underflows
+  // into subnormals at a microcode assist each (linear+GELU 109 GFLOP/s, ~145 with FTZ).
+  static uint64_t stream;
+  uint64_t seed = ++stream * 0x9e3779b97f4a7c15u;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t z = seed + (uint64_t)i * 0x9e3779b97f4a7c15u;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    p[i] = (float)((z ^ (z >> 31)) >> 40) * 0x1p-24f - 0.5f;
+  }
   return p;
 }
 
@@ -54,6 +66,7 @@ static float *alloc_floats(size_t n) {
 // registers on an AVX-512 host) at KILN_BENCH_W lanes (default 8).
 static CgOptions target(void) {
   CgOptions o = {0};
+  o.dump_dir = getenv("KILN_BENCH_DUMP");  // the optimised IR, as kiln's --dump-llvm
   const char *cpu = getenv("KILN_BENCH_CPU");
   if (cpu && *cpu) {
     o.cpu = cpu, o.features = "";
@@ -142,6 +155,7 @@ static double measure_peak(KernelFn peak, int W, int threads) {
 typedef struct Bench {
   const char *label;
   CgGemm g;
+  float b_scale;  // B's and the bias's values times this (0: 1)
   double flops;
   CgSteps steps;
   CgJit *jit;
@@ -186,9 +200,12 @@ static void bench_build(Bench *b) {
   for (int i = 0; i < b->steps.n; i++) lookup(b->jit, b->steps.v[i].fn);  // compiles
   compile_ms = (now() - t0) * 1e3;
   b->node[0] = alloc_floats(span(g, g->M, g->K, g->a_rs, g->a_cs, g->a_bstride));
-  b->node[1] = alloc_floats(span(g, g->K, g->N, g->b_rs, g->b_cs, g->b_bstride));
+  size_t nb = span(g, g->K, g->N, g->b_rs, g->b_cs, g->b_bstride);
+  b->node[1] = alloc_floats(nb);
+  for (size_t i = 0; b->b_scale && i < nb; i++) b->node[1][i] *= b->b_scale;
   b->node[2] = alloc_floats(span(g, g->M, g->N, g->c_rs, 1, g->c_bstride));
   b->node[3] = alloc_floats((size_t)g->N);
+  for (int64_t i = 0; b->b_scale && i < g->N; i++) b->node[3][i] *= b->b_scale;
   b->node[4] = alloc_floats(span(g, g->M, g->N, g->c_rs, 1, g->c_bstride));
   b->scratch = calloc((size_t)b->steps.n_scratch + 1, sizeof *b->scratch);
   b->flops = 2.0 * (double)g->M * (double)g->N * (double)g->K;
@@ -311,7 +328,11 @@ int main(int argc, char **argv) {
       {.label = "linear 120x768x768", .g = linear(120, 768, 768)},
       {.label = "linear 120x3072x768", .g = linear(120, 3072, 768)},
       {.label = "linear 120x768x3072", .g = linear(120, 768, 3072)},
+      {.label = "linear 120x2304x768", .g = linear(120, 2304, 768)},  // Q, K, V as one
       {.label = "linear+gelu 120x3072x768", .g = linear_gelu(120, 3072, 768)},
+      // C before the GELU with std ~0.6, as in VisualBERT-base with its initial weights
+      // (wide: std ~2.3, where each vector has lanes past the GELU's central form)
+      {.label = "linear+gelu narrow", .g = linear_gelu(120, 3072, 768), .b_scale = 0.24f},
       {.label = "linear 960x768x768", .g = linear(960, 768, 768)},
       {.label = "linear 960x3072x768", .g = linear(960, 3072, 768)},
       {.label = "linear 960x768x3072", .g = linear(960, 768, 3072)},

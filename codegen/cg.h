@@ -93,6 +93,11 @@ LLVMValueRef cg_log(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_erf(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_tanh(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_gelu(Cg *cg, LLVMValueRef x);     // exact: 0.5 x (1 + erf(x / sqrt 2))
+// cg_gelu's result where every lane has |x| < CG_GELU_CENTRAL (or is NaN), at a third of
+// its cost: callers may branch to it on cg_gelu_all_central (the GEMM epilogue does).
+#define CG_GELU_CENTRAL 1.25
+LLVMValueRef cg_gelu_central(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_gelu_all_central(Cg *cg, LLVMValueRef x);  // i1: every lane takes that form
 LLVMValueRef cg_sigmoid(Cg *cg, LLVMValueRef x);
 
 // ---- JIT ------------------------------------------------------------------------------

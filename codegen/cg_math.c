@@ -300,6 +300,19 @@ static LLVMValueRef gelu_central(Cg *cg, LLVMValueRef x) {
   return cg_fma(cg, x, v, mul(cg, x, v_err));
 }
 
+LLVMValueRef cg_gelu_central(Cg *cg, LLVMValueRef x) { return gelu_central(cg, x); }
+
+// The same comparison as cg_gelu's select, so a branch on it gives the same bits.
+static LLVMValueRef gelu_is_central(Cg *cg, LLVMValueRef x) {
+  return cmp(cg, LLVMRealULT, fabs_(cg, x), k(cg, x, CG_GELU_CENTRAL));  // NaN too
+}
+
+LLVMValueRef cg_gelu_all_central(Cg *cg, LLVMValueRef x) {
+  LLVMValueRef c = gelu_is_central(cg, x);
+  if (LLVMGetTypeKind(LLVMTypeOf(c)) != LLVMVectorTypeKind) return c;
+  return cg_intrinsic(cg, "llvm.vector.reduce.and", LLVMTypeOf(c), &c, 1);
+}
+
 LLVMValueRef cg_gelu(Cg *cg, LLVMValueRef x) {
   LLVMValueRef a = fabs_(cg, x);
   LLVMValueRef ac = fmin_(cg, a, 14.5);
@@ -312,8 +325,7 @@ LLVMValueRef cg_gelu(Cg *cg, LLVMValueRef x) {
   ExpParts e = exp_parts(cg, mul(cg, hi, k(cg, x, -0.5)), mul(cg, lo, k(cg, x, -0.5)));
   LLVMValueRef t = mul_exp(cg, h, h_err, e);
   LLVMValueRef tail = sel(cg, cmp(cg, LLVMRealOLT, x, k(cg, x, 0.0)), neg(cg, t), sub(cg, x, t));
-  LLVMValueRef central = cmp(cg, LLVMRealULT, a, k(cg, x, 1.25));  // NaN too
-  return sel(cg, central, gelu_central(cg, x), tail);
+  return sel(cg, gelu_is_central(cg, x), gelu_central(cg, x), tail);
 }
 
 // ---------------------------------------------------------------------------------------
