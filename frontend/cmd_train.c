@@ -48,12 +48,6 @@ typedef struct TrainData {
   uint64_t seed;
 } TrainData;
 
-static int64_t config_int(const IrGraph *g, const char *name, int64_t fallback) {
-  for (int i = 0; i < g->n_config; i++)
-    if (!strcmp(g->config[i].name, name)) return (int64_t)g->config[i].value;
-  return fallback;
-}
-
 // Binds every input the program computes with (value[id] != NULL), except the optimiser's,
 // to a tensor of the data file (fe_load_examples checks shapes and example counts).
 static bool data_load(const IrGraph *g, const StFile *f, void *const *value, uint64_t seed,
@@ -61,7 +55,7 @@ static bool data_load(const IrGraph *g, const StFile *f, void *const *value, uin
   td->in = calloc((size_t)g->n_nodes + 1, sizeof *td->in);
   td->perm_epoch = -1;
   td->seed = seed;
-  td->batch = config_int(g, "batch", -1);
+  td->batch = (int64_t)ir_graph_config(g, "batch", -1);
   if (!fe_load_examples(g, f, value, &td->batch, PASS_OPT_WHERE, td->in, &td->n_in, &td->n_examples, d))
     return false;
   if (td->n_examples < td->batch)

@@ -74,12 +74,6 @@ static void score_batch(const IrGraph *g, void *const *value, int64_t b, FeMetri
   }
 }
 
-static int64_t config_batch(const IrGraph *g) {
-  for (int i = 0; i < g->n_config; i++)
-    if (!strcmp(g->config[i].name, "batch")) return (int64_t)g->config[i].value;
-  return -1;
-}
-
 // Loads the model (with batch=`batch` when > 0) for inference.
 static bool load_model(const CliOptions *o, int64_t batch, IrGraph *g, Diag *d) {
   FeSet sets[CLI_MAX_SETS + 1];
@@ -142,7 +136,7 @@ bool fe_eval_open(const CliOptions *o, const char *data_path, FeEvaluator *e, Di
   FeEvalPart *full = &e->part[0];
   if (!load_model(o, 0, &full->g, d)) return false;
   e->n_parts = 1;
-  full->batch = config_batch(&full->g);
+  full->batch = (int64_t)ir_graph_config(&full->g, "batch", -1);
   if (full->batch < 1) return diag_error(d, "%s: evaluation needs a config entry \"batch\"", full->g.file);
   StFile df = {0};
   if (!st_read(data_path, &df, d)) return false;
@@ -170,7 +164,6 @@ bool fe_eval_open(const CliOptions *o, const char *data_path, FeEvaluator *e, Di
       ok = compile_part(o, rest, d) && load_inputs(rest, &df, full->compiled ? full : NULL, &seen, d);
     }
   }
-  e->examples = n;
   st_free(&df);
   return ok;
 }

@@ -35,7 +35,6 @@ typedef struct FeEvaluator {
   FeEvalPart part[2];  // full batches; the remainder (batch = examples % batch)
   int n_parts;
   int threads;
-  int64_t examples;
 } FeEvaluator;
 
 // Loads o->model (o->sets, o->loss, o->disabled; memplan honoured) for inference, reads

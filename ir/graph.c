@@ -88,6 +88,12 @@ IrNode *ir_graph_add(IrGraph *g, IrOpKind op, const char *name, const char *wher
 
 IrNode *ir_graph_find(const IrGraph *g, const char *name) { return map_get(g->names, name); }
 
+double ir_graph_config(const IrGraph *g, const char *name, double fallback) {
+  for (int i = 0; i < g->n_config; i++)
+    if (!strcmp(g->config[i].name, name)) return g->config[i].value;
+  return fallback;
+}
+
 void ir_graph_remove(IrGraph *g, const bool *remove) {
   int k = 0;
   for (int i = 0; i < g->n_nodes; i++)

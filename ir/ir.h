@@ -255,6 +255,8 @@ void ir_graph_free(IrGraph *g);
 // Adds a node with the given name (must be new: ir_graph_find first). Inputs are set later.
 IrNode *ir_graph_add(IrGraph *g, IrOpKind op, const char *name, const char *where);
 IrNode *ir_graph_find(const IrGraph *g, const char *name);
+// The value of config entry `name` (the model file's config after --set), else `fallback`.
+double ir_graph_config(const IrGraph *g, const char *name, double fallback);
 // Drops the nodes with remove[id] set (none may be an input of a kept node, an output or a
 // loss) and renumbers the rest in order; call ir_graph_finish afterwards.
 void ir_graph_remove(IrGraph *g, const bool *remove);
