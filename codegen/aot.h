@@ -1,7 +1,7 @@
 // Ahead-of-time compilation (`kiln compile`, docs/aot.md): the pieces an executable or a
 // library is linked from — an object file of the optimised kernels for a chosen CPU
 // (codegen/aot.c) and the C source of the plan's tables for runtime/aot.h
-// (codegen/aot_tables.c). The CLI (frontend/cmd_compile.c) runs `cc` on them.
+// (codegen/aot_tables.c). The CLI (app/cmd_compile.c) runs `cc` on them.
 #ifndef KILN_AOT_CG_H
 #define KILN_AOT_CG_H
 

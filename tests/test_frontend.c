@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "frontend/bind.h"
+#include "api/bind.h"
 #include "frontend/expr.h"
 #include "frontend/frontend.h"
 

@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "frontend/frontend.h"
-#include "frontend/mlm.h"
-#include "frontend/synth.h"
-#include "frontend/wordpiece.h"
+#include "data/mlm.h"
+#include "data/synth.h"
+#include "data/wordpiece.h"
 #include "runtime/safetensors.h"
 
 // ---------------------------------------------------------------------------------------

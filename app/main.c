@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frontend/cli.h"
+#include "app/cli.h"
 #include "passes/passes.h"
 
 typedef struct Command {

@@ -6,8 +6,8 @@
 #include <time.h>
 
 #include "codegen/compile.h"
-#include "frontend/bind.h"
-#include "frontend/cli.h"
+#include "api/bind.h"
+#include "app/cli.h"
 #include "runtime/timing.h"
 
 // `--profile`: iters more runs with each step timed (its kernel and the barrier after it);

@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "codegen/compile.h"
-#include "frontend/bind.h"
-#include "frontend/cli.h"
+#include "api/bind.h"
+#include "app/cli.h"
 #include "passes/passes.h"
 
 // The JIT's form of the evaluation: compile what `want` needs with dropout active, bind

@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frontend/bind.h"
+#include "api/bind.h"
 #include "codegen/compile.h"
-#include "frontend/cli.h"
+#include "app/cli.h"
 
 static int need(const char *what, const char *opt, const char *cmd) {
   fprintf(stderr, "kiln: %s needs %s %s (kiln %s --help)\n", cmd, opt, what, cmd);

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frontend/bind.h"
+#include "api/bind.h"
 
 static void fill_normal(double *v, size_t n, double std, uint64_t key) {
   for (size_t i = 0; i < n; i += 2) {  // Box-Muller: two normals from two uniforms

@@ -13,8 +13,8 @@
 
 #include "codegen/aot.h"
 #include "codegen/compile.h"
-#include "frontend/bind.h"
-#include "frontend/cli.h"
+#include "api/bind.h"
+#include "app/cli.h"
 
 #ifndef KILN_RT_LIB_PATH
 #define KILN_RT_LIB_PATH ""

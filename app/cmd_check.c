@@ -5,7 +5,7 @@
 
 #include "codegen/codegen.h"
 #include "codegen/compile.h"
-#include "frontend/cli.h"
+#include "app/cli.h"
 #include "passes/passes.h"
 
 void cli_error(const Diag *d) { fprintf(stderr, "kiln: %s\n", d->set ? d->msg : "error"); }

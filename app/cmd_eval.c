@@ -1,11 +1,11 @@
 // `kiln eval`: a model's loss and accuracies over a whole data file, with the JIT in
-// inference mode (frontend/evaluate.c compiles and scores; the metrics are listed there
+// inference mode (api/evaluate.c compiles and scores; the metrics are listed there
 // and in docs/data.md).
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "frontend/cli.h"
-#include "frontend/evaluate.h"
+#include "app/cli.h"
+#include "api/evaluate.h"
 
 int cmd_eval(const CliOptions *o) {
   if (!o->weights || !o->data) {

@@ -7,8 +7,8 @@
 #include <stdio.h>
 
 #include "codegen/compile.h"
-#include "frontend/bind.h"
-#include "frontend/cli.h"
+#include "api/bind.h"
+#include "app/cli.h"
 
 // Sums over the examples seen; fe_metrics_print turns them into means and rates.
 typedef struct FeMetrics {

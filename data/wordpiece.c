@@ -8,7 +8,7 @@
 // printable, as BERT), Latin-1, General Punctuation, CJK and fullwidth punctuation;
 // whitespace: ASCII and the Zs spaces; control and format characters are removed. Not
 // covered: Latin Extended Additional (Vietnamese) accents, Hangul decomposition.
-#include "frontend/wordpiece.h"
+#include "data/wordpiece.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -51,7 +51,7 @@ int cmd_run(const CliOptions *o);
 int cmd_bench(const CliOptions *o);
 int cmd_grad(const CliOptions *o);
 int cmd_train(const CliOptions *o);
-int cmd_bench_train(const CliOptions *o);  // kiln bench --train (frontend/cmd_bench_train.c)
+int cmd_bench_train(const CliOptions *o);  // kiln bench --train (app/cmd_bench_train.c)
 int cmd_tokenize(const CliOptions *o);
 int cmd_data(const CliOptions *o);
 int cmd_eval(const CliOptions *o);

@@ -1,11 +1,11 @@
-// `kiln data synth`: writes the synthetic grounded data sets (frontend/synth.c).
+// `kiln data synth`: writes the synthetic grounded data sets (data/synth.c).
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "frontend/cli.h"
-#include "frontend/synth.h"
+#include "app/cli.h"
+#include "data/synth.h"
 
 int cmd_data(const CliOptions *o) {
   if (strcmp(o->model, "synth") != 0) {

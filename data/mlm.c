@@ -1,6 +1,6 @@
 // Pre-training batches (see mlm.h): BERT's masking rule and sentence-image mismatches, each
 // draw keyed by (seed, stream, step) and counted by position.
-#include "frontend/mlm.h"
+#include "data/mlm.h"
 
 #include <stdlib.h>
 #include <string.h>

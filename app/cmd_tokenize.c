@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frontend/cli.h"
-#include "frontend/wordpiece.h"
+#include "app/cli.h"
+#include "data/wordpiece.h"
 
 int cmd_tokenize(const CliOptions *o) {
   if (!o->vocab) {

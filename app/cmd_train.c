@@ -21,11 +21,11 @@
 #include <unistd.h>
 
 #include "codegen/compile.h"
-#include "frontend/bind.h"
-#include "frontend/cli.h"
-#include "frontend/evaluate.h"
-#include "frontend/mlm.h"
-#include "frontend/train.h"
+#include "api/bind.h"
+#include "app/cli.h"
+#include "api/evaluate.h"
+#include "data/mlm.h"
+#include "api/train.h"
 #include "passes/passes.h"
 
 // ---------------------------------------------------------------------------------------

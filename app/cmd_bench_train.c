@@ -8,8 +8,8 @@
 #include <time.h>
 
 #include "codegen/compile.h"
-#include "frontend/bind.h"
-#include "frontend/train.h"
+#include "api/bind.h"
+#include "api/train.h"
 #include "runtime/timing.h"
 
 // One pair of the copy-back: the updated tensor's buffer into the one the next step reads.

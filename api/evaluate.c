@@ -9,12 +9,12 @@
 //   prediction_logits [B,T,V] with labels [B,T] (pre-training): mlm_accuracy over labels
 //     other than -100, and sentence_image_accuracy from seq_relationship_logits.
 // The loss is the mean of the batch losses weighted by their number of examples.
-#include "frontend/evaluate.h"
+#include "api/evaluate.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "frontend/bind.h"
+#include "api/bind.h"
 #include "passes/passes.h"
 
 static const IrNode *input_named(const IrGraph *g, const char *name) {

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frontend/bind.h"
+#include "api/bind.h"
 
 static bool shape_matches(const IrNode *n, const StTensor *t) {
   if (t->rank != n->shape.rank) return false;

@@ -1,9 +1,9 @@
-// Shared by `kiln train` and `kiln bench --train` (frontend/cmd_train.c): loading a model
+// Shared by `kiln train` and `kiln bench --train` (app/cmd_train.c): loading a model
 // with the pass pipeline run for training, the optimiser update included.
 #ifndef KILN_TRAIN_H
 #define KILN_TRAIN_H
 
-#include "frontend/cli.h"
+#include "app/cli.h"
 #include "passes/passes.h"
 
 // The optimiser's settings for `kind` ("adamw" or "sgd"; NULL: adamw): betas 0.9/0.999,

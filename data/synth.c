@@ -3,7 +3,7 @@
 //
 // Randomness: one splitmix64 stream per example, seeded from (seed, task, split, index)
 // through the IR's counter-based mix, so every example is independent of the split sizes.
-#include "frontend/synth.h"
+#include "data/synth.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -13,8 +13,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "frontend/mlm.h"
-#include "frontend/wordpiece.h"
+#include "data/mlm.h"
+#include "data/wordpiece.h"
 #include "ir/ir.h"
 #include "runtime/safetensors.h"
 
