@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "api/kiln.h"
 #include "frontend/frontend.h"
 #include "runtime/safetensors.h"
 
@@ -59,7 +60,7 @@ int cmd_eval(const CliOptions *o);
 // kiln run --text: replaces (or adds) input_ids, token_type_ids and attention_mask in inf
 // with "[CLS] text [SEP]" padded with [PAD] to the model's text length (truncated with a
 // warning), token type 0 and mask 1 on [CLS] text [SEP].
-bool cli_text_inputs(const IrGraph *g, const char *text, const char *vocab_path, StFile *inf, Diag *d);
+bool cli_text_inputs(const KilnModel *m, const char *text, const char *vocab_path, StFile *inf, Diag *d);
 int cmd_compile(const CliOptions *o);
 
 // Loads o->model with o->sets and runs the pass pipeline (for `loss`: with autodiff; NULL:
@@ -68,5 +69,11 @@ bool cli_load(const CliOptions *o, const char *loss, IrGraph *g);
 void cli_error(const Diag *d);
 // Was pass `name` switched off with --disable-pass? (memplan is honoured by codegen.)
 bool cli_pass_disabled(const CliOptions *o, const char *name);
+
+// The library's options from the command line's (app/cli_model.c): backend, --set (into
+// sets, room for CLI_MAX_SETS), --disable-pass, --dump-llvm, --threads, -v (log on stderr).
+KilnOptions cli_kiln_options(const CliOptions *o, KilnSet *sets);
+// kiln_model_open(o->model) with ko; prints the error and returns NULL on failure.
+KilnModel *cli_open(const CliOptions *o, const KilnOptions *ko);
 
 #endif

@@ -33,32 +33,31 @@ int cmd_tokenize(const CliOptions *o) {
 
 // --- kiln run --text -------------------------------------------------------------------
 
-static const IrNode *text_input(const IrGraph *g, const char *name, const IrNode *ids, Diag *d) {
-  const IrNode *n = ir_graph_find(g, name);
-  if (!n || n->op != IR_OP_INPUT) {
-    diag_error(d, "%s: --text: the model has no input \"%s\"", g->file, name);
-    return NULL;
-  }
-  if (n->shape.rank != 2 || n->shape.dim[0] != ids->shape.dim[0] || n->shape.dim[1] != ids->shape.dim[1]) {
-    diag_error(d, "%s: --text: input \"%s\" is not shaped like input_ids (batch, text_len)", g->file, name);
-    return NULL;
-  }
-  return n;
+// The model's input `name`, shaped like input_ids (batch, text_len).
+static bool text_input(const KilnModel *m, const char *name, const KilnTensorInfo *ids, KilnTensorInfo *t,
+                       Diag *d) {
+  if (!kiln_find(m, KILN_INPUT, name, t))
+    return diag_error(d, "%s: --text: the model has no input \"%s\"", kiln_model_file(m), name);
+  if (t->rank != 2 || t->shape[0] != ids->shape[0] || t->shape[1] != ids->shape[1])
+    return diag_error(d, "%s: --text: input \"%s\" is not shaped like input_ids (batch, text_len)",
+                      kiln_model_file(m), name);
+  return true;
 }
 
-bool cli_text_inputs(const IrGraph *g, const char *text, const char *vocab_path, StFile *inf, Diag *d) {
-  const IrNode *ids = ir_graph_find(g, "input_ids");
-  if (!ids || ids->op != IR_OP_INPUT || ids->shape.rank != 2)
-    return diag_error(d, "%s: --text: the model has no input \"input_ids\" of shape (batch, text_len)", g->file);
-  const IrNode *nodes[3] = {ids, text_input(g, "token_type_ids", ids, d), text_input(g, "attention_mask", ids, d)};
-  if (!nodes[1] || !nodes[2]) return false;
+bool cli_text_inputs(const KilnModel *m, const char *text, const char *vocab_path, StFile *inf, Diag *d) {
+  KilnTensorInfo in[3];
+  if (!kiln_find(m, KILN_INPUT, "input_ids", &in[0]) || in[0].rank != 2)
+    return diag_error(d, "%s: --text: the model has no input \"input_ids\" of shape (batch, text_len)",
+                      kiln_model_file(m));
+  if (!text_input(m, "token_type_ids", &in[0], &in[1], d) || !text_input(m, "attention_mask", &in[0], &in[2], d))
+    return false;
   WpVocab v;
   if (!wp_vocab_load(vocab_path, &v, d)) return false;
   if (v.cls < 0 || v.sep < 0 || v.pad < 0) {
     wp_vocab_free(&v);
     return diag_error(d, "%s: --text needs the tokens [CLS], [SEP] and [PAD] in the vocabulary", vocab_path);
   }
-  int64_t batch = ids->shape.dim[0], len = ids->shape.dim[1];
+  int64_t batch = in[0].shape[0], len = in[0].shape[1];
   int n = wp_tokenize(&v, text, NULL, 0);
   int *tok = malloc(((size_t)n + 1) * sizeof *tok);
   wp_tokenize(&v, text, tok, n);
@@ -71,15 +70,15 @@ bool cli_text_inputs(const IrGraph *g, const char *text, const char *vocab_path,
 
   // The new file: the three text tensors, then every other tensor of inf, in one buffer.
   size_t text_bytes[3], total = 0;
-  for (int k = 0; k < 3; k++) total += text_bytes[k] = (size_t)(batch * len) * dt_size(nodes[k]->dtype);
+  for (int k = 0; k < 3; k++) total += text_bytes[k] = (size_t)(batch * len) * dt_size(in[k].dtype);
   for (int k = 0; k < inf->n; k++) total += inf->tensors[k].nbytes;
   StFile out = {.path = strdup(inf->path), .buffer = malloc(total + 1)};
   out.tensors = calloc((size_t)inf->n + 3, sizeof *out.tensors);
   char *p = out.buffer;
   for (int k = 0; k < 3; k++) {
     StTensor *t = &out.tensors[out.n++];
-    t->name = strdup(nodes[k]->name);
-    t->dtype = nodes[k]->dtype;
+    t->name = strdup(in[k].name);
+    t->dtype = in[k].dtype;
     t->rank = 2;
     t->shape[0] = batch;
     t->shape[1] = len;

@@ -1,0 +1,394 @@
+// KilnModel (api/kiln.h): a model file loaded and passed through the pipeline, the outputs
+// chosen, compiled on the JIT or kept for the reference evaluator, bound by name and run.
+// The one place where the sequence load -> compile -> bind -> prepare -> run -> read is
+// written; the commands and the tests call it.
+#include "api/kiln.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/bind.h"
+#include "codegen/compile.h"
+#include "frontend/frontend.h"
+#include "passes/passes.h"
+
+struct KilnModel {
+  KilnOptions o;
+  IrGraph g;
+  bool loaded;
+  // The selection: outputs written in this order under these names.
+  const IrNode **out;
+  const char **out_name;
+  int n_out;
+  bool *bound;     // per node: an input or parameter given a value
+  const char *inputs_path;  // the last inputs file (messages)
+  bool compiled, prepared;
+  CgProgram p;     // JIT
+  IrValues vals;   // reference
+  void *out_buf;   // reference: kiln_output's conversion of one output
+  int threads;
+};
+
+static bool jit(const KilnModel *m) { return m->o.backend == KILN_BACKEND_JIT; }
+
+// All outputs and losses, or with grad_loss the loss and every gradient.
+static bool select_all(KilnModel *m, Diag *d) {
+  IrGraph *g = &m->g;
+  m->n_out = 0;
+  if (m->o.grad_loss) {
+    const IrNode *loss = NULL;
+    for (int i = 0; i < g->n_losses; i++)
+      if (!strcmp(g->losses[i].name, m->o.grad_loss)) loss = g->losses[i].node;
+    if (!loss) return diag_error(d, "%s: no loss named \"%s\"", g->file, m->o.grad_loss);
+    m->out[m->n_out] = loss;
+    m->out_name[m->n_out++] = "loss";
+    for (int i = 0; i < g->n_grads; i++) {
+      m->out[m->n_out] = g->grads[i].grad;
+      m->out_name[m->n_out++] = g->grads[i].of->name;
+    }
+    return true;
+  }
+  for (int i = 0; i < g->n_outputs; i++) {
+    m->out[m->n_out] = g->outputs[i];
+    m->out_name[m->n_out++] = g->outputs[i]->name;
+  }
+  for (int i = 0; i < g->n_losses; i++) {
+    m->out[m->n_out] = g->losses[i].node;
+    m->out_name[m->n_out++] = g->losses[i].name;
+  }
+  return true;
+}
+
+bool kiln_model_open(const char *path, const KilnOptions *opt, KilnModel **out, Diag *d) {
+  *out = NULL;
+  KilnModel *m = calloc(1, sizeof *m);
+  FeSet *sets = calloc((size_t)opt->n_sets + 1, sizeof *sets);
+  if (!m || !sets) {
+    free(m);
+    free(sets);
+    return diag_error(d, "out of memory");
+  }
+  m->o = *opt;
+  bool ok = true;
+  for (int i = 0; i < opt->n_sets && ok; i++) {
+    if (strlen(opt->sets[i].name) >= sizeof sets[i].name)
+      ok = diag_error(d, "--set %s: the name is too long", opt->sets[i].name);
+    else
+      snprintf(sets[i].name, sizeof sets[i].name, "%s", opt->sets[i].name);
+    sets[i].value = opt->sets[i].value;
+  }
+  ok = ok && fe_load_model(path, sets, opt->n_sets, &m->g, d);
+  free(sets);
+  if (!ok) {
+    free(m);
+    return false;
+  }
+  m->loaded = true;
+  PassOptions po = {.loss = opt->grad_loss, .training = opt->training};
+  IrGraph *g = &m->g;
+  if (!pass_run_pipeline(g, &po, NULL, opt->disabled_passes, opt->n_disabled_passes, d)) {
+    kiln_model_free(m);
+    return false;
+  }
+  size_t n = (size_t)g->n_outputs + g->n_losses + g->n_grads + 2;
+  m->out = calloc(n, sizeof *m->out);
+  m->out_name = calloc(n, sizeof *m->out_name);
+  m->bound = calloc((size_t)g->n_nodes + 1, sizeof *m->bound);
+  if (!m->out || !m->out_name || !m->bound) {
+    kiln_model_free(m);
+    return diag_error(d, "out of memory");
+  }
+  if (!select_all(m, d)) {
+    kiln_model_free(m);
+    return false;
+  }
+  m->threads = opt->threads ? opt->threads : opt->tuning.threads ? opt->tuning.threads : rt_default_threads();
+  *out = m;
+  return true;
+}
+
+void kiln_model_free(KilnModel *m) {
+  if (!m) return;
+  if (m->compiled && jit(m)) cg_program_free(&m->p);
+  if (m->vals.v) ir_values_free(&m->vals);
+  free(m->out_buf);
+  free(m->out);
+  free(m->out_name);
+  free(m->bound);
+  if (m->loaded) ir_graph_free(&m->g);
+  free(m);
+}
+
+// ---------------------------------------------------------------------------------------
+// Description.
+
+static KilnTensorInfo info_of(const IrNode *n, const char *name) {
+  KilnTensorInfo t = {.name = name, .dtype = n->dtype, .rank = n->shape.rank, .where = n->where};
+  for (int i = 0; i < n->shape.rank; i++) t.shape[i] = n->shape.dim[i];
+  return t;
+}
+
+// The i-th node of op kind `op` (inputs, parameters), in graph order.
+static const IrNode *nth_of(const IrGraph *g, IrOpKind op, int i) {
+  for (int k = 0; k < g->n_nodes; k++)
+    if (g->nodes[k]->op == op && i-- == 0) return g->nodes[k];
+  return NULL;
+}
+
+int kiln_count(const KilnModel *m, KilnRole role) {
+  if (role == KILN_OUTPUT) return m->n_out;
+  int n = 0;
+  for (int k = 0; k < m->g.n_nodes; k++) n += m->g.nodes[k]->op == (role == KILN_INPUT ? IR_OP_INPUT : IR_OP_PARAM);
+  return n;
+}
+
+KilnTensorInfo kiln_info(const KilnModel *m, KilnRole role, int i) {
+  if (role == KILN_OUTPUT) return info_of(m->out[i], m->out_name[i]);
+  const IrNode *n = nth_of(&m->g, role == KILN_INPUT ? IR_OP_INPUT : IR_OP_PARAM, i);
+  return info_of(n, n->name);
+}
+
+bool kiln_find(const KilnModel *m, KilnRole role, const char *name, KilnTensorInfo *t) {
+  if (role == KILN_OUTPUT) {
+    for (int k = 0; k < m->n_out; k++)
+      if (!strcmp(m->out_name[k], name)) return *t = info_of(m->out[k], m->out_name[k]), true;
+    return false;
+  }
+  const IrNode *n = ir_graph_find(&m->g, name);
+  if (!n || n->op != (role == KILN_INPUT ? IR_OP_INPUT : IR_OP_PARAM)) return false;
+  *t = info_of(n, n->name);
+  return true;
+}
+
+const char *kiln_model_file(const KilnModel *m) { return m->g.file; }
+double kiln_gflop(const KilnModel *m) { return ir_count_flops(&m->g) / 1e9; }
+
+// ---------------------------------------------------------------------------------------
+// Selection and compilation.
+
+bool kiln_select_given(KilnModel *m, const StFile *f, Diag *d) {
+  const IrGraph *g = &m->g;
+  int nn = g->n_nodes;
+  bool *given = calloc((size_t)nn + 1, sizeof *given), *avail = calloc((size_t)nn + 1, sizeof *avail);
+  if (!given || !avail) {
+    free(given);
+    free(avail);
+    return diag_error(d, "out of memory");
+  }
+  for (int k = 0; k < f->n; k++) {
+    const IrNode *n = ir_graph_find(g, f->tensors[k].name);
+    if (n && n->op == IR_OP_INPUT) given[n->id] = true;
+  }
+  fe_available(g, given, avail);
+  int kept = 0;
+  for (int i = 0; i < m->n_out; i++) {
+    if (avail[m->out[i]->id]) {
+      m->out[kept] = m->out[i];
+      m->out_name[kept++] = m->out_name[i];
+    } else if (m->o.log) {
+      bool loss = false;
+      for (int k = 0; k < g->n_losses; k++) loss |= g->losses[k].node == m->out[i] && !strcmp(g->losses[k].name, m->out_name[i]);
+      fprintf(m->o.log, "kiln: %s \"%s\" skipped: its inputs are not all given\n", loss ? "loss" : "output",
+              m->out_name[i]);
+    }
+  }
+  m->n_out = kept;
+  bool ok = true;
+  if (kept == 0) {
+    char missing[1024] = "";
+    for (int i = 0; i < nn; i++)
+      if (g->nodes[i]->op == IR_OP_INPUT && !given[i])
+        snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s\"%s\"",
+                 missing[0] ? ", " : "", g->nodes[i]->name);
+    ok = diag_error(d, "%s: no output can be computed; missing inputs: %s", f->path, missing);
+  }
+  free(given);
+  free(avail);
+  return ok;
+}
+
+// Per node: is it a selected output? (wanted) Does a selected output need it? (needed)
+static bool *wanted(const KilnModel *m) {
+  bool *want = calloc((size_t)m->g.n_nodes + 1, sizeof *want);
+  for (int k = 0; want && k < m->n_out; k++) want[m->out[k]->id] = true;
+  return want;
+}
+
+static bool *needed(const KilnModel *m) {
+  bool *want = wanted(m);
+  bool *need = want ? cg_needed(&m->g, want) : NULL;
+  free(want);
+  return need;
+}
+
+bool kiln_compile(KilnModel *m, Diag *d) {
+  if (m->compiled) return true;
+  if (!jit(m)) {
+    ir_values_init(&m->vals, &m->g);
+    m->compiled = true;
+    return true;
+  }
+  bool *want = wanted(m);
+  if (!want) return diag_error(d, "out of memory");
+  bool no_memplan = false;
+  for (int i = 0; i < m->o.n_disabled_passes; i++) no_memplan |= !strcmp(m->o.disabled_passes[i], "memplan");
+  CgOptions copt = {.dump_dir = m->o.dump_llvm, .training = m->o.training || m->o.grad_loss,
+                    .no_memplan = no_memplan};
+  bool ok = cg_compile(&m->g, want, &copt, &m->p, d);
+  free(want);
+  if (!ok) return false;
+  m->compiled = true;
+  if (m->o.log)
+    fprintf(m->o.log, "kiln: compiled %d kernels, %d steps in %.0f ms\n", m->p.n_kernels, m->p.plan.n_steps,
+            m->p.compile_ms);
+  return true;
+}
+
+KilnStats kiln_stats(const KilnModel *m) {
+  if (!m->compiled || !jit(m)) return (KilnStats){.threads = m->threads};
+  return (KilnStats){.threads = m->threads, .kernels = m->p.n_kernels, .steps = m->p.plan.n_steps, .compile_ms = m->p.compile_ms,
+                     .lower_ms = m->p.lower_ms, .llvm_ms = m->p.llvm_ms};
+}
+
+// ---------------------------------------------------------------------------------------
+// Binding.
+
+static bool need_compiled(const KilnModel *m, const char *what, Diag *d) {
+  return m->compiled || diag_error(d, "%s before kiln_compile (API misuse)", what);
+}
+
+static void mark(KilnModel *m, IrOpKind op, const bool *given) {
+  for (int i = 0; i < m->g.n_nodes; i++)
+    if (m->g.nodes[i]->op == op && (!given || given[i])) m->bound[i] = true;
+}
+
+bool kiln_bind_params(KilnModel *m, const StFile *f, Diag *d) {
+  if (!need_compiled(m, "kiln_bind_params", d)) return false;
+  m->prepared = false;
+  bool ok = jit(m) ? fe_bind_native(&m->g, f, IR_OP_PARAM, m->p.value, NULL, m->o.log, d)
+                   : fe_bind_weights(&m->g, f, &m->vals, m->o.log, d);
+  if (ok) mark(m, IR_OP_PARAM, NULL);
+  return ok;
+}
+
+bool kiln_init_params(KilnModel *m, uint64_t seed, Diag *d) {
+  if (!need_compiled(m, "kiln_init_params", d)) return false;
+  m->prepared = false;
+  bool ok = jit(m) ? fe_init_native(&m->g, seed, m->p.value, d) : fe_init_params(&m->g, seed, &m->vals, d);
+  if (ok) mark(m, IR_OP_PARAM, NULL);
+  return ok;
+}
+
+bool kiln_bind_inputs(KilnModel *m, const StFile *f, Diag *d) {
+  if (!need_compiled(m, "kiln_bind_inputs", d)) return false;
+  bool *given = calloc((size_t)m->g.n_nodes + 1, sizeof *given);
+  if (!given) return diag_error(d, "out of memory");
+  bool ok = jit(m) ? fe_bind_native(&m->g, f, IR_OP_INPUT, m->p.value, given, m->o.log, d)
+                   : fe_bind_inputs(&m->g, f, &m->vals, given, m->o.log, d);
+  if (ok) mark(m, IR_OP_INPUT, given);
+  m->inputs_path = f->path;
+  free(given);
+  return ok;
+}
+
+void kiln_default_inputs(KilnModel *m) {
+  if (!m->compiled) return;
+  const IrGraph *g = &m->g;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op != IR_OP_INPUT) continue;
+    size_t count = (size_t)ir_numel(&n->shape);
+    double v = n->dtype == DT_F32 ? 1.0 : 0.0;
+    if (jit(m)) {
+      if (!m->p.value[i]) continue;
+      for (size_t k = 0; k < count; k++) dt_store(n->dtype, m->p.value[i], k, v);
+    } else {
+      free(m->vals.v[i]);
+      m->vals.v[i] = malloc(count * sizeof(double) + 1);
+      for (size_t k = 0; m->vals.v[i] && k < count; k++) m->vals.v[i][k] = v;
+    }
+    m->bound[i] = true;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Running.
+
+// An input or parameter a selected output needs that nothing bound would be read as garbage.
+static bool check_bound(KilnModel *m, Diag *d) {
+  bool *need = needed(m);
+  if (!need) return diag_error(d, "out of memory");
+  bool ok = true;
+  for (int i = 0; i < m->g.n_nodes && ok; i++) {
+    const IrNode *n = m->g.nodes[i];
+    if (!need[i] || m->bound[i] || (n->op != IR_OP_INPUT && n->op != IR_OP_PARAM)) continue;
+    if (n->op == IR_OP_PARAM)
+      ok = diag_error(d, "%s: parameter \"%s\" has no value: bind weights first", m->g.file, n->name);
+    else
+      ok = diag_error(d, "%s: input \"%s\" is missing; the %s it", m->inputs_path ? m->inputs_path : m->g.file,
+                      n->name, m->o.grad_loss ? "loss needs" : "outputs need");
+  }
+  free(need);
+  return ok;
+}
+
+static bool run(KilnModel *m, uint64_t seed, double *step_ms, Diag *d) {
+  if (!need_compiled(m, "kiln_run", d) || !check_bound(m, d)) return false;
+  if (!jit(m)) {
+    bool *want = wanted(m);
+    if (!want) return diag_error(d, "out of memory");
+    IrEvalMode mode = {.training = m->o.training || m->o.grad_loss, .seed = seed};
+    bool ok = ir_eval(&m->g, &m->vals, want, &mode, d);
+    free(want);
+    return ok;
+  }
+  if (!m->prepared) rt_plan_prepare(&m->p.plan, m->threads);  // packs the weights
+  m->prepared = true;
+  *m->p.seed = seed;
+  if (step_ms) rt_plan_run_profiled(&m->p.plan, m->threads, step_ms);
+  else rt_plan_run(&m->p.plan, m->threads);
+  return cg_program_status(&m->p, d);
+}
+
+bool kiln_run(KilnModel *m, uint64_t seed, Diag *d) { return run(m, seed, NULL, d); }
+
+bool kiln_run_profiled(KilnModel *m, uint64_t seed, double *step_ms, Diag *d) {
+  if (!jit(m)) return diag_error(d, "profiles need the JIT backend");
+  return run(m, seed, step_ms, d);
+}
+
+KilnStep kiln_step(const KilnModel *m, int s, char *label_buf, size_t label_size) {
+  const IrNode *n = m->g.nodes[m->p.step_node[s]];
+  return (KilnStep){.node = n->name, .label = ir_op_label(n, label_buf, label_size),
+                    .kernel = m->p.steps.v[s].fn, .once = m->p.plan.steps[s].once};
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading.
+
+bool kiln_output(KilnModel *m, const char *name, StTensor *t, Diag *d) {
+  int k = 0;
+  while (k < m->n_out && strcmp(m->out_name[k], name) != 0) k++;
+  if (k == m->n_out) return diag_error(d, "%s: no selected output named \"%s\"", m->g.file, name);
+  const IrNode *n = m->out[k];
+  size_t count = (size_t)ir_numel(&n->shape);
+  *t = (StTensor){.name = (char *)m->out_name[k], .dtype = n->dtype, .rank = n->shape.rank,
+                  .nbytes = count * dt_size(n->dtype)};
+  for (int i = 0; i < n->shape.rank; i++) t->shape[i] = n->shape.dim[i];
+  if (jit(m)) {
+    t->data = m->p.value[n->id];
+    return true;
+  }
+  if (!m->vals.v[n->id]) return diag_error(d, "%s: output \"%s\" has not been computed", m->g.file, name);
+  free(m->out_buf);
+  m->out_buf = malloc(t->nbytes + 1);
+  if (!m->out_buf) return diag_error(d, "out of memory");
+  for (size_t i = 0; i < count; i++) dt_store(n->dtype, m->out_buf, i, m->vals.v[n->id][i]);
+  t->data = m->out_buf;
+  return true;
+}
+
+bool kiln_write_outputs(KilnModel *m, const char *path, Diag *d) {
+  if (jit(m)) return fe_write_native(path, m->out, m->out_name, m->n_out, m->p.value, d);
+  return fe_write_values(path, m->out, m->out_name, m->n_out, &m->vals, d);
+}
