@@ -1,4 +1,5 @@
-// Evaluating a model on a data file (kiln eval, and kiln train --eval-data): the model is
+// Evaluating a model on a data file (kiln eval, and kiln train --eval-data), through the
+// public API (api/kiln.h): the model is
 // compiled once in inference mode for its batch size (and once more for a last partial
 // batch), the data converted once; then any number of weight sets can be bound and scored.
 #ifndef KILN_EVALUATE_H
@@ -6,9 +7,8 @@
 
 #include <stdio.h>
 
-#include "codegen/compile.h"
-#include "api/bind.h"
-#include "app/cli.h"
+#include "api/kiln.h"
+#include "ir/ir.h"
 
 // Sums over the examples seen; fe_metrics_print turns them into means and rates.
 typedef struct FeMetrics {
@@ -21,29 +21,29 @@ typedef struct FeMetrics {
 } FeMetrics;
 
 typedef struct FeEvalPart {  // one compilation: examples [first, first + count)
-  IrGraph g;
-  CgProgram p;
-  const IrNode *loss;
-  FeExamples *in;  // the data's examples of each input the program reads
-  int n_in;
+  KilnModel *m;
+  const char *loss;
   int64_t first, count, batch;
-  bool owns_rows;  // else borrowed from part[0]
-  bool compiled;
 } FeEvalPart;
 
 typedef struct FeEvaluator {
   FeEvalPart part[2];  // full batches; the remainder (batch = examples % batch)
   int n_parts;
-  int threads;
+  KilnData *data;      // the examples, bound to either part by input name
 } FeEvaluator;
 
-// Loads o->model (o->sets, o->loss, o->disabled; memplan honoured) for inference, reads
-// the data file and compiles. Errors name the file, the tensor or the model.
-bool fe_eval_open(const CliOptions *o, const char *data_path, FeEvaluator *e, Diag *d);
+// Opens the model file at path with ko's settings (backend, loss and training ignored:
+// inference on the JIT), reads the data file and compiles. Errors name the file, the tensor
+// or the model.
+bool fe_eval_open(const char *path, const KilnOptions *ko, const char *loss, const char *data_path,
+                  FeEvaluator *e, Diag *d);
 // Binds the parameters from a weights file (every parameter must be there).
-bool fe_eval_bind_file(FeEvaluator *e, const StFile *w, FILE *log, Diag *d);
-// Binds the parameters from another program's buffers (value[id] of graph g), by name;
-// shapes and dtypes must agree (kiln train's current weights).
+bool fe_eval_bind_file(FeEvaluator *e, const StFile *w, Diag *d);
+// Binds the parameters from another model's, by name; shapes and dtypes must agree
+// (kiln train's current weights).
+bool fe_eval_bind_model(FeEvaluator *e, KilnModel *src, Diag *d);
+// The same from a program that is not yet a KilnModel: value[id] of graph g (kiln train's
+// buffers, until the trainer is a KilnModel too).
 bool fe_eval_bind_values(FeEvaluator *e, const IrGraph *g, void *const *value, Diag *d);
 // Runs every example once through the bound weights.
 bool fe_eval_run(FeEvaluator *e, FeMetrics *m, Diag *d);

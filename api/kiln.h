@@ -49,6 +49,7 @@ typedef struct KilnOptions {
   FILE *log;              // progress and notes (compiled kernels, skipped outputs), or NULL
 } KilnOptions;
 
+// opt's arrays (sets, disabled passes) are read during the call only.
 bool kiln_model_open(const char *path, const KilnOptions *opt, KilnModel **out, Diag *d);
 void kiln_model_free(KilnModel *m);
 
@@ -113,8 +114,29 @@ KilnStep kiln_step(const KilnModel *m, int s, char *label_buf, size_t label_size
 
 // ---- reading ----------------------------------------------------------------------------------
 // The selected output `name` after a run, in its dtype: t->data is valid until the next run.
-bool kiln_output(KilnModel *m, const char *name, StTensor *t, Diag *d);
+// On the JIT also any input or parameter the program holds, whose data may be written
+// (a parameter's change is seen by the next run: its packed copy is made again).
+bool kiln_tensor(KilnModel *m, const char *name, StTensor *t, Diag *d);
+// Copies every parameter dst holds from src by name (same shape and dtype; JIT).
+bool kiln_copy_params(KilnModel *dst, KilnModel *src, Diag *d);
 // Writes the selected outputs (safetensors, atomically).
 bool kiln_write_outputs(KilnModel *m, const char *path, Diag *d);
+
+// ---- data files (kiln train, kiln eval): one tensor per model input, examples first -----
+typedef struct KilnData KilnData;
+// Converts, for every input the compiled program reads, the data file's tensor of that name
+// into the input's dtype: shape (examples, ...the input's shape without its batch dim...).
+// Inputs placed at skip_where (NULL: none) are not data (the optimiser's scalars). Errors
+// name the file and the tensor. The data may be bound to other models by input name.
+bool kiln_data_open(KilnModel *m, const StFile *f, const char *skip_where, KilnData **out, Diag *d);
+int64_t kiln_data_examples(const KilnData *x);
+// Copies examples ex[0 .. batch) (batch: the model's inputs' leading dimension) into the
+// model's input buffers; inputs the data lacks are left alone.
+bool kiln_data_bind(KilnModel *m, const KilnData *x, const int64_t *ex, Diag *d);
+// The same for examples first .. first + batch - 1.
+bool kiln_data_bind_range(KilnModel *m, const KilnData *x, int64_t first, Diag *d);
+void kiln_data_free(KilnData *x);
+// The model's config entry `name` (e.g. "batch"), or def when it has none.
+double kiln_config(const KilnModel *m, const char *name, double def);
 
 #endif

@@ -8,28 +8,9 @@
 #include <string.h>
 
 #include "api/bind.h"
-#include "codegen/compile.h"
+#include "api/model_impl.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
-
-struct KilnModel {
-  KilnOptions o;
-  IrGraph g;
-  bool loaded;
-  // The selection: outputs written in this order under these names.
-  const IrNode **out;
-  const char **out_name;
-  int n_out;
-  bool *bound;     // per node: an input or parameter given a value
-  const char *inputs_path;  // the last inputs file (messages)
-  bool compiled, prepared;
-  CgProgram p;     // JIT
-  IrValues vals;   // reference
-  void *out_buf;   // reference: kiln_output's conversion of one output
-  int threads;
-};
-
-static bool jit(const KilnModel *m) { return m->o.backend == KILN_BACKEND_JIT; }
 
 // All outputs and losses, or with grad_loss the loss and every gradient.
 static bool select_all(KilnModel *m, Diag *d) {
@@ -102,6 +83,9 @@ bool kiln_model_open(const char *path, const KilnOptions *opt, KilnModel **out, 
     kiln_model_free(m);
     return false;
   }
+  for (int i = 0; i < opt->n_disabled_passes; i++) m->no_memplan |= !strcmp(opt->disabled_passes[i], "memplan");
+  m->o.sets = NULL, m->o.n_sets = 0;  // read here only: the caller's arrays need not outlive the call
+  m->o.disabled_passes = NULL, m->o.n_disabled_passes = 0;
   m->threads = opt->threads ? opt->threads : opt->tuning.threads ? opt->tuning.threads : rt_default_threads();
   *out = m;
   return true;
@@ -109,7 +93,7 @@ bool kiln_model_open(const char *path, const KilnOptions *opt, KilnModel **out, 
 
 void kiln_model_free(KilnModel *m) {
   if (!m) return;
-  if (m->compiled && jit(m)) cg_program_free(&m->p);
+  if (m->compiled && kiln_is_jit(m)) cg_program_free(&m->p);
   if (m->vals.v) ir_values_free(&m->vals);
   free(m->out_buf);
   free(m->out);
@@ -223,17 +207,15 @@ static bool *needed(const KilnModel *m) {
 
 bool kiln_compile(KilnModel *m, Diag *d) {
   if (m->compiled) return true;
-  if (!jit(m)) {
+  if (!kiln_is_jit(m)) {
     ir_values_init(&m->vals, &m->g);
     m->compiled = true;
     return true;
   }
   bool *want = wanted(m);
   if (!want) return diag_error(d, "out of memory");
-  bool no_memplan = false;
-  for (int i = 0; i < m->o.n_disabled_passes; i++) no_memplan |= !strcmp(m->o.disabled_passes[i], "memplan");
   CgOptions copt = {.dump_dir = m->o.dump_llvm, .training = m->o.training || m->o.grad_loss,
-                    .no_memplan = no_memplan};
+                    .no_memplan = m->no_memplan};
   bool ok = cg_compile(&m->g, want, &copt, &m->p, d);
   free(want);
   if (!ok) return false;
@@ -245,7 +227,7 @@ bool kiln_compile(KilnModel *m, Diag *d) {
 }
 
 KilnStats kiln_stats(const KilnModel *m) {
-  if (!m->compiled || !jit(m)) return (KilnStats){.threads = m->threads};
+  if (!m->compiled || !kiln_is_jit(m)) return (KilnStats){.threads = m->threads};
   return (KilnStats){.threads = m->threads, .kernels = m->p.n_kernels, .steps = m->p.plan.n_steps, .compile_ms = m->p.compile_ms,
                      .lower_ms = m->p.lower_ms, .llvm_ms = m->p.llvm_ms};
 }
@@ -265,7 +247,7 @@ static void mark(KilnModel *m, IrOpKind op, const bool *given) {
 bool kiln_bind_params(KilnModel *m, const StFile *f, Diag *d) {
   if (!need_compiled(m, "kiln_bind_params", d)) return false;
   m->prepared = false;
-  bool ok = jit(m) ? fe_bind_native(&m->g, f, IR_OP_PARAM, m->p.value, NULL, m->o.log, d)
+  bool ok = kiln_is_jit(m) ? fe_bind_native(&m->g, f, IR_OP_PARAM, m->p.value, NULL, m->o.log, d)
                    : fe_bind_weights(&m->g, f, &m->vals, m->o.log, d);
   if (ok) mark(m, IR_OP_PARAM, NULL);
   return ok;
@@ -274,7 +256,7 @@ bool kiln_bind_params(KilnModel *m, const StFile *f, Diag *d) {
 bool kiln_init_params(KilnModel *m, uint64_t seed, Diag *d) {
   if (!need_compiled(m, "kiln_init_params", d)) return false;
   m->prepared = false;
-  bool ok = jit(m) ? fe_init_native(&m->g, seed, m->p.value, d) : fe_init_params(&m->g, seed, &m->vals, d);
+  bool ok = kiln_is_jit(m) ? fe_init_native(&m->g, seed, m->p.value, d) : fe_init_params(&m->g, seed, &m->vals, d);
   if (ok) mark(m, IR_OP_PARAM, NULL);
   return ok;
 }
@@ -283,7 +265,7 @@ bool kiln_bind_inputs(KilnModel *m, const StFile *f, Diag *d) {
   if (!need_compiled(m, "kiln_bind_inputs", d)) return false;
   bool *given = calloc((size_t)m->g.n_nodes + 1, sizeof *given);
   if (!given) return diag_error(d, "out of memory");
-  bool ok = jit(m) ? fe_bind_native(&m->g, f, IR_OP_INPUT, m->p.value, given, m->o.log, d)
+  bool ok = kiln_is_jit(m) ? fe_bind_native(&m->g, f, IR_OP_INPUT, m->p.value, given, m->o.log, d)
                    : fe_bind_inputs(&m->g, f, &m->vals, given, m->o.log, d);
   if (ok) mark(m, IR_OP_INPUT, given);
   m->inputs_path = f->path;
@@ -299,7 +281,7 @@ void kiln_default_inputs(KilnModel *m) {
     if (n->op != IR_OP_INPUT) continue;
     size_t count = (size_t)ir_numel(&n->shape);
     double v = n->dtype == DT_F32 ? 1.0 : 0.0;
-    if (jit(m)) {
+    if (kiln_is_jit(m)) {
       if (!m->p.value[i]) continue;
       for (size_t k = 0; k < count; k++) dt_store(n->dtype, m->p.value[i], k, v);
     } else {
@@ -334,7 +316,7 @@ static bool check_bound(KilnModel *m, Diag *d) {
 
 static bool run(KilnModel *m, uint64_t seed, double *step_ms, Diag *d) {
   if (!need_compiled(m, "kiln_run", d) || !check_bound(m, d)) return false;
-  if (!jit(m)) {
+  if (!kiln_is_jit(m)) {
     bool *want = wanted(m);
     if (!want) return diag_error(d, "out of memory");
     IrEvalMode mode = {.training = m->o.training || m->o.grad_loss, .seed = seed};
@@ -353,7 +335,7 @@ static bool run(KilnModel *m, uint64_t seed, double *step_ms, Diag *d) {
 bool kiln_run(KilnModel *m, uint64_t seed, Diag *d) { return run(m, seed, NULL, d); }
 
 bool kiln_run_profiled(KilnModel *m, uint64_t seed, double *step_ms, Diag *d) {
-  if (!jit(m)) return diag_error(d, "profiles need the JIT backend");
+  if (!kiln_is_jit(m)) return diag_error(d, "profiles need the JIT backend");
   return run(m, seed, step_ms, d);
 }
 
@@ -366,20 +348,24 @@ KilnStep kiln_step(const KilnModel *m, int s, char *label_buf, size_t label_size
 // ---------------------------------------------------------------------------------------
 // Reading.
 
-bool kiln_output(KilnModel *m, const char *name, StTensor *t, Diag *d) {
+bool kiln_tensor(KilnModel *m, const char *name, StTensor *t, Diag *d) {
   int k = 0;
   while (k < m->n_out && strcmp(m->out_name[k], name) != 0) k++;
-  if (k == m->n_out) return diag_error(d, "%s: no selected output named \"%s\"", m->g.file, name);
-  const IrNode *n = m->out[k];
+  const IrNode *n = k < m->n_out ? m->out[k] : ir_graph_find(&m->g, name);
+  bool held = k < m->n_out || (n && kiln_is_jit(m) && (n->op == IR_OP_INPUT || n->op == IR_OP_PARAM) &&
+                               m->compiled && m->p.value[n->id]);
+  if (!held) return diag_error(d, "%s: no selected output named \"%s\"", m->g.file, name);
   size_t count = (size_t)ir_numel(&n->shape);
-  *t = (StTensor){.name = (char *)m->out_name[k], .dtype = n->dtype, .rank = n->shape.rank,
-                  .nbytes = count * dt_size(n->dtype)};
+  *t = (StTensor){.name = k < m->n_out ? (char *)m->out_name[k] : (char *)n->name, .dtype = n->dtype,
+                  .rank = n->shape.rank, .nbytes = count * dt_size(n->dtype)};
   for (int i = 0; i < n->shape.rank; i++) t->shape[i] = n->shape.dim[i];
-  if (jit(m)) {
+  if (kiln_is_jit(m)) {
+    if (!m->compiled) return diag_error(d, "%s: \"%s\" read before kiln_compile (API misuse)", m->g.file, name);
     t->data = m->p.value[n->id];
+    if (n->op == IR_OP_PARAM) m->prepared = false;  // the caller may write it
     return true;
   }
-  if (!m->vals.v[n->id]) return diag_error(d, "%s: output \"%s\" has not been computed", m->g.file, name);
+  if (!m->vals.v || !m->vals.v[n->id]) return diag_error(d, "%s: output \"%s\" has not been computed", m->g.file, name);
   free(m->out_buf);
   m->out_buf = malloc(t->nbytes + 1);
   if (!m->out_buf) return diag_error(d, "out of memory");
@@ -388,7 +374,26 @@ bool kiln_output(KilnModel *m, const char *name, StTensor *t, Diag *d) {
   return true;
 }
 
+bool kiln_copy_params(KilnModel *dst, KilnModel *src, Diag *d) {
+  if (!kiln_is_jit(dst) || !kiln_is_jit(src) || !dst->compiled || !src->compiled)
+    return diag_error(d, "kiln_copy_params: both models must be compiled on the JIT (API misuse)");
+  for (int i = 0; i < dst->g.n_nodes; i++) {
+    const IrNode *n = dst->g.nodes[i];
+    if (n->op != IR_OP_PARAM || !dst->p.value[i]) continue;
+    const IrNode *s = ir_graph_find(&src->g, n->name);
+    if (!s || s->op != IR_OP_PARAM || s->dtype != n->dtype || !ir_shape_eq(&s->shape, &n->shape) || !src->p.value[s->id])
+      return diag_error(d, "%s: parameter \"%s\" is not in %s with the same shape and dtype", dst->g.file,
+                        n->name, src->g.file);
+    memcpy(dst->p.value[i], src->p.value[s->id], (size_t)ir_numel(&n->shape) * dt_size(n->dtype));
+    dst->bound[i] = true;
+  }
+  dst->prepared = false;
+  return true;
+}
+
+double kiln_config(const KilnModel *m, const char *name, double def) { return ir_graph_config(&m->g, name, def); }
+
 bool kiln_write_outputs(KilnModel *m, const char *path, Diag *d) {
-  if (jit(m)) return fe_write_native(path, m->out, m->out_name, m->n_out, m->p.value, d);
+  if (kiln_is_jit(m)) return fe_write_native(path, m->out, m->out_name, m->n_out, m->p.value, d);
   return fe_write_values(path, m->out, m->out_name, m->n_out, &m->vals, d);
 }

@@ -16,8 +16,10 @@ int cmd_eval(const CliOptions *o) {
   StFile wf = {0};
   FeEvaluator e = {0};
   FeMetrics m;
-  bool ok = st_read(o->weights, &wf, &d) && fe_eval_open(o, o->data, &e, &d) &&
-            fe_eval_bind_file(&e, &wf, o->verbose ? stderr : NULL, &d) && fe_eval_run(&e, &m, &d);
+  KilnSet sets[CLI_MAX_SETS];
+  KilnOptions ko = cli_kiln_options(o, sets);
+  bool ok = st_read(o->weights, &wf, &d) && fe_eval_open(o->model, &ko, o->loss ? o->loss : "loss", o->data, &e, &d) &&
+            fe_eval_bind_file(&e, &wf, &d) && fe_eval_run(&e, &m, &d);
   if (ok) fe_metrics_print(&m, stdout, false);
   else cli_error(&d);
   fe_eval_free(&e);

@@ -481,7 +481,11 @@ static bool train(Trainer *t, Diag *d) {
     fprintf(stderr, "kiln: resuming from %s at step %lld of %lld\n", o->resume, (long long)done,
             (long long)t->opt.steps);
   if (o->eval_data) {
-    if (!fe_eval_open(o, o->eval_data, &t->eval, d)) return diag_prefix(d, "--eval-data: ");
+    KilnSet sets[CLI_MAX_SETS];
+    KilnOptions ko = cli_kiln_options(o, sets);
+    ko.log = NULL;
+    if (!fe_eval_open(o->model, &ko, o->loss ? o->loss : "loss", o->eval_data, &t->eval, d))
+      return diag_prefix(d, "--eval-data: ");
     t->has_eval = true;
   }
 

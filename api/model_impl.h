@@ -1,0 +1,31 @@
+// Inside the library: what a KilnModel holds, for api/'s own files (model.c, data.c, the
+// trainer). Clients see only api/kiln.h.
+#ifndef KILN_MODEL_IMPL_H
+#define KILN_MODEL_IMPL_H
+
+#include "api/kiln.h"
+#include "codegen/compile.h"
+#include "ir/ir.h"
+
+struct KilnModel {
+  KilnOptions o;
+  IrGraph g;
+  bool loaded;
+  // The selection: outputs written in this order under these names.
+  const IrNode **out;
+  const char **out_name;
+  int n_out;
+  bool *bound;     // per node: an input or parameter given a value
+  const char *inputs_path;  // the last inputs file (messages)
+  bool compiled, prepared;
+  CgProgram p;     // JIT
+  IrValues vals;   // reference
+  void *out_buf;   // reference: kiln_output's conversion of one output
+  int threads;
+  bool no_memplan;  // --disable-pass memplan
+};
+
+
+static inline bool kiln_is_jit(const KilnModel *m) { return m->o.backend == KILN_BACKEND_JIT; }
+
+#endif
