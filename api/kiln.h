@@ -94,8 +94,8 @@ bool kiln_bind_params(KilnModel *m, const StFile *f, Diag *d);
 bool kiln_init_params(KilnModel *m, uint64_t seed, Diag *d);
 // The inputs f holds (checked like parameters); inputs it lacks keep their values.
 bool kiln_bind_inputs(KilnModel *m, const StFile *f, Diag *d);
-// Every input: integers 0 (valid ids and labels), floats 1 (full masks): what benchmarks
-// run on when no inputs are given.
+// Every input not bound yet: integers 0 (valid ids and labels), floats 1 (full masks): what
+// benchmarks run on when no inputs are given.
 void kiln_default_inputs(KilnModel *m);
 
 // ---- running ----------------------------------------------------------------------------------
@@ -138,5 +138,67 @@ bool kiln_data_bind_range(KilnModel *m, const KilnData *x, int64_t first, Diag *
 void kiln_data_free(KilnData *x);
 // The model's config entry `name` (e.g. "batch"), or def when it has none.
 double kiln_config(const KilnModel *m, const char *name, double def);
+
+// ---- training (api/train.c) ---------------------------------------------------------------
+// A KilnTrainer compiles a model's loss, its gradients and the optimiser's update into one
+// JIT program (training mode: dropout on); each step binds the step's batch of its data
+// (a seeded permutation per epoch; pre-training data masked per step), runs, and updates
+// parameters and optimiser state. Everything random depends only on (seed, step), so a
+// run resumed from a checkpoint ends with the weights of an uninterrupted one.
+typedef struct KilnTrainer KilnTrainer;
+
+typedef struct KilnTrainOptions {
+  const char *optimizer;  // "adamw" (NULL) or "sgd": betas 0.9/0.999, eps 1e-6, weight decay
+                          // 0.01 (not biases or LayerNorm weights), momentum 0.9
+  double lr;              // peak learning rate; 0: 1e-4 (AdamW) or 1e-2 (SGD)
+  int64_t steps;          // the run's length: 10% linear warm-up, then linear decay to 0
+  double clip;            // global gradient-norm clipping; 0: 1
+  const char *loss;       // NULL: "loss"
+  uint64_t seed;          // data order, dropout, masking
+  // Compile only the loss and gradients; the caller applies the update itself between
+  // kiln_trainer_step and the next, through kiln_trainer_param (the tests' C oracle).
+  bool external_update;
+} KilnTrainOptions;
+
+bool kiln_trainer_open(const char *path, const KilnOptions *opt, const KilnTrainOptions *t, KilnTrainer **out,
+                       Diag *d);
+void kiln_trainer_free(KilnTrainer *t);
+// The compiled model: bind or initialise its parameters with kiln_bind_params /
+// kiln_init_params, and read it with kiln_tensor.
+KilnModel *kiln_trainer_model(KilnTrainer *t);
+// Starting from other weights (--init): every parameter f holds is taken (its shape must
+// match), the others get their initialisers' values for seed. On notes (if not NULL): the
+// counts and the first initialised names, and the tensors of f that are not parameters.
+bool kiln_trainer_init_from(KilnTrainer *t, const StFile *f, uint64_t seed, FILE *notes, Diag *d);
+// Resuming: the parameters and the optimiser state of a checkpoint; *done: its steps done.
+bool kiln_trainer_resume(KilnTrainer *t, const StFile *f, int64_t *done, Diag *d);
+// The training data (and, for pre-training data from `kiln data synth`, its masking).
+bool kiln_trainer_data(KilnTrainer *t, const StFile *f, Diag *d);
+int64_t kiln_trainer_batch(const KilnTrainer *t);
+int64_t kiln_trainer_steps(const KilnTrainer *t);
+double kiln_trainer_lr(const KilnTrainer *t, int64_t step);  // step: 0-based
+typedef struct KilnStepResult {
+  double loss, lr, grad_norm;  // grad_norm: before clipping (0 with external_update)
+} KilnStepResult;
+// Step `step` (0-based): binds its batch (without kiln_trainer_data: the model's inputs as
+// bound, e.g. kiln_default_inputs for benchmarks), runs forward and backward and (unless
+// external_update) the update. Fails on a data error or a non-finite loss.
+bool kiln_trainer_step(KilnTrainer *t, int64_t step, KilnStepResult *r, Diag *d);
+// One parameter's buffers (f32, numel values each): value and gradient, optimiser state
+// m and v (v: AdamW only, else NULL). Writing value or state is seen by the next step.
+typedef struct KilnParamView {
+  const char *name;
+  int64_t numel;
+  float *value, *m, *v;
+  const float *grad;
+  bool decay;    // weight decay applies
+  bool reached;  // the loss depends on it (else optimisers leave it alone, as torch does)
+} KilnParamView;
+int kiln_trainer_n_params(const KilnTrainer *t);
+KilnParamView kiln_trainer_param(KilnTrainer *t, int i);
+// Writes the parameters by name, with the optimiser state ("adam.m.<name>", "adam.v.<name>"
+// or "sgd.m.<name>") and the counters "train.step" (= done) and "train.steps" when
+// with_state (a checkpoint), atomically.
+bool kiln_trainer_save(KilnTrainer *t, const char *path, int64_t done, bool with_state, Diag *d);
 
 #endif

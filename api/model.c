@@ -41,6 +41,11 @@ static bool select_all(KilnModel *m, Diag *d) {
 }
 
 bool kiln_model_open(const char *path, const KilnOptions *opt, KilnModel **out, Diag *d) {
+  return kiln_model_open_with(path, opt, NULL, out, d);
+}
+
+bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOptimizer *optimizer,
+                          KilnModel **out, Diag *d) {
   *out = NULL;
   KilnModel *m = calloc(1, sizeof *m);
   FeSet *sets = calloc((size_t)opt->n_sets + 1, sizeof *sets);
@@ -65,7 +70,7 @@ bool kiln_model_open(const char *path, const KilnOptions *opt, KilnModel **out, 
     return false;
   }
   m->loaded = true;
-  PassOptions po = {.loss = opt->grad_loss, .training = opt->training};
+  PassOptions po = {.loss = opt->grad_loss, .training = opt->training, .optimizer = optimizer};
   IrGraph *g = &m->g;
   if (!pass_run_pipeline(g, &po, NULL, opt->disabled_passes, opt->n_disabled_passes, d)) {
     kiln_model_free(m);
@@ -75,9 +80,15 @@ bool kiln_model_open(const char *path, const KilnOptions *opt, KilnModel **out, 
   m->out = calloc(n, sizeof *m->out);
   m->out_name = calloc(n, sizeof *m->out_name);
   m->bound = calloc((size_t)g->n_nodes + 1, sizeof *m->bound);
-  if (!m->out || !m->out_name || !m->bound) {
+  m->inputs = calloc((size_t)g->n_nodes + 1, sizeof *m->inputs);
+  m->params = calloc((size_t)g->n_nodes + 1, sizeof *m->params);
+  if (!m->out || !m->out_name || !m->bound || !m->inputs || !m->params) {
     kiln_model_free(m);
     return diag_error(d, "out of memory");
+  }
+  for (int i = 0; i < g->n_nodes; i++) {
+    if (g->nodes[i]->op == IR_OP_INPUT) m->inputs[m->n_inputs++] = g->nodes[i];
+    if (g->nodes[i]->op == IR_OP_PARAM) m->params[m->n_params++] = g->nodes[i];
   }
   if (!select_all(m, d)) {
     kiln_model_free(m);
@@ -99,6 +110,8 @@ void kiln_model_free(KilnModel *m) {
   free(m->out);
   free(m->out_name);
   free(m->bound);
+  free(m->inputs);
+  free(m->params);
   if (m->loaded) ir_graph_free(&m->g);
   free(m);
 }
@@ -112,23 +125,13 @@ static KilnTensorInfo info_of(const IrNode *n, const char *name) {
   return t;
 }
 
-// The i-th node of op kind `op` (inputs, parameters), in graph order.
-static const IrNode *nth_of(const IrGraph *g, IrOpKind op, int i) {
-  for (int k = 0; k < g->n_nodes; k++)
-    if (g->nodes[k]->op == op && i-- == 0) return g->nodes[k];
-  return NULL;
-}
-
 int kiln_count(const KilnModel *m, KilnRole role) {
-  if (role == KILN_OUTPUT) return m->n_out;
-  int n = 0;
-  for (int k = 0; k < m->g.n_nodes; k++) n += m->g.nodes[k]->op == (role == KILN_INPUT ? IR_OP_INPUT : IR_OP_PARAM);
-  return n;
+  return role == KILN_OUTPUT ? m->n_out : role == KILN_INPUT ? m->n_inputs : m->n_params;
 }
 
 KilnTensorInfo kiln_info(const KilnModel *m, KilnRole role, int i) {
   if (role == KILN_OUTPUT) return info_of(m->out[i], m->out_name[i]);
-  const IrNode *n = nth_of(&m->g, role == KILN_INPUT ? IR_OP_INPUT : IR_OP_PARAM, i);
+  const IrNode *n = role == KILN_INPUT ? m->inputs[i] : m->params[i];
   return info_of(n, n->name);
 }
 
@@ -195,6 +198,7 @@ bool kiln_select_given(KilnModel *m, const StFile *f, Diag *d) {
 static bool *wanted(const KilnModel *m) {
   bool *want = calloc((size_t)m->g.n_nodes + 1, sizeof *want);
   for (int k = 0; want && k < m->n_out; k++) want[m->out[k]->id] = true;
+  for (int i = 0; want && m->want_params && i < m->g.n_nodes; i++) want[i] |= m->g.nodes[i]->op == IR_OP_PARAM;
   return want;
 }
 
@@ -278,7 +282,7 @@ void kiln_default_inputs(KilnModel *m) {
   const IrGraph *g = &m->g;
   for (int i = 0; i < g->n_nodes; i++) {
     const IrNode *n = g->nodes[i];
-    if (n->op != IR_OP_INPUT) continue;
+    if (n->op != IR_OP_INPUT || m->bound[i]) continue;
     size_t count = (size_t)ir_numel(&n->shape);
     double v = n->dtype == DT_F32 ? 1.0 : 0.0;
     if (kiln_is_jit(m)) {

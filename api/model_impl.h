@@ -6,6 +6,7 @@
 #include "api/kiln.h"
 #include "codegen/compile.h"
 #include "ir/ir.h"
+#include "passes/passes.h"
 
 struct KilnModel {
   KilnOptions o;
@@ -23,7 +24,14 @@ struct KilnModel {
   void *out_buf;   // reference: kiln_output's conversion of one output
   int threads;
   bool no_memplan;  // --disable-pass memplan
+  const IrNode **inputs, **params;  // the graph's, in graph order
+  int n_inputs, n_params;
+  bool want_params;  // compile buffers for every parameter, needed or not (the trainer)
 };
+
+// kiln_model_open with the optimizer pass in the pipeline (the trainer), when set.
+bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOptimizer *optimizer,
+                          KilnModel **out, Diag *d);
 
 
 static inline bool kiln_is_jit(const KilnModel *m) { return m->o.backend == KILN_BACKEND_JIT; }

@@ -31,6 +31,9 @@ typedef struct CliOptions {
   const char *eval_data;        // train --eval-data: score the weights on it during training
   int steps, checkpoint_every;  // 0: not given
   int eval_every;               // train: with --eval-data, every N steps (0: at the end only)
+  // train's test hooks (KILN_TEST_INTERRUPT_AT_STEP=K: raise SIGINT during step K;
+  // KILN_TEST_AWAIT_SIGNAL_AT_STEP=K: pause in step K until a signal comes, at most a minute)
+  int64_t test_interrupt_at, test_await_signal_at;
   double lr;                    // 0: not given (the optimiser's default)
   bool verbose, help, grad;  // grad: dump/check the joint forward+backward graph
   bool profile;              // bench: time every step and print where the time goes
@@ -62,6 +65,8 @@ int cmd_eval(const CliOptions *o);
 // warning), token type 0 and mask 1 on [CLS] text [SEP].
 bool cli_text_inputs(const KilnModel *m, const char *text, const char *vocab_path, StFile *inf, Diag *d);
 int cmd_compile(const CliOptions *o);
+// The trainer's options (api/kiln.h) from the command line's (kiln train, bench --train).
+KilnTrainOptions cli_train_options(const CliOptions *o);
 
 // Loads o->model with o->sets and runs the pass pipeline (for `loss`: with autodiff; NULL:
 // inference); prints the error and returns false on failure.

@@ -228,6 +228,11 @@ int main(int argc, char **argv) {
   if (!c) return usage_error(NULL, "unknown command \"%s\"", argv[1]);
 
   CliOptions o = {.cmd = c->name, .threads = 0, .n_train = -1, .n_val = -1, .n_test = -1};
+  // Test hooks of kiln train, so that tests do not race its step loop.
+  const char *hook = getenv("KILN_TEST_INTERRUPT_AT_STEP");
+  o.test_interrupt_at = hook ? atoll(hook) : 0;
+  hook = getenv("KILN_TEST_AWAIT_SIGNAL_AT_STEP");
+  o.test_await_signal_at = hook ? atoll(hook) : 0;
   bool options_end = false;  // after "--" every argument is positional (kiln tokenize -- "-1 ...")
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];

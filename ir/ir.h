@@ -149,6 +149,25 @@ typedef struct IrGrad {
 
 typedef struct IrNameMap IrNameMap;
 
+// A training step's parameter updates, recorded by the optimizer pass (passes/optimizer.c)
+// so the trainer reads a typed table instead of positions it would have to know. Outputs
+// are named by their position in g->outputs, which rewrites keep.
+typedef struct IrUpdate {
+  IrNode *param;                // op param
+  IrNode *state[2];             // its optimiser state inputs: m, and v for AdamW (else NULL)
+  int grad;                     // its entry in g->grads
+  int new_value, new_state[2];  // positions in g->outputs (-1: none)
+  bool decay;                   // weight decay applies (not biases, not LayerNorm weights)
+} IrUpdate;
+
+typedef struct IrTrainStep {
+  IrUpdate *updates;
+  int n_updates;
+  IrNode *lr, *c1, *c2;   // the step's scalar inputs; c1, c2 (1 - beta^t): AdamW only
+  int norm;               // position in g->outputs of the gradient norm before clipping
+  int n_model_outputs;    // the model's own outputs come first in g->outputs
+} IrTrainStep;
+
 typedef struct IrGraph {
   Arena arena;             // everything below lives in it; freed at once
   const char *file;        // the model file it was read from
@@ -163,6 +182,7 @@ typedef struct IrGraph {
   int n_config;
   IrGrad *grads;           // filled by pass_autodiff: one per parameter (and input)
   int n_grads;
+  IrTrainStep *train;      // filled by pass_optimizer; NULL without it
 } IrGraph;
 
 // ---------------------------------------------------------------------------------------

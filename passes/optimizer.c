@@ -90,14 +90,22 @@ bool pass_optimizer(IrGraph *g, const PassOptimizer *o, Diag *d) {
 
   int cap = g->n_outputs;
   int n_state = o->sgd ? 1 : 2;
+  IrTrainStep *ts = arena_alloc(&g->arena, sizeof *ts);
+  memset(ts, 0, sizeof *ts);
+  ts->updates = arena_alloc(&g->arena, (size_t)n_params * sizeof *ts->updates);
+  ts->lr = lr, ts->c1 = c1, ts->c2 = c2;
+  ts->n_model_outputs = g->n_outputs;
   for (int i = 0; i < g->n_grads; i++) {
     IrNode *p = g->grads[i].of;
     if (p->op != IR_OP_PARAM) continue;
+    IrUpdate *u = &ts->updates[ts->n_updates++];
+    *u = (IrUpdate){.param = p, .grad = i, .new_value = -1, .new_state = {-1, -1},
+                    .decay = pass_optimizer_decays(p->name)};
     ir_builder_init(&b, g, arena_printf(&g->arena, "opt:%s", p->name), where);
     IrNode *state[2] = {NULL, NULL};
     for (int w = 0; w < n_state; w++) {
       const char *pre = pass_optimizer_state_prefix(o, w);
-      state[w] = new_input(g, arena_printf(&g->arena, "%s%s", pre, p->name), &p->shape, d);
+      state[w] = u->state[w] = new_input(g, arena_printf(&g->arena, "%s%s", pre, p->name), &p->shape, d);
       if (!state[w]) return false;
     }
     IrNode *gs = bin(&b, IR_OP_MUL, g->grads[i].grad, scale);  // clipped gradient
@@ -120,11 +128,15 @@ bool pass_optimizer(IrGraph *g, const PassOptimizer *o, Diag *d) {
                          : p;
       np = bin(&b, IR_OP_SUB, base, upd);
     }
+    u->new_value = g->n_outputs;
     add_output(g, np, &cap);
+    u->new_state[0] = g->n_outputs;
     add_output(g, m2, &cap);
-    if (v2) add_output(g, v2, &cap);
+    if (v2) u->new_state[1] = g->n_outputs, add_output(g, v2, &cap);
   }
+  ts->norm = g->n_outputs;
   add_output(g, norm, &cap);
+  g->train = ts;
   if (!ir_graph_finish(g, d) || !ir_verify(g, d)) return diag_prefix(d, "optimizer (compiler bug): ");
   return true;
 }

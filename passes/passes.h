@@ -63,7 +63,8 @@ bool pass_fuse(IrGraph *g, const PassOptions *o, Diag *d);
 // input per parameter and moment named as in checkpoints ("adam.m.<param>", "adam.v.<param>"
 // or "sgd.m.<param>"); and appends to g->outputs, for each parameter in g->grads order,
 // its updated value, then its updated state(s), and last the gradient norm before
-// clipping. Gradients are clipped to a global L2 norm of `clip`; AdamW decays every
+// clipping; and records all of it, typed, in g->train (IrTrainStep: per parameter its
+// state inputs and the positions of its new value and state). Gradients are clipped to a global L2 norm of `clip`; AdamW decays every
 // parameter but biases and LayerNorm weights (pass_optimizer_decays).
 struct PassOptimizer {
   bool sgd;  // false: AdamW

@@ -7,7 +7,8 @@
 # does not reach are left alone; and bad data or flags fail with exit 1 or 2.
 # usage: tests/train.sh KILN_BINARY
 set -euo pipefail
-kiln=${1:?usage: train.sh KILN_BINARY}
+kiln=${1:?usage: train.sh KILN_BINARY TRAIN_ORACLE_BINARY}
+oracle=${2:?usage: train.sh KILN_BINARY TRAIN_ORACLE_BINARY}  # tests/train_oracle.c
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 py=/usr/bin/python3
@@ -102,7 +103,7 @@ real_sigint() {
 check "train: a real SIGINT during step 12 exits 130; the checkpoint resumes bitwise" real_sigint
 
 # The compiled optimiser (the default) against the first version's update in C
-# (KILN_TRAIN_OPTIMIZER=c, the oracle): 10 steps from the same weights, checkpoints with
+# (tests/train_oracle.c, the oracle, through the public API): 10 steps from the same weights, checkpoints with
 # the optimiser state compared per kind (weights, adam.m, adam.v / sgd.m). Tolerance: the
 # largest difference of a kind <= 1e-5 of the largest value of that kind. Both compute the
 # same gradients from the same weights; they differ only in rounding (f32 graph ops vs the
@@ -111,7 +112,7 @@ check "train: a real SIGINT during step 12 exits 130; the checkpoint resumes bit
 # missing bias correction, decay on a bias, no clipping) moves weights by ~lr = 1e-2.
 graph_matches_c() {  # graph_matches_c OPTIMIZER
   "${train[@]}" --steps 10 --lr 1e-2 --optimizer "$1" --checkpoint-every 10 -o "$work/g-$1.safetensors" || return 1
-  KILN_TRAIN_OPTIMIZER=c "${train[@]}" --steps 10 --lr 1e-2 --optimizer "$1" --checkpoint-every 10 \
+  "$oracle" "${train[@]:2}" --steps 10 --lr 1e-2 --optimizer "$1" --checkpoint-every 10 \
     -o "$work/c-$1.safetensors" || return 1
   "$py" - "$here/parity" "$work/g-$1.step-10.safetensors" "$work/c-$1.step-10.safetensors" <<'PY'
 import sys, numpy as np
@@ -145,7 +146,9 @@ vqa_model="$root/models/visualbert-vqa.json"
 "$py" "$here/parity/make_case.py" --variant vqa --seed 5 -o "$work/vqa-data.safetensors" \
   "${tiny[@]}" --set batch=16 --set num_labels=6 >/dev/null
 unreached_untouched() {  # OPTIMIZER [c]
-  KILN_TRAIN_OPTIMIZER=${2:-graph} "$kiln" train "$vqa_model" --weights "$work/wq.safetensors" \
+  local cmd=("$kiln" train)
+  [ "${2:-}" = c ] && cmd=("$oracle")
+  "${cmd[@]}" "$vqa_model" --weights "$work/wq.safetensors" \
     --data "$work/vqa-data.safetensors" --seed 1 --threads 2 "${tiny[@]}" --set batch=4 --set num_labels=6 \
     --steps 5 --lr 1e-2 --optimizer "$1" --checkpoint-every 5 -o "$work/q.safetensors" || return 1
   "$py" - "$here/parity" "$work/wq.safetensors" "$work/q.step-5.safetensors" <<'PY'

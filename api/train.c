@@ -1,0 +1,335 @@
+// The trainer (api/kiln.h, KilnTrainer): a model compiled with its loss, gradients and the
+// optimiser's update (passes/optimizer.c) into one JIT program; per step the batch of a
+// seeded epoch permutation is bound (pre-training data masked and mismatched per step),
+// the program run, and the updated parameters and state copied back into the buffers the
+// next step reads (copy-back, not in place: other readers of a parameter, such as the
+// backward matmuls that propagate through it, are not ordered before its update). The
+// optimizer pass records what to copy in g->train; nothing here depends on output order.
+// Checkpoints hold weights, optimiser state and the step counters.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/bind.h"
+#include "api/model_impl.h"
+#include "data/mlm.h"
+
+// Random streams: the IR's counter-based mix (ir_rng_key_of, the one dropout uses), so
+// every draw is a function of its key alone.
+static uint64_t hash2(uint64_t a, uint64_t b) { return ir_rng_key_of(a, b); }
+enum { STREAM_SHUFFLE = 1, STREAM_DROPOUT = 2 };
+
+typedef struct Update {  // the compiled update of one parameter: its outputs
+  const float *value, *m, *v;
+} Update;
+
+struct KilnTrainer {
+  KilnModel *m;
+  KilnTrainOptions o;
+  PassOptimizer spec;
+  double lr;
+  int64_t steps, warmup;
+  const IrNode *loss;
+  KilnParamView *p;  // per parameter, in g->grads order
+  Update *upd;       // compiled update: where each parameter's new value and state are
+  int n;
+  float *lr_in, *c1_in, *c2_in;
+  const float *norm_out;
+  float *state;      // external_update: m (and v) of every parameter, one allocation
+  // Data: examples in a seeded permutation per epoch.
+  KilnData *data;
+  int64_t n_examples, batch, perm_epoch;
+  int64_t *perm, *ex;
+  Mlm mlm;
+  bool has_mlm;
+};
+
+static double lr_at(const KilnTrainer *t, int64_t step) {
+  if (step < t->warmup) return t->lr * (double)(step + 1) / (double)t->warmup;
+  return t->lr * (double)(t->steps - step) / (double)(t->steps - t->warmup);
+}
+
+static float *f32_value(KilnModel *m, const IrNode *n) { return n ? m->p.value[n->id] : NULL; }
+
+// The parameters with their gradient buffers, and where their state and update live.
+static bool collect_params(KilnTrainer *t, Diag *d) {
+  KilnModel *m = t->m;
+  IrGraph *g = &m->g;
+  t->p = calloc((size_t)g->n_grads + 1, sizeof *t->p);
+  t->upd = calloc((size_t)g->n_grads + 1, sizeof *t->upd);
+  if (!t->p || !t->upd) return diag_error(d, "out of memory");
+  int per = t->spec.sgd ? 1 : 2;
+  int64_t total = 0;
+  for (int i = 0; i < g->n_grads; i++) {
+    const IrNode *n = g->grads[i].of;
+    if (n->op != IR_OP_PARAM) continue;
+    if (n->dtype != DT_F32 || g->grads[i].grad->dtype != DT_F32)
+      return diag_error(d, "%s: parameter \"%s\" is %s; kiln train supports f32 parameters only", n->where,
+                        n->name, dt_name(n->dtype));
+    KilnParamView *p = &t->p[t->n++];
+    *p = (KilnParamView){.name = n->name, .numel = ir_numel(&n->shape), .value = m->p.value[n->id],
+                         .grad = m->p.value[g->grads[i].grad->id], .decay = pass_optimizer_decays(n->name),
+                         .reached = g->grads[i].reached};
+    if (!p->value || !p->grad) return diag_error(d, "parameter \"%s\" has no buffer (compiler bug)", n->name);
+    total += p->numel;
+  }
+  if (t->o.external_update) {
+    t->state = calloc((size_t)(total * per) + 1, sizeof(float));
+    if (!t->state) return diag_error(d, "out of memory for the optimiser state (%lld values)", (long long)(total * per));
+    float *s = t->state;
+    for (int k = 0; k < t->n; k++) {
+      t->p[k].m = s, s += t->p[k].numel;
+      if (per == 2) t->p[k].v = s, s += t->p[k].numel;
+    }
+    return true;
+  }
+  const IrTrainStep *ts = g->train;
+  if (!ts || ts->n_updates != t->n) return diag_error(d, "the optimiser's update is not in the program (compiler bug)");
+  t->lr_in = f32_value(m, ts->lr);
+  t->c1_in = f32_value(m, ts->c1);
+  t->c2_in = f32_value(m, ts->c2);
+  t->norm_out = m->p.value[g->outputs[ts->norm]->id];
+  for (int k = 0; k < t->n; k++) {
+    const IrUpdate *u = &ts->updates[k];
+    KilnParamView *p = &t->p[k];
+    if (u->param != g->grads[u->grad].of || strcmp(u->param->name, p->name) != 0)
+      return diag_error(d, "the optimiser's table disagrees with the gradients (compiler bug)");
+    p->m = f32_value(m, u->state[0]);
+    p->v = f32_value(m, u->state[1]);
+    if (!p->m || (per == 2 && !p->v)) return diag_error(d, "optimiser state of \"%s\" has no buffer (compiler bug)", p->name);
+    memset(p->m, 0, (size_t)p->numel * sizeof(float));  // zeros until a checkpoint fills them
+    if (p->v) memset(p->v, 0, (size_t)p->numel * sizeof(float));
+    m->bound[u->state[0]->id] = true;
+    if (u->state[1]) m->bound[u->state[1]->id] = true;
+    t->upd[k] = (Update){m->p.value[g->outputs[u->new_value]->id], m->p.value[g->outputs[u->new_state[0]]->id],
+                         u->new_state[1] >= 0 ? m->p.value[g->outputs[u->new_state[1]]->id] : NULL};
+  }
+  m->bound[ts->lr->id] = true;
+  if (ts->c1) m->bound[ts->c1->id] = m->bound[ts->c2->id] = true;
+  return true;
+}
+
+bool kiln_trainer_open(const char *path, const KilnOptions *opt, const KilnTrainOptions *to, KilnTrainer **out,
+                       Diag *d) {
+  *out = NULL;
+  KilnTrainer *t = calloc(1, sizeof *t);
+  if (!t) return diag_error(d, "out of memory");
+  t->o = *to;
+  bool sgd = to->optimizer && !strcmp(to->optimizer, "sgd");
+  if (to->optimizer && !sgd && strcmp(to->optimizer, "adamw") != 0) {
+    free(t);
+    return diag_error(d, "the optimizer must be adamw or sgd, not \"%s\"", to->optimizer);
+  }
+  t->spec = (PassOptimizer){.sgd = sgd, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-6, .weight_decay = 0.01,
+                            .momentum = 0.9, .clip = to->clip > 0 ? to->clip : 1.0};
+  t->lr = to->lr > 0 ? to->lr : sgd ? 1e-2 : 1e-4;
+  t->steps = to->steps;
+  t->warmup = t->steps / 10;
+  t->perm_epoch = -1;
+  KilnOptions mo = *opt;
+  mo.backend = KILN_BACKEND_JIT;
+  mo.grad_loss = to->loss ? to->loss : "loss";
+  mo.training = true;
+  bool ok = kiln_model_open_with(path, &mo, to->external_update ? NULL : &t->spec, &t->m, d);
+  if (ok) {
+    KilnModel *m = t->m;
+    const IrGraph *g = &m->g;
+    t->loss = m->out[0];  // select_all: the loss first
+    if (t->loss->dtype != DT_F32 || ir_numel(&t->loss->shape) != 1)
+      ok = diag_error(d, "%s: loss \"%s\" must be an f32 scalar", g->file, mo.grad_loss);
+    m->want_params = true;  // unreached parameters are written out too
+    if (ok && g->train)     // the update's outputs follow the model's own
+      for (int i = g->train->n_model_outputs; i < g->n_outputs; i++) {
+        m->out[m->n_out] = g->outputs[i];
+        m->out_name[m->n_out++] = g->outputs[i]->name;
+      }
+    ok = ok && kiln_compile(m, d) && collect_params(t, d);
+  }
+  if (!ok) {
+    kiln_trainer_free(t);
+    return false;
+  }
+  *out = t;
+  return true;
+}
+
+void kiln_trainer_free(KilnTrainer *t) {
+  if (!t) return;
+  kiln_model_free(t->m);
+  kiln_data_free(t->data);
+  if (t->has_mlm) mlm_free(&t->mlm);
+  free(t->p);
+  free(t->upd);
+  free(t->state);
+  free(t->perm);
+  free(t->ex);
+  free(t);
+}
+
+KilnModel *kiln_trainer_model(KilnTrainer *t) { return t->m; }
+int64_t kiln_trainer_batch(const KilnTrainer *t) { return t->batch; }
+int64_t kiln_trainer_steps(const KilnTrainer *t) { return t->steps; }
+double kiln_trainer_lr(const KilnTrainer *t, int64_t step) { return lr_at(t, step); }
+int kiln_trainer_n_params(const KilnTrainer *t) { return t->n; }
+
+KilnParamView kiln_trainer_param(KilnTrainer *t, int i) {
+  t->m->prepared = false;  // the caller may change it: pack again
+  return t->p[i];
+}
+
+bool kiln_trainer_init_from(KilnTrainer *t, const StFile *f, uint64_t seed, FILE *notes, Diag *d) {
+  KilnModel *m = t->m;
+  if (!fe_bind_partial(&m->g, f, m->p.value, seed, notes, d)) return false;
+  for (int i = 0; i < m->g.n_nodes; i++) m->bound[i] |= m->g.nodes[i]->op == IR_OP_PARAM;
+  m->prepared = false;
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------
+// Checkpoints: the parameters by name, the state ("adam.m.<name>", "adam.v.<name>" or
+// "sgd.m.<name>"), "train.step" (steps done) and "train.steps" (the schedule's length).
+
+static char *state_name(const KilnTrainer *t, int which, const char *param) {
+  const char *pre = pass_optimizer_state_prefix(&t->spec, which);
+  char *s = malloc(strlen(pre) + strlen(param) + 1);
+  if (s) strcat(strcpy(s, pre), param);
+  return s;
+}
+
+static StTensor f32_tensor(char *name, const KilnParamView *p, void *data, const IrNode *n) {
+  StTensor x = {.name = name, .dtype = DT_F32, .rank = n->shape.rank, .data = data,
+                .nbytes = (size_t)p->numel * sizeof(float)};
+  for (int i = 0; i < n->shape.rank; i++) x.shape[i] = n->shape.dim[i];
+  return x;
+}
+
+bool kiln_trainer_save(KilnTrainer *t, const char *path, int64_t done, bool with_state, Diag *d) {
+  int n_state = t->spec.sgd ? 1 : 2, n = 0;
+  StTensor *ts = calloc((size_t)t->n * 3 + 2, sizeof *ts);
+  if (!ts) return diag_error(d, "out of memory");
+  for (int k = 0; k < t->n; k++)
+    ts[n++] = f32_tensor((char *)t->p[k].name, &t->p[k], t->p[k].value, ir_graph_find(&t->m->g, t->p[k].name));
+  int64_t counters[2] = {done, t->steps};
+  bool ok = true;
+  if (with_state) {
+    for (int which = 0; which < n_state; which++)
+      for (int k = 0; k < t->n; k++) {
+        char *name = state_name(t, which, t->p[k].name);
+        ok &= name != NULL;
+        ts[n++] = f32_tensor(name, &t->p[k], which == 0 ? t->p[k].m : t->p[k].v, ir_graph_find(&t->m->g, t->p[k].name));
+      }
+    ts[n++] = (StTensor){.name = "train.step", .dtype = DT_I64, .nbytes = 8, .data = &counters[0]};
+    ts[n++] = (StTensor){.name = "train.steps", .dtype = DT_I64, .nbytes = 8, .data = &counters[1]};
+  }
+  ok = ok ? st_write(path, ts, n, d) : diag_error(d, "out of memory");
+  if (with_state)
+    for (int i = t->n; i < t->n * (1 + n_state); i++) free(ts[i].name);
+  free(ts);
+  return ok;
+}
+
+static bool counter(const StFile *f, const char *name, int64_t *out, Diag *d) {
+  const StTensor *x = st_find(f, name);
+  if (!x) return diag_error(d, "%s: \"%s\" is missing: not a kiln train checkpoint", f->path, name);
+  if (st_numel(x) != 1 || dt_is_float(x->dtype)) return diag_error(d, "%s: \"%s\" must be a single integer", f->path, name);
+  *out = (int64_t)dt_load(x->dtype, x->data, 0);
+  return true;
+}
+
+bool kiln_trainer_resume(KilnTrainer *t, const StFile *f, int64_t *done, Diag *d) {
+  int64_t steps;
+  if (!kiln_bind_params(t->m, f, d) || !counter(f, "train.step", done, d) || !counter(f, "train.steps", &steps, d))
+    return false;
+  if (steps != t->steps)
+    return diag_error(d, "%s: the checkpoint is of a run of %lld steps, not %lld (the learning-rate "
+                      "schedule depends on it): pass --steps %lld", f->path, (long long)steps,
+                      (long long)t->steps, (long long)steps);
+  if (*done < 0 || *done > steps)
+    return diag_error(d, "%s: train.step %lld is outside [0, %lld]", f->path, (long long)*done, (long long)steps);
+  for (int which = 0; which < (t->spec.sgd ? 1 : 2); which++)
+    for (int k = 0; k < t->n; k++) {
+      const KilnParamView *p = &t->p[k];
+      char *name = state_name(t, which, p->name);
+      if (!name) return diag_error(d, "out of memory");
+      const StTensor *x = st_find(f, name);
+      bool ok = x && st_numel(x) == p->numel;
+      if (!x)
+        diag_error(d, "%s: optimiser state \"%s\" is missing (a checkpoint of another optimiser?)", f->path, name);
+      else if (!ok)
+        diag_error(d, "%s: \"%s\" has %lld values, not %lld", f->path, name, (long long)st_numel(x),
+                   (long long)p->numel);
+      else
+        ok = dt_convert(x->dtype, x->data, DT_F32, which == 0 ? p->m : p->v, (size_t)p->numel, name, d);
+      free(name);
+      if (!ok) return false;
+    }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------
+// Data and steps.
+
+bool kiln_trainer_data(KilnTrainer *t, const StFile *f, Diag *d) {
+  if (!kiln_data_open(t->m, f, PASS_OPT_WHERE, &t->data, d)) return false;
+  t->n_examples = kiln_data_examples(t->data);
+  t->batch = (int64_t)kiln_config(t->m, "batch", -1);
+  if (t->batch < 1) {  // no config entry: the inputs' leading dimension
+    KilnTensorInfo in = kiln_info(t->m, KILN_INPUT, 0);
+    t->batch = in.rank ? in.shape[0] : 1;
+  }
+  if (t->n_examples < t->batch)
+    return diag_error(d, "%s: %lld examples, fewer than one batch (%lld)", f->path, (long long)t->n_examples,
+                      (long long)t->batch);
+  t->perm = malloc((size_t)t->n_examples * sizeof *t->perm);
+  t->ex = malloc((size_t)t->batch * sizeof *t->ex);
+  if (!t->perm || !t->ex) return diag_error(d, "out of memory");
+  if (!mlm_load(f, &t->mlm, &t->has_mlm, d) && t->has_mlm) return false;  // malformed
+  return true;
+}
+
+// The example at position k of the stream: epoch k / N, in that epoch's seeded
+// permutation (Fisher-Yates keyed by (seed, epoch)).
+static int64_t example_at(KilnTrainer *t, int64_t k) {
+  int64_t n = t->n_examples, epoch = k / n;
+  if (epoch != t->perm_epoch) {
+    uint64_t key = hash2(hash2(t->o.seed, STREAM_SHUFFLE), (uint64_t)epoch);
+    for (int64_t i = 0; i < n; i++) t->perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+      int64_t j = (int64_t)(hash2(key, (uint64_t)i) % (uint64_t)(i + 1));
+      int64_t x = t->perm[i];
+      t->perm[i] = t->perm[j];
+      t->perm[j] = x;
+    }
+    t->perm_epoch = epoch;
+  }
+  return t->perm[k % n];
+}
+
+bool kiln_trainer_step(KilnTrainer *t, int64_t step, KilnStepResult *r, Diag *d) {
+  KilnModel *m = t->m;
+  for (int64_t b = 0; t->data && b < t->batch; b++) t->ex[b] = example_at(t, step * t->batch + b);
+  if (t->data && !kiln_data_bind(m, t->data, t->ex, d)) return false;
+  if (t->has_mlm && !mlm_apply(&t->mlm, &m->g, m->p.value, t->o.seed, step, d)) return false;
+  *r = (KilnStepResult){.lr = lr_at(t, step)};
+  if (!t->o.external_update) {
+    double s = (double)(step + 1);
+    *t->lr_in = (float)r->lr;
+    if (t->c1_in) *t->c1_in = (float)(1.0 - pow(t->spec.beta1, s));
+    if (t->c2_in) *t->c2_in = (float)(1.0 - pow(t->spec.beta2, s));
+  }
+  m->prepared = false;  // the last update changed the weights: pack them again
+  if (!kiln_run(m, hash2(hash2(t->o.seed, STREAM_DROPOUT), (uint64_t)step), d)) return false;
+  r->loss = *(const float *)m->p.value[t->loss->id];
+  if (!isfinite(r->loss)) return diag_error(d, "the loss is %g; stopping", r->loss);
+  if (t->o.external_update) return true;
+  for (int k = 0; k < t->n; k++) {  // copy-back
+    const KilnParamView *p = &t->p[k];
+    if (!p->reached) continue;  // its outputs are its inputs
+    size_t bytes = (size_t)p->numel * sizeof(float);
+    memcpy(p->value, t->upd[k].value, bytes);
+    memcpy(p->m, t->upd[k].m, bytes);
+    if (p->v) memcpy(p->v, t->upd[k].v, bytes);
+  }
+  r->grad_norm = *t->norm_out;
+  return true;
+}

@@ -1,0 +1,204 @@
+// Tests of the public C API (api/kiln.h) on docs/examples/mlp.json: the JIT and the
+// reference backend give the same outputs and gradients through it; outputs are chosen by
+// the inputs given; misuse and bad input are messages, not crashes; the trainer's compiled
+// update equals an update written against kiln_trainer_param.
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/kiln.h"
+
+static const char *const model = "docs/examples/mlp.json";
+
+static KilnModel *open_model(KilnBackend backend, const char *grad_loss) {
+  KilnOptions o = {.backend = backend, .grad_loss = grad_loss, .training = grad_loss != NULL,
+                   .tuning = {.poison_buffers = true}};
+  KilnModel *m = NULL;
+  Diag d = {0};
+  ck_assert_msg(kiln_model_open(model, &o, &m, &d), "%s", d.msg);
+  return m;
+}
+
+// Inputs x (random-ish floats) and labels (valid class ids) for batch 4, features 10.
+static float x_data[40];
+static int64_t label_data[4] = {0, 2, 1, 2};
+static StFile inputs_file(bool with_labels) {
+  for (int i = 0; i < 40; i++) x_data[i] = (float)sin(i * 0.7) * 2.0f;
+  StFile f = {.path = "inputs", .n = with_labels ? 2 : 1};
+  f.tensors = calloc(2, sizeof *f.tensors);
+  f.tensors[0] = (StTensor){.name = "x", .dtype = DT_F32, .rank = 2, .shape = {4, 10}, .nbytes = sizeof x_data, .data = x_data};
+  f.tensors[1] = (StTensor){.name = "labels", .dtype = DT_I64, .rank = 1, .shape = {4}, .nbytes = sizeof label_data,
+                            .data = label_data};
+  return f;
+}
+
+// Runs m with weights from seed 7 and the inputs; returns output `name` as doubles.
+static double *run_output(KilnModel *m, const StFile *in, const char *name, int64_t *count) {
+  Diag d = {0};
+  ck_assert_msg(kiln_select_given(m, in, &d) && kiln_compile(m, &d) && kiln_init_params(m, 7, &d) &&
+                    kiln_bind_inputs(m, in, &d) && kiln_run(m, 3, &d),
+                "%s", d.msg);
+  StTensor t;
+  ck_assert_msg(kiln_tensor(m, name, &t, &d), "%s", d.msg);
+  *count = st_numel(&t);
+  double *v = malloc((size_t)*count * sizeof *v);
+  for (int64_t i = 0; i < *count; i++) v[i] = dt_load(t.dtype, t.data, (size_t)i);
+  return v;
+}
+
+START_TEST(test_jit_and_reference_agree_through_the_api) {
+  StFile in = inputs_file(true);
+  const char *names[] = {"logits", "probs", "loss"};
+  for (int k = 0; k < 3; k++) {
+    KilnModel *jit = open_model(KILN_BACKEND_JIT, NULL), *ref = open_model(KILN_BACKEND_REF, NULL);
+    int64_t n1, n2;
+    double *a = run_output(jit, &in, names[k], &n1), *b = run_output(ref, &in, names[k], &n2);
+    ck_assert_int_eq(n1, n2);
+    for (int64_t i = 0; i < n1; i++) ck_assert_msg(fabs(a[i] - b[i]) <= 1e-5 * (1 + fabs(b[i])), "%s[%lld]: %g vs %g", names[k], (long long)i, a[i], b[i]);
+    free(a);
+    free(b);
+    kiln_model_free(jit);
+    kiln_model_free(ref);
+  }
+  free(in.tensors);
+}
+END_TEST
+
+START_TEST(test_gradients_agree_through_the_api) {
+  StFile in = inputs_file(true);
+  KilnModel *jit = open_model(KILN_BACKEND_JIT, "loss"), *ref = open_model(KILN_BACKEND_REF, "loss");
+  ck_assert_int_eq(kiln_count(jit, KILN_OUTPUT), 1 + kiln_count(jit, KILN_PARAM));  // the loss, a gradient each
+  ck_assert_str_eq(kiln_info(jit, KILN_OUTPUT, 0).name, "loss");
+  int64_t n1, n2;
+  double *a = run_output(jit, &in, "head.weight", &n1), *b = run_output(ref, &in, "head.weight", &n2);
+  ck_assert_int_eq(n1, 3 * 40);  // [classes, hidden]
+  double big = 0;
+  for (int64_t i = 0; i < n1; i++) big = fmax(big, fabs(b[i]));
+  ck_assert(big > 1e-4);  // a real gradient, not zeros
+  for (int64_t i = 0; i < n1; i++) ck_assert_msg(fabs(a[i] - b[i]) <= 1e-5 * big, "%g vs %g", a[i], b[i]);
+  free(a);
+  free(b);
+  kiln_model_free(jit);
+  kiln_model_free(ref);
+  free(in.tensors);
+}
+END_TEST
+
+START_TEST(test_outputs_follow_the_inputs_given) {
+  StFile in = inputs_file(false);  // no labels: the loss cannot be computed
+  KilnModel *m = open_model(KILN_BACKEND_JIT, NULL);
+  Diag d = {0};
+  ck_assert_int_eq(kiln_count(m, KILN_OUTPUT), 3);
+  ck_assert(kiln_select_given(m, &in, &d));
+  ck_assert_int_eq(kiln_count(m, KILN_OUTPUT), 2);
+  KilnTensorInfo t;
+  ck_assert(kiln_find(m, KILN_OUTPUT, "probs", &t) && !kiln_find(m, KILN_OUTPUT, "loss", &t));
+  ck_assert(t.rank == 2 && t.shape[0] == 4 && t.shape[1] == 3);
+  kiln_model_free(m);
+  StFile none = {.path = "empty.safetensors"};
+  m = open_model(KILN_BACKEND_JIT, NULL);
+  ck_assert(!kiln_select_given(m, &none, &d));
+  ck_assert_msg(strstr(d.msg, "empty.safetensors") && strstr(d.msg, "no output can be computed") && strstr(d.msg, "\"x\""), "%s", d.msg);
+  kiln_model_free(m);
+  free(in.tensors);
+}
+END_TEST
+
+START_TEST(test_misuse_is_a_message) {
+  KilnModel *m = open_model(KILN_BACKEND_JIT, NULL);
+  Diag d = {0};
+  ck_assert(!kiln_run(m, 0, &d));
+  ck_assert_msg(strstr(d.msg, "before kiln_compile"), "%s", d.msg);
+  d = (Diag){0};
+  ck_assert(kiln_compile(m, &d));
+  ck_assert(!kiln_run(m, 0, &d));  // nothing bound
+  ck_assert_msg(strstr(d.msg, "input \"x\" is missing"), "%s", d.msg);
+  d = (Diag){0};
+  StFile in = inputs_file(true);
+  ck_assert(kiln_bind_inputs(m, &in, &d));
+  ck_assert(!kiln_run(m, 0, &d));  // inputs, but no weights
+  ck_assert_msg(strstr(d.msg, "has no value: bind weights first"), "%s", d.msg);
+  free(in.tensors);
+  d = (Diag){0};
+  StTensor t;
+  ck_assert(!kiln_tensor(m, "nope", &t, &d));
+  ck_assert_msg(strstr(d.msg, "\"nope\""), "%s", d.msg);
+  kiln_model_free(m);
+  KilnOptions o = {.sets = (KilnSet[]){{"hidden", "0 -"}}, .n_sets = 1};
+  d = (Diag){0};
+  ck_assert(!kiln_model_open(model, &o, &m, &d));
+  ck_assert_msg(strstr(d.msg, "--set hidden"), "%s", d.msg);
+}
+END_TEST
+
+// The compiled AdamW against the same update written against kiln_trainer_param, over 3
+// steps on fixed inputs: they agree to rounding (f32 graph vs double intermediates).
+START_TEST(test_trainer_update_matches_external_update) {
+  KilnOptions o = {.sets = (KilnSet[]){{"dropout", "0"}}, .n_sets = 1};
+  KilnTrainOptions to = {.steps = 3, .lr = 1e-2, .seed = 1};
+  KilnTrainer *g = NULL, *c = NULL;
+  Diag d = {0};
+  ck_assert_msg(kiln_trainer_open(model, &o, &to, &g, &d), "%s", d.msg);
+  to.external_update = true;
+  ck_assert_msg(kiln_trainer_open(model, &o, &to, &c, &d), "%s", d.msg);
+  StFile in = inputs_file(true);
+  KilnTrainer *both[2] = {g, c};
+  for (int k = 0; k < 2; k++)
+    ck_assert_msg(kiln_init_params(kiln_trainer_model(both[k]), 5, &d) &&
+                      kiln_bind_inputs(kiln_trainer_model(both[k]), &in, &d), "%s", d.msg);
+  ck_assert_int_eq(kiln_trainer_n_params(g), kiln_trainer_n_params(c));
+  for (int64_t step = 0; step < 3; step++) {
+    KilnStepResult rg, rc;
+    ck_assert_msg(kiln_trainer_step(g, step, &rg, &d) && kiln_trainer_step(c, step, &rc, &d), "%s", d.msg);
+    ck_assert_msg(fabs(rg.loss - rc.loss) < 1e-5, "step %lld: loss %g vs %g", (long long)step, rg.loss, rc.loss);
+    ck_assert(rg.grad_norm > 0);
+    double sq = 0, lr = kiln_trainer_lr(c, step), t = (double)(step + 1);
+    for (int k = 0; k < kiln_trainer_n_params(c); k++) {
+      KilnParamView p = kiln_trainer_param(c, k);
+      for (int64_t i = 0; i < p.numel; i++) sq += (double)p.grad[i] * p.grad[i];
+    }
+    ck_assert_msg(fabs(sqrt(sq) - rg.grad_norm) <= 1e-5 * rg.grad_norm, "norm %g vs %g", sqrt(sq), rg.grad_norm);
+    double scale = sqrt(sq) > 1 ? 1 / (sqrt(sq) + 1e-6) : 1;
+    for (int k = 0; k < kiln_trainer_n_params(c); k++) {  // AdamW, as tests/train_oracle.c
+      KilnParamView p = kiln_trainer_param(c, k);
+      for (int64_t i = 0; i < p.numel; i++) {
+        float gr = (float)(p.grad[i] * scale);
+        p.m[i] = (float)(0.9 * p.m[i] + 0.1 * gr);
+        p.v[i] = (float)(0.999 * p.v[i] + 0.001 * (double)gr * gr);
+        double w = p.value[i];
+        if (p.decay) w -= lr * 0.01 * w;
+        w -= lr * (p.m[i] / (1 - pow(0.9, t))) / (sqrt(p.v[i] / (1 - pow(0.999, t))) + 1e-6);
+        p.value[i] = (float)w;
+      }
+    }
+  }
+  for (int k = 0; k < kiln_trainer_n_params(c); k++) {
+    KilnParamView pg = kiln_trainer_param(g, k), pc = kiln_trainer_param(c, k);
+    ck_assert_str_eq(pg.name, pc.name);
+    for (int64_t i = 0; i < pg.numel; i++)
+      ck_assert_msg(fabs(pg.value[i] - pc.value[i]) <= 1e-5, "%s[%lld]: %g vs %g", pg.name, (long long)i,
+                    pg.value[i], pc.value[i]);
+  }
+  free(in.tensors);
+  kiln_trainer_free(g);
+  kiln_trainer_free(c);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("api");
+  TCase *tc = tcase_create("api");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_jit_and_reference_agree_through_the_api);
+  tcase_add_test(tc, test_gradients_agree_through_the_api);
+  tcase_add_test(tc, test_outputs_follow_the_inputs_given);
+  tcase_add_test(tc, test_misuse_is_a_message);
+  tcase_add_test(tc, test_trainer_update_matches_external_update);
+  suite_add_tcase(s, tc);
+  SRunner *r = srunner_create(s);
+  srunner_run_all(r, CK_NORMAL);
+  int failed = srunner_ntests_failed(r);
+  srunner_free(r);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
