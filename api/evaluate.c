@@ -11,8 +11,6 @@
 // The loss is the mean of the batch losses weighted by their number of examples.
 #include "api/evaluate.h"
 
-#include "api/model_impl.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,24 +136,6 @@ bool fe_eval_bind_file(FeEvaluator *e, const StFile *w, Diag *d) {
 bool fe_eval_bind_model(FeEvaluator *e, KilnModel *src, Diag *d) {
   for (int k = 0; k < e->n_parts; k++)
     if (part_active(&e->part[k]) && !kiln_copy_params(e->part[k].m, src, d)) return false;
-  return true;
-}
-
-bool fe_eval_bind_values(FeEvaluator *e, const IrGraph *g, void *const *value, Diag *d) {
-  for (int k = 0; k < e->n_parts; k++) {
-    KilnModel *m = e->part[k].m;
-    for (int i = 0; part_active(&e->part[k]) && i < m->g.n_nodes; i++) {
-      const IrNode *n = m->g.nodes[i];
-      if (n->op != IR_OP_PARAM || !m->p.value[i]) continue;
-      const IrNode *s = ir_graph_find(g, n->name);
-      if (!s || s->op != IR_OP_PARAM || s->dtype != n->dtype || !ir_shape_eq(&s->shape, &n->shape) || !value[s->id])
-        return diag_error(d, "%s: parameter \"%s\" is not in the trained program with the same shape and dtype",
-                          m->g.file, n->name);
-      memcpy(m->p.value[i], value[s->id], (size_t)ir_numel(&n->shape) * dt_size(n->dtype));
-      m->bound[i] = true;
-    }
-    m->prepared = false;
-  }
   return true;
 }
 

@@ -8,7 +8,6 @@
 #include <stdio.h>
 
 #include "api/kiln.h"
-#include "ir/ir.h"
 
 // Sums over the examples seen; fe_metrics_print turns them into means and rates.
 typedef struct FeMetrics {
@@ -42,9 +41,6 @@ bool fe_eval_bind_file(FeEvaluator *e, const StFile *w, Diag *d);
 // Binds the parameters from another model's, by name; shapes and dtypes must agree
 // (kiln train's current weights).
 bool fe_eval_bind_model(FeEvaluator *e, KilnModel *src, Diag *d);
-// The same from a program that is not yet a KilnModel: value[id] of graph g (kiln train's
-// buffers, until the trainer is a KilnModel too).
-bool fe_eval_bind_values(FeEvaluator *e, const IrGraph *g, void *const *value, Diag *d);
 // Runs every example once through the bound weights.
 bool fe_eval_run(FeEvaluator *e, FeMetrics *m, Diag *d);
 // "name: value" lines, or " name value" pairs on one line (no newline).

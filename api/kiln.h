@@ -70,6 +70,7 @@ KilnTensorInfo kiln_info(const KilnModel *m, KilnRole role, int i);
 bool kiln_find(const KilnModel *m, KilnRole role, const char *name, KilnTensorInfo *t);
 const char *kiln_model_file(const KilnModel *m);
 double kiln_gflop(const KilnModel *m);  // one run of the whole graph
+int64_t kiln_param_values(const KilnModel *m);  // the parameters' element count
 
 // ---- choosing what to compute -------------------------------------------------------------
 // Keeps the outputs (and losses) computable from the inputs that f holds, in declaration
@@ -121,6 +122,8 @@ bool kiln_tensor(KilnModel *m, const char *name, StTensor *t, Diag *d);
 bool kiln_copy_params(KilnModel *dst, KilnModel *src, Diag *d);
 // Writes the selected outputs (safetensors, atomically).
 bool kiln_write_outputs(KilnModel *m, const char *path, Diag *d);
+// Writes every parameter by name (after kiln_bind_params or kiln_init_params).
+bool kiln_write_params(KilnModel *m, const char *path, Diag *d);
 
 // ---- data files (kiln train, kiln eval): one tensor per model input, examples first -----
 typedef struct KilnData KilnData;

@@ -149,6 +149,7 @@ bool kiln_find(const KilnModel *m, KilnRole role, const char *name, KilnTensorIn
 
 const char *kiln_model_file(const KilnModel *m) { return m->g.file; }
 double kiln_gflop(const KilnModel *m) { return ir_count_flops(&m->g) / 1e9; }
+int64_t kiln_param_values(const KilnModel *m) { return ir_count_params(&m->g); }
 
 // ---------------------------------------------------------------------------------------
 // Selection and compilation.
@@ -400,4 +401,14 @@ double kiln_config(const KilnModel *m, const char *name, double def) { return ir
 bool kiln_write_outputs(KilnModel *m, const char *path, Diag *d) {
   if (kiln_is_jit(m)) return fe_write_native(path, m->out, m->out_name, m->n_out, m->p.value, d);
   return fe_write_values(path, m->out, m->out_name, m->n_out, &m->vals, d);
+}
+
+bool kiln_write_params(KilnModel *m, const char *path, Diag *d) {
+  const char **names = calloc((size_t)m->n_params + 1, sizeof *names);
+  if (!names) return diag_error(d, "out of memory");
+  for (int i = 0; i < m->n_params; i++) names[i] = m->params[i]->name;
+  bool ok = kiln_is_jit(m) ? fe_write_native(path, m->params, names, m->n_params, m->p.value, d)
+                           : fe_write_values(path, m->params, names, m->n_params, &m->vals, d);
+  free(names);
+  return ok;
 }

@@ -38,19 +38,12 @@ int cmd_bench_train(const CliOptions *o) {
   if (ok) {
     double median = rt_sort_median(times, iters);
     KilnStats st = kiln_stats(m);
-    int64_t params = 0;
-    for (int i = 0; i < kiln_count(m, KILN_PARAM); i++) {
-      KilnTensorInfo p = kiln_info(m, KILN_PARAM, i);
-      int64_t n = 1;
-      for (int k = 0; k < p.rank; k++) n *= p.shape[k];
-      params += n;
-    }
     printf("model: %s\nmode: train (%s)\nthreads: %d\niters: %d\nkernels: %d\nsteps: %d\n", kiln_model_file(m),
            o->optimizer && !strcmp(o->optimizer, "sgd") ? "sgd" : "adamw", st.threads, iters, st.kernels, st.steps);
     printf("compile_ms: %.1f\nmedian_ms: %.3f\nmin_ms: %.3f\nmax_ms: %.3f\n", st.compile_ms, median, times[0],
            times[iters - 1]);
     printf("compile_lower_ms: %.1f\ncompile_llvm_ms: %.1f\n", st.lower_ms, st.llvm_ms);
-    printf("parameters: %lld\n", (long long)params);
+    printf("parameters: %lld\n", (long long)kiln_param_values(m));
   } else {
     cli_error(&d);
   }

@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/bind.h"
-#include "codegen/compile.h"
 #include "app/cli.h"
 
 static int need(const char *what, const char *opt, const char *cmd) {
@@ -15,33 +13,20 @@ static int need(const char *what, const char *opt, const char *cmd) {
 
 int cmd_init(const CliOptions *o) {
   if (!o->output) return need("FILE", "-o", "init");
-  IrGraph g;
-  if (!cli_load(o, NULL, &g)) return EXIT_USER;
-  IrValues vals;
-  ir_values_init(&vals, &g);
+  KilnSet sets[CLI_MAX_SETS];
+  KilnOptions ko = cli_kiln_options(o, sets);
+  ko.backend = KILN_BACKEND_REF;  // initial values need no compiled code
+  KilnModel *m = cli_open(o, &ko);
+  if (!m) return EXIT_USER;
   Diag d = {0};
-  if (!fe_init_params(&g, o->seed, &vals, &d)) {
+  bool ok = kiln_compile(m, &d) && kiln_init_params(m, o->seed, &d) && kiln_write_params(m, o->output, &d);
+  if (ok) {
+    fprintf(stderr, "kiln: wrote %d parameters (%lld values) to %s\n", kiln_count(m, KILN_PARAM), (long long)kiln_param_values(m),
+            o->output);
+  } else {
     cli_error(&d);
-    ir_values_free(&vals);
-    ir_graph_free(&g);
-    return EXIT_USER;
   }
-  int n = 0;
-  const IrNode **nodes = malloc(((size_t)g.n_nodes + 1) * sizeof *nodes);
-  const char **names = malloc(((size_t)g.n_nodes + 1) * sizeof *names);
-  for (int i = 0; i < g.n_nodes; i++)
-    if (g.nodes[i]->op == IR_OP_PARAM) {
-      nodes[n] = g.nodes[i];
-      names[n++] = g.nodes[i]->name;
-    }
-  bool ok = fe_write_values(o->output, nodes, names, n, &vals, &d);
-  if (ok) fprintf(stderr, "kiln: wrote %d parameters (%lld values) to %s\n", n,
-                  (long long)ir_count_params(&g), o->output);
-  else cli_error(&d);
-  free(nodes);
-  free(names);
-  ir_values_free(&vals);
-  ir_graph_free(&g);
+  kiln_model_free(m);
   return ok ? 0 : EXIT_USER;
 }
 
