@@ -47,41 +47,42 @@ static double *run_output(KilnModel *m, const StFile *in, const char *name, int6
   return v;
 }
 
-START_TEST(test_jit_and_reference_agree_through_the_api) {
+// Runs output `name` on a JIT and a reference model (opened with grad_loss) and asserts
+// |jit - ref| <= 1e-5 * (floor + |ref|) elementwise (floor: 1, or the largest |ref|).
+static void assert_backends_agree(const char *grad_loss, const char *name, bool relative_to_max, int64_t want_count) {
   StFile in = inputs_file(true);
-  const char *names[] = {"logits", "probs", "loss"};
-  for (int k = 0; k < 3; k++) {
-    KilnModel *jit = open_model(KILN_BACKEND_JIT, NULL), *ref = open_model(KILN_BACKEND_REF, NULL);
-    int64_t n1, n2;
-    double *a = run_output(jit, &in, names[k], &n1), *b = run_output(ref, &in, names[k], &n2);
-    ck_assert_int_eq(n1, n2);
-    for (int64_t i = 0; i < n1; i++) ck_assert_msg(fabs(a[i] - b[i]) <= 1e-5 * (1 + fabs(b[i])), "%s[%lld]: %g vs %g", names[k], (long long)i, a[i], b[i]);
-    free(a);
-    free(b);
-    kiln_model_free(jit);
-    kiln_model_free(ref);
-  }
-  free(in.tensors);
-}
-END_TEST
-
-START_TEST(test_gradients_agree_through_the_api) {
-  StFile in = inputs_file(true);
-  KilnModel *jit = open_model(KILN_BACKEND_JIT, "loss"), *ref = open_model(KILN_BACKEND_REF, "loss");
-  ck_assert_int_eq(kiln_count(jit, KILN_OUTPUT), 1 + kiln_count(jit, KILN_PARAM));  // the loss, a gradient each
-  ck_assert_str_eq(kiln_info(jit, KILN_OUTPUT, 0).name, "loss");
+  KilnModel *jit = open_model(KILN_BACKEND_JIT, grad_loss), *ref = open_model(KILN_BACKEND_REF, grad_loss);
   int64_t n1, n2;
-  double *a = run_output(jit, &in, "head.weight", &n1), *b = run_output(ref, &in, "head.weight", &n2);
-  ck_assert_int_eq(n1, 3 * 40);  // [classes, hidden]
+  double *a = run_output(jit, &in, name, &n1), *b = run_output(ref, &in, name, &n2);
+  ck_assert_int_eq(n1, n2);
+  if (want_count) ck_assert_int_eq(n1, want_count);
   double big = 0;
   for (int64_t i = 0; i < n1; i++) big = fmax(big, fabs(b[i]));
-  ck_assert(big > 1e-4);  // a real gradient, not zeros
-  for (int64_t i = 0; i < n1; i++) ck_assert_msg(fabs(a[i] - b[i]) <= 1e-5 * big, "%g vs %g", a[i], b[i]);
+  ck_assert(big > 1e-4);  // real values, not zeros
+  for (int64_t i = 0; i < n1; i++) {
+    double tol = 1e-5 * (relative_to_max ? big : 1 + fabs(b[i]));
+    ck_assert_msg(fabs(a[i] - b[i]) <= tol, "%s[%lld]: %g vs %g", name, (long long)i, a[i], b[i]);
+  }
   free(a);
   free(b);
   kiln_model_free(jit);
   kiln_model_free(ref);
   free(in.tensors);
+}
+
+START_TEST(test_jit_and_reference_agree_through_the_api) {
+  const char *names[] = {"logits", "probs", "loss"};
+  for (int k = 0; k < 3; k++) assert_backends_agree(NULL, names[k], false, 0);
+}
+END_TEST
+
+START_TEST(test_gradients_agree_through_the_api) {
+  KilnModel *m = open_model(KILN_BACKEND_JIT, "loss");
+  ck_assert_int_eq(kiln_count(m, KILN_OUTPUT), 1 + kiln_count(m, KILN_PARAM));  // the loss, a gradient each
+  ck_assert_str_eq(kiln_info(m, KILN_OUTPUT, 0).name, "loss");
+  kiln_model_free(m);
+  assert_backends_agree("loss", "head.weight", true, 3 * 40);  // [classes, hidden]
+  assert_backends_agree("loss", "input.bias", true, 40);
 }
 END_TEST
 
