@@ -123,7 +123,7 @@ static bool compile_part(const CliOptions *o, FeEvalPart *pt, Diag *d) {
   bool *want = calloc((size_t)g->n_nodes + 1, sizeof(bool));
   want[pt->loss->id] = true;
   for (int i = 0; i < g->n_outputs; i++) want[g->outputs[i]->id] = true;
-  CgOptions copt = {.no_memplan = cli_pass_disabled(o, "memplan")};
+  CgOptions copt = {.no_memplan = cli_pass_disabled(o, "memplan"), .tuning = o->tuning};
   bool ok = cg_compile(g, want, &copt, &pt->p, d);
   free(want);
   pt->compiled = ok;
@@ -132,7 +132,7 @@ static bool compile_part(const CliOptions *o, FeEvalPart *pt, Diag *d) {
 
 bool fe_eval_open(const CliOptions *o, const char *data_path, FeEvaluator *e, Diag *d) {
   memset(e, 0, sizeof *e);
-  e->threads = o->threads ? o->threads : rt_default_threads();
+  e->threads = o->threads ? o->threads : rt_default_threads(o->tuning.threads);
   FeEvalPart *full = &e->part[0];
   if (!load_model(o, 0, &full->g, d)) return false;
   e->n_parts = 1;

@@ -86,7 +86,7 @@ int cmd_bench(const CliOptions *o) {
   Diag d = {0};
   bool *want = calloc((size_t)g.n_nodes + 1, sizeof(bool));
   for (int i = 0; i < g.n_outputs; i++) want[g.outputs[i]->id] = true;
-  CgOptions copt = {.dump_dir = o->dump_llvm, .no_memplan = cli_pass_disabled(o, "memplan")};
+  CgOptions copt = {.dump_dir = o->dump_llvm, .no_memplan = cli_pass_disabled(o, "memplan"), .tuning = o->tuning};
   CgProgram p;
   StFile wf = {0}, inf = {0};
   bool ok = cg_compile(&g, want, &copt, &p, &d);
@@ -102,7 +102,7 @@ int cmd_bench(const CliOptions *o) {
   st_free(&wf);  // bound: running needs one copy of the weights, not two
   default_inputs(&g, p.value);
   if (ok && o->inputs) ok = st_read(o->inputs, &inf, &d) && fe_bind_native(&g, &inf, IR_OP_INPUT, p.value, NULL, log, &d);
-  int threads = o->threads ? o->threads : rt_default_threads(), iters = o->iters ? o->iters : 20;
+  int threads = o->threads ? o->threads : rt_default_threads(o->tuning.threads), iters = o->iters ? o->iters : 20;
   double *t = calloc((size_t)iters, sizeof *t);
   if (ok) {
     rt_plan_prepare(&p.plan, threads);

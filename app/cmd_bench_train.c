@@ -70,7 +70,7 @@ int cmd_bench_train(const CliOptions *o) {
   bool *want = calloc((size_t)g.n_nodes + 1, sizeof(bool));
   for (int i = 0; i < g.n_losses; i++) want[g.losses[i].node->id] = true;
   for (int i = n_model_outputs; i < g.n_outputs; i++) want[g.outputs[i]->id] = true;
-  CgOptions copt = {.dump_dir = o->dump_llvm, .training = true,
+  CgOptions copt = {.dump_dir = o->dump_llvm, .training = true, .tuning = o->tuning,
                     .no_memplan = cli_pass_disabled(o, "memplan")};
   CgProgram p;
   StFile wf = {0};
@@ -87,7 +87,7 @@ int cmd_bench_train(const CliOptions *o) {
   fill_inputs(&g, p.value, &spec);
   Copy *copies = calloc((size_t)g.n_grads * 3 + 1, sizeof *copies);
   int n_copies = copy_list(&g, p.value, p.bytes, &spec, n_model_outputs, copies);
-  int threads = o->threads ? o->threads : rt_default_threads(), iters = o->iters ? o->iters : 10;
+  int threads = o->threads ? o->threads : rt_default_threads(o->tuning.threads), iters = o->iters ? o->iters : 10;
   double *t = calloc((size_t)iters, sizeof *t);
   for (int i = -2; ok && i < iters; i++) {  // two warm-up steps, then the timed ones
     double t0 = rt_now_ms();

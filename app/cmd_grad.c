@@ -15,7 +15,7 @@
 static bool grad_jit(const CliOptions *o, const IrGraph *g, const StFile *wf, const StFile *inf,
                      const bool *want, const IrNode **nodes, const char **names, int n,
                      FILE *log, Diag *d) {
-  CgOptions copt = {.dump_dir = o->dump_llvm, .training = true,
+  CgOptions copt = {.dump_dir = o->dump_llvm, .training = true, .tuning = o->tuning,
                      .no_memplan = cli_pass_disabled(o, "memplan")};
   CgProgram p;
   if (!cg_compile(g, want, &copt, &p, d)) return false;
@@ -28,7 +28,7 @@ static bool grad_jit(const CliOptions *o, const IrGraph *g, const StFile *wf, co
       if (g->nodes[i]->op == IR_OP_INPUT && p.value[i] && !given[i])
         ok = diag_error(d, "%s: input \"%s\" is missing; the loss needs it", o->inputs, g->nodes[i]->name);
   if (ok) {
-    int threads = o->threads ? o->threads : rt_default_threads();
+    int threads = o->threads ? o->threads : rt_default_threads(o->tuning.threads);
     *p.seed = o->seed;
     rt_plan_prepare(&p.plan, threads);
     rt_plan_run(&p.plan, threads);

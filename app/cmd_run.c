@@ -96,13 +96,13 @@ static bool run_jit(const CliOptions *o, const IrGraph *g, StFile *wf, const StF
                     const IrNode **nodes, const char **names, int n_out, FILE *log, Diag *d) {
   bool *want = calloc((size_t)g->n_nodes + 1, sizeof(bool));
   for (int k = 0; k < n_out; k++) want[nodes[k]->id] = true;
-  CgOptions copt = {.dump_dir = o->dump_llvm, .no_memplan = cli_pass_disabled(o, "memplan")};
+  CgOptions copt = {.dump_dir = o->dump_llvm, .no_memplan = cli_pass_disabled(o, "memplan"), .tuning = o->tuning};
   CgProgram p;
   bool ok = cg_compile(g, want, &copt, &p, d);
   free(want);
   if (!ok) return false;
   if (log) fprintf(log, "kiln: compiled %d kernels, %d steps in %.0f ms\n", p.n_kernels, p.plan.n_steps, p.compile_ms);
-  int threads = o->threads ? o->threads : rt_default_threads();
+  int threads = o->threads ? o->threads : rt_default_threads(o->tuning.threads);
   ok = fe_bind_native(g, wf, IR_OP_PARAM, p.value, NULL, log, d);
   st_free(wf);  // bound: the file's bytes are not needed while running (one copy resident)
   ok = ok &&

@@ -453,7 +453,7 @@ static bool train(Trainer *t, Diag *d) {
     want[g->grads[i].grad->id] = want[g->grads[i].of->id] = true;
   if (t->opt.graph)  // the update's outputs follow the model's own
     for (int i = t->n_model_outputs; i < g->n_outputs; i++) want[g->outputs[i]->id] = true;
-  CgOptions copt = {.dump_dir = o->dump_llvm, .training = true,
+  CgOptions copt = {.dump_dir = o->dump_llvm, .training = true, .tuning = o->tuning,
                      .no_memplan = cli_pass_disabled(o, "memplan")};
   bool ok = cg_compile(g, want, &copt, &t->p, d);
   free(want);
@@ -485,10 +485,10 @@ static bool train(Trainer *t, Diag *d) {
     t->has_eval = true;
   }
 
-  int threads = o->threads ? o->threads : rt_default_threads();
-  const char *hook = getenv("KILN_TEST_INTERRUPT_AT_STEP");
+  int threads = o->threads ? o->threads : rt_default_threads(o->tuning.threads);
+  const char *hook = o->test_interrupt_at_step;
   int64_t interrupt_at = hook ? atoll(hook) : 0;
-  hook = getenv("KILN_TEST_AWAIT_SIGNAL_AT_STEP");
+  hook = o->test_await_signal_at_step;
   int64_t await_at = hook ? atoll(hook) : 0;
   bool tty = isatty(2);
   double t0 = now_s();
@@ -574,7 +574,7 @@ int cmd_train(const CliOptions *o) {
     fprintf(stderr, "kiln: --optimizer must be adamw or sgd, not \"%s\"\n", o->optimizer);
     return EXIT_USAGE;
   }
-  const char *which = getenv("KILN_TRAIN_OPTIMIZER");  // "c": the C oracle (tests)
+  const char *which = o->optimizer_impl;  // "c": the C oracle (tests)
   Trainer t = {.o = o};
   PassOptimizer spec = train_optimizer_spec(kind == OPT_SGD ? "sgd" : "adamw");
   t.opt = (Optimizer){.kind = kind, .graph = !(which && !strcmp(which, "c")),

@@ -1,5 +1,6 @@
-// `kiln`: the command-line entry. Parses the subcommand and its options, prints help, and
-// dispatches to the cmd_* functions. Every user error is printed once, here or in them.
+// `kiln`: the command-line entry. Parses the subcommand and its options, reads the
+// environment (the one place that does), prints help, and dispatches to the cmd_*
+// functions. Every user error is printed once, here or in them.
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,6 +210,21 @@ static bool parse_int(const char *s, long long lo, long long hi, long long *out)
   return true;
 }
 
+// The environment, read once: the settings the commands pass down (docs/architecture.md,
+// "Settings and the environment").
+static void read_environment(CliOptions *o) {
+  rt_tuning_read(&o->tuning, getenv);
+  o->cc = getenv("CC");
+  o->path = getenv("PATH");
+  o->tmpdir = getenv("TMPDIR");
+  o->rt_lib = getenv("KILN_RT_LIB");
+  o->include = getenv("KILN_INCLUDE");
+  o->keep_tmp = getenv("KILN_KEEP_TMP") != NULL;
+  o->test_interrupt_at_step = getenv("KILN_TEST_INTERRUPT_AT_STEP");
+  o->test_await_signal_at_step = getenv("KILN_TEST_AWAIT_SIGNAL_AT_STEP");
+  o->optimizer_impl = getenv("KILN_TRAIN_OPTIMIZER");
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     print_main_help(stderr);
@@ -400,5 +416,6 @@ int main(int argc, char **argv) {
   if (!o.model && strcmp(c->name, "data") == 0) return usage_error(c, "data needs a subcommand (synth)%s", "");
   if (!o.model && strcmp(c->name, "ops") != 0) return usage_error(c, "%s needs a MODEL file", c->name);
   if (o.text && !o.vocab) return usage_error(c, "--text needs --vocab FILE%s", "");
+  read_environment(&o);
   return c->run(&o);
 }

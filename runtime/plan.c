@@ -46,14 +46,8 @@ static void barrier_wait(Barrier *b, int nt) {
   }
 }
 
-int rt_default_threads(void) {
-  const char *s = getenv("KILN_NUM_THREADS");
-  if (s && *s) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*end && v >= 1 && v <= 1024) return (int)v;
-  }
-  return omp_get_num_procs();
+int rt_default_threads(int requested) {
+  return requested >= 1 ? requested : omp_get_num_procs();
 }
 
 void *rt_alloc_buffer(size_t bytes, bool poison) {

@@ -25,8 +25,9 @@ typedef struct RtPlan {
   int n_steps;
 } RtPlan;
 
-// Threads to use: KILN_NUM_THREADS if set (and valid), else every core.
-int rt_default_threads(void);
+// Threads to use: `requested` if at least 1 (RtTuning.threads: the entry point's
+// KILN_NUM_THREADS), else every core.
+int rt_default_threads(int requested);
 // A buffer for kernels (JIT and AOT alike): 64-byte aligned, rounded up to 64 bytes, free()
 // it. Not cleared: every kernel writes its whole output before anything reads it, and
 // touching gigabytes of fresh pages here would cost seconds (the first run faults them in

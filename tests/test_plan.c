@@ -1,8 +1,10 @@
 // Tests of the plan executor (runtime/plan.c) with plain C kernels: every step sees all of
 // the previous step's writes, whichever thread made them (the barrier between steps), also
-// with more threads than cores, where waiting threads must give their core back. And what
-// it runs with: poisoned buffers, and the reader of RtTuning's settings (runtime/tuning.c).
+// with more threads than cores, where waiting threads must give their core back. And the
+// settings it runs with (runtime/tuning.c): thread counts, poisoned buffers, the reader of
+// RtTuning's variables.
 #include <check.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +44,12 @@ static void run_chain(int threads) {
 }
 
 START_TEST(test_plan_steps_see_every_write_of_the_step_before) { run_chain(1 + _i); }
+END_TEST
+
+START_TEST(test_default_threads_are_the_request_else_every_core) {
+  ck_assert_int_eq(rt_default_threads(3), 3);
+  ck_assert_int_eq(rt_default_threads(0), omp_get_num_procs());
+}
 END_TEST
 
 START_TEST(test_buffers_are_aligned_and_poisoned_only_when_asked) {
@@ -105,6 +113,7 @@ static Suite *plan_suite(void) {
   Suite *s = suite_create("plan");
   TCase *tc = tcase_create("plan");
   tcase_add_loop_test(tc, test_plan_steps_see_every_write_of_the_step_before, 0, 8);  // 1..8 threads
+  tcase_add_test(tc, test_default_threads_are_the_request_else_every_core);
   tcase_add_test(tc, test_buffers_are_aligned_and_poisoned_only_when_asked);
   tcase_add_test(tc, test_tuning_reads_each_variable_from_the_lookup_it_is_given);
   tcase_add_test(tc, test_tuning_keeps_defaults_for_unset_and_malformed_variables);
