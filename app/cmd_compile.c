@@ -304,7 +304,7 @@ int cmd_compile(const CliOptions *o) {
   Diag d = {0};
   CgOptions copt = {.tuning = o->tuning};
   char cpu[64];
-  if (!cg_aot_target(o->cpu, &copt, cpu, &d)) {
+  if (!cg_aot_target("--cpu ", o->cpu, &copt, cpu, &d)) {
     fprintf(stderr, "kiln: %s\nusage: kiln compile MODEL -o EXE [--cpu native|x86-64-v3|x86-64-v4|NAME] ...\n", d.msg);
     return EXIT_USAGE;
   }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "app/cli.h"
+#include "codegen/aot.h"
 #include "passes/passes.h"
 
 typedef struct Command {
@@ -211,9 +212,17 @@ static bool parse_int(const char *s, long long lo, long long hi, long long *out)
 }
 
 // The environment, read once: the settings the commands pass down (docs/architecture.md,
-// "Settings and the environment").
-static void read_environment(CliOptions *o) {
+// "Settings and the environment"). KILN_CPU is checked as --cpu is: a name LLVM does not
+// know is refused (exit 2) rather than compiled for with pages of LLVM warnings.
+static int read_environment(const Command *c, CliOptions *o) {
   rt_tuning_read(&o->tuning, getenv);
+  if (o->tuning.cpu) {
+    static char cpu[64];
+    CgOptions scratch = {0};
+    Diag d = {0};
+    if (!cg_aot_target("KILN_CPU=", o->tuning.cpu, &scratch, cpu, &d))
+      return usage_error(c, "%s", d.msg);
+  }
   o->cc = getenv("CC");
   o->path = getenv("PATH");
   o->tmpdir = getenv("TMPDIR");
@@ -223,6 +232,7 @@ static void read_environment(CliOptions *o) {
   o->test_interrupt_at_step = getenv("KILN_TEST_INTERRUPT_AT_STEP");
   o->test_await_signal_at_step = getenv("KILN_TEST_AWAIT_SIGNAL_AT_STEP");
   o->optimizer_impl = getenv("KILN_TRAIN_OPTIMIZER");
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -416,6 +426,6 @@ int main(int argc, char **argv) {
   if (!o.model && strcmp(c->name, "data") == 0) return usage_error(c, "data needs a subcommand (synth)%s", "");
   if (!o.model && strcmp(c->name, "ops") != 0) return usage_error(c, "%s needs a MODEL file", c->name);
   if (o.text && !o.vocab) return usage_error(c, "--text needs --vocab FILE%s", "");
-  read_environment(&o);
-  return c->run(&o);
+  int rc = read_environment(c, &o);
+  return rc ? rc : c->run(&o);
 }
