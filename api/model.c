@@ -97,7 +97,7 @@ bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOp
   for (int i = 0; i < opt->n_disabled_passes; i++) m->no_memplan |= !strcmp(opt->disabled_passes[i], "memplan");
   m->o.sets = NULL, m->o.n_sets = 0;  // read here only: the caller's arrays need not outlive the call
   m->o.disabled_passes = NULL, m->o.n_disabled_passes = 0;
-  m->threads = opt->threads ? opt->threads : opt->tuning.threads ? opt->tuning.threads : rt_default_threads();
+  m->threads = rt_default_threads(opt->threads ? opt->threads : opt->tuning.threads);
   *out = m;
   return true;
 }
@@ -220,7 +220,7 @@ bool kiln_compile(KilnModel *m, Diag *d) {
   bool *want = wanted(m);
   if (!want) return diag_error(d, "out of memory");
   CgOptions copt = {.dump_dir = m->o.dump_llvm, .training = m->o.training || m->o.grad_loss,
-                    .no_memplan = m->no_memplan};
+                    .no_memplan = m->no_memplan, .tuning = m->o.tuning};
   bool ok = cg_compile(&m->g, want, &copt, &m->p, d);
   free(want);
   if (!ok) return false;

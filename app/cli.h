@@ -9,6 +9,7 @@
 #include "api/kiln.h"
 #include "frontend/frontend.h"
 #include "runtime/safetensors.h"
+#include "runtime/tuning.h"
 
 enum { EXIT_USER = 1, EXIT_USAGE = 2 };
 
@@ -45,6 +46,13 @@ typedef struct CliOptions {
   int n_train, n_val, n_test;       // data synth: examples per split (-1: not given)
   // compile
   const char *cpu, *emit;
+  // From the environment, read once by main.c (docs/architecture.md, "Settings and the
+  // environment"); commands pass them down, nothing below reads the environment.
+  RtTuning tuning;              // KILN_CPU, KILN_NUM_THREADS, KILN_GEMM_*, ... into CgOptions
+  const char *cc, *path;        // compile: $CC, else `cc` on $PATH
+  const char *tmpdir;           // compile: $TMPDIR for intermediate files
+  const char *rt_lib, *include; // compile: KILN_RT_LIB, KILN_INCLUDE (where the runtime is)
+  bool keep_tmp;                // compile: KILN_KEEP_TMP keeps the intermediate files
 } CliOptions;
 
 int cmd_check(const CliOptions *o);

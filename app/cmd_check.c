@@ -27,7 +27,7 @@ static bool print_memory(const CliOptions *o, const IrGraph *g) {
   } else {
     for (int i = 0; i < g->n_outputs; i++) want[g->outputs[i]->id] = true;
   }
-  CgOptions copt = {.training = o->grad};
+  CgOptions copt = {.training = o->grad, .tuning = o->tuning};
   MemStats st;
   int n_steps = 0;
   Diag d = {0};

@@ -37,14 +37,14 @@ static bool is_file(const char *path) {
   return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-// The C compiler: $CC, else `cc` on PATH.
-static bool find_cc(char *out, size_t size, Diag *d) {
-  const char *cc = getenv("CC");
+// The C compiler: $CC, else `cc` on $PATH (as main.c read them).
+static bool find_cc(const CliOptions *o, char *out, size_t size, Diag *d) {
+  const char *cc = o->cc;
   if (cc && *cc) {
     snprintf(out, size, "%s", cc);
     return true;
   }
-  const char *path = getenv("PATH");
+  const char *path = o->path;
   for (const char *p = path ? path : ""; *p;) {
     const char *colon = strchr(p, ':');
     size_t n = colon ? (size_t)(colon - p) : strlen(p);
@@ -58,8 +58,8 @@ static bool find_cc(char *out, size_t size, Diag *d) {
 
 // libkiln_rt.a: $KILN_RT_LIB, else next to the kiln executable (its build tree layout),
 // else where the build configured it.
-static bool find_runtime(char *out, size_t size, Diag *d) {
-  const char *env = getenv("KILN_RT_LIB");
+static bool find_runtime(const CliOptions *o, char *out, size_t size, Diag *d) {
+  const char *env = o->rt_lib;
   if (env && *env) {
     snprintf(out, size, "%s", env);
     if (is_file(out)) return true;
@@ -84,8 +84,8 @@ static bool find_runtime(char *out, size_t size, Diag *d) {
 }
 
 // Where runtime/aot.h is: $KILN_INCLUDE, else the configured source tree.
-static bool find_include(char *out, size_t size, Diag *d) {
-  const char *env = getenv("KILN_INCLUDE");
+static bool find_include(const CliOptions *o, char *out, size_t size, Diag *d) {
+  const char *env = o->include;
   snprintf(out, size, "%s", env && *env ? env : KILN_SOURCE_DIR);
   char probe[PATH_MAX + 32];
   snprintf(probe, sizeof probe, "%s/runtime/aot.h", out);
@@ -255,7 +255,8 @@ static bool write_tables(const IrGraph *g, const bool *need, const CgSteps *step
 static bool build(const CliOptions *o, const IrGraph *g, const CgOptions *copt, const char *tmp,
                   Diag *d) {
   char cc[PATH_MAX], rt[PATH_MAX], inc[PATH_MAX];
-  if (!find_cc(cc, sizeof cc, d) || !find_runtime(rt, sizeof rt, d) || !find_include(inc, sizeof inc, d))
+  if (!find_cc(o, cc, sizeof cc, d) || !find_runtime(o, rt, sizeof rt, d) ||
+      !find_include(o, inc, sizeof inc, d))
     return false;
   bool *want = calloc((size_t)g->n_nodes + 1, sizeof *want);
   if (!want) return diag_error(d, "out of memory");
@@ -287,7 +288,7 @@ static bool build(const CliOptions *o, const IrGraph *g, const CgOptions *copt, 
     fprintf(stderr, "kiln: compiled %d steps for %s%s into %s\n", steps.n, target,
             p.weights ? ", weights embedded" : "", o->output);
   const char *files[] = {p.kernels, p.tables_c, p.tables_o, p.blob, p.wasm, p.wobj};
-  if (!getenv("KILN_KEEP_TMP"))
+  if (!o->keep_tmp)
     for (int i = 0; i < 6; i++) unlink(files[i]);
   free(steps.v);
   free(need);
@@ -301,21 +302,21 @@ int cmd_compile(const CliOptions *o) {
     return EXIT_USAGE;
   }
   Diag d = {0};
-  CgOptions copt = {0};
+  CgOptions copt = {.tuning = o->tuning};
   char cpu[64];
-  if (!cg_aot_target(o->cpu, &copt, cpu, &d)) {
+  if (!cg_aot_target("--cpu ", o->cpu, &copt, cpu, &d)) {
     fprintf(stderr, "kiln: %s\nusage: kiln compile MODEL -o EXE [--cpu native|x86-64-v3|x86-64-v4|NAME] ...\n", d.msg);
     return EXIT_USAGE;
   }
   IrGraph g;
   if (!cli_load(o, NULL, &g)) return EXIT_USER;
-  const char *base = getenv("TMPDIR");
+  const char *base = o->tmpdir;
   char tmp[PATH_MAX];
   snprintf(tmp, sizeof tmp, "%s/kiln-compile-XXXXXX", base && *base ? base : "/tmp");
   bool ok = mkdtemp(tmp) != NULL;
   if (!ok) diag_error(&d, "cannot create a temporary directory %s: %s", tmp, strerror(errno));
   ok = ok && build(o, &g, &copt, tmp, &d);
-  if (!getenv("KILN_KEEP_TMP")) rmdir(tmp);
+  if (!o->keep_tmp) rmdir(tmp);
   else fprintf(stderr, "kiln: intermediate files kept in %s\n", tmp);
   if (!ok) cli_error(&d);
   ir_graph_free(&g);

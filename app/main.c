@@ -1,11 +1,13 @@
-// `kiln`: the command-line entry. Parses the subcommand and its options, prints help, and
-// dispatches to the cmd_* functions. Every user error is printed once, here or in them.
+// `kiln`: the command-line entry. Parses the subcommand and its options, reads the
+// environment (the one place that does), prints help, and dispatches to the cmd_*
+// functions. Every user error is printed once, here or in them.
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "app/cli.h"
+#include "codegen/aot.h"
 #include "passes/passes.h"
 
 typedef struct Command {
@@ -209,6 +211,31 @@ static bool parse_int(const char *s, long long lo, long long hi, long long *out)
   return true;
 }
 
+// The environment, read once: the settings the commands pass down (docs/architecture.md,
+// "Settings and the environment"). KILN_CPU is checked as --cpu is: a name LLVM does not
+// know is refused (exit 2) rather than compiled for with pages of LLVM warnings.
+static int read_environment(const Command *c, CliOptions *o) {
+  rt_tuning_read(&o->tuning, getenv);
+  if (o->tuning.cpu) {
+    static char cpu[64];
+    CgOptions scratch = {0};
+    Diag d = {0};
+    if (!cg_aot_target("KILN_CPU=", o->tuning.cpu, &scratch, cpu, &d))
+      return usage_error(c, "%s", d.msg);
+  }
+  o->cc = getenv("CC");
+  o->path = getenv("PATH");
+  o->tmpdir = getenv("TMPDIR");
+  o->rt_lib = getenv("KILN_RT_LIB");
+  o->include = getenv("KILN_INCLUDE");
+  o->keep_tmp = getenv("KILN_KEEP_TMP") != NULL;
+  const char *hook = getenv("KILN_TEST_INTERRUPT_AT_STEP");  // kiln train's test hooks
+  o->test_interrupt_at = hook ? atoll(hook) : 0;
+  hook = getenv("KILN_TEST_AWAIT_SIGNAL_AT_STEP");
+  o->test_await_signal_at = hook ? atoll(hook) : 0;
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     print_main_help(stderr);
@@ -228,11 +255,6 @@ int main(int argc, char **argv) {
   if (!c) return usage_error(NULL, "unknown command \"%s\"", argv[1]);
 
   CliOptions o = {.cmd = c->name, .threads = 0, .n_train = -1, .n_val = -1, .n_test = -1};
-  // Test hooks of kiln train, so that tests do not race its step loop.
-  const char *hook = getenv("KILN_TEST_INTERRUPT_AT_STEP");
-  o.test_interrupt_at = hook ? atoll(hook) : 0;
-  hook = getenv("KILN_TEST_AWAIT_SIGNAL_AT_STEP");
-  o.test_await_signal_at = hook ? atoll(hook) : 0;
   bool options_end = false;  // after "--" every argument is positional (kiln tokenize -- "-1 ...")
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
@@ -405,5 +427,6 @@ int main(int argc, char **argv) {
   if (!o.model && strcmp(c->name, "data") == 0) return usage_error(c, "data needs a subcommand (synth)%s", "");
   if (!o.model && strcmp(c->name, "ops") != 0) return usage_error(c, "%s needs a MODEL file", c->name);
   if (o.text && !o.vocab) return usage_error(c, "--text needs --vocab FILE%s", "");
-  return c->run(&o);
+  int rc = read_environment(c, &o);
+  return rc ? rc : c->run(&o);
 }

@@ -61,6 +61,7 @@ static double run(int64_t n, bool grad, int runs, int threads) {
   IrGraph g;
   build(&g, 1, n, 12, 64, grad);
   CgOptions o = {0};
+  rt_tuning_read(&o.tuning, getenv);  // KILN_ATTN_ROWS, KILN_GEMM_*, as kiln reads them
   const char *cpu = getenv("KILN_BENCH_CPU");
   if (cpu && *cpu) {
     o.cpu = cpu, o.features = "";

@@ -4,7 +4,8 @@
 // JIT-compiled loop of independent <W x float> FMA chains, timed on every thread at once).
 // Prints GFLOP/s (median of the runs after warm-up) for 1 and 2 threads and the % of peak.
 //   gemm_bench [runs [shape-filter [max-threads]]]   KILN_GEMM_* environment variables
-//                                                    override the plan (see cg_gemm.c);
+//                                                    override the plan (RtTuning, read
+//                                                    here; see cg_gemm.c);
 //                                                    KILN_BENCH_DUMP=DIR writes the IR
 #include <math.h>
 #include <omp.h>
@@ -66,6 +67,7 @@ static float *alloc_floats(size_t n) {
 // registers on an AVX-512 host) at KILN_BENCH_W lanes (default 8).
 static CgOptions target(void) {
   CgOptions o = {0};
+  rt_tuning_read(&o.tuning, getenv);  // KILN_GEMM_* (the plan), KILN_CPU, as kiln reads them
   o.dump_dir = getenv("KILN_BENCH_DUMP");  // the optimised IR, as kiln's --dump-llvm
   const char *cpu = getenv("KILN_BENCH_CPU");
   if (cpu && *cpu) {

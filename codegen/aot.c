@@ -47,7 +47,7 @@ static bool uses(const char *text, const char *mnemonic, const char *reg) {
   return false;
 }
 
-bool cg_aot_target(const char *cpu, CgOptions *opt, char *cpu_buf, Diag *d) {
+bool cg_aot_target(const char *what, const char *cpu, CgOptions *opt, char *cpu_buf, Diag *d) {
   if (!cpu || !strcmp(cpu, "native")) return true;
   LLVMInitializeNativeTarget();
   LLVMInitializeNativeAsmPrinter();
@@ -89,14 +89,14 @@ bool cg_aot_target(const char *cpu, CgOptions *opt, char *cpu_buf, Diag *d) {
   bool ok = true;
   LLVMMemoryBufferRef asm_buf = NULL;
   if (strstr(warn, "not a recognized processor")) {
-    ok = diag_error(d, "--cpu %s: LLVM does not know this CPU (try native, x86-64-v3, "
-                    "x86-64-v4, or a name llc -mcpu=help lists)", cpu);
+    ok = diag_error(d, "%s%s: LLVM does not know this CPU (try native, x86-64-v3, "
+                    "x86-64-v4, or a name llc -mcpu=help lists)", what, cpu);
   } else {
     // 16 f32 lanes in one zmm register: AVX-512F; 8 i32 lanes added in one ymm: AVX2.
     probe_fn(ctx, mod, "f16", cpu, LLVMVectorType(LLVMFloatTypeInContext(ctx), 16), true);
     probe_fn(ctx, mod, "i8", cpu, LLVMVectorType(LLVMInt32TypeInContext(ctx), 8), false);
     if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMAssemblyFile, &err, &asm_buf)) {
-      ok = diag_error(d, "--cpu %s: LLVM cannot generate code for it: %s", cpu, err);
+      ok = diag_error(d, "%s%s: LLVM cannot generate code for it: %s", what, cpu, err);
       LLVMDisposeMessage(err);
     }
   }

@@ -11,11 +11,12 @@
 #include "codegen/lower.h"
 #include "ir/ir.h"
 
-// --cpu: "native" (or NULL) leaves opt's cpu/features NULL (the host's, or KILN_CPU /
-// KILN_CPU_FEATURES); any other name is checked with LLVM and its vector width (16 with
-// AVX-512F, 8 with AVX2, else 4) probed by compiling a few vector operations for it.
-// cpu_buf (64 bytes) holds the name opt->cpu then points to. false: an unknown CPU name.
-bool cg_aot_target(const char *cpu, CgOptions *opt, char *cpu_buf, Diag *d);
+// --cpu: "native" (or NULL) leaves opt's cpu/features NULL (opt->tuning's, else the
+// host's); any other name is checked with LLVM and its vector width (16 with AVX-512F, 8
+// with AVX2, else 4) probed by compiling a few vector operations for it. cpu_buf (64
+// bytes) holds the name opt->cpu then points to. false: an unknown CPU name, in a message
+// that starts with `what` (the setting: "--cpu ", "KILN_CPU=").
+bool cg_aot_target(const char *what, const char *cpu, CgOptions *opt, char *cpu_buf, Diag *d);
 
 // Lowers the needed nodes, optimises like the JIT and writes an object file to path; the
 // steps are returned (the caller frees steps->v). target (128 bytes) receives "CPU, W lanes".

@@ -17,14 +17,17 @@
 
 #include "codegen/codegen.h"
 #include "runtime/diag.h"
+#include "runtime/tuning.h"
 
 typedef struct CgOptions {
-  const char *cpu;       // NULL: the host's (LLVMGetHostCPUName)
-  const char *features;  // NULL: the host's (LLVMGetHostCPUFeatures)
+  const char *cpu;       // NULL: tuning.cpu, else the host's (LLVMGetHostCPUName)
+  const char *features;  // NULL: tuning.features, else the host's (LLVMGetHostCPUFeatures)
   int vector_floats;     // 0: from the features (16 with AVX-512, 8 with AVX2, else 4)
   const char *dump_dir;  // when set, the optimised IR of the module is written there
   bool training;         // dropout draws its mask from the plan's seed; false: the identity
   bool no_memplan;       // one allocation per buffer instead of the planned arena (to compare)
+  RtTuning tuning;       // the entry point's settings: target CPU, GEMM and attention
+                         // blocking, perf listener, buffer poisoning (runtime/tuning.h)
 } CgOptions;
 
 typedef struct Cg {
@@ -37,6 +40,7 @@ typedef struct Cg {
   const char *name, *dump_dir;
   int W;  // f32 lanes of one vector register
   bool training;  // CgOptions.training
+  RtTuning tuning;  // CgOptions.tuning (cpu and features resolved into cpu, features above)
   LLVMTypeRef void_t, f32, f64, i1, i8, i32, i64, ptr;
   LLVMTypeRef vf;         // <W x float>
   LLVMTypeRef kernel_ty;  // void (ptr, i64, i64)

@@ -29,12 +29,13 @@ bool cg_init(Cg *cg, const char *module_name, const CgOptions *opt, Diag *d) {
   cg->dump_dir = opt->dump_dir;
   cg->training = opt->training;
   cg->triple = dup_msg(LLVMGetDefaultTargetTriple());
-  // KILN_CPU / KILN_CPU_FEATURES stand in for the host (to test code for other CPUs here).
-  const char *env_cpu = getenv("KILN_CPU"), *env_feat = getenv("KILN_CPU_FEATURES");
-  if (!opt->cpu && env_cpu && *env_cpu) cg->cpu = strdup(env_cpu);
-  else cg->cpu = opt->cpu ? strdup(opt->cpu) : dup_msg(LLVMGetHostCPUName());
-  if (!opt->features && env_feat && *env_feat) cg->features = strdup(env_feat);
-  else cg->features = opt->features ? strdup(opt->features) : dup_msg(LLVMGetHostCPUFeatures());
+  cg->tuning = opt->tuning;
+  // The tuning's CPU (KILN_CPU / KILN_CPU_FEATURES at the entry point) stands in for the
+  // host, to test code for other CPUs here; opt->cpu (kiln compile --cpu) before both.
+  const char *cpu = opt->cpu ? opt->cpu : opt->tuning.cpu;
+  const char *features = opt->features ? opt->features : opt->tuning.features;
+  cg->cpu = cpu ? strdup(cpu) : dup_msg(LLVMGetHostCPUName());
+  cg->features = features ? strdup(features) : dup_msg(LLVMGetHostCPUFeatures());
   LLVMTargetRef target;
   char *err = NULL;
   if (LLVMGetTargetFromTriple(cg->triple, &target, &err)) {

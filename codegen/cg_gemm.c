@@ -16,8 +16,9 @@
 // store. M, N and K tails get their own specialised microkernels (fewer rows, fewer
 // vectors, masked last vector, shorter k).
 // C must not share memory with A, B or the residual (partial sums are stored in C).
-// KILN_GEMM_DEBUG=1 prints each GEMM's plan; KILN_GEMM_{MR,NV,KC,UNROLL,L2,MIN_ITEMS,FUSE}
-// override the plan's choices (for tuning; see gemm_plan).
+// RtTuning.gemm_debug (KILN_GEMM_DEBUG) prints each GEMM's plan; its other gemm_* fields
+// (KILN_GEMM_{MR,NV,KC,UNROLL,L2,MIN_ITEMS,FUSE,PREFETCH,PF_LOCALITY}) override the plan's
+// choices (for tuning; see gemm_plan).
 #include <assert.h>
 #include <math.h>
 #include <stdio.h>
@@ -47,14 +48,12 @@ typedef struct GemmPlan {
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-static int64_t env_int(const char *name, int64_t def) {
-  const char *s = getenv(name);
-  return s && *s ? atoll(s) : def;
-}
+// A tuning override, or the plan's own choice when it is 0.
+static int64_t or_default(int64_t tuned, int64_t def) { return tuned ? tuned : def; }
 
 // Microkernel shapes by vector width: registers hold mr·nv accumulators, nv B vectors and
 // (without embedded broadcast) one A broadcast.
-static void choose_tile(const CgGemm *g, int W, int *mr, int *nv) {
+static void choose_tile(const CgGemm *g, int W, const RtTuning *t, int *mr, int *nv) {
   if (W >= 16) {  // 32 zmm registers, FMA with an embedded broadcast from memory
     *mr = 8, *nv = 3;
     if (cdiv(g->N, W) <= 2)
@@ -70,8 +69,8 @@ static void choose_tile(const CgGemm *g, int W, int *mr, int *nv) {
     *nv = budget / *mr < widest ? budget / *mr : widest;
     if (*nv > cdiv(g->N, W)) *nv = (int)cdiv(g->N, W);
   }
-  *mr = (int)env_int("KILN_GEMM_MR", *mr);
-  *nv = (int)env_int("KILN_GEMM_NV", *nv);
+  *mr = (int)or_default(t->gemm_mr, *mr);
+  *nv = (int)or_default(t->gemm_nv, *nv);
 }
 
 // Of the ideal time, the fraction T threads reach when the work items of the plan (groups
@@ -101,8 +100,8 @@ static double split_efficiency(const CgGemm *g, const GemmPlan *p, int64_t T) {
 // least data: each item reads its rows of A and its panels of B once, so
 // npg·|A| + nmg·|B| per batch. Splits into fewer than 8 items count as less balanced, so
 // that machines with more threads have work for them too.
-static void choose_split(const CgGemm *g, GemmPlan *p) {
-  int64_t l2_floats = env_int("KILN_GEMM_L2", 1 << 18);  // 1 MiB
+static void choose_split(const CgGemm *g, const RtTuning *t, GemmPlan *p) {
+  int64_t l2_floats = or_default(t->gemm_l2_floats, 1 << 18);  // 1 MiB
   int64_t pgroup_max = l2_floats / ((p->kc > 0 ? p->kc : 1) * p->nr);
   // Weights come from memory, a slice ahead of use (gemm_plan's prefetch), except each
   // thread's first slice of a step, which it waits for: one panel per item keeps that
@@ -110,7 +109,7 @@ static void choose_split(const CgGemm *g, GemmPlan *p) {
   // (gemm_bench KILN_BENCH_COLD=1, 1 thread: 120x3072x768 +6%, 120x768x768 +2%; at
   // M = 960, where A does not fit, 2-4% slower, so not there).
   if (g->b_constant && g->M * p->kc <= l2_floats / 2) pgroup_max = 1;
-  int64_t min_work = env_int("KILN_GEMM_MIN_ITEMS", 8);
+  int64_t min_work = or_default(t->gemm_min_items, 8);
   double best_eff = -1, best_traffic = 0;
   GemmPlan q = *p;
   bool found = false;
@@ -136,17 +135,17 @@ static void choose_split(const CgGemm *g, GemmPlan *p) {
   assert(found);
 }
 
-static void gemm_plan(const CgGemm *g, int W, GemmPlan *p) {
+static void gemm_plan(const CgGemm *g, int W, const RtTuning *t, GemmPlan *p) {
   memset(p, 0, sizeof *p);
   p->W = W;
-  choose_tile(g, W, &p->mr, &p->nv);
+  choose_tile(g, W, t, &p->mr, &p->nv);
   p->nr = p->nv * W;
-  p->unroll = (int)env_int("KILN_GEMM_UNROLL", 4);
+  p->unroll = (int)or_default(t->gemm_unroll, 4);
   p->nmb = cdiv(g->M, p->mr);
   p->npan = cdiv(g->N, p->nr);
   p->mtail = (int)(g->M % p->mr);
   p->ntail = (int)(g->N % p->nr);
-  int64_t kc_max = env_int("KILN_GEMM_KC", 768);
+  int64_t kc_max = or_default(t->gemm_kc, 768);
   p->nkb = g->K > 0 ? cdiv(g->K, kc_max) : 1;
   p->kc = g->K > 0 ? cdiv(g->K, p->nkb) : 0;
   p->ktail = p->nkb > 1 && g->K % p->kc ? g->K - (p->nkb - 1) * p->kc : 0;
@@ -158,8 +157,8 @@ static void gemm_plan(const CgGemm *g, int W, GemmPlan *p) {
   // B of activations (attention) is packed inside the work items that use it, while it is
   // hot in cache, when no two items share a panel: B not broadcast, M not split.
   p->fused_pack =
-      !g->b_constant && p->pbatch == p->batch && g->K > 0 && env_int("KILN_GEMM_FUSE", 1);
-  choose_split(g, p);
+      !g->b_constant && p->pbatch == p->batch && g->K > 0 && !t->gemm_no_fuse;
+  choose_split(g, t, p);
   // Weights are read from memory once per step (a model's weights do not stay in cache
   // from one run to the next), so the first M block to meet a B slice would wait for it.
   // Each microkernel call prefetches its share of the next slice instead (see
@@ -167,11 +166,11 @@ static void gemm_plan(const CgGemm *g, int W, GemmPlan *p) {
   // few M blocks that would take many prefetches per k step; at most nv (part of the slice).
   int64_t iters = p->kc / p->unroll;
   p->pf_lines = cdiv(cdiv(p->kc * p->nr, 16), p->mgroup);
-  p->pf_per_iter = !p->fused_pack && iters > 1 && env_int("KILN_GEMM_PREFETCH", 1)
+  p->pf_per_iter = !p->fused_pack && iters > 1 && !t->gemm_no_prefetch
                        ? (int)fmin((double)cdiv(p->pf_lines, iters), p->nv)
                        : 0;
-  p->pf_locality = (int)env_int("KILN_GEMM_PF_LOCALITY", 2);
-  if (getenv("KILN_GEMM_DEBUG"))
+  p->pf_locality = t->gemm_pf_locality ? t->gemm_pf_locality - 1 : 2;
+  if (t->gemm_debug)
     fprintf(stderr,
             "gemm %lldx%lldx%lld: tile %dx%d kc %lld (%lld blocks) groups %lld m-blocks x %lld "
             "panels, work %lld%s, prefetch %d/iter\n",
@@ -857,7 +856,7 @@ bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, 
   for (int i = 0; i < g->nbatch; i++) batch *= g->bdim[i];
   if (g->M == 0 || g->N == 0 || batch == 0) return true;  // C is empty: no steps
   GemmPlan p;
-  gemm_plan(g, cg->W, &p);
+  gemm_plan(g, cg->W, &cg->tuning, &p);
   char fn[96];
   size_t packed_bytes = (size_t)(p.pbatch * p.npan * g->K * p.nr) * sizeof(float);
   int scratch = cg_steps_new_scratch(steps);

@@ -35,17 +35,6 @@ bool cg_kernel_name(Cg *cg, const IrNode *n, const char *extra, char *buf, size_
   return LLVMGetNamedFunction(cg->mod, buf) != NULL;
 }
 
-// Not cleared: every kernel writes its whole output before anything reads it, and touching
-// gigabytes of fresh pages here would cost seconds (the first run faults them in instead).
-// KILN_POISON_BUFFERS=1 (set by the tests) fills them with NaN bytes to hold kernels to that.
-static void *alloc_buffer(size_t bytes) {
-  size_t n = (bytes + 63) / 64 * 64;
-  void *p = aligned_alloc(64, n ? n : 64);
-  const char *poison = getenv("KILN_POISON_BUFFERS");
-  if (p && poison && *poison == '1') memset(p, 0xff, n ? n : 64);
-  return p;
-}
-
 bool *cg_needed(const IrGraph *g, const bool *want) {
   int nn = g->n_nodes;
   bool *need = calloc((size_t)nn + 1, sizeof *need);
@@ -115,21 +104,21 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
   CgMemory mem = {0};
   if (ok) ok = cg_memory_plan(g, need, want, &steps, &mem, d);
   if (ok) {
-    bool planned = !opt->no_memplan;
+    bool planned = !opt->no_memplan, poison = opt->tuning.poison_buffers;
     p->mem = mem.stats;
     p->value = calloc((size_t)nn + 1, sizeof *p->value);
     p->bytes = calloc((size_t)nn + 1, sizeof *p->bytes);
     p->offset = calloc((size_t)nn + 1, sizeof *p->offset);
-    p->status = alloc_buffer(4 * sizeof(int64_t));
+    p->status = rt_alloc_buffer(4 * sizeof(int64_t), poison);
     if (p->status) memset(p->status, 0, 4 * sizeof(int64_t));
-    p->seed = alloc_buffer(sizeof *p->seed);
+    p->seed = rt_alloc_buffer(sizeof *p->seed, poison);
     if (p->seed) *p->seed = 0;
     if (!p->status || !p->seed || !p->value || !p->bytes || !p->offset)
       ok = diag_error(d, "out of memory for the plan's status");
     p->alias = calloc((size_t)nn + 1, sizeof *p->alias);
     if (ok && planned) {
       p->arena_bytes = mem.stats.arena_bytes;
-      if (!(p->arena = alloc_buffer(p->arena_bytes)))
+      if (!(p->arena = rt_alloc_buffer(p->arena_bytes, poison)))
         ok = diag_error(d, "out of memory for the arena (%zu bytes)", p->arena_bytes);
     }
     for (int i = 0; i < nn && ok; i++) {
@@ -143,7 +132,7 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
         continue;
       }
       if (p->offset[i] != CG_NO_OFFSET) p->value[i] = (char *)p->arena + p->offset[i];
-      else p->value[i] = alloc_buffer(p->bytes[i]);
+      else p->value[i] = rt_alloc_buffer(p->bytes[i], poison);
       if (!p->value[i]) ok = diag_error(d, "out of memory for \"%s\" (%zu bytes)", n->name, p->bytes[i]);
     }
     p->n_scratch = steps.n_scratch;
@@ -153,7 +142,8 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
     for (int k = 0; k < p->n_scratch && ok; k++) {
       sbytes[k] = mem.scratch_bytes[k];
       p->scratch_offset[k] = planned ? mem.scratch_offset[k] : CG_NO_OFFSET;
-      p->scratch[k] = planned ? (char *)p->arena + mem.scratch_offset[k] : alloc_buffer(sbytes[k]);
+      p->scratch[k] =
+          planned ? (char *)p->arena + mem.scratch_offset[k] : rt_alloc_buffer(sbytes[k], poison);
       if (!p->scratch[k]) ok = diag_error(d, "out of memory for scratch");
     }
     p->scratch_bytes = sbytes;

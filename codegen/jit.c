@@ -1,8 +1,8 @@
 // The JIT: verify a module, optimise it with the new pass manager (default<O3>) for the
 // host target machine, optionally dump it, and load it into ORC LLJIT for lookup.
-// KILN_PERF_JIT=1 links with RuntimeDyld and LLVM's perf listener, which writes
-// ~/.debug/jit/.../jit-PID.dump for `perf record -k 1` + `perf inject --jit` (see
-// docs/benchmarks.md): perf then names the kernels instead of showing bare addresses.
+// RtTuning.perf_jit (KILN_PERF_JIT=1) links with RuntimeDyld and LLVM's perf listener,
+// which writes ~/.debug/jit/.../jit-PID.dump for `perf record -k 1` + `perf inject --jit`
+// (see docs/benchmarks.md): perf then names the kernels instead of showing bare addresses.
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,7 +71,7 @@ bool cg_optimise(Cg *cg, Diag *d) {
   return !cg->dump_dir || dump_module(cg, d);
 }
 
-// The object layer for KILN_PERF_JIT: RuntimeDyld (JITLink has no C hook for listeners)
+// The object layer for RtTuning.perf_jit: RuntimeDyld (JITLink has no C hook for listeners)
 // with the perf listener, when this LLVM was built with it (else a warning, no listener).
 static LLVMOrcObjectLayerRef perf_object_layer(void *ctx, LLVMOrcExecutionSessionRef es,
                                                const char *triple) {
@@ -81,7 +81,7 @@ static LLVMOrcObjectLayerRef perf_object_layer(void *ctx, LLVMOrcExecutionSessio
   if (perf)
     LLVMOrcRTDyldObjectLinkingLayerRegisterJITEventListener(layer, perf);
   else
-    fprintf(stderr, "kiln: KILN_PERF_JIT: this LLVM has no perf JIT listener\n");
+    fprintf(stderr, "kiln: KILN_PERF_JIT (perf_jit): this LLVM has no perf JIT listener\n");
   return layer;
 }
 
@@ -101,8 +101,7 @@ bool cg_jit(Cg *cg, CgJit **out, Diag *d) {
   LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
   LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
       builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
-  const char *perf = getenv("KILN_PERF_JIT");
-  if (perf && *perf && strcmp(perf, "0") != 0)
+  if (cg->tuning.perf_jit)
     LLVMOrcLLJITBuilderSetObjectLinkingLayerCreator(builder, perf_object_layer, NULL);
   CgJit *j = calloc(1, sizeof *j);
   if ((e = LLVMOrcCreateLLJIT(&j->jit, builder))) {  // consumes builder

@@ -466,11 +466,11 @@ static void emit_pack_kt(Cg *cg, const Attn *a, const char *name, int64_t nkp) {
   cg_kernel_end(cg);
 }
 
-// Query rows per forward work item: KILN_ATTN_ROWS (clamped to 1 .. MAX_ROWS) or def; 4
-// was fastest at n = 120 and 512 with W = 16 and W = 8 (bench/attn_bench.c).
-static int env_rows(int def) {
-  const char *s = getenv("KILN_ATTN_ROWS");
-  int r = s && *s ? atoi(s) : def;
+// Query rows per forward work item: RtTuning.attn_rows (KILN_ATTN_ROWS; clamped to 1 ..
+// MAX_ROWS) or def; 4 was fastest at n = 120 and 512 with W = 16 and W = 8
+// (bench/attn_bench.c).
+static int tuned_rows(const Cg *cg, int def) {
+  int r = cg->tuning.attn_rows ? cg->tuning.attn_rows : def;
   return r < 1 ? 1 : r > MAX_ROWS ? MAX_ROWS : r;
 }
 
@@ -482,7 +482,7 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   if (!attn_init(&a, n, cg->W, cg->training))
     return diag_error(d, "%s \"%s\": head_dim %lld is too large for the attention kernel",
                       n->where, n->name, (long long)a.D);
-  a.rows = env_rows(FWD_ROWS);
+  a.rows = tuned_rows(cg, FWD_ROWS);
   if (a.rows > a.Nq) a.rows = (int)a.Nq;
   int64_t n_blocks = (a.Nq + a.rows - 1) / a.rows;  // work items per head
   int64_t nkp = (a.Nk + cg->W - 1) / cg->W * cg->W;

@@ -8,16 +8,6 @@
 
 #include "runtime/dtype.h"
 
-// Not cleared (kernels write their whole output); KILN_POISON_BUFFERS=1 fills them with
-// NaN bytes, as the JIT's buffers, so tests catch a kernel that does not.
-static void *alloc_buffer(size_t bytes) {
-  size_t n = (bytes + 63) / 64 * 64;
-  void *p = aligned_alloc(64, n ? n : 64);
-  const char *poison = getenv("KILN_POISON_BUFFERS");
-  if (p && poison && *poison == '1') memset(p, 0xff, n ? n : 64);
-  return p;
-}
-
 int64_t rt_aot_numel(const RtAotTensor *t) {
   int64_t n = 1;
   for (int i = 0; i < t->rank; i++) n *= t->shape[i];
@@ -36,10 +26,11 @@ static void link_buffers(RtAot *a) {
       a->steps[s].bufs[k] = a->buf[m->arg_ids[m->steps[s].args + k]];
 }
 
-bool rt_aot_create(const RtAotModel *m, RtAot *a, Diag *d) {
+bool rt_aot_create(const RtAotModel *m, const RtTuning *t, RtAot *a, Diag *d) {
   memset(a, 0, sizeof *a);
   a->m = m;
-  a->threads = rt_default_threads();
+  a->threads = rt_default_threads(t ? t->threads : 0);
+  a->poison = t && t->poison_buffers;
   a->buf = calloc((size_t)m->n_bufs + 1, sizeof *a->buf);
   a->borrowed = calloc((size_t)m->n_bufs + 1, sizeof *a->borrowed);
   a->steps = calloc((size_t)m->n_steps + 1, sizeof *a->steps);
@@ -53,7 +44,7 @@ bool rt_aot_create(const RtAotModel *m, RtAot *a, Diag *d) {
     size_t bytes = b == m->n_bufs - 2 ? 4 * sizeof(int64_t) : b == m->n_bufs - 1 ? sizeof(uint64_t)
                                                                                : m->bufs[b].bytes;
     if (!bytes) continue;
-    if (!(a->buf[b] = alloc_buffer(bytes))) {
+    if (!(a->buf[b] = rt_alloc_buffer(bytes, a->poison))) {
       rt_aot_free(a);
       return diag_error(d, "out of memory for the model's buffers (%zu bytes)", bytes);
     }
@@ -128,7 +119,7 @@ bool rt_aot_bind_weights(RtAot *a, const StFile *f, uint64_t wanted, bool borrow
       continue;
     }
     if (a->borrowed[b]) {  // bound in place before: a buffer of its own again
-      if (!(a->buf[b] = alloc_buffer(m->bufs[b].bytes)))
+      if (!(a->buf[b] = rt_alloc_buffer(m->bufs[b].bytes, a->poison)))
         return diag_error(d, "out of memory for parameter \"%s\"", p->name);
       a->borrowed[b] = false;
     }

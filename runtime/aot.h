@@ -14,6 +14,7 @@
 #include "runtime/diag.h"
 #include "runtime/plan.h"
 #include "runtime/safetensors.h"
+#include "runtime/tuning.h"
 
 #define RT_AOT_MAX_RANK 8
 
@@ -77,9 +78,12 @@ typedef struct RtAot {
   void **step_bufs;
   RtStep *steps;
   int threads;
+  bool poison;     // fresh buffers are filled with NaN bytes (RtTuning.poison_buffers)
 } RtAot;
 
-bool rt_aot_create(const RtAotModel *m, RtAot *a, Diag *d);
+// Allocates the buffers. Of t (NULL: the defaults), threads and poison_buffers apply;
+// the entry point (rt_aot_main) reads them from the environment, the library API does not.
+bool rt_aot_create(const RtAotModel *m, const RtTuning *t, RtAot *a, Diag *d);
 void rt_aot_free(RtAot *a);
 // Binds every parameter that outputs in `wanted` use from f (converted when safe) and runs
 // the once-steps. With `borrow` (f is the embedded image, which lives as long as the

@@ -43,7 +43,7 @@ int kiln_model_n_inputs(const KilnModel *m);
 int kiln_model_n_outputs(const KilnModel *m);   // declared outputs, then losses
 int kiln_model_input(const KilnModel *m, int i, KilnTensorInfo *out);
 int kiln_model_output(const KilnModel *m, int i, KilnTensorInfo *out);
-int kiln_model_set_threads(KilnModel *m, int threads);  // default: KILN_NUM_THREADS or all cores
+int kiln_model_set_threads(KilnModel *m, int threads);  // default: every core
 // inputs[i]: kiln_model_input(i).bytes in its dtype, or NULL when not given; outputs[j]: a
 // buffer to fill, or NULL when not wanted. A wanted output needs all its inputs.
 int kiln_model_run(KilnModel *m, const void *const *inputs, void *const *outputs);

@@ -141,8 +141,12 @@ int rt_aot_main(const RtAotModel *m, int argc, char **argv) {
       if (st_find(&inf, m->inputs[k].name)) given |= 1ull << k;
     ok = (wanted = select_outputs(m, given, inputs, &d)) != 0;
   }
-  ok = ok && rt_aot_create(m, &a, &d);
-  if (ok && threads) a.threads = threads;
+  // The executable's settings from its environment (the library below never reads it):
+  // KILN_NUM_THREADS under --threads, KILN_POISON_BUFFERS (tests).
+  RtTuning tuning = {0};
+  rt_tuning_read(&tuning, getenv);
+  if (threads) tuning.threads = threads;
+  ok = ok && rt_aot_create(m, &tuning, &a, &d);
   ok = ok && rt_aot_bind_weights(&a, &wf, wanted, !weights, &d) && rt_aot_bind_inputs(&a, &inf, wanted, &d);
   ok = ok && rt_aot_run(&a, wanted, &d);
   if (ok && iters) {

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 // ---------------------------------------------------------------------------------------
 // The barrier between steps. libgomp's own spins for a long time (~0.3 ms) before it
@@ -45,14 +46,15 @@ static void barrier_wait(Barrier *b, int nt) {
   }
 }
 
-int rt_default_threads(void) {
-  const char *s = getenv("KILN_NUM_THREADS");
-  if (s && *s) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*end && v >= 1 && v <= 1024) return (int)v;
-  }
-  return omp_get_num_procs();
+int rt_default_threads(int requested) {
+  return requested >= 1 ? requested : omp_get_num_procs();
+}
+
+void *rt_alloc_buffer(size_t bytes, bool poison) {
+  size_t n = (bytes + 63) / 64 * 64;
+  void *p = aligned_alloc(64, n ? n : 64);
+  if (p && poison) memset(p, 0xff, n ? n : 64);
+  return p;
 }
 
 // step_ms (profiles): thread 0 adds each step's time, barrier to barrier, to step_ms[s].

@@ -7,6 +7,7 @@
 #define KILN_PLAN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef void (*RtKernel)(void **bufs, int64_t begin, int64_t end);
@@ -24,8 +25,15 @@ typedef struct RtPlan {
   int n_steps;
 } RtPlan;
 
-// Threads to use: KILN_NUM_THREADS if set (and valid), else every core.
-int rt_default_threads(void);
+// Threads to use: `requested` if at least 1 (RtTuning.threads: the entry point's
+// KILN_NUM_THREADS), else every core.
+int rt_default_threads(int requested);
+// A buffer for kernels (JIT and AOT alike): 64-byte aligned, rounded up to 64 bytes, free()
+// it. Not cleared: every kernel writes its whole output before anything reads it, and
+// touching gigabytes of fresh pages here would cost seconds (the first run faults them in
+// instead). With `poison` (RtTuning.poison_buffers, set by the tests) it is filled with
+// NaN bytes, to hold kernels to that.
+void *rt_alloc_buffer(size_t bytes, bool poison);
 void rt_plan_prepare(const RtPlan *p, int threads);  // the `once` steps
 void rt_plan_run(const RtPlan *p, int threads);      // every other step, in order
 // rt_plan_run that also adds each step's wall time (its kernel and the barrier after it,

@@ -2,6 +2,7 @@
 // the target CPU, GEMM and attention blocking, buffer poisoning, profiling hooks. The
 // application's entry point fills one RtTuning (from its flags and the environment) and
 // passes it down through options; library code never reads the environment.
+// A zero RtTuning is every default.
 #ifndef KILN_TUNING_H
 #define KILN_TUNING_H
 
@@ -14,11 +15,30 @@ typedef struct RtTuning {
   // GEMM plan overrides (0: the plan's own choice).
   int gemm_mr, gemm_nv, gemm_unroll;
   int64_t gemm_kc, gemm_l2_floats, gemm_min_items;
-  int gemm_fuse, gemm_prefetch, gemm_pf_locality;  // -1: the plan's choice; else 0/1 (locality 0..3)
+  bool gemm_no_fuse;           // never pack B inside the work items (attention)
+  bool gemm_no_prefetch;       // no prefetch of the next B slice
+  int gemm_pf_locality;        // llvm.prefetch locality + 1 (1..4); 0: the plan's (2, L2)
   bool gemm_debug;             // print each GEMM's plan on stderr
   int attn_rows;               // query rows per attention work item (0: the default)
   bool poison_buffers;         // fill fresh buffers with NaN bytes (tests)
   bool perf_jit;               // register LLVM's perf listener (jitdump)
 } RtTuning;
+
+// Where an entry point's settings come from: a variable's value by name, or NULL when it is
+// not set (the C library's environment lookup has this type). The kiln command and compiled
+// executables pass the environment's (their entry points are the only places that touch
+// it); tests and benchmarks may pass their own.
+typedef char *(*RtLookup)(const char *name);
+
+// Fills t from the variables below, as looked up; unset, empty or malformed ones leave
+// their field as it was (docs/architecture.md, "Settings and the environment"):
+//   KILN_CPU, KILN_CPU_FEATURES  cpu, features ("native" as KILN_CPU: the host's)
+//   KILN_NUM_THREADS             threads (1..1024)
+//   KILN_GEMM_MR, _NV, _UNROLL, _KC, _L2, _MIN_ITEMS  gemm_mr .. gemm_min_items
+//   KILN_GEMM_FUSE=0, KILN_GEMM_PREFETCH=0            gemm_no_fuse, gemm_no_prefetch
+//   KILN_GEMM_PF_LOCALITY (0..3)  gemm_pf_locality   KILN_GEMM_DEBUG  gemm_debug
+//   KILN_ATTN_ROWS               attn_rows
+//   KILN_POISON_BUFFERS=1        poison_buffers     KILN_PERF_JIT (not 0)  perf_jit
+void rt_tuning_read(RtTuning *t, RtLookup lookup);
 
 #endif

@@ -21,6 +21,7 @@
 #include "passes/passes.h"
 #include "runtime/plan.h"
 #include "tests/test_attrs.h"
+#include "tests/test_tuning.h"
 
 typedef struct Dims {
   int B, H, Nq, Nk, D;
@@ -392,7 +393,7 @@ START_TEST(test_jit_matches_the_reference_forward_and_backward) {
     eval_ok(&g, &ref, training);
     static const int widths[] = {16, 8};
     for (int wi = 0; wi < 2; wi++) {
-      CgOptions opt = {.vector_floats = widths[wi], .training = training};
+      CgOptions opt = {.vector_floats = widths[wi], .training = training, .tuning = test_tuning()};
       CgProgram p;
       Diag d = {0};
       ck_assert_msg(cg_compile(&g, NULL, &opt, &p, &d), "%s", d.msg);
@@ -428,9 +429,10 @@ START_TEST(test_jit_matches_the_reference_forward_and_backward) {
 }
 END_TEST
 
-// The forward with every number of query rows per work item (KILN_ATTN_ROWS 1 .. 8, the
-// last item's rows clamped to the last row), in inference and with dropout: the same
-// numbers as the reference each time, so the blocking changes neither scores nor masks.
+// The forward with every number of query rows per work item (RtTuning.attn_rows, i.e.
+// KILN_ATTN_ROWS, 1 .. 8, the last item's rows clamped to the last row), in inference and
+// with dropout: B·H·ceil(Nq / rows) work items, and the same numbers as the reference each
+// time, so the blocking changes neither scores nor masks.
 START_TEST(test_jit_forward_matches_the_reference_with_any_rows_per_item) {
   Dims dm = {2, 2, 13, 21, 20, true, true};
   for (int training = 0; training <= 1; training++) {
@@ -441,14 +443,17 @@ START_TEST(test_jit_forward_matches_the_reference_with_any_rows_per_item) {
     eval_ok(&g, &ref, training);
     const IrNode *out = ir_graph_find(&g, "out");
     for (int rows = 1; rows <= 8; rows++) {
-      char v[8];
-      snprintf(v, sizeof v, "%d", rows);
-      setenv("KILN_ATTN_ROWS", v, 1);
       for (int W = 8; W <= 16; W *= 2) {
-        CgOptions opt = {.vector_floats = W, .training = training};
+        CgOptions opt = {.vector_floats = W, .training = training, .tuning = test_tuning()};
+        opt.tuning.attn_rows = rows;
         CgProgram p;
         Diag d = {0};
         ck_assert_msg(cg_compile(&g, NULL, &opt, &p, &d), "%s", d.msg);
+        int64_t items = 0;  // of the attention step (the other one packs K^T: B·H items)
+        for (int k = 0; k < p.steps.n; k++)
+          if (g.nodes[p.steps.v[k].node]->op == IR_OP_ATTENTION && !strstr(p.steps.v[k].fn, "_kt"))
+            items = p.steps.v[k].work;
+        ck_assert_int_eq(items, (int64_t)dm.B * dm.H * ((dm.Nq + rows - 1) / rows));
         bind(&g, &p, &ref);
         *p.seed = 42;
         rt_plan_run(&p.plan, 2);
@@ -458,7 +463,6 @@ START_TEST(test_jit_forward_matches_the_reference_with_any_rows_per_item) {
         cg_program_free(&p);
       }
     }
-    unsetenv("KILN_ATTN_ROWS");
     ir_values_free(&ref);
     ir_graph_free(&g);
   }
@@ -472,7 +476,7 @@ START_TEST(test_jit_program_has_no_score_sized_buffers) {
   for (int unfused = 0; unfused <= 1; unfused++) {
     IrGraph g;
     pipeline(&g, &dm, unfused, true);
-    CgOptions opt = {.vector_floats = 8, .training = true};
+    CgOptions opt = {.vector_floats = 8, .training = true, .tuning = test_tuning()};
     CgProgram p;
     Diag d = {0};
     ck_assert_msg(cg_compile(&g, NULL, &opt, &p, &d), "%s", d.msg);

@@ -51,9 +51,9 @@ static void sleep_ms(long ms) {
   nanosleep(&ts, NULL);
 }
 
-// Runs kiln with args (NULL-terminated), stdout to /dev/null and stderr captured; kills it
-// after HANG_SECONDS.
-static void run_kiln(const char *const *args, Run *r) {
+// Runs kiln with args (NULL-terminated) and env (NAME=VALUE, or NULL) added to its
+// environment, stdout to /dev/null and stderr captured; kills it after HANG_SECONDS.
+static void run_kiln(const char *const *args, const char *env, Run *r) {
   char bufs[MAX_ARGS][4096];
   char *argv[MAX_ARGS + 2];
   int n = 0;
@@ -80,6 +80,7 @@ static void run_kiln(const char *const *args, Run *r) {
     snprintf(opts, sizeof opts, "%s%sallocator_may_return_null=1", asan ? asan : "",
              asan && *asan ? ":" : "");
     setenv("ASAN_OPTIONS", opts, 1);
+    if (env) putenv((char *)env);
     execv(g_kiln, argv);
     fprintf(stderr, "test_bad_inputs: cannot run %s\n", g_kiln);
     _exit(127);
@@ -229,7 +230,7 @@ static void write_input_files(void) {
 static void write_weight_files(void) {
   const char *init[] = {"init", "bad/tiny_ok.json", "-o", "tmp/w.safetensors", NULL};
   Run r;
-  run_kiln(init, &r);
+  run_kiln(init, NULL, &r);
   ck_assert_msg(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0, "kiln init failed: %s", r.err);
   size_t n;
   unsigned char *w = read_file("w.safetensors", &n);
@@ -471,8 +472,21 @@ static const Case cases[] = {
 };
 #define N_CASES (int)(sizeof cases / sizeof cases[0])
 
-static void describe(const Case *c, char *buf, size_t cap) {
-  size_t len = (size_t)snprintf(buf, cap, "kiln");
+// Settings in the environment, read by kiln's entry point: a bad one is a bad command line
+// (exit 2), refused as its flag is, before anything runs.
+typedef struct EnvCase {
+  const char *env;  // NAME=VALUE added to kiln's environment
+  Case c;
+} EnvCase;
+
+static const EnvCase env_cases[] = {
+  {"KILN_CPU=nosuchcpu", {{RUN_TINY("in_ok.safetensors")}, 2, {"KILN_CPU=nosuchcpu", "LLVM does not know this CPU"}}},
+  {"KILN_CPU=nosuchcpu", {{"check", "bad/tiny_ok.json"}, 2, {"KILN_CPU=nosuchcpu", "usage:"}}},
+};
+#define N_ENV_CASES (int)(sizeof env_cases / sizeof env_cases[0])
+
+static void describe(const Case *c, const char *env, char *buf, size_t cap) {
+  size_t len = (size_t)snprintf(buf, cap, "%s%skiln", env ? env : "", env ? " " : "");
   for (int i = 0; c->args[i] && len < cap; i++)
     len += (size_t)snprintf(buf + len, cap - len, " %s", c->args[i]);
 }
@@ -487,16 +501,16 @@ static bool sanitizer_report(const char *err) {
   return false;
 }
 
-START_TEST(test_kiln_rejects_bad_input_with_its_exit_code_and_place) {
-  const Case *c = &cases[_i];
+// Runs case c (with env in kiln's environment, or NULL) and holds kiln to the contract.
+static void check_case(const Case *c, const char *env) {
   char what[1024];
-  describe(c, what, sizeof what);
+  describe(c, env, what, sizeof what);
   char out_path[4200];
   snprintf(out_path, sizeof out_path, "%s/out.safetensors", g_dir);
   remove(out_path);
 
   Run r;
-  run_kiln(c->args, &r);
+  run_kiln(c->args, env, &r);
   ck_assert_msg(!r.hung, "%s: hung (killed after %d s)", what, HANG_SECONDS);
   ck_assert_msg(!WIFSIGNALED(r.status), "%s: killed by signal %d\nstderr: %s", what,
                 WTERMSIG(r.status), r.err);
@@ -513,13 +527,20 @@ START_TEST(test_kiln_rejects_bad_input_with_its_exit_code_and_place) {
     ck_assert_msg(access(out_path, F_OK) != 0, "%s: left an output file behind", what);
   }
 }
+
+START_TEST(test_kiln_rejects_bad_input_with_its_exit_code_and_place) { check_case(&cases[_i], NULL); }
+END_TEST
+
+START_TEST(test_kiln_rejects_bad_settings_in_the_environment) {
+  check_case(&env_cases[_i].c, env_cases[_i].env);
+}
 END_TEST
 
 // Sanity of the harness: the valid model runs, so every failure above is the bad input's.
 START_TEST(test_tiny_ok_runs) {
   const char *args[] = {RUN_TINY("in_ok.safetensors"), NULL};
   Run r;
-  run_kiln(args, &r);
+  run_kiln(args, NULL, &r);
   ck_assert_msg(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0, "stderr: %s", r.err);
   char out_path[4200];
   snprintf(out_path, sizeof out_path, "%s/out.safetensors", g_dir);
@@ -577,6 +598,7 @@ int main(void) {
   tcase_add_test(tc, test_catalogue_has_at_least_30_user_errors);
   tcase_add_test(tc, test_tiny_ok_runs);
   tcase_add_loop_test(tc, test_kiln_rejects_bad_input_with_its_exit_code_and_place, 0, N_CASES);
+  tcase_add_loop_test(tc, test_kiln_rejects_bad_settings_in_the_environment, 0, N_ENV_CASES);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "codegen/lower.h"
+#include "tests/test_tuning.h"
 
 // ---------------------------------------------------------------------------------------
 // A case: one GEMM with its operands, filled with values in [-1, 1).
@@ -143,13 +144,16 @@ static void run_step(Run *s, const CgStep *st, int chunks) {
   for (int c = 0; c < chunks; c++) fn(bufs, st->work * c / chunks, st->work * (c + 1) / chunks);
 }
 
+// The tuning every case compiles with: the environment's (test_tuning), as main() read it.
+static RtTuning g_tuning;
+
 // Compiles the cases into one module (GEMM i named "g<i>", steps with node i).
 static void run_build(Run *s, Case *cases, int n, int W) {
   memset(s, 0, sizeof *s);
   s->W = W, s->n = n, s->cases = cases;
   Cg cg;
   Diag d = {0};
-  CgOptions opt = {.vector_floats = W};
+  CgOptions opt = {.vector_floats = W, .tuning = g_tuning};
   ck_assert_msg(cg_init(&cg, "test_gemm", &opt, &d), "%s", d.msg);
   for (int i = 0; i < n; i++) {
     char name[32];
@@ -392,16 +396,17 @@ START_TEST(test_gemm_visualbert_linear) {
 END_TEST
 
 START_TEST(test_gemm_prefetching_weights_match_reference) {
-  // Weights with many short K blocks (KILN_GEMM_KC) and odd sizes: each microkernel call
-  // prefetches its share of the next K block's slice, or after the last block the next
-  // item's panels (past the packed buffer for the last item); results must not change.
-  setenv("KILN_GEMM_KC", "96", 1);
+  // Weights with many short K blocks (RtTuning.gemm_kc, KILN_GEMM_KC) and odd sizes: each
+  // microkernel call prefetches its share of the next K block's slice, or after the last
+  // block the next item's panels (past the packed buffer for the last item); results must
+  // not change.
+  g_tuning.gemm_kc = 96;
   CgGemm gs[3] = {plain(45, 130, 500), plain(120, 768, 3072), plain(7, 33, 200)};
   for (int i = 0; i < 3; i++) gs[i].b_rs = 1, gs[i].b_cs = gs[i].K, gs[i].b_constant = true;
   gs[1].has_bias = true;
   const char *names[3] = {"prefetch 45x130x500", "prefetch 120x768x3072", "prefetch 7x33x200"};
   check_gemms(gs, names, 3, loop_width(_i));
-  unsetenv("KILN_GEMM_KC");
+  g_tuning.gemm_kc = 0;
 }
 END_TEST
 
@@ -444,6 +449,26 @@ START_TEST(test_gemm_steps_name_buffers_and_once) {
 }
 END_TEST
 
+START_TEST(test_gemm_tuning_without_fused_packing_packs_activations_in_a_step) {
+  // RtTuning.gemm_no_fuse (KILN_GEMM_FUSE=0) reaches the plan through CgOptions: an
+  // activation B then gets a pack step of its own, as weights do (not `once`).
+  for (int no_fuse = 0; no_fuse <= 1; no_fuse++) {
+    Cg cg;
+    Diag d = {0};
+    CgOptions opt = {.tuning = {.gemm_no_fuse = no_fuse}};
+    ck_assert(cg_init(&cg, "no_fuse", &opt, &d));
+    CgSteps st = {0};
+    CgGemm g = plain(8, 8, 8);
+    ck_assert(cg_lower_gemm(&cg, &g, "x", cg_arg_node(1), cg_arg_node(2), cg_arg_node(3),
+                            cg_arg_node(4), cg_arg_node(5), 8, &st, &d));
+    ck_assert_int_eq(st.n, no_fuse ? 2 : 1);
+    ck_assert(!st.v[0].once);
+    cg_dispose(&cg);
+    free(st.v);
+  }
+}
+END_TEST
+
 START_TEST(test_gemm_empty_k_gives_epilogue_of_zero) {
   CgGemm g = plain(5, 20, 0);
   g.has_bias = true, g.has_residual = true;
@@ -456,6 +481,7 @@ static Suite *gemm_suite(void) {
   TCase *tc = tcase_create("gemm");
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, test_gemm_steps_name_buffers_and_once);
+  tcase_add_test(tc, test_gemm_tuning_without_fused_packing_packs_activations_in_a_step);
   tcase_add_loop_test(tc, test_gemm_every_size_matches_reference_w16, 0, 6);
   tcase_add_loop_test(tc, test_gemm_every_size_matches_reference_w8, 0, 6);
   tcase_add_loop_test(tc, test_gemm_transposed_weights_every_n_k, 0, 2);
@@ -478,6 +504,7 @@ static Suite *gemm_suite(void) {
 }
 
 int main(void) {
+  g_tuning = test_tuning();
   SRunner *sr = srunner_create(gemm_suite());
   srunner_run_all(sr, CK_NORMAL);
   int failed = srunner_ntests_failed(sr);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "codegen/cg.h"
+#include "tests/test_tuning.h"
 
 // ---------------------------------------------------------------------------------------
 // The functions, their references and the error bounds cg_math.c documents.
@@ -74,7 +75,7 @@ static void emit_map(Cg *cg, const char *name, CgMathFn f) {
 static MathKernel jit_math(const MathCase *mc, int width) {
   Cg cg;
   Diag d = {0};
-  CgOptions opt = {.vector_floats = width};
+  CgOptions opt = {.vector_floats = width, .tuning = test_tuning()};
   ck_assert_msg(cg_init(&cg, "test_cg_math", &opt, &d), "%s", d.msg);
   MathKernel mk = {.W = cg.W};
   emit_map(&cg, mc->name, mc->emit);

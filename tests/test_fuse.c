@@ -21,6 +21,7 @@
 #include "passes/passes.h"
 #include "runtime/plan.h"
 #include "tests/test_attrs.h"
+#include "tests/test_tuning.h"
 
 // ---------------------------------------------------------------------------------------
 // Building a graph (twice: `plain` and `fused`).
@@ -158,7 +159,7 @@ static void check_numbers(const IrGraph *plain, const IrGraph *fused, bool train
   }
   static const int widths[] = {16, 8};
   for (int wi = 0; wi < 2; wi++) {
-    CgOptions opt = {.vector_floats = widths[wi], .training = training};
+    CgOptions opt = {.vector_floats = widths[wi], .training = training, .tuning = test_tuning()};
     CgProgram p;
     Diag d = {0};
     ck_assert_msg(cg_compile(fused, NULL, &opt, &p, &d), "W=%d: compile failed: %s", widths[wi], d.msg);

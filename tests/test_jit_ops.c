@@ -31,6 +31,7 @@
 #include "ir/ir.h"
 #include "runtime/plan.h"
 #include "tests/test_attrs.h"
+#include "tests/test_tuning.h"
 
 // ---------------------------------------------------------------------------------------
 // Building graphs. Each test gets a fresh graph `g` and diagnostics `d`.
@@ -240,7 +241,7 @@ static void reference(IrValues *vals, uint64_t seed) {
 }
 
 static void compile_ok(CgProgram *p, int W) {
-  CgOptions opt = {.vector_floats = W};
+  CgOptions opt = {.vector_floats = W, .tuning = test_tuning()};
   bool ok = cg_compile(&g, NULL, &opt, p, &d);
   ck_assert_msg(ok, "W=%d: compile failed: %s", W, d.msg);
 }
@@ -967,7 +968,7 @@ START_TEST(test_dropout_in_training_draws_the_reference_masks_for_the_run_time_s
   static const int widths[] = {16, 8};
   for (int wi = 0; wi < 2; wi++) {
     CgProgram p;
-    CgOptions opt = {.vector_floats = widths[wi], .training = true};
+    CgOptions opt = {.vector_floats = widths[wi], .training = true, .tuning = test_tuning()};
     ck_assert_msg(cg_compile(&g, NULL, &opt, &p, &d), "compile failed: %s", d.msg);
     for (int si = 0; si < 3; si++) {
       IrValues ref;
@@ -1006,7 +1007,7 @@ START_TEST(test_dropout_masks_change_with_the_seed) {
   set_float(y, "p", 0.5);
   finish_ok();
   CgProgram p;
-  CgOptions opt = {.training = true};
+  CgOptions opt = {.training = true, .tuning = test_tuning()};
   ck_assert_msg(cg_compile(&g, NULL, &opt, &p, &d), "compile failed: %s", d.msg);
   IrValues ref;
   fill_inputs(&ref, 1);

@@ -12,6 +12,7 @@
 #include "frontend/frontend.h"
 #include "passes/memplan.h"
 #include "passes/passes.h"
+#include "tests/test_tuning.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static uint64_t next_rand(void) {
@@ -163,7 +164,7 @@ static void load_tiny(const char *model, const char *loss, IrGraph *g) {
 // the first left behind) and returns copies of the wanted values.
 static void **run_program(const IrGraph *g, const bool *want, bool training, bool no_memplan,
                           size_t *arena) {
-  CgOptions opt = {.training = training, .no_memplan = no_memplan};
+  CgOptions opt = {.training = training, .no_memplan = no_memplan, .tuning = test_tuning()};
   CgProgram p;
   Diag d = {0};
   ck_assert_msg(cg_compile(g, want, &opt, &p, &d), "%s", d.msg);
@@ -238,7 +239,7 @@ START_TEST(test_visualbert_tiny_training_arena_is_bitwise_separate) {
   for (int i = 0; i < g.n_grads; i++) want[g.grads[i].grad->id] = true;
   expect_arena_matches_separate(&g, want, true);
   // The plan must pay off: well under the sum of all buffers, near the lower bound.
-  CgOptions opt = {.training = true};
+  CgOptions opt = {.training = true, .tuning = test_tuning()};
   MemStats st;
   int n_steps;
   Diag d = {0};

@@ -11,6 +11,7 @@
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "tests/test_attrs.h"
+#include "tests/test_tuning.h"
 
 // ---------------------------------------------------------------------------------------
 // A graph is built twice by the same function: one copy is optimised, one is not.
@@ -88,7 +89,7 @@ static void expect_same_numbers(const IrGraph *orig, const IrGraph *opt) {
   reference(opt, &b);
   bool *want = calloc((size_t)opt->n_nodes + 1, sizeof *want);
   for (int k = 0; k < opt->n_outputs; k++) want[opt->outputs[k]->id] = true;
-  CgOptions copt = {.training = true};
+  CgOptions copt = {.training = true, .tuning = test_tuning()};
   CgProgram p;
   Diag d = {0};
   ck_assert_msg(cg_compile(opt, want, &copt, &p, &d), "%s", d.msg);

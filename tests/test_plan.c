@@ -1,11 +1,16 @@
 // Tests of the plan executor (runtime/plan.c) with plain C kernels: every step sees all of
 // the previous step's writes, whichever thread made them (the barrier between steps), also
-// with more threads than cores, where waiting threads must give their core back.
+// with more threads than cores, where waiting threads must give their core back. And the
+// settings it runs with (runtime/tuning.c): thread counts, poisoned buffers, the reader of
+// RtTuning's variables.
 #include <check.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "runtime/plan.h"
+#include "runtime/tuning.h"
 
 enum { N = 97, STEPS = 600 };
 
@@ -41,10 +46,77 @@ static void run_chain(int threads) {
 START_TEST(test_plan_steps_see_every_write_of_the_step_before) { run_chain(1 + _i); }
 END_TEST
 
+START_TEST(test_default_threads_are_the_request_else_every_core) {
+  ck_assert_int_eq(rt_default_threads(3), 3);
+  ck_assert_int_eq(rt_default_threads(0), omp_get_num_procs());
+}
+END_TEST
+
+START_TEST(test_buffers_are_aligned_and_poisoned_only_when_asked) {
+  unsigned char *p = rt_alloc_buffer(100, true);  // rounded up to 128 bytes, all NaN bytes
+  ck_assert_ptr_nonnull(p);
+  ck_assert_uint_eq((uintptr_t)p % 64, 0);
+  for (int i = 0; i < 128; i++) ck_assert_uint_eq(p[i], 0xff);
+  free(p);
+  p = rt_alloc_buffer(0, false);  // a real (64-byte) buffer even for nothing
+  ck_assert_ptr_nonnull(p);
+  free(p);
+}
+END_TEST
+
+// A stand-in for the environment: NAME=VALUE pairs.
+static const char *const *fake_vars;
+static char *fake_lookup(const char *name) {
+  for (int i = 0; fake_vars[i]; i++) {
+    size_t n = strlen(name);
+    if (!strncmp(fake_vars[i], name, n) && fake_vars[i][n] == '=') return (char *)fake_vars[i] + n + 1;
+  }
+  return NULL;
+}
+
+START_TEST(test_tuning_reads_each_variable_from_the_lookup_it_is_given) {
+  static const char *const vars[] = {
+      "KILN_CPU=haswell", "KILN_CPU_FEATURES=+avx2", "KILN_NUM_THREADS=3", "KILN_GEMM_MR=4",
+      "KILN_GEMM_NV=2", "KILN_GEMM_UNROLL=2", "KILN_GEMM_KC=96", "KILN_GEMM_L2=1000",
+      "KILN_GEMM_MIN_ITEMS=2", "KILN_GEMM_FUSE=0", "KILN_GEMM_PREFETCH=0",
+      "KILN_GEMM_PF_LOCALITY=0", "KILN_GEMM_DEBUG=1", "KILN_ATTN_ROWS=5",
+      "KILN_POISON_BUFFERS=1", "KILN_PERF_JIT=1", NULL};
+  fake_vars = vars;
+  RtTuning t = {0};
+  rt_tuning_read(&t, fake_lookup);
+  ck_assert_str_eq(t.cpu, "haswell");
+  ck_assert_str_eq(t.features, "+avx2");
+  ck_assert_int_eq(t.threads, 3);
+  ck_assert(t.gemm_mr == 4 && t.gemm_nv == 2 && t.gemm_unroll == 2);
+  ck_assert(t.gemm_kc == 96 && t.gemm_l2_floats == 1000 && t.gemm_min_items == 2);
+  ck_assert(t.gemm_no_fuse && t.gemm_no_prefetch && t.gemm_debug);
+  ck_assert_int_eq(t.gemm_pf_locality, 1);  // locality 0, stored + 1 (0 is the plan's own)
+  ck_assert_int_eq(t.attn_rows, 5);
+  ck_assert(t.poison_buffers && t.perf_jit);
+}
+END_TEST
+
+START_TEST(test_tuning_keeps_defaults_for_unset_and_malformed_variables) {
+  static const char *const vars[] = {"KILN_CPU=native", "KILN_NUM_THREADS=lots",
+                                     "KILN_GEMM_KC=", "KILN_GEMM_FUSE=1", "KILN_PERF_JIT=0",
+                                     "KILN_POISON_BUFFERS=0", NULL};
+  fake_vars = vars;
+  RtTuning t = {0};
+  rt_tuning_read(&t, fake_lookup);
+  ck_assert_ptr_null(t.cpu);  // "native": the host's, as --cpu native
+  ck_assert(t.threads == 0 && t.gemm_kc == 0);
+  ck_assert(!t.gemm_no_fuse && !t.perf_jit && !t.poison_buffers);
+}
+END_TEST
+
 static Suite *plan_suite(void) {
   Suite *s = suite_create("plan");
   TCase *tc = tcase_create("plan");
   tcase_add_loop_test(tc, test_plan_steps_see_every_write_of_the_step_before, 0, 8);  // 1..8 threads
+  tcase_add_test(tc, test_default_threads_are_the_request_else_every_core);
+  tcase_add_test(tc, test_buffers_are_aligned_and_poisoned_only_when_asked);
+  tcase_add_test(tc, test_tuning_reads_each_variable_from_the_lookup_it_is_given);
+  tcase_add_test(tc, test_tuning_keeps_defaults_for_unset_and_malformed_variables);
   suite_add_tcase(s, tc);
   return s;
 }
