@@ -10,6 +10,7 @@
 
 #include "frontend/expr.h"
 #include "frontend/frontend.h"
+#include "runtime/files.h"
 
 #define MAX_FILES 64
 #define MAX_INCLUDE_DEPTH 16
@@ -123,8 +124,8 @@ static bool check_keys(Loader *L, const cJSON *obj, const char *where, const cha
 }
 
 static bool read_whole_file(const char *path, char **out, size_t *len, Diag *d) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return diag_error(d, "%s: cannot open: %s", path, strerror(errno));
+  FILE *f = rt_open_read(path, d);  // a regular file: no FIFO, device or directory
+  if (!f) return false;
   char *buf = NULL;
   size_t n = 0, cap = 0;
   for (;;) {

@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runtime/files.h"
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors data is little-endian; kiln runs on little-endian hosts only"
 #endif
@@ -67,17 +69,13 @@ static bool shape_nbytes(DType dtype, int rank, const int64_t *shape, size_t *ou
 
 static bool read_whole_file(const char *path, unsigned char **buf_out, size_t *size_out,
                             Diag *d) {
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return diag_error(d, "%s: cannot open: %s", path, strerror(errno));
+  FILE *fp = rt_open_read(path, d);  // a regular file: no FIFO, device or directory
+  if (!fp) return false;
   struct stat sb;
   if (fstat(fileno(fp), &sb) != 0) {
     int err = errno;
     fclose(fp);
     return diag_error(d, "%s: cannot stat: %s", path, strerror(err));
-  }
-  if (!S_ISREG(sb.st_mode)) {
-    fclose(fp);
-    return diag_error(d, "%s: not a regular file", path);
   }
   if (sb.st_size < 0 || (uint64_t)sb.st_size > SIZE_MAX - 1) {
     fclose(fp);

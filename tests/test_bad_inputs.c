@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -417,7 +418,14 @@ static const Case cases[] = {
   {{"check", VQA, "--set", "hidden=0"}, 1, {"config.attn_scale", "division by zero"}},
   {{"check", VQA, "--set", "batch=1e300"}, 1, {"inputs[0]", "\"batch\"", "too large"}},
   {{"check", "bad/no_such_model.json"}, 1, {"no_such_model.json", "cannot open"}},
-  {{"check", "tmp/"}, 1, {"Is a directory"}},
+  {{"check", "tmp/"}, 1, {"not a regular file (a directory)"}},
+  // --- FIFOs without a writer: refused at once, never waited on ----------------------------
+  {{"check", "tmp/fifo"}, 1, {"fifo", "not a regular file (a FIFO)"}},
+  {{"check", "tmp/include_fifo.json"}, 1, {"include_fifo.json: include", "fifo", "not a regular file (a FIFO)"}},
+  {{RUN_TINY_W("fifo")}, 1, {"fifo", "not a regular file (a FIFO)"}},
+  {{RUN_TINY("fifo")}, 1, {"fifo", "not a regular file (a FIFO)"}},
+  {{"eval", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--data", "tmp/fifo"}, 1, {"fifo", "not a regular file (a FIFO)"}},
+  {{"tokenize", "--vocab", "tmp/fifo", "red"}, 1, {"fifo", "not a regular file (a FIFO)"}},
   // --- bad command lines ---------------------------------------------------------------------
   {{NULL}, 2, {"usage"}},
   {{"frob"}, 2, {"unknown command \"frob\""}},
@@ -557,6 +565,12 @@ static void setup(void) {
   ck_assert_ptr_nonnull(mkdtemp(g_dir));
   write_input_files();
   write_weight_files();
+  // A FIFO no one writes to: opening it for reading the usual way blocks forever.
+  char fifo[4200];
+  snprintf(fifo, sizeof fifo, "%s/fifo", g_dir);
+  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  const char *inc = "{\"format\": \"kiln-model/1\", \"include\": \"fifo\"}";
+  write_file("include_fifo.json", inc, strlen(inc));
 }
 
 static void teardown(void) { remove_dir(g_dir); }
