@@ -88,3 +88,8 @@ bool rt_output_writable(const char *path, Diag *d) {
   free(dir);
   return ok;
 }
+
+int rt_output_check(const char *option, const char *path, const RtNamedPath *inputs, int n, Diag *d) {
+  if (!rt_output_not_input(option, path, inputs, n, d)) return 2;
+  return rt_output_writable(path, d) ? 0 : 1;
+}

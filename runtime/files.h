@@ -28,4 +28,8 @@ bool rt_output_not_input(const char *option, const char *path, const RtNamedPath
 // directory exists and is writable.
 bool rt_output_writable(const char *path, Diag *d);
 
+// Both, as the entry points run them before any work: 0 if the output is fine, 2 (a bad
+// command line) if it is an input, 1 if it cannot be written.
+int rt_output_check(const char *option, const char *path, const RtNamedPath *inputs, int n, Diag *d);
+
 #endif

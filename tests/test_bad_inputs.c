@@ -287,6 +287,8 @@ typedef struct Case {
                      "tmp/" in, "-o", "tmp/out.safetensors"
 #define RUN_TINY_W(w) "run", "bad/tiny_ok.json", "--weights", "tmp/" w, "--inputs", \
                       "tmp/in_ok.safetensors", "-o", "tmp/out.safetensors"
+#define RUN_TINY_O(out) "run", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--inputs", \
+                        "tmp/in_ok.safetensors", "-o", out
 #define VQA "models/visualbert-vqa.json"
 
 static const Case cases[] = {
@@ -410,6 +412,25 @@ static const Case cases[] = {
   {{"run", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--inputs",
     "tmp/in_ok.safetensors", "-o", "tmp/no_such_dir/out.safetensors"},
    1, {"no_such_dir/out.safetensors", "cannot create"}},
+  {{"train", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--data", "tmp/in_ok.safetensors",
+    "-o", "tmp/no_such_dir/w.safetensors"},  // found before the model is loaded (it has no loss)
+   1, {"no_such_dir/w.safetensors", "cannot create", "No such file"}},
+  // --- outputs: never the same file as an input, never anything but a regular file ------------
+  {{RUN_TINY_O("tmp/w.safetensors")}, 2, {"-o", "w.safetensors is the same file as --weights"}},
+  {{RUN_TINY_O("tmp/./in_ok.safetensors")}, 2, {"./in_ok.safetensors is the same file as --inputs", "/in_ok.safetensors: writing the output would replace the input"}},
+  {{RUN_TINY_O("tmp/w_link.safetensors")}, 2, {"w_link.safetensors is the same file as --weights", "/w.safetensors: writing"}},  // a hard link
+  {{"init", "tmp/tiny.json", "-o", "tmp/tiny.json"}, 2, {"tiny.json is the same file as MODEL"}},
+  {{"train", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--data", "tmp/in_ok.safetensors",
+    "-o", "tmp/in_ok.safetensors"}, 2, {"same file as --data"}},
+  {{"train", "bad/tiny_ok.json", "--resume", "tmp/w.safetensors", "--data", "tmp/in_ok.safetensors",
+    "-o", "tmp/w_link.safetensors"}, 2, {"same file as --resume"}},
+  {{"train", "bad/tiny_ok.json", "--init", "tmp/w.safetensors", "--data", "tmp/in_ok.safetensors",
+    "-o", "tmp/w.safetensors"}, 2, {"same file as --init"}},
+  {{"train", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--data", "tmp/in_ok.safetensors",
+    "--eval-data", "tmp/in_x_rank.safetensors", "-o", "tmp/in_x_rank.safetensors"}, 2, {"same file as --eval-data"}},
+  {{RUN_TINY_O("tmp/fifo")}, 1, {"fifo: is a FIFO", "regular file"}},
+  {{RUN_TINY_O("tmp/")}, 1, {"is a directory", "regular file"}},
+  {{RUN_TINY_O("tmp/out_link.safetensors")}, 1, {"out_link.safetensors: is a symbolic link"}},
   // --- config overrides and model paths on the command line ---------------------------------
   {{"check", VQA, "--set", "nosuch=1"}, 1, {"--set nosuch", "no config entry \"nosuch\""}},
   {{"check", VQA, "--set", "batch=0"}, 1, {"visualbert-common.json", "inputs[0]", "\"batch\" is 0", "dims must be positive"}},
@@ -536,6 +557,21 @@ START_TEST(test_tiny_ok_runs) {
 }
 END_TEST
 
+// An output in a read-only directory is refused before any work. Tests run as root, for whom
+// access() ignores permission bits, so this needs a read-only mount: /proc/sys is one in most
+// containers; where it is writable the case is skipped.
+START_TEST(test_output_in_read_only_directory_is_refused_before_work) {
+  if (access("/proc/sys", W_OK) == 0) return;  // no read-only directory to try
+  const char *args[] = {"train", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--data",
+                        "tmp/in_ok.safetensors", "-o", "/proc/sys/kiln_out.safetensors", NULL};
+  Run r;
+  run_kiln(args, &r);
+  ck_assert_msg(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 1, "stderr: %s", r.err);
+  ck_assert_msg(strstr(r.err, "/proc/sys/kiln_out.safetensors: cannot create: the directory "
+                              "/proc/sys is not writable"), "stderr: %s", r.err);
+}
+END_TEST
+
 START_TEST(test_catalogue_has_at_least_30_user_errors) {
   int n = 0;
   for (int i = 0; i < N_CASES; i++) n += cases[i].code == 1;
@@ -571,6 +607,20 @@ static void setup(void) {
   ck_assert_int_eq(mkfifo(fifo, 0600), 0);
   const char *inc = "{\"format\": \"kiln-model/1\", \"include\": \"fifo\"}";
   write_file("include_fifo.json", inc, strlen(inc));
+  // Outputs that would replace an input or something that is not a regular file.
+  char p[4200], q[4200];
+  snprintf(p, sizeof p, "%s/tests/bad/tiny_ok.json", g_src);
+  FILE *f = fopen(p, "rb");
+  ck_assert_ptr_nonnull(f);
+  char model[4096];
+  size_t n = fread(model, 1, sizeof model, f);
+  fclose(f);
+  write_file("tiny.json", model, n);
+  snprintf(p, sizeof p, "%s/w.safetensors", g_dir);
+  snprintf(q, sizeof q, "%s/w_link.safetensors", g_dir);
+  ck_assert_int_eq(link(p, q), 0);
+  snprintf(q, sizeof q, "%s/out_link.safetensors", g_dir);
+  ck_assert_int_eq(symlink("elsewhere.safetensors", q), 0);
 }
 
 static void teardown(void) { remove_dir(g_dir); }
@@ -590,6 +640,7 @@ int main(void) {
   tcase_set_timeout(tc, 2 * HANG_SECONDS + 10);
   tcase_add_test(tc, test_catalogue_has_at_least_30_user_errors);
   tcase_add_test(tc, test_tiny_ok_runs);
+  tcase_add_test(tc, test_output_in_read_only_directory_is_refused_before_work);
   tcase_add_loop_test(tc, test_kiln_rejects_bad_input_with_its_exit_code_and_place, 0, N_CASES);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
