@@ -1,6 +1,6 @@
 // Safetensors files: st_read loads a whole file and validates every field of its header
 // (types, shapes, offsets, overlaps, duplicates) before handing out tensors; st_write writes
-// a temporary file, fsyncs it and renames it over the target.
+// a temporary file of a unique name (mkstemp), fsyncs it and renames it over the target.
 //
 // Tensor data points into the file buffer at whatever offset the file gives, so it may be
 // misaligned for its type: read elements with memcpy or dt_load, never through a cast pointer.
@@ -561,10 +561,23 @@ bool st_write(const char *path, const StTensor *tensors, int n, Diag *d) {
     free(header.p);
     return diag_error(d, "%s: out of memory", path);
   }
-  snprintf(tmp, tmp_cap, "%s.tmp.%ld", path, (long)getpid());
-
+  // A name no other file has or will have (mkstemp creates it, O_EXCL): a temporary that a
+  // killed run left behind cannot make this write fail, as "PATH.tmp.PID" did once the PID
+  // was reused. mkstemp's mode 0600 becomes what fopen would have given the file.
+  snprintf(tmp, tmp_cap, "%s.tmp.XXXXXX", path);
   const char *step = "create";
-  FILE *fp = fopen(tmp, "wbx");  // "x": never truncate someone else's file
+  int fd = mkstemp(tmp);
+  FILE *fp = NULL;
+  if (fd >= 0) {
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(fd, 0666 & ~mask) != 0 || !(fp = fdopen(fd, "wb"))) {
+      int err = errno;
+      close(fd);
+      remove(tmp);
+      errno = err;
+    }
+  }
   bool created = fp != NULL, ok = created;
   if (ok) ok = write_contents(fp, &header, tensors, n, &step);
   int err = errno;

@@ -25,6 +25,9 @@
 #define MAX_EXPECT 6
 
 static const char *g_kiln, *g_src;
+// Set by a test: the child leaves OUT.tmp.<its PID> for kiln (the same process) to meet, as a
+// run killed while writing OUT leaves for a later process that gets its PID.
+static const char *g_stale_tmp_for;
 static char g_dir[4096];  // per-run temporary directory: tensor files, outputs, stderr
 
 // --- running kiln ---------------------------------------------------------------------
@@ -73,6 +76,13 @@ static void run_kiln(const char *const *args, Run *r) {
   if (pid == 0) {
     int out = open("/dev/null", O_WRONLY), err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (out < 0 || err < 0) _exit(127);
+    if (g_stale_tmp_for) {
+      char stale[4300];
+      snprintf(stale, sizeof stale, "%s.tmp.%ld", g_stale_tmp_for, (long)getpid());
+      int fd = open(stale, O_WRONLY | O_CREAT | O_EXCL, 0644);
+      if (fd < 0) _exit(126);
+      close(fd);
+    }
     dup2(out, STDOUT_FILENO);
     dup2(err, STDERR_FILENO);
     // An allocation too large for memory must fail like malloc does, not abort under ASan.
@@ -572,6 +582,39 @@ START_TEST(test_output_in_read_only_directory_is_refused_before_work) {
 }
 END_TEST
 
+// A temporary a killed run left behind (named, as kiln named them, with a PID that this run
+// now has) does not make the write fail; the output gets the usual mode 0666 & ~umask, not
+// the temporary's 0600; no temporary of this run is left.
+START_TEST(test_write_survives_a_stale_temporary_with_its_pid) {
+  char out_path[4200], stale_dir[4200];
+  snprintf(stale_dir, sizeof stale_dir, "%s/stale", g_dir);
+  ck_assert_int_eq(mkdir(stale_dir, 0755), 0);
+  snprintf(out_path, sizeof out_path, "%s/stale/out.safetensors", g_dir);
+  const char *args[] = {RUN_TINY_O("tmp/stale/out.safetensors"), NULL};
+  mode_t old_mask = umask(022);
+  g_stale_tmp_for = out_path;
+  Run r;
+  run_kiln(args, &r);
+  g_stale_tmp_for = NULL;
+  umask(old_mask);
+  ck_assert_msg(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0, "stderr: %s", r.err);
+  struct stat sb;
+  ck_assert_int_eq(stat(out_path, &sb), 0);
+  ck_assert_int_eq(sb.st_mode & 0777, 0644);
+  int others = 0, stale = 0;  // in stale/: out.safetensors and the one stale temporary
+  DIR *dir = opendir(stale_dir);
+  ck_assert_ptr_nonnull(dir);
+  for (struct dirent *e; (e = readdir(dir));) {
+    if (!strncmp(e->d_name, "out.safetensors.tmp.", 20)) stale++;
+    else if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "out.safetensors"))
+      others++;
+  }
+  closedir(dir);
+  ck_assert_int_eq(stale, 1);
+  ck_assert_int_eq(others, 0);
+}
+END_TEST
+
 START_TEST(test_catalogue_has_at_least_30_user_errors) {
   int n = 0;
   for (int i = 0; i < N_CASES; i++) n += cases[i].code == 1;
@@ -641,6 +684,7 @@ int main(void) {
   tcase_add_test(tc, test_catalogue_has_at_least_30_user_errors);
   tcase_add_test(tc, test_tiny_ok_runs);
   tcase_add_test(tc, test_output_in_read_only_directory_is_refused_before_work);
+  tcase_add_test(tc, test_write_survives_a_stale_temporary_with_its_pid);
   tcase_add_loop_test(tc, test_kiln_rejects_bad_input_with_its_exit_code_and_place, 0, N_CASES);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
