@@ -488,6 +488,8 @@ static const Case cases[] = {
   {{"data", "shuffle", "-o", "tmp/x"}, 2, {"unknown data subcommand \"shuffle\""}},
   {{"data", "synth", "-o", "tmp/x", "--train", "-3"}, 2, {"number of examples", "\"-3\""}},
   {{"data", "synth", "-o", "tmp/x", "--set", "regions=many"}, 2, {"regions=many", "positive integer"}},
+  {{"train", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--data", "tmp/in_ok.safetensors",
+    "-o", "tmp/out.safetensors", "--eval-every", "5"}, 2, {"--eval-every needs --eval-data"}},
   {{"eval", VQA, "--weights", "w"}, 2, {"--data"}},
   {{"eval", VQA, "--data", "d", "--inputs", "i"}, 2, {"\"--inputs\" does not apply"}},
   {{RUN_TINY("in_ok.safetensors"), "--text", "red"}, 2, {"--text needs --vocab"}},
