@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "runtime/files.h"
+#include "runtime/text.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors data is little-endian; kiln runs on little-endian hosts only"
@@ -140,6 +141,14 @@ static void describe_bad_uint(char *buf, size_t cap, const cJSON *j) {
   }
 }
 
+// Tensor names are UTF-8, read or written: other readers refuse a header that is not.
+static bool check_name_utf8(const char *path, const char *name, Diag *d) {
+  size_t bad;
+  if (rt_utf8_valid(name, strlen(name), &bad)) return true;
+  return diag_error(d, "%s: tensor name \"%.*s...\" is not valid UTF-8 (byte 0x%02x at offset %zu)",
+                    path, (int)bad, name, (unsigned char)name[bad], bad);
+}
+
 static bool tensor_error(const Reader *r, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static bool tensor_error(const Reader *r, const char *name, const char *fmt, ...) {
@@ -243,6 +252,7 @@ static bool parse_offsets(const Reader *r, const char *name, const cJSON *j,
 static bool parse_entry(const Reader *r, const cJSON *entry, StTensor *t, size_t *begin) {
   const char *name = entry->string;
   if (!*name) return diag_error(r->d, "%s: a tensor has an empty name", r->path);
+  if (!check_name_utf8(r->path, name, r->d)) return false;
   if (!cJSON_IsObject(entry))
     return tensor_error(r, name, "entry is %s, must be an object", json_kind(entry));
   const cJSON *dtype = NULL, *shape = NULL, *offsets = NULL, *key;
@@ -373,6 +383,12 @@ static bool parse_image(const char *path, unsigned char *buf, size_t size, StFil
     return false;
   }
   const char *header = (const char *)buf + 8, *end = NULL;
+  long nul = rt_json_find_nul(header, (size_t)hlen);  // cJSON would cut "x\u0000y" to "x"
+  if (nul >= 0) {
+    st_free(out);
+    return diag_error(d, "%s: header byte %ld: a NUL character (\\u0000 or a zero byte) in a string: "
+                      "tensor names cannot hold one", path, nul);
+  }
   cJSON *root = cJSON_ParseWithLengthOpts(header, (size_t)hlen, &end, false);
   if (!root) {
     size_t at = end ? (size_t)(end - header) : 0;
@@ -480,6 +496,7 @@ static bool check_for_write(const char *path, const StTensor *ts, int n, Diag *d
     if (!t->name || !*t->name || !strcmp(t->name, ST_METADATA))
       return diag_error(d, "%s: tensor %d: name \"%s\" is not allowed", path, i,
                         t->name ? t->name : "(null)");
+    if (!check_name_utf8(path, t->name, d)) return false;
     if (t->rank < 0 || t->rank > ST_MAX_RANK || (unsigned)t->dtype >= DT_COUNT)
       return diag_error(d, "%s: tensor \"%s\": bad rank %d or dtype %d", path, t->name,
                         t->rank, (int)t->dtype);

@@ -222,6 +222,13 @@ static void write_input_files(void) {
   write_st("in_duplicate.safetensors", "{" X_IN "," X_IN "," IDS_IN "}", &in, sizeof in);
   write_st("in_not_object.safetensors", "[1, 2]", &in, sizeof in);
   write_st("in_stray_bytes.safetensors", "{" X_IN "," IDS_IN "} xx", &in, sizeof in);
+  // Tensor names: "x\u0000junk" read as "x" by cJSON; "x\xff" is not UTF-8.
+  write_st("in_name_nul.safetensors",
+           "{\"x\\u0000junk\":{\"dtype\":\"F32\",\"shape\":[2,4],\"data_offsets\":[0,32]}," IDS_IN "}",
+           &in, sizeof in);
+  write_st("in_name_utf8.safetensors",
+           "{\"x\xff\":{\"dtype\":\"F32\",\"shape\":[2,4],\"data_offsets\":[0,32]}," IDS_IN "}",
+           &in, sizeof in);
   write_st("in_entry_key.safetensors",
            "{\"x\":{\"dtype\":\"F32\",\"shape\":[2,4],\"offsets\":[0,32]}," IDS_IN "}", &in,
            sizeof in);
@@ -317,6 +324,7 @@ static const Case cases[] = {
   {{"check", "bad/node_unknown_key.json"}, 1, {"node_unknown_key.json", "nodes[0]", "unknown key \"axis\""}},
   {{"check", "bad/fused_in_model.json"}, 1, {"fused_in_model.json", "nodes[0] \"y\": fused", "made by the fuse pass"}},
   {{"check", "bad/input_missing_shape.json"}, 1, {"input_missing_shape.json", "inputs[0]", "\"x\"", "missing \"shape\""}},
+  {{"check", "bad/name_nul.json"}, 1, {"name_nul.json:3:37", "NUL character", "in a string"}},
   {{"check", "bad/empty_name.json"}, 1, {"empty_name.json", "inputs[0]", "\"name\" must be a non-empty string"}},
   {{"check", "bad/number_too_large.json"}, 1, {"number_too_large.json", "nodes[0]", "scale", "too large"}},
   // --- ops, arity, attributes ------------------------------------------------------------
@@ -412,6 +420,9 @@ static const Case cases[] = {
   {{RUN_TINY("in_duplicate.safetensors")}, 1, {"in_duplicate.safetensors", "duplicate tensor name \"x\""}},
   {{RUN_TINY("in_not_object.safetensors")}, 1, {"in_not_object.safetensors", "header is an array"}},
   {{RUN_TINY("in_stray_bytes.safetensors")}, 1, {"in_stray_bytes.safetensors", "stray bytes"}},
+  {{RUN_TINY("in_name_nul.safetensors")}, 1, {"in_name_nul.safetensors", "header byte 3", "NUL character", "tensor names"}},
+  {{RUN_TINY("in_name_utf8.safetensors")}, 1, {"in_name_utf8.safetensors", "tensor name \"x...\" is not valid UTF-8", "0xff"}},
+  {{"init", "tmp/name_utf8.json", "-o", "tmp/out.safetensors"}, 1, {"out.safetensors", "tensor name \"w...\" is not valid UTF-8"}},
   {{RUN_TINY("in_entry_key.safetensors")}, 1, {"in_entry_key.safetensors", "\"x\"", "unknown key \"offsets\""}},
   {{"run", "bad/cast_nan.json", "--weights", "tmp/empty_weights.safetensors", "--inputs",
     "tmp/in_nan.safetensors", "-o", "tmp/out.safetensors"},
@@ -652,6 +663,10 @@ static void setup(void) {
   ck_assert_int_eq(mkfifo(fifo, 0600), 0);
   const char *inc = "{\"format\": \"kiln-model/1\", \"include\": \"fifo\"}";
   write_file("include_fifo.json", inc, strlen(inc));
+  // A parameter whose name is not UTF-8: kiln init must not write it into a safetensors file.
+  const char *bad_name = "{\"format\": \"kiln-model/1\", \"params\": [{\"name\": \"w\xff\", \"shape\": [2], "
+                         "\"init\": \"zeros\"}]}";
+  write_file("name_utf8.json", bad_name, strlen(bad_name));
   // Outputs that would replace an input or something that is not a regular file.
   char p[4200], q[4200];
   snprintf(p, sizeof p, "%s/tests/bad/tiny_ok.json", g_src);
