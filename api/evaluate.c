@@ -71,7 +71,7 @@ static void score_batch(KilnModel *m, int64_t b, FeMetrics *s) {
   }
 }
 
-// Opens and compiles part pt for inference, with batch=`batch` when > 0.
+// Opens part pt's model for inference, with batch=`batch` when > 0.
 static bool open_part(const char *path, const KilnOptions *ko, const char *loss, int64_t batch, FeEvalPart *pt,
                       Diag *d) {
   KilnOptions o = *ko;
@@ -89,9 +89,14 @@ static bool open_part(const char *path, const KilnOptions *ko, const char *loss,
   bool ok = kiln_model_open(path, &o, &pt->m, d);
   free(sets);
   pt->loss = loss;
-  if (ok && !kiln_find(pt->m, KILN_OUTPUT, loss, &(KilnTensorInfo){0}))
-    ok = diag_error(d, "%s: the model has no loss \"%s\"", kiln_model_file(pt->m), loss);
-  return ok && kiln_compile(pt->m, d);
+  return ok;
+}
+
+// Compiles an opened part for its outputs and loss.
+static bool compile_part(FeEvalPart *pt, Diag *d) {
+  if (!kiln_find(pt->m, KILN_OUTPUT, pt->loss, &(KilnTensorInfo){0}))
+    return diag_error(d, "%s: the model has no loss \"%s\"", kiln_model_file(pt->m), pt->loss);
+  return kiln_compile(pt->m, d);
 }
 
 bool fe_eval_open(const char *path, const KilnOptions *ko, const char *loss, const char *data_path, FeEvaluator *e,
@@ -110,8 +115,8 @@ bool fe_eval_open(const char *path, const KilnOptions *ko, const char *loss, con
   KilnTensorInfo info;
   for (int k = 0; k < df.n && n == 0; k++)
     if (kiln_find(full->m, KILN_INPUT, df.tensors[k].name, &info) && df.tensors[k].rank >= 1) n = df.tensors[k].shape[0];
-  bool ok = n > 0 || diag_error(d, "%s: no examples of the model's inputs", data_path);
-  ok = ok && kiln_data_open(full->m, &df, NULL, &e->data, d);
+  bool ok = (n > 0 || diag_error(d, "%s: no examples of the model's inputs", data_path)) && compile_part(full, d) &&
+            kiln_data_open(full->m, &df, NULL, &e->data, d);
   if (ok && n >= full->batch) full->count = n / full->batch * full->batch;
   if (ok && n % full->batch) {  // the rest on the model with batch = n % batch
     FeEvalPart *rest = &e->part[1];
@@ -119,7 +124,7 @@ bool fe_eval_open(const char *path, const KilnOptions *ko, const char *loss, con
     rest->first = n / full->batch * full->batch;
     rest->count = rest->batch;
     e->n_parts = 2;
-    ok = open_part(path, ko, loss, rest->batch, rest, d);
+    ok = open_part(path, ko, loss, rest->batch, rest, d) && compile_part(rest, d);
   }
   st_free(&df);
   return ok;

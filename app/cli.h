@@ -80,6 +80,9 @@ KilnTrainOptions cli_train_options(const CliOptions *o);
 // inference); prints the error and returns false on failure.
 bool cli_load(const CliOptions *o, const char *loss, IrGraph *g);
 void cli_error(const Diag *d);
+// Before any work: -o is not the same file as an input (exit code EXIT_USAGE) and can be
+// written: absent or a regular file, in a writable directory (EXIT_USER); 0 if fine.
+int cli_check_output(const CliOptions *o);
 // Was pass `name` switched off with --disable-pass? (memplan is honoured by codegen.)
 bool cli_pass_disabled(const CliOptions *o, const char *name);
 

@@ -7,8 +7,24 @@
 #include "codegen/compile.h"
 #include "app/cli.h"
 #include "passes/passes.h"
+#include "runtime/files.h"
 
 void cli_error(const Diag *d) { fprintf(stderr, "kiln: %s\n", d->set ? d->msg : "error"); }
+
+int cli_check_output(const CliOptions *o) {
+  // data synth -o DIR and compile --emit lib -o DIR write directories of new files.
+  if (!o->output || !strcmp(o->cmd, "data") || (o->emit && !strcmp(o->emit, "lib"))) return 0;
+  // Every input is compared, though kiln train reads them all before its first step: -o
+  // names the file that holds the result, so an -o equal to an input loses that input.
+  const RtNamedPath inputs[] = {{"MODEL", o->model},      {"--weights", o->weights},
+                                {"--inputs", o->inputs},  {"--data", o->data},
+                                {"--resume", o->resume},  {"--init", o->init},
+                                {"--eval-data", o->eval_data}, {"--vocab", o->vocab}};
+  Diag d = {0};
+  int code = rt_output_check("-o", o->output, inputs, (int)(sizeof inputs / sizeof inputs[0]), &d);
+  if (code) cli_error(&d);
+  return code;
+}
 
 bool cli_pass_disabled(const CliOptions *o, const char *name) {
   for (int i = 0; i < o->n_disabled; i++)

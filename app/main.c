@@ -427,6 +427,8 @@ int main(int argc, char **argv) {
   if (!o.model && strcmp(c->name, "data") == 0) return usage_error(c, "data needs a subcommand (synth)%s", "");
   if (!o.model && strcmp(c->name, "ops") != 0) return usage_error(c, "%s needs a MODEL file", c->name);
   if (o.text && !o.vocab) return usage_error(c, "--text needs --vocab FILE%s", "");
+  if (o.eval_every && !o.eval_data) return usage_error(c, "--eval-every needs --eval-data VAL%s", "");
   int rc = read_environment(c, &o);
+  if (!rc) rc = cli_check_output(&o);  // before any work: -o must not destroy an input
   return rc ? rc : c->run(&o);
 }

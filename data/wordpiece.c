@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/files.h"
+
 // --- vocabulary ------------------------------------------------------------------------
 
 static uint64_t fnv1a(const char *s, size_t len) {
@@ -71,8 +73,8 @@ bool wp_vocab_from_tokens(const char *const *tokens, int n, const char *what, Wp
 
 bool wp_vocab_load(const char *path, WpVocab *v, Diag *d) {
   memset(v, 0, sizeof *v);
-  FILE *f = fopen(path, "rb");
-  if (!f) return diag_error(d, "%s: cannot open the vocabulary file", path);
+  FILE *f = rt_open_read(path, d);  // a regular file: no FIFO, device or directory
+  if (!f) return diag_prefix(d, "the vocabulary: ");
   int cap = 0;
   char *line = NULL;
   size_t line_cap = 0;

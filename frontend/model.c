@@ -10,6 +10,8 @@
 
 #include "frontend/expr.h"
 #include "frontend/frontend.h"
+#include "runtime/files.h"
+#include "runtime/text.h"
 
 #define MAX_FILES 64
 #define MAX_INCLUDE_DEPTH 16
@@ -123,8 +125,8 @@ static bool check_keys(Loader *L, const cJSON *obj, const char *where, const cha
 }
 
 static bool read_whole_file(const char *path, char **out, size_t *len, Diag *d) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return diag_error(d, "%s: cannot open: %s", path, strerror(errno));
+  FILE *f = rt_open_read(path, d);  // a regular file: no FIFO, device or directory
+  if (!f) return false;
   char *buf = NULL;
   size_t n = 0, cap = 0;
   for (;;) {
@@ -192,19 +194,31 @@ static bool check_no_duplicate_keys(const cJSON *j, const char *path, char *at, 
   return true;
 }
 
+// Line and column (from 1) of `at` in text.
+static void text_position(const char *text, const char *at, int *line, int *col) {
+  *line = *col = 1;
+  for (const char *p = text; at && p < at && *p; p++) {
+    if (*p == '\n') ++*line, *col = 1;
+    else ++*col;
+  }
+}
+
 static bool parse_json(const char *path, cJSON **out, Diag *d) {
   char *text = NULL;
   size_t len = 0;
   if (!read_whole_file(path, &text, &len, d)) return false;
+  int line, col;
+  long nul = rt_json_find_nul(text, len);  // cJSON would cut "x\u0000y" to "x" unseen
+  if (nul >= 0) {
+    text_position(text, text + nul, &line, &col);
+    free(text);
+    return diag_error(d, "%s:%d:%d: a NUL character (\\u0000 or a zero byte) in a string: names and "
+                      "strings cannot hold one", path, line, col);
+  }
   const char *end = NULL;
   cJSON *root = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1);  // + the NUL
   if (!root) {
-    const char *at = end ? end : cJSON_GetErrorPtr();
-    int line = 1, col = 1;
-    for (const char *p = text; at && p < at && *p; p++) {
-      if (*p == '\n') line++, col = 1;
-      else col++;
-    }
+    text_position(text, end ? end : cJSON_GetErrorPtr(), &line, &col);
     free(text);
     return diag_error(d, "%s:%d:%d: malformed JSON", path, line, col);
   }

@@ -9,6 +9,7 @@
 
 #include "runtime/aot.h"
 #include "runtime/dtype.h"
+#include "runtime/files.h"
 #include "runtime/timing.h"
 
 static const char *prog = "model";
@@ -130,6 +131,12 @@ int rt_aot_main(const RtAotModel *m, int argc, char **argv) {
     return usage_error(m, "needs --weights FILE (no weights were embedded at compile time)%s", "");
 
   Diag d = {0};
+  const RtNamedPath read[] = {{"--weights", weights}, {"--inputs", inputs}};
+  int bad_output = rt_output_check("-o", output, read, 2, &d);  // before any work, as kiln
+  if (bad_output) {
+    fprintf(stderr, "%s: %s\n", prog, d.msg);
+    return bad_output;
+  }
   StFile wf = {0}, inf = {0};
   RtAot a = {0};
   uint64_t wanted = 0, given = 0;

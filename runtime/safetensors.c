@@ -1,6 +1,6 @@
 // Safetensors files: st_read loads a whole file and validates every field of its header
 // (types, shapes, offsets, overlaps, duplicates) before handing out tensors; st_write writes
-// a temporary file, fsyncs it and renames it over the target.
+// a temporary file of a unique name (mkstemp), fsyncs it and renames it over the target.
 //
 // Tensor data points into the file buffer at whatever offset the file gives, so it may be
 // misaligned for its type: read elements with memcpy or dt_load, never through a cast pointer.
@@ -17,6 +17,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "runtime/files.h"
+#include "runtime/text.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors data is little-endian; kiln runs on little-endian hosts only"
@@ -67,17 +70,13 @@ static bool shape_nbytes(DType dtype, int rank, const int64_t *shape, size_t *ou
 
 static bool read_whole_file(const char *path, unsigned char **buf_out, size_t *size_out,
                             Diag *d) {
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return diag_error(d, "%s: cannot open: %s", path, strerror(errno));
+  FILE *fp = rt_open_read(path, d);  // a regular file: no FIFO, device or directory
+  if (!fp) return false;
   struct stat sb;
   if (fstat(fileno(fp), &sb) != 0) {
     int err = errno;
     fclose(fp);
     return diag_error(d, "%s: cannot stat: %s", path, strerror(err));
-  }
-  if (!S_ISREG(sb.st_mode)) {
-    fclose(fp);
-    return diag_error(d, "%s: not a regular file", path);
   }
   if (sb.st_size < 0 || (uint64_t)sb.st_size > SIZE_MAX - 1) {
     fclose(fp);
@@ -140,6 +139,14 @@ static void describe_bad_uint(char *buf, size_t cap, const cJSON *j) {
     snprintf(buf, cap, "%.*g", prec, j->valuedouble);
     if (strtod(buf, NULL) == j->valuedouble) return;
   }
+}
+
+// Tensor names are UTF-8, read or written: other readers refuse a header that is not.
+static bool check_name_utf8(const char *path, const char *name, Diag *d) {
+  size_t bad;
+  if (rt_utf8_valid(name, strlen(name), &bad)) return true;
+  return diag_error(d, "%s: tensor name \"%.*s...\" is not valid UTF-8 (byte 0x%02x at offset %zu)",
+                    path, (int)bad, name, (unsigned char)name[bad], bad);
 }
 
 static bool tensor_error(const Reader *r, const char *name, const char *fmt, ...)
@@ -245,6 +252,7 @@ static bool parse_offsets(const Reader *r, const char *name, const cJSON *j,
 static bool parse_entry(const Reader *r, const cJSON *entry, StTensor *t, size_t *begin) {
   const char *name = entry->string;
   if (!*name) return diag_error(r->d, "%s: a tensor has an empty name", r->path);
+  if (!check_name_utf8(r->path, name, r->d)) return false;
   if (!cJSON_IsObject(entry))
     return tensor_error(r, name, "entry is %s, must be an object", json_kind(entry));
   const cJSON *dtype = NULL, *shape = NULL, *offsets = NULL, *key;
@@ -375,6 +383,12 @@ static bool parse_image(const char *path, unsigned char *buf, size_t size, StFil
     return false;
   }
   const char *header = (const char *)buf + 8, *end = NULL;
+  long nul = rt_json_find_nul(header, (size_t)hlen);  // cJSON would cut "x\u0000y" to "x"
+  if (nul >= 0) {
+    st_free(out);
+    return diag_error(d, "%s: header byte %ld: a NUL character (\\u0000 or a zero byte) in a string: "
+                      "tensor names cannot hold one", path, nul);
+  }
   cJSON *root = cJSON_ParseWithLengthOpts(header, (size_t)hlen, &end, false);
   if (!root) {
     size_t at = end ? (size_t)(end - header) : 0;
@@ -482,6 +496,7 @@ static bool check_for_write(const char *path, const StTensor *ts, int n, Diag *d
     if (!t->name || !*t->name || !strcmp(t->name, ST_METADATA))
       return diag_error(d, "%s: tensor %d: name \"%s\" is not allowed", path, i,
                         t->name ? t->name : "(null)");
+    if (!check_name_utf8(path, t->name, d)) return false;
     if (t->rank < 0 || t->rank > ST_MAX_RANK || (unsigned)t->dtype >= DT_COUNT)
       return diag_error(d, "%s: tensor \"%s\": bad rank %d or dtype %d", path, t->name,
                         t->rank, (int)t->dtype);
@@ -563,10 +578,23 @@ bool st_write(const char *path, const StTensor *tensors, int n, Diag *d) {
     free(header.p);
     return diag_error(d, "%s: out of memory", path);
   }
-  snprintf(tmp, tmp_cap, "%s.tmp.%ld", path, (long)getpid());
-
+  // A name no other file has or will have (mkstemp creates it, O_EXCL): a temporary that a
+  // killed run left behind cannot make this write fail, as "PATH.tmp.PID" did once the PID
+  // was reused. mkstemp's mode 0600 becomes what fopen would have given the file.
+  snprintf(tmp, tmp_cap, "%s.tmp.XXXXXX", path);
   const char *step = "create";
-  FILE *fp = fopen(tmp, "wbx");  // "x": never truncate someone else's file
+  int fd = mkstemp(tmp);
+  FILE *fp = NULL;
+  if (fd >= 0) {
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(fd, 0666 & ~mask) != 0 || !(fp = fdopen(fd, "wb"))) {
+      int err = errno;
+      close(fd);
+      remove(tmp);
+      errno = err;
+    }
+  }
   bool created = fp != NULL, ok = created;
   if (ok) ok = write_contents(fp, &header, tensors, n, &step);
   int err = errno;

@@ -256,6 +256,13 @@ check "aot: executable with --threads 0 exits 2" \
 check "aot: executable with an unknown option exits 2" \
   exit_code 2 "unknown option \"--frob\"" "$b/exe" --frob
 check "aot: executable without -o exits 2" exit_code 2 "needs -o" "$b/exe" --inputs "$b/in_ok.safetensors"
+check "aot: executable with -o the same file as --inputs exits 2 and keeps it" bash -c '
+  cp "$1/in_ok.safetensors" "$1/in_copy.safetensors"; ln -f "$1/in_copy.safetensors" "$1/in_link.safetensors"
+  rc=0; "$1/exe" --inputs "$1/in_copy.safetensors" -o "$1/in_link.safetensors" 2>"$1/err" || rc=$?
+  cat "$1/err"; [ "$rc" -eq 2 ] && grep -q "in_link.safetensors is the same file as --inputs" "$1/err" &&
+  cmp "$1/in_ok.safetensors" "$1/in_copy.safetensors"' _ "$b"
+check "aot: executable with -o a directory exits 1 before running" \
+  exit_code 1 "is a directory" "$b/exe" --inputs "$b/in_ok.safetensors" -o "$b"
 check "aot: executable --help lists inputs and outputs" \
   bash -c '"$1" --help | grep -q "ids  *i64\[2\]" && "$1" --help | grep -q "z  *f32\[2,3\]"' _ "$b/exe"
 tiny_model="$root/tests/bad/tiny_ok.json"

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +25,9 @@
 #define MAX_EXPECT 6
 
 static const char *g_kiln, *g_src;
+// Set by a test: the child leaves OUT.tmp.<its PID> for kiln (the same process) to meet, as a
+// run killed while writing OUT leaves for a later process that gets its PID.
+static const char *g_stale_tmp_for;
 static char g_dir[4096];  // per-run temporary directory: tensor files, outputs, stderr
 
 // --- running kiln ---------------------------------------------------------------------
@@ -72,6 +76,13 @@ static void run_kiln(const char *const *args, const char *env, Run *r) {
   if (pid == 0) {
     int out = open("/dev/null", O_WRONLY), err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (out < 0 || err < 0) _exit(127);
+    if (g_stale_tmp_for) {
+      char stale[4300];
+      snprintf(stale, sizeof stale, "%s.tmp.%ld", g_stale_tmp_for, (long)getpid());
+      int fd = open(stale, O_WRONLY | O_CREAT | O_EXCL, 0644);
+      if (fd < 0) _exit(126);
+      close(fd);
+    }
     dup2(out, STDOUT_FILENO);
     dup2(err, STDERR_FILENO);
     // An allocation too large for memory must fail like malloc does, not abort under ASan.
@@ -212,6 +223,13 @@ static void write_input_files(void) {
   write_st("in_duplicate.safetensors", "{" X_IN "," X_IN "," IDS_IN "}", &in, sizeof in);
   write_st("in_not_object.safetensors", "[1, 2]", &in, sizeof in);
   write_st("in_stray_bytes.safetensors", "{" X_IN "," IDS_IN "} xx", &in, sizeof in);
+  // Tensor names: "x\u0000junk" read as "x" by cJSON; "x\xff" is not UTF-8.
+  write_st("in_name_nul.safetensors",
+           "{\"x\\u0000junk\":{\"dtype\":\"F32\",\"shape\":[2,4],\"data_offsets\":[0,32]}," IDS_IN "}",
+           &in, sizeof in);
+  write_st("in_name_utf8.safetensors",
+           "{\"x\xff\":{\"dtype\":\"F32\",\"shape\":[2,4],\"data_offsets\":[0,32]}," IDS_IN "}",
+           &in, sizeof in);
   write_st("in_entry_key.safetensors",
            "{\"x\":{\"dtype\":\"F32\",\"shape\":[2,4],\"offsets\":[0,32]}," IDS_IN "}", &in,
            sizeof in);
@@ -287,6 +305,8 @@ typedef struct Case {
                      "tmp/" in, "-o", "tmp/out.safetensors"
 #define RUN_TINY_W(w) "run", "bad/tiny_ok.json", "--weights", "tmp/" w, "--inputs", \
                       "tmp/in_ok.safetensors", "-o", "tmp/out.safetensors"
+#define RUN_TINY_O(out) "run", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--inputs", \
+                        "tmp/in_ok.safetensors", "-o", out
 #define VQA "models/visualbert-vqa.json"
 
 static const Case cases[] = {
@@ -305,6 +325,7 @@ static const Case cases[] = {
   {{"check", "bad/node_unknown_key.json"}, 1, {"node_unknown_key.json", "nodes[0]", "unknown key \"axis\""}},
   {{"check", "bad/fused_in_model.json"}, 1, {"fused_in_model.json", "nodes[0] \"y\": fused", "made by the fuse pass"}},
   {{"check", "bad/input_missing_shape.json"}, 1, {"input_missing_shape.json", "inputs[0]", "\"x\"", "missing \"shape\""}},
+  {{"check", "bad/name_nul.json"}, 1, {"name_nul.json:3:37", "NUL character", "in a string"}},
   {{"check", "bad/empty_name.json"}, 1, {"empty_name.json", "inputs[0]", "\"name\" must be a non-empty string"}},
   {{"check", "bad/number_too_large.json"}, 1, {"number_too_large.json", "nodes[0]", "scale", "too large"}},
   // --- ops, arity, attributes ------------------------------------------------------------
@@ -400,6 +421,9 @@ static const Case cases[] = {
   {{RUN_TINY("in_duplicate.safetensors")}, 1, {"in_duplicate.safetensors", "duplicate tensor name \"x\""}},
   {{RUN_TINY("in_not_object.safetensors")}, 1, {"in_not_object.safetensors", "header is an array"}},
   {{RUN_TINY("in_stray_bytes.safetensors")}, 1, {"in_stray_bytes.safetensors", "stray bytes"}},
+  {{RUN_TINY("in_name_nul.safetensors")}, 1, {"in_name_nul.safetensors", "header byte 3", "NUL character", "tensor names"}},
+  {{RUN_TINY("in_name_utf8.safetensors")}, 1, {"in_name_utf8.safetensors", "tensor name \"x...\" is not valid UTF-8", "0xff"}},
+  {{"init", "tmp/name_utf8.json", "-o", "tmp/out.safetensors"}, 1, {"out.safetensors", "tensor name \"w...\" is not valid UTF-8"}},
   {{RUN_TINY("in_entry_key.safetensors")}, 1, {"in_entry_key.safetensors", "\"x\"", "unknown key \"offsets\""}},
   {{"run", "bad/cast_nan.json", "--weights", "tmp/empty_weights.safetensors", "--inputs",
     "tmp/in_nan.safetensors", "-o", "tmp/out.safetensors"},
@@ -410,6 +434,25 @@ static const Case cases[] = {
   {{"run", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--inputs",
     "tmp/in_ok.safetensors", "-o", "tmp/no_such_dir/out.safetensors"},
    1, {"no_such_dir/out.safetensors", "cannot create"}},
+  {{"train", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--data", "tmp/in_ok.safetensors",
+    "-o", "tmp/no_such_dir/w.safetensors"},  // found before the model is loaded (it has no loss)
+   1, {"no_such_dir/w.safetensors", "cannot create", "No such file"}},
+  // --- outputs: never the same file as an input, never anything but a regular file ------------
+  {{RUN_TINY_O("tmp/w.safetensors")}, 2, {"-o", "w.safetensors is the same file as --weights"}},
+  {{RUN_TINY_O("tmp/./in_ok.safetensors")}, 2, {"./in_ok.safetensors is the same file as --inputs", "/in_ok.safetensors: writing the output would replace the input"}},
+  {{RUN_TINY_O("tmp/w_link.safetensors")}, 2, {"w_link.safetensors is the same file as --weights", "/w.safetensors: writing"}},  // a hard link
+  {{"init", "tmp/tiny.json", "-o", "tmp/tiny.json"}, 2, {"tiny.json is the same file as MODEL"}},
+  {{"train", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--data", "tmp/in_ok.safetensors",
+    "-o", "tmp/in_ok.safetensors"}, 2, {"same file as --data"}},
+  {{"train", "bad/tiny_ok.json", "--resume", "tmp/w.safetensors", "--data", "tmp/in_ok.safetensors",
+    "-o", "tmp/w_link.safetensors"}, 2, {"same file as --resume"}},
+  {{"train", "bad/tiny_ok.json", "--init", "tmp/w.safetensors", "--data", "tmp/in_ok.safetensors",
+    "-o", "tmp/w.safetensors"}, 2, {"same file as --init"}},
+  {{"train", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--data", "tmp/in_ok.safetensors",
+    "--eval-data", "tmp/in_x_rank.safetensors", "-o", "tmp/in_x_rank.safetensors"}, 2, {"same file as --eval-data"}},
+  {{RUN_TINY_O("tmp/fifo")}, 1, {"fifo: is a FIFO", "regular file"}},
+  {{RUN_TINY_O("tmp/")}, 1, {"is a directory", "regular file"}},
+  {{RUN_TINY_O("tmp/out_link.safetensors")}, 1, {"out_link.safetensors: is a symbolic link"}},
   // --- config overrides and model paths on the command line ---------------------------------
   {{"check", VQA, "--set", "nosuch=1"}, 1, {"--set nosuch", "no config entry \"nosuch\""}},
   {{"check", VQA, "--set", "batch=0"}, 1, {"visualbert-common.json", "inputs[0]", "\"batch\" is 0", "dims must be positive"}},
@@ -418,7 +461,14 @@ static const Case cases[] = {
   {{"check", VQA, "--set", "hidden=0"}, 1, {"config.attn_scale", "division by zero"}},
   {{"check", VQA, "--set", "batch=1e300"}, 1, {"inputs[0]", "\"batch\"", "too large"}},
   {{"check", "bad/no_such_model.json"}, 1, {"no_such_model.json", "cannot open"}},
-  {{"check", "tmp/"}, 1, {"Is a directory"}},
+  {{"check", "tmp/"}, 1, {"not a regular file (a directory)"}},
+  // --- FIFOs without a writer: refused at once, never waited on ----------------------------
+  {{"check", "tmp/fifo"}, 1, {"fifo", "not a regular file (a FIFO)"}},
+  {{"check", "tmp/include_fifo.json"}, 1, {"include_fifo.json: include", "fifo", "not a regular file (a FIFO)"}},
+  {{RUN_TINY_W("fifo")}, 1, {"fifo", "not a regular file (a FIFO)"}},
+  {{RUN_TINY("fifo")}, 1, {"fifo", "not a regular file (a FIFO)"}},
+  {{"eval", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--data", "tmp/fifo"}, 1, {"fifo", "not a regular file (a FIFO)"}},
+  {{"tokenize", "--vocab", "tmp/fifo", "red"}, 1, {"fifo", "not a regular file (a FIFO)"}},
   // --- bad command lines ---------------------------------------------------------------------
   {{NULL}, 2, {"usage"}},
   {{"frob"}, 2, {"unknown command \"frob\""}},
@@ -450,6 +500,8 @@ static const Case cases[] = {
   {{"data", "shuffle", "-o", "tmp/x"}, 2, {"unknown data subcommand \"shuffle\""}},
   {{"data", "synth", "-o", "tmp/x", "--train", "-3"}, 2, {"number of examples", "\"-3\""}},
   {{"data", "synth", "-o", "tmp/x", "--set", "regions=many"}, 2, {"regions=many", "positive integer"}},
+  {{"train", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--data", "tmp/in_ok.safetensors",
+    "-o", "tmp/out.safetensors", "--eval-every", "5"}, 2, {"--eval-every needs --eval-data"}},
   {{"eval", VQA, "--weights", "w"}, 2, {"--data"}},
   {{"eval", VQA, "--data", "d", "--inputs", "i"}, 2, {"\"--inputs\" does not apply"}},
   {{RUN_TINY("in_ok.safetensors"), "--text", "red"}, 2, {"--text needs --vocab"}},
@@ -549,6 +601,54 @@ START_TEST(test_tiny_ok_runs) {
 }
 END_TEST
 
+// An output in a read-only directory is refused before any work. Tests run as root, for whom
+// access() ignores permission bits, so this needs a read-only mount: /proc/sys is one in most
+// containers; where it is writable the case is skipped.
+START_TEST(test_output_in_read_only_directory_is_refused_before_work) {
+  if (access("/proc/sys", W_OK) == 0) return;  // no read-only directory to try
+  const char *args[] = {"train", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--data",
+                        "tmp/in_ok.safetensors", "-o", "/proc/sys/kiln_out.safetensors", NULL};
+  Run r;
+  run_kiln(args, NULL, &r);
+  ck_assert_msg(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 1, "stderr: %s", r.err);
+  ck_assert_msg(strstr(r.err, "/proc/sys/kiln_out.safetensors: cannot create: the directory "
+                              "/proc/sys is not writable"), "stderr: %s", r.err);
+}
+END_TEST
+
+// A temporary a killed run left behind (named, as kiln named them, with a PID that this run
+// now has) does not make the write fail; the output gets the usual mode 0666 & ~umask, not
+// the temporary's 0600; no temporary of this run is left.
+START_TEST(test_write_survives_a_stale_temporary_with_its_pid) {
+  char out_path[4200], stale_dir[4200];
+  snprintf(stale_dir, sizeof stale_dir, "%s/stale", g_dir);
+  ck_assert_int_eq(mkdir(stale_dir, 0755), 0);
+  snprintf(out_path, sizeof out_path, "%s/stale/out.safetensors", g_dir);
+  const char *args[] = {RUN_TINY_O("tmp/stale/out.safetensors"), NULL};
+  mode_t old_mask = umask(022);
+  g_stale_tmp_for = out_path;
+  Run r;
+  run_kiln(args, NULL, &r);
+  g_stale_tmp_for = NULL;
+  umask(old_mask);
+  ck_assert_msg(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0, "stderr: %s", r.err);
+  struct stat sb;
+  ck_assert_int_eq(stat(out_path, &sb), 0);
+  ck_assert_int_eq(sb.st_mode & 0777, 0644);
+  int others = 0, stale = 0;  // in stale/: out.safetensors and the one stale temporary
+  DIR *dir = opendir(stale_dir);
+  ck_assert_ptr_nonnull(dir);
+  for (struct dirent *e; (e = readdir(dir));) {
+    if (!strncmp(e->d_name, "out.safetensors.tmp.", 20)) stale++;
+    else if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "out.safetensors"))
+      others++;
+  }
+  closedir(dir);
+  ck_assert_int_eq(stale, 1);
+  ck_assert_int_eq(others, 0);
+}
+END_TEST
+
 START_TEST(test_catalogue_has_at_least_30_user_errors) {
   int n = 0;
   for (int i = 0; i < N_CASES; i++) n += cases[i].code == 1;
@@ -578,6 +678,30 @@ static void setup(void) {
   ck_assert_ptr_nonnull(mkdtemp(g_dir));
   write_input_files();
   write_weight_files();
+  // A FIFO no one writes to: opening it for reading the usual way blocks forever.
+  char fifo[4200];
+  snprintf(fifo, sizeof fifo, "%s/fifo", g_dir);
+  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  const char *inc = "{\"format\": \"kiln-model/1\", \"include\": \"fifo\"}";
+  write_file("include_fifo.json", inc, strlen(inc));
+  // A parameter whose name is not UTF-8: kiln init must not write it into a safetensors file.
+  const char *bad_name = "{\"format\": \"kiln-model/1\", \"params\": [{\"name\": \"w\xff\", \"shape\": [2], "
+                         "\"init\": \"zeros\"}]}";
+  write_file("name_utf8.json", bad_name, strlen(bad_name));
+  // Outputs that would replace an input or something that is not a regular file.
+  char p[4200], q[4200];
+  snprintf(p, sizeof p, "%s/tests/bad/tiny_ok.json", g_src);
+  FILE *f = fopen(p, "rb");
+  ck_assert_ptr_nonnull(f);
+  char model[4096];
+  size_t n = fread(model, 1, sizeof model, f);
+  fclose(f);
+  write_file("tiny.json", model, n);
+  snprintf(p, sizeof p, "%s/w.safetensors", g_dir);
+  snprintf(q, sizeof q, "%s/w_link.safetensors", g_dir);
+  ck_assert_int_eq(link(p, q), 0);
+  snprintf(q, sizeof q, "%s/out_link.safetensors", g_dir);
+  ck_assert_int_eq(symlink("elsewhere.safetensors", q), 0);
 }
 
 static void teardown(void) { remove_dir(g_dir); }
@@ -597,6 +721,8 @@ int main(void) {
   tcase_set_timeout(tc, 2 * HANG_SECONDS + 10);
   tcase_add_test(tc, test_catalogue_has_at_least_30_user_errors);
   tcase_add_test(tc, test_tiny_ok_runs);
+  tcase_add_test(tc, test_output_in_read_only_directory_is_refused_before_work);
+  tcase_add_test(tc, test_write_survives_a_stale_temporary_with_its_pid);
   tcase_add_loop_test(tc, test_kiln_rejects_bad_input_with_its_exit_code_and_place, 0, N_CASES);
   tcase_add_loop_test(tc, test_kiln_rejects_bad_settings_in_the_environment, 0, N_ENV_CASES);
   suite_add_tcase(s, tc);

@@ -14,6 +14,7 @@
 
 #include "runtime/dtype.h"
 #include "runtime/safetensors.h"
+#include "runtime/text.h"
 
 // --- fixtures: one fresh temporary directory per test ----------------------------------
 
@@ -800,6 +801,63 @@ START_TEST(test_rejects_bool_data_other_than_0_or_1) {
 }
 END_TEST
 
+// --- names: UTF-8, and no NUL --------------------------------------------------------
+
+START_TEST(test_utf8_validator_accepts_utf8_and_refuses_the_rest) {
+  static const char *valid[] = {"", "visual_embeds", "caf\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                                "\xf4\x8f\xbf\xbf" /* U+10FFFF */};
+  for (size_t i = 0; i < sizeof valid / sizeof valid[0]; i++)
+    ck_assert_msg(rt_utf8_valid(valid[i], strlen(valid[i]), NULL), "refused valid[%zu]", i);
+  static const struct { const char *s; size_t bad; } invalid[] = {
+    {"ab\xff", 2},              // never in UTF-8
+    {"a\x80", 1},               // a continuation byte alone
+    {"\xc0\xaf", 0},           // overlong '/'
+    {"\xe0\x80\xaf", 0},      // overlong, 3 bytes
+    {"\xed\xa0\x80", 0},      // U+D800, a surrogate
+    {"\xf4\x90\x80\x80", 0},  // U+110000
+    {"x\xe2\x82", 1},          // cut short
+  };
+  for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+    size_t bad = 99;
+    ck_assert_msg(!rt_utf8_valid(invalid[i].s, strlen(invalid[i].s), &bad), "accepted invalid[%zu]", i);
+    ck_assert_uint_eq(bad, invalid[i].bad);
+  }
+}
+END_TEST
+
+START_TEST(test_json_find_nul_finds_escapes_in_strings_and_zero_bytes) {
+  const char *a = "{\"x\\u0000y\": 1}";
+  ck_assert_int_eq(rt_json_find_nul(a, strlen(a)), 3);
+  const char *b = "{\"x\\\\u0000y\": 1}";  // an escaped backslash, then the text u0000
+  ck_assert_int_eq(rt_json_find_nul(b, strlen(b)), -1);
+  const char *c = "{\"x\\\"\\u0000\": 1}";  // after an escaped quote, still in the string
+  ck_assert_int_eq(rt_json_find_nul(c, strlen(c)), 5);
+  const char *e = "{\"x\\u0001\": 1}";
+  ck_assert_int_eq(rt_json_find_nul(e, strlen(e)), -1);
+  ck_assert_int_eq(rt_json_find_nul("{\"x\0\": 1}", 8), 3);
+  ck_assert_int_eq(rt_json_find_nul("{}\0", 3), -1);  // not in a string: the parser's to refuse
+}
+END_TEST
+
+START_TEST(test_write_refuses_names_that_are_not_utf8) {
+  float x[1] = {0};
+  StTensor t = {.name = "w\xff", .dtype = DT_F32, .rank = 1, .shape = {1}, .nbytes = 4, .data = x};
+  Diag d = {0};
+  ck_assert(!st_write(in_dir("out.safetensors"), &t, 1, &d));
+  EXPECT_REFUSED(d, "out.safetensors", "tensor name \"w...\" is not valid UTF-8", "0xff at offset 1");
+  ck_assert_int_eq(count_dir_entries(), 0);
+}
+END_TEST
+
+START_TEST(test_rejects_nul_and_invalid_utf8_in_names) {
+  // cJSON reads "x\u0000y" as "x": a file of "x\u0000y" must not pass for one of "x".
+  const char *p = write_header("nul.safetensors", "{\"x\\u0000y\":{" T_OK "}}", 16);
+  EXPECT_CORRUPT(p, "nul.safetensors", "header byte 3: a NUL character");
+  p = write_header("utf8.safetensors", "{\"x\xffy\":{" T_OK "}}", 16);
+  EXPECT_CORRUPT(p, "utf8.safetensors", "tensor name \"x...\" is not valid UTF-8");
+}
+END_TEST
+
 // --- the suite ------------------------------------------------------------------------
 
 static Suite *safetensors_suite(void) {
@@ -845,6 +903,10 @@ static Suite *safetensors_suite(void) {
   tcase_add_test(io, test_rejects_duplicate_name);
   tcase_add_test(io, test_rejects_bad_metadata);
   tcase_add_test(io, test_rejects_bool_data_other_than_0_or_1);
+  tcase_add_test(io, test_write_refuses_names_that_are_not_utf8);
+  tcase_add_test(io, test_rejects_nul_and_invalid_utf8_in_names);
+  tcase_add_test(dt, test_utf8_validator_accepts_utf8_and_refuses_the_rest);
+  tcase_add_test(dt, test_json_find_nul_finds_escapes_in_strings_and_zero_bytes);
   suite_add_tcase(s, io);
   return s;
 }

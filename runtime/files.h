@@ -1,0 +1,35 @@
+// Files the user names: opening them for reading without hanging on a FIFO or a device, and
+// checking an output path before any work (the same file as an input, not a regular file, a
+// directory that is missing or read-only). Every refusal is a diagnostic naming the path.
+#ifndef KILN_FILES_H
+#define KILN_FILES_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "runtime/diag.h"
+
+// Opens path for reading ("rb", close-on-exec). Anything but a regular file (a FIFO, a
+// device, a directory) is refused before it is read, so a FIFO without a writer cannot block.
+FILE *rt_open_read(const char *path, Diag *d);
+
+// An input a command reads: the option that names it ("--weights", "MODEL") and its path.
+typedef struct RtNamedPath {
+  const char *option, *path;
+} RtNamedPath;
+
+// The output `path` (named by option, e.g. "-o") is not the same file (device and inode) as
+// any of the n inputs, so writing it cannot replace one. Inputs that do not exist are skipped.
+bool rt_output_not_input(const char *option, const char *path, const RtNamedPath *inputs, int n,
+                         Diag *d);
+
+// The output path can be written by replacing it: it is absent or a regular file (never a
+// symlink, FIFO, device or directory, which writing would replace by a regular file), and its
+// directory exists and is writable.
+bool rt_output_writable(const char *path, Diag *d);
+
+// Both, as the entry points run them before any work: 0 if the output is fine, 2 (a bad
+// command line) if it is an input, 1 if it cannot be written.
+int rt_output_check(const char *option, const char *path, const RtNamedPath *inputs, int n, Diag *d);
+
+#endif
