@@ -130,7 +130,7 @@ static void epilogue_cols(Cg *cg, LLVMValueRef col, int lanes, void *ctx) {
 // The row op of a reduction body (the one node that is not elementwise).
 static const IrNode *row_op(const IrBody *b) {
   for (int i = 0; i < b->n; i++)
-    if (!(ir_ops[b->nodes[i]->op].flags & IR_FLAG_ELEMENTWISE)) return b->nodes[i];
+    if (!ir_op_is_elementwise(b->nodes[i]->op)) return b->nodes[i];
   assert(0 && "a reduction body has a row op");
   return NULL;
 }

@@ -216,10 +216,25 @@ typedef bool (*IrRefFn)(const IrNode *n, double *out, const double *const *in,
                         const IrEvalMode *mode, Diag *d);
 
 enum {
-  IR_FLAG_ELEMENTWISE = 1 << 0,  // out[i] depends on in[k][i] (after broadcasting) only
-  IR_FLAG_SOURCE = 1 << 1,       // no inputs: input, param, full, iota
-  IR_FLAG_INT_OK = 1 << 2,       // accepts integer dtypes
+  IR_FLAG_SOURCE = 1 << 1,  // no inputs: input, param, full, iota
+  IR_FLAG_INT_OK = 1 << 2,  // accepts integer dtypes
+  IR_FLAG_VIEW = 1 << 3,    // the output is in[0]'s elements in the same order: it shares
+                            // in[0]'s buffer (no kernel; memory planning follows it through)
 };
+
+// How an op reads its inputs, for fusion (TVM's TOpPattern), from the most to the least
+// fusible. The elementwise kinds (ir_op_is_elementwise) fuse into loops, prologues and
+// epilogues; a reduction is a fusion group's row op.
+typedef enum IrPattern {
+  IR_PATTERN_ELEMENTWISE,  // out[i] reads element i of each input (all of out's shape)
+  IR_PATTERN_BROADCAST,    // out[i] reads each input at i after NumPy broadcasting
+  IR_PATTERN_INJECTIVE,    // each output element is one input element (layout, gather)
+  IR_PATTERN_REDUCTION,    // combines elements along axes (reductions, softmax, layernorm, losses)
+  IR_PATTERN_OPAQUE,       // anything else: sources, matmul, attention, scatter, fused
+} IrPattern;
+
+// FLOPs of one evaluation of node n (ir/flops.c): the op table's cost column.
+typedef double (*IrFlopsFn)(const IrNode *n);
 
 // Gradient rule (ir/grad_rules.c): given dy, the gradient of the loss w.r.t. node n (n's
 // shape), builds through b the gradient dx[k] of each input k with need[k] set (n's input
@@ -230,15 +245,23 @@ typedef bool (*IrGradFn)(IrBuilder *b, IrNode *n, IrNode *dy, const bool *need, 
 typedef struct IrOpInfo {
   const char *name;
   int min_in, max_in;  // max_in < 0: any number >= min_in
-  unsigned flags;
+  IrPattern pattern;   // how it fuses
+  unsigned flags;      // IR_FLAG_*
   const IrAttrSpec *attrs;  // NULL-name terminated
   IrShapeFn shape;
   IrRefFn ref;
   IrGradFn grad;       // NULL: not differentiable (autodiff reports it when a loss needs it)
+  IrFlopsFn flops;     // FLOPs of one evaluation (ir_count_flops)
   const char *doc;     // one line for `kiln ops` and docs
 } IrOpInfo;
 
 extern const IrOpInfo ir_ops[IR_OP_COUNT];
+
+// Columns read as questions.
+static inline bool ir_op_is_elementwise(IrOpKind op) {  // elementwise or broadcast
+  return ir_ops[op].pattern == IR_PATTERN_ELEMENTWISE || ir_ops[op].pattern == IR_PATTERN_BROADCAST;
+}
+static inline bool ir_op_is_view(IrOpKind op) { return ir_ops[op].flags & IR_FLAG_VIEW; }
 
 bool ir_op_lookup(const char *name, IrOpKind *out);
 int ir_attr_index(IrOpKind op, const char *name);  // -1 if the op has no such attribute
@@ -304,7 +327,8 @@ bool ir_verify(const IrGraph *g, Diag *d);
 void ir_print_text(const IrGraph *g, FILE *f);
 void ir_print_dot(const IrGraph *g, FILE *f);
 
-// Counts (ir/print.c): parameters' elements, and FLOPs of one forward evaluation.
+// Counts (ir/print.c): parameters' elements, and FLOPs of one evaluation (the sum of the
+// op table's flops column over the nodes).
 int64_t ir_count_params(const IrGraph *g);
 double ir_count_flops(const IrGraph *g);
 

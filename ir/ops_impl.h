@@ -1,5 +1,6 @@
-// Private to ir/: the shape rules (ir/shape_rules.c) and reference kernels (ir/ref_*.c)
-// that the op table in ir/ops.c points to. One of each per op (some shared).
+// Private to ir/: the shape rules (ir/shape_rules.c), reference kernels (ir/ref_*.c),
+// gradient rules (ir/grad_rules.c) and FLOPs rules (ir/flops.c) that the op table in
+// ir/ops.c points to. One of each per op (some shared).
 #ifndef KILN_OPS_IMPL_H
 #define KILN_OPS_IMPL_H
 
@@ -39,6 +40,12 @@ REF_KERNELS(X)
   bool ir_grad_##r(IrBuilder *b, IrNode *n, IrNode *dy, const bool *need, IrNode **dx,    \
                    Diag *d);
 GRAD_RULES(X)
+#undef X
+
+// FLOPs rules (ir/flops.c).
+#define FLOPS_RULES(X) X(zero) X(out) X(norm) X(reduce) X(matmul) X(attention) X(attention_grad) X(fused)
+#define X(r) double ir_flops_##r(const IrNode *n);
+FLOPS_RULES(X)
 #undef X
 
 #endif

@@ -32,7 +32,7 @@ typedef struct Fuse {
 } Fuse;
 
 static bool is_fusible_ew(const Fuse *f, const IrNode *n) {
-  if (f->named[n->id] || !(ir_ops[n->op].flags & IR_FLAG_ELEMENTWISE)) return false;
+  if (f->named[n->id] || !ir_op_is_elementwise(n->op)) return false;
   if (n->dtype != DT_F32 || n->n_in == 0) return false;
   return true;
 }

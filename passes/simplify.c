@@ -192,7 +192,7 @@ static IrNode *simplify_node(Simplify *s, IrNode *n, bool root) {
     case IR_OP_CONCAT:
       return simplify_data(s, n, root);
     default:
-      return (ir_ops[n->op].flags & IR_FLAG_ELEMENTWISE) && n->dtype == DT_F32 && n->n_in &&
+      return ir_op_is_elementwise(n->op) && n->dtype == DT_F32 && n->n_in &&
                      n->in[0]->dtype == DT_F32 && (n->n_in < 2 || n->in[1]->dtype == DT_F32)
                  ? simplify_arith(s, n)
                  : NULL;
