@@ -220,6 +220,7 @@ enum {
   IR_FLAG_INT_OK = 1 << 2,  // accepts integer dtypes
   IR_FLAG_VIEW = 1 << 3,    // the output is in[0]'s elements in the same order: it shares
                             // in[0]'s buffer (no kernel; memory planning follows it through)
+  IR_FLAG_RANDOM = 1 << 4,  // draws the dropout stream when training: never constant-folded
 };
 
 // How an op reads its inputs, for fusion (TVM's TOpPattern), from the most to the least
@@ -345,6 +346,10 @@ void ir_values_init(IrValues *vals, const IrGraph *g);
 void ir_values_free(IrValues *vals);
 bool ir_eval(const IrGraph *g, IrValues *vals, const bool *want, const IrEvalMode *mode,
              Diag *d);
+// One node from its inputs' values, as ir_eval computes it: the reference kernel, then the
+// check that integer results fit the dtype (constant folding evaluates nodes with it too).
+bool ir_eval_node(const IrNode *n, double *out, const double *const *in, const IrEvalMode *mode,
+                  Diag *d);
 
 // The dropout stream: a counter-based generator, so a mask depends only on
 // (seed, node name, element index) and not on order or thread count.

@@ -56,6 +56,7 @@ static const IrAttrSpec ce_attrs[] = {{"ignore_index", IR_ATTR_INT, false, -100}
 #define SRC IR_FLAG_SOURCE
 #define INT IR_FLAG_INT_OK
 #define VIEW IR_FLAG_VIEW
+#define RNG IR_FLAG_RANDOM
 #define EW IR_PATTERN_ELEMENTWISE
 #define BC IR_PATTERN_BROADCAST
 #define INJ IR_PATTERN_INJECTIVE
@@ -174,11 +175,11 @@ const IrOpInfo ir_ops[IR_OP_COUNT] = {
     ir_ref_layernorm, ir_grad_layernorm, ir_flops_norm,
     "(x - mean) / sqrt(var + eps) * weight + bias over the last axis "
     "(biased variance); inputs x, weight, bias"},
-  [IR_OP_DROPOUT] = {"dropout", 1, 1, EW, 0, dropout_attrs, ir_shape_dropout, ir_ref_dropout,
+  [IR_OP_DROPOUT] = {"dropout", 1, 1, EW, RNG, dropout_attrs, ir_shape_dropout, ir_ref_dropout,
     ir_grad_dropout, ir_flops_out,
     "zero each element with probability p and scale the rest by 1/(1-p) "
     "when training; the identity in inference"},
-  [IR_OP_DROPOUT_GRAD] = {"dropout_grad", 2, 2, EW, 0, no_attrs, ir_shape_dropout_grad,
+  [IR_OP_DROPOUT_GRAD] = {"dropout_grad", 2, 2, EW, RNG, no_attrs, ir_shape_dropout_grad,
     ir_ref_dropout_grad, ir_grad_dropout_grad, ir_flops_out,
     "the gradient of a dropout node: inputs dy and the dropout node; dy "
     "where its mask kept an element, times 1/(1-p); the identity in "
@@ -192,7 +193,7 @@ const IrOpInfo ir_ops[IR_OP_COUNT] = {
     ir_grad_kl_div, ir_flops_reduce,
     "sum(target * (log target - log_probs)) / batch (PyTorch KLDivLoss, "
     "batchmean; 0 log 0 = 0); inputs log_probs, target of one shape"},
-  [IR_OP_ATTENTION] = {"attention", 3, 4, OPQ, 0, attention_attrs, ir_shape_attention,
+  [IR_OP_ATTENTION] = {"attention", 3, 4, OPQ, RNG, attention_attrs, ir_shape_attention,
     ir_ref_attention, ir_grad_attention, ir_flops_attention,
     "multi-head attention: per head h, dropout(softmax(scale * Q_h K_h^T + "
     "mask)) V_h; q [batch, n_q, heads*head_dim], k and v [batch, n_k, "
@@ -200,7 +201,7 @@ const IrOpInfo ir_ops[IR_OP_COUNT] = {
     "broadcast to [batch, heads, n_q, n_k]; output like q. Dropout (p, "
     "training only) draws element ((b*heads+h)*n_q+i)*n_k+j of the stream "
     "named by rng_hash (0: this node's name)"},
-  [IR_OP_ATTENTION_GRAD] = {"attention_grad", 5, 6, OPQ, 0, attention_attrs, ir_shape_attention_grad,
+  [IR_OP_ATTENTION_GRAD] = {"attention_grad", 5, 6, OPQ, RNG, attention_attrs, ir_shape_attention_grad,
     ir_ref_attention_grad, ir_grad_attention_grad, ir_flops_attention_grad,
     "the gradient of attention: inputs q, k, v, out, dout[, mask]; "
     "recomputes the probabilities; result [numel(q) + 2 numel(k)]: "
