@@ -216,18 +216,6 @@ static bool lower_gemm(Cg *cg, const IrNode *n, const char *sig, CgSteps *steps,
   CgGemm g;
   cg_plan_matmul(mm, &g);
   CgArg bias = cg_arg_node(n->id), res = cg_arg_node(n->id);
-  IrNode *gx;
-  const IrNode *root = ir_body_root(b);
-  if (root->op == IR_OP_MUL && b->n == 11 &&
-      ir_match_gelu_grad(root->in[root->in[0] == mm ? 1 : 0], &gx, NULL) && is_param(b, gx)) {
-    g.has_residual = g.residual_gelu_grad = true;  // dy * gelu'(x), x laid out like C
-    res = cg_arg_node(n->in[gx->id]->id);
-    char name[96];
-    cg_kernel_name(cg, n, sig, name, sizeof name);
-    return cg_lower_gemm(cg, &g, name, cg_arg_node(n->in[mm->in[0]->id]->id),
-                         cg_arg_node(n->in[mm->in[1]->id]->id), cg_arg_node(n->id), bias, res,
-                         n->id, steps, d);
-  }
   const IrNode *cur = mm;
   for (int i = 1; i < b->n; i++) {
     const IrNode *x = b->nodes[i];
@@ -242,6 +230,9 @@ static bool lower_gemm(Cg *cg, const IrNode *n, const char *sig, CgSteps *steps,
       bias = cg_arg_node(n->in[o->id]->id);
     } else if (x->op == IR_OP_ADD && o && is_param(b, o) && ir_shape_eq(&o->shape, &n->shape)) {
       g.has_residual = true;
+      res = cg_arg_node(n->in[o->id]->id);
+    } else if (x->op == IR_OP_GELU_GRAD && x->in[0] == cur && is_param(b, o)) {
+      g.has_residual = g.residual_gelu_grad = true;  // dy * gelu'(x), x laid out like C
       res = cg_arg_node(n->in[o->id]->id);
     } else {
       return diag_error(d, "%s \"%s\": fused.gemm: %s is no GEMM epilogue", n->where, n->name,

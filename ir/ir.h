@@ -33,7 +33,7 @@
   X(DROPOUT, "dropout") X(DROPOUT_GRAD, "dropout_grad") X(CROSS_ENTROPY, "cross_entropy") \
   X(KL_DIV, "kl_div") X(ATTENTION, "attention") X(ATTENTION_GRAD, "attention_grad")      \
   X(FUSED, "fused")                                                     \
-  X(SCATTER_ADD, "scatter_add")
+  X(SCATTER_ADD, "scatter_add") X(GELU_GRAD, "gelu_grad")
 
 typedef enum {
 #define X(e, s) IR_OP_##e,
@@ -125,9 +125,6 @@ static inline IrNode *ir_body_root(const IrBody *b) { return b->nodes[b->n - 1];
 // Text of the body for printers and kernel names: "mul, add, gelu" (ops only), or with
 // `full` every node with its inputs (p0, %1) and attributes.
 const char *ir_body_str(const IrNode *fused, bool full, char *buf, size_t size);
-// Whether g computes gelu'(x) exactly as the gelu gradient rule builds it; then *x is x
-// and nodes (if not NULL) receives the 9 nodes of the expression, g first.
-bool ir_match_gelu_grad(IrNode *g, IrNode **x, IrNode **nodes);
 
 typedef struct IrConfigEntry {
   const char *name;

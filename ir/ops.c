@@ -215,11 +215,15 @@ const IrOpInfo ir_ops[IR_OP_COUNT] = {
     "the transpose of gather: inputs updates (f32, gather's output shape) "
     "and indices; out (size along axis) starts at 0 and each update row "
     "adds into the row its index names (repeated ids add up)"},
+  [IR_OP_GELU_GRAD] = {"gelu_grad", 2, 2, BC, 0, no_attrs, ir_shape_broadcast, ir_ref_gelu_grad,
+    ir_grad_gelu_grad, ir_flops_out,
+    "the gradient of gelu: inputs dy and the gelu's input x; dy * gelu'(x), "
+    "gelu'(x) = Phi(x) + x phi(x)"},
 };
 
 // Pinned to the enum (ggml's habit): when IR_OPS grows, this fails until the new op has its
 // row above and in cg_lowerings[] (codegen/lowerings.c); test_ir checks every row is filled.
-_Static_assert(IR_OP_COUNT == 43, "IR_OPS changed: give the op its row in ir_ops[] and "
+_Static_assert(IR_OP_COUNT == 44, "IR_OPS changed: give the op its row in ir_ops[] and "
                                   "cg_lowerings[], then update this count");
 
 static const char *const op_names[IR_OP_COUNT] = {

@@ -22,7 +22,8 @@ SHAPE_RULES(X)
   X(neg) X(exp) X(log) X(sqrt) X(rsqrt) X(tanh) X(erf) X(gelu) X(relu) X(sigmoid) X(step) \
   X(affine) X(matmul) X(reshape) X(permute) X(concat) X(slice) X(gather) X(reduce_sum)    \
   X(reduce_mean) X(reduce_max) X(softmax) X(log_softmax) X(layernorm) X(dropout)          \
-  X(dropout_grad) X(cross_entropy) X(kl_div) X(attention) X(attention_grad) X(fused) X(scatter_add)
+  X(dropout_grad) X(cross_entropy) X(kl_div) X(attention) X(attention_grad) X(fused) X(scatter_add)  \
+  X(gelu_grad)
 #define X(k)                                                                             \
   bool ir_ref_##k(const IrNode *n, double *out, const double *const *in,                  \
                   const IrEvalMode *mode, Diag *d);
@@ -35,7 +36,7 @@ REF_KERNELS(X)
   X(tanh) X(erf) X(gelu) X(relu) X(sigmoid) X(step) X(affine) X(cast) X(matmul) X(reshape) \
   X(permute) X(concat) X(slice) X(gather) X(reduce_sum) X(reduce_mean) X(reduce_max)      \
   X(softmax) X(log_softmax) X(layernorm) X(dropout) X(dropout_grad) X(cross_entropy)      \
-  X(kl_div) X(attention) X(attention_grad) X(scatter_add)
+  X(kl_div) X(attention) X(attention_grad) X(scatter_add) X(gelu_grad)
 #define X(r)                                                                             \
   bool ir_grad_##r(IrBuilder *b, IrNode *n, IrNode *dy, const bool *need, IrNode **dx,    \
                    Diag *d);

@@ -125,6 +125,10 @@ static double div_fn(double a, double b) { return a / b; }
 // NaN propagates, as in NumPy and PyTorch.
 static double maximum_fn(double a, double b) { return isnan(a) ? a : (a >= b ? a : b); }
 static double minimum_fn(double a, double b) { return isnan(a) ? a : (a <= b ? a : b); }
+// dy * gelu'(x), gelu'(x) = Phi(x) + x phi(x).
+static double gelu_grad_fn(double dy, double x) {
+  return dy * (0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI));
+}
 
 #define BINARY_KERNEL(name)                                                          \
   bool ir_ref_##name(const IrNode *n, double *out, const double *const *in,         \
@@ -137,6 +141,7 @@ BINARY_KERNEL(mul)
 BINARY_KERNEL(div)
 BINARY_KERNEL(maximum)
 BINARY_KERNEL(minimum)
+BINARY_KERNEL(gelu_grad)
 #undef BINARY_KERNEL
 
 // ---------------------------------------------------------------------------------------

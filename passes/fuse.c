@@ -1,9 +1,9 @@
 // The fusion pass: groups nodes that one kernel can compute and replaces each group by a
 // node of op `fused` whose body holds the group's ordinary nodes (see ir.h). Runs after
 // autodiff, on forward and backward graphs alike. Three rules, in this order:
-//   gemm:      matmul -> [affine scale] -> [add bias (N)] -> [gelu] -> [add residual]: the
-//              GEMM's register-tile epilogue (codegen/cg_gemm.c); in the backward also
-//              mul(matmul, gelu'(x)), the GELU derivative applied to the dy the GEMM makes;
+//   gemm:      matmul -> [affine scale] -> [add bias (N)] -> [gelu] -> [add residual, or
+//              gelu_grad(this, x) in the backward: GELU's derivative applied to the dy the
+//              GEMM makes]: the GEMM's register-tile epilogue (codegen/cg_gemm.c);
 //   reduction: softmax / log_softmax over the last axis, layernorm, or reduce_sum / mean /
 //              max over the last axis, with the elementwise ops that produce its (row)
 //              input: residual add + dropout + layernorm, scale + mask + softmax, and the
@@ -85,36 +85,13 @@ static IrNode *other_input(const IrNode *u, const IrNode *n) {
   return u->in[0] == n ? u->in[1] : u->in[1] == n ? u->in[0] : NULL;
 }
 
-// The backward of GELU on the GEMM that produces dy: mul(dy, gelu'(x)) where gelu'(x) is
-// the gradient rule's expression, every node of it used only there (x comes in whole).
-static bool gelu_grad_epilogue(Fuse *f, IrNode *mm) {
-  IrNode *u = sole_user(f, mm), *x, *gg[9];
-  if (!u || u->op != IR_OP_MUL || f->named[u->id]) return false;
-  IrNode *o = other_input(u, mm);
-  if (!o || !ir_match_gelu_grad(o, &x, gg) || !ir_shape_eq(&x->shape, &mm->shape)) return false;
-  f->group[u->id] = u->id;  // gg[0] may only feed u; the rest only each other
-  for (int i = 0; i < 9; i++) {
-    if (f->group[gg[i]->id] >= 0 || f->named[gg[i]->id]) return f->group[u->id] = -1, false;
-    f->group[gg[i]->id] = u->id;
-  }
-  bool ok = true;
-  for (int i = 0; i < 9; i++) ok &= used_only_by(f, gg[i], u->id);
-  if (!ok) {
-    f->group[u->id] = -1;
-    for (int i = 0; i < 9; i++) f->group[gg[i]->id] = -1;
-    return false;
-  }
-  f->group[mm->id] = u->id;
-  return true;
-}
-
 static void rule_gemm(Fuse *f, IrNode *mm) {
   const IrShape *s = &mm->shape;
   if (mm->dtype != DT_F32 || s->rank < 2 || f->group[mm->id] >= 0 || f->named[mm->id]) return;
-  if (gelu_grad_epilogue(f, mm)) return;
   int64_t N = s->dim[s->rank - 1];
   IrNode *chain[4], *cur = mm, *u;
-  int n = 0, stage = 0;  // stages in epilogue order: 0 scale, 1 bias, 2 gelu, 3 residual
+  int n = 0, stage = 0;  // stages in epilogue order: 0 scale, 1 bias, 2 gelu, 3 residual or
+                         // GELU's gradient (cur is its dy)
   while (stage < 4 && (u = sole_user(f, cur)) && !f->named[u->id]) {
     IrNode *o = other_input(u, cur);
     if (stage <= 0 && u->op == IR_OP_AFFINE && ir_attr_float(u, "shift") == 0) {
@@ -128,6 +105,9 @@ static void rule_gemm(Fuse *f, IrNode *mm) {
     } else if (stage <= 3 && u->op == IR_OP_ADD && o && o->dtype == DT_F32 &&
                ir_shape_eq(&o->shape, s) && f->group[o->id] < 0) {
       stage = 4;
+    } else if (stage <= 3 && u->op == IR_OP_GELU_GRAD && u->in[0] == cur && o &&
+               ir_shape_eq(&o->shape, s) && (f->group[o->id] < 0 || f->group[o->id] == o->id)) {
+      stage = 4;  // x: GELU's input, read whole (it may be the root of the forward's GEMM)
     } else {
       break;
     }

@@ -155,6 +155,7 @@ static Tol tol_of(const IrNode *n) {
   case IR_OP_EXP: case IR_OP_LOG: case IR_OP_TANH: case IR_OP_ERF: case IR_OP_GELU:
   case IR_OP_SIGMOID:
     return TOL_MATH;
+  case IR_OP_GELU_GRAD:  // Phi(x) + x phi(x) cancels for x < 0 (the GEMM epilogue's formula)
   case IR_OP_MATMUL: case IR_OP_REDUCE_SUM: case IR_OP_REDUCE_MEAN: case IR_OP_REDUCE_MAX:
   case IR_OP_SOFTMAX: case IR_OP_LOG_SOFTMAX: case IR_OP_LAYERNORM: case IR_OP_CROSS_ENTROPY:
   case IR_OP_KL_DIV: case IR_OP_SCATTER_ADD:
@@ -366,7 +367,8 @@ START_TEST(test_binary_float_ops_match_reference) {
   IrNode *row = input("row", DT_F32, shp(1, n), -3, 3);
   IrNode *col = input("col", DT_F32, shp(2, 2, 1), 0.5, 3);
   IrNode *s = input("s", DT_F32, shp(0), -3, 3);
-  IrOpKind ops[] = {IR_OP_ADD, IR_OP_SUB, IR_OP_MUL, IR_OP_DIV, IR_OP_MAXIMUM, IR_OP_MINIMUM};
+  IrOpKind ops[] = {IR_OP_ADD, IR_OP_SUB, IR_OP_MUL, IR_OP_DIV, IR_OP_MAXIMUM, IR_OP_MINIMUM,
+                    IR_OP_GELU_GRAD};
   for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
     binary(ops[k], a, b);
     binary(ops[k], a, row);  // [2,n] with [n]
