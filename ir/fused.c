@@ -51,6 +51,15 @@ const char *ir_body_str(const IrNode *fused, bool full, char *buf, size_t size) 
   return buf;
 }
 
+// A gemm body's epilogue names its matmul and params that exist.
+static bool gemm_epilogue_ok(const IrBody *b) {
+  const IrGemmEpilogue *e = b->gemm;
+  if (!e || e->matmul < 0 || e->matmul >= b->n || b->nodes[e->matmul]->op != IR_OP_MATMUL) return false;
+  if (e->bias >= b->n_params) return false;
+  if ((e->residual == IR_GEMM_RESIDUAL_NONE) != (e->residual_param < 0)) return false;
+  return e->residual_param < b->n_params;
+}
+
 // The body must be well formed (params copy the inputs; every node's inputs are params or
 // earlier nodes; every node passes its own shape rule) and gives the node its dtype/shape.
 bool ir_shape_fused(IrNode *n, Diag *d) {
@@ -80,6 +89,8 @@ bool ir_shape_fused(IrNode *n, Diag *d) {
     if (tmp.dtype != x->dtype || !ir_shape_eq(&tmp.shape, &x->shape))
       return diag_error(d, "body node \"%s\": recorded shape differs from its inputs'", x->name);
   }
+  if (kind == IR_FUSED_GEMM && !gemm_epilogue_ok(b))
+    return diag_error(d, "gemm body without a well-formed epilogue record");
   n->dtype = ir_body_root(b)->dtype;
   n->shape = ir_body_root(b)->shape;
   return true;

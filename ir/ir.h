@@ -111,11 +111,29 @@ struct IrNode {
 // result. Body node ids are their positions in nodes[].
 typedef enum { IR_FUSED_LOOP, IR_FUSED_GEMM, IR_FUSED_REDUCTION, IR_FUSED_KIND_COUNT } IrFusedKind;
 
+// A gemm fusion's epilogue as the fuse pass chose it (codegen/lower_fused.c reads it, the
+// shape rule checks it): C = gelu?(scale · A·B + bias[j]), then + R(i, j) or · gelu'(R(i, j)).
+typedef enum {
+  IR_GEMM_RESIDUAL_NONE,
+  IR_GEMM_RESIDUAL_ADD,        // + R, R of C's shape
+  IR_GEMM_RESIDUAL_GELU_GRAD,  // · gelu'(R): R is GELU's input x, C the dy (the backward)
+} IrGemmResidual;
+
+typedef struct IrGemmEpilogue {
+  int matmul;               // body index of the matmul
+  double scale;             // 1: none
+  int bias;                 // param index of bias[j] (N elements), or -1
+  bool gelu;
+  IrGemmResidual residual;
+  int residual_param;       // param index of R, or -1
+} IrGemmEpilogue;
+
 typedef struct IrBody {
   int n_params;
   IrNode **params;
   int n;
   IrNode **nodes;
+  const IrGemmEpilogue *gemm;  // kind gemm only
 } IrBody;
 
 const char *ir_fused_kind_name(int kind);  // "loop", "gemm", "reduction"

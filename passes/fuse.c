@@ -21,6 +21,17 @@
 
 #define FUSE_MAX_PARAMS 12  // inputs of a fused node (the plan's buffer table has room)
 
+// The epilogue rule_gemm chose, in graph nodes; build_body records it as an IrGemmEpilogue
+// in param indices.
+typedef struct GemmPick {
+  IrNode *matmul;
+  double scale;
+  IrNode *bias;  // or NULL
+  bool gelu;
+  IrGemmResidual residual;
+  IrNode *r;     // R, or NULL
+} GemmPick;
+
 typedef struct Fuse {
   IrGraph *g;
   int nn;
@@ -29,6 +40,7 @@ typedef struct Fuse {
   int *n_users;
   bool *pinned;     // outputs, losses, gradients: may be a root, never absorbed
   bool *named;      // dropouts a dropout_grad names, fused nodes: in no group
+  GemmPick *gemm;   // per gemm group's root: the epilogue rule_gemm chose
 } Fuse;
 
 static bool is_fusible_ew(const Fuse *f, const IrNode *n) {
@@ -89,6 +101,7 @@ static void rule_gemm(Fuse *f, IrNode *mm) {
   const IrShape *s = &mm->shape;
   if (mm->dtype != DT_F32 || s->rank < 2 || f->group[mm->id] >= 0 || f->named[mm->id]) return;
   int64_t N = s->dim[s->rank - 1];
+  GemmPick pick = {.matmul = mm, .scale = 1.0, .residual = IR_GEMM_RESIDUAL_NONE};
   IrNode *chain[4], *cur = mm, *u;
   int n = 0, stage = 0;  // stages in epilogue order: 0 scale, 1 bias, 2 gelu, 3 residual or
                          // GELU's gradient (cur is its dy)
@@ -96,18 +109,25 @@ static void rule_gemm(Fuse *f, IrNode *mm) {
     IrNode *o = other_input(u, cur);
     if (stage <= 0 && u->op == IR_OP_AFFINE && ir_attr_float(u, "shift") == 0) {
       stage = 1;
+      pick.scale = ir_attr_float(u, "scale");
     } else if (stage <= 1 && u->op == IR_OP_ADD && o && o->dtype == DT_F32 && o->shape.rank >= 1 &&
                ir_numel(&o->shape) == N && o->shape.dim[o->shape.rank - 1] == N &&
                o->shape.rank <= s->rank) {
       stage = 2;
+      pick.bias = o;
     } else if (stage <= 2 && u->op == IR_OP_GELU) {
       stage = 3;
+      pick.gelu = true;
     } else if (stage <= 3 && u->op == IR_OP_ADD && o && o->dtype == DT_F32 &&
                ir_shape_eq(&o->shape, s) && f->group[o->id] < 0) {
       stage = 4;
+      pick.residual = IR_GEMM_RESIDUAL_ADD;
+      pick.r = o;
     } else if (stage <= 3 && u->op == IR_OP_GELU_GRAD && u->in[0] == cur && o &&
                ir_shape_eq(&o->shape, s) && (f->group[o->id] < 0 || f->group[o->id] == o->id)) {
       stage = 4;  // x: GELU's input, read whole (it may be the root of the forward's GEMM)
+      pick.residual = IR_GEMM_RESIDUAL_GELU_GRAD;
+      pick.r = o;
     } else {
       break;
     }
@@ -115,6 +135,7 @@ static void rule_gemm(Fuse *f, IrNode *mm) {
   }
   if (n == 0) return;
   IrNode *root = chain[n - 1];
+  f->gemm[root->id] = pick;
   f->group[root->id] = root->id;
   f->group[mm->id] = root->id;
   for (int i = 0; i < n - 1; i++) f->group[chain[i]->id] = root->id;
@@ -230,6 +251,17 @@ static bool build_body(Fuse *f, IrNode *root, int kind, Pending *out) {
     c->n_uses = 0;
     b->nodes[b->n++] = map[m->id] = c;
   }
+  if (ok && kind == IR_FUSED_GEMM) {  // the epilogue, in body and param indices
+    const GemmPick *pk = &f->gemm[root->id];
+    IrGemmEpilogue *e = arena_alloc(&g->arena, sizeof *e);
+    *e = (IrGemmEpilogue){.matmul = map[pk->matmul->id]->id,
+                          .scale = pk->scale,
+                          .bias = pk->bias ? map[pk->bias->id]->id : -1,
+                          .gelu = pk->gelu,
+                          .residual = pk->residual,
+                          .residual_param = pk->r ? map[pk->r->id]->id : -1};
+    b->gemm = e;
+  }
   if (ok) {
     out->root = root;
     out->body = b;
@@ -262,6 +294,7 @@ static bool fuse_graph(IrGraph *g, Diag *d) {
   f.users = calloc((size_t)nn, sizeof *f.users);
   f.pinned = calloc((size_t)nn, sizeof *f.pinned);
   f.named = calloc((size_t)nn, sizeof *f.named);
+  f.gemm = calloc((size_t)nn + 1, sizeof *f.gemm);
   int *kind = calloc((size_t)nn, sizeof *kind);
   for (int i = 0; i < nn; i++) {
     f.group[i] = -1;
@@ -322,6 +355,7 @@ static bool fuse_graph(IrGraph *g, Diag *d) {
   free(f.group);
   free(f.pinned);
   free(f.named);
+  free(f.gemm);
   free(kind);
   free(pend);
   return ir_graph_finish(g, d);
