@@ -160,6 +160,12 @@ bool ir_grad_gelu_grad(GRAD_ARGS) {
   return true;
 }
 
+bool ir_grad_silu(GRAD_ARGS) {  // s (1 + x (1 - s)), s = sigmoid(x)
+  IrNode *x = n->in[0], *s = unary(b, IR_OP_SIGMOID, x);
+  dx[0] = mul(b, dy, mul(b, s, affine(b, mul(b, x, affine(b, s, -1.0, 1.0)), 1.0, 1.0)));
+  return true;
+}
+
 bool ir_grad_relu(GRAD_ARGS) {  // step(x)
   dx[0] = mul(b, dy, unary(b, IR_OP_STEP, n->in[0]));
   return true;

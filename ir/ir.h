@@ -33,7 +33,7 @@
   X(DROPOUT, "dropout") X(DROPOUT_GRAD, "dropout_grad") X(CROSS_ENTROPY, "cross_entropy") \
   X(KL_DIV, "kl_div") X(ATTENTION, "attention") X(ATTENTION_GRAD, "attention_grad")      \
   X(FUSED, "fused")                                                     \
-  X(SCATTER_ADD, "scatter_add") X(GELU_GRAD, "gelu_grad")
+  X(SCATTER_ADD, "scatter_add") X(GELU_GRAD, "gelu_grad") X(SILU, "silu")
 
 typedef enum {
 #define X(e, s) IR_OP_##e,

@@ -219,11 +219,14 @@ const IrOpInfo ir_ops[IR_OP_COUNT] = {
     ir_grad_gelu_grad, ir_flops_out,
     "the gradient of gelu: inputs dy and the gelu's input x; dy * gelu'(x), "
     "gelu'(x) = Phi(x) + x phi(x)"},
+  [IR_OP_SILU] = {"silu", 1, 1, EW, 0, no_attrs, ir_shape_unary_float, ir_ref_silu,
+    ir_grad_silu, ir_flops_out,
+    "x * sigmoid(x) (SiLU, swish)"},
 };
 
 // Pinned to the enum (ggml's habit): when IR_OPS grows, this fails until the new op has its
 // row above and in cg_lowerings[] (codegen/lowerings.c); test_ir checks every row is filled.
-_Static_assert(IR_OP_COUNT == 44, "IR_OPS changed: give the op its row in ir_ops[] and "
+_Static_assert(IR_OP_COUNT == 45, "IR_OPS changed: give the op its row in ir_ops[] and "
                                   "cg_lowerings[], then update this count");
 
 static const char *const op_names[IR_OP_COUNT] = {

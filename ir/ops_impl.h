@@ -23,7 +23,7 @@ SHAPE_RULES(X)
   X(affine) X(matmul) X(reshape) X(permute) X(concat) X(slice) X(gather) X(reduce_sum)    \
   X(reduce_mean) X(reduce_max) X(softmax) X(log_softmax) X(layernorm) X(dropout)          \
   X(dropout_grad) X(cross_entropy) X(kl_div) X(attention) X(attention_grad) X(fused) X(scatter_add)  \
-  X(gelu_grad)
+  X(gelu_grad) X(silu)
 #define X(k)                                                                             \
   bool ir_ref_##k(const IrNode *n, double *out, const double *const *in,                  \
                   const IrEvalMode *mode, Diag *d);
@@ -36,7 +36,8 @@ REF_KERNELS(X)
   X(tanh) X(erf) X(gelu) X(relu) X(sigmoid) X(step) X(affine) X(cast) X(matmul) X(reshape) \
   X(permute) X(concat) X(slice) X(gather) X(reduce_sum) X(reduce_mean) X(reduce_max)      \
   X(softmax) X(log_softmax) X(layernorm) X(dropout) X(dropout_grad) X(cross_entropy)      \
-  X(kl_div) X(attention) X(attention_grad) X(scatter_add) X(gelu_grad)
+  X(kl_div) X(attention) X(attention_grad) X(scatter_add) X(gelu_grad) \
+  X(silu)
 #define X(r)                                                                             \
   bool ir_grad_##r(IrBuilder *b, IrNode *n, IrNode *dy, const bool *need, IrNode **dx,    \
                    Diag *d);

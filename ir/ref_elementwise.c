@@ -166,6 +166,7 @@ static double gelu_fn(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
 static double relu_fn(double x) { return x < 0 ? 0.0 : x; }  // NaN stays NaN
 static double sigmoid_fn(double x) { return 1.0 / (1.0 + exp(-x)); }
 static double step_fn(double x) { return x > 0 ? 1.0 : 0.0; }  // NaN gives 0
+static double silu_fn(double x) { return x * sigmoid_fn(x); }
 
 #define UNARY_KERNEL(name)                                                           \
   bool ir_ref_##name(const IrNode *n, double *out, const double *const *in,         \
@@ -183,6 +184,7 @@ UNARY_KERNEL(gelu)
 UNARY_KERNEL(relu)
 UNARY_KERNEL(sigmoid)
 UNARY_KERNEL(step)
+UNARY_KERNEL(silu)
 #undef UNARY_KERNEL
 
 bool ir_ref_affine(const IrNode *n, double *out, const double *const *in,

@@ -217,7 +217,7 @@ END_TEST
 
 static const IrOpKind unary_ops[] = {IR_OP_NEG, IR_OP_EXP, IR_OP_LOG, IR_OP_SQRT, IR_OP_RSQRT,
                                      IR_OP_TANH, IR_OP_ERF, IR_OP_GELU, IR_OP_RELU,
-                                     IR_OP_SIGMOID, IR_OP_AFFINE};
+                                     IR_OP_SIGMOID, IR_OP_SILU, IR_OP_AFFINE};
 
 START_TEST(test_unary_op_gradients_match_finite_differences) {
   IrOpKind kind = unary_ops[_i];

@@ -153,7 +153,7 @@ static Tol tol_of(const IrNode *n) {
   case IR_OP_RSQRT: case IR_OP_AFFINE:
     return TOL_ROUNDED;
   case IR_OP_EXP: case IR_OP_LOG: case IR_OP_TANH: case IR_OP_ERF: case IR_OP_GELU:
-  case IR_OP_SIGMOID:
+  case IR_OP_SIGMOID: case IR_OP_SILU:
     return TOL_MATH;
   case IR_OP_GELU_GRAD:  // Phi(x) + x phi(x) cancels for x < 0 (the GEMM epilogue's formula)
   case IR_OP_MATMUL: case IR_OP_REDUCE_SUM: case IR_OP_REDUCE_MEAN: case IR_OP_REDUCE_MAX:
@@ -341,7 +341,7 @@ START_TEST(test_unary_float_ops_match_reference) {
   IrNode *x = input("x", DT_F32, shp(1, n), -3, 3);
   IrNode *pos = input("pos", DT_F32, shp(1, n), 0.01, 10);
   IrOpKind any[] = {IR_OP_NEG, IR_OP_EXP, IR_OP_TANH, IR_OP_ERF, IR_OP_GELU, IR_OP_RELU,
-                    IR_OP_SIGMOID, IR_OP_STEP, IR_OP_DROPOUT};
+                    IR_OP_SIGMOID, IR_OP_STEP, IR_OP_SILU, IR_OP_DROPOUT};
   for (size_t k = 0; k < sizeof any / sizeof any[0]; k++) {
     IrNode *y = unary(any[k], x);
     if (any[k] == IR_OP_DROPOUT) {

@@ -241,6 +241,10 @@ START_TEST(test_unary_known_values) {
       {IR_OP_STEP, -1, 0},
       {IR_OP_STEP, 0, 0},
       {IR_OP_STEP, 0.25, 1},
+      {IR_OP_SILU, 0, 0},
+      {IR_OP_SILU, 2, 1.7615941559557646},     // 2 / (1 + e^-2)
+      {IR_OP_SILU, -1, -0.2689414213699951},   // -1 / (1 + e)
+      {IR_OP_SILU, -800, 0},
   };
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     reset_nodes();
