@@ -18,7 +18,7 @@ static void put_str(FILE *f, const char *s) {
   fputc('"', f);
 }
 
-// The buffer table: per node its size (0: not computed) and the buffer it shares (reshape),
+// The buffer table: per node its size (0: not computed) and the buffer it shares (a view),
 // then the scratch buffers, the status word and the seed. The one place buffers are laid
 // out: a planned arena replaces sizes by offsets here.
 static void write_buffers(FILE *f, const IrGraph *g, const bool *need, const CgSteps *steps) {
@@ -33,7 +33,7 @@ static void write_buffers(FILE *f, const IrGraph *g, const bool *need, const CgS
   for (int i = 0; i < nn; i++) {
     const IrNode *n = g->nodes[i];
     int alias = -1;
-    for (const IrNode *r = n; need[i] && r->op == IR_OP_RESHAPE; r = r->in[0]) alias = r->in[0]->id;
+    for (const IrNode *r = n; need[i] && ir_op_is_view(r->op); r = r->in[0]) alias = r->in[0]->id;
     size_t bytes = need[i] && alias < 0 ? (size_t)ir_numel(&n->shape) * dt_size(n->dtype) : 0;
     fprintf(f, "  {%zu, %d},  // %d %s\n", bytes, alias, i, n->name);
   }

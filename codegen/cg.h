@@ -102,6 +102,7 @@ LLVMValueRef cg_gelu(Cg *cg, LLVMValueRef x);     // exact: 0.5 x (1 + erf(x / s
 #define CG_GELU_CENTRAL 1.25
 LLVMValueRef cg_gelu_central(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_gelu_all_central(Cg *cg, LLVMValueRef x);  // i1: every lane takes that form
+LLVMValueRef cg_gelu_grad(Cg *cg, LLVMValueRef x);  // gelu'(x) = Phi(x) + x phi(x)
 LLVMValueRef cg_sigmoid(Cg *cg, LLVMValueRef x);
 
 // ---- JIT ------------------------------------------------------------------------------

@@ -344,16 +344,6 @@ static void mk_k_loop(Cg *cg, const CgGemm *g, const GemmPlan *p, Tile *t, LLVMV
   for (int64_t s = iters * u; s < kc; s++) mk_step(cg, g, p, t, a, bp, cg_i64(cg, s));
 }
 
-// gelu'(x) = Phi(x) + x phi(x) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi).
-static LLVMValueRef gelu_grad(Cg *cg, LLVMValueRef x) {
-  LLVMBuilderRef b = cg->b;
-  LLVMValueRef e = cg_erf(cg, LLVMBuildFMul(b, x, cg_const_like(cg, x, M_SQRT1_2), ""));
-  LLVMValueRef cdf = cg_fma(cg, e, cg_const_like(cg, x, 0.5), cg_const_like(cg, x, 0.5));
-  LLVMValueRef sq = LLVMBuildFMul(b, LLVMBuildFMul(b, x, x, ""), cg_const_like(cg, x, -0.5), "");
-  LLVMValueRef pdf = LLVMBuildFMul(b, cg_exp(cg, sq), cg_const_like(cg, x, 1.0 / sqrt(2.0 * M_PI)), "");
-  return cg_fma(cg, x, pdf, cdf);
-}
-
 // GELU(x) with a branch around all but its central form when every lane takes that form
 // (|x| < 1.25): the same bits as cg_gelu either way. Inputs of a model's intermediate layer
 // are mostly narrow (VisualBERT-base with its initial weights: std 0.55, no lane of 68% of
@@ -397,7 +387,7 @@ static void mk_epilogue_store(Cg *cg, const CgGemm *g, const Tile *t, LLVMValueR
       if (g->has_residual) {
         LLVMValueRef rp = gepc(cg, res, r * g->c_rs + (int64_t)v * cg->W);
         LLVMValueRef rv = load_lanes(cg, rp, tile_lanes(cg, t, v));
-        if (g->residual_gelu_grad) x = LLVMBuildFMul(cg->b, x, gelu_grad(cg, rv), "dgelu");
+        if (g->residual_gelu_grad) x = LLVMBuildFMul(cg->b, x, cg_gelu_grad(cg, rv), "dgelu");
         else x = LLVMBuildFAdd(cg->b, x, rv, "residual");
       }
       tile_store(cg, g, t, c, r, v, x);

@@ -370,3 +370,13 @@ LLVMValueRef cg_sigmoid(Cg *cg, LLVMValueRef x) {
   LLVMValueRef r = sel(cg, near, q, far);
   return sel(cg, is_nan(cg, x), x, r);
 }
+
+// gelu'(x) = Phi(x) + x phi(x) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi).
+LLVMValueRef cg_gelu_grad(Cg *cg, LLVMValueRef x) {
+  LLVMBuilderRef b = cg->b;
+  LLVMValueRef e = cg_erf(cg, LLVMBuildFMul(b, x, cg_const_like(cg, x, M_SQRT1_2), ""));
+  LLVMValueRef cdf = cg_fma(cg, e, cg_const_like(cg, x, 0.5), cg_const_like(cg, x, 0.5));
+  LLVMValueRef sq = LLVMBuildFMul(b, LLVMBuildFMul(b, x, x, ""), cg_const_like(cg, x, -0.5), "");
+  LLVMValueRef pdf = LLVMBuildFMul(b, cg_exp(cg, sq), cg_const_like(cg, x, 1.0 / sqrt(2.0 * M_PI)), "");
+  return cg_fma(cg, x, pdf, cdf);
+}

@@ -51,7 +51,7 @@ bool cg_lower_program(Cg *cg, const IrGraph *g, const bool *need, CgSteps *steps
     const IrNode *n = g->nodes[i];
     if (!need[i] || (ir_ops[n->op].flags & IR_FLAG_SOURCE && n->op != IR_OP_FULL && n->op != IR_OP_IOTA))
       continue;
-    if (n->op == IR_OP_RESHAPE) continue;  // shares its input's buffer: no kernel
+    if (ir_op_is_view(n->op)) continue;  // shares its input's buffer: no kernel
     if (!cg_lowerings[n->op])
       return diag_error(d, "%s \"%s\": the JIT cannot lower %s yet", n->where, n->name, ir_ops[n->op].name);
     if (!cg_lowerings[n->op](cg, n, steps, d)) return false;
@@ -126,7 +126,7 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
       if (!need[i]) continue;
       const IrNode *n = g->nodes[i];
       p->bytes[i] = mem.node_bytes[i];
-      if (n->op == IR_OP_RESHAPE) {  // same elements in the same order: one buffer
+      if (ir_op_is_view(n->op)) {  // same elements in the same order: one buffer
         p->value[i] = p->value[n->in[0]->id];
         p->alias[i] = true;
         continue;

@@ -66,7 +66,9 @@ static LLVMValueRef apply(Cg *cg, const IrNode *n, LLVMValueRef *v) {
   case IR_OP_TANH: return cg_tanh(cg, v[0]);
   case IR_OP_ERF: return cg_erf(cg, v[0]);
   case IR_OP_GELU: return cg_gelu(cg, v[0]);
+  case IR_OP_GELU_GRAD: return LLVMBuildFMul(b, v[0], cg_gelu_grad(cg, v[1]), "");  // dy gelu'(x)
   case IR_OP_SIGMOID: return cg_sigmoid(cg, v[0]);
+  case IR_OP_SILU: return LLVMBuildFMul(b, v[0], cg_sigmoid(cg, v[0]), "");
   case IR_OP_RELU: {  // x < 0 ? 0 : x (NaN stays NaN)
     LLVMValueRef zero = const_of(cg, v[0], et, 0.0);
     return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, v[0], zero, ""), zero, v[0], "");

@@ -5,9 +5,9 @@
 //              row op (softmax, log_softmax, layernorm) in place on that row (in cache);
 //              for reduce_sum / mean / max the prologue's values are folded as computed;
 //              an elementwise epilogue after the row op runs on the row in place;
-//   gemm:      the matmul's CgGemm with its epilogue (scale, bias, GELU, residual, or the
-//              GELU derivative) set from the body, applied in the register tile
-//              (codegen/cg_gemm.c).
+//   gemm:      the matmul's CgGemm with the epilogue the fuse pass recorded (scale, bias,
+//              GELU, residual or the GELU derivative: IrGemmEpilogue), applied in the
+//              register tile (codegen/cg_gemm.c).
 // Buffers: out, the fused node's inputs in order, then the seed when dropout is live.
 #include <assert.h>
 #include <stdio.h>
@@ -130,7 +130,7 @@ static void epilogue_cols(Cg *cg, LLVMValueRef col, int lanes, void *ctx) {
 // The row op of a reduction body (the one node that is not elementwise).
 static const IrNode *row_op(const IrBody *b) {
   for (int i = 0; i < b->n; i++)
-    if (!(ir_ops[b->nodes[i]->op].flags & IR_FLAG_ELEMENTWISE)) return b->nodes[i];
+    if (!ir_op_is_elementwise(b->nodes[i]->op)) return b->nodes[i];
   assert(0 && "a reduction body has a row op");
   return NULL;
 }
@@ -207,48 +207,19 @@ static bool lower_loop_or_reduction(Cg *cg, const IrNode *n, bool reduction, con
   return true;
 }
 
-// The epilogue stages after the matmul map onto CgGemm's fields.
+// The epilogue the fuse pass recorded (IrGemmEpilogue) maps onto CgGemm's fields.
 static bool lower_gemm(Cg *cg, const IrNode *n, const char *sig, CgSteps *steps, Diag *d) {
-  const IrBody *b = n->body;
-  const IrNode *mm = b->nodes[0];
-  for (int i = 0; i < b->n && mm->op != IR_OP_MATMUL; i++) mm = b->nodes[i];
-  assert(mm->op == IR_OP_MATMUL);
+  const IrGemmEpilogue *e = n->body->gemm;
+  const IrNode *mm = n->body->nodes[e->matmul];
   CgGemm g;
   cg_plan_matmul(mm, &g);
-  CgArg bias = cg_arg_node(n->id), res = cg_arg_node(n->id);
-  IrNode *gx;
-  const IrNode *root = ir_body_root(b);
-  if (root->op == IR_OP_MUL && b->n == 11 &&
-      ir_match_gelu_grad(root->in[root->in[0] == mm ? 1 : 0], &gx, NULL) && is_param(b, gx)) {
-    g.has_residual = g.residual_gelu_grad = true;  // dy * gelu'(x), x laid out like C
-    res = cg_arg_node(n->in[gx->id]->id);
-    char name[96];
-    cg_kernel_name(cg, n, sig, name, sizeof name);
-    return cg_lower_gemm(cg, &g, name, cg_arg_node(n->in[mm->in[0]->id]->id),
-                         cg_arg_node(n->in[mm->in[1]->id]->id), cg_arg_node(n->id), bias, res,
-                         n->id, steps, d);
-  }
-  const IrNode *cur = mm;
-  for (int i = 1; i < b->n; i++) {
-    const IrNode *x = b->nodes[i];
-    const IrNode *o = x->n_in == 2 ? (x->in[0] == cur ? x->in[1] : x->in[0]) : NULL;
-    if (x->op == IR_OP_AFFINE) {
-      g.scale = (float)ir_attr_float(x, "scale");
-    } else if (x->op == IR_OP_GELU) {
-      g.act = CG_ACT_GELU;
-    } else if (x->op == IR_OP_ADD && o && is_param(b, o) && !g.has_bias && g.act == CG_ACT_NONE &&
-               ir_numel(&o->shape) == g.N) {  // before GELU and of N elements: bias[j]
-      g.has_bias = true;
-      bias = cg_arg_node(n->in[o->id]->id);
-    } else if (x->op == IR_OP_ADD && o && is_param(b, o) && ir_shape_eq(&o->shape, &n->shape)) {
-      g.has_residual = true;
-      res = cg_arg_node(n->in[o->id]->id);
-    } else {
-      return diag_error(d, "%s \"%s\": fused.gemm: %s is no GEMM epilogue", n->where, n->name,
-                        ir_ops[x->op].name);
-    }
-    cur = x;
-  }
+  g.scale = (float)e->scale;
+  g.act = e->gelu ? CG_ACT_GELU : CG_ACT_NONE;
+  g.has_bias = e->bias >= 0;
+  g.has_residual = e->residual != IR_GEMM_RESIDUAL_NONE;
+  g.residual_gelu_grad = e->residual == IR_GEMM_RESIDUAL_GELU_GRAD;  // R: x, laid out like C
+  CgArg bias = cg_arg_node(g.has_bias ? n->in[e->bias]->id : n->id);
+  CgArg res = cg_arg_node(g.has_residual ? n->in[e->residual_param]->id : n->id);
   char name[96];
   cg_kernel_name(cg, n, sig, name, sizeof name);
   return cg_lower_gemm(cg, &g, name, cg_arg_node(n->in[mm->in[0]->id]->id),

@@ -30,4 +30,7 @@ const CgLowerFn cg_lowerings[IR_OP_COUNT] = {
   [IR_OP_FUSED] = cg_lower_fused,
   [IR_OP_ATTENTION] = cg_lower_attention, [IR_OP_ATTENTION_GRAD] = cg_lower_attention_grad,
   [IR_OP_SCATTER_ADD] = cg_lower_scatter_add,
+  [IR_OP_GELU_GRAD] = cg_lower_elementwise, [IR_OP_SILU] = cg_lower_elementwise,
 };
+_Static_assert(IR_OP_COUNT == 45, "IR_OPS changed: give the op its lowering above (and its row "
+                                  "in ir_ops[], ir/ops.c), then update this count");

@@ -8,7 +8,7 @@
 #include "codegen/memory.h"
 
 int cg_memory_root(const IrGraph *g, int id) {
-  while (g->nodes[id]->op == IR_OP_RESHAPE) id = g->nodes[id]->in[0]->id;
+  while (ir_op_is_view(g->nodes[id]->op)) id = g->nodes[id]->in[0]->id;
   return id;
 }
 
@@ -18,7 +18,7 @@ static bool separate(const IrNode *n) { return n->op == IR_OP_INPUT || n->op == 
 // kernel, n's only step, the input read at the same index (same shape) and the same dtype.
 static bool in_place_ok(const IrGraph *g, const CgStep *st, int steps_of_node, int arg) {
   const IrNode *n = g->nodes[st->node], *a = g->nodes[arg];
-  return (ir_ops[n->op].flags & IR_FLAG_ELEMENTWISE) && steps_of_node == 1 &&
+  return ir_op_is_elementwise(n->op) && steps_of_node == 1 &&
          st->n_args > 0 && st->args[0].kind == CG_ARG_NODE && st->args[0].id == n->id &&
          a->dtype == n->dtype && ir_shape_eq(&a->shape, &n->shape);
 }
@@ -46,7 +46,7 @@ bool cg_memory_plan(const IrGraph *g, const bool *need, const bool *want, const 
     m->node_offset[i] = CG_NO_OFFSET;
     if (!need[i]) continue;
     m->node_bytes[i] = (size_t)ir_numel(&nd->shape) * dt_size(nd->dtype);
-    if (nd->op != IR_OP_RESHAPE && !separate(nd)) v[i].bytes = m->node_bytes[i] ? m->node_bytes[i] : 1;
+    if (!ir_op_is_view(nd->op) && !separate(nd)) v[i].bytes = m->node_bytes[i] ? m->node_bytes[i] : 1;
   }
   for (int s = 0; s < steps->n; s++) {
     const CgStep *st = &steps->v[s];

@@ -30,6 +30,13 @@ static bool check_int_values(const IrNode *n, const double *v, size_t count, Dia
   return true;
 }
 
+bool ir_eval_node(const IrNode *n, double *out, const double *const *in, const IrEvalMode *mode,
+                  Diag *d) {
+  if (!ir_ops[n->op].ref(n, out, in, mode, d)) return false;
+  if (n->dtype == DT_I32 || n->dtype == DT_I64) return check_int_values(n, out, (size_t)ir_numel(&n->shape), d);
+  return true;
+}
+
 bool ir_eval(const IrGraph *g, IrValues *vals, const bool *want, const IrEvalMode *mode,
              Diag *d) {
   int nn = g->n_nodes;
@@ -56,9 +63,7 @@ bool ir_eval(const IrGraph *g, IrValues *vals, const bool *want, const IrEvalMod
     const double *in[64];
     const double **inp = n->n_in <= 64 ? in : malloc((size_t)n->n_in * sizeof *inp);
     for (int k = 0; k < n->n_in; k++) inp[k] = vals->v[n->in[k]->id];
-    ok = ir_ops[n->op].ref(n, vals->v[i], (const double *const *)inp, mode, d);
-    if (ok && (n->dtype == DT_I32 || n->dtype == DT_I64))
-      ok = check_int_values(n, vals->v[i], count, d);
+    ok = ir_eval_node(n, vals->v[i], (const double *const *)inp, mode, d);
     if (!ok) diag_prefix(d, "%s \"%s\": ", n->where, n->name);
     if (inp != in) free(inp);
   }

@@ -1,7 +1,6 @@
 // Fused nodes (see ir.h): the shape rule that checks a body against the node's inputs, the
 // reference kernel that evaluates the body with the ordinary reference kernels, and the
 // body's text for printers and kernel names.
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +51,15 @@ const char *ir_body_str(const IrNode *fused, bool full, char *buf, size_t size) 
   return buf;
 }
 
+// A gemm body's epilogue names its matmul and params that exist.
+static bool gemm_epilogue_ok(const IrBody *b) {
+  const IrGemmEpilogue *e = b->gemm;
+  if (!e || e->matmul < 0 || e->matmul >= b->n || b->nodes[e->matmul]->op != IR_OP_MATMUL) return false;
+  if (e->bias >= b->n_params) return false;
+  if ((e->residual == IR_GEMM_RESIDUAL_NONE) != (e->residual_param < 0)) return false;
+  return e->residual_param < b->n_params;
+}
+
 // The body must be well formed (params copy the inputs; every node's inputs are params or
 // earlier nodes; every node passes its own shape rule) and gives the node its dtype/shape.
 bool ir_shape_fused(IrNode *n, Diag *d) {
@@ -81,6 +89,8 @@ bool ir_shape_fused(IrNode *n, Diag *d) {
     if (tmp.dtype != x->dtype || !ir_shape_eq(&tmp.shape, &x->shape))
       return diag_error(d, "body node \"%s\": recorded shape differs from its inputs'", x->name);
   }
+  if (kind == IR_FUSED_GEMM && !gemm_epilogue_ok(b))
+    return diag_error(d, "gemm body without a well-formed epilogue record");
   n->dtype = ir_body_root(b)->dtype;
   n->shape = ir_body_root(b)->shape;
   return true;
@@ -114,31 +124,4 @@ bool ir_ref_fused(const IrNode *n, double *out, const double *const *in, const I
     for (int i = 0; i < b->n - 1; i++) free(val[i]);
   free(val);
   return ok;
-}
-
-// ---------------------------------------------------------------------------------------
-// gelu'(x) as ir_grad_gelu builds it:
-//   add(affine(erf(affine(x, 1/sqrt 2, 0)), 0.5, 0.5),
-//       mul(x, affine(exp(affine(mul(x, x), -0.5, 0)), 1/sqrt(2 pi), 0)))
-static bool is_affine(const IrNode *n, double s, double t) {
-  return n->op == IR_OP_AFFINE && fabs(ir_attr_float(n, "scale") - s) <= 1e-15 * fabs(s) &&
-         ir_attr_float(n, "shift") == t;
-}
-
-bool ir_match_gelu_grad(IrNode *g, IrNode **x, IrNode **nodes) {
-  if (g->op != IR_OP_ADD) return false;
-  IrNode *cdf = g->in[0], *xp = g->in[1];
-  if (!is_affine(cdf, 0.5, 0.5) || xp->op != IR_OP_MUL) return false;
-  IrNode *erf = cdf->in[0];
-  if (erf->op != IR_OP_ERF || !is_affine(erf->in[0], M_SQRT1_2, 0)) return false;
-  IrNode *xx = erf->in[0]->in[0], *pdf = xp->in[1];
-  if (xp->in[0] != xx || !is_affine(pdf, 1.0 / sqrt(2.0 * M_PI), 0)) return false;
-  IrNode *ex = pdf->in[0];
-  if (ex->op != IR_OP_EXP || !is_affine(ex->in[0], -0.5, 0)) return false;
-  IrNode *sq = ex->in[0]->in[0];
-  if (sq->op != IR_OP_MUL || sq->in[0] != xx || sq->in[1] != xx) return false;
-  IrNode *all[9] = {g, cdf, erf, erf->in[0], xp, pdf, ex, ex->in[0], sq};
-  if (nodes) memcpy(nodes, all, sizeof all);
-  *x = xx;
-  return true;
 }

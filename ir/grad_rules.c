@@ -141,12 +141,28 @@ bool ir_grad_erf(GRAD_ARGS) {  // 2 / sqrt(pi) e^(-x^2)
   return true;
 }
 
-bool ir_grad_gelu(GRAD_ARGS) {  // Phi(x) + x phi(x)
-  IrNode *x = n->in[0];
-  IrNode *cdf = affine(b, unary(b, IR_OP_ERF, affine(b, x, M_SQRT1_2, 0.0)), 0.5, 0.5);
-  IrNode *pdf = affine(b, unary(b, IR_OP_EXP, affine(b, mul(b, x, x), -0.5, 0.0)),
-                       1.0 / sqrt(2.0 * M_PI), 0.0);
-  dx[0] = mul(b, dy, bin(b, IR_OP_ADD, cdf, mul(b, x, pdf)));
+// One op, so that the fuse pass sees it whole (the GEMM making dy applies it in its
+// epilogue) and the JIT computes gelu'(x) in registers.
+bool ir_grad_gelu(GRAD_ARGS) {  // dy (Phi(x) + x phi(x))
+  dx[0] = bin(b, IR_OP_GELU_GRAD, dy, n->in[0]);
+  return true;
+}
+
+// gelu_grad(dy, x) = dy gelu'(x): linear in dy; gelu''(x) = phi(x) (2 - x^2).
+bool ir_grad_gelu_grad(GRAD_ARGS) {
+  IrNode *ddy = n->in[0], *x = n->in[1];
+  if (need[0]) dx[0] = bin(b, IR_OP_GELU_GRAD, dy, x);
+  if (need[1]) {
+    IrNode *xx = mul(b, x, x);
+    IrNode *pdf = affine(b, unary(b, IR_OP_EXP, affine(b, xx, -0.5, 0.0)), 1.0 / sqrt(2.0 * M_PI), 0.0);
+    dx[1] = mul(b, mul(b, dy, ddy), mul(b, pdf, affine(b, xx, -1.0, 2.0)));
+  }
+  return true;
+}
+
+bool ir_grad_silu(GRAD_ARGS) {  // s (1 + x (1 - s)), s = sigmoid(x)
+  IrNode *x = n->in[0], *s = unary(b, IR_OP_SIGMOID, x);
+  dx[0] = mul(b, dy, mul(b, s, affine(b, mul(b, x, affine(b, s, -1.0, 1.0)), 1.0, 1.0)));
   return true;
 }
 

@@ -33,7 +33,7 @@
   X(DROPOUT, "dropout") X(DROPOUT_GRAD, "dropout_grad") X(CROSS_ENTROPY, "cross_entropy") \
   X(KL_DIV, "kl_div") X(ATTENTION, "attention") X(ATTENTION_GRAD, "attention_grad")      \
   X(FUSED, "fused")                                                     \
-  X(SCATTER_ADD, "scatter_add")
+  X(SCATTER_ADD, "scatter_add") X(GELU_GRAD, "gelu_grad") X(SILU, "silu")
 
 typedef enum {
 #define X(e, s) IR_OP_##e,
@@ -111,11 +111,29 @@ struct IrNode {
 // result. Body node ids are their positions in nodes[].
 typedef enum { IR_FUSED_LOOP, IR_FUSED_GEMM, IR_FUSED_REDUCTION, IR_FUSED_KIND_COUNT } IrFusedKind;
 
+// A gemm fusion's epilogue as the fuse pass chose it (codegen/lower_fused.c reads it, the
+// shape rule checks it): C = gelu?(scale · A·B + bias[j]), then + R(i, j) or · gelu'(R(i, j)).
+typedef enum {
+  IR_GEMM_RESIDUAL_NONE,
+  IR_GEMM_RESIDUAL_ADD,        // + R, R of C's shape
+  IR_GEMM_RESIDUAL_GELU_GRAD,  // · gelu'(R): R is GELU's input x, C the dy (the backward)
+} IrGemmResidual;
+
+typedef struct IrGemmEpilogue {
+  int matmul;               // body index of the matmul
+  double scale;             // 1: none
+  int bias;                 // param index of bias[j] (N elements), or -1
+  bool gelu;
+  IrGemmResidual residual;
+  int residual_param;       // param index of R, or -1
+} IrGemmEpilogue;
+
 typedef struct IrBody {
   int n_params;
   IrNode **params;
   int n;
   IrNode **nodes;
+  const IrGemmEpilogue *gemm;  // kind gemm only
 } IrBody;
 
 const char *ir_fused_kind_name(int kind);  // "loop", "gemm", "reduction"
@@ -125,9 +143,6 @@ static inline IrNode *ir_body_root(const IrBody *b) { return b->nodes[b->n - 1];
 // Text of the body for printers and kernel names: "mul, add, gelu" (ops only), or with
 // `full` every node with its inputs (p0, %1) and attributes.
 const char *ir_body_str(const IrNode *fused, bool full, char *buf, size_t size);
-// Whether g computes gelu'(x) exactly as the gelu gradient rule builds it; then *x is x
-// and nodes (if not NULL) receives the 9 nodes of the expression, g first.
-bool ir_match_gelu_grad(IrNode *g, IrNode **x, IrNode **nodes);
 
 typedef struct IrConfigEntry {
   const char *name;
@@ -236,10 +251,26 @@ typedef bool (*IrRefFn)(const IrNode *n, double *out, const double *const *in,
                         const IrEvalMode *mode, Diag *d);
 
 enum {
-  IR_FLAG_ELEMENTWISE = 1 << 0,  // out[i] depends on in[k][i] (after broadcasting) only
-  IR_FLAG_SOURCE = 1 << 1,       // no inputs: input, param, full, iota
-  IR_FLAG_INT_OK = 1 << 2,       // accepts integer dtypes
+  IR_FLAG_SOURCE = 1 << 1,  // no inputs: input, param, full, iota
+  IR_FLAG_INT_OK = 1 << 2,  // accepts integer dtypes
+  IR_FLAG_VIEW = 1 << 3,    // the output is in[0]'s elements in the same order: it shares
+                            // in[0]'s buffer (no kernel; memory planning follows it through)
+  IR_FLAG_RANDOM = 1 << 4,  // draws the dropout stream when training: never constant-folded
 };
+
+// How an op reads its inputs, for fusion (TVM's TOpPattern), from the most to the least
+// fusible. The elementwise kinds (ir_op_is_elementwise) fuse into loops, prologues and
+// epilogues; a reduction is a fusion group's row op.
+typedef enum IrPattern {
+  IR_PATTERN_ELEMENTWISE,  // out[i] reads element i of each input (all of out's shape)
+  IR_PATTERN_BROADCAST,    // out[i] reads each input at i after NumPy broadcasting
+  IR_PATTERN_INJECTIVE,    // each output element is one input element (layout, gather)
+  IR_PATTERN_REDUCTION,    // combines elements along axes (reductions, softmax, layernorm, losses)
+  IR_PATTERN_OPAQUE,       // anything else: sources, matmul, attention, scatter, fused
+} IrPattern;
+
+// FLOPs of one evaluation of node n (ir/flops.c): the op table's cost column.
+typedef double (*IrFlopsFn)(const IrNode *n);
 
 // Gradient rule (ir/grad_rules.c): given dy, the gradient of the loss w.r.t. node n (n's
 // shape), builds through b the gradient dx[k] of each input k with need[k] set (n's input
@@ -250,15 +281,23 @@ typedef bool (*IrGradFn)(IrBuilder *b, IrNode *n, IrNode *dy, const bool *need, 
 typedef struct IrOpInfo {
   const char *name;
   int min_in, max_in;  // max_in < 0: any number >= min_in
-  unsigned flags;
+  IrPattern pattern;   // how it fuses
+  unsigned flags;      // IR_FLAG_*
   const IrAttrSpec *attrs;  // NULL-name terminated
   IrShapeFn shape;
   IrRefFn ref;
   IrGradFn grad;       // NULL: not differentiable (autodiff reports it when a loss needs it)
+  IrFlopsFn flops;     // FLOPs of one evaluation (ir_count_flops)
   const char *doc;     // one line for `kiln ops` and docs
 } IrOpInfo;
 
 extern const IrOpInfo ir_ops[IR_OP_COUNT];
+
+// Columns read as questions.
+static inline bool ir_op_is_elementwise(IrOpKind op) {  // elementwise or broadcast
+  return ir_ops[op].pattern == IR_PATTERN_ELEMENTWISE || ir_ops[op].pattern == IR_PATTERN_BROADCAST;
+}
+static inline bool ir_op_is_view(IrOpKind op) { return ir_ops[op].flags & IR_FLAG_VIEW; }
 
 bool ir_op_lookup(const char *name, IrOpKind *out);
 int ir_attr_index(IrOpKind op, const char *name);  // -1 if the op has no such attribute
@@ -324,7 +363,8 @@ bool ir_verify(const IrGraph *g, Diag *d);
 void ir_print_text(const IrGraph *g, FILE *f);
 void ir_print_dot(const IrGraph *g, FILE *f);
 
-// Counts (ir/print.c): parameters' elements, and FLOPs of one forward evaluation.
+// Counts (ir/print.c): parameters' elements, and FLOPs of one evaluation (the sum of the
+// op table's flops column over the nodes).
 int64_t ir_count_params(const IrGraph *g);
 double ir_count_flops(const IrGraph *g);
 
@@ -341,6 +381,10 @@ void ir_values_init(IrValues *vals, const IrGraph *g);
 void ir_values_free(IrValues *vals);
 bool ir_eval(const IrGraph *g, IrValues *vals, const bool *want, const IrEvalMode *mode,
              Diag *d);
+// One node from its inputs' values, as ir_eval computes it: the reference kernel, then the
+// check that integer results fit the dtype (constant folding evaluates nodes with it too).
+bool ir_eval_node(const IrNode *n, double *out, const double *const *in, const IrEvalMode *mode,
+                  Diag *d);
 
 // The dropout stream: a counter-based generator, so a mask depends only on
 // (seed, node name, element index) and not on order or thread count.

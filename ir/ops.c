@@ -54,133 +54,180 @@ static const IrAttrSpec fused_attrs[] = {{"kind", IR_ATTR_INT, false, 0}, END};
 static const IrAttrSpec ce_attrs[] = {{"ignore_index", IR_ATTR_INT, false, -100}, END};
 
 #define SRC IR_FLAG_SOURCE
-#define EW IR_FLAG_ELEMENTWISE
 #define INT IR_FLAG_INT_OK
+#define VIEW IR_FLAG_VIEW
+#define RNG IR_FLAG_RANDOM
+#define EW IR_PATTERN_ELEMENTWISE
+#define BC IR_PATTERN_BROADCAST
+#define INJ IR_PATTERN_INJECTIVE
+#define RED IR_PATTERN_REDUCTION
+#define OPQ IR_PATTERN_OPAQUE
+
+// Columns: name, min_in, max_in (< 0: any number), pattern, flags, attribute schema,
+// shape rule, reference kernel, gradient rule, FLOPs rule, one line of doc.
 
 const IrOpInfo ir_ops[IR_OP_COUNT] = {
-  [IR_OP_INPUT] = {"input", 0, 0, SRC | INT, no_attrs, ir_shape_source, ir_ref_source, NULL,
-                   "a model input, filled from the inputs file"},
-  [IR_OP_PARAM] = {"param", 0, 0, SRC, no_attrs, ir_shape_source, ir_ref_source, NULL,
-                   "a trainable parameter, filled from the weights file"},
-  [IR_OP_FULL] = {"full", 0, 0, SRC | INT, full_attrs, ir_shape_full, ir_ref_full, NULL,
-                  "a tensor of the given shape filled with one value"},
-  [IR_OP_IOTA] = {"iota", 0, 0, SRC | INT, iota_attrs, ir_shape_full, ir_ref_iota, NULL,
-                  "out[idx] = idx[axis] (positions 0, 1, 2, ... along axis)"},
-  [IR_OP_CAST] = {"cast", 1, 1, EW | INT, cast_attrs, ir_shape_cast, ir_ref_cast, ir_grad_cast,
-                  "convert to another dtype (float to int truncates toward zero)"},
-  [IR_OP_ADD] = {"add", 2, 2, EW | INT, no_attrs, ir_shape_broadcast, ir_ref_add, ir_grad_add,
-                 "a + b with NumPy broadcasting"},
-  [IR_OP_SUB] = {"sub", 2, 2, EW | INT, no_attrs, ir_shape_broadcast, ir_ref_sub, ir_grad_sub,
-                 "a - b with NumPy broadcasting"},
-  [IR_OP_MUL] = {"mul", 2, 2, EW | INT, no_attrs, ir_shape_broadcast, ir_ref_mul, ir_grad_mul,
-                 "a * b with NumPy broadcasting"},
-  [IR_OP_DIV] = {"div", 2, 2, EW, no_attrs, ir_shape_broadcast, ir_ref_div, ir_grad_div,
-                 "a / b with NumPy broadcasting (floats only)"},
-  [IR_OP_MAXIMUM] = {"maximum", 2, 2, EW | INT, no_attrs, ir_shape_broadcast, ir_ref_maximum,
-                     ir_grad_maximum,
-                     "elementwise max(a, b) with broadcasting"},
-  [IR_OP_MINIMUM] = {"minimum", 2, 2, EW | INT, no_attrs, ir_shape_broadcast, ir_ref_minimum,
-                     ir_grad_minimum,
-                     "elementwise min(a, b) with broadcasting"},
-  [IR_OP_NEG] = {"neg", 1, 1, EW | INT, no_attrs, ir_shape_unary, ir_ref_neg, ir_grad_neg, "-x"},
-  [IR_OP_EXP] = {"exp", 1, 1, EW, no_attrs, ir_shape_unary_float, ir_ref_exp, ir_grad_exp, "e^x"},
-  [IR_OP_LOG] = {"log", 1, 1, EW, no_attrs, ir_shape_unary_float, ir_ref_log, ir_grad_log,
-                 "natural logarithm"},
-  [IR_OP_SQRT] = {"sqrt", 1, 1, EW, no_attrs, ir_shape_unary_float, ir_ref_sqrt, ir_grad_sqrt,
-                  "square root"},
-  [IR_OP_RSQRT] = {"rsqrt", 1, 1, EW, no_attrs, ir_shape_unary_float, ir_ref_rsqrt, ir_grad_rsqrt,
-                   "1 / sqrt(x)"},
-  [IR_OP_TANH] = {"tanh", 1, 1, EW, no_attrs, ir_shape_unary_float, ir_ref_tanh, ir_grad_tanh,
-                  "hyperbolic tangent"},
-  [IR_OP_ERF] = {"erf", 1, 1, EW, no_attrs, ir_shape_unary_float, ir_ref_erf, ir_grad_erf,
-                 "the error function"},
-  [IR_OP_GELU] = {"gelu", 1, 1, EW, no_attrs, ir_shape_unary_float, ir_ref_gelu, ir_grad_gelu,
-                  "exact GELU: 0.5 x (1 + erf(x / sqrt 2))"},
-  [IR_OP_RELU] = {"relu", 1, 1, EW, no_attrs, ir_shape_unary_float, ir_ref_relu, ir_grad_relu,
-                  "max(x, 0)"},
-  [IR_OP_SIGMOID] = {"sigmoid", 1, 1, EW, no_attrs, ir_shape_unary_float, ir_ref_sigmoid,
-                     ir_grad_sigmoid,
-                     "1 / (1 + e^-x)"},
-  [IR_OP_STEP] = {"step", 1, 1, EW, no_attrs, ir_shape_unary_float, ir_ref_step, ir_grad_step,
-                  "1 where x > 0, else 0 (the derivative of relu)"},
-  [IR_OP_AFFINE] = {"affine", 1, 1, EW | INT, affine_attrs, ir_shape_affine, ir_ref_affine,
-                    ir_grad_affine,
-                    "x * scale + shift with constant scale and shift"},
-  [IR_OP_MATMUL] = {"matmul", 2, 2, 0, matmul_attrs, ir_shape_matmul, ir_ref_matmul, ir_grad_matmul,
-                    "batched matrix product [..., M, K] x [..., K, N] with broadcast batch "
-                    "dims; transpose_a/transpose_b swap the last two dims of an operand"},
-  [IR_OP_RESHAPE] = {"reshape", 1, 1, INT, reshape_attrs, ir_shape_reshape, ir_ref_reshape,
-                     ir_grad_reshape,
-                     "same elements, new shape (one dim may be -1)"},
-  [IR_OP_PERMUTE] = {"permute", 1, 1, INT, permute_attrs, ir_shape_permute, ir_ref_permute,
-                     ir_grad_permute,
-                     "out.shape[i] = in.shape[perm[i]]"},
-  [IR_OP_CONCAT] = {"concat", 1, -1, INT, concat_attrs, ir_shape_concat, ir_ref_concat,
-                    ir_grad_concat,
-                    "join along axis; other dims must match"},
-  [IR_OP_SLICE] = {"slice", 1, 1, INT, slice_attrs, ir_shape_slice, ir_ref_slice, ir_grad_slice,
-                   "elements start <= i < end along axis"},
-  [IR_OP_GATHER] = {"gather", 2, 2, INT, gather_attrs, ir_shape_gather, ir_ref_gather,
-                    ir_grad_gather,
-                    "take rows of data along axis by integer indices (TensorFlow gather with "
-                    "batch_dims); embedding lookup is gather(table, ids)"},
-  [IR_OP_REDUCE_SUM] = {"reduce_sum", 1, 1, INT, reduce_attrs, ir_shape_reduce,
-                        ir_ref_reduce_sum, ir_grad_reduce_sum, "sum over axes (all if none given)"},
-  [IR_OP_REDUCE_MEAN] = {"reduce_mean", 1, 1, 0, reduce_attrs, ir_shape_reduce,
-                         ir_ref_reduce_mean,
-                         ir_grad_reduce_mean, "mean over axes (all if none given)"},
-  [IR_OP_REDUCE_MAX] = {"reduce_max", 1, 1, INT, reduce_attrs, ir_shape_reduce,
-                        ir_ref_reduce_max, ir_grad_reduce_max, "max over axes (all if none given)"},
-  [IR_OP_SOFTMAX] = {"softmax", 1, 1, 0, softmax_attrs, ir_shape_softmax, ir_ref_softmax,
-                     ir_grad_softmax,
-                     "exp(x - max) / sum along axis"},
-  [IR_OP_LOG_SOFTMAX] = {"log_softmax", 1, 1, 0, softmax_attrs, ir_shape_softmax,
-                         ir_ref_log_softmax,
-                         ir_grad_log_softmax, "x - max - log(sum(exp(x - max))) along axis"},
-  [IR_OP_LAYERNORM] = {"layernorm", 3, 3, 0, layernorm_attrs, ir_shape_layernorm,
-                       ir_ref_layernorm, ir_grad_layernorm,
-                       "(x - mean) / sqrt(var + eps) * weight + bias over the last axis "
-                       "(biased variance); inputs x, weight, bias"},
-  [IR_OP_DROPOUT] = {"dropout", 1, 1, EW, dropout_attrs, ir_shape_dropout, ir_ref_dropout,
-                     ir_grad_dropout,
-                     "zero each element with probability p and scale the rest by 1/(1-p) "
-                     "when training; the identity in inference"},
-  [IR_OP_DROPOUT_GRAD] = {"dropout_grad", 2, 2, EW, no_attrs, ir_shape_dropout_grad,
-                          ir_ref_dropout_grad, ir_grad_dropout_grad,
-                          "the gradient of a dropout node: inputs dy and the dropout node; dy "
-                          "where its mask kept an element, times 1/(1-p); the identity in "
-                          "inference"},
-  [IR_OP_CROSS_ENTROPY] = {"cross_entropy", 2, 2, INT, ce_attrs, ir_shape_cross_entropy,
-                           ir_ref_cross_entropy, ir_grad_cross_entropy,
-                           "mean over labelled positions of -log_softmax(logits)[label]; "
-                           "logits [..., C], integer labels [...]; ignore_index skipped; "
-                           "0 when every label is ignored"},
-  [IR_OP_KL_DIV] = {"kl_div", 2, 2, 0, no_attrs, ir_shape_kl_div, ir_ref_kl_div, ir_grad_kl_div,
-                    "sum(target * (log target - log_probs)) / batch (PyTorch KLDivLoss, "
-                    "batchmean; 0 log 0 = 0); inputs log_probs, target of one shape"},
-  [IR_OP_ATTENTION] = {"attention", 3, 4, 0, attention_attrs, ir_shape_attention,
-                       ir_ref_attention, ir_grad_attention,
-                       "multi-head attention: per head h, dropout(softmax(scale * Q_h K_h^T + "
-                       "mask)) V_h; q [batch, n_q, heads*head_dim], k and v [batch, n_k, "
-                       "heads*head_dim] (heads side by side), optional additive mask "
-                       "broadcast to [batch, heads, n_q, n_k]; output like q. Dropout (p, "
-                       "training only) draws element ((b*heads+h)*n_q+i)*n_k+j of the stream "
-                       "named by rng_hash (0: this node's name)"},
-  [IR_OP_ATTENTION_GRAD] = {"attention_grad", 5, 6, 0, attention_attrs,
-                            ir_shape_attention_grad, ir_ref_attention_grad,
-                            ir_grad_attention_grad,
-                            "the gradient of attention: inputs q, k, v, out, dout[, mask]; "
-                            "recomputes the probabilities; result [numel(q) + 2 numel(k)]: "
-                            "dq, dk, dv flat, one after the other"},
-  [IR_OP_FUSED] = {"fused", 1, -1, 0, fused_attrs, ir_shape_fused, ir_ref_fused, NULL,
-                   "made by the fuse pass, not written in model files: a body of ops computed "
-                   "in one kernel (kind 0 loop, 1 gemm epilogue, 2 reduction with its prologue)"},
-  [IR_OP_SCATTER_ADD] = {"scatter_add", 2, 2, INT, scatter_attrs, ir_shape_scatter_add,
-                         ir_ref_scatter_add, ir_grad_scatter_add,
-                         "the transpose of gather: inputs updates (f32, gather's output shape) "
-                         "and indices; out (size along axis) starts at 0 and each update row "
-                         "adds into the row its index names (repeated ids add up)"},
+  [IR_OP_INPUT] = {"input", 0, 0, OPQ, SRC | INT, no_attrs, ir_shape_source, ir_ref_source,
+    NULL, ir_flops_zero,
+    "a model input, filled from the inputs file"},
+  [IR_OP_PARAM] = {"param", 0, 0, OPQ, SRC, no_attrs, ir_shape_source, ir_ref_source,
+    NULL, ir_flops_zero,
+    "a trainable parameter, filled from the weights file"},
+  [IR_OP_FULL] = {"full", 0, 0, OPQ, SRC | INT, full_attrs, ir_shape_full, ir_ref_full,
+    NULL, ir_flops_zero,
+    "a tensor of the given shape filled with one value"},
+  [IR_OP_IOTA] = {"iota", 0, 0, OPQ, SRC | INT, iota_attrs, ir_shape_full, ir_ref_iota,
+    NULL, ir_flops_zero,
+    "out[idx] = idx[axis] (positions 0, 1, 2, ... along axis)"},
+  [IR_OP_CAST] = {"cast", 1, 1, EW, INT, cast_attrs, ir_shape_cast, ir_ref_cast,
+    ir_grad_cast, ir_flops_zero,
+    "convert to another dtype (float to int truncates toward zero)"},
+  [IR_OP_ADD] = {"add", 2, 2, BC, INT, no_attrs, ir_shape_broadcast, ir_ref_add,
+    ir_grad_add, ir_flops_out,
+    "a + b with NumPy broadcasting"},
+  [IR_OP_SUB] = {"sub", 2, 2, BC, INT, no_attrs, ir_shape_broadcast, ir_ref_sub,
+    ir_grad_sub, ir_flops_out,
+    "a - b with NumPy broadcasting"},
+  [IR_OP_MUL] = {"mul", 2, 2, BC, INT, no_attrs, ir_shape_broadcast, ir_ref_mul,
+    ir_grad_mul, ir_flops_out,
+    "a * b with NumPy broadcasting"},
+  [IR_OP_DIV] = {"div", 2, 2, BC, 0, no_attrs, ir_shape_broadcast, ir_ref_div,
+    ir_grad_div, ir_flops_out,
+    "a / b with NumPy broadcasting (floats only)"},
+  [IR_OP_MAXIMUM] = {"maximum", 2, 2, BC, INT, no_attrs, ir_shape_broadcast, ir_ref_maximum,
+    ir_grad_maximum, ir_flops_out,
+    "elementwise max(a, b) with broadcasting"},
+  [IR_OP_MINIMUM] = {"minimum", 2, 2, BC, INT, no_attrs, ir_shape_broadcast, ir_ref_minimum,
+    ir_grad_minimum, ir_flops_out,
+    "elementwise min(a, b) with broadcasting"},
+  [IR_OP_NEG] = {"neg", 1, 1, EW, INT, no_attrs, ir_shape_unary, ir_ref_neg,
+    ir_grad_neg, ir_flops_out,
+    "-x"},
+  [IR_OP_EXP] = {"exp", 1, 1, EW, 0, no_attrs, ir_shape_unary_float, ir_ref_exp,
+    ir_grad_exp, ir_flops_out,
+    "e^x"},
+  [IR_OP_LOG] = {"log", 1, 1, EW, 0, no_attrs, ir_shape_unary_float, ir_ref_log,
+    ir_grad_log, ir_flops_out,
+    "natural logarithm"},
+  [IR_OP_SQRT] = {"sqrt", 1, 1, EW, 0, no_attrs, ir_shape_unary_float, ir_ref_sqrt,
+    ir_grad_sqrt, ir_flops_out,
+    "square root"},
+  [IR_OP_RSQRT] = {"rsqrt", 1, 1, EW, 0, no_attrs, ir_shape_unary_float, ir_ref_rsqrt,
+    ir_grad_rsqrt, ir_flops_out,
+    "1 / sqrt(x)"},
+  [IR_OP_TANH] = {"tanh", 1, 1, EW, 0, no_attrs, ir_shape_unary_float, ir_ref_tanh,
+    ir_grad_tanh, ir_flops_out,
+    "hyperbolic tangent"},
+  [IR_OP_ERF] = {"erf", 1, 1, EW, 0, no_attrs, ir_shape_unary_float, ir_ref_erf,
+    ir_grad_erf, ir_flops_out,
+    "the error function"},
+  [IR_OP_GELU] = {"gelu", 1, 1, EW, 0, no_attrs, ir_shape_unary_float, ir_ref_gelu,
+    ir_grad_gelu, ir_flops_out,
+    "exact GELU: 0.5 x (1 + erf(x / sqrt 2))"},
+  [IR_OP_RELU] = {"relu", 1, 1, EW, 0, no_attrs, ir_shape_unary_float, ir_ref_relu,
+    ir_grad_relu, ir_flops_out,
+    "max(x, 0)"},
+  [IR_OP_SIGMOID] = {"sigmoid", 1, 1, EW, 0, no_attrs, ir_shape_unary_float, ir_ref_sigmoid,
+    ir_grad_sigmoid, ir_flops_out,
+    "1 / (1 + e^-x)"},
+  [IR_OP_STEP] = {"step", 1, 1, EW, 0, no_attrs, ir_shape_unary_float, ir_ref_step,
+    ir_grad_step, ir_flops_out,
+    "1 where x > 0, else 0 (the derivative of relu)"},
+  [IR_OP_AFFINE] = {"affine", 1, 1, EW, INT, affine_attrs, ir_shape_affine, ir_ref_affine,
+    ir_grad_affine, ir_flops_out,
+    "x * scale + shift with constant scale and shift"},
+  [IR_OP_MATMUL] = {"matmul", 2, 2, OPQ, 0, matmul_attrs, ir_shape_matmul, ir_ref_matmul,
+    ir_grad_matmul, ir_flops_matmul,
+    "batched matrix product [..., M, K] x [..., K, N] with broadcast batch "
+    "dims; transpose_a/transpose_b swap the last two dims of an operand"},
+  [IR_OP_RESHAPE] = {"reshape", 1, 1, INJ, INT | VIEW, reshape_attrs, ir_shape_reshape,
+    ir_ref_reshape, ir_grad_reshape, ir_flops_zero,
+    "same elements, new shape (one dim may be -1)"},
+  [IR_OP_PERMUTE] = {"permute", 1, 1, INJ, INT, permute_attrs, ir_shape_permute, ir_ref_permute,
+    ir_grad_permute, ir_flops_zero,
+    "out.shape[i] = in.shape[perm[i]]"},
+  [IR_OP_CONCAT] = {"concat", 1, -1, INJ, INT, concat_attrs, ir_shape_concat, ir_ref_concat,
+    ir_grad_concat, ir_flops_zero,
+    "join along axis; other dims must match"},
+  [IR_OP_SLICE] = {"slice", 1, 1, INJ, INT, slice_attrs, ir_shape_slice, ir_ref_slice,
+    ir_grad_slice, ir_flops_zero,
+    "elements start <= i < end along axis"},
+  [IR_OP_GATHER] = {"gather", 2, 2, INJ, INT, gather_attrs, ir_shape_gather, ir_ref_gather,
+    ir_grad_gather, ir_flops_zero,
+    "take rows of data along axis by integer indices (TensorFlow gather with "
+    "batch_dims); embedding lookup is gather(table, ids)"},
+  [IR_OP_REDUCE_SUM] = {"reduce_sum", 1, 1, RED, INT, reduce_attrs, ir_shape_reduce,
+    ir_ref_reduce_sum, ir_grad_reduce_sum, ir_flops_reduce,
+    "sum over axes (all if none given)"},
+  [IR_OP_REDUCE_MEAN] = {"reduce_mean", 1, 1, RED, 0, reduce_attrs, ir_shape_reduce,
+    ir_ref_reduce_mean, ir_grad_reduce_mean, ir_flops_reduce,
+    "mean over axes (all if none given)"},
+  [IR_OP_REDUCE_MAX] = {"reduce_max", 1, 1, RED, INT, reduce_attrs, ir_shape_reduce,
+    ir_ref_reduce_max, ir_grad_reduce_max, ir_flops_reduce,
+    "max over axes (all if none given)"},
+  [IR_OP_SOFTMAX] = {"softmax", 1, 1, RED, 0, softmax_attrs, ir_shape_softmax, ir_ref_softmax,
+    ir_grad_softmax, ir_flops_norm,
+    "exp(x - max) / sum along axis"},
+  [IR_OP_LOG_SOFTMAX] = {"log_softmax", 1, 1, RED, 0, softmax_attrs, ir_shape_softmax,
+    ir_ref_log_softmax, ir_grad_log_softmax, ir_flops_norm,
+    "x - max - log(sum(exp(x - max))) along axis"},
+  [IR_OP_LAYERNORM] = {"layernorm", 3, 3, RED, 0, layernorm_attrs, ir_shape_layernorm,
+    ir_ref_layernorm, ir_grad_layernorm, ir_flops_norm,
+    "(x - mean) / sqrt(var + eps) * weight + bias over the last axis "
+    "(biased variance); inputs x, weight, bias"},
+  [IR_OP_DROPOUT] = {"dropout", 1, 1, EW, RNG, dropout_attrs, ir_shape_dropout, ir_ref_dropout,
+    ir_grad_dropout, ir_flops_out,
+    "zero each element with probability p and scale the rest by 1/(1-p) "
+    "when training; the identity in inference"},
+  [IR_OP_DROPOUT_GRAD] = {"dropout_grad", 2, 2, EW, RNG, no_attrs, ir_shape_dropout_grad,
+    ir_ref_dropout_grad, ir_grad_dropout_grad, ir_flops_out,
+    "the gradient of a dropout node: inputs dy and the dropout node; dy "
+    "where its mask kept an element, times 1/(1-p); the identity in "
+    "inference"},
+  [IR_OP_CROSS_ENTROPY] = {"cross_entropy", 2, 2, RED, INT, ce_attrs, ir_shape_cross_entropy,
+    ir_ref_cross_entropy, ir_grad_cross_entropy, ir_flops_reduce,
+    "mean over labelled positions of -log_softmax(logits)[label]; "
+    "logits [..., C], integer labels [...]; ignore_index skipped; "
+    "0 when every label is ignored"},
+  [IR_OP_KL_DIV] = {"kl_div", 2, 2, RED, 0, no_attrs, ir_shape_kl_div, ir_ref_kl_div,
+    ir_grad_kl_div, ir_flops_reduce,
+    "sum(target * (log target - log_probs)) / batch (PyTorch KLDivLoss, "
+    "batchmean; 0 log 0 = 0); inputs log_probs, target of one shape"},
+  [IR_OP_ATTENTION] = {"attention", 3, 4, OPQ, RNG, attention_attrs, ir_shape_attention,
+    ir_ref_attention, ir_grad_attention, ir_flops_attention,
+    "multi-head attention: per head h, dropout(softmax(scale * Q_h K_h^T + "
+    "mask)) V_h; q [batch, n_q, heads*head_dim], k and v [batch, n_k, "
+    "heads*head_dim] (heads side by side), optional additive mask "
+    "broadcast to [batch, heads, n_q, n_k]; output like q. Dropout (p, "
+    "training only) draws element ((b*heads+h)*n_q+i)*n_k+j of the stream "
+    "named by rng_hash (0: this node's name)"},
+  [IR_OP_ATTENTION_GRAD] = {"attention_grad", 5, 6, OPQ, RNG, attention_attrs, ir_shape_attention_grad,
+    ir_ref_attention_grad, ir_grad_attention_grad, ir_flops_attention_grad,
+    "the gradient of attention: inputs q, k, v, out, dout[, mask]; "
+    "recomputes the probabilities; result [numel(q) + 2 numel(k)]: "
+    "dq, dk, dv flat, one after the other"},
+  [IR_OP_FUSED] = {"fused", 1, -1, OPQ, 0, fused_attrs, ir_shape_fused, ir_ref_fused,
+    NULL, ir_flops_fused,
+    "made by the fuse pass, not written in model files: a body of ops computed "
+    "in one kernel (kind 0 loop, 1 gemm epilogue, 2 reduction with its prologue)"},
+  [IR_OP_SCATTER_ADD] = {"scatter_add", 2, 2, OPQ, INT, scatter_attrs, ir_shape_scatter_add,
+    ir_ref_scatter_add, ir_grad_scatter_add, ir_flops_out,
+    "the transpose of gather: inputs updates (f32, gather's output shape) "
+    "and indices; out (size along axis) starts at 0 and each update row "
+    "adds into the row its index names (repeated ids add up)"},
+  [IR_OP_GELU_GRAD] = {"gelu_grad", 2, 2, BC, 0, no_attrs, ir_shape_broadcast, ir_ref_gelu_grad,
+    ir_grad_gelu_grad, ir_flops_out,
+    "the gradient of gelu: inputs dy and the gelu's input x; dy * gelu'(x), "
+    "gelu'(x) = Phi(x) + x phi(x)"},
+  [IR_OP_SILU] = {"silu", 1, 1, EW, 0, no_attrs, ir_shape_unary_float, ir_ref_silu,
+    ir_grad_silu, ir_flops_out,
+    "x * sigmoid(x) (SiLU, swish)"},
 };
+
+// Pinned to the enum (ggml's habit): when IR_OPS grows, this fails until the new op has its
+// row above and in cg_lowerings[] (codegen/lowerings.c); test_ir checks every row is filled.
+_Static_assert(IR_OP_COUNT == 45, "IR_OPS changed: give the op its row in ir_ops[] and "
+                                  "cg_lowerings[], then update this count");
 
 static const char *const op_names[IR_OP_COUNT] = {
 #define X(e, s) [IR_OP_##e] = s,

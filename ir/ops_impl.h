@@ -1,5 +1,6 @@
-// Private to ir/: the shape rules (ir/shape_rules.c) and reference kernels (ir/ref_*.c)
-// that the op table in ir/ops.c points to. One of each per op (some shared).
+// Private to ir/: the shape rules (ir/shape_rules.c), reference kernels (ir/ref_*.c),
+// gradient rules (ir/grad_rules.c) and FLOPs rules (ir/flops.c) that the op table in
+// ir/ops.c points to. One of each per op (some shared).
 #ifndef KILN_OPS_IMPL_H
 #define KILN_OPS_IMPL_H
 
@@ -21,7 +22,8 @@ SHAPE_RULES(X)
   X(neg) X(exp) X(log) X(sqrt) X(rsqrt) X(tanh) X(erf) X(gelu) X(relu) X(sigmoid) X(step) \
   X(affine) X(matmul) X(reshape) X(permute) X(concat) X(slice) X(gather) X(reduce_sum)    \
   X(reduce_mean) X(reduce_max) X(softmax) X(log_softmax) X(layernorm) X(dropout)          \
-  X(dropout_grad) X(cross_entropy) X(kl_div) X(attention) X(attention_grad) X(fused) X(scatter_add)
+  X(dropout_grad) X(cross_entropy) X(kl_div) X(attention) X(attention_grad) X(fused) X(scatter_add)  \
+  X(gelu_grad) X(silu)
 #define X(k)                                                                             \
   bool ir_ref_##k(const IrNode *n, double *out, const double *const *in,                  \
                   const IrEvalMode *mode, Diag *d);
@@ -34,11 +36,18 @@ REF_KERNELS(X)
   X(tanh) X(erf) X(gelu) X(relu) X(sigmoid) X(step) X(affine) X(cast) X(matmul) X(reshape) \
   X(permute) X(concat) X(slice) X(gather) X(reduce_sum) X(reduce_mean) X(reduce_max)      \
   X(softmax) X(log_softmax) X(layernorm) X(dropout) X(dropout_grad) X(cross_entropy)      \
-  X(kl_div) X(attention) X(attention_grad) X(scatter_add)
+  X(kl_div) X(attention) X(attention_grad) X(scatter_add) X(gelu_grad) \
+  X(silu)
 #define X(r)                                                                             \
   bool ir_grad_##r(IrBuilder *b, IrNode *n, IrNode *dy, const bool *need, IrNode **dx,    \
                    Diag *d);
 GRAD_RULES(X)
+#undef X
+
+// FLOPs rules (ir/flops.c).
+#define FLOPS_RULES(X) X(zero) X(out) X(norm) X(reduce) X(matmul) X(attention) X(attention_grad) X(fused)
+#define X(r) double ir_flops_##r(const IrNode *n);
+FLOPS_RULES(X)
 #undef X
 
 #endif

@@ -106,46 +106,8 @@ int64_t ir_count_params(const IrGraph *g) {
   return total;
 }
 
-// FLOPs: 2·M·N·K per matmul (the cost that matters), one per output element for elementwise
-// ops, and a few per element for normalisations; sources and data movement count zero.
-static double node_flops(const IrNode *n) {
-  double total = 0;
-  double out = (double)ir_numel(&n->shape);
-  switch (n->op) {
-  case IR_OP_FUSED:  // what its body computes
-    for (int i = 0; i < n->body->n; i++) total += node_flops(n->body->nodes[i]);
-    break;
-  case IR_OP_MATMUL: {
-    const IrShape *a = &n->in[0]->shape;
-    int64_t k = ir_attr_int(n, "transpose_a") ? a->dim[a->rank - 2] : a->dim[a->rank - 1];
-    total += 2.0 * out * (double)k;
-    break;
-  }
-  case IR_OP_INPUT: case IR_OP_PARAM: case IR_OP_FULL: case IR_OP_IOTA: case IR_OP_RESHAPE:
-  case IR_OP_PERMUTE: case IR_OP_CONCAT: case IR_OP_SLICE: case IR_OP_GATHER: case IR_OP_CAST:
-    break;
-  case IR_OP_SOFTMAX: case IR_OP_LOG_SOFTMAX: case IR_OP_LAYERNORM:
-    total += 5.0 * out;
-    break;
-  case IR_OP_ATTENTION: case IR_OP_ATTENTION_GRAD: {  // Q.K^T, softmax, P.V (grad: again, x2)
-    const IrShape *q = &n->in[0]->shape, *k = &n->in[1]->shape;
-    double qk = (double)q->dim[0] * (double)q->dim[1] * (double)k->dim[1];  // per head
-    double f = 4.0 * qk * (double)q->dim[2] + 5.0 * qk * (double)ir_attr_int(n, "heads");
-    total += n->op == IR_OP_ATTENTION ? f : 2.0 * f + 5.0 * qk * (double)ir_attr_int(n, "heads");
-    break;
-  }
-  case IR_OP_REDUCE_SUM: case IR_OP_REDUCE_MEAN: case IR_OP_REDUCE_MAX:
-  case IR_OP_CROSS_ENTROPY: case IR_OP_KL_DIV:
-    total += 2.0 * (double)ir_numel(&n->in[0]->shape);
-    break;
-  default:
-    total += out;
-  }
-  return total;
-}
-
 double ir_count_flops(const IrGraph *g) {
   double total = 0;
-  for (int i = 0; i < g->n_nodes; i++) total += node_flops(g->nodes[i]);
+  for (int i = 0; i < g->n_nodes; i++) total += ir_ops[g->nodes[i]->op].flops(g->nodes[i]);
   return total;
 }

@@ -125,6 +125,10 @@ static double div_fn(double a, double b) { return a / b; }
 // NaN propagates, as in NumPy and PyTorch.
 static double maximum_fn(double a, double b) { return isnan(a) ? a : (a >= b ? a : b); }
 static double minimum_fn(double a, double b) { return isnan(a) ? a : (a <= b ? a : b); }
+// dy * gelu'(x), gelu'(x) = Phi(x) + x phi(x).
+static double gelu_grad_fn(double dy, double x) {
+  return dy * (0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI));
+}
 
 #define BINARY_KERNEL(name)                                                          \
   bool ir_ref_##name(const IrNode *n, double *out, const double *const *in,         \
@@ -137,6 +141,7 @@ BINARY_KERNEL(mul)
 BINARY_KERNEL(div)
 BINARY_KERNEL(maximum)
 BINARY_KERNEL(minimum)
+BINARY_KERNEL(gelu_grad)
 #undef BINARY_KERNEL
 
 // ---------------------------------------------------------------------------------------
@@ -161,6 +166,7 @@ static double gelu_fn(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
 static double relu_fn(double x) { return x < 0 ? 0.0 : x; }  // NaN stays NaN
 static double sigmoid_fn(double x) { return 1.0 / (1.0 + exp(-x)); }
 static double step_fn(double x) { return x > 0 ? 1.0 : 0.0; }  // NaN gives 0
+static double silu_fn(double x) { return x * sigmoid_fn(x); }
 
 #define UNARY_KERNEL(name)                                                           \
   bool ir_ref_##name(const IrNode *n, double *out, const double *const *in,         \
@@ -178,6 +184,7 @@ UNARY_KERNEL(gelu)
 UNARY_KERNEL(relu)
 UNARY_KERNEL(sigmoid)
 UNARY_KERNEL(step)
+UNARY_KERNEL(silu)
 #undef UNARY_KERNEL
 
 bool ir_ref_affine(const IrNode *n, double *out, const double *const *in,

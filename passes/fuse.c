@@ -1,9 +1,9 @@
 // The fusion pass: groups nodes that one kernel can compute and replaces each group by a
 // node of op `fused` whose body holds the group's ordinary nodes (see ir.h). Runs after
 // autodiff, on forward and backward graphs alike. Three rules, in this order:
-//   gemm:      matmul -> [affine scale] -> [add bias (N)] -> [gelu] -> [add residual]: the
-//              GEMM's register-tile epilogue (codegen/cg_gemm.c); in the backward also
-//              mul(matmul, gelu'(x)), the GELU derivative applied to the dy the GEMM makes;
+//   gemm:      matmul -> [affine scale] -> [add bias (N)] -> [gelu] -> [add residual, or
+//              gelu_grad(this, x) in the backward: GELU's derivative applied to the dy the
+//              GEMM makes]: the GEMM's register-tile epilogue (codegen/cg_gemm.c);
 //   reduction: softmax / log_softmax over the last axis, layernorm, or reduce_sum / mean /
 //              max over the last axis, with the elementwise ops that produce its (row)
 //              input: residual add + dropout + layernorm, scale + mask + softmax, and the
@@ -21,6 +21,17 @@
 
 #define FUSE_MAX_PARAMS 12  // inputs of a fused node (the plan's buffer table has room)
 
+// The epilogue rule_gemm chose, in graph nodes; build_body records it as an IrGemmEpilogue
+// in param indices.
+typedef struct GemmPick {
+  IrNode *matmul;
+  double scale;
+  IrNode *bias;  // or NULL
+  bool gelu;
+  IrGemmResidual residual;
+  IrNode *r;     // R, or NULL
+} GemmPick;
+
 typedef struct Fuse {
   IrGraph *g;
   int nn;
@@ -29,10 +40,11 @@ typedef struct Fuse {
   int *n_users;
   bool *pinned;     // outputs, losses, gradients: may be a root, never absorbed
   bool *named;      // dropouts a dropout_grad names, fused nodes: in no group
+  GemmPick *gemm;   // per gemm group's root: the epilogue rule_gemm chose
 } Fuse;
 
 static bool is_fusible_ew(const Fuse *f, const IrNode *n) {
-  if (f->named[n->id] || !(ir_ops[n->op].flags & IR_FLAG_ELEMENTWISE)) return false;
+  if (f->named[n->id] || !ir_op_is_elementwise(n->op)) return false;
   if (n->dtype != DT_F32 || n->n_in == 0) return false;
   return true;
 }
@@ -85,49 +97,37 @@ static IrNode *other_input(const IrNode *u, const IrNode *n) {
   return u->in[0] == n ? u->in[1] : u->in[1] == n ? u->in[0] : NULL;
 }
 
-// The backward of GELU on the GEMM that produces dy: mul(dy, gelu'(x)) where gelu'(x) is
-// the gradient rule's expression, every node of it used only there (x comes in whole).
-static bool gelu_grad_epilogue(Fuse *f, IrNode *mm) {
-  IrNode *u = sole_user(f, mm), *x, *gg[9];
-  if (!u || u->op != IR_OP_MUL || f->named[u->id]) return false;
-  IrNode *o = other_input(u, mm);
-  if (!o || !ir_match_gelu_grad(o, &x, gg) || !ir_shape_eq(&x->shape, &mm->shape)) return false;
-  f->group[u->id] = u->id;  // gg[0] may only feed u; the rest only each other
-  for (int i = 0; i < 9; i++) {
-    if (f->group[gg[i]->id] >= 0 || f->named[gg[i]->id]) return f->group[u->id] = -1, false;
-    f->group[gg[i]->id] = u->id;
-  }
-  bool ok = true;
-  for (int i = 0; i < 9; i++) ok &= used_only_by(f, gg[i], u->id);
-  if (!ok) {
-    f->group[u->id] = -1;
-    for (int i = 0; i < 9; i++) f->group[gg[i]->id] = -1;
-    return false;
-  }
-  f->group[mm->id] = u->id;
-  return true;
-}
-
 static void rule_gemm(Fuse *f, IrNode *mm) {
   const IrShape *s = &mm->shape;
   if (mm->dtype != DT_F32 || s->rank < 2 || f->group[mm->id] >= 0 || f->named[mm->id]) return;
-  if (gelu_grad_epilogue(f, mm)) return;
   int64_t N = s->dim[s->rank - 1];
+  GemmPick pick = {.matmul = mm, .scale = 1.0, .residual = IR_GEMM_RESIDUAL_NONE};
   IrNode *chain[4], *cur = mm, *u;
-  int n = 0, stage = 0;  // stages in epilogue order: 0 scale, 1 bias, 2 gelu, 3 residual
+  int n = 0, stage = 0;  // stages in epilogue order: 0 scale, 1 bias, 2 gelu, 3 residual or
+                         // GELU's gradient (cur is its dy)
   while (stage < 4 && (u = sole_user(f, cur)) && !f->named[u->id]) {
     IrNode *o = other_input(u, cur);
     if (stage <= 0 && u->op == IR_OP_AFFINE && ir_attr_float(u, "shift") == 0) {
       stage = 1;
+      pick.scale = ir_attr_float(u, "scale");
     } else if (stage <= 1 && u->op == IR_OP_ADD && o && o->dtype == DT_F32 && o->shape.rank >= 1 &&
                ir_numel(&o->shape) == N && o->shape.dim[o->shape.rank - 1] == N &&
                o->shape.rank <= s->rank) {
       stage = 2;
+      pick.bias = o;
     } else if (stage <= 2 && u->op == IR_OP_GELU) {
       stage = 3;
+      pick.gelu = true;
     } else if (stage <= 3 && u->op == IR_OP_ADD && o && o->dtype == DT_F32 &&
                ir_shape_eq(&o->shape, s) && f->group[o->id] < 0) {
       stage = 4;
+      pick.residual = IR_GEMM_RESIDUAL_ADD;
+      pick.r = o;
+    } else if (stage <= 3 && u->op == IR_OP_GELU_GRAD && u->in[0] == cur && o &&
+               ir_shape_eq(&o->shape, s) && (f->group[o->id] < 0 || f->group[o->id] == o->id)) {
+      stage = 4;  // x: GELU's input, read whole (it may be the root of the forward's GEMM)
+      pick.residual = IR_GEMM_RESIDUAL_GELU_GRAD;
+      pick.r = o;
     } else {
       break;
     }
@@ -135,6 +135,7 @@ static void rule_gemm(Fuse *f, IrNode *mm) {
   }
   if (n == 0) return;
   IrNode *root = chain[n - 1];
+  f->gemm[root->id] = pick;
   f->group[root->id] = root->id;
   f->group[mm->id] = root->id;
   for (int i = 0; i < n - 1; i++) f->group[chain[i]->id] = root->id;
@@ -250,6 +251,17 @@ static bool build_body(Fuse *f, IrNode *root, int kind, Pending *out) {
     c->n_uses = 0;
     b->nodes[b->n++] = map[m->id] = c;
   }
+  if (ok && kind == IR_FUSED_GEMM) {  // the epilogue, in body and param indices
+    const GemmPick *pk = &f->gemm[root->id];
+    IrGemmEpilogue *e = arena_alloc(&g->arena, sizeof *e);
+    *e = (IrGemmEpilogue){.matmul = map[pk->matmul->id]->id,
+                          .scale = pk->scale,
+                          .bias = pk->bias ? map[pk->bias->id]->id : -1,
+                          .gelu = pk->gelu,
+                          .residual = pk->residual,
+                          .residual_param = pk->r ? map[pk->r->id]->id : -1};
+    b->gemm = e;
+  }
   if (ok) {
     out->root = root;
     out->body = b;
@@ -282,6 +294,7 @@ static bool fuse_graph(IrGraph *g, Diag *d) {
   f.users = calloc((size_t)nn, sizeof *f.users);
   f.pinned = calloc((size_t)nn, sizeof *f.pinned);
   f.named = calloc((size_t)nn, sizeof *f.named);
+  f.gemm = calloc((size_t)nn + 1, sizeof *f.gemm);
   int *kind = calloc((size_t)nn, sizeof *kind);
   for (int i = 0; i < nn; i++) {
     f.group[i] = -1;
@@ -342,6 +355,7 @@ static bool fuse_graph(IrGraph *g, Diag *d) {
   free(f.group);
   free(f.pinned);
   free(f.named);
+  free(f.gemm);
   free(kind);
   free(pend);
   return ir_graph_finish(g, d);

@@ -3,7 +3,7 @@
 // XLA's and TVM's memory-aware ones: among the nodes whose inputs are done, run the one that
 // frees the most bytes net of what it allocates (ties: the one continuing the most recent
 // chain, then file order). Parameters and inputs do not count (they live throughout), a
-// reshape shares its input's buffer, outputs, losses and gradients live to the end. The
+// view (reshape) shares its input's buffer, outputs, losses and gradients live to the end. The
 // new order is kept only if its peak is no worse than the order the graph came in.
 #include <stdlib.h>
 #include <string.h>
@@ -12,10 +12,10 @@
 
 typedef struct Sched {
   const IrGraph *g;
-  int *root;       // node id -> id of the buffer it lives in (reshape chains resolved)
+  int *root;       // node id -> id of the buffer it lives in (chains of views resolved)
   int64_t *bytes;  // per buffer (0: not an intermediate)
   bool *pinned;    // per buffer: read after the run
-  int *users;      // per buffer: uses not yet scheduled (reshapes pass theirs through)
+  int *users;      // per buffer: uses not yet scheduled (views pass theirs through)
 } Sched;
 
 static void sched_init(Sched *s, const IrGraph *g) {
@@ -27,9 +27,9 @@ static void sched_init(Sched *s, const IrGraph *g) {
   s->users = calloc((size_t)nn + 1, sizeof *s->users);
   for (int i = 0; i < nn; i++) {
     const IrNode *n = g->nodes[i];
-    s->root[i] = n->op == IR_OP_RESHAPE ? s->root[n->in[0]->id] : i;
+    s->root[i] = ir_op_is_view(n->op) ? s->root[n->in[0]->id] : i;
     bool source = n->op == IR_OP_INPUT || n->op == IR_OP_PARAM;
-    if (n->op != IR_OP_RESHAPE && !source) s->bytes[i] = ir_numel(&n->shape) * (int64_t)dt_size(n->dtype);
+    if (!ir_op_is_view(n->op) && !source) s->bytes[i] = ir_numel(&n->shape) * (int64_t)dt_size(n->dtype);
   }
   for (int i = 0; i < nn; i++)
     if (ir_is_root(g, g->nodes[i])) s->pinned[s->root[i]] = true;
@@ -39,7 +39,7 @@ static void sched_reset_users(Sched *s) {
   const IrGraph *g = s->g;
   memset(s->users, 0, (size_t)g->n_nodes * sizeof *s->users);
   for (int i = 0; i < g->n_nodes; i++)
-    if (g->nodes[i]->op != IR_OP_RESHAPE)
+    if (!ir_op_is_view(g->nodes[i]->op))
       for (int k = 0; k < g->nodes[i]->n_in; k++) s->users[s->root[g->nodes[i]->in[k]->id]]++;
 }
 
@@ -52,7 +52,7 @@ static void sched_free(Sched *s) {
 
 // Bytes node n frees when it runs (inputs it is the last user of) minus those it allocates.
 static int64_t net_freed(const Sched *s, const IrNode *n) {
-  if (n->op == IR_OP_RESHAPE) return 0;
+  if (ir_op_is_view(n->op)) return 0;
   int64_t freed = -s->bytes[n->id];
   for (int k = 0; k < n->n_in; k++) {
     int r = s->root[n->in[k]->id];
@@ -67,7 +67,7 @@ static int64_t net_freed(const Sched *s, const IrNode *n) {
 
 // Runs node n: allocates its buffer, releases inputs it was the last user of.
 static void sched_run(Sched *s, const IrNode *n, int64_t *live, int64_t *peak) {
-  if (n->op == IR_OP_RESHAPE) return;
+  if (ir_op_is_view(n->op)) return;
   *live += s->bytes[n->id];
   if (*live > *peak) *peak = *live;
   for (int k = 0; k < n->n_in; k++) {

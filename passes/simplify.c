@@ -1,11 +1,10 @@
 // Algebraic simplification: replaces nodes by cheaper equals — identities (x*1, x+0, x-0,
 // x/1, affine(x,1,0), neg(neg x)), affine of affine, x*c and x±c as affine (exact: x*1 and
-// +0 round nothing), reshape of reshape and
-// to the same shape, permute of permute (composed, or gone when the identity), constant
-// folding of full tensors through elementwise ops, reductions and data movement, dropout
-// with p=0 and every dropout in inference, a slice that is exactly one part of a concat. Autodiff emits many of these (seeds of ones,
+// +0 round nothing), reshape of reshape and to the same shape, permute of permute
+// (composed, or gone when the identity), constant folding of any op whose inputs are full
+// tensors through its reference kernel, dropout with p=0 and every dropout in inference, a
+// slice that is exactly one part of a concat. Autodiff emits many of these (seeds of ones,
 // scale factors, zeros). Floating-point rules only on f32 (integers keep their semantics).
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,42 +47,76 @@ static IrNode *make_affine(Simplify *s, IrNode *x, double sc, double sh) {
   return sc == 1 && sh == 0 ? x : ir_build_affine(&s->b, x, sc, sh);
 }
 
-static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+// ---------------------------------------------------------------------------------------
+// Constant folding through the reference kernels: a node whose inputs are all `full`
+// tensors is computed by its op's reference (ir_eval_node, in double as the evaluator does)
+// and becomes a `full` of the result when every element comes out the same. Elementwise
+// and broadcast ops, and injective ops of one input, are evaluated on one element (any
+// size); other ops on their real shapes up to FOLD_MAX_ELEMS elements. What the reference
+// refuses (an integer that does not fit, an index out of range) is left to run time, so
+// the error is the one a run reports; ops that draw the dropout stream are never folded.
+#define FOLD_MAX_IN 8
+#define FOLD_MAX_ELEMS ((int64_t)1 << 20)
 
-// f(c) for a unary f32 op on a constant; false when not folded.
-static bool fold_unary(const IrNode *n, double c, double *r) {
-  switch (n->op) {
-    case IR_OP_NEG: *r = -c; return true;
-    case IR_OP_EXP: *r = exp(c); return true;
-    case IR_OP_LOG: *r = log(c); return true;
-    case IR_OP_SQRT: *r = sqrt(c); return true;
-    case IR_OP_RSQRT: *r = 1.0 / sqrt(c); return true;
-    case IR_OP_TANH: *r = tanh(c); return true;
-    case IR_OP_ERF: *r = erf(c); return true;
-    case IR_OP_RELU: *r = c > 0 ? c : 0.0; return true;
-    case IR_OP_SIGMOID: *r = sigmoid(c); return true;
-    case IR_OP_AFFINE: *r = ir_attr_float(n, "scale") * c + ir_attr_float(n, "shift"); return true;
-    default: return false;
-  }
+static const IrEvalMode fold_mode = {.training = false};
+
+// All count values bitwise equal (so NaN results compare equal too).
+static bool uniform(const double *v, int64_t count) {
+  for (int64_t j = 1; j < count; j++)
+    if (memcmp(&v[j], &v[0], sizeof *v) != 0) return false;
+  return true;
 }
 
-static bool fold_binary(IrOpKind op, double a, double b, double *r) {
-  switch (op) {
-    case IR_OP_ADD: *r = a + b; return true;
-    case IR_OP_SUB: *r = a - b; return true;
-    case IR_OP_MUL: *r = a * b; return true;
-    case IR_OP_DIV: *r = a / b; return true;
-    case IR_OP_MAXIMUM: *r = a > b ? a : b; return true;
-    case IR_OP_MINIMUM: *r = a < b ? a : b; return true;
-    default: return false;
+// n on real shapes, inputs filled with c[k]; true with *r when the result is uniform.
+static bool fold_in_full(const IrNode *n, const double *c, double *r) {
+  int64_t total = ir_numel(&n->shape), count[FOLD_MAX_IN];
+  for (int k = 0; k < n->n_in; k++) total += count[k] = ir_numel(&n->in[k]->shape);
+  if (total > FOLD_MAX_ELEMS) return false;
+  double *buf = malloc((size_t)(total + n->n_in + 1) * sizeof *buf), *at = buf;
+  const double *in[FOLD_MAX_IN];
+  if (!buf) return false;
+  for (int k = 0; k < n->n_in; k++) {
+    for (int64_t j = 0; j < count[k]; j++) at[j] = c[k];
+    in[k] = at;
+    at += count[k] ? count[k] : 1;
   }
+  int64_t out_count = ir_numel(&n->shape);
+  bool ok = ir_eval_node(n, at, in, &fold_mode, NULL) && out_count > 0 && uniform(at, out_count);
+  if (ok) *r = at[0];
+  free(buf);
+  return ok;
+}
+
+static IrNode *fold_constant(Simplify *s, IrNode *n) {
+  const IrOpInfo *op = &ir_ops[n->op];
+  if ((op->flags & (IR_FLAG_SOURCE | IR_FLAG_RANDOM)) || n->n_in > FOLD_MAX_IN) return NULL;
+  IrNode one_in[FOLD_MAX_IN], *one_in_p[FOLD_MAX_IN];
+  double c[FOLD_MAX_IN], r;
+  const double *cp[FOLD_MAX_IN];
+  for (int k = 0; k < n->n_in; k++) {  // each input's value, as its full kernel makes it
+    if (n->in[k]->op != IR_OP_FULL) return NULL;
+    one_in[k] = *n->in[k];
+    one_in[k].shape.rank = 0;
+    if (!ir_eval_node(&one_in[k], &c[k], NULL, &fold_mode, NULL)) return NULL;
+    one_in_p[k] = &one_in[k];
+    cp[k] = &c[k];
+  }
+  if (ir_op_is_elementwise(n->op)) {  // one element of the result
+    IrNode one = *n;
+    one.shape.rank = 0;
+    one.in = one_in_p;
+    if (!ir_eval_node(&one, &r, cp, &fold_mode, NULL)) return NULL;
+  } else if (op->pattern == IR_PATTERN_INJECTIVE && n->n_in == 1 && n->dtype == n->in[0]->dtype) {
+    r = c[0];  // every output element is an input element
+  } else if (!fold_in_full(n, c, &r)) {
+    return NULL;
+  }
+  return full_like(s, n, r);
 }
 
 static IrNode *simplify_arith(Simplify *s, IrNode *n) {
   IrNode *x = n->in[0], *y = n->n_in > 1 ? n->in[1] : NULL;
-  double a, c;
-  if (n->n_in == 1 && const_of(x, &a) && fold_unary(n, a, &c)) return full_like(s, n, c);
-  if (y && const_of(x, &a) && const_of(y, &c) && fold_binary(n->op, a, c, &a)) return full_like(s, n, a);
+  double c;
   switch (n->op) {
     case IR_OP_ADD:
       if (is_const(y, 0) && same_as(x, n)) return x;
@@ -123,17 +156,13 @@ static bool is_identity(const int64_t *perm, int rank) {
 
 static IrNode *simplify_data(Simplify *s, IrNode *n, bool root) {
   IrNode *x = n->in[0];
-  double c = 0;
-  bool folds = const_of(x, &c);
   switch (n->op) {
     case IR_OP_RESHAPE:
-      if (folds) return full_like(s, n, c);
       if (ir_shape_eq(&x->shape, &n->shape) && !root) return x;
       if (x->op == IR_OP_RESHAPE) return ir_build_reshape(&s->b, x->in[0], &n->shape);
       return NULL;
     case IR_OP_PERMUTE: {
       const IrAttr *p = ir_attr(n, "perm");
-      if (folds) return full_like(s, n, c);
       if (is_identity(p->ints, p->n)) return x;
       if (x->op != IR_OP_PERMUTE) return NULL;
       const IrAttr *p1 = ir_attr(x, "perm");
@@ -142,7 +171,7 @@ static IrNode *simplify_data(Simplify *s, IrNode *n, bool root) {
       return is_identity(q, p->n) ? x->in[0] : ir_build_permute(&s->b, x->in[0], q);
     }
     case IR_OP_SLICE:
-      if (x->op == IR_OP_CONCAT && !folds) {  // the slice is exactly one of the parts
+      if (x->op == IR_OP_CONCAT) {  // the slice is exactly one of the parts
         int64_t axis = ir_attr_int(n, "axis"), cat = ir_attr_int(x, "axis"), at = 0;
         int r = x->shape.rank;
         if ((axis < 0 ? axis + r : axis) != (cat < 0 ? cat + r : cat)) return NULL;
@@ -153,22 +182,8 @@ static IrNode *simplify_data(Simplify *s, IrNode *n, bool root) {
             return x->in[k];
           at += len;
         }
-        return NULL;
       }
-      /* fall through */
-    case IR_OP_REDUCE_MEAN:
-    case IR_OP_REDUCE_MAX:
-      return folds && n->dtype == DT_F32 ? full_like(s, n, c) : NULL;
-    case IR_OP_REDUCE_SUM:
-      return folds && n->dtype == DT_F32
-                 ? full_like(s, n, c * (double)(ir_numel(&x->shape) / (ir_numel(&n->shape) ? ir_numel(&n->shape) : 1)))
-                 : NULL;
-    case IR_OP_CONCAT: {
-      double v;
-      for (int k = 0; k < n->n_in; k++)
-        if (!const_of(n->in[k], &v) || v != c || !folds) return NULL;
-      return full_like(s, n, c);
-    }
+      return NULL;
     default:
       return NULL;
   }
@@ -180,19 +195,17 @@ static bool inert_dropout(const Simplify *s, const IrNode *n) {
 }
 
 static IrNode *simplify_node(Simplify *s, IrNode *n, bool root) {
+  IrNode *folded = fold_constant(s, n);
+  if (folded) return folded;
   switch (n->op) {
     case IR_OP_DROPOUT:
       return inert_dropout(s, n) ? n->in[0] : NULL;
     case IR_OP_RESHAPE:
     case IR_OP_PERMUTE:
     case IR_OP_SLICE:
-    case IR_OP_REDUCE_SUM:
-    case IR_OP_REDUCE_MEAN:
-    case IR_OP_REDUCE_MAX:
-    case IR_OP_CONCAT:
       return simplify_data(s, n, root);
     default:
-      return (ir_ops[n->op].flags & IR_FLAG_ELEMENTWISE) && n->dtype == DT_F32 && n->n_in &&
+      return ir_op_is_elementwise(n->op) && n->dtype == DT_F32 && n->n_in &&
                      n->in[0]->dtype == DT_F32 && (n->n_in < 2 || n->in[1]->dtype == DT_F32)
                  ? simplify_arith(s, n)
                  : NULL;

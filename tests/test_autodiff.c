@@ -217,7 +217,7 @@ END_TEST
 
 static const IrOpKind unary_ops[] = {IR_OP_NEG, IR_OP_EXP, IR_OP_LOG, IR_OP_SQRT, IR_OP_RSQRT,
                                      IR_OP_TANH, IR_OP_ERF, IR_OP_GELU, IR_OP_RELU,
-                                     IR_OP_SIGMOID, IR_OP_AFFINE};
+                                     IR_OP_SIGMOID, IR_OP_SILU, IR_OP_AFFINE};
 
 START_TEST(test_unary_op_gradients_match_finite_differences) {
   IrOpKind kind = unary_ops[_i];
@@ -233,6 +233,19 @@ START_TEST(test_unary_op_gradients_match_finite_differences) {
   }
   weighted_loss(&c, y, shp(2, 3, 4));
   ck_assert_int_eq(check(&c, false, 0), 12);
+  case_free(&c);
+}
+END_TEST
+
+// gelu_grad(dy, x) (what gelu's rule emits) differentiated again, in dy and in x.
+START_TEST(test_gelu_grad_gradient_matches_finite_differences) {
+  Case c;
+  case_init(&c);
+  IrNode *dy = source_in(&c, IR_OP_PARAM, "dy", shp(2, 3, 4), -2, 2);
+  IrNode *x = source_in(&c, IR_OP_PARAM, "x", shp(2, 3, 4), -3, 3);
+  IrNode *y = op(&c, IR_OP_GELU_GRAD, "y", 2, dy, x);
+  weighted_loss(&c, y, shp(2, 3, 4));
+  ck_assert_int_eq(check(&c, false, 0), 24);
   case_free(&c);
 }
 END_TEST
@@ -579,6 +592,7 @@ static Suite *autodiff_suite(void) {
                       (int)(sizeof binary_ops / sizeof binary_ops[0]));
   tcase_add_loop_test(ops, test_unary_op_gradients_match_finite_differences, 0,
                       (int)(sizeof unary_ops / sizeof unary_ops[0]));
+  tcase_add_test(ops, test_gelu_grad_gradient_matches_finite_differences);
   tcase_add_test(ops, test_gradients_add_up_over_several_uses);
   tcase_add_test(ops, test_tied_parameter_gets_both_gradients);
   tcase_add_loop_test(ops, test_matmul_gradients_with_transposes_and_batch_broadcast, 0, 4);

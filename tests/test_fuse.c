@@ -260,6 +260,30 @@ START_TEST(test_matmul_bias_gelu_residual_becomes_one_gemm) {
 }
 END_TEST
 
+// The pass records the epilogue it chose, in body and param indices, for lowering to read.
+START_TEST(test_gemm_fusion_records_its_epilogue) {
+  IrGraph g;
+  ir_graph_init(&g, "test.json");
+  build_linear(&g);
+  finish(&g);
+  fuse(&g);
+  const IrNode *y = ir_graph_find(&g, "y");
+  ck_assert_int_eq(y->op, IR_OP_FUSED);
+  const IrGemmEpilogue *e = y->body->gemm;
+  ck_assert_ptr_nonnull(e);
+  ck_assert_int_eq(y->body->nodes[e->matmul]->op, IR_OP_MATMUL);
+  ck_assert_double_eq(e->scale, 1);
+  ck_assert(e->bias >= 0 && e->gelu && e->residual == IR_GEMM_RESIDUAL_ADD);
+  ck_assert_str_eq(y->in[e->bias]->name, "b");
+  ck_assert_str_eq(y->in[e->residual_param]->name, "r");
+  y->body->gemm = NULL;  // lowering would have nothing to read: the verifier says so
+  Diag d = {0};
+  ck_assert(!ir_verify(&g, &d));
+  ck_assert_msg(strstr(d.msg, "epilogue record"), "%s", d.msg);
+  ir_graph_free(&g);
+}
+END_TEST
+
 // Attention scores with a per-batch mask: matmul and scale go to the GEMM (a batched one),
 // mask add and softmax become one reduction.
 static void build_scores(IrGraph *g) {
@@ -418,7 +442,7 @@ START_TEST(test_backward_graph_fuses_and_keeps_its_gradients) {
   int before = fused.n_nodes;
   fuse(&fused);
   int kinds[IR_FUSED_KIND_COUNT] = {0};
-  bool gelu_grad_on_gemm = false;
+  bool gelu_grad_on_gemm = false;  // recorded as a residual that multiplies by gelu'(x)
   for (int i = 0; i < fused.n_nodes; i++) {
     const IrNode *n = fused.nodes[i];
     if (n->op != IR_OP_FUSED) continue;
@@ -427,8 +451,12 @@ START_TEST(test_backward_graph_fuses_and_keeps_its_gradients) {
     char body[1024];
     if (kind == IR_FUSED_GEMM &&
         strcmp(ir_body_str(n, false, body, sizeof body),
-               "matmul, affine, erf, affine, mul, affine, exp, affine, mul, add, mul") == 0)
+               "matmul, gelu_grad") == 0) {
+      const IrGemmEpilogue *e = n->body->gemm;
+      ck_assert(e->residual == IR_GEMM_RESIDUAL_GELU_GRAD && e->bias < 0 && !e->gelu);
+      ck_assert_ptr_eq(n->body->nodes[1]->in[1], n->body->params[e->residual_param]);  // x
       gelu_grad_on_gemm = true;
+    }
   }
   ck_assert_msg(gelu_grad_on_gemm, "dy * gelu'(x) is not fused onto the GEMM that makes dy");
   ck_assert_int_lt(fused.n_nodes, before);
@@ -518,6 +546,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_elementwise_chain_with_broadcast_and_dropout_becomes_one_loop);
   tcase_add_test(tc, test_loop_fusion_keeps_producers_needed_elsewhere);
   tcase_add_test(tc, test_matmul_bias_gelu_residual_becomes_one_gemm);
+  tcase_add_test(tc, test_gemm_fusion_records_its_epilogue);
   tcase_add_test(tc, test_scale_goes_to_the_gemm_and_mask_add_to_the_softmax);
   tcase_add_test(tc, test_residual_add_and_dropout_fuse_into_layernorm);
   tcase_add_test(tc, test_row_reductions_fold_their_prologue);

@@ -945,6 +945,12 @@ START_TEST(test_op_table_is_complete_and_consistent) {
     ck_assert_msg(o->ref != NULL, "%s has no reference kernel", o->name);
     ck_assert_msg(o->doc != NULL && o->doc[0], "%s has no doc line", o->name);
     ck_assert_msg(o->attrs != NULL, "%s has no attribute list", o->name);
+    ck_assert_msg(o->flops != NULL, "%s has no FLOPs rule", o->name);
+    ck_assert_msg(o->pattern >= IR_PATTERN_ELEMENTWISE && o->pattern <= IR_PATTERN_OPAQUE,
+                  "%s has no fusion pattern", o->name);
+    if (o->flags & IR_FLAG_VIEW)
+      ck_assert_msg(o->min_in == 1 && o->max_in == 1 && o->pattern == IR_PATTERN_INJECTIVE,
+                    "%s: a view has one input whose elements it keeps", o->name);
     IrOpKind k;
     ck_assert_msg(ir_op_lookup(o->name, &k) && k == (IrOpKind)i, "%s does not round-trip",
                   o->name);

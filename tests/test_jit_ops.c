@@ -154,8 +154,9 @@ static Tol tol_of(const IrNode *n) {
   case IR_OP_RSQRT: case IR_OP_AFFINE:
     return TOL_ROUNDED;
   case IR_OP_EXP: case IR_OP_LOG: case IR_OP_TANH: case IR_OP_ERF: case IR_OP_GELU:
-  case IR_OP_SIGMOID:
+  case IR_OP_SIGMOID: case IR_OP_SILU:
     return TOL_MATH;
+  case IR_OP_GELU_GRAD:  // Phi(x) + x phi(x) cancels for x < 0 (the GEMM epilogue's formula)
   case IR_OP_MATMUL: case IR_OP_REDUCE_SUM: case IR_OP_REDUCE_MEAN: case IR_OP_REDUCE_MAX:
   case IR_OP_SOFTMAX: case IR_OP_LOG_SOFTMAX: case IR_OP_LAYERNORM: case IR_OP_CROSS_ENTROPY:
   case IR_OP_KL_DIV: case IR_OP_SCATTER_ADD:
@@ -341,7 +342,7 @@ START_TEST(test_unary_float_ops_match_reference) {
   IrNode *x = input("x", DT_F32, shp(1, n), -3, 3);
   IrNode *pos = input("pos", DT_F32, shp(1, n), 0.01, 10);
   IrOpKind any[] = {IR_OP_NEG, IR_OP_EXP, IR_OP_TANH, IR_OP_ERF, IR_OP_GELU, IR_OP_RELU,
-                    IR_OP_SIGMOID, IR_OP_STEP, IR_OP_DROPOUT};
+                    IR_OP_SIGMOID, IR_OP_STEP, IR_OP_SILU, IR_OP_DROPOUT};
   for (size_t k = 0; k < sizeof any / sizeof any[0]; k++) {
     IrNode *y = unary(any[k], x);
     if (any[k] == IR_OP_DROPOUT) {
@@ -367,7 +368,8 @@ START_TEST(test_binary_float_ops_match_reference) {
   IrNode *row = input("row", DT_F32, shp(1, n), -3, 3);
   IrNode *col = input("col", DT_F32, shp(2, 2, 1), 0.5, 3);
   IrNode *s = input("s", DT_F32, shp(0), -3, 3);
-  IrOpKind ops[] = {IR_OP_ADD, IR_OP_SUB, IR_OP_MUL, IR_OP_DIV, IR_OP_MAXIMUM, IR_OP_MINIMUM};
+  IrOpKind ops[] = {IR_OP_ADD, IR_OP_SUB, IR_OP_MUL, IR_OP_DIV, IR_OP_MAXIMUM, IR_OP_MINIMUM,
+                    IR_OP_GELU_GRAD};
   for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
     binary(ops[k], a, b);
     binary(ops[k], a, row);  // [2,n] with [n]

@@ -302,6 +302,73 @@ START_TEST(test_simplify_folds_constant_subgraphs) {
 }
 END_TEST
 
+// Constant folding goes through the reference kernels: every op folds, gelu and step too.
+static void build_unary_constants(IrGraph *g, IrBuilder *b) {
+  IrShape s = shp(2, 2, 3);
+  IrNode *outs[5] = {
+    ir_build_unary(b, IR_OP_GELU, ir_build_full(b, &s, 0.7, DT_F32)),
+    ir_build_unary(b, IR_OP_STEP, ir_build_full(b, &s, 0.25, DT_F32)),
+    ir_build_unary(b, IR_OP_STEP, ir_build_full(b, &s, -0.25, DT_F32)),
+    ir_build_matmul(b, ir_build_full(b, &s, 2.0, DT_F32), ir_build_full(b, &(IrShape){2, {3, 4}}, 0.1, DT_F32),
+                    false, false),
+    ir_build_softmax(b, IR_OP_SOFTMAX, ir_build_full(b, &s, 5.0, DT_F32), -1),
+  };
+  set_outputs(g, 5, outs);
+}
+
+START_TEST(test_simplify_folds_every_op_through_its_reference) {
+  IrGraph a, g;
+  optimise(build_unary_constants, pass_simplify, &inference, &a, &g);
+  IrValues ref;
+  reference(&a, &ref);
+  for (int k = 0; k < g.n_outputs; k++) {
+    const IrNode *o = g.outputs[k];
+    ck_assert_msg(o->op == IR_OP_FULL, "%s (%s) was not folded", o->name, ir_ops[a.outputs[k]->op].name);
+    double got = ir_attr_float(o, "value"), want = ref.v[a.outputs[k]->id][0];
+    ck_assert_msg(memcmp(&got, &want, sizeof got) == 0, "%s: folded %.17g, reference %.17g",
+                  ir_ops[a.outputs[k]->op].name, got, want);
+  }
+  ck_assert_double_eq(ir_attr_float(g.outputs[1], "value"), 1);  // step(0.25)
+  ck_assert_double_eq(ir_attr_float(g.outputs[2], "value"), 0);  // step(-0.25)
+  ck_assert_int_eq(count_op(&g, IR_OP_FULL), g.n_nodes);
+  ir_values_free(&ref);
+  ir_graph_free(&a);
+  ir_graph_free(&g);
+}
+END_TEST
+
+// What the reference refuses stays for run time (where the error is reported); results
+// that differ per element (a concat of two values) cannot be one full and stay too.
+static void build_unfoldable(IrGraph *g, IrBuilder *b) {
+  IrShape s = shp(2, 2, 3);
+  IrNode *big = ir_build_cast(b, ir_build_full(b, &s, 3e9, DT_F32), DT_I32);  // does not fit
+  IrNode *two[2] = {ir_build_full(b, &s, 1.0, DT_F32), ir_build_full(b, &s, 2.0, DT_F32)};
+  IrNode *outs[3] = {
+    big,
+    ir_build_binary(b, IR_OP_ADD, ir_build_full(b, &s, 2e9, DT_I32), ir_build_full(b, &s, 2e9, DT_I32)),
+    ir_build_concat(b, 2, two, 0),
+  };
+  set_outputs(g, 3, outs);
+}
+
+START_TEST(test_simplify_leaves_what_the_reference_refuses) {
+  IrGraph g;
+  make(&g, build_unfoldable);
+  run_pass(&g, pass_simplify, &inference);
+  ck_assert_int_eq(g.outputs[0]->op, IR_OP_CAST);
+  ck_assert_int_eq(g.outputs[1]->op, IR_OP_ADD);
+  ck_assert_int_eq(g.outputs[2]->op, IR_OP_CONCAT);
+  IrValues v;
+  ir_values_init(&v, &g);
+  IrEvalMode mode = {0};
+  Diag d = {0};
+  ck_assert(!ir_eval(&g, &v, NULL, &mode, &d));  // the reference's error, at run time
+  ck_assert_msg(strstr(d.msg, "cannot hold"), "%s", d.msg);
+  ir_values_free(&v);
+  ir_graph_free(&g);
+}
+END_TEST
+
 static void build_slice_of_concat(IrGraph *g, IrBuilder *b) {
   IrNode *x = input(g, "x", shp(3, 2, 3, 4)), *y = input(g, "y", shp(3, 2, 5, 4));
   IrNode *cat = ir_build_concat(b, 2, (IrNode *[]){ir_build_unary(b, IR_OP_EXP, x), y}, 1);
@@ -415,6 +482,8 @@ int main(void) {
   tcase_add_test(tc, test_simplify_folds_scalings_into_one_affine);
   tcase_add_test(tc, test_simplify_folds_reshapes_and_permutes);
   tcase_add_test(tc, test_simplify_folds_constant_subgraphs);
+  tcase_add_test(tc, test_simplify_folds_every_op_through_its_reference);
+  tcase_add_test(tc, test_simplify_leaves_what_the_reference_refuses);
   tcase_add_test(tc, test_simplify_drops_inert_dropout);
   tcase_add_test(tc, test_simplify_slice_of_concat_takes_the_part);
   tcase_add_test(tc, test_schedule_lowers_the_peak_of_live_bytes);

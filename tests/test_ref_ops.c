@@ -202,6 +202,20 @@ START_TEST(test_maximum_minimum_and_integer_add) {
 }
 END_TEST
 
+// gelu_grad(dy, x) = dy (Phi(x) + x phi(x)): Phi(1) = 0.8413447460685429,
+// phi(1) = 0.24197072451914337, Phi(-2) = 0.022750131948179195, phi(-2) = 0.05399096651318806.
+START_TEST(test_gelu_grad_known_values) {
+  IrNode *dy = tensor(DT_F32, shp(1, 3)), *x = tensor(DT_F32, shp(1, 3));
+  double out[3];
+  run(node(IR_OP_GELU_GRAD, DT_F32, shp(1, 3), 2, dy, x), out,
+      IN((double[]){2, 1, -3}, (double[]){1, 0, -2}));
+  double want[3] = {2 * (0.8413447460685429 + 0.24197072451914337), 0.5,
+                    -3 * (0.022750131948179195 - 2 * 0.05399096651318806)};
+  for (int j = 0; j < 3; j++)
+    ck_assert_msg(fabs(out[j] - want[j]) <= 1e-15, "[%d] %.17g, want %.17g", j, out[j], want[j]);
+}
+END_TEST
+
 START_TEST(test_unary_known_values) {
   static const struct {
     IrOpKind op;
@@ -227,6 +241,10 @@ START_TEST(test_unary_known_values) {
       {IR_OP_STEP, -1, 0},
       {IR_OP_STEP, 0, 0},
       {IR_OP_STEP, 0.25, 1},
+      {IR_OP_SILU, 0, 0},
+      {IR_OP_SILU, 2, 1.7615941559557646},     // 2 / (1 + e^-2)
+      {IR_OP_SILU, -1, -0.2689414213699951},   // -1 / (1 + e)
+      {IR_OP_SILU, -800, 0},
   };
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     reset_nodes();
@@ -720,6 +738,7 @@ static Suite *ref_ops_suite(void) {
   tcase_add_test(tc, test_binary_ops_with_a_scalar_operand);
   tcase_add_test(tc, test_maximum_minimum_and_integer_add);
   tcase_add_test(tc, test_unary_known_values);
+  tcase_add_test(tc, test_gelu_grad_known_values);
   tcase_add_test(tc, test_affine_scales_and_shifts);
   tcase_add_test(tc, test_matmul_2x3_by_3x2_with_every_transpose);
   tcase_add_test(tc, test_matmul_broadcasts_batch_dims);
