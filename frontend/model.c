@@ -14,6 +14,7 @@
 #define MAX_FILES 64
 #define MAX_INCLUDE_DEPTH 16
 #define MAX_BLOCK_DEPTH 32
+#define MAX_CONFIG 4096  // entries: lookups are linear and an entry may name the next one
 #define MAX_FILE_BYTES (64 << 20)
 
 // ---------------------------------------------------------------------------------------
@@ -317,6 +318,9 @@ static bool load_file(Loader *L, const char *path) {
                           path, c->string);
       ConfigEntry *e = config_find(L, c->string, len);
       if (!e) {
+        if (L->n_config == MAX_CONFIG)
+          return diag_error(L->d, "%s: config.%s: more than %d config entries", path, c->string,
+                            MAX_CONFIG);
         GROW(L->config, L->n_config, L->cap_config);
         e = &L->config[L->n_config++];
         memset(e, 0, sizeof *e);
