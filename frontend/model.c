@@ -15,6 +15,7 @@
 #define MAX_INCLUDE_DEPTH 16
 #define MAX_BLOCK_DEPTH 32
 #define MAX_CONFIG 4096  // entries: lookups are linear and an entry may name the next one
+#define MAX_EXPANSION 100000  // block instances, and nodes: repeats multiply (as one repeat's cap)
 #define MAX_FILE_BYTES (64 << 20)
 
 // ---------------------------------------------------------------------------------------
@@ -64,6 +65,7 @@ typedef struct Loader {
   Pending *pending;
   int n_pending, cap_pending;
   int block_depth;
+  int64_t block_instances;
 } Loader;
 
 // A block instance: its arguments (strings) and its loop variable, for template expansion.
@@ -789,6 +791,9 @@ static bool call_block(Loader *L, const Scope *s, const cJSON *j, const char *wh
   }
 
   for (int64_t it = 0; it < count; it++) {
+    if (++L->block_instances > MAX_EXPANSION || L->g->n_nodes > MAX_EXPANSION)
+      return diag_error(L->d, "%s: blocks expand to more than %d instances or nodes", where,
+                        MAX_EXPANSION);
     Scope caller = *s;
     if (var) {  // the index is visible in the call's arguments and inside the block
       caller.var = var;

@@ -385,6 +385,8 @@ static const Case cases[] = {
   {{"check", "bad/block_recursive.json"}, 1, {"block_recursive.json", "blocks.forever", "nested deeper"}},
   {{"check", "bad/block_error_inside.json"}, 1, {"block_error_inside.json", "blocks.layer.nodes[1]", "i=0", "\"h.-1\" is not defined"}},
   {{"check", "bad/repeat_negative.json"}, 1, {"repeat_negative.json", "nodes[0]", "repeat", "-2"}},
+  {{"check", "bad/repeat_nested.json"}, 1, {"repeat_nested.json", "blocks.many.nodes[0]", "more than 100000 instances"}},
+  {{"check", "bad/repeat_nodes.json"}, 1, {"repeat_nodes.json", "nodes[0]", "more than 100000 instances or nodes"}},
   // --- weights files ---------------------------------------------------------------------
   {{RUN_TINY_W("w_truncated.safetensors")}, 1, {"w_truncated.safetensors", "5 bytes", "too short"}},
   {{RUN_TINY_W("w_empty.safetensors")}, 1, {"w_empty.safetensors", "0 bytes", "too short"}},
