@@ -16,6 +16,8 @@
 #define MAX_FILES 64
 #define MAX_INCLUDE_DEPTH 16
 #define MAX_BLOCK_DEPTH 32
+#define MAX_CONFIG 4096  // entries: lookups are linear and an entry may name the next one
+#define MAX_EXPANSION 100000  // block instances, and nodes: repeats multiply (as one repeat's cap)
 #define MAX_FILE_BYTES (64 << 20)
 
 // ---------------------------------------------------------------------------------------
@@ -65,6 +67,7 @@ typedef struct Loader {
   Pending *pending;
   int n_pending, cap_pending;
   int block_depth;
+  int64_t block_instances;
 } Loader;
 
 // A block instance: its arguments (strings) and its loop variable, for template expansion.
@@ -331,6 +334,9 @@ static bool load_file(Loader *L, const char *path) {
                           path, c->string);
       ConfigEntry *e = config_find(L, c->string, len);
       if (!e) {
+        if (L->n_config == MAX_CONFIG)
+          return diag_error(L->d, "%s: config.%s: more than %d config entries", path, c->string,
+                            MAX_CONFIG);
         GROW(L->config, L->n_config, L->cap_config);
         e = &L->config[L->n_config++];
         memset(e, 0, sizeof *e);
@@ -799,6 +805,9 @@ static bool call_block(Loader *L, const Scope *s, const cJSON *j, const char *wh
   }
 
   for (int64_t it = 0; it < count; it++) {
+    if (++L->block_instances > MAX_EXPANSION || L->g->n_nodes > MAX_EXPANSION)
+      return diag_error(L->d, "%s: blocks expand to more than %d instances or nodes", where,
+                        MAX_EXPANSION);
     Scope caller = *s;
     if (var) {  // the index is visible in the call's arguments and inside the block
       caller.var = var;

@@ -243,6 +243,21 @@ static void write_input_files(void) {
   write_st("empty_weights.safetensors", "{}", NULL, 0);
 }
 
+// Model files too large to keep in tests/bad/. config_chain.json: 50000 config entries, each
+// defined as the next (fuzzing the frontend, tests/fuzz/fuzz_model: evaluating c0 recursed
+// 50000 deep and overflowed the stack, after 36 s of linear config lookups at -O2).
+static void write_model_files(void) {
+  enum { N = 50000 };
+  char *buf = malloc((size_t)N * 32 + 256);
+  ck_assert_ptr_nonnull(buf);
+  size_t n = (size_t)sprintf(buf, "{\"format\": \"kiln-model/1\", \"config\": {");
+  for (int i = 0; i < N - 1; i++) n += (size_t)sprintf(buf + n, "\"c%d\": \"c%d\", ", i, i + 1);
+  n += (size_t)sprintf(buf + n, "\"c%d\": 1},\n \"inputs\": [{\"name\": \"x\", \"dtype\": \"f32\", "
+                       "\"shape\": [\"c0\"]}], \"outputs\": [\"x\"]}\n", N - 1);
+  write_file("config_chain.json", buf, n);
+  free(buf);
+}
+
 // tiny_ok.json's weights come from `kiln init`; the corrupt copies start from them.
 // Layout: w f32[4,3] at [0, 48), table f32[5,3] at [48, 108).
 static void write_weight_files(void) {
@@ -371,6 +386,7 @@ static const Case cases[] = {
   {{"check", "bad/unknown_config_name.json"}, 1, {"unknown_config_name.json", "inputs[0]", "unknown name \"batch_size\""}},
   {{"check", "bad/config_self_ref.json"}, 1, {"config_self_ref.json", "config.a", "defined in terms of itself"}},
   {{"check", "bad/config_syntax.json"}, 1, {"config_syntax.json", "config.ffn", "unexpected end"}},
+  {{"check", "tmp/config_chain.json"}, 1, {"config_chain.json", "config.c4096", "more than 4096 config entries"}},
   {{"check", "bad/config_bad_type.json"}, 1, {"config_bad_type.json", "config.batch", "not an array"}},
   {{"check", "bad/sqrt_negative.json"}, 1, {"sqrt_negative.json", "config.scale", "sqrt of a negative"}},
   {{"check", "bad/template_unclosed.json"}, 1, {"template_unclosed.json", "nodes[0]", "'{' without '}'"}},
@@ -391,6 +407,8 @@ static const Case cases[] = {
   {{"check", "bad/block_recursive.json"}, 1, {"block_recursive.json", "blocks.forever", "nested deeper"}},
   {{"check", "bad/block_error_inside.json"}, 1, {"block_error_inside.json", "blocks.layer.nodes[1]", "i=0", "\"h.-1\" is not defined"}},
   {{"check", "bad/repeat_negative.json"}, 1, {"repeat_negative.json", "nodes[0]", "repeat", "-2"}},
+  {{"check", "bad/repeat_nested.json"}, 1, {"repeat_nested.json", "blocks.many.nodes[0]", "more than 100000 instances"}},
+  {{"check", "bad/repeat_nodes.json"}, 1, {"repeat_nodes.json", "nodes[0]", "more than 100000 instances or nodes"}},
   // --- weights files ---------------------------------------------------------------------
   {{RUN_TINY_W("w_truncated.safetensors")}, 1, {"w_truncated.safetensors", "5 bytes", "too short"}},
   {{RUN_TINY_W("w_empty.safetensors")}, 1, {"w_empty.safetensors", "0 bytes", "too short"}},
@@ -677,6 +695,7 @@ static void setup(void) {
   snprintf(g_dir, sizeof g_dir, "%s/kiln_bad_XXXXXX", base && *base ? base : "/tmp");
   ck_assert_ptr_nonnull(mkdtemp(g_dir));
   write_input_files();
+  write_model_files();
   write_weight_files();
   // A FIFO no one writes to: opening it for reading the usual way blocks forever.
   char fifo[4200];
