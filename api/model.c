@@ -110,6 +110,7 @@ void kiln_model_free(KilnModel *m) {
   free(m->out);
   free(m->out_name);
   free(m->bound);
+  free(m->need);
   free(m->inputs);
   free(m->params);
   if (m->loaded) ir_graph_free(&m->g);
@@ -212,6 +213,7 @@ static bool *needed(const KilnModel *m) {
 
 bool kiln_compile(KilnModel *m, Diag *d) {
   if (m->compiled) return true;
+  if (!(m->need = needed(m))) return diag_error(d, "out of memory");
   if (!kiln_is_jit(m)) {
     ir_values_init(&m->vals, &m->g);
     m->compiled = true;
@@ -303,19 +305,16 @@ void kiln_default_inputs(KilnModel *m) {
 
 // An input or parameter a selected output needs that nothing bound would be read as garbage.
 static bool check_bound(KilnModel *m, Diag *d) {
-  bool *need = needed(m);
-  if (!need) return diag_error(d, "out of memory");
   bool ok = true;
-  for (int i = 0; i < m->g.n_nodes && ok; i++) {
-    const IrNode *n = m->g.nodes[i];
-    if (!need[i] || m->bound[i] || (n->op != IR_OP_INPUT && n->op != IR_OP_PARAM)) continue;
+  for (int k = 0; k < m->n_inputs + m->n_params && ok; k++) {
+    const IrNode *n = k < m->n_inputs ? m->inputs[k] : m->params[k - m->n_inputs];
+    if (!m->need[n->id] || m->bound[n->id]) continue;
     if (n->op == IR_OP_PARAM)
       ok = diag_error(d, "%s: parameter \"%s\" has no value: bind weights first", m->g.file, n->name);
     else
       ok = diag_error(d, "%s: input \"%s\" is missing; the %s it", m->inputs_path ? m->inputs_path : m->g.file,
                       n->name, m->o.grad_loss ? "loss needs" : "outputs need");
   }
-  free(need);
   return ok;
 }
 

@@ -17,6 +17,7 @@ struct KilnModel {
   const char **out_name;
   int n_out;
   bool *bound;     // per node: an input or parameter given a value
+  bool *need;      // per node: a selected output needs it (set by kiln_compile)
   const char *inputs_path;  // the last inputs file (messages)
   bool compiled, prepared;
   CgProgram p;     // JIT
