@@ -41,6 +41,11 @@ typedef struct Fuse {
   bool *pinned;     // outputs, losses, gradients: may be a root, never absorbed
   bool *named;      // dropouts a dropout_grad names, fused nodes: in no group
   GemmPick *gemm;   // per gemm group's root: the epilogue rule_gemm chose
+  // After the rules: each root's members in id order, list[start[root] .. start[root + 1]),
+  // so that building a body costs its size, not the graph's; map: original id -> clone
+  // while one body is built (NULL elsewhere).
+  int *start, *list;
+  IrNode **map;
 } Fuse;
 
 static bool is_fusible_ew(const Fuse *f, const IrNode *n) {
@@ -214,17 +219,16 @@ typedef struct Pending {
 
 static bool build_body(Fuse *f, IrNode *root, int kind, Pending *out) {
   IrGraph *g = f->g;
-  int nm = 0;
-  for (int i = 0; i <= root->id; i++) nm += f->group[i] == root->id;
-  IrNode **outer = calloc((size_t)FUSE_MAX_PARAMS, sizeof *outer);
-  IrNode **map = calloc((size_t)f->nn, sizeof *map);  // original id -> clone
+  const int *mem = f->list + f->start[root->id];
+  int nm = f->start[root->id + 1] - f->start[root->id];
+  IrNode *outer[FUSE_MAX_PARAMS];
+  IrNode **map = f->map;
   IrBody *b = arena_alloc(&g->arena, sizeof *b);
   b->params = arena_alloc(&g->arena, FUSE_MAX_PARAMS * sizeof *b->params);
   b->nodes = arena_alloc(&g->arena, (size_t)nm * sizeof *b->nodes);
   bool ok = true;
-  for (int i = 0; i <= root->id && ok; i++) {
-    if (f->group[i] != root->id) continue;
-    IrNode *m = g->nodes[i];
+  for (int j = 0; j < nm && ok; j++) {
+    IrNode *m = g->nodes[mem[j]];
     for (int k = 0; k < m->n_in && ok; k++) {
       IrNode *p = m->in[k];
       if (f->group[p->id] == root->id || map[p->id]) continue;
@@ -242,9 +246,8 @@ static bool build_body(Fuse *f, IrNode *root, int kind, Pending *out) {
       b->params[b->n_params++] = map[p->id] = c;
     }
   }
-  for (int i = 0; i <= root->id && ok; i++) {
-    if (f->group[i] != root->id) continue;
-    IrNode *m = g->nodes[i], *c = clone(g, m);
+  for (int j = 0; j < nm && ok; j++) {
+    IrNode *m = g->nodes[mem[j]], *c = clone(g, m);
     c->in = arena_alloc(&g->arena, (size_t)(m->n_in + 1) * sizeof *c->in);
     for (int k = 0; k < m->n_in; k++) c->in[k] = map[m->in[k]->id];
     c->id = b->n;
@@ -269,8 +272,8 @@ static bool build_body(Fuse *f, IrNode *root, int kind, Pending *out) {
     out->in = arena_alloc(&g->arena, (size_t)(b->n_params + 1) * sizeof *out->in);
     memcpy(out->in, outer, (size_t)b->n_params * sizeof *outer);
   }
-  free(outer);
-  free(map);
+  for (int k = 0; k < b->n_params; k++) map[outer[k]->id] = NULL;  // clean for the next body
+  for (int j = 0; j < nm; j++) map[mem[j]] = NULL;
   return ok;
 }
 
@@ -314,14 +317,21 @@ static bool fuse_graph(IrGraph *g, Diag *d) {
     if (g->nodes[i]->op == IR_OP_MATMUL) rule_gemm(&f, g->nodes[i]);
   for (int i = nn - 1; i >= 0; i--) rule_reduction(&f, g->nodes[i]);
   for (int i = nn - 1; i >= 0; i--) rule_loop(&f, g->nodes[i]);
+  // Members of each group (those before their root), in id order.
+  f.start = calloc((size_t)nn + 2, sizeof *f.start);
+  f.list = malloc(((size_t)nn + 1) * sizeof *f.list);
+  f.map = calloc((size_t)nn + 1, sizeof *f.map);
+  for (int i = 0; i < nn; i++)
+    if (f.group[i] >= i) f.start[f.group[i] + 2]++;
+  for (int i = 0; i < nn; i++) f.start[i + 2] += f.start[i + 1];
+  for (int i = 0; i < nn; i++)
+    if (f.group[i] >= i) f.list[f.start[f.group[i] + 1]++] = i;  // start[r + 1] ends as r's end
   for (int i = 0; i < nn; i++) {
-    int r = f.group[i];
-    if (r < 0 || r != i) continue;
+    if (f.group[i] != i) continue;
     kind[i] = IR_FUSED_LOOP;
-    for (int j = 0; j <= i; j++) {
-      if (f.group[j] != i) continue;
-      if (is_row_op(g->nodes[j])) kind[i] = IR_FUSED_REDUCTION;
-      if (g->nodes[j]->op == IR_OP_MATMUL) kind[i] = IR_FUSED_GEMM;
+    for (int j = f.start[i]; j < f.start[i + 1]; j++) {
+      if (is_row_op(g->nodes[f.list[j]])) kind[i] = IR_FUSED_REDUCTION;
+      if (g->nodes[f.list[j]]->op == IR_OP_MATMUL) kind[i] = IR_FUSED_GEMM;
     }
   }
 
@@ -333,8 +343,7 @@ static bool fuse_graph(IrGraph *g, Diag *d) {
     if (build_body(&f, g->nodes[i], kind[i], &pend[np])) {
       np++;
     } else {  // too many inputs: the group stays as it was
-      for (int j = 0; j <= i; j++)
-        if (f.group[j] == i) f.group[j] = -1;
+      for (int j = f.start[i]; j < f.start[i + 1]; j++) f.group[f.list[j]] = -1;
     }
   }
   for (int k = 0; k < np; k++) make_fused(&pend[k]);
@@ -356,6 +365,9 @@ static bool fuse_graph(IrGraph *g, Diag *d) {
   free(f.pinned);
   free(f.named);
   free(f.gemm);
+  free(f.start);
+  free(f.list);
+  free(f.map);
   free(kind);
   free(pend);
   return ir_graph_finish(g, d);
