@@ -45,6 +45,7 @@ typedef struct KilnOptions {
   int n_disabled_passes;
   const char *dump_llvm;  // a folder for the optimised LLVM IR, or NULL
   int threads;            // 0: tuning.threads, else every core
+  int64_t max_nodes;      // refuse models whose blocks expand to more nodes (0: 100000)
   RtTuning tuning;
   FILE *log;              // progress and notes (compiled kernels, skipped outputs), or NULL
 } KilnOptions;

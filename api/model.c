@@ -63,7 +63,7 @@ bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOp
       snprintf(sets[i].name, sizeof sets[i].name, "%s", opt->sets[i].name);
     sets[i].value = opt->sets[i].value;
   }
-  ok = ok && fe_load_model(path, sets, opt->n_sets, &m->g, d);
+  ok = ok && fe_load_model_limited(path, sets, opt->n_sets, opt->max_nodes, &m->g, d);
   free(sets);
   if (!ok) {
     free(m);

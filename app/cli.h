@@ -26,6 +26,7 @@ typedef struct CliOptions {
   int n_disabled;
   uint64_t seed;
   int threads;
+  int64_t max_nodes;  // --max-nodes: the limit on block expansion (0: the default)
   // train
   const char *data, *optimizer, *resume;
   const char *init;             // train --init W: start from W, initialise what it lacks

@@ -4,6 +4,8 @@
 #ifndef KILN_FRONTEND_H
 #define KILN_FRONTEND_H
 
+#include <stdint.h>
+
 #include "ir/ir.h"
 
 typedef struct FeSet {
@@ -13,6 +15,11 @@ typedef struct FeSet {
 
 // Loads path into g (initialised here). On failure g is freed and d says why.
 bool fe_load_model(const char *path, const FeSet *sets, int n_sets, IrGraph *g, Diag *d);
+// The same with another limit on block expansion: at most max_nodes block instances and
+// nodes (0: FE_DEFAULT_MAX_NODES), so that a small file cannot make billions of nodes.
+#define FE_DEFAULT_MAX_NODES 100000
+bool fe_load_model_limited(const char *path, const FeSet *sets, int n_sets, int64_t max_nodes, IrGraph *g,
+                           Diag *d);
 
 // Parses "NAME=VALUE" from a --set argument (false if malformed).
 bool fe_parse_set(const char *arg, FeSet *out);

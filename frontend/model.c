@@ -17,7 +17,7 @@
 #define MAX_INCLUDE_DEPTH 16
 #define MAX_BLOCK_DEPTH 32
 #define MAX_CONFIG 4096  // entries: lookups are linear and an entry may name the next one
-#define MAX_EXPANSION 100000  // block instances, and nodes: repeats multiply (as one repeat's cap)
+// Block instances and nodes by default (FE_DEFAULT_MAX_NODES): repeats multiply.
 #define MAX_FILE_BYTES (64 << 20)
 
 // ---------------------------------------------------------------------------------------
@@ -68,6 +68,7 @@ typedef struct Loader {
   int n_pending, cap_pending;
   int block_depth;
   int64_t block_instances;
+  int64_t max_nodes;  // block instances and nodes
 } Loader;
 
 // A block instance: its arguments (strings) and its loop variable, for template expansion.
@@ -805,9 +806,9 @@ static bool call_block(Loader *L, const Scope *s, const cJSON *j, const char *wh
   }
 
   for (int64_t it = 0; it < count; it++) {
-    if (++L->block_instances > MAX_EXPANSION || L->g->n_nodes > MAX_EXPANSION)
-      return diag_error(L->d, "%s: blocks expand to more than %d instances or nodes", where,
-                        MAX_EXPANSION);
+    if (++L->block_instances > L->max_nodes || L->g->n_nodes > L->max_nodes)
+      return diag_error(L->d, "%s: blocks expand to more than %lld instances or nodes (raise the limit "
+                        "with --max-nodes N)", where, (long long)L->max_nodes);
     Scope caller = *s;
     if (var) {  // the index is visible in the call's arguments and inside the block
       caller.var = var;
@@ -975,8 +976,13 @@ static bool build(Loader *L, const char *path, const FeSet *sets, int n_sets) {
 }
 
 bool fe_load_model(const char *path, const FeSet *sets, int n_sets, IrGraph *g, Diag *d) {
+  return fe_load_model_limited(path, sets, n_sets, FE_DEFAULT_MAX_NODES, g, d);
+}
+
+bool fe_load_model_limited(const char *path, const FeSet *sets, int n_sets, int64_t max_nodes, IrGraph *g,
+                           Diag *d) {
   ir_graph_init(g, path);
-  Loader L = {.g = g, .d = d};
+  Loader L = {.g = g, .d = d, .max_nodes = max_nodes > 0 ? max_nodes : FE_DEFAULT_MAX_NODES};
   bool ok = build(&L, path, sets, n_sets);
   for (int i = 0; i < L.n_roots; i++) cJSON_Delete(L.roots[i]);
   free(L.config);

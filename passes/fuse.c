@@ -46,6 +46,7 @@ typedef struct Fuse {
   // while one body is built (NULL elsewhere).
   int *start, *list;
   IrNode **map;
+  IrNode **work, **added;  // grow's worklist and the nodes it added (n each)
 } Fuse;
 
 static bool is_fusible_ew(const Fuse *f, const IrNode *n) {
@@ -67,30 +68,28 @@ static bool used_only_by(const Fuse *f, const IrNode *n, int root) {
 // `start` only input `seed_in` is followed (reductions: the row input; -1: all); members
 // after `start` (a reduction's epilogue) are not followed.
 static int grow(Fuse *f, IrNode *root, IrNode *start, const IrShape *shape, int seed_in) {
-  int added = 0;
-  bool changed = true;
-  while (changed) {
-    changed = false;
-    for (int i = start->id; i >= 0; i--) {
-      if (f->group[i] != root->id) continue;
-      IrNode *m = f->g->nodes[i];
-      for (int k = 0; k < m->n_in; k++) {
-        if (m == start && seed_in >= 0 && k != seed_in) continue;
-        IrNode *p = m->in[k];
-        if (f->group[p->id] >= 0 || !is_fusible_ew(f, p) || !ir_shape_eq(&p->shape, shape)) continue;
-        if (m->op == IR_OP_DROPOUT_GRAD && k == 1) continue;  // named, not read
-        if (!used_only_by(f, p, root->id)) continue;
-        f->group[p->id] = root->id;
-        added++;
-        changed = true;
-      }
+  // A worklist from start: whether an input may join depends only on the group growing
+  // (its users all in it), so the closure is the same in any order, and each member is
+  // looked at once instead of rescanning every node below start until nothing changes.
+  // The nodes added are left in f->added[0 .. returned count).
+  int added = 0, top = 0;
+  f->work[top++] = start;
+  while (top) {
+    IrNode *m = f->work[--top];
+    for (int k = 0; k < m->n_in; k++) {
+      if (m == start && seed_in >= 0 && k != seed_in) continue;
+      IrNode *p = m->in[k];
+      if (f->group[p->id] >= 0 || !is_fusible_ew(f, p) || !ir_shape_eq(&p->shape, shape)) continue;
+      if (m->op == IR_OP_DROPOUT_GRAD && k == 1) continue;  // named, not read
+      if (!used_only_by(f, p, root->id)) continue;
+      f->group[p->id] = root->id;
+      f->added[added++] = p;
+      f->work[top++] = p;
     }
   }
   return added;
 }
 
-// ---------------------------------------------------------------------------------------
-// Rule gemm: the single-consumer chain after a matmul that CgGemm's epilogue applies.
 static IrNode *sole_user(const Fuse *f, const IrNode *n) {
   if (f->pinned[n->id] || f->n_users[n->id] != 1) return NULL;
   IrNode *u = f->g->nodes[f->users[n->id][0]];
@@ -187,11 +186,14 @@ static void rule_reduction(Fuse *f, IrNode *r) {
   IrNode *root = ne ? epi[ne - 1] : r;
   f->group[r->id] = root->id;
   for (int i = 0; i < ne; i++) f->group[epi[i]->id] = root->id;
-  bool ok = grow(f, root, r, &r->in[0]->shape, 0) + ne > 0;
+  int na = grow(f, root, r, &r->in[0]->shape, 0);
+  bool ok = na + ne > 0;
   for (int k = 1; k < r->n_in; k++) ok &= f->group[r->in[k]->id] != root->id;  // weights: params
-  if (!ok)
-    for (int i = 0; i <= root->id; i++)
-      if (f->group[i] == root->id) f->group[i] = -1;
+  if (!ok) {  // undone: r, its epilogue and what grow added
+    f->group[r->id] = -1;
+    for (int i = 0; i < ne; i++) f->group[epi[i]->id] = -1;
+    for (int i = 0; i < na; i++) f->group[f->added[i]->id] = -1;
+  }
 }
 
 static void rule_loop(Fuse *f, IrNode *r) {
@@ -299,6 +301,8 @@ static bool fuse_graph(IrGraph *g, Diag *d) {
   f.named = calloc((size_t)nn, sizeof *f.named);
   f.gemm = calloc((size_t)nn + 1, sizeof *f.gemm);
   int *kind = calloc((size_t)nn, sizeof *kind);
+  f.work = malloc(((size_t)nn + 1) * sizeof *f.work);
+  f.added = malloc(((size_t)nn + 1) * sizeof *f.added);
   for (int i = 0; i < nn; i++) {
     f.group[i] = -1;
     f.users[i] = malloc((size_t)(g->nodes[i]->n_uses + 1) * sizeof **f.users);
@@ -368,6 +372,8 @@ static bool fuse_graph(IrGraph *g, Diag *d) {
   free(f.start);
   free(f.list);
   free(f.map);
+  free(f.work);
+  free(f.added);
   free(kind);
   free(pend);
   return ir_graph_finish(g, d);

@@ -460,6 +460,8 @@ static const Case cases[] = {
   {{RUN_TINY_O("tmp/./in_ok.safetensors")}, 2, {"./in_ok.safetensors is the same file as --inputs", "/in_ok.safetensors: writing the output would replace the input"}},
   {{RUN_TINY_O("tmp/w_link.safetensors")}, 2, {"w_link.safetensors is the same file as --weights", "/w.safetensors: writing"}},  // a hard link
   {{"init", "tmp/tiny.json", "-o", "tmp/tiny.json"}, 2, {"tiny.json is the same file as MODEL"}},
+  {{"check", "bad/tiny_ok.json", "--max-nodes", "0"}, 2, {"--max-nodes must be an integer"}},
+  {{"check", "bad/repeat_nodes.json", "--max-nodes", "50"}, 1, {"repeat_nodes.json", "more than 50 instances or nodes", "--max-nodes N"}},
   {{"train", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--data", "tmp/in_ok.safetensors",
     "-o", "tmp/in_ok.safetensors"}, 2, {"same file as --data"}},
   {{"train", "bad/tiny_ok.json", "--resume", "tmp/w.safetensors", "--data", "tmp/in_ok.safetensors",
