@@ -6,6 +6,11 @@
 
 #include "ir/ir.h"
 
+// NumPy broadcasting (ir/shape.c): stride[k] for each dim k of `out`, how far to move in
+// `in` when out's index k grows by 1 (0 where `in` lacks the dim or has size 1; dims align
+// at the end). The reference kernels of broadcasting ops and batched matmul share it.
+void ir_broadcast_strides(const IrShape *in, const IrShape *out, int64_t *stride);
+
 // Shape rules.
 #define SHAPE_RULES(X)                                                                   \
   X(source) X(full) X(cast) X(broadcast) X(unary) X(unary_float) X(affine) X(matmul)      \

@@ -80,31 +80,14 @@ bool ir_ref_cast(const IrNode *n, double *out, const double *const *in,
 // Binary ops with NumPy broadcasting: in[0] and in[1] are aligned to n->shape by their
 // trailing dims; a missing or size-1 dim repeats (stride 0).
 
-// stride[k] for each output dim k: how far to move in `in` when out's index k grows by 1.
-static void broadcast_strides(const IrShape *in, const IrShape *out, int64_t *stride) {
-  assert(in->rank <= out->rank);
-  int shift = out->rank - in->rank;
-  int64_t step = 1;
-  for (int k = out->rank - 1; k >= 0; k--) {
-    int ik = k - shift;
-    if (ik < 0 || in->dim[ik] == 1) {
-      stride[k] = 0;
-    } else {
-      assert(in->dim[ik] == out->dim[k]);
-      stride[k] = step;
-    }
-    if (ik >= 0) step *= in->dim[ik];
-  }
-}
-
 typedef double (*BinaryFn)(double a, double b);
 
 static bool map_binary(const IrNode *n, double *out, const double *const *in, BinaryFn f) {
   assert(n->n_in == 2);
   const IrShape *s = &n->shape;
   int64_t sa[IR_MAX_RANK], sb[IR_MAX_RANK], idx[IR_MAX_RANK];
-  broadcast_strides(&n->in[0]->shape, s, sa);
-  broadcast_strides(&n->in[1]->shape, s, sb);
+  ir_broadcast_strides(&n->in[0]->shape, s, sa);
+  ir_broadcast_strides(&n->in[1]->shape, s, sb);
   int64_t total = ir_numel(s);
   for (int64_t j = 0; j < total; j++) {  // out: n->shape
     unravel(s, j, idx);

@@ -24,23 +24,6 @@ static void strides_of(const IrShape *s, int64_t *stride) {
   }
 }
 
-// NumPy broadcasting: stride[k] for each dim k of `out`, how far to move in `in` when out's
-// index k grows by 1 (0 where `in` lacks the dim or has size 1; dims align at the end).
-static void broadcast_strides(const IrShape *in, const IrShape *out, int64_t *stride) {
-  assert(in->rank <= out->rank);
-  int shift = out->rank - in->rank;
-  int64_t step = 1;
-  for (int k = out->rank - 1; k >= 0; k--) {
-    int ik = k - shift;
-    if (ik < 0 || in->dim[ik] == 1) {
-      stride[k] = 0;
-    } else {
-      assert(in->dim[ik] == out->dim[k]);
-      stride[k] = step;
-    }
-    if (ik >= 0) step *= in->dim[ik];
-  }
-}
 
 static int normalise_axis(int64_t axis, int rank) {
   if (axis < 0) axis += rank;
@@ -74,8 +57,8 @@ bool ir_ref_matmul(const IrNode *n, double *out, const double *const *in,
   IrShape batch_o = leading_dims(so, so->rank - 2);
   IrShape batch_a = leading_dims(sa, sa->rank - 2), batch_b = leading_dims(sb, sb->rank - 2);
   int64_t stride_a[IR_MAX_RANK], stride_b[IR_MAX_RANK], idx[IR_MAX_RANK];
-  broadcast_strides(&batch_a, &batch_o, stride_a);
-  broadcast_strides(&batch_b, &batch_o, stride_b);
+  ir_broadcast_strides(&batch_a, &batch_o, stride_a);
+  ir_broadcast_strides(&batch_b, &batch_o, stride_b);
 
   int64_t n_batch = ir_numel(&batch_o);
   for (int64_t bi = 0; bi < n_batch; bi++) {  // (batch...)

@@ -1,8 +1,10 @@
 // Shape helpers shared by the shape rules, the evaluator and the printers.
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "ir/ir.h"
+#include "ir/ops_impl.h"
 
 int64_t ir_numel(const IrShape *s) {
   int64_t n = 1;
@@ -40,4 +42,20 @@ bool ir_broadcast(const IrShape *a, const IrShape *b, IrShape *out, Diag *d) {
   }
   *out = r;
   return true;
+}
+
+void ir_broadcast_strides(const IrShape *in, const IrShape *out, int64_t *stride) {
+  assert(in->rank <= out->rank);
+  int shift = out->rank - in->rank;
+  int64_t step = 1;
+  for (int k = out->rank - 1; k >= 0; k--) {
+    int ik = k - shift;
+    if (ik < 0 || in->dim[ik] == 1) {
+      stride[k] = 0;
+    } else {
+      assert(in->dim[ik] == out->dim[k]);
+      stride[k] = step;
+    }
+    if (ik >= 0) step *= in->dim[ik];
+  }
 }
