@@ -39,6 +39,9 @@ typedef struct CgSteps {
 } CgSteps;
 
 CgStep *cg_steps_add(CgSteps *s, const char *fn, int64_t work, int node);
+// A step of node n whose kernel takes (n, n's inputs in order[, the status word]): the
+// buffer table of most one-node kernels.
+CgStep *cg_steps_add_node(CgSteps *s, const char *fn, int64_t work, const IrNode *n, bool status);
 int cg_steps_new_scratch(CgSteps *s);
 static inline CgArg cg_arg_node(int id) { return (CgArg){CG_ARG_NODE, id, 0}; }
 static inline CgArg cg_arg_scratch(int id, size_t bytes) { return (CgArg){CG_ARG_SCRATCH, id, bytes}; }

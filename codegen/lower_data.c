@@ -211,11 +211,7 @@ bool cg_lower_gather(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     cg_for_end(cg, &w);
     cg_kernel_end(cg);
   }
-  CgStep *st = cg_steps_add(steps, name, rows, n->id);
-  st->args[st->n_args++] = cg_arg_node(n->id);
-  st->args[st->n_args++] = cg_arg_node(n->in[0]->id);
-  st->args[st->n_args++] = cg_arg_node(n->in[1]->id);
-  st->args[st->n_args++] = cg_arg_status();
+  cg_steps_add_node(steps, name, rows, n, true);
   (void)d;
   return true;
 }

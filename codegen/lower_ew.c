@@ -353,10 +353,7 @@ bool cg_lower_elementwise(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     cg_for_end(cg, &rl);
     cg_kernel_end(cg);
   }
-  CgStep *st = cg_steps_add(steps, name, rows, n->id);
-  st->args[st->n_args++] = cg_arg_node(n->id);
-  for (int k = 0; k < n->n_in; k++) st->args[st->n_args++] = cg_arg_node(n->in[k]->id);
-  if (checked) st->args[st->n_args++] = cg_arg_status();
+  cg_steps_add_node(steps, name, rows, n, checked);
   (void)d;
   return true;
 }

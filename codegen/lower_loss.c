@@ -57,11 +57,7 @@ bool cg_lower_cross_entropy(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     cg_for_end(cg, &w);
     cg_kernel_end(cg);
   }
-  CgStep *st = cg_steps_add(steps, name, 1, n->id);
-  st->args[st->n_args++] = cg_arg_node(n->id);
-  st->args[st->n_args++] = cg_arg_node(n->in[0]->id);
-  st->args[st->n_args++] = cg_arg_node(n->in[1]->id);
-  st->args[st->n_args++] = cg_arg_status();
+  cg_steps_add_node(steps, name, 1, n, true);
   (void)d;
   return true;
 }
@@ -90,10 +86,7 @@ bool cg_lower_kl_div(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     cg_for_end(cg, &w);
     cg_kernel_end(cg);
   }
-  CgStep *st = cg_steps_add(steps, name, 1, n->id);
-  st->args[st->n_args++] = cg_arg_node(n->id);
-  st->args[st->n_args++] = cg_arg_node(n->in[0]->id);
-  st->args[st->n_args++] = cg_arg_node(n->in[1]->id);
+  cg_steps_add_node(steps, name, 1, n, false);
   (void)d;
   return true;
 }

@@ -89,11 +89,7 @@ bool cg_lower_scatter_add(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     cg_for_end(cg, &w);
     cg_kernel_end(cg);
   }
-  CgStep *st = cg_steps_add(steps, name, A * nblk, n->id);
-  st->args[st->n_args++] = cg_arg_node(n->id);
-  st->args[st->n_args++] = cg_arg_node(n->in[0]->id);
-  st->args[st->n_args++] = cg_arg_node(n->in[1]->id);
-  st->args[st->n_args++] = cg_arg_status();
+  cg_steps_add_node(steps, name, A * nblk, n, true);
   (void)d;
   return true;
 }

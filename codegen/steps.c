@@ -19,4 +19,12 @@ CgStep *cg_steps_add(CgSteps *s, const char *fn, int64_t work, int node) {
   return st;
 }
 
+CgStep *cg_steps_add_node(CgSteps *s, const char *fn, int64_t work, const IrNode *n, bool status) {
+  CgStep *st = cg_steps_add(s, fn, work, n->id);
+  st->args[st->n_args++] = cg_arg_node(n->id);
+  for (int k = 0; k < n->n_in; k++) st->args[st->n_args++] = cg_arg_node(n->in[k]->id);
+  if (status) st->args[st->n_args++] = cg_arg_status();
+  return st;
+}
+
 int cg_steps_new_scratch(CgSteps *s) { return s->n_scratch++; }
