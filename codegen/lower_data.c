@@ -159,9 +159,7 @@ bool cg_lower_permute(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     cg_for_end(cg, &r);
     cg_kernel_end(cg);
   }
-  CgStep *st = cg_steps_add(steps, name, rows, n->id);
-  st->args[st->n_args++] = cg_arg_node(n->id);
-  st->args[st->n_args++] = cg_arg_node(n->in[0]->id);
+  cg_steps_add_node(steps, name, rows, n, false);
   (void)d;
   return true;
 }

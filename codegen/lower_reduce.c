@@ -184,9 +184,7 @@ bool cg_lower_reduce(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     else for_column_blocks(cg, r.kept.size[r.kept.n - 1], reduce_block, &r);
     cg_kernel_end(cg);
   }
-  CgStep *st = cg_steps_add(steps, name, work, n->id);
-  st->args[st->n_args++] = cg_arg_node(n->id);
-  st->args[st->n_args++] = cg_arg_node(n->in[0]->id);
+  cg_steps_add_node(steps, name, work, n, false);
   (void)d;
   return true;
 }
@@ -294,9 +292,7 @@ bool cg_lower_softmax(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     else for_column_blocks(cg, s.inner, softmax_block, &s);
     cg_kernel_end(cg);
   }
-  CgStep *st = cg_steps_add(steps, name, work, n->id);
-  st->args[st->n_args++] = cg_arg_node(n->id);
-  st->args[st->n_args++] = cg_arg_node(n->in[0]->id);
+  cg_steps_add_node(steps, name, work, n, false);
   (void)d;
   return true;
 }
