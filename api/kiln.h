@@ -204,5 +204,8 @@ KilnParamView kiln_trainer_param(KilnTrainer *t, int i);
 // or "sgd.m.<name>") and the counters "train.step" (= done) and "train.steps" when
 // with_state (a checkpoint), atomically.
 bool kiln_trainer_save(KilnTrainer *t, const char *path, int64_t done, bool with_state, Diag *d);
+// The name of the checkpoint after `step` steps of a run writing `out`:
+// "out.safetensors" -> "out.step-10.safetensors" (.safetensors added when out lacks it).
+void kiln_checkpoint_path(const char *out, int64_t step, char *buf, size_t size);
 
 #endif

@@ -196,7 +196,7 @@ bool kiln_select_given(KilnModel *m, const StFile *f, Diag *d) {
   return ok;
 }
 
-// Per node: is it a selected output? (wanted) Does a selected output need it? (needed)
+// Per node: is it a selected output (or, for the trainer, a parameter)?
 static bool *wanted(const KilnModel *m) {
   bool *want = calloc((size_t)m->g.n_nodes + 1, sizeof *want);
   for (int k = 0; want && k < m->n_out; k++) want[m->out[k]->id] = true;
@@ -204,23 +204,19 @@ static bool *wanted(const KilnModel *m) {
   return want;
 }
 
-static bool *needed(const KilnModel *m) {
-  bool *want = wanted(m);
-  bool *need = want ? cg_needed(&m->g, want) : NULL;
-  free(want);
-  return need;
-}
-
 bool kiln_compile(KilnModel *m, Diag *d) {
   if (m->compiled) return true;
-  if (!(m->need = needed(m))) return diag_error(d, "out of memory");
+  bool *want = wanted(m);
+  if (!want || !(m->need = cg_needed(&m->g, want))) {
+    free(want);
+    return diag_error(d, "out of memory");
+  }
   if (!kiln_is_jit(m)) {
+    free(want);
     ir_values_init(&m->vals, &m->g);
     m->compiled = true;
     return true;
   }
-  bool *want = wanted(m);
-  if (!want) return diag_error(d, "out of memory");
   CgOptions copt = {.dump_dir = m->o.dump_llvm, .training = m->o.training || m->o.grad_loss,
                     .no_memplan = m->no_memplan, .tuning = m->o.tuning};
   bool ok = cg_compile(&m->g, want, &copt, &m->p, d);
@@ -246,9 +242,12 @@ static bool need_compiled(const KilnModel *m, const char *what, Diag *d) {
   return m->compiled || diag_error(d, "%s before kiln_compile (API misuse)", what);
 }
 
+// Marks every parameter, or the inputs given (node id -> bound), as having values.
 static void mark(KilnModel *m, IrOpKind op, const bool *given) {
-  for (int i = 0; i < m->g.n_nodes; i++)
-    if (m->g.nodes[i]->op == op && (!given || given[i])) m->bound[i] = true;
+  int n = op == IR_OP_PARAM ? m->n_params : m->n_inputs;
+  const IrNode **nodes = op == IR_OP_PARAM ? m->params : m->inputs;
+  for (int k = 0; k < n; k++)
+    if (!given || given[nodes[k]->id]) m->bound[nodes[k]->id] = true;
 }
 
 bool kiln_bind_params(KilnModel *m, const StFile *f, Diag *d) {

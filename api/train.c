@@ -7,6 +7,7 @@
 // optimizer pass records what to copy in g->train; nothing here depends on output order.
 // Checkpoints hold weights, optimiser state and the step counters.
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,7 +181,7 @@ KilnParamView kiln_trainer_param(KilnTrainer *t, int i) {
 bool kiln_trainer_init_from(KilnTrainer *t, const StFile *f, uint64_t seed, FILE *notes, Diag *d) {
   KilnModel *m = t->m;
   if (!fe_bind_partial(&m->g, f, m->p.value, seed, notes, d)) return false;
-  for (int i = 0; i < m->g.n_nodes; i++) m->bound[i] |= m->g.nodes[i]->op == IR_OP_PARAM;
+  for (int k = 0; k < m->n_params; k++) m->bound[m->params[k]->id] = true;
   m->prepared = false;
   return true;
 }
@@ -226,6 +227,12 @@ bool kiln_trainer_save(KilnTrainer *t, const char *path, int64_t done, bool with
     for (int i = t->n; i < t->n * (1 + n_state); i++) free(ts[i].name);
   free(ts);
   return ok;
+}
+
+void kiln_checkpoint_path(const char *out, int64_t step, char *buf, size_t size) {
+  size_t n = strlen(out), e = strlen(".safetensors");
+  bool has = n > e && !strcmp(out + n - e, ".safetensors");
+  snprintf(buf, size, "%.*s.step-%lld.safetensors", (int)(has ? n - e : n), out, (long long)step);
 }
 
 static bool counter(const StFile *f, const char *name, int64_t *out, Diag *d) {

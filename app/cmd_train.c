@@ -14,15 +14,6 @@
 #include "api/evaluate.h"
 #include "app/cli.h"
 
-// "out.safetensors" -> "out.step-10.safetensors"
-static void ckpt_path(const char *out, int64_t step, char *buf, size_t size) {
-  size_t n = strlen(out);
-  const char *ext = ".safetensors";
-  size_t e = strlen(ext);
-  bool has = n > e && !strcmp(out + n - e, ext);
-  snprintf(buf, size, "%.*s.step-%lld%s", (int)(has ? n - e : n), out, (long long)step, ext);
-}
-
 // ---------------------------------------------------------------------------------------
 // Progress on stderr: \r updates every step on a terminal, a line every 10 steps otherwise.
 
@@ -141,7 +132,7 @@ static bool train(Run *r, Diag *d) {
     bool ckpt = o->checkpoint_every && ((step + 1) % o->checkpoint_every == 0 || last);
     bool stop = interrupted && !last;
     if (ckpt || stop) {
-      ckpt_path(o->output, step + 1, path, sizeof path);
+      kiln_checkpoint_path(o->output, step + 1, path, sizeof path);
       if (!kiln_trainer_save(t, path, step + 1, true, d)) return false;
       if (log && !stop) fprintf(log, "kiln: checkpoint %s\n", path);
     }

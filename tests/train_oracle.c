@@ -97,10 +97,8 @@ int main(int argc, char **argv) {
     ok = kiln_trainer_step(t, step, &r, &d);
     if (ok) update(t, sgd, step);
     if (ok && every && ((step + 1) % every == 0 || step + 1 == to.steps)) {
-      char path[4096];  // as kiln train: OUT without .safetensors, then .step-N.safetensors
-      size_t n = strlen(out), e = strlen(".safetensors");
-      bool has = n > e && !strcmp(out + n - e, ".safetensors");
-      snprintf(path, sizeof path, "%.*s.step-%lld.safetensors", (int)(has ? n - e : n), out, (long long)step + 1);
+      char path[4096];  // as kiln train
+      kiln_checkpoint_path(out, step + 1, path, sizeof path);
       ok = kiln_trainer_save(t, path, step + 1, true, &d);
     }
   }
