@@ -316,7 +316,7 @@ bool kiln_trainer_step(KilnTrainer *t, int64_t step, KilnStepResult *r, Diag *d)
   KilnModel *m = t->m;
   for (int64_t b = 0; t->data && b < t->batch; b++) t->ex[b] = example_at(t, step * t->batch + b);
   if (t->data && !kiln_data_bind(m, t->data, t->ex, d)) return false;
-  if (t->has_mlm && !mlm_apply(&t->mlm, &m->g, m->p.value, t->o.seed, step, d)) return false;
+  if (t->has_mlm && !mlm_apply(&t->mlm, &m->g, m->p.value, t->o.seed, step, 0, d)) return false;
   *r = (KilnStepResult){.lr = lr_at(t, step)};
   if (!t->o.external_update) {
     double s = (double)(step + 1);

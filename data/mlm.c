@@ -21,14 +21,14 @@ static bool is_special(const MlmConfig *c, int64_t id) {
   return id == c->cls || id == c->sep || id == c->pad || id == c->mask || id == c->unk;
 }
 
-void mlm_mask_batch(const MlmConfig *c, uint64_t seed, int64_t step, int64_t *ids, int64_t *labels,
-                    int64_t batch, int64_t len) {
+void mlm_mask_batch(const MlmConfig *c, uint64_t seed, int64_t step, int64_t first, int64_t *ids,
+                    int64_t *labels, int64_t batch, int64_t len) {
   uint64_t key = step_key(seed, STREAM_MLM, step);
   for (int64_t i = 0; i < batch * len; i++) {
     int64_t id = ids[i];
     labels[i] = c->ignore_index;
     if (id == c->cls || id == c->sep || id == c->pad) continue;
-    uint64_t ctr = (uint64_t)i * 8;
+    uint64_t ctr = (uint64_t)(first * len + i) * 8;
     if (ir_rng_uniform(key, ctr) >= c->p_select) continue;
     labels[i] = id;
     double u = ir_rng_uniform(key, ctr + 1);
@@ -55,7 +55,8 @@ static int64_t find_id(const int64_t *row, int64_t from, int64_t len, int64_t id
   return -1;
 }
 
-void mlm_mismatch_batch(const MlmConfig *c, uint64_t seed, int64_t step, int64_t *ids, int64_t *token_type,
+void mlm_mismatch_batch(const MlmConfig *c, uint64_t seed, int64_t step, int64_t first, int64_t *ids,
+                        int64_t *token_type,
                         float *attention_mask, int64_t *si_labels, int64_t batch, int64_t len,
                         const int64_t *pool, int64_t n_pool) {
   uint64_t key = step_key(seed, STREAM_MISMATCH, step);
@@ -63,12 +64,13 @@ void mlm_mismatch_batch(const MlmConfig *c, uint64_t seed, int64_t step, int64_t
     int64_t *row = ids + b * len;
     int64_t s1 = find_id(row, 0, len, c->sep);
     int64_t s2 = s1 < 0 ? -1 : find_id(row, s1 + 1, len, c->sep);
-    if (s2 < 0 || ir_rng_uniform(key, (uint64_t)b * 16) >= c->p_mismatch) continue;
+    uint64_t ctr = (uint64_t)(first + b) * 16;
+    if (s2 < 0 || ir_rng_uniform(key, ctr) >= c->p_mismatch) continue;
     // Another pool row with a second caption that differs from this row's.
     const int64_t *other = NULL;
     int64_t o1 = 0, o2 = 0;
     for (uint64_t k = 1; k < 16 && n_pool > 0 && !other; k++) {
-      const int64_t *cand = pool + (int64_t)(ir_rng_uniform(key, (uint64_t)b * 16 + k) * (double)n_pool) * len;
+      const int64_t *cand = pool + (int64_t)(ir_rng_uniform(key, ctr + k) * (double)n_pool) * len;
       int64_t c1 = find_id(cand, 0, len, c->sep);
       int64_t c2 = c1 < 0 ? -1 : find_id(cand, c1 + 1, len, c->sep);
       if (c2 < 0) continue;
@@ -138,7 +140,8 @@ static void *input_buffer(const IrGraph *g, void *const *value, const char *name
   return ok ? value[n->id] : NULL;
 }
 
-bool mlm_apply(const Mlm *m, const IrGraph *g, void *const *value, uint64_t seed, int64_t step, Diag *d) {
+bool mlm_apply(const Mlm *m, const IrGraph *g, void *const *value, uint64_t seed, int64_t step, int64_t first,
+               Diag *d) {
   const IrNode *ids_node = ir_graph_find(g, "input_ids");
   if (!ids_node || ids_node->shape.rank != 2)
     return diag_error(d, "%s: pre-training batches need the input \"input_ids\" (batch, text_len)", g->file);
@@ -152,7 +155,7 @@ bool mlm_apply(const Mlm *m, const IrGraph *g, void *const *value, uint64_t seed
   int64_t *labels = input_buffer(g, value, "labels", DT_I64, 2, batch, len, d);
   int64_t *si = input_buffer(g, value, "sentence_image_labels", DT_I64, 1, batch, len, d);
   if (!ids || !tt || !am || !labels || !si) return false;
-  mlm_mismatch_batch(&m->config, seed, step, ids, tt, am, si, batch, len, m->pool, m->n_pool);
-  mlm_mask_batch(&m->config, seed, step, ids, labels, batch, len);
+  mlm_mismatch_batch(&m->config, seed, step, first, ids, tt, am, si, batch, len, m->pool, m->n_pool);
+  mlm_mask_batch(&m->config, seed, step, first, ids, labels, batch, len);
   return true;
 }

@@ -29,15 +29,17 @@ typedef struct MlmConfig {
 MlmConfig mlm_config(int64_t cls, int64_t sep, int64_t pad, int64_t mask, int64_t unk, int64_t vocab);
 
 // MLM on one batch of rows, in place: ids [batch, len] become the model's input, labels
-// [batch, len] the original token where one was selected, ignore_index elsewhere.
-void mlm_mask_batch(const MlmConfig *c, uint64_t seed, int64_t step, int64_t *ids, int64_t *labels,
-                    int64_t batch, int64_t len);
+// [batch, len] the original token where one was selected, ignore_index elsewhere. Row b
+// draws as row first + b of the step's batch (first > 0: a later process's share of it).
+void mlm_mask_batch(const MlmConfig *c, uint64_t seed, int64_t step, int64_t first, int64_t *ids,
+                    int64_t *labels, int64_t batch, int64_t len);
 
 // Sentence-image matching on one batch, in place: each row whose two captions are both
 // present gets, with probability p_mismatch, caption_b of another row of pool [n_pool, len]
 // (a different caption; truncated to fit), token types and attention mask rebuilt, and
 // si_labels 0; other rows keep theirs (si_labels 1 for a generator's matched pairs).
-void mlm_mismatch_batch(const MlmConfig *c, uint64_t seed, int64_t step, int64_t *ids, int64_t *token_type,
+void mlm_mismatch_batch(const MlmConfig *c, uint64_t seed, int64_t step, int64_t first, int64_t *ids,
+                        int64_t *token_type,
                         float *attention_mask, int64_t *si_labels, int64_t batch, int64_t len,
                         const int64_t *pool, int64_t n_pool);
 
@@ -57,7 +59,9 @@ void mlm_free(Mlm *m);
 
 // Mismatch then mask the batch bound in value[] (node id -> buffer of one batch):
 // input_ids, token_type_ids, attention_mask, labels, sentence_image_labels, which must be
-// inputs of g with the pre-training model's dtypes (i64, i64, f32, i64, i64).
-bool mlm_apply(const Mlm *m, const IrGraph *g, void *const *value, uint64_t seed, int64_t step, Diag *d);
+// inputs of g with the pre-training model's dtypes (i64, i64, f32, i64, i64); the bound
+// rows are rows first .. of the step's batch.
+bool mlm_apply(const Mlm *m, const IrGraph *g, void *const *value, uint64_t seed, int64_t step, int64_t first,
+               Diag *d);
 
 #endif

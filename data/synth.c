@@ -530,8 +530,8 @@ bool synth_write(const char *dir, const SynthOptions *o, Diag *d) {
         int64_t n = rows.n, T = o->text_len;
         int64_t *pool = malloc(((size_t)(n * T) + 1) * sizeof *pool);
         memcpy(pool, rows.ids, (size_t)(n * T) * sizeof *pool);
-        mlm_mismatch_batch(&mc, o->seed, -1 - sp, rows.ids, rows.tt, rows.am, rows.si, n, T, pool, n);
-        mlm_mask_batch(&mc, o->seed, -1 - sp, rows.ids, rows.labels_i, n, T);
+        mlm_mismatch_batch(&mc, o->seed, -1 - sp, 0, rows.ids, rows.tt, rows.am, rows.si, n, T, pool, n);
+        mlm_mask_batch(&mc, o->seed, -1 - sp, 0, rows.ids, rows.labels_i, n, T);
         free(pool);
         ok = write_rows(&w, PATH("%s/pretrain-static-%s.safetensors", dir, split_names[sp]), tasks[ti], &rows, d);
       }

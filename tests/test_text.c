@@ -344,7 +344,7 @@ START_TEST(test_mlm_rates_follow_the_15_80_10_10_rule) {
   make_rows(orig, ROWS, LEN, 0);
   memcpy(ids, orig, ROWS * LEN * sizeof *ids);
   MlmConfig c = mlm_config(CLS, SEP, PAD, MASK, UNK, VOCAB);
-  mlm_mask_batch(&c, 42, 5, ids, labels, ROWS, LEN);
+  mlm_mask_batch(&c, 42, 5, 0, ids, labels, ROWS, LEN);
   int64_t text = 0, chosen = 0, masked = 0, random = 0, kept = 0;
   for (int64_t i = 0; i < ROWS * LEN; i++) {
     bool special = orig[i] == CLS || orig[i] == SEP || orig[i] == PAD;
@@ -376,10 +376,10 @@ START_TEST(test_mlm_rates_follow_the_15_80_10_10_rule) {
   // Same (seed, step): same batch; another step: another.
   int64_t *again = malloc(ROWS * LEN * sizeof *ids), *labels2 = malloc(ROWS * LEN * sizeof *ids);
   memcpy(again, orig, ROWS * LEN * sizeof *ids);
-  mlm_mask_batch(&c, 42, 5, again, labels2, ROWS, LEN);
+  mlm_mask_batch(&c, 42, 5, 0, again, labels2, ROWS, LEN);
   ck_assert(memcmp(again, ids, ROWS * LEN * sizeof *ids) == 0 && memcmp(labels, labels2, ROWS * LEN * sizeof *ids) == 0);
   memcpy(again, orig, ROWS * LEN * sizeof *ids);
-  mlm_mask_batch(&c, 42, 6, again, labels2, ROWS, LEN);
+  mlm_mask_batch(&c, 42, 6, 0, again, labels2, ROWS, LEN);
   ck_assert(memcmp(labels, labels2, ROWS * LEN * sizeof *ids) != 0);
   free(ids), free(orig), free(labels), free(again), free(labels2);
 }
@@ -395,7 +395,7 @@ START_TEST(test_mlm_mismatch_replaces_half_the_second_captions) {
   memcpy(ids, orig, ROWS * LEN * sizeof *ids);
   for (int b = 0; b < ROWS; b++) si[b] = 1;
   MlmConfig c = mlm_config(CLS, SEP, PAD, MASK, UNK, VOCAB);
-  mlm_mismatch_batch(&c, 9, 0, ids, tt, am, si, ROWS, LEN, pool, POOL);
+  mlm_mismatch_batch(&c, 9, 0, 0, ids, tt, am, si, ROWS, LEN, pool, POOL);
   int64_t mismatched = 0;
   for (int b = 0; b < ROWS; b++) {
     const int64_t *r = ids + b * LEN, *o = orig + b * LEN;
@@ -418,6 +418,35 @@ START_TEST(test_mlm_mismatch_replaces_half_the_second_captions) {
   }
   ck_binomial(mismatched, ROWS, 0.5, "mismatched");
   free(ids), free(orig), free(pool), free(tt), free(am);
+}
+END_TEST
+
+// A process of a data-parallel run treats rows first.. of the step's batch: its rows come
+// out as those rows of the whole batch treated at once (masks and mismatches alike).
+START_TEST(test_mlm_rows_from_first_equal_those_rows_of_the_whole_batch) {
+  enum { ROWS = 64, LEN = 20, POOL = 30, FIRST = 40 };
+  int64_t whole[ROWS * LEN], part[(ROWS - FIRST) * LEN], pool[POOL * LEN], lw[ROWS * LEN], lp[ROWS * LEN];
+  int64_t ttw[ROWS * LEN] = {0}, ttp[ROWS * LEN] = {0}, siw[ROWS], sip[ROWS];
+  float amw[ROWS * LEN] = {0}, amp[ROWS * LEN] = {0};
+  make_rows(whole, ROWS, LEN, 0);
+  make_rows(pool, POOL, LEN, 1);
+  memcpy(part, whole + FIRST * LEN, sizeof part);
+  for (int b = 0; b < ROWS; b++) siw[b] = sip[b] = 1;
+  MlmConfig c = mlm_config(CLS, SEP, PAD, MASK, UNK, VOCAB);
+  mlm_mismatch_batch(&c, 9, 2, 0, whole, ttw, amw, siw, ROWS, LEN, pool, POOL);
+  mlm_mask_batch(&c, 9, 2, 0, whole, lw, ROWS, LEN);
+  mlm_mismatch_batch(&c, 9, 2, FIRST, part, ttp, amp, sip, ROWS - FIRST, LEN, pool, POOL);
+  mlm_mask_batch(&c, 9, 2, FIRST, part, lp, ROWS - FIRST, LEN);
+  size_t n = (size_t)(ROWS - FIRST) * LEN;
+  ck_assert(memcmp(part, whole + FIRST * LEN, n * sizeof *part) == 0);
+  ck_assert(memcmp(lp, lw + FIRST * LEN, n * sizeof *lp) == 0);
+  ck_assert(memcmp(ttp, ttw + FIRST * LEN, n * sizeof *ttp) == 0);
+  ck_assert(memcmp(amp, amw + FIRST * LEN, n * sizeof *amp) == 0);
+  ck_assert(memcmp(sip, siw + FIRST, (ROWS - FIRST) * sizeof *sip) == 0);
+  int64_t changed = 0;  // and the rows were treated at all
+  for (int b = FIRST; b < ROWS; b++) changed += siw[b] == 0;
+  for (size_t i = 0; i < n; i++) changed += lw[FIRST * LEN + i] != -100;
+  ck_assert_int_gt(changed, 5);
 }
 END_TEST
 
@@ -453,7 +482,7 @@ START_TEST(test_mlm_apply_treats_a_bound_pretraining_batch) {
     ck_assert(t->dtype == n->dtype);
     memcpy(value[i], t->data, t->nbytes);
   }
-  ck_assert_msg(mlm_apply(&m, &g, value, 11, 3, &d), "%s", d.msg);
+  ck_assert_msg(mlm_apply(&m, &g, value, 11, 3, 0, &d), "%s", d.msg);
   const int64_t *labels = value[ir_graph_find(&g, "labels")->id], *si = value[ir_graph_find(&g, "sentence_image_labels")->id];
   const int64_t *ids = value[ir_graph_find(&g, "input_ids")->id];
   int selected = 0, mismatched = 0, masks = 0;
@@ -468,7 +497,7 @@ START_TEST(test_mlm_apply_treats_a_bound_pretraining_batch) {
   Diag d2 = {0};
   void *saved = value[ir_graph_find(&g, "sentence_image_labels")->id];
   value[ir_graph_find(&g, "sentence_image_labels")->id] = NULL;
-  ck_assert(!mlm_apply(&m, &g, value, 11, 3, &d2));  // value NULL: not computed
+  ck_assert(!mlm_apply(&m, &g, value, 11, 3, 0, &d2));  // value NULL: not computed
   ck_assert_msg(strstr(d2.msg, "sentence_image_labels"), "%s", d2.msg);
   value[ir_graph_find(&g, "sentence_image_labels")->id] = saved;
   for (int i = 0; i < g.n_nodes; i++) free(value[i]);
@@ -507,6 +536,7 @@ static Suite *text_suite(void) {
   tcase_add_test(mlm, test_mlm_rates_follow_the_15_80_10_10_rule);
   tcase_add_test(mlm, test_mlm_mismatch_replaces_half_the_second_captions);
   tcase_add_test(mlm, test_mlm_apply_treats_a_bound_pretraining_batch);
+  tcase_add_test(mlm, test_mlm_rows_from_first_equal_those_rows_of_the_whole_batch);
   suite_add_tcase(s, mlm);
   return s;
 }
