@@ -162,6 +162,13 @@ typedef struct KilnTrainOptions {
   // Compile only the loss and gradients; the caller applies the update itself between
   // kiln_trainer_step and the next, through kiln_trainer_param (the tests' C oracle).
   bool external_update;
+  // Data parallel (dist/dist.h, docs/distributed.md): the processes of comm (NULL: this one
+  // alone) each take `batch` examples of the step's global batch of size x batch, in rank
+  // order, and average their gradients before the update; the loss a step returns is the
+  // global one. Not with external_update.
+  struct DistComm *comm;
+  bool check_replicas;  // after every step, fail unless every process holds the same bits
+  bool no_overlap;      // start the all-reduces after the backward, not during it (to measure)
 } KilnTrainOptions;
 
 bool kiln_trainer_open(const char *path, const KilnOptions *opt, const KilnTrainOptions *t, KilnTrainer **out,
@@ -178,11 +185,13 @@ bool kiln_trainer_init_from(KilnTrainer *t, const StFile *f, uint64_t seed, FILE
 bool kiln_trainer_resume(KilnTrainer *t, const StFile *f, int64_t *done, Diag *d);
 // The training data (and, for pre-training data from `kiln data synth`, its masking).
 bool kiln_trainer_data(KilnTrainer *t, const StFile *f, Diag *d);
-int64_t kiln_trainer_batch(const KilnTrainer *t);
+int64_t kiln_trainer_batch(const KilnTrainer *t);  // this process's share of a step
 int64_t kiln_trainer_steps(const KilnTrainer *t);
 double kiln_trainer_lr(const KilnTrainer *t, int64_t step);  // step: 0-based
 typedef struct KilnStepResult {
   double loss, lr, grad_norm;  // grad_norm: before clipping (0 with external_update)
+  double reduce_wait_s;        // data parallel: time waiting for the gradients' sums after the backward
+  double reduce_bytes;         // data parallel: the bytes summed
 } KilnStepResult;
 // Step `step` (0-based): binds its batch (without kiln_trainer_data: the model's inputs as
 // bound, e.g. kiln_default_inputs for benchmarks), runs forward and backward and (unless

@@ -317,8 +317,9 @@ static bool check_bound(KilnModel *m, Diag *d) {
   return ok;
 }
 
-static bool run(KilnModel *m, uint64_t seed, double *step_ms, Diag *d) {
+static bool run(KilnModel *m, uint64_t seed, double *step_ms, const KilnRunPhases *ph, Diag *d) {
   if (!need_compiled(m, "kiln_run", d) || !check_bound(m, d)) return false;
+  if (ph && !kiln_is_jit(m)) return diag_error(d, "a run in phases needs the JIT backend");
   if (!kiln_is_jit(m)) {
     bool *want = wanted(m);
     if (!want) return diag_error(d, "out of memory");
@@ -330,16 +331,27 @@ static bool run(KilnModel *m, uint64_t seed, double *step_ms, Diag *d) {
   if (!m->prepared) rt_plan_prepare(&m->p.plan, m->threads);  // packs the weights
   m->prepared = true;
   *m->p.seed = seed;
-  if (step_ms) rt_plan_run_profiled(&m->p.plan, m->threads, step_ms);
-  else rt_plan_run(&m->p.plan, m->threads);
+  if (ph) {
+    rt_plan_run_phase(&m->p.plan, m->threads, ph->phase, 0, ph->after, ph->ctx);
+    if (!cg_program_status(&m->p, d) || !ph->between(ph->ctx, d)) return false;
+    rt_plan_run_phase(&m->p.plan, m->threads, ph->phase, 1, NULL, NULL);
+  } else if (step_ms) {
+    rt_plan_run_profiled(&m->p.plan, m->threads, step_ms);
+  } else {
+    rt_plan_run(&m->p.plan, m->threads);
+  }
   return cg_program_status(&m->p, d);
 }
 
-bool kiln_run(KilnModel *m, uint64_t seed, Diag *d) { return run(m, seed, NULL, d); }
+bool kiln_run(KilnModel *m, uint64_t seed, Diag *d) { return run(m, seed, NULL, NULL, d); }
+
+bool kiln_run_phased(KilnModel *m, uint64_t seed, const KilnRunPhases *ph, Diag *d) {
+  return run(m, seed, NULL, ph, d);
+}
 
 bool kiln_run_profiled(KilnModel *m, uint64_t seed, double *step_ms, Diag *d) {
   if (!kiln_is_jit(m)) return diag_error(d, "profiles need the JIT backend");
-  return run(m, seed, step_ms, d);
+  return run(m, seed, step_ms, NULL, d);
 }
 
 KilnStep kiln_step(const KilnModel *m, int s, char *label_buf, size_t label_size) {

@@ -6,6 +6,12 @@
 // backward matmuls that propagate through it, are not ordered before its update). The
 // optimizer pass records what to copy in g->train; nothing here depends on output order.
 // Checkpoints hold weights, optimiser state and the step counters.
+// Data parallel (KilnTrainOptions.comm, docs/distributed.md): each process binds its share
+// of the step's global batch, and the plan runs in two phases: the model's steps (forward
+// and backward), starting each gradient's all-reduce as soon as the step that finishes it
+// has run, then, once every sum is in and averaged, the optimiser's steps, which read the
+// averaged gradients: so clipping sees the global norm and every process the same update.
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,11 +20,19 @@
 #include "api/bind.h"
 #include "api/model_impl.h"
 #include "data/mlm.h"
+#include "dist/dist.h"
+#include "runtime/timing.h"
 
 // Random streams: the IR's counter-based mix (ir_rng_key_of, the one dropout uses), so
 // every draw is a function of its key alone.
 static uint64_t hash2(uint64_t a, uint64_t b) { return ir_rng_key_of(a, b); }
 enum { STREAM_SHUFFLE = 1, STREAM_DROPOUT = 2 };
+
+typedef struct Reduced {  // a gradient buffer averaged over the processes
+  float *grad;
+  int64_t numel, at;  // at: its place in KilnTrainer.sum
+  int last;           // the plan step that finishes it (INT_MAX: none of phase 0)
+} Reduced;
 
 typedef struct Update {  // the compiled update of one parameter: its outputs
   const float *value, *m, *v;
@@ -43,6 +57,18 @@ struct KilnTrainer {
   int64_t *perm, *ex;
   Mlm mlm;
   bool has_mlm;
+  // Data parallel (comm: NULL when alone): rank of size; phase per plan step (1: the
+  // optimiser's); the distinct gradient buffers in the order their sums start, each summed
+  // into sum[] after its last writer (step s finishes red[ready[s] .. ready[s + 1])).
+  DistComm *comm;
+  int rank, size;
+  unsigned char *phase;
+  Reduced *red;
+  int n_red, started;
+  int *ready;  // [plan steps + 1]
+  float *sum;
+  int64_t n_sum;
+  double wait_s;  // the last step's wait for the sums
 };
 
 static double lr_at(const KilnTrainer *t, int64_t step) {
@@ -110,6 +136,134 @@ static bool collect_params(KilnTrainer *t, Diag *d) {
   return true;
 }
 
+// ---------------------------------------------------------------------------------------
+// Data parallel: the two phases and the gradients' all-reduce.
+
+static bool is_opt(const IrNode *n) {
+  while (ir_op_is_view(n->op)) n = n->in[0];
+  return !strcmp(n->where, PASS_OPT_WHERE) && n->op != IR_OP_INPUT;
+}
+
+static int cmp_last(const void *a, const void *b) {
+  const Reduced *x = a, *y = b;
+  return (x->last > y->last) - (x->last < y->last);
+}
+
+// Phase 1: the steps of the nodes the optimizer pass added; phase 0 the others. Running
+// phase 0 first changes no result only if no model step reads an optimiser value and the
+// optimiser reads nothing of the model's but gradients, parameters and inputs (the buffers
+// the memory plan pins or never shares): checked here. Constants (`full`, which CSE may
+// share between the two) are computed in both phases, each time where the plan has them.
+enum { IN_PHASE_0 = 1, IN_PHASE_1 = 2 };  // phase[s]: a mask of the phases step s runs in
+
+static bool is_source(const IrNode *n) { return ir_ops[n->op].flags & IR_FLAG_SOURCE; }
+
+static bool plan_phases(KilnTrainer *t, Diag *d) {
+  KilnModel *m = t->m;
+  const IrGraph *g = &m->g;
+  const CgProgram *p = &m->p;
+  int n_steps = p->plan.n_steps;
+  if (t->o.external_update) return diag_error(d, "data-parallel training needs the compiled update");
+  t->comm = t->o.comm;
+  t->rank = dist_rank(t->comm);
+  t->size = dist_size(t->comm);
+  t->phase = calloc((size_t)n_steps + 1, 1);
+  t->ready = calloc((size_t)n_steps + 2, sizeof *t->ready);
+  t->red = calloc((size_t)t->n + 1, sizeof *t->red);
+  bool *grad = calloc((size_t)g->n_nodes + 1, sizeof *grad);
+  if (!t->phase || !t->ready || !t->red || !grad) return free(grad), diag_error(d, "out of memory");
+  for (int i = 0; i < g->n_grads; i++) grad[g->grads[i].grad->id] = true;
+  bool ok = true;
+  for (int s = 0; s < n_steps && ok; s++) {
+    const IrNode *n = g->nodes[p->step_node[s]];
+    bool opt = is_opt(n);
+    t->phase[s] = is_source(n) ? IN_PHASE_0 | IN_PHASE_1 : opt ? IN_PHASE_1 : IN_PHASE_0;
+    for (int k = 0; k < n->n_in && ok; k++) {
+      const IrNode *x = n->in[k];
+      while (ir_op_is_view(x->op) && !grad[x->id]) x = x->in[0];
+      bool fine = is_source(x) || (opt ? is_opt(x) || grad[x->id] || x->op == IR_OP_INPUT || x->op == IR_OP_PARAM
+                                       : !is_opt(x));
+      if (!fine)
+        ok = diag_error(d, "%s: step %d (\"%s\") reads %s value \"%s\"; the program cannot run in two phases "
+                        "(compiler bug)", g->file, s, n->name, opt ? "the model's" : "an optimiser", x->name);
+    }
+  }
+  free(grad);
+  if (!ok) return false;
+  // The distinct gradient buffers of the parameters the loss reaches, by their last writer.
+  int64_t total = 0;
+  for (int k = 0; k < t->n; k++) {
+    const KilnParamView *pv = &t->p[k];
+    bool seen = !pv->reached;
+    for (int j = 0; j < t->n_red && !seen; j++) seen = t->red[j].grad == pv->grad;
+    if (seen) continue;
+    Reduced *r = &t->red[t->n_red++];
+    *r = (Reduced){.grad = (float *)pv->grad, .numel = pv->numel, .at = total, .last = INT_MAX};
+    total += pv->numel;
+    for (int s = 0; s < n_steps; s++)
+      if (t->phase[s] == IN_PHASE_0 && !p->plan.steps[s].once && p->value[p->step_node[s]] == pv->grad) r->last = s;
+  }
+  qsort(t->red, (size_t)t->n_red, sizeof *t->red, cmp_last);
+  for (int s = 0, j = 0; s <= n_steps; s++) {  // ready[s]: those finished before step s
+    while (j < t->n_red && t->red[j].last < s) j++;
+    t->ready[s] = j;
+  }
+  t->n_sum = total;
+  t->sum = malloc((size_t)total * sizeof *t->sum + 64);
+  if (!t->sum) return diag_error(d, "out of memory for the gradients' sums (%lld values)", (long long)total);
+  return dist_sum_reserve(t->comm, t->n_red + 16, d);
+}
+
+// After plan step s (thread 0 of the run): start the sums of the gradients it finished.
+static void on_step_done(void *ctx, int s) {
+  KilnTrainer *t = ctx;
+  if (t->o.no_overlap) return;
+  for (int j = t->ready[s]; j < t->ready[s + 1] && j == t->started; j++) {
+    Reduced *r = &t->red[j];
+    Diag d = {0};
+    if (!dist_sum_start(t->comm, r->grad, t->sum + r->at, r->numel, &d)) return;  // between() reports it
+    t->started++;
+  }
+  dist_sum_poll(t->comm);
+}
+
+// Between the phases: the remaining sums, then every gradient becomes the average.
+static bool reduce_grads(void *ctx, Diag *d) {
+  KilnTrainer *t = ctx;
+  for (; t->started < t->n_red; t->started++) {
+    Reduced *r = &t->red[t->started];
+    if (!dist_sum_start(t->comm, r->grad, t->sum + r->at, r->numel, d)) return false;
+  }
+  double t0 = rt_now_ms();
+  if (!dist_sum_wait(t->comm, d)) return diag_prefix(d, "averaging the gradients: ");
+  t->wait_s = (rt_now_ms() - t0) / 1e3;
+  float inv = 1.0f / (float)t->size;
+  for (int j = 0; j < t->n_red; j++) {
+    const Reduced *r = &t->red[j];
+    for (int64_t i = 0; i < r->numel; i++) r->grad[i] = t->sum[r->at + i] * inv;
+  }
+  return true;
+}
+
+// Every process's parameters and state, bit for bit (--check-replicas).
+static bool same_replicas(KilnTrainer *t, int64_t step, Diag *d) {
+  uint64_t h = 1469598103934665603ull;
+  for (int k = 0; k < t->n; k++) {
+    const float *bufs[3] = {t->p[k].value, t->p[k].m, t->p[k].v};
+    for (int b = 0; b < 3; b++)
+      for (int64_t i = 0; bufs[b] && i < t->p[k].numel; i++) {
+        uint32_t x;
+        memcpy(&x, &bufs[b][i], 4);
+        h = (h ^ x) * 1099511628211ull;
+      }
+  }
+  bool same;
+  if (!dist_same_u64(t->comm, h, &same, d)) return false;
+  if (!same)
+    return diag_error(d, "after step %lld the processes' parameters differ (--check-replicas)", (long long)step + 1);
+  return true;
+}
+
 bool kiln_trainer_open(const char *path, const KilnOptions *opt, const KilnTrainOptions *to, KilnTrainer **out,
                        Diag *d) {
   *out = NULL;
@@ -145,6 +299,7 @@ bool kiln_trainer_open(const char *path, const KilnOptions *opt, const KilnTrain
         m->out_name[m->n_out++] = g->outputs[i]->name;
       }
     ok = ok && kiln_compile(m, d) && collect_params(t, d);
+    if (ok && to->comm && dist_size(to->comm) > 1) ok = plan_phases(t, d);
   }
   if (!ok) {
     kiln_trainer_free(t);
@@ -164,6 +319,10 @@ void kiln_trainer_free(KilnTrainer *t) {
   free(t->state);
   free(t->perm);
   free(t->ex);
+  free(t->phase);
+  free(t->red);
+  free(t->ready);
+  free(t->sum);
   free(t);
 }
 
@@ -284,9 +443,10 @@ bool kiln_trainer_data(KilnTrainer *t, const StFile *f, Diag *d) {
     KilnTensorInfo in = kiln_info(t->m, KILN_INPUT, 0);
     t->batch = in.rank ? in.shape[0] : 1;
   }
-  if (t->n_examples < t->batch)
+  int64_t global = t->batch * (t->comm ? t->size : 1);
+  if (t->n_examples < global)
     return diag_error(d, "%s: %lld examples, fewer than one batch (%lld)", f->path, (long long)t->n_examples,
-                      (long long)t->batch);
+                      (long long)global);
   t->perm = malloc((size_t)t->n_examples * sizeof *t->perm);
   t->ex = malloc((size_t)t->batch * sizeof *t->ex);
   if (!t->perm || !t->ex) return diag_error(d, "out of memory");
@@ -314,9 +474,10 @@ static int64_t example_at(KilnTrainer *t, int64_t k) {
 
 bool kiln_trainer_step(KilnTrainer *t, int64_t step, KilnStepResult *r, Diag *d) {
   KilnModel *m = t->m;
-  for (int64_t b = 0; t->data && b < t->batch; b++) t->ex[b] = example_at(t, step * t->batch + b);
+  int64_t size = t->comm ? t->size : 1, first = t->rank * t->batch;  // this process's rows of the step
+  for (int64_t b = 0; t->data && b < t->batch; b++) t->ex[b] = example_at(t, (step * size) * t->batch + first + b);
   if (t->data && !kiln_data_bind(m, t->data, t->ex, d)) return false;
-  if (t->has_mlm && !mlm_apply(&t->mlm, &m->g, m->p.value, t->o.seed, step, 0, d)) return false;
+  if (t->has_mlm && !mlm_apply(&t->mlm, &m->g, m->p.value, t->o.seed, step, first, d)) return false;
   *r = (KilnStepResult){.lr = lr_at(t, step)};
   if (!t->o.external_update) {
     double s = (double)(step + 1);
@@ -325,8 +486,22 @@ bool kiln_trainer_step(KilnTrainer *t, int64_t step, KilnStepResult *r, Diag *d)
     if (t->c2_in) *t->c2_in = (float)(1.0 - pow(t->spec.beta2, s));
   }
   m->prepared = false;  // the last update changed the weights: pack them again
-  if (!kiln_run(m, hash2(hash2(t->o.seed, STREAM_DROPOUT), (uint64_t)step), d)) return false;
-  r->loss = *(const float *)m->p.value[t->loss->id];
+  uint64_t seed = hash2(hash2(t->o.seed, STREAM_DROPOUT), (uint64_t)step);
+  // Masks are keyed by position in the batch: other processes mix in their rank, so that
+  // their rows do not repeat rank 0's masks.
+  if (t->rank) seed = hash2(seed, (uint64_t)t->rank);
+  if (!t->comm) {
+    if (!kiln_run(m, seed, d)) return false;
+    r->loss = *(const float *)m->p.value[t->loss->id];
+  } else {
+    t->started = 0;
+    if (!kiln_run_phased(m, seed, &(KilnRunPhases){t->phase, on_step_done, reduce_grads, t}, d)) return false;
+    r->loss = *(const float *)m->p.value[t->loss->id];
+    if (!dist_sum_f64(t->comm, &r->loss, 1, d)) return false;
+    r->loss /= (double)t->size;
+    r->reduce_wait_s = t->wait_s;
+    r->reduce_bytes = (double)t->n_sum * sizeof(float);
+  }
   if (!isfinite(r->loss)) return diag_error(d, "the loss is %g; stopping", r->loss);
   if (t->o.external_update) return true;
   for (int k = 0; k < t->n; k++) {  // copy-back
@@ -338,5 +513,5 @@ bool kiln_trainer_step(KilnTrainer *t, int64_t step, KilnStepResult *r, Diag *d)
     if (p->v) memcpy(p->v, t->upd[k].v, bytes);
   }
   r->grad_norm = *t->norm_out;
-  return true;
+  return !t->comm || !t->o.check_replicas || same_replicas(t, step, d);
 }

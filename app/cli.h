@@ -36,6 +36,11 @@ typedef struct CliOptions {
   // train's test hooks (KILN_TEST_INTERRUPT_AT_STEP=K: raise SIGINT during step K;
   // KILN_TEST_AWAIT_SIGNAL_AT_STEP=K: pause in step K until a signal comes, at most a minute)
   int64_t test_interrupt_at, test_await_signal_at;
+  bool check_replicas;          // train --check-replicas: every process holds the same bits
+  // The processes a launcher started (OMPI_COMM_WORLD_SIZE, PMI_SIZE: mpirun -np N), 0 when
+  // none did: kiln train trains data-parallel across them (docs/distributed.md).
+  int launched_procs;
+  bool dist_no_overlap;         // KILN_DIST_NO_OVERLAP=1: all-reduces after the backward (to measure)
   double lr;                    // 0: not given (the optimiser's default)
   bool verbose, help, grad;  // grad: dump/check the joint forward+backward graph
   bool profile;              // bench: time every step and print where the time goes

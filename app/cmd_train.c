@@ -2,7 +2,9 @@
 // trainer (api/train.c: one compiled program for forward, backward and the AdamW or SGD
 // update; everything random depends only on (seed, step)). This file is the command:
 // options, progress on stderr, --eval-data lines, checkpoints every N steps and on
-// SIGINT/SIGTERM, and the final weights.
+// SIGINT/SIGTERM, and the final weights. Under mpirun (docs/distributed.md) every process
+// trains its share of each step; rank 0 alone prints, evaluates and writes files, and a
+// stop request on any process stops them all after the same step.
 #define _POSIX_C_SOURCE 200809L  // sigaction
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +15,7 @@
 
 #include "api/evaluate.h"
 #include "app/cli.h"
+#include "dist/dist.h"
 
 // ---------------------------------------------------------------------------------------
 // Progress on stderr: \r updates every step on a terminal, a line every 10 steps otherwise.
@@ -68,6 +71,8 @@ typedef struct Run {
   FeEvaluator eval;  // --eval-data: the inference program scoring the current weights
   bool has_eval;
   bool stopped;      // by a signal, after writing a checkpoint
+  DistComm *comm;    // under mpirun, else NULL
+  bool lead;         // rank 0 (or alone): prints, evaluates, writes
 } Run;
 
 // --eval-data: scores the current weights, one line on stderr; adds its time to *seconds.
@@ -92,7 +97,7 @@ static bool train(Run *r, Diag *d) {
   int64_t done = 0;
   const char *wpath = o->resume ? o->resume : o->weights ? o->weights : o->init;
   bool ok = st_read(wpath, &wf, d) &&
-            (o->init ? kiln_trainer_init_from(t, &wf, o->seed, stderr, d)
+            (o->init ? kiln_trainer_init_from(t, &wf, o->seed, r->lead ? stderr : NULL, d)
              : o->resume ? kiln_trainer_resume(t, &wf, &done, d)
                          : kiln_bind_params(kiln_trainer_model(t), &wf, d)) &&
             st_read(o->data, &df, d) && kiln_trainer_data(t, &df, d);
@@ -100,9 +105,13 @@ static bool train(Run *r, Diag *d) {
   st_free(&df);
   if (!ok) return false;
   int64_t steps = kiln_trainer_steps(t), batch = kiln_trainer_batch(t);
-  if (o->resume)
+  int64_t procs = dist_size(r->comm);
+  if (o->resume && r->lead)
     fprintf(stderr, "kiln: resuming from %s at step %lld of %lld\n", o->resume, (long long)done, (long long)steps);
-  if (o->eval_data) {
+  if (r->lead && procs > 1)
+    fprintf(stderr, "kiln: data parallel over %lld processes: batch %lld each, %lld a step\n", (long long)procs,
+            (long long)batch, (long long)(procs * batch));
+  if (o->eval_data && r->lead) {
     KilnSet sets[CLI_MAX_SETS];
     KilnOptions ko = cli_kiln_options(o, sets);
     ko.log = NULL;
@@ -115,6 +124,7 @@ static bool train(Run *r, Diag *d) {
   double eval_s = 0;  // time spent evaluating since t0, not training
   if (r->has_eval && !eval_now(r, done, tty, &eval_s, d)) return false;
   char path[4096];
+  double wait_s = 0, reduce_bytes = 0;
   for (int64_t step = done; step < steps; step++) {
     if (step + 1 == o->test_interrupt_at) raise(SIGINT);
     if (step + 1 == o->test_await_signal_at) {
@@ -124,28 +134,39 @@ static bool train(Run *r, Diag *d) {
     KilnStepResult res;
     if (!kiln_trainer_step(t, step, &res, d)) return diag_prefix(d, "step %lld: ", (long long)step + 1);
     int64_t here = step + 1 - done;
-    progress(step + 1, steps, res.loss, res.lr, res.grad_norm, here * batch, now_s() - t0 - eval_s, here, tty);
+    if (step > done) wait_s += res.reduce_wait_s;  // the first step waits for the slowest compile too
+    reduce_bytes = res.reduce_bytes;
+    if (r->lead)
+      progress(step + 1, steps, res.loss, res.lr, res.grad_norm, here * batch * procs, now_s() - t0 - eval_s, here,
+               tty);
     bool last = step + 1 == steps;
     if (r->has_eval && (last || (o->eval_every && (step + 1) % o->eval_every == 0)) &&
         !eval_now(r, step + 1, tty, &eval_s, d))
       return false;
     bool ckpt = o->checkpoint_every && ((step + 1) % o->checkpoint_every == 0 || last);
     bool stop = interrupted && !last;
-    if (ckpt || stop) {
+    if (r->comm && !dist_any(r->comm, stop, &stop, d)) return false;  // all stop after the same step
+    if ((ckpt || stop) && r->lead) {
       kiln_checkpoint_path(o->output, step + 1, path, sizeof path);
       if (!kiln_trainer_save(t, path, step + 1, true, d)) return false;
       if (log && !stop) fprintf(log, "kiln: checkpoint %s\n", path);
     }
     if (stop) {
+      r->stopped = true;
+      if (!r->lead) return true;
       fprintf(stderr, "%skiln: %s after step %lld of %lld; checkpoint written to %s\n"
               "kiln: to continue, run the same command with --resume %s (same --steps, --seed "
               "and --data give the weights of an uninterrupted run)\n", tty ? "\n" : "",
               interrupted == SIGTERM ? "terminated" : "interrupted", (long long)step + 1, (long long)steps, path,
               path);
-      r->stopped = true;
       return true;
     }
   }
+  if (!r->lead) return true;
+  if (procs > 1 && steps > done + 1)
+    fprintf(stderr, "kiln: all-reduce of %.2f MB of gradients a step%s; waited for it %.1f ms a step after the "
+            "backward (steps after the first)\n", reduce_bytes / 1e6,
+            o->dist_no_overlap ? " (KILN_DIST_NO_OVERLAP)" : "", wait_s * 1e3 / (double)(steps - done - 1));
   if (!kiln_trainer_save(t, o->output, steps, false, d)) return false;
   fprintf(stderr, "kiln: trained %lld steps; wrote %d parameters to %s\n", (long long)(steps - done),
           kiln_trainer_n_params(t), o->output);
@@ -172,18 +193,38 @@ int cmd_train(const CliOptions *o) {
     fprintf(stderr, "kiln: --optimizer must be adamw or sgd, not \"%s\"\n", o->optimizer);
     return EXIT_USAGE;
   }
+  Run r = {.o = o, .lead = true};
+  Diag d = {0};
+  if (o->launched_procs > 1) {  // under mpirun -np N
+    if (!dist_available()) {
+      fprintf(stderr, "kiln: started as one of %d processes (mpirun), but this kiln was built without MPI: "
+              "rebuild with meson -Dmpi=enabled (needs libopenmpi-dev), or start it without mpirun "
+              "(docs/distributed.md)\n", o->launched_procs);
+      return EXIT_USER;
+    }
+    if (!dist_init(&r.comm, &d)) {
+      cli_error(&d);
+      return EXIT_USER;
+    }
+    r.lead = dist_rank(r.comm) == 0;
+  }
   catch_signals();
   KilnSet sets[CLI_MAX_SETS];
   KilnOptions ko = cli_kiln_options(o, sets);
   KilnTrainOptions to = cli_train_options(o);
-  Run r = {.o = o};
-  Diag d = {0};
+  to.comm = r.comm;
+  to.check_replicas = o->check_replicas;
+  to.no_overlap = o->dist_no_overlap;
+  if (!r.lead) ko.log = NULL;
   bool ok = kiln_trainer_open(o->model, &ko, &to, &r.t, &d) && train(&r, &d);
   if (!ok) {
     if (isatty(2)) fprintf(stderr, "\n");
+    if (r.comm) diag_prefix(&d, "process %d of %d: ", dist_rank(r.comm), dist_size(r.comm));
     cli_error(&d);
+    dist_abort(r.comm, EXIT_USER);  // the others may wait in a collective: end them too
   }
   if (r.has_eval) fe_eval_free(&r.eval);
   kiln_trainer_free(r.t);
+  dist_finalize(r.comm);
   return !ok ? EXIT_USER : r.stopped ? EXIT_INTERRUPTED : 0;
 }

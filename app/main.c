@@ -103,11 +103,15 @@ static const Command commands[] = {
    "                     loss L accuracy A ...\"; compiled once, beside the training program\n"
    "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n"
    "  --loss NAME        which of the model's losses (default: loss)\n"
+   "  --check-replicas   under mpirun: after every step, fail unless every process holds\n"
+   "                     bit-identical parameters and optimiser state (a debug check)\n"
+   "Under mpirun -np N (a kiln built with MPI) it trains data-parallel: batch is each\n"
+   "process's share, the global batch N x batch (docs/distributed.md).\n"
    "The update is compiled with the forward and backward (one plan run a step).\n"
    "Ctrl-C (SIGINT) or SIGTERM finishes the step, writes a checkpoint, prints how to\n"
    "resume and exits with 130. More: docs/training.md.\n",
    " set max-nodes weights data output steps lr optimizer seed checkpoint-every resume threads loss "
-   "verbose disable-pass dump-llvm init eval-data eval-every "},
+   "verbose disable-pass dump-llvm init eval-data eval-every check-replicas "},
   {"bench", cmd_bench,
    "kiln bench MODEL [--train [--optimizer adamw|sgd]] [--set NAME=VALUE]... [--iters N] "
    "[--threads N] [--weights W] [--inputs IN] [--profile]",
@@ -235,6 +239,11 @@ static int read_environment(const Command *c, CliOptions *o) {
   o->test_interrupt_at = hook ? atoll(hook) : 0;
   hook = getenv("KILN_TEST_AWAIT_SIGNAL_AT_STEP");
   o->test_await_signal_at = hook ? atoll(hook) : 0;
+  const char *procs = getenv("OMPI_COMM_WORLD_SIZE");  // Open MPI's mpirun; MPICH's and Slurm's PMI
+  if (!procs) procs = getenv("PMI_SIZE");
+  o->launched_procs = procs ? atoi(procs) : 0;
+  const char *overlap = getenv("KILN_DIST_NO_OVERLAP");
+  o->dist_no_overlap = overlap && strcmp(overlap, "0") != 0;
   return 0;
 }
 
@@ -293,6 +302,8 @@ int main(int argc, char **argv) {
       o.grad = true;
     } else if (strcmp(a, "--profile") == 0) {
       o.profile = true;
+    } else if (strcmp(a, "--check-replicas") == 0) {
+      o.check_replicas = true;
     } else if (strcmp(a, "--memory") == 0) {
       o.memory = true;
     } else if (strcmp(a, "--set") == 0) {

@@ -58,7 +58,16 @@ void *rt_alloc_buffer(size_t bytes, bool poison) {
 }
 
 // step_ms (profiles): thread 0 adds each step's time, barrier to barrier, to step_ms[s].
-static void run_steps(const RtPlan *p, int threads, bool once, double *step_ms) {
+// phase (NULL: every step): only the steps whose mask has bit `which`, each followed on
+// thread 0 by after.
+typedef struct Phase {
+  const unsigned char *of;
+  int which;
+  RtStepHook after;
+  void *ctx;
+} Phase;
+
+static void run_steps(const RtPlan *p, int threads, bool once, double *step_ms, const Phase *ph) {
   if (threads < 1) threads = 1;
   Barrier barrier = {0};
 #pragma omp parallel num_threads(threads)
@@ -67,11 +76,12 @@ static void run_steps(const RtPlan *p, int threads, bool once, double *step_ms) 
     double last = step_ms && t == 0 ? omp_get_wtime() : 0;
     for (int s = 0; s < p->n_steps; s++) {
       const RtStep *st = &p->steps[s];
-      if (st->once != once) continue;
+      if (st->once != once || (ph && !(ph->of[s] >> ph->which & 1))) continue;
       int64_t chunk = (st->work + nt - 1) / nt;
       int64_t b = t * chunk, e = b + chunk < st->work ? b + chunk : st->work;
       if (b < e) st->fn(st->bufs, b, e);
       if (nt > 1) barrier_wait(&barrier, (int)nt);
+      if (ph && ph->after && t == 0) ph->after(ph->ctx, s);
       if (step_ms && t == 0) {
         double now = omp_get_wtime();
         step_ms[s] += (now - last) * 1e3;
@@ -81,8 +91,12 @@ static void run_steps(const RtPlan *p, int threads, bool once, double *step_ms) 
   }
 }
 
-void rt_plan_prepare(const RtPlan *p, int threads) { run_steps(p, threads, true, NULL); }
-void rt_plan_run(const RtPlan *p, int threads) { run_steps(p, threads, false, NULL); }
+void rt_plan_prepare(const RtPlan *p, int threads) { run_steps(p, threads, true, NULL, NULL); }
+void rt_plan_run(const RtPlan *p, int threads) { run_steps(p, threads, false, NULL, NULL); }
 void rt_plan_run_profiled(const RtPlan *p, int threads, double *step_ms) {
-  run_steps(p, threads, false, step_ms);
+  run_steps(p, threads, false, step_ms, NULL);
+}
+void rt_plan_run_phase(const RtPlan *p, int threads, const unsigned char *phase, int which, RtStepHook after,
+                       void *ctx) {
+  run_steps(p, threads, false, NULL, &(Phase){phase, which, after, ctx});
 }

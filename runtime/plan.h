@@ -39,5 +39,11 @@ void rt_plan_run(const RtPlan *p, int threads);      // every other step, in ord
 // rt_plan_run that also adds each step's wall time (its kernel and the barrier after it,
 // in milliseconds) to step_ms[s]: what `kiln bench --profile` reports.
 void rt_plan_run_profiled(const RtPlan *p, int threads, double *step_ms);
+// rt_plan_run of only the steps s whose mask phase[s] has bit `which`, in order, calling
+// after(ctx, s) (if not NULL) on the calling thread once step s has finished on every
+// thread (the others go on meanwhile): the distributed trainer starts all-reduces there.
+typedef void (*RtStepHook)(void *ctx, int step);
+void rt_plan_run_phase(const RtPlan *p, int threads, const unsigned char *phase, int which, RtStepHook after,
+                       void *ctx);
 
 #endif

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Data-parallel `kiln train` under mpirun (docs/distributed.md), on tiny VisualBERT VQA and
+# pre-training configs, dropout off: 2 processes x batch 2 end 5 steps with the weights of
+# 1 process x batch 4 (within 1e-5 of the largest value), AdamW and SGD, with every
+# process's parameters bit-identical after every step (--check-replicas); pre-training data
+# masked on the fly trains with identical replicas; a bad data file ends every process with
+# exit 1; a process killed mid-run ends the job non-zero within 30 s, and its step-2
+# checkpoint, resumed on 1 process at the same global batch, ends where the uninterrupted
+# run does. A kiln built without MPI says so when started as one of several processes
+# (exit 1), and the rest is skipped (exit 77).
+# usage: tests/mpi.sh KILN_BINARY mpi|nompi [MPIRUN]
+set -euo pipefail
+kiln=${1:?usage: mpi.sh KILN_BINARY mpi|nompi [MPIRUN]}
+built=${2:?usage: mpi.sh KILN_BINARY mpi|nompi [MPIRUN]}
+mpirun=${3:-}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+py=/usr/bin/python3
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1  # CI runs as root
+export OMPI_MCA_rmaps_base_oversubscribe=1 KILN_POISON_BUFFERS=1
+passed=0 failed=0
+check() {  # check NAME COMMAND...
+  local name=$1; shift
+  if "$@" >"$work/log" 2>&1; then echo "ok    $name"; passed=$((passed + 1))
+  else echo "FAIL  $name"; tail -20 "$work/log"; failed=$((failed + 1)); fi
+}
+tiny=(--set layers=1 --set hidden=16 --set heads=2 --set intermediate=32 --set vocab=30
+      --set visual_dim=12 --set text_len=5 --set regions=4 --set max_positions=8 --set dropout=0)
+vqa="$root/models/visualbert-vqa.json"
+pre="$root/models/visualbert-pretrain.json"
+"$kiln" init "$vqa" -o "$work/vqa-w.safetensors" --seed 3 "${tiny[@]}" --set num_labels=5 >/dev/null
+"$py" "$here/parity/make_case.py" --variant vqa --seed 5 -o "$work/vqa.safetensors" \
+  "${tiny[@]}" --set num_labels=5 --set batch=12 >/dev/null
+
+without_mpi() {  # started as one of 2 processes by a launcher: a clear refusal
+  local rc=0
+  OMPI_COMM_WORLD_SIZE=2 "$kiln" train "$vqa" --weights "$work/vqa-w.safetensors" --data "$work/vqa.safetensors" \
+    "${tiny[@]}" --set num_labels=5 -o "$work/x.safetensors" 2>"$work/err" || rc=$?
+  cat "$work/err"; echo "exit $rc (want 1)"
+  [ "$rc" -eq 1 ] && grep -q "built without MPI" "$work/err" && [ ! -e "$work/x.safetensors" ]
+}
+if [ "$built" != mpi ]; then
+  check "a kiln without MPI under a launcher of 2 processes says so (exit 1)" without_mpi
+  echo "mpi: SKIP the data-parallel cases: this kiln was built without MPI (meson -Dmpi=disabled or no MPI found)"
+  [ "$failed" -eq 0 ] && exit 77 || exit 1
+fi
+if [ -z "$mpirun" ]; then
+  echo "mpi: SKIP: kiln has MPI but mpirun was not found (apt-get install openmpi-bin)"
+  exit 77
+fi
+
+# train MODEL_ARGS... -- PROCS [ARGS...]: kiln train on PROCS processes (1: without mpirun).
+train() {
+  local procs=$1; shift
+  if [ "$procs" -eq 1 ]; then "$kiln" train "$@"; else "$mpirun" -np "$procs" "$kiln" train "$@"; fi
+}
+close() {  # close A B: every tensor within 1e-5 of the largest |value| of A
+  "$py" - "$here/parity" "$1" "$2" <<'PY'
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1]); import safetensors_io as s
+a, b = s.read(sys.argv[2]), s.read(sys.argv[3])
+assert sorted(a) == sorted(b), set(a) ^ set(b)
+top = max(float(np.max(np.abs(a[k]))) for k in a)
+diff = max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) for k in a)
+print("largest |w| %.4g, largest difference %.3g (%.3g of it)" % (top, diff, diff / top))
+sys.exit(0 if diff <= 1e-5 * top else 1)
+PY
+}
+vqa_run=("$vqa" --weights "$work/vqa-w.safetensors" --data "$work/vqa.safetensors" --steps 5 --lr 1e-2
+         --threads 1 "${tiny[@]}" --set num_labels=5)
+
+same_as_one() {  # same_as_one NAME ARGS...: 2 x batch 2 against 1 x batch 4
+  local name=$1; shift
+  train 1 "$@" --set batch=4 -o "$work/$name-1.safetensors" || return 1
+  train 2 "$@" --set batch=2 -o "$work/$name-2.safetensors" --check-replicas || return 1
+  close "$work/$name-1.safetensors" "$work/$name-2.safetensors"
+}
+check "vqa, adamw: 2 processes x batch 2 equal 1 x batch 4 after 5 steps" same_as_one adamw "${vqa_run[@]}"
+check "vqa, sgd: 2 processes x batch 2 equal 1 x batch 4 after 5 steps" \
+  same_as_one sgd "${vqa_run[@]}" --optimizer sgd
+
+# Pre-training with fixed labels, one masked token a row: every process's MLM mean is over
+# as many tokens, so their average is the global mean (see docs/distributed.md).
+"$kiln" init "$pre" -o "$work/pre-w.safetensors" --seed 3 "${tiny[@]}" >/dev/null
+"$py" "$here/parity/make_case.py" --variant pretrain --seed 5 -o "$work/pre.safetensors" \
+  "${tiny[@]}" --set batch=12 >/dev/null
+"$py" - "$here/parity" "$work/pre.safetensors" <<'PY'
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1]); import safetensors_io as s
+t = s.read(sys.argv[2])
+lab = np.full_like(t["labels"], -100); lab[:, 1] = t["input_ids"][:, 1]; t["labels"] = lab
+s.write(sys.argv[2], t)
+PY
+check "pre-training, adamw: 2 processes x batch 2 equal 1 x batch 4 after 5 steps" \
+  same_as_one pre "$pre" --weights "$work/pre-w.safetensors" --data "$work/pre.safetensors" --steps 5 \
+  --lr 1e-2 --threads 1 "${tiny[@]}"
+
+masked_on_the_fly() {  # kiln data synth's pre-training data: each process masks its rows
+  "$kiln" data synth -o "$work/syn" --seed 5 --train 16 --val 1 --test 1 >/dev/null 2>&1 || return 1
+  local syn=(--set hidden=16 --set layers=1 --set heads=2 --set intermediate=32 --set vocab=54
+             --set visual_dim=32 --set regions=8 --set text_len=24 --set max_positions=32)
+  "$kiln" init "$pre" -o "$work/syn-w.safetensors" --seed 3 "${syn[@]}" >/dev/null || return 1
+  train 2 "$pre" --weights "$work/syn-w.safetensors" --data "$work/syn/pretrain-train.safetensors" --steps 3 \
+    --threads 1 "${syn[@]}" --set batch=2 -o "$work/syn-2.safetensors" --check-replicas
+}
+check "pre-training data masked on the fly: replicas identical after every step" masked_on_the_fly
+
+bad_data() {  # one process's failure ends them all with exit 1, not a hang
+  local rc=0
+  timeout 60 "$mpirun" -np 2 "$kiln" train "${vqa_run[@]}" --set batch=2 --data "$work/missing.safetensors" \
+    -o "$work/bad.safetensors" 2>"$work/err" || rc=$?
+  grep "kiln:" "$work/err"; echo "exit $rc (want 1)"
+  [ "$rc" -eq 1 ] && grep -q "missing.safetensors" "$work/err"
+}
+check "a missing data file: exit 1 on every process" bad_data
+
+killed() {  # kill -9 one process while the other waits in a step: the job ends within 30 s
+  KILN_TEST_AWAIT_SIGNAL_AT_STEP=3 "$mpirun" -np 2 "$kiln" train "${vqa_run[@]}" --set batch=2 \
+    --checkpoint-every 1 -o "$work/k.safetensors" >"$work/kout" 2>&1 &
+  local job=$! rc=0 start
+  for _ in $(seq 600); do
+    [ "$(grep -c "awaiting a signal" "$work/kout")" -ge 1 ] && break
+    sleep 0.1
+  done
+  local victim; victim=$(pgrep -n -f "$kiln train" -P "$job" || pgrep -n -f "$kiln train")
+  start=$(date +%s)
+  kill -9 "$victim"
+  wait "$job" || rc=$?
+  local took=$(($(date +%s) - start))
+  echo "job exit $rc after $took s"
+  [ "$rc" -ne 0 ] && [ "$took" -le 30 ]
+}
+check "a process killed in step 3: the job ends non-zero within 30 s" killed
+resumed_on_one() {  # its step-2 checkpoint, resumed on 1 process: the uninterrupted adamw run
+  train 1 "${vqa_run[@]}" --set batch=4 --resume "$work/k.step-2.safetensors" -o "$work/resumed.safetensors" ||
+    return 1
+  close "$work/adamw-1.safetensors" "$work/resumed.safetensors"
+}
+check "its step-2 checkpoint resumed on 1 process at the same global batch: the uninterrupted run" resumed_on_one
+echo "mpi: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
