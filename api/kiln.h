@@ -169,6 +169,10 @@ typedef struct KilnTrainOptions {
   struct DistComm *comm;
   bool check_replicas;  // after every step, fail unless every process holds the same bits
   bool no_overlap;      // start the all-reduces after the backward, not during it (to measure)
+  // Gradient accumulation: a step is accumulate (0, 1: one) forward-backward passes of
+  // `batch` examples each, their gradients averaged, then one update: a global batch of
+  // processes x accumulate x batch.
+  int accumulate;
 } KilnTrainOptions;
 
 bool kiln_trainer_open(const char *path, const KilnOptions *opt, const KilnTrainOptions *t, KilnTrainer **out,

@@ -317,7 +317,7 @@ static bool check_bound(KilnModel *m, Diag *d) {
   return ok;
 }
 
-static bool run(KilnModel *m, uint64_t seed, double *step_ms, const KilnRunPhases *ph, Diag *d) {
+static bool run(KilnModel *m, uint64_t seed, double *step_ms, const KilnRunPhase *ph, Diag *d) {
   if (!need_compiled(m, "kiln_run", d) || !check_bound(m, d)) return false;
   if (ph && !kiln_is_jit(m)) return diag_error(d, "a run in phases needs the JIT backend");
   if (!kiln_is_jit(m)) {
@@ -332,9 +332,7 @@ static bool run(KilnModel *m, uint64_t seed, double *step_ms, const KilnRunPhase
   m->prepared = true;
   *m->p.seed = seed;
   if (ph) {
-    rt_plan_run_phase(&m->p.plan, m->threads, ph->phase, 0, ph->after, ph->ctx);
-    if (!cg_program_status(&m->p, d) || !ph->between(ph->ctx, d)) return false;
-    rt_plan_run_phase(&m->p.plan, m->threads, ph->phase, 1, NULL, NULL);
+    rt_plan_run_phase(&m->p.plan, m->threads, ph->phase, ph->which, ph->after, ph->ctx);
   } else if (step_ms) {
     rt_plan_run_profiled(&m->p.plan, m->threads, step_ms);
   } else {
@@ -345,7 +343,7 @@ static bool run(KilnModel *m, uint64_t seed, double *step_ms, const KilnRunPhase
 
 bool kiln_run(KilnModel *m, uint64_t seed, Diag *d) { return run(m, seed, NULL, NULL, d); }
 
-bool kiln_run_phased(KilnModel *m, uint64_t seed, const KilnRunPhases *ph, Diag *d) {
+bool kiln_run_phase(KilnModel *m, uint64_t seed, const KilnRunPhase *ph, Diag *d) {
   return run(m, seed, NULL, ph, d);
 }
 

@@ -34,16 +34,16 @@ struct KilnModel {
 bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOptimizer *optimizer,
                           KilnModel **out, Diag *d);
 
-// kiln_run (JIT) in two phases, for the distributed trainer: the steps s whose phase[s] has
-// bit 0 (after(ctx, s) on the calling thread after each), then between(ctx, d) (which may
-// fail), then those whose phase[s] has bit 1. Data errors of phase 0 are reported first.
-typedef struct KilnRunPhases {
+// kiln_run (JIT) of one phase, for the trainer's data parallelism and accumulation: the
+// steps s whose mask phase[s] has bit `which`, after(ctx, s) (if not NULL) on the calling
+// thread after each (rt_plan_run_phase).
+typedef struct KilnRunPhase {
   const unsigned char *phase;  // per plan step: a mask of the phases it runs in
+  int which;
   RtStepHook after;
-  bool (*between)(void *ctx, Diag *d);
   void *ctx;
-} KilnRunPhases;
-bool kiln_run_phased(KilnModel *m, uint64_t seed, const KilnRunPhases *ph, Diag *d);
+} KilnRunPhase;
+bool kiln_run_phase(KilnModel *m, uint64_t seed, const KilnRunPhase *ph, Diag *d);
 
 static inline bool kiln_is_jit(const KilnModel *m) { return m->o.backend == KILN_BACKEND_JIT; }
 

@@ -11,6 +11,8 @@
 // and backward), starting each gradient's all-reduce as soon as the step that finishes it
 // has run, then, once every sum is in and averaged, the optimiser's steps, which read the
 // averaged gradients: so clipping sees the global norm and every process the same update.
+// Accumulation (KilnTrainOptions.accumulate = K) runs the first phase K times on K shares
+// of the step's rows, averaging the gradients, before the sums and the update.
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -67,6 +69,8 @@ struct KilnTrainer {
   int n_red, started;
   int *ready;  // [plan steps + 1]
   float *sum;
+  float *acc;  // accumulation: the gradients' running sums (in sum's layout)
+  int64_t accumulate;
   int64_t n_sum;
   double wait_s;  // the last step's wait for the sums
 };
@@ -163,10 +167,8 @@ static bool plan_phases(KilnTrainer *t, Diag *d) {
   const IrGraph *g = &m->g;
   const CgProgram *p = &m->p;
   int n_steps = p->plan.n_steps;
-  if (t->o.external_update) return diag_error(d, "data-parallel training needs the compiled update");
-  t->comm = t->o.comm;
-  t->rank = dist_rank(t->comm);
-  t->size = dist_size(t->comm);
+  if (t->o.external_update)
+    return diag_error(d, "data-parallel training and accumulation need the compiled update");
   t->phase = calloc((size_t)n_steps + 1, 1);
   t->ready = calloc((size_t)n_steps + 2, sizeof *t->ready);
   t->red = calloc((size_t)t->n + 1, sizeof *t->red);
@@ -209,9 +211,11 @@ static bool plan_phases(KilnTrainer *t, Diag *d) {
     t->ready[s] = j;
   }
   t->n_sum = total;
-  t->sum = malloc((size_t)total * sizeof *t->sum + 64);
-  if (!t->sum) return diag_error(d, "out of memory for the gradients' sums (%lld values)", (long long)total);
-  return dist_sum_reserve(t->comm, t->n_red + 16, d);
+  t->sum = t->comm ? malloc((size_t)total * sizeof *t->sum + 64) : NULL;
+  t->acc = t->accumulate > 1 ? malloc((size_t)total * sizeof *t->acc + 64) : NULL;
+  if ((t->comm && !t->sum) || (t->accumulate > 1 && !t->acc))
+    return diag_error(d, "out of memory for the gradients' sums (%lld values)", (long long)total);
+  return !t->comm || dist_sum_reserve(t->comm, t->n_red + 16, d);
 }
 
 // After plan step s (thread 0 of the run): start the sums of the gradients it finished.
@@ -228,8 +232,7 @@ static void on_step_done(void *ctx, int s) {
 }
 
 // Between the phases: the remaining sums, then every gradient becomes the average.
-static bool reduce_grads(void *ctx, Diag *d) {
-  KilnTrainer *t = ctx;
+static bool reduce_grads(KilnTrainer *t, Diag *d) {
   for (; t->started < t->n_red; t->started++) {
     Reduced *r = &t->red[t->started];
     if (!dist_sum_start(t->comm, r->grad, t->sum + r->at, r->numel, d)) return false;
@@ -299,7 +302,11 @@ bool kiln_trainer_open(const char *path, const KilnOptions *opt, const KilnTrain
         m->out_name[m->n_out++] = g->outputs[i]->name;
       }
     ok = ok && kiln_compile(m, d) && collect_params(t, d);
-    if (ok && to->comm && dist_size(to->comm) > 1) ok = plan_phases(t, d);
+    t->comm = to->comm && dist_size(to->comm) > 1 ? to->comm : NULL;
+    t->rank = dist_rank(t->comm);
+    t->size = dist_size(t->comm);
+    t->accumulate = to->accumulate > 1 ? to->accumulate : 1;
+    if (ok && (t->comm || t->accumulate > 1)) ok = plan_phases(t, d);
   }
   if (!ok) {
     kiln_trainer_free(t);
@@ -323,6 +330,7 @@ void kiln_trainer_free(KilnTrainer *t) {
   free(t->red);
   free(t->ready);
   free(t->sum);
+  free(t->acc);
   free(t);
 }
 
@@ -443,7 +451,7 @@ bool kiln_trainer_data(KilnTrainer *t, const StFile *f, Diag *d) {
     KilnTensorInfo in = kiln_info(t->m, KILN_INPUT, 0);
     t->batch = in.rank ? in.shape[0] : 1;
   }
-  int64_t global = t->batch * (t->comm ? t->size : 1);
+  int64_t global = t->batch * t->size * t->accumulate;
   if (t->n_examples < global)
     return diag_error(d, "%s: %lld examples, fewer than one batch (%lld)", f->path, (long long)t->n_examples,
                       (long long)global);
@@ -472,12 +480,49 @@ static int64_t example_at(KilnTrainer *t, int64_t k) {
   return t->perm[k % n];
 }
 
+// Binds the rows first .. first + batch of step's global batch (data, pre-training masks).
+static bool bind_rows(KilnTrainer *t, int64_t step, int64_t first, Diag *d) {
+  KilnModel *m = t->m;
+  int64_t global = t->batch * t->size * t->accumulate;
+  for (int64_t b = 0; t->data && b < t->batch; b++) t->ex[b] = example_at(t, step * global + first + b);
+  if (t->data && !kiln_data_bind(m, t->data, t->ex, d)) return false;
+  return !t->has_mlm || mlm_apply(&t->mlm, &m->g, m->p.value, t->o.seed, step, first, d);
+}
+
+// The first phase `accumulate` times (micro-batch j of process r: rows (j * size + r) * batch
+// ..), the gradients averaged over them and (data parallel) over the processes; *loss: the
+// mean of the losses. Then the optimiser's phase.
+static bool run_phases(KilnTrainer *t, int64_t step, uint64_t seed, double *loss, Diag *d) {
+  KilnModel *m = t->m;
+  *loss = 0;
+  for (int64_t j = 0; j < t->accumulate; j++) {
+    if (!bind_rows(t, step, (j * t->size + t->rank) * t->batch, d)) return false;
+    t->started = 0;  // the sums overlap the backward only without accumulation
+    RtStepHook after = t->comm && t->accumulate == 1 ? on_step_done : NULL;
+    if (!kiln_run_phase(m, j ? hash2(seed, (uint64_t)j + 1000) : seed, &(KilnRunPhase){t->phase, 0, after, t}, d))
+      return false;
+    *loss += *(const float *)m->p.value[t->loss->id];
+    for (int k = 0; k < t->n_red && t->accumulate > 1; k++) {
+      const Reduced *r = &t->red[k];
+      float *a = t->acc + r->at;
+      for (int64_t i = 0; i < r->numel; i++) a[i] = j ? a[i] + r->grad[i] : r->grad[i];
+    }
+  }
+  if (t->accumulate > 1) {
+    float inv = 1.0f / (float)t->accumulate;
+    for (int k = 0; k < t->n_red; k++)
+      for (int64_t i = 0; i < t->red[k].numel; i++) t->red[k].grad[i] = t->acc[t->red[k].at + i] * inv;
+  }
+  *loss /= (double)t->accumulate;
+  if (t->comm) {
+    if (!reduce_grads(t, d) || !dist_sum_f64(t->comm, loss, 1, d)) return false;
+    *loss /= (double)t->size;
+  }
+  return kiln_run_phase(m, seed, &(KilnRunPhase){t->phase, 1, NULL, NULL}, d);
+}
+
 bool kiln_trainer_step(KilnTrainer *t, int64_t step, KilnStepResult *r, Diag *d) {
   KilnModel *m = t->m;
-  int64_t size = t->comm ? t->size : 1, first = t->rank * t->batch;  // this process's rows of the step
-  for (int64_t b = 0; t->data && b < t->batch; b++) t->ex[b] = example_at(t, (step * size) * t->batch + first + b);
-  if (t->data && !kiln_data_bind(m, t->data, t->ex, d)) return false;
-  if (t->has_mlm && !mlm_apply(&t->mlm, &m->g, m->p.value, t->o.seed, step, first, d)) return false;
   *r = (KilnStepResult){.lr = lr_at(t, step)};
   if (!t->o.external_update) {
     double s = (double)(step + 1);
@@ -490,17 +535,13 @@ bool kiln_trainer_step(KilnTrainer *t, int64_t step, KilnStepResult *r, Diag *d)
   // Masks are keyed by position in the batch: other processes mix in their rank, so that
   // their rows do not repeat rank 0's masks.
   if (t->rank) seed = hash2(seed, (uint64_t)t->rank);
-  if (!t->comm) {
-    if (!kiln_run(m, seed, d)) return false;
+  if (!t->phase) {
+    if (!bind_rows(t, step, 0, d) || !kiln_run(m, seed, d)) return false;
     r->loss = *(const float *)m->p.value[t->loss->id];
   } else {
-    t->started = 0;
-    if (!kiln_run_phased(m, seed, &(KilnRunPhases){t->phase, on_step_done, reduce_grads, t}, d)) return false;
-    r->loss = *(const float *)m->p.value[t->loss->id];
-    if (!dist_sum_f64(t->comm, &r->loss, 1, d)) return false;
-    r->loss /= (double)t->size;
+    if (!run_phases(t, step, seed, &r->loss, d)) return false;
     r->reduce_wait_s = t->wait_s;
-    r->reduce_bytes = (double)t->n_sum * sizeof(float);
+    r->reduce_bytes = t->comm ? (double)t->n_sum * sizeof(float) : 0;
   }
   if (!isfinite(r->loss)) return diag_error(d, "the loss is %g; stopping", r->loss);
   if (t->o.external_update) return true;

@@ -32,6 +32,7 @@ typedef struct CliOptions {
   const char *init;             // train --init W: start from W, initialise what it lacks
   const char *eval_data;        // train --eval-data: score the weights on it during training
   int steps, checkpoint_every;  // 0: not given
+  int accumulate;               // train --accumulate K: K forward-backward passes a step (0: 1)
   int eval_every;               // train: with --eval-data, every N steps (0: at the end only)
   // train's test hooks (KILN_TEST_INTERRUPT_AT_STEP=K: raise SIGINT during step K;
   // KILN_TEST_AWAIT_SIGNAL_AT_STEP=K: pause in step K until a signal comes, at most a minute)

@@ -105,12 +105,13 @@ static bool train(Run *r, Diag *d) {
   st_free(&df);
   if (!ok) return false;
   int64_t steps = kiln_trainer_steps(t), batch = kiln_trainer_batch(t);
-  int64_t procs = dist_size(r->comm);
+  int64_t procs = dist_size(r->comm), accumulate = o->accumulate > 1 ? o->accumulate : 1;
   if (o->resume && r->lead)
     fprintf(stderr, "kiln: resuming from %s at step %lld of %lld\n", o->resume, (long long)done, (long long)steps);
-  if (r->lead && procs > 1)
-    fprintf(stderr, "kiln: data parallel over %lld processes: batch %lld each, %lld a step\n", (long long)procs,
-            (long long)batch, (long long)(procs * batch));
+  if (r->lead && procs * accumulate > 1)
+    fprintf(stderr, "kiln: %lld process%s x %lld batch%s of %lld: %lld examples a step\n", (long long)procs,
+            procs > 1 ? "es" : "", (long long)accumulate, accumulate > 1 ? "es" : "", (long long)batch,
+            (long long)(procs * accumulate * batch));
   if (o->eval_data && r->lead) {
     KilnSet sets[CLI_MAX_SETS];
     KilnOptions ko = cli_kiln_options(o, sets);
@@ -137,7 +138,7 @@ static bool train(Run *r, Diag *d) {
     if (step > done) wait_s += res.reduce_wait_s;  // the first step waits for the slowest compile too
     reduce_bytes = res.reduce_bytes;
     if (r->lead)
-      progress(step + 1, steps, res.loss, res.lr, res.grad_norm, here * batch * procs, now_s() - t0 - eval_s, here,
+      progress(step + 1, steps, res.loss, res.lr, res.grad_norm, here * batch * procs * accumulate, now_s() - t0 - eval_s, here,
                tty);
     bool last = step + 1 == steps;
     if (r->has_eval && (last || (o->eval_every && (step + 1) % o->eval_every == 0)) &&
@@ -215,6 +216,7 @@ int cmd_train(const CliOptions *o) {
   to.comm = r.comm;
   to.check_replicas = o->check_replicas;
   to.no_overlap = o->dist_no_overlap;
+  to.accumulate = o->accumulate;
   if (!r.lead) ko.log = NULL;
   bool ok = kiln_trainer_open(o->model, &ko, &to, &r.t, &d) && train(&r, &d);
   if (!ok) {

@@ -78,7 +78,8 @@ static const Command commands[] = {
   {"train", cmd_train,
    "kiln train MODEL --weights W --data DATA -o W_OUT [--steps N] [--lr X] "
    "[--optimizer adamw|sgd] [--seed S] [--set NAME=VALUE]... [--checkpoint-every N] "
-   "[--resume CKPT] [--threads N] [--init W] [--eval-data VAL [--eval-every N]]",
+   "[--resume CKPT] [--threads N] [--init W] [--eval-data VAL [--eval-every N]] [--accumulate K] "
+   "[--check-replicas]",
    "Train MODEL's loss on DATA with the JIT (compiled once, dropout active) and write the\n"
    "trained parameters to W_OUT. DATA holds one tensor per model input with a leading\n"
    "example dimension; each step takes the next `batch` examples (the model's config) of\n"
@@ -103,6 +104,9 @@ static const Command commands[] = {
    "                     loss L accuracy A ...\"; compiled once, beside the training program\n"
    "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n"
    "  --loss NAME        which of the model's losses (default: loss)\n"
+   "  --accumulate K     gradient accumulation: each step averages the gradients of K\n"
+   "                     batches before one update (a global batch of K x batch); equal to\n"
+   "                     one step of --set batch=K*B when the loss is a mean over examples\n"
    "  --check-replicas   under mpirun: after every step, fail unless every process holds\n"
    "                     bit-identical parameters and optimiser state (a debug check)\n"
    "Under mpirun -np N (a kiln built with MPI) it trains data-parallel: batch is each\n"
@@ -111,7 +115,7 @@ static const Command commands[] = {
    "Ctrl-C (SIGINT) or SIGTERM finishes the step, writes a checkpoint, prints how to\n"
    "resume and exits with 130. More: docs/training.md.\n",
    " set max-nodes weights data output steps lr optimizer seed checkpoint-every resume threads loss "
-   "verbose disable-pass dump-llvm init eval-data eval-every check-replicas "},
+   "verbose disable-pass dump-llvm init eval-data eval-every check-replicas accumulate "},
   {"bench", cmd_bench,
    "kiln bench MODEL [--train [--optimizer adamw|sgd]] [--set NAME=VALUE]... [--iters N] "
    "[--threads N] [--weights W] [--inputs IN] [--profile]",
@@ -381,7 +385,8 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "--eval-data") == 0) {
       TAKES_VALUE();
       o.eval_data = val;
-    } else if (strcmp(a, "--steps") == 0 || strcmp(a, "--checkpoint-every") == 0 || strcmp(a, "--eval-every") == 0) {
+    } else if (strcmp(a, "--steps") == 0 || strcmp(a, "--checkpoint-every") == 0 || strcmp(a, "--eval-every") == 0 ||
+               strcmp(a, "--accumulate") == 0) {
       TAKES_VALUE();
       long long v;
       if (!parse_int(val, 1, 1000000000, &v)) {
@@ -391,6 +396,7 @@ int main(int argc, char **argv) {
       }
       if (strcmp(a, "--steps") == 0) o.steps = (int)v;
       else if (strcmp(a, "--eval-every") == 0) o.eval_every = (int)v;
+      else if (strcmp(a, "--accumulate") == 0) o.accumulate = (int)v;
       else o.checkpoint_every = (int)v;
     } else if (strcmp(a, "--lr") == 0) {
       TAKES_VALUE();

@@ -2,12 +2,13 @@
 # Data-parallel `kiln train` under mpirun (docs/distributed.md), on tiny VisualBERT VQA and
 # pre-training configs, dropout off: 2 processes x batch 2 end 5 steps with the weights of
 # 1 process x batch 4 (within 1e-5 of the largest value), AdamW and SGD, with every
-# process's parameters bit-identical after every step (--check-replicas); pre-training data
-# masked on the fly trains with identical replicas; a bad data file ends every process with
-# exit 1; a process killed mid-run ends the job non-zero within 30 s, and its step-2
-# checkpoint, resumed on 1 process at the same global batch, ends where the uninterrupted
-# run does. A kiln built without MPI says so when started as one of several processes
-# (exit 1), and the rest is skipped (exit 77).
+# process's parameters bit-identical after every step (--check-replicas); with
+# --accumulate 2, 1 process x batch 4 and 2 processes x batch 2 equal 1 x batch 8;
+# pre-training data masked on the fly trains with identical replicas; a bad data file ends
+# every process with exit 1; a process killed mid-run ends the job non-zero within 30 s,
+# and its step-2 checkpoint, resumed on 1 process at the same global batch, ends where the
+# uninterrupted run does. A kiln built without MPI says so when started as one of several
+# processes (exit 1), and the rest is skipped (exit 77).
 # usage: tests/mpi.sh KILN_BINARY mpi|nompi [MPIRUN]
 set -euo pipefail
 kiln=${1:?usage: mpi.sh KILN_BINARY mpi|nompi [MPIRUN]}
@@ -133,6 +134,15 @@ killed() {  # kill -9 one process while the other waits in a step: the job ends 
   [ "$rc" -ne 0 ] && [ "$took" -le 30 ]
 }
 check "a process killed in step 3: the job ends non-zero within 30 s" killed
+accumulates() {  # --accumulate 2: one step of 8 examples, on 1 and on 2 processes
+  train 1 "${vqa_run[@]}" --set batch=8 -o "$work/acc-ref.safetensors" || return 1
+  train 1 "${vqa_run[@]}" --set batch=4 --accumulate 2 -o "$work/acc-1.safetensors" || return 1
+  close "$work/acc-ref.safetensors" "$work/acc-1.safetensors" || return 1
+  train 2 "${vqa_run[@]}" --set batch=2 --accumulate 2 --check-replicas -o "$work/acc-2.safetensors" || return 1
+  close "$work/acc-ref.safetensors" "$work/acc-2.safetensors"
+}
+check "--accumulate 2: 1 x batch 4 and 2 processes x batch 2 equal 1 x batch 8" accumulates
+
 resumed_on_one() {  # its step-2 checkpoint, resumed on 1 process: the uninterrupted adamw run
   train 1 "${vqa_run[@]}" --set batch=4 --resume "$work/k.step-2.safetensors" -o "$work/resumed.safetensors" ||
     return 1
