@@ -8,12 +8,7 @@
 # and kiln run's own message; bad command lines exit 2; no LLVM is linked in.
 # usage: tests/aot.sh KILN_BINARY
 set -euo pipefail
-kiln=${1:?usage: aot.sh KILN_BINARY}
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-py=/usr/bin/python3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
 export TMPDIR="$work"  # kiln compile's intermediate files
 tiny=(--set layers=2 --set hidden=32 --set heads=4 --set intermediate=64 --set vocab=50
       --set visual_dim=24 --set text_len=6 --set regions=5 --set batch=2 --set max_positions=16)

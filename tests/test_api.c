@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api/kiln.h"
+#include "tests/check_run.h"
 
 static const char *const model = "docs/examples/mlp.json";
 
@@ -197,9 +198,5 @@ int main(void) {
   tcase_add_test(tc, test_misuse_is_a_message);
   tcase_add_test(tc, test_trainer_update_matches_external_update);
   suite_add_tcase(s, tc);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run(s);
 }

@@ -32,6 +32,7 @@
 #include "runtime/plan.h"
 #include "tests/test_attrs.h"
 #include "tests/test_tuning.h"
+#include "tests/check_run.h"
 
 // ---------------------------------------------------------------------------------------
 // Building graphs. Each test gets a fresh graph `g` and diagnostics `d`.
@@ -1066,10 +1067,4 @@ static Suite *jit_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(jit_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return check_run(jit_suite()); }
