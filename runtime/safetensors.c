@@ -1,6 +1,6 @@
 // Safetensors files: st_read loads a whole file and validates every field of its header
 // (types, shapes, offsets, overlaps, duplicates) before handing out tensors; st_write writes
-// a temporary file of a unique name (mkstemp), fsyncs it and renames it over the target.
+// through rt_write_atomic (a temporary of a unique name, fsynced, renamed over the target).
 //
 // Tensor data points into the file buffer at whatever offset the file gives, so it may be
 // misaligned for its type: read elements with memcpy or dt_load, never through a cast pointer.
@@ -539,20 +539,22 @@ static bool build_header(const StTensor *ts, int n, Buf *b) {
   return !b->oom;
 }
 
-// Length, header, data, then flush and fsync. On failure errno is that of the failed step.
-static bool write_contents(FILE *fp, const Buf *header, const StTensor *ts, int n,
-                           const char **step) {
+// Length, header, data.
+typedef struct Contents {
+  const Buf *header;
+  const StTensor *ts;
+  int n;
+} Contents;
+
+static bool write_contents(FILE *fp, void *ctx) {
+  const Contents *c = ctx;
   unsigned char len_le[8];
-  for (int i = 0; i < 8; i++) len_le[i] = (unsigned char)((uint64_t)header->len >> (8 * i));
-  *step = "write";
-  if (fwrite(len_le, 1, 8, fp) != 8 || fwrite(header->p, 1, header->len, fp) != header->len)
+  for (int i = 0; i < 8; i++) len_le[i] = (unsigned char)((uint64_t)c->header->len >> (8 * i));
+  if (fwrite(len_le, 1, 8, fp) != 8 || fwrite(c->header->p, 1, c->header->len, fp) != c->header->len)
     return false;
-  for (int i = 0; i < n; i++)
-    if (ts[i].nbytes && fwrite(ts[i].data, 1, ts[i].nbytes, fp) != ts[i].nbytes) return false;
-  *step = "flush";
-  if (fflush(fp) != 0) return false;
-  *step = "fsync";
-  return fsync(fileno(fp)) == 0;
+  for (int i = 0; i < c->n; i++)
+    if (c->ts[i].nbytes && fwrite(c->ts[i].data, 1, c->ts[i].nbytes, fp) != c->ts[i].nbytes) return false;
+  return true;
 }
 
 bool st_write(const char *path, const StTensor *tensors, int n, Diag *d) {
@@ -563,47 +565,7 @@ bool st_write(const char *path, const StTensor *tensors, int n, Diag *d) {
     free(header.p);
     return diag_error(d, "%s: out of memory building the header", path);
   }
-  size_t tmp_cap = strlen(path) + 32;
-  char *tmp = malloc(tmp_cap);
-  if (!tmp) {
-    free(header.p);
-    return diag_error(d, "%s: out of memory", path);
-  }
-  // A name no other file has or will have (mkstemp creates it, O_EXCL): a temporary that a
-  // killed run left behind cannot make this write fail, as "PATH.tmp.PID" did once the PID
-  // was reused. mkstemp's mode 0600 becomes what fopen would have given the file.
-  snprintf(tmp, tmp_cap, "%s.tmp.XXXXXX", path);
-  const char *step = "create";
-  int fd = mkstemp(tmp);
-  FILE *fp = NULL;
-  if (fd >= 0) {
-    mode_t mask = umask(0);
-    umask(mask);
-    if (fchmod(fd, 0666 & ~mask) != 0 || !(fp = fdopen(fd, "wb"))) {
-      int err = errno;
-      close(fd);
-      remove(tmp);
-      errno = err;
-    }
-  }
-  bool created = fp != NULL, ok = created;
-  if (ok) ok = write_contents(fp, &header, tensors, n, &step);
-  int err = errno;
-  if (created && fclose(fp) != 0 && ok) {
-    ok = false;
-    step = "close";
-    err = errno;
-  }
-  if (ok) {
-    step = "rename";
-    ok = rename(tmp, path) == 0;
-    err = errno;
-  }
-  if (!ok) {
-    if (created) remove(tmp);
-    diag_error(d, "%s: cannot %s temporary file %s: %s", path, step, tmp, strerror(err));
-  }
-  free(tmp);
+  bool ok = rt_write_atomic(path, write_contents, &(Contents){&header, tensors, n}, d);
   free(header.p);
   return ok;
 }

@@ -579,11 +579,22 @@ START_TEST(test_write_rejects_bad_tensors_and_cleans_up) {
   EXPECT_REFUSED(d3, "__metadata__");
   ck_assert_int_eq(count_dir_entries(), 0);
 
-  // The target is a directory: the rename fails and the temporary file is removed.
+  // The target is a directory, or a symlink (which writing would replace by a regular
+  // file): refused before anything is written, and left as it was.
   ck_assert_int_eq(mkdir(path, 0755), 0);
   Diag d4 = {0};
   ck_assert(!st_write(path, dup, 1, &d4));
-  EXPECT_REFUSED(d4, "out.safetensors", "rename");
+  EXPECT_REFUSED(d4, "out.safetensors", "is a directory");
+  ck_assert_int_eq(count_dir_entries(), 1);
+  char link[8300];
+  snprintf(link, sizeof link, "%s", in_dir("link.safetensors"));
+  ck_assert_int_eq(symlink(path, link), 0);
+  Diag d6 = {0};
+  ck_assert(!st_write(link, dup, 1, &d6));
+  EXPECT_REFUSED(d6, "link.safetensors", "is a symbolic link");
+  struct stat lsb;
+  ck_assert(lstat(link, &lsb) == 0 && S_ISLNK(lsb.st_mode));
+  ck_assert_int_eq(unlink(link), 0);
   ck_assert_int_eq(count_dir_entries(), 1);
 
   Diag d5 = {0};
