@@ -331,6 +331,7 @@ static bool run(KilnModel *m, uint64_t seed, double *step_ms, Diag *d) {
   m->prepared = true;
   *m->p.seed = seed;
   if (step_ms) rt_plan_run_profiled(&m->p.plan, m->threads, step_ms);
+  else if (m->trace) rt_plan_run_traced(&m->p.plan, m->threads, m->trace);
   else rt_plan_run(&m->p.plan, m->threads);
   return cg_program_status(&m->p, d);
 }
