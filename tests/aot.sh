@@ -242,6 +242,37 @@ assert sorted(s.read(sys.argv[2])) == ["y"]' "$here/parity" "$d/a.safetensors"
 }
 check "aot: outputs whose inputs are missing are skipped and their inputs not checked" unused_input
 
+scatter_range() {  # a scatter_add index out of range: the output axis (5 rows), in both builds
+  local d="$work/scatter"; mkdir -p "$d"
+  cat >"$d/m.json" <<'EOF'
+{"format": "kiln-model/1", "config": {},
+ "inputs": [{"name": "u", "dtype": "f32", "shape": [2, 3]}, {"name": "ids", "dtype": "i64", "shape": [2]}],
+ "params": [{"name": "b", "shape": [5, 3], "init": "normal(0.02)"}],
+ "nodes": [{"op": "scatter_add", "in": ["u", "ids"], "out": "s", "attrs": {"size": 5}},
+           {"op": "add", "in": ["s", "b"], "out": "z"}],
+ "outputs": ["z"]}
+EOF
+  "$kiln" init "$d/m.json" -o "$d/w.safetensors" 2>/dev/null
+  "$py" - "$here/parity" "$d" <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np, safetensors_io as st
+st.write(f"{sys.argv[2]}/in.safetensors", {"u": np.ones((2, 3), np.float32), "ids": np.array([1, 7], np.int64)})
+EOF
+  "$kiln" compile "$d/m.json" -o "$d/exe"
+  local rc=0
+  "$kiln" run "$d/m.json" --weights "$d/w.safetensors" --inputs "$d/in.safetensors" -o "$d/r.safetensors" \
+    2>"$d/run.err" || rc=$?
+  [ "$rc" -eq 1 ] || { echo "kiln run: exit $rc"; return 1; }
+  rc=0; "$d/exe" --weights "$d/w.safetensors" --inputs "$d/in.safetensors" -o "$d/a.safetensors" \
+    2>"$d/aot.err" || rc=$?
+  [ "$rc" -eq 1 ] || { echo "exe: exit $rc"; return 1; }
+  cat "$d/run.err" "$d/aot.err"
+  grep -q 'scatter_add: index 7 out of range \[0, 5) at element 1' "$d/run.err"
+  diff <(sed 's/^kiln: //' "$d/run.err") <(sed 's/^exe: //' "$d/aot.err")
+}
+check "aot: a scatter_add index out of range: the same message as kiln run (the output axis)" scatter_range
+
 exit_code() {  # exit_code WANT PATTERN COMMAND...: exits WANT and stderr matches PATTERN
   local want=$1 pattern=$2; shift 2
   local rc=0; "$@" 2>"$work/err" >/dev/null || rc=$?
