@@ -43,7 +43,7 @@ bool rt_aot_bind_weights(RtAot *a, const StFile *f, uint64_t wanted, bool borrow
       return diag_prefix(d, "parameter \"%s\": ", p->name);
     if (!in_place && !rt_tensor_convert(p, t, f->path, a->in.buf[p->buf], d)) return false;
   }
-  rt_plan_prepare(&a->in.plan, a->threads);
+  a->prepared = false;
   return true;
 }
 
@@ -64,6 +64,11 @@ bool rt_aot_run(RtAot *a, uint64_t wanted, Diag *d) {
   const RtProgram *m = a->m;
   RtStep *sel = malloc(((size_t)m->n_steps + 1) * sizeof *sel);
   if (!sel) return diag_error(d, "out of memory for the plan");
+  // The once-steps (packed weights) at the first run, as kiln run: after the caller has
+  // dropped the weights file, whose bytes and the packed copies are then never resident
+  // at once.
+  if (!a->prepared) rt_plan_prepare(&a->in.plan, a->threads);
+  a->prepared = true;
   int n = 0;
   for (int s = 0; s < m->n_steps; s++)
     if (!m->steps[s].once && (m->steps[s].feeds & wanted)) sel[n++] = a->in.plan.steps[s];

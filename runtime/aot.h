@@ -22,19 +22,21 @@ typedef struct RtAot {
   const RtProgram *m;
   RtInstance in;
   int threads;
+  bool prepared;  // the once-steps have run since the weights were bound
 } RtAot;
 
 // Allocates the arena and buffers (rt_instance_create). Of t (NULL: the defaults), threads
 // and poison_buffers apply; the entry point (rt_aot_main) reads them from the environment, the library API does not.
 bool rt_aot_create(const RtProgram *m, const RtTuning *t, RtAot *a, Diag *d);
 void rt_aot_free(RtAot *a);
-// Binds every parameter that outputs in `wanted` use from f (converted when safe) and runs
-// the once-steps. With `borrow` (f is the embedded image, which lives as long as the
+// Binds every parameter that outputs in `wanted` use from f (converted when safe); the
+// next rt_aot_run runs the once-steps first. With `borrow` (f is the embedded image, which lives as long as the
 // program), a tensor already in the parameter's dtype and aligned for it is used in place.
 bool rt_aot_bind_weights(RtAot *a, const StFile *f, uint64_t wanted, bool borrow, Diag *d);
 // Binds the inputs present in f that outputs in `wanted` use.
 bool rt_aot_bind_inputs(RtAot *a, const StFile *f, uint64_t wanted, Diag *d);
-// Runs the steps that feed outputs in `wanted` (whose inputs must be bound), then
+// Runs the once-steps if the weights changed, then the steps that feed outputs in
+// `wanted` (whose inputs must be bound), then
 // turns a kernel's data error into a message naming the node (rt_program_status).
 bool rt_aot_run(RtAot *a, uint64_t wanted, Diag *d);
 

@@ -154,7 +154,9 @@ int rt_aot_main(const RtProgram *m, int argc, char **argv) {
   rt_tuning_read(&tuning, getenv);
   if (threads) tuning.threads = threads;
   ok = ok && rt_aot_create(m, &tuning, &a, &d);
-  ok = ok && rt_aot_bind_weights(&a, &wf, wanted, !weights, &d) && rt_aot_bind_inputs(&a, &inf, wanted, &d);
+  ok = ok && rt_aot_bind_weights(&a, &wf, wanted, !weights, &d);
+  st_free(&wf);  // bound (or borrowed from the embedded image): one copy resident, as kiln run
+  ok = ok && rt_aot_bind_inputs(&a, &inf, wanted, &d);
   ok = ok && rt_aot_run(&a, wanted, &d);
   if (ok && iters) {
     double *t = malloc((size_t)iters * sizeof *t);

@@ -88,6 +88,24 @@ threads() {  # thread counts: 1 thread equals kiln run with 1 thread
 }
 check "aot: one thread (KILN_NUM_THREADS) equals kiln run --threads 1" threads
 
+arena() {  # the tables place computed buffers in the planned arena; memplan off: none, same bits
+  local d="$work/vqa" tmp
+  KILN_KEEP_TMP=1 "$kiln" compile "$root/models/visualbert-vqa.json" -o "$d/planned" "${tiny[@]}" \
+    --set num_labels=7 2>"$d/planned.log" || return 1
+  tmp=$(sed -n 's/^kiln: intermediate files kept in //p' "$d/planned.log")
+  cp "$tmp/tables.c" "$d/planned.c" && rm -rf "$tmp" || return 1
+  KILN_KEEP_TMP=1 "$kiln" compile "$root/models/visualbert-vqa.json" -o "$d/unplanned" "${tiny[@]}" \
+    --set num_labels=7 --disable-pass memplan 2>"$d/unplanned.log" || return 1
+  tmp=$(sed -n 's/^kiln: intermediate files kept in //p' "$d/unplanned.log")
+  cp "$tmp/tables.c" "$d/unplanned.c" && rm -rf "$tmp" || return 1
+  echo "arena buffers: $(grep -c RT_BUF_ARENA "$d/planned.c") planned, $(grep -c RT_BUF_ARENA "$d/unplanned.c") unplanned"
+  grep -qE '\.arena_bytes = [1-9]' "$d/planned.c" && grep -q RT_BUF_ARENA "$d/planned.c" || return 1
+  grep -q '\.arena_bytes = 0,' "$d/unplanned.c" && ! grep -q RT_BUF_ARENA "$d/unplanned.c" || return 1
+  "$d/unplanned" --inputs "$d/in.safetensors" -o "$d/unplanned.safetensors" --weights "$d/w.safetensors" \
+    --threads 2 && cmp "$d/unplanned.safetensors" "$d/jit.safetensors"
+}
+check "aot: buffers in the planned arena (--disable-pass memplan: none, same bits)" arena
+
 avx2_target() {
   local d="$work/vqa"
   "$kiln" compile "$root/models/visualbert-vqa.json" -o "$d/v3" --cpu x86-64-v3 "${tiny[@]}" --set num_labels=7 \
@@ -268,7 +286,7 @@ EOF
     2>"$d/aot.err" || rc=$?
   [ "$rc" -eq 1 ] || { echo "exe: exit $rc"; return 1; }
   cat "$d/run.err" "$d/aot.err"
-  grep -q 'scatter_add: index 7 out of range \[0, 5) at element 1' "$d/run.err"
+  grep -q 'scatter_add: index 7 out of range \[0, 5) at element 1' "$d/run.err" || return 1
   diff <(sed 's/^kiln: //' "$d/run.err") <(sed 's/^exe: //' "$d/aot.err")
 }
 check "aot: a scatter_add index out of range: the same message as kiln run (the output axis)" scatter_range
