@@ -115,11 +115,9 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
     p->n_scratch = steps.n_scratch;
     p->bytes = calloc((size_t)nn + 1, sizeof *p->bytes);
     p->scratch_bytes = calloc((size_t)p->n_scratch + 1, sizeof *p->scratch_bytes);
-    p->step_node = calloc((size_t)steps.n + 1, sizeof *p->step_node);
-    if (!p->bytes || !p->scratch_bytes || !p->step_node) ok = diag_error(d, "out of memory");
+    if (!p->bytes || !p->scratch_bytes) ok = diag_error(d, "out of memory");
     for (int i = 0; ok && i < nn; i++) p->bytes[i] = p->prog.bufs[i].bytes;
     for (int k = 0; ok && k < p->n_scratch; k++) p->scratch_bytes[k] = p->prog.bufs[nn + k].bytes;
-    for (int s = 0; ok && s < steps.n; s++) p->step_node[s] = steps.v[s].node;
   }
   p->steps = steps;  // kept: the symbolic plan (the description names its kernels)
   free(need);
@@ -138,7 +136,6 @@ void cg_program_free(CgProgram *p) {
   free(p->bytes);
   free(p->scratch_bytes);
   free(p->steps.v);
-  free(p->step_node);
   cg_jit_free(p->jit);
   memset(p, 0, sizeof *p);
 }

@@ -1,5 +1,6 @@
 // Compiling a graph for the JIT: lower every needed node to kernels, optimise and load
-// them, allocate buffers, and build the runtime plan that calls the kernels in order.
+// them, describe the program (cg_describe: codegen's output, an RtProgram, the same for
+// `kiln compile`) and instantiate it with runtime/program.c: its arena, buffers and plan.
 #ifndef KILN_COMPILE_H
 #define KILN_COMPILE_H
 
@@ -23,7 +24,6 @@ typedef struct CgProgram {
   CgSteps steps;    // the symbolic plan: step k's kernel, work and buffer ids (plan.steps[k])
   int64_t *status;  // {code, node id, value, index}: kernels report data errors here
   uint64_t *seed;   // the dropout stream's seed (training): set before rt_plan_run; 0 at first
-  int *step_node;
   int n_kernels;    // distinct kernels emitted
   double compile_ms;  // all of cg_compile: lowering, LLVM (O3, codegen, JIT), buffers
   double lower_ms, llvm_ms;
