@@ -344,9 +344,10 @@ bool kiln_run_profiled(KilnModel *m, uint64_t seed, double *step_ms, Diag *d) {
 }
 
 KilnStep kiln_step(const KilnModel *m, int s, char *label_buf, size_t label_size) {
-  const IrNode *n = m->g.nodes[m->p.step_node[s]];
+  const RtProgramStep *st = &m->p.prog.steps[s];
+  const IrNode *n = m->g.nodes[st->node];
   return (KilnStep){.node = n->name, .label = ir_op_label(n, label_buf, label_size),
-                    .kernel = m->p.steps.v[s].fn, .once = m->p.plan.steps[s].once};
+                    .kernel = st->kernel, .once = st->once};
 }
 
 // ---------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 
 #include "codegen/cg.h"
 #include "ir/ir.h"
+#include "runtime/program.h"
 
 #define CG_MAX_ARGS 16
 
@@ -48,13 +49,14 @@ static inline CgArg cg_arg_scratch(int id, size_t bytes) { return (CgArg){CG_ARG
 static inline CgArg cg_arg_status(void) { return (CgArg){CG_ARG_STATUS, 0, 0}; }
 static inline CgArg cg_arg_seed(void) { return (CgArg){CG_ARG_SEED, 0, 0}; }
 
-// Status codes kernels write into the status word (first error wins).
+// Status codes kernels write into the status word (first error wins): the runtime's
+// (runtime/program.h RT_STATUS_*, whose rt_program_status words them).
 enum {
-  CG_STATUS_OK = 0,
-  CG_STATUS_INDEX_RANGE = 1,  // value: the index
-  CG_STATUS_LABEL_RANGE = 2,  // value: the label
-  CG_STATUS_CAST_RANGE = 3,   // value: the f32 bits of a float an integer cannot hold
-  CG_STATUS_INT_OVERFLOW = 4, // an integer result outside its dtype
+  CG_STATUS_OK = RT_STATUS_OK,
+  CG_STATUS_INDEX_RANGE = RT_STATUS_INDEX_RANGE,
+  CG_STATUS_LABEL_RANGE = RT_STATUS_LABEL_RANGE,
+  CG_STATUS_CAST_RANGE = RT_STATUS_CAST_RANGE,
+  CG_STATUS_INT_OVERFLOW = RT_STATUS_INT_OVERFLOW,
 };
 
 // ---------------------------------------------------------------------------------------

@@ -482,7 +482,7 @@ START_TEST(test_jit_program_has_no_score_sized_buffers) {
     Diag d = {0};
     ck_assert_msg(cg_compile(&g, NULL, &opt, &p, &d), "%s", d.msg);
     for (int i = 0; i < g.n_nodes; i++)
-      if (p.value[i] && !p.alias[i]) {
+      if (p.value[i] && p.prog.bufs[i].kind != RT_BUF_ALIAS) {
         bytes[unfused] += p.bytes[i];
         largest[unfused] = p.bytes[i] > largest[unfused] ? p.bytes[i] : largest[unfused];
       }
