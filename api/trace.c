@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "api/model_impl.h"
-#include "codegen/memory.h"
 #include "runtime/files.h"
 
 bool kiln_trace(KilnModel *m, RtTrace *t, Diag *d) {
@@ -18,10 +17,9 @@ bool kiln_trace(KilnModel *m, RtTrace *t, Diag *d) {
 }
 
 // live[s]: bytes of the arena's buffers whose lifetime (first to last step that touches them;
-// to the end for the selected outputs, which the caller reads) covers step s.
-static int64_t *arena_live_bytes(const KilnModel *m) {
-  const CgProgram *p = &m->p;
-  int ns = p->steps.n, nb = m->g.n_nodes + p->n_scratch;
+// to the end for the outputs, which the caller reads) covers step s.
+static int64_t *arena_live_bytes(const RtProgram *p) {
+  int ns = p->n_steps, nb = p->n_bufs;
   int64_t *live = calloc((size_t)ns + 1, sizeof *live);
   int *first = malloc((size_t)nb * sizeof *first), *last = malloc((size_t)nb * sizeof *last);
   if (!live || !first || !last) {
@@ -31,25 +29,22 @@ static int64_t *arena_live_bytes(const KilnModel *m) {
     return NULL;
   }
   for (int b = 0; b < nb; b++) first[b] = -1, last[b] = -1;
-  for (int s = 0; s < ns; s++) {
-    const CgStep *st = &p->steps.v[s];
-    for (int a = 0; a < st->n_args; a++) {
-      int b = st->args[a].kind == CG_ARG_NODE ? cg_memory_root(&m->g, st->args[a].id)
-              : st->args[a].kind == CG_ARG_SCRATCH ? m->g.n_nodes + st->args[a].id
-                                                   : -1;
-      if (b < 0) continue;
+  for (int s = 0; s < ns; s++)
+    for (int a = 0; a < p->steps[s].n_args; a++) {
+      int b = p->arg_ids[p->steps[s].args + a];
+      if (p->bufs[b].kind == RT_BUF_ALIAS) b = p->bufs[b].alias;
       if (first[b] < 0) first[b] = s;
       last[b] = s;
     }
+  for (int k = 0; k < p->n_outputs; k++) {
+    int b = p->outputs[k].buf;
+    if (p->bufs[b].kind == RT_BUF_ALIAS) b = p->bufs[b].alias;
+    if (first[b] >= 0) last[b] = ns - 1;
   }
-  for (int k = 0; k < m->n_out; k++) last[cg_memory_root(&m->g, m->out[k]->id)] = ns - 1;
   for (int b = 0; b < nb; b++) {
-    bool node = b < m->g.n_nodes;
-    size_t off = !p->arena ? CG_NO_OFFSET : node ? p->offset[b] : p->scratch_offset[b - m->g.n_nodes];
-    if (first[b] < 0 || off == CG_NO_OFFSET) continue;
-    size_t bytes = node ? p->bytes[b] : p->scratch_bytes[b - m->g.n_nodes];
-    live[first[b]] += (int64_t)bytes;  // a difference array: + at the first step, - after the last
-    live[last[b] + 1] -= (int64_t)bytes;
+    if (first[b] < 0 || p->bufs[b].kind != RT_BUF_ARENA) continue;
+    live[first[b]] += (int64_t)p->bufs[b].bytes;  // a difference array: + at the first step,
+    live[last[b] + 1] -= (int64_t)p->bufs[b].bytes;  // - after the last
   }
   for (int s = 1; s <= ns; s++) live[s] += live[s - 1];
   free(first);
@@ -121,7 +116,7 @@ static bool write_trace(FILE *f, void *ctx) {
 
 bool kiln_trace_write(const KilnModel *m, const RtTrace *t, const char *path, Diag *d) {
   if (!kiln_is_jit(m) || !m->compiled) return diag_error(d, "%s: a trace needs a compiled JIT program", path);
-  int64_t *live = arena_live_bytes(m);
+  int64_t *live = arena_live_bytes(&m->p.prog);
   if (!live) return diag_error(d, "%s: out of memory", path);
   bool ok = rt_write_atomic(path, write_trace, &(TraceWrite){m, t, live}, d);
   free(live);
