@@ -1,6 +1,7 @@
 // The generated C tables of an AOT model (see aot.h and runtime/aot.h): what the runtime
 // needs to run the kernels of the object file without the IR — buffers, steps, tensor
 // descriptions, the places of data errors — written from the IR and the symbolic steps.
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,7 @@ static void write_buffers(FILE *f, const IrGraph *g, const bool *need, const CgS
 }
 
 static int arg_buffer(const IrGraph *g, const CgSteps *steps, CgArg a) {
+  assert(a.kind != CG_ARG_STREAMS);  // AOT programs infer: dropout draws no masks
   int nn = g->n_nodes;
   return a.kind == CG_ARG_NODE      ? a.id
          : a.kind == CG_ARG_SCRATCH ? nn + a.id

@@ -169,6 +169,7 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
         rs->bufs[a] = arg.kind == CG_ARG_NODE      ? p->value[arg.id]
                       : arg.kind == CG_ARG_SCRATCH ? p->scratch[arg.id]
                       : arg.kind == CG_ARG_SEED    ? (void *)p->seed
+                      : arg.kind == CG_ARG_STREAMS ? (void *)st->streams  // kept in p->steps
                                                    : (void *)p->status;
       }
     }

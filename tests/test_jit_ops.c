@@ -1003,6 +1003,41 @@ START_TEST(test_dropout_in_training_draws_the_reference_masks_for_the_run_time_s
 }
 END_TEST
 
+// Dropouts alike but for their names (a layer's and the next one's) share one kernel each
+// way: the mask's stream is data of the step. Each still draws its own reference mask.
+START_TEST(test_dropouts_alike_share_a_kernel_and_keep_their_masks) {
+  IrNode *x = input("x", DT_F32, shp(2, 4, 300), 0.5, 2);
+  IrNode *dy = input("dy", DT_F32, shp(2, 4, 300), 0.5, 2);
+  IrNode *a = op(IR_OP_DROPOUT, "layer.0.drop", 1, x);
+  IrNode *b = op(IR_OP_DROPOUT, "layer.1.drop", 1, x);
+  set_float(a, "p", 0.3);
+  set_float(b, "p", 0.3);
+  IrNode *ga = op(IR_OP_DROPOUT_GRAD, "layer.0.drop.grad", 2, dy, a);
+  IrNode *gb = op(IR_OP_DROPOUT_GRAD, "layer.1.drop.grad", 2, dy, b);
+  finish_ok();
+  CgProgram p;
+  CgOptions opt = {.vector_floats = 16, .training = true, .tuning = test_tuning()};
+  ck_assert_msg(cg_compile(&g, NULL, &opt, &p, &d), "compile failed: %s", d.msg);
+  ck_assert_int_eq(p.plan.n_steps, 4);
+  ck_assert_int_eq(p.n_kernels, 2);  // dropout, dropout_grad
+  ck_assert_str_eq(p.steps.v[0].fn, p.steps.v[1].fn);
+  IrValues ref;
+  fill_inputs(&ref, 42);
+  IrEvalMode mode = {.training = true, .seed = 99};
+  ck_assert_msg(ir_eval(&g, &ref, NULL, &mode, &d), "reference failed: %s", d.msg);
+  bind_inputs(&p, &ref);
+  *p.seed = 99;
+  run_ok(&p, 2, "shared");
+  const IrNode *nodes[] = {a, b, ga, gb};
+  for (int k = 0; k < 4; k++) compare_dropout(nodes[k], p.value[nodes[k]->id], ref.v[nodes[k]->id], "shared");
+  int64_t differ = 0;  // the two masks are not one
+  for (int64_t j = 0; j < 2400; j++) differ += (((float *)p.value[a->id])[j] == 0) != (((float *)p.value[b->id])[j] == 0);
+  ck_assert_int_gt(differ, 100);
+  ir_values_free(&ref);
+  cg_program_free(&p);
+}
+END_TEST
+
 START_TEST(test_dropout_masks_change_with_the_seed) {
   IrNode *x = input("x", DT_F32, shp(1, 1000), 0.5, 2);
   IrNode *y = op(IR_OP_DROPOUT, "drop", 1, x);
@@ -1061,6 +1096,7 @@ static Suite *jit_suite(void) {
   tcase_add_test(tc, test_gather_bad_index_names_the_right_node_of_two_alike);
   tcase_add_test(tc, test_cross_entropy_bad_label_reports_the_node);
   tcase_add_loop_test(tc, test_dropout_in_training_draws_the_reference_masks_for_the_run_time_seed, 0, N_SIZES);
+  tcase_add_test(tc, test_dropouts_alike_share_a_kernel_and_keep_their_masks);
   tcase_add_test(tc, test_dropout_masks_change_with_the_seed);
   suite_add_tcase(s, tc);
   return s;
