@@ -487,6 +487,43 @@ START_TEST(test_matmul_matches_reference) {
   check_graph(500 + (uint64_t)_i);
 }
 END_TEST
+
+// The kernels are compiled in parts on several threads (codegen/objects.c): on 1, on 3 and
+// whole (the dump path: one module optimised at once) they compute the same bits.
+START_TEST(test_compiled_in_parts_or_whole_the_same_bits) {
+  IrNode *a = input("a", DT_F32, shp(2, 33, 65), -1, 1);
+  IrNode *b = input("b", DT_F32, shp(2, 65, 17), -1, 1);
+  IrNode *ab = op(IR_OP_MATMUL, "ab", 2, a, b);
+  IrNode *gl = op(IR_OP_GELU, "gelu", 1, ab);
+  op(IR_OP_SOFTMAX, "softmax", 1, gl);
+  op(IR_OP_REDUCE_SUM, "sum", 1, op(IR_OP_EXP, "exp", 1, a));
+  finish_ok();
+  IrValues in;
+  fill_inputs(&in, 61);
+  char dir[] = "/tmp/kiln_test_partsXXXXXX";
+  ck_assert(mkdtemp(dir));
+  void **first = NULL;
+  for (int k = 0; k < 3; k++) {
+    CgOptions opt = {.vector_floats = 16, .tuning = test_tuning()};
+    opt.tuning.threads = k == 1 ? 3 : 1;
+    if (k == 2) opt.dump_dir = dir;
+    CgProgram p;
+    ck_assert_msg(cg_compile(&g, NULL, &opt, &p, &d), "compile failed: %s", d.msg);
+    ck_assert_int_ge(p.n_kernels, 4);
+    bind_inputs(&p, &in);
+    run_ok(&p, 1, "parts");
+    if (first) expect_same(&p, first, false, k == 1 ? "3 threads" : "whole");
+    first = snapshot(&p);
+    cg_program_free(&p);
+  }
+  for (int i = 0; i < g.n_nodes; i++) free(first[i]);
+  free(first);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  ck_assert_int_eq(system(cmd), 0);
+  ir_values_free(&in);
+}
+END_TEST
 #endif
 
 // ---------------------------------------------------------------------------------------
@@ -1077,6 +1114,7 @@ static Suite *jit_suite(void) {
   tcase_add_test(tc, test_full_and_iota_in_every_dtype);
 #ifndef KILN_TEST_NO_MATMUL
   tcase_add_loop_test(tc, test_matmul_matches_reference, 0, 5);
+  tcase_add_test(tc, test_compiled_in_parts_or_whole_the_same_bits);
 #endif
   tcase_add_loop_test(tc, test_reshape_copies_in_every_dtype, 0, N_SIZES);
   tcase_add_test(tc, test_permute_contiguous_and_strided);
