@@ -107,6 +107,7 @@ LLVMValueRef cg_sigmoid(Cg *cg, LLVMValueRef x);
 
 // ---- JIT ------------------------------------------------------------------------------
 typedef struct CgJit CgJit;
+bool cg_verify(Cg *cg, Diag *d);  // LLVMVerifyModule: a failure is an internal error
 // Verifies the module (LLVMVerifyModule), optimises it (default<O3> on cg's target
 // machine) and writes it to dump_dir if set: what the JIT and AOT objects share.
 bool cg_optimise(Cg *cg, Diag *d);

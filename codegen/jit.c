@@ -58,7 +58,7 @@ static bool dump_module(Cg *cg, Diag *d) {
   return true;
 }
 
-bool cg_optimise(Cg *cg, Diag *d) {
+bool cg_verify(Cg *cg, Diag *d) {
   char *err = NULL;
   if (LLVMVerifyModule(cg->mod, LLVMReturnStatusAction, &err)) {
     diag_error(d, "internal error: generated LLVM module %s does not verify: %.1500s", cg->name, err);
@@ -66,6 +66,11 @@ bool cg_optimise(Cg *cg, Diag *d) {
     return false;
   }
   LLVMDisposeMessage(err);
+  return true;
+}
+
+bool cg_optimise(Cg *cg, Diag *d) {
+  if (!cg_verify(cg, d)) return false;
   LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
   LLVMErrorRef e = LLVMRunPasses(cg->mod, "default<O3>", cg->tm, po);
   LLVMDisposePassBuilderOptions(po);

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <llvm-c/Analysis.h>
 #include <llvm-c/BitReader.h>
 #include <llvm-c/BitWriter.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -101,13 +100,7 @@ static int find(int *up, int i) {
 
 bool cg_emit_objects(Cg *cg, int threads, LLVMMemoryBufferRef *objs, int *n_objs, Diag *d) {
   *n_objs = 0;
-  char *verr = NULL;
-  if (LLVMVerifyModule(cg->mod, LLVMReturnStatusAction, &verr)) {
-    diag_error(d, "internal error: generated LLVM module %s does not verify: %.1500s", cg->name, verr);
-    LLVMDisposeMessage(verr);
-    return false;
-  }
-  LLVMDisposeMessage(verr);
+  if (!cg_verify(cg, d)) return false;
   int n = 0;
   for (LLVMValueRef f = LLVMGetFirstFunction(cg->mod); f; f = LLVMGetNextFunction(f))
     n += !LLVMIsDeclaration(f);
