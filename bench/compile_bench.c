@@ -1,7 +1,8 @@
 // compile_bench: how long kiln takes to compile a model's program, and where the time goes,
 // without running it: wall and CPU time (user+sys of every thread) of kiln_compile for the
 // inference program, or of kiln_trainer_open for the pre-training step program (--train).
-// usage: build/bench/compile_bench MODEL [--train] [--set NAME=VALUE]... [--dump-llvm DIR]
+// usage: build/bench/compile_bench MODEL [--train] [--set NAME=VALUE]... [--threads N] [--dump-llvm DIR]
+// (--threads: the threads that compile, RtTuning.threads; default every core)
 // Prints kernels, steps, compile_ms (wall) and its split (lower, llvm, buffers), cpu_ms.
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,17 +20,20 @@ static double cpu_ms(void) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: compile_bench MODEL [--train] [--set NAME=VALUE]... [--dump-llvm DIR]\n");
+    fprintf(stderr, "usage: compile_bench MODEL [--train] [--set NAME=VALUE]... [--threads N] [--dump-llvm DIR]\n");
     return 2;
   }
   KilnSet sets[64];
   int n_sets = 0;
   bool train = false;
   const char *dump = NULL;
+  int threads = 0;  // compile threads (RtTuning.threads): 0, every core
   for (int i = 2; i < argc; i++) {
     char *eq = i + 1 < argc && !strcmp(argv[i], "--set") ? strchr(argv[i + 1], '=') : NULL;
     if (!strcmp(argv[i], "--train")) {
       train = true;
+    } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+      threads = atoi(argv[++i]);
     } else if (!strcmp(argv[i], "--dump-llvm") && i + 1 < argc) {
       dump = argv[++i];
     } else if (eq && n_sets < 64) {
@@ -41,7 +45,7 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  KilnOptions ko = {.sets = sets, .n_sets = n_sets, .dump_llvm = dump};
+  KilnOptions ko = {.sets = sets, .n_sets = n_sets, .dump_llvm = dump, .tuning = {.threads = threads}};
   Diag d = {0};
   KilnModel *m = NULL;
   KilnTrainer *t = NULL;
