@@ -109,7 +109,8 @@ LLVMValueRef cg_sigmoid(Cg *cg, LLVMValueRef x);
 typedef struct CgJit CgJit;
 bool cg_verify(Cg *cg, Diag *d);  // LLVMVerifyModule: a failure is an internal error
 // Verifies the module (LLVMVerifyModule), optimises it (default<O3> on cg's target
-// machine) and writes it to dump_dir if set: what the JIT and AOT objects share.
+// machine) and writes it to dump_dir if set: the whole module at once (AOT
+// objects; the JIT when dumping).
 bool cg_optimise(Cg *cg, Diag *d);
 // Optimises and compiles the module's kernels on the tuning's threads (every core when 0;
 // cg_emit_objects) and loads the objects into a new LLJIT; with a dump_dir, cg_optimise
