@@ -60,7 +60,9 @@ bool cg_aot_write_tables(FILE *f, const RtProgram *p, const CgAotTables *t, Diag
   fprintf(f, "\nstatic const RtBuf bufs[%d] = {\n", p->n_bufs);
   for (int b = 0; b < p->n_bufs; b++) {
     const RtBuf *rb = &p->bufs[b];
-    fprintf(f, "  {%s, %d, %zu, %zu},", kinds[rb->kind], rb->alias, rb->bytes, rb->offset);
+    if (rb->kind == RT_BUF_CONST)  // dropout's stream tables: training only, never compiled AOT
+      return diag_error(d, "%s: internal error: a constant buffer in an AOT program", p->name);
+    fprintf(f, "  {%s, %d, %zu, %zu, NULL},", kinds[rb->kind], rb->alias, rb->bytes, rb->offset);
     if (b < p->n_nodes) fprintf(f, "  // %d\n", b);
     else if (b < p->n_bufs - 2) fprintf(f, "  // scratch %d\n", b - p->n_nodes);
     else fprintf(f, "  // %s\n", b == p->n_bufs - 2 ? "status" : "seed");

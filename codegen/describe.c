@@ -35,8 +35,8 @@ static const IrNode *output_node(const IrGraph *g, int j, const char **name) {
   return g->losses[j - g->n_outputs].node;
 }
 
-// Buffers: node values, scratch, status word, seed; placed by the memory plan mem (NULL:
-// each of its own).
+// Buffers: node values, scratch, the steps' stream tables, status word, seed; placed by the
+// memory plan mem (NULL: each of its own).
 static void place_buffers(const IrGraph *g, const bool *need, const CgSteps *steps,
                           const CgMemory *mem, bool planned, RtBuf *bufs) {
   int nn = g->n_nodes, ns = steps->n_scratch;
@@ -45,29 +45,44 @@ static void place_buffers(const IrGraph *g, const bool *need, const CgSteps *ste
     RtBuf *b = &bufs[i];
     *b = (RtBuf){.kind = RT_BUF_NONE, .alias = -1, .bytes = mem->node_bytes[i]};
     if (!need[i]) continue;
-    if (ir_op_is_view(n->op)) *b = (RtBuf){RT_BUF_ALIAS, cg_memory_root(g, i), b->bytes, 0};
+    if (ir_op_is_view(n->op)) *b = (RtBuf){RT_BUF_ALIAS, cg_memory_root(g, i), b->bytes, 0, NULL};
     else if (planned && mem->node_offset[i] != CG_NO_OFFSET)
-      *b = (RtBuf){RT_BUF_ARENA, -1, b->bytes, mem->node_offset[i]};
+      *b = (RtBuf){RT_BUF_ARENA, -1, b->bytes, mem->node_offset[i], NULL};
     else b->kind = RT_BUF_OWN;
   }
   for (int k = 0; k < ns; k++)
     bufs[nn + k] = (RtBuf){planned ? RT_BUF_ARENA : RT_BUF_OWN, -1, mem->scratch_bytes[k],
-                           planned ? mem->scratch_offset[k] : 0};
-  bufs[nn + ns] = (RtBuf){RT_BUF_OWN, -1, 4 * sizeof(int64_t), 0};
-  bufs[nn + ns + 1] = (RtBuf){RT_BUF_OWN, -1, sizeof(uint64_t), 0};
+                           planned ? mem->scratch_offset[k] : 0, NULL};
+  int c = nn + ns;
+  for (int s = 0; s < steps->n; s++)
+    for (int a = 0; a < steps->v[s].n_args; a++)
+      if (steps->v[s].args[a].kind == CG_ARG_STREAMS)
+        bufs[c++] = (RtBuf){RT_BUF_CONST, -1, sizeof steps->v[s].streams, 0, steps->v[s].streams};
+  bufs[c] = (RtBuf){RT_BUF_OWN, -1, 4 * sizeof(int64_t), 0, NULL};
+  bufs[c + 1] = (RtBuf){RT_BUF_OWN, -1, sizeof(uint64_t), 0, NULL};
 }
 
-static int arg_buffer(int nn, const CgSteps *steps, CgArg a) {
+// Stream tables a step list carries (one constant buffer each).
+static int count_streams(const CgSteps *steps) {
+  int n = 0;
+  for (int s = 0; s < steps->n; s++)
+    for (int a = 0; a < steps->v[s].n_args; a++) n += steps->v[s].args[a].kind == CG_ARG_STREAMS;
+  return n;
+}
+
+// The buffer id of argument a; *next_const: the id of the next stream table.
+static int arg_buffer(int nn, int n_bufs, CgArg a, int *next_const) {
   return a.kind == CG_ARG_NODE      ? a.id
          : a.kind == CG_ARG_SCRATCH ? nn + a.id
-         : a.kind == CG_ARG_STATUS  ? nn + steps->n_scratch
-                                    : nn + steps->n_scratch + 1;
+         : a.kind == CG_ARG_STREAMS ? (*next_const)++
+         : a.kind == CG_ARG_STATUS  ? n_bufs - 2
+                                    : n_bufs - 1;
 }
 
 bool cg_describe(const IrGraph *g, const bool *need, const bool *want, const CgSteps *steps,
                  bool planned, const CgLookup *lookup, RtProgram *out, MemStats *stats, Diag *d) {
   memset(out, 0, sizeof *out);
-  int nn = g->n_nodes, ns = steps->n_scratch, n_bufs = nn + ns + 2;
+  int nn = g->n_nodes, ns = steps->n_scratch, n_bufs = nn + ns + count_streams(steps) + 2, next_const = nn + ns;
   int n_in = 0, n_par = 0, n_out = g->n_outputs + g->n_losses, n_args = 0, n_checks = 0;
   for (int i = 0; i < nn; i++) {
     n_in += g->nodes[i]->op == IR_OP_INPUT;
@@ -122,7 +137,7 @@ bool cg_describe(const IrGraph *g, const bool *need, const bool *want, const CgS
                             .needs = needs[cs->node], .feeds = feeds[cs->node]};
     memcpy(&st[s].fn, &fn, sizeof fn);  // object to function pointer without a cast
     for (int a = 0; a < cs->n_args; a++) {
-      arg_ids[at++] = arg_buffer(nn, steps, cs->args[a]);
+      arg_ids[at++] = arg_buffer(nn, n_bufs, cs->args[a], &next_const);
       if (cs->args[a].kind == CG_ARG_STATUS && !has_check[cs->node]) {
         has_check[cs->node] = true;
         checks[n_checks++] = check_of(g->nodes[cs->node]);

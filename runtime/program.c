@@ -37,6 +37,7 @@ bool rt_instance_create(const RtProgram *p, bool poison, RtInstance *in, Diag *d
   for (int b = 0; b < p->n_bufs; b++) {
     const RtBuf *rb = &p->bufs[b];
     if (rb->kind == RT_BUF_ARENA) in->buf[b] = (char *)in->arena + rb->offset;
+    if (rb->kind == RT_BUF_CONST) memcpy(&in->buf[b], &rb->data, sizeof rb->data);  // kernels only read it
     if (rb->kind == RT_BUF_OWN && !(in->buf[b] = rt_alloc_buffer(rb->bytes, poison))) {
       rt_instance_free(in);
       return diag_error(d, "out of memory for the model's buffers (%zu bytes)", rb->bytes);

@@ -34,15 +34,18 @@ typedef enum {
   RT_BUF_OWN,    // an allocation of its own (parameters, inputs, or no memory plan)
   RT_BUF_ARENA,  // at `offset` in the arena
   RT_BUF_ALIAS,  // the memory of buffer `alias` (a reshape of it)
+  RT_BUF_CONST,  // `data`, read-only data of the description (a step's dropout streams)
 } RtBufKind;
 
-// Buffer ids: 0..n_nodes-1 node values (by IR node id), then scratch buffers, then the
-// status word (int64_t[4], id n_bufs - 2) and the seed (uint64_t[1], id n_bufs - 1).
+// Buffer ids: 0..n_nodes-1 node values (by IR node id), then scratch buffers, then constant
+// ones, then the status word (int64_t[4], id n_bufs - 2) and the seed (uint64_t[1], id
+// n_bufs - 1).
 typedef struct RtBuf {
   int kind;       // RtBufKind
   int alias;      // RT_BUF_ALIAS: the buffer it shares (never an alias itself)
   size_t bytes;   // the value's size (aliases too)
   size_t offset;  // RT_BUF_ARENA
+  const void *data;  // RT_BUF_CONST
 } RtBuf;
 
 typedef struct RtProgramStep {
