@@ -73,7 +73,10 @@ typedef struct Run {
   bool stopped;      // by a signal, after writing a checkpoint
   DistComm *comm;    // under mpirun, else NULL
   bool lead;         // rank 0 (or alone): prints, evaluates, writes
+  RtTrace trace;     // --trace: the first TRACE_STEPS steps
 } Run;
+
+enum { TRACE_STEPS = 20 };
 
 // --eval-data: scores the current weights, one line on stderr; adds its time to *seconds.
 static bool eval_now(Run *r, int64_t step, bool tty, double *seconds, Diag *d) {
@@ -126,6 +129,7 @@ static bool train(Run *r, Diag *d) {
   if (r->has_eval && !eval_now(r, done, tty, &eval_s, d)) return false;
   char path[4096];
   double wait_s = 0, reduce_bytes = 0;
+  if (!cli_trace_begin(o, kiln_trainer_model(t), TRACE_STEPS, &r->trace, d)) return false;
   for (int64_t step = done; step < steps; step++) {
     if (step + 1 == o->test_interrupt_at) raise(SIGINT);
     if (step + 1 == o->test_await_signal_at) {
@@ -155,6 +159,7 @@ static bool train(Run *r, Diag *d) {
     if (stop) {
       r->stopped = true;
       if (!r->lead) return true;
+      if (!cli_trace_end(o, kiln_trainer_model(t), &r->trace, d)) return false;
       fprintf(stderr, "%skiln: %s after step %lld of %lld; checkpoint written to %s\n"
               "kiln: to continue, run the same command with --resume %s (same --steps, --seed "
               "and --data give the weights of an uninterrupted run)\n", tty ? "\n" : "",
@@ -168,7 +173,8 @@ static bool train(Run *r, Diag *d) {
     fprintf(stderr, "kiln: all-reduce of %.2f MB of gradients a step%s; waited for it %.1f ms a step after the "
             "backward (steps after the first)\n", reduce_bytes / 1e6,
             o->dist_no_overlap ? " (KILN_DIST_NO_OVERLAP)" : "", wait_s * 1e3 / (double)(steps - done - 1));
-  if (!kiln_trainer_save(t, o->output, steps, false, d)) return false;
+  if (!kiln_trainer_save(t, o->output, steps, false, d) || !cli_trace_end(o, kiln_trainer_model(t), &r->trace, d))
+    return false;
   fprintf(stderr, "kiln: trained %lld steps; wrote %d parameters to %s\n", (long long)(steps - done),
           kiln_trainer_n_params(t), o->output);
   return true;
@@ -226,6 +232,7 @@ int cmd_train(const CliOptions *o) {
     dist_abort(r.comm, EXIT_USER);  // the others may wait in a collective: end them too
   }
   if (r.has_eval) fe_eval_free(&r.eval);
+  rt_trace_free(&r.trace);  // a run that failed writes no trace
   kiln_trainer_free(r.t);
   dist_finalize(r.comm);
   return !ok ? EXIT_USER : r.stopped ? EXIT_INTERRUPTED : 0;

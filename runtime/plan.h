@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "runtime/trace.h"
+
 typedef void (*RtKernel)(void **bufs, int64_t begin, int64_t end);
 
 typedef struct RtStep {
@@ -45,5 +47,8 @@ void rt_plan_run_profiled(const RtPlan *p, int threads, double *step_ms);
 typedef void (*RtStepHook)(void *ctx, int step);
 void rt_plan_run_phase(const RtPlan *p, int threads, const unsigned char *phase, int which, RtStepHook after,
                        void *ctx);
+// rt_plan_run that records every thread's spans into t (runtime/trace.h), when the run fits
+// in every track; otherwise it runs untraced and counts t->runs_dropped.
+void rt_plan_run_traced(const RtPlan *p, int threads, RtTrace *t);
 
 #endif

@@ -15,6 +15,7 @@
 #include "runtime/dtype.h"
 #include "runtime/safetensors.h"
 #include "runtime/text.h"
+#include "tests/check_run.h"
 
 // --- fixtures: one fresh temporary directory per test ----------------------------------
 
@@ -578,11 +579,22 @@ START_TEST(test_write_rejects_bad_tensors_and_cleans_up) {
   EXPECT_REFUSED(d3, "__metadata__");
   ck_assert_int_eq(count_dir_entries(), 0);
 
-  // The target is a directory: the rename fails and the temporary file is removed.
+  // The target is a directory, or a symlink (which writing would replace by a regular
+  // file): refused before anything is written, and left as it was.
   ck_assert_int_eq(mkdir(path, 0755), 0);
   Diag d4 = {0};
   ck_assert(!st_write(path, dup, 1, &d4));
-  EXPECT_REFUSED(d4, "out.safetensors", "rename");
+  EXPECT_REFUSED(d4, "out.safetensors", "is a directory");
+  ck_assert_int_eq(count_dir_entries(), 1);
+  char link[8300];
+  snprintf(link, sizeof link, "%s", in_dir("link.safetensors"));
+  ck_assert_int_eq(symlink(path, link), 0);
+  Diag d6 = {0};
+  ck_assert(!st_write(link, dup, 1, &d6));
+  EXPECT_REFUSED(d6, "link.safetensors", "is a symbolic link");
+  struct stat lsb;
+  ck_assert(lstat(link, &lsb) == 0 && S_ISLNK(lsb.st_mode));
+  ck_assert_int_eq(unlink(link), 0);
   ck_assert_int_eq(count_dir_entries(), 1);
 
   Diag d5 = {0};
@@ -911,10 +923,4 @@ static Suite *safetensors_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(safetensors_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed != 0;
-}
+int main(void) { return check_run(safetensors_suite()); }
