@@ -378,6 +378,7 @@ static const Case cases[] = {
   {{"check", "bad/negative_dim.json"}, 1, {"negative_dim.json", "params[0]", "shape[1]", "dims must be positive"}},
   {{"check", "bad/zero_dim.json"}, 1, {"zero_dim.json", "inputs[0]", "shape[0]", "\"batch\" is 0"}},
   {{"check", "bad/rank_too_big.json"}, 1, {"rank_too_big.json", "inputs[0]", "rank 9 exceeds 8"}},
+  {{"check", "bad/full_int_range.json"}, 1, {"full_int_range.json", "nodes[0]", "\"big\"", "full", "3e+09", "i32 can hold"}},
   {{"check", "bad/numel_overflow.json"}, 1, {"numel_overflow.json", "params[0]", "\"w\"", "more than 2^48 elements"}},
   // --- config arithmetic and templates ------------------------------------------------
   {{"check", "bad/div_zero_shape.json"}, 1, {"div_zero_shape.json", "inputs[0]", "shape[1]", "division by zero"}},
