@@ -197,10 +197,13 @@ bool cg_program_status(const CgProgram *p, Diag *d) {
                       n->where, n->name, ir_ops[n->op].name, value,
                       (long long)ranged->dim[axis], index);
   }
-  if (code == CG_STATUS_CAST_RANGE) {
+  if (code == CG_STATUS_CAST_RANGE || code == CG_STATUS_TARGET_RANGE) {
     uint32_t bits = (uint32_t)value;
     float f;
     memcpy(&f, &bits, sizeof f);
+    if (code == CG_STATUS_TARGET_RANGE)
+      return diag_error(d, "%s \"%s\": %s: target element %lld is %g; a target must be a "
+                        "probability, >= 0", n->where, n->name, ir_ops[n->op].name, index, (double)f);
     return diag_error(d, "%s \"%s\": %s: element %lld is %g, which %s cannot hold", n->where,
                       n->name, ir_ops[n->op].name, index, (double)f, dt_name(n->dtype));
   }

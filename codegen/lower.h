@@ -55,6 +55,7 @@ enum {
   CG_STATUS_LABEL_RANGE = 2,  // value: the label
   CG_STATUS_CAST_RANGE = 3,   // value: the f32 bits of a float an integer cannot hold
   CG_STATUS_INT_OVERFLOW = 4, // an integer result outside its dtype
+  CG_STATUS_TARGET_RANGE = 5, // value: the f32 bits of a kl_div target that is < 0 or NaN
 };
 
 // ---------------------------------------------------------------------------------------

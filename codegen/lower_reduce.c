@@ -158,7 +158,8 @@ static LLVMValueRef reduce_row(Cg *cg, const Reduce *r, LLVMValueRef row, int64_
 // A checked sum's lane k, to be stored at output element at + k: reported if outside et.
 static void check_sum(Cg *cg, const Reduce *r, LLVMValueRef v, LLVMValueRef at) {
   unsigned bits = LLVMGetIntTypeWidth(r->et);
-  LLVMValueRef lo = LLVMConstInt(r->acc, (unsigned long long)(bits == 32 ? INT32_MIN : INT64_MIN), 1);
+  long long min = bits == 32 ? INT32_MIN : INT64_MIN;
+  LLVMValueRef lo = LLVMConstInt(r->acc, (unsigned long long)min, 1);
   LLVMValueRef hi = LLVMConstInt(r->acc, bits == 32 ? INT32_MAX : INT64_MAX, 1);
   for (int k = 0; k < lanes_of(v); k++) {
     LLVMValueRef x = lanes_of(v) == 1 ? v : LLVMBuildExtractElement(cg->b, v, cg_i64(cg, k), "");

@@ -157,10 +157,13 @@ static bool status_error(const RtAot *a, Diag *d) {
   if (code == 1)
     return diag_error(d, "%s \"%s\": %s: index %lld out of range [0, %lld) at element %lld",
                       c->where, c->name, c->op, value, (long long)c->range, index);
-  if (code == 3) {
+  if (code == 3 || code == 5) {
     uint32_t bits = (uint32_t)value;
     float f;
     memcpy(&f, &bits, sizeof f);
+    if (code == 5)
+      return diag_error(d, "%s \"%s\": %s: target element %lld is %g; a target must be a "
+                        "probability, >= 0", c->where, c->name, c->op, index, (double)f);
     return diag_error(d, "%s \"%s\": %s: element %lld is %g, which %s cannot hold", c->where,
                       c->name, c->op, index, (double)f, c->dtype);
   }

@@ -169,6 +169,9 @@ st.write(f"{d}/w_missing_table.safetensors", {"w": w["w"]})
 st.write(f"{d}/w_misshaped.safetensors", {"w": w["w"].T.copy(), "table": w["table"]})
 st.write(f"{d}/empty.safetensors", {})
 st.write(f"{d}/in_a_big.safetensors", {"a": np.array([2**31 - 1, 3], np.int32)})
+lp = np.full((2, 2), -1, np.float32)
+st.write(f"{d}/in_kl_negative.safetensors", {"lp": lp, "t": np.array([[.5, .5], [-.5, .5]], np.float32)})
+st.write(f"{d}/in_kl_nan.safetensors", {"lp": lp, "t": np.array([[.5, .5], [np.nan, .5]], np.float32)})
 EOF
 }
 bad_setup
@@ -224,6 +227,8 @@ backends_agree() {  # backends_agree MODEL INPUTS (a model of tests/bad/ without
 }
 check "aot: i32 mul overflow: jit, ref and executable say the same" backends_agree i32_overflow.json in_a_big.safetensors
 check "aot: i32 reduce_sum overflow: jit, ref and executable say the same" backends_agree reduce_sum_overflow.json in_a_big.safetensors
+check "aot: a negative kl_div target: jit, ref and executable say the same" backends_agree kl_div_target.json in_kl_negative.safetensors
+check "aot: a NaN kl_div target: jit, ref and executable say the same" backends_agree kl_div_target.json in_kl_nan.safetensors
 converts() {  # a safe conversion (whole f32 ids) is accepted, as by kiln run
   local d="$work/bad"
   "$kiln" run "$root/tests/bad/tiny_ok.json" --weights "$d/w.safetensors" --inputs "$d/in_ids_f32_whole.safetensors" -o "$d/r.safetensors"

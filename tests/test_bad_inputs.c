@@ -241,6 +241,13 @@ static void write_input_files(void) {
   write_st("in_i32_big.safetensors",
            "{\"a\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]}}", big_a, sizeof big_a);
   write_st("empty_weights.safetensors", "{}", NULL, 0);
+  // kl_div_target.json: lp, t f32[2,2]; t[2] is -0.5, then NaN.
+  float kl[8] = {-1, -1, -1, -1, 0.5f, 0.5f, -0.5f, 0.5f};
+#define KL_IN "{\"lp\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}," \
+              "\"t\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[16,32]}}"
+  write_st("in_kl_negative.safetensors", KL_IN, kl, sizeof kl);
+  kl[6] = NAN;
+  write_st("in_kl_nan.safetensors", KL_IN, kl, sizeof kl);
 }
 
 // Model files too large to keep in tests/bad/. config_chain.json: 50000 config entries, each
@@ -459,6 +466,14 @@ static const Case cases[] = {
   {{"run", "bad/reduce_sum_overflow.json", "--backend", "ref", "--weights", "tmp/empty_weights.safetensors",
     "--inputs", "tmp/in_i32_big.safetensors", "-o", "tmp/out.safetensors"},
    1, {"reduce_sum_overflow.json: nodes[0] \"total\": reduce_sum: element 0 overflows: i32 cannot hold the result"}},
+#define KL_RUN(in) "run", "bad/kl_div_target.json", "--weights", "tmp/empty_weights.safetensors", \
+                   "--inputs", "tmp/" in, "-o", "tmp/out.safetensors"
+#define KL_SAYS(v) "kl_div_target.json: nodes[0] \"kl\": kl_div: target element 2 is " v \
+                   "; a target must be a probability, >= 0"
+  {{KL_RUN("in_kl_negative.safetensors")}, 1, {KL_SAYS("-0.5")}},
+  {{KL_RUN("in_kl_negative.safetensors"), "--backend", "ref"}, 1, {KL_SAYS("-0.5")}},
+  {{KL_RUN("in_kl_nan.safetensors")}, 1, {KL_SAYS("nan")}},
+  {{KL_RUN("in_kl_nan.safetensors"), "--backend", "ref"}, 1, {KL_SAYS("nan")}},
   {{"run", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--inputs",
     "tmp/in_ok.safetensors", "-o", "tmp/no_such_dir/out.safetensors"},
    1, {"no_such_dir/out.safetensors", "cannot create"}},

@@ -894,6 +894,37 @@ END_TEST
 // ---------------------------------------------------------------------------------------
 // Data errors: reported through the status word, naming the node; nothing read outside.
 
+static void negative_target(double *v, int64_t n) { v[n / 2] = -0.25; v[n - 1] = -1; }
+static void nan_target(double *v, int64_t n) { v[n / 3] = NAN; v[n - 1] = -1; }
+
+// A kl_div target below 0 or NaN: the JIT says what the reference says (the first such
+// element), for either of two nodes of one signature.
+START_TEST(test_kl_div_bad_target_says_what_the_reference_says) {
+  IrNode *lp = input("lp", DT_F32, shp(2, 4, 37), -5, 0), *t = input("t", DT_F32, shp(2, 4, 37), 0, 1);
+  IrNode *lp2 = input("lp2", DT_F32, shp(2, 4, 37), -5, 0), *t2 = input("t2", DT_F32, shp(2, 4, 37), 0, 1);
+  edit_input(_i ? t2 : t, _i ? nan_target : negative_target);
+  op(IR_OP_KL_DIV, "kl", 2, lp, t);
+  op(IR_OP_KL_DIV, "kl2", 2, lp2, t2);
+  finish_ok();
+  IrValues ref;
+  fill_inputs(&ref, 1750 + (uint64_t)_i);
+  IrEvalMode mode = {.training = false};
+  Diag want = {0};
+  ck_assert(!ir_eval(&g, &ref, NULL, &mode, &want));
+  ck_assert_msg(strstr(want.msg, _i ? "\"kl2\": kl_div: target element 49 is nan"
+                                    : "\"kl\": kl_div: target element 74 is -0.25"), "%s", want.msg);
+  CgProgram p;
+  compile_ok(&p, 8);
+  bind_inputs(&p, &ref);
+  rt_plan_run(&p.plan, 2);
+  Diag e = {0};
+  ck_assert_msg(!cg_program_status(&p, &e), "no error; the reference says %s", want.msg);
+  ck_assert_str_eq(e.msg, want.msg);
+  cg_program_free(&p);
+  ir_values_free(&ref);
+}
+END_TEST
+
 static void bad_row_three(double *v, int64_t n) {
   v[3] = 1000;   // one past the table
   v[n - 1] = -1;
@@ -1111,6 +1142,7 @@ static Suite *jit_suite(void) {
   tcase_add_loop_test(tc, test_layernorm_matches_reference, 0, N_SIZES);
   tcase_add_loop_test(tc, test_cross_entropy_matches_reference, 0, 6);
   tcase_add_loop_test(tc, test_kl_div_matches_reference, 0, N_SIZES);
+  tcase_add_loop_test(tc, test_kl_div_bad_target_says_what_the_reference_says, 0, 2);
   tcase_add_test(tc, test_gather_bad_index_reports_the_node);
   tcase_add_test(tc, test_gather_bad_index_names_the_right_node_of_two_alike);
   tcase_add_test(tc, test_cross_entropy_bad_label_reports_the_node);
