@@ -252,17 +252,23 @@ static void write_input_files(void) {
 
 // Model files too large to keep in tests/bad/. config_chain.json: 50000 config entries, each
 // defined as the next (fuzzing the frontend, tests/fuzz/fuzz_model: evaluating c0 recursed
-// 50000 deep and overflowed the stack, after 36 s of linear config lookups at -O2).
-static void write_model_files(void) {
-  enum { N = 50000 };
+// 50000 deep and overflowed the stack, after 36 s of linear config lookups at -O2);
+// config_chain_5000.json: 5000, a chain deeper than the 4096 evaluation allows whatever
+// --max-config says.
+static void write_config_chain(const char *name, int N) {
   char *buf = malloc((size_t)N * 32 + 256);
   ck_assert_ptr_nonnull(buf);
   size_t n = (size_t)sprintf(buf, "{\"format\": \"kiln-model/1\", \"config\": {");
   for (int i = 0; i < N - 1; i++) n += (size_t)sprintf(buf + n, "\"c%d\": \"c%d\", ", i, i + 1);
   n += (size_t)sprintf(buf + n, "\"c%d\": 1},\n \"inputs\": [{\"name\": \"x\", \"dtype\": \"f32\", "
                        "\"shape\": [\"c0\"]}], \"outputs\": [\"x\"]}\n", N - 1);
-  write_file("config_chain.json", buf, n);
+  write_file(name, buf, n);
   free(buf);
+}
+
+static void write_model_files(void) {
+  write_config_chain("config_chain.json", 50000);
+  write_config_chain("config_chain_5000.json", 5000);
 }
 
 // tiny_ok.json's weights come from `kiln init`; the corrupt copies start from them.
@@ -394,7 +400,14 @@ static const Case cases[] = {
   {{"check", "bad/unknown_config_name.json"}, 1, {"unknown_config_name.json", "inputs[0]", "unknown name \"batch_size\""}},
   {{"check", "bad/config_self_ref.json"}, 1, {"config_self_ref.json", "config.a", "defined in terms of itself"}},
   {{"check", "bad/config_syntax.json"}, 1, {"config_syntax.json", "config.ffn", "unexpected end"}},
-  {{"check", "tmp/config_chain.json"}, 1, {"config_chain.json", "config.c4096", "more than 4096 config entries"}},
+  {{"check", "tmp/config_chain.json"}, 1, {"config_chain.json", "config.c4096", "more than 4096 config entries", "--max-config N"}},
+  {{"check", "tmp/config_chain_5000.json", "--max-config", "6000"}, 1, {"config_chain_5000.json", "config.c", "a chain of more than 4096 entries"}},
+  {{"check", VQA, "--max-config", "5"}, 1, {"visualbert-common.json", "more than 5 config entries", "--max-config N"}},
+  {{"check", "bad/tiny_ok.json", "--max-config", "0"}, 2, {"--max-config must be an integer"}},
+  {{RUN_TINY("in_ok.safetensors"), "--max-memory", "100"}, 1, {"the program needs", "more than the limit of 100 bytes (--max-memory)", "raise it with --max-memory SIZE"}},
+  {{"train", "bad/cast_nan.json", "--weights", "tmp/w.safetensors", "--data", "tmp/in_ok.safetensors",
+    "-o", "tmp/out.safetensors", "--max-memory", "1.5G"}, 2, {"--max-memory must be a size", "\"1.5G\""}},
+  {{RUN_TINY("in_ok.safetensors"), "--max-memory", "0"}, 2, {"--max-memory must be a size"}},
   {{"check", "bad/config_bad_type.json"}, 1, {"config_bad_type.json", "config.batch", "not an array"}},
   {{"check", "bad/sqrt_negative.json"}, 1, {"sqrt_negative.json", "config.scale", "sqrt of a negative"}},
   {{"check", "bad/template_unclosed.json"}, 1, {"template_unclosed.json", "nodes[0]", "'{' without '}'"}},
