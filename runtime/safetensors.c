@@ -567,6 +567,9 @@ static bool write_contents(FILE *fp, const Buf *header, const StTensor *ts, int 
 bool st_write(const char *path, const StTensor *tensors, int n, Diag *d) {
   assert(path && n >= 0 && (n == 0 || tensors));
   if (!check_for_write(path, tensors, n, d)) return false;
+  // Every write, not only -o checked at the entry point (checkpoints OUT.step-N are named
+  // while training): the rename would replace a symlink, FIFO or device by a regular file.
+  if (!rt_output_writable(path, d)) return false;
   Buf header = {0};
   if (!build_header(tensors, n, &header)) {
     free(header.p);
