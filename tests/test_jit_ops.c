@@ -772,6 +772,26 @@ START_TEST(test_int_reduce_sum_is_exact_past_partial_overflow) {
 }
 END_TEST
 
+// The finished graph fails on the reference with a message containing `about` (inputs from
+// seed); the JIT at width W with `threads` threads must report exactly that message.
+static void expect_the_references_error(uint64_t seed, const char *about, int W, int threads) {
+  IrValues ref;
+  fill_inputs(&ref, seed);
+  IrEvalMode mode = {.training = false};
+  Diag want = {0};
+  ck_assert(!ir_eval(&g, &ref, NULL, &mode, &want));
+  ck_assert_msg(strstr(want.msg, about), "%s", want.msg);
+  CgProgram p;
+  compile_ok(&p, W);
+  bind_inputs(&p, &ref);
+  rt_plan_run(&p.plan, threads);
+  Diag e = {0};
+  ck_assert_msg(!cg_program_status(&p, &e), "W=%d: no error; the reference says %s", W, want.msg);
+  ck_assert_str_eq(e.msg, want.msg);
+  cg_program_free(&p);
+  ir_values_free(&ref);
+}
+
 // A sum its dtype cannot hold: the JIT reports what the reference says (the same element,
 // with one thread), for the row and the column kernel, i32 and i64.
 START_TEST(test_int_reduce_sum_overflow_says_what_the_reference_says) {
@@ -783,23 +803,7 @@ START_TEST(test_int_reduce_sum_overflow_says_what_the_reference_says) {
   ax->n = 1;
   ax->ints[0] = _i % 2 ? 0 : 2;  // the column kernel (last axis kept), the row kernel
   finish_ok();
-  IrValues ref;
-  fill_inputs(&ref, 1260 + (uint64_t)_i);
-  IrEvalMode mode = {.training = false};
-  Diag want = {0};
-  ck_assert(!ir_eval(&g, &ref, NULL, &mode, &want));
-  ck_assert_msg(strstr(want.msg, "overflows"), "%s", want.msg);
-  for (int W = 16; W >= 8; W /= 2) {
-    CgProgram p;
-    compile_ok(&p, W);
-    bind_inputs(&p, &ref);
-    rt_plan_run(&p.plan, 1);
-    Diag e = {0};
-    ck_assert_msg(!cg_program_status(&p, &e), "W=%d: no error; the reference says %s", W, want.msg);
-    ck_assert_str_eq(e.msg, want.msg);
-    cg_program_free(&p);
-  }
-  ir_values_free(&ref);
+  for (int W = 16; W >= 8; W /= 2) expect_the_references_error(1260 + (uint64_t)_i, "overflows", W, 1);
 }
 END_TEST
 
@@ -906,22 +910,9 @@ START_TEST(test_kl_div_bad_target_says_what_the_reference_says) {
   op(IR_OP_KL_DIV, "kl", 2, lp, t);
   op(IR_OP_KL_DIV, "kl2", 2, lp2, t2);
   finish_ok();
-  IrValues ref;
-  fill_inputs(&ref, 1750 + (uint64_t)_i);
-  IrEvalMode mode = {.training = false};
-  Diag want = {0};
-  ck_assert(!ir_eval(&g, &ref, NULL, &mode, &want));
-  ck_assert_msg(strstr(want.msg, _i ? "\"kl2\": kl_div: target element 49 is nan"
-                                    : "\"kl\": kl_div: target element 74 is -0.25"), "%s", want.msg);
-  CgProgram p;
-  compile_ok(&p, 8);
-  bind_inputs(&p, &ref);
-  rt_plan_run(&p.plan, 2);
-  Diag e = {0};
-  ck_assert_msg(!cg_program_status(&p, &e), "no error; the reference says %s", want.msg);
-  ck_assert_str_eq(e.msg, want.msg);
-  cg_program_free(&p);
-  ir_values_free(&ref);
+  expect_the_references_error(1750 + (uint64_t)_i, _i ? "\"kl2\": kl_div: target element 49 is nan"
+                                                        : "\"kl\": kl_div: target element 74 is -0.25",
+                              8, 2);
 }
 END_TEST
 
