@@ -3,31 +3,14 @@
 #include <string.h>
 
 #include "api/bind.h"
-
-static bool shape_matches(const IrNode *n, const StTensor *t) {
-  if (t->rank != n->shape.rank) return false;
-  for (int i = 0; i < t->rank; i++)
-    if (t->shape[i] != n->shape.dim[i]) return false;
-  return true;
-}
-
-static const char *st_shape_str(const StTensor *t, char *buf, size_t n) {
-  IrShape s = {.rank = t->rank};
-  for (int i = 0; i < t->rank && i < IR_MAX_RANK; i++) s.dim[i] = t->shape[i];
-  return ir_shape_str(&s, buf, n);
-}
+#include "runtime/program.h"
 
 // Checks t against node n and converts it into n's dtype at dst (refusing lossy
-// conversions).
+// conversions): the runtime's binding check (runtime/program.h), the AOT runner's too.
 static bool convert_into(const IrNode *n, const StTensor *t, const char *file, void *dst, Diag *d) {
-  if (!shape_matches(n, t)) {
-    char a[160], b[160];
-    return diag_error(d, "%s: tensor \"%s\" has shape %s but the model needs %s", file, t->name,
-                      st_shape_str(t, a, sizeof a), ir_shape_str(&n->shape, b, sizeof b));
-  }
-  if (!dt_convert(t->dtype, t->data, n->dtype, dst, (size_t)ir_numel(&n->shape), t->name, d))
-    return diag_prefix(d, "%s: ", file);
-  return true;
+  RtTensor want = {.name = n->name, .dtype = n->dtype, .rank = n->shape.rank};
+  for (int i = 0; i < n->shape.rank; i++) want.shape[i] = n->shape.dim[i];
+  return rt_tensor_convert(&want, t, file, dst, d);
 }
 
 // The reference evaluator's form: doubles.

@@ -23,6 +23,7 @@
 
 #include "runtime/diag.h"
 #include "runtime/safetensors.h"
+#include "runtime/trace.h"
 #include "runtime/tuning.h"
 
 typedef struct KilnModel KilnModel;
@@ -115,6 +116,11 @@ typedef struct KilnStep {
   bool once;           // run after binding parameters only (packing weights)
 } KilnStep;
 KilnStep kiln_step(const KilnModel *m, int s, char *label_buf, size_t label_size);
+// Every later run records what each thread did in each step into t (initialised by the
+// caller with rt_trace_init for the model's threads; NULL stops recording). JIT only.
+bool kiln_trace(KilnModel *m, RtTrace *t, Diag *d);
+// Writes t as Chrome trace-event JSON (Perfetto, chrome://tracing; docs/trace.md), atomically.
+bool kiln_trace_write(const KilnModel *m, const RtTrace *t, const char *path, Diag *d);
 
 // ---- reading ----------------------------------------------------------------------------------
 // The selected output `name` after a run, in its dtype: t->data is valid until the next run.

@@ -333,6 +333,7 @@ static bool run(KilnModel *m, uint64_t seed, double *step_ms, Diag *d) {
   m->prepared = true;
   *m->p.seed = seed;
   if (step_ms) rt_plan_run_profiled(&m->p.plan, m->threads, step_ms);
+  else if (m->trace) rt_plan_run_traced(&m->p.plan, m->threads, m->trace);
   else rt_plan_run(&m->p.plan, m->threads);
   return cg_program_status(&m->p, d);
 }
@@ -345,9 +346,10 @@ bool kiln_run_profiled(KilnModel *m, uint64_t seed, double *step_ms, Diag *d) {
 }
 
 KilnStep kiln_step(const KilnModel *m, int s, char *label_buf, size_t label_size) {
-  const IrNode *n = m->g.nodes[m->p.step_node[s]];
+  const RtProgramStep *st = &m->p.prog.steps[s];
+  const IrNode *n = m->g.nodes[st->node];
   return (KilnStep){.node = n->name, .label = ir_op_label(n, label_buf, label_size),
-                    .kernel = m->p.steps.v[s].fn, .once = m->p.plan.steps[s].once};
+                    .kernel = st->kernel, .once = st->once};
 }
 
 // ---------------------------------------------------------------------------------------

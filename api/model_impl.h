@@ -28,6 +28,7 @@ struct KilnModel {
   const IrNode **inputs, **params;  // the graph's, in graph order
   int n_inputs, n_params;
   bool want_params;  // compile buffers for every parameter, needed or not (the trainer)
+  RtTrace *trace;    // kiln_trace: runs record into it
 };
 
 // kiln_model_open with the optimizer pass in the pipeline (the trainer), when set.

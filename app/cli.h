@@ -41,6 +41,7 @@ typedef struct CliOptions {
   double lr;                    // 0: not given (the optimiser's default)
   bool verbose, help, grad;  // grad: dump/check the joint forward+backward graph
   bool profile;              // bench: time every step and print where the time goes
+  const char *trace;         // bench, train: write a Chrome trace of the runs here
   bool memory;               // check --memory: the memory plan's sizes
   bool train;                // bench: time training steps (forward, backward, update)
   // tokenize, run --text, data synth
@@ -94,5 +95,10 @@ bool cli_pass_disabled(const CliOptions *o, const char *name);
 KilnOptions cli_kiln_options(const CliOptions *o, KilnSet *sets);
 // kiln_model_open(o->model) with ko; prints the error and returns NULL on failure.
 KilnModel *cli_open(const CliOptions *o, const KilnOptions *ko);
+// --trace FILE: the next `runs` runs of m record every thread's steps (cli_trace_begin), then
+// the trace is written to o->trace (cli_trace_end, which frees it). Both do nothing without
+// --trace; both return false with d set on failure.
+bool cli_trace_begin(const CliOptions *o, KilnModel *m, int runs, RtTrace *t, Diag *d);
+bool cli_trace_end(const CliOptions *o, KilnModel *m, RtTrace *t, Diag *d);
 
 #endif

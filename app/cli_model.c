@@ -21,3 +21,23 @@ KilnModel *cli_open(const CliOptions *o, const KilnOptions *ko) {
   cli_error(&d);
   return NULL;
 }
+
+bool cli_trace_begin(const CliOptions *o, KilnModel *m, int runs, RtTrace *t, Diag *d) {
+  *t = (RtTrace){0};
+  if (!o->trace) return true;
+  KilnStats st = kiln_stats(m);
+  if (!rt_trace_init(t, st.threads, runs, st.steps))
+    return diag_error(d, "--trace %s: out of memory for %d runs of %d steps", o->trace, runs, st.steps);
+  return kiln_trace(m, t, d);
+}
+
+bool cli_trace_end(const CliOptions *o, KilnModel *m, RtTrace *t, Diag *d) {
+  if (!o->trace) return true;
+  kiln_trace(m, NULL, d);
+  bool ok = kiln_trace_write(m, t, o->trace, d);
+  if (ok)
+    fprintf(stderr, "kiln: trace of %d runs written to %s (open it in https://ui.perfetto.dev or "
+            "chrome://tracing)\n", (int)t->runs, o->trace);
+  rt_trace_free(t);
+  return ok;
+}

@@ -106,6 +106,11 @@ int cmd_bench(const CliOptions *o) {
     printf("gflop_per_run: %.3f\ngflops: %.1f\n", gflop, gflop / (median / 1e3));
     if (o->profile) ok = print_profile(m, iters, &d);
   }
+  RtTrace tr;
+  if (ok && o->trace && (ok = cli_trace_begin(o, m, iters, &tr, &d))) {
+    for (int i = 0; ok && i < iters; i++) ok = kiln_run(m, 0, &d);
+    ok = cli_trace_end(o, m, &tr, &d) && ok;
+  }
   if (!ok) cli_error(&d);
   free(t);
   st_free(&inf);

@@ -44,9 +44,14 @@ int cmd_bench_train(const CliOptions *o) {
            times[iters - 1]);
     printf("compile_lower_ms: %.1f\ncompile_llvm_ms: %.1f\n", st.lower_ms, st.llvm_ms);
     printf("parameters: %lld\n", (long long)kiln_param_values(m));
-  } else {
-    cli_error(&d);
   }
+  RtTrace tr;
+  if (ok && o->trace && (ok = cli_trace_begin(o, m, iters, &tr, &d))) {
+    KilnStepResult r;
+    for (int i = 0; ok && i < iters; i++) ok = kiln_trainer_step(t, 0, &r, &d);
+    ok = cli_trace_end(o, m, &tr, &d) && ok;
+  }
+  if (!ok) cli_error(&d);
   free(times);
   kiln_trainer_free(t);
   return ok ? 0 : EXIT_USER;

@@ -12,16 +12,21 @@
 void cli_error(const Diag *d) { fprintf(stderr, "kiln: %s\n", d->set ? d->msg : "error"); }
 
 int cli_check_output(const CliOptions *o) {
-  // data synth -o DIR and compile --emit lib -o DIR write directories of new files.
-  if (!o->output || !strcmp(o->cmd, "data") || (o->emit && !strcmp(o->emit, "lib"))) return 0;
   // Every input is compared, though kiln train reads them all before its first step: -o
   // names the file that holds the result, so an -o equal to an input loses that input.
-  const RtNamedPath inputs[] = {{"MODEL", o->model},      {"--weights", o->weights},
-                                {"--inputs", o->inputs},  {"--data", o->data},
-                                {"--resume", o->resume},  {"--init", o->init},
-                                {"--eval-data", o->eval_data}, {"--vocab", o->vocab}};
+  // --trace is compared with them and with -o.
+  RtNamedPath inputs[] = {{"MODEL", o->model},           {"--weights", o->weights}, {"--inputs", o->inputs},
+                          {"--data", o->data},           {"--resume", o->resume},   {"--init", o->init},
+                          {"--eval-data", o->eval_data}, {"--vocab", o->vocab},     {"-o", NULL}};
+  int n = (int)(sizeof inputs / sizeof inputs[0]) - 1;
   Diag d = {0};
-  int code = rt_output_check("-o", o->output, inputs, (int)(sizeof inputs / sizeof inputs[0]), &d);
+  int code = 0;
+  // data synth -o DIR and compile --emit lib -o DIR write directories of new files.
+  if (o->output && strcmp(o->cmd, "data") && !(o->emit && !strcmp(o->emit, "lib"))) {
+    code = rt_output_check("-o", o->output, inputs, n, &d);
+    inputs[n++].path = o->output;
+  }
+  if (!code && o->trace) code = rt_output_check("--trace", o->trace, inputs, n, &d);
   if (code) cli_error(&d);
   return code;
 }

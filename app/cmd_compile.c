@@ -239,12 +239,12 @@ static bool write_lib(const IrGraph *g, const char *rt, const char *inc, const c
   return fclose(f) == 0 || diag_error(d, "cannot write %s", l);
 }
 
-// Generates the tables for the needed nodes and compiles them.
-static bool write_tables(const IrGraph *g, const bool *need, const CgSteps *steps, const char *cc,
-                         const char *inc, const CgAotTables *t, const Parts *p, Diag *d) {
+// Writes program prog as C tables and compiles them.
+static bool write_tables(const RtProgram *prog, const char *cc, const char *inc, const CgAotTables *t,
+                         const Parts *p, Diag *d) {
   FILE *f = fopen(p->tables_c, "w");
   if (!f) return diag_error(d, "cannot write %s: %s", p->tables_c, strerror(errno));
-  bool ok = cg_aot_write_tables(f, g, need, steps, t, d);
+  bool ok = cg_aot_write_tables(f, prog, t, d);
   if (fclose(f) != 0 && ok) ok = diag_error(d, "cannot write %s", p->tables_c);
   char iflag[PATH_MAX + 4];
   snprintf(iflag, sizeof iflag, "-I%s", inc);
@@ -263,8 +263,10 @@ static bool build(const CliOptions *o, const IrGraph *g, const CgOptions *copt, 
   for (int j = 0; j < g->n_outputs; j++) want[g->outputs[j]->id] = true;
   for (int j = 0; j < g->n_losses; j++) want[g->losses[j].node->id] = true;
   bool *need = cg_needed(g, want);  // every output and loss: the run picks among them
-  free(want);
-  if (!need) return diag_error(d, "out of memory");
+  if (!need) {
+    free(want);
+    return diag_error(d, "out of memory");
+  }
 
   Parts p = {.weights = o->weights != NULL};
   snprintf(p.kernels, sizeof p.kernels, "%s/kernels.o", tmp);
@@ -276,13 +278,18 @@ static bool build(const CliOptions *o, const IrGraph *g, const CgOptions *copt, 
   bool lib = o->emit && !strcmp(o->emit, "lib");
   CgSteps steps = {0};
   char target[128];
-  CgAotTables t = {.model = g->file, .target = target, .has_weights = p.weights, .library = lib};
+  CgAotTables t = {.has_weights = p.weights, .library = lib};
+  RtProgram prog = {0};
   bool ok = !p.weights ||
             (write_weights(g, need, o->weights, p.blob, &t.weights_size, d) &&
              write_incbin(p.wasm, p.blob, d) &&
              run((char *[]){cc, "-c", p.wasm, "-o", p.wobj, NULL}, d));
+  // The JIT's description of the same steps, buffers in the same planned arena; the
+  // outputs and losses are kept to the end of a run (a run picks among them).
   ok = ok && cg_aot_object(g, need, copt, p.kernels, &steps, target, d) &&
-       write_tables(g, need, &steps, cc, inc, &t, &p, d) &&
+       cg_describe(g, need, want, &steps, !copt->no_memplan, NULL, &prog, NULL, d);
+  prog.target = target;
+  ok = ok && write_tables(&prog, cc, inc, &t, &p, d) &&
        (lib ? write_lib(g, rt, inc, o->output, target, &p, d) : link_exe(cc, rt, o->output, &p, d));
   if (ok)
     fprintf(stderr, "kiln: compiled %d steps for %s%s into %s\n", steps.n, target,
@@ -290,8 +297,10 @@ static bool build(const CliOptions *o, const IrGraph *g, const CgOptions *copt, 
   const char *files[] = {p.kernels, p.tables_c, p.tables_o, p.blob, p.wasm, p.wobj};
   if (!o->keep_tmp)
     for (int i = 0; i < 6; i++) unlink(files[i]);
+  cg_describe_free(&prog);
   free(steps.v);
   free(need);
+  free(want);
   return ok;
 }
 
@@ -302,7 +311,7 @@ int cmd_compile(const CliOptions *o) {
     return EXIT_USAGE;
   }
   Diag d = {0};
-  CgOptions copt = {.tuning = o->tuning};
+  CgOptions copt = {.tuning = o->tuning, .no_memplan = cli_pass_disabled(o, "memplan")};
   char cpu[64];
   if (!cg_aot_target("--cpu ", o->cpu, &copt, cpu, &d)) {
     fprintf(stderr, "kiln: %s\nusage: kiln compile MODEL -o EXE [--cpu native|x86-64-v3|x86-64-v4|NAME] ...\n", d.msg);

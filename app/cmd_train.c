@@ -68,7 +68,10 @@ typedef struct Run {
   FeEvaluator eval;  // --eval-data: the inference program scoring the current weights
   bool has_eval;
   bool stopped;      // by a signal, after writing a checkpoint
+  RtTrace trace;     // --trace: the first TRACE_STEPS steps
 } Run;
+
+enum { TRACE_STEPS = 20 };
 
 // --eval-data: scores the current weights, one line on stderr; adds its time to *seconds.
 static bool eval_now(Run *r, int64_t step, bool tty, double *seconds, Diag *d) {
@@ -115,6 +118,7 @@ static bool train(Run *r, Diag *d) {
   double eval_s = 0;  // time spent evaluating since t0, not training
   if (r->has_eval && !eval_now(r, done, tty, &eval_s, d)) return false;
   char path[4096];
+  if (!cli_trace_begin(o, kiln_trainer_model(t), TRACE_STEPS, &r->trace, d)) return false;
   for (int64_t step = done; step < steps; step++) {
     if (step + 1 == o->test_interrupt_at) raise(SIGINT);
     if (step + 1 == o->test_await_signal_at) {
@@ -137,6 +141,7 @@ static bool train(Run *r, Diag *d) {
       if (log && !stop) fprintf(log, "kiln: checkpoint %s\n", path);
     }
     if (stop) {
+      if (!cli_trace_end(o, kiln_trainer_model(t), &r->trace, d)) return false;
       fprintf(stderr, "%skiln: %s after step %lld of %lld; checkpoint written to %s\n"
               "kiln: to continue, run the same command with --resume %s (same --steps, --seed "
               "and --data give the weights of an uninterrupted run)\n", tty ? "\n" : "",
@@ -146,7 +151,8 @@ static bool train(Run *r, Diag *d) {
       return true;
     }
   }
-  if (!kiln_trainer_save(t, o->output, steps, false, d)) return false;
+  if (!kiln_trainer_save(t, o->output, steps, false, d) || !cli_trace_end(o, kiln_trainer_model(t), &r->trace, d))
+    return false;
   fprintf(stderr, "kiln: trained %lld steps; wrote %d parameters to %s\n", (long long)(steps - done),
           kiln_trainer_n_params(t), o->output);
   return true;
@@ -184,6 +190,7 @@ int cmd_train(const CliOptions *o) {
     cli_error(&d);
   }
   if (r.has_eval) fe_eval_free(&r.eval);
+  rt_trace_free(&r.trace);  // a run that failed writes no trace
   kiln_trainer_free(r.t);
   return !ok ? EXIT_USER : r.stopped ? EXIT_INTERRUPTED : 0;
 }

@@ -78,7 +78,7 @@ static const Command commands[] = {
   {"train", cmd_train,
    "kiln train MODEL --weights W --data DATA -o W_OUT [--steps N] [--lr X] "
    "[--optimizer adamw|sgd] [--seed S] [--set NAME=VALUE]... [--checkpoint-every N] "
-   "[--resume CKPT] [--threads N] [--init W] [--eval-data VAL [--eval-every N]]",
+   "[--resume CKPT] [--threads N] [--init W] [--eval-data VAL [--eval-every N]] [--trace FILE]",
    "Train MODEL's loss on DATA with the JIT (compiled once, dropout active) and write the\n"
    "trained parameters to W_OUT. DATA holds one tensor per model input with a leading\n"
    "example dimension; each step takes the next `batch` examples (the model's config) of\n"
@@ -103,14 +103,15 @@ static const Command commands[] = {
    "                     loss L accuracy A ...\"; compiled once, beside the training program\n"
    "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n"
    "  --loss NAME        which of the model's losses (default: loss)\n"
+   "  --trace FILE       record the first 20 steps as a Chrome trace (docs/trace.md)\n"
    "The update is compiled with the forward and backward (one plan run a step).\n"
    "Ctrl-C (SIGINT) or SIGTERM finishes the step, writes a checkpoint, prints how to\n"
    "resume and exits with 130. More: docs/training.md.\n",
    " set max-nodes max-config max-memory weights data output steps lr optimizer seed checkpoint-every resume threads loss "
-   "verbose disable-pass dump-llvm init eval-data eval-every "},
+   "verbose disable-pass dump-llvm init eval-data eval-every trace "},
   {"bench", cmd_bench,
    "kiln bench MODEL [--train [--optimizer adamw|sgd]] [--set NAME=VALUE]... [--iters N] "
-   "[--threads N] [--weights W] [--inputs IN] [--profile]",
+   "[--threads N] [--weights W] [--inputs IN] [--profile] [--trace FILE]",
    "Compile MODEL once with the JIT, run warm-up and N timed inferences, and print\n"
    "compile_ms and median_ms (and GFLOP/s from the model's FLOP count).\n"
    "  --train            time whole training steps instead: forward, backward and the\n"
@@ -123,9 +124,12 @@ static const Command commands[] = {
    "  --inputs FILE      inputs (default: ids 0, float inputs 1)\n"
    "  --profile          then N more runs with every step timed: milliseconds a run by op\n"
    "                     (fused nodes by kind) and the 15 slowest steps (inference only)\n"
+   "  --trace FILE       then N more runs (steps with --train) recorded as a Chrome trace:\n"
+   "                     a track per thread, a span per step and barrier wait, arena bytes\n"
+   "                     in use (open in ui.perfetto.dev or chrome://tracing; docs/trace.md)\n"
    "  --dump-llvm DIR    write the optimised LLVM IR to DIR: kiln.ll and one file a kernel\n",
    " set max-nodes max-config max-memory iters threads weights inputs seed dump-llvm disable-pass verbose train optimizer loss "
-   "profile "},
+   "profile trace "},
   {"tokenize", cmd_tokenize, "kiln tokenize --vocab V [--tokens] [--] TEXT",
    "Split TEXT with BERT-uncased's basic tokenizer and WordPiece over the vocabulary V\n"
    "(BERT's vocab.txt: one token a line, id = line number) and print the token ids on one\n"
@@ -311,6 +315,9 @@ int main(int argc, char **argv) {
       o.grad = true;
     } else if (strcmp(a, "--profile") == 0) {
       o.profile = true;
+    } else if (strcmp(a, "--trace") == 0) {
+      TAKES_VALUE();
+      o.trace = val;
     } else if (strcmp(a, "--memory") == 0) {
       o.memory = true;
     } else if (strcmp(a, "--set") == 0) {

@@ -10,6 +10,7 @@
 #include "codegen/cg.h"
 #include "codegen/lower.h"
 #include "ir/ir.h"
+#include "runtime/program.h"
 
 // --cpu: "native" (or NULL) leaves opt's cpu/features NULL (opt->tuning's, else the
 // host's); any other name is checked with LLVM and its vector width (16 with AVX-512F, 8
@@ -24,16 +25,13 @@ bool cg_aot_object(const IrGraph *g, const bool *need, const CgOptions *opt, con
                    CgSteps *steps, char *target, Diag *d);
 
 typedef struct CgAotTables {
-  const char *model;     // the model file (for --help)
-  const char *target;    // "CPU, W lanes"
   bool has_weights;      // the image is linked in as kiln_embedded_weights
   size_t weights_size;
   bool library;          // emit kiln_model_create instead of main
 } CgAotTables;
 
-// Writes the C source of an RtAotModel for the graph's outputs and losses: buffers, steps
-// (kernel symbols, work, buffer ids, once), inputs, outputs, parameters, data-error places.
-bool cg_aot_write_tables(FILE *f, const IrGraph *g, const bool *need, const CgSteps *steps,
-                         const CgAotTables *t, Diag *d);
+// Writes program p (cg_describe with no lookup: kernels named by symbol) as the C source
+// of an RtProgram `model` and the entry point that runs it (main, or kiln_model_create).
+bool cg_aot_write_tables(FILE *f, const RtProgram *p, const CgAotTables *t, Diag *d);
 
 #endif

@@ -1,6 +1,6 @@
-// The generated C tables of an AOT model (see aot.h and runtime/aot.h): what the runtime
-// needs to run the kernels of the object file without the IR — buffers, steps, tensor
-// descriptions, the places of data errors — written from the IR and the symbolic steps.
+// The generated C tables of an AOT model (see aot.h and runtime/aot.h): the program's
+// RtProgram (runtime/program.h), which cg_describe made as for the JIT, written out as C
+// data whose steps name the kernels of the object file by symbol.
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,172 +18,98 @@ static void put_str(FILE *f, const char *s) {
   fputc('"', f);
 }
 
-// The buffer table: per node its size (0: not computed) and the buffer it shares (a view),
-// then the scratch buffers, the status word and the seed. The one place buffers are laid
-// out: a planned arena replaces sizes by offsets here.
-static void write_buffers(FILE *f, const IrGraph *g, const bool *need, const CgSteps *steps) {
-  int nn = g->n_nodes;
-  size_t *sbytes = calloc((size_t)steps->n_scratch + 1, sizeof *sbytes);
-  for (int s = 0; s < steps->n; s++)
-    for (int a = 0; a < steps->v[s].n_args; a++) {
-      const CgArg *arg = &steps->v[s].args[a];
-      if (arg->kind == CG_ARG_SCRATCH && arg->bytes > sbytes[arg->id]) sbytes[arg->id] = arg->bytes;
-    }
-  fprintf(f, "static const RtAotBuf bufs[%d] = {\n", nn + steps->n_scratch + 2);
-  for (int i = 0; i < nn; i++) {
-    const IrNode *n = g->nodes[i];
-    int alias = -1;
-    for (const IrNode *r = n; need[i] && ir_op_is_view(r->op); r = r->in[0]) alias = r->in[0]->id;
-    size_t bytes = need[i] && alias < 0 ? (size_t)ir_numel(&n->shape) * dt_size(n->dtype) : 0;
-    fprintf(f, "  {%zu, %d},  // %d %s\n", bytes, alias, i, n->name);
+static void write_tensors(FILE *f, const char *name, const RtTensor *t, int n) {
+  fprintf(f, "static const RtTensor %s[%d] = {\n", name, n + 1);
+  for (int k = 0; k < n; k++) {
+    fprintf(f, "  {");
+    put_str(f, t[k].name);
+    fprintf(f, ", ");
+    if (t[k].where) put_str(f, t[k].where);
+    else fprintf(f, "NULL");
+    fprintf(f, ", %d, %d, {", t[k].dtype, t[k].rank);
+    for (int i = 0; i < t[k].rank; i++) fprintf(f, "%s%lld", i ? ", " : "", (long long)t[k].shape[i]);
+    fprintf(f, "}, %d, 0x%llxull, 0x%llxull},\n", t[k].buf, (unsigned long long)t[k].needs,
+            (unsigned long long)t[k].feeds);
   }
-  for (int k = 0; k < steps->n_scratch; k++) fprintf(f, "  {%zu, -1},  // scratch %d\n", sbytes[k], k);
-  fprintf(f, "  {0, -1},  // status\n  {0, -1},  // seed\n};\n\n");
-  free(sbytes);
+  fprintf(f, "  {0}};\n\n");
 }
 
-static int arg_buffer(const IrGraph *g, const CgSteps *steps, CgArg a) {
-  int nn = g->n_nodes;
-  return a.kind == CG_ARG_NODE      ? a.id
-         : a.kind == CG_ARG_SCRATCH ? nn + a.id
-         : a.kind == CG_ARG_STATUS  ? nn + steps->n_scratch
-                                    : nn + steps->n_scratch + 1;
-}
-
-static void write_tensor(FILE *f, const IrNode *n, const char *name, bool where, uint64_t needs,
-                         uint64_t feeds) {
-  fprintf(f, "  {");
-  put_str(f, name);
-  fprintf(f, ", ");
-  if (where) put_str(f, n->where);
-  else fprintf(f, "NULL");
-  fprintf(f, ", %d, %d, {", (int)n->dtype, n->shape.rank);
-  for (int i = 0; i < n->shape.rank; i++) fprintf(f, "%s%lld", i ? ", " : "", (long long)n->shape.dim[i]);
-  fprintf(f, "}, %d, 0x%llxull, 0x%llxull},\n", n->id, (unsigned long long)needs,
-          (unsigned long long)feeds);
-}
-
-bool cg_aot_write_tables(FILE *f, const IrGraph *g, const bool *need, const CgSteps *steps,
-                         const CgAotTables *t, Diag *d) {
-  int nn = g->n_nodes, n_in = 0, n_out = g->n_outputs + g->n_losses, n_par = 0;
-  for (int i = 0; i < nn; i++) {
-    n_in += g->nodes[i]->op == IR_OP_INPUT;
-    n_par += g->nodes[i]->op == IR_OP_PARAM;
-  }
-  if (n_in > 64 || n_out > 64)
+bool cg_aot_write_tables(FILE *f, const RtProgram *p, const CgAotTables *t, Diag *d) {
+  if (p->n_inputs > 64 || p->n_outputs > 64)
     return diag_error(d, "%s: %d inputs and %d outputs and losses: AOT builds handle at most 64 of each",
-                      g->file, n_in, n_out);
-  // needs[i]: inputs node i depends on; feeds[i]: outputs (then losses) that depend on it.
-  uint64_t *needs = calloc((size_t)nn + 1, sizeof *needs), *feeds = calloc((size_t)nn + 1, sizeof *feeds);
-  if (!needs || !feeds) {
-    free(needs);
-    free(feeds);
-    return diag_error(d, "out of memory");
-  }
-  for (int i = 0, k = 0; i < nn; i++) {
-    const IrNode *n = g->nodes[i];
-    if (n->op == IR_OP_INPUT) needs[i] = 1ull << k++;
-    for (int a = 0; a < n->n_in; a++) needs[i] |= needs[n->in[a]->id];
-  }
-  for (int j = 0; j < n_out; j++) {
-    const IrNode *o = j < g->n_outputs ? g->outputs[j] : g->losses[j - g->n_outputs].node;
-    feeds[o->id] |= 1ull << j;
-  }
-  for (int i = nn - 1; i >= 0; i--)
-    for (int a = 0; a < g->nodes[i]->n_in; a++) feeds[g->nodes[i]->in[a]->id] |= feeds[i];
-
-  fprintf(f, "// Generated by kiln compile from %s for %s: the plan of the kernels in the\n"
-             "// object file (runtime/aot.h). Do not edit.\n#include <stddef.h>\n#include <stdint.h>\n\n"
-             "#include \"runtime/aot.h\"\n", g->file, t->target);
+                      p->name, p->n_inputs, p->n_outputs);
+  fprintf(f, "// Generated by kiln compile from %s for %s: the program of the kernels in the\n"
+             "// object file (runtime/program.h). Do not edit.\n#include <stddef.h>\n#include <stdint.h>\n\n"
+             "#include \"runtime/aot.h\"\n", p->name, p->target);
   if (t->library) fprintf(f, "#include \"runtime/aot_api.h\"\n");
   fprintf(f, "\n");
   // Each kernel once, as k<first step> (symbols such as "matmul_<hash>.pack" are not C names).
-  int *kernel = calloc((size_t)steps->n + 1, sizeof *kernel);
-  if (!kernel) {
-    free(needs);
-    free(feeds);
-    return diag_error(d, "out of memory");
-  }
-  for (int s = 0; s < steps->n; s++) {
+  int *kernel = calloc((size_t)p->n_steps + 1, sizeof *kernel);
+  if (!kernel) return diag_error(d, "out of memory");
+  for (int s = 0; s < p->n_steps; s++) {
     kernel[s] = s;
     for (int r = 0; r < s && kernel[s] == s; r++)
-      if (!strcmp(steps->v[r].fn, steps->v[s].fn)) kernel[s] = r;
+      if (!strcmp(p->steps[r].kernel, p->steps[s].kernel)) kernel[s] = r;
     if (kernel[s] == s)
       fprintf(f, "void k%d(void **bufs, int64_t begin, int64_t end) __asm__(\"%s\");\n", s,
-              steps->v[s].fn);
+              p->steps[s].kernel);
   }
-  fprintf(f, "\n");
-  write_buffers(f, g, need, steps);
-
-  int n_args = 0;
-  fprintf(f, "static const int arg_ids[] = {\n");
-  for (int s = 0; s < steps->n; s++) {
+  // Buffers: node values, scratch, the status word and the seed, at their places in the
+  // arena the memory plan laid out, or of their own.
+  static const char *const kinds[] = {"RT_BUF_NONE", "RT_BUF_OWN", "RT_BUF_ARENA", "RT_BUF_ALIAS"};
+  fprintf(f, "\nstatic const RtBuf bufs[%d] = {\n", p->n_bufs);
+  for (int b = 0; b < p->n_bufs; b++) {
+    const RtBuf *rb = &p->bufs[b];
+    if (rb->kind == RT_BUF_CONST)  // dropout's stream tables: training only, never compiled AOT
+      return diag_error(d, "%s: internal error: a constant buffer in an AOT program", p->name);
+    fprintf(f, "  {%s, %d, %zu, %zu, NULL},", kinds[rb->kind], rb->alias, rb->bytes, rb->offset);
+    if (b < p->n_nodes) fprintf(f, "  // %d\n", b);
+    else if (b < p->n_bufs - 2) fprintf(f, "  // scratch %d\n", b - p->n_nodes);
+    else fprintf(f, "  // %s\n", b == p->n_bufs - 2 ? "status" : "seed");
+  }
+  fprintf(f, "};\n\nstatic const int arg_ids[] = {\n");
+  for (int s = 0; s < p->n_steps; s++) {
     fprintf(f, " ");
-    for (int a = 0; a < steps->v[s].n_args; a++, n_args++)
-      fprintf(f, " %d,", arg_buffer(g, steps, steps->v[s].args[a]));
+    for (int a = 0; a < p->steps[s].n_args; a++) fprintf(f, " %d,", p->arg_ids[p->steps[s].args + a]);
     fprintf(f, "\n");
   }
-  fprintf(f, "  -1};\n\nstatic const RtAotStep steps[%d] = {\n", steps->n + 1);
-  for (int s = 0, at = 0; s < steps->n; s++) {
-    const CgStep *st = &steps->v[s];
-    fprintf(f, "  {k%d, %lld, %s, %d, %d, %d, 0x%llxull, 0x%llxull},  // %s\n", kernel[s], (long long)st->work,
-            st->once ? "true" : "false", st->n_args, at, st->node,
-            (unsigned long long)needs[st->node], (unsigned long long)feeds[st->node], st->fn);
-    at += st->n_args;
-  }
-  fprintf(f, "  {0}};\n\nstatic const RtAotTensor inputs[%d] = {\n", n_in + 1);
-  for (int i = 0; i < nn; i++)
-    if (g->nodes[i]->op == IR_OP_INPUT) write_tensor(f, g->nodes[i], g->nodes[i]->name, false, needs[i], feeds[i]);
-  fprintf(f, "  {0}};\n\nstatic const RtAotTensor outputs[%d] = {\n", n_out + 1);
-  for (int j = 0; j < n_out; j++) {
-    const IrNode *o = j < g->n_outputs ? g->outputs[j] : g->losses[j - g->n_outputs].node;
-    write_tensor(f, o, j < g->n_outputs ? o->name : g->losses[j - g->n_outputs].name, false,
-                 needs[o->id], feeds[o->id]);
-  }
-  fprintf(f, "  {0}};\n\nstatic const RtAotTensor params[%d] = {\n", n_par + 1);
-  for (int i = 0; i < nn; i++)
-    if (g->nodes[i]->op == IR_OP_PARAM) write_tensor(f, g->nodes[i], g->nodes[i]->name, true, needs[i], feeds[i]);
-  fprintf(f, "  {0}};\n\n");
-
-  // Nodes whose kernels report data errors, with what cg_program_status would say.
-  int n_checks = 0;
-  fprintf(f, "static const RtAotCheck checks[] = {\n");
-  for (int i = 0; i < nn; i++) {
-    bool status = false;
-    for (int s = 0; s < steps->n && !status; s++)
-      for (int a = 0; a < steps->v[s].n_args; a++)
-        status |= steps->v[s].node == i && steps->v[s].args[a].kind == CG_ARG_STATUS;
-    if (!status) continue;
-    const IrNode *n = g->nodes[i];
-    bool gather = n->op == IR_OP_GATHER;
-    int64_t range = 0;
-    if (gather) {
-      int64_t axis = ir_attr_int(n, "axis");
-      if (axis < 0) axis += n->in[0]->shape.rank;
-      range = n->in[0]->shape.dim[axis];
-    } else if (n->n_in > 0 && n->in[0]->shape.rank > 0) {
-      range = n->in[0]->shape.dim[n->in[0]->shape.rank - 1];
-    }
-    fprintf(f, "  {%d, ", i);
-    put_str(f, n->where);
+  fprintf(f, "  -1};\n\nstatic const RtProgramStep steps[%d] = {\n", p->n_steps + 1);
+  for (int s = 0; s < p->n_steps; s++) {
+    const RtProgramStep *st = &p->steps[s];
+    fprintf(f, "  {k%d, ", kernel[s]);
+    put_str(f, st->kernel);
     fprintf(f, ", ");
-    put_str(f, n->name);
-    fprintf(f, ", \"%s\", \"%s\", %lld, %s},\n", ir_ops[n->op].name, dt_name(n->dtype),
-            (long long)range, gather ? "true" : "false");
-    n_checks++;
+    put_str(f, st->name);
+    fprintf(f, ", %lld, %s, %d, %d, %d, 0x%llxull, 0x%llxull},\n", (long long)st->work,
+            st->once ? "true" : "false", st->n_args, st->args, st->node,
+            (unsigned long long)st->needs, (unsigned long long)st->feeds);
+  }
+  fprintf(f, "  {0}};\n\n");
+  write_tensors(f, "inputs", p->inputs, p->n_inputs);
+  write_tensors(f, "outputs", p->outputs, p->n_outputs);
+  write_tensors(f, "params", p->params, p->n_params);
+  fprintf(f, "static const RtCheck checks[] = {\n");
+  for (int k = 0; k < p->n_checks; k++) {
+    const RtCheck *c = &p->checks[k];
+    fprintf(f, "  {%d, ", c->node);
+    put_str(f, c->where);
+    fprintf(f, ", ");
+    put_str(f, c->name);
+    fprintf(f, ", \"%s\", \"%s\", %lld},\n", c->op, c->dtype, (long long)c->range);
   }
   fprintf(f, "  {0}};\n\n");
 
   if (t->has_weights) fprintf(f, "extern const unsigned char kiln_embedded_weights[];\n\n");
-  fprintf(f, "static const RtAotModel model = {\n  .name = ");
-  put_str(f, t->model);
+  fprintf(f, "static const RtProgram model = {\n  .name = ");
+  put_str(f, p->name);
   fprintf(f, ",\n  .target = ");
-  put_str(f, t->target);
-  fprintf(f, ",\n  .n_nodes = %d, .n_bufs = %d, .bufs = bufs,\n"
+  put_str(f, p->target);
+  fprintf(f, ",\n  .n_nodes = %d, .n_bufs = %d, .bufs = bufs, .arena_bytes = %zu,\n"
              "  .n_steps = %d, .steps = steps, .arg_ids = arg_ids, .n_arg_ids = %d,\n"
              "  .n_inputs = %d, .n_outputs = %d, .n_params = %d, .n_checks = %d,\n"
              "  .inputs = inputs, .outputs = outputs, .params = params, .checks = checks,\n",
-          nn, nn + steps->n_scratch + 2, steps->n, n_args, n_in, n_out, n_par, n_checks);
+          p->n_nodes, p->n_bufs, p->arena_bytes, p->n_steps, p->n_arg_ids, p->n_inputs,
+          p->n_outputs, p->n_params, p->n_checks);
   if (t->has_weights)
     fprintf(f, "  .weights = kiln_embedded_weights, .weights_size = %zu,\n", t->weights_size);
   fprintf(f, "};\n\n");
@@ -193,7 +119,5 @@ bool cg_aot_write_tables(FILE *f, const IrGraph *g, const bool *need, const CgSt
   else
     fprintf(f, "int main(int argc, char **argv) { return rt_aot_main(&model, argc, argv); }\n");
   free(kernel);
-  free(needs);
-  free(feeds);
   return !ferror(f) || diag_error(d, "cannot write the generated tables");
 }

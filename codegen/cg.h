@@ -108,13 +108,20 @@ LLVMValueRef cg_sigmoid(Cg *cg, LLVMValueRef x);
 
 // ---- JIT ------------------------------------------------------------------------------
 typedef struct CgJit CgJit;
+bool cg_verify(Cg *cg, Diag *d);  // LLVMVerifyModule: a failure is an internal error
 // Verifies the module (LLVMVerifyModule), optimises it (default<O3> on cg's target
-// machine) and writes it to dump_dir if set: what the JIT and AOT objects share.
+// machine) and writes it to dump_dir if set: the whole module at once (AOT
+// objects; the JIT when dumping).
 bool cg_optimise(Cg *cg, Diag *d);
-// cg_optimise, then loads the module into a new LLJIT. The module and
-// context belong to the JIT afterwards; cg is reset.
+// Optimises and compiles the module's kernels on the tuning's threads (every core when 0;
+// cg_emit_objects) and loads the objects into a new LLJIT; with a dump_dir, cg_optimise
+// and one object. cg is disposed either way.
 bool cg_jit(Cg *cg, CgJit **out, Diag *d);
 void *cg_jit_lookup(CgJit *j, const char *name);
+// Verifies the module and compiles it to objects on `threads` threads (codegen/objects.c):
+// objs[0 .. *n_objs), at most CG_MAX_OBJECTS, the caller's. The module is left as it was.
+#define CG_MAX_OBJECTS 64
+bool cg_emit_objects(Cg *cg, int threads, LLVMMemoryBufferRef *objs, int *n_objs, Diag *d);
 void cg_jit_free(CgJit *j);
 
 #endif

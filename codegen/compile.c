@@ -97,6 +97,8 @@ static bool memory_fits(const IrGraph *g, const bool *need, const CgOptions *opt
                     opt->max_memory ? "--max-memory" : "the machine's physical memory");
 }
 
+static void *jit_lookup(void *jit, const char *symbol) { return cg_jit_lookup(jit, symbol); }
+
 bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProgram *p, Diag *d) {
   double t0 = rt_now_ms();
   memset(p, 0, sizeof *p);
@@ -110,6 +112,7 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
   double t1 = rt_now_ms();
   CgMemory mem = {0};  // planned before LLVM compiles anything: a program too big stops here
   if (ok) ok = cg_memory_plan(g, need, want, &steps, &mem, d) && memory_fits(g, need, opt, &mem, d);
+  cg_memory_free(&mem);  // (cg_describe plans again, below: the plan is cheap next to LLVM)
   if (ok) {
     for (LLVMValueRef f = LLVMGetFirstFunction(cg.mod); f; f = LLVMGetNextFunction(f))
       if (!LLVMIsDeclaration(f)) p->n_kernels++;
@@ -119,78 +122,23 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
   }
 
   double t2 = rt_now_ms();
+  CgLookup lookup = {jit_lookup, p->jit};
+  if (ok) ok = cg_describe(g, need, want, &steps, !opt->no_memplan, &lookup, &p->prog, &p->mem, d);
+  if (ok) ok = rt_instance_create(&p->prog, opt->tuning.poison_buffers, &p->inst, d);
   if (ok) {
-    bool planned = !opt->no_memplan, poison = opt->tuning.poison_buffers;
-    p->mem = mem.stats;
-    p->value = calloc((size_t)nn + 1, sizeof *p->value);
-    p->bytes = calloc((size_t)nn + 1, sizeof *p->bytes);
-    p->offset = calloc((size_t)nn + 1, sizeof *p->offset);
-    p->status = rt_alloc_buffer(4 * sizeof(int64_t), poison);
-    if (p->status) memset(p->status, 0, 4 * sizeof(int64_t));
-    p->seed = rt_alloc_buffer(sizeof *p->seed, poison);
-    if (p->seed) *p->seed = 0;
-    if (!p->status || !p->seed || !p->value || !p->bytes || !p->offset)
-      ok = diag_error(d, "out of memory for the plan's status");
-    p->alias = calloc((size_t)nn + 1, sizeof *p->alias);
-    if (ok && planned) {
-      p->arena_bytes = mem.stats.arena_bytes;
-      if (!(p->arena = rt_alloc_buffer(p->arena_bytes, poison)))
-        ok = diag_error(d, "out of memory for the arena (%zu bytes)", p->arena_bytes);
-    }
-    for (int i = 0; i < nn && ok; i++) {
-      p->offset[i] = planned ? mem.node_offset[i] : CG_NO_OFFSET;
-      if (!need[i]) continue;
-      const IrNode *n = g->nodes[i];
-      p->bytes[i] = mem.node_bytes[i];
-      if (ir_op_is_view(n->op)) {  // same elements in the same order: one buffer
-        p->value[i] = p->value[n->in[0]->id];
-        p->alias[i] = true;
-        continue;
-      }
-      if (p->offset[i] != CG_NO_OFFSET) p->value[i] = (char *)p->arena + p->offset[i];
-      else p->value[i] = rt_alloc_buffer(p->bytes[i], poison);
-      if (!p->value[i]) ok = diag_error(d, "out of memory for \"%s\" (%zu bytes)", n->name, p->bytes[i]);
-    }
+    p->plan = p->inst.plan;
+    p->value = p->inst.buf;  // node ids are the first buffer ids
+    p->status = p->inst.status;
+    p->seed = p->inst.seed;
+    p->arena_bytes = p->prog.arena_bytes;
     p->n_scratch = steps.n_scratch;
-    p->scratch = calloc((size_t)p->n_scratch + 1, sizeof *p->scratch);
-    p->scratch_offset = malloc(((size_t)p->n_scratch + 1) * sizeof *p->scratch_offset);
-    size_t *sbytes = calloc((size_t)p->n_scratch + 1, sizeof *sbytes);
-    for (int k = 0; k < p->n_scratch && ok; k++) {
-      sbytes[k] = mem.scratch_bytes[k];
-      p->scratch_offset[k] = planned ? mem.scratch_offset[k] : CG_NO_OFFSET;
-      p->scratch[k] =
-          planned ? (char *)p->arena + mem.scratch_offset[k] : rt_alloc_buffer(sbytes[k], poison);
-      if (!p->scratch[k]) ok = diag_error(d, "out of memory for scratch");
-    }
-    p->scratch_bytes = sbytes;
-    p->plan.steps = calloc((size_t)steps.n + 1, sizeof *p->plan.steps);
-    p->step_bufs = calloc((size_t)steps.n * CG_MAX_ARGS + 1, sizeof *p->step_bufs);
-    p->step_node = calloc((size_t)steps.n + 1, sizeof *p->step_node);
-    for (int s = 0; s < steps.n && ok; s++) {
-      CgStep *st = &steps.v[s];
-      RtStep *rs = &p->plan.steps[p->plan.n_steps++];
-      void *fn = cg_jit_lookup(p->jit, st->fn);
-      memcpy(&rs->fn, &fn, sizeof fn);  // object to function pointer without a cast
-      if (!fn) {
-        ok = diag_error(d, "internal error: kernel %s was not emitted", st->fn);
-        break;
-      }
-      rs->bufs = &p->step_bufs[s * CG_MAX_ARGS];
-      rs->work = st->work;
-      rs->once = st->once;
-      rs->name = g->nodes[st->node]->name;
-      p->step_node[s] = st->node;
-      for (int a = 0; a < st->n_args; a++) {
-        CgArg arg = st->args[a];
-        rs->bufs[a] = arg.kind == CG_ARG_NODE      ? p->value[arg.id]
-                      : arg.kind == CG_ARG_SCRATCH ? p->scratch[arg.id]
-                      : arg.kind == CG_ARG_SEED    ? (void *)p->seed
-                                                   : (void *)p->status;
-      }
-    }
+    p->bytes = calloc((size_t)nn + 1, sizeof *p->bytes);
+    p->scratch_bytes = calloc((size_t)p->n_scratch + 1, sizeof *p->scratch_bytes);
+    if (!p->bytes || !p->scratch_bytes) ok = diag_error(d, "out of memory");
+    for (int i = 0; ok && i < nn; i++) p->bytes[i] = p->prog.bufs[i].bytes;
+    for (int k = 0; ok && k < p->n_scratch; k++) p->scratch_bytes[k] = p->prog.bufs[nn + k].bytes;
   }
-  cg_memory_free(&mem);
-  p->steps = steps;  // kept: the symbolic plan (AOT emission and memory reports read it)
+  p->steps = steps;  // kept: the symbolic plan (the description names its kernels)
   free(need);
   p->compile_ms = rt_now_ms() - t0;
   p->lower_ms = t1 - t0;
@@ -199,59 +147,14 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
   return ok;
 }
 
-bool cg_program_status(const CgProgram *p, Diag *d) {
-  int64_t code = p->status[0];
-  if (code == CG_STATUS_OK) return true;
-  const IrNode *n = p->g->nodes[p->status[1]];
-  long long value = (long long)p->status[2], index = (long long)p->status[3];
-  memset(p->status, 0, 4 * sizeof *p->status);  // the next run starts clean
-  if (code == CG_STATUS_INDEX_RANGE) {  // gather: the data's axis; scatter_add: the output's
-    const IrShape *ranged = n->op == IR_OP_SCATTER_ADD ? &n->shape : &n->in[0]->shape;
-    int64_t axis = ir_attr_int(n, "axis");
-    if (axis < 0) axis += ranged->rank;
-    return diag_error(d, "%s \"%s\": %s: index %lld out of range [0, %lld) at element %lld",
-                      n->where, n->name, ir_ops[n->op].name, value,
-                      (long long)ranged->dim[axis], index);
-  }
-  if (code == CG_STATUS_CAST_RANGE || code == CG_STATUS_TARGET_RANGE) {
-    uint32_t bits = (uint32_t)value;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    if (code == CG_STATUS_TARGET_RANGE)
-      return diag_error(d, "%s \"%s\": %s: target element %lld is %g; a target must be a "
-                        "probability, >= 0", n->where, n->name, ir_ops[n->op].name, index, (double)f);
-    return diag_error(d, "%s \"%s\": %s: element %lld is %g, which %s cannot hold", n->where,
-                      n->name, ir_ops[n->op].name, index, (double)f, dt_name(n->dtype));
-  }
-  if (code == CG_STATUS_INT_OVERFLOW)
-    return diag_error(d, "%s \"%s\": %s: element %lld overflows: %s cannot hold the result",
-                      n->where, n->name, ir_ops[n->op].name, index, dt_name(n->dtype));
-  const IrShape *logits = &n->in[0]->shape;  // cross_entropy: classes are the last dim
-  return diag_error(d, "%s \"%s\": %s: label %lld out of range [0, %lld) at element %lld",
-                    n->where, n->name, ir_ops[n->op].name, value,
-                    (long long)logits->dim[logits->rank - 1], index);
-}
+bool cg_program_status(const CgProgram *p, Diag *d) { return rt_program_status(&p->prog, p->status, d); }
 
 void cg_program_free(CgProgram *p) {
-  if (p->value)  // buffers of their own: not aliases, not in the arena
-    for (int i = 0; i < p->g->n_nodes; i++)
-      if ((!p->alias || !p->alias[i]) && (!p->offset || p->offset[i] == CG_NO_OFFSET)) free(p->value[i]);
-  free(p->alias);
-  for (int k = 0; k < p->n_scratch && p->scratch; k++)
-    if (!p->scratch_offset || p->scratch_offset[k] == CG_NO_OFFSET) free(p->scratch[k]);
-  free(p->arena);
-  free(p->offset);
-  free(p->scratch_offset);
-  free(p->value);
+  if (p->inst.p) rt_instance_free(&p->inst);
+  cg_describe_free(&p->prog);
   free(p->bytes);
-  free(p->scratch);
   free(p->scratch_bytes);
   free(p->steps.v);
-  free(p->status);
-  free(p->seed);
-  free(p->plan.steps);
-  free(p->step_bufs);
-  free(p->step_node);
   cg_jit_free(p->jit);
   memset(p, 0, sizeof *p);
 }

@@ -1,5 +1,6 @@
 // Compiling a graph for the JIT: lower every needed node to kernels, optimise and load
-// them, allocate buffers, and build the runtime plan that calls the kernels in order.
+// them, describe the program (cg_describe: codegen's output, an RtProgram, the same for
+// `kiln compile`) and instantiate it with runtime/program.c: its arena, buffers and plan.
 #ifndef KILN_COMPILE_H
 #define KILN_COMPILE_H
 
@@ -8,33 +9,45 @@
 #include "codegen/lower.h"
 #include "codegen/memory.h"
 #include "runtime/plan.h"
+#include "runtime/program.h"
 
 typedef struct CgProgram {
   const IrGraph *g;
   CgJit *jit;
-  RtPlan plan;
-  void **value;     // per node: its buffer (native dtype), NULL when not computed
+  RtProgram prog;   // codegen's output: the IR-free description, kernels from the JIT
+  RtInstance inst;  // its arena, buffers and plan (runtime/program.h)
+  RtPlan plan;      // inst.plan: every step in order
+  void **value;     // per node: its buffer (native dtype), NULL when not computed (inst.buf)
   size_t *bytes;    // per node: buffer size
-  bool *alias;      // per node: value is another node's buffer (reshape), not owned
-  void **scratch;
-  size_t *scratch_bytes;
   int n_scratch;
+  size_t *scratch_bytes;
   CgSteps steps;    // the symbolic plan: step k's kernel, work and buffer ids (plan.steps[k])
   int64_t *status;  // {code, node id, value, index}: kernels report data errors here
   uint64_t *seed;   // the dropout stream's seed (training): set before rt_plan_run; 0 at first
-  void **step_bufs; // storage of every step's buffer table
-  int *step_node;
   int n_kernels;    // distinct kernels emitted
   double compile_ms;  // all of cg_compile: lowering, LLVM (O3, codegen, JIT), buffers
   double lower_ms, llvm_ms;
   // The memory plan: computed values and scratch buffers at offsets in one arena (unless
   // CgOptions.no_memplan); parameters and inputs have buffers of their own.
-  void *arena;
   size_t arena_bytes;      // 0 when not planned
-  size_t *offset;          // per node: offset in the arena, or CG_NO_OFFSET
-  size_t *scratch_offset;  // per scratch id: offset in the arena, or CG_NO_OFFSET
   MemStats mem;            // arena, lower bound and unplanned bytes of the plan
 } CgProgram;
+
+// Finds a kernel's code by its symbol (the JIT's lookup).
+typedef struct CgLookup {
+  void *(*fn)(void *ctx, const char *symbol);
+  void *ctx;
+} CgLookup;
+
+// codegen's output: the RtProgram (runtime/program.h) of the lowered `steps` for the nodes
+// `need`s, values `want` marks (all when NULL) kept to the end of the run. Buffers are
+// placed in one arena by the memory plan when `planned`, else each of its own; kernels are
+// found with `lookup` (NULL: left NULL, named by symbol, for `kiln compile` to write out).
+// Outputs are the graph's outputs then losses. The description points into g and steps,
+// which must outlive it; stats (may be NULL) receives the plan's numbers.
+bool cg_describe(const IrGraph *g, const bool *need, const bool *want, const CgSteps *steps,
+                 bool planned, const CgLookup *lookup, RtProgram *out, MemStats *stats, Diag *d);
+void cg_describe_free(RtProgram *p);
 
 // The nodes `want` (all when NULL) needs: itself and everything upstream. Caller frees.
 bool *cg_needed(const IrGraph *g, const bool *want);
@@ -49,8 +62,7 @@ bool cg_memory_stats(const IrGraph *g, const bool *want, const CgOptions *opt, M
 
 // Compiles the nodes needed for `want` (all when NULL).
 bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProgram *p, Diag *d);
-// After rt_plan_run: turns a kernel's data error into a message naming the node, and
-// clears the status for the next run.
+// After rt_plan_run: rt_program_status of the program's status word.
 bool cg_program_status(const CgProgram *p, Diag *d);
 void cg_program_free(CgProgram *p);
 

@@ -1,5 +1,6 @@
 // The JIT: verify a module, optimise it with the new pass manager (default<O3>) for the
-// host target machine, optionally dump it, and load it into ORC LLJIT for lookup.
+// host target machine and compile it to objects on several threads (codegen/objects.c;
+// optionally dumping the optimised IR instead, on one), and load them into ORC LLJIT.
 // RtTuning.perf_jit (KILN_PERF_JIT=1) links with RuntimeDyld and LLVM's perf listener,
 // which writes ~/.debug/jit/.../jit-PID.dump for `perf record -k 1` + `perf inject --jit`
 // (see docs/benchmarks.md): perf then names the kernels instead of showing bare addresses.
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Error.h>
@@ -56,7 +58,7 @@ static bool dump_module(Cg *cg, Diag *d) {
   return true;
 }
 
-bool cg_optimise(Cg *cg, Diag *d) {
+bool cg_verify(Cg *cg, Diag *d) {
   char *err = NULL;
   if (LLVMVerifyModule(cg->mod, LLVMReturnStatusAction, &err)) {
     diag_error(d, "internal error: generated LLVM module %s does not verify: %.1500s", cg->name, err);
@@ -64,6 +66,11 @@ bool cg_optimise(Cg *cg, Diag *d) {
     return false;
   }
   LLVMDisposeMessage(err);
+  return true;
+}
+
+bool cg_optimise(Cg *cg, Diag *d) {
+  if (!cg_verify(cg, d)) return false;
   LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
   LLVMErrorRef e = LLVMRunPasses(cg->mod, "default<O3>", cg->tm, po);
   LLVMDisposePassBuilderOptions(po);
@@ -85,8 +92,30 @@ static LLVMOrcObjectLayerRef perf_object_layer(void *ctx, LLVMOrcExecutionSessio
   return layer;
 }
 
+// The module's objects: on several threads, or (dumping the optimised IR) one object of
+// the module that cg_optimise optimised whole.
+static bool emit_objects(Cg *cg, LLVMMemoryBufferRef *objs, int *n_objs, Diag *d) {
+  if (!cg->dump_dir) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = cg->tuning.threads > 0 ? cg->tuning.threads : cores > 0 ? (int)cores : 1;
+    return cg_emit_objects(cg, threads, objs, n_objs, d);
+  }
+  *n_objs = 0;
+  if (!cg_optimise(cg, d)) return false;
+  char *err = NULL;
+  if (LLVMTargetMachineEmitToMemoryBuffer(cg->tm, cg->mod, LLVMObjectFile, &err, &objs[0])) {
+    diag_error(d, "LLVM code generation failed: %s", err ? err : "");
+    LLVMDisposeMessage(err);
+    return false;
+  }
+  *n_objs = 1;
+  return true;
+}
+
 bool cg_jit(Cg *cg, CgJit **out, Diag *d) {
-  if (!cg_optimise(cg, d)) {
+  LLVMMemoryBufferRef objs[CG_MAX_OBJECTS];
+  int n_objs = 0;
+  if (!emit_objects(cg, objs, &n_objs, d)) {
     cg_dispose(cg);
     return false;
   }
@@ -98,15 +127,17 @@ bool cg_jit(Cg *cg, CgJit **out, Diag *d) {
   LLVMTargetMachineRef jtm = LLVMCreateTargetMachine(target, cg->triple, cg->cpu, cg->features,
                                                      LLVMCodeGenLevelAggressive, LLVMRelocPIC,
                                                      LLVMCodeModelJITDefault);
+  bool perf_jit = cg->tuning.perf_jit;
+  cg_dispose(cg);  // the objects are all the JIT needs
   LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
   LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
       builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
-  if (cg->tuning.perf_jit)
+  if (perf_jit)
     LLVMOrcLLJITBuilderSetObjectLinkingLayerCreator(builder, perf_object_layer, NULL);
   CgJit *j = calloc(1, sizeof *j);
   if ((e = LLVMOrcCreateLLJIT(&j->jit, builder))) {  // consumes builder
     free(j);
-    cg_dispose(cg);
+    for (int k = 0; k < n_objs; k++) LLVMDisposeMemoryBuffer(objs[k]);
     return llvm_error(e, "cannot create the LLVM JIT", d);
   }
   // Calls the optimiser may introduce (memset, memcpy, libm on CPUs without FMA) resolve
@@ -115,20 +146,18 @@ bool cg_jit(Cg *cg, CgJit **out, Diag *d) {
   if ((e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
            &gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL, NULL))) {
     cg_jit_free(j);
-    cg_dispose(cg);
+    for (int k = 0; k < n_objs; k++) LLVMDisposeMemoryBuffer(objs[k]);
     return llvm_error(e, "cannot give the JIT the process's symbols", d);
   }
   LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(j->jit), gen);
-  LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(cg->mod, cg->tsc);
-  cg->mod = NULL;  // owned by tsm now
-  e = LLVMOrcLLJITAddLLVMIRModule(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), tsm);
-  if (e) {
-    LLVMOrcDisposeThreadSafeModule(tsm);
-    cg_jit_free(j);
-    cg_dispose(cg);
-    return llvm_error(e, "cannot load the module into the JIT", d);
+  for (int k = 0; k < n_objs; k++) {
+    e = LLVMOrcLLJITAddObjectFile(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), objs[k]);  // owns it
+    if (e) {
+      for (int r = k + 1; r < n_objs; r++) LLVMDisposeMemoryBuffer(objs[r]);
+      cg_jit_free(j);
+      return llvm_error(e, "cannot load the kernels into the JIT", d);
+    }
   }
-  cg_dispose(cg);  // the thread-safe context stays alive through the module's reference
   *out = j;
   return true;
 }

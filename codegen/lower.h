@@ -7,6 +7,7 @@
 
 #include "codegen/cg.h"
 #include "ir/ir.h"
+#include "runtime/program.h"
 
 #define CG_MAX_ARGS 16
 
@@ -15,6 +16,7 @@ typedef enum {
   CG_ARG_SCRATCH,  // scratch buffer `id` of `bytes` bytes, shared by steps that name the id
   CG_ARG_STATUS,   // the plan's status word: int64_t[4] {error code, node id, value, index}
   CG_ARG_SEED,     // the plan's seed: uint64_t[1], set by the caller before each run
+  CG_ARG_STREAMS,  // the step's dropout streams: CgStep.streams (uint64_t[n_streams])
 } CgArgKind;
 
 typedef struct CgArg {
@@ -23,6 +25,11 @@ typedef struct CgArg {
   size_t bytes;  // SCRATCH only
 } CgArg;
 
+// Dropout streams a kernel draws masks from. Their name hashes are data of the step, not
+// constants of the kernel, so equal layers share one kernel (a body with more streams
+// than this bakes them in instead).
+#define CG_MAX_STREAMS 4
+
 typedef struct CgStep {
   char fn[96];    // kernel symbol in the module
   int64_t work;   // work items; the runtime calls fn(bufs, begin, end) over [0, work)
@@ -30,6 +37,8 @@ typedef struct CgStep {
   CgArg args[CG_MAX_ARGS];
   bool once;      // reads only parameters (e.g. packing weights): run once after binding
   int node;       // the IR node the step belongs to
+  int n_streams;  // CG_ARG_STREAMS: the name hashes of the masks, in the kernel's order
+  uint64_t streams[CG_MAX_STREAMS];
 } CgStep;
 
 typedef struct CgSteps {
@@ -43,19 +52,22 @@ CgStep *cg_steps_add(CgSteps *s, const char *fn, int64_t work, int node);
 // buffer table of most one-node kernels.
 CgStep *cg_steps_add_node(CgSteps *s, const char *fn, int64_t work, const IrNode *n, bool status);
 int cg_steps_new_scratch(CgSteps *s);
+// Appends the step's stream table (CG_ARG_STREAMS) holding one dropout stream.
+void cg_steps_add_stream(CgStep *st, uint64_t stream);
 static inline CgArg cg_arg_node(int id) { return (CgArg){CG_ARG_NODE, id, 0}; }
 static inline CgArg cg_arg_scratch(int id, size_t bytes) { return (CgArg){CG_ARG_SCRATCH, id, bytes}; }
 static inline CgArg cg_arg_status(void) { return (CgArg){CG_ARG_STATUS, 0, 0}; }
 static inline CgArg cg_arg_seed(void) { return (CgArg){CG_ARG_SEED, 0, 0}; }
 
-// Status codes kernels write into the status word (first error wins).
+// Status codes kernels write into the status word (first error wins): the runtime's
+// (runtime/program.h RT_STATUS_*, whose rt_program_status words them).
 enum {
-  CG_STATUS_OK = 0,
-  CG_STATUS_INDEX_RANGE = 1,  // value: the index
-  CG_STATUS_LABEL_RANGE = 2,  // value: the label
-  CG_STATUS_CAST_RANGE = 3,   // value: the f32 bits of a float an integer cannot hold
-  CG_STATUS_INT_OVERFLOW = 4, // an integer result outside its dtype
-  CG_STATUS_TARGET_RANGE = 5, // value: the f32 bits of a kl_div target that is < 0 or NaN
+  CG_STATUS_OK = RT_STATUS_OK,
+  CG_STATUS_INDEX_RANGE = RT_STATUS_INDEX_RANGE,
+  CG_STATUS_LABEL_RANGE = RT_STATUS_LABEL_RANGE,
+  CG_STATUS_CAST_RANGE = RT_STATUS_CAST_RANGE,
+  CG_STATUS_INT_OVERFLOW = RT_STATUS_INT_OVERFLOW,
+  CG_STATUS_TARGET_RANGE = RT_STATUS_TARGET_RANGE,
 };
 
 // ---------------------------------------------------------------------------------------

@@ -315,8 +315,8 @@ static void name_of(Cg *cg, const IrNode *n, const Attn *a, char *name, size_t s
   char extra[64];
   IrNode key = *n;
   key.attr[ir_attr_index(n->op, "rng_hash")].i = 0;
-  snprintf(extra, sizeof extra, "%s:%016llx", a->dropout ? "train" : "infer",
-           a->dropout ? (unsigned long long)a->rng_hash : 0ull);
+  // the stream (rng_hash) is the step's (CG_ARG_STREAMS): layers alike share the kernel
+  snprintf(extra, sizeof extra, "%s", a->dropout ? "train" : "infer");
   *exists = cg_kernel_name(cg, &key, extra, name, size);
 }
 
@@ -476,7 +476,7 @@ static int tuned_rows(const Cg *cg, int def) {
 
 // ---------------------------------------------------------------------------------------
 // attention(q, k, v[, mask]) -> out [B, Nq, H*D]. Steps: pack K^T (bufs: kt, k), then the
-// attention (bufs: out, q, k, v, kt[, mask][, seed]).
+// attention (bufs: out, q, k, v, kt[, mask][, seed, streams]).
 bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   Attn a = {0};
   if (!attn_init(&a, n, cg->W, cg->training))
@@ -498,7 +498,7 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     LLVMValueRef kt = cg_buf(cg, 4);
     int next = 5;
     if (a.has_mask) a.mask = cg_buf(cg, next++);
-    if (a.dropout) a.key = cg_dropout_key(cg, a.rng_hash, cg_buf(cg, next++));
+    if (a.dropout) a.key = cg_dropout_key(cg, cg_dropout_stream(cg, cg_buf(cg, next + 1), 0), cg_buf(cg, next));
     Fwd f = {0};
     row_state_vars(cg, &a, &f.st, true);
     for (int p = 0; p < 2; p++)
@@ -536,13 +536,16 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   for (int k = 0; k < 3; k++) st->args[st->n_args++] = cg_arg_node(n->in[k]->id);
   st->args[st->n_args++] = kt;
   for (int k = 3; k < n->n_in; k++) st->args[st->n_args++] = cg_arg_node(n->in[k]->id);
-  if (a.dropout) st->args[st->n_args++] = cg_arg_seed();
+  if (a.dropout) {
+    st->args[st->n_args++] = cg_arg_seed();
+    cg_steps_add_stream(st, a.rng_hash);
+  }
   return true;
 }
 
 // ---------------------------------------------------------------------------------------
 // attention_grad(q, k, v, out, dout[, mask]) -> [dq | dk | dv] flat.
-// bufs: grad, q, k, v, out, dout[, mask][, seed]. Query rows go `rows` at a time (then the
+// bufs: grad, q, k, v, out, dout[, mask][, seed, streams]. Query rows go `rows` at a time (then the
 // remainder), so each load-add-store of a dk or dv row serves several queries.
 typedef struct GradRows {
   RowState st;
@@ -641,7 +644,7 @@ bool cg_lower_attention_grad(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     LLVMValueRef out = cg_buf(cg, 4), dout = cg_buf(cg, 5);
     int next = 6;
     if (a.has_mask) a.mask = cg_buf(cg, next++);
-    if (a.dropout) a.key = cg_dropout_key(cg, a.rng_hash, cg_buf(cg, next++));
+    if (a.dropout) a.key = cg_dropout_key(cg, cg_dropout_stream(cg, cg_buf(cg, next + 1), 0), cg_buf(cg, next));
     int64_t nq = a.B * a.Nq * a.HD, nk = a.B * a.Nk * a.HD;
     GradRows g = {0};
     g.dk = cg_gep(cg, cg->f32, grad, cg_i64(cg, nq));
@@ -685,6 +688,9 @@ bool cg_lower_attention_grad(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   CgStep *st = cg_steps_add(steps, name, a.B * a.H, n->id);
   st->args[st->n_args++] = cg_arg_node(n->id);
   for (int k = 0; k < n->n_in; k++) st->args[st->n_args++] = cg_arg_node(n->in[k]->id);
-  if (a.dropout) st->args[st->n_args++] = cg_arg_seed();
+  if (a.dropout) {
+    st->args[st->n_args++] = cg_arg_seed();
+    cg_steps_add_stream(st, a.rng_hash);
+  }
   return true;
 }

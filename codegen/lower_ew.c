@@ -220,10 +220,14 @@ static LLVMValueRef dropout_value(Cg *cg, LLVMValueRef x, LLVMValueRef idx, int 
   return LLVMBuildSelect(b, keep, v, cg_const_like(cg, v, 0.0), "");
 }
 
-LLVMValueRef cg_dropout_key(Cg *cg, uint64_t stream, LLVMValueRef seed_ptr) {
+LLVMValueRef cg_dropout_key(Cg *cg, LLVMValueRef stream, LLVMValueRef seed_ptr) {
   LLVMValueRef seed = LLVMBuildLoad2(cg->b, cg->i64, seed_ptr, "seed");
   LLVMValueRef s = emit_mix64(cg, LLVMBuildAdd(cg->b, seed, cg_i64(cg, (int64_t)RNG_GOLDEN), ""));
-  return emit_mix64(cg, LLVMBuildXor(cg->b, s, cg_i64(cg, (int64_t)stream), ""));
+  return emit_mix64(cg, LLVMBuildXor(cg->b, s, stream, ""));
+}
+
+LLVMValueRef cg_dropout_stream(Cg *cg, LLVMValueRef streams_ptr, int k) {
+  return LLVMBuildLoad2(cg->b, cg->i64, cg_gep(cg, cg->i64, streams_ptr, cg_i64(cg, k)), "stream");
 }
 
 LLVMValueRef cg_dropout_keep(Cg *cg, LLVMValueRef key, LLVMValueRef ctr, uint64_t threshold) {
@@ -248,12 +252,12 @@ static void dropout_cols(Cg *cg, LLVMValueRef col, int lanes, void *ctx) {
 LLVMValueRef cg_ew_apply(Cg *cg, const IrNode *n, LLVMValueRef *v) { return apply(cg, n, v); }
 
 LLVMValueRef cg_ew_dropout_train(Cg *cg, const IrNode *fwd, LLVMValueRef x, LLVMValueRef idx,
-                                 LLVMValueRef seed_ptr) {
+                                 LLVMValueRef seed_ptr, LLVMValueRef stream) {
   double p = ir_attr_float(fwd, "p");
   if (p <= 0) return x;
   uint64_t threshold = (uint64_t)ceil(p * 0x1.0p53);
   double scale = p < 1 ? 1.0 / (1.0 - p) : 0.0;
-  return dropout_value(cg, x, idx, cg_lanes(x), cg_dropout_key(cg, ir_rng_name_hash(fwd->name), seed_ptr), threshold, scale);
+  return dropout_value(cg, x, idx, cg_lanes(x), cg_dropout_key(cg, stream, seed_ptr), threshold, scale);
 }
 
 // dropout(x) or dropout_grad(dy, y): in[0] through the mask of `fwd` (n, or n->in[1]).
@@ -263,15 +267,17 @@ static bool lower_dropout_training(Cg *cg, const IrNode *n, CgSteps *steps) {
   double p = ir_attr_float(fwd, "p");
   int64_t cols = n->shape.rank ? n->shape.dim[n->shape.rank - 1] : 1;
   int64_t rows = ir_numel(&n->shape) / (cols ? cols : 1);
-  char name[96], extra[160];
-  snprintf(extra, sizeof extra, "train:%s", fwd->name);  // the mask is the forward node's
+  char name[96], extra[64];
+  // The mask is the forward node's: its p is the kernel's, its stream the step's (dropouts
+  // alike share the kernel).
+  snprintf(extra, sizeof extra, "train:p=%a", p);
   if (!cg_kernel_name(cg, n, extra, name, sizeof name)) {
     cg_kernel_begin(cg, name);
     DropoutRow r = {.out = cg_buf(cg, 0), .x = cg_buf(cg, 1)};
     // (1 - p) * 2^53 leaves nothing out: ceil gives the least kept 53-bit value.
     r.threshold = (uint64_t)ceil(p * 0x1.0p53);
     r.scale = p < 1 ? 1.0 / (1.0 - p) : 0.0;  // p == 1 keeps nothing
-    r.key = cg_dropout_key(cg, ir_rng_name_hash(fwd->name), cg_buf(cg, 2));
+    r.key = cg_dropout_key(cg, cg_dropout_stream(cg, cg_buf(cg, 3), 0), cg_buf(cg, 2));
     CgLoop rl;
     cg_for_begin(cg, &rl, cg->begin, cg->end, cg_i64(cg, 1), "row");  // (rows, cols)
     r.base = cg_mul(cg, rl.iv, cols);
@@ -283,6 +289,7 @@ static bool lower_dropout_training(Cg *cg, const IrNode *n, CgSteps *steps) {
   st->args[st->n_args++] = cg_arg_node(n->id);
   st->args[st->n_args++] = cg_arg_node(n->in[0]->id);
   st->args[st->n_args++] = cg_arg_seed();
+  cg_steps_add_stream(st, ir_rng_name_hash(fwd->name));
   return true;
 }
 

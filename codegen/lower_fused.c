@@ -8,7 +8,8 @@
 //   gemm:      the matmul's CgGemm with the epilogue the fuse pass recorded (scale, bias,
 //              GELU, residual or the GELU derivative: IrGemmEpilogue), applied in the
 //              register tile (codegen/cg_gemm.c).
-// Buffers: out, the fused node's inputs in order, then the seed when dropout is live.
+// Buffers: out, the fused node's inputs in order, then when dropout is live the seed and
+// the step's stream table: the name hash of each of the body's masks (ir_body_mask).
 #include <assert.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,6 +39,7 @@ typedef struct Body {
   bool contig[16];          // per param: runs along the row (else one value per row)
   LLVMValueRef obase;       // flat index of the row's first element
   LLVMValueRef seed;        // seed buffer, or NULL
+  LLVMValueRef streams;     // the step's stream table (CG_ARG_STREAMS), or NULL: baked in
   int upto;                 // evaluate body nodes [0, upto)
   int preset;               // body node whose value is read from orow (epilogue), or -1
   LLVMValueRef preset_val;  // ... or is this value (a row reduce's result)
@@ -85,8 +87,11 @@ static LLVMValueRef body_eval(Cg *cg, Body *bd, LLVMValueRef col, int lanes) {
       ops[k] = pv[p];
     }
     if (live_dropout(cg, x)) {
-      const IrNode *fwd = x->op == IR_OP_DROPOUT ? x : x->in[1];
-      v[i] = cg_ew_dropout_train(cg, fwd, ops[0], cg_add(cg, bd->obase, col), bd->seed);
+      const IrNode *fwd;
+      int mask = ir_body_mask(b, i, &fwd);
+      LLVMValueRef stream = bd->streams ? cg_dropout_stream(cg, bd->streams, mask)
+                                        : cg_i64(cg, (int64_t)ir_rng_name_hash(fwd->name));
+      v[i] = cg_ew_dropout_train(cg, fwd, ops[0], cg_add(cg, bd->obase, col), bd->seed, stream);
     } else {
       v[i] = cg_ew_apply(cg, x, ops);
       assert(v[i]);
@@ -142,10 +147,28 @@ static bool body_has_live_dropout(const Cg *cg, const IrBody *b) {
   return false;
 }
 
-static void add_args(const IrNode *n, bool seed, CgStep *st) {
+// The name hashes of the body's masks in ir_body_mask's order; how many there are.
+static int body_streams(const IrBody *b, uint64_t *streams) {
+  int n = 0;
+  for (int i = 0; i < b->n; i++) {
+    const IrNode *fwd;
+    int mask = ir_body_mask(b, i, &fwd);
+    if (mask == n) {  // a mask's first use
+      if (n < CG_MAX_STREAMS) streams[n] = ir_rng_name_hash(fwd->name);
+      n++;
+    }
+  }
+  return n;
+}
+
+static void add_args(const IrNode *n, bool seed, bool streams, CgStep *st) {
   st->args[st->n_args++] = cg_arg_node(n->id);
   for (int k = 0; k < n->n_in; k++) st->args[st->n_args++] = cg_arg_node(n->in[k]->id);
   if (seed) st->args[st->n_args++] = cg_arg_seed();
+  if (streams) {
+    st->n_streams = body_streams(n->body, st->streams);
+    st->args[st->n_args++] = (CgArg){CG_ARG_STREAMS, 0, 0};
+  }
 }
 
 static bool lower_loop_or_reduction(Cg *cg, const IrNode *n, bool reduction, const char *sig,
@@ -156,6 +179,8 @@ static bool lower_loop_or_reduction(Cg *cg, const IrNode *n, bool reduction, con
   int64_t cols = rs->rank ? rs->dim[rs->rank - 1] : 1;
   int64_t rows = ir_numel(rs) / (cols ? cols : 1);
   bool seed = body_has_live_dropout(cg, b);
+  uint64_t unused[CG_MAX_STREAMS];
+  bool streams = seed && body_streams(b, unused) <= CG_MAX_STREAMS;
   char name[96];
   if (!cg_kernel_name(cg, n, sig, name, sizeof name)) {
     cg_kernel_begin(cg, name);
@@ -165,6 +190,7 @@ static bool lower_loop_or_reduction(Cg *cg, const IrNode *n, bool reduction, con
     bd.out = cg_buf(cg, 0);
     for (int k = 0; k < b->n_params; k++) bd.pbuf[k] = cg_buf(cg, 1 + k);
     bd.seed = seed ? cg_buf(cg, 1 + b->n_params) : NULL;
+    bd.streams = streams ? cg_buf(cg, 2 + b->n_params) : NULL;
     CgLoop rl;  // out: (rows, cols)
     cg_for_begin(cg, &rl, cg->begin, cg->end, cg_i64(cg, 1), "row");
     body_row_begin(cg, &bd, rl.iv);
@@ -203,7 +229,7 @@ static bool lower_loop_or_reduction(Cg *cg, const IrNode *n, bool reduction, con
     cg_for_end(cg, &rl);
     cg_kernel_end(cg);
   }
-  add_args(n, seed, cg_steps_add(steps, name, rows, n->id));
+  add_args(n, seed, streams, cg_steps_add(steps, name, rows, n->id));
   return true;
 }
 
@@ -231,6 +257,15 @@ bool cg_lower_fused(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   char sig[4096];
   ir_body_str(n, true, sig, sizeof sig);
   if (cg->training) strncat(sig, " training", sizeof sig - strlen(sig) - 1);
+  uint64_t streams[CG_MAX_STREAMS];
+  if (cg->training && body_streams(n->body, streams) > CG_MAX_STREAMS)  // baked in: by name
+    for (int i = 0; i < n->body->n; i++) {
+      const IrNode *fwd;
+      if (ir_body_mask(n->body, i, &fwd) >= 0) {
+        strncat(sig, " ", sizeof sig - strlen(sig) - 1);
+        strncat(sig, fwd->name, sizeof sig - strlen(sig) - 1);
+      }
+    }
   switch (ir_attr_int(n, "kind")) {
   case IR_FUSED_LOOP: return lower_loop_or_reduction(cg, n, false, sig, steps);
   case IR_FUSED_REDUCTION: return lower_loop_or_reduction(cg, n, true, sig, steps);

@@ -87,18 +87,21 @@ void cg_report_status(Cg *cg, LLVMValueRef status, int code, int node, LLVMValue
 // ---- pieces of single-op lowerings that fused kernels reuse (codegen/lower_fused.c) ----
 // lower_ew.c: elementwise op n on loaded operands v (float ops, no range checks); dropout
 // or dropout_grad in training: x through the mask of dropout node fwd at flat indices
-// idx, idx + 1, ... (the seed read from seed_ptr).
+// idx, idx + 1, ... (the seed read from seed_ptr, the stream an i64 value).
 LLVMValueRef cg_ew_apply(Cg *cg, const IrNode *n, LLVMValueRef *v);
 // Element offset in input shape `in` (broadcast to `out`) of the first element of output
 // row `row` (rows of out's last dim); whether `in` runs along that row (else: one value).
 LLVMValueRef cg_ew_row_offset(Cg *cg, const IrShape *out, const IrShape *in, LLVMValueRef row);
 bool cg_ew_inner_contiguous(const IrShape *out, const IrShape *in);
 LLVMValueRef cg_ew_dropout_train(Cg *cg, const IrNode *fwd, LLVMValueRef x, LLVMValueRef idx,
-                                 LLVMValueRef seed_ptr);
+                                 LLVMValueRef seed_ptr, LLVMValueRef stream);
 // The dropout stream (ir/ref_elementwise.c's ir_rng_key and ir_rng_uniform, in IR): the
-// key of stream `stream` (a name hash) under the plan's seed, and whether the elements with
-// i64 counters ctr (scalar or vector) are kept, i.e. their 53-bit uniform >= threshold.
-LLVMValueRef cg_dropout_key(Cg *cg, uint64_t stream, LLVMValueRef seed_ptr);
+// key of stream `stream` (i64: a name hash, read from the step's CG_ARG_STREAMS table or a
+// constant) under the plan's seed, and whether the elements with i64 counters ctr (scalar
+// or vector) are kept, i.e. their 53-bit uniform >= threshold.
+LLVMValueRef cg_dropout_key(Cg *cg, LLVMValueRef stream, LLVMValueRef seed_ptr);
+// Stream k of the step's table at buffer streams_ptr.
+LLVMValueRef cg_dropout_stream(Cg *cg, LLVMValueRef streams_ptr, int k);
 LLVMValueRef cg_dropout_keep(Cg *cg, LLVMValueRef key, LLVMValueRef ctr, uint64_t threshold);
 // lower_reduce.c: one row of softmax / log_softmax (len) or layernorm (H, weight w and
 // bias b of H), from xrow to orow; in place (xrow == orow) is allowed.

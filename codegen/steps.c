@@ -28,3 +28,9 @@ CgStep *cg_steps_add_node(CgSteps *s, const char *fn, int64_t work, const IrNode
 }
 
 int cg_steps_new_scratch(CgSteps *s) { return s->n_scratch++; }
+
+void cg_steps_add_stream(CgStep *st, uint64_t stream) {
+  st->streams[0] = stream;
+  st->n_streams = 1;
+  st->args[st->n_args++] = (CgArg){CG_ARG_STREAMS, 0, 0};
+}

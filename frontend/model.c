@@ -109,15 +109,6 @@ static char *where_str(Loader *L, const Scope *s, const char *list, int index) {
 
 // ---------------------------------------------------------------------------------------
 // JSON helpers.
-static const char *type_name(const cJSON *j) {
-  if (cJSON_IsString(j)) return "a string";
-  if (cJSON_IsNumber(j)) return "a number";
-  if (cJSON_IsBool(j)) return "a boolean";
-  if (cJSON_IsArray(j)) return "an array";
-  if (cJSON_IsObject(j)) return "an object";
-  return "null";
-}
-
 // Rejects keys not in the allowed list (a typo is an error, not a silent default).
 static bool check_keys(Loader *L, const cJSON *obj, const char *where, const char *const *keys) {
   for (const cJSON *c = obj->child; c; c = c->next) {
@@ -262,13 +253,13 @@ static bool collect_list(Loader *L, cJSON *root, const char *file, const char *k
   if (object_ok) {  // losses: {"name": "tensor"}
     if (!cJSON_IsObject(list))
       return diag_error(L->d, "%s: %s: must be an object {\"loss name\": \"tensor\"}, not %s",
-                        file, key, type_name(list));
+                        file, key, rt_json_kind(list));
     int i = 0;
     for (cJSON *c = list->child; c; c = c->next) items_push(out, c, file, i++);
     return true;
   }
   if (!cJSON_IsArray(list))
-    return diag_error(L->d, "%s: %s: must be an array, not %s", file, key, type_name(list));
+    return diag_error(L->d, "%s: %s: must be an array, not %s", file, key, rt_json_kind(list));
   int i = 0;
   for (cJSON *c = list->child; c; c = c->next) items_push(out, c, file, i++);
   return true;
@@ -332,7 +323,7 @@ static bool load_file(Loader *L, const char *path) {
     for (cJSON *c = cfg->child; c; c = c->next) {
       if (!cJSON_IsNumber(c) && !cJSON_IsString(c))
         return diag_error(L->d, "%s: config.%s: must be a number or an expression string, not %s",
-                          path, c->string, type_name(c));
+                          path, c->string, rt_json_kind(c));
       size_t len = strlen(c->string);
       if (len == 0 || !(c->string[0] == '_' || (c->string[0] | 32) >= 'a') ||
           strspn(c->string, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != len ||
@@ -516,7 +507,7 @@ static const char *get_name(Loader *L, const Scope *s, const cJSON *obj, const c
   }
   if (!cJSON_IsString(j) || !j->valuestring[0]) {
     diag_error(L->d, "%s: \"%s\" must be a non-empty string, not %s", where, key,
-               cJSON_IsString(j) ? "an empty one" : type_name(j));
+               cJSON_IsString(j) ? "an empty one" : rt_json_kind(j));
     return NULL;
   }
   const char *r = subst(L, s, j->valuestring);
@@ -534,7 +525,7 @@ static bool eval_number(Loader *L, const Scope *s, const cJSON *j, double *out) 
     char *src = subst(L, s, j->valuestring);
     return src && eval_in_scope(L, s, src, out);
   }
-  return diag_error(L->d, "must be a number or an expression string, not %s", type_name(j));
+  return diag_error(L->d, "must be a number or an expression string, not %s", rt_json_kind(j));
 }
 
 static bool eval_whole(Loader *L, const Scope *s, const cJSON *j, int64_t *out) {
@@ -554,7 +545,7 @@ static bool eval_whole(Loader *L, const Scope *s, const cJSON *j, int64_t *out) 
 static bool eval_shape(Loader *L, const Scope *s, const cJSON *arr, IrShape *out,
                        const char *where) {
   if (!cJSON_IsArray(arr))
-    return diag_error(L->d, "%s: shape: must be an array, not %s", where, type_name(arr));
+    return diag_error(L->d, "%s: shape: must be an array, not %s", where, rt_json_kind(arr));
   int n = cJSON_GetArraySize(arr);
   if (n > IR_MAX_RANK) return diag_error(L->d, "%s: shape: rank %d exceeds %d", where, n, IR_MAX_RANK);
   out->rank = n;
@@ -669,7 +660,7 @@ static bool set_attr(Loader *L, const Scope *s, IrNode *n, const cJSON *j, const
   case IR_ATTR_INT: ok = eval_whole(L, s, j, &a->i); break;
   case IR_ATTR_FLOAT: ok = eval_number(L, s, j, &a->f); break;
   case IR_ATTR_BOOL:
-    if (!cJSON_IsBool(j)) ok = diag_error(L->d, "must be true or false, not %s", type_name(j));
+    if (!cJSON_IsBool(j)) ok = diag_error(L->d, "must be true or false, not %s", rt_json_kind(j));
     else a->i = cJSON_IsTrue(j);
     break;
   case IR_ATTR_DTYPE: {
@@ -682,7 +673,7 @@ static bool set_attr(Loader *L, const Scope *s, IrNode *n, const cJSON *j, const
   }
   case IR_ATTR_INTS: {
     if (!cJSON_IsArray(j)) {
-      ok = diag_error(L->d, "must be an array, not %s", type_name(j));
+      ok = diag_error(L->d, "must be an array, not %s", rt_json_kind(j));
       break;
     }
     if (cJSON_GetArraySize(j) > IR_MAX_RANK) {

@@ -28,6 +28,25 @@ static bool is_param(const IrBody *b, const IrNode *x) {
   return x->id < b->n_params && b->params[x->id] == x;
 }
 
+static const IrNode *mask_of(const IrNode *n) {
+  return n->op == IR_OP_DROPOUT ? n : n->op == IR_OP_DROPOUT_GRAD ? n->in[1] : NULL;
+}
+
+int ir_body_mask(const IrBody *b, int i, const IrNode **fwd) {
+  *fwd = mask_of(b->nodes[i]);
+  if (!*fwd) return -1;
+  int k = 0;
+  for (int j = 0; j < i; j++) {
+    const IrNode *other = mask_of(b->nodes[j]);
+    if (!other) continue;
+    if (other == *fwd) return ir_body_mask(b, j, fwd);  // the first user's index
+    bool first = true;  // other's first use in the body counts once
+    for (int t = 0; t < j && first; t++) first = mask_of(b->nodes[t]) != other;
+    k += first;
+  }
+  return k;
+}
+
 const char *ir_body_str(const IrNode *fused, bool full, char *buf, size_t size) {
   const IrBody *b = fused->body;
   buf[0] = 0;
@@ -44,8 +63,9 @@ const char *ir_body_str(const IrNode *fused, bool full, char *buf, size_t size) 
       put(buf, size, " %s=%lld/%.9g", ir_ops[n->op].attrs[a].name, (long long)at->i, at->f);
       for (int k = 0; k < at->n; k++) put(buf, size, "%s%lld", k ? "," : ":", (long long)at->ints[k]);
     }
-    if (n->op == IR_OP_DROPOUT) put(buf, size, " key=%s", n->name);
-    if (n->op == IR_OP_DROPOUT_GRAD) put(buf, size, " key=%s", n->in[1]->name);
+    const IrNode *fwd;
+    int mask = ir_body_mask(b, i, &fwd);
+    if (mask >= 0) put(buf, size, " mask=%d p=%a", mask, ir_attr_float(fwd, "p"));
     put(buf, size, ")");
   }
   return buf;

@@ -141,8 +141,14 @@ const char *ir_fused_kind_name(int kind);  // "loop", "gemm", "reduction"
 const char *ir_op_label(const IrNode *n, char *buf, size_t size);
 static inline IrNode *ir_body_root(const IrBody *b) { return b->nodes[b->n - 1]; }
 // Text of the body for printers and kernel names: "mul, add, gelu" (ops only), or with
-// `full` every node with its inputs (p0, %1) and attributes.
+// `full` every node with its inputs (p0, %1) and attributes, and for a dropout or
+// dropout_grad which of the body's masks it uses (ir_body_mask) and its p, not the mask's
+// name: bodies alike in everything but their dropouts' names get one kernel.
 const char *ir_body_str(const IrNode *fused, bool full, char *buf, size_t size);
+// The dropout masks of a body: body node i (a dropout or dropout_grad) uses the mask of
+// dropout node *fwd (itself, or the dropout_grad's in[1]); returns that mask's index among
+// the distinct masks of the body, numbered in body order. -1 when node i is neither.
+int ir_body_mask(const IrBody *b, int i, const IrNode **fwd);
 
 typedef struct IrConfigEntry {
   const char *name;

@@ -19,7 +19,7 @@ static int fail(char *msg, size_t size, const Diag *d, int code) {
   return code;
 }
 
-int rt_aot_api_create(const RtAotModel *m, const char *weights, KilnModel **out, char *msg,
+int rt_aot_api_create(const RtProgram *m, const char *weights, KilnModel **out, char *msg,
                       size_t msg_size) {
   Diag d = {0};
   *out = NULL;
@@ -50,12 +50,12 @@ int rt_aot_api_create(const RtAotModel *m, const char *weights, KilnModel **out,
   return KILN_OK;
 }
 
-static int info(const RtAotTensor *t, KilnTensorInfo *out) {
+static int info(const RtTensor *t, KilnTensorInfo *out) {
   out->name = t->name;
   out->dtype = dt_name((DType)t->dtype);
   out->rank = t->rank;
   out->shape = t->shape;
-  out->bytes = rt_aot_bytes(t);
+  out->bytes = rt_tensor_bytes(t);
   return KILN_OK;
 }
 
@@ -82,7 +82,7 @@ int kiln_model_set_threads(KilnModel *k, int threads) {
 }
 
 int kiln_model_run(KilnModel *k, const void *const *inputs, void *const *outputs) {
-  const RtAotModel *m = k->a.m;
+  const RtProgram *m = k->a.m;
   uint64_t given = 0, wanted = 0;
   for (int i = 0; i < m->n_inputs; i++)
     if (inputs[i]) given |= 1ull << i;
@@ -99,15 +99,15 @@ int kiln_model_run(KilnModel *k, const void *const *inputs, void *const *outputs
     wanted |= 1ull << j;
   }
   for (int i = 0; i < m->n_inputs; i++)
-    if (inputs[i] && k->a.buf[m->inputs[i].buf])
-      memcpy(k->a.buf[m->inputs[i].buf], inputs[i], rt_aot_bytes(&m->inputs[i]));
+    if (inputs[i] && k->a.in.buf[m->inputs[i].buf])
+      memcpy(k->a.in.buf[m->inputs[i].buf], inputs[i], rt_tensor_bytes(&m->inputs[i]));
   Diag d = {0};
   if (!rt_aot_run(&k->a, wanted, &d)) {
     snprintf(k->error, sizeof k->error, "%s", d.msg);
     return KILN_ERR_DATA;
   }
   for (int j = 0; j < m->n_outputs; j++)
-    if (outputs[j]) memcpy(outputs[j], k->a.buf[m->outputs[j].buf], rt_aot_bytes(&m->outputs[j]));
+    if (outputs[j]) memcpy(outputs[j], k->a.in.buf[m->outputs[j].buf], rt_tensor_bytes(&m->outputs[j]));
   return KILN_OK;
 }
 

@@ -50,9 +50,9 @@ int kiln_model_run(KilnModel *m, const void *const *inputs, void *const *outputs
 const char *kiln_model_error(const KilnModel *m);  // the last run/set_threads error
 void kiln_model_destroy(KilnModel *m);
 
-struct RtAotModel;
+struct RtProgram;
 // What the generated kiln_model_create calls with the model's tables.
-int rt_aot_api_create(const struct RtAotModel *model, const char *weights_path, KilnModel **out,
+int rt_aot_api_create(const struct RtProgram *model, const char *weights_path, KilnModel **out,
                       char *msg, size_t msg_size);
 
 #ifdef __cplusplus

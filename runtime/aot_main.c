@@ -14,7 +14,7 @@
 
 static const char *prog = "model";
 
-static void usage(FILE *f, const RtAotModel *m) {
+static void usage(FILE *f, const RtProgram *m) {
   fprintf(f, "usage: %s --inputs IN.safetensors -o OUT.safetensors [--weights W.safetensors] "
              "[--threads N] [--iters N]\n", prog);
   if (f == stderr) return;
@@ -45,7 +45,7 @@ static void usage(FILE *f, const RtAotModel *m) {
   }
 }
 
-static int usage_error(const RtAotModel *m, const char *fmt, const char *arg) {
+static int usage_error(const RtProgram *m, const char *fmt, const char *arg) {
   fprintf(stderr, "%s: ", prog);
   fprintf(stderr, fmt, arg);
   fprintf(stderr, "\n");
@@ -54,7 +54,7 @@ static int usage_error(const RtAotModel *m, const char *fmt, const char *arg) {
 }
 
 // The outputs computable from the given inputs (bit j: outputs[j]), as kiln run selects them.
-static uint64_t select_outputs(const RtAotModel *m, uint64_t given, const char *inputs, Diag *d) {
+static uint64_t select_outputs(const RtProgram *m, uint64_t given, const char *inputs, Diag *d) {
   uint64_t wanted = 0;
   for (int j = 0; j < m->n_outputs; j++)
     if (!(m->outputs[j].needs & ~given)) wanted |= 1ull << j;
@@ -70,27 +70,27 @@ static uint64_t select_outputs(const RtAotModel *m, uint64_t given, const char *
 }
 
 static bool write_outputs(const RtAot *a, uint64_t wanted, const char *path, Diag *d) {
-  const RtAotModel *m = a->m;
+  const RtProgram *m = a->m;
   StTensor *ts = calloc((size_t)m->n_outputs + 1, sizeof *ts);
   if (!ts) return diag_error(d, "out of memory writing %s", path);
   int n = 0;
   for (int j = 0; j < m->n_outputs; j++) {
     if (!(wanted >> j & 1)) continue;
-    const RtAotTensor *o = &m->outputs[j];
+    const RtTensor *o = &m->outputs[j];
     StTensor *t = &ts[n++];
     t->name = (char *)o->name;
     t->dtype = (DType)o->dtype;
     t->rank = o->rank;
     memcpy(t->shape, o->shape, sizeof t->shape);
-    t->nbytes = rt_aot_bytes(o);
-    t->data = a->buf[o->buf];
+    t->nbytes = rt_tensor_bytes(o);
+    t->data = a->in.buf[o->buf];
   }
   bool ok = st_write(path, ts, n, d);
   free(ts);
   return ok;
 }
 
-int rt_aot_main(const RtAotModel *m, int argc, char **argv) {
+int rt_aot_main(const RtProgram *m, int argc, char **argv) {
   if (argc > 0 && argv[0]) {
     const char *slash = strrchr(argv[0], '/');
     prog = slash ? slash + 1 : argv[0];
@@ -154,7 +154,9 @@ int rt_aot_main(const RtAotModel *m, int argc, char **argv) {
   rt_tuning_read(&tuning, getenv);
   if (threads) tuning.threads = threads;
   ok = ok && rt_aot_create(m, &tuning, &a, &d);
-  ok = ok && rt_aot_bind_weights(&a, &wf, wanted, !weights, &d) && rt_aot_bind_inputs(&a, &inf, wanted, &d);
+  ok = ok && rt_aot_bind_weights(&a, &wf, wanted, !weights, &d);
+  st_free(&wf);  // bound (or borrowed from the embedded image): one copy resident, as kiln run
+  ok = ok && rt_aot_bind_inputs(&a, &inf, wanted, &d);
   ok = ok && rt_aot_run(&a, wanted, &d);
   if (ok && iters) {
     double *t = malloc((size_t)iters * sizeof *t);

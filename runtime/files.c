@@ -1,6 +1,6 @@
 // Files the user names: rt_open_read opens an input without blocking on a FIFO and refuses
 // anything but a regular file; rt_output_not_input and rt_output_writable check an output
-// path once, at the entry point, before any work is done.
+// path once, at the entry point, before any work is done; rt_write_atomic writes one.
 #include "runtime/files.h"
 
 #include <errno.h>
@@ -48,14 +48,36 @@ FILE *rt_open_read(const char *path, Diag *d) {
   return f;
 }
 
+// The path a file that does not exist yet would have: its directory resolved, then its name
+// (NULL when the directory does not resolve either). Caller frees.
+static char *new_file_path(const char *path) {
+  const char *slash = strrchr(path, '/');
+  char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+  char *real = dir ? realpath(dir, NULL) : NULL, *out = NULL;
+  const char *name = slash ? slash + 1 : path;
+  if (real && (out = malloc(strlen(real) + strlen(name) + 2))) sprintf(out, "%s/%s", real, name);
+  free(dir);
+  free(real);
+  return out;
+}
+
+// Whether a and b name the same file: the same device and inode, or, when neither exists
+// yet, the same path once their directories are resolved (two outputs of one command).
+static bool same_file(const char *a, const char *b) {
+  struct stat sa, sb;
+  bool ea = stat(a, &sa) == 0, eb = stat(b, &sb) == 0;
+  if (ea || eb) return ea && eb && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+  char *pa = new_file_path(a), *pb = new_file_path(b);
+  bool same = pa && pb && strcmp(pa, pb) == 0;
+  free(pa);
+  free(pb);
+  return same;
+}
+
 bool rt_output_not_input(const char *option, const char *path, const RtNamedPath *inputs, int n,
                          Diag *d) {
-  struct stat out;
-  if (stat(path, &out) != 0) return true;  // a new file is no input
   for (int i = 0; i < n; i++) {
-    struct stat in;
-    if (!inputs[i].path || stat(inputs[i].path, &in) != 0) continue;
-    if (in.st_dev == out.st_dev && in.st_ino == out.st_ino)
+    if (inputs[i].path && same_file(inputs[i].path, path))
       return diag_error(d, "%s %s is the same file as %s %s: writing the output would replace the "
                         "input; choose another output file", option, path, inputs[i].option,
                         inputs[i].path);
@@ -92,4 +114,62 @@ bool rt_output_writable(const char *path, Diag *d) {
 int rt_output_check(const char *option, const char *path, const RtNamedPath *inputs, int n, Diag *d) {
   if (!rt_output_not_input(option, path, inputs, n, d)) return 2;
   return rt_output_writable(path, d) ? 0 : 1;
+}
+
+bool rt_write_atomic(const char *path, RtWriteFn write, void *ctx, Diag *d) {
+  struct stat sb;
+  if (lstat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+    return diag_error(d, "%s: is %s; kiln writes a file by replacing it with a new regular file, "
+                      "so it writes only to a regular file or a new path", path, file_kind(sb.st_mode));
+  size_t tmp_cap = strlen(path) + 32;
+  char *tmp = malloc(tmp_cap);
+  if (!tmp) return diag_error(d, "%s: out of memory", path);
+  // A name no other file has or will have (mkstemp creates it, O_EXCL): a temporary that a
+  // killed run left behind cannot make this write fail, as "PATH.tmp.PID" did once the PID
+  // was reused. mkstemp's mode 0600 becomes what fopen would have given the file.
+  snprintf(tmp, tmp_cap, "%s.tmp.XXXXXX", path);
+  const char *step = "create";
+  int fd = mkstemp(tmp);
+  FILE *fp = NULL;
+  if (fd >= 0) {
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(fd, 0666 & ~mask) != 0 || !(fp = fdopen(fd, "wb"))) {
+      int err = errno;
+      close(fd);
+      remove(tmp);
+      errno = err;
+    }
+  }
+  bool created = fp != NULL, ok = created;
+  if (ok) {
+    step = "write";
+    errno = 0;
+    ok = write(fp, ctx);
+  }
+  if (ok) {
+    step = "flush";
+    ok = fflush(fp) == 0;
+  }
+  if (ok) {
+    step = "fsync";
+    ok = fsync(fileno(fp)) == 0;
+  }
+  int err = errno;
+  if (created && fclose(fp) != 0 && ok) {
+    ok = false;
+    step = "close";
+    err = errno;
+  }
+  if (ok) {
+    step = "rename";
+    ok = rename(tmp, path) == 0;
+    err = errno;
+  }
+  if (!ok) {
+    if (created) remove(tmp);
+    diag_error(d, "%s: cannot %s temporary file %s: %s", path, step, tmp, err ? strerror(err) : "out of memory");
+  }
+  free(tmp);
+  return ok;
 }

@@ -1,6 +1,7 @@
 // Files the user names: opening them for reading without hanging on a FIFO or a device, and
 // checking an output path before any work (the same file as an input, not a regular file, a
-// directory that is missing or read-only). Every refusal is a diagnostic naming the path.
+// directory that is missing or read-only), and writing one atomically. Every refusal is a
+// diagnostic naming the path.
 #ifndef KILN_FILES_H
 #define KILN_FILES_H
 
@@ -19,7 +20,8 @@ typedef struct RtNamedPath {
 } RtNamedPath;
 
 // The output `path` (named by option, e.g. "-o") is not the same file (device and inode) as
-// any of the n inputs, so writing it cannot replace one. Inputs that do not exist are skipped.
+// any of the n inputs, so writing it cannot replace one; when neither exists yet (another
+// output of the command), not the same path with its directory resolved.
 bool rt_output_not_input(const char *option, const char *path, const RtNamedPath *inputs, int n,
                          Diag *d);
 
@@ -31,5 +33,13 @@ bool rt_output_writable(const char *path, Diag *d);
 // Both, as the entry points run them before any work: 0 if the output is fine, 2 (a bad
 // command line) if it is an input, 1 if it cannot be written.
 int rt_output_check(const char *option, const char *path, const RtNamedPath *inputs, int n, Diag *d);
+
+// Writes path without ever leaving it half written: write(f, ctx) fills a temporary file of a
+// unique name beside it (mkstemp), which is flushed, fsynced and renamed over path. A failure
+// removes the temporary and names the step that failed (write leaves errno set, or 0 when out
+// of memory). A path that exists and is not a regular file (a symlink, FIFO, device) is
+// refused, never replaced.
+typedef bool (*RtWriteFn)(FILE *f, void *ctx);
+bool rt_write_atomic(const char *path, RtWriteFn write, void *ctx, Diag *d);
 
 #endif

@@ -57,32 +57,72 @@ void *rt_alloc_buffer(size_t bytes, bool poison) {
   return p;
 }
 
+bool rt_trace_init(RtTrace *t, int threads, int runs, int64_t steps) {
+  int64_t cap = runs * steps;
+  *t = (RtTrace){.threads = threads, .max_runs = runs, .cap = cap, .origin = omp_get_wtime()};
+  t->n = calloc((size_t)threads, sizeof *t->n);
+  t->span = malloc((size_t)threads * (size_t)cap * sizeof *t->span);
+  if (t->n && t->span) return true;
+  rt_trace_free(t);
+  return false;
+}
+
+void rt_trace_free(RtTrace *t) {
+  free(t->n);
+  free(t->span);
+  *t = (RtTrace){0};
+}
+
 // step_ms (profiles): thread 0 adds each step's time, barrier to barrier, to step_ms[s].
-static void run_steps(const RtPlan *p, int threads, bool once, double *step_ms) {
+// trace: each thread records its spans of the run in its track (the caller checked they fit).
+static void run_steps(const RtPlan *p, int threads, bool once, double *step_ms, RtTrace *trace) {
   if (threads < 1) threads = 1;
   Barrier barrier = {0};
 #pragma omp parallel num_threads(threads)
   {
     int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    double last = step_ms && t == 0 ? omp_get_wtime() : 0;
+    double last = (step_ms && t == 0) || trace ? omp_get_wtime() : 0;
+    RtTraceSpan *track = trace ? trace->span + t * trace->cap + trace->n[t] : NULL;
     for (int s = 0; s < p->n_steps; s++) {
       const RtStep *st = &p->steps[s];
       if (st->once != once) continue;
       int64_t chunk = (st->work + nt - 1) / nt;
       int64_t b = t * chunk, e = b + chunk < st->work ? b + chunk : st->work;
+      double begin = trace ? omp_get_wtime() : 0;
       if (b < e) st->fn(st->bufs, b, e);
+      double end = trace ? omp_get_wtime() : 0;
       if (nt > 1) barrier_wait(&barrier, (int)nt);
+      if (trace) {
+        double left = omp_get_wtime() - trace->origin;
+        *track++ = (RtTraceSpan){s, trace->runs, begin - trace->origin, end - trace->origin, left};
+      }
       if (step_ms && t == 0) {
         double now = omp_get_wtime();
         step_ms[s] += (now - last) * 1e3;
         last = now;
       }
     }
+    if (trace) trace->n[t] = track - (trace->span + t * trace->cap);
   }
 }
 
-void rt_plan_prepare(const RtPlan *p, int threads) { run_steps(p, threads, true, NULL); }
-void rt_plan_run(const RtPlan *p, int threads) { run_steps(p, threads, false, NULL); }
+void rt_plan_prepare(const RtPlan *p, int threads) { run_steps(p, threads, true, NULL, NULL); }
+void rt_plan_run(const RtPlan *p, int threads) { run_steps(p, threads, false, NULL, NULL); }
 void rt_plan_run_profiled(const RtPlan *p, int threads, double *step_ms) {
-  run_steps(p, threads, false, step_ms);
+  run_steps(p, threads, false, step_ms, NULL);
+}
+
+void rt_plan_run_traced(const RtPlan *p, int threads, RtTrace *t) {
+  if (threads < 1) threads = 1;
+  int64_t steps = 0;
+  for (int s = 0; s < p->n_steps; s++) steps += !p->steps[s].once;
+  bool fits = threads <= t->threads && t->runs < t->max_runs;
+  for (int k = 0; k < threads && fits; k++) fits = t->n[k] + steps <= t->cap;
+  if (!fits) {
+    t->runs_dropped++;
+    run_steps(p, threads, false, NULL, NULL);
+    return;
+  }
+  run_steps(p, threads, false, NULL, t);
+  t->runs++;
 }

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "runtime/trace.h"
+
 typedef void (*RtKernel)(void **bufs, int64_t begin, int64_t end);
 
 typedef struct RtStep {
@@ -39,5 +41,8 @@ void rt_plan_run(const RtPlan *p, int threads);      // every other step, in ord
 // rt_plan_run that also adds each step's wall time (its kernel and the barrier after it,
 // in milliseconds) to step_ms[s]: what `kiln bench --profile` reports.
 void rt_plan_run_profiled(const RtPlan *p, int threads, double *step_ms);
+// rt_plan_run that records every thread's spans into t (runtime/trace.h), when the run fits
+// in every track; otherwise it runs untraced and counts t->runs_dropped.
+void rt_plan_run_traced(const RtPlan *p, int threads, RtTrace *t);
 
 #endif

@@ -1,6 +1,6 @@
 // Safetensors files: st_read loads a whole file and validates every field of its header
 // (types, shapes, offsets, overlaps, duplicates) before handing out tensors; st_write writes
-// a temporary file of a unique name (mkstemp), fsyncs it and renames it over the target.
+// through rt_write_atomic (a temporary of a unique name, fsynced, renamed over the target).
 //
 // Tensor data points into the file buffer at whatever offset the file gives, so it may be
 // misaligned for its type: read elements with memcpy or dt_load, never through a cast pointer.
@@ -111,15 +111,6 @@ typedef struct Reader {
   size_t data_size;  // bytes after the header
 } Reader;
 
-static const char *json_kind(const cJSON *j) {
-  if (cJSON_IsString(j)) return "a string";
-  if (cJSON_IsNumber(j)) return "a number";
-  if (cJSON_IsArray(j)) return "an array";
-  if (cJSON_IsObject(j)) return "an object";
-  if (cJSON_IsBool(j)) return "a boolean";
-  return "null";
-}
-
 // A whole JSON number in [0, 2^53] (cJSON holds numbers as doubles, exact up to 2^53).
 static bool json_uint(const cJSON *j, uint64_t *out) {
   if (!cJSON_IsNumber(j)) return false;
@@ -132,7 +123,7 @@ static bool json_uint(const cJSON *j, uint64_t *out) {
 // How a JSON value that should have been a non-negative integer looks: "-1", "2.5", "a string".
 static void describe_bad_uint(char *buf, size_t cap, const cJSON *j) {
   if (!cJSON_IsNumber(j)) {
-    snprintf(buf, cap, "%s", json_kind(j));
+    snprintf(buf, cap, "%s", rt_json_kind(j));
     return;
   }
   for (int prec = 1; prec <= 17; prec++) {  // the shortest spelling of the same double
@@ -163,19 +154,19 @@ static bool tensor_error(const Reader *r, const char *name, const char *fmt, ...
 static bool parse_metadata(const Reader *r, const cJSON *meta) {
   if (!cJSON_IsObject(meta))
     return diag_error(r->d, "%s: \"" ST_METADATA "\" must be an object of strings, not %s",
-                      r->path, json_kind(meta));
+                      r->path, rt_json_kind(meta));
   const cJSON *kv;
   cJSON_ArrayForEach(kv, meta) {
     if (!cJSON_IsString(kv))
       return diag_error(r->d, "%s: \"" ST_METADATA "\": value of \"%s\" is %s, must be a string",
-                        r->path, kv->string, json_kind(kv));
+                        r->path, kv->string, rt_json_kind(kv));
   }
   return true;
 }
 
 static bool parse_dtype(const Reader *r, const char *name, const cJSON *j, StTensor *t) {
   if (!cJSON_IsString(j))
-    return tensor_error(r, name, "dtype is %s, must be a string", json_kind(j));
+    return tensor_error(r, name, "dtype is %s, must be a string", rt_json_kind(j));
   // Only the safetensors spelling ("F32"); other tools would not read "f32".
   if (!dt_parse(j->valuestring, &t->dtype) || strcmp(dt_st_name(t->dtype), j->valuestring)) {
     char known[128];
@@ -190,7 +181,7 @@ static bool parse_dtype(const Reader *r, const char *name, const cJSON *j, StTen
 
 static bool parse_shape(const Reader *r, const char *name, const cJSON *j, StTensor *t) {
   if (!cJSON_IsArray(j))
-    return tensor_error(r, name, "shape is %s, must be an array of integers", json_kind(j));
+    return tensor_error(r, name, "shape is %s, must be an array of integers", rt_json_kind(j));
   int rank = cJSON_GetArraySize(j);
   if (rank > ST_MAX_RANK)
     return tensor_error(r, name, "shape has rank %d; kiln supports at most %d", rank,
@@ -254,7 +245,7 @@ static bool parse_entry(const Reader *r, const cJSON *entry, StTensor *t, size_t
   if (!*name) return diag_error(r->d, "%s: a tensor has an empty name", r->path);
   if (!check_name_utf8(r->path, name, r->d)) return false;
   if (!cJSON_IsObject(entry))
-    return tensor_error(r, name, "entry is %s, must be an object", json_kind(entry));
+    return tensor_error(r, name, "entry is %s, must be an object", rt_json_kind(entry));
   const cJSON *dtype = NULL, *shape = NULL, *offsets = NULL, *key;
   cJSON_ArrayForEach(key, entry) {
     const cJSON **slot = !strcmp(key->string, "dtype")          ? &dtype
@@ -329,7 +320,7 @@ static bool check_bool_data(const Reader *r, const StTensor *t) {
 static bool parse_header(const Reader *r, const cJSON *root, unsigned char *base, StFile *f) {
   if (!cJSON_IsObject(root))
     return diag_error(r->d, "%s: header is %s, must be a JSON object", r->path,
-                      json_kind(root));
+                      rt_json_kind(root));
   int n = 0;
   bool seen_metadata = false;
   const cJSON *entry;
@@ -548,74 +539,33 @@ static bool build_header(const StTensor *ts, int n, Buf *b) {
   return !b->oom;
 }
 
-// Length, header, data, then flush and fsync. On failure errno is that of the failed step.
-static bool write_contents(FILE *fp, const Buf *header, const StTensor *ts, int n,
-                           const char **step) {
+// Length, header, data.
+typedef struct Contents {
+  const Buf *header;
+  const StTensor *ts;
+  int n;
+} Contents;
+
+static bool write_contents(FILE *fp, void *ctx) {
+  const Contents *c = ctx;
   unsigned char len_le[8];
-  for (int i = 0; i < 8; i++) len_le[i] = (unsigned char)((uint64_t)header->len >> (8 * i));
-  *step = "write";
-  if (fwrite(len_le, 1, 8, fp) != 8 || fwrite(header->p, 1, header->len, fp) != header->len)
+  for (int i = 0; i < 8; i++) len_le[i] = (unsigned char)((uint64_t)c->header->len >> (8 * i));
+  if (fwrite(len_le, 1, 8, fp) != 8 || fwrite(c->header->p, 1, c->header->len, fp) != c->header->len)
     return false;
-  for (int i = 0; i < n; i++)
-    if (ts[i].nbytes && fwrite(ts[i].data, 1, ts[i].nbytes, fp) != ts[i].nbytes) return false;
-  *step = "flush";
-  if (fflush(fp) != 0) return false;
-  *step = "fsync";
-  return fsync(fileno(fp)) == 0;
+  for (int i = 0; i < c->n; i++)
+    if (c->ts[i].nbytes && fwrite(c->ts[i].data, 1, c->ts[i].nbytes, fp) != c->ts[i].nbytes) return false;
+  return true;
 }
 
 bool st_write(const char *path, const StTensor *tensors, int n, Diag *d) {
   assert(path && n >= 0 && (n == 0 || tensors));
   if (!check_for_write(path, tensors, n, d)) return false;
-  // Every write, not only -o checked at the entry point (checkpoints OUT.step-N are named
-  // while training): the rename would replace a symlink, FIFO or device by a regular file.
-  if (!rt_output_writable(path, d)) return false;
   Buf header = {0};
   if (!build_header(tensors, n, &header)) {
     free(header.p);
     return diag_error(d, "%s: out of memory building the header", path);
   }
-  size_t tmp_cap = strlen(path) + 32;
-  char *tmp = malloc(tmp_cap);
-  if (!tmp) {
-    free(header.p);
-    return diag_error(d, "%s: out of memory", path);
-  }
-  // A name no other file has or will have (mkstemp creates it, O_EXCL): a temporary that a
-  // killed run left behind cannot make this write fail, as "PATH.tmp.PID" did once the PID
-  // was reused. mkstemp's mode 0600 becomes what fopen would have given the file.
-  snprintf(tmp, tmp_cap, "%s.tmp.XXXXXX", path);
-  const char *step = "create";
-  int fd = mkstemp(tmp);
-  FILE *fp = NULL;
-  if (fd >= 0) {
-    mode_t mask = umask(0);
-    umask(mask);
-    if (fchmod(fd, 0666 & ~mask) != 0 || !(fp = fdopen(fd, "wb"))) {
-      int err = errno;
-      close(fd);
-      remove(tmp);
-      errno = err;
-    }
-  }
-  bool created = fp != NULL, ok = created;
-  if (ok) ok = write_contents(fp, &header, tensors, n, &step);
-  int err = errno;
-  if (created && fclose(fp) != 0 && ok) {
-    ok = false;
-    step = "close";
-    err = errno;
-  }
-  if (ok) {
-    step = "rename";
-    ok = rename(tmp, path) == 0;
-    err = errno;
-  }
-  if (!ok) {
-    if (created) remove(tmp);
-    diag_error(d, "%s: cannot %s temporary file %s: %s", path, step, tmp, strerror(err));
-  }
-  free(tmp);
+  bool ok = rt_write_atomic(path, write_contents, &(Contents){&header, tensors, n}, d);
   free(header.p);
   return ok;
 }

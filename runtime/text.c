@@ -1,8 +1,11 @@
 // Text checks: UTF-8 validation (tensor names, read and written) and the NUL characters a
-// JSON text may spell but cJSON's NUL-terminated strings silently cut at.
+// JSON text may spell but cJSON's NUL-terminated strings silently cut at; and the names
+// of JSON value kinds for messages.
 #include "runtime/text.h"
 
 #include <string.h>
+
+#include <cjson/cJSON.h>
 
 bool rt_utf8_valid(const char *s, size_t n, size_t *bad) {
   const unsigned char *p = (const unsigned char *)s;
@@ -38,4 +41,13 @@ long rt_json_find_nul(const char *json, size_t n) {
     }
   }
   return -1;
+}
+
+const char *rt_json_kind(const cJSON *j) {
+  if (cJSON_IsString(j)) return "a string";
+  if (cJSON_IsNumber(j)) return "a number";
+  if (cJSON_IsBool(j)) return "a boolean";
+  if (cJSON_IsArray(j)) return "an array";
+  if (cJSON_IsObject(j)) return "an object";
+  return "null";
 }

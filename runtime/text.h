@@ -14,4 +14,9 @@ bool rt_utf8_valid(const char *s, size_t n, size_t *bad);
 // (cJSON keeps it and its strings end there, so "a\u0000b" would read as "a"); -1 if none.
 long rt_json_find_nul(const char *json, size_t n);
 
+// What a parsed JSON value is, for messages: "a string", "a number", "a boolean", "an
+// array", "an object" or "null".
+struct cJSON;
+const char *rt_json_kind(const struct cJSON *j);
+
 #endif

@@ -8,12 +8,7 @@
 # and kiln run's own message; bad command lines exit 2; no LLVM is linked in.
 # usage: tests/aot.sh KILN_BINARY
 set -euo pipefail
-kiln=${1:?usage: aot.sh KILN_BINARY}
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-py=/usr/bin/python3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
 export TMPDIR="$work"  # kiln compile's intermediate files
 tiny=(--set layers=2 --set hidden=32 --set heads=4 --set intermediate=64 --set vocab=50
       --set visual_dim=24 --set text_len=6 --set regions=5 --set batch=2 --set max_positions=16)
@@ -87,6 +82,24 @@ threads() {  # thread counts: 1 thread equals kiln run with 1 thread
   cmp "$d/aot1.safetensors" "$d/jit1.safetensors"
 }
 check "aot: one thread (KILN_NUM_THREADS) equals kiln run --threads 1" threads
+
+arena() {  # the tables place computed buffers in the planned arena; memplan off: none, same bits
+  local d="$work/vqa" tmp
+  KILN_KEEP_TMP=1 "$kiln" compile "$root/models/visualbert-vqa.json" -o "$d/planned" "${tiny[@]}" \
+    --set num_labels=7 2>"$d/planned.log" || return 1
+  tmp=$(sed -n 's/^kiln: intermediate files kept in //p' "$d/planned.log")
+  cp "$tmp/tables.c" "$d/planned.c" && rm -rf "$tmp" || return 1
+  KILN_KEEP_TMP=1 "$kiln" compile "$root/models/visualbert-vqa.json" -o "$d/unplanned" "${tiny[@]}" \
+    --set num_labels=7 --disable-pass memplan 2>"$d/unplanned.log" || return 1
+  tmp=$(sed -n 's/^kiln: intermediate files kept in //p' "$d/unplanned.log")
+  cp "$tmp/tables.c" "$d/unplanned.c" && rm -rf "$tmp" || return 1
+  echo "arena buffers: $(grep -c RT_BUF_ARENA "$d/planned.c") planned, $(grep -c RT_BUF_ARENA "$d/unplanned.c") unplanned"
+  grep -qE '\.arena_bytes = [1-9]' "$d/planned.c" && grep -q RT_BUF_ARENA "$d/planned.c" || return 1
+  grep -q '\.arena_bytes = 0,' "$d/unplanned.c" && ! grep -q RT_BUF_ARENA "$d/unplanned.c" || return 1
+  "$d/unplanned" --inputs "$d/in.safetensors" -o "$d/unplanned.safetensors" --weights "$d/w.safetensors" \
+    --threads 2 && cmp "$d/unplanned.safetensors" "$d/jit.safetensors"
+}
+check "aot: buffers in the planned arena (--disable-pass memplan: none, same bits)" arena
 
 avx2_target() {
   local d="$work/vqa"
@@ -264,6 +277,37 @@ EOF
 assert sorted(s.read(sys.argv[2])) == ["y"]' "$here/parity" "$d/a.safetensors"
 }
 check "aot: outputs whose inputs are missing are skipped and their inputs not checked" unused_input
+
+scatter_range() {  # a scatter_add index out of range: the output axis (5 rows), in both builds
+  local d="$work/scatter"; mkdir -p "$d"
+  cat >"$d/m.json" <<'EOF'
+{"format": "kiln-model/1", "config": {},
+ "inputs": [{"name": "u", "dtype": "f32", "shape": [2, 3]}, {"name": "ids", "dtype": "i64", "shape": [2]}],
+ "params": [{"name": "b", "shape": [5, 3], "init": "normal(0.02)"}],
+ "nodes": [{"op": "scatter_add", "in": ["u", "ids"], "out": "s", "attrs": {"size": 5}},
+           {"op": "add", "in": ["s", "b"], "out": "z"}],
+ "outputs": ["z"]}
+EOF
+  "$kiln" init "$d/m.json" -o "$d/w.safetensors" 2>/dev/null
+  "$py" - "$here/parity" "$d" <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np, safetensors_io as st
+st.write(f"{sys.argv[2]}/in.safetensors", {"u": np.ones((2, 3), np.float32), "ids": np.array([1, 7], np.int64)})
+EOF
+  "$kiln" compile "$d/m.json" -o "$d/exe"
+  local rc=0
+  "$kiln" run "$d/m.json" --weights "$d/w.safetensors" --inputs "$d/in.safetensors" -o "$d/r.safetensors" \
+    2>"$d/run.err" || rc=$?
+  [ "$rc" -eq 1 ] || { echo "kiln run: exit $rc"; return 1; }
+  rc=0; "$d/exe" --weights "$d/w.safetensors" --inputs "$d/in.safetensors" -o "$d/a.safetensors" \
+    2>"$d/aot.err" || rc=$?
+  [ "$rc" -eq 1 ] || { echo "exe: exit $rc"; return 1; }
+  cat "$d/run.err" "$d/aot.err"
+  grep -q 'scatter_add: index 7 out of range \[0, 5) at element 1' "$d/run.err" || return 1
+  diff <(sed 's/^kiln: //' "$d/run.err") <(sed 's/^exe: //' "$d/aot.err")
+}
+check "aot: a scatter_add index out of range: the same message as kiln run (the output axis)" scatter_range
 
 exit_code() {  # exit_code WANT PATTERN COMMAND...: exits WANT and stderr matches PATTERN
   local want=$1 pattern=$2; shift 2

@@ -6,11 +6,7 @@
 # the late_fusion block line; the dropout control's line and plot are there.
 # usage: tests/fusion_quick.sh KILN_BINARY
 set -euo pipefail
-kiln=${1:?usage: fusion_quick.sh KILN_BINARY}
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
 KILN=$kiln "$root/bench/experiments/fusion.sh" --quick --report-dir "$work/report" --work "$work/run" \
   2>"$work/log" || { tail -20 "$work/log"; exit 1; }
 /usr/bin/python3 - "$work/report" <<'PY'

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api/kiln.h"
+#include "tests/check_run.h"
 
 static const char *const model = "docs/examples/mlp.json";
 
@@ -133,6 +134,26 @@ START_TEST(test_misuse_is_a_message) {
 }
 END_TEST
 
+// Layers alike compile to the same kernels, dropout (on, in training) included: the masks'
+// streams are data of the steps, not constants of the kernels. Three more hidden layers
+// add steps, not kernels (but for the gradient norm's longer sum).
+START_TEST(test_trainer_layers_alike_share_kernels) {
+  KilnStats st[2];
+  const char *layers[2] = {"3", "6"};
+  for (int k = 0; k < 2; k++) {
+    KilnOptions o = {.sets = (KilnSet[]){{"layers", layers[k]}, {"dropout", "0.1"}}, .n_sets = 2};
+    KilnTrainOptions to = {.steps = 1};
+    KilnTrainer *t = NULL;
+    Diag d = {0};
+    ck_assert_msg(kiln_trainer_open(model, &o, &to, &t, &d), "%s", d.msg);
+    st[k] = kiln_stats(kiln_trainer_model(t));
+    kiln_trainer_free(t);
+  }
+  ck_assert_int_gt(st[1].steps, st[0].steps + 50);
+  ck_assert_msg(st[1].kernels < st[0].kernels + 3, "%d kernels at 3 layers, %d at 6", st[0].kernels, st[1].kernels);
+}
+END_TEST
+
 // The compiled AdamW against the same update written against kiln_trainer_param, over 3
 // steps on fixed inputs: they agree to rounding (f32 graph vs double intermediates).
 START_TEST(test_trainer_update_matches_external_update) {
@@ -196,10 +217,7 @@ int main(void) {
   tcase_add_test(tc, test_outputs_follow_the_inputs_given);
   tcase_add_test(tc, test_misuse_is_a_message);
   tcase_add_test(tc, test_trainer_update_matches_external_update);
+  tcase_add_test(tc, test_trainer_layers_alike_share_kernels);
   suite_add_tcase(s, tc);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run(s);
 }

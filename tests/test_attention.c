@@ -22,6 +22,7 @@
 #include "runtime/plan.h"
 #include "tests/test_attrs.h"
 #include "tests/test_tuning.h"
+#include "tests/check_run.h"
 
 typedef struct Dims {
   int B, H, Nq, Nk, D;
@@ -481,7 +482,7 @@ START_TEST(test_jit_program_has_no_score_sized_buffers) {
     Diag d = {0};
     ck_assert_msg(cg_compile(&g, NULL, &opt, &p, &d), "%s", d.msg);
     for (int i = 0; i < g.n_nodes; i++)
-      if (p.value[i] && !p.alias[i]) {
+      if (p.value[i] && p.prog.bufs[i].kind != RT_BUF_ALIAS) {
         bytes[unfused] += p.bytes[i];
         largest[unfused] = p.bytes[i] > largest[unfused] ? p.bytes[i] : largest[unfused];
       }
@@ -561,10 +562,4 @@ static Suite *suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *r = srunner_create(suite());
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return check_run(suite()); }

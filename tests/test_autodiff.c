@@ -13,6 +13,7 @@
 #include "ir/ir.h"
 #include "passes/passes.h"
 #include "tests/test_attrs.h"
+#include "tests/check_run.h"
 
 #define EPS 1e-6  // finite-difference step
 #define TOL 1e-6  // |fd - grad| <= TOL * (1 + |grad|)
@@ -618,10 +619,4 @@ static Suite *autodiff_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *r = srunner_create(autodiff_suite());
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? 1 : 0;
-}
+int main(void) { return check_run(autodiff_suite()); }

@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/check_run.h"
+
 #define HANG_SECONDS 20
 #define MAX_ARGS 16
 #define MAX_EXPECT 6
@@ -785,9 +787,5 @@ int main(void) {
   tcase_add_loop_test(tc, test_kiln_rejects_bad_input_with_its_exit_code_and_place, 0, N_CASES);
   tcase_add_loop_test(tc, test_kiln_rejects_bad_settings_in_the_environment, 0, N_ENV_CASES);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run(s);
 }

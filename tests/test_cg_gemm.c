@@ -10,6 +10,7 @@
 
 #include "codegen/lower.h"
 #include "tests/test_tuning.h"
+#include "tests/check_run.h"
 
 // ---------------------------------------------------------------------------------------
 // A case: one GEMM with its operands, filled with values in [-1, 1).
@@ -505,9 +506,5 @@ static Suite *gemm_suite(void) {
 
 int main(void) {
   g_tuning = test_tuning();
-  SRunner *sr = srunner_create(gemm_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run(gemm_suite());
 }

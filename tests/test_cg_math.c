@@ -12,6 +12,7 @@
 
 #include "codegen/cg.h"
 #include "tests/test_tuning.h"
+#include "tests/check_run.h"
 
 // ---------------------------------------------------------------------------------------
 // The functions, their references and the error bounds cg_math.c documents.
@@ -289,10 +290,4 @@ static Suite *cg_math_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(cg_math_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed != 0;
-}
+int main(void) { return check_run(cg_math_suite()); }

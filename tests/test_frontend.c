@@ -15,6 +15,7 @@
 #include "api/bind.h"
 #include "frontend/expr.h"
 #include "frontend/frontend.h"
+#include "tests/check_run.h"
 
 // ---------------------------------------------------------------------------------------
 // Config arithmetic.
@@ -1123,10 +1124,4 @@ static Suite *frontend_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(frontend_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed != 0;
-}
+int main(void) { return check_run(frontend_suite()); }

@@ -22,6 +22,7 @@
 #include "runtime/plan.h"
 #include "tests/test_attrs.h"
 #include "tests/test_tuning.h"
+#include "tests/check_run.h"
 
 // ---------------------------------------------------------------------------------------
 // Building a graph (twice: `plain` and `fused`).
@@ -563,10 +564,4 @@ static Suite *suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *r = srunner_create(suite());
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return check_run(suite()); }

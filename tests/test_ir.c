@@ -10,6 +10,7 @@
 
 #include "ir/ir.h"
 #include "tests/test_attrs.h"
+#include "tests/check_run.h"
 
 // ---------------------------------------------------------------------------------------
 // Building graphs by hand. Each test gets a fresh graph `g` (file "test.json") and `d`.
@@ -1101,10 +1102,4 @@ static Suite *ir_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(ir_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed != 0;
-}
+int main(void) { return check_run(ir_suite()); }

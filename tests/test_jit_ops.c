@@ -32,6 +32,7 @@
 #include "runtime/plan.h"
 #include "tests/test_attrs.h"
 #include "tests/test_tuning.h"
+#include "tests/check_run.h"
 
 // ---------------------------------------------------------------------------------------
 // Building graphs. Each test gets a fresh graph `g` and diagnostics `d`.
@@ -485,6 +486,43 @@ START_TEST(test_matmul_matches_reference) {
   op(IR_OP_MATMUL, "batched", 2, ba, bb);  // [2,1] x [3] -> [2,3]
   op(IR_OP_MATMUL, "shared_b", 2, ba, b);  // [2,1,M,K] x [K,N]
   check_graph(500 + (uint64_t)_i);
+}
+END_TEST
+
+// The kernels are compiled in parts on several threads (codegen/objects.c): on 1, on 3 and
+// whole (the dump path: one module optimised at once) they compute the same bits.
+START_TEST(test_compiled_in_parts_or_whole_the_same_bits) {
+  IrNode *a = input("a", DT_F32, shp(2, 33, 65), -1, 1);
+  IrNode *b = input("b", DT_F32, shp(2, 65, 17), -1, 1);
+  IrNode *ab = op(IR_OP_MATMUL, "ab", 2, a, b);
+  IrNode *gl = op(IR_OP_GELU, "gelu", 1, ab);
+  op(IR_OP_SOFTMAX, "softmax", 1, gl);
+  op(IR_OP_REDUCE_SUM, "sum", 1, op(IR_OP_EXP, "exp", 1, a));
+  finish_ok();
+  IrValues in;
+  fill_inputs(&in, 61);
+  char dir[] = "/tmp/kiln_test_partsXXXXXX";
+  ck_assert(mkdtemp(dir));
+  void **first = NULL;
+  for (int k = 0; k < 3; k++) {
+    CgOptions opt = {.vector_floats = 16, .tuning = test_tuning()};
+    opt.tuning.threads = k == 1 ? 3 : 1;
+    if (k == 2) opt.dump_dir = dir;
+    CgProgram p;
+    ck_assert_msg(cg_compile(&g, NULL, &opt, &p, &d), "compile failed: %s", d.msg);
+    ck_assert_int_ge(p.n_kernels, 4);
+    bind_inputs(&p, &in);
+    run_ok(&p, 1, "parts");
+    if (first) expect_same(&p, first, false, k == 1 ? "3 threads" : "whole");
+    first = snapshot(&p);
+    cg_program_free(&p);
+  }
+  for (int i = 0; i < g.n_nodes; i++) free(first[i]);
+  free(first);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  ck_assert_int_eq(system(cmd), 0);
+  ir_values_free(&in);
 }
 END_TEST
 #endif
@@ -1077,6 +1115,41 @@ START_TEST(test_dropout_in_training_draws_the_reference_masks_for_the_run_time_s
 }
 END_TEST
 
+// Dropouts alike but for their names (a layer's and the next one's) share one kernel each
+// way: the mask's stream is data of the step. Each still draws its own reference mask.
+START_TEST(test_dropouts_alike_share_a_kernel_and_keep_their_masks) {
+  IrNode *x = input("x", DT_F32, shp(2, 4, 300), 0.5, 2);
+  IrNode *dy = input("dy", DT_F32, shp(2, 4, 300), 0.5, 2);
+  IrNode *a = op(IR_OP_DROPOUT, "layer.0.drop", 1, x);
+  IrNode *b = op(IR_OP_DROPOUT, "layer.1.drop", 1, x);
+  set_float(a, "p", 0.3);
+  set_float(b, "p", 0.3);
+  IrNode *ga = op(IR_OP_DROPOUT_GRAD, "layer.0.drop.grad", 2, dy, a);
+  IrNode *gb = op(IR_OP_DROPOUT_GRAD, "layer.1.drop.grad", 2, dy, b);
+  finish_ok();
+  CgProgram p;
+  CgOptions opt = {.vector_floats = 16, .training = true, .tuning = test_tuning()};
+  ck_assert_msg(cg_compile(&g, NULL, &opt, &p, &d), "compile failed: %s", d.msg);
+  ck_assert_int_eq(p.plan.n_steps, 4);
+  ck_assert_int_eq(p.n_kernels, 2);  // dropout, dropout_grad
+  ck_assert_str_eq(p.steps.v[0].fn, p.steps.v[1].fn);
+  IrValues ref;
+  fill_inputs(&ref, 42);
+  IrEvalMode mode = {.training = true, .seed = 99};
+  ck_assert_msg(ir_eval(&g, &ref, NULL, &mode, &d), "reference failed: %s", d.msg);
+  bind_inputs(&p, &ref);
+  *p.seed = 99;
+  run_ok(&p, 2, "shared");
+  const IrNode *nodes[] = {a, b, ga, gb};
+  for (int k = 0; k < 4; k++) compare_dropout(nodes[k], p.value[nodes[k]->id], ref.v[nodes[k]->id], "shared");
+  int64_t differ = 0;  // the two masks are not one
+  for (int64_t j = 0; j < 2400; j++) differ += (((float *)p.value[a->id])[j] == 0) != (((float *)p.value[b->id])[j] == 0);
+  ck_assert_int_gt(differ, 100);
+  ir_values_free(&ref);
+  cg_program_free(&p);
+}
+END_TEST
+
 START_TEST(test_dropout_masks_change_with_the_seed) {
   IrNode *x = input("x", DT_F32, shp(1, 1000), 0.5, 2);
   IrNode *y = op(IR_OP_DROPOUT, "drop", 1, x);
@@ -1116,6 +1189,7 @@ static Suite *jit_suite(void) {
   tcase_add_test(tc, test_full_and_iota_in_every_dtype);
 #ifndef KILN_TEST_NO_MATMUL
   tcase_add_loop_test(tc, test_matmul_matches_reference, 0, 5);
+  tcase_add_test(tc, test_compiled_in_parts_or_whole_the_same_bits);
 #endif
   tcase_add_loop_test(tc, test_reshape_copies_in_every_dtype, 0, N_SIZES);
   tcase_add_test(tc, test_permute_contiguous_and_strided);
@@ -1138,15 +1212,10 @@ static Suite *jit_suite(void) {
   tcase_add_test(tc, test_gather_bad_index_names_the_right_node_of_two_alike);
   tcase_add_test(tc, test_cross_entropy_bad_label_reports_the_node);
   tcase_add_loop_test(tc, test_dropout_in_training_draws_the_reference_masks_for_the_run_time_seed, 0, N_SIZES);
+  tcase_add_test(tc, test_dropouts_alike_share_a_kernel_and_keep_their_masks);
   tcase_add_test(tc, test_dropout_masks_change_with_the_seed);
   suite_add_tcase(s, tc);
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(jit_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return check_run(jit_suite()); }

@@ -13,6 +13,7 @@
 #include "passes/memplan.h"
 #include "passes/passes.h"
 #include "tests/test_tuning.h"
+#include "tests/check_run.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static uint64_t next_rand(void) {
@@ -264,9 +265,5 @@ int main(void) {
   tcase_add_test(tp, test_visualbert_tiny_inference_arena_is_bitwise_separate);
   tcase_add_test(tp, test_visualbert_tiny_training_arena_is_bitwise_separate);
   suite_add_tcase(s, tp);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run(s);
 }

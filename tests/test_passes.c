@@ -12,6 +12,7 @@
 #include "passes/passes.h"
 #include "tests/test_attrs.h"
 #include "tests/test_tuning.h"
+#include "tests/check_run.h"
 
 // ---------------------------------------------------------------------------------------
 // A graph is built twice by the same function: one copy is optimised, one is not.
@@ -489,9 +490,5 @@ int main(void) {
   tcase_add_test(tc, test_schedule_lowers_the_peak_of_live_bytes);
   tcase_add_test(tc, test_schedule_never_worse_than_file_order_on_visualbert_tiny);
   suite_add_tcase(s, tc);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run(s);
 }

@@ -11,6 +11,7 @@
 
 #include "runtime/plan.h"
 #include "runtime/tuning.h"
+#include "tests/check_run.h"
 
 enum { N = 97, STEPS = 600 };
 
@@ -121,10 +122,4 @@ static Suite *plan_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *r = srunner_create(plan_suite());
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return check_run(plan_suite()); }

@@ -8,6 +8,7 @@
 
 #include "ir/ir.h"
 #include "tests/test_attrs.h"
+#include "tests/check_run.h"
 
 // ---------------------------------------------------------------------------------------
 // Building nodes by hand.
@@ -773,10 +774,4 @@ static Suite *ref_ops_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(ref_ops_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed != 0;
-}
+int main(void) { return check_run(ref_ops_suite()); }

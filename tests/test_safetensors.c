@@ -15,6 +15,7 @@
 #include "runtime/dtype.h"
 #include "runtime/safetensors.h"
 #include "runtime/text.h"
+#include "tests/check_run.h"
 
 // --- fixtures: one fresh temporary directory per test ----------------------------------
 
@@ -929,10 +930,4 @@ static Suite *safetensors_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(safetensors_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed != 0;
-}
+int main(void) { return check_run(safetensors_suite()); }

@@ -7,13 +7,8 @@
 # does not reach are left alone; and bad data or flags fail with exit 1 or 2.
 # usage: tests/train.sh KILN_BINARY
 set -euo pipefail
-kiln=${1:?usage: train.sh KILN_BINARY TRAIN_ORACLE_BINARY}
+source "$(dirname "$0")/lib.sh"
 oracle=${2:?usage: train.sh KILN_BINARY TRAIN_ORACLE_BINARY}  # tests/train_oracle.c
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-py=/usr/bin/python3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 model="$root/models/visualbert-pretrain.json"
 tiny=(--set layers=1 --set hidden=16 --set heads=2 --set intermediate=32 --set vocab=30
       --set visual_dim=12 --set text_len=5 --set regions=4 --set max_positions=8)

@@ -8,12 +8,7 @@
 # (exit 1); --init with --weights is a bad command line (exit 2).
 # usage: tests/train_init.sh KILN_BINARY
 set -euo pipefail
-kiln=${1:?usage: train_init.sh KILN_BINARY}
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-py=/usr/bin/python3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
 tiny=(--set layers=2 --set hidden=16 --set heads=2 --set intermediate=32 --set vocab=30
       --set visual_dim=12 --set text_len=5 --set regions=4 --set max_positions=8 --set batch=4)
 passed=0 failed=0

@@ -6,12 +6,7 @@
 # untrained model's accuracy.
 # usage: tests/vqa_learns.sh KILN_BINARY
 set -euo pipefail
-kiln=${1:?usage: vqa_learns.sh KILN_BINARY}
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-py=/usr/bin/python3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/lib.sh"
 model=$root/models/visualbert-vqa.json
 "$kiln" data synth -o "$work/world" --seed 3 --train 1024 --val 256 --test 16 2>/dev/null
 mapfile -t sets < <(sed 's/^/--set\n/' "$work/world/config.txt")

@@ -5,12 +5,7 @@
 # `kiln grad --backend jit` against `--backend ref` at the same seed (the same masks).
 # usage: tests/parity/grad.sh KILN_BINARY
 set -euo pipefail
-kiln=${1:?usage: grad.sh KILN_BINARY}
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-py=/usr/bin/python3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/../lib.sh"
 tiny=(--set layers=2 --set hidden=16 --set heads=2 --set intermediate=32 --set vocab=30
       --set visual_dim=12 --set text_len=5 --set regions=4 --set batch=2 --set max_positions=8
       --set num_labels=5)

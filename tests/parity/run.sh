@@ -4,13 +4,8 @@
 # model files at small configurations, or (with --base) VQA at the full base size.
 # usage: tests/parity/run.sh KILN_BINARY [--base]
 set -euo pipefail
-kiln=${1:?usage: run.sh KILN_BINARY [--base]}
+source "$(dirname "$0")/../lib.sh"
 base=${2:-}
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-py=/usr/bin/python3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 "$py" -c 'import torch, numpy' || { echo "parity: python3-torch and python3-numpy are needed (apt-get install python3-torch)"; exit 1; }
 
 tiny=(--set layers=2 --set hidden=32 --set heads=4 --set intermediate=64 --set vocab=50

@@ -1,0 +1,148 @@
+// Instances of compiled programs (see program.h): the arena and buffers, the plan over
+// them, the status word's messages, binding a tensor against its description.
+#include "runtime/program.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/dtype.h"
+
+// Aliases share their buffer's memory; each step's table points at its buffers.
+static void link_buffers(RtInstance *in) {
+  const RtProgram *p = in->p;
+  for (int b = 0; b < p->n_bufs; b++)
+    if (p->bufs[b].kind == RT_BUF_ALIAS) in->buf[b] = in->buf[p->bufs[b].alias];
+  for (int s = 0; s < p->n_steps; s++)
+    for (int k = 0; k < p->steps[s].n_args; k++)
+      in->plan.steps[s].bufs[k] = in->buf[p->arg_ids[p->steps[s].args + k]];
+}
+
+bool rt_instance_create(const RtProgram *p, bool poison, RtInstance *in, Diag *d) {
+  memset(in, 0, sizeof *in);
+  in->p = p;
+  in->poison = poison;
+  in->buf = calloc((size_t)p->n_bufs + 1, sizeof *in->buf);
+  in->borrowed = calloc((size_t)p->n_bufs + 1, sizeof *in->borrowed);
+  in->plan.steps = calloc((size_t)p->n_steps + 1, sizeof *in->plan.steps);
+  in->step_bufs = calloc((size_t)p->n_arg_ids + 1, sizeof *in->step_bufs);
+  if (!in->buf || !in->borrowed || !in->plan.steps || !in->step_bufs) {
+    rt_instance_free(in);
+    return diag_error(d, "out of memory for the model's plan");
+  }
+  if (p->arena_bytes && !(in->arena = rt_alloc_buffer(p->arena_bytes, poison))) {
+    rt_instance_free(in);
+    return diag_error(d, "out of memory for the arena (%zu bytes)", p->arena_bytes);
+  }
+  for (int b = 0; b < p->n_bufs; b++) {
+    const RtBuf *rb = &p->bufs[b];
+    if (rb->kind == RT_BUF_ARENA) in->buf[b] = (char *)in->arena + rb->offset;
+    if (rb->kind == RT_BUF_CONST) memcpy(&in->buf[b], &rb->data, sizeof rb->data);  // kernels only read it
+    if (rb->kind == RT_BUF_OWN && !(in->buf[b] = rt_alloc_buffer(rb->bytes, poison))) {
+      rt_instance_free(in);
+      return diag_error(d, "out of memory for the model's buffers (%zu bytes)", rb->bytes);
+    }
+  }
+  in->status = in->buf[p->n_bufs - 2];
+  in->seed = in->buf[p->n_bufs - 1];
+  memset(in->status, 0, 4 * sizeof *in->status);
+  *in->seed = 0;
+  for (int s = 0; s < p->n_steps; s++) {
+    const RtProgramStep *st = &p->steps[s];
+    in->plan.steps[s] = (RtStep){.fn = st->fn, .work = st->work, .once = st->once, .name = st->name,
+                                 .bufs = &in->step_bufs[st->args]};
+  }
+  in->plan.n_steps = p->n_steps;
+  link_buffers(in);
+  return true;
+}
+
+void rt_instance_free(RtInstance *in) {
+  if (in->buf)
+    for (int b = 0; b < in->p->n_bufs; b++)
+      if (in->p->bufs[b].kind == RT_BUF_OWN && !in->borrowed[b]) free(in->buf[b]);
+  free(in->arena);
+  free(in->buf);
+  free(in->borrowed);
+  free(in->plan.steps);
+  free(in->step_bufs);
+  memset(in, 0, sizeof *in);
+}
+
+bool rt_instance_borrow(RtInstance *in, int b, void *mem, Diag *d) {
+  if (mem) {
+    if (!in->borrowed[b]) free(in->buf[b]);
+    in->buf[b] = mem;
+    in->borrowed[b] = true;
+  } else if (in->borrowed[b]) {  // bound in place before: a buffer of its own again
+    if (!(in->buf[b] = rt_alloc_buffer(in->p->bufs[b].bytes, in->poison)))
+      return diag_error(d, "out of memory (%zu bytes)", in->p->bufs[b].bytes);
+    in->borrowed[b] = false;
+  }
+  link_buffers(in);
+  return true;
+}
+
+bool rt_program_status(const RtProgram *p, int64_t *status, Diag *d) {
+  int64_t code = status[0];
+  if (code == RT_STATUS_OK) return true;
+  long long value = (long long)status[2], index = (long long)status[3];
+  const RtCheck *c = NULL;
+  for (int k = 0; k < p->n_checks; k++)
+    if (p->checks[k].node == status[1]) c = &p->checks[k];
+  memset(status, 0, 4 * sizeof *status);  // the next run starts clean
+  if (!c) return diag_error(d, "internal error: data error %lld from an unknown node", (long long)code);
+  if (code == RT_STATUS_INDEX_RANGE)
+    return diag_error(d, "%s \"%s\": %s: index %lld out of range [0, %lld) at element %lld",
+                      c->where, c->name, c->op, value, (long long)c->range, index);
+  if (code == RT_STATUS_CAST_RANGE || code == RT_STATUS_TARGET_RANGE) {
+    uint32_t bits = (uint32_t)value;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    if (code == RT_STATUS_TARGET_RANGE)
+      return diag_error(d, "%s \"%s\": %s: target element %lld is %g; a target must be a "
+                        "probability, >= 0", c->where, c->name, c->op, index, (double)f);
+    return diag_error(d, "%s \"%s\": %s: element %lld is %g, which %s cannot hold", c->where,
+                      c->name, c->op, index, (double)f, c->dtype);
+  }
+  if (code == RT_STATUS_INT_OVERFLOW)
+    return diag_error(d, "%s \"%s\": %s: element %lld overflows: %s cannot hold the result",
+                      c->where, c->name, c->op, index, c->dtype);
+  if (code == RT_STATUS_LABEL_RANGE)
+    return diag_error(d, "%s \"%s\": %s: label %lld out of range [0, %lld) at element %lld",
+                      c->where, c->name, c->op, value, (long long)c->range, index);
+  return diag_error(d, "%s \"%s\": %s: internal error: unknown data error %lld", c->where, c->name,
+                    c->op, (long long)code);
+}
+
+int64_t rt_tensor_numel(const RtTensor *t) {
+  int64_t n = 1;
+  for (int i = 0; i < t->rank; i++) n *= t->shape[i];
+  return n;
+}
+
+size_t rt_tensor_bytes(const RtTensor *t) {
+  return (size_t)rt_tensor_numel(t) * dt_size((DType)t->dtype);
+}
+
+static void shape_str(int rank, const int64_t *shape, char *buf, size_t n) {
+  size_t len = (size_t)snprintf(buf, n, "[");
+  for (int i = 0; i < rank && len < n; i++)
+    len += (size_t)snprintf(buf + len, n - len, "%s%lld", i ? "," : "", (long long)shape[i]);
+  if (len < n) snprintf(buf + len, n - len, "]");
+}
+
+bool rt_tensor_convert(const RtTensor *want, const StTensor *t, const char *file, void *dst,
+                       Diag *d) {
+  bool same = t->rank == want->rank;
+  for (int i = 0; same && i < t->rank; i++) same = t->shape[i] == want->shape[i];
+  if (!same) {
+    char a[160], b[160];
+    shape_str(t->rank, t->shape, a, sizeof a);
+    shape_str(want->rank, want->shape, b, sizeof b);
+    return diag_error(d, "%s: tensor \"%s\" has shape %s but the model needs %s", file, t->name, a, b);
+  }
+  if (!dt_convert(t->dtype, t->data, (DType)want->dtype, dst, (size_t)rt_tensor_numel(want), t->name, d))
+    return diag_prefix(d, "%s: ", file);
+  return true;
+}
