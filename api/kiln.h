@@ -47,6 +47,8 @@ typedef struct KilnOptions {
   const char *dump_llvm;  // a folder for the optimised LLVM IR, or NULL
   int threads;            // 0: tuning.threads, else every core
   int64_t max_nodes;      // refuse models whose blocks expand to more nodes (0: 100000)
+  int64_t max_config;     // refuse models with more config entries (0: 4096)
+  uint64_t max_memory;    // refuse programs whose buffers need more bytes (0: physical memory)
   RtTuning tuning;
   FILE *log;              // progress and notes (compiled kernels, skipped outputs), or NULL
 } KilnOptions;

@@ -63,7 +63,8 @@ bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOp
       snprintf(sets[i].name, sizeof sets[i].name, "%s", opt->sets[i].name);
     sets[i].value = opt->sets[i].value;
   }
-  ok = ok && fe_load_model_limited(path, sets, opt->n_sets, opt->max_nodes, &m->g, d);
+  ok = ok && fe_load_model_limited(path, sets, opt->n_sets,
+                                     &(FeLimits){opt->max_nodes, opt->max_config}, &m->g, d);
   free(sets);
   if (!ok) {
     free(m);
@@ -218,7 +219,8 @@ bool kiln_compile(KilnModel *m, Diag *d) {
     return true;
   }
   CgOptions copt = {.dump_dir = m->o.dump_llvm, .training = m->o.training || m->o.grad_loss,
-                    .no_memplan = m->no_memplan, .tuning = m->o.tuning};
+                    .no_memplan = m->no_memplan, .max_memory = m->o.max_memory,
+                    .tuning = m->o.tuning};
   bool ok = cg_compile(&m->g, want, &copt, &m->p, d);
   free(want);
   if (!ok) return false;

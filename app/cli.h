@@ -27,6 +27,8 @@ typedef struct CliOptions {
   uint64_t seed;
   int threads;
   int64_t max_nodes;  // --max-nodes: the limit on block expansion (0: the default)
+  int64_t max_config;  // --max-config: the limit on config entries (0: the default)
+  uint64_t max_memory; // --max-memory: the limit on a compiled program's buffers (0: physical)
   // train
   const char *data, *optimizer, *resume;
   const char *init;             // train --init W: start from W, initialise what it lacks

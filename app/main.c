@@ -29,7 +29,7 @@ static const Command commands[] = {
    "                     lower_bound_bytes (most bytes live at once), unplanned_bytes (sum\n"
    "                     of all intermediates), pinned_bytes (live throughout: outputs,\n"
    "                     gradients, packed weights); with --grad, of the training step\n",
-   " set max-nodes verbose grad loss disable-pass memory "},
+   " set max-nodes max-config verbose grad loss disable-pass memory "},
   {"dump", cmd_dump,
    "kiln dump MODEL [--after PASS] [--format text|dot] [--grad [--loss NAME]] [--set NAME=VALUE]...",
    "Print the IR of MODEL after a pass of the pipeline (default: the last one).\n"
@@ -38,12 +38,12 @@ static const Command commands[] = {
    "  --format text|dot  one node a line (default), or Graphviz\n"
    "  --grad             the joint forward+backward graph of the loss (autodiff)\n"
    "  --loss NAME        with --grad: which of the model's losses (default: loss)\n",
-   " set max-nodes after format disable-pass grad loss "},
+   " set max-nodes max-config after format disable-pass grad loss "},
   {"init", cmd_init, "kiln init MODEL -o W.safetensors [--seed S] [--set NAME=VALUE]...",
    "Initialise every parameter of MODEL by its initialiser and write them (f32).\n"
    "  -o, --output FILE  where to write the weights\n"
    "  --seed S           random seed (default 0); the same seed gives the same weights\n",
-   " set max-nodes output seed "},
+   " set max-nodes max-config output seed "},
   {"run", cmd_run,
    "kiln run MODEL --weights W --inputs IN -o OUT [--set NAME=VALUE]... [--threads N] "
    "[--backend ref]",
@@ -61,7 +61,7 @@ static const Command commands[] = {
    "  --text TEXT        input_ids, token_type_ids, attention_mask from TEXT: [CLS] TEXT\n"
    "                     [SEP] padded to text_len (needs --vocab; the rest from --inputs)\n"
    "  --vocab FILE       the WordPiece vocabulary for --text (BERT's vocab.txt)\n",
-   " set max-nodes weights inputs output backend threads verbose disable-pass dump-llvm text vocab "},
+   " set max-nodes max-config max-memory weights inputs output backend threads verbose disable-pass dump-llvm text vocab "},
   {"grad", cmd_grad,
    "kiln grad MODEL --weights W --inputs IN -o G [--loss NAME] [--seed S] [--set NAME=VALUE]... "
    "[--backend jit]",
@@ -74,7 +74,7 @@ static const Command commands[] = {
    "                     code through LLVM (f32, compiled in training mode)\n"
    "  --threads N        threads for jit (default: KILN_NUM_THREADS, else every core)\n"
    "  --weights, --inputs, -o, --dump-llvm as for run\n",
-   " set max-nodes weights inputs output loss seed verbose disable-pass backend threads dump-llvm "},
+   " set max-nodes max-config max-memory weights inputs output loss seed verbose disable-pass backend threads dump-llvm "},
   {"train", cmd_train,
    "kiln train MODEL --weights W --data DATA -o W_OUT [--steps N] [--lr X] "
    "[--optimizer adamw|sgd] [--seed S] [--set NAME=VALUE]... [--checkpoint-every N] "
@@ -115,8 +115,8 @@ static const Command commands[] = {
    "The update is compiled with the forward and backward (one plan run a step).\n"
    "Ctrl-C (SIGINT) or SIGTERM finishes the step, writes a checkpoint, prints how to\n"
    "resume and exits with 130. More: docs/training.md.\n",
-   " set max-nodes weights data output steps lr optimizer seed checkpoint-every resume threads loss "
-   "verbose disable-pass dump-llvm init eval-data eval-every check-replicas accumulate trace "},
+   " set max-nodes max-config max-memory weights data output steps lr optimizer seed checkpoint-every resume "
+   "threads loss verbose disable-pass dump-llvm init eval-data eval-every check-replicas accumulate trace "},
   {"bench", cmd_bench,
    "kiln bench MODEL [--train [--optimizer adamw|sgd]] [--set NAME=VALUE]... [--iters N] "
    "[--threads N] [--weights W] [--inputs IN] [--profile] [--trace FILE]",
@@ -136,7 +136,7 @@ static const Command commands[] = {
    "                     a track per thread, a span per step and barrier wait, arena bytes\n"
    "                     in use (open in ui.perfetto.dev or chrome://tracing; docs/trace.md)\n"
    "  --dump-llvm DIR    write the optimised LLVM IR to DIR: kiln.ll and one file a kernel\n",
-   " set max-nodes iters threads weights inputs seed dump-llvm disable-pass verbose train optimizer loss "
+   " set max-nodes max-config max-memory iters threads weights inputs seed dump-llvm disable-pass verbose train optimizer loss "
    "profile trace "},
   {"tokenize", cmd_tokenize, "kiln tokenize --vocab V [--tokens] [--] TEXT",
    "Split TEXT with BERT-uncased's basic tokenizer and WordPiece over the vocabulary V\n"
@@ -166,7 +166,7 @@ static const Command commands[] = {
    "  --weights FILE     parameters (safetensors)\n"
    "  --data FILE        one tensor per model input with a leading example dimension\n"
    "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n",
-   " set max-nodes weights data threads loss verbose disable-pass "},
+   " set max-nodes max-config max-memory weights data threads loss verbose disable-pass "},
   {"compile", cmd_compile,
    "kiln compile MODEL -o EXE|DIR [--emit exe|lib] [--weights W] [--cpu native|x86-64-v3|"
    "x86-64-v4|NAME] [--set NAME=VALUE]...",
@@ -182,7 +182,7 @@ static const Command commands[] = {
    "  --cpu NAME         target: native (default: this host, or KILN_CPU), x86-64-v3 (AVX2),\n"
    "                     x86-64-v4 (AVX-512), or any CPU name LLVM knows (llc -mcpu=help)\n"
    "Needs `cc` (or $CC); the runtime library is found next to kiln or via KILN_RT_LIB.\n",
-   " set max-nodes output weights cpu emit disable-pass "},
+   " set max-nodes max-config output weights cpu emit disable-pass "},
   {"ops", cmd_ops, "kiln ops", "List the operators a model file can use, with their attributes.\n",
    " "},
 };
@@ -198,6 +198,9 @@ static void print_main_help(FILE *f) {
           "  --set NAME=VALUE   override a config entry of the model (repeatable)\n"
           "  --max-nodes N      refuse a model whose blocks expand to more than N nodes\n"
           "                     (default 100000)\n"
+          "  --max-config N     refuse a model with more than N config entries (default 4096)\n"
+          "  --max-memory SIZE  (run, grad, train, bench, eval) refuse a program whose buffers\n"
+          "                     need more than SIZE bytes (512M, 8G; default: physical memory)\n"
           "  -h, --help         help (`kiln COMMAND --help` for one command)\n\n"
           "exit codes: 0 success, 1 a problem with the model or tensor files, 2 a bad command line\n"
           "docs: docs/model-format.md (model files), docs/architecture.md (internals), docs/data.md (tokenize, data, eval)\n");
@@ -222,6 +225,21 @@ static bool parse_int(const char *s, long long lo, long long hi, long long *out)
   long long v = strtoll(s, &end, 10);
   if (errno || end == s || *end || v < lo || v > hi) return false;
   *out = v;
+  return true;
+}
+
+// A size: a positive whole number of bytes, optionally followed by K, M, G or T (powers of
+// 1024), e.g. 512M.
+static bool parse_size(const char *s, uint64_t *out) {
+  char *end;
+  errno = 0;
+  if (*s < '0' || *s > '9') return false;
+  unsigned long long v = strtoull(s, &end, 10);
+  const char *units = "KMGT", *u = *end ? strchr(units, *end) : NULL;
+  int shift = u ? 10 * (int)(u - units + 1) : 0;
+  if (errno || end == s || (*end && (!u || end[1])) || v == 0 || v > (UINT64_MAX >> shift))
+    return false;
+  *out = (uint64_t)v << shift;
   return true;
 }
 
@@ -369,6 +387,17 @@ int main(int argc, char **argv) {
       if (!parse_int(val, 1, 1000000000LL, &v))
         return usage_error(c, "--max-nodes must be an integer in [1, 1000000000], not \"%s\"", val);
       o.max_nodes = v;
+    } else if (strcmp(a, "--max-config") == 0) {
+      TAKES_VALUE();
+      long long v;
+      if (!parse_int(val, 1, 10000000LL, &v))
+        return usage_error(c, "--max-config must be an integer in [1, 10000000], not \"%s\"", val);
+      o.max_config = v;
+    } else if (strcmp(a, "--max-memory") == 0) {
+      TAKES_VALUE();
+      if (!parse_size(val, &o.max_memory))
+        return usage_error(c, "--max-memory must be a size in bytes (a whole number, or with K, M, "
+                           "G or T: 1024 to the 1st to 4th power), not \"%s\"", val);
     } else if (strcmp(a, "--seed") == 0) {
       TAKES_VALUE();
       long long v;

@@ -26,6 +26,7 @@ typedef struct CgOptions {
   const char *dump_dir;  // when set, the optimised IR of the module is written there
   bool training;         // dropout draws its mask from the plan's seed; false: the identity
   bool no_memplan;       // one allocation per buffer instead of the planned arena (to compare)
+  uint64_t max_memory;   // refuse a program whose buffers need more bytes (0: physical memory)
   RtTuning tuning;       // the entry point's settings: target CPU, GEMM and attention
                          // blocking, perf listener, buffer poisoning (runtime/tuning.h)
 } CgOptions;

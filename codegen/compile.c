@@ -81,6 +81,22 @@ bool cg_memory_stats(const IrGraph *g, const bool *want, const CgOptions *opt, M
   return ok;
 }
 
+// The bytes the planned program will allocate (the arena, or every buffer unplanned, plus
+// the buffers of parameters and inputs) against opt->max_memory, or physical memory.
+static bool memory_fits(const IrGraph *g, const bool *need, const CgOptions *opt,
+                        const CgMemory *mem, Diag *d) {
+  uint64_t limit = opt->max_memory ? opt->max_memory : rt_physical_memory();
+  uint64_t bytes = opt->no_memplan ? mem->stats.unplanned_bytes : mem->stats.arena_bytes;
+  for (int i = 0; i < g->n_nodes && !opt->no_memplan; i++)
+    if (need[i] && mem->node_offset[i] == CG_NO_OFFSET && !ir_op_is_view(g->nodes[i]->op))
+      bytes += mem->node_bytes[i];
+  if (!limit || bytes <= limit) return true;
+  return diag_error(d, "the program needs %llu bytes of memory (%.1f MiB), more than the limit "
+                    "of %llu bytes (%s); raise it with --max-memory SIZE", (unsigned long long)bytes,
+                    (double)bytes / (1 << 20), (unsigned long long)limit,
+                    opt->max_memory ? "--max-memory" : "the machine's physical memory");
+}
+
 static void *jit_lookup(void *jit, const char *symbol) { return cg_jit_lookup(jit, symbol); }
 
 bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProgram *p, Diag *d) {
@@ -94,6 +110,9 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
   bool ok = need && cg_init(&cg, "kiln", opt, d) && cg_lower_program(&cg, g, need, &steps, d);
   if (!need) ok = diag_error(d, "out of memory");
   double t1 = rt_now_ms();
+  CgMemory mem = {0};  // planned before LLVM compiles anything: a program too big stops here
+  if (ok) ok = cg_memory_plan(g, need, want, &steps, &mem, d) && memory_fits(g, need, opt, &mem, d);
+  cg_memory_free(&mem);  // (cg_describe plans again, below: the plan is cheap next to LLVM)
   if (ok) {
     for (LLVMValueRef f = LLVMGetFirstFunction(cg.mod); f; f = LLVMGetNextFunction(f))
       if (!LLVMIsDeclaration(f)) p->n_kernels++;

@@ -67,6 +67,7 @@ enum {
   CG_STATUS_LABEL_RANGE = RT_STATUS_LABEL_RANGE,
   CG_STATUS_CAST_RANGE = RT_STATUS_CAST_RANGE,
   CG_STATUS_INT_OVERFLOW = RT_STATUS_INT_OVERFLOW,
+  CG_STATUS_TARGET_RANGE = RT_STATUS_TARGET_RANGE,
 };
 
 // ---------------------------------------------------------------------------------------

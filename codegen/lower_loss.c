@@ -63,8 +63,8 @@ bool cg_lower_cross_entropy(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
 }
 
 // kl_div(log_probs, target) = sum(target * (log target - log_probs)) / shape[0]; a zero
-// target contributes 0 (0 log 0 = 0). A negative target gives NaN (log of a negative), so
-// bad data shows in the result rather than vanishing.
+// target contributes 0 (0 log 0 = 0). A negative or NaN target is reported (the first, in
+// order) as CG_STATUS_TARGET_RANGE, as the reference refuses it.
 static LLVMValueRef kl_term(Cg *cg, LLVMValueRef t, LLVMValueRef col, void *log_probs) {
   LLVMValueRef lp = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, log_probs, col), cg_lanes(t));
   LLVMValueRef v = LLVMBuildFMul(cg->b, t, LLVMBuildFSub(cg->b, cg_log(cg, t), lp, ""), "");
@@ -75,18 +75,29 @@ static LLVMValueRef kl_term(Cg *cg, LLVMValueRef t, LLVMValueRef col, void *log_
 bool cg_lower_kl_div(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   const IrShape *s = &n->in[0]->shape;
   int64_t total = ir_numel(s);
-  char name[96];
-  if (!cg_kernel_name(cg, n, NULL, name, sizeof name)) {
+  char name[96], node[32];
+  snprintf(node, sizeof node, "node%d", n->id);  // the kernel reports this node: not shared
+  if (!cg_kernel_name(cg, n, node, name, sizeof name)) {
     cg_kernel_begin(cg, name);
     LLVMValueRef out = cg_buf(cg, 0), log_probs = cg_buf(cg, 1), target = cg_buf(cg, 2);
+    LLVMValueRef status = cg_buf(cg, 3);
     CgLoop w;  // the single work item: log_probs, target (total)
     cg_for_begin(cg, &w, cg->begin, cg->end, cg_i64(cg, 1), "item");
+    CgLoop j;
+    cg_for_begin(cg, &j, cg_i64(cg, 0), cg_i64(cg, total), cg_i64(cg, 1), "target");
+    LLVMValueRef t = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, target, j.iv), 1);
+    CgIf bad;  // t < 0 or NaN
+    cg_if_begin(cg, &bad, LLVMBuildFCmp(cg->b, LLVMRealULT, t, cg_f32(cg, 0.0), "bad"));
+    LLVMValueRef bits = LLVMBuildZExt(cg->b, LLVMBuildBitCast(cg->b, t, cg->i32, ""), cg->i64, "");
+    cg_report_status(cg, status, CG_STATUS_TARGET_RANGE, n->id, bits, j.iv);
+    cg_if_end(cg, &bad);
+    cg_for_end(cg, &j);
     LLVMValueRef sum = cg_row_reduce(cg, CG_ROW_SUM, cg->f32, target, total, kl_term, log_probs);
     cg_store(cg, LLVMBuildFDiv(cg->b, sum, cg_f32(cg, (double)s->dim[0]), ""), out);
     cg_for_end(cg, &w);
     cg_kernel_end(cg);
   }
-  cg_steps_add_node(steps, name, 1, n, false);
+  cg_steps_add_node(steps, name, 1, n, true);
   (void)d;
   return true;
 }

@@ -3,7 +3,9 @@
 // axis. Every output is computed by one work item in an order fixed at compile time, so
 // results do not depend on the thread count. Float sums accumulate in f32 with Kahan
 // compensation (cg_fold_*: vector lanes along contiguous rows, one lane per column along
-// strided dims); int sums and maxima stay in the int type.
+// strided dims); int maxima stay in the int type; int sums accumulate in twice its width
+// (i32 in i64, i64 in i128, exact), and a sum the dtype cannot hold is reported through the
+// status word (CG_STATUS_INT_OVERFLOW), as the reference refuses it.
 
 #include "codegen/compile.h"
 #include "codegen/lower_rows.h"
@@ -81,10 +83,12 @@ typedef struct Reduce {
   CgRowOp op;
   bool mean;
   LLVMTypeRef et;
+  LLVMTypeRef acc;     // what is folded: et, or twice its width for a checked int sum
+  bool checked;        // an int sum: range-checked before it is stored
   Dims kept, red;      // groups in order
   bool last_reduced;   // the innermost group is reduced
   int64_t count;       // elements folded into one output
-  LLVMValueRef out, in;
+  LLVMValueRef out, in, status;
 } Reduce;
 
 static void plan_reduce(Cg *cg, const IrNode *n, Reduce *r) {
@@ -96,6 +100,8 @@ static void plan_reduce(Cg *cg, const IrNode *n, Reduce *r) {
     red[axes->ints[a] < 0 ? axes->ints[a] + si->rank : axes->ints[a]] = true;
   *r = (Reduce){.n = n, .op = n->op == IR_OP_REDUCE_MAX ? CG_ROW_MAX : CG_ROW_SUM,
                 .mean = n->op == IR_OP_REDUCE_MEAN, .et = cg_elem_type(cg, n->dtype), .count = 1};
+  r->checked = r->op == CG_ROW_SUM && n->dtype != DT_F32;
+  r->acc = !r->checked ? r->et : LLVMIntTypeInContext(cg->ctx, n->dtype == DT_I32 ? 64 : 128);
   int ng = 0;
   bool gred[IR_MAX_RANK];
   int64_t gsize[IR_MAX_RANK], gstride[IR_MAX_RANK], s = 1;
@@ -124,7 +130,55 @@ static void plan_reduce(Cg *cg, const IrNode *n, Reduce *r) {
   }
 }
 
-static LLVMValueRef reduce_finish(Cg *cg, const Reduce *r, LLVMValueRef v) {
+static int lanes_of(LLVMValueRef v) {
+  LLVMTypeRef t = LLVMTypeOf(v);
+  return LLVMGetTypeKind(t) == LLVMVectorTypeKind ? (int)LLVMGetVectorSize(t) : 1;
+}
+
+// A checked sum's map: loads the `lanes` elements at col of the row and widens them.
+typedef struct Widen {
+  const Reduce *r;
+  LLVMValueRef row;
+} Widen;
+
+static LLVMValueRef widen_load(Cg *cg, LLVMValueRef x, LLVMValueRef col, void *ctx) {
+  Widen *w = ctx;
+  int lanes = lanes_of(x);
+  LLVMValueRef v = cg_load(cg, w->r->et, cg_gep(cg, w->r->et, w->row, col), lanes);
+  return LLVMBuildSExt(cg->b, v, cg_vec_t(cg, w->r->acc, lanes), "wide");
+}
+
+// cg_row_reduce of S elements from row, widened for a checked sum.
+static LLVMValueRef reduce_row(Cg *cg, const Reduce *r, LLVMValueRef row, int64_t S) {
+  if (!r->checked) return cg_row_reduce(cg, r->op, r->et, row, S, NULL, NULL);
+  Widen w = {r, row};
+  return cg_row_reduce(cg, r->op, r->acc, NULL, S, widen_load, &w);
+}
+
+// A checked sum's lane k, to be stored at output element at + k: reported if outside et.
+static void check_sum(Cg *cg, const Reduce *r, LLVMValueRef v, LLVMValueRef at) {
+  unsigned bits = LLVMGetIntTypeWidth(r->et);
+  long long min = bits == 32 ? INT32_MIN : INT64_MIN;
+  LLVMValueRef lo = LLVMConstInt(r->acc, (unsigned long long)min, 1);
+  LLVMValueRef hi = LLVMConstInt(r->acc, bits == 32 ? INT32_MAX : INT64_MAX, 1);
+  for (int k = 0; k < lanes_of(v); k++) {
+    LLVMValueRef x = lanes_of(v) == 1 ? v : LLVMBuildExtractElement(cg->b, v, cg_i64(cg, k), "");
+    LLVMValueRef bad = LLVMBuildOr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, x, lo, ""),
+                                   LLVMBuildICmp(cg->b, LLVMIntSGT, x, hi, ""), "overflow");
+    CgIf o;
+    cg_if_begin(cg, &o, bad);
+    cg_report_status(cg, r->status, CG_STATUS_INT_OVERFLOW, r->n->id, cg_i64(cg, 0),
+                     cg_add(cg, at, cg_i64(cg, k)));
+    cg_if_end(cg, &o);
+  }
+}
+
+// The value stored at output element at: the mean's division, a checked sum's narrowing.
+static LLVMValueRef reduce_finish(Cg *cg, const Reduce *r, LLVMValueRef v, LLVMValueRef at) {
+  if (r->checked) {
+    check_sum(cg, r, v, at);
+    return LLVMBuildTrunc(cg->b, v, cg_vec_t(cg, r->et, lanes_of(v)), "sum");
+  }
   if (!r->mean) return v;
   return LLVMBuildFDiv(cg->b, v, cg_splat_like(cg, cg_f32(cg, (double)r->count), v), "mean");
 }
@@ -137,17 +191,17 @@ static void emit_reduce_rows(Cg *cg, Reduce *r) {
   LLVMValueRef base = cg_flat_offset(cg, w.iv, r->kept.n, r->kept.size, r->kept.stride);
   LLVMValueRef v;
   if (r->red.n == 1) {  // only the last axis: one contiguous row
-    v = cg_row_reduce(cg, r->op, r->et, cg_gep(cg, r->et, r->in, base), S, NULL, NULL);
+    v = reduce_row(cg, r, cg_gep(cg, r->et, r->in, base), S);
   } else {
-    CgFold f = cg_fold_begin(cg, r->op, r->et, 1);
+    CgFold f = cg_fold_begin(cg, r->op, r->acc, 1);
     Loops ls;
     LLVMValueRef off = loops_begin(cg, &ls, r->red.n - 1, r->red.size, r->red.stride);
     LLVMValueRef row = cg_gep(cg, r->et, r->in, cg_add(cg, base, off));
-    cg_fold_add(cg, &f, cg_row_reduce(cg, r->op, r->et, row, S, NULL, NULL));
+    cg_fold_add(cg, &f, reduce_row(cg, r, row, S));
     loops_end(cg, &ls);
     v = cg_fold_value(cg, &f);
   }
-  cg_store(cg, reduce_finish(cg, r, v), cg_gep(cg, r->et, r->out, w.iv));
+  cg_store(cg, reduce_finish(cg, r, v, w.iv), cg_gep(cg, r->et, r->out, w.iv));
   cg_for_end(cg, &w);
 }
 
@@ -156,13 +210,15 @@ static void reduce_block(Cg *cg, LLVMValueRef row, LLVMValueRef col, int lanes, 
   Reduce *r = ctx;
   int64_t L = r->kept.size[r->kept.n - 1];
   LLVMValueRef base = cg_add(cg, cg_flat_offset(cg, row, r->kept.n - 1, r->kept.size, r->kept.stride), col);
-  CgFold f = cg_fold_begin(cg, r->op, r->et, lanes);
+  CgFold f = cg_fold_begin(cg, r->op, r->acc, lanes);
   Loops ls;
   LLVMValueRef off = loops_begin(cg, &ls, r->red.n, r->red.size, r->red.stride);
-  cg_fold_add(cg, &f, cg_load(cg, r->et, cg_gep(cg, r->et, r->in, cg_add(cg, base, off)), lanes));
+  LLVMValueRef x = cg_load(cg, r->et, cg_gep(cg, r->et, r->in, cg_add(cg, base, off)), lanes);
+  if (r->checked) x = LLVMBuildSExt(cg->b, x, cg_vec_t(cg, r->acc, lanes), "wide");
+  cg_fold_add(cg, &f, x);
   loops_end(cg, &ls);
-  LLVMValueRef v = reduce_finish(cg, r, cg_fold_value(cg, &f));
-  cg_store(cg, v, cg_gep(cg, r->et, r->out, cg_add(cg, cg_mul(cg, row, L), col)));
+  LLVMValueRef at = cg_add(cg, cg_mul(cg, row, L), col);
+  cg_store(cg, reduce_finish(cg, r, cg_fold_value(cg, &f), at), cg_gep(cg, r->et, r->out, at));
 }
 
 bool cg_lower_reduce(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
@@ -180,11 +236,12 @@ bool cg_lower_reduce(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     cg_kernel_begin(cg, name);
     r.out = cg_buf(cg, 0);
     r.in = cg_buf(cg, 1);
+    r.status = r.checked ? cg_buf(cg, 2) : NULL;
     if (r.last_reduced) emit_reduce_rows(cg, &r);
     else for_column_blocks(cg, r.kept.size[r.kept.n - 1], reduce_block, &r);
     cg_kernel_end(cg);
   }
-  cg_steps_add_node(steps, name, work, n, false);
+  cg_steps_add_node(steps, name, work, n, r.checked);
   (void)d;
   return true;
 }

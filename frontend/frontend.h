@@ -15,11 +15,17 @@ typedef struct FeSet {
 
 // Loads path into g (initialised here). On failure g is freed and d says why.
 bool fe_load_model(const char *path, const FeSet *sets, int n_sets, IrGraph *g, Diag *d);
-// The same with another limit on block expansion: at most max_nodes block instances and
-// nodes (0: FE_DEFAULT_MAX_NODES), so that a small file cannot make billions of nodes.
+// The same with other limits (0: the default): at most max_nodes block instances and nodes,
+// so that a small file cannot make billions of nodes, and at most max_config config entries
+// (their lookups are linear).
 #define FE_DEFAULT_MAX_NODES 100000
-bool fe_load_model_limited(const char *path, const FeSet *sets, int n_sets, int64_t max_nodes, IrGraph *g,
-                           Diag *d);
+#define FE_DEFAULT_MAX_CONFIG 4096
+typedef struct FeLimits {
+  int64_t max_nodes;   // --max-nodes
+  int64_t max_config;  // --max-config
+} FeLimits;
+bool fe_load_model_limited(const char *path, const FeSet *sets, int n_sets, const FeLimits *limits,
+                           IrGraph *g, Diag *d);
 
 // Parses "NAME=VALUE" from a --set argument (false if malformed).
 bool fe_parse_set(const char *arg, FeSet *out);

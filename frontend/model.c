@@ -16,7 +16,10 @@
 #define MAX_FILES 64
 #define MAX_INCLUDE_DEPTH 16
 #define MAX_BLOCK_DEPTH 32
-#define MAX_CONFIG 4096  // entries: lookups are linear and an entry may name the next one
+// Config entries: FE_DEFAULT_MAX_CONFIG by default (lookups are linear). An entry may name
+// the next, and evaluating one recurses through the chain: MAX_CONFIG_CHAIN bounds the depth
+// (the stack) whatever the limit on entries.
+#define MAX_CONFIG_CHAIN 4096
 // Block instances and nodes by default (FE_DEFAULT_MAX_NODES): repeats multiply.
 #define MAX_FILE_BYTES (64 << 20)
 
@@ -69,6 +72,9 @@ typedef struct Loader {
   int block_depth;
   int64_t block_instances;
   int64_t max_nodes;  // block instances and nodes
+  int64_t max_config;
+  int config_chain;   // config entries being evaluated, each in terms of the next
+  bool chain_too_deep;  // its error names the deepest entry, not every one above it
 } Loader;
 
 // A block instance: its arguments (strings) and its loop variable, for template expansion.
@@ -326,9 +332,9 @@ static bool load_file(Loader *L, const char *path) {
                           path, c->string);
       ConfigEntry *e = config_find(L, c->string, len);
       if (!e) {
-        if (L->n_config == MAX_CONFIG)
-          return diag_error(L->d, "%s: config.%s: more than %d config entries", path, c->string,
-                            MAX_CONFIG);
+        if (L->n_config >= L->max_config)
+          return diag_error(L->d, "%s: config.%s: more than %lld config entries (raise the limit "
+                            "with --max-config N)", path, c->string, (long long)L->max_config);
         GROW(L->config, L->n_config, L->cap_config);
         e = &L->config[L->n_config++];
         memset(e, 0, sizeof *e);
@@ -374,6 +380,12 @@ static bool config_value(Loader *L, ConfigEntry *e, double *out) {
       diag_error(L->d, "%s: config.%s: defined in terms of itself", e->file, e->name);
       return false;
     }
+    if (L->config_chain == MAX_CONFIG_CHAIN) {
+      L->chain_too_deep = true;
+      return diag_error(L->d, "%s: config.%s: defined through a chain of more than %d entries",
+                        e->file, e->name, MAX_CONFIG_CHAIN);
+    }
+    L->config_chain++;
     e->busy = true;
     bool ok;
     if (cJSON_IsNumber(e->value)) {
@@ -382,9 +394,10 @@ static bool config_value(Loader *L, ConfigEntry *e, double *out) {
            diag_error(L->d, "%s: config.%s: the number is too large", e->file, e->name);
     } else {
       ok = expr_eval(e->value->valuestring, lookup_config, L, &e->v, L->d);
-      if (!ok) diag_prefix(L->d, "%s: config.%s: ", e->file, e->name);
+      if (!ok && !L->chain_too_deep) diag_prefix(L->d, "%s: config.%s: ", e->file, e->name);
     }
     e->busy = false;
+    L->config_chain--;
     if (!ok) return false;
     long long w;
     e->is_int = expr_whole(e->v, &w);
@@ -967,13 +980,15 @@ static bool build(Loader *L, const char *path, const FeSet *sets, int n_sets) {
 }
 
 bool fe_load_model(const char *path, const FeSet *sets, int n_sets, IrGraph *g, Diag *d) {
-  return fe_load_model_limited(path, sets, n_sets, FE_DEFAULT_MAX_NODES, g, d);
+  return fe_load_model_limited(path, sets, n_sets, &(FeLimits){0}, g, d);
 }
 
-bool fe_load_model_limited(const char *path, const FeSet *sets, int n_sets, int64_t max_nodes, IrGraph *g,
-                           Diag *d) {
+bool fe_load_model_limited(const char *path, const FeSet *sets, int n_sets, const FeLimits *limits,
+                           IrGraph *g, Diag *d) {
   ir_graph_init(g, path);
-  Loader L = {.g = g, .d = d, .max_nodes = max_nodes > 0 ? max_nodes : FE_DEFAULT_MAX_NODES};
+  Loader L = {.g = g, .d = d,
+              .max_nodes = limits->max_nodes > 0 ? limits->max_nodes : FE_DEFAULT_MAX_NODES,
+              .max_config = limits->max_config > 0 ? limits->max_config : FE_DEFAULT_MAX_CONFIG};
   bool ok = build(&L, path, sets, n_sets);
   for (int i = 0; i < L.n_roots; i++) cJSON_Delete(L.roots[i]);
   free(L.config);

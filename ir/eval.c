@@ -21,12 +21,18 @@ void ir_values_free(IrValues *vals) {
 
 // Integer results are held in doubles; each must be a value the node's dtype can hold (a
 // cast of NaN, or i32 arithmetic that overflows, is an error rather than a wrong number).
+// The wording is the JIT's (codegen/compile.c cg_program_status): a cast names the value,
+// integer arithmetic (mul, reduce_sum, ...) says that it overflows.
 static bool check_int_values(const IrNode *n, const double *v, size_t count, Diag *d) {
   double lo = n->dtype == DT_I32 ? -0x1p31 : -0x1p63, hi = n->dtype == DT_I32 ? 0x1p31 : 0x1p63;
-  for (size_t j = 0; j < count; j++)
-    if (!(v[j] >= lo && v[j] < hi) || v[j] != trunc(v[j]))
-      return diag_error(d, "%s: element %zu is %g, which %s cannot hold", ir_ops[n->op].name, j,
-                        v[j], dt_name(n->dtype));
+  for (size_t j = 0; j < count; j++) {
+    if (v[j] >= lo && v[j] < hi && v[j] == trunc(v[j])) continue;
+    if (n->op != IR_OP_CAST && v[j] == trunc(v[j]))
+      return diag_error(d, "%s: element %zu overflows: %s cannot hold the result",
+                        ir_ops[n->op].name, j, dt_name(n->dtype));
+    return diag_error(d, "%s: element %zu is %g, which %s cannot hold", ir_ops[n->op].name, j,
+                      v[j], dt_name(n->dtype));
+  }
   return true;
 }
 

@@ -115,7 +115,8 @@ bool ir_ref_cross_entropy(const IrNode *n, double *out, const double *const *in,
 }
 
 // kl_div(log_probs, target) = sum(target * (log(target) - log_probs)) / shape[0]
-// (PyTorch KLDivLoss, reduction="batchmean"); a zero target contributes 0.
+// (PyTorch KLDivLoss, reduction="batchmean"); a zero target contributes 0. A target is a
+// distribution's entry: a negative or NaN one is a data error (codegen/lower_loss.c says the same).
 bool ir_ref_kl_div(const IrNode *n, double *out, const double *const *in,
                    const IrEvalMode *mode, Diag *d) {
   const IrShape *s = &n->in[0]->shape;
@@ -125,8 +126,9 @@ bool ir_ref_kl_div(const IrNode *n, double *out, const double *const *in,
   double sum = 0;
   for (int64_t j = 0; j < total; j++) {
     double t = in[1][j];
-    if (t < 0) return diag_error(d, "kl_div: negative target %g at element %lld", t,
-                                 (long long)j);
+    if (!(t >= 0))
+      return diag_error(d, "kl_div: target element %lld is %g; a target must be a probability, "
+                        ">= 0", (long long)j, t);
     if (t > 0) sum += t * (log(t) - in[0][j]);
   }
   out[0] = sum / (double)s->dim[0];

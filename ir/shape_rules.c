@@ -1,5 +1,6 @@
 // Shape rules: for each op, the output dtype and shape from the inputs and attributes, or a
 // message saying what does not fit (the caller prefixes the node's place and op name).
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -67,6 +68,11 @@ bool ir_shape_full(IrNode *n, Diag *d) {  // full and iota
     int64_t axis = ir_attr_int(n, "axis");
     return norm_axis(&axis, n->shape.rank, "axis", d);
   }
+  // An integer full holds its value truncated; one the dtype cannot hold is refused here,
+  // where every backend sees it, rather than wrapping in a kernel.
+  double v = ir_attr_float(n, "value"), lim = n->dtype == DT_I32 ? 0x1p31 : 0x1p63;
+  if ((n->dtype == DT_I32 || n->dtype == DT_I64) && !(trunc(v) >= -lim && trunc(v) < lim))
+    return diag_error(d, "value %g is outside what %s can hold", v, dt_name(n->dtype));
   return true;
 }
 

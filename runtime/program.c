@@ -95,10 +95,13 @@ bool rt_program_status(const RtProgram *p, int64_t *status, Diag *d) {
   if (code == RT_STATUS_INDEX_RANGE)
     return diag_error(d, "%s \"%s\": %s: index %lld out of range [0, %lld) at element %lld",
                       c->where, c->name, c->op, value, (long long)c->range, index);
-  if (code == RT_STATUS_CAST_RANGE) {
+  if (code == RT_STATUS_CAST_RANGE || code == RT_STATUS_TARGET_RANGE) {
     uint32_t bits = (uint32_t)value;
     float f;
     memcpy(&f, &bits, sizeof f);
+    if (code == RT_STATUS_TARGET_RANGE)
+      return diag_error(d, "%s \"%s\": %s: target element %lld is %g; a target must be a "
+                        "probability, >= 0", c->where, c->name, c->op, index, (double)f);
     return diag_error(d, "%s \"%s\": %s: element %lld is %g, which %s cannot hold", c->where,
                       c->name, c->op, index, (double)f, c->dtype);
   }

@@ -27,6 +27,7 @@ enum {
   RT_STATUS_LABEL_RANGE = 2,  // value: the label (RtCheck.range: the classes)
   RT_STATUS_CAST_RANGE = 3,   // value: the f32 bits of a float an integer cannot hold
   RT_STATUS_INT_OVERFLOW = 4, // an integer result outside its dtype
+  RT_STATUS_TARGET_RANGE = 5, // value: the f32 bits of a kl_div target that is < 0 or NaN
 };
 
 typedef enum {

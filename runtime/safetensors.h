@@ -41,7 +41,8 @@ const StTensor *st_find(const StFile *f, const char *name);
 void st_free(StFile *f);
 
 // Writes tensors (in the given order) to path via a temporary file, fsync and rename, so a
-// reader never sees a partial file.
+// reader never sees a partial file. A path that is not a regular file (a symlink, FIFO,
+// device or directory) is refused, not replaced (rt_output_writable).
 bool st_write(const char *path, const StTensor *tensors, int n, Diag *d);
 
 int64_t st_numel(const StTensor *t);

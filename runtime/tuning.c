@@ -4,6 +4,7 @@
 #include "runtime/tuning.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,4 +46,9 @@ void rt_tuning_read(RtTuning *t, RtLookup lookup) {
   if (poison && *poison == '1') t->poison_buffers = true;
   const char *perf = lookup("KILN_PERF_JIT");
   if (perf && *perf && strcmp(perf, "0") != 0) t->perf_jit = true;
+}
+
+uint64_t rt_physical_memory(void) {
+  long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
 }

@@ -41,4 +41,7 @@ typedef char *(*RtLookup)(const char *name);
 //   KILN_POISON_BUFFERS=1        poison_buffers     KILN_PERF_JIT (not 0)  perf_jit
 void rt_tuning_read(RtTuning *t, RtLookup lookup);
 
+// The machine's physical memory in bytes (sysconf), or 0 if unknown.
+uint64_t rt_physical_memory(void);
+
 #endif

@@ -180,6 +180,11 @@ st.write(f"{d}/in_missing_x.safetensors", {"ids": ids})
 st.write(f"{d}/in_id_out_of_range.safetensors", {"x": x, "ids": np.array([1, 7], np.int64)})
 st.write(f"{d}/w_missing_table.safetensors", {"w": w["w"]})
 st.write(f"{d}/w_misshaped.safetensors", {"w": w["w"].T.copy(), "table": w["table"]})
+st.write(f"{d}/empty.safetensors", {})
+st.write(f"{d}/in_a_big.safetensors", {"a": np.array([2**31 - 1, 3], np.int32)})
+lp = np.full((2, 2), -1, np.float32)
+st.write(f"{d}/in_kl_negative.safetensors", {"lp": lp, "t": np.array([[.5, .5], [-.5, .5]], np.float32)})
+st.write(f"{d}/in_kl_nan.safetensors", {"lp": lp, "t": np.array([[.5, .5], [np.nan, .5]], np.float32)})
 EOF
 }
 bad_setup
@@ -219,6 +224,24 @@ check "aot: a missing input tensor" same_error in_missing_x.safetensors
 check "aot: an index out of range while running names the node" same_error in_id_out_of_range.safetensors
 check "aot: a missing parameter at run time" same_error in_ok.safetensors w_missing_table.safetensors
 check "aot: a misshaped parameter at run time" same_error in_ok.safetensors w_misshaped.safetensors
+# A data error of a kernel: kiln run on the JIT and on the reference, and an executable, all
+# exit 1 with one message (issue 18: the reference decides, the others say the same).
+backends_agree() {  # backends_agree MODEL INPUTS (a model of tests/bad/ without parameters)
+  local d="$work/bad" m="$root/tests/bad/$1" in="$work/bad/$2" rc
+  "$kiln" compile "$m" -o "$d/agree"
+  for b in jit ref; do
+    rc=0; "$kiln" run "$m" --backend $b --weights "$d/empty.safetensors" --inputs "$in" \
+      -o "$d/out.safetensors" 2>"$d/$b.err" || rc=$?
+    echo "$b: exit $rc: $(cat "$d/$b.err")"; [ "$rc" -eq 1 ] || return 1
+  done
+  rc=0; "$d/agree" --weights "$d/empty.safetensors" --inputs "$in" -o "$d/out.safetensors" 2>"$d/aot.err" || rc=$?
+  echo "aot: exit $rc: $(cat "$d/aot.err")"; [ "$rc" -eq 1 ] || return 1
+  diff "$d/jit.err" "$d/ref.err" && diff <(sed 's/^kiln: //' "$d/jit.err") <(sed 's/^agree: //' "$d/aot.err")
+}
+check "aot: i32 mul overflow: jit, ref and executable say the same" backends_agree i32_overflow.json in_a_big.safetensors
+check "aot: i32 reduce_sum overflow: jit, ref and executable say the same" backends_agree reduce_sum_overflow.json in_a_big.safetensors
+check "aot: a negative kl_div target: jit, ref and executable say the same" backends_agree kl_div_target.json in_kl_negative.safetensors
+check "aot: a NaN kl_div target: jit, ref and executable say the same" backends_agree kl_div_target.json in_kl_nan.safetensors
 converts() {  # a safe conversion (whole f32 ids) is accepted, as by kiln run
   local d="$work/bad"
   "$kiln" run "$root/tests/bad/tiny_ok.json" --weights "$d/w.safetensors" --inputs "$d/in_ids_f32_whole.safetensors" -o "$d/r.safetensors"

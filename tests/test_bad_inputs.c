@@ -243,21 +243,34 @@ static void write_input_files(void) {
   write_st("in_i32_big.safetensors",
            "{\"a\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]}}", big_a, sizeof big_a);
   write_st("empty_weights.safetensors", "{}", NULL, 0);
+  // kl_div_target.json: lp, t f32[2,2]; t[2] is -0.5, then NaN.
+  float kl[8] = {-1, -1, -1, -1, 0.5f, 0.5f, -0.5f, 0.5f};
+#define KL_IN "{\"lp\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}," \
+              "\"t\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[16,32]}}"
+  write_st("in_kl_negative.safetensors", KL_IN, kl, sizeof kl);
+  kl[6] = NAN;
+  write_st("in_kl_nan.safetensors", KL_IN, kl, sizeof kl);
 }
 
 // Model files too large to keep in tests/bad/. config_chain.json: 50000 config entries, each
 // defined as the next (fuzzing the frontend, tests/fuzz/fuzz_model: evaluating c0 recursed
-// 50000 deep and overflowed the stack, after 36 s of linear config lookups at -O2).
-static void write_model_files(void) {
-  enum { N = 50000 };
+// 50000 deep and overflowed the stack, after 36 s of linear config lookups at -O2);
+// config_chain_5000.json: 5000, a chain deeper than the 4096 evaluation allows whatever
+// --max-config says.
+static void write_config_chain(const char *name, int N) {
   char *buf = malloc((size_t)N * 32 + 256);
   ck_assert_ptr_nonnull(buf);
   size_t n = (size_t)sprintf(buf, "{\"format\": \"kiln-model/1\", \"config\": {");
   for (int i = 0; i < N - 1; i++) n += (size_t)sprintf(buf + n, "\"c%d\": \"c%d\", ", i, i + 1);
   n += (size_t)sprintf(buf + n, "\"c%d\": 1},\n \"inputs\": [{\"name\": \"x\", \"dtype\": \"f32\", "
                        "\"shape\": [\"c0\"]}], \"outputs\": [\"x\"]}\n", N - 1);
-  write_file("config_chain.json", buf, n);
+  write_file(name, buf, n);
   free(buf);
+}
+
+static void write_model_files(void) {
+  write_config_chain("config_chain.json", 50000);
+  write_config_chain("config_chain_5000.json", 5000);
 }
 
 // tiny_ok.json's weights come from `kiln init`; the corrupt copies start from them.
@@ -380,6 +393,7 @@ static const Case cases[] = {
   {{"check", "bad/negative_dim.json"}, 1, {"negative_dim.json", "params[0]", "shape[1]", "dims must be positive"}},
   {{"check", "bad/zero_dim.json"}, 1, {"zero_dim.json", "inputs[0]", "shape[0]", "\"batch\" is 0"}},
   {{"check", "bad/rank_too_big.json"}, 1, {"rank_too_big.json", "inputs[0]", "rank 9 exceeds 8"}},
+  {{"check", "bad/full_int_range.json"}, 1, {"full_int_range.json", "nodes[0]", "\"big\"", "full", "3e+09", "i32 can hold"}},
   {{"check", "bad/numel_overflow.json"}, 1, {"numel_overflow.json", "params[0]", "\"w\"", "more than 2^48 elements"}},
   // --- config arithmetic and templates ------------------------------------------------
   {{"check", "bad/div_zero_shape.json"}, 1, {"div_zero_shape.json", "inputs[0]", "shape[1]", "division by zero"}},
@@ -388,7 +402,14 @@ static const Case cases[] = {
   {{"check", "bad/unknown_config_name.json"}, 1, {"unknown_config_name.json", "inputs[0]", "unknown name \"batch_size\""}},
   {{"check", "bad/config_self_ref.json"}, 1, {"config_self_ref.json", "config.a", "defined in terms of itself"}},
   {{"check", "bad/config_syntax.json"}, 1, {"config_syntax.json", "config.ffn", "unexpected end"}},
-  {{"check", "tmp/config_chain.json"}, 1, {"config_chain.json", "config.c4096", "more than 4096 config entries"}},
+  {{"check", "tmp/config_chain.json"}, 1, {"config_chain.json", "config.c4096", "more than 4096 config entries", "--max-config N"}},
+  {{"check", "tmp/config_chain_5000.json", "--max-config", "6000"}, 1, {"config_chain_5000.json", "config.c", "a chain of more than 4096 entries"}},
+  {{"check", VQA, "--max-config", "5"}, 1, {"visualbert-common.json", "more than 5 config entries", "--max-config N"}},
+  {{"check", "bad/tiny_ok.json", "--max-config", "0"}, 2, {"--max-config must be an integer"}},
+  {{RUN_TINY("in_ok.safetensors"), "--max-memory", "100"}, 1, {"the program needs", "more than the limit of 100 bytes (--max-memory)", "raise it with --max-memory SIZE"}},
+  {{"train", "bad/cast_nan.json", "--weights", "tmp/w.safetensors", "--data", "tmp/in_ok.safetensors",
+    "-o", "tmp/out.safetensors", "--max-memory", "1.5G"}, 2, {"--max-memory must be a size", "\"1.5G\""}},
+  {{RUN_TINY("in_ok.safetensors"), "--max-memory", "0"}, 2, {"--max-memory must be a size"}},
   {{"check", "bad/config_bad_type.json"}, 1, {"config_bad_type.json", "config.batch", "not an array"}},
   {{"check", "bad/sqrt_negative.json"}, 1, {"sqrt_negative.json", "config.scale", "sqrt of a negative"}},
   {{"check", "bad/template_unclosed.json"}, 1, {"template_unclosed.json", "nodes[0]", "'{' without '}'"}},
@@ -451,6 +472,23 @@ static const Case cases[] = {
   {{"run", "bad/i32_overflow.json", "--weights", "tmp/empty_weights.safetensors", "--inputs",
     "tmp/in_i32_big.safetensors", "-o", "tmp/out.safetensors"},
    1, {"i32_overflow.json: nodes[0]", "\"square\"", "mul", "i32 cannot hold"}},
+  {{"run", "bad/i32_overflow.json", "--backend", "ref", "--weights", "tmp/empty_weights.safetensors",
+    "--inputs", "tmp/in_i32_big.safetensors", "-o", "tmp/out.safetensors"},
+   1, {"i32_overflow.json: nodes[0] \"square\": mul: element 0 overflows: i32 cannot hold the result"}},
+  {{"run", "bad/reduce_sum_overflow.json", "--weights", "tmp/empty_weights.safetensors", "--inputs",
+    "tmp/in_i32_big.safetensors", "-o", "tmp/out.safetensors"},
+   1, {"reduce_sum_overflow.json: nodes[0] \"total\": reduce_sum: element 0 overflows: i32 cannot hold the result"}},
+  {{"run", "bad/reduce_sum_overflow.json", "--backend", "ref", "--weights", "tmp/empty_weights.safetensors",
+    "--inputs", "tmp/in_i32_big.safetensors", "-o", "tmp/out.safetensors"},
+   1, {"reduce_sum_overflow.json: nodes[0] \"total\": reduce_sum: element 0 overflows: i32 cannot hold the result"}},
+#define KL_RUN(in) "run", "bad/kl_div_target.json", "--weights", "tmp/empty_weights.safetensors", \
+                   "--inputs", "tmp/" in, "-o", "tmp/out.safetensors"
+#define KL_SAYS(v) "kl_div_target.json: nodes[0] \"kl\": kl_div: target element 2 is " v \
+                   "; a target must be a probability, >= 0"
+  {{KL_RUN("in_kl_negative.safetensors")}, 1, {KL_SAYS("-0.5")}},
+  {{KL_RUN("in_kl_negative.safetensors"), "--backend", "ref"}, 1, {KL_SAYS("-0.5")}},
+  {{KL_RUN("in_kl_nan.safetensors")}, 1, {KL_SAYS("nan")}},
+  {{KL_RUN("in_kl_nan.safetensors"), "--backend", "ref"}, 1, {KL_SAYS("nan")}},
   {{"run", "bad/tiny_ok.json", "--weights", "tmp/w.safetensors", "--inputs",
     "tmp/in_ok.safetensors", "-o", "tmp/no_such_dir/out.safetensors"},
    1, {"no_such_dir/out.safetensors", "cannot create"}},

@@ -789,6 +789,62 @@ START_TEST(test_reduce_any_axes) {
 }
 END_TEST
 
+// Integer sums are exact (accumulated in twice the width) however their partial sums run:
+// alternating extremes along a row put same-signed values in each vector lane.
+static void alternate_i32(double *v, int64_t n) {
+  for (int64_t j = 0; j < n; j++) v[j] = j % 2 ? -INT32_MAX : INT32_MAX;
+}
+static void alternate_i64(double *v, int64_t n) {
+  for (int64_t j = 0; j < n; j++) v[j] = j % 2 ? -0x1p62 : 0x1p62;
+}
+
+START_TEST(test_int_reduce_sum_is_exact_past_partial_overflow) {
+  IrNode *a = input("a", DT_I32, shp(2, 5, 37), 0, 1), *b = input("b", DT_I64, shp(2, 5, 37), 0, 1);
+  edit_input(a, alternate_i32);
+  edit_input(b, alternate_i64);
+  reduce_all_kinds(a, 1, (int[]){1}, false);  // rows
+  reduce_all_kinds(a, 1, (int[]){0}, false);  // columns: MAX - MAX + ...
+  reduce_all_kinds(b, 1, (int[]){1}, false);
+  reduce_all_kinds(b, 1, (int[]){0}, true);
+  check_graph(1250);
+}
+END_TEST
+
+// The finished graph fails on the reference with a message containing `about` (inputs from
+// seed); the JIT at width W with `threads` threads must report exactly that message.
+static void expect_the_references_error(uint64_t seed, const char *about, int W, int threads) {
+  IrValues ref;
+  fill_inputs(&ref, seed);
+  IrEvalMode mode = {.training = false};
+  Diag want = {0};
+  ck_assert(!ir_eval(&g, &ref, NULL, &mode, &want));
+  ck_assert_msg(strstr(want.msg, about), "%s", want.msg);
+  CgProgram p;
+  compile_ok(&p, W);
+  bind_inputs(&p, &ref);
+  rt_plan_run(&p.plan, threads);
+  Diag e = {0};
+  ck_assert_msg(!cg_program_status(&p, &e), "W=%d: no error; the reference says %s", W, want.msg);
+  ck_assert_str_eq(e.msg, want.msg);
+  cg_program_free(&p);
+  ir_values_free(&ref);
+}
+
+// A sum its dtype cannot hold: the JIT reports what the reference says (the same element,
+// with one thread), for the row and the column kernel, i32 and i64.
+START_TEST(test_int_reduce_sum_overflow_says_what_the_reference_says) {
+  DType dt = _i < 2 ? DT_I32 : DT_I64;
+  double lim = dt == DT_I32 ? 0x1p31 - 1 : 0x1p62;
+  IrNode *x = input("x", dt, shp(3, 5, 3, 37), -lim, lim);
+  IrNode *y = op(IR_OP_REDUCE_SUM, "total", 1, x);
+  IrAttr *ax = attr_slot(y, "axes");
+  ax->n = 1;
+  ax->ints[0] = _i % 2 ? 0 : 2;  // the column kernel (last axis kept), the row kernel
+  finish_ok();
+  for (int W = 16; W >= 8; W /= 2) expect_the_references_error(1260 + (uint64_t)_i, "overflows", W, 1);
+}
+END_TEST
+
 START_TEST(test_softmax_and_log_softmax_last_axis) {
   int n = sizes[_i];
   IrNode *x = input("x", DT_F32, shp(2, 3, n), -10, 10);
@@ -879,6 +935,24 @@ END_TEST
 
 // ---------------------------------------------------------------------------------------
 // Data errors: reported through the status word, naming the node; nothing read outside.
+
+static void negative_target(double *v, int64_t n) { v[n / 2] = -0.25; v[n - 1] = -1; }
+static void nan_target(double *v, int64_t n) { v[n / 3] = NAN; v[n - 1] = -1; }
+
+// A kl_div target below 0 or NaN: the JIT says what the reference says (the first such
+// element), for either of two nodes of one signature.
+START_TEST(test_kl_div_bad_target_says_what_the_reference_says) {
+  IrNode *lp = input("lp", DT_F32, shp(2, 4, 37), -5, 0), *t = input("t", DT_F32, shp(2, 4, 37), 0, 1);
+  IrNode *lp2 = input("lp2", DT_F32, shp(2, 4, 37), -5, 0), *t2 = input("t2", DT_F32, shp(2, 4, 37), 0, 1);
+  edit_input(_i ? t2 : t, _i ? nan_target : negative_target);
+  op(IR_OP_KL_DIV, "kl", 2, lp, t);
+  op(IR_OP_KL_DIV, "kl2", 2, lp2, t2);
+  finish_ok();
+  expect_the_references_error(1750 + (uint64_t)_i, _i ? "\"kl2\": kl_div: target element 49 is nan"
+                                                        : "\"kl\": kl_div: target element 74 is -0.25",
+                              8, 2);
+}
+END_TEST
 
 static void bad_row_three(double *v, int64_t n) {
   v[3] = 1000;   // one past the table
@@ -1126,11 +1200,14 @@ static Suite *jit_suite(void) {
   tcase_add_test(tc, test_scatter_add_bad_index_reports_the_node);
   tcase_add_loop_test(tc, test_reduce_last_axis_and_all, 0, N_SIZES);
   tcase_add_test(tc, test_reduce_any_axes);
+  tcase_add_test(tc, test_int_reduce_sum_is_exact_past_partial_overflow);
+  tcase_add_loop_test(tc, test_int_reduce_sum_overflow_says_what_the_reference_says, 0, 4);
   tcase_add_loop_test(tc, test_softmax_and_log_softmax_last_axis, 0, N_SIZES);
   tcase_add_test(tc, test_softmax_and_log_softmax_other_axes);
   tcase_add_loop_test(tc, test_layernorm_matches_reference, 0, N_SIZES);
   tcase_add_loop_test(tc, test_cross_entropy_matches_reference, 0, 6);
   tcase_add_loop_test(tc, test_kl_div_matches_reference, 0, N_SIZES);
+  tcase_add_loop_test(tc, test_kl_div_bad_target_says_what_the_reference_says, 0, 2);
   tcase_add_test(tc, test_gather_bad_index_reports_the_node);
   tcase_add_test(tc, test_gather_bad_index_names_the_right_node_of_two_alike);
   tcase_add_test(tc, test_cross_entropy_bad_label_reports_the_node);

@@ -626,7 +626,7 @@ START_TEST(test_cross_entropy_rejects_label_out_of_range) {
 }
 END_TEST
 
-START_TEST(test_kl_div_batchmean_with_zero_target) {
+START_TEST(test_kl_div_batchmean_with_zero_target_refuses_negative_and_nan) {
   // sum = 0.5 log(0.5/0.25) + 0.5 log(0.5/0.75) + 0 + 1 log(1/0.5), over batch 2.
   IrNode *lp = tensor(DT_F32, shp(2, 2, 2)), *t = tensor(DT_F32, shp(2, 2, 2));
   IrNode *kl = node(IR_OP_KL_DIV, DT_F32, shp(0), 2, lp, t);
@@ -635,7 +635,9 @@ START_TEST(test_kl_div_batchmean_with_zero_target) {
                    (double[]){0.5, 0.5, 0, 1}));
   ck_assert_double_eq_tol(out, 0.41849410839291784, 1e-15);
   run_fails(kl, &out, IN((double[]){0, 0, 0, 0}, (double[]){0.5, 0.5, -0.5, 0.5}),
-            "kl_div: negative target -0.5 at element 2");
+            "kl_div: target element 2 is -0.5; a target must be a probability, >= 0");
+  run_fails(kl, &out, IN((double[]){0, 0, 0, 0}, (double[]){0.5, NAN, 0.5, 0.5}),  // not 0
+            "kl_div: target element 1 is nan; a target must be a probability, >= 0");
 }
 END_TEST
 
@@ -762,7 +764,7 @@ static Suite *ref_ops_suite(void) {
   tcase_add_test(tc, test_cross_entropy_skips_ignored_labels);
   tcase_add_test(tc, test_cross_entropy_all_ignored_is_zero);
   tcase_add_test(tc, test_cross_entropy_rejects_label_out_of_range);
-  tcase_add_test(tc, test_kl_div_batchmean_with_zero_target);
+  tcase_add_test(tc, test_kl_div_batchmean_with_zero_target_refuses_negative_and_nan);
   tcase_add_test(tc, test_dropout_is_identity_unless_training);
   tcase_add_test(tc, test_dropout_zeros_p_and_scales_the_rest);
   tcase_add_test(tc, test_dropout_mask_depends_on_seed_and_name_only);

@@ -579,23 +579,30 @@ START_TEST(test_write_rejects_bad_tensors_and_cleans_up) {
   EXPECT_REFUSED(d3, "__metadata__");
   ck_assert_int_eq(count_dir_entries(), 0);
 
-  // The target is a directory, or a symlink (which writing would replace by a regular
-  // file): refused before anything is written, and left as it was.
+  // The target is a directory, a symlink, a FIFO: refused before a temporary is made, the
+  // target left as it was (a FIFO without a reader is not opened, so nothing blocks).
   ck_assert_int_eq(mkdir(path, 0755), 0);
   Diag d4 = {0};
   ck_assert(!st_write(path, dup, 1, &d4));
-  EXPECT_REFUSED(d4, "out.safetensors", "is a directory");
+  EXPECT_REFUSED(d4, "out.safetensors: is a directory", "regular file");
   ck_assert_int_eq(count_dir_entries(), 1);
-  char link[8300];
+  char link[8192], fifo[8192];  // (in_dir's buffer is reused)
   snprintf(link, sizeof link, "%s", in_dir("link.safetensors"));
-  ck_assert_int_eq(symlink(path, link), 0);
+  snprintf(fifo, sizeof fifo, "%s", in_dir("fifo.safetensors"));
+  ck_assert_int_eq(symlink("out.safetensors", link), 0);
   Diag d6 = {0};
   ck_assert(!st_write(link, dup, 1, &d6));
-  EXPECT_REFUSED(d6, "link.safetensors", "is a symbolic link");
-  struct stat lsb;
-  ck_assert(lstat(link, &lsb) == 0 && S_ISLNK(lsb.st_mode));
-  ck_assert_int_eq(unlink(link), 0);
-  ck_assert_int_eq(count_dir_entries(), 1);
+  EXPECT_REFUSED(d6, "link.safetensors: is a symbolic link");
+  struct stat sb;
+  ck_assert(lstat(link, &sb) == 0 && S_ISLNK(sb.st_mode));
+  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  Diag d7 = {0};
+  ck_assert(!st_write(fifo, dup, 1, &d7));
+  EXPECT_REFUSED(d7, "fifo.safetensors: is a FIFO");
+  ck_assert(lstat(fifo, &sb) == 0 && S_ISFIFO(sb.st_mode));
+  ck_assert_int_eq(count_dir_entries(), 3);
+  ck_assert_int_eq(remove(link), 0);
+  ck_assert_int_eq(remove(fifo), 0);
 
   Diag d5 = {0};
   ck_assert(!st_write(in_dir("no/such/dir/w.safetensors"), dup, 1, &d5));

@@ -181,6 +181,18 @@ check "train: fewer examples than a batch is exit 1" bad_data "$work/few.safeten
 check "train: a missing input is exit 1" bad_data "$work/no-labels.safetensors"
 check "train: resuming with other --steps is exit 1" exit_code 1 "${train[@]}" --steps 30 \
   --resume "$work/full.step-10.safetensors" -o "$work/x.safetensors"
+ckpt_not_regular() {  # a checkpoint path (OUT.step-N) that is a symlink or a FIFO: exit 1, kept
+  local d="$work/ckpt"; mkdir -p "$d"
+  ln -sf "$work/w.safetensors" "$d/c.step-1.safetensors"
+  mkfifo "$d/c.step-2.safetensors"
+  local rc=0; "${train[@]}" --steps 2 --checkpoint-every 1 -o "$d/c.safetensors" 2>"$d/err" || rc=$?
+  cat "$d/err"; [ "$rc" -eq 1 ] && grep -q "c.step-1.safetensors: is a symbolic link" "$d/err" || return 1
+  [ -L "$d/c.step-1.safetensors" ] && [ -p "$d/c.step-2.safetensors" ] && ! ls "$d"/*.tmp.* 2>/dev/null || return 1
+  rm "$d/c.step-1.safetensors"; rc=0
+  "${train[@]}" --steps 2 --checkpoint-every 1 -o "$d/c.safetensors" 2>"$d/err" || rc=$?
+  cat "$d/err"; [ "$rc" -eq 1 ] && grep -q "c.step-2.safetensors: is a FIFO" "$d/err" && [ -p "$d/c.step-2.safetensors" ]
+}
+check "train: a checkpoint path that is a symlink or a FIFO is refused and left alone (exit 1)" ckpt_not_regular
 check "train: missing --data is exit 2" exit_code 2 "$kiln" train "$model" --weights "$work/w.safetensors" -o "$work/x.safetensors"
 check "train: bad --optimizer is exit 2" exit_code 2 "${train[@]}" --optimizer adam -o "$work/x.safetensors"
 check "train: bad --lr is exit 2" exit_code 2 "${train[@]}" --lr -1 -o "$work/x.safetensors"
