@@ -177,7 +177,7 @@ static bool plan_phases(KilnTrainer *t, Diag *d) {
   for (int i = 0; i < g->n_grads; i++) grad[g->grads[i].grad->id] = true;
   bool ok = true;
   for (int s = 0; s < n_steps && ok; s++) {
-    const IrNode *n = g->nodes[p->step_node[s]];
+    const IrNode *n = g->nodes[p->prog.steps[s].node];
     bool opt = is_opt(n);
     t->phase[s] = is_source(n) ? IN_PHASE_0 | IN_PHASE_1 : opt ? IN_PHASE_1 : IN_PHASE_0;
     for (int k = 0; k < n->n_in && ok; k++) {
@@ -203,7 +203,7 @@ static bool plan_phases(KilnTrainer *t, Diag *d) {
     *r = (Reduced){.grad = (float *)pv->grad, .numel = pv->numel, .at = total, .last = INT_MAX};
     total += pv->numel;
     for (int s = 0; s < n_steps; s++)
-      if (t->phase[s] == IN_PHASE_0 && !p->plan.steps[s].once && p->value[p->step_node[s]] == pv->grad) r->last = s;
+      if (t->phase[s] == IN_PHASE_0 && !p->plan.steps[s].once && p->value[p->prog.steps[s].node] == pv->grad) r->last = s;
   }
   qsort(t->red, (size_t)t->n_red, sizeof *t->red, cmp_last);
   for (int s = 0, j = 0; s <= n_steps; s++) {  // ready[s]: those finished before step s
