@@ -287,7 +287,7 @@ static bool build(const CliOptions *o, const IrGraph *g, const CgOptions *copt, 
   // The JIT's description of the same steps, buffers in the same planned arena; the
   // outputs and losses are kept to the end of a run (a run picks among them).
   ok = ok && cg_aot_object(g, need, copt, p.kernels, &steps, target, d) &&
-       cg_describe(g, need, want, &steps, !copt->no_memplan, NULL, &prog, NULL, d);
+       cg_describe(g, need, want, &steps, !copt->no_memplan, &prog, NULL, d);
   prog.target = target;
   ok = ok && write_tables(&prog, cc, inc, &t, &p, d) &&
        (lib ? write_lib(g, rt, inc, o->output, target, &p, d) : link_exe(cc, rt, o->output, &p, d));

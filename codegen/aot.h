@@ -30,7 +30,7 @@ typedef struct CgAotTables {
   bool library;          // emit kiln_model_create instead of main
 } CgAotTables;
 
-// Writes program p (cg_describe with no lookup: kernels named by symbol) as the C source
+// Writes program p (cg_describe: kernels named by symbol) as the C source
 // of an RtProgram `model` and the entry point that runs it (main, or kiln_model_create).
 bool cg_aot_write_tables(FILE *f, const RtProgram *p, const CgAotTables *t, Diag *d);
 

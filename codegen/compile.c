@@ -81,15 +81,11 @@ bool cg_memory_stats(const IrGraph *g, const bool *want, const CgOptions *opt, M
   return ok;
 }
 
-// The bytes the planned program will allocate (the arena, or every buffer unplanned, plus
-// the buffers of parameters and inputs) against opt->max_memory, or physical memory.
-static bool memory_fits(const IrGraph *g, const bool *need, const CgOptions *opt,
-                        const CgMemory *mem, Diag *d) {
+// What the program will allocate (its arena and buffers of its own, parameters and inputs
+// among them) against opt->max_memory, or physical memory.
+static bool memory_fits(const RtProgram *prog, const CgOptions *opt, Diag *d) {
   uint64_t limit = opt->max_memory ? opt->max_memory : rt_physical_memory();
-  uint64_t bytes = opt->no_memplan ? mem->stats.unplanned_bytes : mem->stats.arena_bytes;
-  for (int i = 0; i < g->n_nodes && !opt->no_memplan; i++)
-    if (need[i] && mem->node_offset[i] == CG_NO_OFFSET && !ir_op_is_view(g->nodes[i]->op))
-      bytes += mem->node_bytes[i];
+  uint64_t bytes = rt_program_bytes(prog);
   if (!limit || bytes <= limit) return true;
   return diag_error(d, "the program needs %llu bytes of memory (%.1f MiB), more than the limit "
                     "of %llu bytes (%s); raise it with --max-memory SIZE", (unsigned long long)bytes,
@@ -97,7 +93,16 @@ static bool memory_fits(const IrGraph *g, const bool *need, const CgOptions *opt
                     opt->max_memory ? "--max-memory" : "the machine's physical memory");
 }
 
-static void *jit_lookup(void *jit, const char *symbol) { return cg_jit_lookup(jit, symbol); }
+// Points every step of the description at its kernel in the JIT.
+static bool link_kernels(RtProgram *prog, CgJit *jit, Diag *d) {
+  RtProgramStep *st = (RtProgramStep *)prog->steps;  // cg_describe's own allocation
+  for (int s = 0; s < prog->n_steps; s++) {
+    void *fn = cg_jit_lookup(jit, st[s].kernel);
+    if (!fn) return diag_error(d, "internal error: kernel %s was not emitted", st[s].kernel);
+    memcpy(&st[s].fn, &fn, sizeof fn);  // object to function pointer without a cast
+  }
+  return true;
+}
 
 bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProgram *p, Diag *d) {
   double t0 = rt_now_ms();
@@ -110,9 +115,9 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
   bool ok = need && cg_init(&cg, "kiln", opt, d) && cg_lower_program(&cg, g, need, &steps, d);
   if (!need) ok = diag_error(d, "out of memory");
   double t1 = rt_now_ms();
-  CgMemory mem = {0};  // planned before LLVM compiles anything: a program too big stops here
-  if (ok) ok = cg_memory_plan(g, need, want, &steps, &mem, d) && memory_fits(g, need, opt, &mem, d);
-  cg_memory_free(&mem);  // (cg_describe plans again, below: the plan is cheap next to LLVM)
+  // Described and planned before LLVM compiles anything: a program too big stops here.
+  if (ok) ok = cg_describe(g, need, want, &steps, !opt->no_memplan, &p->prog, &p->mem, d) &&
+               memory_fits(&p->prog, opt, d);
   if (ok) {
     for (LLVMValueRef f = LLVMGetFirstFunction(cg.mod); f; f = LLVMGetNextFunction(f))
       if (!LLVMIsDeclaration(f)) p->n_kernels++;
@@ -122,9 +127,9 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
   }
 
   double t2 = rt_now_ms();
-  CgLookup lookup = {jit_lookup, p->jit};
-  if (ok) ok = cg_describe(g, need, want, &steps, !opt->no_memplan, &lookup, &p->prog, &p->mem, d);
-  if (ok) ok = rt_instance_create(&p->prog, opt->tuning.poison_buffers, &p->inst, d);
+  if (ok)
+    ok = link_kernels(&p->prog, p->jit, d) &&
+         rt_instance_create(&p->prog, opt->tuning.poison_buffers, &p->inst, d);
   if (ok) {
     p->plan = p->inst.plan;
     p->value = p->inst.buf;  // node ids are the first buffer ids

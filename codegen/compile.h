@@ -33,20 +33,14 @@ typedef struct CgProgram {
   MemStats mem;            // arena, lower bound and unplanned bytes of the plan
 } CgProgram;
 
-// Finds a kernel's code by its symbol (the JIT's lookup).
-typedef struct CgLookup {
-  void *(*fn)(void *ctx, const char *symbol);
-  void *ctx;
-} CgLookup;
-
 // codegen's output: the RtProgram (runtime/program.h) of the lowered `steps` for the nodes
 // `need`s, values `want` marks (all when NULL) kept to the end of the run. Buffers are
 // placed in one arena by the memory plan when `planned`, else each of its own; kernels are
-// found with `lookup` (NULL: left NULL, named by symbol, for `kiln compile` to write out).
+// named by symbol, their code left NULL (the JIT fills it in; `kiln compile` writes names).
 // Outputs are the graph's outputs then losses. The description points into g and steps,
 // which must outlive it; stats (may be NULL) receives the plan's numbers.
 bool cg_describe(const IrGraph *g, const bool *need, const bool *want, const CgSteps *steps,
-                 bool planned, const CgLookup *lookup, RtProgram *out, MemStats *stats, Diag *d);
+                 bool planned, RtProgram *out, MemStats *stats, Diag *d);
 void cg_describe_free(RtProgram *p);
 
 // The nodes `want` (all when NULL) needs: itself and everything upstream. Caller frees.

@@ -18,6 +18,13 @@ static void link_buffers(RtInstance *in) {
       in->plan.steps[s].bufs[k] = in->buf[p->arg_ids[p->steps[s].args + k]];
 }
 
+uint64_t rt_program_bytes(const RtProgram *p) {
+  uint64_t bytes = p->arena_bytes;
+  for (int b = 0; b < p->n_bufs; b++)
+    if (p->bufs[b].kind == RT_BUF_OWN) bytes += p->bufs[b].bytes;
+  return bytes;
+}
+
 bool rt_instance_create(const RtProgram *p, bool poison, RtInstance *in, Diag *d) {
   memset(in, 0, sizeof *in);
   in->p = p;

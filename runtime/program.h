@@ -110,6 +110,8 @@ typedef struct RtInstance {
   bool poison;     // fresh buffers are filled with NaN bytes (RtTuning.poison_buffers)
 } RtInstance;
 
+// The bytes rt_instance_create allocates for p: its arena and every buffer of its own.
+uint64_t rt_program_bytes(const RtProgram *p);
 // Allocates the arena and every buffer of its own, and builds the plan.
 bool rt_instance_create(const RtProgram *p, bool poison, RtInstance *in, Diag *d);
 void rt_instance_free(RtInstance *in);
