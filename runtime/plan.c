@@ -91,7 +91,7 @@ static void run_steps(const RtPlan *p, int threads, bool once, double *step_ms, 
 #pragma omp parallel num_threads(threads)
   {
     int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    double last = (step_ms && t == 0) || trace ? omp_get_wtime() : 0;
+    double last = step_ms && t == 0 ? omp_get_wtime() : 0;
     RtTraceSpan *track = trace ? trace->span + t * trace->cap + trace->n[t] : NULL;
     for (int s = 0; s < p->n_steps; s++) {
       const RtStep *st = &p->steps[s];
