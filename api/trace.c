@@ -9,6 +9,7 @@
 
 #include "api/model_impl.h"
 #include "runtime/files.h"
+#include "runtime/text.h"
 
 bool kiln_trace(KilnModel *m, RtTrace *t, Diag *d) {
   if (!kiln_is_jit(m)) return diag_error(d, "traces need the JIT backend");
@@ -52,17 +53,6 @@ static int64_t *arena_live_bytes(const RtProgram *p) {
   return live;
 }
 
-// A JSON string literal: quotes, backslashes and control characters escaped.
-static void json_string(FILE *f, const char *s) {
-  fputc('"', f);
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-    else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-    else fputc(*p, f);
-  }
-  fputc('"', f);
-}
-
 typedef struct TraceWrite {
   const KilnModel *m;
   const RtTrace *t;
@@ -74,11 +64,11 @@ static bool write_trace(FILE *f, void *ctx) {
   const KilnModel *m = w->m;
   const RtTrace *t = w->t;
   fprintf(f, "{\"displayTimeUnit\": \"ms\", \"otherData\": {\"model\": ");
-  json_string(f, m->g.file);
+  rt_json_put_string(f, m->g.file);
   fprintf(f, ", \"runs\": %d, \"runs_not_recorded\": %d},\n\"traceEvents\": [\n", (int)t->runs,
           (int)t->runs_dropped);
   fprintf(f, "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": 1, \"args\": {\"name\": ");
-  json_string(f, m->g.file);
+  rt_json_put_string(f, m->g.file);
   fprintf(f, "}}");
   for (int k = 0; k < t->threads; k++)
     if (t->n[k])
@@ -94,13 +84,13 @@ static bool write_trace(FILE *f, void *ctx) {
       fprintf(f, ",\n{\"name\": ");
       char name[512];
       snprintf(name, sizeof name, "%s %s", st.label, st.node);
-      json_string(f, name);
+      rt_json_put_string(f, name);
       fprintf(f, ", \"cat\": \"step\", \"ph\": \"X\", \"pid\": 1, \"tid\": %d, \"ts\": %.3f, \"dur\": %.3f, "
               "\"args\": {\"step\": %d, \"run\": %d, \"kernel\": ", k, b / 1e3, (e - b) / 1e3,
               (int)sp->step, (int)sp->run);
-      json_string(f, st.kernel);
+      rt_json_put_string(f, st.kernel);
       fprintf(f, ", \"node\": ");
-      json_string(f, st.node);
+      rt_json_put_string(f, st.node);
       fprintf(f, "}}");
       if (l > e)
         fprintf(f, ",\n{\"name\": \"barrier\", \"cat\": \"barrier\", \"ph\": \"X\", \"pid\": 1, \"tid\": %d, "

@@ -432,54 +432,6 @@ void st_free(StFile *f) {
 
 // --- writing ---------------------------------------------------------------------------
 
-typedef struct Buf {
-  char *p;
-  size_t len, cap;
-  bool oom;
-} Buf;
-
-static void buf_add(Buf *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (b->len + n + 1 > cap) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) { b->oom = true; return; }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = 0;
-}
-
-static void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(Buf *b, const char *fmt, ...) {
-  char tmp[128];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  assert(n >= 0 && (size_t)n < sizeof tmp);
-  buf_add(b, tmp, (size_t)n);
-}
-
-// A JSON string literal: quotes, backslashes and control characters escaped; other bytes
-// (UTF-8 included) as they are.
-static void buf_json_string(Buf *b, const char *s) {
-  buf_add(b, "\"", 1);
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\') {
-      char esc[2] = {'\\', (char)*p};
-      buf_add(b, esc, 2);
-    } else if (*p < 0x20) {
-      buf_printf(b, "\\u%04x", *p);
-    } else {
-      buf_add(b, (const char *)p, 1);
-    }
-  }
-  buf_add(b, "\"", 1);
-}
 
 static bool check_for_write(const char *path, const StTensor *ts, int n, Diag *d) {
   for (int i = 0; i < n; i++) {
@@ -521,27 +473,37 @@ static bool check_for_write(const char *path, const StTensor *ts, int n, Diag *d
 }
 
 // {"name":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},...}, then spaces so that
-// the data starts 8-byte aligned. Offsets are contiguous, in the given order.
-static bool build_header(const StTensor *ts, int n, Buf *b) {
-  buf_add(b, "{", 1);
+// the data starts 8-byte aligned. Offsets are contiguous, in the given order. Into *p (a
+// string of *len bytes, freed by the caller); false when out of memory.
+static bool build_header(const StTensor *ts, int n, char **p, size_t *len) {
+  FILE *f = open_memstream(p, len);
+  if (!f) return false;
+  fputc('{', f);
   size_t offset = 0;
   for (int i = 0; i < n; i++) {
     const StTensor *t = &ts[i];
-    if (i) buf_add(b, ",", 1);
-    buf_json_string(b, t->name);
-    buf_printf(b, ":{\"dtype\":\"%s\",\"shape\":[", dt_st_name(t->dtype));
-    for (int k = 0; k < t->rank; k++) buf_printf(b, "%s%" PRId64, k ? "," : "", t->shape[k]);
-    buf_printf(b, "],\"data_offsets\":[%zu,%zu]}", offset, offset + t->nbytes);
+    if (i) fputc(',', f);
+    rt_json_put_string(f, t->name);
+    fprintf(f, ":{\"dtype\":\"%s\",\"shape\":[", dt_st_name(t->dtype));
+    for (int k = 0; k < t->rank; k++) fprintf(f, "%s%" PRId64, k ? "," : "", t->shape[k]);
+    fprintf(f, "],\"data_offsets\":[%zu,%zu]}", offset, offset + t->nbytes);
     offset += t->nbytes;
   }
-  buf_add(b, "}", 1);
-  while ((8 + b->len) % 8) buf_add(b, " ", 1);
-  return !b->oom;
+  fputc('}', f);
+  bool ok = fflush(f) == 0;
+  for (size_t at = *len; ok && (8 + at) % 8; at++) ok = fputc(' ', f) != EOF;
+  ok = fclose(f) == 0 && ok;
+  if (!ok) {
+    free(*p);
+    *p = NULL;
+  }
+  return ok;
 }
 
 // Length, header, data.
 typedef struct Contents {
-  const Buf *header;
+  const char *header;
+  size_t header_len;
   const StTensor *ts;
   int n;
 } Contents;
@@ -549,8 +511,8 @@ typedef struct Contents {
 static bool write_contents(FILE *fp, void *ctx) {
   const Contents *c = ctx;
   unsigned char len_le[8];
-  for (int i = 0; i < 8; i++) len_le[i] = (unsigned char)((uint64_t)c->header->len >> (8 * i));
-  if (fwrite(len_le, 1, 8, fp) != 8 || fwrite(c->header->p, 1, c->header->len, fp) != c->header->len)
+  for (int i = 0; i < 8; i++) len_le[i] = (unsigned char)((uint64_t)c->header_len >> (8 * i));
+  if (fwrite(len_le, 1, 8, fp) != 8 || fwrite(c->header, 1, c->header_len, fp) != c->header_len)
     return false;
   for (int i = 0; i < c->n; i++)
     if (c->ts[i].nbytes && fwrite(c->ts[i].data, 1, c->ts[i].nbytes, fp) != c->ts[i].nbytes) return false;
@@ -560,12 +522,11 @@ static bool write_contents(FILE *fp, void *ctx) {
 bool st_write(const char *path, const StTensor *tensors, int n, Diag *d) {
   assert(path && n >= 0 && (n == 0 || tensors));
   if (!check_for_write(path, tensors, n, d)) return false;
-  Buf header = {0};
-  if (!build_header(tensors, n, &header)) {
-    free(header.p);
+  char *header = NULL;
+  size_t len = 0;
+  if (!build_header(tensors, n, &header, &len))
     return diag_error(d, "%s: out of memory building the header", path);
-  }
-  bool ok = rt_write_atomic(path, write_contents, &(Contents){&header, tensors, n}, d);
-  free(header.p);
+  bool ok = rt_write_atomic(path, write_contents, &(Contents){header, len, tensors, n}, d);
+  free(header);
   return ok;
 }

@@ -1,6 +1,6 @@
 // Text checks: UTF-8 validation (tensor names, read and written) and the NUL characters a
 // JSON text may spell but cJSON's NUL-terminated strings silently cut at; and the names
-// of JSON value kinds for messages.
+// of JSON value kinds for messages; writing a JSON string literal.
 #include "runtime/text.h"
 
 #include <string.h>
@@ -50,4 +50,14 @@ const char *rt_json_kind(const cJSON *j) {
   if (cJSON_IsArray(j)) return "an array";
   if (cJSON_IsObject(j)) return "an object";
   return "null";
+}
+
+void rt_json_put_string(FILE *f, const char *s) {
+  fputc('"', f);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+    else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+    else fputc(*p, f);
+  }
+  fputc('"', f);
 }

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 // Whether s[0, n) is valid UTF-8 (no overlong forms, surrogates or code points above
 // U+10FFFF); if not, *bad is the offset of the first byte of the first invalid sequence.
@@ -18,5 +19,9 @@ long rt_json_find_nul(const char *json, size_t n);
 // array", "an object" or "null".
 struct cJSON;
 const char *rt_json_kind(const struct cJSON *j);
+
+// Writes s as a JSON string literal: quotes, backslashes and control characters escaped,
+// other bytes (UTF-8 included) as they are.
+void rt_json_put_string(FILE *f, const char *s);
 
 #endif
