@@ -48,11 +48,18 @@ FILE *rt_open_read(const char *path, Diag *d) {
   return f;
 }
 
+// The directory path names a file in: "." for a bare name, "/" for "/x" (NULL when out of
+// memory). Caller frees.
+static char *dir_of(const char *path) {
+  const char *slash = strrchr(path, '/');
+  return slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+}
+
 // The path a file that does not exist yet would have: its directory resolved, then its name
 // (NULL when the directory does not resolve either). Caller frees.
 static char *new_file_path(const char *path) {
   const char *slash = strrchr(path, '/');
-  char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+  char *dir = dir_of(path);
   char *real = dir ? realpath(dir, NULL) : NULL, *out = NULL;
   const char *name = slash ? slash + 1 : path;
   if (real && (out = malloc(strlen(real) + strlen(name) + 2))) sprintf(out, "%s/%s", real, name);
@@ -91,14 +98,8 @@ bool rt_output_writable(const char *path, Diag *d) {
     return diag_error(d, "%s: is %s; kiln writes an output by replacing it with a new regular "
                       "file, so it writes only to a regular file or a new path", path,
                       file_kind(sb.st_mode));
-  size_t n = strlen(path);
-  char *dir = malloc(n + 2);
+  char *dir = dir_of(path);
   if (!dir) return diag_error(d, "%s: out of memory", path);
-  memcpy(dir, path, n + 1);
-  char *slash = strrchr(dir, '/');
-  if (!slash) strcpy(dir, ".");
-  else if (slash == dir) dir[1] = 0;  // "/x": the root
-  else *slash = 0;
   bool ok = true;
   if (stat(dir, &sb) != 0)
     ok = diag_error(d, "%s: cannot create: the directory %s: %s", path, dir, strerror(errno));
