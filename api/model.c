@@ -326,7 +326,9 @@ static bool run(KilnModel *m, uint64_t seed, double *step_ms, const KilnRunPhase
     bool *want = wanted(m);
     if (!want) return diag_error(d, "out of memory");
     IrEvalMode mode = {.training = m->o.training || m->o.grad_loss, .seed = seed};
-    bool ok = ir_eval(&m->g, &m->vals, want, &mode, d);
+    bool ok = rt_memory_fits(ir_eval_bytes(&m->g, &m->vals, want), m->o.max_memory,
+                             "the reference evaluator (a double for every element of every value)", d) &&
+              ir_eval(&m->g, &m->vals, want, &mode, d);
     free(want);
     return ok;
   }

@@ -228,21 +228,6 @@ static bool parse_int(const char *s, long long lo, long long hi, long long *out)
   return true;
 }
 
-// A size: a positive whole number of bytes, optionally followed by K, M, G or T (powers of
-// 1024), e.g. 512M.
-static bool parse_size(const char *s, uint64_t *out) {
-  char *end;
-  errno = 0;
-  if (*s < '0' || *s > '9') return false;
-  unsigned long long v = strtoull(s, &end, 10);
-  const char *units = "KMGT", *u = *end ? strchr(units, *end) : NULL;
-  int shift = u ? 10 * (int)(u - units + 1) : 0;
-  if (errno || end == s || (*end && (!u || end[1])) || v == 0 || v > (UINT64_MAX >> shift))
-    return false;
-  *out = (uint64_t)v << shift;
-  return true;
-}
-
 // The environment, read once: the settings the commands pass down (docs/architecture.md,
 // "Settings and the environment"). KILN_CPU is checked as --cpu is: a name LLVM does not
 // know is refused (exit 2) rather than compiled for with pages of LLVM warnings.
@@ -395,7 +380,7 @@ int main(int argc, char **argv) {
       o.max_config = v;
     } else if (strcmp(a, "--max-memory") == 0) {
       TAKES_VALUE();
-      if (!parse_size(val, &o.max_memory))
+      if (!rt_parse_size(val, &o.max_memory))
         return usage_error(c, "--max-memory must be a size in bytes (a whole number, or with K, M, "
                            "G or T: 1024 to the 1st to 4th power), not \"%s\"", val);
     } else if (strcmp(a, "--seed") == 0) {

@@ -7,6 +7,7 @@
 #include "codegen/compile.h"
 #include "codegen/lower.h"
 #include "runtime/timing.h"
+#include "runtime/tuning.h"
 
 bool cg_kernel_name(Cg *cg, const IrNode *n, const char *extra, char *buf, size_t size) {
   uint64_t h = 1469598103934665603ull;
@@ -81,18 +82,6 @@ bool cg_memory_stats(const IrGraph *g, const bool *want, const CgOptions *opt, M
   return ok;
 }
 
-// What the program will allocate (its arena and buffers of its own, parameters and inputs
-// among them) against opt->max_memory, or physical memory.
-static bool memory_fits(const RtProgram *prog, const CgOptions *opt, Diag *d) {
-  uint64_t limit = opt->max_memory ? opt->max_memory : rt_physical_memory();
-  uint64_t bytes = rt_program_bytes(prog);
-  if (!limit || bytes <= limit) return true;
-  return diag_error(d, "the program needs %llu bytes of memory (%.1f MiB), more than the limit "
-                    "of %llu bytes (%s); raise it with --max-memory SIZE", (unsigned long long)bytes,
-                    (double)bytes / (1 << 20), (unsigned long long)limit,
-                    opt->max_memory ? "--max-memory" : "the machine's physical memory");
-}
-
 // Points every step of the description at its kernel in the JIT.
 static bool link_kernels(RtProgram *prog, CgJit *jit, Diag *d) {
   RtProgramStep *st = (RtProgramStep *)prog->steps;  // cg_describe's own allocation
@@ -117,7 +106,7 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
   double t1 = rt_now_ms();
   // Described and planned before LLVM compiles anything: a program too big stops here.
   if (ok) ok = cg_describe(g, need, want, &steps, !opt->no_memplan, &p->prog, &p->mem, d) &&
-               memory_fits(&p->prog, opt, d);
+               rt_memory_fits(rt_program_bytes(&p->prog), opt->max_memory, "the program", d);
   if (ok) {
     for (LLVMValueRef f = LLVMGetFirstFunction(cg.mod); f; f = LLVMGetNextFunction(f))
       if (!LLVMIsDeclaration(f)) p->n_kernels++;

@@ -43,14 +43,35 @@ bool ir_eval_node(const IrNode *n, double *out, const double *const *in, const I
   return true;
 }
 
-bool ir_eval(const IrGraph *g, IrValues *vals, const bool *want, const IrEvalMode *mode,
-             Diag *d) {
+// The nodes an evaluation of `want` (NULL: all) computes or reads; NULL if out of memory.
+static bool *needed(const IrGraph *g, const bool *want) {
   int nn = g->n_nodes;
-  bool *need = calloc((size_t)nn, sizeof *need);
+  bool *need = calloc((size_t)nn + 1, sizeof *need);
+  if (!need) return NULL;
   for (int i = 0; i < nn; i++) need[i] = want ? want[i] : true;
   for (int i = nn - 1; i >= 0; i--)
     if (need[i])
       for (int k = 0; k < g->nodes[i]->n_in; k++) need[g->nodes[i]->in[k]->id] = true;
+  return need;
+}
+
+uint64_t ir_eval_bytes(const IrGraph *g, const IrValues *vals, const bool *want) {
+  bool *need = needed(g, want);
+  uint64_t bytes = 0;
+  for (int i = 0; i < g->n_nodes; i++)
+    if (!need || need[i] || vals->v[i]) {
+      uint64_t count = (uint64_t)ir_numel(&g->nodes[i]->shape);
+      bytes += (count ? count : 1) * sizeof(double);
+    }
+  free(need);
+  return bytes;
+}
+
+bool ir_eval(const IrGraph *g, IrValues *vals, const bool *want, const IrEvalMode *mode,
+             Diag *d) {
+  int nn = g->n_nodes;
+  bool *need = needed(g, want);
+  if (!need) return diag_error(d, "out of memory");
   bool ok = true;
   for (int i = 0; i < nn && ok; i++) {
     const IrNode *n = g->nodes[i];

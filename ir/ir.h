@@ -387,6 +387,9 @@ void ir_values_init(IrValues *vals, const IrGraph *g);
 void ir_values_free(IrValues *vals);
 bool ir_eval(const IrGraph *g, IrValues *vals, const bool *want, const IrEvalMode *mode,
              Diag *d);
+// The bytes vals holds once ir_eval(g, vals, want, ...) is done: a double for every element
+// of every value it computes, reads or already holds (it frees none before the end).
+uint64_t ir_eval_bytes(const IrGraph *g, const IrValues *vals, const bool *want);
 // One node from its inputs' values, as ir_eval computes it: the reference kernel, then the
 // check that integer results fit the dtype (constant folding evaluates nodes with it too).
 bool ir_eval_node(const IrNode *n, double *out, const double *const *in, const IrEvalMode *mode,

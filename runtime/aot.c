@@ -8,11 +8,13 @@
 
 #include "runtime/dtype.h"
 
-bool rt_aot_create(const RtProgram *m, const RtTuning *t, RtAot *a, Diag *d) {
+bool rt_aot_create(const RtProgram *m, const RtTuning *t, uint64_t max_memory, RtAot *a, Diag *d) {
   memset(a, 0, sizeof *a);
   a->m = m;
   a->threads = rt_default_threads(t ? t->threads : 0);
-  return rt_instance_create(m, t && t->poison_buffers, &a->in, d);
+  // As kiln run refuses it before compiling: before any buffer is allocated.
+  return rt_memory_fits(rt_program_bytes(m), max_memory, "the program", d) &&
+         rt_instance_create(m, t && t->poison_buffers, &a->in, d);
 }
 
 void rt_aot_free(RtAot *a) {

@@ -25,9 +25,10 @@ typedef struct RtAot {
   bool prepared;  // the once-steps have run since the weights were bound
 } RtAot;
 
-// Allocates the arena and buffers (rt_instance_create). Of t (NULL: the defaults), threads
+// Allocates the arena and buffers (rt_instance_create), unless they need more than
+// max_memory bytes (0: the machine's physical memory). Of t (NULL: the defaults), threads
 // and poison_buffers apply; the entry point (rt_aot_main) reads them from the environment, the library API does not.
-bool rt_aot_create(const RtProgram *m, const RtTuning *t, RtAot *a, Diag *d);
+bool rt_aot_create(const RtProgram *m, const RtTuning *t, uint64_t max_memory, RtAot *a, Diag *d);
 void rt_aot_free(RtAot *a);
 // Binds every parameter that outputs in `wanted` use from f (converted when safe); the
 // next rt_aot_run runs the once-steps first. With `borrow` (f is the embedded image, which lives as long as the

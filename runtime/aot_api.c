@@ -35,7 +35,7 @@ int rt_aot_api_create(const RtProgram *m, const char *weights, KilnModel **out, 
     free(k);
     return fail(msg, msg_size, &d, KILN_ERR_FILE);
   }
-  if (!rt_aot_create(m, NULL, &k->a, &d)) {
+  if (!rt_aot_create(m, NULL, 0, &k->a, &d)) {
     st_free(&wf);
     free(k);
     return fail(msg, msg_size, &d, KILN_ERR_NOMEM);

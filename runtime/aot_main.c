@@ -16,7 +16,7 @@ static const char *prog = "model";
 
 static void usage(FILE *f, const RtProgram *m) {
   fprintf(f, "usage: %s --inputs IN.safetensors -o OUT.safetensors [--weights W.safetensors] "
-             "[--threads N] [--iters N]\n", prog);
+             "[--threads N] [--iters N] [--max-memory SIZE]\n", prog);
   if (f == stderr) return;
   fprintf(f,
           "\nRuns a model in inference, as `kiln run` does, and writes every output, and every\n"
@@ -26,7 +26,9 @@ static void usage(FILE *f, const RtProgram *m) {
           "  -o, --output FILE  outputs (safetensors)\n"
           "  --weights FILE     parameters (safetensors), by name; %s\n"
           "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n"
-          "  --iters N          also time N more runs and print median_ms (benchmark)\n",
+          "  --iters N          also time N more runs and print median_ms (benchmark)\n"
+          "  --max-memory SIZE  refuse to run if the program's buffers need more bytes (K, M,\n"
+          "                     G, T suffixes; default: the machine's physical memory)\n",
           m->name, m->target,
           m->weights ? "default: the weights embedded at compile time" : "required (none are embedded)");
   fprintf(f, "inputs:\n");
@@ -97,6 +99,7 @@ int rt_aot_main(const RtProgram *m, int argc, char **argv) {
   }
   const char *weights = NULL, *inputs = NULL, *output = NULL;
   int threads = 0, iters = 0;
+  uint64_t max_memory = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -104,14 +107,19 @@ int rt_aot_main(const RtProgram *m, int argc, char **argv) {
       return 0;
     }
     bool takes = !strcmp(a, "--weights") || !strcmp(a, "--inputs") || !strcmp(a, "-o") ||
-                 !strcmp(a, "--output") || !strcmp(a, "--threads") || !strcmp(a, "--iters");
+                 !strcmp(a, "--output") || !strcmp(a, "--threads") || !strcmp(a, "--iters") ||
+                 !strcmp(a, "--max-memory");
     if (!takes) return usage_error(m, a[0] == '-' ? "unknown option \"%s\"" : "unexpected argument \"%s\"", a);
     if (!val) return usage_error(m, "%s needs a value", a);
     i++;
     if (!strcmp(a, "--weights")) weights = val;
     else if (!strcmp(a, "--inputs")) inputs = val;
     else if (!strcmp(a, "-o") || !strcmp(a, "--output")) output = val;
-    else {
+    else if (!strcmp(a, "--max-memory")) {
+      if (!rt_parse_size(val, &max_memory))
+        return usage_error(m, "--max-memory must be a size in bytes (a whole number, or with K, M, "
+                              "G or T: 1024 to the 1st to 4th power), not \"%s\"", val);
+    } else {
       char *end;
       errno = 0;
       long long v = strtoll(val, &end, 10);
@@ -137,23 +145,24 @@ int rt_aot_main(const RtProgram *m, int argc, char **argv) {
     fprintf(stderr, "%s: %s\n", prog, d.msg);
     return bad_output;
   }
+  // The executable's settings from its environment (the library below never reads it):
+  // KILN_NUM_THREADS under --threads, KILN_POISON_BUFFERS (tests).
+  RtTuning tuning = {0};
+  rt_tuning_read(&tuning, getenv);
+  if (threads) tuning.threads = threads;
   StFile wf = {0}, inf = {0};
   RtAot a = {0};
   uint64_t wanted = 0, given = 0;
-  bool ok = weights ? st_read(weights, &wf, &d)
-                    : st_read_memory("embedded weights", m->weights, m->weights_size, &wf, &d);
+  // The buffers first: a program over the memory limit is refused before any file is read.
+  bool ok = rt_aot_create(m, &tuning, max_memory, &a, &d);
+  ok = ok && (weights ? st_read(weights, &wf, &d)
+                      : st_read_memory("embedded weights", m->weights, m->weights_size, &wf, &d));
   ok = ok && st_read(inputs, &inf, &d);
   if (ok) {
     for (int k = 0; k < m->n_inputs; k++)
       if (st_find(&inf, m->inputs[k].name)) given |= 1ull << k;
     ok = (wanted = select_outputs(m, given, inputs, &d)) != 0;
   }
-  // The executable's settings from its environment (the library below never reads it):
-  // KILN_NUM_THREADS under --threads, KILN_POISON_BUFFERS (tests).
-  RtTuning tuning = {0};
-  rt_tuning_read(&tuning, getenv);
-  if (threads) tuning.threads = threads;
-  ok = ok && rt_aot_create(m, &tuning, &a, &d);
   ok = ok && rt_aot_bind_weights(&a, &wf, wanted, !weights, &d);
   st_free(&wf);  // bound (or borrowed from the embedded image): one copy resident, as kiln run
   ok = ok && rt_aot_bind_inputs(&a, &inf, wanted, &d);

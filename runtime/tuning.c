@@ -1,6 +1,7 @@
 // Reading RtTuning's settings by name (see tuning.h): the one place that knows the
 // variables' names and formats. It never touches the environment itself: the entry point
-// passes the lookup.
+// passes the lookup. Also the memory limit's format and check, which kiln and compiled
+// executables share.
 #include "runtime/tuning.h"
 
 #include <errno.h>
@@ -51,4 +52,26 @@ void rt_tuning_read(RtTuning *t, RtLookup lookup) {
 uint64_t rt_physical_memory(void) {
   long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
   return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+}
+
+bool rt_parse_size(const char *s, uint64_t *out) {
+  char *end;
+  errno = 0;
+  if (*s < '0' || *s > '9') return false;
+  unsigned long long v = strtoull(s, &end, 10);
+  const char *units = "KMGT", *u = *end ? strchr(units, *end) : NULL;
+  int shift = u ? 10 * (int)(u - units + 1) : 0;
+  if (errno || end == s || (*end && (!u || end[1])) || v == 0 || v > (UINT64_MAX >> shift))
+    return false;
+  *out = (uint64_t)v << shift;
+  return true;
+}
+
+bool rt_memory_fits(uint64_t bytes, uint64_t max_memory, const char *what, Diag *d) {
+  uint64_t limit = max_memory ? max_memory : rt_physical_memory();
+  if (!limit || bytes <= limit) return true;
+  return diag_error(d, "%s needs %llu bytes of memory (%.1f MiB), more than the limit of %llu "
+                    "bytes (%s); raise it with --max-memory SIZE", what, (unsigned long long)bytes,
+                    (double)bytes / (1 << 20), (unsigned long long)limit,
+                    max_memory ? "--max-memory" : "the machine's physical memory");
 }

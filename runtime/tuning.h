@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "runtime/diag.h"
+
 typedef struct RtTuning {
   const char *cpu, *features;  // target CPU and features; NULL: the host's
   int threads;                 // 0: every core
@@ -43,5 +45,14 @@ void rt_tuning_read(RtTuning *t, RtLookup lookup);
 
 // The machine's physical memory in bytes (sysconf), or 0 if unknown.
 uint64_t rt_physical_memory(void);
+
+// A size as --max-memory takes it: a whole number of bytes, or with K, M, G or T (1024 to
+// the 1st to 4th power); 0 and values past 2^64 are refused.
+bool rt_parse_size(const char *s, uint64_t *out);
+
+// Whether `bytes` of memory that `what` ("the program") would allocate are within
+// max_memory (the --max-memory setting; 0: the machine's physical memory); if not, a
+// message naming both and the setting that raises the limit.
+bool rt_memory_fits(uint64_t bytes, uint64_t max_memory, const char *what, Diag *d);
 
 #endif

@@ -323,6 +323,14 @@ check "aot: executable with --threads 0 exits 2" \
 check "aot: executable with an unknown option exits 2" \
   exit_code 2 "unknown option \"--frob\"" "$b/exe" --frob
 check "aot: executable without -o exits 2" exit_code 2 "needs -o" "$b/exe" --inputs "$b/in_ok.safetensors"
+check "aot: executable over --max-memory exits 1 before reading anything, naming the limit" \
+  exit_code 1 "the program needs .* bytes of memory .*more than the limit of 100 bytes (--max-memory); raise it with --max-memory SIZE" \
+  "$b/exe" --inputs "$b/missing.safetensors" -o "$b/o.safetensors" --max-memory 100
+check "aot: executable with --max-memory 1.5G exits 2" \
+  exit_code 2 "max-memory must be a size" "$b/exe" --inputs "$b/in_ok.safetensors" -o "$b/o.safetensors" --max-memory 1.5G
+check "aot: executable within --max-memory runs as without it" bash -c '
+  "$1/exe" --inputs "$1/in_ok.safetensors" -o "$1/lim.safetensors" --max-memory 64M &&
+  "$1/exe" --inputs "$1/in_ok.safetensors" -o "$1/nolim.safetensors" && cmp "$1/lim.safetensors" "$1/nolim.safetensors"' _ "$b"
 check "aot: executable with -o the same file as --inputs exits 2 and keeps it" bash -c '
   cp "$1/in_ok.safetensors" "$1/in_copy.safetensors"; ln -f "$1/in_copy.safetensors" "$1/in_link.safetensors"
   rc=0; "$1/exe" --inputs "$1/in_copy.safetensors" -o "$1/in_link.safetensors" 2>"$1/err" || rc=$?

@@ -410,6 +410,8 @@ static const Case cases[] = {
   {{"train", "bad/cast_nan.json", "--weights", "tmp/w.safetensors", "--data", "tmp/in_ok.safetensors",
     "-o", "tmp/out.safetensors", "--max-memory", "1.5G"}, 2, {"--max-memory must be a size", "\"1.5G\""}},
   {{RUN_TINY("in_ok.safetensors"), "--max-memory", "0"}, 2, {"--max-memory must be a size"}},
+  {{RUN_TINY("in_ok.safetensors"), "--backend", "ref", "--max-memory", "100"}, 1,
+   {"the reference evaluator (a double for every element of every value) needs", "more than the limit of 100 bytes (--max-memory)"}},
   {{"check", "bad/config_bad_type.json"}, 1, {"config_bad_type.json", "config.batch", "not an array"}},
   {{"check", "bad/sqrt_negative.json"}, 1, {"sqrt_negative.json", "config.scale", "sqrt of a negative"}},
   {{"check", "bad/template_unclosed.json"}, 1, {"template_unclosed.json", "nodes[0]", "'{' without '}'"}},
