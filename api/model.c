@@ -95,7 +95,7 @@ bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOp
     kiln_model_free(m);
     return false;
   }
-  for (int i = 0; i < opt->n_disabled_passes; i++) m->no_memplan |= !strcmp(opt->disabled_passes[i], "memplan");
+  m->no_memplan = pass_disabled(opt->disabled_passes, opt->n_disabled_passes, "memplan");
   m->o.sets = NULL, m->o.n_sets = 0;  // read here only: the caller's arrays need not outlive the call
   m->o.disabled_passes = NULL, m->o.n_disabled_passes = 0;
   m->threads = rt_default_threads(opt->threads ? opt->threads : opt->tuning.threads);

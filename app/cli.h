@@ -93,8 +93,6 @@ void cli_error(const Diag *d);
 // Before any work: -o is not the same file as an input (exit code EXIT_USAGE) and can be
 // written: absent or a regular file, in a writable directory (EXIT_USER); 0 if fine.
 int cli_check_output(const CliOptions *o);
-// Was pass `name` switched off with --disable-pass? (memplan is honoured by codegen.)
-bool cli_pass_disabled(const CliOptions *o, const char *name);
 
 // The library's options from the command line's (app/cli_model.c): backend, --set (into
 // sets, room for CLI_MAX_SETS), --disable-pass, --dump-llvm, --threads, -v (log on stderr).

@@ -31,12 +31,6 @@ int cli_check_output(const CliOptions *o) {
   return code;
 }
 
-bool cli_pass_disabled(const CliOptions *o, const char *name) {
-  for (int i = 0; i < o->n_disabled; i++)
-    if (strcmp(o->disabled[i], name) == 0) return true;
-  return false;
-}
-
 // check --memory: lowers what a run reads (outputs; with --grad the loss and every
 // gradient) and prints the memory plan's sizes.
 static bool print_memory(const CliOptions *o, const IrGraph *g) {
@@ -58,7 +52,7 @@ static bool print_memory(const CliOptions *o, const IrGraph *g) {
     cli_error(&d);
     return false;
   }
-  bool planned = !cli_pass_disabled(o, "memplan");
+  bool planned = !pass_disabled(o->disabled, o->n_disabled, "memplan");
   printf("steps: %d\n", n_steps);
   printf("arena_bytes: %zu%s\n", planned ? st.arena_bytes : st.unplanned_bytes,
          planned ? "" : " (memplan disabled: one allocation per buffer)");
@@ -191,8 +185,9 @@ int cmd_ops(const CliOptions *o) {
     printf("\n    %s\n", op->doc);
   }
   printf("\nattributes are written name:kind, with =default when optional\n");
-  printf("\npasses (for --after):");
-  for (int i = 0; i < pass_count; i++) printf(" %s", pass_pipeline[i].name);
+  printf("\npasses (for --after and --disable-pass; * on the kernel steps, after the graph):");
+  for (int i = 0; i < pass_count; i++)
+    printf(" %s%s", pass_pipeline[i].name, pass_pipeline[i].stage == PASS_PROGRAM ? "*" : "");
   printf("\n");
   return 0;
 }

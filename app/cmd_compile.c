@@ -13,6 +13,7 @@
 
 #include "codegen/aot.h"
 #include "codegen/compile.h"
+#include "passes/passes.h"
 #include "api/bind.h"
 #include "app/cli.h"
 
@@ -311,7 +312,7 @@ int cmd_compile(const CliOptions *o) {
     return EXIT_USAGE;
   }
   Diag d = {0};
-  CgOptions copt = {.tuning = o->tuning, .no_memplan = cli_pass_disabled(o, "memplan")};
+  CgOptions copt = {.tuning = o->tuning, .no_memplan = pass_disabled(o->disabled, o->n_disabled, "memplan")};
   char cpu[64];
   if (!cg_aot_target("--cpu ", o->cpu, &copt, cpu, &d)) {
     fprintf(stderr, "kiln: %s\nusage: kiln compile MODEL -o EXE [--cpu native|x86-64-v3|x86-64-v4|NAME] ...\n", d.msg);

@@ -213,12 +213,6 @@ static int usage_error(const Command *c, const char *fmt, const char *arg) {
   return EXIT_USAGE;
 }
 
-static bool is_pass(const char *name) {
-  for (int i = 0; i < pass_count; i++)
-    if (strcmp(name, pass_pipeline[i].name) == 0) return true;
-  return false;
-}
-
 static bool parse_int(const char *s, long long lo, long long hi, long long *out) {
   char *end;
   errno = 0;
@@ -336,13 +330,15 @@ int main(int argc, char **argv) {
       o.output = val;
     } else if (strcmp(a, "--after") == 0) {
       TAKES_VALUE();
-      if (!is_pass(val)) return usage_error(c, "--after \"%s\": no such pass (see `kiln ops`)", val);
+      if (!pass_find(val)) return usage_error(c, "--after \"%s\": no such pass (see `kiln ops`)", val);
       o.after = val;
     } else if (strcmp(a, "--disable-pass") == 0) {
       TAKES_VALUE();
       if (o.n_disabled == 64) return usage_error(c, "too many --disable-pass options%s", "");
-      if (!is_pass(val))
-        return usage_error(c, "--disable-pass \"%s\": no such pass (see `kiln ops`)", val);
+      const Pass *pass = pass_find(val);
+      if (!pass) return usage_error(c, "--disable-pass \"%s\": no such pass (see `kiln ops`)", val);
+      if (pass->required)
+        return usage_error(c, "--disable-pass \"%s\": this pass cannot be disabled (it is not an optimisation)", val);
       o.disabled[o.n_disabled++] = val;
     } else if (strcmp(a, "--format") == 0) {
       TAKES_VALUE();

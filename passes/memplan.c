@@ -1,19 +1,13 @@
-// Memory planning. The pipeline's "memplan" entry is a marker: the planning itself needs
-// the code generator's steps (each kernel call and the buffers it names), so codegen/
-// memory.c builds the lifetimes and calls the planner below, unless the pass is disabled
-// (`--disable-pass memplan`: one allocation per buffer, to compare). The planner is a pure
-// function: intervals {bytes, first, last, pinned, may_share_with} -> arena offsets.
+// Memory planning, the pipeline's program pass "memplan": it needs the code generator's
+// steps (each kernel call and the buffers it names), so codegen/memory.c builds the
+// lifetimes and calls the planner below, unless the pass is disabled (`--disable-pass
+// memplan`: one allocation per buffer, to compare). The planner is a pure function:
+// intervals {bytes, first, last, pinned, may_share_with} -> arena offsets.
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "passes/memplan.h"
-#include "passes/passes.h"
-
-bool pass_memplan(IrGraph *g, const PassOptions *o, Diag *d) {
-  (void)g, (void)o, (void)d;
-  return true;  // codegen plans when this pass is enabled (see above)
-}
 
 static size_t round_up(size_t b) { return (b + MEM_ALIGN - 1) / MEM_ALIGN * MEM_ALIGN; }
 

@@ -1,5 +1,7 @@
-// Passes: IR-to-IR transformations run in the order pipeline.c lists them. The verifier
-// runs after each one. `kiln dump --after NAME` shows the graph after any of them.
+// Passes: the transformations pipeline.c lists in the order they run. Graph passes rewrite
+// the IR (the verifier runs after each one; `kiln dump --after NAME` shows the graph after
+// any of them); program passes work on the code generator's kernel steps and run inside
+// codegen, which asks pass_disabled() whether to.
 #ifndef KILN_PASSES_H
 #define KILN_PASSES_H
 
@@ -18,20 +20,32 @@ typedef struct PassOptions {
 
 typedef bool (*PassFn)(IrGraph *g, const PassOptions *o, Diag *d);
 
+typedef enum PassStage {
+  PASS_GRAPH,    // on the IR, by pass_run_pipeline
+  PASS_PROGRAM,  // on codegen's kernel steps, by codegen (run is NULL)
+} PassStage;
+
 typedef struct Pass {
   const char *name;
   const char *doc;
   PassFn run;
+  PassStage stage;
+  bool required;  // not an optimisation: --disable-pass refuses it
 } Pass;
 
 // The pipeline, in order. "parse" (the graph as the frontend built it) comes first. The
 // planned order: parse, fuse_attention (before autodiff: the fused op has its own gradient
 // that recomputes instead of storing scores), autodiff, simplify, cse, dce, fuse,
-// schedule, memplan. Each pass adds its own line to pipeline.c.
+// schedule, then the program pass memplan. Each pass adds its own line to pipeline.c.
 extern const Pass pass_pipeline[];
 extern const int pass_count;
 
-// Runs the pipeline up to and including pass `stop` (NULL: all), verifying after each.
+// The pass named `name`, or NULL.
+const Pass *pass_find(const char *name);
+// Whether pass `name` is among the n_disabled names of `disabled` (--disable-pass).
+bool pass_disabled(const char *const *disabled, int n_disabled, const char *name);
+
+// Runs the graph passes up to and including pass `stop` (NULL: all), verifying after each.
 // Names in `disabled` (n_disabled of them) are skipped. Unknown names are errors.
 bool pass_run_pipeline(IrGraph *g, const PassOptions *o, const char *stop, const char *const *disabled,
                        int n_disabled, Diag *d);
@@ -54,7 +68,6 @@ bool pass_schedule(IrGraph *g, const PassOptions *o, Diag *d);
 // The peak of live intermediate bytes when the nodes run in the graph's order (the measure
 // pass_schedule lowers): parameters and inputs excluded, reshapes free.
 int64_t pass_schedule_peak(const IrGraph *g);
-bool pass_memplan(IrGraph *g, const PassOptions *o, Diag *d);
 // Fusion (passes/fuse.c): groups of nodes one kernel computes become `fused` nodes.
 bool pass_fuse(IrGraph *g, const PassOptions *o, Diag *d);
 // The optimiser as graph ops (passes/optimizer.c), run by the pipeline after autodiff when

@@ -410,6 +410,7 @@ static const Case cases[] = {
   {{"train", "bad/cast_nan.json", "--weights", "tmp/w.safetensors", "--data", "tmp/in_ok.safetensors",
     "-o", "tmp/out.safetensors", "--max-memory", "1.5G"}, 2, {"--max-memory must be a size", "\"1.5G\""}},
   {{RUN_TINY("in_ok.safetensors"), "--max-memory", "0"}, 2, {"--max-memory must be a size"}},
+  {{"dump", "bad/tiny_ok.json", "--disable-pass", "autodiff"}, 2, {"--disable-pass \"autodiff\": this pass cannot be disabled"}},
   {{RUN_TINY("in_ok.safetensors"), "--backend", "ref", "--max-memory", "100"}, 1,
    {"the reference evaluator (a double for every element of every value) needs", "more than the limit of 100 bytes (--max-memory)"}},
   {{"check", "bad/config_bad_type.json"}, 1, {"config_bad_type.json", "config.batch", "not an array"}},
