@@ -144,12 +144,25 @@ bool fe_eval_bind_model(FeEvaluator *e, KilnModel *src, Diag *d) {
   return true;
 }
 
+// Sums the metrics over the processes (every count is exact in a double below 2^53).
+static bool sum_metrics(DistComm *c, FeMetrics *s, Diag *d) {
+  double v[] = {(double)s->examples, s->loss_sum, (double)s->n_cls, (double)s->cls_correct, s->soft_sum,
+                s->soft, (double)s->mlm_n, (double)s->mlm_correct, (double)s->si_n, (double)s->si_correct};
+  if (!dist_sum_f64(c, v, (int)(sizeof v / sizeof v[0]), d)) return diag_prefix(d, "summing the metrics: ");
+  *s = (FeMetrics){(int64_t)v[0], v[1], (int64_t)v[2], (int64_t)v[3], v[4], v[5] > 0,
+                   (int64_t)v[6], (int64_t)v[7], (int64_t)v[8], (int64_t)v[9]};
+  return true;
+}
+
 bool fe_eval_run(FeEvaluator *e, FeMetrics *s, Diag *d) {
   memset(s, 0, sizeof *s);
+  int64_t j = 0;  // the batch's index over both parts: process r runs those with j % N == r
+  int rank = dist_rank(e->comm), size = dist_size(e->comm);
   for (int k = 0; k < e->n_parts; k++) {
     FeEvalPart *pt = &e->part[k];
     if (!part_active(pt)) continue;
     for (int64_t first = pt->first; first < pt->first + pt->count; first += pt->batch) {
+      if (j++ % size != rank) continue;
       StTensor loss;
       if (!kiln_data_bind_range(pt->m, e->data, first, d) || !kiln_run(pt->m, 0, d) ||
           !kiln_tensor(pt->m, pt->loss, &loss, d))
@@ -159,7 +172,7 @@ bool fe_eval_run(FeEvaluator *e, FeMetrics *s, Diag *d) {
       score_batch(pt->m, pt->batch, s);
     }
   }
-  return true;
+  return !e->comm || sum_metrics(e->comm, s, d);
 }
 
 // One metric: "name: value\n" or, on one line, " name value".

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "api/kiln.h"
+#include "dist/dist.h"
 
 // Sums over the examples seen; fe_metrics_print turns them into means and rates.
 typedef struct FeMetrics {
@@ -29,6 +30,8 @@ typedef struct FeEvaluator {
   FeEvalPart part[2];  // full batches; the remainder (batch = examples % batch)
   int n_parts;
   KilnData *data;      // the examples, bound to either part by input name
+  DistComm *comm;      // under mpirun (set by the caller after fe_eval_open): each process
+                       // runs every N-th batch and fe_eval_run sums the metrics; NULL: alone
 } FeEvaluator;
 
 // Opens the model file at path with ko's settings (backend, loss and training ignored:
@@ -41,7 +44,8 @@ bool fe_eval_bind_file(FeEvaluator *e, const StFile *w, Diag *d);
 // Binds the parameters from another model's, by name; shapes and dtypes must agree
 // (kiln train's current weights).
 bool fe_eval_bind_model(FeEvaluator *e, KilnModel *src, Diag *d);
-// Runs every example once through the bound weights.
+// Runs every example once through the bound weights (with e->comm, a collective: every
+// process calls it, runs its share of the batches, and gets the sums of all of them).
 bool fe_eval_run(FeEvaluator *e, FeMetrics *m, Diag *d);
 // "name: value" lines, or " name value" pairs on one line (no newline).
 void fe_metrics_print(const FeMetrics *m, FILE *f, bool one_line);

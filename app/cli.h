@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "api/kiln.h"
+#include "dist/dist.h"
 #include "frontend/frontend.h"
 #include "runtime/safetensors.h"
 #include "runtime/tuning.h"
@@ -93,6 +94,11 @@ void cli_error(const Diag *d);
 // Before any work: -o is not the same file as an input (exit code EXIT_USAGE) and can be
 // written: absent or a regular file, in a writable directory (EXIT_USER); 0 if fine.
 int cli_check_output(const CliOptions *o);
+// Under mpirun (o->launched_procs > 1): joins the job (*comm; NULL when alone), or says why
+// it cannot (printed; returns EXIT_USER). cli_dist_fail prints d, naming the process, and
+// ends every process of the job (they may be waiting in a collective).
+int cli_dist_start(const CliOptions *o, DistComm **comm);
+void cli_dist_fail(DistComm *comm, Diag *d);
 
 // The library's options from the command line's (app/cli_model.c): backend, --set (into
 // sets, room for CLI_MAX_SETS), --disable-pass, --dump-llvm, --threads, -v (log on stderr).

@@ -3,8 +3,8 @@
 // update; everything random depends only on (seed, step)). This file is the command:
 // options, progress on stderr, --eval-data lines, checkpoints every N steps and on
 // SIGINT/SIGTERM, and the final weights. Under mpirun (docs/distributed.md) every process
-// trains its share of each step; rank 0 alone prints, evaluates and writes files, and a
-// stop request on any process stops them all after the same step.
+// trains (and evaluates) its share of each step; rank 0 alone prints and writes files, and
+// a stop request on any process stops them all after the same step.
 #define _POSIX_C_SOURCE 200809L  // sigaction
 #include <signal.h>
 #include <stdio.h>
@@ -72,7 +72,7 @@ typedef struct Run {
   bool has_eval;
   bool stopped;      // by a signal, after writing a checkpoint
   DistComm *comm;    // under mpirun, else NULL
-  bool lead;         // rank 0 (or alone): prints, evaluates, writes
+  bool lead;         // rank 0 (or alone): prints, writes
   RtTrace trace;     // --trace: the first TRACE_STEPS steps
 } Run;
 
@@ -84,9 +84,11 @@ static bool eval_now(Run *r, int64_t step, bool tty, double *seconds, Diag *d) {
   FeMetrics m;
   if (!fe_eval_bind_model(&r->eval, kiln_trainer_model(r->t), d) || !fe_eval_run(&r->eval, &m, d))
     return diag_prefix(d, "evaluating at step %lld: ", (long long)step);
-  fprintf(stderr, "%seval step %lld:", tty ? "\r\033[K" : "", (long long)step);
-  fe_metrics_print(&m, stderr, true);
-  fprintf(stderr, "\n");
+  if (r->lead) {
+    fprintf(stderr, "%seval step %lld:", tty ? "\r\033[K" : "", (long long)step);
+    fe_metrics_print(&m, stderr, true);
+    fprintf(stderr, "\n");
+  }
   *seconds += now_s() - t0;
   return true;
 }
@@ -115,12 +117,13 @@ static bool train(Run *r, Diag *d) {
     fprintf(stderr, "kiln: %lld process%s x %lld batch%s of %lld: %lld examples a step\n", (long long)procs,
             procs > 1 ? "es" : "", (long long)accumulate, accumulate > 1 ? "es" : "", (long long)batch,
             (long long)(procs * accumulate * batch));
-  if (o->eval_data && r->lead) {
+  if (o->eval_data) {  // every process scores its share of the batches
     KilnSet sets[CLI_MAX_SETS];
     KilnOptions ko = cli_kiln_options(o, sets);
     ko.log = NULL;
     if (!fe_eval_open(o->model, &ko, o->loss ? o->loss : "loss", o->eval_data, &r->eval, d))
       return diag_prefix(d, "--eval-data: ");
+    r->eval.comm = r->comm;
     r->has_eval = true;
   }
   bool tty = isatty(2);
@@ -200,21 +203,11 @@ int cmd_train(const CliOptions *o) {
     fprintf(stderr, "kiln: --optimizer must be adamw or sgd, not \"%s\"\n", o->optimizer);
     return EXIT_USAGE;
   }
-  Run r = {.o = o, .lead = true};
+  Run r = {.o = o};
   Diag d = {0};
-  if (o->launched_procs > 1) {  // under mpirun -np N
-    if (!dist_available()) {
-      fprintf(stderr, "kiln: started as one of %d processes (mpirun), but this kiln was built without MPI: "
-              "rebuild with meson -Dmpi=enabled (needs libopenmpi-dev), or start it without mpirun "
-              "(docs/distributed.md)\n", o->launched_procs);
-      return EXIT_USER;
-    }
-    if (!dist_init(&r.comm, &d)) {
-      cli_error(&d);
-      return EXIT_USER;
-    }
-    r.lead = dist_rank(r.comm) == 0;
-  }
+  int code = cli_dist_start(o, &r.comm);  // under mpirun -np N
+  if (code) return code;
+  r.lead = dist_rank(r.comm) == 0;
   catch_signals();
   KilnSet sets[CLI_MAX_SETS];
   KilnOptions ko = cli_kiln_options(o, sets);
@@ -227,9 +220,7 @@ int cmd_train(const CliOptions *o) {
   bool ok = kiln_trainer_open(o->model, &ko, &to, &r.t, &d) && train(&r, &d);
   if (!ok) {
     if (isatty(2)) fprintf(stderr, "\n");
-    if (r.comm) diag_prefix(&d, "process %d of %d: ", dist_rank(r.comm), dist_size(r.comm));
-    cli_error(&d);
-    dist_abort(r.comm, EXIT_USER);  // the others may wait in a collective: end them too
+    cli_dist_fail(r.comm, &d);
   }
   if (r.has_eval) fe_eval_free(&r.eval);
   rt_trace_free(&r.trace);  // a run that failed writes no trace

@@ -7,7 +7,8 @@
 # pre-training data masked on the fly trains with identical replicas; a bad data file ends
 # every process with exit 1; a process killed mid-run ends the job non-zero within 30 s,
 # and its step-2 checkpoint, resumed on 1 process at the same global batch, ends where the
-# uninterrupted run does. A kiln built without MPI says so when started as one of several
+# uninterrupted run does; kiln eval and --eval-data on 2 processes give 1 process's metrics,
+# printed once. A kiln built without MPI says so when started as one of several
 # processes (exit 1), and the rest is skipped (exit 77).
 # usage: tests/mpi.sh KILN_BINARY mpi|nompi [MPIRUN]
 set -euo pipefail
@@ -149,5 +150,40 @@ resumed_on_one() {  # its step-2 checkpoint, resumed on 1 process: the uninterru
   close "$work/adamw-1.safetensors" "$work/resumed.safetensors"
 }
 check "its step-2 checkpoint resumed on 1 process at the same global batch: the uninterrupted run" resumed_on_one
+same_metrics() {  # same_metrics A B: the same lines; the loss (summed in another order) within 1e-6
+  "$py" - "$1" "$2" <<'PY'
+import sys
+a, b = (dict(l.split(": ", 1) for l in open(p).read().split("\n") if ": " in l) for p in sys.argv[1:3])
+print(a, b, sep="\n")
+assert a.keys() == b.keys() and "accuracy" in a, "different metrics"
+assert all(a[k] == b[k] for k in a if k != "loss"), "different values"
+assert abs(float(a["loss"]) - float(b["loss"])) <= 1e-6 * max(1.0, abs(float(a["loss"]))), "different loss"
+PY
+}
+eval_sharded() {  # kiln eval on 2 processes: each scores its share; rank 0 prints the sums
+  local ev=("$vqa" --weights "$work/vqa-w.safetensors" --data "$work/vqa.safetensors" --threads 1 "${tiny[@]}"
+            --set num_labels=5)
+  for b in 4 5; do  # 12 examples: 3 full batches; 2 full batches and a rest of 2
+    "$kiln" eval "${ev[@]}" --set batch=$b >"$work/e1" || return 1
+    "$mpirun" -np 2 "$kiln" eval "${ev[@]}" --set batch=$b >"$work/e2" || return 1
+    same_metrics "$work/e1" "$work/e2" || return 1
+  done
+}
+check "kiln eval on 2 processes: the metrics of 1 process, printed once" eval_sharded
+eval_in_training() {  # --eval-data on 2 processes: one line a time, the numbers of 1 process
+  train 1 "${vqa_run[@]}" --steps 2 --set batch=4 --eval-data "$work/vqa.safetensors" --eval-every 1 \
+    -o "$work/ev-1.safetensors" 2>"$work/ev1" || return 1
+  train 2 "${vqa_run[@]}" --steps 2 --set batch=2 --eval-data "$work/vqa.safetensors" --eval-every 1 \
+    -o "$work/ev-2.safetensors" 2>"$work/ev2" || return 1
+  grep "eval step" "$work/ev1" "$work/ev2"
+  [ "$(grep -c "eval step 0:" "$work/ev2")" -eq 1 ] && [ "$(grep -c "eval step 2:" "$work/ev2")" -eq 1 ] || return 1
+  for s in 0 2; do  # " name value" pairs -> "name: value" lines
+    for n in 1 2; do
+      grep -o "eval step $s:.*" "$work/ev$n" | cut -d: -f2- | xargs -n2 | sed 's/ /: /' >"$work/m$n"
+    done
+    same_metrics "$work/m1" "$work/m2" || return 1
+  done
+}
+check "--eval-data on 2 processes: one line each time, the numbers of 1 process" eval_in_training
 echo "mpi: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
