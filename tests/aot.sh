@@ -14,12 +14,6 @@ tiny=(--set layers=2 --set hidden=32 --set heads=4 --set intermediate=64 --set v
       --set visual_dim=24 --set text_len=6 --set regions=5 --set batch=2 --set max_positions=16)
 avx2=(KILN_CPU=haswell
       KILN_CPU_FEATURES=+avx,+avx2,+fma,+f16c,+bmi,+bmi2,+popcnt,+sse4.2,+sse4.1,+ssse3,+sse3,+sse2,+sse)
-passed=0 failed=0
-check() {  # check NAME COMMAND...
-  local name=$1; shift
-  if "$@" >"$work/log" 2>&1; then echo "ok    $name"; passed=$((passed + 1))
-  else echo "FAIL  $name"; tail -20 "$work/log"; failed=$((failed + 1)); fi
-}
 compare() { "$py" "$here/parity/compare.py" "$@"; }
 
 # Model NAME (file, make_case variant, extra case flags): weights, inputs, kiln run's output.

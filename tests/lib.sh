@@ -7,3 +7,15 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 py=/usr/bin/python3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+passed=0 failed=0
+# check NAME COMMAND...: runs COMMAND (usually a function of the test) in a subshell where
+# `set -e` holds, so any failing command in it fails the check. (Run as an `if` condition,
+# as the tests used to, bash ignores `set -e` inside the function and only its last command
+# counted.) Prints "ok" or "FAIL" with the end of its output; counts them.
+check() {
+  local name=$1 rc=0; shift
+  ("$@") >"$work/log" 2>&1 &
+  wait $! || rc=$?
+  if [ "$rc" -eq 0 ]; then echo "ok    $name"; passed=$((passed + 1))
+  else echo "FAIL  $name (exit $rc)"; tail -20 "$work/log"; failed=$((failed + 1)); fi
+}

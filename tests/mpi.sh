@@ -12,22 +12,11 @@
 # processes (exit 1), and the rest is skipped (exit 77).
 # usage: tests/mpi.sh KILN_BINARY mpi|nompi [MPIRUN]
 set -euo pipefail
-kiln=${1:?usage: mpi.sh KILN_BINARY mpi|nompi [MPIRUN]}
+source "$(dirname "$0")/lib.sh"
 built=${2:?usage: mpi.sh KILN_BINARY mpi|nompi [MPIRUN]}
 mpirun=${3:-}
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-py=/usr/bin/python3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1  # CI runs as root
 export OMPI_MCA_rmaps_base_oversubscribe=1 KILN_POISON_BUFFERS=1
-passed=0 failed=0
-check() {  # check NAME COMMAND...
-  local name=$1; shift
-  if "$@" >"$work/log" 2>&1; then echo "ok    $name"; passed=$((passed + 1))
-  else echo "FAIL  $name"; tail -20 "$work/log"; failed=$((failed + 1)); fi
-}
 tiny=(--set layers=1 --set hidden=16 --set heads=2 --set intermediate=32 --set vocab=30
       --set visual_dim=12 --set text_len=5 --set regions=4 --set max_positions=8 --set dropout=0)
 vqa="$root/models/visualbert-vqa.json"

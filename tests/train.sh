@@ -14,12 +14,6 @@ tiny=(--set layers=1 --set hidden=16 --set heads=2 --set intermediate=32 --set v
       --set visual_dim=12 --set text_len=5 --set regions=4 --set max_positions=8)
 train=("$kiln" train "$model" --weights "$work/w.safetensors" --data "$work/data.safetensors"
        --seed 1 --threads 2 "${tiny[@]}" --set batch=4)
-passed=0 failed=0
-check() {  # check NAME COMMAND...
-  local name=$1; shift
-  if "$@" >"$work/log" 2>&1; then echo "ok    $name"; passed=$((passed + 1))
-  else echo "FAIL  $name"; tail -20 "$work/log"; failed=$((failed + 1)); fi
-}
 loss_of() {  # the loss over all 32 examples, dropout off
   "$kiln" run "$model" --weights "$1" --inputs "$work/data.safetensors" -o "$work/eval.safetensors" \
     "${tiny[@]}" --set batch=32 --set dropout=0 --threads 2 2>/dev/null

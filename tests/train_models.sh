@@ -9,12 +9,6 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 tiny=(--set layers=1 --set hidden=16 --set heads=2 --set intermediate=32 --set vocab=30
       --set visual_dim=12 --set text_len=5 --set regions=4 --set max_positions=8)
-passed=0 failed=0
-check() {  # check NAME COMMAND...
-  local name=$1; shift
-  if "$@" >"$work/log" 2>&1; then echo "ok    $name"; passed=$((passed + 1))
-  else echo "FAIL  $name"; tail -20 "$work/log"; failed=$((failed + 1)); fi
-}
 
 trains() {  # trains VARIANT
   local v=$1 d="$work/$1" model="$root/models/visualbert-$1.json" extra=()
