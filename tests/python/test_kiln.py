@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import tracemalloc
 import unittest
 
@@ -322,22 +324,25 @@ class TestReferences(Base):
         counts = {k: sys.getrefcount(v) for k, v in ins.items()}
         out = m.run(ins)
         out_counts = {k: sys.getrefcount(v) for k, v in out.items()}
-        for _ in range(50):  # warm up the allocators
+        for _ in range(50):  # warm up the allocators (and compile grad's program)
             m.run(ins)
+            m.grad(ins)
         gc.collect()
         tracemalloc.start()
         before = tracemalloc.take_snapshot()
         rss0 = rss_kb()
-        for _ in range(1000):
+        for i in range(1000):
             r = m.run(ins)
+            if i % 5 == 0:
+                r = m.grad(ins)
         del r
         gc.collect()
         after = tracemalloc.take_snapshot()
         tracemalloc.stop()
         rss1 = rss_kb()
         grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
-        self.assertLess(grown, 64 * 1024, f"Python memory grew {grown} bytes over 1,000 runs")
-        self.assertLess(rss1 - rss0, 4096, f"RSS grew {rss1 - rss0} kB over 1,000 runs")
+        self.assertLess(grown, 64 * 1024, f"Python memory grew {grown} bytes over 1,000 runs and 200 grads")
+        self.assertLess(rss1 - rss0, 4096, f"RSS grew {rss1 - rss0} kB over 1,000 runs and 200 grads")
         self.assertEqual(counts, {k: sys.getrefcount(v) for k, v in ins.items()})
         self.assertEqual(out_counts, {k: sys.getrefcount(v) for k, v in out.items()})
         for _ in range(200):  # errors release what they took, too
@@ -364,6 +369,38 @@ class TestReferences(Base):
         tracemalloc.stop()
         self.assertLess(fit_peak, nbytes // 2, "a float32 C-contiguous input was copied")
         self.assertGreater(copy_peak, nbytes, "the Fortran-ordered input was not made contiguous (test broken?)")
+
+
+class TestThreads(Base):
+    def test_gil_is_released_while_compiling_and_running(self):
+        # A worker compiles and runs a model (one long run, one thread) while this thread
+        # records the times it gets to run Python: were the GIL held, none would fall inside
+        # the worker's calls.
+        sets = {"hidden": 128, "layers": 2, "heads": 2, "intermediate": 512, "vocab": 100, "visual_dim": 64,
+                "text_len": 64, "regions": 64, "max_positions": 64, "batch": 48, "num_labels": 6}
+        spans, ticks = {}, []
+
+        def work():
+            t0 = time.monotonic()
+            m = kiln.Model(VQA, set=sets, threads=1)
+            spans["compile"] = (t0, time.monotonic())
+            m.init(seed=1)
+            ins = inputs_of(m, 1)
+            t0 = time.monotonic()
+            m.run(ins)
+            spans["run"] = (t0, time.monotonic())
+
+        worker = threading.Thread(target=work)
+        worker.start()
+        while worker.is_alive():
+            ticks.append(time.monotonic())
+            time.sleep(0.001)
+        worker.join()
+        for what, (t0, t1) in spans.items():
+            margin = 0.03
+            self.assertGreater(t1 - t0, 4 * margin, f"{what} took {t1 - t0:.3f} s: too short to tell")
+            inside = [t for t in ticks if t0 + margin < t < t1 - margin]
+            self.assertTrue(inside, f"no Python ran during {what} ({t1 - t0:.3f} s): the GIL was held")
 
 
 def rss_kb():
