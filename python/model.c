@@ -77,17 +77,19 @@ static bool enter(PyModel *self) {
 }
 
 // New weights: every compiled program binds them before its next run; the one that runs
-// now binds them at once, so that a bad file fails in the call that gave it.
+// now binds them at once, so that a bad file fails in the call that gave it and the
+// weights before it stay (bound again everywhere: the failed bind may have written some).
 static PyObject *set_weights(PyModel *self, StFile *w) {
-  st_free(&self->w);
+  StFile old = self->w;
   self->w = *w;
   self->gen++;
-  bool ok = bind_weights(self, &self->full);
-  if (!ok) {  // keep nothing that does not fit
+  if (!bind_weights(self, &self->full)) {
     st_free(&self->w);
+    self->w = old;
     self->gen++;
     return NULL;
   }
+  st_free(&old);
   Py_RETURN_NONE;
 }
 
@@ -226,7 +228,7 @@ static PyObject *model_init_weights(PyModel *self, PyObject *args, PyObject *kw)
 static PyObject *model_load_weights(PyModel *self, PyObject *arg) {
   StFile w;
   if (!ready(self) || !enter(self)) return NULL;
-  PyObject *r = py_weights_arg(arg, &w) ? set_weights(self, &w) : NULL;
+  PyObject *r = py_file_arg(arg, "weights", &w) ? set_weights(self, &w) : NULL;
   self->busy = false;
   return r;
 }

@@ -38,9 +38,10 @@ bool py_dict_to_file(PyObject *dict, const char *what, StFile *f, PyObject **kee
 PyObject *py_tensor_to_array(const StTensor *t);
 // Every tensor of f as a dict of arrays, in f's order.
 PyObject *py_file_to_dict(const StFile *f);
-// The weights argument of load_weights: a path (read with st_read) or a dict (copied, so
-// later changes to the caller's arrays are not seen). *f owns everything; st_free it.
-bool py_weights_arg(PyObject *arg, StFile *f);
+// A file argument (weights, data): a path (read with st_read) or a dict, named `what` in
+// messages (copied, so later changes to the caller's arrays are not seen). *f owns
+// everything; st_free it.
+bool py_file_arg(PyObject *arg, const char *what, StFile *f);
 // (shape tuple, dtype name) of a tensor description, and name -> that for a role.
 PyObject *py_describe(const KilnModel *m, KilnRole role);
 

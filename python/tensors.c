@@ -141,7 +141,7 @@ PyObject *py_file_to_dict(const StFile *f) {
   return d;
 }
 
-bool py_weights_arg(PyObject *arg, StFile *f) {
+bool py_file_arg(PyObject *arg, const char *what, StFile *f) {
   *f = (StFile){0};
   Diag d = {0};
   if (!PyDict_Check(arg)) {
@@ -156,7 +156,7 @@ bool py_weights_arg(PyObject *arg, StFile *f) {
     return ok;
   }
   PyObject *keep;
-  if (!py_dict_to_file(arg, "weights", f, &keep)) return false;
+  if (!py_dict_to_file(arg, what, f, &keep)) return false;
   size_t total = 0;
   for (int i = 0; i < f->n; i++) total += f->tensors[i].nbytes;
   char *p = f->buffer = malloc(total + 1);  // the copy: owned by f
@@ -195,7 +195,7 @@ PyObject *py_load_safetensors(PyObject *self, PyObject *args) {
   PyObject *path;
   if (!PyArg_ParseTuple(args, "O:load_safetensors", &path)) return NULL;
   StFile f;
-  if (!py_weights_arg(path, &f)) return NULL;
+  if (!py_file_arg(path, "load_safetensors", &f)) return NULL;
   PyObject *d = py_file_to_dict(&f);
   st_free(&f);
   return d;

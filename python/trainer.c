@@ -88,7 +88,7 @@ static PyObject *trainer_init_weights(PyTrainer *self, PyObject *args, PyObject 
 
 static PyObject *trainer_load_weights(PyTrainer *self, PyObject *arg) {
   StFile w;
-  if (!ready(self) || !py_weights_arg(arg, &w)) return NULL;
+  if (!ready(self) || !py_file_arg(arg, "weights", &w)) return NULL;
   Diag d = {0};
   bool ok = kiln_bind_params(kiln_trainer_model(self->t), &w, &d);
   st_free(&w);
@@ -102,7 +102,7 @@ static PyObject *trainer_data(PyTrainer *self, PyObject *arg) {
   StFile f;
   if (!ready(self)) return NULL;
   if (self->has_data) return PyErr_Format(py_kiln_error, "kiln.Trainer: data() is given once");
-  if (!py_weights_arg(arg, &f)) return NULL;  // a path, or a dict (copied)
+  if (!py_file_arg(arg, "data", &f)) return NULL;  // a path, or a dict (copied)
   Diag d = {0};
   bool ok;
   Py_BEGIN_ALLOW_THREADS
@@ -129,6 +129,15 @@ static PyObject *trainer_step(PyTrainer *self, PyObject *args, PyObject *kw) {
   StFile in = {0};
   Diag d = {0};
   if (batch != Py_None && !py_dict_to_file(batch, "batch", &in, &keep)) return NULL;
+  KilnTensorInfo info;
+  for (int i = 0; i < in.n; i++)  // (the data binding skips them; a batch names inputs only)
+    if (!kiln_find(kiln_trainer_model(self->t), KILN_INPUT, in.tensors[i].name, &info)) {
+      PyErr_Format(py_kiln_error, "batch: \"%s\" is not an input of %s", in.tensors[i].name,
+                   PyBytes_AS_STRING(self->path));
+      st_free(&in);
+      Py_DECREF(keep);
+      return NULL;
+    }
   KilnStepResult r;
   bool ok;
   self->busy = true;
