@@ -40,25 +40,10 @@ static const char *model_for(const cJSON *config) {
 }
 
 static cJSON *read_config(const char *path, Diag *d) {
-  FILE *f = rt_open_read(path, d);
-  if (!f) return NULL;
-  char *text = NULL, *grown;
-  size_t n = 0, cap = 0, got = 1;
-  while (got > 0) {
-    if (n + 4096 > cap) {
-      if (!(grown = realloc(text, cap = 2 * cap + 4096))) break;
-      text = grown;
-    }
-    got = fread(text + n, 1, cap - n - 1, f);
-    n += got;
-  }
-  fclose(f);
-  if (!text || got > 0) {
-    free(text);
-    return diag_error(d, "%s: out of memory", path), NULL;
-  }
-  text[n] = 0;
-  cJSON *c = cJSON_Parse(text);
+  char *text;
+  size_t len;
+  if (!rt_read_text(path, 16 << 20, "a config.json", &text, &len, d)) return NULL;
+  cJSON *c = cJSON_ParseWithLength(text, len);
   free(text);
   if (!cJSON_IsObject(c)) {
     cJSON_Delete(c);
