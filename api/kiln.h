@@ -125,7 +125,9 @@ bool kiln_trace_write(const KilnModel *m, const RtTrace *t, const char *path, Di
 // ---- reading ----------------------------------------------------------------------------------
 // The selected output `name` after a run, in its dtype: t->data is valid until the next run.
 // On the JIT also any input or parameter the program holds, whose data may be written
-// (a parameter's change is seen by the next run: its packed copy is made again).
+// (a parameter's change is seen by the next run: its packed copy is made again); on the
+// reference backend any input or parameter bound or initialised, converted to its dtype
+// (read-only: the values are doubles).
 bool kiln_tensor(KilnModel *m, const char *name, StTensor *t, Diag *d);
 // Copies every parameter dst holds from src by name (same shape and dtype; JIT).
 bool kiln_copy_params(KilnModel *dst, KilnModel *src, Diag *d);

@@ -372,8 +372,8 @@ bool kiln_tensor(KilnModel *m, const char *name, StTensor *t, Diag *d) {
   int k = 0;
   while (k < m->n_out && strcmp(m->out_name[k], name) != 0) k++;
   const IrNode *n = k < m->n_out ? m->out[k] : ir_graph_find(&m->g, name);
-  bool held = k < m->n_out || (n && kiln_is_jit(m) && (n->op == IR_OP_INPUT || n->op == IR_OP_PARAM) &&
-                               m->compiled && m->p.value[n->id]);
+  bool held = k < m->n_out || (n && (n->op == IR_OP_INPUT || n->op == IR_OP_PARAM) && m->compiled &&
+                               (kiln_is_jit(m) ? m->p.value[n->id] != NULL : m->vals.v[n->id] != NULL));
   if (!held) return diag_error(d, "%s: no selected output named \"%s\"", m->g.file, name);
   size_t count = (size_t)ir_numel(&n->shape);
   *t = (StTensor){.name = k < m->n_out ? (char *)m->out_name[k] : (char *)n->name, .dtype = n->dtype,

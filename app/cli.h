@@ -57,6 +57,7 @@ typedef struct CliOptions {
   int n_train, n_val, n_test;       // data synth: examples per split (-1: not given)
   // compile
   const char *cpu, *emit;
+  const char *hf_model;  // convert-hf --model: the model file the checkpoint is for
   // From the environment, read once by main.c (docs/architecture.md, "Settings and the
   // environment"); commands pass them down, nothing below reads the environment.
   RtTuning tuning;              // KILN_CPU, KILN_NUM_THREADS, KILN_GEMM_*, ... into CgOptions
@@ -76,6 +77,7 @@ int cmd_grad(const CliOptions *o);
 int cmd_train(const CliOptions *o);
 int cmd_bench_train(const CliOptions *o);  // kiln bench --train (app/cmd_bench_train.c)
 int cmd_tokenize(const CliOptions *o);
+int cmd_convert_hf(const CliOptions *o);  // app/cmd_convert_hf.c
 int cmd_data(const CliOptions *o);
 int cmd_eval(const CliOptions *o);
 

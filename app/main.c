@@ -146,6 +146,19 @@ static const Command commands[] = {
    "  --tokens           print the token strings instead of the ids\n"
    "  --                 what follows is TEXT even if it starts with '-'\n",
    " vocab tokens "},
+  {"convert-hf", cmd_convert_hf, "kiln convert-hf DIR -o W.safetensors [--model MODEL]",
+   "Convert a Hugging Face VisualBERT checkpoint directory (config.json, model.safetensors)\n"
+   "into kiln weights for MODEL (default: the model file for config.json's architectures:\n"
+   "models/visualbert-{vqa,pretrain,nlvr2}.json). The config's sizes become --set values\n"
+   "(hidden_size, num_hidden_layers, num_attention_heads, intermediate_size,\n"
+   "visual_embedding_dim, vocab_size, max_position_embeddings, type_vocab_size,\n"
+   "layer_norm_eps, num_labels from id2label), written to W.safetensors.sets, one --set a\n"
+   "line (kiln run MODEL $(cat W.safetensors.sets) ...). Every parameter must be in the\n"
+   "checkpoint with its shape; fp16, bf16 and f64 tensors are converted to f32; tensors the\n"
+   "model has no parameter for are listed and ignored. pytorch_model.bin is not read yet.\n"
+   "  -o, --output FILE  the weights (safetensors)\n"
+   "  --model MODEL      the kiln model file the checkpoint is for\n",
+   " output model "},
   {"data", cmd_data,
    "kiln data synth -o DIR [--seed S] [--train N] [--val N] [--test N] [--set NAME=VALUE]...",
    "Write a synthetic grounded vision-language data set to DIR (see docs/data.md):\n"
@@ -438,6 +451,9 @@ int main(int argc, char **argv) {
       if (!parse_int(val, 1, 1024, &v))
         return usage_error(c, "--threads must be an integer in [1, 1024], not \"%s\"", val);
       o.threads = (int)v;
+    } else if (strcmp(a, "--model") == 0) {
+      TAKES_VALUE();
+      o.hf_model = val;
     } else if (strcmp(a, "--vocab") == 0) {
       TAKES_VALUE();
       o.vocab = val;
@@ -467,6 +483,7 @@ int main(int argc, char **argv) {
   }
   if (!o.model && strcmp(c->name, "tokenize") == 0) return usage_error(c, "tokenize needs the TEXT%s", "");
   if (!o.model && strcmp(c->name, "data") == 0) return usage_error(c, "data needs a subcommand (synth)%s", "");
+  if (!o.model && strcmp(c->name, "convert-hf") == 0) return usage_error(c, "convert-hf needs the checkpoint DIR%s", "");
   if (!o.model && strcmp(c->name, "ops") != 0) return usage_error(c, "%s needs a MODEL file", c->name);
   if (o.text && !o.vocab) return usage_error(c, "--text needs --vocab FILE%s", "");
   if (o.eval_every && !o.eval_data) return usage_error(c, "--eval-every needs --eval-data VAL%s", "");

@@ -125,40 +125,6 @@ static bool check_keys(Loader *L, const cJSON *obj, const char *where, const cha
   return true;
 }
 
-static bool read_whole_file(const char *path, char **out, size_t *len, Diag *d) {
-  FILE *f = rt_open_read(path, d);  // a regular file: no FIFO, device or directory
-  if (!f) return false;
-  char *buf = NULL;
-  size_t n = 0, cap = 0;
-  for (;;) {
-    if (n + 65536 > cap) {
-      cap = cap ? 2 * cap : 65536 * 2;
-      buf = realloc(buf, cap + 1);
-      if (!buf) abort();
-    }
-    size_t got = fread(buf + n, 1, cap - n, f);
-    n += got;
-    if (n > MAX_FILE_BYTES) {
-      fclose(f);
-      free(buf);
-      return diag_error(d, "%s: larger than %d MiB; not a model file", path, MAX_FILE_BYTES >> 20);
-    }
-    if (got == 0) break;
-  }
-  bool err = ferror(f);
-  int saved = errno;
-  fclose(f);
-  errno = saved;
-  if (err) {
-    free(buf);
-    return diag_error(d, "%s: read error: %s", path, strerror(errno));
-  }
-  buf[n] = 0;
-  *out = buf;
-  *len = n;
-  return true;
-}
-
 static int cmp_keys(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
@@ -207,7 +173,7 @@ static void text_position(const char *text, const char *at, int *line, int *col)
 static bool parse_json(const char *path, cJSON **out, Diag *d) {
   char *text = NULL;
   size_t len = 0;
-  if (!read_whole_file(path, &text, &len, d)) return false;
+  if (!rt_read_text(path, MAX_FILE_BYTES, "a model file", &text, &len, d)) return false;
   int line, col;
   long nul = rt_json_find_nul(text, len);  // cJSON would cut "x\u0000y" to "x" unseen
   if (nul >= 0) {

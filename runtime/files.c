@@ -174,3 +174,37 @@ bool rt_write_atomic(const char *path, RtWriteFn write, void *ctx, Diag *d) {
   free(tmp);
   return ok;
 }
+
+bool rt_read_text(const char *path, size_t max_bytes, const char *what, char **out, size_t *len, Diag *d) {
+  FILE *f = rt_open_read(path, d);  // a regular file: no FIFO, device or directory
+  if (!f) return false;
+  char *buf = NULL;
+  size_t n = 0, cap = 0;
+  for (;;) {
+    if (n + 65536 > cap) {
+      cap = cap ? 2 * cap : 65536 * 2;
+      buf = realloc(buf, cap + 1);
+      if (!buf) abort();
+    }
+    size_t got = fread(buf + n, 1, cap - n, f);
+    n += got;
+    if (n > max_bytes) {
+      fclose(f);
+      free(buf);
+      return diag_error(d, "%s: larger than %zu MiB; not %s", path, max_bytes >> 20, what);
+    }
+    if (got == 0) break;
+  }
+  bool err = ferror(f);
+  int saved = errno;
+  fclose(f);
+  errno = saved;
+  if (err) {
+    free(buf);
+    return diag_error(d, "%s: read error: %s", path, strerror(errno));
+  }
+  buf[n] = 0;
+  *out = buf;
+  *len = n;
+  return true;
+}

@@ -34,6 +34,10 @@ bool rt_output_writable(const char *path, Diag *d);
 // command line) if it is an input, 1 if it cannot be written.
 int rt_output_check(const char *option, const char *path, const RtNamedPath *inputs, int n, Diag *d);
 
+// The whole regular file path (rt_open_read), NUL-terminated, into *out (*len bytes, the
+// caller frees it); more than max_bytes is refused as not `what` ("a model file").
+bool rt_read_text(const char *path, size_t max_bytes, const char *what, char **out, size_t *len, Diag *d);
+
 // Writes path without ever leaving it half written: write(f, ctx) fills a temporary file of a
 // unique name beside it (mkstemp), which is flushed, fsynced and renamed over path. A failure
 // removes the temporary and names the step that failed (write leaves errno set, or 0 when out
