@@ -1,9 +1,12 @@
 // Compiling a module's kernels to object files on several threads (see cg.h): the module's
-// functions are split into parts, each a set of kernels with the internal helpers they call,
-// balanced by instruction count; each part is read from the module's bitcode into a context
-// of its own and optimised (default<O3>) and compiled by a target machine of its own, on its
-// own thread. Every function is optimised alone (kernels never call each other), so a kernel's
-// code is what the optimiser makes of it in the whole module.
+// functions are split into groups (a kernel and the internal helpers it calls) and the
+// groups into units, each read from the module's bitcode into a context of its own and
+// optimised (default<O3>) and compiled by a target machine of its own, on a worker thread.
+// Every function is optimised alone (kernels never call each other), so a kernel's code is
+// what the optimiser makes of it in the whole module. Without the compile cache the units
+// are a part per thread, balanced by instruction count; with it, each group is a unit of
+// its own, looked up by its key (codegen/cache.c) and stored when compiled, so a graph edit
+// compiles only the groups it changed.
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,18 +18,25 @@
 
 #include "codegen/cg.h"
 
-#define MAX_PARTS CG_MAX_OBJECTS
+#define MAX_THREADS 64
 
 typedef struct Part {
   const Cg *cg;             // triple, cpu, features (read only)
   const char *bc;           // the whole module's bitcode
   size_t bc_size;
   char **names;             // the defined functions, sorted by name
-  const int *part_of;       // ... and the part of each
+  const int *part_of;       // ... and the unit of each
   int n_names, id;
   LLVMMemoryBufferRef obj;  // out
   char err[512];            // out: empty on success
 } Part;
+
+// The units the worker threads take, next first.
+typedef struct Work {
+  Part *parts;
+  int n;
+  int next;  // atomic
+} Work;
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -92,25 +102,70 @@ static void *compile_part(void *arg) {
   return NULL;
 }
 
+static void *work(void *arg) {
+  Work *w = arg;
+  for (int q; (q = __atomic_fetch_add(&w->next, 1, __ATOMIC_RELAXED)) < w->n;) compile_part(&w->parts[q]);
+  return NULL;
+}
+
 // Union-find over function indices: a kernel and the helpers it calls are one group.
 static int find(int *up, int i) {
   while (up[i] != i) i = up[i] = up[up[i]];
   return i;
 }
 
-bool cg_emit_objects(Cg *cg, int threads, LLVMMemoryBufferRef *objs, int *n_objs, Diag *d) {
-  *n_objs = 0;
+// Each group's object from the cache (*hits), or -1 as the unit to compile it in: a unit
+// per missing group. Returns the number of units.
+static int look_up(const RtCacheOptions *cache, char (*key)[RT_CACHE_KEY_CHARS + 1], int n_groups,
+                   LLVMMemoryBufferRef *hit, int *unit, int *hits) {
+  int units = 0;
+  for (int g = 0; g < n_groups; g++) {
+    size_t size;
+    void *data = rt_cache_get(cache, key[g], &size);
+    hit[g] = data ? LLVMCreateMemoryBufferWithMemoryRangeCopy(data, size, key[g]) : NULL;
+    free(data);
+    if (hit[g]) ++*hits, unit[g] = -1;
+    else unit[g] = units++;
+  }
+  return units;
+}
+
+// Groups to `parts` units, largest first, each to the lightest unit (LPT).
+static void balance(const long *group_size, int n_groups, int parts, int *unit) {
+  long load[MAX_THREADS] = {0};
+  bool *done = calloc((size_t)n_groups + 1, sizeof *done);
+  for (int k = 0; done && k < n_groups; k++) {
+    int best = -1;
+    for (int g = 0; g < n_groups; g++)
+      if (!done[g] && (best < 0 || group_size[g] > group_size[best])) best = g;
+    int light = 0;
+    for (int q = 1; q < parts; q++)
+      if (load[q] < load[light]) light = q;
+    load[light] += group_size[best];
+    unit[best] = light;
+    done[best] = true;
+  }
+  for (int g = 0; !done && g < n_groups; g++) unit[g] = g % parts;  // out of memory: any order
+  free(done);
+}
+
+bool cg_emit_objects(Cg *cg, int threads, const RtCacheOptions *cache, CgObjects *out, Diag *d) {
+  memset(out, 0, sizeof *out);
   if (!cg_verify(cg, d)) return false;
   int n = 0;
   for (LLVMValueRef f = LLVMGetFirstFunction(cg->mod); f; f = LLVMGetNextFunction(f))
     n += !LLVMIsDeclaration(f);
   LLVMValueRef *fn = calloc((size_t)n + 1, sizeof *fn);
   int *up = calloc((size_t)n + 1, sizeof *up), *size = calloc((size_t)n + 1, sizeof *size);
-  int *part = calloc((size_t)n + 1, sizeof *part);
+  int *group = calloc((size_t)n + 1, sizeof *group), *unit = calloc((size_t)n + 1, sizeof *unit);
+  long *group_size = calloc((size_t)n + 1, sizeof *group_size);
   char **names = calloc((size_t)n + 1, sizeof *names);
-  int *sorted_part = calloc((size_t)n + 1, sizeof *sorted_part);
+  int *sorted_unit = calloc((size_t)n + 1, sizeof *sorted_unit);
+  char(*key)[RT_CACHE_KEY_CHARS + 1] = calloc((size_t)n + 1, sizeof *key);
+  LLVMMemoryBufferRef *hit = calloc((size_t)n + 1, sizeof *hit);
   LLVMMemoryBufferRef bc = NULL;
-  bool ok = fn && up && size && part && names && sorted_part;
+  Part *ps = NULL;
+  bool ok = fn && up && size && group && unit && group_size && names && sorted_unit && key && hit;
   if (!ok) diag_error(d, "out of memory");
   int k = 0;
   for (LLVMValueRef f = LLVMGetFirstFunction(cg->mod); ok && f; f = LLVMGetNextFunction(f))
@@ -129,65 +184,84 @@ bool cg_emit_objects(Cg *cg, int threads, LLVMMemoryBufferRef *objs, int *n_objs
         for (int j = 0; j < n; j++)
           if (fn[j] == callee) up[find(up, i)] = find(up, j);
       }
-  // Groups to parts, largest first, each to the lightest part (LPT).
-  int parts = threads < 1 ? 1 : threads > MAX_PARTS ? MAX_PARTS : threads;
-  if (parts > n) parts = n > 0 ? n : 1;
-  int *group_size = calloc((size_t)n + 1, sizeof *group_size);
-  long load[MAX_PARTS] = {0};
-  ok = ok && group_size;
-  for (int i = 0; ok && i < n; i++) group_size[find(up, i)] += size[i];
-  int *group_part = calloc((size_t)n + 1, sizeof *group_part);
-  ok = ok && group_part;
-  for (int done = 0; ok && done < n;) {
-    int best = -1;
-    for (int i = 0; i < n; i++)
-      if (find(up, i) == i && group_size[i] >= 0 && (best < 0 || group_size[i] > group_size[best])) best = i;
-    if (best < 0) break;
-    int light = 0;
-    for (int q = 1; q < parts; q++)
-      if (load[q] < load[light]) light = q;
-    load[light] += group_size[best];
-    group_part[best] = light;
-    group_size[best] = -1;
-    done++;
+  // Groups numbered in the order of their first function; their sizes.
+  int n_groups = 0;
+  for (int i = 0; ok && i < n; i++) group[i] = find(up, i) == i ? n_groups++ : -1;
+  for (int i = 0; ok && i < n; i++) {
+    group[i] = group[find(up, i)];
+    group_size[group[i]] += size[i];
+  }
+  bool cached = ok && cache && cache->dir;
+  Diag unusable = {0};
+  if (cached && !rt_cache_usable(cache->dir, &unusable)) {
+    if (cache->log) fprintf(cache->log, "kiln: cache: %s; compiling without the cache\n", unusable.msg);
+    cached = false;
+  }
+  if (cached && !cg_cache_keys(cg, fn, group, n, n_groups, key)) {
+    if (cache->log) fprintf(cache->log, "kiln: cache: cannot key this module's kernels; compiling without the cache\n");
+    cached = false;
+  }
+  int units = 0;
+  if (cached) {
+    units = look_up(cache, key, n_groups, hit, unit, &out->hits);
+    out->misses = units;
+  } else if (ok) {
+    units = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
+    if (units > n_groups) units = n_groups > 0 ? n_groups : 1;
+    balance(group_size, n_groups, units, unit);
   }
   for (int i = 0; ok && i < n; i++) {
     size_t len;
     names[i] = (char *)LLVMGetValueName2(fn[i], &len);
-    part[i] = group_part[find(up, i)];
   }
-  if (ok) {  // names sorted, with their parts
+  if (ok && units > 0) {  // names sorted, with their units (-1: from the cache, compiled by none)
     qsort(names, (size_t)n, sizeof *names, by_name);
     for (int i = 0; i < n; i++) {
       size_t len;
       for (int j = 0; j < n; j++)
         if (!strcmp(LLVMGetValueName2(fn[j], &len), names[i])) {
-          sorted_part[i] = part[j];
+          sorted_unit[i] = unit[group[j]];
           break;
         }
     }
     bc = LLVMWriteBitcodeToMemoryBuffer(cg->mod);
     if (!bc) ok = diag_error(d, "internal error: cannot write the module's bitcode");
   }
-  Part *ps = ok ? calloc((size_t)parts, sizeof *ps) : NULL;
-  pthread_t tid[MAX_PARTS];
-  bool started[MAX_PARTS] = {0};
-  if (ok && !ps) ok = diag_error(d, "out of memory");
-  for (int q = 0; ok && q < parts; q++) {
-    ps[q] = (Part){.cg = cg, .bc = LLVMGetBufferStart(bc), .bc_size = LLVMGetBufferSize(bc),
-                   .names = names, .part_of = sorted_part, .n_names = n, .id = q};
-    if (q > 0) started[q] = pthread_create(&tid[q], NULL, compile_part, &ps[q]) == 0;
+  ps = ok && units > 0 ? calloc((size_t)units, sizeof *ps) : NULL;
+  if (ok && units > 0 && !ps) ok = diag_error(d, "out of memory");
+  if (ok && units > 0) {
+    for (int q = 0; q < units; q++)
+      ps[q] = (Part){.cg = cg, .bc = LLVMGetBufferStart(bc), .bc_size = LLVMGetBufferSize(bc),
+                     .names = names, .part_of = sorted_unit, .n_names = n, .id = q};
+    Work w = {ps, units, 0};
+    int workers = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
+    if (workers > units) workers = units;
+    pthread_t tid[MAX_THREADS];
+    bool started[MAX_THREADS] = {0};
+    for (int t = 1; t < workers; t++) started[t] = pthread_create(&tid[t], NULL, work, &w) == 0;
+    work(&w);  // here too; with no thread to spare, here alone
+    for (int t = 1; t < workers; t++)
+      if (started[t]) pthread_join(tid[t], NULL);
   }
-  if (ok) compile_part(&ps[0]);
-  for (int q = 1; ok && q < parts; q++) {
-    if (started[q]) pthread_join(tid[q], NULL);
-    else compile_part(&ps[q]);  // no thread to spare: here, after the others
-  }
-  for (int q = 0; ok && q < parts; q++) {
+  for (int q = 0; ok && q < units; q++) {
     if (ps[q].err[0] && ok) ok = diag_error(d, "%s", ps[q].err);
   }
-  for (int q = 0; ps && q < parts; q++) {
-    if (ok) objs[(*n_objs)++] = ps[q].obj;
+  if (ok && cached && units > 0) {  // the new objects into the cache, then within its limit
+    for (int g = 0; g < n_groups; g++)
+      if (unit[g] >= 0) {
+        LLVMMemoryBufferRef o = ps[unit[g]].obj;
+        rt_cache_put(cache, key[g], LLVMGetBufferStart(o), LLVMGetBufferSize(o));
+      }
+    rt_cache_trim(cache);
+  }
+  out->v = ok ? calloc((size_t)(n_groups + units) + 1, sizeof *out->v) : NULL;
+  if (ok && !out->v) ok = diag_error(d, "out of memory");
+  for (int g = 0; g < n_groups; g++) {
+    if (ok && hit[g]) out->v[out->n++] = hit[g];
+    else if (hit && hit[g]) LLVMDisposeMemoryBuffer(hit[g]);
+  }
+  for (int q = 0; ps && q < units; q++) {
+    if (ok) out->v[out->n++] = ps[q].obj;
     else if (ps[q].obj) LLVMDisposeMemoryBuffer(ps[q].obj);
   }
   free(ps);
@@ -195,10 +269,19 @@ bool cg_emit_objects(Cg *cg, int threads, LLVMMemoryBufferRef *objs, int *n_objs
   free(fn);
   free(up);
   free(size);
-  free(part);
-  free(names);
-  free(sorted_part);
+  free(group);
+  free(unit);
   free(group_size);
-  free(group_part);
+  free(names);
+  free(sorted_unit);
+  free(key);
+  free(hit);
   return ok;
+}
+
+void cg_objects_free(CgObjects *o) {
+  for (int k = 0; k < o->n; k++)
+    if (o->v[k]) LLVMDisposeMemoryBuffer(o->v[k]);
+  free(o->v);
+  memset(o, 0, sizeof *o);
 }
