@@ -50,6 +50,10 @@ typedef struct KilnOptions {
   int64_t max_config;     // refuse models with more config entries (0: 4096)
   uint64_t max_memory;    // refuse programs whose buffers need more bytes (0: physical memory)
   RtTuning tuning;
+  // The compile cache (docs/cache.md): a directory for compiled kernels (NULL: none) and
+  // its size limit (0: 1 GiB); notes about it go to log.
+  const char *cache_dir;
+  uint64_t cache_bytes;
   FILE *log;              // progress and notes (compiled kernels, skipped outputs), or NULL
 } KilnOptions;
 
@@ -88,6 +92,7 @@ typedef struct KilnStats {
   int kernels, steps;
   int threads;  // what runs use
   double compile_ms, lower_ms, llvm_ms;
+  int cache_hits, cache_misses;  // kernel groups from the compile cache, and compiled
 } KilnStats;
 KilnStats kiln_stats(const KilnModel *m);
 

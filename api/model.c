@@ -220,21 +220,24 @@ bool kiln_compile(KilnModel *m, Diag *d) {
   }
   CgOptions copt = {.dump_dir = m->o.dump_llvm, .training = m->o.training || m->o.grad_loss,
                     .no_memplan = m->no_memplan, .max_memory = m->o.max_memory,
-                    .tuning = m->o.tuning};
+                    .tuning = m->o.tuning,
+                    .cache = {m->o.cache_dir, m->o.cache_bytes, m->o.log}};
   bool ok = cg_compile(&m->g, want, &copt, &m->p, d);
   free(want);
   if (!ok) return false;
   m->compiled = true;
   if (m->o.log)
-    fprintf(m->o.log, "kiln: compiled %d kernels, %d steps in %.0f ms\n", m->p.n_kernels, m->p.plan.n_steps,
-            m->p.compile_ms);
+    fprintf(m->o.log, "kiln: compiled %d kernels, %d steps in %.0f ms (lowering %.0f, LLVM %.0f; "
+            "cache: %d hits, %d misses)\n", m->p.n_kernels, m->p.plan.n_steps, m->p.compile_ms,
+            m->p.lower_ms, m->p.llvm_ms, m->p.cache_hits, m->p.cache_misses);
   return true;
 }
 
 KilnStats kiln_stats(const KilnModel *m) {
   if (!m->compiled || !kiln_is_jit(m)) return (KilnStats){.threads = m->threads};
   return (KilnStats){.threads = m->threads, .kernels = m->p.n_kernels, .steps = m->p.plan.n_steps, .compile_ms = m->p.compile_ms,
-                     .lower_ms = m->p.lower_ms, .llvm_ms = m->p.llvm_ms};
+                     .lower_ms = m->p.lower_ms, .llvm_ms = m->p.llvm_ms,
+                     .cache_hits = m->p.cache_hits, .cache_misses = m->p.cache_misses};
 }
 
 // ---------------------------------------------------------------------------------------

@@ -61,6 +61,11 @@ typedef struct CliOptions {
   // From the environment, read once by main.c (docs/architecture.md, "Settings and the
   // environment"); commands pass them down, nothing below reads the environment.
   RtTuning tuning;              // KILN_CPU, KILN_NUM_THREADS, KILN_GEMM_*, ... into CgOptions
+  // The compile cache (docs/cache.md): --cache-dir, else $XDG_CACHE_HOME/kiln, else
+  // $HOME/.cache/kiln (NULL: neither set); --no-cache; --cache-size (0: 1 GiB).
+  const char *cache_dir;
+  bool no_cache;
+  uint64_t cache_bytes;
   const char *cc, *path;        // compile: $CC, else `cc` on $PATH
   const char *tmpdir;           // compile: $TMPDIR for intermediate files
   const char *rt_lib, *include; // compile: KILN_RT_LIB, KILN_INCLUDE (where the runtime is)
@@ -80,6 +85,7 @@ int cmd_tokenize(const CliOptions *o);
 int cmd_convert_hf(const CliOptions *o);  // app/cmd_convert_hf.c
 int cmd_data(const CliOptions *o);
 int cmd_eval(const CliOptions *o);
+int cmd_cache(const CliOptions *o);  // kiln cache info|clear (app/cmd_cache.c)
 
 // kiln run --text: replaces (or adds) input_ids, token_type_ids and attention_mask in inf
 // with "[CLS] text [SEP]" padded with [PAD] to the model's text length (truncated with a

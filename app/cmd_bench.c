@@ -103,6 +103,7 @@ int cmd_bench(const CliOptions *o) {
            t[0], t[iters - 1]);
     printf("compile_lower_ms: %.1f\ncompile_llvm_ms: %.1f\ncompile_buffers_ms: %.1f\n", st.lower_ms,
            st.llvm_ms, st.compile_ms - st.lower_ms - st.llvm_ms);
+    printf("cache_hits: %d\ncache_misses: %d\n", st.cache_hits, st.cache_misses);
     printf("gflop_per_run: %.3f\ngflops: %.1f\n", gflop, gflop / (median / 1e3));
     if (o->profile) ok = print_profile(m, iters, &d);
   }

@@ -43,6 +43,7 @@ int cmd_bench_train(const CliOptions *o) {
     printf("compile_ms: %.1f\nmedian_ms: %.3f\nmin_ms: %.3f\nmax_ms: %.3f\n", st.compile_ms, median, times[0],
            times[iters - 1]);
     printf("compile_lower_ms: %.1f\ncompile_llvm_ms: %.1f\n", st.lower_ms, st.llvm_ms);
+    printf("cache_hits: %d\ncache_misses: %d\n", st.cache_hits, st.cache_misses);
     printf("parameters: %lld\n", (long long)kiln_param_values(m));
   }
   RtTrace tr;

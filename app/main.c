@@ -9,6 +9,7 @@
 #include "app/cli.h"
 #include "codegen/aot.h"
 #include "passes/passes.h"
+#include "runtime/cache.h"
 
 typedef struct Command {
   const char *name;
@@ -61,7 +62,7 @@ static const Command commands[] = {
    "  --text TEXT        input_ids, token_type_ids, attention_mask from TEXT: [CLS] TEXT\n"
    "                     [SEP] padded to text_len (needs --vocab; the rest from --inputs)\n"
    "  --vocab FILE       the WordPiece vocabulary for --text (BERT's vocab.txt)\n",
-   " set max-nodes max-config max-memory weights inputs output backend threads verbose disable-pass dump-llvm text vocab "},
+   " set max-nodes max-config max-memory weights inputs output backend threads verbose disable-pass dump-llvm text vocab cache-dir no-cache cache-size "},
   {"grad", cmd_grad,
    "kiln grad MODEL --weights W --inputs IN -o G [--loss NAME] [--seed S] [--set NAME=VALUE]... "
    "[--backend jit]",
@@ -74,7 +75,7 @@ static const Command commands[] = {
    "                     code through LLVM (f32, compiled in training mode)\n"
    "  --threads N        threads for jit (default: KILN_NUM_THREADS, else every core)\n"
    "  --weights, --inputs, -o, --dump-llvm as for run\n",
-   " set max-nodes max-config max-memory weights inputs output loss seed verbose disable-pass backend threads dump-llvm "},
+   " set max-nodes max-config max-memory weights inputs output loss seed verbose disable-pass backend threads dump-llvm cache-dir no-cache cache-size "},
   {"train", cmd_train,
    "kiln train MODEL --weights W --data DATA -o W_OUT [--steps N] [--lr X] "
    "[--optimizer adamw|sgd] [--seed S] [--set NAME=VALUE]... [--checkpoint-every N] "
@@ -116,7 +117,7 @@ static const Command commands[] = {
    "Ctrl-C (SIGINT) or SIGTERM finishes the step, writes a checkpoint, prints how to\n"
    "resume and exits with 130. More: docs/training.md.\n",
    " set max-nodes max-config max-memory weights data output steps lr optimizer seed checkpoint-every resume "
-   "threads loss verbose disable-pass dump-llvm init eval-data eval-every check-replicas accumulate trace "},
+   "threads loss verbose disable-pass dump-llvm init eval-data eval-every check-replicas accumulate trace cache-dir no-cache cache-size "},
   {"bench", cmd_bench,
    "kiln bench MODEL [--train [--optimizer adamw|sgd]] [--set NAME=VALUE]... [--iters N] "
    "[--threads N] [--weights W] [--inputs IN] [--profile] [--trace FILE]",
@@ -137,7 +138,7 @@ static const Command commands[] = {
    "                     in use (open in ui.perfetto.dev or chrome://tracing; docs/trace.md)\n"
    "  --dump-llvm DIR    write the optimised LLVM IR to DIR: kiln.ll and one file a kernel\n",
    " set max-nodes max-config max-memory iters threads weights inputs seed dump-llvm disable-pass verbose train optimizer loss "
-   "profile trace "},
+   "profile trace cache-dir no-cache cache-size "},
   {"tokenize", cmd_tokenize, "kiln tokenize --vocab V [--tokens] [--] TEXT",
    "Split TEXT with BERT-uncased's basic tokenizer and WordPiece over the vocabulary V\n"
    "(BERT's vocab.txt: one token a line, id = line number) and print the token ids on one\n"
@@ -179,7 +180,7 @@ static const Command commands[] = {
    "  --weights FILE     parameters (safetensors)\n"
    "  --data FILE        one tensor per model input with a leading example dimension\n"
    "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n",
-   " set max-nodes max-config max-memory weights data threads loss verbose disable-pass "},
+   " set max-nodes max-config max-memory weights data threads loss verbose disable-pass cache-dir no-cache cache-size "},
   {"compile", cmd_compile,
    "kiln compile MODEL -o EXE|DIR [--emit exe|lib] [--weights W] [--cpu native|x86-64-v3|"
    "x86-64-v4|NAME] [--set NAME=VALUE]...",
@@ -196,6 +197,15 @@ static const Command commands[] = {
    "                     x86-64-v4 (AVX-512), or any CPU name LLVM knows (llc -mcpu=help)\n"
    "Needs `cc` (or $CC); the runtime library is found next to kiln or via KILN_RT_LIB.\n",
    " set max-nodes max-config output weights cpu emit disable-pass "},
+  {"cache", cmd_cache, "kiln cache info|clear [--cache-dir DIR] [--cache-size SIZE]",
+   "The compile cache of kernel objects (docs/cache.md): every command that compiles (run,\n"
+   "grad, train, bench, eval) reuses the kernels an earlier run compiled for the same code,\n"
+   "target and versions, and compiles and stores only the rest.\n"
+   "  info               print dir, entries, bytes and limit_bytes\n"
+   "  clear              remove every entry\n"
+   "  --cache-dir DIR    the cache (default: $XDG_CACHE_HOME/kiln, else ~/.cache/kiln)\n"
+   "  --cache-size SIZE  the limit info reports (as for the commands that compile)\n",
+   " cache-dir cache-size "},
   {"ops", cmd_ops, "kiln ops", "List the operators a model file can use, with their attributes.\n",
    " "},
 };
@@ -214,6 +224,11 @@ static void print_main_help(FILE *f) {
           "  --max-config N     refuse a model with more than N config entries (default 4096)\n"
           "  --max-memory SIZE  (run, grad, train, bench, eval) refuse a program whose buffers\n"
           "                     need more than SIZE bytes (512M, 8G; default: physical memory)\n"
+          "  --cache-dir DIR    (run, grad, train, bench, eval) the compile cache of kernels\n"
+          "                     (default: $XDG_CACHE_HOME/kiln, else ~/.cache/kiln; docs/cache.md)\n"
+          "  --no-cache         compile every kernel, read and write no cache\n"
+          "  --cache-size SIZE  the cache's limit, least recently used entries removed past\n"
+          "                     it (default 1G)\n"
           "  -h, --help         help (`kiln COMMAND --help` for one command)\n\n"
           "exit codes: 0 success, 1 a problem with the model or tensor files, 2 a bad command line\n"
           "docs: docs/model-format.md (model files), docs/architecture.md (internals), docs/data.md (tokenize, data, eval)\n");
@@ -247,6 +262,15 @@ static int read_environment(const Command *c, CliOptions *o) {
     if (!cg_aot_target("KILN_CPU=", o->tuning.cpu, &scratch, cpu, &d))
       return usage_error(c, "%s", d.msg);
   }
+  // The compile cache's place (XDG base directories), unless --cache-dir named one.
+  static char cache_dir[4096];
+  const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  if (o->cache_dir) {
+  } else if (xdg && xdg[0] == '/' && snprintf(cache_dir, sizeof cache_dir, "%s/kiln", xdg) < (int)sizeof cache_dir) {
+    o->cache_dir = cache_dir;
+  } else if (home && home[0] && snprintf(cache_dir, sizeof cache_dir, "%s/.cache/kiln", home) < (int)sizeof cache_dir) {
+    o->cache_dir = cache_dir;
+  }
   o->cc = getenv("CC");
   o->path = getenv("PATH");
   o->tmpdir = getenv("TMPDIR");
@@ -263,6 +287,18 @@ static int read_environment(const Command *c, CliOptions *o) {
   const char *overlap = getenv("KILN_DIST_NO_OVERLAP");
   o->dist_no_overlap = overlap && strcmp(overlap, "0") != 0;
   return 0;
+}
+
+// A compile cache that cannot be used (a file, a read-only directory) is not worth failing
+// a command for: one warning, then the command compiles everything and caches nothing.
+static void check_cache(const Command *c, CliOptions *o) {
+  Diag d = {0};
+  if (o->no_cache || !o->cache_dir || !strstr(c->opts, " no-cache ")) return;
+  if (o->backend && strcmp(o->backend, "ref") == 0) return;  // compiles nothing
+  if (rt_cache_usable(o->cache_dir, &d)) return;
+  fprintf(stderr, "kiln: warning: compile cache %s; compiling without it (--no-cache or "
+          "--cache-dir DIR to choose)\n", d.msg);
+  o->cache_dir = NULL;
 }
 
 int main(int argc, char **argv) {
@@ -387,11 +423,20 @@ int main(int argc, char **argv) {
       if (!parse_int(val, 1, 10000000LL, &v))
         return usage_error(c, "--max-config must be an integer in [1, 10000000], not \"%s\"", val);
       o.max_config = v;
-    } else if (strcmp(a, "--max-memory") == 0) {
+    } else if (strcmp(a, "--max-memory") == 0 || strcmp(a, "--cache-size") == 0) {
       TAKES_VALUE();
-      if (!rt_parse_size(val, &o.max_memory))
-        return usage_error(c, "--max-memory must be a size in bytes (a whole number, or with K, M, "
-                           "G or T: 1024 to the 1st to 4th power), not \"%s\"", val);
+      if (!rt_parse_size(val, strcmp(a, "--max-memory") == 0 ? &o.max_memory : &o.cache_bytes)) {
+        char fmt[160];
+        snprintf(fmt, sizeof fmt, "%s must be a size in bytes (a whole number, or with K, M, G or T: "
+                 "1024 to the 1st to 4th power), not \"%%s\"", a);
+        return usage_error(c, fmt, val);
+      }
+    } else if (strcmp(a, "--cache-dir") == 0) {
+      TAKES_VALUE();
+      if (!*val) return usage_error(c, "--cache-dir needs a directory, not \"%s\"", val);
+      o.cache_dir = val;
+    } else if (strcmp(a, "--no-cache") == 0) {
+      o.no_cache = true;
     } else if (strcmp(a, "--seed") == 0) {
       TAKES_VALUE();
       long long v;
@@ -484,10 +529,12 @@ int main(int argc, char **argv) {
   if (!o.model && strcmp(c->name, "tokenize") == 0) return usage_error(c, "tokenize needs the TEXT%s", "");
   if (!o.model && strcmp(c->name, "data") == 0) return usage_error(c, "data needs a subcommand (synth)%s", "");
   if (!o.model && strcmp(c->name, "convert-hf") == 0) return usage_error(c, "convert-hf needs the checkpoint DIR%s", "");
+  if (!o.model && strcmp(c->name, "cache") == 0) return usage_error(c, "cache needs a subcommand (info, clear)%s", "");
   if (!o.model && strcmp(c->name, "ops") != 0) return usage_error(c, "%s needs a MODEL file", c->name);
   if (o.text && !o.vocab) return usage_error(c, "--text needs --vocab FILE%s", "");
   if (o.eval_every && !o.eval_data) return usage_error(c, "--eval-every needs --eval-data VAL%s", "");
   int rc = read_environment(c, &o);
   if (!rc) rc = cli_check_output(&o);  // before any work: -o must not destroy an input
+  if (!rc) check_cache(c, &o);
   return rc ? rc : c->run(&o);
 }

@@ -2,8 +2,11 @@
 // without running it: wall and CPU time (user+sys of every thread) of kiln_compile for the
 // inference program, or of kiln_trainer_open for the pre-training step program (--train).
 // usage: build/bench/compile_bench MODEL [--train] [--set NAME=VALUE]... [--threads N] [--dump-llvm DIR]
-// (--threads: the threads that compile, RtTuning.threads; default every core)
-// Prints kernels, steps, compile_ms (wall) and its split (lower, llvm, buffers), cpu_ms.
+//        [--cache-dir DIR]
+// (--threads: the threads that compile, RtTuning.threads; default every core; --cache-dir:
+// the compile cache, none by default: run twice for a cold and a warm compile)
+// Prints kernels, steps, compile_ms (wall) and its split (lower, llvm, buffers), cpu_ms,
+// and the cache's hits and misses.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,13 +23,14 @@ static double cpu_ms(void) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: compile_bench MODEL [--train] [--set NAME=VALUE]... [--threads N] [--dump-llvm DIR]\n");
+    fprintf(stderr, "usage: compile_bench MODEL [--train] [--set NAME=VALUE]... [--threads N] [--dump-llvm DIR] "
+            "[--cache-dir DIR]\n");
     return 2;
   }
   KilnSet sets[64];
   int n_sets = 0;
   bool train = false;
-  const char *dump = NULL;
+  const char *dump = NULL, *cache = NULL;
   int threads = 0;  // compile threads (RtTuning.threads): 0, every core
   for (int i = 2; i < argc; i++) {
     char *eq = i + 1 < argc && !strcmp(argv[i], "--set") ? strchr(argv[i + 1], '=') : NULL;
@@ -34,6 +38,8 @@ int main(int argc, char **argv) {
       train = true;
     } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
       threads = atoi(argv[++i]);
+    } else if (!strcmp(argv[i], "--cache-dir") && i + 1 < argc) {
+      cache = argv[++i];
     } else if (!strcmp(argv[i], "--dump-llvm") && i + 1 < argc) {
       dump = argv[++i];
     } else if (eq && n_sets < 64) {
@@ -45,7 +51,8 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  KilnOptions ko = {.sets = sets, .n_sets = n_sets, .dump_llvm = dump, .tuning = {.threads = threads}};
+  KilnOptions ko = {.sets = sets, .n_sets = n_sets, .dump_llvm = dump, .tuning = {.threads = threads},
+                  .cache_dir = cache};
   Diag d = {0};
   KilnModel *m = NULL;
   KilnTrainer *t = NULL;
@@ -73,6 +80,7 @@ int main(int argc, char **argv) {
   printf("compile_ms: %.1f\ncompile_lower_ms: %.1f\ncompile_llvm_ms: %.1f\ncompile_buffers_ms: %.1f\n",
          st.compile_ms, st.lower_ms, st.llvm_ms, st.compile_ms - st.lower_ms - st.llvm_ms);
   printf("%s_wall_ms: %.1f\n%s_cpu_ms: %.1f\n", train ? "open" : "compile", wall, train ? "open" : "compile", cpu);
+  printf("cache_hits: %d\ncache_misses: %d\n", st.cache_hits, st.cache_misses);
   if (t) kiln_trainer_free(t);
   else kiln_model_free(m);
   return 0;

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "codegen/codegen.h"
+#include "runtime/cache.h"
 #include "runtime/diag.h"
 #include "runtime/tuning.h"
 
@@ -29,6 +30,7 @@ typedef struct CgOptions {
   uint64_t max_memory;   // refuse a program whose buffers need more bytes (0: physical memory)
   RtTuning tuning;       // the entry point's settings: target CPU, GEMM and attention
                          // blocking, perf listener, buffer poisoning (runtime/tuning.h)
+  RtCacheOptions cache;  // the compile cache of kernel objects (dir NULL: none; docs/cache.md)
 } CgOptions;
 
 typedef struct Cg {
@@ -42,6 +44,7 @@ typedef struct Cg {
   int W;  // f32 lanes of one vector register
   bool training;  // CgOptions.training
   RtTuning tuning;  // CgOptions.tuning (cpu and features resolved into cpu, features above)
+  RtCacheOptions cache;  // CgOptions.cache
   LLVMTypeRef void_t, f32, f64, i1, i8, i32, i64, ptr;
   LLVMTypeRef vf;         // <W x float>
   LLVMTypeRef kernel_ty;  // void (ptr, i64, i64)
@@ -114,14 +117,29 @@ bool cg_verify(Cg *cg, Diag *d);  // LLVMVerifyModule: a failure is an internal 
 // objects; the JIT when dumping).
 bool cg_optimise(Cg *cg, Diag *d);
 // Optimises and compiles the module's kernels on the tuning's threads (every core when 0;
-// cg_emit_objects) and loads the objects into a new LLJIT; with a dump_dir, cg_optimise
-// and one object. cg is disposed either way.
+// cg_emit_objects, through cg->cache) and loads the objects into a new LLJIT; with a
+// dump_dir, cg_optimise and one object. cg is disposed either way.
 bool cg_jit(Cg *cg, CgJit **out, Diag *d);
 void *cg_jit_lookup(CgJit *j, const char *name);
-// Verifies the module and compiles it to objects on `threads` threads (codegen/objects.c):
-// objs[0 .. *n_objs), at most CG_MAX_OBJECTS, the caller's. The module is left as it was.
-#define CG_MAX_OBJECTS 64
-bool cg_emit_objects(Cg *cg, int threads, LLVMMemoryBufferRef *objs, int *n_objs, Diag *d);
+// The kernel groups cg_jit took from the cache and compiled (0, 0 without a cache).
+void cg_jit_cache_counts(const CgJit *j, int *hits, int *misses);
 void cg_jit_free(CgJit *j);
+
+// ---- objects (codegen/objects.c) and the compile cache's keys (codegen/cache.c) ---------
+typedef struct CgObjects {
+  LLVMMemoryBufferRef *v;  // the objects
+  int n;
+  int hits, misses;        // kernel groups from the cache and compiled (with a cache)
+} CgObjects;
+// Verifies the module and compiles it to objects on `threads` threads; with cache->dir,
+// one object per kernel group, read from the cache when there and stored when compiled.
+// The module is left as it was. Free out with cg_objects_free (unless handed on).
+bool cg_emit_objects(Cg *cg, int threads, const RtCacheOptions *cache, CgObjects *out, Diag *d);
+void cg_objects_free(CgObjects *o);
+// key[g]: the cache key of the functions fn[i] with group[i] == g (g < n_groups), a hash
+// of their IR and of cg's target, tuning and versions. False when the module's text
+// cannot be split into its functions (then nothing should be cached).
+bool cg_cache_keys(Cg *cg, LLVMValueRef *fn, const int *group, int n, int n_groups,
+                   char (*key)[RT_CACHE_KEY_CHARS + 1]);
 
 #endif

@@ -30,6 +30,7 @@ bool cg_init(Cg *cg, const char *module_name, const CgOptions *opt, Diag *d) {
   cg->training = opt->training;
   cg->triple = dup_msg(LLVMGetDefaultTargetTriple());
   cg->tuning = opt->tuning;
+  cg->cache = opt->cache;
   // The tuning's CPU (KILN_CPU / KILN_CPU_FEATURES at the entry point) stands in for the
   // host, to test code for other CPUs here; opt->cpu (kiln compile --cpu) before both.
   const char *cpu = opt->cpu ? opt->cpu : opt->tuning.cpu;

@@ -116,6 +116,7 @@ bool cg_compile(const IrGraph *g, const bool *want, const CgOptions *opt, CgProg
   }
 
   double t2 = rt_now_ms();
+  if (ok) cg_jit_cache_counts(p->jit, &p->cache_hits, &p->cache_misses);
   if (ok)
     ok = link_kernels(&p->prog, p->jit, d) &&
          rt_instance_create(&p->prog, opt->tuning.poison_buffers, &p->inst, d);

@@ -25,6 +25,7 @@ typedef struct CgProgram {
   int64_t *status;  // {code, node id, value, index}: kernels report data errors here
   uint64_t *seed;   // the dropout stream's seed (training): set before rt_plan_run; 0 at first
   int n_kernels;    // distinct kernels emitted
+  int cache_hits, cache_misses;  // kernel groups from the compile cache and compiled (with one)
   double compile_ms;  // all of cg_compile: lowering, LLVM (O3, codegen, JIT), buffers
   double lower_ms, llvm_ms;
   // The memory plan: computed values and scratch buffers at offsets in one arena (unless

@@ -22,6 +22,7 @@
 
 struct CgJit {
   LLVMOrcLLJITRef jit;
+  int cache_hits, cache_misses;
 };
 
 static bool llvm_error(LLVMErrorRef e, const char *what, Diag *d) {
@@ -92,30 +93,31 @@ static LLVMOrcObjectLayerRef perf_object_layer(void *ctx, LLVMOrcExecutionSessio
   return layer;
 }
 
-// The module's objects: on several threads, or (dumping the optimised IR) one object of
-// the module that cg_optimise optimised whole.
-static bool emit_objects(Cg *cg, LLVMMemoryBufferRef *objs, int *n_objs, Diag *d) {
+// The module's objects: on several threads (through the cache), or (dumping the optimised
+// IR) one object of the module that cg_optimise optimised whole.
+static bool emit_objects(Cg *cg, CgObjects *objs, Diag *d) {
   if (!cg->dump_dir) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = cg->tuning.threads > 0 ? cg->tuning.threads : cores > 0 ? (int)cores : 1;
-    return cg_emit_objects(cg, threads, objs, n_objs, d);
+    return cg_emit_objects(cg, threads, &cg->cache, objs, d);
   }
-  *n_objs = 0;
+  *objs = (CgObjects){.v = calloc(1, sizeof *objs->v)};
+  if (!objs->v) return diag_error(d, "out of memory");
   if (!cg_optimise(cg, d)) return false;
   char *err = NULL;
-  if (LLVMTargetMachineEmitToMemoryBuffer(cg->tm, cg->mod, LLVMObjectFile, &err, &objs[0])) {
+  if (LLVMTargetMachineEmitToMemoryBuffer(cg->tm, cg->mod, LLVMObjectFile, &err, &objs->v[0])) {
     diag_error(d, "LLVM code generation failed: %s", err ? err : "");
     LLVMDisposeMessage(err);
     return false;
   }
-  *n_objs = 1;
+  objs->n = 1;
   return true;
 }
 
 bool cg_jit(Cg *cg, CgJit **out, Diag *d) {
-  LLVMMemoryBufferRef objs[CG_MAX_OBJECTS];
-  int n_objs = 0;
-  if (!emit_objects(cg, objs, &n_objs, d)) {
+  CgObjects objs = {0};
+  if (!emit_objects(cg, &objs, d)) {
+    cg_objects_free(&objs);
     cg_dispose(cg);
     return false;
   }
@@ -135,9 +137,15 @@ bool cg_jit(Cg *cg, CgJit **out, Diag *d) {
   if (perf_jit)
     LLVMOrcLLJITBuilderSetObjectLinkingLayerCreator(builder, perf_object_layer, NULL);
   CgJit *j = calloc(1, sizeof *j);
+  if (!j) {
+    LLVMOrcDisposeLLJITBuilder(builder);
+    cg_objects_free(&objs);
+    return diag_error(d, "out of memory");
+  }
+  j->cache_hits = objs.hits, j->cache_misses = objs.misses;
   if ((e = LLVMOrcCreateLLJIT(&j->jit, builder))) {  // consumes builder
     free(j);
-    for (int k = 0; k < n_objs; k++) LLVMDisposeMemoryBuffer(objs[k]);
+    cg_objects_free(&objs);
     return llvm_error(e, "cannot create the LLVM JIT", d);
   }
   // Calls the optimiser may introduce (memset, memcpy, libm on CPUs without FMA) resolve
@@ -146,18 +154,20 @@ bool cg_jit(Cg *cg, CgJit **out, Diag *d) {
   if ((e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
            &gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL, NULL))) {
     cg_jit_free(j);
-    for (int k = 0; k < n_objs; k++) LLVMDisposeMemoryBuffer(objs[k]);
+    cg_objects_free(&objs);
     return llvm_error(e, "cannot give the JIT the process's symbols", d);
   }
   LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(j->jit), gen);
-  for (int k = 0; k < n_objs; k++) {
-    e = LLVMOrcLLJITAddObjectFile(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), objs[k]);  // owns it
+  for (int k = 0; k < objs.n; k++) {
+    e = LLVMOrcLLJITAddObjectFile(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), objs.v[k]);
+    objs.v[k] = NULL;  // the JIT owns it
     if (e) {
-      for (int r = k + 1; r < n_objs; r++) LLVMDisposeMemoryBuffer(objs[r]);
+      cg_objects_free(&objs);
       cg_jit_free(j);
       return llvm_error(e, "cannot load the kernels into the JIT", d);
     }
   }
+  cg_objects_free(&objs);
   *out = j;
   return true;
 }
@@ -170,6 +180,11 @@ void *cg_jit_lookup(CgJit *j, const char *name) {
     return NULL;
   }
   return (void *)(uintptr_t)addr;
+}
+
+void cg_jit_cache_counts(const CgJit *j, int *hits, int *misses) {
+  *hits = j ? j->cache_hits : 0;
+  *misses = j ? j->cache_misses : 0;
 }
 
 void cg_jit_free(CgJit *j) {

@@ -1,9 +1,13 @@
 // Compiling a module's kernels to object files on several threads (see cg.h): the module's
-// functions are split into parts, each a set of kernels with the internal helpers they call,
-// balanced by instruction count; each part is read from the module's bitcode into a context
-// of its own and optimised (default<O3>) and compiled by a target machine of its own, on its
-// own thread. Every function is optimised alone (kernels never call each other), so a kernel's
-// code is what the optimiser makes of it in the whole module.
+// functions are split into groups (a kernel and the internal helpers it calls), the groups
+// into units (each compiled to one object) and the units into parts, one a thread, balanced
+// by instruction count. A part's thread reads the module's bitcode into a context of its
+// own, keeps its units' functions, and compiles (default<O3>, a target machine of its own)
+// each unit, halving the module by copies (LLVMCloneModule) until a copy holds one unit.
+// Every function is optimised alone (kernels never call each other), so a kernel's code is
+// what the optimiser makes of it in the whole module. Without the compile cache a part is
+// one unit; with it, each group is a unit of its own, looked up by its key (codegen/cache.c)
+// and stored when compiled, so a graph edit compiles only the groups it changed.
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,25 +19,71 @@
 
 #include "codegen/cg.h"
 
-#define MAX_PARTS CG_MAX_OBJECTS
+#define MAX_THREADS 64
 
 typedef struct Part {
-  const Cg *cg;             // triple, cpu, features (read only)
-  const char *bc;           // the whole module's bitcode
+  const Cg *cg;               // triple, cpu, features (read only)
+  const char *bc;             // the whole module's bitcode
   size_t bc_size;
-  char **names;             // the defined functions, sorted by name
-  const int *part_of;       // ... and the part of each
-  int n_names, id;
-  LLVMMemoryBufferRef obj;  // out
-  char err[512];            // out: empty on success
+  char **names;               // the defined functions, sorted by name
+  const int *unit_of;         // ... and the unit of each (-1: none, from the cache)
+  int n_names;
+  int lo, hi;                 // this part's units
+  LLVMMemoryBufferRef *objs;  // out: objs[unit], for lo <= unit < hi
+  char err[512];              // out: empty on success
 } Part;
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static int part_of(const Part *p, const char *name) {
+static int unit_of(const Part *p, const char *name) {
   const char *key = name;
   char **hit = bsearch(&key, p->names, (size_t)p->n_names, sizeof *p->names, by_name);
-  return hit ? p->part_of[hit - p->names] : -1;
+  return hit ? p->unit_of[hit - p->names] : -1;
+}
+
+// Deletes the functions of units outside [lo, hi): callers before the helpers they call.
+static void keep_units(const Part *p, LLVMModuleRef mod, int lo, int hi) {
+  for (bool changed = true; changed;) {
+    changed = false;
+    LLVMValueRef next;
+    for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = next) {
+      next = LLVMGetNextFunction(f);
+      size_t len;
+      if (LLVMIsDeclaration(f) || LLVMGetFirstUse(f)) continue;
+      int u = unit_of(p, LLVMGetValueName2(f, &len));
+      if (u >= lo && u < hi) continue;
+      LLVMDeleteFunction(f);
+      changed = true;
+    }
+  }
+}
+
+// Compiles mod, which holds units [lo, hi), to one object per unit; disposes mod.
+static void compile_units(Part *p, LLVMTargetMachineRef tm, LLVMModuleRef mod, int lo, int hi) {
+  if (hi - lo > 1 && !p->err[0]) {
+    int mid = lo + (hi - lo) / 2;
+    LLVMModuleRef first = LLVMCloneModule(mod);
+    keep_units(p, first, lo, mid);
+    compile_units(p, tm, first, lo, mid);
+    keep_units(p, mod, mid, hi);
+    compile_units(p, tm, mod, mid, hi);
+    return;
+  }
+  char *err = NULL;
+  LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+  LLVMErrorRef e = p->err[0] ? NULL : LLVMRunPasses(mod, "default<O3>", tm, po);
+  LLVMDisposePassBuilderOptions(po);
+  if (p->err[0]) {
+  } else if (e) {
+    char *msg = LLVMGetErrorMessage(e);
+    snprintf(p->err, sizeof p->err, "LLVM optimisation failed: %s", msg);
+    LLVMDisposeErrorMessage(msg);
+  } else if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &err, &p->objs[lo])) {
+    snprintf(p->err, sizeof p->err, "LLVM code generation failed: %s", err ? err : "");
+    LLVMDisposeMessage(err);
+    p->objs[lo] = NULL;
+  }
+  LLVMDisposeModule(mod);
 }
 
 static void *compile_part(void *arg) {
@@ -47,19 +97,6 @@ static void *compile_part(void *arg) {
     LLVMContextDispose(ctx);
     return NULL;
   }
-  // Drop the other parts' functions: callers before the helpers they call.
-  for (bool changed = true; changed;) {
-    changed = false;
-    LLVMValueRef next;
-    for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = next) {
-      next = LLVMGetNextFunction(f);
-      size_t len;
-      if (LLVMIsDeclaration(f) || LLVMGetFirstUse(f) || part_of(p, LLVMGetValueName2(f, &len)) == p->id)
-        continue;
-      LLVMDeleteFunction(f);
-      changed = true;
-    }
-  }
   const Cg *cg = p->cg;
   LLVMTargetRef target;
   char *err = NULL;
@@ -68,25 +105,14 @@ static void *compile_part(void *arg) {
     tm = LLVMCreateTargetMachine(target, cg->triple, cg->cpu, cg->features, LLVMCodeGenLevelAggressive,
                                  LLVMRelocPIC, LLVMCodeModelJITDefault);
   LLVMDisposeMessage(err);
-  err = NULL;
   if (!tm) {
     snprintf(p->err, sizeof p->err, "cannot create a target machine for cpu %s", cg->cpu);
+    LLVMDisposeModule(mod);
   } else {
-    LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
-    LLVMErrorRef e = LLVMRunPasses(mod, "default<O3>", tm, po);
-    LLVMDisposePassBuilderOptions(po);
-    if (e) {
-      char *msg = LLVMGetErrorMessage(e);
-      snprintf(p->err, sizeof p->err, "LLVM optimisation failed: %s", msg);
-      LLVMDisposeErrorMessage(msg);
-    } else if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &err, &p->obj)) {
-      snprintf(p->err, sizeof p->err, "LLVM code generation failed: %s", err ? err : "");
-      LLVMDisposeMessage(err);
-      p->obj = NULL;
-    }
+    keep_units(p, mod, p->lo, p->hi);
+    compile_units(p, tm, mod, p->lo, p->hi);
     LLVMDisposeTargetMachine(tm);
   }
-  LLVMDisposeModule(mod);
   LLVMDisposeMemoryBuffer(buf);
   LLVMContextDispose(ctx);
   return NULL;
@@ -98,19 +124,58 @@ static int find(int *up, int i) {
   return i;
 }
 
-bool cg_emit_objects(Cg *cg, int threads, LLVMMemoryBufferRef *objs, int *n_objs, Diag *d) {
-  *n_objs = 0;
+// Each group's object from the cache (*hits), or -1 as the unit to compile it in: a unit
+// per missing group. Returns the number of units.
+static int look_up(const RtCacheOptions *cache, char (*key)[RT_CACHE_KEY_CHARS + 1], int n_groups,
+                   LLVMMemoryBufferRef *hit, int *unit, int *hits) {
+  int units = 0;
+  for (int g = 0; g < n_groups; g++) {
+    size_t size;
+    void *data = rt_cache_get(cache, key[g], &size);
+    hit[g] = data ? LLVMCreateMemoryBufferWithMemoryRangeCopy(data, size, key[g]) : NULL;
+    free(data);
+    if (hit[g]) ++*hits, unit[g] = -1;
+    else unit[g] = units++;
+  }
+  return units;
+}
+
+// Items (groups or units) to `parts` parts, largest first, each to the lightest (LPT).
+static void balance(const long *group_size, int n_groups, int parts, int *unit) {
+  long load[MAX_THREADS] = {0};
+  bool *done = calloc((size_t)n_groups + 1, sizeof *done);
+  for (int k = 0; done && k < n_groups; k++) {
+    int best = -1;
+    for (int g = 0; g < n_groups; g++)
+      if (!done[g] && (best < 0 || group_size[g] > group_size[best])) best = g;
+    int light = 0;
+    for (int q = 1; q < parts; q++)
+      if (load[q] < load[light]) light = q;
+    load[light] += group_size[best];
+    unit[best] = light;
+    done[best] = true;
+  }
+  for (int g = 0; !done && g < n_groups; g++) unit[g] = g % parts;  // out of memory: any order
+  free(done);
+}
+
+bool cg_emit_objects(Cg *cg, int threads, const RtCacheOptions *cache, CgObjects *out, Diag *d) {
+  memset(out, 0, sizeof *out);
   if (!cg_verify(cg, d)) return false;
   int n = 0;
   for (LLVMValueRef f = LLVMGetFirstFunction(cg->mod); f; f = LLVMGetNextFunction(f))
     n += !LLVMIsDeclaration(f);
   LLVMValueRef *fn = calloc((size_t)n + 1, sizeof *fn);
   int *up = calloc((size_t)n + 1, sizeof *up), *size = calloc((size_t)n + 1, sizeof *size);
-  int *part = calloc((size_t)n + 1, sizeof *part);
+  int *group = calloc((size_t)n + 1, sizeof *group), *unit = calloc((size_t)n + 1, sizeof *unit);
+  long *group_size = calloc((size_t)n + 1, sizeof *group_size);
   char **names = calloc((size_t)n + 1, sizeof *names);
-  int *sorted_part = calloc((size_t)n + 1, sizeof *sorted_part);
+  int *sorted_unit = calloc((size_t)n + 1, sizeof *sorted_unit);
+  char(*key)[RT_CACHE_KEY_CHARS + 1] = calloc((size_t)n + 1, sizeof *key);
+  LLVMMemoryBufferRef *hit = calloc((size_t)n + 1, sizeof *hit);
   LLVMMemoryBufferRef bc = NULL;
-  bool ok = fn && up && size && part && names && sorted_part;
+  Part *ps = NULL;
+  bool ok = fn && up && size && group && unit && group_size && names && sorted_unit && key && hit;
   if (!ok) diag_error(d, "out of memory");
   int k = 0;
   for (LLVMValueRef f = LLVMGetFirstFunction(cg->mod); ok && f; f = LLVMGetNextFunction(f))
@@ -129,56 +194,80 @@ bool cg_emit_objects(Cg *cg, int threads, LLVMMemoryBufferRef *objs, int *n_objs
         for (int j = 0; j < n; j++)
           if (fn[j] == callee) up[find(up, i)] = find(up, j);
       }
-  // Groups to parts, largest first, each to the lightest part (LPT).
-  int parts = threads < 1 ? 1 : threads > MAX_PARTS ? MAX_PARTS : threads;
-  if (parts > n) parts = n > 0 ? n : 1;
-  int *group_size = calloc((size_t)n + 1, sizeof *group_size);
-  long load[MAX_PARTS] = {0};
-  ok = ok && group_size;
-  for (int i = 0; ok && i < n; i++) group_size[find(up, i)] += size[i];
-  int *group_part = calloc((size_t)n + 1, sizeof *group_part);
-  ok = ok && group_part;
-  for (int done = 0; ok && done < n;) {
-    int best = -1;
-    for (int i = 0; i < n; i++)
-      if (find(up, i) == i && group_size[i] >= 0 && (best < 0 || group_size[i] > group_size[best])) best = i;
-    if (best < 0) break;
-    int light = 0;
-    for (int q = 1; q < parts; q++)
-      if (load[q] < load[light]) light = q;
-    load[light] += group_size[best];
-    group_part[best] = light;
-    group_size[best] = -1;
-    done++;
+  // Groups numbered in the order of their first function; their sizes.
+  int n_groups = 0;
+  for (int i = 0; ok && i < n; i++) group[i] = find(up, i) == i ? n_groups++ : -1;
+  for (int i = 0; ok && i < n; i++) {
+    group[i] = group[find(up, i)];
+    group_size[group[i]] += size[i];
   }
+  bool cached = ok && cache && cache->dir;
+  Diag unusable = {0};
+  if (cached && !rt_cache_usable(cache->dir, &unusable)) {
+    if (cache->log) fprintf(cache->log, "kiln: cache: %s; compiling without the cache\n", unusable.msg);
+    cached = false;
+  }
+  if (cached && !cg_cache_keys(cg, fn, group, n, n_groups, key)) {
+    if (cache->log) fprintf(cache->log, "kiln: cache: cannot key this module's kernels; compiling without the cache\n");
+    cached = false;
+  }
+  // Units (-1: a hit) and parts, a part's units numbered in a row: [lo[q], lo[q + 1]).
+  int workers = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
+  int units = 0, parts = 0, lo[MAX_THREADS + 1] = {0};
+  long *unit_size = ok ? calloc((size_t)n + 1, sizeof *unit_size) : NULL;
+  int *part_of = ok ? calloc((size_t)n + 1, sizeof *part_of) : NULL;
+  int *renumber = ok ? calloc((size_t)n + 1, sizeof *renumber) : NULL;
+  if (ok && !(unit_size && part_of && renumber)) ok = diag_error(d, "out of memory");
+  if (ok && cached) {
+    units = look_up(cache, key, n_groups, hit, unit, &out->hits);
+    out->misses = units;
+    parts = units < workers ? units : workers;
+    for (int g = 0; g < n_groups; g++)
+      if (unit[g] >= 0) unit_size[unit[g]] = group_size[g];
+    balance(unit_size, units, parts, part_of);
+    int next = 0;
+    for (int q = 0; q < parts; q++) {
+      lo[q] = next;
+      for (int u = 0; u < units; u++)
+        if (part_of[u] == q) renumber[u] = next++;
+    }
+    lo[parts] = next;
+    for (int g = 0; g < n_groups; g++)
+      if (unit[g] >= 0) unit[g] = renumber[unit[g]];
+  } else if (ok) {
+    parts = units = workers < n_groups ? workers : n_groups > 0 ? n_groups : 1;
+    balance(group_size, n_groups, units, unit);
+    for (int q = 0; q <= parts; q++) lo[q] = q;
+  }
+  LLVMMemoryBufferRef *objs = ok ? calloc((size_t)units + 1, sizeof *objs) : NULL;
+  if (ok && !objs) ok = diag_error(d, "out of memory");
   for (int i = 0; ok && i < n; i++) {
     size_t len;
     names[i] = (char *)LLVMGetValueName2(fn[i], &len);
-    part[i] = group_part[find(up, i)];
   }
-  if (ok) {  // names sorted, with their parts
+  if (ok && units > 0) {  // names sorted, with their units (-1: from the cache, compiled by none)
     qsort(names, (size_t)n, sizeof *names, by_name);
     for (int i = 0; i < n; i++) {
       size_t len;
       for (int j = 0; j < n; j++)
         if (!strcmp(LLVMGetValueName2(fn[j], &len), names[i])) {
-          sorted_part[i] = part[j];
+          sorted_unit[i] = unit[group[j]];
           break;
         }
     }
     bc = LLVMWriteBitcodeToMemoryBuffer(cg->mod);
     if (!bc) ok = diag_error(d, "internal error: cannot write the module's bitcode");
   }
-  Part *ps = ok ? calloc((size_t)parts, sizeof *ps) : NULL;
-  pthread_t tid[MAX_PARTS];
-  bool started[MAX_PARTS] = {0};
-  if (ok && !ps) ok = diag_error(d, "out of memory");
+  ps = ok && parts > 0 ? calloc((size_t)parts, sizeof *ps) : NULL;
+  if (ok && parts > 0 && !ps) ok = diag_error(d, "out of memory");
+  pthread_t tid[MAX_THREADS];
+  bool started[MAX_THREADS] = {0};
   for (int q = 0; ok && q < parts; q++) {
-    ps[q] = (Part){.cg = cg, .bc = LLVMGetBufferStart(bc), .bc_size = LLVMGetBufferSize(bc),
-                   .names = names, .part_of = sorted_part, .n_names = n, .id = q};
+    ps[q] = (Part){.cg = cg, .bc = LLVMGetBufferStart(bc), .bc_size = LLVMGetBufferSize(bc), .names = names,
+                   .unit_of = sorted_unit, .n_names = n, .lo = lo[q], .hi = lo[q + 1], .objs = objs};
     if (q > 0) started[q] = pthread_create(&tid[q], NULL, compile_part, &ps[q]) == 0;
   }
-  if (ok) compile_part(&ps[0]);
+  if (ok && parts > 0) compile_part(&ps[0]);
   for (int q = 1; ok && q < parts; q++) {
     if (started[q]) pthread_join(tid[q], NULL);
     else compile_part(&ps[q]);  // no thread to spare: here, after the others
@@ -186,19 +275,44 @@ bool cg_emit_objects(Cg *cg, int threads, LLVMMemoryBufferRef *objs, int *n_objs
   for (int q = 0; ok && q < parts; q++) {
     if (ps[q].err[0] && ok) ok = diag_error(d, "%s", ps[q].err);
   }
-  for (int q = 0; ps && q < parts; q++) {
-    if (ok) objs[(*n_objs)++] = ps[q].obj;
-    else if (ps[q].obj) LLVMDisposeMemoryBuffer(ps[q].obj);
+  if (ok && cached && units > 0) {  // the new objects into the cache, then within its limit
+    for (int g = 0; g < n_groups; g++)
+      if (unit[g] >= 0)
+        rt_cache_put(cache, key[g], LLVMGetBufferStart(objs[unit[g]]), LLVMGetBufferSize(objs[unit[g]]));
+    rt_cache_trim(cache);
+  }
+  out->v = ok ? calloc((size_t)(n_groups + units) + 1, sizeof *out->v) : NULL;
+  if (ok && !out->v) ok = diag_error(d, "out of memory");
+  for (int g = 0; g < n_groups; g++) {
+    if (ok && hit[g]) out->v[out->n++] = hit[g];
+    else if (hit && hit[g]) LLVMDisposeMemoryBuffer(hit[g]);
+  }
+  for (int u = 0; objs && u < units; u++) {
+    if (ok) out->v[out->n++] = objs[u];
+    else if (objs[u]) LLVMDisposeMemoryBuffer(objs[u]);
   }
   free(ps);
+  free(objs);
   if (bc) LLVMDisposeMemoryBuffer(bc);
   free(fn);
   free(up);
   free(size);
-  free(part);
-  free(names);
-  free(sorted_part);
+  free(group);
+  free(unit);
   free(group_size);
-  free(group_part);
+  free(unit_size);
+  free(part_of);
+  free(renumber);
+  free(names);
+  free(sorted_unit);
+  free(key);
+  free(hit);
   return ok;
+}
+
+void cg_objects_free(CgObjects *o) {
+  for (int k = 0; k < o->n; k++)
+    if (o->v[k]) LLVMDisposeMemoryBuffer(o->v[k]);
+  free(o->v);
+  memset(o, 0, sizeof *o);
 }

@@ -1,6 +1,7 @@
 # Sourced by the shell tests after `set -euo pipefail`: kiln (the binary: the test's first
 # argument), here (the test's folder), root (the source tree), py (Debian's python3, which
-# has torch and numpy) and work (a fresh directory, removed when the test exits).
+# has torch and numpy) and work (a fresh directory, removed when the test exits); fail MSG
+# (print it, exit 1) and tiny (the --set flags of a 2-layer VisualBERT that compiles fast).
 kiln=${1:?usage: $(basename "$0") KILN_BINARY ...}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,3 +20,6 @@ check() {
   if [ "$rc" -eq 0 ]; then echo "ok    $name"; passed=$((passed + 1))
   else echo "FAIL  $name (exit $rc)"; tail -20 "$work/log"; failed=$((failed + 1)); fi
 }
+fail() { echo "FAIL: $*"; exit 1; }
+tiny=(--set layers=2 --set hidden=32 --set heads=4 --set intermediate=64 --set vocab=50
+      --set visual_dim=24 --set text_len=6 --set regions=5 --set batch=2 --set max_positions=16)

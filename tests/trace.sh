@@ -5,9 +5,6 @@
 # a bad command line, one that is a FIFO is refused; --trace on run is a usage error.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-fail() { echo "FAIL: $*"; exit 1; }
-tiny=(--set layers=2 --set hidden=32 --set heads=4 --set intermediate=64 --set vocab=50
-      --set visual_dim=24 --set text_len=6 --set regions=5 --set batch=2 --set max_positions=16)
 vqa=$root/models/visualbert-vqa.json
 out=$("$kiln" bench "$vqa" "${tiny[@]}" --iters 3 --threads 2 --trace "$work/b.json")
 steps=$(awk '$1 == "steps:" {print $2}' <<<"$out")
