@@ -26,6 +26,8 @@ const Pass pass_pipeline[] = {
   {"cse", "common-subexpression elimination: equal op, inputs and attributes -> one node",
    pass_cse},
   {"dce", "dead-code elimination: drops nodes no output, loss or gradient reaches", pass_dce},
+  {"precision", "--precision bf16: matmuls take bf16 operands (rounded when packed), f32 sums",
+   pass_precision},
   {"fuse", "fusion: GEMM epilogues, reductions with their elementwise prologue, elementwise loops",
    pass_fuse},
   {"schedule", "orders the nodes to keep the peak of live intermediate bytes low", pass_schedule},
