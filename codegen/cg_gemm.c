@@ -477,6 +477,10 @@ static LLVMValueRef batch_offset(Cg *cg, const CgGemm *g, LLVMValueRef bi, const
   return off;
 }
 
+LLVMValueRef cg_gemm_batch_offset(Cg *cg, const CgGemm *g, LLVMValueRef bi, const int64_t *stride) {
+  return batch_offset(cg, g, bi, stride);
+}
+
 // Index of batch item bi's B among the distinct (packed) B operands: bi with the dims where
 // B is broadcast (stride 0) dropped.
 static LLVMValueRef packed_index(Cg *cg, const CgGemm *g, LLVMValueRef bi) {

@@ -55,17 +55,6 @@ static LLVMValueRef mul_c(Cg *cg, LLVMValueRef x, int64_t c) {
   return c == 1 ? x : LLVMBuildMul(cg->b, x, cg_i64(cg, c), "");
 }
 
-// Element offset of batch item bi in an operand with the given batch strides.
-static LLVMValueRef batch_offset(Cg *cg, const CgGemm *g, LLVMValueRef bi, const int64_t *stride) {
-  LLVMValueRef off = cg_i64(cg, 0), rest = bi;
-  for (int d = g->nbatch - 1; d >= 0; d--) {
-    LLVMValueRef dim = cg_i64(cg, g->bdim[d]);
-    if (stride[d]) off = LLVMBuildAdd(cg->b, off, mul_c(cg, LLVMBuildURem(cg->b, rest, dim, ""), stride[d]), "");
-    if (d) rest = LLVMBuildUDiv(cg->b, rest, dim, "");
-  }
-  return off;
-}
-
 // Words [blk·W, blk·W + ceil(valid / 2)) of a row from its floats [2W·blk, 2W·blk + valid)
 // (a_cs == 1): one <2W x float> load (masked when valid < 2W), even and odd lanes paired.
 static void pack_a_block(Cg *cg, LLVMValueRef src, LLVMValueRef dst, LLVMValueRef blk, int valid) {
@@ -114,7 +103,7 @@ static void emit_pack_a_kernel(Cg *cg, const CgGemm *g, const char *fn) {
   LLVMValueRef bi = LLVMBuildUDiv(cg->b, w.iv, cg_i64(cg, g->M), "bi");
   LLVMValueRef i = LLVMBuildURem(cg->b, w.iv, cg_i64(cg, g->M), "i");
   LLVMValueRef src = cg_gep(cg, cg->f32, a,
-                            LLVMBuildAdd(cg->b, batch_offset(cg, g, bi, g->a_bstride),
+                            LLVMBuildAdd(cg->b, cg_gemm_batch_offset(cg, g, bi, g->a_bstride),
                                          mul_c(cg, i, g->a_rs), ""));  // A(i, 0)
   LLVMValueRef dst = cg_gep(cg, cg->i32, packed, mul_c(cg, w.iv, K2));  // (K2) words
   if (g->a_cs == 1) {

@@ -99,6 +99,10 @@ typedef struct CgGemm {
 bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, CgArg c,
                    CgArg bias, CgArg residual, int node, CgSteps *steps, Diag *d);
 
+// Element offset of batch item bi (i64, row-major over g->bdim) in an operand with the
+// given batch strides.
+LLVMValueRef cg_gemm_batch_offset(Cg *cg, const CgGemm *g, LLVMValueRef bi, const int64_t *stride);
+
 // The bf16 GEMM's pieces (codegen/cg_gemm_bf16.c), which cg_lower_gemm uses when g->bf16.
 // Appends the step that packs A (*a) into words of two bf16 and makes *a that packed copy;
 // *w is the GEMM cg_gemm.c then runs: g over K2 = ceil(K / 2) words, A read from the copy.

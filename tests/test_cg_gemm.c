@@ -518,6 +518,18 @@ START_TEST(test_gemm_bf16_batched_with_broadcast_b) {
 }
 END_TEST
 
+START_TEST(test_gemm_bf16_visualbert_shapes) {
+  // VisualBERT-base's GEMMs: x W^T with K = 768 (one K block of 384 words), 3072 (two) and
+  // the visual projection's 2048, bias and GELU; weights packed once.
+  CgGemm gs[3] = {bf16_case(plain(120, 3072, 768), true), bf16_case(plain(120, 768, 3072), true),
+                  bf16_case(plain(100, 768, 2048), true)};
+  for (int i = 0; i < 3; i++) gs[i].b_rs = 1, gs[i].b_cs = gs[i].K, gs[i].has_bias = true;
+  gs[0].act = CG_ACT_GELU;
+  const char *names[3] = {"bf16 120x3072x768", "bf16 120x768x3072", "bf16 100x768x2048"};
+  check_gemms(gs, names, 3, loop_width(_i));
+}
+END_TEST
+
 // C of case 0 built at W = 16 with the given CPU features (NULL: the host's).
 static void run_bf16_features(Case *c, const char *features, float *out) {
   const char *saved = g_tuning.features;
@@ -578,6 +590,7 @@ static Suite *gemm_suite(void) {
   tcase_add_loop_test(tc, test_gemm_empty_k_gives_epilogue_of_zero, 0, 2);
   tcase_add_loop_test(tc, test_gemm_bf16_matches_rounded_reference, 0, 2);
   tcase_add_loop_test(tc, test_gemm_bf16_batched_with_broadcast_b, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_bf16_visualbert_shapes, 0, 2);
   tcase_add_test(tc, test_gemm_bf16_fallback_gives_the_same_bits_as_vdpbf16ps);
   suite_add_tcase(s, tc);
   return s;
