@@ -30,6 +30,11 @@ typedef struct KilnModel KilnModel;
 
 typedef enum { KILN_BACKEND_JIT, KILN_BACKEND_REF } KilnBackend;
 
+// The GEMMs' arithmetic (--precision; docs/precision.md). BF16: operands rounded to bf16,
+// products summed in f32 (the precision pass marks the matmuls; both backends honour it);
+// inference only for now. INT8 is refused ("not yet supported").
+typedef enum { KILN_PRECISION_FP32, KILN_PRECISION_BF16, KILN_PRECISION_INT8 } KilnPrecision;
+
 typedef struct KilnSet {  // a config override, as `--set NAME=VALUE`
   const char *name, *value;
 } KilnSet;
@@ -42,6 +47,7 @@ typedef struct KilnOptions {
   // "loss", and every parameter's gradient, written under the parameter's name.
   const char *grad_loss;
   bool training;  // dropout active (masks from the run's seed); false: dropout is the identity
+  KilnPrecision precision;  // FP32 (the zero value) unless asked
   const char *const *disabled_passes;  // --disable-pass NAME ("memplan" is honoured by codegen)
   int n_disabled_passes;
   const char *dump_llvm;  // a folder for the optimised LLVM IR, or NULL

@@ -70,7 +70,7 @@ bool cli_load(const CliOptions *o, const char *loss, IrGraph *g) {
     cli_error(&d);
     return false;
   }
-  PassOptions po = {.loss = loss};
+  PassOptions po = {.loss = loss, .bf16 = o->precision == KILN_PRECISION_BF16};
   if (!pass_run_pipeline(g, &po, o->after, o->disabled, o->n_disabled, &d)) {
     cli_error(&d);
     ir_graph_free(g);

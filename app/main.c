@@ -38,8 +38,10 @@ static const Command commands[] = {
    "  --disable-pass P   skip pass P (repeatable)\n"
    "  --format text|dot  one node a line (default), or Graphviz\n"
    "  --grad             the joint forward+backward graph of the loss (autodiff)\n"
-   "  --loss NAME        with --grad: which of the model's losses (default: loss)\n",
-   " set max-nodes max-config after format disable-pass grad loss "},
+   "  --loss NAME        with --grad: which of the model's losses (default: loss)\n"
+   "  --precision P      fp32 (default) or bf16: GEMM operands rounded to bf16, f32 sums\n"
+   "                     (docs/precision.md)\n",
+   " set max-nodes max-config after format disable-pass grad loss precision "},
   {"init", cmd_init, "kiln init MODEL -o W.safetensors [--seed S] [--set NAME=VALUE]...",
    "Initialise every parameter of MODEL by its initialiser and write them (f32).\n"
    "  -o, --output FILE  where to write the weights\n"
@@ -61,8 +63,10 @@ static const Command commands[] = {
    "  --verbose          list tensors in the files that the model does not use\n"
    "  --text TEXT        input_ids, token_type_ids, attention_mask from TEXT: [CLS] TEXT\n"
    "                     [SEP] padded to text_len (needs --vocab; the rest from --inputs)\n"
-   "  --vocab FILE       the WordPiece vocabulary for --text (BERT's vocab.txt)\n",
-   " set max-nodes max-config max-memory weights inputs output backend threads verbose disable-pass dump-llvm text vocab cache-dir no-cache cache-size "},
+   "  --vocab FILE       the WordPiece vocabulary for --text (BERT's vocab.txt)\n"
+   "  --precision P      fp32 (default) or bf16: GEMM operands rounded to bf16, f32 sums\n"
+   "                     (docs/precision.md)\n",
+   " set max-nodes max-config max-memory weights inputs output backend threads verbose disable-pass dump-llvm text vocab precision cache-dir no-cache cache-size "},
   {"grad", cmd_grad,
    "kiln grad MODEL --weights W --inputs IN -o G [--loss NAME] [--seed S] [--set NAME=VALUE]... "
    "[--backend jit]",
@@ -75,7 +79,7 @@ static const Command commands[] = {
    "                     code through LLVM (f32, compiled in training mode)\n"
    "  --threads N        threads for jit (default: KILN_NUM_THREADS, else every core)\n"
    "  --weights, --inputs, -o, --dump-llvm as for run\n",
-   " set max-nodes max-config max-memory weights inputs output loss seed verbose disable-pass backend threads dump-llvm cache-dir no-cache cache-size "},
+   " set max-nodes max-config max-memory weights inputs output loss seed verbose disable-pass backend threads dump-llvm precision cache-dir no-cache cache-size "},
   {"train", cmd_train,
    "kiln train MODEL --weights W --data DATA -o W_OUT [--steps N] [--lr X] "
    "[--optimizer adamw|sgd] [--seed S] [--set NAME=VALUE]... [--checkpoint-every N] "
@@ -117,7 +121,7 @@ static const Command commands[] = {
    "Ctrl-C (SIGINT) or SIGTERM finishes the step, writes a checkpoint, prints how to\n"
    "resume and exits with 130. More: docs/training.md.\n",
    " set max-nodes max-config max-memory weights data output steps lr optimizer seed checkpoint-every resume "
-   "threads loss verbose disable-pass dump-llvm init eval-data eval-every check-replicas accumulate trace cache-dir no-cache cache-size "},
+   "threads loss verbose disable-pass dump-llvm init eval-data eval-every check-replicas accumulate trace precision cache-dir no-cache cache-size "},
   {"bench", cmd_bench,
    "kiln bench MODEL [--train [--optimizer adamw|sgd]] [--set NAME=VALUE]... [--iters N] "
    "[--threads N] [--weights W] [--inputs IN] [--profile] [--trace FILE]",
@@ -136,9 +140,11 @@ static const Command commands[] = {
    "  --trace FILE       then N more runs (steps with --train) recorded as a Chrome trace:\n"
    "                     a track per thread, a span per step and barrier wait, arena bytes\n"
    "                     in use (open in ui.perfetto.dev or chrome://tracing; docs/trace.md)\n"
-   "  --dump-llvm DIR    write the optimised LLVM IR to DIR: kiln.ll and one file a kernel\n",
+   "  --dump-llvm DIR    write the optimised LLVM IR to DIR: kiln.ll and one file a kernel\n"
+   "  --precision P      fp32 (default) or bf16: GEMM operands rounded to bf16, f32 sums\n"
+   "                     (docs/precision.md)\n",
    " set max-nodes max-config max-memory iters threads weights inputs seed dump-llvm disable-pass verbose train optimizer loss "
-   "profile trace cache-dir no-cache cache-size "},
+   "profile trace precision cache-dir no-cache cache-size "},
   {"tokenize", cmd_tokenize, "kiln tokenize --vocab V [--tokens] [--] TEXT",
    "Split TEXT with BERT-uncased's basic tokenizer and WordPiece over the vocabulary V\n"
    "(BERT's vocab.txt: one token a line, id = line number) and print the token ids on one\n"
@@ -179,8 +185,10 @@ static const Command commands[] = {
    "`mlm_accuracy` (non-ignored tokens) and `sentence_image_accuracy`.\n"
    "  --weights FILE     parameters (safetensors)\n"
    "  --data FILE        one tensor per model input with a leading example dimension\n"
-   "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n",
-   " set max-nodes max-config max-memory weights data threads loss verbose disable-pass cache-dir no-cache cache-size "},
+   "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n"
+   "  --precision P      fp32 (default) or bf16: GEMM operands rounded to bf16, f32 sums\n"
+   "                     (docs/precision.md)\n",
+   " set max-nodes max-config max-memory weights data threads loss verbose disable-pass precision cache-dir no-cache cache-size "},
   {"compile", cmd_compile,
    "kiln compile MODEL -o EXE|DIR [--emit exe|lib] [--weights W] [--cpu native|x86-64-v3|"
    "x86-64-v4|NAME] [--set NAME=VALUE]...",
@@ -195,8 +203,9 @@ static const Command commands[] = {
    "                     still be replaced at run time. Without it, running needs weights\n"
    "  --cpu NAME         target: native (default: this host, or KILN_CPU), x86-64-v3 (AVX2),\n"
    "                     x86-64-v4 (AVX-512), or any CPU name LLVM knows (llc -mcpu=help)\n"
+   "  --precision fp32   the only precision AOT builds so far (bf16: not yet supported)\n"
    "Needs `cc` (or $CC); the runtime library is found next to kiln or via KILN_RT_LIB.\n",
-   " set max-nodes max-config output weights cpu emit disable-pass "},
+   " set max-nodes max-config output weights cpu emit disable-pass precision "},
   {"cache", cmd_cache, "kiln cache info|clear [--cache-dir DIR] [--cache-size SIZE]",
    "The compile cache of kernel objects (docs/cache.md): every command that compiles (run,\n"
    "grad, train, bench, eval) reuses the kernels an earlier run compiled for the same code,\n"
@@ -299,6 +308,24 @@ static void check_cache(const Command *c, CliOptions *o) {
   fprintf(stderr, "kiln: warning: compile cache %s; compiling without it (--no-cache or "
           "--cache-dir DIR to choose)\n", d.msg);
   o->cache_dir = NULL;
+}
+
+// --precision values that parse but are later increments of issue 14: a user error (exit 1).
+static int precision_supported(const Command *c, const CliOptions *o) {
+  Diag d = {0};
+  bool training = strcmp(c->name, "train") == 0 || strcmp(c->name, "grad") == 0 || o->train ||
+                  o->grad;
+  if (o->precision == KILN_PRECISION_INT8)
+    diag_error(&d, "kiln %s: --precision int8 is not yet supported (fp32 and bf16 are)", c->name);
+  else if (o->precision == KILN_PRECISION_BF16 && strcmp(c->name, "compile") == 0)
+    diag_error(&d, "kiln compile: --precision bf16 is not yet supported (ahead-of-time builds "
+               "are fp32; kiln run, bench and eval take bf16)");
+  else if (o->precision == KILN_PRECISION_BF16 && training)
+    diag_error(&d, "kiln %s: --precision bf16 is not yet supported for training and gradients "
+               "(inference only: kiln run, bench, eval)", c->name);
+  if (!d.msg[0]) return 0;
+  cli_error(&d);
+  return EXIT_USER;
 }
 
 int main(int argc, char **argv) {
@@ -485,6 +512,12 @@ int main(int argc, char **argv) {
       TAKES_VALUE();
       if (!*val) return usage_error(c, "--cpu needs a CPU name, not \"%s\"", val);
       o.cpu = val;
+    } else if (strcmp(a, "--precision") == 0) {
+      TAKES_VALUE();
+      if (strcmp(val, "fp32") == 0) o.precision = KILN_PRECISION_FP32;
+      else if (strcmp(val, "bf16") == 0) o.precision = KILN_PRECISION_BF16;
+      else if (strcmp(val, "int8") == 0) o.precision = KILN_PRECISION_INT8;
+      else return usage_error(c, "--precision must be fp32, bf16 or int8, not \"%s\"", val);
     } else if (strcmp(a, "--emit") == 0) {
       TAKES_VALUE();
       if (strcmp(val, "exe") != 0 && strcmp(val, "lib") != 0)
@@ -534,6 +567,7 @@ int main(int argc, char **argv) {
   if (o.text && !o.vocab) return usage_error(c, "--text needs --vocab FILE%s", "");
   if (o.eval_every && !o.eval_data) return usage_error(c, "--eval-every needs --eval-data VAL%s", "");
   int rc = read_environment(c, &o);
+  if (!rc) rc = precision_supported(c, &o);
   if (!rc) rc = cli_check_output(&o);  // before any work: -o must not destroy an input
   if (!rc) check_cache(c, &o);
   return rc ? rc : c->run(&o);

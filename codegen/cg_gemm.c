@@ -44,6 +44,7 @@ typedef struct GemmPlan {
   int64_t pf_lines;        // prefetch: 64-byte lines of the next B slice per microkernel call
   int pf_per_iter;         // prefetches per iteration of the microkernel's k loop (0: none)
   int pf_locality;         // llvm.prefetch locality (2: into L2)
+  int64_t k_elems;         // bf16: the operands' K (g->K counts words of two)
 } GemmPlan;
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -271,6 +272,17 @@ static void mk_step(Cg *cg, const CgGemm *g, const GemmPlan *p, Tile *t, LLVMVal
                     LLVMValueRef bp, LLVMValueRef k) {
   LLVMValueRef bv[MK_MAX_VECS];
   LLVMValueRef brow = gep(cg, bp, mul_c(cg, k, p->nr));  // (nr) floats of panel row k
+  if (g->bf16) {  // words of two bf16 in A and the panel (codegen/cg_gemm_bf16.c)
+    LLVMValueRef b2[MK_MAX_VECS][2];
+    for (int v = 0; v < t->nv; v++)
+      cg_gemm_bf16_prepare_b(cg, cg_load(cg, cg->i32, gepc(cg, brow, (int64_t)v * cg->W), cg->W), b2[v]);
+    LLVMValueRef acol = gep(cg, a, k);  // A(0, k), a_cs == 1
+    for (int r = 0; r < t->rows; r++) {
+      LLVMValueRef aw = cg_load(cg, cg->i32, gepc(cg, acol, r * g->a_rs), 1);
+      for (int v = 0; v < t->nv; v++) t->acc[r][v] = cg_gemm_bf16_dot(cg, t->acc[r][v], aw, b2[v]);
+    }
+    return;
+  }
   for (int v = 0; v < t->nv; v++)
     bv[v] = cg_load(cg, cg->f32, gepc(cg, brow, (int64_t)v * cg->W), cg->W);
   LLVMValueRef acol = gep(cg, a, mul_c(cg, k, g->a_cs));  // A(0, k)
@@ -465,6 +477,10 @@ static LLVMValueRef batch_offset(Cg *cg, const CgGemm *g, LLVMValueRef bi, const
   return off;
 }
 
+LLVMValueRef cg_gemm_batch_offset(Cg *cg, const CgGemm *g, LLVMValueRef bi, const int64_t *stride) {
+  return batch_offset(cg, g, bi, stride);
+}
+
 // Index of batch item bi's B among the distinct (packed) B operands: bi with the dims where
 // B is broadcast (stride 0) dropped.
 static LLVMValueRef packed_index(Cg *cg, const CgGemm *g, LLVMValueRef bi) {
@@ -607,6 +623,11 @@ static void emit_pack_strided(Cg *cg, const CgGemm *g, const GemmPlan *p, LLVMVa
   cg_for_end(cg, &k);
 }
 
+static void emit_pack_bf16(Cg *cg, const CgGemm *g, const GemmPlan *p, LLVMValueRef src,
+                           LLVMValueRef dst, int cols) {
+  cg_gemm_bf16_pack_panel(cg, g, p->k_elems, p->nr, src, dst, cols);
+}
+
 // void pack_panel(ptr b, ptr packed, i64 pi, i64 pn): panel pn of distinct B operand pi.
 static LLVMValueRef emit_pack_panel(Cg *cg, LLVMValueRef kernel, const CgGemm *g, const GemmPlan *p,
                                     const char *name) {
@@ -620,7 +641,8 @@ static LLVMValueRef emit_pack_panel(Cg *cg, LLVMValueRef kernel, const CgGemm *g
       gep(cg, b, add(cg, packed_b_offset(cg, g, pi), mul_c(cg, pn, p->nr * g->b_cs)));
   LLVMValueRef dst = gep(cg, packed, mul_c(cg, add(cg, mul_c(cg, pi, p->npan), pn), g->K * p->nr));
   void (*emit)(Cg *, const CgGemm *, const GemmPlan *, LLVMValueRef, LLVMValueRef, int) =
-      g->b_cs == 1   ? emit_pack_rows
+      g->bf16        ? emit_pack_bf16
+      : g->b_cs == 1 ? emit_pack_rows
       : g->b_rs == 1 ? emit_pack_transposed
                      : emit_pack_strided;
   if (p->ntail) {
@@ -845,8 +867,15 @@ bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, 
   int64_t batch = 1;
   for (int i = 0; i < g->nbatch; i++) batch *= g->bdim[i];
   if (g->M == 0 || g->N == 0 || batch == 0) return true;  // C is empty: no steps
+  CgGemm w;  // bf16: the GEMM over words of two bf16, A from its packed copy
+  int64_t k_elems = g->K;
+  if (g->bf16) {
+    cg_gemm_bf16_pack_a(cg, g, name, &a, node, steps, &w);
+    g = &w;
+  }
   GemmPlan p;
   gemm_plan(g, cg->W, &cg->tuning, &p);
+  p.k_elems = k_elems;
   char fn[96];
   size_t packed_bytes = (size_t)(p.pbatch * p.npan * g->K * p.nr) * sizeof(float);
   int scratch = cg_steps_new_scratch(steps);

@@ -91,12 +91,31 @@ typedef struct CgGemm {
   CgAct act;
   bool residual_gelu_grad;  // R is GELU's input x instead: t = t * gelu'(R(i, j)) (backward)
   bool b_constant;     // B is a parameter: its packing may run once (CgStep.once)
+  bool bf16;           // operands rounded to bf16, f32 sums (codegen/cg_gemm_bf16.c)
 } CgGemm;
 
 // Emits the kernels of one GEMM named `name` (a prefix for its symbols) and appends its
 // steps. a, b, c, bias and residual are the buffers (bias/residual ignored unless enabled).
 bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, CgArg c,
                    CgArg bias, CgArg residual, int node, CgSteps *steps, Diag *d);
+
+// Element offset of batch item bi (i64, row-major over g->bdim) in an operand with the
+// given batch strides.
+LLVMValueRef cg_gemm_batch_offset(Cg *cg, const CgGemm *g, LLVMValueRef bi, const int64_t *stride);
+
+// The bf16 GEMM's pieces (codegen/cg_gemm_bf16.c), which cg_lower_gemm uses when g->bf16.
+// Appends the step that packs A (*a) into words of two bf16 and makes *a that packed copy;
+// *w is the GEMM cg_gemm.c then runs: g over K2 = ceil(K / 2) words, A read from the copy.
+bool cg_gemm_bf16_pack_a(Cg *cg, const CgGemm *g, const char *name, CgArg *a, int node,
+                         CgSteps *steps, CgGemm *w);
+// Packs one panel of w's B (src: its first column, k = 0) into K2 × nr words, zero past
+// k_elems (the original K) and past `cols` columns.
+void cg_gemm_bf16_pack_panel(Cg *cg, const CgGemm *w, int64_t k_elems, int nr, LLVMValueRef src,
+                             LLVMValueRef dst, int cols);
+// One k2 step: b[] from a <W x i32> of panel words (once per step), then per accumulator
+// acc + a·b over the word pair (vdpbf16ps, or its f32 FMA equivalent without AVX512_BF16).
+void cg_gemm_bf16_prepare_b(Cg *cg, LLVMValueRef words, LLVMValueRef b[2]);
+LLVMValueRef cg_gemm_bf16_dot(Cg *cg, LLVMValueRef acc, LLVMValueRef aword, const LLVMValueRef b[2]);
 
 // ---------------------------------------------------------------------------------------
 // The lowerings the table in codegen/lowerings.c points to, by file.

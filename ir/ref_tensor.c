@@ -47,6 +47,7 @@ bool ir_ref_matmul(const IrNode *n, double *out, const double *const *in,
   const IrShape *sa = &n->in[0]->shape, *sb = &n->in[1]->shape, *so = &n->shape;
   assert(sa->rank >= 2 && sb->rank >= 2 && so->rank >= 2);
   bool ta = ir_attr_int(n, "transpose_a") != 0, tb = ir_attr_int(n, "transpose_b") != 0;
+  bool bf16 = ir_attr_int(n, "bf16") != 0;  // operands rounded to f32, then to bf16
   int64_t M = so->dim[so->rank - 2], N = so->dim[so->rank - 1];
   int64_t K = ta ? sa->dim[sa->rank - 2] : sa->dim[sa->rank - 1];
   assert((ta ? sa->dim[sa->rank - 1] : sa->dim[sa->rank - 2]) == M);
@@ -77,6 +78,7 @@ bool ir_ref_matmul(const IrNode *n, double *out, const double *const *in,
         for (int64_t k = 0; k < K; k++) {
           double aik = ta ? a[k * M + i] : a[i * K + k];
           double bkj = tb ? b[j * K + k] : b[k * N + j];
+          if (bf16) aik = dt_round_bf16((float)aik), bkj = dt_round_bf16((float)bkj);
           acc += aik * bkj;
         }
         c[i * N + j] = acc;

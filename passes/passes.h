@@ -16,6 +16,7 @@ typedef struct PassOptions {
   bool training;     // the graph will run with dropout active even without a loss (tests
                      // that run one graph in both modes); a loss implies it
   const PassOptimizer *optimizer;  // train: the update the "optimizer" pass appends; NULL: none
+  bool bf16;  // --precision bf16: the "precision" pass gives GEMMs bf16 operands (inference)
 } PassOptions;
 
 typedef bool (*PassFn)(IrGraph *g, const PassOptions *o, Diag *d);
@@ -35,7 +36,7 @@ typedef struct Pass {
 
 // The pipeline, in order. "parse" (the graph as the frontend built it) comes first. The
 // planned order: parse, fuse_attention (before autodiff: the fused op has its own gradient
-// that recomputes instead of storing scores), autodiff, simplify, cse, dce, fuse,
+// that recomputes instead of storing scores), autodiff, simplify, cse, dce, precision, fuse,
 // schedule, then the program pass memplan. Each pass adds its own line to pipeline.c.
 extern const Pass pass_pipeline[];
 extern const int pass_count;
@@ -68,6 +69,9 @@ bool pass_schedule(IrGraph *g, const PassOptions *o, Diag *d);
 // The peak of live intermediate bytes when the nodes run in the graph's order (the measure
 // pass_schedule lowers): parameters and inputs excluded, reshapes free.
 int64_t pass_schedule_peak(const IrGraph *g);
+// Reduced precision (passes/precision.c): with o->bf16, every f32 matmul gets bf16=true
+// (operands rounded to bf16, f32 accumulation); refuses a training pipeline.
+bool pass_precision(IrGraph *g, const PassOptions *o, Diag *d);
 // Fusion (passes/fuse.c): groups of nodes one kernel computes become `fused` nodes.
 bool pass_fuse(IrGraph *g, const PassOptions *o, Diag *d);
 // The optimiser as graph ops (passes/optimizer.c), run by the pipeline after autodiff when

@@ -96,6 +96,19 @@ static uint32_t sf_encode(SmallFloat f, double v) {
   return sign | (bits >= inf ? inf : bits);
 }
 
+float dt_round_bf16(float x) {
+  uint32_t bits;
+  memcpy(&bits, &x, sizeof bits);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) {
+    bits |= 0x00400000u;  // NaN: quiet, its top mantissa bits kept
+  } else {
+    bits += 0x7fffu + (bits >> 16 & 1u);  // the carry rounds up; ties go to the even one
+  }
+  bits &= 0xffff0000u;
+  memcpy(&x, &bits, sizeof x);
+  return x;
+}
+
 // --- one element -----------------------------------------------------------------------
 // Buffers come from files at arbitrary offsets, so every access goes through memcpy.
 

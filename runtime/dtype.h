@@ -25,6 +25,11 @@ bool dt_parse(const char *s, DType *out);
 double dt_load(DType t, const void *p, size_t i);
 void dt_store(DType t, void *p, size_t i, double v);
 
+// x rounded to the nearest bf16 (ties to even), as a float: the operand rounding of a bf16
+// GEMM (the reference and the JIT's packing agree on it bit for bit). NaN stays NaN (quiet),
+// values past bf16's largest finite become inf.
+float dt_round_bf16(float x);
+
 // Converts n elements from (st, src) to (dt, dst). A conversion is allowed when no value
 // changes meaning: integers to floats only if every value is exactly representable,
 // floats to integers only if every value is integral and in range, f64 to f32/f16/bf16 by

@@ -56,7 +56,8 @@ static int64_t offset(const CgGemm *g, int64_t bi, const int64_t *bs) {
 
 static double gelu(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
 
-// The reference: C[b](i, j) = epilogue(sum_k A[b](i, k) B[b](k, j)) in double.
+// The reference: C[b](i, j) = epilogue(sum_k A[b](i, k) B[b](k, j)) in double (with bf16,
+// of A and B rounded to bf16).
 static void reference(Case *t) {
   const CgGemm *g = &t->g;
   for (int64_t bi = 0; bi < batch_count(g); bi++) {
@@ -66,8 +67,11 @@ static void reference(Case *t) {
     for (int64_t i = 0; i < g->M; i++)
       for (int64_t j = 0; j < g->N; j++) {
         double s = 0;
-        for (int64_t k = 0; k < g->K; k++)
-          s += (double)A[i * g->a_rs + k * g->a_cs] * B[k * g->b_rs + j * g->b_cs];
+        for (int64_t k = 0; k < g->K; k++) {
+          float x = A[i * g->a_rs + k * g->a_cs], y = B[k * g->b_rs + j * g->b_cs];
+          if (g->bf16) x = dt_round_bf16(x), y = dt_round_bf16(y);  // f32 sums: same bound
+          s += (double)x * y;
+        }
         s *= g->scale;
         if (g->has_bias) s += t->buf[ARG_BIAS][j];
         if (g->act == CG_ACT_GELU) s = gelu(s);
@@ -477,6 +481,90 @@ START_TEST(test_gemm_empty_k_gives_epilogue_of_zero) {
 }
 END_TEST
 
+// ---------------------------------------------------------------------------------------
+// bf16 (codegen/cg_gemm_bf16.c): operands rounded to bf16, f32 sums, held to the reference
+// of the rounded operands at the f32 bound. At W = 16 on a CPU with AVX512_BF16 the
+// microkernel is vdpbf16ps; at W = 8 (AVX2) the FMA fallback.
+
+static CgGemm bf16_case(CgGemm g, bool constant) {
+  g.bf16 = true;
+  g.b_constant = constant;
+  return g;
+}
+
+START_TEST(test_gemm_bf16_matches_rounded_reference) {
+  CgGemm gs[8] = {bf16_case(plain(17, 65, 64), true), bf16_case(plain(1, 3, 17), false),
+                  bf16_case(plain(65, 47, 33), true), bf16_case(plain(3, 257, 1), true),
+                  bf16_case(plain(17, 33, 9), false), bf16_case(plain(40, 96, 257), true),
+                  bf16_case(plain(0, 5, 4), true), bf16_case(plain(6, 20, 0), true)};
+  gs[2].b_rs = 1, gs[2].b_cs = gs[2].K;  // W^T, with bias, GELU and residual
+  gs[2].has_bias = gs[2].has_residual = true, gs[2].act = CG_ACT_GELU;
+  gs[4].a_rs = 1, gs[4].a_cs = gs[4].M;  // A^T: packed a pair at a time
+  gs[5].b_rs = 1, gs[5].b_cs = gs[5].K, gs[5].has_bias = true, gs[5].scale = 0.125f;
+  const char *names[8] = {"bf16 17x65x64",      "bf16 1x3x17 B activation", "bf16 W^T epilogue",
+                          "bf16 K=1",           "bf16 A^T",                 "bf16 40x96x257",
+                          "bf16 M=0",           "bf16 K=0"};
+  check_gemms(gs, names, 8, loop_width(_i));
+}
+END_TEST
+
+START_TEST(test_gemm_bf16_batched_with_broadcast_b) {
+  CgGemm g = bf16_case(plain(9, 21, 13), false);
+  g.nbatch = 2, g.bdim[0] = 2, g.bdim[1] = 3;
+  g.a_bstride[0] = 3 * 9 * 13, g.a_bstride[1] = 9 * 13;
+  g.b_bstride[0] = 0, g.b_bstride[1] = 13 * 21;  // B shared along the first batch dim
+  g.c_bstride[0] = 3 * 9 * 21, g.c_bstride[1] = 9 * 21;
+  check_one(g, "bf16 batched", loop_width(_i));
+}
+END_TEST
+
+START_TEST(test_gemm_bf16_visualbert_shapes) {
+  // VisualBERT-base's GEMMs: x W^T with K = 768 (one K block of 384 words), 3072 (two) and
+  // the visual projection's 2048, bias and GELU; weights packed once.
+  CgGemm gs[3] = {bf16_case(plain(120, 3072, 768), true), bf16_case(plain(120, 768, 3072), true),
+                  bf16_case(plain(100, 768, 2048), true)};
+  for (int i = 0; i < 3; i++) gs[i].b_rs = 1, gs[i].b_cs = gs[i].K, gs[i].has_bias = true;
+  gs[0].act = CG_ACT_GELU;
+  const char *names[3] = {"bf16 120x3072x768", "bf16 120x768x3072", "bf16 100x768x2048"};
+  check_gemms(gs, names, 3, loop_width(_i));
+}
+END_TEST
+
+// C of case 0 built at W = 16 with the given CPU features (NULL: the host's).
+static void run_bf16_features(Case *c, const char *features, float *out) {
+  const char *saved = g_tuning.features;
+  g_tuning.features = features;
+  Run s;
+  run_build(&s, c, 1, 16);
+  run_check(&s, 0);
+  memcpy(out, c->buf[ARG_C], c->len[ARG_C] * sizeof(float));
+  run_free(&s);
+  g_tuning.features = saved;
+}
+
+START_TEST(test_gemm_bf16_fallback_gives_the_same_bits_as_vdpbf16ps) {
+  // Without AVX512_BF16 (the host's features with it switched off) the FMA fallback adds
+  // the same exact products in the same order: C must be identical bit for bit.
+  char *host = LLVMGetHostCPUFeatures();
+  char off[8192];
+  snprintf(off, sizeof off, "%s,-avx512bf16", host);
+  if (!strstr(host, "+avx512bf16")) fprintf(stderr, "note: this CPU has no AVX512_BF16\n");
+  CgGemm g = bf16_case(plain(37, 100, 300), true);
+  g.b_rs = 1, g.b_cs = g.K, g.has_bias = true, g.act = CG_ACT_GELU;
+  Case c;
+  case_init(&c, &g, "bf16 native vs fallback");
+  float *native = alloc_floats(c.len[ARG_C]), *fallback = alloc_floats(c.len[ARG_C]);
+  run_bf16_features(&c, NULL, native);
+  run_bf16_features(&c, off, fallback);
+  ck_assert_msg(memcmp(native, fallback, c.len[ARG_C] * sizeof(float)) == 0,
+                "vdpbf16ps and the FMA fallback differ");
+  free(native);
+  free(fallback);
+  case_free(&c);
+  LLVMDisposeMessage(host);
+}
+END_TEST
+
 static Suite *gemm_suite(void) {
   Suite *s = suite_create("cg_gemm");
   TCase *tc = tcase_create("gemm");
@@ -500,6 +588,10 @@ static Suite *gemm_suite(void) {
   tcase_add_loop_test(tc, test_gemm_visualbert_linear, 0, 2);
   tcase_add_loop_test(tc, test_gemm_prefetching_weights_match_reference, 0, 2);
   tcase_add_loop_test(tc, test_gemm_empty_k_gives_epilogue_of_zero, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_bf16_matches_rounded_reference, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_bf16_batched_with_broadcast_b, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_bf16_visualbert_shapes, 0, 2);
+  tcase_add_test(tc, test_gemm_bf16_fallback_gives_the_same_bits_as_vdpbf16ps);
   suite_add_tcase(s, tc);
   return s;
 }

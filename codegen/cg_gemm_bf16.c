@@ -1,0 +1,233 @@
+// The bf16 GEMM (CgGemm.bf16, set from matmul's bf16 attribute by the precision pass): the
+// packed GEMM of codegen/cg_gemm.c over words of two bf16 instead of floats.
+//   A is packed by a step of its own before the compute step: row i of batch item b becomes
+//     K2 = ceil(K / 2) words, word k2 = bf16(A(i, 2 k2)) | bf16(A(i, 2 k2 + 1)) << 16 (0 past K);
+//   B panels hold, for each k2, nr words (bf16(B(2 k2, j)), bf16(B(2 k2 + 1, j))) (0 past K
+//     and N), packed once for weights like the f32 panels;
+//   the microkernel steps k2 (cg_gemm.c's k loop, tiles, epilogue and work split unchanged
+//     over a GEMM of K2 "k"): per vector of 16 f32 accumulators, vdpbf16ps
+//     (llvm.x86.avx512bf16.dpbf16ps.512) adds a(2l+1)·b(2l+1), then a(2l)·b(2l), where the
+//     target has AVX512_BF16 at 16 lanes; elsewhere the words are widened to f32 (a bf16 is
+//     the top half of an f32: a shift, or a mask) and two llvm.fma add the odd product, then
+//     the even one. A product of two bf16 is exact in f32, so both round once per add, in
+//     the same order: the two paths give the same bits (vdpbf16ps also flushes subnormal
+//     operands and results to zero, which the fallback does not; docs/precision.md).
+// Rounding f32 -> bf16 is to nearest, ties to even (dt_round_bf16, the reference's too).
+#include <assert.h>
+#include <string.h>
+
+#include "codegen/lower.h"
+
+// ---------------------------------------------------------------------------------------
+// Conversions.
+
+// The bf16 bits (in the low 16 bits of each i32 lane) of x (f32 scalar or vector), rounded
+// to nearest even; NaN stays a quiet NaN. As dt_round_bf16.
+static LLVMValueRef to_bf16_bits(Cg *cg, LLVMValueRef x) {
+  LLVMTypeRef ty = LLVMTypeOf(x);
+  LLVMTypeRef ity = LLVMGetTypeKind(ty) == LLVMVectorTypeKind
+                        ? LLVMVectorType(cg->i32, LLVMGetVectorSize(ty))
+                        : cg->i32;
+  LLVMValueRef bits = LLVMBuildBitCast(cg->b, x, ity, "bits");
+  LLVMValueRef odd = LLVMBuildAnd(cg->b, LLVMBuildLShr(cg->b, bits, cg_const_int_like(cg, bits, 16), ""),
+                                  cg_const_int_like(cg, bits, 1), "");
+  LLVMValueRef rounded =
+      LLVMBuildAdd(cg->b, bits, LLVMBuildAdd(cg->b, odd, cg_const_int_like(cg, bits, 0x7fff), ""), "");
+  LLVMValueRef nan = LLVMBuildFCmp(cg->b, LLVMRealUNO, x, x, "nan");
+  LLVMValueRef quiet = LLVMBuildOr(cg->b, bits, cg_const_int_like(cg, bits, 0x00400000), "");
+  return LLVMBuildLShr(cg->b, LLVMBuildSelect(cg->b, nan, quiet, rounded, ""),
+                       cg_const_int_like(cg, bits, 16), "bf16");
+}
+
+// The word of two bf16: lo in bits 0..15, hi in bits 16..31 (from to_bf16_bits).
+static LLVMValueRef pair_word(Cg *cg, LLVMValueRef lo, LLVMValueRef hi) {
+  return LLVMBuildOr(cg->b, lo, LLVMBuildShl(cg->b, hi, cg_const_int_like(cg, hi, 16), ""), "word");
+}
+
+// ---------------------------------------------------------------------------------------
+// Packing A: work item = one row (batch item bi, row i) of A -> K2 words.
+
+static LLVMValueRef load_f32(Cg *cg, LLVMValueRef base, LLVMValueRef idx) {
+  return cg_load(cg, cg->f32, cg_gep(cg, cg->f32, base, idx), 1);
+}
+
+static LLVMValueRef mul_c(Cg *cg, LLVMValueRef x, int64_t c) {
+  return c == 1 ? x : LLVMBuildMul(cg->b, x, cg_i64(cg, c), "");
+}
+
+// Words [blk·W, blk·W + ceil(valid / 2)) of a row from its floats [2W·blk, 2W·blk + valid)
+// (a_cs == 1): one <2W x float> load (masked when valid < 2W), even and odd lanes paired.
+static void pack_a_block(Cg *cg, LLVMValueRef src, LLVMValueRef dst, LLVMValueRef blk, int valid) {
+  int W = cg->W;
+  LLVMTypeRef v2 = LLVMVectorType(cg->f32, (unsigned)(2 * W));
+  LLVMValueRef p = cg_gep(cg, cg->f32, src, mul_c(cg, blk, 2 * W)), x;
+  if (valid == 2 * W) {
+    x = LLVMBuildLoad2(cg->b, v2, p, "x");
+    LLVMSetAlignment(x, 4);
+  } else {
+    LLVMValueRef m[128];
+    for (int l = 0; l < 2 * W; l++) m[l] = LLVMConstInt(cg->i1, l < valid, 0);
+    LLVMValueRef args[4] = {p, cg_i32(cg, 4), LLVMConstVector(m, (unsigned)(2 * W)),
+                            LLVMConstNull(v2)};
+    unsigned id = LLVMLookupIntrinsicID("llvm.masked.load", 16);
+    LLVMTypeRef over[2] = {v2, cg->ptr};
+    x = LLVMBuildCall2(cg->b, LLVMIntrinsicGetType(cg->ctx, id, over, 2),
+                       LLVMGetIntrinsicDeclaration(cg->mod, id, over, 2), args, 4, "x");
+  }
+  LLVMValueRef even[64], odd[64];
+  for (int l = 0; l < W; l++) even[l] = cg_i32(cg, 2 * l), odd[l] = cg_i32(cg, 2 * l + 1);
+  LLVMValueRef bits = to_bf16_bits(cg, x);  // <2W x i32>
+  LLVMValueRef word = pair_word(
+      cg, LLVMBuildShuffleVector(cg->b, bits, bits, LLVMConstVector(even, (unsigned)W), ""),
+      LLVMBuildShuffleVector(cg->b, bits, bits, LLVMConstVector(odd, (unsigned)W), ""));
+  LLVMValueRef q = cg_gep(cg, cg->i32, dst, mul_c(cg, blk, W));
+  if (valid == 2 * W) {
+    LLVMValueRef st = LLVMBuildStore(cg->b, word, q);
+    LLVMSetAlignment(st, 4);
+    return;
+  }
+  for (int l = 0; l < (valid + 1) / 2; l++)
+    cg_store(cg, LLVMBuildExtractElement(cg->b, word, cg_i32(cg, l), ""),
+             cg_gep(cg, cg->i32, q, cg_i64(cg, l)));
+}
+
+// bufs: A, packed A (rows of K2 words). Contiguous rows (a_cs == 1) convert 2W floats at a
+// time (masked at the end of the row); other strides one pair at a time.
+static void emit_pack_a_kernel(Cg *cg, const CgGemm *g, const char *fn) {
+  int64_t K2 = (g->K + 1) / 2;
+  int W = cg->W;
+  cg_kernel_begin(cg, fn);
+  LLVMValueRef a = cg_buf(cg, 0), packed = cg_buf(cg, 1);
+  CgLoop w;  // w = bi·M + i
+  cg_for_begin(cg, &w, cg->begin, cg->end, cg_i64(cg, 1), "row");
+  LLVMValueRef bi = LLVMBuildUDiv(cg->b, w.iv, cg_i64(cg, g->M), "bi");
+  LLVMValueRef i = LLVMBuildURem(cg->b, w.iv, cg_i64(cg, g->M), "i");
+  LLVMValueRef src = cg_gep(cg, cg->f32, a,
+                            LLVMBuildAdd(cg->b, cg_gemm_batch_offset(cg, g, bi, g->a_bstride),
+                                         mul_c(cg, i, g->a_rs), ""));  // A(i, 0)
+  LLVMValueRef dst = cg_gep(cg, cg->i32, packed, mul_c(cg, w.iv, K2));  // (K2) words
+  if (g->a_cs == 1) {
+    int64_t full = g->K / (2 * W);
+    int valid = (int)(g->K - full * 2 * W);
+    if (full) {
+      CgLoop kb;
+      cg_for_begin(cg, &kb, cg_i64(cg, 0), cg_i64(cg, full), cg_i64(cg, 1), "kb");
+      pack_a_block(cg, src, dst, kb.iv, 2 * W);
+      cg_for_end(cg, &kb);
+    }
+    if (valid) pack_a_block(cg, src, dst, cg_i64(cg, full), valid);
+  } else {
+    CgLoop k2;
+    cg_for_begin(cg, &k2, cg_i64(cg, 0), cg_i64(cg, g->K / 2), cg_i64(cg, 1), "k2");
+    LLVMValueRef k = mul_c(cg, k2.iv, 2);
+    LLVMValueRef lo = load_f32(cg, src, mul_c(cg, k, g->a_cs));
+    LLVMValueRef hi = load_f32(cg, src, mul_c(cg, LLVMBuildAdd(cg->b, k, cg_i64(cg, 1), ""), g->a_cs));
+    cg_store(cg, pair_word(cg, to_bf16_bits(cg, lo), to_bf16_bits(cg, hi)),
+             cg_gep(cg, cg->i32, dst, k2.iv));
+    cg_for_end(cg, &k2);
+    if (g->K % 2) {
+      LLVMValueRef last = load_f32(cg, src, cg_i64(cg, (g->K - 1) * g->a_cs));
+      cg_store(cg, to_bf16_bits(cg, last), cg_gep(cg, cg->i32, dst, cg_i64(cg, K2 - 1)));
+    }
+  }
+  cg_for_end(cg, &w);
+  cg_kernel_end(cg);
+}
+
+bool cg_gemm_bf16_pack_a(Cg *cg, const CgGemm *g, const char *name, CgArg *a, int node,
+                         CgSteps *steps, CgGemm *w) {
+  assert(g->bf16);
+  int64_t K2 = (g->K + 1) / 2, batch = 1;
+  for (int d = 0; d < g->nbatch; d++) batch *= g->bdim[d];
+  *w = *g;
+  w->K = K2;
+  w->a_rs = K2, w->a_cs = 1;
+  int64_t s = g->M * K2;  // packed A: (batch..., M, K2) words
+  for (int d = g->nbatch - 1; d >= 0; d--) {
+    w->a_bstride[d] = s;
+    s *= g->bdim[d];
+  }
+  int scratch = cg_steps_new_scratch(steps);
+  CgArg packed = cg_arg_scratch(scratch, (size_t)(s > 0 ? s : 1) * sizeof(int32_t));
+  if (K2 > 0) {
+    char fn[112];
+    snprintf(fn, sizeof fn, "%s.pack_a", name);
+    if (!LLVMGetNamedFunction(cg->mod, fn)) emit_pack_a_kernel(cg, g, fn);
+    CgStep *st = cg_steps_add(steps, fn, batch * g->M, node);
+    st->args[st->n_args++] = *a;
+    st->args[st->n_args++] = packed;
+  }
+  *a = packed;
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------
+// Packing B: one panel (K2 × nr words) from B at src (k2 = 0, column 0 of the panel).
+// Element by element: weights are packed once.
+
+void cg_gemm_bf16_pack_panel(Cg *cg, const CgGemm *g, int64_t k_elems, int nr, LLVMValueRef src,
+                             LLVMValueRef dst, int cols) {
+  CgLoop k2;
+  cg_for_begin(cg, &k2, cg_i64(cg, 0), cg_i64(cg, g->K), cg_i64(cg, 1), "k2");
+  LLVMValueRef k = mul_c(cg, k2.iv, 2), k1 = LLVMBuildAdd(cg->b, k, cg_i64(cg, 1), "");
+  LLVMValueRef row0 = cg_gep(cg, cg->f32, src, mul_c(cg, k, g->b_rs));
+  LLVMValueRef has1 = LLVMBuildICmp(cg->b, LLVMIntSLT, k1, cg_i64(cg, k_elems), "");
+  // B(2k2 + 1, ·): row k1, or (past K) row k again with its value dropped below.
+  LLVMValueRef row1 = cg_gep(cg, cg->f32, src,
+                             mul_c(cg, LLVMBuildSelect(cg->b, has1, k1, k, ""), g->b_rs));
+  LLVMValueRef t = cg_gep(cg, cg->i32, dst, mul_c(cg, k2.iv, nr));
+  for (int jj = 0; jj < nr; jj++) {
+    LLVMValueRef word = cg_i32(cg, 0);
+    if (jj < cols) {
+      LLVMValueRef lo = to_bf16_bits(cg, cg_load(cg, cg->f32, cg_gep(cg, cg->f32, row0, cg_i64(cg, jj * g->b_cs)), 1));
+      LLVMValueRef hi = to_bf16_bits(cg, cg_load(cg, cg->f32, cg_gep(cg, cg->f32, row1, cg_i64(cg, jj * g->b_cs)), 1));
+      hi = LLVMBuildSelect(cg->b, has1, hi, cg_i32(cg, 0), "");
+      word = pair_word(cg, lo, hi);
+    }
+    cg_store(cg, word, cg_gep(cg, cg->i32, t, cg_i64(cg, jj)));
+  }
+  cg_for_end(cg, &k2);
+}
+
+// ---------------------------------------------------------------------------------------
+// The microkernel's k2 step.
+
+// vdpbf16ps at 16 lanes: the features' last word on avx512bf16 is "+avx512bf16" (LLVM
+// reads "+x,...,-x" as off).
+static bool native(const Cg *cg) {
+  bool on = false;
+  for (const char *f = cg->features; (f = strstr(f, "avx512bf16")); f++) {
+    size_t after = strlen("avx512bf16");
+    if (f > cg->features && (f[after] == ',' || f[after] == '\0')) on = f[-1] == '+';
+  }
+  return cg->W == 16 && on;
+}
+
+void cg_gemm_bf16_prepare_b(Cg *cg, LLVMValueRef words, LLVMValueRef b[2]) {
+  if (native(cg)) {
+    b[0] = LLVMBuildBitCast(cg->b, words, LLVMVectorType(LLVMBFloatTypeInContext(cg->ctx), 32), "b");
+    b[1] = NULL;
+    return;
+  }
+  LLVMValueRef hi = LLVMBuildAnd(cg->b, words, cg_const_int_like(cg, words, (int64_t)0xffff0000u), "");
+  LLVMValueRef lo = LLVMBuildShl(cg->b, words, cg_const_int_like(cg, words, 16), "");
+  b[0] = LLVMBuildBitCast(cg->b, hi, cg->vf, "b.hi");
+  b[1] = LLVMBuildBitCast(cg->b, lo, cg->vf, "b.lo");
+}
+
+LLVMValueRef cg_gemm_bf16_dot(Cg *cg, LLVMValueRef acc, LLVMValueRef aword, const LLVMValueRef b[2]) {
+  if (native(cg)) {
+    const char *name = "llvm.x86.avx512bf16.dpbf16ps.512";
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMTypeRef bf = LLVMVectorType(LLVMBFloatTypeInContext(cg->ctx), 32);
+    LLVMValueRef a = LLVMBuildBitCast(cg->b, cg_splat(cg, aword, 16), bf, "a");
+    LLVMValueRef args[3] = {acc, a, b[0]};
+    return LLVMBuildCall2(cg->b, LLVMIntrinsicGetType(cg->ctx, id, NULL, 0),
+                          LLVMGetIntrinsicDeclaration(cg->mod, id, NULL, 0), args, 3, "dp");
+  }
+  LLVMValueRef hi = LLVMBuildAnd(cg->b, aword, cg_i32(cg, (int32_t)0xffff0000u), "");
+  LLVMValueRef lo = LLVMBuildShl(cg->b, aword, cg_i32(cg, 16), "");
+  LLVMValueRef ahi = cg_splat(cg, LLVMBuildBitCast(cg->b, hi, cg->f32, ""), cg->W);
+  LLVMValueRef alo = cg_splat(cg, LLVMBuildBitCast(cg->b, lo, cg->f32, ""), cg->W);
+  return cg_fma(cg, alo, b[1], cg_fma(cg, ahi, b[0], acc));  // odd product first, as vdpbf16ps
+}
