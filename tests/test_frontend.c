@@ -980,8 +980,9 @@ START_TEST(test_visualbert_nlvr2_has_the_hf_parameter_count) {
 }
 END_TEST
 
-START_TEST(test_visualbert_common_declares_inputs_only) {
-  load_model_ok("models/visualbert-common.json", NULL);
+START_TEST(test_visualbert_inputs_declares_inputs_only) {
+  // The six inputs of the single-sequence variants; config and blocks from the common file.
+  load_model_ok("models/visualbert-inputs.json", NULL);
   ck_assert_int_eq(ir_count_params(&g), 0);
   assert_shape("visual_embeds", 3, 1, 100, 2048);
 }
@@ -1118,7 +1119,7 @@ static Suite *frontend_suite(void) {
   tcase_add_test(models, test_visualbert_pretrain_has_the_hf_parameter_count);
   tcase_add_test(models, test_visualbert_vqa_late_has_the_hf_parameter_count);
   tcase_add_test(models, test_visualbert_nlvr2_has_the_hf_parameter_count);
-  tcase_add_test(models, test_visualbert_common_declares_inputs_only);
+  tcase_add_test(models, test_visualbert_inputs_declares_inputs_only);
   tcase_add_test(models, test_visualbert_models_load_with_a_tiny_config);
   suite_add_tcase(s, models);
   return s;
