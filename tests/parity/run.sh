@@ -43,6 +43,8 @@ req() {
 
 if [ "$base" = --base ]; then
   check vqa-base vqa visualbert-vqa.json ""
+  check vcr-base vcr visualbert-vcr.json "" --set num_choices=2
+  check flickr-base flickr visualbert-flickr.json ""
   echo "parity: $passed passed, $failed failed"
   [ "$failed" -eq 0 ]
   exit
