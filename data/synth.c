@@ -82,7 +82,8 @@ static double rng_normal(Rng *r) {
   return sqrt(-2.0 * log(1.0 - u)) * cos(2.0 * M_PI * v);
 }
 
-enum { TASK_WORLD, TASK_PRETRAIN, TASK_VQA, TASK_NLVR2 };
+enum { TASK_WORLD, TASK_PRETRAIN, TASK_VQA, TASK_NLVR2, TASK_VCR, TASK_FLICKR };
+enum { VCR_CHOICES = 4 };  // models/visualbert-vcr.json's default num_choices
 static Rng rng_for(uint64_t seed, int task, int split, int64_t index) {
   uint64_t k = ir_rng_key_of(ir_rng_key_of(ir_rng_key_of(seed, (uint64_t)task), (uint64_t)split), (uint64_t)index);
   return (Rng){k};
@@ -182,9 +183,11 @@ static void describe(Rng *r, Text *t, const Obj *o) {
   else say(t, "%s %s %s", article(colours[o->colour]), colours[o->colour], shapes[o->shape]);
 }
 
-static void caption(Rng *r, const Scene *s, Text *t) {
+// "OBJ_i REL OBJ_j" about two objects of s; who (if not NULL) gets i and j.
+static void caption(Rng *r, const Scene *s, Text *t, int who[2]) {
   int i = rng_int(r, s->n), j = rng_int(r, s->n - 1);
   if (j >= i) j++;
+  if (who) who[0] = i, who[1] = j;
   describe(r, t, &s->o[i]);
   say(t, " %s ", relations[rel_of(r, &s->o[i], &s->o[j])]);
   describe(r, t, &s->o[j]);
@@ -298,14 +301,15 @@ static bool statement(Rng *r, const Scene *left, const Scene *right, bool want, 
 
 // --- data sets -------------------------------------------------------------------------------
 
-typedef struct Rows {  // one task's tensors for one split, N examples
-  int64_t n;
-  int64_t *ids, *tt, *vtt, *labels_i, *si;  // [N,T], [N,T], [N,R], labels [N,T] or [N], [N]
-  float *am, *vis, *vam, *labels_f;         // [N,T], [N,R,Dv], [N,R], [N,K]
+typedef struct Rows {  // one task's tensors for one split, N examples of C sequences each
+  int64_t n, c;                                // c: VCR_CHOICES for VCR, else 1
+  int64_t *ids, *tt, *vtt, *labels_i, *si;     // [N*C,T], [N*C,T], [N*C,R], labels [N,T] or [N], [N]
+  int64_t *pos;                                // Flickr: region_to_phrase_position [N,T+R]
+  float *am, *vis, *vam, *labels_f;            // [N*C,T], [N*C,R,Dv], [N*C,R], [N,K] or Flickr [N,T+R,R]
 } Rows;
 
 static void rows_free(Rows *r) {
-  free(r->ids), free(r->tt), free(r->vtt), free(r->labels_i), free(r->si);
+  free(r->ids), free(r->tt), free(r->vtt), free(r->labels_i), free(r->si), free(r->pos);
   free(r->am), free(r->vis), free(r->vam), free(r->labels_f);
 }
 
@@ -362,7 +366,8 @@ static bool rows_alloc(const World *w, Rows *r, int64_t n, int task) {
   int64_t T = w->o->text_len, R = w->o->regions, Dv = w->o->visual_dim;
   memset(r, 0, sizeof *r);
   r->n = n;
-  size_t nn = (size_t)n + 1;
+  r->c = task == TASK_VCR ? VCR_CHOICES : 1;
+  size_t nn = (size_t)(n * r->c) + 1;
   r->ids = calloc(nn * (size_t)T, sizeof(int64_t));
   r->tt = calloc(nn * (size_t)T, sizeof(int64_t));
   r->am = calloc(nn * (size_t)T, sizeof(float));
@@ -370,10 +375,76 @@ static bool rows_alloc(const World *w, Rows *r, int64_t n, int task) {
   r->vtt = calloc(nn * (size_t)R, sizeof(int64_t));
   r->vam = calloc(nn * (size_t)R, sizeof(float));
   if (task == TASK_VQA) r->labels_f = calloc(nn * N_ANSWERS, sizeof(float));
+  else if (task == TASK_FLICKR) r->labels_f = calloc(nn * (size_t)((T + R) * R), sizeof(float));
   else r->labels_i = calloc(nn * (size_t)(task == TASK_PRETRAIN ? T : 1), sizeof(int64_t));
   if (task == TASK_PRETRAIN) r->si = calloc(nn, sizeof(int64_t));
+  if (task == TASK_FLICKR) r->pos = calloc(nn * (size_t)(T + R), sizeof(int64_t));
   return r->ids && r->tt && r->am && r->vis && r->vtt && r->vam && (r->labels_f || r->labels_i) &&
-         (task != TASK_PRETRAIN || r->si);
+         (task != TASK_PRETRAIN || r->si) && (task != TASK_FLICKR || r->pos);
+}
+
+// VCR-like: a VQA question about one scene and VCR_CHOICES answers, the right one at a
+// random place, the others distinct wrong answers (of the right one's kind while there are
+// any); sequence c of example b is "[CLS] question [SEP] answer_c [SEP]" with the scene.
+static bool gen_choices(const World *w, Rng *r, int64_t b, Rows *rows, Diag *d) {
+  int R = w->o->regions, kind, n_kind;
+  const char *const *ans;
+  synth_answers(&ans);
+  Scene s;
+  Text q = {.len = 0};
+  scene_gen(r, R < MAX_OBJECTS ? R : MAX_OBJECTS, &s);
+  int right = question(r, &s, &q, &kind, &n_kind), pick[VCR_CHOICES], place = rng_int(r, VCR_CHOICES);
+  for (int c = 0; c < VCR_CHOICES; c++) {
+    bool fresh = false;
+    while (c != place && !fresh) {
+      int used = 0;  // wrong answers of the kind so far
+      for (int k = 0; k < c; k++) used += k != place && pick[k] >= kind && pick[k] < kind + n_kind;
+      pick[c] = used < n_kind - 1 ? kind + rng_int(r, n_kind) : rng_int(r, N_ANSWERS);
+      fresh = pick[c] != right;
+      for (int k = 0; k < c; k++) fresh &= pick[k] != pick[c];
+    }
+    if (c == place) pick[c] = right;
+    Text a = {.len = 0};
+    say(&a, "%s", ans[pick[c]]);
+    int64_t seq = b * VCR_CHOICES + c, first = b * VCR_CHOICES;
+    if (c == 0) put_regions(w, r, rows, seq, &s, 0, R, 0);
+    else {  // the same image (features, types, mask) in every choice
+      memcpy(rows->vis + seq * R * w->o->visual_dim, rows->vis + first * R * w->o->visual_dim,
+             (size_t)(R * w->o->visual_dim) * sizeof *rows->vis);
+      memcpy(rows->vtt + seq * R, rows->vtt + first * R, (size_t)R * sizeof *rows->vtt);
+      memcpy(rows->vam + seq * R, rows->vam + first * R, (size_t)R * sizeof *rows->vam);
+    }
+    if (!put_text(w, rows, seq, &q, &a, d)) return false;
+  }
+  rows->labels_i[b] = place;
+  return true;
+}
+
+// Flickr-like: "[CLS] caption [SEP]" naming two objects of a scene; slot k of
+// region_to_phrase_position is the text position of the k-th object's shape word (the
+// caption's k-th shape token), its labels row that object's region (one-hot); the other
+// slots are -1 with all-zero labels (no term in the KL divergence).
+static bool gen_grounding(const World *w, Rng *r, int64_t b, Rows *rows, Diag *d) {
+  int R = w->o->regions, T = w->o->text_len, N = T + R, who[2];
+  Scene s;
+  Text t = {.len = 0};
+  scene_gen(r, R < MAX_OBJECTS ? R : MAX_OBJECTS, &s);
+  caption(r, &s, &t, who);
+  put_regions(w, r, rows, b, &s, 0, R, 0);
+  if (!put_text(w, rows, b, &t, NULL, d)) return false;
+  int64_t *pos = rows->pos + b * N;
+  for (int k = 0; k < N; k++) pos[k] = -1;
+  for (int i = 1, k = 0; i < T && k < 2; i++) {
+    int64_t id = rows->ids[b * T + i];
+    for (int sh = 0; sh < N_SHAPES; sh++)
+      if (id == wp_vocab_find(&w->v, shapes[sh], strlen(shapes[sh]))) {
+        pos[k] = i;
+        rows->labels_f[(b * N + k) * R + who[k]] = 1;
+        k++;
+        break;
+      }
+  }
+  return true;
 }
 
 static bool gen_example(const World *w, int task, int split, int64_t b, Rows *rows, Diag *d) {
@@ -383,8 +454,8 @@ static bool gen_example(const World *w, int task, int split, int64_t b, Rows *ro
   Text ta = {.len = 0}, tb = {.len = 0};
   if (task == TASK_PRETRAIN) {  // two captions of one scene; labels ignored until masked
     scene_gen(&r, R < MAX_OBJECTS ? R : MAX_OBJECTS, &s);
-    caption(&r, &s, &ta);
-    caption(&r, &s, &tb);
+    caption(&r, &s, &ta, NULL);
+    caption(&r, &s, &tb, NULL);
     put_regions(w, &r, rows, b, &s, 0, R, 0);
     for (int i = 0; i < T; i++) rows->labels_i[b * T + i] = -100;
     rows->si[b] = 1;
@@ -400,6 +471,10 @@ static bool gen_example(const World *w, int task, int split, int64_t b, Rows *ro
     put_regions(w, &r, rows, b, &s, 0, R, 0);
     return put_text(w, rows, b, &ta, NULL, d);
   }
+  if (task == TASK_VCR)  // Q -> A among VCR_CHOICES: "[CLS] question [SEP] answer [SEP]" each
+    return gen_choices(w, &r, b, rows, d);
+  if (task == TASK_FLICKR)  // a caption; each named object's shape token -> its region
+    return gen_grounding(w, &r, b, rows, d);
   // NLVR2: two scenes of up to R/2 objects, image 0 ("left") then image 1; half true.
   int half = R / 2, max = half < MAX_OBJECTS ? half : MAX_OBJECTS;
   bool want = rng_int(&r, 2);
@@ -414,7 +489,7 @@ static bool gen_example(const World *w, int task, int split, int64_t b, Rows *ro
 }
 
 static bool write_rows(const World *w, const char *path, int task, const Rows *r, Diag *d) {
-  int64_t N = r->n, T = w->o->text_len, R = w->o->regions, Dv = w->o->visual_dim;
+  int64_t N = r->n, C = r->c, T = w->o->text_len, R = w->o->regions, Dv = w->o->visual_dim;
   StTensor t[9];
   int n = 0;
 #define ADD(NAME, DT, DATA, ...)                                                         \
@@ -426,16 +501,28 @@ static bool write_rows(const World *w, const char *path, int task, const Rows *r
     memcpy(x->shape, sh, sizeof sh);                                                     \
     x->nbytes = (size_t)st_numel(x) * dt_size(DT);                                       \
   } while (0)
-  ADD("input_ids", DT_I64, r->ids, N, T);
-  ADD("token_type_ids", DT_I64, r->tt, N, T);
-  ADD("attention_mask", DT_F32, r->am, N, T);
-  ADD("visual_embeds", DT_F32, r->vis, N, R, Dv);
-  ADD("visual_token_type_ids", DT_I64, r->vtt, N, R);
-  ADD("visual_attention_mask", DT_F32, r->vam, N, R);
+  if (task == TASK_VCR) {  // the choice axis after the example's
+    ADD("input_ids", DT_I64, r->ids, N, C, T);
+    ADD("token_type_ids", DT_I64, r->tt, N, C, T);
+    ADD("attention_mask", DT_F32, r->am, N, C, T);
+    ADD("visual_embeds", DT_F32, r->vis, N, C, R, Dv);
+    ADD("visual_token_type_ids", DT_I64, r->vtt, N, C, R);
+    ADD("visual_attention_mask", DT_F32, r->vam, N, C, R);
+  } else {
+    ADD("input_ids", DT_I64, r->ids, N, T);
+    ADD("token_type_ids", DT_I64, r->tt, N, T);
+    ADD("attention_mask", DT_F32, r->am, N, T);
+    ADD("visual_embeds", DT_F32, r->vis, N, R, Dv);
+    ADD("visual_token_type_ids", DT_I64, r->vtt, N, R);
+    ADD("visual_attention_mask", DT_F32, r->vam, N, R);
+  }
   int64_t mlm_cfg[6] = {w->v.cls, w->v.sep, w->v.pad, w->v.mask, w->v.unk, w->v.n};
   if (task == TASK_VQA) {
     ADD("labels", DT_F32, r->labels_f, N, N_ANSWERS);
-  } else if (task == TASK_NLVR2) {
+  } else if (task == TASK_FLICKR) {
+    ADD("region_to_phrase_position", DT_I64, r->pos, N, T + R);
+    ADD("labels", DT_F32, r->labels_f, N, T + R, R);
+  } else if (task == TASK_NLVR2 || task == TASK_VCR) {
     ADD("labels", DT_I64, r->labels_i, N);
   } else {
     ADD("labels", DT_I64, r->labels_i, N, T);
@@ -512,9 +599,9 @@ bool synth_write(const char *dir, const SynthOptions *o, Diag *d) {
   }
   static const char *const split_names[3] = {"train", "val", "test"};
   const int split_n[3] = {o->n_train, o->n_val, o->n_test};
-  static const int tasks[3] = {TASK_PRETRAIN, TASK_VQA, TASK_NLVR2};
-  static const char *const task_names[3] = {"pretrain", "vqa", "nlvr2"};
-  for (int ti = 0; ok && ti < 3; ti++)
+  static const int tasks[5] = {TASK_PRETRAIN, TASK_VQA, TASK_NLVR2, TASK_VCR, TASK_FLICKR};
+  static const char *const task_names[5] = {"pretrain", "vqa", "nlvr2", "vcr", "flickr"};
+  for (int ti = 0; ok && ti < 5; ti++)
     for (int sp = 0; ok && sp < 3; sp++) {
       Rows rows;
       if (!rows_alloc(&w, &rows, split_n[sp], tasks[ti])) {

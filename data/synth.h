@@ -1,8 +1,9 @@
 // A synthetic grounded vision-language world (`kiln data synth`): scenes of a few objects
 // (shape, colour, size, position), each one region whose features are a fixed random
 // projection of its attributes plus noise; captions, questions with answers and
-// true/false statements about scene pairs from a small grammar. Writes BERT-format
-// vocab.txt and safetensors data sets for the pre-training, VQA and NLVR2 model files.
+// true/false statements about scene pairs, multiple-choice answers and grounded captions
+// from a small grammar. Writes BERT-format vocab.txt and safetensors data sets for the
+// pre-training, VQA, NLVR2, VCR and Flickr30K model files.
 // Everything is a function of the seed (same seed, same bytes).
 #ifndef KILN_SYNTH_H
 #define KILN_SYNTH_H
@@ -28,7 +29,7 @@ int synth_answers(const char *const **answers);
 
 // Writes into dir (created if missing): vocab.txt, answers.txt, config.txt (the --set
 // values the model files need) and TASK-SPLIT.safetensors for TASK in pretrain,
-// pretrain-static, vqa, nlvr2 and SPLIT in train, val, test. Fails with a message naming
+// pretrain-static, vqa, nlvr2, vcr, flickr and SPLIT in train, val, test. Fails with a message naming
 // the file, or the option that cannot work (e.g. text_len too short for the grammar).
 bool synth_write(const char *dir, const SynthOptions *o, Diag *d);
 

@@ -24,8 +24,9 @@ static bool single_use(const IrNode *n, const bool *pinned) {
 }
 
 static bool is_perm_0213(const IrNode *n) {
+  if (n->op != IR_OP_PERMUTE) return false;  // only a permute has the attribute
   const IrAttr *p = ir_attr(n, "perm");
-  return n->op == IR_OP_PERMUTE && p->n == 4 && p->ints[0] == 0 && p->ints[1] == 2 &&
+  return p->n == 4 && p->ints[0] == 0 && p->ints[1] == 2 &&
          p->ints[2] == 1 && p->ints[3] == 3;
 }
 

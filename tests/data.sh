@@ -182,6 +182,65 @@ check "train --eval-every 0 is exit 2" exit_code 2 "--eval-every must be an inte
   "$kiln" train "${vqa[@]}" --weights "$work/wv.safetensors" --data "$work/a/vqa-train.safetensors" -o "$work/x" \
   --eval-data "$work/a/vqa-val.safetensors" --eval-every 0
 
+# --- VCR and Flickr30K: the rows, and the model files train and evaluate on them ------------
+vcr_rows() {
+  "$python3" - "$work/a/vcr-val.safetensors" "$work/a/vocab.txt" "$work/a/answers.txt" <<'EOF'
+import json, struct, sys
+import numpy as np
+b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+dt = {'I64': np.int64, 'F32': np.float32}
+t = {k: np.frombuffer(b[8 + n + v['data_offsets'][0]:8 + n + v['data_offsets'][1]], dt[v['dtype']]).reshape(v['shape'])
+     for k, v in h.items() if k != '__metadata__'}
+voc = open(sys.argv[2]).read().split()
+answers = set(open(sys.argv[3]).read().split())
+N, C, T = t['input_ids'].shape
+assert (N, C) == (30, 4) and t['visual_embeds'].shape[:3] == (30, 4, 8) and t['labels'].shape == (30,), h
+assert set(t['labels'].tolist()) <= {0, 1, 2, 3} and len(set(t['labels'].tolist())) > 1
+for e in range(N):
+    rows = [' '.join(voc[i] for i in t['input_ids'][e, c] if i) for c in range(C)]
+    q = {r.split(' [SEP]')[0] for r in rows}
+    a = [r.split(' [SEP]')[1].strip() for r in rows]
+    assert len(q) == 1 and len(set(a)) == C and set(a) <= answers, rows
+    for k in ('visual_embeds', 'visual_attention_mask', 'visual_token_type_ids'):
+        assert (t[k][e] == t[k][e, :1]).all(), k  # one image for every choice
+EOF
+}
+check "synth: VCR rows: one question, 4 distinct answers, the same image in each choice" vcr_rows
+flickr_rows() {
+  "$python3" - "$work/a/flickr-val.safetensors" "$work/a/vocab.txt" <<'EOF'
+import json, struct, sys
+import numpy as np
+b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+dt = {'I64': np.int64, 'F32': np.float32}
+t = {k: np.frombuffer(b[8 + n + v['data_offsets'][0]:8 + n + v['data_offsets'][1]], dt[v['dtype']]).reshape(v['shape'])
+     for k, v in h.items() if k != '__metadata__'}
+voc = open(sys.argv[2]).read().split()
+pos, lab, vam = t['region_to_phrase_position'], t['labels'], t['visual_attention_mask']
+assert pos.shape == (30, 32) and lab.shape == (30, 32, 8), h
+for e in range(30):
+    shape_at = [i for i, x in enumerate(t['input_ids'][e]) if voc[x] in ('circle', 'square', 'triangle', 'star')]
+    assert pos[e, :2].tolist() == shape_at and (pos[e, 2:] == -1).all(), (pos[e], shape_at)
+    for k in range(2):  # one-hot on a real region
+        r = int(lab[e, k].argmax())
+        assert lab[e, k].sum() == 1 and lab[e, k, r] == 1 and vam[e, r] == 1
+    assert (lab[e, 2:] == 0).all()
+EOF
+}
+check "synth: Flickr rows: slots 0, 1 at the caption's shape words, one-hot on a real region; the rest -1, no label" flickr_rows
+train_task() {  # TASK: 3 steps on its train split, then kiln eval on its val split
+  local m=("$src/models/visualbert-$1.json" "${tiny[@]}" --set batch=4)
+  "$kiln" init "${m[@]}" -o "$work/w-$1.safetensors" --seed 2 2>/dev/null &&
+  "$kiln" train "${m[@]}" --weights "$work/w-$1.safetensors" --data "$work/a/$1-train.safetensors" \
+    -o "$work/t-$1.safetensors" --steps 3 --threads 2 --lr 1e-3 2>"$work/t-$1.log" &&
+  tr '\r' '\n' <"$work/t-$1.log" | grep -q 'step 3/3 loss [0-9]' &&
+  "$kiln" eval "${m[@]}" --weights "$work/t-$1.safetensors" --data "$work/a/$1-val.safetensors" >"$work/e-$1" &&
+  grep -qx 'examples: 30' "$work/e-$1" && grep -q '^loss: [0-9]' "$work/e-$1" ||
+    { cat "$work/t-$1.log" "$work/e-$1"; return 1; }
+}
+check "train, eval: the VCR model on its synth splits" train_task vcr
+check "eval: VCR accuracy is the right choice's rate" grep -q '^accuracy: 0\.[0-9]*$' "$work/e-vcr"
+check "train, eval: the Flickr30K model on its synth splits" train_task flickr
+
 check "synth: unknown --set is exit 2" exit_code 2 "--set hidden: unknown" "$kiln" data synth -o "$work/x" --set hidden=3
 check "synth: text_len too short is exit 1" exit_code 1 "text_len=12 is too short" \
   "$kiln" data synth -o "$work/x" --set text_len=12 --train 5 --val 1 --test 1

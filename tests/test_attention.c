@@ -216,6 +216,26 @@ END_TEST
 
 // A mask that autodiff differentiates (here a parameter) keeps the attention unfused when
 // the pipeline runs for a loss (attention has no mask gradient), and fused otherwise.
+START_TEST(test_pass_leaves_a_reshape_to_rank_3_of_anything_but_a_permute) {
+  // VCR's reshape of visual_embeds [batch, choices, regions, dim] to [sequences, regions,
+  // dim]: the pass must look at the op before reading a permute's attribute.
+  IrGraph g;
+  ir_graph_init(&g, "test");
+  IrNode *x = source(&g, IR_OP_INPUT, "x", shp(4, 2, 3, 4, 5));
+  IrNode *r = node(&g, IR_OP_RESHAPE, "r", 1, x, NULL);
+  ir_set_ints(r, "shape", 3, (int64_t[]){6, 4, 5});
+  g.outputs = arena_alloc(&g.arena, sizeof *g.outputs);
+  g.outputs[0] = r;
+  g.n_outputs = 1;
+  PassOptions po = {0};
+  Diag d = {0};
+  ck_assert_msg(ir_graph_finish(&g, &d) && pass_run_pipeline(&g, &po, NULL, NULL, 0, &d), "%s", d.msg);
+  ck_assert_int_eq(count_op(&g, IR_OP_ATTENTION), 0);
+  ck_assert_int_eq(ir_graph_find(&g, "r")->shape.rank, 3);
+  ir_graph_free(&g);
+}
+END_TEST
+
 START_TEST(test_pass_leaves_attention_with_a_differentiated_mask_when_training) {
   Dims dm = {1, 2, 3, 3, 4, true, true};
   for (int grad = 0; grad <= 1; grad++) {
@@ -547,6 +567,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_pass_replaces_the_attention_chain_by_one_node);
   tcase_add_test(tc, test_pass_leaves_attention_whose_probabilities_are_used_elsewhere);
   tcase_add_test(tc, test_pass_leaves_attention_with_a_differentiated_mask_when_training);
+  tcase_add_test(tc, test_pass_leaves_a_reshape_to_rank_3_of_anything_but_a_permute);
   int n_ref = (int)(sizeof ref_cases / sizeof ref_cases[0]);
   int n_jit = (int)(sizeof jit_cases / sizeof jit_cases[0]);
   tcase_add_loop_test(tc, test_reference_fused_equals_unfused_in_inference_and_training, 0, n_ref);

@@ -518,7 +518,7 @@ static const Case cases[] = {
   {{RUN_TINY_O("tmp/out_link.safetensors")}, 1, {"out_link.safetensors: is a symbolic link"}},
   // --- config overrides and model paths on the command line ---------------------------------
   {{"check", VQA, "--set", "nosuch=1"}, 1, {"--set nosuch", "no config entry \"nosuch\""}},
-  {{"check", VQA, "--set", "batch=0"}, 1, {"visualbert-common.json", "inputs[0]", "\"batch\" is 0", "dims must be positive"}},
+  {{"check", VQA, "--set", "batch=0"}, 1, {"visualbert-inputs.json", "inputs[0]", "\"batch\" is 0", "dims must be positive"}},
   {{"check", VQA, "--set", "heads=5"}, 1, {"visualbert-common.json", "head_dim", "153.6, not a whole number"}},
   {{"check", VQA, "--set", "batch=2+"}, 1, {"--set batch", "unexpected end"}},
   {{"check", VQA, "--set", "hidden=0"}, 1, {"config.attn_scale", "division by zero"}},

@@ -969,19 +969,58 @@ START_TEST(test_visualbert_vqa_late_has_the_hf_parameter_count) {
 }
 END_TEST
 
+// The base sizes with other region features and head width.
+static VbConfig vb_base_with(int64_t visual_dim, int64_t labels) {
+  VbConfig c = vb_base;
+  c.visual_dim = visual_dim;
+  c.labels = labels;
+  return c;
+}
+
 START_TEST(test_visualbert_nlvr2_has_the_hf_parameter_count) {
   // 1024-dim region features and a two-way head.
-  VbConfig c = vb_base;
-  c.visual_dim = 1024;
-  c.labels = 2;
+  VbConfig c = vb_base_with(1024, 2);
   load_model_ok("models/visualbert-nlvr2.json", NULL);
   ck_assert_int_eq(ir_count_params(&g), 110665730);
   ck_assert_int_eq(ir_count_params(&g), vb_model(&c) + vb_linear_head(&c));
 }
 END_TEST
 
-START_TEST(test_visualbert_common_declares_inputs_only) {
-  load_model_ok("models/visualbert-common.json", NULL);
+START_TEST(test_visualbert_vcr_has_the_hf_parameter_count) {
+  // 512-dim region features, `cls` Linear(hidden, 1); every (example, choice) pair is a
+  // sequence of the encoder.
+  VbConfig c = vb_base_with(512, 1);
+  load_model_ok("models/visualbert-vcr.json", NULL);
+  ck_assert_int_eq(ir_count_params(&g), 110271745);
+  ck_assert_int_eq(ir_count_params(&g), vb_model(&c) + vb_linear_head(&c));
+  assert_shape("input_ids", 3, 1, 4, 20);
+  assert_shape("visual_embeds", 4, 1, 4, 100, 512);
+  assert_shape("hidden.12", 3, 4, 120, 768);
+  assert_shape("logits", 2, 1, 4);
+  load_model_ok("models/visualbert-vcr-late.json", "batch=2", "num_choices=3", NULL);
+  ck_assert_int_eq(ir_count_params(&g), vb_model(&c) + vb_layer(&c) + vb_linear_head(&c));
+  assert_shape("text_hidden.12", 3, 6, 20, 768);
+  assert_shape("logits", 2, 2, 3);
+}
+END_TEST
+
+START_TEST(test_visualbert_flickr_has_the_hf_parameter_count) {
+  // The pre-training heads (kept, unused) and the alignment's query and key, hidden wide.
+  int64_t h = vb_base.hidden, align = 2 * (h * h + h);
+  load_model_ok("models/visualbert-flickr.json", NULL);
+  ck_assert_int_eq(ir_count_params(&g), 113255996);
+  ck_assert_int_eq(ir_count_params(&g), vb_model(&vb_base) + vb_pretrain_heads(&vb_base) + align);
+  assert_shape("region_to_phrase_position", 2, 1, 120);
+  assert_shape("logits", 3, 1, 120, 100);
+  load_model_ok("models/visualbert-flickr-late.json", NULL);
+  ck_assert_int_eq(ir_count_params(&g),
+                   vb_model(&vb_base) + vb_layer(&vb_base) + vb_pretrain_heads(&vb_base) + align);
+}
+END_TEST
+
+START_TEST(test_visualbert_inputs_declares_inputs_only) {
+  // The six inputs of the single-sequence variants; config and blocks from the common file.
+  load_model_ok("models/visualbert-inputs.json", NULL);
   ck_assert_int_eq(ir_count_params(&g), 0);
   assert_shape("visual_embeds", 3, 1, 100, 2048);
 }
@@ -1118,7 +1157,9 @@ static Suite *frontend_suite(void) {
   tcase_add_test(models, test_visualbert_pretrain_has_the_hf_parameter_count);
   tcase_add_test(models, test_visualbert_vqa_late_has_the_hf_parameter_count);
   tcase_add_test(models, test_visualbert_nlvr2_has_the_hf_parameter_count);
-  tcase_add_test(models, test_visualbert_common_declares_inputs_only);
+  tcase_add_test(models, test_visualbert_inputs_declares_inputs_only);
+  tcase_add_test(models, test_visualbert_vcr_has_the_hf_parameter_count);
+  tcase_add_test(models, test_visualbert_flickr_has_the_hf_parameter_count);
   tcase_add_test(models, test_visualbert_models_load_with_a_tiny_config);
   suite_add_tcase(s, models);
   return s;

@@ -8,17 +8,20 @@ set -euo pipefail
 src=$1 out=$2
 mkdir -p "$out"/fuzz_model "$out"/fuzz_safetensors "$out"/fuzz_wordpiece "$out"/fuzz_data
 
-# fuzz_model: a model, then each file it includes (one level: enough for the cycles).
+# fuzz_model: a model, then each file it includes and the files those include (two levels:
+# the VisualBERT variants include visualbert-inputs.json, which includes the common file).
+includes() { grep -o '"[^"]*\.json"' "$1" | tr -d '"'; }
 for m in "$src"/models/*.json "$src"/tests/bad/*.json; do
   dir=$(dirname "$m") seed="$out/fuzz_model/$(basename "$(dirname "$m")")-$(basename "$m")"
   cat "$m" > "$seed"
-  for inc in $(grep -o '"[^"]*\.json"' "$m" | tr -d '"' | sort -u); do
+  for inc in $( { includes "$m"; for i in $(includes "$m"); do [ -f "$dir/$i" ] && includes "$dir/$i"; done; } | sort -u); do
     [ -f "$dir/$inc" ] && [ "$dir/$inc" != "$m" ] && { printf '\n--- %s\n' "$inc"; cat "$dir/$inc"; } >> "$seed"
   done
 done
 tiny='layers=1\nhidden=8\nheads=2\nintermediate=16\ntext_len=3\nregions=2\nvisual_dim=4\nvocab=11\nnum_labels=3\nmax_positions=8'
 for v in vqa nlvr2-late pretrain; do
-  { cat "$src/models/visualbert-$v.json"; printf '\n--- visualbert-common.json\n'
+  { cat "$src/models/visualbert-$v.json"; printf '\n--- visualbert-inputs.json\n'
+    cat "$src/models/visualbert-inputs.json"; printf '\n--- visualbert-common.json\n'
     cat "$src/models/visualbert-common.json"; printf "\n--- --set\n$tiny\n"; } > "$out/fuzz_model/tiny-$v"
 done
 { cat "$src/tests/bad/tiny_ok.json"; printf '\n--- --set\nbatch=dim * 2 - 1\nout=max(vocab, 3) %% 4 + out\n'; } \

@@ -260,6 +260,9 @@ def test_param_counts():
             shapes = {k: s for k, s in shapes.items() if not k.startswith("cls.")}
         n = sum(int(np.prod(s)) for s in shapes.values())
         check(n == n_exp, f"param count {variant}", f"{n} vs {n_exp}")
+    for variant, n_exp in (("vcr", 110271745), ("flickr", 113255996)):
+        n = sum(int(np.prod(s)) for s in vb.param_shapes(vb.default_config(variant), variant).values())
+        check(n == n_exp, f"param count {variant}", f"{n} vs {n_exp}")
     cfg = vb.default_config("vqa-late")
     extra = sum(int(np.prod(s)) for k, s in vb.param_shapes(cfg, "vqa-late").items()
                 if "additional_layer" in k)

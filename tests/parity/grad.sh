@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Gradient parity: `kiln grad` (reverse-mode autodiff) against PyTorch autograd on the
-# independent VisualBERT (tests/parity/grad_torch.py, float64), for all four model files at
+# independent VisualBERT (tests/parity/grad_torch.py, float64), for the model files at
 # a tiny configuration with dropout off, on both backends (ref, jit); and with dropout 0.1,
 # `kiln grad --backend jit` against `--backend ref` at the same seed (the same masks).
 # usage: tests/parity/grad.sh KILN_BINARY
@@ -12,7 +12,7 @@ tiny=(--set layers=2 --set hidden=16 --set heads=2 --set intermediate=32 --set v
 nodrop=(--set dropout=0)
 drop=(--set dropout=0.1)
 passed=0 failed=0
-for variant in vqa pretrain vqa-late nlvr2; do
+for variant in vqa pretrain vqa-late nlvr2 vcr vcr-late flickr flickr-late; do
   d="$work/$variant"; mkdir -p "$d"
   model="$root/models/visualbert-$variant.json"
   extra=(); [ "$variant" = nlvr2 ] && extra=(--set num_labels=2)

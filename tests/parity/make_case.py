@@ -1,13 +1,13 @@
 #!/usr/bin/python3
 """Random, valid VisualBERT inputs for a parity case.
 
-  make_case.py --variant {vqa,pretrain,nlvr2}[-late] --seed S -o IN.safetensors
+  make_case.py --variant {vqa,pretrain,nlvr2,vcr,flickr}[-late] --seed S -o IN.safetensors
                [--set name=value ...] [--float-masks] [--no-labels]
                [--id-dtype int64|int32] [--weights-out W.safetensors
                [--weight-std 0.02] [--weight-seed N]]
 
 Config names and defaults are the same as visualbert_torch.py / kiln
-(batch 1, text_len 20, regions 100, vocab 30522, visual_dim 2048 (nlvr2: 1024),
+(batch 1, text_len 20, regions 100, vocab 30522, visual_dim 2048 (nlvr2: 1024, vcr: 512),
 num_labels 3129 (nlvr2: 2), type_vocab 2, ...), so the --set list given to
 `kiln init` can be passed unchanged; names that do not affect inputs
 (hidden, layers, heads, ...) are accepted and ignored.
@@ -23,6 +23,10 @@ Written tensors:
   scores min(1, 0.3*count) on 1-4 answers; pretrain labels [B,T] int (~15% of
   real positions, >= 1 per example, others -100) and sentence_image_labels [B];
   nlvr2 labels [B] int in [0,num_labels).
+  vcr: the six inputs above for B * num_choices sequences, shaped [B, num_choices, ...],
+  labels [B] int in [0,num_choices). flickr: region_to_phrase_position [B,T+R] int (about
+  half the slots a real text position, the others -1), labels [B,T+R,R] float32: per slot
+  a distribution over the kept regions (some zero), 0 at masked regions.
   Masks are int64 (float32 with --float-masks); ids use --id-dtype.
 --weights-out additionally writes random weights (HF names, HF-like init:
   normal(0, std), LayerNorm 1/0, bias 0) for the same config.
@@ -40,6 +44,8 @@ from visualbert_torch import VARIANTS, base, default_config, parse_sets, random_
 
 
 def make_inputs(variant, seed, cfg, float_masks=False, labels=True, id_dtype=np.int64):
+    if base(variant) == "vcr":
+        return make_choices(seed, cfg, float_masks, labels, id_dtype)
     rng = np.random.default_rng(seed)
     B, T, R = cfg["batch"], cfg["text_len"], cfg["regions"]
     V, Dv, TV, NL = cfg["vocab"], cfg["visual_dim"], cfg["type_vocab"], cfg["num_labels"]
@@ -101,6 +107,29 @@ def make_inputs(variant, seed, cfg, float_masks=False, labels=True, id_dtype=np.
             lab[b, pos] = rng.integers(0, V, size=pos.size)
         out["labels"] = lab.astype(id_dtype)
         out["sentence_image_labels"] = rng.integers(0, 2, size=B).astype(id_dtype)
+    elif base(variant) == "flickr":
+        N = T + R
+        pos = np.where(rng.random((B, N)) < 0.5, rng.integers(0, T, size=(B, N)), -1)
+        pos = np.minimum(pos, lengths[:, None] - 1)  # a real text position, or -1
+        lab = rng.random((B, N, R)) * vmask[:, None, :]
+        lab[lab < 0.3] = 0
+        for b in range(B):
+            kept = np.nonzero(vmask[b])[0]
+            for n in range(N):
+                if not lab[b, n].any():
+                    lab[b, n, kept[int(rng.integers(0, kept.size))]] = 1
+        out["region_to_phrase_position"] = pos.astype(id_dtype)
+        out["labels"] = (lab / lab.sum(-1, keepdims=True)).astype(np.float32)
+    return out
+
+
+def make_choices(seed, cfg, float_masks, labels, id_dtype):
+    """VCR: the single-sequence inputs of batch * num_choices sequences, as [B, C, ...]."""
+    B, C = cfg["batch"], cfg["num_choices"]
+    seqs = make_inputs("vqa", seed, dict(cfg, batch=B * C), float_masks, False, id_dtype)
+    out = {n: a.reshape((B, C) + a.shape[1:]) for n, a in seqs.items()}
+    if labels:
+        out["labels"] = np.random.default_rng(seed + 1).integers(0, C, size=B).astype(id_dtype)
     return out
 
 

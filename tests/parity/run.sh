@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Parity: kiln (JIT and reference backends) against the independent PyTorch VisualBERT
-# (tests/parity/visualbert_torch.py, float64) on the same weights and inputs, for all four
-# model files at small configurations, or (with --base) VQA at the full base size.
+# (tests/parity/visualbert_torch.py, float64) on the same weights and inputs, for every
+# model file at small configurations, or (with --base) VQA, VCR (two choices) and Flickr30K
+# at the full base size.
 # usage: tests/parity/run.sh KILN_BINARY [--base]
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
@@ -42,6 +43,8 @@ req() {
 
 if [ "$base" = --base ]; then
   check vqa-base vqa visualbert-vqa.json ""
+  check vcr-base vcr visualbert-vcr.json "" --set num_choices=2
+  check flickr-base flickr visualbert-flickr.json ""
   echo "parity: $passed passed, $failed failed"
   [ "$failed" -eq 0 ]
   exit
@@ -53,6 +56,10 @@ check vqa-late-tiny vqa-late visualbert-vqa-late.json "" "${tiny[@]}" --set num_
 check nlvr2-tiny nlvr2 visualbert-nlvr2.json "" "${tiny[@]}"
 check nlvr2-late-tiny nlvr2-late visualbert-nlvr2-late.json "" "${tiny[@]}"
 check pretrain-late-tiny pretrain-late visualbert-pretrain-late.json "" "${tiny[@]}"
+check vcr-tiny vcr visualbert-vcr.json "" "${tiny[@]}"
+check vcr-late-tiny-3-choices-float-masks vcr-late visualbert-vcr-late.json "--float-masks" "${tiny[@]}" --set num_choices=3
+check flickr-tiny flickr visualbert-flickr.json "" "${tiny[@]}"
+check flickr-late-tiny flickr-late visualbert-flickr-late.json "" "${tiny[@]}"
 check vqa-batch1-3layers vqa visualbert-vqa.json "" --set layers=3 --set hidden=48 --set heads=3 \
   --set intermediate=96 --set vocab=80 --set visual_dim=40 --set text_len=9 --set regions=13 \
   --set num_labels=11

@@ -5,18 +5,29 @@ Follows /work/shared/visualbert.md (Hugging Face parameter names). All math is
 written out with torch tensor ops; inference mode (dropout = identity).
 Computes in float64 by default; outputs are written as float32.
 
-  visualbert_torch.py --variant {vqa,pretrain,nlvr2}[-late] \
+  visualbert_torch.py --variant {vqa,pretrain,nlvr2,vcr,flickr}[-late] \
       --weights W.safetensors --inputs IN.safetensors -o OUT.safetensors \
       [--set name=value ...] [--dtype float64|float32] [--hidden] [--strict]
 
 Config names (--set): batch text_len regions vocab hidden layers heads
 intermediate visual_dim num_labels max_positions dropout type_vocab
-layer_norm_eps. Everything except `heads` and `layer_norm_eps` is inferred from
+layer_norm_eps num_choices alignment_dim. Everything except `heads` and `layer_norm_eps` is inferred from
 the weights / inputs; a --set that contradicts them is an error.
 
 Outputs: pooler_output [B,H] always;
   vqa, vqa-late: logits [B,num_labels] (token at sum(attention_mask)-2);
   nlvr2:         logits [B,num_labels] (= cls(pooler_output));
+  vcr:           (HF VisualBertForMultipleChoice) inputs [B,C,T] / [B,C,R,Dv],
+                 each (example, choice) its own sequence; logits [B,C] (= cls
+                 Linear(H,1) of each pooled output), pooler_output [B,C,H];
+                 labels [B] (the right choice), cross-entropy;
+  flickr:        (HF VisualBertForRegionToPhraseAlignment) logits [B,T+R,R]:
+                 encoder outputs at region_to_phrase_position (-1 read as 0)
+                 against those at the regions through attention.query/key,
+                 / sqrt(their width), + (1 - visual_attention_mask) * float32
+                 min; labels [B,T+R,R] distributions, KL-divergence batchmean.
+                 The width is read from the weights: HF's class has 64 (hidden /
+                 heads) and an unused attention.value; kiln's file uses hidden;
   pretrain:      prediction_logits [B,T,vocab], seq_relationship_logits [B,2];
   loss []        when label inputs are present (pretrain: labels and/or
                  sentence_image_labels; the loss is the sum of the present
@@ -39,7 +50,8 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import safetensors_io  # noqa: E402
 
-VARIANTS = ("vqa", "pretrain", "vqa-late", "nlvr2", "nlvr2-late", "pretrain-late")
+VARIANTS = ("vqa", "pretrain", "vqa-late", "nlvr2", "nlvr2-late", "pretrain-late",
+            "vcr", "vcr-late", "flickr", "flickr-late")
 
 
 def base(variant):
@@ -49,8 +61,9 @@ def base(variant):
 CONFIG_DEFAULTS = dict(
     batch=1, text_len=20, regions=100, vocab=30522, hidden=768, layers=12,
     heads=12, intermediate=3072, visual_dim=2048, num_labels=3129,
-    max_positions=512, dropout=0.1, type_vocab=2, layer_norm_eps=1e-12)
-VARIANT_DEFAULTS = {"nlvr2": dict(num_labels=2, visual_dim=1024)}
+    max_positions=512, dropout=0.1, type_vocab=2, layer_norm_eps=1e-12,
+    num_choices=4, alignment_dim=768)
+VARIANT_DEFAULTS = {"nlvr2": dict(num_labels=2, visual_dim=1024), "vcr": dict(visual_dim=512)}
 FLOAT_KEYS = ("dropout", "layer_norm_eps")
 
 EMB = "visual_bert.embeddings."
@@ -130,7 +143,15 @@ def param_shapes(cfg, variant):
     if base(variant) in ("vqa", "nlvr2"):
         s["cls.weight"] = (cfg["num_labels"], H)
         s["cls.bias"] = (cfg["num_labels"],)
-    elif base(variant) == "pretrain":
+    elif base(variant) == "vcr":
+        s["cls.weight"] = (1, H)
+        s["cls.bias"] = (1,)
+    if base(variant) == "flickr":
+        A = cfg["alignment_dim"]
+        for n in ("query", "key"):
+            s[f"attention.{n}.weight"] = (A, H)
+            s[f"attention.{n}.bias"] = (A,)
+    if base(variant) in ("pretrain", "flickr"):
         s["cls.predictions.transform.dense.weight"] = (H, H)
         s["cls.predictions.transform.dense.bias"] = (H,)
         s["cls.predictions.transform.LayerNorm.weight"] = (H,)
@@ -138,7 +159,7 @@ def param_shapes(cfg, variant):
         s["cls.predictions.bias"] = (V,)
         s["cls.seq_relationship.weight"] = (2, H)
         s["cls.seq_relationship.bias"] = (2,)
-    else:
+    if base(variant) not in ("vqa", "nlvr2", "vcr", "pretrain", "flickr"):
         raise ValueError(f"unknown variant {variant!r}")
     return s
 
@@ -170,11 +191,20 @@ def infer_config(variant, weights, inputs=None, sets=None):
         raise SystemExit(f"weights: encoder layer indices not contiguous: {sorted(idx)}")
     if base(variant) in ("vqa", "nlvr2"):
         found["num_labels"] = shape("cls.weight")[0]
+    if base(variant) == "flickr":
+        found["alignment_dim"] = shape("attention.query.weight")[0]
     if inputs is not None:
         if "input_ids" not in inputs or "visual_embeds" not in inputs:
             raise SystemExit("inputs: input_ids and visual_embeds are required")
-        found["batch"], found["text_len"] = inputs["input_ids"].shape
-        b2, found["regions"], dv = inputs["visual_embeds"].shape
+        ids_shape, ve_shape = inputs["input_ids"].shape, inputs["visual_embeds"].shape
+        if base(variant) == "vcr":  # a choice axis after the batch
+            if len(ids_shape) != 3 or len(ve_shape) != 4 or ids_shape[1] != ve_shape[1]:
+                raise SystemExit(f"vcr: input_ids {list(ids_shape)} / visual_embeds "
+                                 f"{list(ve_shape)}, expected [B,C,T] / [B,C,R,Dv]")
+            found["num_choices"] = ids_shape[1]
+            ids_shape, ve_shape = ids_shape[:1] + ids_shape[2:], ve_shape[:1] + ve_shape[2:]
+        found["batch"], found["text_len"] = ids_shape
+        b2, found["regions"], dv = ve_shape
         if b2 != found["batch"]:
             raise SystemExit(f"inputs: batch mismatch input_ids {found['batch']} "
                              f"vs visual_embeds {b2}")
@@ -274,6 +304,8 @@ def vqa_gather_index(attention_mask):
 def forward(W, inp, variant, cfg, debug=False):
     """W, inp: dicts of torch tensors (floats already in the compute dtype,
     ids/labels int64). Returns dict of torch tensors."""
+    if base(variant) == "vcr":
+        return forward_multiple_choice(W, inp, variant, cfg, debug)
     eps, heads = cfg["layer_norm_eps"], cfg["heads"]
     dtype = W[EMB + "word_embeddings.weight"].dtype
     T = inp["input_ids"].shape[1]
@@ -320,6 +352,22 @@ def forward(W, inp, variant, cfg, debug=False):
         out["logits"] = logits
         if "labels" in inp:
             out["loss"] = F.cross_entropy(logits, inp["labels"].reshape(-1))
+    elif base(variant) == "flickr":
+        # HF VisualBertForRegionToPhraseAlignment: phrase slots gather sequence outputs,
+        # regions are the outputs after the text; one head of the width of attention.query.
+        pos = inp["region_to_phrase_position"]
+        pos = pos * (pos != -1).to(pos.dtype)
+        phrases = torch.gather(h, 1, pos[:, :, None].expand(-1, -1, h.shape[-1]))
+        regions = h[:, T:]
+        q = linear(phrases, W, "attention.query")
+        k = linear(regions, W, "attention.key")
+        vmask = inp["visual_attention_mask"].to(dtype)[:, None, :]
+        logits = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1]) \
+            + (1.0 - vmask) * torch.finfo(torch.float32).min
+        out["logits"] = logits
+        if "labels" in inp:
+            out["loss"] = F.kl_div(torch.log_softmax(logits, dim=-1), inp["labels"].to(dtype),
+                                   reduction="batchmean")
     elif base(variant) == "pretrain":
         p = "cls.predictions."
         tr = gelu(linear(h[:, :T], W, p + "transform.dense"))
@@ -349,11 +397,26 @@ def forward(W, inp, variant, cfg, debug=False):
     return out
 
 
+def forward_multiple_choice(W, inp, variant, cfg, debug=False):
+    """HF VisualBertForMultipleChoice: every (example, choice) pair is a sequence of its own
+    (inputs viewed as [B*C, ...]); cls(pooled) per sequence, viewed as [B, C]."""
+    B, C = inp["input_ids"].shape[:2]
+    flat = {n: t.reshape((B * C,) + tuple(t.shape[2:])) for n, t in inp.items() if n != "labels"}
+    seq = forward(W, flat, variant.replace("vcr", "nlvr2"), dict(cfg, num_labels=1), debug)
+    out = {k: v.reshape((B, C) + tuple(v.shape[1:])) for k, v in seq.items() if k != "logits"}
+    logits = seq["logits"].reshape(B, C)
+    out["logits"] = logits
+    if "labels" in inp:
+        out["loss"] = F.cross_entropy(logits, inp["labels"].reshape(-1))
+    return out
+
+
 # ----------------------------------------------------------------- driver ---
 
 def prepare_inputs(inputs_np, cfg, variant, dtype):
     """numpy inputs -> torch tensors, filling HF defaults for missing optionals."""
     B, T, R = cfg["batch"], cfg["text_len"], cfg["regions"]
+    lead = (B, cfg["num_choices"]) if base(variant) == "vcr" else (B,)
     inp = {}
 
     def ids(name, default, shape):
@@ -373,15 +436,15 @@ def prepare_inputs(inputs_np, cfg, variant, dtype):
             a = a.astype(np.int64)
         return torch.from_numpy(np.ascontiguousarray(a))
 
-    inp["input_ids"] = ids("input_ids", None, (B, T))
-    inp["token_type_ids"] = ids("token_type_ids", 0, (B, T))
-    inp["visual_token_type_ids"] = ids("visual_token_type_ids", 1, (B, R))
+    inp["input_ids"] = ids("input_ids", None, lead + (T,))
+    inp["token_type_ids"] = ids("token_type_ids", 0, lead + (T,))
+    inp["visual_token_type_ids"] = ids("visual_token_type_ids", 1, lead + (R,))
     for n, hi in (("input_ids", cfg["vocab"]), ("token_type_ids", cfg["type_vocab"]),
                   ("visual_token_type_ids", cfg["type_vocab"])):
         t = inp[n]
         if t.numel() and (t.min() < 0 or t.max() >= hi):
             raise SystemExit(f"inputs: {n} out of range [0,{hi})")
-    for n, shape in (("attention_mask", (B, T)), ("visual_attention_mask", (B, R))):
+    for n, shape in (("attention_mask", lead + (T,)), ("visual_attention_mask", lead + (R,))):
         if n not in inputs_np:
             print(f"visualbert_torch: note: {n} absent, using ones", file=sys.stderr)
             inp[n] = torch.ones(shape, dtype=dtype)
@@ -400,7 +463,11 @@ def prepare_inputs(inputs_np, cfg, variant, dtype):
                 raise SystemExit(f"inputs: labels shape {list(lab.shape)}, expected "
                                  f"{[B, cfg['num_labels']]}")
             inp["labels"] = torch.from_numpy(lab.astype(np.float64)).to(dtype)
-        elif base(variant) == "nlvr2":
+        elif base(variant) == "flickr":
+            if tuple(lab.shape) != (B, T + R, R):
+                raise SystemExit(f"inputs: labels shape {list(lab.shape)}, expected {[B, T + R, R]}")
+            inp["labels"] = torch.from_numpy(lab.astype(np.float64)).to(dtype)
+        elif base(variant) in ("nlvr2", "vcr"):
             lab = lab.reshape(-1)
             if lab.shape[0] != B:
                 raise SystemExit(f"inputs: labels shape {list(inputs_np['labels'].shape)}, expected [{B}]")
@@ -409,6 +476,11 @@ def prepare_inputs(inputs_np, cfg, variant, dtype):
             if tuple(lab.shape) != (B, T):
                 raise SystemExit(f"inputs: labels shape {list(lab.shape)}, expected {[B, T]}")
             inp["labels"] = torch.from_numpy(lab.astype(np.int64))
+    if base(variant) == "flickr":
+        pos = ids("region_to_phrase_position", None, (B, T + R))
+        if pos.numel() and (pos.min() < -1 or pos.max() >= T + R):
+            raise SystemExit(f"inputs: region_to_phrase_position out of range [-1,{T + R})")
+        inp["region_to_phrase_position"] = pos
     if "sentence_image_labels" in inputs_np and base(variant) == "pretrain":
         sil = inputs_np["sentence_image_labels"].reshape(-1)
         if sil.shape[0] != B:
