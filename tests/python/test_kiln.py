@@ -120,6 +120,21 @@ class TestModel(Base):
         self.assertFalse(strided.flags.c_contiguous)
         same_bits(self, safetensors_io.read(self.path("out.safetensors")), m.run(dict(ins, visual_embeds=strided)))
 
+    def test_bf16_run_equals_kiln_run_precision_bf16(self):
+        cli("init", VQA, "-o", self.path("w.safetensors"), "--seed", "4", *SETS)
+        m = kiln.Model(VQA, set=TINY, threads=THREADS, precision="bf16")
+        ins = inputs_of(m, 1)
+        safetensors_io.write(self.path("in.safetensors"), ins)
+        cli("run", VQA, "--weights", self.path("w.safetensors"), "--inputs", self.path("in.safetensors"),
+            "-o", self.path("bf16.safetensors"), "--threads", str(THREADS), "--precision", "bf16", *SETS)
+        m.load_weights(self.path("w.safetensors"))
+        got = m.run(ins)
+        same_bits(self, safetensors_io.read(self.path("bf16.safetensors")), got)
+        self.model.load_weights(self.path("w.safetensors"))
+        self.assertFalse(np.array_equal(got["logits"], self.model.run(ins)["logits"]), "bf16 gave fp32's bits")
+        with self.assertRaisesRegex(kiln.Error, "bf16"):
+            m.grad(ins)
+
     def test_run_on_fewer_inputs_computes_what_they_allow(self):
         m = self.model
         m.init(seed=4)
@@ -164,7 +179,7 @@ class TestErrors(Base):
         with self.assertRaises(kiln.Error) as e:
             kiln.Model(VQA, set={"labels": 3})
         self.assertEqual(str(e.exception), want)
-        with self.assertRaisesRegex(kiln.Error, 'precision "fp16" is not supported yet'):
+        with self.assertRaisesRegex(kiln.Error, 'precision "fp16" is not supported yet \\("fp32" or "bf16"\\)'):
             kiln.Model(VQA, set=TINY, precision="fp16")
         with self.assertRaisesRegex(kiln.Error, 'backend must be "jit" or "ref", not "gpu"'):
             kiln.Model(VQA, set=TINY, backend="gpu")
