@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "runtime/cache.h"
+#include "tests/check_run.h"
 
 static char dir[64];
 
@@ -154,7 +155,7 @@ START_TEST(test_hash_separates_strings_by_their_ends) {
 }
 END_TEST
 
-int main(void) {
+static Suite *suite(void) {
   Suite *s = suite_create("cache");
   TCase *tc = tcase_create("store");
   tcase_add_test(tc, test_cache_gets_back_what_was_put);
@@ -163,10 +164,7 @@ int main(void) {
   tcase_add_test(tc, test_cache_directory_that_is_a_file_is_not_usable);
   tcase_add_test(tc, test_hash_separates_strings_by_their_ends);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_set_fork_status(sr, CK_NOFORK);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? 1 : 0;
+  return s;
 }
+
+int main(void) { return check_run(suite()); }
