@@ -128,8 +128,10 @@ static bool collect_params(KilnTrainer *t, Diag *d) {
     p->m = f32_value(m, u->state[0]);
     p->v = f32_value(m, u->state[1]);
     if (!p->m || (per == 2 && !p->v)) return diag_error(d, "optimiser state of \"%s\" has no buffer (compiler bug)", p->name);
-    memset(p->m, 0, (size_t)p->numel * sizeof(float));  // zeros until a checkpoint fills them
-    if (p->v) memset(p->v, 0, (size_t)p->numel * sizeof(float));
+    if (m->p.inst.poison) {  // zeros until a checkpoint fills them; fresh buffers are zeros
+      memset(p->m, 0, (size_t)p->numel * sizeof(float));
+      if (p->v) memset(p->v, 0, (size_t)p->numel * sizeof(float));
+    }
     m->bound[u->state[0]->id] = true;
     if (u->state[1]) m->bound[u->state[1]->id] = true;
     t->upd[k] = (Update){m->p.value[g->outputs[u->new_value]->id], m->p.value[g->outputs[u->new_state[0]]->id],

@@ -2,7 +2,9 @@
 // the runtime runs plans (OpenMP threads, each step's [0, work) split into one contiguous
 // chunk per thread, a barrier between steps), against the machine's measured FMA peak (a
 // JIT-compiled loop of independent <W x float> FMA chains, timed on every thread at once).
-// Prints GFLOP/s (median of the runs after warm-up) for 1 and 2 threads and the % of peak.
+// Prints GFLOP/s (median of the runs after warm-up) for 1 and 2 threads and the % of peak,
+// and of the least CPU time of the busiest thread ("cpu" columns: stable under load; for
+// 2 threads run with OMP_WAIT_POLICY=passive so that waiting at the barrier is not work).
 //   gemm_bench [runs [shape-filter [max-threads]]]   KILN_GEMM_* environment variables
 //                                                    override the plan (RtTuning, read
 //                                                    here; see cg_gemm.c);
@@ -224,8 +226,16 @@ static void bench_free(Bench *b) {
   cg_jit_free(b->jit);
 }
 
-// Runs the plan's steps (`once` ones only when `once`) on `threads` threads.
-static void bench_run(Bench *b, int threads, bool once) {
+static double thread_cpu(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+// Runs the plan's steps (`once` ones only when `once`) on `threads` threads; *max_cpu (if
+// not NULL): the most CPU time any thread spent (with OMP_WAIT_POLICY=passive, its share of
+// the work: what the run would take on cores of its own).
+static void bench_run_cpu(Bench *b, int threads, bool once, double *max_cpu) {
   KernelFn fn[16];
   void *bufs[16][CG_MAX_ARGS];
   int n = 0;
@@ -238,33 +248,34 @@ static void bench_run(Bench *b, int threads, bool once) {
     for (int a = 0; a < s->n_args; a++) bufs[n][a] = arg_ptr(b, s->args[a]);
     n++;
   }
-#pragma omp parallel num_threads(threads)
+  double most = 0;
+#pragma omp parallel num_threads(threads) reduction(max : most)
   {
     int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    double c0 = thread_cpu();
     for (int i = 0; i < n; i++) {
       fn[i](bufs[i], work[i] * t / nt, work[i] * (t + 1) / nt);
 #pragma omp barrier
     }
+    most = thread_cpu() - c0;
   }
+  if (max_cpu) *max_cpu = most;
 }
 
-static double thread_cpu(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
+static void bench_run(Bench *b, int threads, bool once) { bench_run_cpu(b, threads, once, NULL); }
 
-// GFLOP/s of the median wall time; *cpu_gflops (1 thread): of the least CPU time of the
-// calling thread, which other processes on a shared machine disturb less.
+// GFLOP/s of the median wall time; *cpu_gflops: of the least (over runs) CPU time of the
+// busiest thread, which other processes on a shared machine disturb less (with 2 threads,
+// run with OMP_WAIT_POLICY=passive, or the barrier's spinning counts as work).
 static double bench_gflops(Bench *b, int threads, int runs, double *cpu_gflops) {
   double *t = malloc((size_t)runs * sizeof *t), least_cpu = INFINITY;
   for (int r = 0; r < 3; r++) bench_run(b, threads, false);  // warm-up
   for (int r = 0; r < runs; r++) {
     if (b->n_cold) b->cur_cold = (b->cur_cold + 1) % b->n_cold;
-    double t0 = now(), c0 = thread_cpu();
-    bench_run(b, threads, false);
+    double t0 = now(), cpu;
+    bench_run_cpu(b, threads, false, &cpu);
     t[r] = now() - t0;
-    least_cpu = fmin(least_cpu, thread_cpu() - c0);
+    least_cpu = fmin(least_cpu, cpu);
   }
   if (cpu_gflops) *cpu_gflops = b->flops / least_cpu * 1e-9;
   double m = median(t, runs);
@@ -343,8 +354,8 @@ int main(int argc, char **argv) {
       {.label = "QK^T 96x120x120x64", .g = attention_qk(8, 120)},
       {.label = "PV 96x120x64x120", .g = attention_pv(8, 120)},
   };
-  printf("%-22s %9s %8s %6s %8s %8s %6s %10s\n", "shape (MxNxK)", "compile", "1 thr", "%peak",
-         "1 cpu", "2 thr", "%peak", "work");
+  printf("%-22s %9s %8s %6s %8s %8s %6s %8s %10s\n", "shape (MxNxK)", "compile", "1 thr", "%peak",
+         "1 cpu", "2 thr", "%peak", "2 cpu", "work");
   for (size_t i = 0; i < sizeof benches / sizeof *benches; i++) {
     Bench *b = &benches[i];
     if (argc > 2 && !strstr(b->label, argv[2])) continue;
@@ -363,14 +374,14 @@ int main(int argc, char **argv) {
           memcpy(b->cold[c], b->scratch[b->cold_id], b->cold_bytes);
         }
       }
-    double c1, g1 = bench_gflops(b, 1, runs, &c1),
-               g2 = max_threads > 1 ? bench_gflops(b, 2, runs, NULL) : 0;
+    double c1, c2 = 0, g1 = bench_gflops(b, 1, runs, &c1),
+                       g2 = max_threads > 1 ? bench_gflops(b, 2, runs, &c2) : 0;
     int64_t work = b->steps.v[b->steps.n - 1].work;
     printf("%-22s %7.0fms %8.1f %5.0f%% %8.1f", b->label, compile_ms, g1, 100 * g1 / peak1, c1);
     if (max_threads > 1)
-      printf(" %8.1f %5.0f%%", g2, 100 * g2 / (2 * peak2));
+      printf(" %8.1f %5.0f%% %8.1f", g2, 100 * g2 / (2 * peak2), c2);
     else
-      printf(" %8s %6s", "-", "-");
+      printf(" %8s %6s %8s", "-", "-", "-");
     printf(" %10lld\n", (long long)work);
     fflush(stdout);
     bench_free(b);

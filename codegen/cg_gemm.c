@@ -96,14 +96,17 @@ static double split_efficiency(const CgGemm *g, const GemmPlan *p, int64_t T) {
 }
 
 // The work split: items of pgroup panels × mgroup M blocks. Panel groups are capped so that
-// one K block of them (kc × pgroup·nr floats) stays in L2 while the item's M blocks pass
-// over it. Among the splits that balance best on 2 and 4 threads, the one that moves the
+// one K block of them (kc × pgroup·nr floats) stays in half of L2 while the item's M blocks
+// pass over it: the other half takes the streams of A's rows and C's tiles, which with a
+// slice filling L2 (~0.9 of 1 MiB) evicted it (gemm_bench KILN_BENCH_COLD=1, least CPU time
+// of the busier of 2 threads, loaded machine: 960x768x768 374-394 -> 416-417 GFLOP/s,
+// 960x768x3072 347-374 -> 379-387, 960x3072x768 unchanged; AVX2 unchanged). Among the splits that balance best on 2 and 4 threads, the one that moves the
 // least data: each item reads its rows of A and its panels of B once, so
 // npg·|A| + nmg·|B| per batch. Splits into fewer than 8 items count as less balanced, so
 // that machines with more threads have work for them too.
 static void choose_split(const CgGemm *g, const RtTuning *t, GemmPlan *p) {
   int64_t l2_floats = or_default(t->gemm_l2_floats, 1 << 18);  // 1 MiB
-  int64_t pgroup_max = l2_floats / ((p->kc > 0 ? p->kc : 1) * p->nr);
+  int64_t pgroup_max = l2_floats / 2 / ((p->kc > 0 ? p->kc : 1) * p->nr);
   // Weights come from memory, a slice ahead of use (gemm_plan's prefetch), except each
   // thread's first slice of a step, which it waits for: one panel per item keeps that
   // short. Items then re-read A, which costs little while A's K block fits in half of L2

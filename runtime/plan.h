@@ -30,12 +30,15 @@ typedef struct RtPlan {
 // Threads to use: `requested` if at least 1 (RtTuning.threads: the entry point's
 // KILN_NUM_THREADS), else every core.
 int rt_default_threads(int requested);
-// A buffer for kernels (JIT and AOT alike): 64-byte aligned, rounded up to 64 bytes, free()
-// it. Not cleared: every kernel writes its whole output before anything reads it, and
-// touching gigabytes of fresh pages here would cost seconds (the first run faults them in
-// instead). With `poison` (RtTuning.poison_buffers, set by the tests) it is filled with
-// NaN bytes, to hold kernels to that.
+// A buffer for kernels (JIT and AOT alike): 64-byte aligned, rounded up to 64 bytes, zeros;
+// free it with rt_free_buffer (the same bytes). Large buffers are fresh pages of their own
+// (zeros without touching them: the first run faults them in, in huge pages where the
+// kernel allows); small ones are cleared. Kernels do not rely on the zeros (each writes its
+// whole output before anything reads it); a trainer's optimiser state does. With `poison`
+// (RtTuning.poison_buffers, set by the tests) it is filled with NaN bytes instead, to hold
+// kernels to that.
 void *rt_alloc_buffer(size_t bytes, bool poison);
+void rt_free_buffer(void *p, size_t bytes);
 void rt_plan_prepare(const RtPlan *p, int threads);  // the `once` steps
 void rt_plan_run(const RtPlan *p, int threads);      // every other step, in order
 // rt_plan_run that also adds each step's wall time (its kernel and the barrier after it,

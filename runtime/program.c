@@ -67,8 +67,9 @@ bool rt_instance_create(const RtProgram *p, bool poison, RtInstance *in, Diag *d
 void rt_instance_free(RtInstance *in) {
   if (in->buf)
     for (int b = 0; b < in->p->n_bufs; b++)
-      if (in->p->bufs[b].kind == RT_BUF_OWN && !in->borrowed[b]) free(in->buf[b]);
-  free(in->arena);
+      if (in->p->bufs[b].kind == RT_BUF_OWN && !in->borrowed[b])
+        rt_free_buffer(in->buf[b], in->p->bufs[b].bytes);
+  if (in->arena) rt_free_buffer(in->arena, in->p->arena_bytes);
   free(in->buf);
   free(in->borrowed);
   free(in->plan.steps);
@@ -78,7 +79,7 @@ void rt_instance_free(RtInstance *in) {
 
 bool rt_instance_borrow(RtInstance *in, int b, void *mem, Diag *d) {
   if (mem) {
-    if (!in->borrowed[b]) free(in->buf[b]);
+    if (!in->borrowed[b]) rt_free_buffer(in->buf[b], in->p->bufs[b].bytes);
     in->buf[b] = mem;
     in->borrowed[b] = true;
   } else if (in->borrowed[b]) {  // bound in place before: a buffer of its own again

@@ -58,10 +58,34 @@ START_TEST(test_buffers_are_aligned_and_poisoned_only_when_asked) {
   ck_assert_ptr_nonnull(p);
   ck_assert_uint_eq((uintptr_t)p % 64, 0);
   for (int i = 0; i < 128; i++) ck_assert_uint_eq(p[i], 0xff);
-  free(p);
+  rt_free_buffer(p, 100);
   p = rt_alloc_buffer(0, false);  // a real (64-byte) buffer even for nothing
   ck_assert_ptr_nonnull(p);
-  free(p);
+  rt_free_buffer(p, 0);
+}
+END_TEST
+
+// A trainer's optimiser state starts as the zeros of its fresh buffers, small or mapped on
+// their own (from 1 MiB, 2 MiB aligned for huge pages), and poisoned ones are NaN bytes.
+START_TEST(test_fresh_buffers_are_zeros_small_and_large) {
+  size_t sizes[] = {100, (1 << 20) - 64, 1 << 20, (3 << 20) + 100};
+  for (int heap = 0; heap < 2; heap++)  // a small buffer reused from the heap is cleared too
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+      size_t n = sizes[i];
+      unsigned char *p = rt_alloc_buffer(n, false);
+      ck_assert_ptr_nonnull(p);
+      ck_assert_uint_eq((uintptr_t)p % (n >= 1 << 20 ? 2 << 20 : 64), 0);
+      for (size_t k = 0; k < n; k += 61) ck_assert_uint_eq(p[k], 0);
+      ck_assert_uint_eq(p[n - 1], 0);
+      memset(p, 0x5a, n);
+      rt_free_buffer(p, n);
+      p = rt_alloc_buffer(n, true);
+      ck_assert_ptr_nonnull(p);
+      ck_assert_uint_eq(p[0], 0xff);
+      ck_assert_uint_eq(p[n - 1], 0xff);
+      memset(p, 0x5a, n);
+      rt_free_buffer(p, n);
+    }
 }
 END_TEST
 
@@ -116,6 +140,7 @@ static Suite *plan_suite(void) {
   tcase_add_loop_test(tc, test_plan_steps_see_every_write_of_the_step_before, 0, 8);  // 1..8 threads
   tcase_add_test(tc, test_default_threads_are_the_request_else_every_core);
   tcase_add_test(tc, test_buffers_are_aligned_and_poisoned_only_when_asked);
+  tcase_add_test(tc, test_fresh_buffers_are_zeros_small_and_large);
   tcase_add_test(tc, test_tuning_reads_each_variable_from_the_lookup_it_is_given);
   tcase_add_test(tc, test_tuning_keeps_defaults_for_unset_and_malformed_variables);
   suite_add_tcase(s, tc);
