@@ -328,9 +328,15 @@ def make_tiny_case(variant, seed, float_masks=False):
     return cfg, inp
 
 
+# The variants np_model implements. VCR and Flickr30K (issue 17) are held to kiln's double
+# reference by the parity tests (two implementations written apart) but have no NumPy third
+# opinion yet: an open item, not a pass.
+NUMPY_VARIANTS = tuple(v for v in vb.VARIANTS if vb.base(v) in ("vqa", "nlvr2", "pretrain"))
+
+
 def test_vs_numpy():
     print("torch oracle vs NumPy reference (float64)")
-    for variant in vb.VARIANTS:
+    for variant in NUMPY_VARIANTS:
         cfg, inp = make_tiny_case(variant, 5)
         W = tiny_weights(cfg, variant, 21)
         o = run64_full(variant, W, inp, cfg)
@@ -352,7 +358,7 @@ def cli(args, expect_ok=True):
 
 def test_cli(tmp):
     print("CLI: make_case -> visualbert_torch (f64, f32) -> compare")
-    for variant in vb.VARIANTS:
+    for variant in NUMPY_VARIANTS:
         cfg = tiny_cfg(variant)
         sets = sets_of(cfg)
         setargs = [a for s in sets for a in ("--set", s)]
@@ -428,7 +434,7 @@ def test_cli(tmp):
 
 def test_invariances():
     print("invariances (float64)")
-    for variant in vb.VARIANTS:
+    for variant in NUMPY_VARIANTS:
         cfg, inp = make_tiny_case(variant, 13)
         T = cfg["text_len"]
         W = tiny_weights(cfg, variant, 31)

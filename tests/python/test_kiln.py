@@ -400,7 +400,9 @@ class TestThreads(Base):
         # A worker compiles and runs a model (one long run, one thread) while this thread
         # records the times it gets to run Python: were the GIL held, none would fall inside
         # the worker's calls.
-        sets = {"hidden": 128, "layers": 2, "heads": 2, "intermediate": 512, "vocab": 100, "visual_dim": 64,
+        # (big enough that one run takes ~0.5 s on a quiet 2-core machine: at half this size
+        # a run took 0.07 s there, too short to tell)
+        sets = {"hidden": 256, "layers": 4, "heads": 4, "intermediate": 1024, "vocab": 100, "visual_dim": 64,
                 "text_len": 64, "regions": 64, "max_positions": 64, "batch": 48, "num_labels": 6}
         spans, ticks = {}, []
 
