@@ -3,7 +3,8 @@
 // changes the group's code: the LLVM IR text of its functions, with each attribute-group
 // (#N) and metadata (!N) reference replaced by what it stands for, so that numbering shifts
 // elsewhere in the module neither hide a change nor cost a miss; the target (triple, CPU,
-// features); the tuning; the precision; the kiln and LLVM versions; how objects are made.
+// features); the tuning; the kiln and LLVM versions; how objects are made (the precision is
+// in the IR: a bf16 GEMM's code differs).
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,7 +137,9 @@ static void hash_fn(RtHash *h, const ModuleText *t, Slice s) {
   rt_hash_bytes(h, run, (size_t)(p - run));
 }
 
-// What every key of cg's module shares: target, tuning, precision, versions, recipe.
+// What every key of cg's module shares: target, tuning, versions, recipe. The precision
+// needs no entry here: a bf16 GEMM (the matmul's bf16 attribute) is other code, so its
+// group's IR text, hashed per key, already differs from the fp32 one.
 static RtHash context_hash(const Cg *cg) {
   RtHash h = rt_hash_start();
   unsigned major, minor, patch;
@@ -147,7 +150,6 @@ static RtHash context_hash(const Cg *cg) {
   rt_hash_str(&h, cg->triple);
   rt_hash_str(&h, cg->cpu);
   rt_hash_str(&h, cg->features);
-  rt_hash_str(&h, "fp32");  // the precision of every float kernel today
   const RtTuning *tu = &cg->tuning;
   int64_t tuning[] = {tu->gemm_mr, tu->gemm_nv, tu->gemm_unroll, tu->gemm_kc, tu->gemm_l2_floats,
                       tu->gemm_min_items, tu->gemm_no_fuse, tu->gemm_no_prefetch,
