@@ -270,6 +270,7 @@ static int read_environment(const Command *c, CliOptions *o) {
     Diag d = {0};
     if (!cg_aot_target("KILN_CPU=", o->tuning.cpu, &scratch, cpu, &d))
       return usage_error(c, "%s", d.msg);
+    o->tuning.vector_floats = scratch.vector_floats;  // the width LLVM gives that CPU
   }
   // The compile cache's place (XDG base directories), unless --cache-dir named one.
   static char cache_dir[4096];

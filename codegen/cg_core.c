@@ -35,8 +35,10 @@ bool cg_init(Cg *cg, const char *module_name, const CgOptions *opt, Diag *d) {
   // host, to test code for other CPUs here; opt->cpu (kiln compile --cpu) before both.
   const char *cpu = opt->cpu ? opt->cpu : opt->tuning.cpu;
   const char *features = opt->features ? opt->features : opt->tuning.features;
+  // A named CPU without features is that CPU as LLVM models it (""), never the host's
+  // features under another name (AVX-512 code for KILN_CPU=haswell, as it once was).
   cg->cpu = cpu ? strdup(cpu) : dup_msg(LLVMGetHostCPUName());
-  cg->features = features ? strdup(features) : dup_msg(LLVMGetHostCPUFeatures());
+  cg->features = features ? strdup(features) : cpu ? strdup("") : dup_msg(LLVMGetHostCPUFeatures());
   LLVMTargetRef target;
   char *err = NULL;
   if (LLVMGetTargetFromTriple(cg->triple, &target, &err)) {
@@ -54,6 +56,8 @@ bool cg_init(Cg *cg, const char *module_name, const CgOptions *opt, Diag *d) {
   }
   if (opt->vector_floats) {
     cg->W = opt->vector_floats;
+  } else if (!features && cpu) {  // no feature string to read the width from: the probe's
+    cg->W = opt->tuning.vector_floats ? opt->tuning.vector_floats : 4;
   } else {
     cg->W = strstr(cg->features, "+avx512f") ? 16 : strstr(cg->features, "+avx2") ? 8 : 4;
   }

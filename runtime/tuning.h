@@ -13,6 +13,7 @@
 
 typedef struct RtTuning {
   const char *cpu, *features;  // target CPU and features; NULL: the host's
+  int vector_floats;           // f32 lanes of a named cpu without features (its probe); 0: none
   int threads;                 // 0: every core
   // GEMM plan overrides (0: the plan's own choice).
   int gemm_mr, gemm_nv, gemm_unroll;

@@ -108,6 +108,17 @@ avx2_target() {
 }
 check "aot: --cpu x86-64-v3 (AVX2) equals kiln run on haswell code, native within tolerance" avx2_target
 
+cpu_alone() {  # KILN_CPU without KILN_CPU_FEATURES is that CPU, not the host's features renamed
+  local d="$work/vqa"
+  KILN_CPU=x86-64-v3 "$kiln" run "$root/models/visualbert-vqa.json" --weights "$d/w.safetensors" \
+    --inputs "$d/in.safetensors" -o "$d/v3run.safetensors" --threads 2 --no-cache --dump-llvm "$d/v3ll" \
+    "${tiny[@]}" --set num_labels=7
+  ! grep -q '<16 x float>' "$d/v3ll/kiln.ll"
+  grep -q '<8 x float>' "$d/v3ll/kiln.ll"
+  cmp "$d/v3.safetensors" "$d/v3run.safetensors"
+}
+check "aot: KILN_CPU=x86-64-v3 alone runs AVX2 code, bitwise the --cpu x86-64-v3 executable" cpu_alone
+
 library() {
   local d="$work/lib"; mkdir -p "$d/out"
   cp "$work/vqa/w.safetensors" "$d/"
