@@ -7,7 +7,10 @@
 //     is the argmax of the target) and vqa_accuracy (the target's score at that argmax);
 //   logits [B,C] with integer labels [B] (NLVR2): accuracy;
 //   prediction_logits [B,T,V] with labels [B,T] (pre-training): mlm_accuracy over labels
-//     other than -100, and sentence_image_accuracy from seq_relationship_logits.
+//     other than -100, and sentence_image_accuracy from seq_relationship_logits;
+//   logits [B,S,R] with float labels [B,S,R] (Flickr30K region-to-phrase): recall_at_1 over
+//     the slots whose label row has mass (the phrases): the region with the largest logit
+//     is one the label gives weight to.
 // The loss is the mean of the batch losses weighted by their number of examples.
 #include "api/evaluate.h"
 
@@ -52,6 +55,17 @@ static void score_batch(KilnModel *m, int64_t b, FeMetrics *s) {
       s->cls_correct += argmax(&logits, (size_t)(i * K), K) == (int64_t)dt_load(labels.dtype, labels.data, (size_t)i);
     }
     s->soft |= soft;
+  }
+  if (view(m, "logits", &logits) && has_labels && logits.rank == 3 && labels.rank == 3 &&
+      dt_is_float(labels.dtype) && labels.shape[1] == logits.shape[1] && labels.shape[2] == logits.shape[2]) {
+    int64_t R = logits.shape[2];
+    for (int64_t i = 0; i < b * logits.shape[1]; i++) {
+      double mass = 0;
+      for (int64_t r = 0; r < R; r++) mass += dt_load(labels.dtype, labels.data, (size_t)(i * R + r));
+      if (mass <= 0) continue;
+      s->phrases++;
+      s->phrase_hits += dt_load(labels.dtype, labels.data, (size_t)(i * R + argmax(&logits, (size_t)(i * R), R))) > 0;
+    }
   }
   if (view(m, "prediction_logits", &pl) && has_labels && pl.rank == 3 && labels.rank == 2) {
     int64_t T = pl.shape[1], V = pl.shape[2];
@@ -147,10 +161,11 @@ bool fe_eval_bind_model(FeEvaluator *e, KilnModel *src, Diag *d) {
 // Sums the metrics over the processes (every count is exact in a double below 2^53).
 static bool sum_metrics(DistComm *c, FeMetrics *s, Diag *d) {
   double v[] = {(double)s->examples, s->loss_sum, (double)s->n_cls, (double)s->cls_correct, s->soft_sum,
-                s->soft, (double)s->mlm_n, (double)s->mlm_correct, (double)s->si_n, (double)s->si_correct};
+                s->soft, (double)s->mlm_n, (double)s->mlm_correct, (double)s->si_n, (double)s->si_correct,
+                (double)s->phrases, (double)s->phrase_hits};
   if (!dist_sum_f64(c, v, (int)(sizeof v / sizeof v[0]), d)) return diag_prefix(d, "summing the metrics: ");
   *s = (FeMetrics){(int64_t)v[0], v[1], (int64_t)v[2], (int64_t)v[3], v[4], v[5] > 0,
-                   (int64_t)v[6], (int64_t)v[7], (int64_t)v[8], (int64_t)v[9]};
+                   (int64_t)v[6], (int64_t)v[7], (int64_t)v[8], (int64_t)v[9], (int64_t)v[10], (int64_t)v[11]};
   return true;
 }
 
@@ -192,6 +207,10 @@ void fe_metrics_print(const FeMetrics *m, FILE *f, bool one_line) {
     metric(f, one_line, "masked_tokens", "%.0f", (double)m->mlm_n);
   }
   if (m->si_n) metric(f, one_line, "sentence_image_accuracy", "%.6f", (double)m->si_correct / (double)m->si_n);
+  if (m->phrases) {
+    metric(f, one_line, "recall_at_1", "%.6f", (double)m->phrase_hits / (double)m->phrases);
+    metric(f, one_line, "phrases", "%.0f", (double)m->phrases);
+  }
 }
 
 void fe_eval_free(FeEvaluator *e) {

@@ -18,6 +18,7 @@ typedef struct FeMetrics {
   double soft_sum;
   bool soft;        // labels are soft scores (VQA)
   int64_t mlm_n, mlm_correct, si_n, si_correct;
+  int64_t phrases, phrase_hits;  // Flickr30K: labelled slots, top region among the labelled
 } FeMetrics;
 
 typedef struct FeEvalPart {  // one compilation: examples [first, first + count)

@@ -240,6 +240,26 @@ train_task() {  # TASK: 3 steps on its train split, then kiln eval on its val sp
 check "train, eval: the VCR model on its synth splits" train_task vcr
 check "eval: VCR accuracy is the right choice's rate" grep -q '^accuracy: 0\.[0-9]*$' "$work/e-vcr"
 check "train, eval: the Flickr30K model on its synth splits" train_task flickr
+flickr_recall() {  # recall@1 from kiln run's logits and the labels, against kiln eval's
+  local m=("$src/models/visualbert-flickr.json" "${tiny[@]}" --set batch=30)
+  "$kiln" run "${m[@]}" --weights "$work/t-flickr.safetensors" --inputs "$work/a/flickr-val.safetensors" \
+    -o "$work/flickr-out.safetensors" 2>/dev/null
+  "$python3" - "$work/flickr-out.safetensors" "$work/a/flickr-val.safetensors" "$work/e-flickr" <<'EOF'
+import json, struct, sys
+import numpy as np
+def load(p, name):
+    b = open(p, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])[name]
+    s, e = h['data_offsets']
+    return np.frombuffer(b[8 + n + s:8 + n + e], np.float32).reshape(h['shape'])
+logits, labels = load(sys.argv[1], 'logits'), load(sys.argv[2], 'labels')
+phrase = labels.sum(-1) > 0
+hits = np.take_along_axis(labels, logits.argmax(-1)[..., None], -1)[..., 0] > 0
+got = dict(l.split(': ') for l in open(sys.argv[3]).read().split('\n') if l)
+assert int(got['phrases']) == phrase.sum() == 60, (got, phrase.sum())
+assert abs(float(got['recall_at_1']) - hits[phrase].mean()) < 1e-6, (got, hits[phrase].mean())
+EOF
+}
+check "eval: Flickr30K recall_at_1 over the 60 phrases, as recomputed from kiln run's logits" flickr_recall
 
 check "synth: unknown --set is exit 2" exit_code 2 "--set hidden: unknown" "$kiln" data synth -o "$work/x" --set hidden=3
 check "synth: text_len too short is exit 1" exit_code 1 "text_len=12 is too short" \
