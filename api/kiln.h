@@ -54,6 +54,8 @@ typedef struct KilnOptions {
   int threads;            // 0: tuning.threads, else every core
   int64_t max_nodes;      // refuse models whose blocks expand to more nodes (0: 100000)
   int64_t max_config;     // refuse models with more config entries (0: 4096)
+  const char *const *output_groups;  // the model's output groups to add as outputs
+  int n_output_groups;               // ("attentions": kiln run --output-attentions)
   uint64_t max_memory;    // refuse programs whose buffers need more bytes (0: physical memory)
   RtTuning tuning;
   // The compile cache (docs/cache.md): a directory for compiled kernels (NULL: none) and

@@ -69,7 +69,8 @@ bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOp
     sets[i].value = opt->sets[i].value;
   }
   ok = ok && fe_load_model_limited(path, sets, opt->n_sets,
-                                     &(FeLimits){opt->max_nodes, opt->max_config}, &m->g, d);
+                                     &(FeLimits){opt->max_nodes, opt->max_config, opt->output_groups,
+                                                 opt->n_output_groups}, &m->g, d);
   free(sets);
   if (!ok) {
     free(m);

@@ -6,6 +6,7 @@
 #include "app/cli.h"
 
 KilnOptions cli_kiln_options(const CliOptions *o, KilnSet *sets) {
+  static const char *const attentions[] = {"attentions"};
   for (int i = 0; i < o->n_sets; i++) sets[i] = (KilnSet){o->sets[i].name, o->sets[i].value};
   bool ref = o->backend && strcmp(o->backend, "ref") == 0;
   return (KilnOptions){.backend = ref ? KILN_BACKEND_REF : KILN_BACKEND_JIT, .sets = sets,
@@ -13,6 +14,8 @@ KilnOptions cli_kiln_options(const CliOptions *o, KilnSet *sets) {
                        .n_disabled_passes = o->n_disabled, .dump_llvm = o->dump_llvm,
                        .threads = o->threads, .max_nodes = o->max_nodes, .max_config = o->max_config, .max_memory = o->max_memory, .tuning = o->tuning,
                        .cache_dir = o->no_cache ? NULL : o->cache_dir, .cache_bytes = o->cache_bytes,
+                       .output_groups = o->output_attentions ? attentions : NULL,
+                       .n_output_groups = o->output_attentions,
                        .log = o->verbose ? stderr : NULL};
 }
 

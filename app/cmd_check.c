@@ -65,7 +65,7 @@ static bool print_memory(const CliOptions *o, const IrGraph *g) {
 
 bool cli_load(const CliOptions *o, const char *loss, IrGraph *g) {
   Diag d = {0};
-  if (!fe_load_model_limited(o->model, o->sets, o->n_sets, &(FeLimits){o->max_nodes, o->max_config},
+  if (!fe_load_model_limited(o->model, o->sets, o->n_sets, &(FeLimits){.max_nodes = o->max_nodes, .max_config = o->max_config},
                              g, &d)) {
     cli_error(&d);
     return false;

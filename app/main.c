@@ -65,8 +65,10 @@ static const Command commands[] = {
    "                     [SEP] padded to text_len (needs --vocab; the rest from --inputs)\n"
    "  --vocab FILE       the WordPiece vocabulary for --text (BERT's vocab.txt)\n"
    "  --precision P      fp32 (default) or bf16: GEMM operands rounded to bf16, f32 sums\n"
-   "                     (docs/precision.md)\n",
-   " set max-nodes max-config max-memory weights inputs output backend threads verbose disable-pass dump-llvm text vocab precision cache-dir no-cache cache-size "},
+   "                     (docs/precision.md)\n"
+   "  --output-attentions  also write each layer's attention probabilities, attentions.{i}\n"
+   "                     [batch, heads, n, n] (the model's output group \"attentions\")\n",
+   " set max-nodes max-config max-memory weights inputs output backend threads verbose disable-pass dump-llvm text vocab precision cache-dir no-cache cache-size output-attentions "},
   {"grad", cmd_grad,
    "kiln grad MODEL --weights W --inputs IN -o G [--loss NAME] [--seed S] [--set NAME=VALUE]... "
    "[--backend jit]",
@@ -465,6 +467,8 @@ int main(int argc, char **argv) {
       o.cache_dir = val;
     } else if (strcmp(a, "--no-cache") == 0) {
       o.no_cache = true;
+    } else if (strcmp(a, "--output-attentions") == 0) {
+      o.output_attentions = true;
     } else if (strcmp(a, "--seed") == 0) {
       TAKES_VALUE();
       long long v;

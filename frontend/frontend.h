@@ -20,9 +20,13 @@ bool fe_load_model(const char *path, const FeSet *sets, int n_sets, IrGraph *g, 
 // (their lookups are linear).
 #define FE_DEFAULT_MAX_NODES 100000
 #define FE_DEFAULT_MAX_CONFIG 4096
+// The same call also adds the model's output groups named in output_groups (kiln run
+// --output-attentions: "attentions") as outputs (docs/model-format.md, "Output groups").
 typedef struct FeLimits {
   int64_t max_nodes;   // --max-nodes
   int64_t max_config;  // --max-config
+  const char *const *output_groups;
+  int n_output_groups;
 } FeLimits;
 bool fe_load_model_limited(const char *path, const FeSet *sets, int n_sets, const FeLimits *limits,
                            IrGraph *g, Diag *d);

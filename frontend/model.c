@@ -66,7 +66,7 @@ typedef struct Loader {
   int n_config, cap_config;
   Block *blocks;
   int n_blocks, cap_blocks;
-  ItemList inputs, params, nodes, outputs, losses;
+  ItemList inputs, params, nodes, outputs, losses, groups;
   Pending *pending;
   int n_pending, cap_pending;
   int block_depth;
@@ -274,7 +274,7 @@ static bool load_file(Loader *L, const char *path) {
   L->include_stack[L->include_depth++] = path;
   static const char *const keys[] = {"format", "name", "description", "include", "config",
                                      "inputs", "params", "blocks", "nodes", "outputs",
-                                     "losses", NULL};
+                                     "losses", "output_groups", NULL};
   bool ok = check_keys(L, root, path, keys) && load_includes(L, root, path);
   L->include_depth--;
   if (!ok) return false;
@@ -327,7 +327,8 @@ static bool load_file(Loader *L, const char *path) {
          collect_list(L, root, path, "params", &L->params, false) &&
          collect_list(L, root, path, "nodes", &L->nodes, false) &&
          collect_list(L, root, path, "outputs", &L->outputs, false) &&
-         collect_list(L, root, path, "losses", &L->losses, true);
+         collect_list(L, root, path, "losses", &L->losses, true) &&
+         collect_list(L, root, path, "output_groups", &L->groups, false);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -891,6 +892,88 @@ static bool add_outputs_and_losses(Loader *L) {
   return true;
 }
 
+// One output_groups entry's outputs, for each value of its index: reshapes of the named
+// tensors to their own shape (no copy on the JIT), under the entry's output names.
+static bool expand_group(Loader *L, const Item *it, IrNode ***outs, int *n, int *cap) {
+  static const char *const keys[] = {"group", "outputs", "repeat", "index", "doc", NULL};
+  const char *where = arena_printf(&L->g->arena, "%s: output_groups[%d]", it->file, it->index);
+  int64_t count = 1;
+  cJSON *rep = cJSON_GetObjectItemCaseSensitive(it->item, "repeat");
+  cJSON *idx = cJSON_GetObjectItemCaseSensitive(it->item, "index");
+  cJSON *outputs = cJSON_GetObjectItemCaseSensitive(it->item, "outputs");
+  Scope s = {.file = it->file, .path = "", .via = "", .var = rep ? "i" : NULL};
+  if (!check_keys(L, it->item, where, keys)) return false;
+  if (idx && !(cJSON_IsString(idx) && idx->valuestring[0]))
+    return diag_error(L->d, "%s: index: must be a variable name", where);
+  if (idx) s.var = idx->valuestring;
+  if (rep && !eval_whole(L, &s, rep, &count)) return diag_prefix(L->d, "%s: repeat: ", where);
+  if (count < 0 || count > 100000)
+    return diag_error(L->d, "%s: repeat: %lld is outside [0, 100000]", where, (long long)count);
+  if (!cJSON_IsObject(outputs))
+    return diag_error(L->d, "%s: outputs: must be an object {\"output name\": \"tensor\"}", where);
+  for (int64_t i = 0; i < count; i++) {
+    s.var_value = (double)i;
+    for (cJSON *c = outputs->child; c; c = c->next) {
+      if (!cJSON_IsString(c)) return diag_error(L->d, "%s: outputs.%s: must be a tensor name", where, c->string);
+      const char *name = subst(L, &s, c->string), *tensor = name ? subst(L, &s, c->valuestring) : NULL;
+      if (!tensor) return diag_prefix(L->d, "%s: outputs.%s: ", where, c->string);
+      IrNode *x = ir_graph_find(L->g, tensor);
+      if (!x) return diag_error(L->d, "%s: outputs.%s: \"%s\" is not defined", where, c->string, tensor);
+      if (!check_new_name(L, name, where)) return false;
+      IrNode *y = ir_graph_add(L->g, IR_OP_RESHAPE, name, where);
+      y->n_in = 1;
+      y->in = arena_alloc(&L->g->arena, 2 * sizeof *y->in);
+      y->in[0] = x;
+      int a = ir_attr_index(IR_OP_RESHAPE, "shape");
+      y->attr[a].set = true;
+      y->attr[a].n = x->shape.rank;
+      for (int k = 0; k < x->shape.rank; k++) y->attr[a].ints[k] = x->shape.dim[k];
+      GROW(*outs, *n, *cap);
+      (*outs)[(*n)++] = y;
+    }
+  }
+  return true;
+}
+
+// Adds the requested output groups' outputs (after the graph's shapes are known).
+static bool add_output_groups(Loader *L, const char *const *want, int n_want) {
+  if (n_want == 0) return true;
+  IrGraph *g = L->g;
+  int n = 0, cap = 0;
+  IrNode **outs = NULL;
+  bool ok = true;
+  for (int w = 0; w < n_want && ok; w++) {
+    bool found = false;
+    for (int i = 0; i < L->groups.n && ok; i++) {
+      const Item *it = &L->groups.v[i];
+      cJSON *name = cJSON_IsObject(it->item) ? cJSON_GetObjectItemCaseSensitive(it->item, "group") : NULL;
+      if (!cJSON_IsString(name))
+        ok = diag_error(L->d, "%s: output_groups[%d]: needs \"group\", a name", it->file, it->index);
+      else if (strcmp(name->valuestring, want[w]) == 0)
+        found = true, ok = expand_group(L, it, &outs, &n, &cap);
+    }
+    if (ok && !found) {
+      char list[256] = "";
+      for (int i = 0; i < L->groups.n; i++) {
+        cJSON *name = cJSON_GetObjectItemCaseSensitive(L->groups.v[i].item, "group");
+        if (!strstr(list, name->valuestring))
+          snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? ", " : "", name->valuestring);
+      }
+      ok = diag_error(L->d, "%s: the model has no output group \"%s\" (%s%s)", g->file, want[w],
+                      list[0] ? "it has: " : "it declares none", list);
+    }
+  }
+  if (ok) {
+    IrNode **all = arena_alloc(&g->arena, (size_t)(g->n_outputs + n + 1) * sizeof *all);
+    memcpy(all, g->outputs, (size_t)g->n_outputs * sizeof *all);
+    memcpy(all + g->n_outputs, outs, (size_t)n * sizeof *all);
+    g->outputs = all;
+    g->n_outputs += n;
+  }
+  free(outs);
+  return ok && ir_graph_finish(g, L->d);
+}
+
 static bool apply_sets(Loader *L, const FeSet *sets, int n_sets) {
   for (int i = 0; i < n_sets; i++) {
     ConfigEntry *e = config_find(L, sets[i].name, strlen(sets[i].name));
@@ -918,7 +1001,7 @@ static bool apply_sets(Loader *L, const FeSet *sets, int n_sets) {
   return true;
 }
 
-static bool build(Loader *L, const char *path, const FeSet *sets, int n_sets) {
+static bool build(Loader *L, const char *path, const FeSet *sets, int n_sets, const FeLimits *limits) {
   if (!load_file(L, path) || !apply_sets(L, sets, n_sets)) return false;
   IrGraph *g = L->g;
   g->config = arena_alloc(&g->arena, (size_t)(L->n_config + 1) * sizeof *g->config);
@@ -942,7 +1025,7 @@ static bool build(Loader *L, const char *path, const FeSet *sets, int n_sets) {
   }
   if (g->n_nodes == 0) return diag_error(L->d, "%s: the model declares no tensors", path);
   return resolve_inputs(L) && add_outputs_and_losses(L) && ir_graph_finish(g, L->d) &&
-         ir_verify(g, L->d);
+         add_output_groups(L, limits->output_groups, limits->n_output_groups) && ir_verify(g, L->d);
 }
 
 bool fe_load_model(const char *path, const FeSet *sets, int n_sets, IrGraph *g, Diag *d) {
@@ -955,7 +1038,7 @@ bool fe_load_model_limited(const char *path, const FeSet *sets, int n_sets, cons
   Loader L = {.g = g, .d = d,
               .max_nodes = limits->max_nodes > 0 ? limits->max_nodes : FE_DEFAULT_MAX_NODES,
               .max_config = limits->max_config > 0 ? limits->max_config : FE_DEFAULT_MAX_CONFIG};
-  bool ok = build(&L, path, sets, n_sets);
+  bool ok = build(&L, path, sets, n_sets, limits);
   for (int i = 0; i < L.n_roots; i++) cJSON_Delete(L.roots[i]);
   free(L.config);
   free(L.blocks);
@@ -964,6 +1047,7 @@ bool fe_load_model_limited(const char *path, const FeSet *sets, int n_sets, cons
   free(L.nodes.v);
   free(L.outputs.v);
   free(L.losses.v);
+  free(L.groups.v);
   free(L.pending);
   if (!ok) ir_graph_free(g);
   return ok;

@@ -18,11 +18,11 @@ check() {  # name, variant, model, extra make_case flags, then --set list
   if "$kiln" init "$root/models/$model" -o "$d/w.safetensors" --seed 7 "$@" 2>"$d/log" &&
      "$py" "$here/make_case.py" --variant "$variant" --seed 11 -o "$d/in.safetensors" $caseflags "$@" >>"$d/log" 2>&1 &&
      "$kiln" run "$root/models/$model" --weights "$d/w.safetensors" --inputs "$d/in.safetensors" \
-        -o "$d/jit.safetensors" --backend jit "$@" 2>>"$d/log" &&
+        -o "$d/jit.safetensors" --backend jit ${kflags[@]+"${kflags[@]}"} "$@" 2>>"$d/log" &&
      "$kiln" run "$root/models/$model" --weights "$d/w.safetensors" --inputs "$d/in.safetensors" \
-        -o "$d/ref.safetensors" --backend ref "$@" 2>>"$d/log" &&
+        -o "$d/ref.safetensors" --backend ref ${kflags[@]+"${kflags[@]}"} "$@" 2>>"$d/log" &&
      "$py" "$here/visualbert_torch.py" --variant "$variant" --weights "$d/w.safetensors" \
-        --inputs "$d/in.safetensors" -o "$d/torch.safetensors" "$@" 2>>"$d/log" >>"$d/log" &&
+        --inputs "$d/in.safetensors" -o "$d/torch.safetensors" ${tflags[@]+"${tflags[@]}"} "$@" 2>>"$d/log" >>"$d/log" &&
      "$py" "$here/compare.py" "$d/jit.safetensors" "$d/torch.safetensors" --rtol 1e-5 \
         --require "$(req "$variant")" >"$d/cmp" 2>&1 &&
      "$py" "$here/compare.py" "$d/ref.safetensors" "$d/torch.safetensors" --rtol 1e-5 \
@@ -36,10 +36,11 @@ check() {  # name, variant, model, extra make_case flags, then --set list
 }
 req() {
   case $1 in
-    pretrain|pretrain-late) echo prediction_logits,seq_relationship_logits,pooler_output,loss,sentence_image_loss ;;
-    *) echo logits,pooler_output,loss ;;
+    pretrain|pretrain-late) echo prediction_logits,seq_relationship_logits,pooler_output,loss,sentence_image_loss$also ;;
+    *) echo logits,pooler_output,loss$also ;;
   esac
 }
+kflags=() tflags=() also=""  # extra kiln run and PyTorch flags, extra outputs to compare
 
 if [ "$base" = --base ]; then
   check vqa-base vqa visualbert-vqa.json ""
@@ -60,6 +61,14 @@ check vcr-tiny vcr visualbert-vcr.json "" "${tiny[@]}"
 check vcr-late-tiny-3-choices-float-masks vcr-late visualbert-vcr-late.json "--float-masks" "${tiny[@]}" --set num_choices=3
 check flickr-tiny flickr visualbert-flickr.json "" "${tiny[@]}"
 check flickr-late-tiny flickr-late visualbert-flickr-late.json "" "${tiny[@]}"
+# --output-attentions: each layer's probabilities (late fusion: the text layers', then the
+# additional layer's; VCR: one a sequence), against the PyTorch model's softmax outputs.
+kflags=(--output-attentions) tflags=(--attentions) also=,attentions.0,attentions.1
+check vqa-tiny-attentions vqa visualbert-vqa.json "" "${tiny[@]}" --set num_labels=7
+check vcr-tiny-attentions vcr visualbert-vcr.json "" "${tiny[@]}"
+also=,attentions.0,attentions.1,attentions.2
+check vqa-late-tiny-attentions vqa-late visualbert-vqa-late.json "" "${tiny[@]}" --set num_labels=7
+kflags=() tflags=() also=""
 check vqa-batch1-3layers vqa visualbert-vqa.json "" --set layers=3 --set hidden=48 --set heads=3 \
   --set intermediate=96 --set vocab=80 --set visual_dim=40 --set text_len=9 --set regions=13 \
   --set num_labels=11

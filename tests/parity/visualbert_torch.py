@@ -261,6 +261,9 @@ def additive_mask(mask, dtype):
     return ((1.0 - mask.to(dtype)) * -10000.0)[:, None, None, :]
 
 
+ATTENTIONS = None  # with --attentions: a list, each encoder layer's probabilities in order
+
+
 def encoder_layer(x, mask_add, W, p, heads, eps):
     B, N, H = x.shape
     d = H // heads
@@ -273,6 +276,8 @@ def encoder_layer(x, mask_add, W, p, heads, eps):
     v = split(linear(x, W, p + "attention.self.value"))
     scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(d) + mask_add
     probs = torch.softmax(scores, dim=-1)
+    if ATTENTIONS is not None:
+        ATTENTIONS.append(probs)
     ctx = torch.matmul(probs, v).permute(0, 2, 1, 3).reshape(B, N, H)
     a = layer_norm(x + linear(ctx, W, p + "attention.output.dense"), W,
                    p + "attention.output.LayerNorm", eps)
@@ -533,7 +538,11 @@ def main(argv=None):
     ap.add_argument("--strict", action="store_true",
                     help="unused weight tensors are an error")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--attentions", action="store_true",
+                    help="also write attentions.{i}, each layer's softmax probabilities")
     a = ap.parse_args(argv)
+    global ATTENTIONS
+    ATTENTIONS = [] if a.attentions else None
     torch.set_num_threads(max(1, a.threads))
     sets = parse_sets(a.set)
     weights = safetensors_io.read(a.weights)
@@ -542,6 +551,8 @@ def main(argv=None):
     out, cfg = run(a.variant, weights, inputs, sets, dtype, debug=a.hidden, strict=a.strict)
     if a.hidden:
         out.pop("text_hidden_state", None)
+    for i, p in enumerate(ATTENTIONS or []):
+        out[f"attentions.{i}"] = p
     safetensors_io.write(a.output, out, metadata={
         "producer": "tests/parity/visualbert_torch.py", "variant": a.variant,
         "dtype": a.dtype, "config": " ".join(f"{k}={v}" for k, v in cfg.items())})
