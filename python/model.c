@@ -134,10 +134,13 @@ static PyObject *run_on(PyModel *self, Compiled *c, const StFile *in, uint64_t s
 // ---- the type ------------------------------------------------------------------------------
 
 static int model_init(PyModel *self, PyObject *args, PyObject *kw) {
-  static char *names[] = {"path", "set", "threads", "backend", "precision", NULL};
+  static char *names[] = {"path", "set", "threads", "backend", "precision", "output_attentions", NULL};
+  static const char *const attentions[] = {"attentions"};
   PyObject *path, *set = NULL, *threads = NULL;
   const char *backend = "jit", *precision = "fp32";
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOss:Model", names, &path, &set, &threads, &backend, &precision))
+  int output_attentions = 0;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOssp:Model", names, &path, &set, &threads, &backend, &precision,
+                                   &output_attentions))
     return -1;
   if (self->path) {
     PyErr_SetString(PyExc_TypeError, "kiln.Model is initialised once");
@@ -151,6 +154,8 @@ static int model_init(PyModel *self, PyObject *args, PyObject *kw) {
   if (!(self->path = py_path(path)) || !py_options(set, threads, backend, &self->opt, &self->sets, &self->keep))
     return -1;
   self->opt.precision = p;  // bf16: inference only (grad is refused by the precision pass)
+  self->opt.output_groups = output_attentions ? attentions : NULL;  // as kiln run --output-attentions
+  self->opt.n_output_groups = output_attentions;
   if (!open_compiled(self, &self->opt, NULL, &self->full)) return -1;
   self->inputs = py_describe(self->full.m, KILN_INPUT);
   self->outputs = py_describe(self->full.m, KILN_OUTPUT);
@@ -347,7 +352,8 @@ static PyMethodDef model_methods[] = {
 
 PyTypeObject py_model_type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "kiln.Model",
-    .tp_doc = "Model(path, set=None, threads=None, backend=\"jit\", precision=\"fp32\"): a compiled model file",
+    .tp_doc = "Model(path, set=None, threads=None, backend=\"jit\", precision=\"fp32\", output_attentions=False): "
+              "a compiled model file",
     .tp_basicsize = sizeof(PyModel),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,

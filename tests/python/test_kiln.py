@@ -120,6 +120,20 @@ class TestModel(Base):
         self.assertFalse(strided.flags.c_contiguous)
         same_bits(self, safetensors_io.read(self.path("out.safetensors")), m.run(dict(ins, visual_embeds=strided)))
 
+    def test_output_attentions_equal_kiln_run(self):
+        cli("init", VQA, "-o", self.path("w.safetensors"), "--seed", "4", *SETS)
+        m = kiln.Model(VQA, set=TINY, threads=THREADS, output_attentions=True)
+        self.assertEqual(m.outputs["attentions.0"], ((2, 2, 9, 9), "f32"))
+        ins = inputs_of(m, 1)
+        safetensors_io.write(self.path("in.safetensors"), ins)
+        cli("run", VQA, "--weights", self.path("w.safetensors"), "--inputs", self.path("in.safetensors"),
+            "-o", self.path("att.safetensors"), "--threads", str(THREADS), "--output-attentions", *SETS)
+        m.load_weights(self.path("w.safetensors"))
+        got = m.run(ins)
+        same_bits(self, safetensors_io.read(self.path("att.safetensors")), got)
+        np.testing.assert_allclose(got["attentions.0"].sum(-1), 1, rtol=1e-5)
+        self.assertNotIn("attentions.0", self.model.outputs)
+
     def test_bf16_run_equals_kiln_run_precision_bf16(self):
         cli("init", VQA, "-o", self.path("w.safetensors"), "--seed", "4", *SETS)
         m = kiln.Model(VQA, set=TINY, threads=THREADS, precision="bf16")
