@@ -20,19 +20,21 @@
 #            (tests/fusion_quick.sh), a few minutes
 #   --report-dir DIR: where fusion.md and the plots go (default docs/experiments)
 #   --work DIR: data, weights and logs (default: a temporary directory, removed at the end)
+#   --pretrain-only: stop after the two pre-trainings (bench/experiments/grounding.sh)
 # environment: KILN (default build/kiln), THREADS (2), SEEDS ("1 2"), PRE_STEPS, STEPS,
 #   EVAL_EVERY, PRE_EVAL_EVERY override the sizes below.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 kiln=${KILN:-$root/build/kiln}
 py=/usr/bin/python3
-quick=0 report_dir=$root/docs/experiments work=
+quick=0 report_dir=$root/docs/experiments work= pretrain_only=0
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
     --report-dir) report_dir=${2:?--report-dir needs a value}; shift ;;
     --work) work=${2:?--work needs a value}; shift ;;
-    *) echo "usage: $0 [--quick] [--report-dir DIR] [--work DIR]" >&2; exit 2 ;;
+    --pretrain-only) pretrain_only=1 ;;
+    *) echo "usage: $0 [--quick] [--report-dir DIR] [--work DIR] [--pretrain-only]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -104,6 +106,7 @@ for fusion in early late; do
     -o "$work/init-pretrain-$fusion.safetensors" 2>/dev/null
   steps_now=$pre_steps every_now=$pre_every lr_now=$pre_lr train_run "$pre" "pretrain$suffix" pretrain \
     --weights "$work/init-pretrain-$fusion.safetensors" --seed 0
+  [ $pretrain_only = 1 ] && continue
   for task in vqa nlvr2; do
     read -ra extra <<<"$(task_sets $task)"
     for seed in $seeds; do
@@ -117,6 +120,7 @@ for fusion in early late; do
     done
   done
 done
+if [ $pretrain_only = 1 ]; then echo "fusion.sh: pre-trained weights in $work/runs/pretrain-{early,late}" >&2; exit 0; fi
 # Control: why dropout is off. The first early-fusion VQA run again, dropout 0.1.
 seed=${seeds%% *}
 echo "fusion.sh: control: vqa, early fusion, seed $seed, dropout 0.1" >&2

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Entity grounding read from the attention heads (issue 17; the VisualBERT paper's Fig. 3)
+# on kiln's synthetic world: the early and the late model pre-trained as
+# bench/experiments/fusion.sh does (its --pretrain-only run: same data, sizes and steps),
+# then bench/experiments/grounding.py scores every layer and head, pre-trained and initial
+# weights, and writes REPORT_DIR/grounding.md with its SVG plot.
+#
+# usage: bench/experiments/grounding.sh [--quick] [--report-dir DIR] [--work DIR]
+#   --quick: fusion.sh's tiny config (the slow test suite's tests/fusion_quick.sh runs it)
+#   --report-dir DIR: default docs/experiments; --work DIR: default a temporary directory
+# environment: KILN (default build/kiln), THREADS, PRE_STEPS as for fusion.sh
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+quick=() report_dir=$root/docs/experiments work=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) quick=(--quick) ;;
+    --report-dir) report_dir=${2:?--report-dir needs a value}; shift ;;
+    --work) work=${2:?--work needs a value}; shift ;;
+    *) echo "usage: $0 [--quick] [--report-dir DIR] [--work DIR]" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ -z "$work" ]; then work=$(mktemp -d); trap 'rm -rf "$work"' EXIT; fi
+"$root/bench/experiments/fusion.sh" ${quick[@]+"${quick[@]}"} --work "$work" --report-dir "$report_dir" --pretrain-only
+/usr/bin/python3 "$root/bench/experiments/grounding.py" "$work" "$report_dir"
