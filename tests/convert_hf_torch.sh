@@ -4,7 +4,7 @@
 # pytorch_model.bin, an HF config.json with id2label, a vocab.txt) converted by `kiln
 # convert-hf` and by kiln.convert_hf: kiln's outputs on the converted weights and settings
 # equal the reference's (the parity tests' fp32 tolerance); the tensors the model lacks are
-# reported, a wrong shape fails naming the tensor.
+# reported, a wrong shape fails naming the tensor; examples/vqa.py answers from the directory.
 # Skipped (77) without python3-torch; the Python checks need the module built (PYTHONPATH).
 # usage: tests/convert_hf_torch.sh KILN_BINARY
 set -euo pipefail
@@ -78,6 +78,36 @@ PY
   }
   check "kiln.convert_hf: the same file and settings, Model.run equals the reference; kiln.Error on a wrong shape" py_converts
 
+  example() {  # examples/vqa.py's top 5 (converting the directory itself) are the reference's
+    "$py" -c 'import numpy as np, sys; np.save(sys.argv[1], np.random.default_rng(4).standard_normal((5, 24)).astype(np.float32))' \
+      "$work/regions.npy"
+    "$py" "$root/examples/vqa.py" "$work/hf" "What color is the cat on the table?" "$work/regions.npy" >"$work/top5"
+    cat "$work/top5"
+    [ -e "$work/hf/kiln.safetensors.sets" ]
+    "$py" "$root/examples/vqa.py" "$work/hf" "What color is the cat on the table?" "$work/regions.npy" | cmp - "$work/top5"
+    "$py" - "$work" "$root/tests/parity" <<'PY'
+import json, sys
+import numpy as np
+import kiln
+work = sys.argv[1]
+sys.path.insert(0, sys.argv[2]); import safetensors_io, visualbert_torch as vt  # noqa
+tok = kiln.Tokenizer(f"{work}/hf/vocab.txt")
+ids = [tok.cls_id] + tok.encode("What color is the cat on the table?") + [tok.sep_id]
+regions = np.load(f"{work}/regions.npy")[None]
+inputs = {"input_ids": np.array([ids]), "token_type_ids": np.zeros((1, len(ids)), np.int64),
+          "attention_mask": np.ones((1, len(ids)), np.int64), "visual_embeds": regions,
+          "visual_token_type_ids": np.ones((1, 5), np.int64), "visual_attention_mask": np.ones((1, 5), np.int64)}
+out, _ = vt.run("vqa", safetensors_io.read(f"{work}/reference.safetensors"), inputs, {"heads": 4})
+logits = out["logits"][0].astype(np.float64)
+id2label = json.load(open(f"{work}/hf/config.json"))["id2label"]
+want = [id2label[str(i)] for i in np.argsort(-logits, kind="stable")[:5]]
+got = [line.split()[1] for line in open(f"{work}/top5")]
+assert got == want, (got, want)
+scores = [float(line.split()[2]) for line in open(f"{work}/top5")]
+assert np.allclose(scores, 1 / (1 + np.exp(-np.sort(logits)[::-1][:5])), atol=1e-4), scores
+PY
+  }
+  check "examples/vqa.py: question + region features -> the reference's top 5 answers by id2label" example
 else
   echo "note: the kiln Python module is not importable here: kiln.convert_hf not checked"
 fi
