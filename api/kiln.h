@@ -244,4 +244,27 @@ bool kiln_trainer_save(KilnTrainer *t, const char *path, int64_t done, bool with
 // "out.safetensors" -> "out.step-10.safetensors" (.safetensors added when out lacks it).
 void kiln_checkpoint_path(const char *out, int64_t step, char *buf, size_t size);
 
+// Hugging Face checkpoints (api/convert_hf.c; `kiln convert-hf`, kiln.convert_hf): dir's
+// config.json mapped to --set values of the model file, every parameter read from
+// dir/model.safetensors (or dir/pytorch_model.bin, turned into a temporary safetensors beside
+// output by `python torch_script`: pickles are never parsed here) with its shape, converted
+// to its dtype and written to output; the settings to output.sets, one --set a line.
+typedef struct KilnConvertOptions {
+  const char *dir, *output;
+  const char *model;         // the model file, or NULL: models_dir's for config.json's architectures
+  const char *models_dir;    // NULL: "models"
+  const char *python;        // an interpreter with PyTorch (NULL or "": pytorch_model.bin is refused)
+  const char *torch_script;  // python/kiln_torch_to_safetensors.py (exit 3: no torch)
+  FILE *notes;               // the checkpoint's tensors that are no parameter, a line each (or NULL)
+} KilnConvertOptions;
+
+enum { KILN_CONVERT_MAX_SETS = 16 };
+typedef struct KilnConverted {  // what kiln_convert_hf chose (sets point into values)
+  char model[4096];
+  int n_params, n_sets;
+  KilnSet sets[KILN_CONVERT_MAX_SETS];
+  char values[KILN_CONVERT_MAX_SETS][32];
+} KilnConverted;
+bool kiln_convert_hf(const KilnConvertOptions *o, KilnConverted *r, Diag *d);
+
 #endif

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "codegen/aot.h"
@@ -16,6 +15,7 @@
 #include "passes/passes.h"
 #include "api/bind.h"
 #include "app/cli.h"
+#include "runtime/process.h"
 
 #ifndef KILN_RT_LIB_PATH
 #define KILN_RT_LIB_PATH ""
@@ -93,25 +93,6 @@ static bool find_include(const CliOptions *o, char *out, size_t size, Diag *d) {
   if (is_file(probe)) return true;
   return diag_error(d, "cannot find kiln's runtime headers (%s); set KILN_INCLUDE to the "
                        "directory holding runtime/aot.h", probe);
-}
-
-static bool run(char *const argv[], Diag *d) {
-  fflush(stdout);
-  pid_t pid = fork();
-  if (pid < 0) return diag_error(d, "cannot start %s: %s", argv[0], strerror(errno));
-  if (pid == 0) {
-    execvp(argv[0], argv);
-    fprintf(stderr, "kiln: cannot run %s: %s\n", argv[0], strerror(errno));
-    _exit(127);
-  }
-  int status;
-  if (waitpid(pid, &status, 0) < 0) return diag_error(d, "waiting for %s: %s", argv[0], strerror(errno));
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return true;
-  char cmd[2048] = "";
-  for (int i = 0; argv[i]; i++)
-    snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), "%s%s", i ? " " : "", argv[i]);
-  return diag_error(d, "%s failed (%s %d): %s", argv[0], WIFEXITED(status) ? "exit" : "signal",
-                    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), cmd);
 }
 
 // The needed parameters, converted to their dtypes and checked as kiln run does, written as
@@ -216,7 +197,7 @@ static bool link_exe(const char *cc, const char *rt, const char *exe, const Part
   argv[n++] = "-lcjson";
   argv[n++] = "-lm";
   argv[n++] = KILN_RT_SANITIZE;  // NULL (the end) unless a sanitizer build
-  return run(argv, d);
+  return rt_run(argv, d);
 }
 
 // DIR/libkiln_model.a (kernels, tables, weights), a copy of libkiln_rt.a, kiln_model.h and
@@ -233,7 +214,7 @@ static bool write_lib(const IrGraph *g, const char *rt, const char *inc, const c
   unlink(a);  // ar adds to an existing archive
   char *argv[8] = {"ar", "rcs", a, (char *)p->kernels, (char *)p->tables_o,
                    p->weights ? (char *)p->wobj : NULL};
-  if (!run(argv, d) || !copy_file(rt, r, d) || !write_header(g, inc, h, target, d)) return false;
+  if (!rt_run(argv, d) || !copy_file(rt, r, d) || !write_header(g, inc, h, target, d)) return false;
   FILE *f = fopen(l, "w");
   if (!f) return diag_error(d, "cannot write %s: %s", l, strerror(errno));
   fprintf(f, "%s\n", LINK_FLAGS);
@@ -249,7 +230,7 @@ static bool write_tables(const RtProgram *prog, const char *cc, const char *inc,
   if (fclose(f) != 0 && ok) ok = diag_error(d, "cannot write %s", p->tables_c);
   char iflag[PATH_MAX + 4];
   snprintf(iflag, sizeof iflag, "-I%s", inc);
-  return ok && run((char *[]){(char *)cc, "-std=c11", "-O1", "-fPIC", iflag, "-c",
+  return ok && rt_run((char *[]){(char *)cc, "-std=c11", "-O1", "-fPIC", iflag, "-c",
                               (char *)p->tables_c, "-o", (char *)p->tables_o, NULL}, d);
 }
 
@@ -284,7 +265,7 @@ static bool build(const CliOptions *o, const IrGraph *g, const CgOptions *copt, 
   bool ok = !p.weights ||
             (write_weights(g, need, o->weights, p.blob, &t.weights_size, d) &&
              write_incbin(p.wasm, p.blob, d) &&
-             run((char *[]){cc, "-c", p.wasm, "-o", p.wobj, NULL}, d));
+             rt_run((char *[]){cc, "-c", p.wasm, "-o", p.wobj, NULL}, d));
   // The JIT's description of the same steps, buffers in the same planned arena; the
   // outputs and losses are kept to the end of a run (a run picks among them).
   ok = ok && cg_aot_object(g, need, copt, p.kernels, &steps, target, d) &&

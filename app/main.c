@@ -156,15 +156,18 @@ static const Command commands[] = {
    "  --                 what follows is TEXT even if it starts with '-'\n",
    " vocab tokens "},
   {"convert-hf", cmd_convert_hf, "kiln convert-hf DIR -o W.safetensors [--model MODEL]",
-   "Convert a Hugging Face VisualBERT checkpoint directory (config.json, model.safetensors)\n"
-   "into kiln weights for MODEL (default: the model file for config.json's architectures:\n"
+   "Convert a Hugging Face VisualBERT checkpoint directory (config.json, model.safetensors\n"
+   "or pytorch_model.bin) into kiln weights for MODEL (default: the model file for\n"
+   "config.json's architectures:\n"
    "models/visualbert-{vqa,pretrain,nlvr2}.json). The config's sizes become --set values\n"
    "(hidden_size, num_hidden_layers, num_attention_heads, intermediate_size,\n"
    "visual_embedding_dim, vocab_size, max_position_embeddings, type_vocab_size,\n"
    "layer_norm_eps, num_labels from id2label), written to W.safetensors.sets, one --set a\n"
    "line (kiln run MODEL $(cat W.safetensors.sets) ...). Every parameter must be in the\n"
    "checkpoint with its shape; fp16, bf16 and f64 tensors are converted to f32; tensors the\n"
-   "model has no parameter for are listed and ignored. pytorch_model.bin is not read yet.\n"
+   "model has no parameter for are listed and ignored. pytorch_model.bin (a pickle) is read\n"
+   "by PyTorch, in the Python this kiln was built with (python3-torch); sharded checkpoints\n"
+   "(*.index.json) are not supported.\n"
    "  -o, --output FILE  the weights (safetensors)\n"
    "  --model MODEL      the kiln model file the checkpoint is for\n",
    " output model "},

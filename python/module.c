@@ -107,6 +107,9 @@ static PyMethodDef functions[] = {
      "load_safetensors(path) -> dict of NumPy arrays, in the file's order"},
     {"save_safetensors", py_save_safetensors, METH_VARARGS,
      "save_safetensors(path, tensors): writes a dict of arrays atomically"},
+    {"convert_hf", (PyCFunction)(void (*)(void))py_convert_hf, METH_VARARGS | METH_KEYWORDS,
+     "convert_hf(dir, out, model=None) -> the settings (dict): a Hugging Face VisualBERT directory to kiln "
+     "weights at out, as kiln convert-hf"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -47,6 +47,7 @@ PyObject *py_describe(const KilnModel *m, KilnRole role);
 
 PyObject *py_load_safetensors(PyObject *self, PyObject *args);
 PyObject *py_save_safetensors(PyObject *self, PyObject *args);
+PyObject *py_convert_hf(PyObject *self, PyObject *args, PyObject *kw);  // convert.c
 
 // ---- the classes -------------------------------------------------------------------------------
 extern PyTypeObject py_model_type, py_trainer_type, py_tokenizer_type;

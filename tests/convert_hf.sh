@@ -89,10 +89,11 @@ check "convert-hf: ... by name" \
 check "convert-hf: a misshapen tensor is named with both shapes" \
   fails_with 'tensor "cls.bias" has shape [5], the model'"'"'s parameter [6]' \
   "$kiln" convert-hf "$work/misshapen" -o "$work/x.safetensors"
-check "convert-hf: pytorch_model.bin alone is refused, saying so" \
-  fails_with 'pytorch_model.bin is not read yet' "$kiln" convert-hf "$work/bin" -o "$work/x.safetensors"
+check "convert-hf: a pytorch_model.bin torch cannot load is named, no temporary left" \
+  fails_with "$work/bin/pytorch_model.bin: not a PyTorch file" "$kiln" convert-hf "$work/bin" -o "$work/bin/x.safetensors"
+check "convert-hf: ... nothing written beside it" test "$(ls "$work/bin")" = "$(printf 'config.json\npytorch_model.bin')"
 check "convert-hf: an architecture without a model file needs --model" \
-  fails_with 'give --model MODEL' "$kiln" convert-hf "$work/other" -o "$work/x.safetensors"
+  fails_with 'give the model file (--model MODEL' "$kiln" convert-hf "$work/other" -o "$work/x.safetensors"
 check "convert-hf: ... and converts with it" \
   "$kiln" convert-hf "$work/other" -o "$work/y.safetensors" --model "$model"
 check "convert-hf: no config.json" \

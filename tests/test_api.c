@@ -1,11 +1,13 @@
 // Tests of the public C API (api/kiln.h) on docs/examples/mlp.json: the JIT and the
 // reference backend give the same outputs and gradients through it; outputs are chosen by
 // the inputs given; misuse and bad input are messages, not crashes; the trainer's compiled
-// update equals an update written against kiln_trainer_param.
+// update equals an update written against kiln_trainer_param; kiln_convert_hf refuses a
+// pickle, saying what to install, when no Python with torch can read it.
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/kiln.h"
 #include "tests/check_run.h"
@@ -208,6 +210,54 @@ START_TEST(test_trainer_update_matches_external_update) {
 }
 END_TEST
 
+// kiln_convert_hf without a Python that has torch: the pickle is refused with what to do,
+// whether the interpreter cannot import torch (the script's exit 3), cannot be run, or is
+// none; no temporary is left beside the output.
+static bool only_two_files(const char *dir) {
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "test \"$(ls %s | tr '\\n' ' ')\" = 'config.json pytorch_model.bin '", dir);
+  return system(cmd) == 0;
+}
+
+START_TEST(test_convert_hf_pickle_needs_torch) {
+  char dir[] = "/tmp/kiln-convert-XXXXXX", path[128], out[128], script[128];
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  const char *files[][2] = {{"config.json", "{\"architectures\": [\"Mlp\"]}"}, {"pytorch_model.bin", "PK"}};
+  for (int i = 0; i < 2; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, files[i][0]);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(files[i][1], f);
+    fclose(f);
+  }
+  snprintf(script, sizeof script, "%s.sh", dir);  // a "torch_script" for /bin/sh: no torch
+  FILE *f = fopen(script, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("exit 3\n", f);
+  fclose(f);
+  snprintf(out, sizeof out, "%s/w.safetensors", dir);
+  struct {
+    const char *python, *says;
+  } cases[] = {{"/bin/sh", "which cannot import torch (install python3-torch, or save the state dict as model.safetensors)"},
+               {"/nonexistent/python3", "which cannot be run (install python3-torch"},
+               {NULL, "built without Python (install python3-torch"}};
+  for (int i = 0; i < 3; i++) {
+    KilnConvertOptions o = {.dir = dir, .output = out, .model = model, .python = cases[i].python, .torch_script = script};
+    KilnConverted r;
+    Diag d = {0};
+    ck_assert(!kiln_convert_hf(&o, &r, &d));
+    ck_assert_msg(strstr(d.msg, "/pytorch_model.bin: ") && strstr(d.msg, cases[i].says), "%s", d.msg);
+    ck_assert_msg(only_two_files(dir), "%s", d.msg);
+  }
+  remove(script);
+  for (int i = 0; i < 2; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, files[i][0]);
+    remove(path);
+  }
+  rmdir(dir);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("api");
   TCase *tc = tcase_create("api");
@@ -218,6 +268,7 @@ int main(void) {
   tcase_add_test(tc, test_misuse_is_a_message);
   tcase_add_test(tc, test_trainer_update_matches_external_update);
   tcase_add_test(tc, test_trainer_layers_alike_share_kernels);
+  tcase_add_test(tc, test_convert_hf_pickle_needs_torch);
   suite_add_tcase(s, tc);
   return check_run(s);
 }
