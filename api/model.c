@@ -44,8 +44,9 @@ bool kiln_model_open(const char *path, const KilnOptions *opt, KilnModel **out, 
   return kiln_model_open_with(path, opt, NULL, out, d);
 }
 
-bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOptimizer *optimizer,
+bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOptions *train,
                           KilnModel **out, Diag *d) {
+  const PassOptimizer *optimizer = train ? train->optimizer : NULL;
   *out = NULL;
   if (opt->precision == KILN_PRECISION_INT8)
     return diag_error(d, "--precision int8 is not yet supported (fp32 and bf16 are)");
@@ -77,7 +78,8 @@ bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOp
   }
   m->loaded = true;
   PassOptions po = {.loss = opt->grad_loss, .training = opt->training, .optimizer = optimizer,
-                    .bf16 = opt->precision == KILN_PRECISION_BF16};
+                    .bf16 = opt->precision == KILN_PRECISION_BF16,
+                    .loss_denominators = train && train->loss_denominators};
   IrGraph *g = &m->g;
   if (!pass_run_pipeline(g, &po, NULL, opt->disabled_passes, opt->n_disabled_passes, d)) {
     kiln_model_free(m);

@@ -73,6 +73,9 @@ struct KilnTrainer {
   int64_t accumulate;
   int64_t n_sum;
   double wait_s;  // the last step's wait for the sums
+  // Global loss denominators (passes/loss_denominator.c; with phases only): per entry of
+  // g->denominators, the step's count of labels over processes and micro-batches.
+  double *count;
 };
 
 static double lr_at(const KilnTrainer *t, int64_t step) {
@@ -250,6 +253,21 @@ static bool reduce_grads(KilnTrainer *t, Diag *d) {
   return true;
 }
 
+// The loss denominators' inputs are set per step (set_denominators), not by the data.
+static bool open_denominators(KilnTrainer *t, Diag *d) {
+  KilnModel *m = t->m;
+  const IrGraph *g = &m->g;
+  t->count = calloc((size_t)g->n_denominators + 1, sizeof *t->count);
+  if (!t->count) return diag_error(d, "out of memory");
+  for (int k = 0; k < g->n_denominators; k++) {
+    const IrLossDenominator *x = &g->denominators[k];
+    if (!m->p.value[x->input->id] || !m->p.value[x->labels->id])
+      return diag_error(d, "%s: the loss denominator \"%s\" has no buffer (compiler bug)", g->file, x->input->name);
+    m->bound[x->input->id] = true;
+  }
+  return true;
+}
+
 // Every process's parameters and state, bit for bit (--check-replicas).
 static bool same_replicas(KilnTrainer *t, int64_t step, Diag *d) {
   uint64_t h = 1469598103934665603ull;
@@ -290,7 +308,9 @@ bool kiln_trainer_open(const char *path, const KilnOptions *opt, const KilnTrain
   mo.backend = KILN_BACKEND_JIT;
   mo.grad_loss = to->loss ? to->loss : "loss";
   mo.training = true;
-  bool ok = kiln_model_open_with(path, &mo, to->external_update ? NULL : &t->spec, &t->m, d);
+  PassOptions po = {.optimizer = to->external_update ? NULL : &t->spec,
+                    .loss_denominators = (to->comm && dist_size(to->comm) > 1) || to->accumulate > 1};
+  bool ok = kiln_model_open_with(path, &mo, &po, &t->m, d);
   if (ok) {
     KilnModel *m = t->m;
     const IrGraph *g = &m->g;
@@ -308,7 +328,7 @@ bool kiln_trainer_open(const char *path, const KilnOptions *opt, const KilnTrain
     t->rank = dist_rank(t->comm);
     t->size = dist_size(t->comm);
     t->accumulate = to->accumulate > 1 ? to->accumulate : 1;
-    if (ok && (t->comm || t->accumulate > 1)) ok = plan_phases(t, d);
+    if (ok && (t->comm || t->accumulate > 1)) ok = plan_phases(t, d) && open_denominators(t, d);
   }
   if (!ok) {
     kiln_trainer_free(t);
@@ -333,6 +353,7 @@ void kiln_trainer_free(KilnTrainer *t) {
   free(t->ready);
   free(t->sum);
   free(t->acc);
+  free(t->count);
   free(t);
 }
 
@@ -491,14 +512,41 @@ static bool bind_rows(KilnTrainer *t, int64_t step, int64_t first, Diag *d) {
   return !t->has_mlm || mlm_apply(&t->mlm, &m->g, m->p.value, t->o.seed, step, first, d);
 }
 
+// Before step `step`'s first micro-batch: each cross_entropy's denominator, the step's
+// labels (after masking) counted over the micro-batches and processes, over their number,
+// so that averaging the shares' losses and gradients gives the whole batch's. Leaves the
+// last micro-batch bound.
+static bool set_denominators(KilnTrainer *t, int64_t step, Diag *d) {
+  KilnModel *m = t->m;
+  const IrGraph *g = &m->g;
+  int n = g->n_denominators;
+  for (int k = 0; k < n; k++) t->count[k] = 0;
+  for (int64_t j = 0; j < t->accumulate; j++) {
+    if (!bind_rows(t, step, (j * t->size + t->rank) * t->batch, d)) return false;
+    for (int k = 0; k < n; k++) {
+      const IrLossDenominator *x = &g->denominators[k];
+      const void *labels = m->p.value[x->labels->id];
+      for (int64_t i = 0, e = ir_numel(&x->labels->shape); i < e; i++)
+        t->count[k] += dt_load(x->labels->dtype, labels, (size_t)i) != (double)x->ignore_index;
+    }
+  }
+  if (t->comm && n && !dist_sum_f64(t->comm, t->count, n, d)) return diag_prefix(d, "summing the label counts: ");
+  for (int k = 0; k < n; k++)  // every label ignored: the sums are 0, any positive value does
+    *(float *)m->p.value[g->denominators[k].input->id] =
+        (float)(fmax(t->count[k], 1.0) / (double)(t->size * t->accumulate));
+  return true;
+}
+
 // The first phase `accumulate` times (micro-batch j of process r: rows (j * size + r) * batch
 // ..), the gradients averaged over them and (data parallel) over the processes; *loss: the
 // mean of the losses. Then the optimiser's phase.
 static bool run_phases(KilnTrainer *t, int64_t step, uint64_t seed, double *loss, Diag *d) {
   KilnModel *m = t->m;
   *loss = 0;
+  bool bound = m->g.n_denominators && t->accumulate == 1;  // by set_denominators
+  if (m->g.n_denominators && !set_denominators(t, step, d)) return false;
   for (int64_t j = 0; j < t->accumulate; j++) {
-    if (!bind_rows(t, step, (j * t->size + t->rank) * t->batch, d)) return false;
+    if (!bound && !bind_rows(t, step, (j * t->size + t->rank) * t->batch, d)) return false;
     t->started = 0;  // the sums overlap the backward only without accumulation
     RtStepHook after = t->comm && t->accumulate == 1 ? on_step_done : NULL;
     if (!kiln_run_phase(m, j ? hash2(seed, (uint64_t)j + 1000) : seed, &(KilnRunPhase){t->phase, 0, after, t}, d))
