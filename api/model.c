@@ -345,7 +345,8 @@ static bool run(KilnModel *m, uint64_t seed, double *step_ms, const KilnRunPhase
   }
   if (!m->prepared) rt_plan_prepare(&m->p.plan, m->threads);  // packs the weights
   m->prepared = true;
-  *m->p.seed = seed;
+  m->p.seed[0] = seed;
+  m->p.seed[1] = ph ? ph->share : 0;
   if (ph) {
     rt_plan_run_phase(&m->p.plan, m->threads, ph->phase, ph->which, ph->after, ph->ctx);
   } else if (step_ms) {

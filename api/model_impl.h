@@ -44,6 +44,10 @@ typedef struct KilnRunPhase {
   int which;
   RtStepHook after;
   void *ctx;
+  // Dropout draws the masks of rows share·batch ... of a step share + 1 times as large
+  // (cg_dropout_key): the trainer's process and micro-batch, so that their masks are the
+  // whole step's. 0: the run's own rows.
+  uint64_t share;
 } KilnRunPhase;
 bool kiln_run_phase(KilnModel *m, uint64_t seed, const KilnRunPhase *ph, Diag *d);
 

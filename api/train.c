@@ -549,8 +549,8 @@ static bool run_phases(KilnTrainer *t, int64_t step, uint64_t seed, double *loss
     if (!bound && !bind_rows(t, step, (j * t->size + t->rank) * t->batch, d)) return false;
     t->started = 0;  // the sums overlap the backward only without accumulation
     RtStepHook after = t->comm && t->accumulate == 1 ? on_step_done : NULL;
-    if (!kiln_run_phase(m, j ? hash2(seed, (uint64_t)j + 1000) : seed, &(KilnRunPhase){t->phase, 0, after, t}, d))
-      return false;
+    uint64_t share = (uint64_t)(j * t->size + t->rank);  // dropout: the masks of these rows of the step
+    if (!kiln_run_phase(m, seed, &(KilnRunPhase){t->phase, 0, after, t, share}, d)) return false;
     *loss += *(const float *)m->p.value[t->loss->id];
     for (int k = 0; k < t->n_red && t->accumulate > 1; k++) {
       const Reduced *r = &t->red[k];
@@ -568,7 +568,7 @@ static bool run_phases(KilnTrainer *t, int64_t step, uint64_t seed, double *loss
     if (!reduce_grads(t, d) || !dist_sum_f64(t->comm, loss, 1, d)) return false;
     *loss /= (double)t->size;
   }
-  return kiln_run_phase(m, seed, &(KilnRunPhase){t->phase, 1, NULL, NULL}, d);
+  return kiln_run_phase(m, seed, &(KilnRunPhase){t->phase, 1, NULL, NULL, 0}, d);
 }
 
 bool kiln_trainer_step(KilnTrainer *t, int64_t step, KilnStepResult *r, Diag *d) {
@@ -581,10 +581,9 @@ bool kiln_trainer_step(KilnTrainer *t, int64_t step, KilnStepResult *r, Diag *d)
     if (t->c2_in) *t->c2_in = (float)(1.0 - pow(t->spec.beta2, s));
   }
   m->prepared = false;  // the last update changed the weights: pack them again
+  // Masks are keyed by the element's position in the step's global batch (run_phases'
+  // share): N processes x B draw the masks of 1 x N·B.
   uint64_t seed = hash2(hash2(t->o.seed, STREAM_DROPOUT), (uint64_t)step);
-  // Masks are keyed by position in the batch: other processes mix in their rank, so that
-  // their rows do not repeat rank 0's masks.
-  if (t->rank) seed = hash2(seed, (uint64_t)t->rank);
   if (!t->phase) {
     if (!bind_rows(t, step, 0, d) || !kiln_run(m, seed, d)) return false;
     r->loss = *(const float *)m->p.value[t->loss->id];

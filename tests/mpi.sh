@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Data-parallel `kiln train` under mpirun (docs/distributed.md), on tiny VisualBERT VQA and
-# pre-training configs, dropout off: 2 processes x batch 2 end 5 steps with the weights of
+# pre-training configs, dropout off unless said: 2 processes x batch 2 end 5 steps with the weights of
 # 1 process x batch 4 (within 1e-5 of the largest value), AdamW and SGD, and MLM whose
-# shares mask different counts (also --accumulate 2 on 1 process), with every
+# shares mask different counts (also --accumulate 2 on 1 process), and with dropout 0.2
+# (masks keyed by the row in the step's global batch), with every
 # process's parameters bit-identical after every step (--check-replicas); with
 # --accumulate 2, 1 process x batch 4 and 2 processes x batch 2 equal 1 x batch 8;
 # pre-training data masked on the fly trains with identical replicas to 1 process's weights; a bad data file ends
@@ -111,6 +112,14 @@ mlm_accumulates() {  # on one process: --accumulate 2 x batch 2 is one step of 4
   close "$work/mlm-1.safetensors" "$work/mlm-acc.safetensors"
 }
 check "MLM with different label counts: --accumulate 2 x batch 2 equals batch 4 on 1 process" mlm_accumulates
+with_dropout() {  # dropout masks keyed by the row in the step's global batch (cg_dropout_key's share)
+  train 1 "${mlm_run[@]}" --set dropout=0.2 --set batch=4 -o "$work/drop-1.safetensors" || return 1
+  train 2 "${mlm_run[@]}" --set dropout=0.2 --set batch=2 --check-replicas -o "$work/drop-2.safetensors" || return 1
+  close "$work/drop-1.safetensors" "$work/drop-2.safetensors" || return 1  # rank-keyed masks: 5 % apart
+  train 1 "${mlm_run[@]}" --set dropout=0.2 --set batch=2 --accumulate 2 -o "$work/drop-acc.safetensors" || return 1
+  close "$work/drop-1.safetensors" "$work/drop-acc.safetensors"
+}
+check "dropout 0.2: 2 processes x batch 2 and --accumulate 2 x batch 2 equal 1 x batch 4" with_dropout
 
 masked_on_the_fly() {  # kiln data synth's pre-training data: each process masks its rows
   "$kiln" data synth -o "$work/syn" --seed 5 --train 16 --val 1 --test 1 >/dev/null 2>&1 || return 1
