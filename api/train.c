@@ -32,7 +32,7 @@ enum { STREAM_SHUFFLE = 1, STREAM_DROPOUT = 2 };
 
 typedef struct Reduced {  // a gradient buffer averaged over the processes
   float *grad;
-  int64_t numel, at;  // at: its place in KilnTrainer.sum
+  int64_t numel, at;  // at: its place in KilnTrainer.sum (in the order the backward finishes them)
   int last;           // the plan step that finishes it (INT_MAX: none of phase 0)
 } Reduced;
 
@@ -61,13 +61,17 @@ struct KilnTrainer {
   bool has_mlm;
   // Data parallel (comm: NULL when alone): rank of size; phase per plan step (1: the
   // optimiser's); the distinct gradient buffers in the order their sums start, each summed
-  // into sum[] after its last writer (step s finishes red[ready[s] .. ready[s + 1])).
+  // into sum[] after its last writer (step s finishes red[ready[s] .. ready[s + 1])), in
+  // buckets of about KilnTrainOptions.bucket_mb: bucket b is red[bucket[b] .. bucket[b + 1]),
+  // copied into stage[] (in sum's layout) to be summed as one message once all are finished.
   DistComm *comm;
   int rank, size;
   unsigned char *phase;
   Reduced *red;
-  int n_red, started;
+  int n_red;
   int *ready;  // [plan steps + 1]
+  int *bucket, n_buckets, started;  // started: buckets whose sums are started this step
+  float *stage;  // NULL with one gradient a bucket (summed from its own buffer)
   float *sum;
   float *acc;  // accumulation: the gradients' running sums (in sum's layout)
   int64_t accumulate;
@@ -158,6 +162,27 @@ static int cmp_last(const void *a, const void *b) {
   return (x->last > y->last) - (x->last < y->last);
 }
 
+// The sums' layout in the order the backward finishes the gradients, and the buckets: runs
+// of consecutive gradients of at least bucket_mb MiB (the last may be smaller; 0: one
+// gradient each, summed from its own buffer without a copy).
+static bool plan_buckets(KilnTrainer *t, Diag *d) {
+  int64_t at = 0, limit = (int64_t)(t->o.bucket_mb * 1048576.0 / sizeof(float)), open = 0;
+  t->bucket = calloc((size_t)t->n_red + 2, sizeof *t->bucket);
+  if (!t->bucket) return diag_error(d, "out of memory");
+  for (int j = 0; j < t->n_red; j++) {
+    t->red[j].at = at;
+    at += t->red[j].numel;
+    open += t->red[j].numel;
+    if (open >= limit || j == t->n_red - 1) {
+      t->bucket[++t->n_buckets] = j + 1;
+      open = 0;
+    }
+  }
+  if (t->comm && limit > 0 && !(t->stage = malloc((size_t)at * sizeof *t->stage + 64)))
+    return diag_error(d, "out of memory for the gradients' buckets (%lld values)", (long long)at);
+  return true;
+}
+
 // Phase 1: the steps of the nodes the optimizer pass added; phase 0 the others. Running
 // phase 0 first changes no result only if no model step reads an optimiser value and the
 // optimiser reads nothing of the model's but gradients, parameters and inputs (the buffers
@@ -216,6 +241,7 @@ static bool plan_phases(KilnTrainer *t, Diag *d) {
     t->ready[s] = j;
   }
   t->n_sum = total;
+  if (!plan_buckets(t, d)) return false;
   t->sum = t->comm ? malloc((size_t)total * sizeof *t->sum + 64) : NULL;
   t->acc = t->accumulate > 1 ? malloc((size_t)total * sizeof *t->acc + 64) : NULL;
   if ((t->comm && !t->sum) || (t->accumulate > 1 && !t->acc))
@@ -223,25 +249,33 @@ static bool plan_phases(KilnTrainer *t, Diag *d) {
   return !t->comm || dist_sum_reserve(t->comm, t->n_red + 16, d);
 }
 
-// After plan step s (thread 0 of the run): start the sums of the gradients it finished.
+// Starts the sums of the buckets whose gradients are all among red[0 .. finished), in order.
+static bool start_buckets(KilnTrainer *t, int finished, Diag *d) {
+  for (; t->started < t->n_buckets && t->bucket[t->started + 1] <= finished; t->started++) {
+    const Reduced *first = &t->red[t->bucket[t->started]], *last = &t->red[t->bucket[t->started + 1] - 1];
+    const float *send = first->grad;
+    if (t->stage) {
+      for (const Reduced *r = first; r <= last; r++)
+        memcpy(t->stage + r->at, r->grad, (size_t)r->numel * sizeof(float));
+      send = t->stage + first->at;
+    }
+    if (!dist_sum_start(t->comm, send, t->sum + first->at, last->at + last->numel - first->at, d)) return false;
+  }
+  return true;
+}
+
+// After plan step s (thread 0 of the run): start the sums of the buckets it completed.
 static void on_step_done(void *ctx, int s) {
   KilnTrainer *t = ctx;
   if (t->o.no_overlap) return;
-  for (int j = t->ready[s]; j < t->ready[s + 1] && j == t->started; j++) {
-    Reduced *r = &t->red[j];
-    Diag d = {0};
-    if (!dist_sum_start(t->comm, r->grad, t->sum + r->at, r->numel, &d)) return;  // between() reports it
-    t->started++;
-  }
+  Diag d = {0};
+  if (!start_buckets(t, t->ready[s + 1], &d)) return;  // reduce_grads starts it again and reports it
   dist_sum_poll(t->comm);
 }
 
 // Between the phases: the remaining sums, then every gradient becomes the average.
 static bool reduce_grads(KilnTrainer *t, Diag *d) {
-  for (; t->started < t->n_red; t->started++) {
-    Reduced *r = &t->red[t->started];
-    if (!dist_sum_start(t->comm, r->grad, t->sum + r->at, r->numel, d)) return false;
-  }
+  if (!start_buckets(t, t->n_red, d)) return false;
   double t0 = rt_now_ms();
   if (!dist_sum_wait(t->comm, d)) return diag_prefix(d, "averaging the gradients: ");
   t->wait_s = (rt_now_ms() - t0) / 1e3;
@@ -351,6 +385,8 @@ void kiln_trainer_free(KilnTrainer *t) {
   free(t->phase);
   free(t->red);
   free(t->ready);
+  free(t->bucket);
+  free(t->stage);
   free(t->sum);
   free(t->acc);
   free(t->count);
@@ -591,6 +627,7 @@ bool kiln_trainer_step(KilnTrainer *t, int64_t step, KilnStepResult *r, Diag *d)
     if (!run_phases(t, step, seed, &r->loss, d)) return false;
     r->reduce_wait_s = t->wait_s;
     r->reduce_bytes = t->comm ? (double)t->n_sum * sizeof(float) : 0;
+    r->reduce_buckets = t->comm ? t->n_buckets : 0;
   }
   if (!isfinite(r->loss)) return diag_error(d, "the loss is %g; stopping", r->loss);
   if (t->o.external_update) return true;

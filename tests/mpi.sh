@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Data-parallel `kiln train` under mpirun (docs/distributed.md), on tiny VisualBERT VQA and
-# pre-training configs, dropout off unless said: 2 processes x batch 2 end 5 steps with the weights of
-# 1 process x batch 4 (within 1e-5 of the largest value), AdamW and SGD, and MLM whose
+# pre-training configs, dropout off unless said: 2 processes x batch 2 end 5 steps with the
+# weights of 1 process x batch 4 (within 1e-5 of the largest value), AdamW and SGD, and MLM whose
 # shares mask different counts (also --accumulate 2 on 1 process), and with dropout 0.2
 # (masks keyed by the row in the step's global batch), with every
 # process's parameters bit-identical after every step (--check-replicas); with
 # --accumulate 2, 1 process x batch 4 and 2 processes x batch 2 equal 1 x batch 8;
-# pre-training data masked on the fly trains with identical replicas to 1 process's weights; a bad data file ends
-# every process with exit 1; a process killed mid-run ends the job non-zero within 30 s,
+# pre-training data masked on the fly trains with identical replicas to 1 process's
+# weights; a bad data file ends every process with exit 1; a process killed mid-run ends the job non-zero within 30 s,
 # and its step-2 checkpoint, resumed on 1 process at the same global batch, ends where the
 # uninterrupted run does; kiln eval and --eval-data on 2 processes give 1 process's metrics,
-# printed once. A kiln built without MPI says so when started as one of several
-# processes (exit 1), and the rest is skipped (exit 77).
+# printed once; --bucket-mb 0, small and large give the same bits. A kiln built without
+# MPI says so when started as one of several processes (exit 1), and the rest is skipped
+# (exit 77).
 # usage: tests/mpi.sh KILN_BINARY mpi|nompi [MPIRUN]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -120,6 +121,20 @@ with_dropout() {  # dropout masks keyed by the row in the step's global batch (c
   close "$work/drop-1.safetensors" "$work/drop-acc.safetensors"
 }
 check "dropout 0.2: 2 processes x batch 2 and --accumulate 2 x batch 2 equal 1 x batch 4" with_dropout
+buckets() {  # the gradients' all-reduce in buckets: one per gradient, ~4 KiB (several), 25 MiB (one)
+  for mb in 0 0.004 25; do
+    train 2 "${vqa_run[@]}" --set batch=2 --bucket-mb $mb --check-replicas -o "$work/bucket-$mb.safetensors" \
+      2>"$work/err" || return 1
+    grep -o "in [0-9]* buckets\?" "$work/err" | tee "$work/buckets-$mb"
+  done
+  # 27 gradients (the pooler is not reached) of 14.1 KB in all: 27, several, one
+  [ "$(cat "$work/buckets-0")" = "in 27 buckets" ] && [ "$(cat "$work/buckets-25")" = "in 1 bucket" ] &&
+    [ "$(cut -d' ' -f2 "$work/buckets-0.004")" -gt 1 ] && [ "$(cut -d' ' -f2 "$work/buckets-0.004")" -lt 27 ] || return 1
+  cmp "$work/bucket-0.safetensors" "$work/bucket-0.004.safetensors" &&
+    cmp "$work/bucket-0.safetensors" "$work/bucket-25.safetensors" &&
+    close "$work/adamw-1.safetensors" "$work/bucket-25.safetensors"
+}
+check "--bucket-mb 0, 0.004 and 25: bitwise the same weights, 1 process's" buckets
 
 masked_on_the_fly() {  # kiln data synth's pre-training data: each process masks its rows
   "$kiln" data synth -o "$work/syn" --seed 5 --train 16 --val 1 --test 1 >/dev/null 2>&1 || return 1
