@@ -174,6 +174,7 @@ double kiln_config(const KilnModel *m, const char *name, double def);
 // run resumed from a checkpoint ends with the weights of an uninterrupted one.
 typedef struct KilnTrainer KilnTrainer;
 
+#define KILN_DEFAULT_BUCKET_MB 25  // PyTorch DDP's bucket_cap_mb (docs/distributed.md)
 typedef struct KilnTrainOptions {
   const char *optimizer;  // "adamw" (NULL) or "sgd": betas 0.9/0.999, eps 1e-6, weight decay
                           // 0.01 (not biases or LayerNorm weights), momentum 0.9
@@ -192,6 +193,11 @@ typedef struct KilnTrainOptions {
   struct DistComm *comm;
   bool check_replicas;  // after every step, fail unless every process holds the same bits
   bool no_overlap;      // start the all-reduces after the backward, not during it (to measure)
+  // Data parallel: gradients are all-reduced in buckets of at least bucket_mb MiB of
+  // consecutive gradients in the order the backward finishes them (each started once its
+  // last gradient is done), copied into a buffer of their own; 0: one all-reduce per
+  // gradient, from its own buffer. kiln train's default: KILN_DEFAULT_BUCKET_MB.
+  double bucket_mb;
   // Gradient accumulation: a step is accumulate (0, 1: one) forward-backward passes of
   // `batch` examples each, their gradients averaged, then one update: a global batch of
   // processes x accumulate x batch.
@@ -219,6 +225,7 @@ typedef struct KilnStepResult {
   double loss, lr, grad_norm;  // grad_norm: before clipping (0 with external_update)
   double reduce_wait_s;        // data parallel: time waiting for the gradients' sums after the backward
   double reduce_bytes;         // data parallel: the bytes summed
+  int reduce_buckets;          // data parallel: in this many all-reduces (KilnTrainOptions.bucket_mb)
 } KilnStepResult;
 // Step `step` (0-based): binds its batch (without kiln_trainer_data: the model's inputs as
 // bound, e.g. kiln_default_inputs for benchmarks), runs forward and backward and (unless

@@ -44,8 +44,9 @@ bool kiln_model_open(const char *path, const KilnOptions *opt, KilnModel **out, 
   return kiln_model_open_with(path, opt, NULL, out, d);
 }
 
-bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOptimizer *optimizer,
+bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOptions *train,
                           KilnModel **out, Diag *d) {
+  const PassOptimizer *optimizer = train ? train->optimizer : NULL;
   *out = NULL;
   if (opt->precision == KILN_PRECISION_INT8)
     return diag_error(d, "--precision int8 is not yet supported (fp32 and bf16 are)");
@@ -78,7 +79,8 @@ bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOp
   }
   m->loaded = true;
   PassOptions po = {.loss = opt->grad_loss, .training = opt->training, .optimizer = optimizer,
-                    .bf16 = opt->precision == KILN_PRECISION_BF16};
+                    .bf16 = opt->precision == KILN_PRECISION_BF16,
+                    .loss_denominators = train && train->loss_denominators};
   IrGraph *g = &m->g;
   if (!pass_run_pipeline(g, &po, NULL, opt->disabled_passes, opt->n_disabled_passes, d)) {
     kiln_model_free(m);
@@ -344,7 +346,8 @@ static bool run(KilnModel *m, uint64_t seed, double *step_ms, const KilnRunPhase
   }
   if (!m->prepared) rt_plan_prepare(&m->p.plan, m->threads);  // packs the weights
   m->prepared = true;
-  *m->p.seed = seed;
+  m->p.seed[0] = seed;
+  m->p.seed[1] = ph ? ph->share : 0;
   if (ph) {
     rt_plan_run_phase(&m->p.plan, m->threads, ph->phase, ph->which, ph->after, ph->ctx);
   } else if (step_ms) {

@@ -31,8 +31,9 @@ struct KilnModel {
   RtTrace *trace;    // kiln_trace: runs record into it
 };
 
-// kiln_model_open with the optimizer pass in the pipeline (the trainer), when set.
-bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOptimizer *optimizer,
+// kiln_model_open with the trainer's passes in the pipeline, when train is not NULL: its
+// optimizer (the update) and loss_denominators (the other fields are opt's).
+bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOptions *train,
                           KilnModel **out, Diag *d);
 
 // kiln_run (JIT) of one phase, for the trainer's data parallelism and accumulation: the
@@ -43,6 +44,10 @@ typedef struct KilnRunPhase {
   int which;
   RtStepHook after;
   void *ctx;
+  // Dropout draws the masks of rows share·batch ... of a step share + 1 times as large
+  // (cg_dropout_key): the trainer's process and micro-batch, so that their masks are the
+  // whole step's. 0: the run's own rows.
+  uint64_t share;
 } KilnRunPhase;
 bool kiln_run_phase(KilnModel *m, uint64_t seed, const KilnRunPhase *ph, Diag *d);
 

@@ -32,7 +32,7 @@ enum { STREAM_SHUFFLE = 1, STREAM_DROPOUT = 2 };
 
 typedef struct Reduced {  // a gradient buffer averaged over the processes
   float *grad;
-  int64_t numel, at;  // at: its place in KilnTrainer.sum
+  int64_t numel, at;  // at: its place in KilnTrainer.sum (in the order the backward finishes them)
   int last;           // the plan step that finishes it (INT_MAX: none of phase 0)
 } Reduced;
 
@@ -61,18 +61,25 @@ struct KilnTrainer {
   bool has_mlm;
   // Data parallel (comm: NULL when alone): rank of size; phase per plan step (1: the
   // optimiser's); the distinct gradient buffers in the order their sums start, each summed
-  // into sum[] after its last writer (step s finishes red[ready[s] .. ready[s + 1])).
+  // into sum[] after its last writer (step s finishes red[ready[s] .. ready[s + 1])), in
+  // buckets of about KilnTrainOptions.bucket_mb: bucket b is red[bucket[b] .. bucket[b + 1]),
+  // copied into stage[] (in sum's layout) to be summed as one message once all are finished.
   DistComm *comm;
   int rank, size;
   unsigned char *phase;
   Reduced *red;
-  int n_red, started;
+  int n_red;
   int *ready;  // [plan steps + 1]
+  int *bucket, n_buckets, started;  // started: buckets whose sums are started this step
+  float *stage;  // NULL with one gradient a bucket (summed from its own buffer)
   float *sum;
   float *acc;  // accumulation: the gradients' running sums (in sum's layout)
   int64_t accumulate;
   int64_t n_sum;
   double wait_s;  // the last step's wait for the sums
+  // Global loss denominators (passes/loss_denominator.c; with phases only): per entry of
+  // g->denominators, the step's count of labels over processes and micro-batches.
+  double *count;
 };
 
 static double lr_at(const KilnTrainer *t, int64_t step) {
@@ -155,6 +162,27 @@ static int cmp_last(const void *a, const void *b) {
   return (x->last > y->last) - (x->last < y->last);
 }
 
+// The sums' layout in the order the backward finishes the gradients, and the buckets: runs
+// of consecutive gradients of at least bucket_mb MiB (the last may be smaller; 0: one
+// gradient each, summed from its own buffer without a copy).
+static bool plan_buckets(KilnTrainer *t, Diag *d) {
+  int64_t at = 0, limit = (int64_t)(t->o.bucket_mb * 1048576.0 / sizeof(float)), open = 0;
+  t->bucket = calloc((size_t)t->n_red + 2, sizeof *t->bucket);
+  if (!t->bucket) return diag_error(d, "out of memory");
+  for (int j = 0; j < t->n_red; j++) {
+    t->red[j].at = at;
+    at += t->red[j].numel;
+    open += t->red[j].numel;
+    if (open >= limit || j == t->n_red - 1) {
+      t->bucket[++t->n_buckets] = j + 1;
+      open = 0;
+    }
+  }
+  if (t->comm && limit > 0 && !(t->stage = malloc((size_t)at * sizeof *t->stage + 64)))
+    return diag_error(d, "out of memory for the gradients' buckets (%lld values)", (long long)at);
+  return true;
+}
+
 // Phase 1: the steps of the nodes the optimizer pass added; phase 0 the others. Running
 // phase 0 first changes no result only if no model step reads an optimiser value and the
 // optimiser reads nothing of the model's but gradients, parameters and inputs (the buffers
@@ -213,6 +241,7 @@ static bool plan_phases(KilnTrainer *t, Diag *d) {
     t->ready[s] = j;
   }
   t->n_sum = total;
+  if (!plan_buckets(t, d)) return false;
   t->sum = t->comm ? malloc((size_t)total * sizeof *t->sum + 64) : NULL;
   t->acc = t->accumulate > 1 ? malloc((size_t)total * sizeof *t->acc + 64) : NULL;
   if ((t->comm && !t->sum) || (t->accumulate > 1 && !t->acc))
@@ -220,25 +249,33 @@ static bool plan_phases(KilnTrainer *t, Diag *d) {
   return !t->comm || dist_sum_reserve(t->comm, t->n_red + 16, d);
 }
 
-// After plan step s (thread 0 of the run): start the sums of the gradients it finished.
+// Starts the sums of the buckets whose gradients are all among red[0 .. finished), in order.
+static bool start_buckets(KilnTrainer *t, int finished, Diag *d) {
+  for (; t->started < t->n_buckets && t->bucket[t->started + 1] <= finished; t->started++) {
+    const Reduced *first = &t->red[t->bucket[t->started]], *last = &t->red[t->bucket[t->started + 1] - 1];
+    const float *send = first->grad;
+    if (t->stage) {
+      for (const Reduced *r = first; r <= last; r++)
+        memcpy(t->stage + r->at, r->grad, (size_t)r->numel * sizeof(float));
+      send = t->stage + first->at;
+    }
+    if (!dist_sum_start(t->comm, send, t->sum + first->at, last->at + last->numel - first->at, d)) return false;
+  }
+  return true;
+}
+
+// After plan step s (thread 0 of the run): start the sums of the buckets it completed.
 static void on_step_done(void *ctx, int s) {
   KilnTrainer *t = ctx;
   if (t->o.no_overlap) return;
-  for (int j = t->ready[s]; j < t->ready[s + 1] && j == t->started; j++) {
-    Reduced *r = &t->red[j];
-    Diag d = {0};
-    if (!dist_sum_start(t->comm, r->grad, t->sum + r->at, r->numel, &d)) return;  // between() reports it
-    t->started++;
-  }
+  Diag d = {0};
+  if (!start_buckets(t, t->ready[s + 1], &d)) return;  // reduce_grads starts it again and reports it
   dist_sum_poll(t->comm);
 }
 
 // Between the phases: the remaining sums, then every gradient becomes the average.
 static bool reduce_grads(KilnTrainer *t, Diag *d) {
-  for (; t->started < t->n_red; t->started++) {
-    Reduced *r = &t->red[t->started];
-    if (!dist_sum_start(t->comm, r->grad, t->sum + r->at, r->numel, d)) return false;
-  }
+  if (!start_buckets(t, t->n_red, d)) return false;
   double t0 = rt_now_ms();
   if (!dist_sum_wait(t->comm, d)) return diag_prefix(d, "averaging the gradients: ");
   t->wait_s = (rt_now_ms() - t0) / 1e3;
@@ -246,6 +283,21 @@ static bool reduce_grads(KilnTrainer *t, Diag *d) {
   for (int j = 0; j < t->n_red; j++) {
     const Reduced *r = &t->red[j];
     for (int64_t i = 0; i < r->numel; i++) r->grad[i] = t->sum[r->at + i] * inv;
+  }
+  return true;
+}
+
+// The loss denominators' inputs are set per step (set_denominators), not by the data.
+static bool open_denominators(KilnTrainer *t, Diag *d) {
+  KilnModel *m = t->m;
+  const IrGraph *g = &m->g;
+  t->count = calloc((size_t)g->n_denominators + 1, sizeof *t->count);
+  if (!t->count) return diag_error(d, "out of memory");
+  for (int k = 0; k < g->n_denominators; k++) {
+    const IrLossDenominator *x = &g->denominators[k];
+    if (!m->p.value[x->input->id] || !m->p.value[x->labels->id])
+      return diag_error(d, "%s: the loss denominator \"%s\" has no buffer (compiler bug)", g->file, x->input->name);
+    m->bound[x->input->id] = true;
   }
   return true;
 }
@@ -290,7 +342,9 @@ bool kiln_trainer_open(const char *path, const KilnOptions *opt, const KilnTrain
   mo.backend = KILN_BACKEND_JIT;
   mo.grad_loss = to->loss ? to->loss : "loss";
   mo.training = true;
-  bool ok = kiln_model_open_with(path, &mo, to->external_update ? NULL : &t->spec, &t->m, d);
+  PassOptions po = {.optimizer = to->external_update ? NULL : &t->spec,
+                    .loss_denominators = (to->comm && dist_size(to->comm) > 1) || to->accumulate > 1};
+  bool ok = kiln_model_open_with(path, &mo, &po, &t->m, d);
   if (ok) {
     KilnModel *m = t->m;
     const IrGraph *g = &m->g;
@@ -308,7 +362,7 @@ bool kiln_trainer_open(const char *path, const KilnOptions *opt, const KilnTrain
     t->rank = dist_rank(t->comm);
     t->size = dist_size(t->comm);
     t->accumulate = to->accumulate > 1 ? to->accumulate : 1;
-    if (ok && (t->comm || t->accumulate > 1)) ok = plan_phases(t, d);
+    if (ok && (t->comm || t->accumulate > 1)) ok = plan_phases(t, d) && open_denominators(t, d);
   }
   if (!ok) {
     kiln_trainer_free(t);
@@ -331,8 +385,11 @@ void kiln_trainer_free(KilnTrainer *t) {
   free(t->phase);
   free(t->red);
   free(t->ready);
+  free(t->bucket);
+  free(t->stage);
   free(t->sum);
   free(t->acc);
+  free(t->count);
   free(t);
 }
 
@@ -491,18 +548,45 @@ static bool bind_rows(KilnTrainer *t, int64_t step, int64_t first, Diag *d) {
   return !t->has_mlm || mlm_apply(&t->mlm, &m->g, m->p.value, t->o.seed, step, first, d);
 }
 
+// Before step `step`'s first micro-batch: each cross_entropy's denominator, the step's
+// labels (after masking) counted over the micro-batches and processes, over their number,
+// so that averaging the shares' losses and gradients gives the whole batch's. Leaves the
+// last micro-batch bound.
+static bool set_denominators(KilnTrainer *t, int64_t step, Diag *d) {
+  KilnModel *m = t->m;
+  const IrGraph *g = &m->g;
+  int n = g->n_denominators;
+  for (int k = 0; k < n; k++) t->count[k] = 0;
+  for (int64_t j = 0; j < t->accumulate; j++) {
+    if (!bind_rows(t, step, (j * t->size + t->rank) * t->batch, d)) return false;
+    for (int k = 0; k < n; k++) {
+      const IrLossDenominator *x = &g->denominators[k];
+      const void *labels = m->p.value[x->labels->id];
+      for (int64_t i = 0, e = ir_numel(&x->labels->shape); i < e; i++)
+        t->count[k] += dt_load(x->labels->dtype, labels, (size_t)i) != (double)x->ignore_index;
+    }
+  }
+  if (t->comm && n && !dist_sum_f64(t->comm, t->count, n, d)) return diag_prefix(d, "summing the label counts: ");
+  for (int k = 0; k < n; k++)  // every label ignored: the sums are 0, any positive value does
+    *(float *)m->p.value[g->denominators[k].input->id] =
+        (float)(fmax(t->count[k], 1.0) / (double)(t->size * t->accumulate));
+  return true;
+}
+
 // The first phase `accumulate` times (micro-batch j of process r: rows (j * size + r) * batch
 // ..), the gradients averaged over them and (data parallel) over the processes; *loss: the
 // mean of the losses. Then the optimiser's phase.
 static bool run_phases(KilnTrainer *t, int64_t step, uint64_t seed, double *loss, Diag *d) {
   KilnModel *m = t->m;
   *loss = 0;
+  bool bound = m->g.n_denominators && t->accumulate == 1;  // by set_denominators
+  if (m->g.n_denominators && !set_denominators(t, step, d)) return false;
   for (int64_t j = 0; j < t->accumulate; j++) {
-    if (!bind_rows(t, step, (j * t->size + t->rank) * t->batch, d)) return false;
+    if (!bound && !bind_rows(t, step, (j * t->size + t->rank) * t->batch, d)) return false;
     t->started = 0;  // the sums overlap the backward only without accumulation
     RtStepHook after = t->comm && t->accumulate == 1 ? on_step_done : NULL;
-    if (!kiln_run_phase(m, j ? hash2(seed, (uint64_t)j + 1000) : seed, &(KilnRunPhase){t->phase, 0, after, t}, d))
-      return false;
+    uint64_t share = (uint64_t)(j * t->size + t->rank);  // dropout: the masks of these rows of the step
+    if (!kiln_run_phase(m, seed, &(KilnRunPhase){t->phase, 0, after, t, share}, d)) return false;
     *loss += *(const float *)m->p.value[t->loss->id];
     for (int k = 0; k < t->n_red && t->accumulate > 1; k++) {
       const Reduced *r = &t->red[k];
@@ -520,7 +604,7 @@ static bool run_phases(KilnTrainer *t, int64_t step, uint64_t seed, double *loss
     if (!reduce_grads(t, d) || !dist_sum_f64(t->comm, loss, 1, d)) return false;
     *loss /= (double)t->size;
   }
-  return kiln_run_phase(m, seed, &(KilnRunPhase){t->phase, 1, NULL, NULL}, d);
+  return kiln_run_phase(m, seed, &(KilnRunPhase){t->phase, 1, NULL, NULL, 0}, d);
 }
 
 bool kiln_trainer_step(KilnTrainer *t, int64_t step, KilnStepResult *r, Diag *d) {
@@ -533,10 +617,9 @@ bool kiln_trainer_step(KilnTrainer *t, int64_t step, KilnStepResult *r, Diag *d)
     if (t->c2_in) *t->c2_in = (float)(1.0 - pow(t->spec.beta2, s));
   }
   m->prepared = false;  // the last update changed the weights: pack them again
+  // Masks are keyed by the element's position in the step's global batch (run_phases'
+  // share): N processes x B draw the masks of 1 x N·B.
   uint64_t seed = hash2(hash2(t->o.seed, STREAM_DROPOUT), (uint64_t)step);
-  // Masks are keyed by position in the batch: other processes mix in their rank, so that
-  // their rows do not repeat rank 0's masks.
-  if (t->rank) seed = hash2(seed, (uint64_t)t->rank);
   if (!t->phase) {
     if (!bind_rows(t, step, 0, d) || !kiln_run(m, seed, d)) return false;
     r->loss = *(const float *)m->p.value[t->loss->id];
@@ -544,6 +627,7 @@ bool kiln_trainer_step(KilnTrainer *t, int64_t step, KilnStepResult *r, Diag *d)
     if (!run_phases(t, step, seed, &r->loss, d)) return false;
     r->reduce_wait_s = t->wait_s;
     r->reduce_bytes = t->comm ? (double)t->n_sum * sizeof(float) : 0;
+    r->reduce_buckets = t->comm ? t->n_buckets : 0;
   }
   if (!isfinite(r->loss)) return diag_error(d, "the loss is %g; stopping", r->loss);
   if (t->o.external_update) return true;

@@ -36,6 +36,7 @@ typedef struct CliOptions {
   const char *eval_data;        // train --eval-data: score the weights on it during training
   int steps, checkpoint_every;  // 0: not given
   int accumulate;               // train --accumulate K: K forward-backward passes a step (0: 1)
+  double bucket_mb;             // train --bucket-mb: all-reduce bucket size (KILN_DEFAULT_BUCKET_MB)
   int eval_every;               // train: with --eval-data, every N steps (0: at the end only)
   // train's test hooks (KILN_TEST_INTERRUPT_AT_STEP=K: raise SIGINT during step K;
   // KILN_TEST_AWAIT_SIGNAL_AT_STEP=K: pause in step K until a signal comes, at most a minute)

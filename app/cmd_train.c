@@ -132,6 +132,7 @@ static bool train(Run *r, Diag *d) {
   if (r->has_eval && !eval_now(r, done, tty, &eval_s, d)) return false;
   char path[4096];
   double wait_s = 0, reduce_bytes = 0;
+  int buckets = 0;
   if (!cli_trace_begin(o, kiln_trainer_model(t), TRACE_STEPS, &r->trace, d)) return false;
   for (int64_t step = done; step < steps; step++) {
     if (step + 1 == o->test_interrupt_at) raise(SIGINT);
@@ -144,6 +145,7 @@ static bool train(Run *r, Diag *d) {
     int64_t here = step + 1 - done;
     if (step > done) wait_s += res.reduce_wait_s;  // the first step waits for the slowest compile too
     reduce_bytes = res.reduce_bytes;
+    buckets = res.reduce_buckets;
     if (r->lead)
       progress(step + 1, steps, res.loss, res.lr, res.grad_norm, here * batch * procs * accumulate, now_s() - t0 - eval_s, here,
                tty);
@@ -173,8 +175,8 @@ static bool train(Run *r, Diag *d) {
   }
   if (!r->lead) return true;
   if (procs > 1 && steps > done + 1)
-    fprintf(stderr, "kiln: all-reduce of %.2f MB of gradients a step%s; waited for it %.1f ms a step after the "
-            "backward (steps after the first)\n", reduce_bytes / 1e6,
+    fprintf(stderr, "kiln: all-reduce of %.2f MB of gradients a step in %d bucket%s%s; waited for it %.1f ms a "
+            "step after the backward (steps after the first)\n", reduce_bytes / 1e6, buckets, buckets == 1 ? "" : "s",
             o->dist_no_overlap ? " (KILN_DIST_NO_OVERLAP)" : "", wait_s * 1e3 / (double)(steps - done - 1));
   if (!kiln_trainer_save(t, o->output, steps, false, d) || !cli_trace_end(o, kiln_trainer_model(t), &r->trace, d))
     return false;
@@ -216,6 +218,7 @@ int cmd_train(const CliOptions *o) {
   to.check_replicas = o->check_replicas;
   to.no_overlap = o->dist_no_overlap;
   to.accumulate = o->accumulate;
+  to.bucket_mb = o->bucket_mb;
   if (!r.lead) ko.log = NULL;
   bool ok = kiln_trainer_open(o->model, &ko, &to, &r.t, &d) && train(&r, &d);
   if (!ok) {

@@ -85,7 +85,7 @@ static const Command commands[] = {
   {"train", cmd_train,
    "kiln train MODEL --weights W --data DATA -o W_OUT [--steps N] [--lr X] "
    "[--optimizer adamw|sgd] [--seed S] [--set NAME=VALUE]... [--checkpoint-every N] "
-   "[--resume CKPT] [--threads N] [--init W] [--eval-data VAL [--eval-every N]] [--accumulate K] "
+   "[--resume CKPT] [--threads N] [--init W] [--eval-data VAL [--eval-every N]] [--accumulate K] [--bucket-mb N] "
    "[--check-replicas] [--trace FILE]",
    "Train MODEL's loss on DATA with the JIT (compiled once, dropout active) and write the\n"
    "trained parameters to W_OUT. DATA holds one tensor per model input with a leading\n"
@@ -115,6 +115,9 @@ static const Command commands[] = {
    "  --accumulate K     gradient accumulation: each step averages the gradients of K\n"
    "                     batches before one update (a global batch of K x batch); equal to\n"
    "                     one step of --set batch=K*B when the loss is a mean over examples\n"
+   "  --bucket-mb N      under mpirun: all-reduce the gradients in buckets of N MiB, each\n"
+   "                     started as soon as the backward has finished its gradients\n"
+   "                     (default 25, as PyTorch DDP; 0: one all-reduce per gradient)\n"
    "  --check-replicas   under mpirun: after every step, fail unless every process holds\n"
    "                     bit-identical parameters and optimiser state (a debug check)\n"
    "Under mpirun -np N (a kiln built with MPI) it trains data-parallel: batch is each\n"
@@ -123,7 +126,7 @@ static const Command commands[] = {
    "Ctrl-C (SIGINT) or SIGTERM finishes the step, writes a checkpoint, prints how to\n"
    "resume and exits with 130. More: docs/training.md.\n",
    " set max-nodes max-config max-memory weights data output steps lr optimizer seed checkpoint-every resume "
-   "threads loss verbose disable-pass dump-llvm init eval-data eval-every check-replicas accumulate trace precision cache-dir no-cache cache-size "},
+   "threads loss verbose disable-pass dump-llvm init eval-data eval-every check-replicas accumulate bucket-mb trace precision cache-dir no-cache cache-size "},
   {"bench", cmd_bench,
    "kiln bench MODEL [--train [--optimizer adamw|sgd]] [--set NAME=VALUE]... [--iters N] "
    "[--threads N] [--weights W] [--inputs IN] [--profile] [--trace FILE]",
@@ -352,7 +355,8 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], commands[i].name) == 0) c = &commands[i];
   if (!c) return usage_error(NULL, "unknown command \"%s\"", argv[1]);
 
-  CliOptions o = {.cmd = c->name, .threads = 0, .n_train = -1, .n_val = -1, .n_test = -1};
+  CliOptions o = {.cmd = c->name, .threads = 0, .n_train = -1, .n_val = -1, .n_test = -1,
+                  .bucket_mb = KILN_DEFAULT_BUCKET_MB};
   bool options_end = false;  // after "--" every argument is positional (kiln tokenize -- "-1 ...")
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
@@ -516,6 +520,14 @@ int main(int argc, char **argv) {
       if (errno || end == val || *end || !(v > 0) || v > 1e3)
         return usage_error(c, "--lr must be a number in (0, 1000], not \"%s\"", val);
       o.lr = v;
+    } else if (strcmp(a, "--bucket-mb") == 0) {
+      TAKES_VALUE();
+      char *end;
+      errno = 0;
+      double v = strtod(val, &end);
+      if (errno || end == val || *end || !(v >= 0) || v > 1e6)
+        return usage_error(c, "--bucket-mb must be a number in [0, 1000000], not \"%s\"", val);
+      o.bucket_mb = v;
     } else if (strcmp(a, "--cpu") == 0) {
       TAKES_VALUE();
       if (!*val) return usage_error(c, "--cpu needs a CPU name, not \"%s\"", val);

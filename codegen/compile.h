@@ -23,7 +23,8 @@ typedef struct CgProgram {
   size_t *scratch_bytes;
   CgSteps steps;    // the symbolic plan: step k's kernel, work and buffer ids (plan.steps[k])
   int64_t *status;  // {code, node id, value, index}: kernels report data errors here
-  uint64_t *seed;   // the dropout stream's seed (training): set before rt_plan_run; 0 at first
+  uint64_t *seed;   // [2] the dropout stream's seed (training) and the run's share of the
+                    // step's rows (cg_dropout_key): set before rt_plan_run; 0 at first
   int n_kernels;    // distinct kernels emitted
   int cache_hits, cache_misses;  // kernel groups from the compile cache and compiled (with one)
   double compile_ms;  // all of cg_compile: lowering, LLVM (O3, codegen, JIT), buffers

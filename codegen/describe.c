@@ -59,7 +59,7 @@ static void place_buffers(const IrGraph *g, const bool *need, const CgSteps *ste
       if (steps->v[s].args[a].kind == CG_ARG_STREAMS)
         bufs[c++] = (RtBuf){RT_BUF_CONST, -1, sizeof steps->v[s].streams, 0, steps->v[s].streams};
   bufs[c] = (RtBuf){RT_BUF_OWN, -1, 4 * sizeof(int64_t), 0, NULL};
-  bufs[c + 1] = (RtBuf){RT_BUF_OWN, -1, sizeof(uint64_t), 0, NULL};
+  bufs[c + 1] = (RtBuf){RT_BUF_OWN, -1, 2 * sizeof(uint64_t), 0, NULL};  // seed, share
 }
 
 // Stream tables a step list carries (one constant buffer each).

@@ -498,7 +498,9 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     LLVMValueRef kt = cg_buf(cg, 4);
     int next = 5;
     if (a.has_mask) a.mask = cg_buf(cg, next++);
-    if (a.dropout) a.key = cg_dropout_key(cg, cg_dropout_stream(cg, cg_buf(cg, next + 1), 0), cg_buf(cg, next));
+    if (a.dropout)  // the probabilities [B, H, Nq, Nk]
+      a.key = cg_dropout_key(cg, cg_dropout_stream(cg, cg_buf(cg, next + 1), 0), cg_buf(cg, next),
+                             a.B * a.H * a.Nq * a.Nk);
     Fwd f = {0};
     row_state_vars(cg, &a, &f.st, true);
     for (int p = 0; p < 2; p++)
@@ -644,7 +646,9 @@ bool cg_lower_attention_grad(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     LLVMValueRef out = cg_buf(cg, 4), dout = cg_buf(cg, 5);
     int next = 6;
     if (a.has_mask) a.mask = cg_buf(cg, next++);
-    if (a.dropout) a.key = cg_dropout_key(cg, cg_dropout_stream(cg, cg_buf(cg, next + 1), 0), cg_buf(cg, next));
+    if (a.dropout)  // the probabilities [B, H, Nq, Nk]
+      a.key = cg_dropout_key(cg, cg_dropout_stream(cg, cg_buf(cg, next + 1), 0), cg_buf(cg, next),
+                             a.B * a.H * a.Nq * a.Nk);
     int64_t nq = a.B * a.Nq * a.HD, nk = a.B * a.Nk * a.HD;
     GradRows g = {0};
     g.dk = cg_gep(cg, cg->f32, grad, cg_i64(cg, nq));

@@ -220,10 +220,19 @@ static LLVMValueRef dropout_value(Cg *cg, LLVMValueRef x, LLVMValueRef idx, int 
   return LLVMBuildSelect(b, keep, v, cg_const_like(cg, v, 0.0), "");
 }
 
-LLVMValueRef cg_dropout_key(Cg *cg, LLVMValueRef stream, LLVMValueRef seed_ptr) {
-  LLVMValueRef seed = LLVMBuildLoad2(cg->b, cg->i64, seed_ptr, "seed");
-  LLVMValueRef s = emit_mix64(cg, LLVMBuildAdd(cg->b, seed, cg_i64(cg, (int64_t)RNG_GOLDEN), ""));
-  return emit_mix64(cg, LLVMBuildXor(cg->b, s, stream, ""));
+// The key, advanced by the run's share (seed_ptr[1]) times the mask's numel counters: as
+// z = mix64(key + (i + 1) * golden), key + k * golden draws element i as the unshifted key
+// draws element i + k. A process of a data-parallel run (or a micro-batch) holding share s
+// of the step's rows, s times the batch, so draws the masks of rows s·batch ... of the
+// whole step (api/train.c); share 0 (every other run) leaves the key as it is.
+LLVMValueRef cg_dropout_key(Cg *cg, LLVMValueRef stream, LLVMValueRef seed_ptr, int64_t numel) {
+  LLVMBuilderRef b = cg->b;
+  LLVMValueRef seed = LLVMBuildLoad2(b, cg->i64, seed_ptr, "seed");
+  LLVMValueRef share = LLVMBuildLoad2(b, cg->i64, cg_gep(cg, cg->i64, seed_ptr, cg_i64(cg, 1)), "share");
+  LLVMValueRef s = emit_mix64(cg, LLVMBuildAdd(b, seed, cg_i64(cg, (int64_t)RNG_GOLDEN), ""));
+  LLVMValueRef key = emit_mix64(cg, LLVMBuildXor(b, s, stream, ""));
+  LLVMValueRef skip = LLVMBuildMul(b, share, cg_i64(cg, (int64_t)((uint64_t)numel * RNG_GOLDEN)), "");
+  return LLVMBuildAdd(b, key, skip, "key");
 }
 
 LLVMValueRef cg_dropout_stream(Cg *cg, LLVMValueRef streams_ptr, int k) {
@@ -257,7 +266,8 @@ LLVMValueRef cg_ew_dropout_train(Cg *cg, const IrNode *fwd, LLVMValueRef x, LLVM
   if (p <= 0) return x;
   uint64_t threshold = (uint64_t)ceil(p * 0x1.0p53);
   double scale = p < 1 ? 1.0 / (1.0 - p) : 0.0;
-  return dropout_value(cg, x, idx, cg_lanes(x), cg_dropout_key(cg, stream, seed_ptr), threshold, scale);
+  return dropout_value(cg, x, idx, cg_lanes(x), cg_dropout_key(cg, stream, seed_ptr, ir_numel(&fwd->shape)),
+                       threshold, scale);
 }
 
 // dropout(x) or dropout_grad(dy, y): in[0] through the mask of `fwd` (n, or n->in[1]).
@@ -277,7 +287,7 @@ static bool lower_dropout_training(Cg *cg, const IrNode *n, CgSteps *steps) {
     // (1 - p) * 2^53 leaves nothing out: ceil gives the least kept 53-bit value.
     r.threshold = (uint64_t)ceil(p * 0x1.0p53);
     r.scale = p < 1 ? 1.0 / (1.0 - p) : 0.0;  // p == 1 keeps nothing
-    r.key = cg_dropout_key(cg, cg_dropout_stream(cg, cg_buf(cg, 3), 0), cg_buf(cg, 2));
+    r.key = cg_dropout_key(cg, cg_dropout_stream(cg, cg_buf(cg, 3), 0), cg_buf(cg, 2), ir_numel(&n->shape));
     CgLoop rl;
     cg_for_begin(cg, &rl, cg->begin, cg->end, cg_i64(cg, 1), "row");  // (rows, cols)
     r.base = cg_mul(cg, rl.iv, cols);

@@ -12,9 +12,11 @@ static LLVMValueRef exp_shifted(Cg *cg, LLVMValueRef x, LLVMValueRef col, void *
   return cg_exp(cg, LLVMBuildFSub(cg->b, x, cg_splat_like(cg, max, x), ""));
 }
 
-// cross_entropy(logits (P, C), labels (P)) = mean over rows whose label is not ignore_index
-// of log(sum exp(row - max)) - (row[label] - max); 0 if no row is labelled. A label outside
-// [0, C) (and not ignore_index) reports CG_STATUS_LABEL_RANGE and the row is skipped.
+// cross_entropy(logits (P, C), labels (P)[, denominator]) = mean over rows whose label is
+// not ignore_index of log(sum exp(row - max)) - (row[label] - max); 0 if no row is labelled.
+// With the denominator input (a scalar, before the status word in the buffer table) the
+// sum is divided by it instead of the count. A label outside [0, C) (and not
+// ignore_index) reports CG_STATUS_LABEL_RANGE and the row is skipped.
 bool cg_lower_cross_entropy(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   const IrShape *sl = &n->in[0]->shape;
   int64_t C = sl->dim[sl->rank - 1], P = ir_numel(&n->in[1]->shape);
@@ -25,7 +27,8 @@ bool cg_lower_cross_entropy(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     LLVMBuilderRef b = cg->b;
     cg_kernel_begin(cg, name);
     LLVMValueRef out = cg_buf(cg, 0), logits = cg_buf(cg, 1), labels = cg_buf(cg, 2);
-    LLVMValueRef status = cg_buf(cg, 3);
+    bool given = n->n_in == 3;  // the denominator
+    LLVMValueRef den = given ? cg_buf(cg, 3) : NULL, status = cg_buf(cg, n->n_in + 1);
     CgLoop w;  // the single work item
     cg_for_begin(cg, &w, cg->begin, cg->end, cg_i64(cg, 1), "item");
     LLVMValueRef total = cg_var(cg, cg->f64, LLVMConstReal(cg->f64, 0.0));
@@ -50,7 +53,9 @@ bool cg_lower_cross_entropy(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     cg_if_end(cg, &used);
     cg_for_end(cg, &p);
     LLVMValueRef c = cg_get(cg, counted);
-    LLVMValueRef mean = LLVMBuildFDiv(b, cg_get(cg, total), LLVMBuildSIToFP(b, c, cg->f64, ""), "");
+    LLVMValueRef by = given ? LLVMBuildFPExt(b, cg_load(cg, f, den, 1), cg->f64, "")
+                            : LLVMBuildSIToFP(b, c, cg->f64, "");
+    LLVMValueRef mean = LLVMBuildFDiv(b, cg_get(cg, total), by, "");
     LLVMValueRef any = LLVMBuildICmp(b, LLVMIntSGT, c, cg_i64(cg, 0), "");
     LLVMValueRef v = LLVMBuildSelect(b, any, mean, LLVMConstReal(cg->f64, 0.0), "");
     cg_store(cg, LLVMBuildFPTrunc(b, v, f, ""), out);

@@ -97,9 +97,10 @@ LLVMValueRef cg_ew_dropout_train(Cg *cg, const IrNode *fwd, LLVMValueRef x, LLVM
                                  LLVMValueRef seed_ptr, LLVMValueRef stream);
 // The dropout stream (ir/ref_elementwise.c's ir_rng_key and ir_rng_uniform, in IR): the
 // key of stream `stream` (i64: a name hash, read from the step's CG_ARG_STREAMS table or a
-// constant) under the plan's seed, and whether the elements with i64 counters ctr (scalar
+// constant) under the plan's seed (seed_ptr[0]), advanced by the run's share (seed_ptr[1])
+// times the mask's numel elements, and whether the elements with i64 counters ctr (scalar
 // or vector) are kept, i.e. their 53-bit uniform >= threshold.
-LLVMValueRef cg_dropout_key(Cg *cg, LLVMValueRef stream, LLVMValueRef seed_ptr);
+LLVMValueRef cg_dropout_key(Cg *cg, LLVMValueRef stream, LLVMValueRef seed_ptr, int64_t numel);
 // Stream k of the step's table at buffer streams_ptr.
 LLVMValueRef cg_dropout_stream(Cg *cg, LLVMValueRef streams_ptr, int k);
 LLVMValueRef cg_dropout_keep(Cg *cg, LLVMValueRef key, LLVMValueRef ctr, uint64_t threshold);

@@ -380,7 +380,8 @@ bool ir_grad_layernorm(GRAD_ARGS) {
 // Losses (scalar outputs; dy is a scalar).
 
 // dlogits = (softmax(logits) - onehot(label)) * labelled / max(count, 1) * dy, where
-// labelled is 0 at positions whose label is ignore_index.
+// labelled is 0 at positions whose label is ignore_index; with a denominator input,
+// / denominator instead of / max(count, 1) (it has no gradient: a count).
 bool ir_grad_cross_entropy(GRAD_ARGS) {
   if (!need[0]) return true;
   IrNode *logits = n->in[0], *labels = n->in[1];
@@ -391,10 +392,12 @@ bool ir_grad_cross_entropy(GRAD_ARGS) {
   int64_t all[IR_MAX_RANK];
   for (int k = 0; k < labels->shape.rank; k++) all[k] = k;
   int rank = labels->shape.rank;
-  IrNode *count =
-      rank ? ir_build_reduce(b, IR_OP_REDUCE_SUM, labelled, rank, all, false) : labelled;
-  IrNode *one = ir_build_full(b, &(IrShape){0}, 1.0, DT_F32);
-  IrNode *scale = bin(b, IR_OP_DIV, dy, bin(b, IR_OP_MAXIMUM, count, one));  // []
+  IrNode *den = n->n_in == 3 ? n->in[2] : NULL;
+  if (!den) {
+    IrNode *count = rank ? ir_build_reduce(b, IR_OP_REDUCE_SUM, labelled, rank, all, false) : labelled;
+    den = bin(b, IR_OP_MAXIMUM, count, ir_build_full(b, &(IrShape){0}, 1.0, DT_F32));
+  }
+  IrNode *scale = bin(b, IR_OP_DIV, dy, den);  // []
   IrNode *p = ir_build_softmax(b, IR_OP_SOFTMAX, logits, -1);
   IrNode *diff = bin(b, IR_OP_SUB, p, one_hot(b, labels, C));  // [..., C]
   IrShape ls = with_unit_dim(&labels->shape);

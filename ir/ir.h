@@ -189,6 +189,14 @@ typedef struct IrTrainStep {
   int n_model_outputs;    // the model's own outputs come first in g->outputs
 } IrTrainStep;
 
+// A cross_entropy's denominator as a run-time input (passes/loss_denominator.c): the trainer
+// counts the positions of `labels` (a graph input) not equal to ignore_index, sums the
+// counts of the step's processes and micro-batches, and sets `input` (an f32 scalar).
+typedef struct IrLossDenominator {
+  IrNode *input, *labels;
+  int64_t ignore_index;
+} IrLossDenominator;
+
 typedef struct IrGraph {
   Arena arena;             // everything below lives in it; freed at once
   const char *file;        // the model file it was read from
@@ -204,6 +212,8 @@ typedef struct IrGraph {
   IrGrad *grads;           // filled by pass_autodiff: one per parameter (and input)
   int n_grads;
   IrTrainStep *train;      // filled by pass_optimizer; NULL without it
+  IrLossDenominator *denominators;  // filled by pass_loss_denominator
+  int n_denominators;
 } IrGraph;
 
 // ---------------------------------------------------------------------------------------

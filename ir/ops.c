@@ -186,11 +186,12 @@ const IrOpInfo ir_ops[IR_OP_COUNT] = {
     "the gradient of a dropout node: inputs dy and the dropout node; dy "
     "where its mask kept an element, times 1/(1-p); the identity in "
     "inference"},
-  [IR_OP_CROSS_ENTROPY] = {"cross_entropy", 2, 2, RED, INT, ce_attrs, ir_shape_cross_entropy,
+  [IR_OP_CROSS_ENTROPY] = {"cross_entropy", 2, 3, RED, INT, ce_attrs, ir_shape_cross_entropy,
     ir_ref_cross_entropy, ir_grad_cross_entropy, ir_flops_reduce,
     "mean over labelled positions of -log_softmax(logits)[label]; "
     "logits [..., C], integer labels [...]; ignore_index skipped; "
-    "0 when every label is ignored"},
+    "0 when every label is ignored; with a third input, a positive f32 "
+    "scalar, the sum is divided by it instead of the labelled count"},
   [IR_OP_KL_DIV] = {"kl_div", 2, 2, RED, 0, no_attrs, ir_shape_kl_div, ir_ref_kl_div,
     ir_grad_kl_div, ir_flops_reduce,
     "sum(target * (log target - log_probs)) / batch (PyTorch KLDivLoss, "

@@ -86,8 +86,10 @@ bool ir_ref_layernorm(const IrNode *n, double *out, const double *const *in,
 // ---------------------------------------------------------------------------------------
 // Losses: scalar outputs.
 
-// cross_entropy(logits [..., C], labels [...]) = mean over positions whose label is not
-// ignore_index of -log_softmax(logits)[label]; 0 if every label is ignored.
+// cross_entropy(logits [..., C], labels [...][, denominator []]) = mean over positions whose
+// label is not ignore_index of -log_softmax(logits)[label]; 0 if every label is ignored.
+// With a denominator (a trainer's global count of labels, passes/loss_denominator.c) the
+// sum is divided by it instead of this batch's count.
 bool ir_ref_cross_entropy(const IrNode *n, double *out, const double *const *in,
                           const IrEvalMode *mode, Diag *d) {
   const IrShape *sl = &n->in[0]->shape;
@@ -110,7 +112,9 @@ bool ir_ref_cross_entropy(const IrNode *n, double *out, const double *const *in,
     total += log(sum) - (row[(int64_t)label] - max);
     counted++;
   }
-  out[0] = counted ? total / (double)counted : 0.0;
+  if (n->n_in == 3 && !(in[2][0] > 0))
+    return diag_error(d, "cross_entropy: the denominator is %g; it must be positive", in[2][0]);
+  out[0] = !counted ? 0.0 : n->n_in == 3 ? total / in[2][0] : total / (double)counted;
   return true;
 }
 

@@ -371,6 +371,9 @@ bool ir_shape_cross_entropy(IrNode *n, Diag *d) {
   if (!ok)
     return diag_error(d, "logits %s must be labels' shape %s plus a class dim", SHAPE(lg),
                       SHAPE(lb));
+  if (n->n_in == 3 && (n->in[2]->dtype != DT_F32 || n->in[2]->shape.rank != 0))
+    return diag_error(d, "denominator \"%s\" must be an f32 scalar, not %s %s", n->in[2]->name,
+                      dt_name(n->in[2]->dtype), SHAPE(&n->in[2]->shape));
   n->shape.rank = 0;
   n->dtype = n->in[0]->dtype;
   return true;

@@ -17,6 +17,7 @@ typedef struct PassOptions {
                      // that run one graph in both modes); a loss implies it
   const PassOptimizer *optimizer;  // train: the update the "optimizer" pass appends; NULL: none
   bool bf16;  // --precision bf16: the "precision" pass gives GEMMs bf16 operands (inference)
+  bool loss_denominators;  // train, data parallel or accumulating: pass_loss_denominator runs
 } PassOptions;
 
 typedef bool (*PassFn)(IrGraph *g, const PassOptions *o, Diag *d);
@@ -92,6 +93,15 @@ struct PassOptimizer {
 #define PASS_OPT_C1 "train.adam_c1"
 #define PASS_OPT_C2 "train.adam_c2"
 bool pass_optimizer(IrGraph *g, const PassOptimizer *o, Diag *d);
+
+// Global loss denominators (passes/loss_denominator.c), run before autodiff when
+// PassOptions.loss_denominators is set: every cross_entropy whose labels are a graph input
+// gets a third input, an f32 scalar input "train.denominator.<node>" at PASS_OPT_WHERE,
+// recorded in g->denominators, so that a trainer whose step is spread over processes or
+// micro-batches divides by the step's global count of labels (over their number), not by
+// each share's own: the shares' averaged gradient is then the whole batch's.
+#define PASS_LOSS_DENOMINATOR_PREFIX "train.denominator."
+bool pass_loss_denominator(IrGraph *g, const PassOptions *o, Diag *d);
 bool pass_optimizer_decays(const char *param);
 const char *pass_optimizer_state_prefix(const PassOptimizer *o, int which);  // which: 0 m, 1 v
 

@@ -18,6 +18,8 @@ const Pass pass_pipeline[] = {
   {"parse", "the graph as read from the model file (verified, no changes)", NULL, PASS_GRAPH, true},
   {"fuse_attention", "head split, Q.K^T, scale, mask, softmax, dropout, .V, merge -> one "
    "attention node (no [batch, heads, n, n] tensor)", pass_fuse_attention, PASS_GRAPH, false},
+  {"loss_denominator", "train on several processes or micro-batches: cross_entropy divides by the "
+   "step's global label count, a run-time input", pass_loss_denominator, PASS_GRAPH, true},
   {"autodiff", "with a loss (grad, train, --grad): the backward graph and parameter gradients",
    run_autodiff, PASS_GRAPH, true},
   {"optimizer", "train only: the AdamW/SGD update of every parameter after the backward graph",

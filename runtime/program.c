@@ -53,7 +53,7 @@ bool rt_instance_create(const RtProgram *p, bool poison, RtInstance *in, Diag *d
   in->status = in->buf[p->n_bufs - 2];
   in->seed = in->buf[p->n_bufs - 1];
   memset(in->status, 0, 4 * sizeof *in->status);
-  *in->seed = 0;
+  in->seed[0] = in->seed[1] = 0;
   for (int s = 0; s < p->n_steps; s++) {
     const RtProgramStep *st = &p->steps[s];
     in->plan.steps[s] = (RtStep){.fn = st->fn, .work = st->work, .once = st->once, .name = st->name,

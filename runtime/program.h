@@ -39,8 +39,9 @@ typedef enum {
 } RtBufKind;
 
 // Buffer ids: 0..n_nodes-1 node values (by IR node id), then scratch buffers, then constant
-// ones, then the status word (int64_t[4], id n_bufs - 2) and the seed (uint64_t[1], id
-// n_bufs - 1).
+// ones, then the status word (int64_t[4], id n_bufs - 2) and the seed (uint64_t[2], id
+// n_bufs - 1: the dropout seed and the run's share of the step's rows, 0 but in a
+// data-parallel or accumulating trainer: codegen/lower_ew.c, cg_dropout_key).
 typedef struct RtBuf {
   int kind;       // RtBufKind
   int alias;      // RT_BUF_ALIAS: the buffer it shares (never an alias itself)

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Data-parallel `kiln train` under mpirun (docs/distributed.md), on tiny VisualBERT VQA and
-# pre-training configs, dropout off: 2 processes x batch 2 end 5 steps with the weights of
-# 1 process x batch 4 (within 1e-5 of the largest value), AdamW and SGD, with every
+# pre-training configs, dropout off unless said: 2 processes x batch 2 end 5 steps with the
+# weights of 1 process x batch 4 (within 1e-5 of the largest value), AdamW and SGD, and MLM whose
+# shares mask different counts (also --accumulate 2 on 1 process), and with dropout 0.2
+# (masks keyed by the row in the step's global batch), with every
 # process's parameters bit-identical after every step (--check-replicas); with
 # --accumulate 2, 1 process x batch 4 and 2 processes x batch 2 equal 1 x batch 8;
-# pre-training data masked on the fly trains with identical replicas; a bad data file ends
-# every process with exit 1; a process killed mid-run ends the job non-zero within 30 s,
+# pre-training data masked on the fly trains with identical replicas to 1 process's
+# weights; a bad data file ends every process with exit 1; a process killed mid-run ends the job non-zero within 30 s,
 # and its step-2 checkpoint, resumed on 1 process at the same global batch, ends where the
 # uninterrupted run does; kiln eval and --eval-data on 2 processes give 1 process's metrics,
-# printed once. A kiln built without MPI says so when started as one of several
-# processes (exit 1), and the rest is skipped (exit 77).
+# printed once; --bucket-mb 0, small and large give the same bits. A kiln built without
+# MPI says so when started as one of several processes (exit 1), and the rest is skipped
+# (exit 77).
 # usage: tests/mpi.sh KILN_BINARY mpi|nompi [MPIRUN]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -88,15 +91,63 @@ check "pre-training, adamw: 2 processes x batch 2 equal 1 x batch 4 after 5 step
   same_as_one pre "$pre" --weights "$work/pre-w.safetensors" --data "$work/pre.safetensors" --steps 5 \
   --lr 1e-2 --threads 1 "${tiny[@]}"
 
+# MLM labels on 1 to 4 positions a row: the processes' and micro-batches' shares of a step
+# have different counts; the loss divides by the step's global count (the loss_denominator
+# pass), so the shares still make the whole batch's gradient (without it: 3 % apart).
+"$py" - "$here/parity" "$work/pre.safetensors" "$work/mlm.safetensors" <<'PY'
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1]); import safetensors_io as s
+t = s.read(sys.argv[2])
+lab = np.full_like(t["labels"], -100)
+for e in range(lab.shape[0]):
+    n = 1 + (e * 7) % 4
+    lab[e, :n] = t["input_ids"][e, :n]
+t["labels"] = lab; s.write(sys.argv[3], t)
+PY
+mlm_run=("$pre" --weights "$work/pre-w.safetensors" --data "$work/mlm.safetensors" --steps 5 --lr 1e-2 --threads 1
+         "${tiny[@]}")
+check "MLM with different label counts: 2 processes x batch 2 equal 1 x batch 4 after 5 steps" \
+  same_as_one mlm "${mlm_run[@]}"
+mlm_accumulates() {  # on one process: --accumulate 2 x batch 2 is one step of 4 (the same file)
+  train 1 "${mlm_run[@]}" --set batch=2 --accumulate 2 -o "$work/mlm-acc.safetensors" || return 1
+  close "$work/mlm-1.safetensors" "$work/mlm-acc.safetensors"
+}
+check "MLM with different label counts: --accumulate 2 x batch 2 equals batch 4 on 1 process" mlm_accumulates
+with_dropout() {  # dropout masks keyed by the row in the step's global batch (cg_dropout_key's share)
+  train 1 "${mlm_run[@]}" --set dropout=0.2 --set batch=4 -o "$work/drop-1.safetensors" || return 1
+  train 2 "${mlm_run[@]}" --set dropout=0.2 --set batch=2 --check-replicas -o "$work/drop-2.safetensors" || return 1
+  close "$work/drop-1.safetensors" "$work/drop-2.safetensors" || return 1  # rank-keyed masks: 5 % apart
+  train 1 "${mlm_run[@]}" --set dropout=0.2 --set batch=2 --accumulate 2 -o "$work/drop-acc.safetensors" || return 1
+  close "$work/drop-1.safetensors" "$work/drop-acc.safetensors"
+}
+check "dropout 0.2: 2 processes x batch 2 and --accumulate 2 x batch 2 equal 1 x batch 4" with_dropout
+buckets() {  # the gradients' all-reduce in buckets: one per gradient, ~4 KiB (several), 25 MiB (one)
+  for mb in 0 0.004 25; do
+    train 2 "${vqa_run[@]}" --set batch=2 --bucket-mb $mb --check-replicas -o "$work/bucket-$mb.safetensors" \
+      2>"$work/err" || return 1
+    grep -o "in [0-9]* buckets\?" "$work/err" | tee "$work/buckets-$mb"
+  done
+  # 27 gradients (the pooler is not reached) of 14.1 KB in all: 27, several, one
+  [ "$(cat "$work/buckets-0")" = "in 27 buckets" ] && [ "$(cat "$work/buckets-25")" = "in 1 bucket" ] &&
+    [ "$(cut -d' ' -f2 "$work/buckets-0.004")" -gt 1 ] && [ "$(cut -d' ' -f2 "$work/buckets-0.004")" -lt 27 ] || return 1
+  cmp "$work/bucket-0.safetensors" "$work/bucket-0.004.safetensors" &&
+    cmp "$work/bucket-0.safetensors" "$work/bucket-25.safetensors" &&
+    close "$work/adamw-1.safetensors" "$work/bucket-25.safetensors"
+}
+check "--bucket-mb 0, 0.004 and 25: bitwise the same weights, 1 process's" buckets
+
 masked_on_the_fly() {  # kiln data synth's pre-training data: each process masks its rows
   "$kiln" data synth -o "$work/syn" --seed 5 --train 16 --val 1 --test 1 >/dev/null 2>&1 || return 1
   local syn=(--set hidden=16 --set layers=1 --set heads=2 --set intermediate=32 --set vocab=54
-             --set visual_dim=32 --set regions=8 --set text_len=24 --set max_positions=32)
+             --set visual_dim=32 --set regions=8 --set text_len=24 --set max_positions=32 --set dropout=0)
   "$kiln" init "$pre" -o "$work/syn-w.safetensors" --seed 3 "${syn[@]}" >/dev/null || return 1
-  train 2 "$pre" --weights "$work/syn-w.safetensors" --data "$work/syn/pretrain-train.safetensors" --steps 3 \
-    --threads 1 "${syn[@]}" --set batch=2 -o "$work/syn-2.safetensors" --check-replicas
+  local run=("$pre" --weights "$work/syn-w.safetensors" --data "$work/syn/pretrain-train.safetensors" --steps 3
+             --threads 1 "${syn[@]}")
+  train 2 "${run[@]}" --set batch=2 -o "$work/syn-2.safetensors" --check-replicas || return 1
+  train 1 "${run[@]}" --set batch=4 -o "$work/syn-1.safetensors" || return 1
+  close "$work/syn-1.safetensors" "$work/syn-2.safetensors"
 }
-check "pre-training data masked on the fly: replicas identical after every step" masked_on_the_fly
+check "pre-training data masked on the fly: identical replicas, the weights of 1 x batch 4" masked_on_the_fly
 
 bad_data() {  # one process's failure ends them all with exit 1, not a hang
   local rc=0

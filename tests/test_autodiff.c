@@ -457,6 +457,23 @@ START_TEST(test_cross_entropy_gradient_skips_ignored_labels) {
 }
 END_TEST
 
+// With a denominator input (a count, no gradient of its own): finite differences agree, and
+// the gradient is (softmax - onehot) / denominator, not / the labelled count (2).
+START_TEST(test_cross_entropy_gradient_with_a_denominator) {
+  Case c;
+  case_init(&c);
+  IrNode *logits = source_in(&c, IR_OP_PARAM, "logits", shp(3, 2, 3, 4), -2, 2);
+  IrNode *labels = int_input(&c, "labels", shp(2, 2, 3), (double[]){1, -100, 3, -100, -100, -100});
+  IrNode *den = source_in(&c, IR_OP_INPUT, "den", shp(0), 5, 5);
+  set_loss(&c, op(&c, IR_OP_CROSS_ENTROPY, "ce", 3, logits, labels, den));
+  ck_assert_int_eq(check(&c, false, 0), 24);
+  const double *x = values_of(&c, "logits");  // row 0, label 1
+  double sum = exp(x[0]) + exp(x[1]) + exp(x[2]) + exp(x[3]);
+  ck_assert_double_eq_tol(grad_at(&c, "logits", 1), (exp(x[1]) / sum - 1) / 5, 1e-9);
+  case_free(&c);
+}
+END_TEST
+
 START_TEST(test_cross_entropy_gradient_is_zero_when_every_label_is_ignored) {
   Case c;
   case_init(&c);
@@ -607,6 +624,7 @@ static Suite *autodiff_suite(void) {
   tcase_add_test(ops, test_layernorm_gradients);
   tcase_add_test(ops, test_cross_entropy_gradient_skips_ignored_labels);
   tcase_add_test(ops, test_cross_entropy_gradient_is_zero_when_every_label_is_ignored);
+  tcase_add_test(ops, test_cross_entropy_gradient_with_a_denominator);
   tcase_add_test(ops, test_kl_div_gradients_of_both_inputs);
   tcase_add_test(ops, test_dropout_gradient_reuses_the_forward_mask);
   suite_add_tcase(s, ops);

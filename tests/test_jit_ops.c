@@ -916,6 +916,9 @@ START_TEST(test_cross_entropy_matches_reference) {
   IrNode *l3 = input("l3", DT_F32, shp(3, 2, 5, C), -3, 3);  // logits [..., C]
   IrNode *lab3 = input("lab3", DT_I64, shp(2, 2, 5), 0, C);
   set_int(op(IR_OP_CROSS_ENTROPY, "ce3", 2, l3, lab3), "ignore_index", 0);
+  IrNode *den = input("den", DT_F32, shp(0), 0.5, 7);  // a trainer's global count over its shares
+  op(IR_OP_CROSS_ENTROPY, "ce_den", 3, logits, lig, den);
+  op(IR_OP_CROSS_ENTROPY, "ce_den_none", 3, logits, lnone, den);
   check_graph(1600 + (uint64_t)_i);
 }
 END_TEST
@@ -1026,7 +1029,8 @@ START_TEST(test_cross_entropy_bad_label_reports_the_node) {
   IrNode *logits = input("logits", DT_F32, shp(2, 9, 17), -1, 1);
   IrNode *labels = input("labels", DT_I32, shp(1, 9), 0, 17);
   edit_input(labels, bad_label);
-  op(IR_OP_CROSS_ENTROPY, "mlm_loss", 2, logits, labels);
+  if (_i) op(IR_OP_CROSS_ENTROPY, "mlm_loss", 3, logits, labels, input("den", DT_F32, shp(0), 1, 2));
+  else op(IR_OP_CROSS_ENTROPY, "mlm_loss", 2, logits, labels);
   finish_ok();
   IrValues in;
   fill_inputs(&in, 43);
@@ -1210,7 +1214,7 @@ static Suite *jit_suite(void) {
   tcase_add_loop_test(tc, test_kl_div_bad_target_says_what_the_reference_says, 0, 2);
   tcase_add_test(tc, test_gather_bad_index_reports_the_node);
   tcase_add_test(tc, test_gather_bad_index_names_the_right_node_of_two_alike);
-  tcase_add_test(tc, test_cross_entropy_bad_label_reports_the_node);
+  tcase_add_loop_test(tc, test_cross_entropy_bad_label_reports_the_node, 0, 2);  // 1: with a denominator
   tcase_add_loop_test(tc, test_dropout_in_training_draws_the_reference_masks_for_the_run_time_seed, 0, N_SIZES);
   tcase_add_test(tc, test_dropouts_alike_share_a_kernel_and_keep_their_masks);
   tcase_add_test(tc, test_dropout_masks_change_with_the_seed);

@@ -604,6 +604,21 @@ START_TEST(test_cross_entropy_skips_ignored_labels) {
 }
 END_TEST
 
+// A denominator input replaces the labelled count (the trainer's global count): the same
+// sum over 2 labelled rows, divided by 8; refused unless positive; all ignored is still 0.
+START_TEST(test_cross_entropy_divides_by_a_given_denominator) {
+  IrNode *lg = tensor(DT_F32, shp(2, 3, 3)), *lb = tensor(DT_I64, shp(1, 3)), *den = tensor(DT_F32, shp(0));
+  IrNode *ce = node(IR_OP_CROSS_ENTROPY, DT_F32, shp(0), 3, lg, lb, den);
+  double logits[9] = {1, 2, 3, NAN, NAN, NAN, 0, 0, 0}, out;
+  run(ce, &out, IN(logits, (double[]){0, -100, 2}, (double[]){8}));
+  ck_assert_double_eq_tol(out, 1.7531091265562453 * 2 / 8, 1e-15);
+  run(ce, &out, IN(logits, (double[]){-100, -100, -100}, (double[]){8}));
+  ck_assert_double_eq(out, 0);
+  run_fails(ce, &out, IN(logits, (double[]){0, -100, 2}, (double[]){0}),
+            "cross_entropy: the denominator is 0; it must be positive");
+}
+END_TEST
+
 START_TEST(test_cross_entropy_all_ignored_is_zero) {
   IrNode *lg = tensor(DT_F32, shp(2, 3, 3)), *lb = tensor(DT_I64, shp(1, 3));
   IrNode *ce = node(IR_OP_CROSS_ENTROPY, DT_F32, shp(0), 2, lg, lb);
@@ -763,6 +778,7 @@ static Suite *ref_ops_suite(void) {
   tcase_add_test(tc, test_layernorm_applies_weight_bias_and_eps);
   tcase_add_test(tc, test_cross_entropy_skips_ignored_labels);
   tcase_add_test(tc, test_cross_entropy_all_ignored_is_zero);
+  tcase_add_test(tc, test_cross_entropy_divides_by_a_given_denominator);
   tcase_add_test(tc, test_cross_entropy_rejects_label_out_of_range);
   tcase_add_test(tc, test_kl_div_batchmean_with_zero_target_refuses_negative_and_nan);
   tcase_add_test(tc, test_dropout_is_identity_unless_training);
