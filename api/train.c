@@ -1,10 +1,11 @@
 // The trainer (api/kiln.h, KilnTrainer): a model compiled with its loss, gradients and the
 // optimiser's update (passes/optimizer.c) into one JIT program; per step the batch of a
-// seeded epoch permutation is bound (pre-training data masked and mismatched per step),
-// the program run, and the updated parameters and state copied back into the buffers the
-// next step reads (copy-back, not in place: other readers of a parameter, such as the
-// backward matmuls that propagate through it, are not ordered before its update). The
-// optimizer pass records what to copy in g->train; nothing here depends on output order.
+// seeded epoch permutation is bound (pre-training data masked and mismatched per step) and
+// the program run. The update writes the new parameters and state over the old ones
+// (codegen/memory.c plans it: every update comes after its parameter's last reader); an
+// update the plan could not place so is copied back here (a parameter the loss does not
+// reach has its inputs as outputs: nothing to copy). The optimizer pass records the updates
+// in g->train; nothing here depends on output order.
 // Checkpoints hold weights, optimiser state and the step counters.
 // Data parallel (KilnTrainOptions.comm, docs/distributed.md): each process binds its share
 // of the step's global batch, and the plan runs in two phases: the model's steps (forward
@@ -607,6 +608,10 @@ static bool run_phases(KilnTrainer *t, int64_t step, uint64_t seed, double *loss
   return kiln_run_phase(m, seed, &(KilnRunPhase){t->phase, 1, NULL, NULL, 0}, d);
 }
 
+static void copy_back(float *to, const float *from, size_t bytes) {
+  if (to != from) memcpy(to, from, bytes);
+}
+
 bool kiln_trainer_step(KilnTrainer *t, int64_t step, KilnStepResult *r, Diag *d) {
   KilnModel *m = t->m;
   *r = (KilnStepResult){.lr = lr_at(t, step)};
@@ -631,13 +636,12 @@ bool kiln_trainer_step(KilnTrainer *t, int64_t step, KilnStepResult *r, Diag *d)
   }
   if (!isfinite(r->loss)) return diag_error(d, "the loss is %g; stopping", r->loss);
   if (t->o.external_update) return true;
-  for (int k = 0; k < t->n; k++) {  // copy-back
+  for (int k = 0; k < t->n; k++) {  // copy-back of the updates not written in place
     const KilnParamView *p = &t->p[k];
-    if (!p->reached) continue;  // its outputs are its inputs
     size_t bytes = (size_t)p->numel * sizeof(float);
-    memcpy(p->value, t->upd[k].value, bytes);
-    memcpy(p->m, t->upd[k].m, bytes);
-    if (p->v) memcpy(p->v, t->upd[k].v, bytes);
+    copy_back(p->value, t->upd[k].value, bytes);
+    copy_back(p->m, t->upd[k].m, bytes);
+    if (p->v) copy_back(p->v, t->upd[k].v, bytes);
   }
   r->grad_norm = *t->norm_out;
   return !t->comm || !t->o.check_replicas || same_replicas(t, step, d);

@@ -1,6 +1,6 @@
 // `kiln bench MODEL --train`: times whole training steps (forward, backward and the
-// compiled optimiser update, then the copy-back of parameters and state and the re-packing
-// of changed weights) on fixed inputs, through the library's trainer, and prints
+// compiled optimiser update, written over the parameters and state, and the re-packing of
+// changed weights) on fixed inputs, through the library's trainer, and prints
 // `compile_ms: X` and `median_ms: X` like the inference bench.
 #include <stdio.h>
 #include <stdlib.h>

@@ -45,7 +45,8 @@ static void place_buffers(const IrGraph *g, const bool *need, const CgSteps *ste
     RtBuf *b = &bufs[i];
     *b = (RtBuf){.kind = RT_BUF_NONE, .alias = -1, .bytes = mem->node_bytes[i]};
     if (!need[i]) continue;
-    if (ir_op_is_view(n->op)) *b = (RtBuf){RT_BUF_ALIAS, cg_memory_root(g, i), b->bytes, 0, NULL};
+    if (ir_op_is_view(n->op) || mem->in_place_of[i] >= 0)
+      *b = (RtBuf){RT_BUF_ALIAS, cg_memory_home(mem, g, i), b->bytes, 0, NULL};
     else if (planned && mem->node_offset[i] != CG_NO_OFFSET)
       *b = (RtBuf){RT_BUF_ARENA, -1, b->bytes, mem->node_offset[i], NULL};
     else b->kind = RT_BUF_OWN;

@@ -1,7 +1,8 @@
 // Lifetimes of a program's buffers (see memory.h): every value and scratch buffer becomes
 // one interval over the step order; elementwise steps may write over an input of the same
 // shape and dtype that dies there (the kernel reads element i before it writes element i);
-// the planner in passes/memplan.c turns the intervals into arena offsets.
+// the planner in passes/memplan.c turns the intervals into arena offsets. A training
+// step's updates go over the parameters and state they replace (plan_updates).
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,56 @@ static bool in_place_ok(const IrGraph *g, const CgStep *st, int steps_of_node, i
          a->dtype == n->dtype && ir_shape_eq(&a->shape, &n->shape);
 }
 
+int cg_memory_home(const CgMemory *m, const IrGraph *g, int id) {
+  int r = cg_memory_root(g, id);
+  return m->in_place_of && m->in_place_of[r] >= 0 ? m->in_place_of[r] : r;
+}
+
+// Update u (an optimiser output, the root node of its value) may be written over old, the
+// parameter or state input it replaces: u is computed by one elementwise step w (a loop
+// kernel reads element i before writing element i) of old's dtype and shape, no `once`
+// step reads u, and every other step that reads old runs before w. All updates read the
+// global gradient norm, so they come after the backward that reads the parameters.
+static bool update_in_place_ok(const IrGraph *g, const bool *need, const CgSteps *steps, const IrNode *old,
+                               const IrNode *u) {
+  if (old == u || (old->op != IR_OP_PARAM && old->op != IR_OP_INPUT) || separate(u) || !need[old->id] ||
+      !need[u->id] || old->dtype != u->dtype || !ir_shape_eq(&old->shape, &u->shape))
+    return false;
+  bool loop = ir_op_is_elementwise(u->op) || (u->op == IR_OP_FUSED && ir_attr_int(u, "kind") == IR_FUSED_LOOP);
+  int w = -1;
+  for (int s = 0; s < steps->n; s++)
+    if (steps->v[s].node == u->id) {
+      const CgStep *st = &steps->v[s];
+      if (w >= 0 || st->once || !loop || !st->n_args || st->args[0].kind != CG_ARG_NODE || st->args[0].id != u->id)
+        return false;
+      w = s;
+    }
+  if (w < 0) return false;
+  for (int s = 0; s < steps->n; s++) {
+    const CgStep *st = &steps->v[s];
+    for (int a = 0; a < st->n_args; a++) {
+      if (st->args[a].kind != CG_ARG_NODE) continue;
+      int r = cg_memory_root(g, st->args[a].id);
+      if ((r == u->id && st->once) || (r == old->id && !st->once && s > w)) return false;
+    }
+  }
+  return true;
+}
+
+static void plan_updates(const IrGraph *g, const bool *need, const CgSteps *steps, int *in_place_of) {
+  const IrTrainStep *ts = g->train;
+  for (int k = 0; ts && k < ts->n_updates; k++) {
+    const IrUpdate *up = &ts->updates[k];
+    const IrNode *old[3] = {up->param, up->state[0], up->state[1]};
+    int out[3] = {up->new_value, up->new_state[0], up->new_state[1]};
+    for (int j = 0; j < 3; j++) {
+      if (!old[j] || out[j] < 0) continue;
+      const IrNode *u = g->nodes[cg_memory_root(g, g->outputs[out[j]]->id)];
+      if (in_place_of[u->id] < 0 && update_in_place_ok(g, need, steps, old[j], u)) in_place_of[u->id] = old[j]->id;
+    }
+  }
+}
+
 bool cg_memory_plan(const IrGraph *g, const bool *need, const bool *want, const CgSteps *steps,
                     CgMemory *m, Diag *d) {
   memset(m, 0, sizeof *m);
@@ -34,19 +85,23 @@ bool cg_memory_plan(const IrGraph *g, const bool *need, const bool *want, const 
   m->node_bytes = calloc((size_t)nn + 1, sizeof *m->node_bytes);
   m->scratch_offset = malloc(((size_t)ns + 1) * sizeof *m->scratch_offset);
   m->scratch_bytes = calloc((size_t)ns + 1, sizeof *m->scratch_bytes);
+  m->in_place_of = malloc(((size_t)nn + 1) * sizeof *m->in_place_of);
   if (!v || !off || !n_steps_of || !m->node_offset || !m->node_bytes || !m->scratch_offset ||
-      !m->scratch_bytes) {
+      !m->scratch_bytes || !m->in_place_of) {
     free(v), free(off), free(n_steps_of);
     cg_memory_free(m);
     return diag_error(d, "out of memory planning buffers");
   }
   for (int i = 0; i < n; i++) v[i] = (MemInterval){0, -1, -1, false, -1};
+  for (int i = 0; i < nn; i++) m->in_place_of[i] = -1;
+  plan_updates(g, need, steps, m->in_place_of);
   for (int i = 0; i < nn; i++) {
     const IrNode *nd = g->nodes[i];
     m->node_offset[i] = CG_NO_OFFSET;
     if (!need[i]) continue;
     m->node_bytes[i] = (size_t)ir_numel(&nd->shape) * dt_size(nd->dtype);
-    if (!ir_op_is_view(nd->op) && !separate(nd)) v[i].bytes = m->node_bytes[i] ? m->node_bytes[i] : 1;
+    if (!ir_op_is_view(nd->op) && !separate(nd) && m->in_place_of[i] < 0)
+      v[i].bytes = m->node_bytes[i] ? m->node_bytes[i] : 1;
   }
   for (int s = 0; s < steps->n; s++) {
     const CgStep *st = &steps->v[s];
@@ -100,5 +155,6 @@ void cg_memory_free(CgMemory *m) {
   free(m->node_bytes);
   free(m->scratch_offset);
   free(m->scratch_bytes);
+  free(m->in_place_of);
   memset(m, 0, sizeof *m);
 }

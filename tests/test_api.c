@@ -1,8 +1,9 @@
 // Tests of the public C API (api/kiln.h) on docs/examples/mlp.json: the JIT and the
 // reference backend give the same outputs and gradients through it; outputs are chosen by
 // the inputs given; misuse and bad input are messages, not crashes; the trainer's compiled
-// update equals an update written against kiln_trainer_param; kiln_convert_hf refuses a
-// pickle, saying what to install, when no Python with torch can read it.
+// update equals an update written against kiln_trainer_param and is written in place;
+// kiln_convert_hf refuses a pickle, saying what to install, when no Python with torch can
+// read it.
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
@@ -258,6 +259,43 @@ START_TEST(test_convert_hf_pickle_needs_torch) {
 }
 END_TEST
 
+// The compiled update writes each parameter's new value and optimiser state over the old
+// ones (codegen/memory.c): the update's outputs are the parameter's own buffers, so
+// nothing is copied back and no arena memory holds them.
+START_TEST(test_trainer_updates_parameters_in_place) {
+  KilnOptions o = {.sets = (KilnSet[]){{"dropout", "0"}}, .n_sets = 1, .tuning = {.poison_buffers = true}};
+  KilnTrainOptions to = {.steps = 2, .lr = 1e-2, .seed = 1};
+  KilnTrainer *t = NULL;
+  Diag d = {0};
+  ck_assert_msg(kiln_trainer_open(model, &o, &to, &t, &d), "%s", d.msg);
+  KilnModel *m = kiln_trainer_model(t);
+  StFile in = inputs_file(true);
+  ck_assert_msg(kiln_init_params(m, 5, &d) && kiln_bind_inputs(m, &in, &d), "%s", d.msg);
+  KilnParamView p0 = kiln_trainer_param(t, 0);
+  float before = p0.value[0];
+  KilnStepResult r;
+  ck_assert_msg(kiln_trainer_step(t, 0, &r, &d), "%s", d.msg);
+  ck_assert_msg(p0.value[0] != before, "the step left %s unchanged", p0.name);
+  int n = kiln_trainer_n_params(t), found = 0;
+  for (int k = 0; k < n; k++) {
+    KilnParamView p = kiln_trainer_param(t, k);
+    const void *bufs[3] = {p.value, p.m, p.v};
+    for (int b = 0; b < 3; b++)
+      for (int j = 0; j < kiln_count(m, KILN_OUTPUT); j++) {
+        StTensor x;
+        ck_assert_msg(kiln_tensor(m, kiln_info(m, KILN_OUTPUT, j).name, &x, &d), "%s", d.msg);
+        if (x.data == bufs[b]) {
+          found++;
+          break;
+        }
+      }
+  }
+  ck_assert_int_eq(found, 3 * n);  // AdamW: value, m and v of every parameter
+  free(in.tensors);
+  kiln_trainer_free(t);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("api");
   TCase *tc = tcase_create("api");
@@ -269,6 +307,7 @@ int main(void) {
   tcase_add_test(tc, test_trainer_update_matches_external_update);
   tcase_add_test(tc, test_trainer_layers_alike_share_kernels);
   tcase_add_test(tc, test_convert_hf_pickle_needs_torch);
+  tcase_add_test(tc, test_trainer_updates_parameters_in_place);
   suite_add_tcase(s, tc);
   return check_run(s);
 }

@@ -1,6 +1,7 @@
 // Tests of the plan executor (runtime/plan.c) with plain C kernels: every step sees all of
 // the previous step's writes, whichever thread made them (the barrier between steps), also
-// with more threads than cores, where waiting threads must give their core back. And the
+// with more threads than cores, where waiting threads must give their core back, and a
+// long wait costs no CPU time. And the
 // settings it runs with (runtime/tuning.c): thread counts, poisoned buffers, the reader of
 // RtTuning's variables.
 #include <check.h>
@@ -8,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "runtime/plan.h"
 #include "runtime/tuning.h"
@@ -45,6 +47,31 @@ static void run_chain(int threads) {
 }
 
 START_TEST(test_plan_steps_see_every_write_of_the_step_before) { run_chain(1 + _i); }
+END_TEST
+
+// Item 0 sleeps 300 ms; the thread with item 1 waits at the barrier meanwhile.
+static void sleep_first(void **bufs, int64_t begin, int64_t end) {
+  (void)bufs;
+  if (begin == 0 && end > 0) nanosleep(&(struct timespec){0, 300 * 1000 * 1000}, NULL);
+}
+
+static double cpu_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+// A thread waiting long at the barrier sleeps: it costs no CPU time (the sched_yield loop
+// it replaced spent the whole wait in system calls on an idle core).
+START_TEST(test_a_long_wait_at_the_barrier_takes_no_cpu) {
+  RtStep steps[2] = {{.fn = sleep_first, .work = 2, .name = "sleep"}, {.fn = sleep_first, .work = 2, .name = "sleep"}};
+  RtPlan plan = {steps, 2};
+  double c0 = cpu_s(), w0 = omp_get_wtime();
+  rt_plan_run(&plan, 2);
+  double cpu = cpu_s() - c0, wall = omp_get_wtime() - w0;
+  ck_assert_msg(wall >= 0.59, "wall %.3f s", wall);
+  ck_assert_msg(cpu < 0.1, "%.3f s of CPU time while one thread slept %.3f s", cpu, wall);
+}
 END_TEST
 
 START_TEST(test_default_threads_are_the_request_else_every_core) {
@@ -139,6 +166,7 @@ static Suite *plan_suite(void) {
   TCase *tc = tcase_create("plan");
   tcase_add_loop_test(tc, test_plan_steps_see_every_write_of_the_step_before, 0, 8);  // 1..8 threads
   tcase_add_test(tc, test_default_threads_are_the_request_else_every_core);
+  tcase_add_test(tc, test_a_long_wait_at_the_barrier_takes_no_cpu);
   tcase_add_test(tc, test_buffers_are_aligned_and_poisoned_only_when_asked);
   tcase_add_test(tc, test_fresh_buffers_are_zeros_small_and_large);
   tcase_add_test(tc, test_tuning_reads_each_variable_from_the_lookup_it_is_given);
