@@ -49,9 +49,6 @@ bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOp
   *out = NULL;
   if (opt->precision == KILN_PRECISION_INT8)
     return diag_error(d, "--precision int8 is not yet supported (fp32 and bf16 are)");
-  if (opt->precision == KILN_PRECISION_BF16 && (opt->grad_loss || opt->training || optimizer))
-    return diag_error(d, "--precision bf16 is not yet supported for training or gradients "
-                         "(inference only)");
   KilnModel *m = calloc(1, sizeof *m);
   FeSet *sets = calloc((size_t)opt->n_sets + 1, sizeof *sets);
   if (!m || !sets) {
