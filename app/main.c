@@ -208,7 +208,8 @@ static const Command commands[] = {
    "                     still be replaced at run time. Without it, running needs weights\n"
    "  --cpu NAME         target: native (default: this host, or KILN_CPU), x86-64-v3 (AVX2),\n"
    "                     x86-64-v4 (AVX-512), or any CPU name LLVM knows (llc -mcpu=help)\n"
-   "  --precision fp32   the only precision AOT builds so far (bf16: not yet supported)\n"
+   "  --precision P      fp32 (default) or bf16 (as kiln run --precision bf16, bitwise on\n"
+   "                     the same CPU target; docs/precision.md)\n"
    "Needs `cc` (or $CC); the runtime library is found next to kiln or via KILN_RT_LIB.\n",
    " set max-nodes max-config output weights cpu emit disable-pass precision "},
   {"cache", cmd_cache, "kiln cache info|clear [--cache-dir DIR] [--cache-size SIZE]",
@@ -320,9 +321,6 @@ static int precision_supported(const Command *c, const CliOptions *o) {
   Diag d = {0};
   if (o->precision == KILN_PRECISION_INT8)
     diag_error(&d, "kiln %s: --precision int8 is not yet supported (fp32 and bf16 are)", c->name);
-  else if (o->precision == KILN_PRECISION_BF16 && strcmp(c->name, "compile") == 0)
-    diag_error(&d, "kiln compile: --precision bf16 is not yet supported (ahead-of-time builds "
-               "are fp32; kiln run, bench and eval take bf16)");
   if (!d.msg[0]) return 0;
   cli_error(&d);
   return EXIT_USER;
