@@ -42,11 +42,14 @@ static const Command commands[] = {
    "  --precision P      fp32 (default) or bf16: GEMM operands rounded to bf16, f32 sums\n"
    "                     (docs/precision.md)\n",
    " set max-nodes max-config after format disable-pass grad loss precision "},
-  {"init", cmd_init, "kiln init MODEL -o W.safetensors [--seed S] [--set NAME=VALUE]...",
-   "Initialise every parameter of MODEL by its initialiser and write them (f32).\n"
+  {"init", cmd_init, "kiln init MODEL -o W.safetensors [--seed S] [--dtype f32|bf16] [--set NAME=VALUE]...",
+   "Initialise every parameter of MODEL by its initialiser and write them.\n"
    "  -o, --output FILE  where to write the weights\n"
-   "  --seed S           random seed (default 0); the same seed gives the same weights\n",
-   " set max-nodes max-config output seed "},
+   "  --seed S           random seed (default 0); the same seed gives the same weights\n"
+   "  --dtype f32|bf16   how float parameters are stored (default f32); bf16: the f32 values\n"
+   "                     rounded to nearest even, half the bytes. Every command takes F32 or\n"
+   "                     BF16 weights (BF16 converted to f32 exactly; docs/precision.md)\n",
+   " set max-nodes max-config output seed dtype "},
   {"run", cmd_run,
    "kiln run MODEL --weights W --inputs IN -o OUT [--set NAME=VALUE]... [--threads N] "
    "[--backend ref]",
@@ -516,6 +519,11 @@ int main(int argc, char **argv) {
       else if (strcmp(val, "bf16") == 0) o.precision = KILN_PRECISION_BF16;
       else if (strcmp(val, "int8") == 0) o.precision = KILN_PRECISION_INT8;
       else return usage_error(c, "--precision must be fp32, bf16 or int8, not \"%s\"", val);
+    } else if (strcmp(a, "--dtype") == 0) {
+      TAKES_VALUE();
+      if (strcmp(val, "f32") != 0 && strcmp(val, "bf16") != 0)
+        return usage_error(c, "--dtype must be f32 or bf16, not \"%s\"", val);
+      o.weights_bf16 = strcmp(val, "bf16") == 0;
     } else if (strcmp(a, "--emit") == 0) {
       TAKES_VALUE();
       if (strcmp(val, "exe") != 0 && strcmp(val, "lib") != 0)
