@@ -161,43 +161,54 @@ void fe_available(const IrGraph *g, const bool *given, bool *avail) {
   }
 }
 
-bool fe_write_values(const char *path, const IrNode *const *nodes, const char *const *names,
-                     int n, const IrValues *vals, Diag *d) {
+// Name, dtype and shape of a tensor written for node (its data is the caller's).
+static StTensor tensor_of(const IrNode *node, const char *name, DType dtype) {
+  StTensor t = {.name = (char *)name, .dtype = dtype, .rank = node->shape.rank};
+  for (int i = 0; i < node->shape.rank; i++) t.shape[i] = node->shape.dim[i];
+  t.nbytes = (size_t)ir_numel(&node->shape) * dt_size(dtype);
+  return t;
+}
+
+// Writes the nodes' values (vals: doubles; else value: native buffers), f32 ones as `floats`
+// (DT_F32, or DT_BF16: each f32 value rounded to nearest even), the rest in their dtypes.
+static bool write_as(const char *path, const IrNode *const *nodes, const char *const *names, int n,
+                     const IrValues *vals, void *const *value, DType floats, Diag *d) {
   StTensor *ts = calloc((size_t)n + 1, sizeof *ts);
-  bool ok = true;
+  bool *own = calloc((size_t)n + 1, sizeof *own);
+  bool ok = ts && own;
+  if (!ok) diag_error(d, "out of memory");
   for (int k = 0; k < n && ok; k++) {
     const IrNode *node = nodes[k];
+    bool narrow = node->dtype == DT_F32 && floats != DT_F32;
+    ts[k] = tensor_of(node, names[k], narrow ? floats : node->dtype);
+    if (!vals && !narrow) {
+      ts[k].data = value[node->id];
+      continue;
+    }
     size_t count = (size_t)ir_numel(&node->shape);
-    ts[k].name = (char *)names[k];
-    ts[k].dtype = node->dtype;
-    ts[k].rank = node->shape.rank;
-    for (int i = 0; i < node->shape.rank; i++) ts[k].shape[i] = node->shape.dim[i];
-    ts[k].nbytes = count * dt_size(node->dtype);
-    ts[k].data = malloc(ts[k].nbytes + 1);
-    if (!ts[k].data) ok = diag_error(d, "out of memory writing \"%s\"", names[k]);
-    for (size_t i = 0; ok && i < count; i++) dt_store(node->dtype, ts[k].data, i, vals->v[node->id][i]);
+    own[k] = true;
+    if (!(ts[k].data = malloc(ts[k].nbytes + 1))) ok = diag_error(d, "out of memory writing \"%s\"", names[k]);
+    for (size_t i = 0; ok && i < count; i++) {
+      double v = vals ? vals->v[node->id][i] : ((const float *)value[node->id])[i];
+      dt_store(ts[k].dtype, ts[k].data, i, narrow ? dt_round_bf16((float)v) : v);
+    }
   }
   if (ok) ok = st_write(path, ts, n, d);
-  for (int k = 0; k < n; k++) free(ts[k].data);
+  for (int k = 0; k < n && ts && own; k++)
+    if (own[k]) free(ts[k].data);
   free(ts);
+  free(own);
   return ok;
 }
 
+bool fe_write_values(const char *path, const IrNode *const *nodes, const char *const *names,
+                     int n, const IrValues *vals, DType floats, Diag *d) {
+  return write_as(path, nodes, names, n, vals, NULL, floats, d);
+}
+
 bool fe_write_native(const char *path, const IrNode *const *nodes, const char *const *names,
-                     int n, void *const *value, Diag *d) {
-  StTensor *ts = calloc((size_t)n + 1, sizeof *ts);
-  for (int k = 0; k < n; k++) {
-    const IrNode *node = nodes[k];
-    ts[k].name = (char *)names[k];
-    ts[k].dtype = node->dtype;
-    ts[k].rank = node->shape.rank;
-    for (int i = 0; i < node->shape.rank; i++) ts[k].shape[i] = node->shape.dim[i];
-    ts[k].nbytes = (size_t)ir_numel(&node->shape) * dt_size(node->dtype);
-    ts[k].data = value[node->id];
-  }
-  bool ok = st_write(path, ts, n, d);
-  free(ts);
-  return ok;
+                     int n, void *const *value, DType floats, Diag *d) {
+  return write_as(path, nodes, names, n, NULL, value, floats, d);
 }
 
 bool fe_load_examples(const IrGraph *g, const StFile *f, void *const *value, int64_t *batch, const char *skip_where,

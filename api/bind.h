@@ -55,13 +55,14 @@ void fe_examples_free(FeExamples *ex, int n);
 // Marks in `avail` every node computable from the given inputs (and parameters).
 void fe_available(const IrGraph *g, const bool *given, bool *avail);
 
-// Writes the named nodes' values in their dtypes.
+// Writes the named nodes' values in their dtypes, f32 ones as `floats`: DT_F32, or DT_BF16
+// (each f32 value rounded to the nearest bf16, ties to even: dt_round_bf16).
 bool fe_write_values(const char *path, const IrNode *const *nodes, const char *const *names,
-                     int n, const IrValues *vals, Diag *d);
+                     int n, const IrValues *vals, DType floats, Diag *d);
 
-// Writes the named nodes' native buffers (value[node id]).
+// Writes the named nodes' native buffers (value[node id]), f32 ones as `floats` (as above).
 bool fe_write_native(const char *path, const IrNode *const *nodes, const char *const *names,
-                     int n, void *const *value, Diag *d);
+                     int n, void *const *value, DType floats, Diag *d);
 
 // Initial parameter values from their initialisers, deterministic for a seed: normal(std)
 // from a counter-based stream keyed by (seed, parameter name); copies after the rest.

@@ -148,6 +148,9 @@ bool kiln_copy_params(KilnModel *dst, KilnModel *src, Diag *d);
 bool kiln_write_outputs(KilnModel *m, const char *path, Diag *d);
 // Writes every parameter by name (after kiln_bind_params or kiln_init_params).
 bool kiln_write_params(KilnModel *m, const char *path, Diag *d);
+// The same with f32 parameters written as `floats` (a DType): DT_F32, or DT_BF16 (each
+// value rounded to the nearest bf16, ties to even; `kiln init --dtype bf16`).
+bool kiln_write_params_as(KilnModel *m, const char *path, int floats, Diag *d);
 
 // ---- data files (kiln train, kiln eval): one tensor per model input, examples first -----
 typedef struct KilnData KilnData;

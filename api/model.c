@@ -50,9 +50,6 @@ bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOp
   *out = NULL;
   if (opt->precision == KILN_PRECISION_INT8)
     return diag_error(d, "--precision int8 is not yet supported (fp32 and bf16 are)");
-  if (opt->precision == KILN_PRECISION_BF16 && (opt->grad_loss || opt->training || optimizer))
-    return diag_error(d, "--precision bf16 is not yet supported for training or gradients "
-                         "(inference only)");
   KilnModel *m = calloc(1, sizeof *m);
   FeSet *sets = calloc((size_t)opt->n_sets + 1, sizeof *sets);
   if (!m || !sets) {
@@ -427,16 +424,22 @@ bool kiln_copy_params(KilnModel *dst, KilnModel *src, Diag *d) {
 double kiln_config(const KilnModel *m, const char *name, double def) { return ir_graph_config(&m->g, name, def); }
 
 bool kiln_write_outputs(KilnModel *m, const char *path, Diag *d) {
-  if (kiln_is_jit(m)) return fe_write_native(path, m->out, m->out_name, m->n_out, m->p.value, d);
-  return fe_write_values(path, m->out, m->out_name, m->n_out, &m->vals, d);
+  if (kiln_is_jit(m)) return fe_write_native(path, m->out, m->out_name, m->n_out, m->p.value, DT_F32, d);
+  return fe_write_values(path, m->out, m->out_name, m->n_out, &m->vals, DT_F32, d);
 }
 
 bool kiln_write_params(KilnModel *m, const char *path, Diag *d) {
+  return kiln_write_params_as(m, path, DT_F32, d);
+}
+
+bool kiln_write_params_as(KilnModel *m, const char *path, int floats, Diag *d) {
+  if (floats != DT_F32 && floats != DT_BF16)
+    return diag_error(d, "parameters are written as f32 or bf16, not %s", dt_name((DType)floats));
   const char **names = calloc((size_t)m->n_params + 1, sizeof *names);
   if (!names) return diag_error(d, "out of memory");
   for (int i = 0; i < m->n_params; i++) names[i] = m->params[i]->name;
-  bool ok = kiln_is_jit(m) ? fe_write_native(path, m->params, names, m->n_params, m->p.value, d)
-                           : fe_write_values(path, m->params, names, m->n_params, &m->vals, d);
+  bool ok = kiln_is_jit(m) ? fe_write_native(path, m->params, names, m->n_params, m->p.value, floats, d)
+                           : fe_write_values(path, m->params, names, m->n_params, &m->vals, floats, d);
   free(names);
   return ok;
 }

@@ -56,7 +56,8 @@ typedef struct CliOptions {
   const char *vocab, *text;
   bool tokens;                      // tokenize: print token strings, not ids
   int n_train, n_val, n_test;       // data synth: examples per split (-1: not given)
-  KilnPrecision precision;      // --precision (run, bench, eval, dump; others refuse bf16)
+  KilnPrecision precision;      // --precision
+  bool weights_bf16;            // init --dtype bf16
   // compile
   const char *cpu, *emit;
   const char *hf_model;  // convert-hf --model: the model file the checkpoint is for

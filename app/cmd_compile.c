@@ -115,7 +115,7 @@ static bool write_weights(const IrGraph *g, const bool *need, const char *weight
   }
   if (!ok) diag_error(d, "out of memory reading %s", weights);
   ok = ok && fe_bind_native(g, &wf, IR_OP_PARAM, value, NULL, NULL, d) &&
-       fe_write_native(path, nodes, names, n, value, d);
+       fe_write_native(path, nodes, names, n, value, DT_F32, d);
   struct stat sb;
   if (ok && stat(path, &sb) == 0) *size = (size_t)sb.st_size;
   for (int i = 0; value && i < nn; i++) free(value[i]);

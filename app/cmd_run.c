@@ -19,7 +19,8 @@ int cmd_init(const CliOptions *o) {
   KilnModel *m = cli_open(o, &ko);
   if (!m) return EXIT_USER;
   Diag d = {0};
-  bool ok = kiln_compile(m, &d) && kiln_init_params(m, o->seed, &d) && kiln_write_params(m, o->output, &d);
+  bool ok = kiln_compile(m, &d) && kiln_init_params(m, o->seed, &d) &&
+            kiln_write_params_as(m, o->output, o->weights_bf16 ? DT_BF16 : DT_F32, &d);
   if (ok) {
     fprintf(stderr, "kiln: wrote %d parameters (%lld values) to %s\n", kiln_count(m, KILN_PARAM), (long long)kiln_param_values(m),
             o->output);

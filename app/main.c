@@ -42,11 +42,14 @@ static const Command commands[] = {
    "  --precision P      fp32 (default) or bf16: GEMM operands rounded to bf16, f32 sums\n"
    "                     (docs/precision.md)\n",
    " set max-nodes max-config after format disable-pass grad loss precision "},
-  {"init", cmd_init, "kiln init MODEL -o W.safetensors [--seed S] [--set NAME=VALUE]...",
-   "Initialise every parameter of MODEL by its initialiser and write them (f32).\n"
+  {"init", cmd_init, "kiln init MODEL -o W.safetensors [--seed S] [--dtype f32|bf16] [--set NAME=VALUE]...",
+   "Initialise every parameter of MODEL by its initialiser and write them.\n"
    "  -o, --output FILE  where to write the weights\n"
-   "  --seed S           random seed (default 0); the same seed gives the same weights\n",
-   " set max-nodes max-config output seed "},
+   "  --seed S           random seed (default 0); the same seed gives the same weights\n"
+   "  --dtype f32|bf16   how float parameters are stored (default f32); bf16: the f32 values\n"
+   "                     rounded to nearest even, half the bytes. Every command takes F32 or\n"
+   "                     BF16 weights (BF16 converted to f32 exactly; docs/precision.md)\n",
+   " set max-nodes max-config output seed dtype "},
   {"run", cmd_run,
    "kiln run MODEL --weights W --inputs IN -o OUT [--set NAME=VALUE]... [--threads N] "
    "[--backend ref]",
@@ -80,6 +83,8 @@ static const Command commands[] = {
    "  --backend ref|jit  the reference evaluator in double precision (default), or native\n"
    "                     code through LLVM (f32, compiled in training mode)\n"
    "  --threads N        threads for jit (default: KILN_NUM_THREADS, else every core)\n"
+   "  --precision P      fp32 (default) or bf16: forward and backward GEMM operands rounded\n"
+   "                     to bf16, f32 sums (docs/precision.md)\n"
    "  --weights, --inputs, -o, --dump-llvm as for run\n",
    " set max-nodes max-config max-memory weights inputs output loss seed verbose disable-pass backend threads dump-llvm precision cache-dir no-cache cache-size "},
   {"train", cmd_train,
@@ -111,6 +116,9 @@ static const Command commands[] = {
    "                     loss L accuracy A ...\"; compiled once, beside the training program\n"
    "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n"
    "  --loss NAME        which of the model's losses (default: loss)\n"
+   "  --precision P      fp32 (default) or bf16: mixed precision, the forward and backward\n"
+   "                     GEMMs multiply bf16 operands; weights, optimiser state and\n"
+   "                     gradient sums stay f32 (docs/precision.md)\n"
    "  --trace FILE       record the first 20 steps as a Chrome trace (docs/trace.md)\n"
    "  --accumulate K     gradient accumulation: each step averages the gradients of K\n"
    "                     batches before one update (a global batch of K x batch); equal to\n"
@@ -211,7 +219,8 @@ static const Command commands[] = {
    "                     still be replaced at run time. Without it, running needs weights\n"
    "  --cpu NAME         target: native (default: this host, or KILN_CPU), x86-64-v3 (AVX2),\n"
    "                     x86-64-v4 (AVX-512), or any CPU name LLVM knows (llc -mcpu=help)\n"
-   "  --precision fp32   the only precision AOT builds so far (bf16: not yet supported)\n"
+   "  --precision P      fp32 (default) or bf16 (as kiln run --precision bf16, bitwise on\n"
+   "                     the same CPU target; docs/precision.md)\n"
    "Needs `cc` (or $CC); the runtime library is found next to kiln or via KILN_RT_LIB.\n",
    " set max-nodes max-config output weights cpu emit disable-pass precision "},
   {"cache", cmd_cache, "kiln cache info|clear [--cache-dir DIR] [--cache-size SIZE]",
@@ -322,16 +331,8 @@ static void check_cache(const Command *c, CliOptions *o) {
 // --precision values that parse but are later increments of issue 14: a user error (exit 1).
 static int precision_supported(const Command *c, const CliOptions *o) {
   Diag d = {0};
-  bool training = strcmp(c->name, "train") == 0 || strcmp(c->name, "grad") == 0 || o->train ||
-                  o->grad;
   if (o->precision == KILN_PRECISION_INT8)
     diag_error(&d, "kiln %s: --precision int8 is not yet supported (fp32 and bf16 are)", c->name);
-  else if (o->precision == KILN_PRECISION_BF16 && strcmp(c->name, "compile") == 0)
-    diag_error(&d, "kiln compile: --precision bf16 is not yet supported (ahead-of-time builds "
-               "are fp32; kiln run, bench and eval take bf16)");
-  else if (o->precision == KILN_PRECISION_BF16 && training)
-    diag_error(&d, "kiln %s: --precision bf16 is not yet supported for training and gradients "
-               "(inference only: kiln run, bench, eval)", c->name);
   if (!d.msg[0]) return 0;
   cli_error(&d);
   return EXIT_USER;
@@ -538,6 +539,11 @@ int main(int argc, char **argv) {
       else if (strcmp(val, "bf16") == 0) o.precision = KILN_PRECISION_BF16;
       else if (strcmp(val, "int8") == 0) o.precision = KILN_PRECISION_INT8;
       else return usage_error(c, "--precision must be fp32, bf16 or int8, not \"%s\"", val);
+    } else if (strcmp(a, "--dtype") == 0) {
+      TAKES_VALUE();
+      if (strcmp(val, "f32") != 0 && strcmp(val, "bf16") != 0)
+        return usage_error(c, "--dtype must be f32 or bf16, not \"%s\"", val);
+      o.weights_bf16 = strcmp(val, "bf16") == 0;
     } else if (strcmp(a, "--emit") == 0) {
       TAKES_VALUE();
       if (strcmp(val, "exe") != 0 && strcmp(val, "lib") != 0)

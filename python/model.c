@@ -146,14 +146,9 @@ static int model_init(PyModel *self, PyObject *args, PyObject *kw) {
     PyErr_SetString(PyExc_TypeError, "kiln.Model is initialised once");
     return -1;
   }
-  KilnPrecision p = !strcmp(precision, "fp32") ? KILN_PRECISION_FP32 : !strcmp(precision, "bf16") ? KILN_PRECISION_BF16 : -1;
-  if ((int)p < 0) {
-    PyErr_Format(py_kiln_error, "precision \"%s\" is not supported yet (\"fp32\" or \"bf16\")", precision);
+  if (!(self->path = py_path(path)) ||
+      !py_options(set, threads, backend, precision, &self->opt, &self->sets, &self->keep))
     return -1;
-  }
-  if (!(self->path = py_path(path)) || !py_options(set, threads, backend, &self->opt, &self->sets, &self->keep))
-    return -1;
-  self->opt.precision = p;  // bf16: inference only (grad is refused by the precision pass)
   self->opt.output_groups = output_attentions ? attentions : NULL;  // as kiln run --output-attentions
   self->opt.n_output_groups = output_attentions;
   if (!open_compiled(self, &self->opt, NULL, &self->full)) return -1;

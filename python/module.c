@@ -77,8 +77,8 @@ static bool read_sets(PyObject *set, KilnSet **out, int *n_out, PyObject *keep) 
   return true;
 }
 
-bool py_options(PyObject *set, PyObject *threads, const char *backend, KilnOptions *opt, KilnSet **sets,
-                PyObject **keep) {
+bool py_options(PyObject *set, PyObject *threads, const char *backend, const char *precision, KilnOptions *opt,
+                KilnSet **sets, PyObject **keep) {
   *opt = (KilnOptions){0};
   *sets = NULL;
   *keep = PyList_New(0);
@@ -88,6 +88,11 @@ bool py_options(PyObject *set, PyObject *threads, const char *backend, KilnOptio
     return false;
   }
   opt->backend = backend && !strcmp(backend, "ref") ? KILN_BACKEND_REF : KILN_BACKEND_JIT;
+  if (strcmp(precision, "fp32") != 0 && strcmp(precision, "bf16") != 0) {
+    PyErr_Format(py_kiln_error, "precision \"%s\" is not supported yet (\"fp32\" or \"bf16\")", precision);
+    return false;
+  }
+  opt->precision = !strcmp(precision, "bf16") ? KILN_PRECISION_BF16 : KILN_PRECISION_FP32;
   if (threads && threads != Py_None) {
     long t = PyLong_AsLong(threads);
     if (t == -1 && PyErr_Occurred()) return false;

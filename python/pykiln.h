@@ -21,10 +21,11 @@
 extern PyObject *py_kiln_error;  // kiln.Error, a ValueError
 // Raises kiln.Error with d's message; returns NULL.
 PyObject *py_raise(const Diag *d);
-// The options every class takes: set (dict or list of "NAME=VALUE" strings), threads and
-// backend into opt, sets[] and the strings they point to held by *keep (a new list).
-bool py_options(PyObject *set, PyObject *threads, const char *backend, KilnOptions *opt, KilnSet **sets,
-                PyObject **keep);
+// The options every class takes: set (dict or list of "NAME=VALUE" strings), threads,
+// backend and precision ("fp32" or "bf16") into opt, sets[] and the strings they point to
+// held by *keep (a new list).
+bool py_options(PyObject *set, PyObject *threads, const char *backend, const char *precision, KilnOptions *opt,
+                KilnSet **sets, PyObject **keep);
 // A path argument (str or os.PathLike) as a new bytes object, or NULL with an exception set.
 PyObject *py_path(PyObject *o);
 

@@ -26,14 +26,14 @@ static bool ready(PyTrainer *self) {
 }
 
 static int trainer_init(PyTrainer *self, PyObject *args, PyObject *kw) {
-  static char *names[] = {"model_path", "set", "optimizer", "lr", "steps", "seed", "loss", "threads", NULL};
+  static char *names[] = {"model_path", "set", "optimizer", "lr", "steps", "seed", "loss", "threads", "precision", NULL};
   PyObject *path, *set = NULL, *threads = NULL, *keep = NULL;
-  const char *optimizer = "adamw", *loss = NULL;
+  const char *optimizer = "adamw", *loss = NULL, *precision = "fp32";
   double lr = 0;
   long long steps = 100;
   unsigned long long seed = 0;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OsdLKzO:Trainer", names, &path, &set, &optimizer, &lr, &steps, &seed,
-                                   &loss, &threads))
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OsdLKzOs:Trainer", names, &path, &set, &optimizer, &lr, &steps, &seed,
+                                   &loss, &threads, &precision))
     return -1;
   if (self->t) {
     PyErr_SetString(PyExc_TypeError, "kiln.Trainer is initialised once");
@@ -49,7 +49,7 @@ static int trainer_init(PyTrainer *self, PyObject *args, PyObject *kw) {
   }
   KilnOptions opt;
   KilnSet *sets = NULL;
-  if (!(self->path = py_path(path)) || !py_options(set, threads, "jit", &opt, &sets, &keep)) {
+  if (!(self->path = py_path(path)) || !py_options(set, threads, "jit", precision, &opt, &sets, &keep)) {
     PyMem_Free(sets);
     Py_XDECREF(keep);
     return -1;
@@ -219,7 +219,7 @@ static PyMethodDef trainer_methods[] = {
 PyTypeObject py_trainer_type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "kiln.Trainer",
     .tp_doc = "Trainer(model_path, set=None, optimizer=\"adamw\", lr=0 (AdamW 1e-4, SGD 1e-2), steps=100, seed=0, "
-              "loss=None, threads=None)",
+              "loss=None, threads=None, precision=\"fp32\" (or \"bf16\": mixed precision)",
     .tp_basicsize = sizeof(PyTrainer),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,

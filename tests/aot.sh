@@ -5,7 +5,8 @@
 # (KILN_CPU=haswell) bitwise and the native run within the JIT tolerance; embedded weights,
 # weights given at run time and embedded ones overridden agree with kiln run; the library
 # example compiles with cc, runs and matches; bad inputs to an executable fail with exit 1
-# and kiln run's own message; bad command lines exit 2; no LLVM is linked in.
+# and kiln run's own message; bad command lines exit 2; no LLVM is linked in; --precision
+# bf16 executables (native and x86-64-v3) and library equal kiln run --precision bf16.
 # usage: tests/aot.sh KILN_BINARY
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -119,11 +120,11 @@ cpu_alone() {  # KILN_CPU without KILN_CPU_FEATURES is that CPU, not the host's 
 }
 check "aot: KILN_CPU=x86-64-v3 alone runs AVX2 code, bitwise the --cpu x86-64-v3 executable" cpu_alone
 
-library() {
-  local d="$work/lib"; mkdir -p "$d/out"
+library() {  # library DIR [--precision P]
+  local d="$work/$1"; shift; mkdir -p "$d/out"
   cp "$work/vqa/w.safetensors" "$d/"
   "$kiln" compile "$root/models/visualbert-vqa.json" --emit lib -o "$d/model" --weights "$d/w.safetensors" \
-    "${tiny[@]}" --set num_labels=7
+    "${tiny[@]}" --set num_labels=7 "$@"
   ls "$d/model/libkiln_model.a" "$d/model/libkiln_rt.a" "$d/model/kiln_model.h" "$d/model/link_flags"
   cc -std=c11 -Wall -Wextra -Werror -pedantic "$root/examples/aot_lib_example.c" -I "$d/model" \
     "$d/model/libkiln_model.a" "$d/model/libkiln_rt.a" $(cat "$d/model/link_flags") -o "$d/example"
@@ -144,7 +145,7 @@ st.write(sys.argv[2], {"input_ids": ints((b, t)), "token_type_ids": ints((b, t))
     "labels": floats((b, n))})
 EOF
   "$kiln" run "$root/models/visualbert-vqa.json" --weights "$d/w.safetensors" --inputs "$d/in.safetensors" \
-    -o "$d/jit.safetensors" --threads 2 "${tiny[@]}" --set num_labels=7
+    -o "$d/jit.safetensors" --threads 2 "${tiny[@]}" --set num_labels=7 "$@"
   "$py" - "$here/parity" "$d/jit.safetensors" "$d/out" <<'EOF'
 import sys
 sys.path.insert(0, sys.argv[1])
@@ -161,7 +162,30 @@ EOF
   local rc=0; "$d/example" "$d/no_such.safetensors" "$d/out" 2>"$d/err" || rc=$?
   cat "$d/err"; [ "$rc" -eq 1 ] && grep -q "code 2.*no_such.safetensors: cannot open" "$d/err"
 }
-check "aot: the library example compiles with cc, runs and matches kiln run" library
+check "aot: the library example compiles with cc, runs and matches kiln run" library lib
+
+# --precision bf16 (docs/precision.md): the executables and the library run kiln run
+# --precision bf16's program: bitwise equal on the same target (vdpbf16ps natively here, the
+# FMA fallback on x86-64-v3), and different from fp32's bits.
+bf16() {
+  local d="$work/vqa"
+  "$kiln" run "$root/models/visualbert-vqa.json" --weights "$d/w.safetensors" --inputs "$d/in.safetensors" \
+    -o "$d/jit16.safetensors" --threads 2 --precision bf16 "${tiny[@]}" --set num_labels=7
+  "$kiln" compile "$root/models/visualbert-vqa.json" -o "$d/exe16" --weights "$d/w.safetensors" \
+    --precision bf16 "${tiny[@]}" --set num_labels=7
+  "$d/exe16" --inputs "$d/in.safetensors" -o "$d/aot16.safetensors" --threads 2
+  cmp "$d/aot16.safetensors" "$d/jit16.safetensors"
+  ! cmp -s "$d/aot16.safetensors" "$d/jit.safetensors"
+  "$kiln" compile "$root/models/visualbert-vqa.json" -o "$d/v3_16" --cpu x86-64-v3 --precision bf16 \
+    "${tiny[@]}" --set num_labels=7
+  "$d/v3_16" --inputs "$d/in.safetensors" -o "$d/v3_16.safetensors" --weights "$d/w.safetensors" --threads 2
+  env "${avx2[@]}" "$kiln" run "$root/models/visualbert-vqa.json" --weights "$d/w.safetensors" \
+    --inputs "$d/in.safetensors" -o "$d/haswell16.safetensors" --threads 2 --precision bf16 "${tiny[@]}" \
+    --set num_labels=7
+  cmp "$d/v3_16.safetensors" "$d/haswell16.safetensors"
+}
+check "aot: --precision bf16 executables (native, x86-64-v3) equal kiln run --precision bf16" bf16
+check "aot: a --precision bf16 library matches kiln run --precision bf16" library lib16 --precision bf16
 
 # --- bad inputs: the executable says what kiln run says (exit 1) -----------------------------
 bad_setup() {

@@ -29,10 +29,6 @@ refused() {  # refused CODE TEXT COMMAND...: exits with CODE and says TEXT
 }
 refused 2 "must be fp32, bf16 or int8" "$kiln" dump "$model" --precision fp16
 refused 1 "int8 is not yet supported" "$kiln" dump "$model" --precision int8
-refused 1 "bf16 is not yet supported" "$kiln" compile "$model" --precision bf16 -o "$work/exe"
-refused 1 "bf16 is not yet supported for training" "$kiln" train "$model" --precision bf16 \
-  --weights "$work/w.safetensors" --data "$work/in.safetensors" -o "$work/w2.safetensors"
-refused 1 "bf16 is not yet supported for training" "$kiln" bench "$model" --train --precision bf16
 run() { "$kiln" run "$model" --weights "$work/w.safetensors" --inputs "$work/in.safetensors" "$@"; }
 run --backend ref -o "$work/ref32.safetensors" "$@"
 run --backend ref --precision bf16 -o "$work/ref16.safetensors" "$@"

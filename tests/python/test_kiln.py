@@ -146,8 +146,13 @@ class TestModel(Base):
         same_bits(self, safetensors_io.read(self.path("bf16.safetensors")), got)
         self.model.load_weights(self.path("w.safetensors"))
         self.assertFalse(np.array_equal(got["logits"], self.model.run(ins)["logits"]), "bf16 gave fp32's bits")
-        with self.assertRaisesRegex(kiln.Error, "bf16"):
-            m.grad(ins)
+        cli("grad", VQA, "--backend", "jit", "--weights", self.path("w.safetensors"), "--inputs",
+            self.path("in.safetensors"), "-o", self.path("g16.safetensors"), "--seed", "7", "--threads",
+            str(THREADS), "--precision", "bf16", *SETS)
+        g = m.grad(ins, seed=7)
+        same_bits(self, safetensors_io.read(self.path("g16.safetensors")), g)
+        g32 = self.model.grad(ins, seed=7)
+        self.assertFalse(np.array_equal(g["cls.weight"], g32["cls.weight"]), "bf16 gave fp32's gradients")
 
     def test_run_on_fewer_inputs_computes_what_they_allow(self):
         m = self.model
@@ -288,6 +293,24 @@ class TestTrainer(Base):
         same_bits(self, safetensors_io.read(self.path("cli.safetensors")), t.weights())
         with self.assertRaisesRegex(kiln.Error, "all 5 steps are done"):
             t.step()
+
+    def test_bf16_steps_equal_kiln_train_precision_bf16(self):
+        cli("init", VQA, "-o", self.path("wt.safetensors"), "--seed", "2", *SETS)
+        safetensors_io.write(self.path("data.safetensors"), inputs_of(self.model, 9, examples=6))
+        cli(*self.train_cli("--data", self.path("data.safetensors"), "--steps", "3", "--precision", "bf16",
+                            "-o", self.path("cli16.safetensors")))
+        cli(*self.train_cli("--data", self.path("data.safetensors"), "--steps", "3", "-o",
+                            self.path("cli32.safetensors")))
+        t = kiln.Trainer(VQA, set=TINY, lr=1e-2, steps=3, seed=1, threads=THREADS, precision="bf16")
+        t.load_weights(self.path("wt.safetensors"))
+        t.data(self.path("data.safetensors"))
+        for _ in range(3):
+            t.step()
+        same_bits(self, safetensors_io.read(self.path("cli16.safetensors")), t.weights())
+        w32 = safetensors_io.read(self.path("cli32.safetensors"))
+        self.assertFalse(np.array_equal(w32["cls.weight"], t.weights()["cls.weight"]), "bf16 trained as fp32")
+        with self.assertRaisesRegex(kiln.Error, 'precision "int8" is not supported yet'):
+            kiln.Trainer(VQA, set=TINY, precision="int8")
 
     def test_step_on_a_batch_equals_kiln_train(self):
         # Every example the same: whatever order kiln train takes them in, its batches are this one.
