@@ -609,7 +609,7 @@ START_TEST(test_unknown_top_level_key_is_an_error) {
   write_model("m.json", "{'nodez': []}");
   load_fails("m.json",
              "m.json: unknown key \"nodez\" (expected one of: format, name, description, "
-             "include, config, inputs, params, blocks, nodes, outputs, losses)", NULL);
+             "include, config, inputs, params, blocks, nodes, outputs, losses, output_groups)", NULL);
 }
 END_TEST
 
