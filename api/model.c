@@ -47,11 +47,9 @@ bool kiln_model_open(const char *path, const KilnOptions *opt, KilnModel **out, 
 bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOptimizer *optimizer,
                           KilnModel **out, Diag *d) {
   *out = NULL;
-  if (opt->precision == KILN_PRECISION_INT8)
-    return diag_error(d, "--precision int8 is not yet supported (fp32 and bf16 are)");
-  if (opt->precision == KILN_PRECISION_BF16 && (opt->grad_loss || opt->training || optimizer))
-    return diag_error(d, "--precision bf16 is not yet supported for training or gradients "
-                         "(inference only)");
+  if (opt->precision != KILN_PRECISION_FP32 && (opt->grad_loss || opt->training || optimizer))
+    return diag_error(d, "--precision %s is not yet supported for training or gradients "
+                         "(inference only)", opt->precision == KILN_PRECISION_INT8 ? "int8" : "bf16");
   KilnModel *m = calloc(1, sizeof *m);
   FeSet *sets = calloc((size_t)opt->n_sets + 1, sizeof *sets);
   if (!m || !sets) {
@@ -77,7 +75,8 @@ bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOp
   }
   m->loaded = true;
   PassOptions po = {.loss = opt->grad_loss, .training = opt->training, .optimizer = optimizer,
-                    .bf16 = opt->precision == KILN_PRECISION_BF16};
+                    .bf16 = opt->precision == KILN_PRECISION_BF16,
+                    .int8 = opt->precision == KILN_PRECISION_INT8};
   IrGraph *g = &m->g;
   if (!pass_run_pipeline(g, &po, NULL, opt->disabled_passes, opt->n_disabled_passes, d)) {
     kiln_model_free(m);

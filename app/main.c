@@ -39,8 +39,8 @@ static const Command commands[] = {
    "  --format text|dot  one node a line (default), or Graphviz\n"
    "  --grad             the joint forward+backward graph of the loss (autodiff)\n"
    "  --loss NAME        with --grad: which of the model's losses (default: loss)\n"
-   "  --precision P      fp32 (default) or bf16: GEMM operands rounded to bf16, f32 sums\n"
-   "                     (docs/precision.md)\n",
+   "  --precision P      fp32 (default), bf16 (GEMM operands rounded to bf16, f32 sums)\n"
+   "                     or int8 (linear layers: int8 operands, int32 sums; docs/precision.md)\n",
    " set max-nodes max-config after format disable-pass grad loss precision "},
   {"init", cmd_init, "kiln init MODEL -o W.safetensors [--seed S] [--set NAME=VALUE]...",
    "Initialise every parameter of MODEL by its initialiser and write them (f32).\n"
@@ -64,8 +64,8 @@ static const Command commands[] = {
    "  --text TEXT        input_ids, token_type_ids, attention_mask from TEXT: [CLS] TEXT\n"
    "                     [SEP] padded to text_len (needs --vocab; the rest from --inputs)\n"
    "  --vocab FILE       the WordPiece vocabulary for --text (BERT's vocab.txt)\n"
-   "  --precision P      fp32 (default) or bf16: GEMM operands rounded to bf16, f32 sums\n"
-   "                     (docs/precision.md)\n",
+   "  --precision P      fp32 (default), bf16 (GEMM operands rounded to bf16, f32 sums)\n"
+   "                     or int8 (linear layers: int8 operands, int32 sums; docs/precision.md)\n",
    " set max-nodes max-config max-memory weights inputs output backend threads verbose disable-pass dump-llvm text vocab precision cache-dir no-cache cache-size "},
   {"grad", cmd_grad,
    "kiln grad MODEL --weights W --inputs IN -o G [--loss NAME] [--seed S] [--set NAME=VALUE]... "
@@ -141,8 +141,8 @@ static const Command commands[] = {
    "                     a track per thread, a span per step and barrier wait, arena bytes\n"
    "                     in use (open in ui.perfetto.dev or chrome://tracing; docs/trace.md)\n"
    "  --dump-llvm DIR    write the optimised LLVM IR to DIR: kiln.ll and one file a kernel\n"
-   "  --precision P      fp32 (default) or bf16: GEMM operands rounded to bf16, f32 sums\n"
-   "                     (docs/precision.md)\n",
+   "  --precision P      fp32 (default), bf16 (GEMM operands rounded to bf16, f32 sums)\n"
+   "                     or int8 (linear layers: int8 operands, int32 sums; docs/precision.md)\n",
    " set max-nodes max-config max-memory iters threads weights inputs seed dump-llvm disable-pass verbose train optimizer loss "
    "profile trace precision cache-dir no-cache cache-size "},
   {"tokenize", cmd_tokenize, "kiln tokenize --vocab V [--tokens] [--] TEXT",
@@ -186,8 +186,8 @@ static const Command commands[] = {
    "  --weights FILE     parameters (safetensors)\n"
    "  --data FILE        one tensor per model input with a leading example dimension\n"
    "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n"
-   "  --precision P      fp32 (default) or bf16: GEMM operands rounded to bf16, f32 sums\n"
-   "                     (docs/precision.md)\n",
+   "  --precision P      fp32 (default), bf16 (GEMM operands rounded to bf16, f32 sums)\n"
+   "                     or int8 (linear layers: int8 operands, int32 sums; docs/precision.md)\n",
    " set max-nodes max-config max-memory weights data threads loss verbose disable-pass precision cache-dir no-cache cache-size "},
   {"compile", cmd_compile,
    "kiln compile MODEL -o EXE|DIR [--emit exe|lib] [--weights W] [--cpu native|x86-64-v3|"
@@ -315,14 +315,13 @@ static int precision_supported(const Command *c, const CliOptions *o) {
   Diag d = {0};
   bool training = strcmp(c->name, "train") == 0 || strcmp(c->name, "grad") == 0 || o->train ||
                   o->grad;
-  if (o->precision == KILN_PRECISION_INT8)
-    diag_error(&d, "kiln %s: --precision int8 is not yet supported (fp32 and bf16 are)", c->name);
-  else if (o->precision == KILN_PRECISION_BF16 && strcmp(c->name, "compile") == 0)
-    diag_error(&d, "kiln compile: --precision bf16 is not yet supported (ahead-of-time builds "
-               "are fp32; kiln run, bench and eval take bf16)");
-  else if (o->precision == KILN_PRECISION_BF16 && training)
-    diag_error(&d, "kiln %s: --precision bf16 is not yet supported for training and gradients "
-               "(inference only: kiln run, bench, eval)", c->name);
+  const char *p = o->precision == KILN_PRECISION_INT8 ? "int8" : "bf16";
+  if (o->precision != KILN_PRECISION_FP32 && strcmp(c->name, "compile") == 0)
+    diag_error(&d, "kiln compile: --precision %s is not yet supported (ahead-of-time builds "
+               "are fp32; kiln run, bench and eval take %s)", p, p);
+  else if (o->precision != KILN_PRECISION_FP32 && training)
+    diag_error(&d, "kiln %s: --precision %s is not yet supported for training and gradients "
+               "(inference only: kiln run, bench, eval)", c->name, p);
   if (!d.msg[0]) return 0;
   cli_error(&d);
   return EXIT_USER;

@@ -92,6 +92,7 @@ typedef struct CgGemm {
   bool residual_gelu_grad;  // R is GELU's input x instead: t = t * gelu'(R(i, j)) (backward)
   bool b_constant;     // B is a parameter: its packing may run once (CgStep.once)
   bool bf16;           // operands rounded to bf16, f32 sums (codegen/cg_gemm_bf16.c)
+  bool int8;           // A per row, B per column quantised to int8, int32 sums (cg_gemm_int8.c)
 } CgGemm;
 
 // Emits the kernels of one GEMM named `name` (a prefix for its symbols) and appends its
@@ -116,6 +117,24 @@ void cg_gemm_bf16_pack_panel(Cg *cg, const CgGemm *w, int64_t k_elems, int nr, L
 // acc + a·b over the word pair (vdpbf16ps, or its f32 FMA equivalent without AVX512_BF16).
 void cg_gemm_bf16_prepare_b(Cg *cg, LLVMValueRef words, LLVMValueRef b[2]);
 LLVMValueRef cg_gemm_bf16_dot(Cg *cg, LLVMValueRef acc, LLVMValueRef aword, const LLVMValueRef b[2]);
+
+// The int8 GEMM's pieces (codegen/cg_gemm_int8.c), which cg_lower_gemm uses when g->int8.
+// Appends the step that quantises A (*a) into rows of K4 = ceil(K / 4) words of four u8
+// (q + 128) followed by the row's f32 scale, and makes *a that copy; *w is g over K4 words.
+bool cg_gemm_int8_pack_a(Cg *cg, const CgGemm *g, const char *name, CgArg *a, int node,
+                         CgSteps *steps, CgGemm *w);
+// Packs one panel of w's B (src: its first column) into K4 × nr words of four s8, then a
+// row of nr i32 compensations (128 · sum_k q) and a row of nr f32 scales; zero past k_elems
+// and past `cols` columns.
+void cg_gemm_int8_pack_panel(Cg *cg, const CgGemm *w, int64_t k_elems, int nr, LLVMValueRef src,
+                             LLVMValueRef dst, int cols);
+// One k4 step: b[] from a <W x i32> of panel words, then acc (i32 lanes in a <W x float>)
+// + the four u8·s8 products of aword and each lane (vpdpbusd, or exact i32 arithmetic).
+void cg_gemm_int8_prepare_b(Cg *cg, LLVMValueRef words, LLVMValueRef b[4]);
+LLVMValueRef cg_gemm_int8_dot(Cg *cg, LLVMValueRef acc, LLVMValueRef aword, const LLVMValueRef b[4]);
+// The f32 value of an accumulator vector: ((float)(acc - comp) · scale_a) · scale_b.
+LLVMValueRef cg_gemm_int8_dequant(Cg *cg, LLVMValueRef acc, LLVMValueRef comp, LLVMValueRef scale_a,
+                                  LLVMValueRef scale_b);
 
 // ---------------------------------------------------------------------------------------
 // The lowerings the table in codegen/lowerings.c points to, by file.

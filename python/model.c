@@ -143,14 +143,14 @@ static int model_init(PyModel *self, PyObject *args, PyObject *kw) {
     PyErr_SetString(PyExc_TypeError, "kiln.Model is initialised once");
     return -1;
   }
-  KilnPrecision p = !strcmp(precision, "fp32") ? KILN_PRECISION_FP32 : !strcmp(precision, "bf16") ? KILN_PRECISION_BF16 : -1;
+  KilnPrecision p = !strcmp(precision, "fp32") ? KILN_PRECISION_FP32 : !strcmp(precision, "bf16") ? KILN_PRECISION_BF16 : !strcmp(precision, "int8") ? KILN_PRECISION_INT8 : -1;
   if ((int)p < 0) {
-    PyErr_Format(py_kiln_error, "precision \"%s\" is not supported yet (\"fp32\" or \"bf16\")", precision);
+    PyErr_Format(py_kiln_error, "precision \"%s\" is not supported (\"fp32\", \"bf16\" or \"int8\")", precision);
     return -1;
   }
   if (!(self->path = py_path(path)) || !py_options(set, threads, backend, &self->opt, &self->sets, &self->keep))
     return -1;
-  self->opt.precision = p;  // bf16: inference only (grad is refused by the precision pass)
+  self->opt.precision = p;  // bf16, int8: inference only (grad is refused by the precision pass)
   if (!open_compiled(self, &self->opt, NULL, &self->full)) return -1;
   self->inputs = py_describe(self->full.m, KILN_INPUT);
   self->outputs = py_describe(self->full.m, KILN_OUTPUT);

@@ -120,20 +120,26 @@ class TestModel(Base):
         self.assertFalse(strided.flags.c_contiguous)
         same_bits(self, safetensors_io.read(self.path("out.safetensors")), m.run(dict(ins, visual_embeds=strided)))
 
-    def test_bf16_run_equals_kiln_run_precision_bf16(self):
+    def check_precision_run(self, precision):  # Model(precision=P).run == kiln run --precision P
         cli("init", VQA, "-o", self.path("w.safetensors"), "--seed", "4", *SETS)
-        m = kiln.Model(VQA, set=TINY, threads=THREADS, precision="bf16")
+        m = kiln.Model(VQA, set=TINY, threads=THREADS, precision=precision)
         ins = inputs_of(m, 1)
         safetensors_io.write(self.path("in.safetensors"), ins)
         cli("run", VQA, "--weights", self.path("w.safetensors"), "--inputs", self.path("in.safetensors"),
-            "-o", self.path("bf16.safetensors"), "--threads", str(THREADS), "--precision", "bf16", *SETS)
+            "-o", self.path("p.safetensors"), "--threads", str(THREADS), "--precision", precision, *SETS)
         m.load_weights(self.path("w.safetensors"))
         got = m.run(ins)
-        same_bits(self, safetensors_io.read(self.path("bf16.safetensors")), got)
+        same_bits(self, safetensors_io.read(self.path("p.safetensors")), got)
         self.model.load_weights(self.path("w.safetensors"))
-        self.assertFalse(np.array_equal(got["logits"], self.model.run(ins)["logits"]), "bf16 gave fp32's bits")
-        with self.assertRaisesRegex(kiln.Error, "bf16"):
+        self.assertFalse(np.array_equal(got["logits"], self.model.run(ins)["logits"]), f"{precision} gave fp32's bits")
+        with self.assertRaisesRegex(kiln.Error, precision):
             m.grad(ins)
+
+    def test_bf16_run_equals_kiln_run_precision_bf16(self):
+        self.check_precision_run("bf16")
+
+    def test_int8_run_equals_kiln_run_precision_int8(self):
+        self.check_precision_run("int8")
 
     def test_run_on_fewer_inputs_computes_what_they_allow(self):
         m = self.model
@@ -179,7 +185,7 @@ class TestErrors(Base):
         with self.assertRaises(kiln.Error) as e:
             kiln.Model(VQA, set={"labels": 3})
         self.assertEqual(str(e.exception), want)
-        with self.assertRaisesRegex(kiln.Error, 'precision "fp16" is not supported yet \\("fp32" or "bf16"\\)'):
+        with self.assertRaisesRegex(kiln.Error, 'precision "fp16" is not supported \\("fp32", "bf16" or "int8"\\)'):
             kiln.Model(VQA, set=TINY, precision="fp16")
         with self.assertRaisesRegex(kiln.Error, 'backend must be "jit" or "ref", not "gpu"'):
             kiln.Model(VQA, set=TINY, backend="gpu")
