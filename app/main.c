@@ -203,7 +203,7 @@ static const Command commands[] = {
    "                     still be replaced at run time. Without it, running needs weights\n"
    "  --cpu NAME         target: native (default: this host, or KILN_CPU), x86-64-v3 (AVX2),\n"
    "                     x86-64-v4 (AVX-512), or any CPU name LLVM knows (llc -mcpu=help)\n"
-   "  --precision fp32   the only precision AOT builds so far (bf16: not yet supported)\n"
+   "  --precision P      fp32 (default) or int8 (docs/precision.md; bf16: not yet supported)\n"
    "Needs `cc` (or $CC); the runtime library is found next to kiln or via KILN_RT_LIB.\n",
    " set max-nodes max-config output weights cpu emit disable-pass precision "},
   {"cache", cmd_cache, "kiln cache info|clear [--cache-dir DIR] [--cache-size SIZE]",
@@ -316,9 +316,9 @@ static int precision_supported(const Command *c, const CliOptions *o) {
   bool training = strcmp(c->name, "train") == 0 || strcmp(c->name, "grad") == 0 || o->train ||
                   o->grad;
   const char *p = o->precision == KILN_PRECISION_INT8 ? "int8" : "bf16";
-  if (o->precision != KILN_PRECISION_FP32 && strcmp(c->name, "compile") == 0)
-    diag_error(&d, "kiln compile: --precision %s is not yet supported (ahead-of-time builds "
-               "are fp32; kiln run, bench and eval take %s)", p, p);
+  if (o->precision == KILN_PRECISION_BF16 && strcmp(c->name, "compile") == 0)
+    diag_error(&d, "kiln compile: --precision bf16 is not yet supported (ahead-of-time builds "
+               "are fp32 or int8; kiln run, bench and eval take bf16)");
   else if (o->precision != KILN_PRECISION_FP32 && training)
     diag_error(&d, "kiln %s: --precision %s is not yet supported for training and gradients "
                "(inference only: kiln run, bench, eval)", c->name, p);

@@ -3,7 +3,8 @@
 # logits against the reference evaluator's int8 rule (the same quantisation and exact
 # integer sums: only f32 vs double activations differ, held to SAME_BOUND), and against the
 # fp32 graph's double-precision reference (the int8 error itself: max |logit error| /
-# max |logit|, held to INT8_BOUND). Prints the ratios, the measurement docs/precision.md
+# max |logit|, held to INT8_BOUND); `kiln compile --precision int8` executables give kiln
+# run's bits. Prints the ratios, the measurement docs/precision.md
 # quotes (there at VisualBERT-base: --set-free).
 # usage: tests/precision_int8.sh KILN_BINARY INT8_BOUND SAME_BOUND [--set NAME=VALUE]...
 set -euo pipefail
@@ -30,14 +31,21 @@ refused() {  # refused CODE TEXT COMMAND...: exits with CODE and says TEXT
   "$@" >/dev/null 2>"$work/err" || rc=$?
   [[ $rc == "$want" ]] && grep -q "$text" "$work/err" || { echo "FAIL: $*: exit $rc"; cat "$work/err"; exit 1; }
 }
-refused 1 "int8 is not yet supported" "$kiln" compile "$model" --precision int8 -o "$work/exe"
+refused 1 "bf16 is not yet supported" "$kiln" compile "$model" --precision bf16 -o "$work/exe"
 refused 1 "int8 is not yet supported for training" "$kiln" train "$model" --precision int8 \
   --weights "$work/w.safetensors" --data "$work/in.safetensors" -o "$work/w2.safetensors"
 refused 1 "int8 is not yet supported for training" "$kiln" bench "$model" --train --precision int8
 run() { "$kiln" run "$model" --weights "$work/w.safetensors" --inputs "$work/in.safetensors" "$@"; }
 run --backend ref -o "$work/ref32.safetensors" "$@"
 run --backend ref --precision int8 -o "$work/ref8.safetensors" "$@"
-run --precision int8 -o "$work/jit8.safetensors" "$@"
+run --precision int8 -o "$work/jit8.safetensors" --threads 2 "$@"
+# AOT: the executable (weights embedded, and given at run time) writes kiln run's bits.
+TMPDIR="$work" "$kiln" compile "$model" --precision int8 -o "$work/exe" --weights "$work/w.safetensors" "$@"
+"$work/exe" --inputs "$work/in.safetensors" -o "$work/aot8.safetensors" --threads 2
+cmp "$work/aot8.safetensors" "$work/jit8.safetensors"
+TMPDIR="$work" "$kiln" compile "$model" --precision int8 -o "$work/bare" "$@"
+"$work/bare" --inputs "$work/in.safetensors" --weights "$work/w.safetensors" -o "$work/bare8.safetensors" --threads 2
+cmp "$work/bare8.safetensors" "$work/jit8.safetensors"
 run -o "$work/jit32.safetensors" "$@"
 $py - "$work" "$bound" "$same" "$root/tests/parity" <<'PY'
 import sys
