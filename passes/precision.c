@@ -7,12 +7,22 @@
 // (linear layers with constant weights: Q/K/V, attention output, intermediate, output
 // dense and the heads) get int8=true: weights quantised per output channel, activations per
 // row, int32 sums (codegen/cg_gemm_int8.c, runtime/dtype.h); a matmul of two activations
-// (attention's Q.K^T and P.V, in or out of the fused attention op) stays f32.
+// (attention's Q.K^T and P.V, in or out of the fused attention op), or one of K > 65536,
+// stays f32.
 // Everything else stays f32: LayerNorm, softmax, GELU's argument (the GEMM's f32 result),
 // residual adds, losses, embedding lookups. No conversion nodes are added: the conversion
 // is the packing, which every GEMM already does; `kiln dump --after precision` shows the
 // attributes.
 #include "passes/passes.h"
+
+// The int8 GEMM's i32 sums of K products of a u8 and an s8 (at most 255 · 127 each) cannot
+// overflow below this K; a longer matmul stays f32.
+enum { INT8_MAX_K = 65536 };
+
+static int64_t matmul_k(const IrNode *n) {
+  const IrShape *a = &n->in[0]->shape;
+  return a->dim[a->rank - (ir_attr_int(n, "transpose_a") ? 2 : 1)];
+}
 
 bool pass_precision(IrGraph *g, const PassOptions *o, Diag *d) {
   if (!o->bf16 && !o->int8) return true;
@@ -23,7 +33,7 @@ bool pass_precision(IrGraph *g, const PassOptions *o, Diag *d) {
   for (int i = 0; i < g->n_nodes; i++) {
     IrNode *n = g->nodes[i];
     if (n->op != IR_OP_MATMUL || n->in[0]->dtype != DT_F32 || n->in[1]->dtype != DT_F32) continue;
-    if (o->int8 && n->in[1]->op != IR_OP_PARAM) continue;
+    if (o->int8 && (n->in[1]->op != IR_OP_PARAM || matmul_k(n) > INT8_MAX_K)) continue;
     n->attr[at].i = 1;
   }
   return true;
