@@ -277,25 +277,19 @@ static void mk_step(Cg *cg, const CgGemm *g, const GemmPlan *p, Tile *t, LLVMVal
                     LLVMValueRef bp, LLVMValueRef k) {
   LLVMValueRef bv[MK_MAX_VECS];
   LLVMValueRef brow = gep(cg, bp, mul_c(cg, k, p->nr));  // (nr) floats of panel row k
-  if (g->bf16) {  // words of two bf16 in A and the panel (codegen/cg_gemm_bf16.c)
-    LLVMValueRef b2[MK_MAX_VECS][2];
-    for (int v = 0; v < t->nv; v++)
-      cg_gemm_bf16_prepare_b(cg, cg_load(cg, cg->i32, gepc(cg, brow, (int64_t)v * cg->W), cg->W), b2[v]);
-    LLVMValueRef acol = gep(cg, a, k);  // A(0, k), a_cs == 1
-    for (int r = 0; r < t->rows; r++) {
-      LLVMValueRef aw = cg_load(cg, cg->i32, gepc(cg, acol, r * g->a_rs), 1);
-      for (int v = 0; v < t->nv; v++) t->acc[r][v] = cg_gemm_bf16_dot(cg, t->acc[r][v], aw, b2[v]);
+  if (g->bf16 || g->int8) {  // words of two bf16 / four int8 in A and the panel
+    LLVMValueRef bw[MK_MAX_VECS][4];  // (codegen/cg_gemm_bf16.c, cg_gemm_int8.c)
+    for (int v = 0; v < t->nv; v++) {
+      LLVMValueRef words = cg_load(cg, cg->i32, gepc(cg, brow, (int64_t)v * cg->W), cg->W);
+      if (g->int8) cg_gemm_int8_prepare_b(cg, words, bw[v]);
+      else cg_gemm_bf16_prepare_b(cg, words, bw[v]);
     }
-    return;
-  }
-  if (g->int8) {  // words of four int8 in A and the panel (codegen/cg_gemm_int8.c)
-    LLVMValueRef b4[MK_MAX_VECS][4];
-    for (int v = 0; v < t->nv; v++)
-      cg_gemm_int8_prepare_b(cg, cg_load(cg, cg->i32, gepc(cg, brow, (int64_t)v * cg->W), cg->W), b4[v]);
     LLVMValueRef acol = gep(cg, a, k);  // A(0, k), a_cs == 1
     for (int r = 0; r < t->rows; r++) {
       LLVMValueRef aw = cg_load(cg, cg->i32, gepc(cg, acol, r * g->a_rs), 1);
-      for (int v = 0; v < t->nv; v++) t->acc[r][v] = cg_gemm_int8_dot(cg, t->acc[r][v], aw, b4[v]);
+      for (int v = 0; v < t->nv; v++)
+        t->acc[r][v] = g->int8 ? cg_gemm_int8_dot(cg, t->acc[r][v], aw, bw[v])
+                               : cg_gemm_bf16_dot(cg, t->acc[r][v], aw, bw[v]);
     }
     return;
   }
@@ -504,8 +498,43 @@ static LLVMValueRef batch_offset(Cg *cg, const CgGemm *g, LLVMValueRef bi, const
   return off;
 }
 
-LLVMValueRef cg_gemm_batch_offset(Cg *cg, const CgGemm *g, LLVMValueRef bi, const int64_t *stride) {
-  return batch_offset(cg, g, bi, stride);
+
+void cg_gemm_pack_a_step(Cg *cg, const CgGemm *g, const char *name, int64_t kwords,
+                         int64_t row_words, CgPackA emit, CgArg *a, int node, CgSteps *steps,
+                         CgGemm *w) {
+  int64_t batch = 1;
+  for (int d = 0; d < g->nbatch; d++) batch *= g->bdim[d];
+  *w = *g;
+  w->K = kwords;
+  w->a_rs = row_words, w->a_cs = 1;
+  int64_t s = g->M * row_words;  // packed A: (batch..., M, row_words) words
+  for (int d = g->nbatch - 1; d >= 0; d--) {
+    w->a_bstride[d] = s;
+    s *= g->bdim[d];
+  }
+  int scratch = cg_steps_new_scratch(steps);
+  CgArg packed = cg_arg_scratch(scratch, (size_t)(s > 0 ? s : 1) * sizeof(int32_t));
+  if (row_words > 0) {
+    char fn[112];
+    snprintf(fn, sizeof fn, "%s.pack_a", name);
+    if (!LLVMGetNamedFunction(cg->mod, fn)) {  // work item w = bi·M + i: row i of batch item bi
+      cg_kernel_begin(cg, fn);
+      LLVMValueRef a_buf = cg_buf(cg, 0), copy = cg_buf(cg, 1);
+      CgLoop r;
+      cg_for_begin(cg, &r, cg->begin, cg->end, cg_i64(cg, 1), "row");
+      LLVMValueRef bi = LLVMBuildUDiv(cg->b, r.iv, cg_i64(cg, g->M), "bi");
+      LLVMValueRef i = LLVMBuildURem(cg->b, r.iv, cg_i64(cg, g->M), "i");
+      LLVMValueRef src = gep(cg, a_buf, add(cg, batch_offset(cg, g, bi, g->a_bstride),
+                                            mul_c(cg, i, g->a_rs)));  // A(i, 0)
+      emit(cg, g, src, cg_gep(cg, cg->i32, copy, mul_c(cg, r.iv, row_words)));
+      cg_for_end(cg, &r);
+      cg_kernel_end(cg);
+    }
+    CgStep *st = cg_steps_add(steps, fn, batch * g->M, node);
+    st->args[st->n_args++] = *a;
+    st->args[st->n_args++] = packed;
+  }
+  *a = packed;
 }
 
 // Index of batch item bi's B among the distinct (packed) B operands: bi with the dims where

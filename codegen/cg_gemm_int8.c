@@ -102,19 +102,9 @@ static void store_bytes(Cg *cg, LLVMValueRef q, LLVMValueRef dst, LLVMValueRef k
   masked(cg, "llvm.masked.store", v8, args, 4);
 }
 
-static void emit_pack_a_kernel(Cg *cg, const CgGemm *g, const char *fn) {
+static void emit_pack_a_row(Cg *cg, const CgGemm *g, LLVMValueRef src, LLVMValueRef row) {
   int64_t K4 = (g->K + 3) / 4, K = g->K;
   int W = cg->W;
-  cg_kernel_begin(cg, fn);
-  LLVMValueRef a = cg_buf(cg, 0), packed = cg_buf(cg, 1);
-  CgLoop w;  // w = bi·M + i
-  cg_for_begin(cg, &w, cg->begin, cg->end, cg_i64(cg, 1), "row");
-  LLVMValueRef bi = LLVMBuildUDiv(cg->b, w.iv, cg_i64(cg, g->M), "bi");
-  LLVMValueRef i = LLVMBuildURem(cg->b, w.iv, cg_i64(cg, g->M), "i");
-  LLVMValueRef src = cg_gep(cg, cg->f32, a,
-                            LLVMBuildAdd(cg->b, cg_gemm_batch_offset(cg, g, bi, g->a_bstride),
-                                         mul_c(cg, i, g->a_rs), ""));  // A(i, 0)
-  LLVMValueRef row = cg_gep(cg, cg->i32, packed, mul_c(cg, w.iv, K4 + 1));  // K4 words, scale
   LLVMValueRef inv, scale;
   LLVMValueRef m0 = g->a_cs == 1 ? LLVMConstNull(cg->vf) : cg_f32(cg, 0.0);
   int64_t full = g->a_cs == 1 ? K / W : 0;
@@ -164,32 +154,13 @@ static void emit_pack_a_kernel(Cg *cg, const CgGemm *g, const char *fn) {
       cg_store(cg, LLVMConstInt(cg->i8, 128, 0), cg_gep(cg, cg->i8, dst, cg_i64(cg, k0)));
   }
   cg_store(cg, scale, cg_gep(cg, cg->i32, row, cg_i64(cg, K4)));
-  cg_for_end(cg, &w);
-  cg_kernel_end(cg);
 }
 
 bool cg_gemm_int8_pack_a(Cg *cg, const CgGemm *g, const char *name, CgArg *a, int node,
                          CgSteps *steps, CgGemm *w) {
   assert(g->int8);
-  int64_t K4 = (g->K + 3) / 4, batch = 1;
-  for (int d = 0; d < g->nbatch; d++) batch *= g->bdim[d];
-  *w = *g;
-  w->K = K4;
-  w->a_rs = K4 + 1, w->a_cs = 1;
-  int64_t s = g->M * (K4 + 1);  // packed A: (batch..., M, K4 + 1) words
-  for (int d = g->nbatch - 1; d >= 0; d--) {
-    w->a_bstride[d] = s;
-    s *= g->bdim[d];
-  }
-  int scratch = cg_steps_new_scratch(steps);
-  CgArg packed = cg_arg_scratch(scratch, (size_t)(s > 0 ? s : 1) * sizeof(int32_t));
-  char fn[112];
-  snprintf(fn, sizeof fn, "%s.pack_a", name);
-  if (!LLVMGetNamedFunction(cg->mod, fn)) emit_pack_a_kernel(cg, g, fn);
-  CgStep *st = cg_steps_add(steps, fn, batch * g->M, node);
-  st->args[st->n_args++] = *a;
-  st->args[st->n_args++] = packed;
-  *a = packed;
+  int64_t K4 = (g->K + 3) / 4;
+  cg_gemm_pack_a_step(cg, g, name, K4, K4 + 1, emit_pack_a_row, a, node, steps, w);
   return true;
 }
 

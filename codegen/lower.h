@@ -100,9 +100,14 @@ typedef struct CgGemm {
 bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, CgArg c,
                    CgArg bias, CgArg residual, int node, CgSteps *steps, Diag *d);
 
-// Element offset of batch item bi (i64, row-major over g->bdim) in an operand with the
-// given batch strides.
-LLVMValueRef cg_gemm_batch_offset(Cg *cg, const CgGemm *g, LLVMValueRef bi, const int64_t *stride);
+// The packing of A for a GEMM over words (bf16, int8): *w = g over kwords words of K, A read
+// from a scratch copy of M rows of row_words words per batch item (w->a_rs = row_words),
+// written by a step (work item = one row; bufs A, copy) whose loop body `emit` emits: row
+// src = &A(i, 0) (g's strides) into dst (row_words words); *a = the copy.
+typedef void (*CgPackA)(Cg *cg, const CgGemm *g, LLVMValueRef src, LLVMValueRef dst);
+void cg_gemm_pack_a_step(Cg *cg, const CgGemm *g, const char *name, int64_t kwords,
+                         int64_t row_words, CgPackA emit, CgArg *a, int node, CgSteps *steps,
+                         CgGemm *w);
 
 // The bf16 GEMM's pieces (codegen/cg_gemm_bf16.c), which cg_lower_gemm uses when g->bf16.
 // Appends the step that packs A (*a) into words of two bf16 and makes *a that packed copy;

@@ -512,29 +512,41 @@ static CgGemm bf16_case(CgGemm g, bool constant) {
   return g;
 }
 
-START_TEST(test_gemm_bf16_matches_rounded_reference) {
-  CgGemm gs[8] = {bf16_case(plain(17, 65, 64), true), bf16_case(plain(1, 3, 17), false),
-                  bf16_case(plain(65, 47, 33), true), bf16_case(plain(3, 257, 1), true),
-                  bf16_case(plain(17, 33, 9), false), bf16_case(plain(40, 96, 257), true),
-                  bf16_case(plain(0, 5, 4), true), bf16_case(plain(6, 20, 0), true)};
+// The shapes a reduced-precision GEMM is checked on; mark makes a case bf16 or int8.
+static void check_reduced(CgGemm (*mark)(CgGemm, bool), const char *what, int W) {
+  CgGemm gs[8] = {mark(plain(17, 65, 64), true),  mark(plain(1, 3, 17), false),
+                  mark(plain(65, 47, 33), true),  mark(plain(3, 257, 1), true),
+                  mark(plain(17, 33, 9), false),  mark(plain(40, 96, 257), true),
+                  mark(plain(0, 5, 4), true),     mark(plain(6, 20, 0), true)};
   gs[2].b_rs = 1, gs[2].b_cs = gs[2].K;  // W^T, with bias, GELU and residual
   gs[2].has_bias = gs[2].has_residual = true, gs[2].act = CG_ACT_GELU;
-  gs[4].a_rs = 1, gs[4].a_cs = gs[4].M;  // A^T: packed a pair at a time
+  gs[4].a_rs = 1, gs[4].a_cs = gs[4].M;  // A^T: packed an element or a pair at a time
   gs[5].b_rs = 1, gs[5].b_cs = gs[5].K, gs[5].has_bias = true, gs[5].scale = 0.125f;
-  const char *names[8] = {"bf16 17x65x64",      "bf16 1x3x17 B activation", "bf16 W^T epilogue",
-                          "bf16 K=1",           "bf16 A^T",                 "bf16 40x96x257",
-                          "bf16 M=0",           "bf16 K=0"};
-  check_gemms(gs, names, 8, loop_width(_i));
+  const char *shapes[8] = {"17x65x64", "1x3x17 B activation", "W^T epilogue", "K=1",
+                           "A^T",      "40x96x257",           "M=0",          "K=0"};
+  char buf[8][64];
+  const char *names[8];
+  for (int i = 0; i < 8; i++) {
+    snprintf(buf[i], sizeof buf[i], "%s %s", what, shapes[i]);
+    names[i] = buf[i];
+  }
+  check_gemms(gs, names, 8, W);
 }
+
+// g over two batch dims (2, 3), B shared along the first.
+static CgGemm batched(CgGemm g) {
+  g.nbatch = 2, g.bdim[0] = 2, g.bdim[1] = 3;
+  g.a_bstride[0] = 3 * g.M * g.K, g.a_bstride[1] = g.M * g.K;
+  g.b_bstride[0] = 0, g.b_bstride[1] = g.K * g.N;
+  g.c_bstride[0] = 3 * g.M * g.N, g.c_bstride[1] = g.M * g.N;
+  return g;
+}
+
+START_TEST(test_gemm_bf16_matches_rounded_reference) { check_reduced(bf16_case, "bf16", loop_width(_i)); }
 END_TEST
 
 START_TEST(test_gemm_bf16_batched_with_broadcast_b) {
-  CgGemm g = bf16_case(plain(9, 21, 13), false);
-  g.nbatch = 2, g.bdim[0] = 2, g.bdim[1] = 3;
-  g.a_bstride[0] = 3 * 9 * 13, g.a_bstride[1] = 9 * 13;
-  g.b_bstride[0] = 0, g.b_bstride[1] = 13 * 21;  // B shared along the first batch dim
-  g.c_bstride[0] = 3 * 9 * 21, g.c_bstride[1] = 9 * 21;
-  check_one(g, "bf16 batched", loop_width(_i));
+  check_one(batched(bf16_case(plain(9, 21, 13), false)), "bf16 batched", loop_width(_i));
 }
 END_TEST
 
@@ -597,30 +609,15 @@ static CgGemm int8_case(CgGemm g, bool constant) {
 }
 
 START_TEST(test_gemm_int8_matches_quantised_reference) {
-  CgGemm gs[9] = {int8_case(plain(17, 65, 64), true), int8_case(plain(1, 3, 17), false),
-                  int8_case(plain(65, 47, 33), true), int8_case(plain(3, 257, 1), true),
-                  int8_case(plain(17, 33, 9), false), int8_case(plain(40, 96, 257), true),
-                  int8_case(plain(0, 5, 4), true),    int8_case(plain(6, 20, 0), true),
-                  int8_case(plain(5, 40, 3101), true)};
-  gs[2].b_rs = 1, gs[2].b_cs = gs[2].K;  // W^T, with bias, GELU and residual
-  gs[2].has_bias = gs[2].has_residual = true, gs[2].act = CG_ACT_GELU;
-  gs[4].a_rs = 1, gs[4].a_cs = gs[4].M;  // A^T: quantised an element at a time
-  gs[5].b_rs = 1, gs[5].b_cs = gs[5].K, gs[5].has_bias = true, gs[5].scale = 0.125f;
-  gs[8].has_bias = true;  // 776 words of K: two K blocks, i32 partial sums kept in C
-  const char *names[9] = {"int8 17x65x64", "int8 1x3x17 B activation", "int8 W^T epilogue",
-                          "int8 K=1",      "int8 A^T",                 "int8 40x96x257",
-                          "int8 M=0",      "int8 K=0",                 "int8 K=3101"};
-  check_gemms(gs, names, 9, loop_width(_i));
+  check_reduced(int8_case, "int8", loop_width(_i));
+  CgGemm g = int8_case(plain(5, 40, 3101), true);  // 776 words of K: two K blocks, i32
+  g.has_bias = true;                               // partial sums kept in C
+  check_one(g, "int8 K=3101", loop_width(_i));
 }
 END_TEST
 
 START_TEST(test_gemm_int8_batched_with_broadcast_b) {
-  CgGemm g = int8_case(plain(9, 21, 13), false);
-  g.nbatch = 2, g.bdim[0] = 2, g.bdim[1] = 3;
-  g.a_bstride[0] = 3 * 9 * 13, g.a_bstride[1] = 9 * 13;
-  g.b_bstride[0] = 0, g.b_bstride[1] = 13 * 21;  // B shared along the first batch dim
-  g.c_bstride[0] = 3 * 9 * 21, g.c_bstride[1] = 9 * 21;
-  check_one(g, "int8 batched", loop_width(_i));
+  check_one(batched(int8_case(plain(9, 21, 13), false)), "int8 batched", loop_width(_i));
 }
 END_TEST
 
