@@ -12,12 +12,7 @@ source "$(dirname "$0")/lib.sh"
 bound=${2:?usage: precision_int8.sh KILN_BINARY INT8_BOUND SAME_BOUND [--set NAME=VALUE]...}
 same=${3:?usage: precision_int8.sh KILN_BINARY INT8_BOUND SAME_BOUND [--set NAME=VALUE]...}
 shift 3
-model="$root/models/visualbert-vqa.json"
-"$kiln" init "$model" -o "$work/w.safetensors" --seed 3 "$@"
-sets=()
-for a in "$@"; do [[ $a == --set ]] || sets+=(--set "$a"); done
-$py "$root/tests/parity/make_case.py" --variant vqa --seed 5 --no-labels -o "$work/in.safetensors" \
-  "${sets[@]}"
+vqa_case "$@"
 # The pass marks the linear layers' matmuls (a parameter on the right), no others.
 "$kiln" dump "$model" --precision int8 --after precision "$@" >"$work/dump.txt"
 grep -q ":q:xw: .* = matmul .* int8=true" "$work/dump.txt"
@@ -25,12 +20,6 @@ grep -q ":inter:xw: .* = matmul .* int8=true" "$work/dump.txt"
 grep -q "logits:xw: .* = matmul .* int8=true" "$work/dump.txt"
 ! grep -q "= matmul .* int8=false" "$work/dump.txt"
 ! grep -q "bf16=true" "$work/dump.txt"
-refused() {  # refused CODE TEXT COMMAND...: exits with CODE and says TEXT
-  local want=$1 text=$2 rc=0
-  shift 2
-  "$@" >/dev/null 2>"$work/err" || rc=$?
-  [[ $rc == "$want" ]] && grep -q "$text" "$work/err" || { echo "FAIL: $*: exit $rc"; cat "$work/err"; exit 1; }
-}
 refused 1 "bf16 is not yet supported" "$kiln" compile "$model" --precision bf16 -o "$work/exe"
 refused 1 "int8 is not yet supported for training" "$kiln" train "$model" --precision int8 \
   --weights "$work/w.safetensors" --data "$work/in.safetensors" -o "$work/w2.safetensors"

@@ -574,26 +574,29 @@ static void run_features(Case *c, int W, const char *features, float *out) {
   g_tuning.features = saved;
 }
 
-START_TEST(test_gemm_bf16_fallback_gives_the_same_bits_as_vdpbf16ps) {
-  // Without AVX512_BF16 (the host's features with it switched off) the FMA fallback adds
-  // the same exact products in the same order: C must be identical bit for bit.
+// g (W^T, bias, GELU) built at width W with the host's features and with `off` appended
+// (features switched off: the fallback) gives the same C bit for bit.
+static void check_fallback_bits(CgGemm g, int W, const char *off, const char *what) {
   char *host = LLVMGetHostCPUFeatures();
-  char off[8192];
-  snprintf(off, sizeof off, "%s,-avx512bf16", host);
-  if (!strstr(host, "+avx512bf16")) fprintf(stderr, "note: this CPU has no AVX512_BF16\n");
-  CgGemm g = bf16_case(plain(37, 100, 300), true);
+  char features[8192];
+  snprintf(features, sizeof features, "%s,%s", host, off);
   g.b_rs = 1, g.b_cs = g.K, g.has_bias = true, g.act = CG_ACT_GELU;
   Case c;
-  case_init(&c, &g, "bf16 native vs fallback");
+  case_init(&c, &g, what);
   float *native = alloc_floats(c.len[ARG_C]), *fallback = alloc_floats(c.len[ARG_C]);
-  run_features(&c, 16, NULL, native);
-  run_features(&c, 16, off, fallback);
+  run_features(&c, W, NULL, native);
+  run_features(&c, W, features, fallback);
   ck_assert_msg(memcmp(native, fallback, c.len[ARG_C] * sizeof(float)) == 0,
-                "vdpbf16ps and the FMA fallback differ");
+                "W=%d %s: the native instruction and the fallback differ", W, what);
   free(native);
   free(fallback);
   case_free(&c);
   LLVMDisposeMessage(host);
+}
+
+START_TEST(test_gemm_bf16_fallback_gives_the_same_bits_as_vdpbf16ps) {
+  // Without AVX512_BF16 the FMA fallback adds the same exact products in the same order.
+  check_fallback_bits(bf16_case(plain(37, 100, 300), true), 16, "-avx512bf16", "bf16");
 }
 END_TEST
 
@@ -622,27 +625,10 @@ START_TEST(test_gemm_int8_batched_with_broadcast_b) {
 END_TEST
 
 START_TEST(test_gemm_int8_fallback_gives_the_same_bits_as_vpdpbusd) {
-  // Without AVX512_VNNI and AVX_VNNI (the host's features with them switched off) the
-  // fallback's i32 multiply-adds give the same exact sums: C identical bit for bit, at
-  // W = 16 and W = 8.
-  char *host = LLVMGetHostCPUFeatures();
-  char off[8192];
-  snprintf(off, sizeof off, "%s,-avx512vnni,-avxvnni", host);
-  if (!strstr(host, "+avx512vnni")) fprintf(stderr, "note: this CPU has no AVX512_VNNI\n");
-  CgGemm g = int8_case(plain(37, 100, 300), true);
-  g.b_rs = 1, g.b_cs = g.K, g.has_bias = true, g.act = CG_ACT_GELU;
-  Case c;
-  case_init(&c, &g, "int8 native vs fallback");
-  float *native = alloc_floats(c.len[ARG_C]), *fallback = alloc_floats(c.len[ARG_C]);
-  int W = loop_width(_i);
-  run_features(&c, W, NULL, native);
-  run_features(&c, W, off, fallback);
-  ck_assert_msg(memcmp(native, fallback, c.len[ARG_C] * sizeof(float)) == 0,
-                "W=%d: vpdpbusd and the integer fallback differ", W);
-  free(native);
-  free(fallback);
-  case_free(&c);
-  LLVMDisposeMessage(host);
+  // Without AVX512_VNNI and AVX_VNNI the fallback's i32 multiply-adds give the same exact
+  // sums, at W = 16 and W = 8.
+  check_fallback_bits(int8_case(plain(37, 100, 300), true), loop_width(_i),
+                      "-avx512vnni,-avxvnni", "int8");
 }
 END_TEST
 
