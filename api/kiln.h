@@ -32,7 +32,8 @@ typedef enum { KILN_BACKEND_JIT, KILN_BACKEND_REF } KilnBackend;
 
 // The GEMMs' arithmetic (--precision; docs/precision.md). BF16: operands rounded to bf16,
 // products summed in f32 (the precision pass marks the matmuls; both backends honour it);
-// inference only for now. INT8 is refused ("not yet supported").
+// INT8: linear layers' weights quantised per output channel, activations per row, int32
+// sums. Both inference only for now.
 typedef enum { KILN_PRECISION_FP32, KILN_PRECISION_BF16, KILN_PRECISION_INT8 } KilnPrecision;
 
 typedef struct KilnSet {  // a config override, as `--set NAME=VALUE`

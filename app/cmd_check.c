@@ -70,7 +70,8 @@ bool cli_load(const CliOptions *o, const char *loss, IrGraph *g) {
     cli_error(&d);
     return false;
   }
-  PassOptions po = {.loss = loss, .bf16 = o->precision == KILN_PRECISION_BF16};
+  PassOptions po = {.loss = loss, .bf16 = o->precision == KILN_PRECISION_BF16,
+                    .int8 = o->precision == KILN_PRECISION_INT8};
   if (!pass_run_pipeline(g, &po, o->after, o->disabled, o->n_disabled, &d)) {
     cli_error(&d);
     ir_graph_free(g);

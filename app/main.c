@@ -39,8 +39,8 @@ static const Command commands[] = {
    "  --format text|dot  one node a line (default), or Graphviz\n"
    "  --grad             the joint forward+backward graph of the loss (autodiff)\n"
    "  --loss NAME        with --grad: which of the model's losses (default: loss)\n"
-   "  --precision P      fp32 (default) or bf16: GEMM operands rounded to bf16, f32 sums\n"
-   "                     (docs/precision.md)\n",
+   "  --precision P      fp32 (default), bf16 (GEMM operands rounded to bf16, f32 sums)\n"
+   "                     or int8 (linear layers: int8 operands, int32 sums; docs/precision.md)\n",
    " set max-nodes max-config after format disable-pass grad loss precision "},
   {"init", cmd_init, "kiln init MODEL -o W.safetensors [--seed S] [--dtype f32|bf16] [--set NAME=VALUE]...",
    "Initialise every parameter of MODEL by its initialiser and write them.\n"
@@ -67,8 +67,8 @@ static const Command commands[] = {
    "  --text TEXT        input_ids, token_type_ids, attention_mask from TEXT: [CLS] TEXT\n"
    "                     [SEP] padded to text_len (needs --vocab; the rest from --inputs)\n"
    "  --vocab FILE       the WordPiece vocabulary for --text (BERT's vocab.txt)\n"
-   "  --precision P      fp32 (default) or bf16: GEMM operands rounded to bf16, f32 sums\n"
-   "                     (docs/precision.md)\n"
+   "  --precision P      fp32 (default), bf16 (GEMM operands rounded to bf16, f32 sums)\n"
+   "                     or int8 (linear layers: int8 operands, int32 sums; docs/precision.md)\n"
    "  --output-attentions  also write each layer's attention probabilities, attentions.{i}\n"
    "                     [batch, heads, n, n] (the model's output group \"attentions\")\n",
    " set max-nodes max-config max-memory weights inputs output backend threads verbose disable-pass dump-llvm text vocab precision cache-dir no-cache cache-size output-attentions "},
@@ -154,8 +154,8 @@ static const Command commands[] = {
    "                     a track per thread, a span per step and barrier wait, arena bytes\n"
    "                     in use (open in ui.perfetto.dev or chrome://tracing; docs/trace.md)\n"
    "  --dump-llvm DIR    write the optimised LLVM IR to DIR: kiln.ll and one file a kernel\n"
-   "  --precision P      fp32 (default) or bf16: GEMM operands rounded to bf16, f32 sums\n"
-   "                     (docs/precision.md)\n",
+   "  --precision P      fp32 (default), bf16 (GEMM operands rounded to bf16, f32 sums)\n"
+   "                     or int8 (linear layers: int8 operands, int32 sums; docs/precision.md)\n",
    " set max-nodes max-config max-memory iters threads weights inputs seed dump-llvm disable-pass verbose train optimizer loss "
    "profile trace precision cache-dir no-cache cache-size "},
   {"tokenize", cmd_tokenize, "kiln tokenize --vocab V [--tokens] [--] TEXT",
@@ -202,8 +202,8 @@ static const Command commands[] = {
    "  --weights FILE     parameters (safetensors)\n"
    "  --data FILE        one tensor per model input with a leading example dimension\n"
    "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n"
-   "  --precision P      fp32 (default) or bf16: GEMM operands rounded to bf16, f32 sums\n"
-   "                     (docs/precision.md)\n",
+   "  --precision P      fp32 (default), bf16 (GEMM operands rounded to bf16, f32 sums)\n"
+   "                     or int8 (linear layers: int8 operands, int32 sums; docs/precision.md)\n",
    " set max-nodes max-config max-memory weights data threads loss verbose disable-pass precision cache-dir no-cache cache-size "},
   {"compile", cmd_compile,
    "kiln compile MODEL -o EXE|DIR [--emit exe|lib] [--weights W] [--cpu native|x86-64-v3|"
@@ -219,8 +219,8 @@ static const Command commands[] = {
    "                     still be replaced at run time. Without it, running needs weights\n"
    "  --cpu NAME         target: native (default: this host, or KILN_CPU), x86-64-v3 (AVX2),\n"
    "                     x86-64-v4 (AVX-512), or any CPU name LLVM knows (llc -mcpu=help)\n"
-   "  --precision P      fp32 (default) or bf16 (as kiln run --precision bf16, bitwise on\n"
-   "                     the same CPU target; docs/precision.md)\n"
+   "  --precision P      fp32 (default), bf16 or int8 (as kiln run --precision P, bitwise\n"
+   "                     on the same CPU target; docs/precision.md)\n"
    "Needs `cc` (or $CC); the runtime library is found next to kiln or via KILN_RT_LIB.\n",
    " set max-nodes max-config output weights cpu emit disable-pass precision "},
   {"cache", cmd_cache, "kiln cache info|clear [--cache-dir DIR] [--cache-size SIZE]",
@@ -331,8 +331,11 @@ static void check_cache(const Command *c, CliOptions *o) {
 // --precision values that parse but are later increments of issue 14: a user error (exit 1).
 static int precision_supported(const Command *c, const CliOptions *o) {
   Diag d = {0};
-  if (o->precision == KILN_PRECISION_INT8)
-    diag_error(&d, "kiln %s: --precision int8 is not yet supported (fp32 and bf16 are)", c->name);
+  bool training = strcmp(c->name, "train") == 0 || strcmp(c->name, "grad") == 0 || o->train ||
+                  o->grad;
+  if (o->precision == KILN_PRECISION_INT8 && training)
+    diag_error(&d, "kiln %s: --precision int8 is not yet supported for training and gradients "
+               "(inference only: kiln run, bench, eval, compile)", c->name);
   if (!d.msg[0]) return 0;
   cli_error(&d);
   return EXIT_USER;

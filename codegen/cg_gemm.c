@@ -44,7 +44,8 @@ typedef struct GemmPlan {
   int64_t pf_lines;        // prefetch: 64-byte lines of the next B slice per microkernel call
   int pf_per_iter;         // prefetches per iteration of the microkernel's k loop (0: none)
   int pf_locality;         // llvm.prefetch locality (2: into L2)
-  int64_t k_elems;         // bf16: the operands' K (g->K counts words of two)
+  int64_t k_elems;         // bf16, int8: the operands' K (g->K counts words of two, four)
+  int64_t panel_k;         // rows of a packed B panel: K (int8: K4 + 2, see cg_gemm_int8.c)
 } GemmPlan;
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -142,6 +143,7 @@ static void choose_split(const CgGemm *g, const RtTuning *t, GemmPlan *p) {
 static void gemm_plan(const CgGemm *g, int W, const RtTuning *t, GemmPlan *p) {
   memset(p, 0, sizeof *p);
   p->W = W;
+  p->panel_k = g->int8 ? g->K + 2 : g->K;
   choose_tile(g, W, t, &p->mr, &p->nv);
   p->nr = p->nv * W;
   p->unroll = (int)or_default(t->gemm_unroll, 4);
@@ -275,14 +277,19 @@ static void mk_step(Cg *cg, const CgGemm *g, const GemmPlan *p, Tile *t, LLVMVal
                     LLVMValueRef bp, LLVMValueRef k) {
   LLVMValueRef bv[MK_MAX_VECS];
   LLVMValueRef brow = gep(cg, bp, mul_c(cg, k, p->nr));  // (nr) floats of panel row k
-  if (g->bf16) {  // words of two bf16 in A and the panel (codegen/cg_gemm_bf16.c)
-    LLVMValueRef b2[MK_MAX_VECS][2];
-    for (int v = 0; v < t->nv; v++)
-      cg_gemm_bf16_prepare_b(cg, cg_load(cg, cg->i32, gepc(cg, brow, (int64_t)v * cg->W), cg->W), b2[v]);
+  if (g->bf16 || g->int8) {  // words of two bf16 / four int8 in A and the panel
+    LLVMValueRef bw[MK_MAX_VECS][4];  // (codegen/cg_gemm_bf16.c, cg_gemm_int8.c)
+    for (int v = 0; v < t->nv; v++) {
+      LLVMValueRef words = cg_load(cg, cg->i32, gepc(cg, brow, (int64_t)v * cg->W), cg->W);
+      if (g->int8) cg_gemm_int8_prepare_b(cg, words, bw[v]);
+      else cg_gemm_bf16_prepare_b(cg, words, bw[v]);
+    }
     LLVMValueRef acol = gep(cg, a, k);  // A(0, k), a_cs == 1
     for (int r = 0; r < t->rows; r++) {
       LLVMValueRef aw = cg_load(cg, cg->i32, gepc(cg, acol, r * g->a_rs), 1);
-      for (int v = 0; v < t->nv; v++) t->acc[r][v] = cg_gemm_bf16_dot(cg, t->acc[r][v], aw, b2[v]);
+      for (int v = 0; v < t->nv; v++)
+        t->acc[r][v] = g->int8 ? cg_gemm_int8_dot(cg, t->acc[r][v], aw, bw[v])
+                               : cg_gemm_bf16_dot(cg, t->acc[r][v], aw, bw[v]);
     }
     return;
   }
@@ -383,19 +390,29 @@ static void tile_store(Cg *cg, const CgGemm *g, const Tile *t, LLVMValueRef c, i
 }
 
 // The epilogue on the register tile, each vector stored to C as soon as it is done:
-// t = scale·acc; t += bias[j]; t = act(t); t += R(i, j) (or t *= gelu'(R(i, j)) with
+// (int8: acc = ((float)(acc - comp_j) · scale_a(i)) · scale_b(j), the row scales after the
+// last K block's kc words of A, compensations and scales after its kc panel rows) t = scale·acc; t += bias[j]; t = act(t); t += R(i, j) (or t *= gelu'(R(i, j)) with
 // residual_gelu_grad). Storing at once keeps one vector's temporaries live beside the
 // accumulators not yet done, instead of every finished vector until a store block: with a
 // GELU the 8x3 tile spilled most of its temporaries.
-static void mk_epilogue_store(Cg *cg, const CgGemm *g, const Tile *t, LLVMValueRef c,
-                              LLVMValueRef bias, LLVMValueRef res) {
-  LLVMValueRef bv[MK_MAX_VECS];
+static void mk_epilogue_store(Cg *cg, const CgGemm *g, const GemmPlan *p, const Tile *t,
+                              LLVMValueRef c, LLVMValueRef bias, LLVMValueRef res, LLVMValueRef a,
+                              LLVMValueRef bp, int64_t kc) {
+  LLVMValueRef bv[MK_MAX_VECS], comp[MK_MAX_VECS], sb[MK_MAX_VECS];
+  if (g->int8)
+    for (int v = 0; v < t->nv; v++) {
+      comp[v] = cg_load(cg, cg->i32, gepc(cg, bp, kc * p->nr + (int64_t)v * cg->W), cg->W);
+      sb[v] = cg_load(cg, cg->f32, gepc(cg, bp, (kc + 1) * p->nr + (int64_t)v * cg->W), cg->W);
+    }
   if (g->has_bias)
     for (int v = 0; v < t->nv; v++)
       bv[v] = load_lanes(cg, gepc(cg, bias, (int64_t)v * cg->W), tile_lanes(cg, t, v));
   for (int r = 0; r < t->rows; r++)
     for (int v = 0; v < t->nv; v++) {
       LLVMValueRef x = t->acc[r][v];
+      if (g->int8)
+        x = cg_gemm_int8_dequant(cg, x, comp[v],
+                                 cg_load(cg, cg->f32, gepc(cg, a, kc + r * g->a_rs), 1), sb[v]);
       if (g->scale != 1.0f) x = LLVMBuildFMul(cg->b, x, cg_const_like(cg, x, g->scale), "scaled");
       if (g->has_bias) x = LLVMBuildFAdd(cg->b, x, bv[v], "biased");
       if (g->act == CG_ACT_GELU) x = gelu_branched(cg, x);
@@ -448,7 +465,8 @@ static LLVMValueRef emit_microkernel(Cg *cg, LLVMValueRef kernel, const CgGemm *
   mk_k_loop(cg, g, p, &t, a, bp, pf, kc);
 
   // if (flags & MK_LAST) epilogue and store, else store.
-  bool has_epilogue = g->scale != 1.0f || g->has_bias || g->act != CG_ACT_NONE || g->has_residual;
+  bool has_epilogue = g->scale != 1.0f || g->has_bias || g->act != CG_ACT_NONE ||
+                      g->has_residual || g->int8;
   if (has_epilogue) {
     LLVMBasicBlockRef epi = cg_block(cg, "epilogue"), store = cg_block(cg, "store");
     LLVMValueRef last =
@@ -456,7 +474,7 @@ static LLVMValueRef emit_microkernel(Cg *cg, LLVMValueRef kernel, const CgGemm *
                       cg_i32(cg, 0), "last");
     LLVMBuildCondBr(cg->b, last, epi, store);
     LLVMPositionBuilderAtEnd(cg->b, epi);
-    mk_epilogue_store(cg, g, &t, c, bias, res);
+    mk_epilogue_store(cg, g, p, &t, c, bias, res, a, bp, kc);
     LLVMBuildRetVoid(cg->b);
     LLVMPositionBuilderAtEnd(cg->b, store);
   }
@@ -480,8 +498,43 @@ static LLVMValueRef batch_offset(Cg *cg, const CgGemm *g, LLVMValueRef bi, const
   return off;
 }
 
-LLVMValueRef cg_gemm_batch_offset(Cg *cg, const CgGemm *g, LLVMValueRef bi, const int64_t *stride) {
-  return batch_offset(cg, g, bi, stride);
+
+void cg_gemm_pack_a_step(Cg *cg, const CgGemm *g, const char *name, int64_t kwords,
+                         int64_t row_words, CgPackA emit, CgArg *a, int node, CgSteps *steps,
+                         CgGemm *w) {
+  int64_t batch = 1;
+  for (int d = 0; d < g->nbatch; d++) batch *= g->bdim[d];
+  *w = *g;
+  w->K = kwords;
+  w->a_rs = row_words, w->a_cs = 1;
+  int64_t s = g->M * row_words;  // packed A: (batch..., M, row_words) words
+  for (int d = g->nbatch - 1; d >= 0; d--) {
+    w->a_bstride[d] = s;
+    s *= g->bdim[d];
+  }
+  int scratch = cg_steps_new_scratch(steps);
+  CgArg packed = cg_arg_scratch(scratch, (size_t)(s > 0 ? s : 1) * sizeof(int32_t));
+  if (row_words > 0) {
+    char fn[112];
+    snprintf(fn, sizeof fn, "%s.pack_a", name);
+    if (!LLVMGetNamedFunction(cg->mod, fn)) {  // work item w = bi·M + i: row i of batch item bi
+      cg_kernel_begin(cg, fn);
+      LLVMValueRef a_buf = cg_buf(cg, 0), copy = cg_buf(cg, 1);
+      CgLoop r;
+      cg_for_begin(cg, &r, cg->begin, cg->end, cg_i64(cg, 1), "row");
+      LLVMValueRef bi = LLVMBuildUDiv(cg->b, r.iv, cg_i64(cg, g->M), "bi");
+      LLVMValueRef i = LLVMBuildURem(cg->b, r.iv, cg_i64(cg, g->M), "i");
+      LLVMValueRef src = gep(cg, a_buf, add(cg, batch_offset(cg, g, bi, g->a_bstride),
+                                            mul_c(cg, i, g->a_rs)));  // A(i, 0)
+      emit(cg, g, src, cg_gep(cg, cg->i32, copy, mul_c(cg, r.iv, row_words)));
+      cg_for_end(cg, &r);
+      cg_kernel_end(cg);
+    }
+    CgStep *st = cg_steps_add(steps, fn, batch * g->M, node);
+    st->args[st->n_args++] = *a;
+    st->args[st->n_args++] = packed;
+  }
+  *a = packed;
 }
 
 // Index of batch item bi's B among the distinct (packed) B operands: bi with the dims where
@@ -631,6 +684,11 @@ static void emit_pack_bf16(Cg *cg, const CgGemm *g, const GemmPlan *p, LLVMValue
   cg_gemm_bf16_pack_panel(cg, g, p->k_elems, p->nr, src, dst, cols);
 }
 
+static void emit_pack_int8(Cg *cg, const CgGemm *g, const GemmPlan *p, LLVMValueRef src,
+                           LLVMValueRef dst, int cols) {
+  cg_gemm_int8_pack_panel(cg, g, p->k_elems, p->nr, src, dst, cols);
+}
+
 // void pack_panel(ptr b, ptr packed, i64 pi, i64 pn): panel pn of distinct B operand pi.
 static LLVMValueRef emit_pack_panel(Cg *cg, LLVMValueRef kernel, const CgGemm *g, const GemmPlan *p,
                                     const char *name) {
@@ -642,9 +700,10 @@ static LLVMValueRef emit_pack_panel(Cg *cg, LLVMValueRef kernel, const CgGemm *g
                pn = LLVMGetParam(fn, 3);
   LLVMValueRef src =
       gep(cg, b, add(cg, packed_b_offset(cg, g, pi), mul_c(cg, pn, p->nr * g->b_cs)));
-  LLVMValueRef dst = gep(cg, packed, mul_c(cg, add(cg, mul_c(cg, pi, p->npan), pn), g->K * p->nr));
+  LLVMValueRef dst = gep(cg, packed, mul_c(cg, add(cg, mul_c(cg, pi, p->npan), pn), p->panel_k * p->nr));
   void (*emit)(Cg *, const CgGemm *, const GemmPlan *, LLVMValueRef, LLVMValueRef, int) =
       g->bf16        ? emit_pack_bf16
+      : g->int8      ? emit_pack_int8
       : g->b_cs == 1 ? emit_pack_rows
       : g->b_rs == 1 ? emit_pack_transposed
                      : emit_pack_strided;
@@ -722,12 +781,12 @@ static LLVMValueRef is_last(Cg *cg, LLVMValueRef x, int64_t n) {
 static LLVMValueRef prefetch_target(Cg *cg, const CgGemm *g, const GemmPlan *p,
                                     const TileCall *tc, LLVMValueRef mb, LLVMValueRef pn) {
   if (!p->pf_per_iter) return LLVMConstNull(cg->ptr);
-  LLVMValueRef panel = mul_c(cg, pn, g->K * p->nr);  // floats from bp
+  LLVMValueRef panel = mul_c(cg, pn, p->panel_k * p->nr);  // floats from bp
   LLVMValueRef next_k = add(cg, panel, mul_c(cg, add(cg, tc->kb, cg_i64(cg, 1)), p->kc * p->nr));
   LLVMValueRef np = add(cg, pn, tc->next_pn);
   np = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, np, cg_i64(cg, p->npan), ""), np,
                        pn, "");
-  LLVMValueRef next_item = mul_c(cg, np, g->K * p->nr);
+  LLVMValueRef next_item = mul_c(cg, np, p->panel_k * p->nr);
   LLVMValueRef off = p->nkb == 1 ? next_item
                                  : LLVMBuildSelect(cg->b,
                                                    LLVMBuildICmp(cg->b, LLVMIntEQ, tc->kb,
@@ -743,7 +802,7 @@ static void emit_tile_call(Cg *cg, const CgGemm *g, const GemmPlan *p, const Til
                k0 = mul_c(cg, tc->kb, p->kc);
   LLVMValueRef args[7] = {
       gep(cg, tc->a, add(cg, mul_c(cg, row, g->a_rs), mul_c(cg, k0, g->a_cs))),
-      gep(cg, tc->bp, add(cg, mul_c(cg, pn, g->K * p->nr), mul_c(cg, k0, p->nr))),
+      gep(cg, tc->bp, add(cg, mul_c(cg, pn, p->panel_k * p->nr), mul_c(cg, k0, p->nr))),
       gep(cg, tc->c, add(cg, mul_c(cg, row, g->c_rs), col)),
       g->has_bias ? gep(cg, tc->bias, col) : LLVMConstNull(cg->ptr),
       g->has_residual ? gep(cg, tc->res, add(cg, mul_c(cg, row, g->c_rs), col))
@@ -823,7 +882,7 @@ static void emit_compute_kernel(Cg *cg, const CgGemm *g, const GemmPlan *p, cons
   LLVMValueRef coff = batch_offset(cg, g, bi, g->c_bstride);
   LLVMValueRef pbi = packed_index(cg, g, bi);
   tc.a = gep(cg, a, batch_offset(cg, g, bi, g->a_bstride));
-  tc.bp = gep(cg, bp, mul_c(cg, pbi, p->npan * g->K * p->nr));
+  tc.bp = gep(cg, bp, mul_c(cg, pbi, p->npan * p->panel_k * p->nr));
   tc.c = gep(cg, c, coff);
   tc.bias = bias;
   tc.res = res ? gep(cg, res, coff) : NULL;
@@ -870,21 +929,24 @@ bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, 
   int64_t batch = 1;
   for (int i = 0; i < g->nbatch; i++) batch *= g->bdim[i];
   if (g->M == 0 || g->N == 0 || batch == 0) return true;  // C is empty: no steps
-  CgGemm w;  // bf16: the GEMM over words of two bf16, A from its packed copy
+  CgGemm w;  // bf16, int8: the GEMM over words of two bf16 or four int8, A from its packed copy
   int64_t k_elems = g->K;
   if (g->bf16) {
     cg_gemm_bf16_pack_a(cg, g, name, &a, node, steps, &w);
+    g = &w;
+  } else if (g->int8) {
+    cg_gemm_int8_pack_a(cg, g, name, &a, node, steps, &w);
     g = &w;
   }
   GemmPlan p;
   gemm_plan(g, cg->W, &cg->tuning, &p);
   p.k_elems = k_elems;
   char fn[96];
-  size_t packed_bytes = (size_t)(p.pbatch * p.npan * g->K * p.nr) * sizeof(float);
+  size_t packed_bytes = (size_t)(p.pbatch * p.npan * p.panel_k * p.nr) * sizeof(float);
   int scratch = cg_steps_new_scratch(steps);
   CgArg packed = cg_arg_scratch(scratch, packed_bytes ? packed_bytes : sizeof(float));
 
-  if (g->K > 0 && !p.fused_pack) {
+  if ((g->K > 0 || g->int8) && !p.fused_pack) {  // (int8 panels hold scales even at K = 0)
     snprintf(fn, sizeof fn, "%s.pack", name);
     if (!LLVMGetNamedFunction(cg->mod, fn)) emit_pack_kernel(cg, g, &p, fn, name);  // shared by equal GEMMs
     CgStep *s = cg_steps_add(steps, fn, p.pbatch * p.npan, node);

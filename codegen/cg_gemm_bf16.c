@@ -91,21 +91,11 @@ static void pack_a_block(Cg *cg, LLVMValueRef src, LLVMValueRef dst, LLVMValueRe
              cg_gep(cg, cg->i32, q, cg_i64(cg, l)));
 }
 
-// bufs: A, packed A (rows of K2 words). Contiguous rows (a_cs == 1) convert 2W floats at a
+// Row src of A into dst (K2 words; cg_gemm_pack_a_step runs the rows). Contiguous rows (a_cs == 1) convert 2W floats at a
 // time (masked at the end of the row); other strides one pair at a time.
-static void emit_pack_a_kernel(Cg *cg, const CgGemm *g, const char *fn) {
+static void emit_pack_a_row(Cg *cg, const CgGemm *g, LLVMValueRef src, LLVMValueRef dst) {
   int64_t K2 = (g->K + 1) / 2;
   int W = cg->W;
-  cg_kernel_begin(cg, fn);
-  LLVMValueRef a = cg_buf(cg, 0), packed = cg_buf(cg, 1);
-  CgLoop w;  // w = bi·M + i
-  cg_for_begin(cg, &w, cg->begin, cg->end, cg_i64(cg, 1), "row");
-  LLVMValueRef bi = LLVMBuildUDiv(cg->b, w.iv, cg_i64(cg, g->M), "bi");
-  LLVMValueRef i = LLVMBuildURem(cg->b, w.iv, cg_i64(cg, g->M), "i");
-  LLVMValueRef src = cg_gep(cg, cg->f32, a,
-                            LLVMBuildAdd(cg->b, cg_gemm_batch_offset(cg, g, bi, g->a_bstride),
-                                         mul_c(cg, i, g->a_rs), ""));  // A(i, 0)
-  LLVMValueRef dst = cg_gep(cg, cg->i32, packed, mul_c(cg, w.iv, K2));  // (K2) words
   if (g->a_cs == 1) {
     int64_t full = g->K / (2 * W);
     int valid = (int)(g->K - full * 2 * W);
@@ -130,34 +120,13 @@ static void emit_pack_a_kernel(Cg *cg, const CgGemm *g, const char *fn) {
       cg_store(cg, to_bf16_bits(cg, last), cg_gep(cg, cg->i32, dst, cg_i64(cg, K2 - 1)));
     }
   }
-  cg_for_end(cg, &w);
-  cg_kernel_end(cg);
 }
 
 bool cg_gemm_bf16_pack_a(Cg *cg, const CgGemm *g, const char *name, CgArg *a, int node,
                          CgSteps *steps, CgGemm *w) {
   assert(g->bf16);
-  int64_t K2 = (g->K + 1) / 2, batch = 1;
-  for (int d = 0; d < g->nbatch; d++) batch *= g->bdim[d];
-  *w = *g;
-  w->K = K2;
-  w->a_rs = K2, w->a_cs = 1;
-  int64_t s = g->M * K2;  // packed A: (batch..., M, K2) words
-  for (int d = g->nbatch - 1; d >= 0; d--) {
-    w->a_bstride[d] = s;
-    s *= g->bdim[d];
-  }
-  int scratch = cg_steps_new_scratch(steps);
-  CgArg packed = cg_arg_scratch(scratch, (size_t)(s > 0 ? s : 1) * sizeof(int32_t));
-  if (K2 > 0) {
-    char fn[112];
-    snprintf(fn, sizeof fn, "%s.pack_a", name);
-    if (!LLVMGetNamedFunction(cg->mod, fn)) emit_pack_a_kernel(cg, g, fn);
-    CgStep *st = cg_steps_add(steps, fn, batch * g->M, node);
-    st->args[st->n_args++] = *a;
-    st->args[st->n_args++] = packed;
-  }
-  *a = packed;
+  int64_t K2 = (g->K + 1) / 2;
+  cg_gemm_pack_a_step(cg, g, name, K2, K2, emit_pack_a_row, a, node, steps, w);
   return true;
 }
 

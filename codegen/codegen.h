@@ -3,6 +3,7 @@
 #ifndef KILN_CODEGEN_H
 #define KILN_CODEGEN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct CgHost {
@@ -12,5 +13,8 @@ typedef struct CgHost {
 } CgHost;
 
 void cg_host_query(CgHost *h);
+// Whether an LLVM feature string ("+avx2,+fma,...,-avx512f") turns `name` on: its last
+// "+name" or "-name" decides.
+bool cg_feature_on(const char *features, const char *name);
 
 #endif

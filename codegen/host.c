@@ -13,6 +13,15 @@ static int has_feature(const char *features, const char *name) {
   return 0;
 }
 
+bool cg_feature_on(const char *features, const char *name) {
+  size_t n = strlen(name);
+  bool on = false;  // the last "+name" or "-name" decides, as LLVM reads "+x,...,-x"
+  for (const char *p = features; (p = strstr(p, name)); p += n)
+    if (p > features && (p[-1] == '+' || p[-1] == '-') && (p[n] == ',' || p[n] == 0))
+      on = p[-1] == '+';
+  return on;
+}
+
 void cg_host_query(CgHost *h) {
   char *cpu = LLVMGetHostCPUName();
   char *feat = LLVMGetHostCPUFeatures();

@@ -92,6 +92,7 @@ typedef struct CgGemm {
   bool residual_gelu_grad;  // R is GELU's input x instead: t = t * gelu'(R(i, j)) (backward)
   bool b_constant;     // B is a parameter: its packing may run once (CgStep.once)
   bool bf16;           // operands rounded to bf16, f32 sums (codegen/cg_gemm_bf16.c)
+  bool int8;           // A per row, B per column quantised to int8, int32 sums (cg_gemm_int8.c)
 } CgGemm;
 
 // Emits the kernels of one GEMM named `name` (a prefix for its symbols) and appends its
@@ -99,9 +100,14 @@ typedef struct CgGemm {
 bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, CgArg c,
                    CgArg bias, CgArg residual, int node, CgSteps *steps, Diag *d);
 
-// Element offset of batch item bi (i64, row-major over g->bdim) in an operand with the
-// given batch strides.
-LLVMValueRef cg_gemm_batch_offset(Cg *cg, const CgGemm *g, LLVMValueRef bi, const int64_t *stride);
+// The packing of A for a GEMM over words (bf16, int8): *w = g over kwords words of K, A read
+// from a scratch copy of M rows of row_words words per batch item (w->a_rs = row_words),
+// written by a step (work item = one row; bufs A, copy) whose loop body `emit` emits: row
+// src = &A(i, 0) (g's strides) into dst (row_words words); *a = the copy.
+typedef void (*CgPackA)(Cg *cg, const CgGemm *g, LLVMValueRef src, LLVMValueRef dst);
+void cg_gemm_pack_a_step(Cg *cg, const CgGemm *g, const char *name, int64_t kwords,
+                         int64_t row_words, CgPackA emit, CgArg *a, int node, CgSteps *steps,
+                         CgGemm *w);
 
 // The bf16 GEMM's pieces (codegen/cg_gemm_bf16.c), which cg_lower_gemm uses when g->bf16.
 // Appends the step that packs A (*a) into words of two bf16 and makes *a that packed copy;
@@ -116,6 +122,24 @@ void cg_gemm_bf16_pack_panel(Cg *cg, const CgGemm *w, int64_t k_elems, int nr, L
 // acc + a·b over the word pair (vdpbf16ps, or its f32 FMA equivalent without AVX512_BF16).
 void cg_gemm_bf16_prepare_b(Cg *cg, LLVMValueRef words, LLVMValueRef b[2]);
 LLVMValueRef cg_gemm_bf16_dot(Cg *cg, LLVMValueRef acc, LLVMValueRef aword, const LLVMValueRef b[2]);
+
+// The int8 GEMM's pieces (codegen/cg_gemm_int8.c), which cg_lower_gemm uses when g->int8.
+// Appends the step that quantises A (*a) into rows of K4 = ceil(K / 4) words of four u8
+// (q + 128) followed by the row's f32 scale, and makes *a that copy; *w is g over K4 words.
+bool cg_gemm_int8_pack_a(Cg *cg, const CgGemm *g, const char *name, CgArg *a, int node,
+                         CgSteps *steps, CgGemm *w);
+// Packs one panel of w's B (src: its first column) into K4 × nr words of four s8, then a
+// row of nr i32 compensations (128 · sum_k q) and a row of nr f32 scales; zero past k_elems
+// and past `cols` columns.
+void cg_gemm_int8_pack_panel(Cg *cg, const CgGemm *w, int64_t k_elems, int nr, LLVMValueRef src,
+                             LLVMValueRef dst, int cols);
+// One k4 step: b[] from a <W x i32> of panel words, then acc (i32 lanes in a <W x float>)
+// + the four u8·s8 products of aword and each lane (vpdpbusd, or exact i32 arithmetic).
+void cg_gemm_int8_prepare_b(Cg *cg, LLVMValueRef words, LLVMValueRef b[4]);
+LLVMValueRef cg_gemm_int8_dot(Cg *cg, LLVMValueRef acc, LLVMValueRef aword, const LLVMValueRef b[4]);
+// The f32 value of an accumulator vector: ((float)(acc - comp) · scale_a) · scale_b.
+LLVMValueRef cg_gemm_int8_dequant(Cg *cg, LLVMValueRef acc, LLVMValueRef comp, LLVMValueRef scale_a,
+                                  LLVMValueRef scale_b);
 
 // ---------------------------------------------------------------------------------------
 // The lowerings the table in codegen/lowerings.c points to, by file.

@@ -37,6 +37,7 @@ void cg_plan_matmul(const IrNode *n, CgGemm *out) {
   g.scale = 1.0f;
   g.b_constant = n->in[1]->op == IR_OP_PARAM;
   g.bf16 = ir_attr_int(n, "bf16") != 0;
+  g.int8 = ir_attr_int(n, "int8") != 0;
   int nb = o->rank - 2;
   int64_t as[IR_MAX_RANK], bs[IR_MAX_RANK];
   batch_strides(a, o, as);

@@ -25,6 +25,7 @@ static const IrAttrSpec affine_attrs[] = {{"scale", IR_ATTR_FLOAT, false, 1},
 static const IrAttrSpec matmul_attrs[] = {{"transpose_a", IR_ATTR_BOOL, false, 0},
                                           {"transpose_b", IR_ATTR_BOOL, false, 0},
                                           {"bf16", IR_ATTR_BOOL, false, 0},
+                                          {"int8", IR_ATTR_BOOL, false, 0},
                                           END};
 static const IrAttrSpec reshape_attrs[] = {{"shape", IR_ATTR_INTS, true, 0}, END};
 static const IrAttrSpec permute_attrs[] = {{"perm", IR_ATTR_INTS, true, 0}, END};
@@ -141,7 +142,8 @@ const IrOpInfo ir_ops[IR_OP_COUNT] = {
     ir_grad_matmul, ir_flops_matmul,
     "batched matrix product [..., M, K] x [..., K, N] with broadcast batch "
     "dims; transpose_a/transpose_b swap the last two dims of an operand; bf16 (set by the "
-    "precision pass): operands rounded to bf16, products summed in f32"},
+    "precision pass): operands rounded to bf16, products summed in f32; int8 (likewise): "
+    "A per row and B per column quantised to int8, int32 sums (runtime/dtype.h)"},
   [IR_OP_RESHAPE] = {"reshape", 1, 1, INJ, INT | VIEW, reshape_attrs, ir_shape_reshape,
     ir_ref_reshape, ir_grad_reshape, ir_flops_zero,
     "same elements, new shape (one dim may be -1)"},

@@ -3,6 +3,8 @@
 // row-major and contiguous; the oracle the JIT is held to.
 #include <assert.h>
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ir/ops_impl.h"
@@ -40,6 +42,46 @@ static IrShape leading_dims(const IrShape *s, int rank) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Matmul with int8=true (the precision pass's; codegen/cg_gemm_int8.c does the same): the operands
+// rounded to f32, A quantised per row and B per column (dt_int8_*), the int8 products
+// summed exactly (int64; the JIT's int32 cannot overflow at K < 2^17), and the JIT's f32
+// epilogue ((float)sum · scale_a) · scale_b.
+
+// max |x| of n floats at stride s, NaN if one is NaN (as llvm.maximum in the JIT).
+static float maxabs_f32(const double *x, int64_t n, int64_t s) {
+  float m = 0.0f;
+  for (int64_t k = 0; k < n; k++) {
+    float v = fabsf((float)x[k * s]);
+    if (v > m || v != v) m = m != m ? m : v;
+  }
+  return m;
+}
+
+static void quant_f32(const double *x, int64_t n, int64_t s, float *scale, int8_t *q) {
+  float m = maxabs_f32(x, n, s), inv = dt_int8_inv(m);
+  *scale = dt_int8_scale(m);
+  for (int64_t k = 0; k < n; k++) q[k] = (int8_t)dt_int8_quant((float)x[k * s], inv);
+}
+
+static bool matmul_int8(const double *a, const double *b, double *c, int64_t M, int64_t N,
+                        int64_t K, bool ta, bool tb) {
+  int8_t *qa = malloc((size_t)(M * K) + 1), *qb = malloc((size_t)(N * K) + 1);
+  float *sa = malloc((size_t)M * sizeof *sa + 1), *sb = malloc((size_t)N * sizeof *sb + 1);
+  bool ok = qa && qb && sa && sb;
+  for (int64_t i = 0; ok && i < M; i++)
+    quant_f32(ta ? a + i : a + i * K, K, ta ? M : 1, &sa[i], qa + i * K);
+  for (int64_t j = 0; ok && j < N; j++)
+    quant_f32(tb ? b + j * K : b + j, K, tb ? 1 : N, &sb[j], qb + j * K);
+  for (int64_t i = 0; ok && i < M; i++)
+    for (int64_t j = 0; j < N; j++) {
+      int64_t sum = 0;
+      for (int64_t k = 0; k < K; k++) sum += (int64_t)qa[i * K + k] * qb[j * K + k];
+      c[i * N + j] = (double)((float)sum * sa[i] * sb[j]);
+    }
+  free(qa), free(qb), free(sa), free(sb);
+  return ok;
+}
+
 // Matmul: a [..., M, K] (stored [..., K, M] if transpose_a) times b [..., K, N] (stored
 // [..., N, K] if transpose_b); batch dims broadcast to the output's.
 bool ir_ref_matmul(const IrNode *n, double *out, const double *const *in,
@@ -48,6 +90,7 @@ bool ir_ref_matmul(const IrNode *n, double *out, const double *const *in,
   assert(sa->rank >= 2 && sb->rank >= 2 && so->rank >= 2);
   bool ta = ir_attr_int(n, "transpose_a") != 0, tb = ir_attr_int(n, "transpose_b") != 0;
   bool bf16 = ir_attr_int(n, "bf16") != 0;  // operands rounded to f32, then to bf16
+  bool int8 = ir_attr_int(n, "int8") != 0;
   int64_t M = so->dim[so->rank - 2], N = so->dim[so->rank - 1];
   int64_t K = ta ? sa->dim[sa->rank - 2] : sa->dim[sa->rank - 1];
   assert((ta ? sa->dim[sa->rank - 1] : sa->dim[sa->rank - 2]) == M);
@@ -72,6 +115,10 @@ bool ir_ref_matmul(const IrNode *n, double *out, const double *const *in,
     const double *a = in[0] + mat_a * M * K;  // (M, K) or (K, M)
     const double *b = in[1] + mat_b * K * N;  // (K, N) or (N, K)
     double *c = out + bi * M * N;             // (M, N)
+    if (int8) {
+      if (!matmul_int8(a, b, c, M, N, K, ta, tb)) return diag_error(d, "out of memory");
+      continue;
+    }
     for (int64_t i = 0; i < M; i++) {
       for (int64_t j = 0; j < N; j++) {
         double acc = 0;

@@ -18,6 +18,7 @@ typedef struct PassOptions {
   const PassOptimizer *optimizer;  // train: the update the "optimizer" pass appends; NULL: none
   bool bf16;  // --precision bf16: the "precision" pass gives GEMMs bf16 operands (inference)
   bool loss_denominators;  // train, data parallel or accumulating: pass_loss_denominator runs
+  bool int8;  // --precision int8: linear layers' GEMMs take int8 operands (inference)
 } PassOptions;
 
 typedef bool (*PassFn)(IrGraph *g, const PassOptions *o, Diag *d);
@@ -71,7 +72,8 @@ bool pass_schedule(IrGraph *g, const PassOptions *o, Diag *d);
 // pass_schedule lowers): parameters and inputs excluded, reshapes free.
 int64_t pass_schedule_peak(const IrGraph *g);
 // Reduced precision (passes/precision.c): with o->bf16, every f32 matmul gets bf16=true
-// (operands rounded to bf16, f32 accumulation); refuses a training pipeline.
+// (operands rounded to bf16, f32 accumulation); with o->int8, every f32 matmul of a
+// parameter gets int8=true (int8 operands, int32 sums); refuses a training pipeline.
 bool pass_precision(IrGraph *g, const PassOptions *o, Diag *d);
 // Fusion (passes/fuse.c): groups of nodes one kernel computes become `fused` nodes.
 bool pass_fuse(IrGraph *g, const PassOptions *o, Diag *d);

@@ -30,7 +30,8 @@ const Pass pass_pipeline[] = {
    pass_cse, PASS_GRAPH, false},
   {"dce", "dead-code elimination: drops nodes no output, loss or gradient reaches", pass_dce,
    PASS_GRAPH, false},
-  {"precision", "--precision bf16: matmuls take bf16 operands (rounded when packed), f32 sums",
+  {"precision", "--precision bf16|int8: matmuls take bf16 operands (f32 sums) or, for linear "
+   "layers, int8 (int32 sums), converted when packed",
    pass_precision, PASS_GRAPH, true},
   {"fuse", "fusion: GEMM epilogues, reductions with their elementwise prologue, elementwise loops",
    pass_fuse, PASS_GRAPH, false},

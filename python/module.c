@@ -88,11 +88,13 @@ bool py_options(PyObject *set, PyObject *threads, const char *backend, const cha
     return false;
   }
   opt->backend = backend && !strcmp(backend, "ref") ? KILN_BACKEND_REF : KILN_BACKEND_JIT;
-  if (strcmp(precision, "fp32") != 0 && strcmp(precision, "bf16") != 0) {
-    PyErr_Format(py_kiln_error, "precision \"%s\" is not supported yet (\"fp32\" or \"bf16\")", precision);
+  if (strcmp(precision, "fp32") != 0 && strcmp(precision, "bf16") != 0 && strcmp(precision, "int8") != 0) {
+    PyErr_Format(py_kiln_error, "precision \"%s\" is not supported (\"fp32\", \"bf16\" or \"int8\")", precision);
     return false;
   }
-  opt->precision = !strcmp(precision, "bf16") ? KILN_PRECISION_BF16 : KILN_PRECISION_FP32;
+  opt->precision = !strcmp(precision, "bf16")   ? KILN_PRECISION_BF16
+                   : !strcmp(precision, "int8") ? KILN_PRECISION_INT8
+                                                : KILN_PRECISION_FP32;
   if (threads && threads != Py_None) {
     long t = PyLong_AsLong(threads);
     if (t == -1 && PyErr_Occurred()) return false;

@@ -96,6 +96,15 @@ static uint32_t sf_encode(SmallFloat f, double v) {
   return sign | (bits >= inf ? inf : bits);
 }
 
+float dt_int8_scale(float maxabs) { return maxabs / 127.0f; }
+
+float dt_int8_inv(float maxabs) { return maxabs > 0.0f ? 127.0f / maxabs : 0.0f; }
+
+int dt_int8_quant(float x, float inv) {
+  float q = rintf(x * inv);  // the default rounding mode: to nearest, ties to even
+  return q >= 127.0f ? 127 : q <= -127.0f ? -127 : q == q ? (int)q : 0;
+}
+
 float dt_round_bf16(float x) {
   uint32_t bits;
   memcpy(&bits, &x, sizeof bits);

@@ -30,6 +30,16 @@ void dt_store(DType t, void *p, size_t i, double v);
 // values past bf16's largest finite become inf.
 float dt_round_bf16(float x);
 
+// Symmetric int8 quantisation of a row (activations, per row) or column (weights, per
+// output channel) whose largest |x| is maxabs (f32; NaN when the row has one): the int8
+// GEMM's rule, in f32 arithmetic so that the JIT's packing and the reference agree bit for
+// bit. scale = maxabs / 127; q(x) = clamp(roundeven(x * inv), -127, 127) with
+// inv = 127 / maxabs (0 when maxabs is 0 or not > 0, e.g. NaN: q = 0, and the NaN scale
+// makes the results NaN). The GEMM's value is ((float)sum_k qa·qb · scale_a) · scale_b.
+float dt_int8_scale(float maxabs);
+float dt_int8_inv(float maxabs);
+int dt_int8_quant(float x, float inv);
+
 // Converts n elements from (st, src) to (dt, dst). A conversion is allowed when no value
 // changes meaning: integers to floats only if every value is exactly representable,
 // floats to integers only if every value is integral and in range, f64 to f32/f16/bf16 by

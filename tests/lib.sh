@@ -23,3 +23,20 @@ check() {
 fail() { echo "FAIL: $*"; exit 1; }
 tiny=(--set layers=2 --set hidden=32 --set heads=4 --set intermediate=64 --set vocab=50
       --set visual_dim=24 --set text_len=6 --set regions=5 --set batch=2 --set max_positions=16)
+# refused CODE TEXT COMMAND...: COMMAND exits with CODE and says TEXT on stderr, else fail.
+refused() {
+  local want=$1 text=$2 rc=0
+  shift 2
+  "$@" >/dev/null 2>"$work/err" || rc=$?
+  [[ $rc == "$want" ]] && grep -q "$text" "$work/err" || { echo "FAIL: $*: exit $rc"; cat "$work/err"; exit 1; }
+}
+# vqa_case [--set NAME=VALUE]...: VisualBERT VQA initial weights $work/w.safetensors (seed 3)
+# and random valid inputs $work/in.safetensors (seed 5) at that config; sets $model.
+vqa_case() {
+  model="$root/models/visualbert-vqa.json"
+  "$kiln" init "$model" -o "$work/w.safetensors" --seed 3 "$@"
+  local sets=() a
+  for a in "$@"; do [[ $a == --set ]] || sets+=(--set "$a"); done
+  $py "$root/tests/parity/make_case.py" --variant vqa --seed 5 --no-labels -o "$work/in.safetensors" \
+    "${sets[@]}"
+}

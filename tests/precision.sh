@@ -9,26 +9,14 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 bound=${2:?usage: precision.sh KILN_BINARY BF16_BOUND [--set NAME=VALUE]...}
 shift 2
-model="$root/models/visualbert-vqa.json"
-"$kiln" init "$model" -o "$work/w.safetensors" --seed 3 "$@"
-sets=()
-for a in "$@"; do [[ $a == --set ]] || sets+=(--set "$a"); done
-$py "$root/tests/parity/make_case.py" --variant vqa --seed 5 --no-labels -o "$work/in.safetensors" \
-  "${sets[@]}"
+vqa_case "$@"
 # The pass marks every matmul; what is not done yet is refused (exit 1), a bad value is exit 2.
 "$kiln" dump "$model" --precision bf16 --after precision "$@" >"$work/dump.txt"
 grep -q "= matmul .* bf16=true" "$work/dump.txt"
 ! grep -q "= matmul .* bf16=false" "$work/dump.txt"
 "$kiln" dump "$model" --after precision "$@" >"$work/dump32.txt"  # (no pipe: grep -q may close it)
 grep -q "= matmul .* bf16=false" "$work/dump32.txt"
-refused() {  # refused CODE TEXT COMMAND...: exits with CODE and says TEXT
-  local want=$1 text=$2 rc=0
-  shift 2
-  "$@" >/dev/null 2>"$work/err" || rc=$?
-  [[ $rc == "$want" ]] && grep -q "$text" "$work/err" || { echo "FAIL: $*: exit $rc"; cat "$work/err"; exit 1; }
-}
 refused 2 "must be fp32, bf16 or int8" "$kiln" dump "$model" --precision fp16
-refused 1 "int8 is not yet supported" "$kiln" dump "$model" --precision int8
 run() { "$kiln" run "$model" --weights "$work/w.safetensors" --inputs "$work/in.safetensors" "$@"; }
 run --backend ref -o "$work/ref32.safetensors" "$@"
 run --backend ref --precision bf16 -o "$work/ref16.safetensors" "$@"

@@ -56,8 +56,27 @@ static int64_t offset(const CgGemm *g, int64_t bi, const int64_t *bs) {
 
 static double gelu(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
 
+// int8 (codegen/cg_gemm_int8.c): row i of A / column j of B quantised (runtime/dtype.h),
+// the products summed exactly, then ((float)sum · scale_a) · scale_b as the JIT does.
+static float int8_quant(const float *x, int64_t n, int64_t s, int8_t *q) {
+  float m = 0.0f;
+  for (int64_t k = 0; k < n; k++) m = fmaxf(m, fabsf(x[k * s]));
+  for (int64_t k = 0; k < n; k++) q[k] = (int8_t)dt_int8_quant(x[k * s], dt_int8_inv(m));
+  return dt_int8_scale(m);
+}
+
+static double int8_product(const CgGemm *g, const float *A, const float *B, int64_t i, int64_t j) {
+  int8_t qa[4096], qb[4096];
+  ck_assert_int_le(g->K, 4096);
+  float sa = int8_quant(A + i * g->a_rs, g->K, g->a_cs, qa);
+  float sb = int8_quant(B + j * g->b_cs, g->K, g->b_rs, qb);
+  int64_t sum = 0;
+  for (int64_t k = 0; k < g->K; k++) sum += qa[k] * qb[k];
+  return (float)sum * sa * sb;
+}
+
 // The reference: C[b](i, j) = epilogue(sum_k A[b](i, k) B[b](k, j)) in double (with bf16,
-// of A and B rounded to bf16).
+// of A and B rounded to bf16; with int8, int8_product).
 static void reference(Case *t) {
   const CgGemm *g = &t->g;
   for (int64_t bi = 0; bi < batch_count(g); bi++) {
@@ -67,11 +86,12 @@ static void reference(Case *t) {
     for (int64_t i = 0; i < g->M; i++)
       for (int64_t j = 0; j < g->N; j++) {
         double s = 0;
-        for (int64_t k = 0; k < g->K; k++) {
+        for (int64_t k = 0; k < g->K && !g->int8; k++) {
           float x = A[i * g->a_rs + k * g->a_cs], y = B[k * g->b_rs + j * g->b_cs];
           if (g->bf16) x = dt_round_bf16(x), y = dt_round_bf16(y);  // f32 sums: same bound
           s += (double)x * y;
         }
+        if (g->int8) s = int8_product(g, A, B, i, j);
         s *= g->scale;
         if (g->has_bias) s += t->buf[ARG_BIAS][j];
         if (g->act == CG_ACT_GELU) s = gelu(s);
@@ -492,29 +512,41 @@ static CgGemm bf16_case(CgGemm g, bool constant) {
   return g;
 }
 
-START_TEST(test_gemm_bf16_matches_rounded_reference) {
-  CgGemm gs[8] = {bf16_case(plain(17, 65, 64), true), bf16_case(plain(1, 3, 17), false),
-                  bf16_case(plain(65, 47, 33), true), bf16_case(plain(3, 257, 1), true),
-                  bf16_case(plain(17, 33, 9), false), bf16_case(plain(40, 96, 257), true),
-                  bf16_case(plain(0, 5, 4), true), bf16_case(plain(6, 20, 0), true)};
+// The shapes a reduced-precision GEMM is checked on; mark makes a case bf16 or int8.
+static void check_reduced(CgGemm (*mark)(CgGemm, bool), const char *what, int W) {
+  CgGemm gs[8] = {mark(plain(17, 65, 64), true),  mark(plain(1, 3, 17), false),
+                  mark(plain(65, 47, 33), true),  mark(plain(3, 257, 1), true),
+                  mark(plain(17, 33, 9), false),  mark(plain(40, 96, 257), true),
+                  mark(plain(0, 5, 4), true),     mark(plain(6, 20, 0), true)};
   gs[2].b_rs = 1, gs[2].b_cs = gs[2].K;  // W^T, with bias, GELU and residual
   gs[2].has_bias = gs[2].has_residual = true, gs[2].act = CG_ACT_GELU;
-  gs[4].a_rs = 1, gs[4].a_cs = gs[4].M;  // A^T: packed a pair at a time
+  gs[4].a_rs = 1, gs[4].a_cs = gs[4].M;  // A^T: packed an element or a pair at a time
   gs[5].b_rs = 1, gs[5].b_cs = gs[5].K, gs[5].has_bias = true, gs[5].scale = 0.125f;
-  const char *names[8] = {"bf16 17x65x64",      "bf16 1x3x17 B activation", "bf16 W^T epilogue",
-                          "bf16 K=1",           "bf16 A^T",                 "bf16 40x96x257",
-                          "bf16 M=0",           "bf16 K=0"};
-  check_gemms(gs, names, 8, loop_width(_i));
+  const char *shapes[8] = {"17x65x64", "1x3x17 B activation", "W^T epilogue", "K=1",
+                           "A^T",      "40x96x257",           "M=0",          "K=0"};
+  char buf[8][64];
+  const char *names[8];
+  for (int i = 0; i < 8; i++) {
+    snprintf(buf[i], sizeof buf[i], "%s %s", what, shapes[i]);
+    names[i] = buf[i];
+  }
+  check_gemms(gs, names, 8, W);
 }
+
+// g over two batch dims (2, 3), B shared along the first.
+static CgGemm batched(CgGemm g) {
+  g.nbatch = 2, g.bdim[0] = 2, g.bdim[1] = 3;
+  g.a_bstride[0] = 3 * g.M * g.K, g.a_bstride[1] = g.M * g.K;
+  g.b_bstride[0] = 0, g.b_bstride[1] = g.K * g.N;
+  g.c_bstride[0] = 3 * g.M * g.N, g.c_bstride[1] = g.M * g.N;
+  return g;
+}
+
+START_TEST(test_gemm_bf16_matches_rounded_reference) { check_reduced(bf16_case, "bf16", loop_width(_i)); }
 END_TEST
 
 START_TEST(test_gemm_bf16_batched_with_broadcast_b) {
-  CgGemm g = bf16_case(plain(9, 21, 13), false);
-  g.nbatch = 2, g.bdim[0] = 2, g.bdim[1] = 3;
-  g.a_bstride[0] = 3 * 9 * 13, g.a_bstride[1] = 9 * 13;
-  g.b_bstride[0] = 0, g.b_bstride[1] = 13 * 21;  // B shared along the first batch dim
-  g.c_bstride[0] = 3 * 9 * 21, g.c_bstride[1] = 9 * 21;
-  check_one(g, "bf16 batched", loop_width(_i));
+  check_one(batched(bf16_case(plain(9, 21, 13), false)), "bf16 batched", loop_width(_i));
 }
 END_TEST
 
@@ -530,38 +562,73 @@ START_TEST(test_gemm_bf16_visualbert_shapes) {
 }
 END_TEST
 
-// C of case 0 built at W = 16 with the given CPU features (NULL: the host's).
-static void run_bf16_features(Case *c, const char *features, float *out) {
+// C of case 0 built at width W with the given CPU features (NULL: the host's).
+static void run_features(Case *c, int W, const char *features, float *out) {
   const char *saved = g_tuning.features;
   g_tuning.features = features;
   Run s;
-  run_build(&s, c, 1, 16);
+  run_build(&s, c, 1, W);
   run_check(&s, 0);
   memcpy(out, c->buf[ARG_C], c->len[ARG_C] * sizeof(float));
   run_free(&s);
   g_tuning.features = saved;
 }
 
-START_TEST(test_gemm_bf16_fallback_gives_the_same_bits_as_vdpbf16ps) {
-  // Without AVX512_BF16 (the host's features with it switched off) the FMA fallback adds
-  // the same exact products in the same order: C must be identical bit for bit.
+// g (W^T, bias, GELU) built at width W with the host's features and with `off` appended
+// (features switched off: the fallback) gives the same C bit for bit.
+static void check_fallback_bits(CgGemm g, int W, const char *off, const char *what) {
   char *host = LLVMGetHostCPUFeatures();
-  char off[8192];
-  snprintf(off, sizeof off, "%s,-avx512bf16", host);
-  if (!strstr(host, "+avx512bf16")) fprintf(stderr, "note: this CPU has no AVX512_BF16\n");
-  CgGemm g = bf16_case(plain(37, 100, 300), true);
+  char features[8192];
+  snprintf(features, sizeof features, "%s,%s", host, off);
   g.b_rs = 1, g.b_cs = g.K, g.has_bias = true, g.act = CG_ACT_GELU;
   Case c;
-  case_init(&c, &g, "bf16 native vs fallback");
+  case_init(&c, &g, what);
   float *native = alloc_floats(c.len[ARG_C]), *fallback = alloc_floats(c.len[ARG_C]);
-  run_bf16_features(&c, NULL, native);
-  run_bf16_features(&c, off, fallback);
+  run_features(&c, W, NULL, native);
+  run_features(&c, W, features, fallback);
   ck_assert_msg(memcmp(native, fallback, c.len[ARG_C] * sizeof(float)) == 0,
-                "vdpbf16ps and the FMA fallback differ");
+                "W=%d %s: the native instruction and the fallback differ", W, what);
   free(native);
   free(fallback);
   case_free(&c);
   LLVMDisposeMessage(host);
+}
+
+START_TEST(test_gemm_bf16_fallback_gives_the_same_bits_as_vdpbf16ps) {
+  // Without AVX512_BF16 the FMA fallback adds the same exact products in the same order.
+  check_fallback_bits(bf16_case(plain(37, 100, 300), true), 16, "-avx512bf16", "bf16");
+}
+END_TEST
+
+// ---------------------------------------------------------------------------------------
+// int8 (codegen/cg_gemm_int8.c): held to the quantised reference at the f32 bound (the sums
+// are exact; only the epilogue rounds). At W = 16 with AVX512_VNNI vpdpbusd, at W = 8 its
+// 256-bit form (AVX512_VNNI + VL on this CPU); the fallback is checked bitwise below.
+
+static CgGemm int8_case(CgGemm g, bool constant) {
+  g.int8 = true;
+  g.b_constant = constant;
+  return g;
+}
+
+START_TEST(test_gemm_int8_matches_quantised_reference) {
+  check_reduced(int8_case, "int8", loop_width(_i));
+  CgGemm g = int8_case(plain(5, 40, 3101), true);  // 776 words of K: two K blocks, i32
+  g.has_bias = true;                               // partial sums kept in C
+  check_one(g, "int8 K=3101", loop_width(_i));
+}
+END_TEST
+
+START_TEST(test_gemm_int8_batched_with_broadcast_b) {
+  check_one(batched(int8_case(plain(9, 21, 13), false)), "int8 batched", loop_width(_i));
+}
+END_TEST
+
+START_TEST(test_gemm_int8_fallback_gives_the_same_bits_as_vpdpbusd) {
+  // Without AVX512_VNNI and AVX_VNNI the fallback's i32 multiply-adds give the same exact
+  // sums, at W = 16 and W = 8.
+  check_fallback_bits(int8_case(plain(37, 100, 300), true), loop_width(_i),
+                      "-avx512vnni,-avxvnni", "int8");
 }
 END_TEST
 
@@ -592,6 +659,9 @@ static Suite *gemm_suite(void) {
   tcase_add_loop_test(tc, test_gemm_bf16_batched_with_broadcast_b, 0, 2);
   tcase_add_loop_test(tc, test_gemm_bf16_visualbert_shapes, 0, 2);
   tcase_add_test(tc, test_gemm_bf16_fallback_gives_the_same_bits_as_vdpbf16ps);
+  tcase_add_loop_test(tc, test_gemm_int8_matches_quantised_reference, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_int8_batched_with_broadcast_b, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_int8_fallback_gives_the_same_bits_as_vpdpbusd, 0, 2);
   suite_add_tcase(s, tc);
   return s;
 }

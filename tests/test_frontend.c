@@ -632,7 +632,7 @@ START_TEST(test_unknown_attribute_is_an_error) {
                         " 'nodes': [{'op': 'matmul', 'in': ['x', 'x'], 'out': 'y',\n"
                         "            'attrs': {'transpose': true}}]}");
   load_fails("m.json", "m.json: nodes[0] \"y\": matmul has no attribute \"transpose\" (it has: "
-             "transpose_a, transpose_b, bf16)", NULL);
+             "transpose_a, transpose_b, bf16, int8)", NULL);
 }
 END_TEST
 

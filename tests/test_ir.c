@@ -787,7 +787,7 @@ START_TEST(test_print_text_lists_one_node_a_line) {
   assert_contains(t, "b: f32[2] = param init=zeros\n");
   char line[128];
   snprintf(line, sizeof line, "%%%d xw: f32[2,2] = matmul %%%d, %%%d transpose_a=false "
-           "transpose_b=false bf16=false\n", lin_xw->id, lin_x->id, lin_w->id);
+           "transpose_b=false bf16=false int8=false\n", lin_xw->id, lin_x->id, lin_w->id);
   assert_contains(t, line);
   snprintf(line, sizeof line, "%%%d p: f32[2,2] = softmax %%%d axis=-1\n", lin_p->id, lin_y->id);
   assert_contains(t, line);

@@ -473,6 +473,35 @@ START_TEST(test_schedule_never_worse_than_file_order_on_visualbert_tiny) {
 }
 END_TEST
 
+// ---------------------------------------------------------------------------------------
+// Precision: int8 marks matmuls of a parameter (linear layers) with K up to 65536, not a
+// matmul of two activations; training is refused.
+
+static void build_matmuls(IrGraph *g, IrBuilder *b) {
+  IrNode *x = input(g, "x", shp(3, 2, 3, 8)), *w = param(g, "w", shp(2, 5, 8));
+  IrNode *lin = ir_build_matmul(b, x, w, false, true);  // x W^T
+  IrNode *att = ir_build_matmul(b, x, x, false, true);  // x x^T
+  IrNode *wide = ir_build_matmul(b, input(g, "v", shp(2, 1, 70000)), param(g, "u", shp(2, 70000, 2)),
+                                 false, false);  // K past 65536
+  IrNode *outs[3] = {lin, att, wide};
+  set_outputs(g, 3, outs);
+}
+
+START_TEST(test_precision_int8_marks_linear_layers_only) {
+  IrGraph g;
+  make(&g, build_matmuls);
+  run_pass(&g, pass_precision, &(PassOptions){.int8 = true});
+  ck_assert_int_eq(ir_attr_int(g.outputs[0], "int8"), 1);
+  ck_assert_int_eq(ir_attr_int(g.outputs[1], "int8"), 0);
+  ck_assert_int_eq(ir_attr_int(g.outputs[2], "int8"), 0);
+  for (int i = 0; i < 3; i++) ck_assert_int_eq(ir_attr_int(g.outputs[i], "bf16"), 0);
+  Diag d = {0};
+  ck_assert(!pass_precision(&g, &(PassOptions){.int8 = true, .loss = "loss"}, &d));
+  ck_assert_msg(strstr(d.msg, "int8 training is not yet supported"), "%s", d.msg);
+  ir_graph_free(&g);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("passes");
   TCase *tc = tcase_create("passes");
@@ -489,6 +518,7 @@ int main(void) {
   tcase_add_test(tc, test_simplify_slice_of_concat_takes_the_part);
   tcase_add_test(tc, test_schedule_lowers_the_peak_of_live_bytes);
   tcase_add_test(tc, test_schedule_never_worse_than_file_order_on_visualbert_tiny);
+  tcase_add_test(tc, test_precision_int8_marks_linear_layers_only);
   suite_add_tcase(s, tc);
   return check_run(s);
 }

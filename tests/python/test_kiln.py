@@ -134,25 +134,35 @@ class TestModel(Base):
         np.testing.assert_allclose(got["attentions.0"].sum(-1), 1, rtol=1e-5)
         self.assertNotIn("attentions.0", self.model.outputs)
 
-    def test_bf16_run_equals_kiln_run_precision_bf16(self):
+    def check_precision_run(self, precision):  # Model(precision=P).run == kiln run --precision P
         cli("init", VQA, "-o", self.path("w.safetensors"), "--seed", "4", *SETS)
-        m = kiln.Model(VQA, set=TINY, threads=THREADS, precision="bf16")
+        m = kiln.Model(VQA, set=TINY, threads=THREADS, precision=precision)
         ins = inputs_of(m, 1)
         safetensors_io.write(self.path("in.safetensors"), ins)
         cli("run", VQA, "--weights", self.path("w.safetensors"), "--inputs", self.path("in.safetensors"),
-            "-o", self.path("bf16.safetensors"), "--threads", str(THREADS), "--precision", "bf16", *SETS)
+            "-o", self.path("p.safetensors"), "--threads", str(THREADS), "--precision", precision, *SETS)
         m.load_weights(self.path("w.safetensors"))
         got = m.run(ins)
-        same_bits(self, safetensors_io.read(self.path("bf16.safetensors")), got)
+        same_bits(self, safetensors_io.read(self.path("p.safetensors")), got)
         self.model.load_weights(self.path("w.safetensors"))
-        self.assertFalse(np.array_equal(got["logits"], self.model.run(ins)["logits"]), "bf16 gave fp32's bits")
+        self.assertFalse(np.array_equal(got["logits"], self.model.run(ins)["logits"]), f"{precision} gave fp32's bits")
+        if precision == "int8":  # inference only
+            with self.assertRaisesRegex(kiln.Error, precision):
+                m.grad(ins)
+            return
         cli("grad", VQA, "--backend", "jit", "--weights", self.path("w.safetensors"), "--inputs",
             self.path("in.safetensors"), "-o", self.path("g16.safetensors"), "--seed", "7", "--threads",
-            str(THREADS), "--precision", "bf16", *SETS)
+            str(THREADS), "--precision", precision, *SETS)
         g = m.grad(ins, seed=7)
         same_bits(self, safetensors_io.read(self.path("g16.safetensors")), g)
         g32 = self.model.grad(ins, seed=7)
-        self.assertFalse(np.array_equal(g["cls.weight"], g32["cls.weight"]), "bf16 gave fp32's gradients")
+        self.assertFalse(np.array_equal(g["cls.weight"], g32["cls.weight"]), f"{precision} gave fp32's gradients")
+
+    def test_bf16_run_equals_kiln_run_precision_bf16(self):
+        self.check_precision_run("bf16")
+
+    def test_int8_run_equals_kiln_run_precision_int8(self):
+        self.check_precision_run("int8")
 
     def test_run_on_fewer_inputs_computes_what_they_allow(self):
         m = self.model
@@ -198,7 +208,7 @@ class TestErrors(Base):
         with self.assertRaises(kiln.Error) as e:
             kiln.Model(VQA, set={"labels": 3})
         self.assertEqual(str(e.exception), want)
-        with self.assertRaisesRegex(kiln.Error, 'precision "fp16" is not supported yet \\("fp32" or "bf16"\\)'):
+        with self.assertRaisesRegex(kiln.Error, 'precision "fp16" is not supported \\("fp32", "bf16" or "int8"\\)'):
             kiln.Model(VQA, set=TINY, precision="fp16")
         with self.assertRaisesRegex(kiln.Error, 'backend must be "jit" or "ref", not "gpu"'):
             kiln.Model(VQA, set=TINY, backend="gpu")
