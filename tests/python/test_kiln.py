@@ -319,7 +319,7 @@ class TestTrainer(Base):
         same_bits(self, safetensors_io.read(self.path("cli16.safetensors")), t.weights())
         w32 = safetensors_io.read(self.path("cli32.safetensors"))
         self.assertFalse(np.array_equal(w32["cls.weight"], t.weights()["cls.weight"]), "bf16 trained as fp32")
-        with self.assertRaisesRegex(kiln.Error, 'precision "int8" is not supported yet'):
+        with self.assertRaisesRegex(kiln.Error, 'int8 is not yet supported for training'):
             kiln.Trainer(VQA, set=TINY, precision="int8")
 
     def test_step_on_a_batch_equals_kiln_train(self):
