@@ -727,6 +727,27 @@ static bool add_op_node(Loader *L, const Scope *s, const cJSON *j, const char *w
 
 static bool expand_nodes(Loader *L, const Scope *s, const cJSON *list, const char *list_name);
 
+// The "repeat" and "index" of a block call or an output group, in scope s: how many times
+// (1 without repeat) and the loop variable (NULL without either; "i" unless index names it).
+static bool loop_of(Loader *L, const Scope *s, const cJSON *j, const char *where, int64_t *count,
+                    const char **var) {
+  *count = 1;
+  cJSON *rep = cJSON_GetObjectItemCaseSensitive(j, "repeat");
+  if (rep) {
+    if (!eval_whole(L, s, rep, count)) return diag_prefix(L->d, "%s: repeat: ", where);
+    if (*count < 0 || *count > 100000)
+      return diag_error(L->d, "%s: repeat: %lld is outside [0, 100000]", where, (long long)*count);
+  }
+  *var = rep ? "i" : NULL;
+  cJSON *idx = cJSON_GetObjectItemCaseSensitive(j, "index");
+  if (idx) {
+    if (!cJSON_IsString(idx) || !idx->valuestring[0])
+      return diag_error(L->d, "%s: index: must be a variable name", where);
+    *var = idx->valuestring;
+  }
+  return true;
+}
+
 static bool call_block(Loader *L, const Scope *s, const cJSON *j, const char *where) {
   static const char *const keys[] = {"block", "args", "repeat", "index", "doc", NULL};
   if (!check_keys(L, j, where, keys)) return false;
@@ -743,21 +764,9 @@ static bool call_block(Loader *L, const Scope *s, const cJSON *j, const char *wh
   char *bwhere = arena_printf(&L->g->arena, "%s: blocks.%s", b->file, b->name);
   if (!check_keys(L, b->def, bwhere, bkeys)) return false;
 
-  // Repeat count and index variable.
-  int64_t count = 1;
-  cJSON *rep = cJSON_GetObjectItemCaseSensitive(j, "repeat");
-  if (rep) {
-    if (!eval_whole(L, s, rep, &count)) return diag_prefix(L->d, "%s: repeat: ", where);
-    if (count < 0 || count > 100000)
-      return diag_error(L->d, "%s: repeat: %lld is outside [0, 100000]", where, (long long)count);
-  }
-  const char *var = rep ? "i" : NULL;
-  cJSON *idx = cJSON_GetObjectItemCaseSensitive(j, "index");
-  if (idx) {
-    if (!cJSON_IsString(idx) || !idx->valuestring[0])
-      return diag_error(L->d, "%s: index: must be a variable name", where);
-    var = idx->valuestring;
-  }
+  int64_t count;
+  const char *var;
+  if (!loop_of(L, s, j, where, &count, &var)) return false;
 
   // Declared arguments.
   cJSON *decl = cJSON_GetObjectItemCaseSensitive(b->def, "args");
@@ -897,18 +906,10 @@ static bool add_outputs_and_losses(Loader *L) {
 static bool expand_group(Loader *L, const Item *it, IrNode ***outs, int *n, int *cap) {
   static const char *const keys[] = {"group", "outputs", "repeat", "index", "doc", NULL};
   const char *where = arena_printf(&L->g->arena, "%s: output_groups[%d]", it->file, it->index);
-  int64_t count = 1;
-  cJSON *rep = cJSON_GetObjectItemCaseSensitive(it->item, "repeat");
-  cJSON *idx = cJSON_GetObjectItemCaseSensitive(it->item, "index");
+  int64_t count;
   cJSON *outputs = cJSON_GetObjectItemCaseSensitive(it->item, "outputs");
-  Scope s = {.file = it->file, .path = "", .via = "", .var = rep ? "i" : NULL};
-  if (!check_keys(L, it->item, where, keys)) return false;
-  if (idx && !(cJSON_IsString(idx) && idx->valuestring[0]))
-    return diag_error(L->d, "%s: index: must be a variable name", where);
-  if (idx) s.var = idx->valuestring;
-  if (rep && !eval_whole(L, &s, rep, &count)) return diag_prefix(L->d, "%s: repeat: ", where);
-  if (count < 0 || count > 100000)
-    return diag_error(L->d, "%s: repeat: %lld is outside [0, 100000]", where, (long long)count);
+  Scope s = {.file = it->file, .path = "", .via = ""};
+  if (!check_keys(L, it->item, where, keys) || !loop_of(L, &s, it->item, where, &count, &s.var)) return false;
   if (!cJSON_IsObject(outputs))
     return diag_error(L->d, "%s: outputs: must be an object {\"output name\": \"tensor\"}", where);
   for (int64_t i = 0; i < count; i++) {
