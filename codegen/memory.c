@@ -29,49 +29,67 @@ int cg_memory_home(const CgMemory *m, const IrGraph *g, int id) {
   return m->in_place_of && m->in_place_of[r] >= 0 ? m->in_place_of[r] : r;
 }
 
+// What plan_updates needs to know of each root buffer, from one pass over the steps: the
+// step that computes it (and how many do), whether a `once` step reads it, and the last
+// other step that reads it.
+typedef struct {
+  int writer, n_writers, last_read;
+  bool read_once;
+} RootUse;
+
+static RootUse *root_uses(const IrGraph *g, const CgSteps *steps) {
+  RootUse *ru = malloc((size_t)g->n_nodes * sizeof *ru);
+  if (!ru) return NULL;
+  for (int i = 0; i < g->n_nodes; i++) ru[i] = (RootUse){.writer = -1, .last_read = -1};
+  for (int s = 0; s < steps->n; s++) {
+    const CgStep *st = &steps->v[s];
+    ru[st->node].writer = s;
+    ru[st->node].n_writers++;
+    for (int a = 0; a < st->n_args; a++) {
+      if (st->args[a].kind != CG_ARG_NODE) continue;
+      RootUse *r = &ru[cg_memory_root(g, st->args[a].id)];
+      if (st->once) r->read_once = true;
+      else r->last_read = s;
+    }
+  }
+  return ru;
+}
+
 // Update u (an optimiser output, the root node of its value) may be written over old, the
 // parameter or state input it replaces: u is computed by one elementwise step w (a loop
 // kernel reads element i before writing element i) of old's dtype and shape, no `once`
 // step reads u, and every other step that reads old runs before w. All updates read the
 // global gradient norm, so they come after the backward that reads the parameters.
-static bool update_in_place_ok(const IrGraph *g, const bool *need, const CgSteps *steps, const IrNode *old,
-                               const IrNode *u) {
+static bool update_in_place_ok(const IrGraph *g, const bool *need, const CgSteps *steps, const RootUse *ru,
+                               const IrNode *old, const IrNode *u) {
   if (old == u || (old->op != IR_OP_PARAM && old->op != IR_OP_INPUT) || separate(u) || !need[old->id] ||
       !need[u->id] || old->dtype != u->dtype || !ir_shape_eq(&old->shape, &u->shape))
     return false;
   bool loop = ir_op_is_elementwise(u->op) || (u->op == IR_OP_FUSED && ir_attr_int(u, "kind") == IR_FUSED_LOOP);
-  int w = -1;
-  for (int s = 0; s < steps->n; s++)
-    if (steps->v[s].node == u->id) {
-      const CgStep *st = &steps->v[s];
-      if (w >= 0 || st->once || !loop || !st->n_args || st->args[0].kind != CG_ARG_NODE || st->args[0].id != u->id)
-        return false;
-      w = s;
-    }
-  if (w < 0) return false;
-  for (int s = 0; s < steps->n; s++) {
-    const CgStep *st = &steps->v[s];
-    for (int a = 0; a < st->n_args; a++) {
-      if (st->args[a].kind != CG_ARG_NODE) continue;
-      int r = cg_memory_root(g, st->args[a].id);
-      if ((r == u->id && st->once) || (r == old->id && !st->once && s > w)) return false;
-    }
-  }
-  return true;
+  const RootUse *w = &ru[u->id];
+  if (!loop || w->n_writers != 1 || ru[u->id].read_once) return false;
+  const CgStep *st = &steps->v[w->writer];
+  if (st->once || !st->n_args || st->args[0].kind != CG_ARG_NODE || st->args[0].id != u->id) return false;
+  return ru[old->id].last_read <= w->writer;
 }
 
-static void plan_updates(const IrGraph *g, const bool *need, const CgSteps *steps, int *in_place_of) {
+static bool plan_updates(const IrGraph *g, const bool *need, const CgSteps *steps, int *in_place_of) {
   const IrTrainStep *ts = g->train;
-  for (int k = 0; ts && k < ts->n_updates; k++) {
+  if (!ts || !ts->n_updates) return true;
+  RootUse *ru = root_uses(g, steps);
+  if (!ru) return false;
+  for (int k = 0; k < ts->n_updates; k++) {
     const IrUpdate *up = &ts->updates[k];
     const IrNode *old[3] = {up->param, up->state[0], up->state[1]};
     int out[3] = {up->new_value, up->new_state[0], up->new_state[1]};
     for (int j = 0; j < 3; j++) {
       if (!old[j] || out[j] < 0) continue;
       const IrNode *u = g->nodes[cg_memory_root(g, g->outputs[out[j]]->id)];
-      if (in_place_of[u->id] < 0 && update_in_place_ok(g, need, steps, old[j], u)) in_place_of[u->id] = old[j]->id;
+      if (in_place_of[u->id] < 0 && update_in_place_ok(g, need, steps, ru, old[j], u)) in_place_of[u->id] = old[j]->id;
     }
   }
+  free(ru);
+  return true;
 }
 
 bool cg_memory_plan(const IrGraph *g, const bool *need, const bool *want, const CgSteps *steps,
@@ -87,14 +105,11 @@ bool cg_memory_plan(const IrGraph *g, const bool *need, const bool *want, const 
   m->scratch_bytes = calloc((size_t)ns + 1, sizeof *m->scratch_bytes);
   m->in_place_of = malloc(((size_t)nn + 1) * sizeof *m->in_place_of);
   if (!v || !off || !n_steps_of || !m->node_offset || !m->node_bytes || !m->scratch_offset ||
-      !m->scratch_bytes || !m->in_place_of) {
-    free(v), free(off), free(n_steps_of);
-    cg_memory_free(m);
-    return diag_error(d, "out of memory planning buffers");
-  }
+      !m->scratch_bytes || !m->in_place_of)
+    goto oom;
   for (int i = 0; i < n; i++) v[i] = (MemInterval){0, -1, -1, false, -1};
   for (int i = 0; i < nn; i++) m->in_place_of[i] = -1;
-  plan_updates(g, need, steps, m->in_place_of);
+  if (!plan_updates(g, need, steps, m->in_place_of)) goto oom;
   for (int i = 0; i < nn; i++) {
     const IrNode *nd = g->nodes[i];
     m->node_offset[i] = CG_NO_OFFSET;
@@ -148,6 +163,10 @@ bool cg_memory_plan(const IrGraph *g, const bool *need, const bool *want, const 
   free(off);
   free(n_steps_of);
   return true;
+oom:
+  free(v), free(off), free(n_steps_of);
+  cg_memory_free(m);
+  return diag_error(d, "out of memory planning buffers");
 }
 
 void cg_memory_free(CgMemory *m) {
