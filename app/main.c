@@ -185,7 +185,8 @@ static const Command commands[] = {
   {"data", cmd_data,
    "kiln data synth -o DIR [--seed S] [--train N] [--val N] [--test N] [--set NAME=VALUE]...",
    "Write a synthetic grounded vision-language data set to DIR (see docs/data.md):\n"
-   "vocab.txt, answers.txt, config.txt and {pretrain,vqa,nlvr2}-{train,val,test}.safetensors\n"
+   "vocab.txt, answers.txt, config.txt and TASK-{train,val,test}.safetensors for TASK in\n"
+   "{pretrain,pretrain-static,vqa,nlvr2,vcr,flickr} (pretrain-static: masked once, for scoring)\n"
    "in the layout kiln train and kiln eval read. The same seed gives identical files.\n"
    "  -o, --output DIR   where to write (created if missing)\n"
    "  --seed S           the world (region feature projection) and every example (default 0)\n"
