@@ -75,25 +75,26 @@ static void choose_tile(const CgGemm *g, int W, const RtTuning *t, int *mr, int 
   *nv = (int)or_default(t->gemm_nv, *nv);
 }
 
-// Of the ideal time, the fraction T threads reach when the work items of the plan (groups
-// of pgroup panels × mgroup M blocks, costing rows × columns) are cut into T contiguous
-// chunks as the runtime does.
-static double split_efficiency(const CgGemm *g, const GemmPlan *p, int64_t T) {
+// Of the ideal time, the fraction 2 and 4 threads reach (the smaller of the two) when the
+// work items of the plan (groups of pgroup panels × mgroup M blocks, costing rows × columns)
+// are cut into contiguous chunks as the runtime does. The 2-thread chunks are pairs of
+// 4-thread chunks (work·2t/4 = work·t/2), so one walk over the items gives both.
+static double split_efficiency(const CgGemm *g, const GemmPlan *p) {
   int64_t per_batch = p->npg * p->nmg, work = p->batch * per_batch;
   if (work > 4096) return 1.0;  // many items: contiguous chunks are as good as balanced
-  double total = 0, worst = 0;
-  for (int64_t t = 0; t < T; t++) {
-    double sum = 0;
-    for (int64_t w = work * t / T; w < work * (t + 1) / T; w++) {
+  double sum[4] = {0};
+  for (int64_t t = 0; t < 4; t++)
+    for (int64_t w = work * t / 4; w < work * (t + 1) / 4; w++) {
       int64_t pg = w % per_batch / p->nmg, mg = w % p->nmg;
       int64_t r0 = mg * p->mgroup * p->mr, r1 = (mg + 1) * p->mgroup * p->mr;
       int64_t c0 = pg * p->pgroup * p->nr, c1 = (pg + 1) * p->pgroup * p->nr;
-      sum += (double)((r1 < g->M ? r1 : g->M) - r0) * (double)((c1 < g->N ? c1 : g->N) - c0);
+      sum[t] += (double)((r1 < g->M ? r1 : g->M) - r0) * (double)((c1 < g->N ? c1 : g->N) - c0);
     }
-    total += sum;
-    worst = sum > worst ? sum : worst;
-  }
-  return worst > 0 ? total / ((double)T * worst) : 1.0;
+  double total = sum[0] + sum[1] + sum[2] + sum[3];
+  double worst2 = fmax(sum[0] + sum[1], sum[2] + sum[3]);
+  double worst4 = fmax(fmax(sum[0], sum[1]), fmax(sum[2], sum[3]));
+  double e2 = worst2 > 0 ? total / (2 * worst2) : 1.0, e4 = worst4 > 0 ? total / (4 * worst4) : 1.0;
+  return fmin(e2, e4);
 }
 
 // The work split: items of pgroup panels × mgroup M blocks. Panel groups are capped so that
@@ -115,28 +116,35 @@ static void choose_split(const CgGemm *g, const RtTuning *t, GemmPlan *p) {
   // M = 960, where A does not fit, 2-4% slower, so not there).
   if (g->b_constant && g->M * p->kc <= l2_floats / 2) pgroup_max = 1;
   int64_t min_work = or_default(t->gemm_min_items, 8);
-  double best_eff = -1, best_traffic = 0;
+  // Each candidate's balance and traffic once (split_efficiency walks every work item).
+  typedef struct { int64_t npg, nmg; double eff, traffic; } Split;
+  Split *c = malloc((size_t)p->npan * (size_t)(p->fused_pack ? 1 : p->nmb) * sizeof *c);
+  assert(c);
+  int nc = 0;
+  double best_eff = -1;
   GemmPlan q = *p;
-  bool found = false;
-  for (int pass = 0; pass < 2; pass++)  // the best balance first, then the least traffic near it
-    for (q.npg = 1; q.npg <= p->npan; q.npg++) {
-      q.pgroup = cdiv(p->npan, q.npg);  // distinct group sizes only
-      if (cdiv(p->npan, q.pgroup) != q.npg || (q.pgroup > pgroup_max && q.pgroup > 1)) continue;
-      for (q.nmg = 1; q.nmg <= (p->fused_pack ? 1 : p->nmb); q.nmg++) {
-        q.mgroup = cdiv(p->nmb, q.nmg);
-        if (cdiv(p->nmb, q.mgroup) != q.nmg) continue;
-        double eff = fmin(split_efficiency(g, &q, 2), split_efficiency(g, &q, 4));
-        if (p->batch * q.npg * q.nmg < min_work) eff -= 0.1;  // leave items for more threads
-        double traffic =
-            (double)q.npg * (double)(g->M * g->K) + (double)q.nmg * (double)(g->N * g->K);
-        if (pass == 0) {
-          best_eff = fmax(best_eff, eff);
-        } else if (eff >= best_eff - 0.02 && (!found || traffic < best_traffic)) {
-          p->pgroup = q.pgroup, p->mgroup = q.mgroup, p->npg = q.npg, p->nmg = q.nmg;
-          best_traffic = traffic, found = true;
-        }
-      }
+  for (q.npg = 1; q.npg <= p->npan; q.npg++) {
+    q.pgroup = cdiv(p->npan, q.npg);  // distinct group sizes only
+    if (cdiv(p->npan, q.pgroup) != q.npg || (q.pgroup > pgroup_max && q.pgroup > 1)) continue;
+    for (q.nmg = 1; q.nmg <= (p->fused_pack ? 1 : p->nmb); q.nmg++) {
+      q.mgroup = cdiv(p->nmb, q.nmg);
+      if (cdiv(p->nmb, q.mgroup) != q.nmg) continue;
+      double eff = split_efficiency(g, &q);
+      if (p->batch * q.npg * q.nmg < min_work) eff -= 0.1;  // leave items for more threads
+      double traffic = (double)q.npg * (double)(g->M * g->K) + (double)q.nmg * (double)(g->N * g->K);
+      c[nc++] = (Split){q.npg, q.nmg, eff, traffic};
+      best_eff = fmax(best_eff, eff);
     }
+  }
+  const Split *best = NULL;  // the least traffic among the best balanced
+  for (int i = 0; i < nc; i++)
+    if (c[i].eff >= best_eff - 0.02 && (!best || c[i].traffic < best->traffic)) best = &c[i];
+  bool found = best != NULL;
+  if (found) {
+    p->npg = best->npg, p->nmg = best->nmg;
+    p->pgroup = cdiv(p->npan, best->npg), p->mgroup = cdiv(p->nmb, best->nmg);
+  }
+  free(c);
   assert(found);
 }
 
