@@ -161,15 +161,9 @@ void cg_gemm_bf16_pack_panel(Cg *cg, const CgGemm *g, int64_t k_elems, int nr, L
 // ---------------------------------------------------------------------------------------
 // The microkernel's k2 step.
 
-// vdpbf16ps at 16 lanes: the features' last word on avx512bf16 is "+avx512bf16" (LLVM
-// reads "+x,...,-x" as off).
+// vdpbf16ps at 16 lanes: the target turns avx512bf16 on.
 static bool native(const Cg *cg) {
-  bool on = false;
-  for (const char *f = cg->features; (f = strstr(f, "avx512bf16")); f++) {
-    size_t after = strlen("avx512bf16");
-    if (f > cg->features && (f[after] == ',' || f[after] == '\0')) on = f[-1] == '+';
-  }
-  return cg->W == 16 && on;
+  return cg->W == 16 && cg_feature_on(cg->features, "avx512bf16");
 }
 
 void cg_gemm_bf16_prepare_b(Cg *cg, LLVMValueRef words, LLVMValueRef b[2]) {
