@@ -5,14 +5,23 @@
 # ...) so a noisy neighbour hits all of them; each round prints a median of ITERS runs, and
 # the table gives the median over rounds. ONNX Runtime (onnxruntime-node 1.30, CPU EP,
 # graph optimisation level all) runs when bench/ort-install.sh has installed it; its
-# logits are checked against kiln's.
-# usage: bench/visualbert.sh [THREADS] [ITERS] [ROUNDS]     (needs build/kiln; see README)
+# logits are checked against kiln's (fp32). PRECISION bf16 runs kiln --precision bf16 and
+# PyTorch under CPU autocast bf16 (torch_visualbert.py --autocast bf16); ONNX Runtime stays
+# fp32 (the column to compare with).
+# usage: bench/visualbert.sh [THREADS] [ITERS] [ROUNDS] [PRECISION]   (fp32 or bf16; needs
+#        build/kiln; see README)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 kiln=${KILN:-$root/build/kiln}
 threads=${1:-$(nproc)}
 iters=${2:-20}
 rounds=${3:-3}
+precision=${4:-fp32}
+case $precision in
+  fp32) autocast=none ;;
+  bf16) autocast=bf16 ;;
+  *) echo "usage: bench/visualbert.sh [THREADS] [ITERS] [ROUNDS] [fp32|bf16]" >&2; exit 2 ;;
+esac
 py=/usr/bin/python3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -25,6 +34,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 field() { sed -n "s/^$1: //p"; }
 
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; threads $threads; iters $iters; rounds $rounds"
+echo "precision: kiln $precision, torch autocast $autocast, ONNX Runtime fp32"
 [ $have_ort = 1 ] || echo "(ONNX Runtime not installed: bash bench/ort-install.sh adds its column)"
 "$kiln" init "$model" -o "$work/w.safetensors" --seed 1 2>/dev/null
 printf '%-6s %10s %10s %10s %11s %9s %11s\n' batch kiln_ms torch_ms ort_ms torch/kiln ort/kiln compile_ms
@@ -41,11 +51,12 @@ for batch in 1 8; do
   : >"$work/k" ; : >"$work/t" ; : >"$work/o"
   for r in $(seq "$rounds"); do
     k=$("$kiln" bench "$model" --set batch=$batch --weights "$work/w.safetensors" \
-        --inputs "$in" --threads "$threads" --iters "$iters")
+        --inputs "$in" --threads "$threads" --iters "$iters" --precision "$precision")
     field median_ms <<<"$k" >>"$work/k"; kc=$(field compile_ms <<<"$k")
     # PyTorch picks its best kernels only without the OpenBLAS overrides (this command only).
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$py" "$root/bench/torch_visualbert.py" \
-      --weights "$work/w.safetensors" --inputs "$in" --threads "$threads" --iters "$iters" |
+      --weights "$work/w.safetensors" --inputs "$in" --threads "$threads" --iters "$iters" \
+      --autocast "$autocast" |
       field median_ms >>"$work/t"
     if [ $have_ort = 1 ]; then
       o=$(KILN_ORT_DIR=$ortdir node "$root/bench/ort_visualbert.mjs" "$work/vqa$batch.onnx" "$in" \
