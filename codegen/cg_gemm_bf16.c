@@ -161,25 +161,38 @@ void cg_gemm_bf16_pack_panel(Cg *cg, const CgGemm *g, int64_t k_elems, int nr, L
 // ---------------------------------------------------------------------------------------
 // The microkernel's k2 step.
 
-// vdpbf16ps at 16 lanes: the target turns avx512bf16 on.
-static bool native(const Cg *cg) {
-  return cg->W == 16 && cg_feature_on(cg->features, "avx512bf16");
+// The lanes of a value: a vector's size, 1 for a scalar.
+static int lanes_of(LLVMValueRef x) {
+  LLVMTypeRef t = LLVMTypeOf(x);
+  return LLVMGetTypeKind(t) == LLVMVectorTypeKind ? (int)LLVMGetVectorSize(t) : 1;
+}
+
+// vdpbf16ps: 16 lanes of a target with 16-lane vectors that turns avx512bf16 on.
+static bool native(const Cg *cg, int lanes) {
+  return cg->W == 16 && lanes == 16 && cg_feature_on(cg->features, "avx512bf16");
+}
+
+LLVMValueRef cg_bf16_words(Cg *cg, LLVMValueRef lo, LLVMValueRef hi) {
+  return pair_word(cg, to_bf16_bits(cg, lo), to_bf16_bits(cg, hi));
 }
 
 void cg_gemm_bf16_prepare_b(Cg *cg, LLVMValueRef words, LLVMValueRef b[2]) {
-  if (native(cg)) {
+  int lanes = lanes_of(words);
+  if (native(cg, lanes)) {
     b[0] = LLVMBuildBitCast(cg->b, words, LLVMVectorType(LLVMBFloatTypeInContext(cg->ctx), 32), "b");
     b[1] = NULL;
     return;
   }
+  LLVMTypeRef ft = cg_vec_t(cg, cg->f32, lanes);
   LLVMValueRef hi = LLVMBuildAnd(cg->b, words, cg_const_int_like(cg, words, (int64_t)0xffff0000u), "");
   LLVMValueRef lo = LLVMBuildShl(cg->b, words, cg_const_int_like(cg, words, 16), "");
-  b[0] = LLVMBuildBitCast(cg->b, hi, cg->vf, "b.hi");
-  b[1] = LLVMBuildBitCast(cg->b, lo, cg->vf, "b.lo");
+  b[0] = LLVMBuildBitCast(cg->b, hi, ft, "b.hi");
+  b[1] = LLVMBuildBitCast(cg->b, lo, ft, "b.lo");
 }
 
 LLVMValueRef cg_gemm_bf16_dot(Cg *cg, LLVMValueRef acc, LLVMValueRef aword, const LLVMValueRef b[2]) {
-  if (native(cg)) {
+  int lanes = lanes_of(acc);
+  if (native(cg, lanes)) {
     const char *name = "llvm.x86.avx512bf16.dpbf16ps.512";
     unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
     LLVMTypeRef bf = LLVMVectorType(LLVMBFloatTypeInContext(cg->ctx), 32);
@@ -190,7 +203,7 @@ LLVMValueRef cg_gemm_bf16_dot(Cg *cg, LLVMValueRef acc, LLVMValueRef aword, cons
   }
   LLVMValueRef hi = LLVMBuildAnd(cg->b, aword, cg_i32(cg, (int32_t)0xffff0000u), "");
   LLVMValueRef lo = LLVMBuildShl(cg->b, aword, cg_i32(cg, 16), "");
-  LLVMValueRef ahi = cg_splat(cg, LLVMBuildBitCast(cg->b, hi, cg->f32, ""), cg->W);
-  LLVMValueRef alo = cg_splat(cg, LLVMBuildBitCast(cg->b, lo, cg->f32, ""), cg->W);
+  LLVMValueRef ahi = cg_splat(cg, LLVMBuildBitCast(cg->b, hi, cg->f32, ""), lanes);
+  LLVMValueRef alo = cg_splat(cg, LLVMBuildBitCast(cg->b, lo, cg->f32, ""), lanes);
   return cg_fma(cg, alo, b[1], cg_fma(cg, ahi, b[0], acc));  // odd product first, as vdpbf16ps
 }
