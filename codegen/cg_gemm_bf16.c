@@ -132,10 +132,15 @@ bool cg_gemm_bf16_pack_a(Cg *cg, const CgGemm *g, const char *name, CgArg *a, in
 
 // ---------------------------------------------------------------------------------------
 // Packing B: one panel (K2 × nr words) from B at src (k2 = 0, column 0 of the panel).
-// Element by element: weights are packed once.
+// Rows of B contiguous (b_cs == 1: the backward's dX = dY.W and dW = dY^T.X, whose B is an
+// activation or a weight packed every training step): W columns at a time, the vectors of
+// rows 2 k2 and 2 k2 + 1 rounded and paired; other strides (W^T of the forward, packed once
+// in inference) and the columns past the last full vector element by element. The same
+// words either way.
 
 void cg_gemm_bf16_pack_panel(Cg *cg, const CgGemm *g, int64_t k_elems, int nr, LLVMValueRef src,
                              LLVMValueRef dst, int cols) {
+  int vec_cols = g->b_cs == 1 ? cols / cg->W * cg->W : 0;  // columns packed as vectors
   CgLoop k2;
   cg_for_begin(cg, &k2, cg_i64(cg, 0), cg_i64(cg, g->K), cg_i64(cg, 1), "k2");
   LLVMValueRef k = mul_c(cg, k2.iv, 2), k1 = LLVMBuildAdd(cg->b, k, cg_i64(cg, 1), "");
@@ -145,7 +150,14 @@ void cg_gemm_bf16_pack_panel(Cg *cg, const CgGemm *g, int64_t k_elems, int nr, L
   LLVMValueRef row1 = cg_gep(cg, cg->f32, src,
                              mul_c(cg, LLVMBuildSelect(cg->b, has1, k1, k, ""), g->b_rs));
   LLVMValueRef t = cg_gep(cg, cg->i32, dst, mul_c(cg, k2.iv, nr));
-  for (int jj = 0; jj < nr; jj++) {
+  for (int jj = 0; jj < vec_cols; jj += cg->W) {
+    LLVMValueRef lo = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, row0, cg_i64(cg, jj)), cg->W);
+    LLVMValueRef hi = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, row1, cg_i64(cg, jj)), cg->W);
+    LLVMValueRef word = cg_bf16_words(cg, lo, hi);
+    word = LLVMBuildSelect(cg->b, has1, word, LLVMBuildAnd(cg->b, word, cg_const_int_like(cg, word, 0xffff), ""), "");
+    cg_store(cg, word, cg_gep(cg, cg->i32, t, cg_i64(cg, jj)));
+  }
+  for (int jj = vec_cols; jj < nr; jj++) {
     LLVMValueRef word = cg_i32(cg, 0);
     if (jj < cols) {
       LLVMValueRef lo = to_bf16_bits(cg, cg_load(cg, cg->f32, cg_gep(cg, cg->f32, row0, cg_i64(cg, jj * g->b_cs)), 1));
