@@ -3,7 +3,8 @@
 // cg_compile and run through the runtime plan. Prints the median ms per run (after warm-up)
 // and the GFLOP/s of the forward's 4 n^2 H D flops (backward: 2.5x that, the 10 products of
 // recompute + gradients), and the least CPU time the calling thread spent in one run (with
-// 1 thread: the least disturbed by other load on the machine).
+// 1 thread: the least disturbed by other load on the machine). The forward runs twice: f32
+// and bf16 (the attribute --precision bf16 sets: Q.K^T and P.V over bf16 operands).
 //   attn_bench [runs [threads]]   KILN_BENCH_CPU / KILN_BENCH_W as in gemm_bench (AVX2:
 //                                 KILN_BENCH_CPU=haswell)
 #include <stdio.h>
@@ -24,7 +25,7 @@ static IrNode *source(IrGraph *g, const char *name, int rank, const int64_t *dim
 }
 
 // q, k, v, mask inputs and the attention node (grad: attention_grad with out, dout inputs).
-static void build(IrGraph *g, int64_t B, int64_t n, int64_t H, int64_t D, bool grad) {
+static void build(IrGraph *g, int64_t B, int64_t n, int64_t H, int64_t D, bool grad, bool bf16) {
   ir_graph_init(g, "attn_bench");
   int64_t x3[3] = {B, n, H * D}, m4[4] = {B, 1, 1, n};
   IrNode *in[6];
@@ -39,6 +40,7 @@ static void build(IrGraph *g, int64_t B, int64_t n, int64_t H, int64_t D, bool g
   ir_set_int(a, "heads", H);
   ir_set_float(a, "scale", 0.125);
   ir_set_float(a, "p", 0.0);
+  ir_set_int(a, "bf16", bf16);
   g->outputs = arena_alloc(&g->arena, sizeof *g->outputs);
   g->outputs[0] = a;
   g->n_outputs = 1;
@@ -57,9 +59,9 @@ static double cpu_ms(void) {  // this thread's CPU time: less sensitive to other
 
 static double cpu_best;
 
-static double run(int64_t n, bool grad, int runs, int threads) {
+static double run(int64_t n, bool grad, bool bf16, int runs, int threads) {
   IrGraph g;
-  build(&g, 1, n, 12, 64, grad);
+  build(&g, 1, n, 12, 64, grad, bf16);
   CgOptions o = {0};
   rt_tuning_read(&o.tuning, getenv);  // KILN_ATTN_ROWS, KILN_GEMM_*, as kiln reads them
   const char *cpu = getenv("KILN_BENCH_CPU");
@@ -114,13 +116,15 @@ int main(int argc, char **argv) {
     return 2;
   }
   static const int64_t ns[2] = {120, 512};
-  for (int grad = 0; grad <= 1; grad++)
+  for (int kind = 0; kind < 3; kind++)  // forward f32, forward bf16, backward
     for (int i = 0; i < 2; i++) {
-      double ms = run(ns[i], grad, runs, threads);
+      bool grad = kind == 2;
+      double ms = run(ns[i], grad, kind == 1, runs, threads);
       double flops = 4.0 * (double)ns[i] * (double)ns[i] * 12 * 64 * (grad ? 2.5 : 1.0);
-      printf("%-8s n=%-4lld B=1 H=12 D=64 threads=%d: median %8.3f ms  %6.1f GFLOP/s; "
+      printf("%-13s n=%-4lld B=1 H=12 D=64 threads=%d: median %8.3f ms  %6.1f GFLOP/s; "
              "best CPU time of the calling thread %8.3f ms\n",
-             grad ? "backward" : "forward", (long long)ns[i], threads, ms, flops / ms * 1e-6, cpu_best);
+             (const char *[]){"forward", "forward bf16", "backward"}[kind], (long long)ns[i], threads,
+             ms, flops / ms * 1e-6, cpu_best);
     }
   return 0;
 }

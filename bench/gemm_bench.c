@@ -325,6 +325,18 @@ static CgGemm attention_pv(int64_t images, int64_t T) {
   return g;
 }
 
+// The bf16 training step's backward GEMMs of a linear layer (x W^T, W [n, k]) at M rows,
+// everything packed each run as a training step does (the weights too: the trainer re-runs
+// the packing after each update): dX = dY.W (M x k x n) and dW = dY^T.X (n x k x M).
+static CgGemm bf16_dx(int64_t M, int64_t n, int64_t k) {
+  return (CgGemm){.M = M, .N = k, .K = n, .a_rs = n, .a_cs = 1, .b_rs = k, .b_cs = 1, .c_rs = k,
+                  .scale = 1.0f, .bf16 = true};
+}
+static CgGemm bf16_dw(int64_t M, int64_t n, int64_t k) {
+  return (CgGemm){.M = n, .N = k, .K = M, .a_rs = 1, .a_cs = n, .b_rs = k, .b_cs = 1, .c_rs = k,
+                  .scale = 1.0f, .bf16 = true};
+}
+
 int main(int argc, char **argv) {
   int runs = argc > 1 ? atoi(argv[1]) : 25;
   if (runs < 1) runs = 1;
@@ -353,6 +365,8 @@ int main(int argc, char **argv) {
       {.label = "PV 12x120x64x120", .g = attention_pv(1, 120)},
       {.label = "QK^T 96x120x120x64", .g = attention_qk(8, 120)},
       {.label = "PV 96x120x64x120", .g = attention_pv(8, 120)},
+      {.label = "bf16 dX 960x768x3072", .g = bf16_dx(960, 3072, 768)},
+      {.label = "bf16 dW 3072x768x960", .g = bf16_dw(960, 3072, 768)},
   };
   printf("%-22s %9s %8s %6s %8s %8s %6s %8s %10s\n", "shape (MxNxK)", "compile", "1 thr", "%peak",
          "1 cpu", "2 thr", "%peak", "2 cpu", "work");

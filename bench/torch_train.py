@@ -5,8 +5,11 @@ AdamW update) in float32 with tests/parity/visualbert_torch.py's model, timed li
 except biases and LayerNorm weights, global grad-norm clipping at 1.0, linear warm-up and
 decay), the same fixed inputs (ids and labels 0, masks and visual features 1) and the same
 weights. Dropout: none (the parity model is the inference graph; run kiln with dropout=0).
+With --autocast bf16 the forward (and so the backward of its bf16 ops) runs under
+torch.autocast("cpu", dtype=torch.bfloat16), f32 weights and AdamW: mixed precision, beside
+kiln bench --train --precision bf16.
 
-usage: torch_train.py --weights W [--set k=v]... [--threads N] [--iters N]
+usage: torch_train.py --weights W [--set k=v]... [--threads N] [--iters N] [--autocast none|bf16]
 prints median_ms: X (and min_ms)
 """
 import argparse
@@ -39,6 +42,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--autocast", choices=["none", "bf16"], default="none")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     sets = vb.parse_sets(a.set)
@@ -64,7 +68,8 @@ def main():
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = vb.forward(W, inp, "pretrain", cfg)["loss"]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast == "bf16"):
+            loss = vb.forward(W, inp, "pretrain", cfg)["loss"]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -82,6 +87,7 @@ def main():
     n = len(ts)
     med = ts[n // 2] if n % 2 else 0.5 * (ts[n // 2 - 1] + ts[n // 2])
     print(f"threads: {torch.get_num_threads()}")
+    print(f"autocast: {a.autocast}")
     print(f"median_ms: {med:.3f}\nmin_ms: {ts[0]:.3f}")
 
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """PyTorch eager baseline for `bench/visualbert.sh`: VisualBERT VQA inference in float32
 with the fused eager ops a PyTorch user would write (F.linear, F.gelu, torch.softmax,
-F.layer_norm), on the same weights and inputs as kiln, timed like `kiln bench`.
+F.layer_norm), on the same weights and inputs as kiln, timed like `kiln bench`. With
+--autocast bf16 the forward runs under torch.autocast("cpu", dtype=torch.bfloat16) (CPU
+autocast, in Debian's torch 1.13: linear and matmul in bf16), beside kiln --precision bf16.
 
-usage: torch_visualbert.py --weights W --inputs IN [--threads N] [--iters N]
+usage: torch_visualbert.py --weights W --inputs IN [--threads N] [--iters N] [--autocast none|bf16]
 prints median_ms: X (and min_ms)
 """
 import argparse
@@ -69,6 +71,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--autocast", choices=["none", "bf16"], default="none")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     W = {k: torch.from_numpy(v.astype("float32")) for k, v in safetensors_io.read(a.weights).items()}
@@ -77,7 +80,7 @@ def main():
     for k, v in raw.items():
         t = torch.from_numpy(v)
         inp[k] = t.long() if "ids" in k else t.float()
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast == "bf16"):
         for _ in range(3):
             forward(W, inp, a.heads)
         ts = []
@@ -89,6 +92,7 @@ def main():
     n = len(ts)
     med = ts[n // 2] if n % 2 else 0.5 * (ts[n // 2 - 1] + ts[n // 2])
     print(f"threads: {torch.get_num_threads()}")
+    print(f"autocast: {a.autocast}")
     print(f"median_ms: {med:.3f}\nmin_ms: {ts[0]:.3f}")
 
 

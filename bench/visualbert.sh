@@ -5,23 +5,27 @@
 # ...) so a noisy neighbour hits all of them; each round prints a median of ITERS runs, and
 # the table gives the median over rounds. ONNX Runtime (onnxruntime-node 1.30, CPU EP,
 # graph optimisation level all) runs when bench/ort-install.sh has installed it; its
-# logits are checked against kiln's.
+# logits are checked against kiln's (fp32). PRECISION bf16 runs kiln --precision bf16 and
+# PyTorch under CPU autocast bf16 (torch_visualbert.py --autocast bf16); ONNX Runtime stays
+# fp32 (the column to compare with).
 # usage: bench/visualbert.sh [--shapes "TEXTxREGIONS ..."] [--batches "B ..."] [--no-torch]
-#                            [THREADS] [ITERS] [ROUNDS]               (needs build/kiln)
+#                            [THREADS] [ITERS] [ROUNDS] [PRECISION]   (needs build/kiln)
 #   --shapes: text lengths and region counts to time (default "20x100"); the sequence-length
 #             table of docs/benchmarks.md is --shapes "20x100 128x100 412x100 20x10 20x36"
 #   --batches: batch sizes (default "1 8"); --no-torch: kiln and ONNX Runtime only
+#   PRECISION: fp32 (default) or bf16
 # The table gives each engine's median per batch and per example (ms/ex).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 kiln=${KILN:-$root/build/kiln}
+usage="usage: $0 [--shapes \"TEXTxREGIONS ...\"] [--batches \"B ...\"] [--no-torch] [THREADS] [ITERS] [ROUNDS] [fp32|bf16]"
 shapes="20x100" batches="1 8" torch=1 pos=()
 while [ $# -gt 0 ]; do
   case $1 in
     --shapes) shapes=${2:?--shapes needs a value}; shift ;;
     --batches) batches=${2:?--batches needs a value}; shift ;;
     --no-torch) torch=0 ;;
-    -*) echo "usage: $0 [--shapes \"TEXTxREGIONS ...\"] [--batches \"B ...\"] [--no-torch] [THREADS] [ITERS] [ROUNDS]" >&2; exit 2 ;;
+    -*) echo "$usage" >&2; exit 2 ;;
     *) pos+=("$1") ;;
   esac
   shift
@@ -32,6 +36,12 @@ done
 threads=${pos[0]:-$(nproc)}
 iters=${pos[1]:-20}
 rounds=${pos[2]:-3}
+precision=${pos[3]:-fp32}
+case $precision in
+  fp32) autocast=none ;;
+  bf16) autocast=bf16 ;;
+  *) echo "$usage" >&2; exit 2 ;;
+esac
 py=/usr/bin/python3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -44,6 +54,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 field() { sed -n "s/^$1: //p"; }
 
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; threads $threads; iters $iters; rounds $rounds"
+echo "precision: kiln $precision, torch autocast $autocast, ONNX Runtime fp32"
 [ $have_ort = 1 ] || echo "(ONNX Runtime not installed: bash bench/ort-install.sh adds its column)"
 "$kiln" init "$model" -o "$work/w.safetensors" --seed 1 2>/dev/null
 printf '%-6s %5s %7s %10s %10s %10s %10s %10s %11s %9s %11s\n' batch text regions kiln_ms torch_ms \
@@ -66,12 +77,13 @@ for shape in $shapes; do
   : >"$work/k" ; : >"$work/t" ; : >"$work/o"
   for r in $(seq "$rounds"); do
     k=$("$kiln" bench "$model" --set batch=$batch "${sets[@]}" --weights "$work/w.safetensors" \
-        --inputs "$in" --threads "$threads" --iters "$iters")
+        --inputs "$in" --threads "$threads" --iters "$iters" --precision "$precision")
     field median_ms <<<"$k" >>"$work/k"; kc=$(field compile_ms <<<"$k")
     if [ $torch = 1 ]; then
       # PyTorch picks its best kernels only without the OpenBLAS overrides (this command only).
       env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$py" "$root/bench/torch_visualbert.py" \
-        --weights "$work/w.safetensors" --inputs "$in" --threads "$threads" --iters "$iters" |
+        --weights "$work/w.safetensors" --inputs "$in" --threads "$threads" --iters "$iters" \
+        --autocast "$autocast" |
         field median_ms >>"$work/t"
     fi
     if [ $have_ort = 1 ]; then

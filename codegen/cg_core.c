@@ -59,7 +59,7 @@ bool cg_init(Cg *cg, const char *module_name, const CgOptions *opt, Diag *d) {
   } else if (!features && cpu) {  // no feature string to read the width from: the probe's
     cg->W = opt->tuning.vector_floats ? opt->tuning.vector_floats : 4;
   } else {
-    cg->W = strstr(cg->features, "+avx512f") ? 16 : strstr(cg->features, "+avx2") ? 8 : 4;
+    cg->W = cg_feature_on(cg->features, "avx512f") ? 16 : cg_feature_on(cg->features, "avx2") ? 8 : 4;
   }
   cg->tsc = LLVMOrcCreateNewThreadSafeContext();
   cg->ctx = LLVMOrcThreadSafeContextGetContext(cg->tsc);

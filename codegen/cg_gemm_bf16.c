@@ -132,10 +132,15 @@ bool cg_gemm_bf16_pack_a(Cg *cg, const CgGemm *g, const char *name, CgArg *a, in
 
 // ---------------------------------------------------------------------------------------
 // Packing B: one panel (K2 × nr words) from B at src (k2 = 0, column 0 of the panel).
-// Element by element: weights are packed once.
+// Rows of B contiguous (b_cs == 1: the backward's dX = dY.W and dW = dY^T.X, whose B is an
+// activation or a weight packed every training step): W columns at a time, the vectors of
+// rows 2 k2 and 2 k2 + 1 rounded and paired; other strides (W^T of the forward, packed once
+// in inference) and the columns past the last full vector element by element. The same
+// words either way.
 
 void cg_gemm_bf16_pack_panel(Cg *cg, const CgGemm *g, int64_t k_elems, int nr, LLVMValueRef src,
                              LLVMValueRef dst, int cols) {
+  int vec_cols = g->b_cs == 1 ? cols / cg->W * cg->W : 0;  // columns packed as vectors
   CgLoop k2;
   cg_for_begin(cg, &k2, cg_i64(cg, 0), cg_i64(cg, g->K), cg_i64(cg, 1), "k2");
   LLVMValueRef k = mul_c(cg, k2.iv, 2), k1 = LLVMBuildAdd(cg->b, k, cg_i64(cg, 1), "");
@@ -145,7 +150,14 @@ void cg_gemm_bf16_pack_panel(Cg *cg, const CgGemm *g, int64_t k_elems, int nr, L
   LLVMValueRef row1 = cg_gep(cg, cg->f32, src,
                              mul_c(cg, LLVMBuildSelect(cg->b, has1, k1, k, ""), g->b_rs));
   LLVMValueRef t = cg_gep(cg, cg->i32, dst, mul_c(cg, k2.iv, nr));
-  for (int jj = 0; jj < nr; jj++) {
+  for (int jj = 0; jj < vec_cols; jj += cg->W) {
+    LLVMValueRef lo = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, row0, cg_i64(cg, jj)), cg->W);
+    LLVMValueRef hi = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, row1, cg_i64(cg, jj)), cg->W);
+    LLVMValueRef word = cg_bf16_words(cg, lo, hi);
+    word = LLVMBuildSelect(cg->b, has1, word, LLVMBuildAnd(cg->b, word, cg_const_int_like(cg, word, 0xffff), ""), "");
+    cg_store(cg, word, cg_gep(cg, cg->i32, t, cg_i64(cg, jj)));
+  }
+  for (int jj = vec_cols; jj < nr; jj++) {
     LLVMValueRef word = cg_i32(cg, 0);
     if (jj < cols) {
       LLVMValueRef lo = to_bf16_bits(cg, cg_load(cg, cg->f32, cg_gep(cg, cg->f32, row0, cg_i64(cg, jj * g->b_cs)), 1));
@@ -161,31 +173,38 @@ void cg_gemm_bf16_pack_panel(Cg *cg, const CgGemm *g, int64_t k_elems, int nr, L
 // ---------------------------------------------------------------------------------------
 // The microkernel's k2 step.
 
-// vdpbf16ps at 16 lanes: the features' last word on avx512bf16 is "+avx512bf16" (LLVM
-// reads "+x,...,-x" as off).
-static bool native(const Cg *cg) {
-  bool on = false;
-  for (const char *f = cg->features; (f = strstr(f, "avx512bf16")); f++) {
-    size_t after = strlen("avx512bf16");
-    if (f > cg->features && (f[after] == ',' || f[after] == '\0')) on = f[-1] == '+';
-  }
-  return cg->W == 16 && on;
+// The lanes of a value: a vector's size, 1 for a scalar.
+static int lanes_of(LLVMValueRef x) {
+  LLVMTypeRef t = LLVMTypeOf(x);
+  return LLVMGetTypeKind(t) == LLVMVectorTypeKind ? (int)LLVMGetVectorSize(t) : 1;
+}
+
+// vdpbf16ps: 16 lanes of a target with 16-lane vectors that turns avx512bf16 on.
+static bool native(const Cg *cg, int lanes) {
+  return cg->W == 16 && lanes == 16 && cg_feature_on(cg->features, "avx512bf16");
+}
+
+LLVMValueRef cg_bf16_words(Cg *cg, LLVMValueRef lo, LLVMValueRef hi) {
+  return pair_word(cg, to_bf16_bits(cg, lo), to_bf16_bits(cg, hi));
 }
 
 void cg_gemm_bf16_prepare_b(Cg *cg, LLVMValueRef words, LLVMValueRef b[2]) {
-  if (native(cg)) {
+  int lanes = lanes_of(words);
+  if (native(cg, lanes)) {
     b[0] = LLVMBuildBitCast(cg->b, words, LLVMVectorType(LLVMBFloatTypeInContext(cg->ctx), 32), "b");
     b[1] = NULL;
     return;
   }
+  LLVMTypeRef ft = cg_vec_t(cg, cg->f32, lanes);
   LLVMValueRef hi = LLVMBuildAnd(cg->b, words, cg_const_int_like(cg, words, (int64_t)0xffff0000u), "");
   LLVMValueRef lo = LLVMBuildShl(cg->b, words, cg_const_int_like(cg, words, 16), "");
-  b[0] = LLVMBuildBitCast(cg->b, hi, cg->vf, "b.hi");
-  b[1] = LLVMBuildBitCast(cg->b, lo, cg->vf, "b.lo");
+  b[0] = LLVMBuildBitCast(cg->b, hi, ft, "b.hi");
+  b[1] = LLVMBuildBitCast(cg->b, lo, ft, "b.lo");
 }
 
 LLVMValueRef cg_gemm_bf16_dot(Cg *cg, LLVMValueRef acc, LLVMValueRef aword, const LLVMValueRef b[2]) {
-  if (native(cg)) {
+  int lanes = lanes_of(acc);
+  if (native(cg, lanes)) {
     const char *name = "llvm.x86.avx512bf16.dpbf16ps.512";
     unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
     LLVMTypeRef bf = LLVMVectorType(LLVMBFloatTypeInContext(cg->ctx), 32);
@@ -196,7 +215,7 @@ LLVMValueRef cg_gemm_bf16_dot(Cg *cg, LLVMValueRef acc, LLVMValueRef aword, cons
   }
   LLVMValueRef hi = LLVMBuildAnd(cg->b, aword, cg_i32(cg, (int32_t)0xffff0000u), "");
   LLVMValueRef lo = LLVMBuildShl(cg->b, aword, cg_i32(cg, 16), "");
-  LLVMValueRef ahi = cg_splat(cg, LLVMBuildBitCast(cg->b, hi, cg->f32, ""), cg->W);
-  LLVMValueRef alo = cg_splat(cg, LLVMBuildBitCast(cg->b, lo, cg->f32, ""), cg->W);
+  LLVMValueRef ahi = cg_splat(cg, LLVMBuildBitCast(cg->b, hi, cg->f32, ""), lanes);
+  LLVMValueRef alo = cg_splat(cg, LLVMBuildBitCast(cg->b, lo, cg->f32, ""), lanes);
   return cg_fma(cg, alo, b[1], cg_fma(cg, ahi, b[0], acc));  // odd product first, as vdpbf16ps
 }

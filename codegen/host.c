@@ -6,13 +6,6 @@
 
 #include "codegen/codegen.h"
 
-static int has_feature(const char *features, const char *name) {
-  size_t n = strlen(name);
-  for (const char *p = features; (p = strstr(p, name)); p += n)
-    if (p > features && p[-1] == '+' && (p[n] == ',' || p[n] == 0)) return 1;
-  return 0;
-}
-
 bool cg_feature_on(const char *features, const char *name) {
   size_t n = strlen(name);
   bool on = false;  // the last "+name" or "-name" decides, as LLVM reads "+x,...,-x"
@@ -29,8 +22,8 @@ void cg_host_query(CgHost *h) {
   snprintf(h->features, sizeof h->features, "%s", feat);
   LLVMDisposeMessage(cpu);
   LLVMDisposeMessage(feat);
-  h->vector_floats = has_feature(h->features, "avx512f")  ? 16
-                     : has_feature(h->features, "avx2")   ? 8
-                     : has_feature(h->features, "sse2")   ? 4
-                                                          : 1;
+  h->vector_floats = cg_feature_on(h->features, "avx512f") ? 16
+                     : cg_feature_on(h->features, "avx2")  ? 8
+                     : cg_feature_on(h->features, "sse2")  ? 4
+                                                           : 1;
 }

@@ -118,10 +118,15 @@ bool cg_gemm_bf16_pack_a(Cg *cg, const CgGemm *g, const char *name, CgArg *a, in
 // k_elems (the original K) and past `cols` columns.
 void cg_gemm_bf16_pack_panel(Cg *cg, const CgGemm *w, int64_t k_elems, int nr, LLVMValueRef src,
                              LLVMValueRef dst, int cols);
-// One k2 step: b[] from a <W x i32> of panel words (once per step), then per accumulator
-// acc + a·b over the word pair (vdpbf16ps, or its f32 FMA equivalent without AVX512_BF16).
+// One k2 step: b[] from a <L x i32> of panel words (once per step), then per accumulator
+// (<L x float>, or a float for L = 1) acc + a·b over the word pair (vdpbf16ps at L = W =
+// 16 with AVX512_BF16, else its f32 FMA equivalent: the same bits). The attention kernel
+// (lower_attention.c) uses them too.
 void cg_gemm_bf16_prepare_b(Cg *cg, LLVMValueRef words, LLVMValueRef b[2]);
 LLVMValueRef cg_gemm_bf16_dot(Cg *cg, LLVMValueRef acc, LLVMValueRef aword, const LLVMValueRef b[2]);
+// Words of two bf16 (i32 lanes, or an i32): lo and hi (f32 values or vectors) rounded to
+// nearest even, lo in bits 0..15, hi in bits 16..31.
+LLVMValueRef cg_bf16_words(Cg *cg, LLVMValueRef lo, LLVMValueRef hi);
 
 // The int8 GEMM's pieces (codegen/cg_gemm_int8.c), which cg_lower_gemm uses when g->int8.
 // Appends the step that quantises A (*a) into rows of K4 = ceil(K / 4) words of four u8

@@ -40,6 +40,8 @@ typedef struct Attn {
   int64_t B, H, Nq, Nk, D, HD;
   int64_t ms[4];               // mask strides over [B, H, Nq, Nk] (0: broadcast)
   bool has_mask, dropout;
+  bool bf16;                   // Q.K^T and P.V over words of two bf16 (forward only)
+  int64_t D2;                  // words of a q or k row with bf16: ceil(D / 2)
   double scale, p;
   uint64_t rng_hash;
   // head_dim split into chunks of lanes[c] (powers of two <= W) at offset off[c]
@@ -67,6 +69,8 @@ static bool attn_init(Attn *a, const IrNode *n, int W, bool training) {
   a->p = ir_attr_float(n, "p");
   a->dropout = training && a->p > 0;
   a->rng_hash = ir_attention_rng_hash(n);
+  a->bf16 = n->op == IR_OP_ATTENTION && ir_attr_int(n, "bf16") && W >= 2;
+  a->D2 = (a->D + 1) / 2;
   int mask_at = n->op == IR_OP_ATTENTION ? 3 : 5;
   a->has_mask = n->n_in > mask_at;
   if (a->has_mask) {  // aligned to the trailing dims; size-1 dims broadcast
@@ -116,6 +120,27 @@ static LLVMValueRef keep_scale(Cg *cg, const Attn *a, int r, LLVMValueRef jb) {
 // operations of cg_exp, which also handles overflow, subnormal results and NaN.
 static const float exp_poly[] = {0x1p-1f, 0x1.55553cp-3f, 0x1.5554f2p-5f, 0x1.113736p-7f,
                                  0x1.6d40f8p-10f, 0x1.6b6026p-13f};
+// e^r of the reduced argument h - n ln2 (n = roundeven(h log2 e), ln2 in two parts).
+static LLVMValueRef exp_reduced(Cg *cg, LLVMValueRef h, LLVMValueRef n) {
+  LLVMBuilderRef b = cg->b;
+  LLVMValueRef r = cg_fma(cg, n, cg_const_like(cg, h, -0x1.62e4p-1), h);  // exact
+  r = cg_fma(cg, n, cg_const_like(cg, h, -0x1.7f7d1cp-20), r);
+  int np = (int)(sizeof exp_poly / sizeof exp_poly[0]);
+  LLVMValueRef p = cg_const_like(cg, h, exp_poly[np - 1]);
+  for (int i = np - 2; i >= 0; i--) p = cg_fma(cg, p, r, cg_const_like(cg, h, exp_poly[i]));
+  return LLVMBuildFAdd(b, cg_fma(cg, LLVMBuildFMul(b, r, r, ""), p, r), cg_const_like(cg, h, 1.0), "");
+}
+
+// 2^t for integral t (f32) in [-126, 127]: the exponent bits.
+static LLVMValueRef pow2(Cg *cg, LLVMValueRef t) {
+  LLVMTypeRef ft = LLVMTypeOf(t);
+  LLVMTypeRef it = LLVMGetTypeKind(ft) == LLVMVectorTypeKind ? LLVMVectorType(cg->i32, LLVMGetVectorSize(ft)) : cg->i32;
+  LLVMValueRef ti = LLVMBuildFPToSI(cg->b, t, it, "");
+  LLVMValueRef bits = LLVMBuildShl(cg->b, LLVMBuildAdd(cg->b, ti, cg_const_int_like(cg, ti, 127), ""),
+                                   cg_const_int_like(cg, ti, 23), "");
+  return LLVMBuildBitCast(cg->b, bits, ft, "");
+}
+
 static LLVMValueRef exp_neg(Cg *cg, LLVMValueRef x) {
   LLVMBuilderRef b = cg->b;
   LLVMTypeRef ft = LLVMTypeOf(x);
@@ -123,19 +148,31 @@ static LLVMValueRef exp_neg(Cg *cg, LLVMValueRef x) {
   LLVMValueRef h = cg_intrinsic(cg, "llvm.maxnum", ft, args, 2);
   LLVMValueRef n = LLVMBuildFMul(b, h, cg_const_like(cg, x, 0x1.715476p+0), "");
   n = cg_intrinsic(cg, "llvm.roundeven", ft, &n, 1);
-  LLVMValueRef r = cg_fma(cg, n, cg_const_like(cg, x, -0x1.62e4p-1), h);  // exact
-  r = cg_fma(cg, n, cg_const_like(cg, x, -0x1.7f7d1cp-20), r);
-  int np = (int)(sizeof exp_poly / sizeof exp_poly[0]);
-  LLVMValueRef p = cg_const_like(cg, x, exp_poly[np - 1]);
-  for (int i = np - 2; i >= 0; i--) p = cg_fma(cg, p, r, cg_const_like(cg, x, exp_poly[i]));
-  LLVMValueRef e = LLVMBuildFAdd(b, cg_fma(cg, LLVMBuildFMul(b, r, r, ""), p, r), cg_const_like(cg, x, 1.0), "");
-  LLVMTypeRef it = LLVMGetTypeKind(ft) == LLVMVectorTypeKind ? LLVMVectorType(cg->i32, LLVMGetVectorSize(ft)) : cg->i32;
-  LLVMValueRef ni = LLVMBuildFPToSI(b, n, it, "");
-  LLVMValueRef bits = LLVMBuildShl(b, LLVMBuildAdd(b, ni, cg_const_int_like(cg, ni, 127), ""),
-                                   cg_const_int_like(cg, ni, 23), "");
-  e = LLVMBuildFMul(b, e, LLVMBuildBitCast(b, bits, ft, ""), "");
+  LLVMValueRef e = LLVMBuildFMul(b, exp_reduced(cg, h, n), pow2(cg, n), "");
   LLVMValueRef tiny = LLVMBuildFCmp(b, LLVMRealOLT, x, cg_const_like(cg, x, -87.0), "");
   return LLVMBuildSelect(b, tiny, cg_const_like(cg, x, 0.0), e, "");
+}
+
+// The bf16 forward's softmax: exponents against a running maximum kept as a whole number
+// k of ln 2 (RowState.m), so that e = exp(s) 2^-k has the same significand whatever k the
+// row has reached and its bf16 rounding is the reference's (ir/attention.c: exp(s - K ln 2)
+// with the row's final K). *n = roundeven(s log2 e) of the scores s (clamped to >= -2^20:
+// the padding's -3e38 and -inf masks stay finite), *e = exp(s) 2^-k (k >= every n), 0
+// where n - k < -126.
+#define BF16_MIN_SCORE (-1048576.0)
+static void exp_pow2_parts(Cg *cg, LLVMValueRef s, LLVMValueRef *h, LLVMValueRef *n) {
+  LLVMTypeRef ft = LLVMTypeOf(s);
+  LLVMValueRef args[2] = {s, cg_const_like(cg, s, BF16_MIN_SCORE)};
+  *h = cg_intrinsic(cg, "llvm.maxnum", ft, args, 2);
+  LLVMValueRef t = LLVMBuildFMul(cg->b, *h, cg_const_like(cg, s, 0x1.715476p+0), "");
+  *n = cg_intrinsic(cg, "llvm.roundeven", ft, &t, 1);
+}
+// 2^t for integral t <= 127, 0 below -126.
+static LLVMValueRef pow2_or_zero(Cg *cg, LLVMValueRef t) {
+  LLVMBuilderRef b = cg->b;
+  LLVMValueRef zero = cg_const_like(cg, t, 0.0);
+  LLVMValueRef tiny = LLVMBuildFCmp(b, LLVMRealOLT, t, cg_const_like(cg, t, -126.0), "");
+  return LLVMBuildSelect(b, tiny, zero, pow2(cg, LLVMBuildSelect(b, tiny, zero, t, "")), "");
 }
 
 // sum over chunks of x[c] * y(ptr + off[c]); the W-lane chunks summed as vectors first.
@@ -358,9 +395,11 @@ static LLVMValueRef finish_scores(Cg *cg, const Attn *a, int r, LLVMValueRef s, 
 
 typedef struct Fwd {
   RowState st;
-  LLVMValueRef kt;                 // this head's packed K^T: [nkp / W][D][W]
+  LLVMValueRef kt;                 // this head's packed K^T: [nkp / W][D][W] (bf16: [D2] words)
   LLVMValueRef qrow[MAX_ROWS];     // offset of the rows' q (and out) elements
   LLVMValueRef sv[2][MAX_ROWS];    // score accumulator variables of the d loop
+  LLVMValueRef qw, vw;             // bf16: this head's q words [Nq][D2] and v words [nkp / 2][D]
+  LLVMValueRef qwrow[MAX_ROWS];    // bf16: offset of the rows' q words in qw
 } Fwd;
 
 // s[p][r] += q(r, d) * kt[d][jb..] for d = d0 .. d0 + count - 1 (parity p of d - d0).
@@ -378,11 +417,72 @@ static void score_fmas(Cg *cg, const Attn *a, const Fwd *f, LLVMValueRef jb, LLV
   }
 }
 
+// bf16: s[p][r] += q(r, pair d2) . kt[pair d2][jb..] for d2 = d0 .. d0 + count - 1 (parity
+// p of d2 - d0), over words of two bf16 (cg_gemm_bf16_dot: vdpbf16ps or the same bits).
+static void score_dots(Cg *cg, const Attn *a, const Fwd *f, LLVMValueRef jb, LLVMValueRef d0, int count,
+                       LLVMValueRef s[2][MAX_ROWS]) {
+  int W = cg->W;
+  for (int t = 0; t < count; t++) {
+    LLVMValueRef d2 = cg_add(cg, d0, cg_i64(cg, t)), bw[2];
+    LLVMValueRef words = cg_load(cg, cg->i32, cg_gep(cg, cg->i32, f->kt, cg_add(cg, cg_mul(cg, d2, W), cg_mul(cg, jb, a->D2))), W);
+    cg_gemm_bf16_prepare_b(cg, words, bw);
+    for (int r = 0; r < a->rows; r++) {
+      LLVMValueRef qword = cg_load(cg, cg->i32, cg_gep(cg, cg->i32, f->qw, cg_add(cg, f->qwrow[r], d2)), 1);
+      s[t & 1][r] = cg_gemm_bf16_dot(cg, s[t & 1][r], qword, bw);
+    }
+  }
+}
+
+// bf16: the online softmax of the block's scores sc[r] against a running maximum of whole
+// ln 2s (exp_pow2_parts), then P.V with the probabilities of keys 2 t2 and 2 t2 + 1 as one
+// word against the words of v rows 2 t2, 2 t2 + 1 (vw).
+static void fwd_block_bf16(Cg *cg, Attn *a, Fwd *f, LLVMValueRef jb, int count, LLVMValueRef *sc) {
+  LLVMBuilderRef b = cg->b;
+  int W = cg->W;
+  RowState *st = &f->st;
+  LLVMValueRef words[MAX_ROWS], corr[MAX_ROWS];
+  LLVMValueRef even[32], odd[32];
+  for (int t = 0; t < W / 2; t++) even[t] = cg_i32(cg, 2 * t), odd[t] = cg_i32(cg, 2 * t + 1);
+  LLVMValueRef me = LLVMConstVector(even, (unsigned)(W / 2)), mo = LLVMConstVector(odd, (unsigned)(W / 2));
+  for (int r = 0; r < a->rows; r++) {
+    LLVMValueRef h, n;
+    exp_pow2_parts(cg, sc[r], &h, &n);
+    LLVMValueRef k_old = cg_get(cg, st->m[r]);
+    LLVMValueRef mx[2] = {k_old, cg_reduce_max(cg, n)};
+    LLVMValueRef k_new = cg_intrinsic(cg, "llvm.maxnum", cg->f32, mx, 2);
+    corr[r] = pow2_or_zero(cg, LLVMBuildFSub(b, k_old, k_new, ""));
+    LLVMValueRef pe = LLVMBuildFMul(b, exp_reduced(cg, h, n),
+                                    pow2_or_zero(cg, LLVMBuildFSub(b, n, cg_splat(cg, k_new, W), "")), "");
+    cg_set(cg, st->l[r], cg_fma(cg, cg_get(cg, st->l[r]), cg_splat(cg, corr[r], W), pe));
+    cg_set(cg, st->m[r], k_new);
+    if (a->dropout) pe = LLVMBuildFMul(b, pe, keep_scale(cg, a, r, jb), "");
+    words[r] = cg_bf16_words(cg, LLVMBuildShuffleVector(b, pe, pe, me, ""), LLVMBuildShuffleVector(b, pe, pe, mo, ""));
+  }
+  LLVMValueRef acc[MAX_ROWS][MAX_CHUNKS];
+  for (int r = 0; r < a->rows; r++)
+    for (int c = 0; c < a->n_chunks; c++)
+      acc[r][c] = LLVMBuildFMul(b, cg_get(cg, st->acc[r][c]), cg_splat(cg, corr[r], a->lanes[c]), "");
+  LLVMValueRef pair0 = LLVMBuildUDiv(b, jb, cg_i64(cg, 2), "");
+  for (int t2 = 0; t2 < (count + 1) / 2; t2++) {
+    LLVMValueRef vrow = cg_gep(cg, cg->i32, f->vw, cg_mul(cg, cg_add(cg, pair0, cg_i64(cg, t2)), a->D));
+    LLVMValueRef aw[MAX_ROWS];
+    for (int r = 0; r < a->rows; r++) aw[r] = LLVMBuildExtractElement(b, words[r], cg_i32(cg, t2), "");
+    for (int c = 0; c < a->n_chunks; c++) {
+      LLVMValueRef bw[2];
+      cg_gemm_bf16_prepare_b(cg, cg_load(cg, cg->i32, cg_gep(cg, cg->i32, vrow, cg_i64(cg, a->off[c])), a->lanes[c]), bw);
+      for (int r = 0; r < a->rows; r++) acc[r][c] = cg_gemm_bf16_dot(cg, acc[r][c], aw[r], bw);
+    }
+  }
+  for (int r = 0; r < a->rows; r++)
+    for (int c = 0; c < a->n_chunks; c++) cg_set(cg, st->acc[r][c], acc[r][c]);
+}
+
 static void fwd_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
   Fwd *f = ctx;
   LLVMBuilderRef b = cg->b;
   int W = cg->W;
   LLVMValueRef s[2][MAX_ROWS] = {{0}};
+  int64_t nd = a->bf16 ? a->D2 : a->D;  // the d loop's steps: elements, or bf16 words
   // d in a loop, 8 at a time (unrolled, the q loads are hoisted out of the key loop and
   // spilled), then the rest
   {
@@ -390,17 +490,26 @@ static void fwd_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
     for (int p = 0; p < 2; p++)
       for (int r = 0; r < a->rows; r++) cg_set(cg, f->sv[p][r], zero);
     CgLoop dl;
-    int64_t full = a->D / 8 * 8;
+    int64_t full = nd / 8 * 8;
+    void (*steps)(Cg *, const Attn *, const Fwd *, LLVMValueRef, LLVMValueRef, int, LLVMValueRef[2][MAX_ROWS]) =
+        a->bf16 ? score_dots : score_fmas;
     cg_for_begin(cg, &dl, cg_i64(cg, 0), cg_i64(cg, full), cg_i64(cg, 8), "d");
     for (int p = 0; p < 2; p++)
       for (int r = 0; r < a->rows; r++) s[p][r] = cg_get(cg, f->sv[p][r]);
-    score_fmas(cg, a, f, jb, dl.iv, 8, s);
+    steps(cg, a, f, jb, dl.iv, 8, s);
     for (int p = 0; p < 2; p++)
       for (int r = 0; r < a->rows; r++) cg_set(cg, f->sv[p][r], s[p][r]);
     cg_for_end(cg, &dl);
     for (int p = 0; p < 2; p++)
       for (int r = 0; r < a->rows; r++) s[p][r] = cg_get(cg, f->sv[p][r]);
-    if (a->D > full) score_fmas(cg, a, f, jb, cg_i64(cg, full), (int)(a->D - full), s);
+    if (nd > full) steps(cg, a, f, jb, cg_i64(cg, full), (int)(nd - full), s);
+  }
+  if (a->bf16) {
+    LLVMValueRef sc[MAX_ROWS];
+    for (int r = 0; r < a->rows; r++)
+      sc[r] = finish_scores(cg, a, r, LLVMBuildFAdd(b, s[0][r], s[1][r], ""), jb, count);
+    fwd_block_bf16(cg, a, f, jb, count, sc);
+    return;
   }
   RowState *st = &f->st;
   LLVMValueRef pe[MAX_ROWS], corr[MAX_ROWS];
@@ -466,6 +575,82 @@ static void emit_pack_kt(Cg *cg, const Attn *a, const char *name, int64_t nkp) {
   cg_kernel_end(cg);
 }
 
+// The D floats at src as D2 words of two bf16 at dst[d2 * stride] (the last one's high half
+// 0 for odd D).
+static void row_words(Cg *cg, const Attn *a, LLVMValueRef src, LLVMValueRef dst, int64_t stride) {
+  CgLoop dl;
+  cg_for_begin(cg, &dl, cg_i64(cg, 0), cg_i64(cg, a->D / 2), cg_i64(cg, 1), "d2");
+  LLVMValueRef d = cg_mul(cg, dl.iv, 2);
+  LLVMValueRef lo = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, src, d), 1);
+  LLVMValueRef hi = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, src, cg_add(cg, d, cg_i64(cg, 1))), 1);
+  cg_store(cg, cg_bf16_words(cg, lo, hi), cg_gep(cg, cg->i32, dst, cg_mul(cg, dl.iv, stride)));
+  cg_for_end(cg, &dl);
+  if (a->D % 2)
+    cg_store(cg, cg_bf16_words(cg, cg_load(cg, cg->f32, cg_gep(cg, cg->f32, src, cg_i64(cg, a->D - 1)), 1), cg_f32(cg, 0.0)),
+             cg_gep(cg, cg->i32, dst, cg_i64(cg, (a->D2 - 1) * stride)));
+}
+
+// The bf16 pack kernel: work item = head (b, h); words of two bf16 (cg_bf16_words) of
+//   kt[(b*H + h)][j / W][d2][j % W] = (k(b, j, 2 d2), k(b, j, 2 d2 + 1)), 0 for j >= Nk;
+//   qw[(b*H + h)][i][d2] = (q(b, i, 2 d2), q(b, i, 2 d2 + 1));
+//   vw[(b*H + h)][j2][d] = (v(b, 2 j2, d), v(b, 2 j2 + 1, d)), 0 past Nk
+// (d within head h; 0 past D). bufs: kt, qw, vw, k, q, v.
+static void emit_pack_bf16(Cg *cg, const Attn *a, const char *name, int64_t nkp) {
+  LLVMBuilderRef b = cg->b;
+  int W = cg->W;
+  cg_kernel_begin(cg, name);
+  LLVMValueRef kt = cg_buf(cg, 0), qw = cg_buf(cg, 1), vw = cg_buf(cg, 2);
+  LLVMValueRef k = cg_buf(cg, 3), q = cg_buf(cg, 4), v = cg_buf(cg, 5);
+  CgLoop hl;
+  cg_for_begin(cg, &hl, cg->begin, cg->end, cg_i64(cg, 1), "head");
+  LLVMValueRef h = LLVMBuildURem(b, hl.iv, cg_i64(cg, a->H), "");
+  LLVMValueRef bb = LLVMBuildUDiv(b, hl.iv, cg_i64(cg, a->H), "");
+  LLVMValueRef hoff = cg_mul(cg, h, a->D);
+  LLVMValueRef kth = cg_gep(cg, cg->i32, kt, cg_mul(cg, hl.iv, a->D2 * nkp));
+  LLVMValueRef kvh = cg_gep(cg, cg->f32, k, cg_add(cg, cg_mul(cg, bb, a->Nk * a->HD), hoff));
+  for (int pad = 0; pad < 2; pad++) {  // keys [0, Nk), then the zeros of [Nk, nkp)
+    if (pad && nkp == a->Nk) break;
+    CgLoop jl;
+    cg_for_begin(cg, &jl, cg_i64(cg, pad ? a->Nk : 0), cg_i64(cg, pad ? nkp : a->Nk), cg_i64(cg, 1), "key");
+    LLVMValueRef at = cg_add(cg, cg_mul(cg, LLVMBuildUDiv(b, jl.iv, cg_i64(cg, W), ""), a->D2 * W),
+                             LLVMBuildURem(b, jl.iv, cg_i64(cg, W), ""));
+    if (!pad) row_words(cg, a, cg_gep(cg, cg->f32, kvh, cg_mul(cg, jl.iv, a->HD)), cg_gep(cg, cg->i32, kth, at), W);
+    for (int64_t d2 = 0; pad && d2 < a->D2; d2++)
+      cg_store(cg, cg_i32(cg, 0), cg_gep(cg, cg->i32, kth, cg_add(cg, at, cg_i64(cg, d2 * W))));
+    cg_for_end(cg, &jl);
+  }
+  LLVMValueRef qh = cg_gep(cg, cg->f32, q, cg_add(cg, cg_mul(cg, bb, a->Nq * a->HD), hoff));
+  LLVMValueRef qwh = cg_gep(cg, cg->i32, qw, cg_mul(cg, hl.iv, a->Nq * a->D2));
+  CgLoop il;
+  cg_for_begin(cg, &il, cg_i64(cg, 0), cg_i64(cg, a->Nq), cg_i64(cg, 1), "query");
+  row_words(cg, a, cg_gep(cg, cg->f32, qh, cg_mul(cg, il.iv, a->HD)), cg_gep(cg, cg->i32, qwh, cg_mul(cg, il.iv, a->D2)), 1);
+  cg_for_end(cg, &il);
+  LLVMValueRef vh = cg_gep(cg, cg->f32, v, cg_add(cg, cg_mul(cg, bb, a->Nk * a->HD), hoff));
+  LLVMValueRef vwh = cg_gep(cg, cg->i32, vw, cg_mul(cg, hl.iv, nkp / 2 * a->D));
+  CgLoop pl;
+  cg_for_begin(cg, &pl, cg_i64(cg, 0), cg_i64(cg, nkp / 2), cg_i64(cg, 1), "pair");
+  LLVMValueRef row[2], in[2];
+  for (int e = 0; e < 2; e++) {
+    LLVMValueRef j = cg_add(cg, cg_mul(cg, pl.iv, 2), cg_i64(cg, e));
+    in[e] = LLVMBuildICmp(b, LLVMIntULT, j, cg_i64(cg, a->Nk), "");
+    LLVMValueRef jc = LLVMBuildSelect(b, in[e], j, cg_i64(cg, a->Nk - 1), "");
+    row[e] = cg_gep(cg, cg->f32, vh, cg_mul(cg, jc, a->HD));
+  }
+  LLVMValueRef dst = cg_gep(cg, cg->i32, vwh, cg_mul(cg, pl.iv, a->D));
+  for (int c = 0; c < a->n_chunks; c++) {
+    int L = a->lanes[c];
+    LLVMValueRef x[2];
+    for (int e = 0; e < 2; e++) {
+      LLVMValueRef ld = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, row[e], cg_i64(cg, a->off[c])), L);
+      x[e] = LLVMBuildSelect(b, in[e], ld, LLVMConstNull(cg_vec_t(cg, cg->f32, L)), "");
+    }
+    cg_store(cg, cg_bf16_words(cg, x[0], x[1]), cg_gep(cg, cg->i32, dst, cg_i64(cg, a->off[c])));
+  }
+  cg_for_end(cg, &pl);
+  cg_for_end(cg, &hl);
+  cg_kernel_end(cg);
+}
+
 // Query rows per forward work item: RtTuning.attn_rows (KILN_ATTN_ROWS; clamped to 1 ..
 // MAX_ROWS) or def; 4 was fastest at n = 120 and 512 with W = 16 and W = 8
 // (bench/attn_bench.c).
@@ -491,12 +676,14 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   name_of(cg, n, &a, name, sizeof name, &exists);
   snprintf(pack, sizeof pack, "%s_kt", name);
   if (!exists) {
-    emit_pack_kt(cg, &a, pack, nkp);
+    if (a.bf16) emit_pack_bf16(cg, &a, pack, nkp);
+    else emit_pack_kt(cg, &a, pack, nkp);
     cg_kernel_begin(cg, name);
     LLVMValueRef out = cg_buf(cg, 0);
     a.q = cg_buf(cg, 1), a.k = cg_buf(cg, 2), a.v = cg_buf(cg, 3);
-    LLVMValueRef kt = cg_buf(cg, 4);
+    LLVMValueRef kt = cg_buf(cg, 4), qw = NULL, vw = NULL;
     int next = 5;
+    if (a.bf16) qw = cg_buf(cg, next++), vw = cg_buf(cg, next++);
     if (a.has_mask) a.mask = cg_buf(cg, next++);
     if (a.dropout)  // the probabilities [B, H, Nq, Nk]
       a.key = cg_dropout_key(cg, cg_dropout_stream(cg, cg_buf(cg, next + 1), 0), cg_buf(cg, next),
@@ -511,11 +698,16 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     LLVMValueRef bh = LLVMBuildUDiv(cg->b, rl.iv, cg_i64(cg, n_blocks), "");
     LLVMValueRef h = LLVMBuildURem(cg->b, bh, cg_i64(cg, a.H), "");
     LLVMValueRef bb = LLVMBuildUDiv(cg->b, bh, cg_i64(cg, a.H), "");
-    f.kt = cg_gep(cg, cg->f32, kt, cg_mul(cg, bh, a.D * nkp));
+    f.kt = a.bf16 ? cg_gep(cg, cg->i32, kt, cg_mul(cg, bh, a.D2 * nkp)) : cg_gep(cg, cg->f32, kt, cg_mul(cg, bh, a.D * nkp));
+    if (a.bf16) {
+      f.qw = cg_gep(cg, cg->i32, qw, cg_mul(cg, bh, a.Nq * a.D2));
+      f.vw = cg_gep(cg, cg->i32, vw, cg_mul(cg, bh, nkp / 2 * a.D));
+    }
     row_setup(cg, &a, bb, h, i0);
     for (int r = 0; r < a.rows; r++) {
       LLVMValueRef i = row_index(cg, &a, i0, r);
       f.qrow[r] = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, bb, a.Nq), i), a.HD), cg_mul(cg, h, a.D));
+      f.qwrow[r] = cg_mul(cg, i, a.D2);
     }
     row_state_init(cg, &a, &f.st, true);
     for_key_blocks(cg, &a, fwd_block, &f);
@@ -528,15 +720,32 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     cg_for_end(cg, &rl);
     cg_kernel_end(cg);
   }
-  int sid = cg_steps_new_scratch(steps);
-  CgArg kt = cg_arg_scratch(sid, (size_t)(a.B * a.H * a.D * nkp) * sizeof(float));
+  // scratch: kt (f32, or bf16 words), then with bf16 the q and v words
+  CgArg kt = cg_arg_scratch(cg_steps_new_scratch(steps), (size_t)(a.B * a.H * (a.bf16 ? a.D2 : a.D) * nkp) * 4);
+  CgArg qw = {0}, vw = {0};
+  if (a.bf16) {
+    qw = cg_arg_scratch(cg_steps_new_scratch(steps), (size_t)(a.B * a.H * a.Nq * a.D2) * 4);
+    vw = cg_arg_scratch(cg_steps_new_scratch(steps), (size_t)(a.B * a.H * nkp / 2 * a.D) * 4);
+  }
   CgStep *ps = cg_steps_add(steps, pack, a.B * a.H, n->id);
   ps->args[ps->n_args++] = kt;
+  if (a.bf16) {
+    ps->args[ps->n_args++] = qw;
+    ps->args[ps->n_args++] = vw;
+  }
   ps->args[ps->n_args++] = cg_arg_node(n->in[1]->id);
+  if (a.bf16) {
+    ps->args[ps->n_args++] = cg_arg_node(n->in[0]->id);
+    ps->args[ps->n_args++] = cg_arg_node(n->in[2]->id);
+  }
   CgStep *st = cg_steps_add(steps, name, a.B * a.H * n_blocks, n->id);
   st->args[st->n_args++] = cg_arg_node(n->id);
   for (int k = 0; k < 3; k++) st->args[st->n_args++] = cg_arg_node(n->in[k]->id);
   st->args[st->n_args++] = kt;
+  if (a.bf16) {
+    st->args[st->n_args++] = qw;
+    st->args[st->n_args++] = vw;
+  }
   for (int k = 3; k < n->n_in; k++) st->args[st->n_args++] = cg_arg_node(n->in[k]->id);
   if (a.dropout) {
     st->args[st->n_args++] = cg_arg_seed();

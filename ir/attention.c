@@ -107,25 +107,34 @@ static int64_t qkv_at(const AttnDims *a, int64_t b, int64_t row, int64_t n_rows,
   return ((b * n_rows + row) * a->H + h) * a->D;  // [B, n, H, D] -> offset of (b, row, h, 0)
 }
 
-// P[i, j] (Nq x Nk) of head (b, h): softmax over j of scale * q_i . k_j + mask.
+// An operand of a bf16 product: rounded to f32, then to bf16 (as the GEMM's packing).
+static double bf16_of(double x) { return dt_round_bf16((float)x); }
+
+// P[i, j] (Nq x Nk) of head (b, h): softmax over j of scale * q_i . k_j + mask. With bf16
+// (the attention's bf16 attribute) q and k are rounded to bf16 and P is not normalised:
+// P[i, j] = exp(s_ij - K_i ln 2) with K_i = ceil(max_j s_ij / ln 2), and sum[i] = sum_j
+// P[i, j]. (A power of two apart from the kernel's values, whose running maximum is a
+// multiple of ln 2 too: the bf16 roundings of P agree whichever K the kernel had reached.)
 static void probs(const AttnDims *a, const IrNode *n, const double *q, const double *k,
-                  const double *mask, int64_t b, int64_t h, double *P) {
+                  const double *mask, int64_t b, int64_t h, bool bf16, double *P, double *sum) {
   double scale = ir_attr_float(n, "scale");
   for (int64_t i = 0; i < a->Nq; i++) {
-    double *row = P + i * a->Nk, mx = -INFINITY, sum = 0;
+    double *row = P + i * a->Nk, mx = -INFINITY, total = 0;
     const double *qi = q + qkv_at(a, b, i, a->Nq, h);
     for (int64_t j = 0; j < a->Nk; j++) {
       const double *kj = k + qkv_at(a, b, j, a->Nk, h);
       double s = 0;
-      for (int64_t e = 0; e < a->D; e++) s += qi[e] * kj[e];
+      for (int64_t e = 0; e < a->D; e++) s += bf16 ? bf16_of(qi[e]) * bf16_of(kj[e]) : qi[e] * kj[e];
       s *= scale;
       if (a->has_mask)
         s += mask[b * a->mstride[0] + h * a->mstride[1] + i * a->mstride[2] + j * a->mstride[3]];
       row[j] = s;
       mx = s > mx ? s : mx;
     }
-    for (int64_t j = 0; j < a->Nk; j++) sum += row[j] = exp(row[j] - mx);
-    for (int64_t j = 0; j < a->Nk; j++) row[j] /= sum;
+    if (bf16) mx = ceil(mx / M_LN2) * M_LN2;
+    for (int64_t j = 0; j < a->Nk; j++) total += row[j] = exp(row[j] - mx);
+    if (bf16) sum[i] = total;
+    for (int64_t j = 0; j < a->Nk && !bf16; j++) row[j] /= total;
   }
 }
 
@@ -147,30 +156,40 @@ bool ir_ref_attention(const IrNode *n, double *out, const double *const *in,
   AttnDims a;
   bool ok = attn_dims(n, 3, &a, d);
   assert(ok);
+  // bf16: the weights P * M rounded to f32 then bf16 (M as the kernel's f32 1 / (1 - p)),
+  // times v rounded to bf16, summed, over the f32-graph sum of P
+  bool bf16 = ir_attr_int(n, "bf16") != 0;
   double *P = malloc((size_t)(a.Nq * a.Nk) * sizeof *P), *M = malloc((size_t)(a.Nq * a.Nk) * sizeof *M);
-  assert(P && M);
+  double *sum = malloc((size_t)a.Nq * sizeof *sum);
+  assert(P && M && sum);
   for (int64_t b = 0; b < a.B; b++)
     for (int64_t h = 0; h < a.H; h++) {
-      probs(&a, n, in[0], in[1], a.has_mask ? in[3] : NULL, b, h, P);  // (Nq, Nk)
+      probs(&a, n, in[0], in[1], a.has_mask ? in[3] : NULL, b, h, bf16, P, sum);  // (Nq, Nk)
       drop_mask(&a, n, mode, b, h, M);
       for (int64_t i = 0; i < a.Nq; i++) {
         double *o = out + qkv_at(&a, b, i, a.Nq, h);  // (D)
         for (int64_t e = 0; e < a.D; e++) o[e] = 0;
         for (int64_t j = 0; j < a.Nk; j++) {
           double w = P[i * a.Nk + j] * M[i * a.Nk + j];
+          if (bf16) w = bf16_of((float)P[i * a.Nk + j] * (double)(float)M[i * a.Nk + j]);
           const double *vj = in[2] + qkv_at(&a, b, j, a.Nk, h);
-          for (int64_t e = 0; e < a.D; e++) o[e] += w * vj[e];
+          for (int64_t e = 0; e < a.D; e++) o[e] += w * (bf16 ? bf16_of(vj[e]) : vj[e]);
         }
+        for (int64_t e = 0; e < a.D && bf16; e++) o[e] /= sum[i];
       }
     }
   free(P);
   free(M);
+  free(sum);
   return true;
 }
 
 // With Pd = P * M (the dropped probabilities), O = Pd V:
 //   dV = Pd^T dO;  dP = (dO V^T) * M;  dS = P * (dP - rowsum(P * dP));
 //   dQ = scale dS K;  dK = scale dS^T Q.
+// rowsum(P * dP) is computed as rowsum(dO * O) from the input out (equal when out = Pd V;
+// the kernel does the same, and so the gradient after a bf16 forward, whose out is Pd V
+// with rounded operands, is the same function of out in both).
 bool ir_ref_attention_grad(const IrNode *n, double *out, const double *const *in,
                            const IrEvalMode *mode, Diag *d) {
   AttnDims a;
@@ -186,11 +205,12 @@ bool ir_ref_attention_grad(const IrNode *n, double *out, const double *const *in
   assert(P && M && dS);
   for (int64_t b = 0; b < a.B; b++)
     for (int64_t h = 0; h < a.H; h++) {
-      probs(&a, n, q, k, a.has_mask ? in[5] : NULL, b, h, P);
+      probs(&a, n, q, k, a.has_mask ? in[5] : NULL, b, h, false, P, NULL);
       drop_mask(&a, n, mode, b, h, M);
       for (int64_t i = 0; i < a.Nq; i++) {
-        const double *doi = dout + qkv_at(&a, b, i, a.Nq, h);
+        const double *doi = dout + qkv_at(&a, b, i, a.Nq, h), *oi = in[3] + qkv_at(&a, b, i, a.Nq, h);
         double rowsum = 0;
+        for (int64_t e = 0; e < a.D; e++) rowsum += doi[e] * oi[e];
         for (int64_t j = 0; j < a.Nk; j++) {
           const double *vj = v + qkv_at(&a, b, j, a.Nk, h);
           double *dvj = dv + qkv_at(&a, b, j, a.Nk, h);
@@ -200,7 +220,6 @@ bool ir_ref_attention_grad(const IrNode *n, double *out, const double *const *in
             dvj[e] += pd * doi[e];
           }
           dS[i * a.Nk + j] = dp * M[i * a.Nk + j];
-          rowsum += P[i * a.Nk + j] * dS[i * a.Nk + j];
         }
         for (int64_t j = 0; j < a.Nk; j++)
           dS[i * a.Nk + j] = P[i * a.Nk + j] * (dS[i * a.Nk + j] - rowsum) * scale;

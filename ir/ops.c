@@ -51,6 +51,7 @@ static const IrAttrSpec attention_attrs[] = {{"heads", IR_ATTR_INT, true, 0},
                                              {"scale", IR_ATTR_FLOAT, false, 1},
                                              {"p", IR_ATTR_FLOAT, false, 0},
                                              {"rng_hash", IR_ATTR_INT, false, 0},
+                                             {"bf16", IR_ATTR_BOOL, false, 0},
                                              END};
 static const IrAttrSpec fused_attrs[] = {{"kind", IR_ATTR_INT, false, 0}, END};
 static const IrAttrSpec ce_attrs[] = {{"ignore_index", IR_ATTR_INT, false, -100}, END};
@@ -205,7 +206,8 @@ const IrOpInfo ir_ops[IR_OP_COUNT] = {
     "heads*head_dim] (heads side by side), optional additive mask "
     "broadcast to [batch, heads, n_q, n_k]; output like q. Dropout (p, "
     "training only) draws element ((b*heads+h)*n_q+i)*n_k+j of the stream "
-    "named by rng_hash (0: this node's name)"},
+    "named by rng_hash (0: this node's name); bf16 (set by the precision pass): "
+    "Q.K^T and P.V multiply bf16 operands, softmax and sums stay f32"},
   [IR_OP_ATTENTION_GRAD] = {"attention_grad", 5, 6, OPQ, RNG, attention_attrs, ir_shape_attention_grad,
     ir_ref_attention_grad, ir_grad_attention_grad, ir_flops_attention_grad,
     "the gradient of attention: inputs q, k, v, out, dout[, mask]; "

@@ -4,7 +4,9 @@
 // dX = dY.W^T, dW = X^T.dY; this pass runs after autodiff for that) gets bf16=true: its
 // operands are rounded to bf16 (round to nearest even) when the GEMM packs them and its
 // products are summed in f32 (codegen/cg_gemm_bf16.c; the reference evaluator rounds the
-// same way).
+// same way). So does every fused attention: its Q.K^T and P.V multiply bf16 operands with
+// f32 sums, its softmax stays f32 (codegen/lower_attention.c, ir/attention.c); its
+// backward (attention_grad) stays f32.
 // With PassOptions.int8 (--precision int8, inference only) the matmuls whose right operand
 // is a parameter (linear layers with constant weights: Q/K/V, attention output,
 // intermediate, output dense and the heads) get int8=true: weights quantised per output
@@ -12,8 +14,7 @@
 // matmul of two activations (attention's Q.K^T and P.V, in or out of the fused attention
 // op), or one of K > 65536, stays f32.
 // Everything else stays f32: LayerNorm, softmax, GELU's argument (the GEMM's f32 result),
-// residual adds, losses, embedding lookups, the optimiser's update, and the fused attention
-// op's Q.K^T and P.V. No conversion nodes are added: the conversion is the packing, which
+// residual adds, losses, embedding lookups, the optimiser's update. No conversion nodes are added: the conversion is the packing, which
 // every GEMM already does; `kiln dump --after precision` shows the attributes.
 #include "passes/passes.h"
 
@@ -31,8 +32,10 @@ bool pass_precision(IrGraph *g, const PassOptions *o, Diag *d) {
   if (o->int8 && (o->loss || o->optimizer))
     return diag_error(d, "int8 training is not yet supported (inference only: kiln run, bench, eval, compile)");
   int at = ir_attr_index(IR_OP_MATMUL, o->int8 ? "int8" : "bf16");
+  int attn_at = ir_attr_index(IR_OP_ATTENTION, "bf16");
   for (int i = 0; i < g->n_nodes; i++) {
     IrNode *n = g->nodes[i];
+    if (n->op == IR_OP_ATTENTION && o->bf16) n->attr[attn_at].i = 1;
     if (n->op != IR_OP_MATMUL || n->in[0]->dtype != DT_F32 || n->in[1]->dtype != DT_F32) continue;
     if (o->int8 && (n->in[1]->op != IR_OP_PARAM || matmul_k(n) > INT8_MAX_K)) continue;
     n->attr[at].i = 1;

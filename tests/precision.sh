@@ -16,6 +16,10 @@ grep -q "= matmul .* bf16=true" "$work/dump.txt"
 ! grep -q "= matmul .* bf16=false" "$work/dump.txt"
 "$kiln" dump "$model" --after precision "$@" >"$work/dump32.txt"  # (no pipe: grep -q may close it)
 grep -q "= matmul .* bf16=false" "$work/dump32.txt"
+# ... and every fused attention (Q.K^T and P.V in bf16), not its f32 backward
+grep -q "= attention .* bf16=true" "$work/dump.txt"
+! grep -q "= attention .* bf16=false" "$work/dump.txt"
+grep -q "= attention .* bf16=false" "$work/dump32.txt"
 refused 2 "must be fp32, bf16 or int8" "$kiln" dump "$model" --precision fp16
 run() { "$kiln" run "$model" --weights "$work/w.safetensors" --inputs "$work/in.safetensors" "$@"; }
 run --backend ref -o "$work/ref32.safetensors" "$@"

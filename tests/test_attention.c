@@ -6,9 +6,11 @@
 // (inference and training with dropout, same seed: same numbers); the gradient against
 // central finite differences and against the unfused graph's; the JIT against the
 // reference for W = 16 and 8, 1 and 2 threads, odd sizes (n = 1, 7, 33, 130, Nq != Nk;
-// head_dim 3, 8, 12, 20, 64, 72) and every number of query rows per forward item; that the [batch, heads, n, n] buffers are gone from the JIT program; and one
+// head_dim 3, 8, 12, 20, 64, 72) and every number of query rows per forward item; the bf16
+// forward against the bf16 reference, vdpbf16ps against its fallback bitwise; that the [batch, heads, n, n] buffers are gone from the JIT program; and one
 // attention node per layer in the VisualBERT files.
 #include <check.h>
+#include <llvm-c/TargetMachine.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -97,15 +99,20 @@ static void build(IrGraph *g, const Dims *dm) {
   ck_assert_msg(ir_graph_finish(g, &d) && ir_verify(g, &d), "%s", d.msg);
 }
 
-// The graph through parse, fuse_attention (unless `unfused`) and, with `grad`, autodiff.
-static void pipeline(IrGraph *g, const Dims *dm, bool unfused, bool grad) {
+// The graph through parse, fuse_attention (unless `unfused`), with `grad` autodiff, and
+// with `bf16` the precision pass's bf16 (the attention node's bf16 attribute).
+static void pipeline_with(IrGraph *g, const Dims *dm, bool unfused, bool grad, bool bf16) {
   build(g, dm);
   // training: keep dropout in the graph (simplify drops it for inference-only graphs), so
   // one graph runs in both modes
-  PassOptions po = {.loss = grad ? "loss" : NULL, .training = true};
+  PassOptions po = {.loss = grad ? "loss" : NULL, .training = true, .bf16 = bf16};
   const char *off[2] = {"fuse_attention", "fuse"};  // unfused: no fusion of any kind
   Diag d = {0};
   ck_assert_msg(pass_run_pipeline(g, &po, NULL, off, unfused ? 2 : 0, &d), "%s", d.msg);
+}
+
+static void pipeline(IrGraph *g, const Dims *dm, bool unfused, bool grad) {
+  pipeline_with(g, dm, unfused, grad, false);
 }
 
 static int count_op(const IrGraph *g, IrOpKind op) {
@@ -490,6 +497,83 @@ START_TEST(test_jit_forward_matches_the_reference_with_any_rows_per_item) {
 }
 END_TEST
 
+// bf16 (the precision pass's attribute): Q.K^T and P.V over bf16 operands. Per case, in
+// inference and training (dropout), at W = 16 (vdpbf16ps) and 8 (the FMA fallback): the
+// JIT is held to the bf16 reference (ir/attention.c: the same roundings; only f32 sums
+// against double and an operand on the two sides of a rounding boundary differ), its error
+// against the f32 graph's reference is bf16-sized (so the roundings happen), the gradient
+// (attention_grad, f32) is held as in f32, and at W = 16 the fallback (-avx512bf16) gives
+// vdpbf16ps's bits.
+static void *run_out(IrGraph *g, const IrValues *vals, int W, bool training, const char *features,
+                     double *err, const IrValues *ref) {
+  CgOptions opt = {.vector_floats = W, .training = training, .tuning = test_tuning()};
+  if (features) opt.tuning.features = features;
+  CgProgram p;
+  Diag d = {0};
+  ck_assert_msg(cg_compile(g, NULL, &opt, &p, &d), "%s", d.msg);
+  bind(g, &p, vals);
+  *p.seed = 42;
+  rt_plan_run(&p.plan, 2);
+  ck_assert(cg_program_status(&p, &d));
+  const IrNode *out = ir_graph_find(g, "out");
+  err[0] = jit_err(out, &p, ref->v[out->id]);
+  for (int t = 0; training && t < 3; t++) {
+    const IrNode *gn = grad_of(g, (const char *[]){"q", "k", "v"}[t]);
+    err[1 + t] = jit_err(gn, &p, ref->v[gn->id]);
+  }
+  void *bits = malloc(p.bytes[out->id]);
+  memcpy(bits, p.value[out->id], p.bytes[out->id]);
+  cg_program_free(&p);
+  return bits;
+}
+
+START_TEST(test_jit_bf16_matches_the_bf16_reference) {
+  const Dims *dm = &jit_cases[_i];
+  for (int training = 0; training <= 1; training++) {
+    IrGraph g, g32;
+    pipeline_with(&g, dm, false, training, true);
+    pipeline_with(&g32, dm, false, training, false);
+    int bf16_nodes = 0;
+    for (int i = 0; i < g.n_nodes; i++)
+      bf16_nodes += g.nodes[i]->op == IR_OP_ATTENTION && ir_attr_int(g.nodes[i], "bf16");
+    ck_assert_int_eq(bf16_nodes, 1);
+    IrValues ref, ref32;
+    fill(&g, &ref);
+    fill(&g32, &ref32);
+    eval_ok(&g, &ref, training);
+    eval_ok(&g32, &ref32, training);
+    for (int W = 8; W <= 16; W *= 2) {
+      double e[4] = {0}, e32[4] = {0};
+      void *bits = run_out(&g, &ref, W, training, NULL, e, &ref);
+      free(run_out(&g, &ref, W, training, NULL, e32, &ref32));
+      printf("bf16 attention case %d W=%d training=%d: vs bf16 reference %.2g, vs f32 %.2g\n",
+             _i, W, training, e[0], e32[0]);
+      ck_assert_msg(e[0] < 2e-5, "case %d W=%d training=%d: out rel err %g", _i, W, training, e[0]);
+      // (one key and dropout: P = 1 exactly and the key dropped, out = 0 in both)
+      ck_assert_msg((e32[0] > 1e-4 || dm->Nk == 1) && e32[0] < 2e-2,
+                    "case %d W=%d training=%d: against f32 %g", _i, W, training, e32[0]);
+      for (int t = 1; training && t < 4; t++)
+        ck_assert_msg(e[t] < 1e-4, "case %d W=%d: gradient %d rel err %g", _i, W, t - 1, e[t]);
+      if (W == 16) {
+        char *host = LLVMGetHostCPUFeatures(), features[8192];
+        snprintf(features, sizeof features, "%s,-avx512bf16", host);
+        LLVMDisposeMessage(host);
+        void *fallback = run_out(&g, &ref, W, training, features, e, &ref);
+        const IrNode *out = ir_graph_find(&g, "out");
+        ck_assert_msg(memcmp(bits, fallback, (size_t)ir_numel(&out->shape) * sizeof(float)) == 0,
+                      "case %d training=%d: the fallback's bits differ from vdpbf16ps's", _i, training);
+        free(fallback);
+      }
+      free(bits);
+    }
+    ir_values_free(&ref);
+    ir_values_free(&ref32);
+    ir_graph_free(&g);
+    ir_graph_free(&g32);
+  }
+}
+END_TEST
+
 // The JIT's fused program keeps no [B, H, Nq, Nk] buffer; the unfused one keeps several.
 START_TEST(test_jit_program_has_no_score_sized_buffers) {
   Dims dm = {2, 4, 130, 130, 16, true, true};
@@ -576,6 +660,7 @@ static Suite *suite(void) {
   tcase_add_loop_test(tc, test_gradient_equals_the_unfused_graphs, 0, n_ref);
   tcase_add_loop_test(tc, test_jit_matches_the_reference_forward_and_backward, 0, n_jit);
   tcase_add_test(tc, test_jit_forward_matches_the_reference_with_any_rows_per_item);
+  tcase_add_loop_test(tc, test_jit_bf16_matches_the_bf16_reference, 0, n_jit);
   tcase_add_test(tc, test_jit_program_has_no_score_sized_buffers);
   tcase_add_loop_test(tc, test_visualbert_has_one_attention_node_per_layer, 0,
                       (int)(sizeof models / sizeof models[0]));

@@ -600,6 +600,30 @@ START_TEST(test_gemm_bf16_fallback_gives_the_same_bits_as_vdpbf16ps) {
 }
 END_TEST
 
+// The vector width and the native instructions follow cg_feature_on: the last "+x" or "-x"
+// of a feature decides, and "+avx512fp16" is not "+avx512f".
+static int width_of(const char *features) {
+  CgOptions opt = {.features = features, .tuning = g_tuning};
+  Cg cg;
+  Diag d = {0};
+  ck_assert_msg(cg_init(&cg, "width", &opt, &d), "%s", d.msg);
+  int W = cg.W;
+  cg_dispose(&cg);
+  return W;
+}
+
+START_TEST(test_features_decide_the_vector_width_by_their_last_word) {
+  ck_assert_int_eq(width_of("+avx2,+fma,+avx512f"), 16);
+  ck_assert_int_eq(width_of("+avx2,+fma,+avx512f,-avx512f"), 8);
+  ck_assert_int_eq(width_of("+avx2,+fma,+avx512fp16"), 8);
+  ck_assert_int_eq(width_of("+sse2,-avx2"), 4);
+  ck_assert(cg_feature_on("+avx512f,+avx512bf16", "avx512bf16"));
+  ck_assert(!cg_feature_on("+avx512f,+avx512bf16,-avx512bf16", "avx512bf16"));
+  ck_assert(!cg_feature_on("+avx512fp16", "avx512f"));
+  ck_assert(!cg_feature_on("avx512f", "avx512f"));
+}
+END_TEST
+
 // ---------------------------------------------------------------------------------------
 // int8 (codegen/cg_gemm_int8.c): held to the quantised reference at the f32 bound (the sums
 // are exact; only the epilogue rounds). At W = 16 with AVX512_VNNI vpdpbusd, at W = 8 its
@@ -659,6 +683,7 @@ static Suite *gemm_suite(void) {
   tcase_add_loop_test(tc, test_gemm_bf16_batched_with_broadcast_b, 0, 2);
   tcase_add_loop_test(tc, test_gemm_bf16_visualbert_shapes, 0, 2);
   tcase_add_test(tc, test_gemm_bf16_fallback_gives_the_same_bits_as_vdpbf16ps);
+  tcase_add_test(tc, test_features_decide_the_vector_width_by_their_last_word);
   tcase_add_loop_test(tc, test_gemm_int8_matches_quantised_reference, 0, 2);
   tcase_add_loop_test(tc, test_gemm_int8_batched_with_broadcast_b, 0, 2);
   tcase_add_loop_test(tc, test_gemm_int8_fallback_gives_the_same_bits_as_vpdpbusd, 0, 2);
