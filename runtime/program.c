@@ -118,17 +118,19 @@ static bool pack_only(const RtProgram *p, int k, const int *last_once, const boo
   return b >= 0 && p->bufs[b].kind == RT_BUF_OWN && last_once[b] >= 0 && !every_run[b];
 }
 
-void rt_program_weight_bytes(const RtProgram *p, uint64_t *pack, uint64_t *all) {
+void rt_program_weight_bytes(const RtProgram *p, uint64_t *pack, uint64_t *all, uint64_t *largest) {
   int *last_once = malloc(((size_t)p->n_bufs + 1) * sizeof *last_once);
   bool *every_run = malloc((size_t)p->n_bufs + 1);
-  *pack = *all = 0;
+  *pack = *all = *largest = 0;
   if (last_once && every_run) {
     step_readers(p, last_once, every_run);
     for (int k = 0; k < p->n_params; k++) {
       int b = p->params[k].buf;
       if (b < 0 || p->bufs[b].kind != RT_BUF_OWN) continue;
       *all += p->bufs[b].bytes;
-      if (pack_only(p, k, last_once, every_run)) *pack += p->bufs[b].bytes;
+      if (!pack_only(p, k, last_once, every_run)) continue;
+      *pack += p->bufs[b].bytes;
+      if (p->bufs[b].bytes > *largest) *largest = p->bufs[b].bytes;
     }
   }
   free(last_once);

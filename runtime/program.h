@@ -133,8 +133,8 @@ bool rt_instance_restore(RtInstance *in, Diag *d);
 // Buffer b was released (its memory is gone).
 bool rt_instance_released(const RtInstance *in, int b);
 // The bytes of the parameter buffers rt_instance_prepare would release (the weights read only
-// by once-steps), and of all parameters' own buffers.
-void rt_program_weight_bytes(const RtProgram *p, uint64_t *pack_only, uint64_t *all);
+// by once-steps), of all parameters' own buffers, and the largest of the former.
+void rt_program_weight_bytes(const RtProgram *p, uint64_t *pack_only, uint64_t *all, uint64_t *largest);
 // After a run: turns a kernel's data error into a message naming the node (false), and
 // clears the status word for the next run. The one place status codes become words.
 bool rt_program_status(const RtProgram *p, int64_t *status, Diag *d);
