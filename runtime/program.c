@@ -151,21 +151,28 @@ static void release(RtInstance *in, int b) {
   in->released[b] = true;
 }
 
+// Step s reads a released buffer: its packed copy is still the one made before the release
+// (a released weight cannot change until it is bound again, which restores every one).
+static bool reads_released(const RtInstance *in, int s) {
+  const RtProgramStep *st = &in->p->steps[s];
+  for (int k = 0; k < st->n_args; k++) {
+    int b = in->p->arg_ids[st->args + k];
+    if (in->p->bufs[b].kind == RT_BUF_ALIAS) b = in->p->bufs[b].alias;
+    if (in->released[b]) return true;
+  }
+  return false;
+}
+
 void rt_instance_prepare(RtInstance *in, int threads, bool release_weights) {
   const RtProgram *p = in->p;
-  int *last_once = release_weights ? malloc(((size_t)p->n_bufs + 1) * sizeof *last_once) : NULL;
-  bool *every_run = release_weights ? malloc((size_t)p->n_bufs + 1) : NULL;
-  if (!last_once || !every_run) {  // (out of memory: everything is kept, as without release)
-    free(last_once);
-    free(every_run);
-    rt_plan_prepare(&in->plan, threads);
-    return;
-  }
-  step_readers(p, last_once, every_run);
+  int *last_once = malloc(((size_t)p->n_bufs + 1) * sizeof *last_once);
+  bool *every_run = malloc((size_t)p->n_bufs + 1);
+  release_weights = release_weights && last_once && every_run;  // (out of memory: all kept)
+  if (release_weights) step_readers(p, last_once, every_run);
   for (int s = 0; s < p->n_steps; s++) {
-    if (!p->steps[s].once) continue;
+    if (!p->steps[s].once || reads_released(in, s)) continue;
     rt_plan_prepare(&(RtPlan){&in->plan.steps[s], 1}, threads);
-    for (int k = 0; k < p->n_params; k++)
+    for (int k = 0; release_weights && k < p->n_params; k++)
       if (pack_only(p, k, last_once, every_run) && last_once[p->params[k].buf] == s) release(in, p->params[k].buf);
   }
   link_buffers(in);

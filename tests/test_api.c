@@ -122,6 +122,11 @@ START_TEST(test_weights_read_only_by_gemms_are_held_packed_only) {
   ck_assert(!kiln_tensor(m, "input.weight", &t, &d));
   ck_assert_msg(strstr(d.msg, "parameter \"input.weight\" is held only in its packed form"), "%s", d.msg);
   ck_assert_msg(kiln_tensor(m, "input.bias", &t, &d), "%s", d.msg);  // read by an add: kept
+  // (which may have changed it: the next run packs again, all but the released weights,
+  // whose packed copies stand)
+  ck_assert_msg(kiln_run(m, 3, &d), "%s", d.msg);
+  ck_assert_msg(kiln_tensor(m, "probs", &t, &d), "%s", d.msg);
+  for (int64_t i = 0; i < n1; i++) ck_assert(dt_load(t.dtype, t.data, (size_t)i) == a[i]);
   d = (Diag){0};
   ck_assert(!kiln_write_params(m, "/nonexistent/w.safetensors", &d));
   ck_assert_msg(strstr(d.msg, "packed form"), "%s", d.msg);
