@@ -168,6 +168,14 @@ void rt_instance_prepare(RtInstance *in, int threads, bool release_weights) {
   int *last_once = malloc(((size_t)p->n_bufs + 1) * sizeof *last_once);
   bool *every_run = malloc((size_t)p->n_bufs + 1);
   release_weights = release_weights && last_once && every_run;  // (out of memory: all kept)
+  bool any_released = false;
+  for (int b = 0; b < p->n_bufs; b++) any_released |= in->released[b];
+  if (!release_weights && !any_released) {  // (a trainer, each step: one parallel region)
+    free(last_once);
+    free(every_run);
+    rt_plan_prepare(&in->plan, threads);
+    return;
+  }
   if (release_weights) step_readers(p, last_once, every_run);
   for (int s = 0; s < p->n_steps; s++) {
     if (!p->steps[s].once || reads_released(in, s)) continue;
