@@ -8,13 +8,10 @@
 # usage: bench/memory.sh [THREADS]                      (needs build/kiln; see README)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-kiln=${KILN:-$root/build/kiln}
-threads=${1:-2}
-py=/usr/bin/python3
+kiln=${KILN:-$root/build/kiln} threads=${1:-2} py=/usr/bin/python3 model=$root/models/visualbert-vqa.json
+ortdir=${KILN_ORT_DIR:-$HOME/.cache/kiln-ort}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-model=$root/models/visualbert-vqa.json
-ortdir=${KILN_ORT_DIR:-$HOME/.cache/kiln-ort}
 rss() { "$@" >/dev/null 2>"$work/time" || { cat "$work/time" >&2; return 1; }
         awk '/Maximum resident/ { printf "%.3f", $NF / 1048576 }' "$work/time"; }  # GiB
 "$kiln" init "$model" -o "$work/w.safetensors" --seed 1 2>/dev/null
