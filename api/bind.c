@@ -7,15 +7,15 @@
 
 // Checks t against node n and converts it into n's dtype at dst (refusing lossy
 // conversions): the runtime's binding check (runtime/program.h), the AOT runner's too.
-static bool convert_into(const IrNode *n, const StTensor *t, const char *file, void *dst, Diag *d) {
+static bool convert_into(const IrNode *n, const StFile *f, const StTensor *t, void *dst, Diag *d) {
   RtTensor want = {.name = n->name, .dtype = n->dtype, .rank = n->shape.rank};
   for (int i = 0; i < n->shape.rank; i++) want.shape[i] = n->shape.dim[i];
-  return rt_tensor_convert(&want, t, file, dst, d);
+  return rt_tensor_convert(&want, f, t, dst, d);
 }
 
 // The reference evaluator's form: doubles.
-static bool load_tensor(const IrNode *n, const StTensor *t, const char *file, double **out,
-                        Diag *d) {
+static bool load_tensor(const IrNode *n, const StFile *f, const StTensor *t, double **out, Diag *d) {
+  const char *file = f->path;
   size_t count = (size_t)ir_numel(&n->shape);
   void *tmp = malloc(count * dt_size(n->dtype) + 1);
   double *v = malloc(count * sizeof *v + 1);
@@ -24,7 +24,7 @@ static bool load_tensor(const IrNode *n, const StTensor *t, const char *file, do
     free(v);
     return diag_error(d, "%s: out of memory loading \"%s\"", file, t->name);
   }
-  if (!convert_into(n, t, file, tmp, d)) {
+  if (!convert_into(n, f, t, tmp, d)) {
     free(tmp);
     free(v);
     return false;
@@ -47,7 +47,7 @@ bool fe_bind_native(const IrGraph *g, const StFile *f, IrOpKind kind, void *cons
       return diag_error(d, "%s: parameter \"%s\" is missing (declared at %s)", f->path, n->name,
                         n->where);
     }
-    if (!convert_into(n, t, f->path, value[i], d)) return false;
+    if (!convert_into(n, f, t, value[i], d)) return false;
     if (given) given[i] = true;
   }
   for (int k = 0; k < f->n && log; k++) {
@@ -77,7 +77,7 @@ bool fe_bind_partial(const IrGraph *g, const StFile *f, void *const *value, uint
     if (n->op != IR_OP_PARAM || !value[i]) continue;
     const StTensor *t = st_find(f, n->name);
     if (t) {
-      ok = convert_into(n, t, f->path, value[i], d);
+      ok = convert_into(n, f, t, value[i], d);
       n_copied++;
       continue;
     }
@@ -122,7 +122,7 @@ bool fe_bind_weights(const IrGraph *g, const StFile *w, IrValues *vals, FILE *lo
     if (!t)
       return diag_error(d, "%s: parameter \"%s\" is missing (declared at %s)", w->path, n->name,
                         n->where);
-    if (!load_tensor(n, t, w->path, &vals->v[i], d)) return false;
+    if (!load_tensor(n, w, t, &vals->v[i], d)) return false;
   }
   int extra = 0;
   for (int k = 0; k < w->n; k++) {
@@ -146,7 +146,7 @@ bool fe_bind_inputs(const IrGraph *g, const StFile *in, IrValues *vals, bool *gi
                        t->name);
       continue;
     }
-    if (!load_tensor(n, t, in->path, &vals->v[n->id], d)) return false;
+    if (!load_tensor(n, in, t, &vals->v[n->id], d)) return false;
     given[n->id] = true;
   }
   return true;

@@ -262,8 +262,16 @@ static void mark(KilnModel *m, IrOpKind op, const bool *given) {
     if (!given || given[nodes[k]->id]) m->bound[nodes[k]->id] = true;
 }
 
+// The weights held only in their packed form get buffers again (to be written).
+static bool restore(KilnModel *m, Diag *d) { return !kiln_is_jit(m) || rt_instance_restore(&m->p.inst, d); }
+
+// Node n's buffer was released after packing (see rt_instance_prepare): its values are gone.
+static bool released(const KilnModel *m, const IrNode *n) {
+  return kiln_is_jit(m) && m->compiled && rt_instance_released(&m->p.inst, n->id);
+}
+
 bool kiln_bind_params(KilnModel *m, const StFile *f, Diag *d) {
-  if (!need_compiled(m, "kiln_bind_params", d)) return false;
+  if (!need_compiled(m, "kiln_bind_params", d) || !restore(m, d)) return false;
   m->prepared = false;
   bool ok = kiln_is_jit(m) ? fe_bind_native(&m->g, f, IR_OP_PARAM, m->p.value, NULL, m->o.log, d)
                    : fe_bind_weights(&m->g, f, &m->vals, m->o.log, d);
@@ -272,7 +280,7 @@ bool kiln_bind_params(KilnModel *m, const StFile *f, Diag *d) {
 }
 
 bool kiln_init_params(KilnModel *m, uint64_t seed, Diag *d) {
-  if (!need_compiled(m, "kiln_init_params", d)) return false;
+  if (!need_compiled(m, "kiln_init_params", d) || !restore(m, d)) return false;
   m->prepared = false;
   bool ok = kiln_is_jit(m) ? fe_init_native(&m->g, seed, m->p.value, d) : fe_init_params(&m->g, seed, &m->vals, d);
   if (ok) mark(m, IR_OP_PARAM, NULL);
@@ -342,7 +350,9 @@ static bool run(KilnModel *m, uint64_t seed, double *step_ms, const KilnRunPhase
     free(want);
     return ok;
   }
-  if (!m->prepared) rt_plan_prepare(&m->p.plan, m->threads);  // packs the weights
+  // Packs the weights; the ones only packing reads are then held packed only (kiln_tensor
+  // refuses them, binding brings them back), but in a trainer, which reads and writes them.
+  if (!m->prepared) rt_instance_prepare(&m->p.inst, m->threads, !m->want_params);
   m->prepared = true;
   m->p.seed[0] = seed;
   m->p.seed[1] = ph ? ph->share : 0;
@@ -385,6 +395,9 @@ bool kiln_tensor(KilnModel *m, const char *name, StTensor *t, Diag *d) {
   const IrNode *n = k < m->n_out ? m->out[k] : ir_graph_find(&m->g, name);
   bool held = k < m->n_out || (n && (n->op == IR_OP_INPUT || n->op == IR_OP_PARAM) && m->compiled &&
                                (kiln_is_jit(m) ? m->p.value[n->id] != NULL : m->vals.v[n->id] != NULL));
+  if (!held && n && released(m, n))
+    return diag_error(d, "%s: parameter \"%s\" is held only in its packed form after a run (bind the "
+                      "weights again to read it)", m->g.file, name);
   if (!held) return diag_error(d, "%s: no selected output named \"%s\"", m->g.file, name);
   size_t count = (size_t)ir_numel(&n->shape);
   *t = (StTensor){.name = k < m->n_out ? (char *)m->out_name[k] : (char *)n->name, .dtype = n->dtype,
@@ -408,10 +421,13 @@ bool kiln_tensor(KilnModel *m, const char *name, StTensor *t, Diag *d) {
 bool kiln_copy_params(KilnModel *dst, KilnModel *src, Diag *d) {
   if (!kiln_is_jit(dst) || !kiln_is_jit(src) || !dst->compiled || !src->compiled)
     return diag_error(d, "kiln_copy_params: both models must be compiled on the JIT (API misuse)");
+  if (!restore(dst, d)) return false;
   for (int i = 0; i < dst->g.n_nodes; i++) {
     const IrNode *n = dst->g.nodes[i];
     if (n->op != IR_OP_PARAM || !dst->p.value[i]) continue;
     const IrNode *s = ir_graph_find(&src->g, n->name);
+    if (s && released(src, s))
+      return diag_error(d, "%s: parameter \"%s\" is held only in its packed form", src->g.file, n->name);
     if (!s || s->op != IR_OP_PARAM || s->dtype != n->dtype || !ir_shape_eq(&s->shape, &n->shape) || !src->p.value[s->id])
       return diag_error(d, "%s: parameter \"%s\" is not in %s with the same shape and dtype", dst->g.file,
                         n->name, src->g.file);
@@ -436,6 +452,10 @@ bool kiln_write_params(KilnModel *m, const char *path, Diag *d) {
 bool kiln_write_params_as(KilnModel *m, const char *path, int floats, Diag *d) {
   if (floats != DT_F32 && floats != DT_BF16)
     return diag_error(d, "parameters are written as f32 or bf16, not %s", dt_name((DType)floats));
+  for (int i = 0; i < m->n_params; i++)
+    if (released(m, m->params[i]))
+      return diag_error(d, "%s: parameter \"%s\" is held only in its packed form after a run", m->g.file,
+                        m->params[i]->name);
   const char **names = calloc((size_t)m->n_params + 1, sizeof *names);
   if (!names) return diag_error(d, "out of memory");
   for (int i = 0; i < m->n_params; i++) names[i] = m->params[i]->name;

@@ -80,9 +80,9 @@ int cmd_bench(const CliOptions *o) {
   Diag d = {0};
   StFile wf = {0}, inf = {0};
   bool ok = kiln_compile(m, &d);
-  if (ok && o->weights) ok = st_read(o->weights, &wf, &d) && kiln_bind_params(m, &wf, &d);
+  if (ok && o->weights) ok = st_open(o->weights, &wf, &d) && kiln_bind_params(m, &wf, &d);
   else if (ok) ok = kiln_init_params(m, o->seed, &d);
-  st_free(&wf);  // bound: running needs one copy of the weights, not two
+  st_free(&wf);  // read tensor by tensor into the parameters' buffers: the file is closed
   kiln_default_inputs(m);
   if (ok && o->inputs) ok = st_read(o->inputs, &inf, &d) && kiln_bind_inputs(m, &inf, &d);
   int iters = o->iters ? o->iters : 20;

@@ -41,10 +41,10 @@ int cmd_run(const CliOptions *o) {
   if (!m) return EXIT_USER;
   Diag d = {0};
   StFile wf = {0}, inf = {0};
-  bool ok = st_read(o->weights, &wf, &d) && st_read(o->inputs, &inf, &d) &&
+  bool ok = st_open(o->weights, &wf, &d) && st_read(o->inputs, &inf, &d) &&
             (!o->text || cli_text_inputs(m, o->text, o->vocab, &inf, &d)) &&
             kiln_select_given(m, &inf, &d) && kiln_compile(m, &d) && kiln_bind_params(m, &wf, &d);
-  st_free(&wf);  // bound: the file's bytes are not needed while running (one copy resident)
+  st_free(&wf);  // read tensor by tensor into the parameters' buffers: the file is closed
   ok = ok && kiln_bind_inputs(m, &inf, &d) && kiln_run(m, o->seed, &d) &&
        kiln_write_outputs(m, o->output, &d);
   if (ok && o->verbose) fprintf(stderr, "kiln: wrote %d tensors to %s\n", kiln_count(m, KILN_OUTPUT), o->output);

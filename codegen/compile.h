@@ -51,9 +51,17 @@ bool *cg_needed(const IrGraph *g, const bool *want);
 // optimisation, no JIT): the part the JIT and AOT object emission share.
 bool cg_lower_program(Cg *cg, const IrGraph *g, const bool *need, CgSteps *steps, Diag *d);
 
+// The bytes a run keeps outside the arena (runtime/program.h): the parameters' buffers, of
+// which those only once-steps read (held packed only after the first run) and the largest
+// of them, and the inputs' buffers.
+typedef struct CgResident {
+  uint64_t params, pack_only, largest_pack_only, inputs;
+} CgResident;
+
 // Lowers what `want` needs (no LLVM optimisation, no JIT) and plans its buffers: the
-// numbers `kiln check --memory` prints, and the number of plan steps.
-bool cg_memory_stats(const IrGraph *g, const bool *want, const CgOptions *opt, MemStats *st,
+// numbers `kiln check --memory` prints, and the number of plan steps; res (may be NULL)
+// receives the bytes outside the arena.
+bool cg_memory_stats(const IrGraph *g, const bool *want, const CgOptions *opt, MemStats *st, CgResident *res,
                      int *n_steps, Diag *d);
 
 // Compiles the nodes needed for `want` (all when NULL).

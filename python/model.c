@@ -230,7 +230,9 @@ static PyObject *model_init_weights(PyModel *self, PyObject *args, PyObject *kw)
 static PyObject *model_load_weights(PyModel *self, PyObject *arg) {
   StFile w;
   if (!ready(self) || !enter(self)) return NULL;
-  PyObject *r = py_file_arg(arg, "weights", &w) ? set_weights(self, &w) : NULL;
+  // A path is opened, not read: each compiled program reads the tensors into its own
+  // buffers (the weights only GEMMs read held packed only), and no copy of the file stays.
+  PyObject *r = py_file_arg(arg, "weights", true, &w) ? set_weights(self, &w) : NULL;
   self->busy = false;
   return r;
 }
@@ -245,7 +247,7 @@ static PyObject *model_weights(PyModel *self, PyObject *unused) {
     const char *name = kiln_info(self->full.m, KILN_PARAM, i).name;
     const StTensor *t = st_find(&self->w, name);
     if (!t) continue;
-    PyObject *a = py_tensor_to_array(t);
+    PyObject *a = py_file_tensor_to_array(&self->w, t);
     if (!a || PyDict_SetItemString(out, name, a) < 0) Py_CLEAR(out);
     Py_XDECREF(a);
   }

@@ -37,12 +37,15 @@ PyObject *py_path(PyObject *o);
 bool py_dict_to_file(PyObject *dict, const char *what, StFile *f, PyObject **keep);
 // A copy of t as a NumPy array (NULL with an exception set when its dtype has none).
 PyObject *py_tensor_to_array(const StTensor *t);
+// The same for a tensor of f, read from the file when f was opened with st_open.
+PyObject *py_file_tensor_to_array(const StFile *f, const StTensor *t);
 // Every tensor of f as a dict of arrays, in f's order.
 PyObject *py_file_to_dict(const StFile *f);
-// A file argument (weights, data): a path (read with st_read) or a dict, named `what` in
-// messages (copied, so later changes to the caller's arrays are not seen). *f owns
+// A file argument (weights, data): a path (read with st_read; with open_only, opened with
+// st_open: each tensor is read when used, and no copy of the file is held) or a dict, named
+// `what` in messages (copied, so later changes to the caller's arrays are not seen). *f owns
 // everything; st_free it.
-bool py_file_arg(PyObject *arg, const char *what, StFile *f);
+bool py_file_arg(PyObject *arg, const char *what, bool open_only, StFile *f);
 // (shape tuple, dtype name) of a tensor description, and name -> that for a role.
 PyObject *py_describe(const KilnModel *m, KilnRole role);
 

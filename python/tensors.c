@@ -131,6 +131,18 @@ PyObject *py_tensor_to_array(const StTensor *t) {
   return (PyObject *)a;
 }
 
+PyObject *py_file_tensor_to_array(const StFile *f, const StTensor *t) {
+  if (t->data) return py_tensor_to_array(t);
+  void *data = malloc(t->nbytes + 1);
+  Diag d = {0};
+  if (!data) return PyErr_NoMemory();
+  StTensor read = *t;
+  read.data = data;
+  PyObject *a = st_load(f, t, data, &d) ? py_tensor_to_array(&read) : py_raise(&d);
+  free(data);
+  return a;
+}
+
 PyObject *py_file_to_dict(const StFile *f) {
   PyObject *d = PyDict_New();
   for (int i = 0; d && i < f->n; i++) {
@@ -141,7 +153,7 @@ PyObject *py_file_to_dict(const StFile *f) {
   return d;
 }
 
-bool py_file_arg(PyObject *arg, const char *what, StFile *f) {
+bool py_file_arg(PyObject *arg, const char *what, bool open_only, StFile *f) {
   *f = (StFile){0};
   Diag d = {0};
   if (!PyDict_Check(arg)) {
@@ -149,7 +161,7 @@ bool py_file_arg(PyObject *arg, const char *what, StFile *f) {
     if (!p) return false;
     bool ok;
     Py_BEGIN_ALLOW_THREADS
-    ok = st_read(PyBytes_AS_STRING(p), f, &d);
+    ok = open_only ? st_open(PyBytes_AS_STRING(p), f, &d) : st_read(PyBytes_AS_STRING(p), f, &d);
     Py_END_ALLOW_THREADS
     Py_DECREF(p);
     if (!ok) py_raise(&d);
@@ -195,7 +207,7 @@ PyObject *py_load_safetensors(PyObject *self, PyObject *args) {
   PyObject *path;
   if (!PyArg_ParseTuple(args, "O:load_safetensors", &path)) return NULL;
   StFile f;
-  if (!py_file_arg(path, "load_safetensors", &f)) return NULL;
+  if (!py_file_arg(path, "load_safetensors", false, &f)) return NULL;
   PyObject *d = py_file_to_dict(&f);
   st_free(&f);
   return d;

@@ -88,7 +88,7 @@ static PyObject *trainer_init_weights(PyTrainer *self, PyObject *args, PyObject 
 
 static PyObject *trainer_load_weights(PyTrainer *self, PyObject *arg) {
   StFile w;
-  if (!ready(self) || !py_file_arg(arg, "weights", &w)) return NULL;
+  if (!ready(self) || !py_file_arg(arg, "weights", false, &w)) return NULL;
   Diag d = {0};
   bool ok = kiln_bind_params(kiln_trainer_model(self->t), &w, &d);
   st_free(&w);
@@ -102,7 +102,7 @@ static PyObject *trainer_data(PyTrainer *self, PyObject *arg) {
   StFile f;
   if (!ready(self)) return NULL;
   if (self->has_data) return PyErr_Format(py_kiln_error, "kiln.Trainer: data() is given once");
-  if (!py_file_arg(arg, "data", &f)) return NULL;  // a path, or a dict (copied)
+  if (!py_file_arg(arg, "data", false, &f)) return NULL;  // a path, or a dict (copied)
   Diag d = {0};
   bool ok;
   Py_BEGIN_ALLOW_THREADS

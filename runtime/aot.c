@@ -26,11 +26,13 @@ void rt_aot_free(RtAot *a) {
 static bool usable_in_place(const RtTensor *p, const StTensor *t) {
   bool same = t->rank == p->rank && t->dtype == (DType)p->dtype;
   for (int i = 0; same && i < t->rank; i++) same = t->shape[i] == p->shape[i];
-  return same && (uintptr_t)t->data % dt_size(t->dtype) == 0;
+  return same && t->data && (uintptr_t)t->data % dt_size(t->dtype) == 0;
 }
 
 bool rt_aot_bind_weights(RtAot *a, const StFile *f, uint64_t wanted, bool borrow, Diag *d) {
   const RtProgram *m = a->m;
+  if (!rt_instance_restore(&a->in, d)) return false;  // bound again: the released ones too
+  a->in.drop_borrowed = borrow;  // the embedded image: its pages come back from the executable
   for (int k = 0; k < m->n_params; k++) {
     const RtTensor *p = &m->params[k];
     if (!a->in.buf[p->buf] || !(p->feeds & wanted)) continue;  // as kiln run: only what is used
@@ -43,7 +45,7 @@ bool rt_aot_bind_weights(RtAot *a, const StFile *f, uint64_t wanted, bool borrow
     bool in_place = borrow && usable_in_place(p, t);
     if (!rt_instance_borrow(&a->in, p->buf, in_place ? t->data : NULL, d))
       return diag_prefix(d, "parameter \"%s\": ", p->name);
-    if (!in_place && !rt_tensor_convert(p, t, f->path, a->in.buf[p->buf], d)) return false;
+    if (!in_place && !rt_tensor_convert(p, f, t, a->in.buf[p->buf], d)) return false;
   }
   a->prepared = false;
   return true;
@@ -57,7 +59,7 @@ bool rt_aot_bind_inputs(RtAot *a, const StFile *f, uint64_t wanted, Diag *d) {
   for (int k = 0; k < m->n_inputs; k++) {
     const RtTensor *in = &m->inputs[k];
     const StTensor *t = st_find(f, in->name);
-    if (t && (used >> k & 1) && !rt_tensor_convert(in, t, f->path, a->in.buf[in->buf], d)) return false;
+    if (t && (used >> k & 1) && !rt_tensor_convert(in, f, t, a->in.buf[in->buf], d)) return false;
   }
   return true;
 }
@@ -69,7 +71,7 @@ bool rt_aot_run(RtAot *a, uint64_t wanted, Diag *d) {
   // The once-steps (packed weights) at the first run, as kiln run: after the caller has
   // dropped the weights file, whose bytes and the packed copies are then never resident
   // at once.
-  if (!a->prepared) rt_plan_prepare(&a->in.plan, a->threads);
+  if (!a->prepared) rt_instance_prepare(&a->in, a->threads, true);  // weights only packing reads: packed only
   a->prepared = true;
   int n = 0;
   for (int s = 0; s < m->n_steps; s++)

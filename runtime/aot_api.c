@@ -30,7 +30,7 @@ int rt_aot_api_create(const RtProgram *m, const char *weights, KilnModel **out, 
   KilnModel *k = calloc(1, sizeof *k);
   if (!k) return fail(msg, msg_size, &d, KILN_ERR_NOMEM);
   StFile wf;
-  if (!(weights ? st_read(weights, &wf, &d)
+  if (!(weights ? st_open(weights, &wf, &d)
                 : st_read_memory("embedded weights", m->weights, m->weights_size, &wf, &d))) {
     free(k);
     return fail(msg, msg_size, &d, KILN_ERR_FILE);

@@ -155,7 +155,7 @@ int rt_aot_main(const RtProgram *m, int argc, char **argv) {
   uint64_t wanted = 0, given = 0;
   // The buffers first: a program over the memory limit is refused before any file is read.
   bool ok = rt_aot_create(m, &tuning, max_memory, &a, &d);
-  ok = ok && (weights ? st_read(weights, &wf, &d)
+  ok = ok && (weights ? st_open(weights, &wf, &d)
                       : st_read_memory("embedded weights", m->weights, m->weights_size, &wf, &d));
   ok = ok && st_read(inputs, &inf, &d);
   if (ok) {

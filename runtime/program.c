@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "runtime/dtype.h"
 
@@ -31,9 +32,10 @@ bool rt_instance_create(const RtProgram *p, bool poison, RtInstance *in, Diag *d
   in->poison = poison;
   in->buf = calloc((size_t)p->n_bufs + 1, sizeof *in->buf);
   in->borrowed = calloc((size_t)p->n_bufs + 1, sizeof *in->borrowed);
+  in->released = calloc((size_t)p->n_bufs + 1, sizeof *in->released);
   in->plan.steps = calloc((size_t)p->n_steps + 1, sizeof *in->plan.steps);
   in->step_bufs = calloc((size_t)p->n_arg_ids + 1, sizeof *in->step_bufs);
-  if (!in->buf || !in->borrowed || !in->plan.steps || !in->step_bufs) {
+  if (!in->buf || !in->borrowed || !in->released || !in->plan.steps || !in->step_bufs) {
     rt_instance_free(in);
     return diag_error(d, "out of memory for the model's plan");
   }
@@ -67,17 +69,19 @@ bool rt_instance_create(const RtProgram *p, bool poison, RtInstance *in, Diag *d
 void rt_instance_free(RtInstance *in) {
   if (in->buf)
     for (int b = 0; b < in->p->n_bufs; b++)
-      if (in->p->bufs[b].kind == RT_BUF_OWN && !in->borrowed[b])
+      if (in->p->bufs[b].kind == RT_BUF_OWN && !in->borrowed[b] && !in->released[b])
         rt_free_buffer(in->buf[b], in->p->bufs[b].bytes);
   if (in->arena) rt_free_buffer(in->arena, in->p->arena_bytes);
   free(in->buf);
   free(in->borrowed);
+  free(in->released);
   free(in->plan.steps);
   free(in->step_bufs);
   memset(in, 0, sizeof *in);
 }
 
 bool rt_instance_borrow(RtInstance *in, int b, void *mem, Diag *d) {
+  if (in->released[b] && !rt_instance_restore(in, d)) return false;
   if (mem) {
     if (!in->borrowed[b]) rt_free_buffer(in->buf[b], in->p->bufs[b].bytes);
     in->buf[b] = mem;
@@ -90,6 +94,112 @@ bool rt_instance_borrow(RtInstance *in, int b, void *mem, Diag *d) {
   link_buffers(in);
   return true;
 }
+
+// ---------------------------------------------------------------------------------------
+// Weights held once: a parameter that only once-steps read (a GEMM's B, packed) is needed
+// only until they have run.
+
+// Per buffer (aliases counted as the buffer they share): the last once-step reading it (-1:
+// none) and whether any other step reads or writes it.
+static void step_readers(const RtProgram *p, int *last_once, bool *every_run) {
+  for (int b = 0; b < p->n_bufs; b++) last_once[b] = -1, every_run[b] = false;
+  for (int s = 0; s < p->n_steps; s++)
+    for (int k = 0; k < p->steps[s].n_args; k++) {
+      int b = p->arg_ids[p->steps[s].args + k];
+      if (p->bufs[b].kind == RT_BUF_ALIAS) b = p->bufs[b].alias;
+      if (p->steps[s].once) last_once[b] = s;
+      else every_run[b] = true;
+    }
+}
+
+// Parameter k's buffer is read by once-steps only.
+static bool pack_only(const RtProgram *p, int k, const int *last_once, const bool *every_run) {
+  int b = p->params[k].buf;
+  return b >= 0 && p->bufs[b].kind == RT_BUF_OWN && last_once[b] >= 0 && !every_run[b];
+}
+
+void rt_program_weight_bytes(const RtProgram *p, uint64_t *pack, uint64_t *all, uint64_t *largest) {
+  int *last_once = malloc(((size_t)p->n_bufs + 1) * sizeof *last_once);
+  bool *every_run = malloc((size_t)p->n_bufs + 1);
+  *pack = *all = *largest = 0;
+  if (last_once && every_run) {
+    step_readers(p, last_once, every_run);
+    for (int k = 0; k < p->n_params; k++) {
+      int b = p->params[k].buf;
+      if (b < 0 || p->bufs[b].kind != RT_BUF_OWN) continue;
+      *all += p->bufs[b].bytes;
+      if (!pack_only(p, k, last_once, every_run)) continue;
+      *pack += p->bufs[b].bytes;
+      if (p->bufs[b].bytes > *largest) *largest = p->bufs[b].bytes;
+    }
+  }
+  free(last_once);
+  free(every_run);
+}
+
+// Frees buffer b's memory (a borrowed file image: drops its pages, which the file still holds).
+static void release(RtInstance *in, int b) {
+  size_t bytes = in->p->bufs[b].bytes;
+  if (!in->borrowed[b]) {
+    rt_free_buffer(in->buf[b], bytes);
+  } else if (in->drop_borrowed) {
+    uintptr_t lo = ((uintptr_t)in->buf[b] + 4095) / 4096 * 4096, hi = ((uintptr_t)in->buf[b] + bytes) / 4096 * 4096;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);  // advice: pages another buffer shares stay
+  }
+  in->buf[b] = NULL;
+  in->borrowed[b] = false;
+  in->released[b] = true;
+}
+
+// Step s reads a released buffer: its packed copy is still the one made before the release
+// (a released weight cannot change until it is bound again, which restores every one).
+static bool reads_released(const RtInstance *in, int s) {
+  const RtProgramStep *st = &in->p->steps[s];
+  for (int k = 0; k < st->n_args; k++) {
+    int b = in->p->arg_ids[st->args + k];
+    if (in->p->bufs[b].kind == RT_BUF_ALIAS) b = in->p->bufs[b].alias;
+    if (in->released[b]) return true;
+  }
+  return false;
+}
+
+void rt_instance_prepare(RtInstance *in, int threads, bool release_weights) {
+  const RtProgram *p = in->p;
+  int *last_once = malloc(((size_t)p->n_bufs + 1) * sizeof *last_once);
+  bool *every_run = malloc((size_t)p->n_bufs + 1);
+  release_weights = release_weights && last_once && every_run;  // (out of memory: all kept)
+  bool any_released = false;
+  for (int b = 0; b < p->n_bufs; b++) any_released |= in->released[b];
+  if (!release_weights && !any_released) {  // (a trainer, each step: one parallel region)
+    free(last_once);
+    free(every_run);
+    rt_plan_prepare(&in->plan, threads);
+    return;
+  }
+  if (release_weights) step_readers(p, last_once, every_run);
+  for (int s = 0; s < p->n_steps; s++) {
+    if (!p->steps[s].once || reads_released(in, s)) continue;
+    rt_plan_prepare(&(RtPlan){&in->plan.steps[s], 1}, threads);
+    for (int k = 0; release_weights && k < p->n_params; k++)
+      if (pack_only(p, k, last_once, every_run) && last_once[p->params[k].buf] == s) release(in, p->params[k].buf);
+  }
+  link_buffers(in);
+  free(last_once);
+  free(every_run);
+}
+
+bool rt_instance_restore(RtInstance *in, Diag *d) {
+  for (int b = 0; b < in->p->n_bufs; b++) {
+    if (!in->released[b]) continue;
+    if (!(in->buf[b] = rt_alloc_buffer(in->p->bufs[b].bytes, in->poison)))
+      return diag_error(d, "out of memory (%zu bytes)", in->p->bufs[b].bytes);
+    in->released[b] = false;
+  }
+  link_buffers(in);
+  return true;
+}
+
+bool rt_instance_released(const RtInstance *in, int b) { return in->released[b]; }
 
 bool rt_program_status(const RtProgram *p, int64_t *status, Diag *d) {
   int64_t code = status[0];
@@ -140,8 +250,8 @@ static void shape_str(int rank, const int64_t *shape, char *buf, size_t n) {
   if (len < n) snprintf(buf + len, n - len, "]");
 }
 
-bool rt_tensor_convert(const RtTensor *want, const StTensor *t, const char *file, void *dst,
-                       Diag *d) {
+bool rt_tensor_convert(const RtTensor *want, const StFile *f, const StTensor *t, void *dst, Diag *d) {
+  const char *file = f->path;
   bool same = t->rank == want->rank;
   for (int i = 0; same && i < t->rank; i++) same = t->shape[i] == want->shape[i];
   if (!same) {
@@ -150,7 +260,13 @@ bool rt_tensor_convert(const RtTensor *want, const StTensor *t, const char *file
     shape_str(want->rank, want->shape, b, sizeof b);
     return diag_error(d, "%s: tensor \"%s\" has shape %s but the model needs %s", file, t->name, a, b);
   }
-  if (!dt_convert(t->dtype, t->data, (DType)want->dtype, dst, (size_t)rt_tensor_numel(want), t->name, d))
-    return diag_prefix(d, "%s: ", file);
-  return true;
+  if (!t->data && t->dtype == (DType)want->dtype) return st_load(f, t, dst, d);  // no conversion
+  void *tmp = t->data ? NULL : malloc(t->nbytes + 1);  // read, then converted
+  if (!t->data && !tmp) return diag_error(d, "%s: out of memory reading \"%s\"", file, t->name);
+  bool ok = t->data || st_load(f, t, tmp, d);
+  if (ok && !dt_convert(t->dtype, t->data ? t->data : tmp, (DType)want->dtype, dst, (size_t)rt_tensor_numel(want),
+                        t->name, d))
+    ok = diag_prefix(d, "%s: ", file);
+  free(tmp);
+  return ok;
 }

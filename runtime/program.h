@@ -104,6 +104,9 @@ typedef struct RtInstance {
   void *arena;
   void **buf;      // per buffer id: its memory (NULL: RT_BUF_NONE)
   bool *borrowed;  // per buffer: bound in place to memory the caller owns (not freed)
+  bool *released;  // per buffer: a weight held only in its packed form (rt_instance_prepare)
+  bool drop_borrowed;  // borrowed memory is a read-only file image whose pages a release may
+                       // drop (an executable's embedded weights): they come back from the file
   void **step_bufs;
   RtPlan plan;     // every step, in order (the `once` ones too)
   int64_t *status;
@@ -119,15 +122,28 @@ void rt_instance_free(RtInstance *in);
 // Points buffer b at caller-owned memory (an embedded weight used in place; NULL: back to
 // a buffer of its own) and every step's table at the buffers again.
 bool rt_instance_borrow(RtInstance *in, int b, void *mem, Diag *d);
+// Runs the once-steps (the weights' packing) one at a time, and with `release` frees each
+// parameter buffer that only once-steps read right after the last of them has run: such a
+// weight is then held only in its packed form, and the packed copies grow while the
+// unpacked ones shrink, so the two are never resident together.
+void rt_instance_prepare(RtInstance *in, int threads, bool release);
+// The buffers rt_instance_prepare released, allocated again (their values are gone: the
+// caller binds them again). False when out of memory.
+bool rt_instance_restore(RtInstance *in, Diag *d);
+// Buffer b was released (its memory is gone).
+bool rt_instance_released(const RtInstance *in, int b);
+// The bytes of the parameter buffers rt_instance_prepare would release (the weights read only
+// by once-steps), of all parameters' own buffers, and the largest of the former.
+void rt_program_weight_bytes(const RtProgram *p, uint64_t *pack_only, uint64_t *all, uint64_t *largest);
 // After a run: turns a kernel's data error into a message naming the node (false), and
 // clears the status word for the next run. The one place status codes become words.
 bool rt_program_status(const RtProgram *p, int64_t *status, Diag *d);
 
 int64_t rt_tensor_numel(const RtTensor *t);
 size_t rt_tensor_bytes(const RtTensor *t);
-// Checks tensor t (of `file`) against description want and converts it into dst in want's
-// dtype, refusing lossy conversions: the messages of binding a tensor by name.
-bool rt_tensor_convert(const RtTensor *want, const StTensor *t, const char *file, void *dst,
-                       Diag *d);
+// Checks tensor t (of file f) against description want and converts it into dst in want's
+// dtype, refusing lossy conversions: the messages of binding a tensor by name. A tensor of a
+// file opened by st_open is read here, straight into dst when the dtypes are equal.
+bool rt_tensor_convert(const RtTensor *want, const StFile *f, const StTensor *t, void *dst, Diag *d);
 
 #endif

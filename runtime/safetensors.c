@@ -269,16 +269,15 @@ static int cmp_by_name(const void *a, const void *b) {
   return strcmp((*(const StTensor *const *)a)->name, (*(const StTensor *const *)b)->name);
 }
 
-// By start of data, then by length; data pointers all point into one buffer.
+// By start of data, then by length.
 static int cmp_by_data(const void *a, const void *b) {
   const StTensor *x = *(const StTensor *const *)a, *y = *(const StTensor *const *)b;
-  const char *px = x->data, *py = y->data;
-  if (px != py) return px < py ? -1 : 1;
+  if (x->offset != y->offset) return x->offset < y->offset ? -1 : 1;
   return (x->nbytes > y->nbytes) - (x->nbytes < y->nbytes);
 }
 
 // Duplicate names, then overlapping data (empty tensors overlap nothing). Gaps are allowed.
-static bool check_tensor_set(const Reader *r, const StTensor *ts, int n, const char *base) {
+static bool check_tensor_set(const Reader *r, const StTensor *ts, int n) {
   if (n < 2) return true;
   const StTensor **order = malloc((size_t)n * sizeof *order);
   if (!order) return diag_error(r->d, "%s: out of memory", r->path);
@@ -293,15 +292,14 @@ static bool check_tensor_set(const Reader *r, const StTensor *ts, int n, const c
   for (int i = 0; i < n && ok; i++) {
     const StTensor *t = order[i];
     if (!t->nbytes) continue;
-    size_t begin = (size_t)((const char *)t->data - base);
+    size_t begin = t->offset;
     if (last) {
-      size_t lbegin = (size_t)((const char *)last->data - base), lend = lbegin + last->nbytes;
+      size_t lbegin = last->offset, lend = lbegin + last->nbytes;
       if (begin < lend)
         ok = diag_error(r->d, "%s: tensors \"%s\" [%zu, %zu] and \"%s\" [%zu, %zu] overlap",
                         r->path, last->name, lbegin, lend, t->name, begin, begin + t->nbytes);
     }
-    if (!last || (const char *)t->data + t->nbytes > (const char *)last->data + last->nbytes)
-      last = t;
+    if (!last || t->offset + t->nbytes > last->offset + last->nbytes) last = t;
   }
   free(order);
   return ok;
@@ -316,7 +314,8 @@ static bool check_bool_data(const Reader *r, const StTensor *t) {
   return true;
 }
 
-// Fills f->tensors from the parsed header; data starts at `base` (data_size bytes).
+// Fills f->tensors from the parsed header; data starts at `base` (data_size bytes), or is
+// not in memory (NULL: st_open).
 static bool parse_header(const Reader *r, const cJSON *root, unsigned char *base, StFile *f) {
   if (!cJSON_IsObject(root))
     return diag_error(r->d, "%s: header is %s, must be a JSON object", r->path,
@@ -339,17 +338,21 @@ static bool parse_header(const Reader *r, const cJSON *root, unsigned char *base
     if (!parse_entry(r, entry, t, &begin)) return false;
     t->name = st_strdup(entry->string);
     if (!t->name) return diag_error(r->d, "%s: out of memory", r->path);
-    t->data = base + begin;
+    t->offset = begin;
+    t->data = base ? base + begin : NULL;
     f->n++;
   }
-  if (!check_tensor_set(r, f->tensors, f->n, (const char *)base)) return false;
-  for (int i = 0; i < f->n; i++)
+  if (!check_tensor_set(r, f->tensors, f->n)) return false;
+  for (int i = 0; base && i < f->n; i++)
     if (f->tensors[i].dtype == DT_BOOL && !check_bool_data(r, &f->tensors[i])) return false;
   return true;
 }
 
-// Parses the file image buf[0, size) already in out->buffer (owned) or borrowed.
-static bool parse_image(const char *path, unsigned char *buf, size_t size, StFile *out, Diag *d) {
+// Parses the file image buf[0, size) already in out->buffer (owned) or borrowed; with
+// header_only, buf holds the first 8 + header length bytes of a file of `size` bytes (the
+// first 8 only when that length is out of range).
+static bool parse_image(const char *path, unsigned char *buf, size_t size, bool header_only, StFile *out,
+                        Diag *d) {
   if (!(out->path = st_strdup(path))) {
     st_free(out);
     return diag_error(d, "%s: out of memory", path);
@@ -391,7 +394,8 @@ static bool parse_image(const char *path, unsigned char *buf, size_t size, StFil
       ok = diag_error(d, "%s: header has stray bytes after the JSON object (header byte %zu)",
                       path, (size_t)(p - header));
   r.data_size = size - 8 - (size_t)hlen;
-  ok = ok && parse_header(&r, root, buf + 8 + hlen, out);
+  ok = ok && parse_header(&r, root, header_only ? NULL : buf + 8 + hlen, out);
+  out->data_start = 8 + (size_t)hlen;
   cJSON_Delete(root);
   if (!ok) st_free(out);
   return ok;
@@ -405,14 +409,72 @@ bool st_read(const char *path, StFile *out, Diag *d) {
   if (!read_whole_file(path, &buf, &size, d)) return false;
   out->buffer = buf;
   out->size = size;
-  return parse_image(path, buf, size, out, d);
+  return parse_image(path, buf, size, false, out, d);
+}
+
+bool st_open(const char *path, StFile *out, Diag *d) {
+  assert(path && out);
+  memset(out, 0, sizeof *out);
+  FILE *fp = rt_open_read(path, d);  // a regular file: no FIFO, device or directory
+  if (!fp) return false;
+  struct stat sb;
+  if (fstat(fileno(fp), &sb) != 0 || sb.st_size < 0) {
+    int err = errno;
+    fclose(fp);
+    return diag_error(d, "%s: cannot stat: %s", path, strerror(err));
+  }
+  size_t size = (size_t)sb.st_size, head = size < 8 ? size : 8;
+  unsigned char len[8] = {0};
+  uint64_t hlen = 0;
+  if (fread(len, 1, head, fp) == head)
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | len[i];
+  if (hlen > ST_MAX_HEADER || hlen > size - head) hlen = 0;  // parse_image says what is wrong
+  unsigned char *buf = malloc(8 + (size_t)hlen);
+  if (!buf) {
+    fclose(fp);
+    return diag_error(d, "%s: out of memory reading the header", path);
+  }
+  memcpy(buf, len, 8);
+  if (fread(buf + 8, 1, (size_t)hlen, fp) != hlen) {
+    free(buf);
+    fclose(fp);
+    return diag_error(d, "%s: file shrank while reading its header", path);
+  }
+  bool ok = parse_image(path, buf, size, true, out, d);
+  free(buf);  // the header: names were copied
+  if (!ok) return fclose(fp), false;
+  out->fp = fp;
+  out->size = size;
+  return true;
+}
+
+bool st_load(const StFile *f, const StTensor *t, void *dst, Diag *d) {
+  if (t->data) {
+    if (t->nbytes) memcpy(dst, t->data, t->nbytes);
+    return true;
+  }
+  assert(f->fp);
+  int fd = fileno(f->fp);
+  size_t got = 0;
+  while (got < t->nbytes) {
+    ssize_t k = pread(fd, (char *)dst + got, t->nbytes - got, (off_t)(f->data_start + t->offset + got));
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) return diag_error(d, "%s: tensor \"%s\": read error: %s", f->path, t->name, strerror(errno));
+    if (k == 0)
+      return diag_error(d, "%s: tensor \"%s\": the file shrank while it was open (%zu of %zu bytes read)",
+                        f->path, t->name, got, t->nbytes);
+    got += (size_t)k;
+  }
+  if (t->dtype != DT_BOOL) return true;
+  Reader r = {.path = f->path, .d = d};
+  return check_bool_data(&r, &(StTensor){.name = t->name, .nbytes = t->nbytes, .data = dst});
 }
 
 bool st_read_memory(const char *name, const void *data, size_t size, StFile *out, Diag *d) {
   assert(name && out && (data || !size));
   memset(out, 0, sizeof *out);  // buffer stays NULL: the image is borrowed, never freed
   out->size = size;
-  return parse_image(name, (unsigned char *)(uintptr_t)data, size, out, d);
+  return parse_image(name, (unsigned char *)(uintptr_t)data, size, false, out, d);
 }
 
 const StTensor *st_find(const StFile *f, const char *name) {
@@ -427,6 +489,7 @@ void st_free(StFile *f) {
   free(f->tensors);
   free(f->buffer);
   free(f->path);
+  if (f->fp) fclose(f->fp);
   memset(f, 0, sizeof *f);
 }
 

@@ -110,6 +110,42 @@ START_TEST(test_outputs_follow_the_inputs_given) {
 }
 END_TEST
 
+// A weight only GEMMs read is held only in its packed form after the first run: reading it
+// is a message; binding again brings it back, and the outputs are the same bit for bit.
+START_TEST(test_weights_read_only_by_gemms_are_held_packed_only) {
+  StFile in = inputs_file(false);
+  KilnModel *m = open_model(KILN_BACKEND_JIT, NULL);
+  int64_t n1, n2;
+  double *a = run_output(m, &in, "probs", &n1);
+  Diag d = {0};
+  StTensor t;
+  ck_assert(!kiln_tensor(m, "input.weight", &t, &d));
+  ck_assert_msg(strstr(d.msg, "parameter \"input.weight\" is held only in its packed form"), "%s", d.msg);
+  ck_assert_msg(kiln_tensor(m, "input.bias", &t, &d), "%s", d.msg);  // read by an add: kept
+  // (which may have changed it: the next run packs again, all but the released weights,
+  // whose packed copies stand)
+  ck_assert_msg(kiln_run(m, 3, &d), "%s", d.msg);
+  ck_assert_msg(kiln_tensor(m, "probs", &t, &d), "%s", d.msg);
+  for (int64_t i = 0; i < n1; i++) ck_assert(dt_load(t.dtype, t.data, (size_t)i) == a[i]);
+  d = (Diag){0};
+  ck_assert(!kiln_write_params(m, "/nonexistent/w.safetensors", &d));
+  ck_assert_msg(strstr(d.msg, "packed form"), "%s", d.msg);
+  KilnModel *fresh = open_model(KILN_BACKEND_JIT, NULL);
+  d = (Diag){0};
+  ck_assert(kiln_select_given(fresh, &in, &d) && kiln_compile(fresh, &d));
+  ck_assert(!kiln_copy_params(fresh, m, &d));
+  ck_assert_msg(strstr(d.msg, "packed form"), "%s", d.msg);
+  double *b = run_output(m, &in, "probs", &n2);  // bound again (seed 7), packed again
+  ck_assert_int_eq(n1, n2);
+  for (int64_t i = 0; i < n1; i++) ck_assert_msg(a[i] == b[i], "probs[%lld]: %.9g then %.9g", (long long)i, a[i], b[i]);
+  free(a);
+  free(b);
+  kiln_model_free(fresh);
+  kiln_model_free(m);
+  free(in.tensors);
+}
+END_TEST
+
 START_TEST(test_misuse_is_a_message) {
   KilnModel *m = open_model(KILN_BACKEND_JIT, NULL);
   Diag d = {0};
@@ -304,6 +340,7 @@ int main(void) {
   tcase_add_test(tc, test_gradients_agree_through_the_api);
   tcase_add_test(tc, test_outputs_follow_the_inputs_given);
   tcase_add_test(tc, test_misuse_is_a_message);
+  tcase_add_test(tc, test_weights_read_only_by_gemms_are_held_packed_only);
   tcase_add_test(tc, test_trainer_update_matches_external_update);
   tcase_add_test(tc, test_trainer_layers_alike_share_kernels);
   tcase_add_test(tc, test_convert_hf_pickle_needs_torch);

@@ -83,18 +83,24 @@ static const char *write_header(const char *name, const char *json, size_t ndata
   return write_raw(name, strlen(json), json, ndata);
 }
 
-// st_read must fail, leave the StFile zeroed, and say both the file name and `problem`.
-#define EXPECT_CORRUPT(file_path, file_name, problem)                                          \
+// st_read (and st_open, which reads the header alike) must fail, leave the StFile zeroed,
+// and say both the file name and `problem`.
+#define EXPECT_CORRUPT(file_path, file_name, problem)                                     \
+  do {                                                                                    \
+    EXPECT_CORRUPT_WITH(st_read, file_path, file_name, problem);                          \
+    EXPECT_CORRUPT_WITH(st_open, file_path, file_name, problem);                          \
+  } while (0)
+#define EXPECT_CORRUPT_WITH(reader, file_path, file_name, problem)                             \
   do {                                                                                    \
     Diag d_ = {0};                                                                        \
     StFile f_;                                                                            \
     memset(&f_, 0xab, sizeof f_);                                                         \
-    ck_assert_msg(!st_read((file_path), &f_, &d_), "st_read accepted %s", (file_name));        \
+    ck_assert_msg(!reader((file_path), &f_, &d_), #reader " accepted %s", (file_name));   \
     ck_assert(d_.set);                                                                    \
     ck_assert_msg(strstr(d_.msg, (file_name)), "message lacks the file name: %s", d_.msg); \
     ck_assert_msg(strstr(d_.msg, (problem)), "message lacks \"%s\": %s", (problem),       \
                   d_.msg);                                                                \
-    ck_assert(f_.n == 0 && !f_.tensors && !f_.buffer && !f_.path);                        \
+    ck_assert(f_.n == 0 && !f_.tensors && !f_.buffer && !f_.path && !f_.fp);             \
     st_free(&f_);                                                                         \
   } while (0)
 
@@ -815,8 +821,47 @@ START_TEST(test_rejects_bool_data_other_than_0_or_1) {
   const char *header = "{\"m\":{\"dtype\":\"BOOL\",\"shape\":[2],\"data_offsets\":[0,2]}}";
   char file[128];
   snprintf(file, sizeof file, "%s\x01\x02", header);  // the data: true, then 2
-  EXPECT_CORRUPT(write_raw("bool.safetensors", strlen(header), file, 0), "bool.safetensors",
-                 "tensor \"m\": BOOL value 2 at element 1 is not 0 or 1");
+  const char *path = write_raw("bool.safetensors", strlen(header), file, 0);
+  EXPECT_CORRUPT_WITH(st_read, path, "bool.safetensors", "tensor \"m\": BOOL value 2 at element 1 is not 0 or 1");
+  StFile f;  // st_open reads the data when it is loaded, and checks it then
+  Diag d = {0};
+  ck_assert_msg(st_open(path, &f, &d), "%s", d.msg);
+  unsigned char b[2];
+  ck_assert(!st_load(&f, &f.tensors[0], b, &d));
+  ck_assert_msg(strstr(d.msg, "bool.safetensors: tensor \"m\": BOOL value 2 at element 1 is not 0 or 1"), "%s", d.msg);
+  st_free(&f);
+}
+END_TEST
+
+// st_open reads the header; st_load reads each tensor's bytes as st_read holds them, and a
+// file that shrinks while open is an error naming the tensor, not a crash (nothing is mapped).
+START_TEST(test_open_loads_tensor_by_tensor_and_survives_truncation) {
+  float a[5] = {1, 2, 3, 4, 5};
+  int64_t b[3] = {-1, 7, INT64_MAX};
+  StTensor ts[] = {{.name = "a", .dtype = DT_F32, .rank = 1, .shape = {5}, .nbytes = sizeof a, .data = a},
+                   {.name = "b", .dtype = DT_I64, .rank = 1, .shape = {3}, .nbytes = sizeof b, .data = b}};
+  const char *path = in_dir("open.safetensors");
+  Diag d = {0};
+  ck_assert_msg(st_write(path, ts, 2, &d), "%s", d.msg);
+  StFile r, o;
+  ck_assert_msg(st_read(path, &r, &d) && st_open(path, &o, &d), "%s", d.msg);
+  ck_assert_int_eq(o.n, 2);
+  ck_assert_uint_eq(o.size, r.size);
+  for (int i = 0; i < 2; i++) {
+    ck_assert_ptr_null(o.tensors[i].data);
+    ck_assert_str_eq(o.tensors[i].name, r.tensors[i].name);
+    ck_assert_uint_eq(o.tensors[i].nbytes, r.tensors[i].nbytes);
+    unsigned char buf[64];
+    ck_assert_msg(st_load(&o, &o.tensors[i], buf, &d), "%s", d.msg);
+    ck_assert(!memcmp(buf, r.tensors[i].data, r.tensors[i].nbytes));
+  }
+  ck_assert_int_eq(truncate(path, (off_t)(o.size - 4)), 0);  // under the open file
+  unsigned char buf[64];
+  ck_assert(!st_load(&o, &o.tensors[1], buf, &d));
+  ck_assert_msg(strstr(d.msg, "open.safetensors: tensor \"b\": the file shrank while it was open (20 of 24 bytes "
+                              "read)"), "%s", d.msg);
+  st_free(&r);
+  st_free(&o);
 }
 END_TEST
 
@@ -922,6 +967,7 @@ static Suite *safetensors_suite(void) {
   tcase_add_test(io, test_rejects_duplicate_name);
   tcase_add_test(io, test_rejects_bad_metadata);
   tcase_add_test(io, test_rejects_bool_data_other_than_0_or_1);
+  tcase_add_test(io, test_open_loads_tensor_by_tensor_and_survives_truncation);
   tcase_add_test(io, test_write_refuses_names_that_are_not_utf8);
   tcase_add_test(io, test_rejects_nul_and_invalid_utf8_in_names);
   tcase_add_test(dt, test_utf8_validator_accepts_utf8_and_refuses_the_rest);

@@ -120,6 +120,27 @@ class TestModel(Base):
         self.assertFalse(strided.flags.c_contiguous)
         same_bits(self, safetensors_io.read(self.path("out.safetensors")), m.run(dict(ins, visual_embeds=strided)))
 
+    def test_weights_from_a_path_are_held_once(self):
+        # load_weights(path) keeps no copy of the file: a run's memory grows by the weights
+        # once (kept or packed), not by the file, the parameters and the packed copies
+        sets = dict(TINY, hidden=512, heads=4, intermediate=2048, layers=4, vocab=100)
+        w = self.path("wm.safetensors")
+        cli("init", VQA, "-o", w, "--seed", "5", *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")])
+        child = (
+            "import resource, sys, numpy as np, kiln\n"
+            f"m = kiln.Model({VQA!r}, set={sets!r}, threads={THREADS})\n"
+            "ins = {n: (np.ones(s, np.float32) if d == 'f32' else np.zeros(s, np.int64)) for n, (s, d) in m.inputs.items()}\n"
+            "before = int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize()\n"
+            f"m.load_weights({w!r})\n"
+            "m.run(ins)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)\n")
+        grew = int(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout)
+        weights = os.path.getsize(w)
+        self.assertLess(grew, 1.5 * weights, f"a run grew by {grew} bytes for {weights} bytes of weights")
+        m = kiln.Model(VQA, set=sets, threads=THREADS)
+        m.load_weights(w)  # read from the file when asked
+        same_bits(self, safetensors_io.read(w), m.weights())
+
     def test_output_attentions_equal_kiln_run(self):
         cli("init", VQA, "-o", self.path("w.safetensors"), "--seed", "4", *SETS)
         m = kiln.Model(VQA, set=TINY, threads=THREADS, output_attentions=True)
