@@ -226,6 +226,7 @@ bool kiln_compile(KilnModel *m, Diag *d) {
     return true;
   }
   CgOptions copt = {.dump_dir = m->o.dump_llvm, .training = m->o.training || m->o.grad_loss,
+                    .pack_each_run = m->o.grad_loss != NULL,  // the trainer changes them every step
                     .no_memplan = m->no_memplan, .max_memory = m->o.max_memory,
                     .tuning = m->o.tuning,
                     .cache = {m->o.cache_dir, m->o.cache_bytes, m->o.log}};

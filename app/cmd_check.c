@@ -42,7 +42,7 @@ static bool print_memory(const CliOptions *o, const IrGraph *g) {
   } else {
     for (int i = 0; i < g->n_outputs; i++) want[g->outputs[i]->id] = true;
   }
-  CgOptions copt = {.training = o->grad, .tuning = o->tuning};
+  CgOptions copt = {.training = o->grad, .pack_each_run = o->grad, .tuning = o->tuning};
   MemStats st;
   int n_steps = 0;
   Diag d = {0};
