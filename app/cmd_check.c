@@ -71,7 +71,7 @@ bool cli_load(const CliOptions *o, const char *loss, IrGraph *g) {
     return false;
   }
   PassOptions po = {.loss = loss, .bf16 = o->precision == KILN_PRECISION_BF16,
-                    .int8 = o->precision == KILN_PRECISION_INT8};
+                    .int8 = o->precision == KILN_PRECISION_INT8, .recompute_layers = o->recompute_layers};
   if (!pass_run_pipeline(g, &po, o->after, o->disabled, o->n_disabled, &d)) {
     cli_error(&d);
     ir_graph_free(g);
