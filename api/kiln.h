@@ -48,6 +48,10 @@ typedef struct KilnOptions {
   // "loss", and every parameter's gradient, written under the parameter's name.
   const char *grad_loss;
   bool training;  // dropout active (masks from the run's seed); false: dropout is the identity
+  // With grad_loss: keep only each encoder layer's input (each instance of a repeated block
+  // call) for the backward and recompute the layer's values there (--recompute layers;
+  // activation checkpointing: less memory, one more forward; the same bits).
+  bool recompute_layers;
   KilnPrecision precision;  // FP32 (the zero value) unless asked
   const char *const *disabled_passes;  // --disable-pass NAME ("memplan" is honoured by codegen)
   int n_disabled_passes;

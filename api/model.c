@@ -78,7 +78,8 @@ bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOp
   PassOptions po = {.loss = opt->grad_loss, .training = opt->training, .optimizer = optimizer,
                     .bf16 = opt->precision == KILN_PRECISION_BF16,
                     .loss_denominators = train && train->loss_denominators,
-                    .int8 = opt->precision == KILN_PRECISION_INT8};
+                    .int8 = opt->precision == KILN_PRECISION_INT8,
+                    .recompute_layers = opt->recompute_layers};
   IrGraph *g = &m->g;
   if (!pass_run_pipeline(g, &po, NULL, opt->disabled_passes, opt->n_disabled_passes, d)) {
     kiln_model_free(m);
@@ -226,6 +227,7 @@ bool kiln_compile(KilnModel *m, Diag *d) {
     return true;
   }
   CgOptions copt = {.dump_dir = m->o.dump_llvm, .training = m->o.training || m->o.grad_loss,
+                    .pack_each_run = m->o.grad_loss != NULL,  // the trainer changes them every step
                     .no_memplan = m->no_memplan, .max_memory = m->o.max_memory,
                     .tuning = m->o.tuning,
                     .cache = {m->o.cache_dir, m->o.cache_bytes, m->o.log}};

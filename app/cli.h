@@ -68,6 +68,7 @@ typedef struct CliOptions {
   // $HOME/.cache/kiln (NULL: neither set); --no-cache; --cache-size (0: 1 GiB).
   const char *cache_dir;
   bool no_cache;
+  bool recompute_layers;  // --recompute layers (grad, train, bench --train, check --grad)
   bool output_attentions;  // --output-attentions: the model's output group "attentions"
   uint64_t cache_bytes;
   const char *cc, *path;        // compile: $CC, else `cc` on $PATH

@@ -15,7 +15,7 @@ KilnOptions cli_kiln_options(const CliOptions *o, KilnSet *sets) {
                        .threads = o->threads, .max_nodes = o->max_nodes, .max_config = o->max_config, .max_memory = o->max_memory, .tuning = o->tuning,
                        .cache_dir = o->no_cache ? NULL : o->cache_dir, .cache_bytes = o->cache_bytes,
                        .output_groups = o->output_attentions ? attentions : NULL,
-                       .n_output_groups = o->output_attentions,
+                       .n_output_groups = o->output_attentions, .recompute_layers = o->recompute_layers,
                        .log = o->verbose ? stderr : NULL};
 }
 

@@ -65,7 +65,7 @@ static bool print_memory(const CliOptions *o, const IrGraph *g) {
   } else {
     for (int i = 0; i < g->n_outputs; i++) want[g->outputs[i]->id] = true;
   }
-  CgOptions copt = {.training = o->grad, .tuning = o->tuning};
+  CgOptions copt = {.training = o->grad, .pack_each_run = o->grad, .tuning = o->tuning};
   MemStats st;
   CgResident res;
   int n_steps = 0;
@@ -100,7 +100,7 @@ bool cli_load(const CliOptions *o, const char *loss, IrGraph *g) {
     return false;
   }
   PassOptions po = {.loss = loss, .bf16 = o->precision == KILN_PRECISION_BF16,
-                    .int8 = o->precision == KILN_PRECISION_INT8};
+                    .int8 = o->precision == KILN_PRECISION_INT8, .recompute_layers = o->recompute_layers};
   if (!pass_run_pipeline(g, &po, o->after, o->disabled, o->n_disabled, &d)) {
     cli_error(&d);
     ir_graph_free(g);

@@ -29,8 +29,9 @@ static const Command commands[] = {
    "  --memory           lower the graph (no JIT) and print its memory plan: arena_bytes,\n"
    "                     lower_bound_bytes (most bytes live at once), unplanned_bytes (sum\n"
    "                     of all intermediates), pinned_bytes (live throughout: outputs,\n"
-   "                     gradients, packed weights); with --grad, of the training step\n",
-   " set max-nodes max-config verbose grad loss disable-pass memory "},
+   "                     gradients, packed weights); with --grad, of the training step\n"
+   "  --recompute layers with --grad: the graph kiln train --recompute layers runs\n",
+   " set max-nodes max-config verbose grad loss disable-pass memory recompute "},
   {"dump", cmd_dump,
    "kiln dump MODEL [--after PASS] [--format text|dot] [--grad [--loss NAME]] [--set NAME=VALUE]...",
    "Print the IR of MODEL after a pass of the pipeline (default: the last one).\n"
@@ -40,8 +41,9 @@ static const Command commands[] = {
    "  --grad             the joint forward+backward graph of the loss (autodiff)\n"
    "  --loss NAME        with --grad: which of the model's losses (default: loss)\n"
    "  --precision P      fp32 (default), bf16 (GEMM operands rounded to bf16, f32 sums)\n"
-   "                     or int8 (linear layers: int8 operands, int32 sums; docs/precision.md)\n",
-   " set max-nodes max-config after format disable-pass grad loss precision "},
+   "                     or int8 (linear layers: int8 operands, int32 sums; docs/precision.md)\n"
+   "  --recompute layers with --grad: with the recomputed layers (kiln train --recompute)\n",
+   " set max-nodes max-config after format disable-pass grad loss precision recompute "},
   {"init", cmd_init, "kiln init MODEL -o W.safetensors [--seed S] [--dtype f32|bf16] [--set NAME=VALUE]...",
    "Initialise every parameter of MODEL by its initialiser and write them.\n"
    "  -o, --output FILE  where to write the weights\n"
@@ -85,8 +87,11 @@ static const Command commands[] = {
    "  --threads N        threads for jit (default: KILN_NUM_THREADS, else every core)\n"
    "  --precision P      fp32 (default) or bf16: forward and backward GEMM operands rounded\n"
    "                     to bf16, f32 sums (docs/precision.md)\n"
+   "  --recompute layers keep only each encoder layer's input for the backward and compute\n"
+   "                     the layer again there (activation checkpointing; same gradients,\n"
+   "                     bit for bit; docs/training.md)\n"
    "  --weights, --inputs, -o, --dump-llvm as for run\n",
-   " set max-nodes max-config max-memory weights inputs output loss seed verbose disable-pass backend threads dump-llvm precision cache-dir no-cache cache-size "},
+   " set max-nodes max-config max-memory weights inputs output loss seed verbose disable-pass backend threads dump-llvm precision cache-dir no-cache cache-size recompute "},
   {"train", cmd_train,
    "kiln train MODEL --weights W --data DATA -o W_OUT [--steps N] [--lr X] "
    "[--optimizer adamw|sgd] [--seed S] [--set NAME=VALUE]... [--checkpoint-every N] "
@@ -120,6 +125,9 @@ static const Command commands[] = {
    "                     GEMMs multiply bf16 operands; weights, optimiser state and\n"
    "                     gradient sums stay f32 (docs/precision.md)\n"
    "  --trace FILE       record the first 20 steps as a Chrome trace (docs/trace.md)\n"
+   "  --recompute layers keep only each encoder layer's input for the backward and compute\n"
+   "                     the layer again there: less memory for one more forward a step,\n"
+   "                     the same weights bit for bit (docs/training.md)\n"
    "  --accumulate K     gradient accumulation: each step averages the gradients of K\n"
    "                     batches before one update (a global batch of K x batch); equal to\n"
    "                     one step of --set batch=K*B when the loss is a mean over examples\n"
@@ -134,7 +142,7 @@ static const Command commands[] = {
    "Ctrl-C (SIGINT) or SIGTERM finishes the step, writes a checkpoint, prints how to\n"
    "resume and exits with 130. More: docs/training.md.\n",
    " set max-nodes max-config max-memory weights data output steps lr optimizer seed checkpoint-every resume "
-   "threads loss verbose disable-pass dump-llvm init eval-data eval-every check-replicas accumulate bucket-mb trace precision cache-dir no-cache cache-size "},
+   "threads loss verbose disable-pass dump-llvm init eval-data eval-every check-replicas accumulate bucket-mb trace precision cache-dir no-cache cache-size recompute "},
   {"bench", cmd_bench,
    "kiln bench MODEL [--train [--optimizer adamw|sgd]] [--set NAME=VALUE]... [--iters N] "
    "[--threads N] [--weights W] [--inputs IN] [--profile] [--trace FILE]",
@@ -143,7 +151,7 @@ static const Command commands[] = {
    "  --train            time whole training steps instead: forward, backward and the\n"
    "                     compiled optimiser update (as kiln train runs them) of the loss\n"
    "                     (--loss), on fixed inputs (ids and labels 0, floats 1); default\n"
-   "                     10 iterations\n"
+   "                     10 iterations; --recompute layers as for kiln train\n"
    "  --iters N          timed iterations (default 20)\n"
    "  --threads N        threads (default: KILN_NUM_THREADS, else every core)\n"
    "  --weights FILE     parameters (default: initialised from --seed)\n"
@@ -157,7 +165,7 @@ static const Command commands[] = {
    "  --precision P      fp32 (default), bf16 (GEMM operands rounded to bf16, f32 sums)\n"
    "                     or int8 (linear layers: int8 operands, int32 sums; docs/precision.md)\n",
    " set max-nodes max-config max-memory iters threads weights inputs seed dump-llvm disable-pass verbose train optimizer loss "
-   "profile trace precision cache-dir no-cache cache-size "},
+   "profile trace precision cache-dir no-cache cache-size recompute "},
   {"tokenize", cmd_tokenize, "kiln tokenize --vocab V [--tokens] [--] TEXT",
    "Split TEXT with BERT-uncased's basic tokenizer and WordPiece over the vocabulary V\n"
    "(BERT's vocab.txt: one token a line, id = line number) and print the token ids on one\n"
@@ -405,6 +413,10 @@ int main(int argc, char **argv) {
       o.trace = val;
     } else if (strcmp(a, "--memory") == 0) {
       o.memory = true;
+    } else if (strcmp(a, "--recompute") == 0) {
+      TAKES_VALUE();
+      if (strcmp(val, "layers") != 0) return usage_error(c, "--recompute takes \"layers\", not \"%s\"", val);
+      o.recompute_layers = true;
     } else if (strcmp(a, "--set") == 0) {
       TAKES_VALUE();
       if (o.n_sets == CLI_MAX_SETS) return usage_error(c, "too many --set options%s", "");

@@ -26,6 +26,9 @@ typedef struct CgOptions {
   int vector_floats;     // 0: from the features (16 with AVX-512, 8 with AVX2, else 4)
   const char *dump_dir;  // when set, the optimised IR of the module is written there
   bool training;         // dropout draws its mask from the plan's seed; false: the identity
+  bool pack_each_run;    // weights change between runs (training): a GEMM packs a parameter
+                         // operand in the run, into scratch that dies with the GEMM, instead
+                         // of once after binding into a buffer pinned across runs
   bool no_memplan;       // one allocation per buffer instead of the planned arena (to compare)
   uint64_t max_memory;   // refuse a program whose buffers need more bytes (0: physical memory)
   RtTuning tuning;       // the entry point's settings: target CPU, GEMM and attention
@@ -43,6 +46,7 @@ typedef struct Cg {
   const char *name, *dump_dir;
   int W;  // f32 lanes of one vector register
   bool training;  // CgOptions.training
+  bool pack_each_run;  // CgOptions.pack_each_run
   RtTuning tuning;  // CgOptions.tuning (cpu and features resolved into cpu, features above)
   RtCacheOptions cache;  // CgOptions.cache
   LLVMTypeRef void_t, f32, f64, i1, i8, i32, i64, ptr;

@@ -28,6 +28,7 @@ bool cg_init(Cg *cg, const char *module_name, const CgOptions *opt, Diag *d) {
   cg->name = module_name;
   cg->dump_dir = opt->dump_dir;
   cg->training = opt->training;
+  cg->pack_each_run = opt->pack_each_run;
   cg->triple = dup_msg(LLVMGetDefaultTargetTriple());
   cg->tuning = opt->tuning;
   cg->cache = opt->cache;

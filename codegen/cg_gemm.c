@@ -960,7 +960,7 @@ bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, 
     CgStep *s = cg_steps_add(steps, fn, p.pbatch * p.npan, node);
     s->args[s->n_args++] = b;
     s->args[s->n_args++] = packed;
-    s->once = g->b_constant;
+    s->once = g->b_constant && !cg->pack_each_run;
   }
 
   snprintf(fn, sizeof fn, "%s.gemm", name);

@@ -200,7 +200,10 @@ bool ir_grad_dropout_grad(GRAD_ARGS) {
 
 // ---------------------------------------------------------------------------------------
 // Matmul: C = op(A) op(B) with op a transpose or not; each operand's gradient is a matmul
-// of dC with the other operand, then summed over the batch dims broadcasting added.
+// of dC with the other operand, then summed over the batch dims broadcasting added. A
+// weight B [K, N] under activations A [..., M, K] (a linear layer; not transposed) gets its
+// gradient from one GEMM over all rows, A [rows, K]^T dC [rows, N], as torch's linear
+// does: no [..., K, N] product per batch item to sum afterwards.
 bool ir_grad_matmul(GRAD_ARGS) {
   IrNode *a = n->in[0], *c = n->in[1];
   bool ta = ir_attr_int(n, "transpose_a") != 0, tb = ir_attr_int(n, "transpose_b") != 0;
@@ -208,9 +211,17 @@ bool ir_grad_matmul(GRAD_ARGS) {
   if (need[0])
     ga = !ta ? ir_build_matmul(b, dy, c, false, !tb)   // dA = dC op(B)^T     [..., M, K]
              : ir_build_matmul(b, c, dy, tb, true);    // dA = (dC op(B)^T)^T [..., K, M]
-  if (need[1])
+  if (need[1] && c->shape.rank == 2 && a->shape.rank > 2 && !ta) {
+    int r = a->shape.rank;
+    IrShape as = {2, {ir_numel(&a->shape) / a->shape.dim[r - 1], a->shape.dim[r - 1]}};
+    IrShape ds = {2, {as.dim[0], dy->shape.dim[r - 1]}};
+    IrNode *a2 = ir_build_reshape(b, a, &as), *dy2 = ir_build_reshape(b, dy, &ds);  // [rows, K], [rows, N]
+    gb = !tb ? ir_build_matmul(b, a2, dy2, true, false)  // [K, N]
+             : ir_build_matmul(b, dy2, a2, true, false); // [N, K]
+  } else if (need[1]) {
     gb = !tb ? ir_build_matmul(b, a, dy, !ta, false)   // dB = op(A)^T dC     [..., K, N]
              : ir_build_matmul(b, dy, a, true, ta);    // dB = (op(A)^T dC)^T [..., N, K]
+  }
   to_operands(b, n, need, dx, ga, gb);
   return true;
 }

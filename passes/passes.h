@@ -19,6 +19,8 @@ typedef struct PassOptions {
   bool bf16;  // --precision bf16: the "precision" pass gives GEMMs bf16 operands (inference)
   bool loss_denominators;  // train, data parallel or accumulating: pass_loss_denominator runs
   bool int8;  // --precision int8: linear layers' GEMMs take int8 operands (inference)
+  bool recompute_layers;  // --recompute layers: the backward recomputes each repeated block
+                          // instance (encoder layer) from its inputs (pass_recompute)
 } PassOptions;
 
 typedef bool (*PassFn)(IrGraph *g, const PassOptions *o, Diag *d);
@@ -39,7 +41,7 @@ typedef struct Pass {
 // The pipeline, in order. "parse" (the graph as the frontend built it) comes first. The
 // planned order: parse, fuse_attention (before autodiff: the fused op has its own gradient
 // that recomputes instead of storing scores), autodiff, simplify, cse, dce, precision, fuse,
-// schedule, then the program pass memplan. Each pass adds its own line to pipeline.c.
+// schedule, recompute, then the program pass memplan. Each pass adds its own line to pipeline.c.
 extern const Pass pass_pipeline[];
 extern const int pass_count;
 
@@ -77,6 +79,14 @@ int64_t pass_schedule_peak(const IrGraph *g);
 bool pass_precision(IrGraph *g, const PassOptions *o, Diag *d);
 // Fusion (passes/fuse.c): groups of nodes one kernel computes become `fused` nodes.
 bool pass_fuse(IrGraph *g, const PassOptions *o, Diag *d);
+// Recomputation (passes/recompute.c), with o->recompute_layers and a loss: the backward
+// reads, of the values computed inside each instance of a repeated block call, only those
+// the forward reads outside it; it reads the others from clones of their forward nodes,
+// ordered just before their first reader (activation checkpointing). Same values, bit
+// for bit. pass_recompute_instance: the part of a node's place (`where`) that names the
+// outermost repeated block instance that made it (*len bytes), or NULL.
+bool pass_recompute(IrGraph *g, const PassOptions *o, Diag *d);
+const char *pass_recompute_instance(const char *where, size_t *len);
 // The optimiser as graph ops (passes/optimizer.c), run by the pipeline after autodiff when
 // PassOptions.optimizer is set. Adds f32 scalar inputs PASS_OPT_LR (the step's learning
 // rate) and, for AdamW, PASS_OPT_C1 / PASS_OPT_C2 (1 - beta1^t, 1 - beta2^t); one state

@@ -37,6 +37,8 @@ const Pass pass_pipeline[] = {
    pass_fuse, PASS_GRAPH, false},
   {"schedule", "orders the nodes to keep the peak of live intermediate bytes low", pass_schedule,
    PASS_GRAPH, false},
+  {"recompute", "--recompute layers (train, grad): the backward recomputes each encoder layer from its "
+   "input instead of keeping its values (activation checkpointing)", pass_recompute, PASS_GRAPH, false},
   {"memplan", "program: places the kernel steps' intermediates in one arena by lifetime "
    "(codegen/memory.c with passes/memplan.c; off: a buffer each)", NULL, PASS_PROGRAM, false},
 };

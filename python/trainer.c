@@ -26,14 +26,14 @@ static bool ready(PyTrainer *self) {
 }
 
 static int trainer_init(PyTrainer *self, PyObject *args, PyObject *kw) {
-  static char *names[] = {"model_path", "set", "optimizer", "lr", "steps", "seed", "loss", "threads", "precision", NULL};
+  static char *names[] = {"model_path", "set", "optimizer", "lr", "steps", "seed", "loss", "threads", "precision", "recompute", NULL};
   PyObject *path, *set = NULL, *threads = NULL, *keep = NULL;
-  const char *optimizer = "adamw", *loss = NULL, *precision = "fp32";
+  const char *optimizer = "adamw", *loss = NULL, *precision = "fp32", *recompute = NULL;
   double lr = 0;
   long long steps = 100;
   unsigned long long seed = 0;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OsdLKzOs:Trainer", names, &path, &set, &optimizer, &lr, &steps, &seed,
-                                   &loss, &threads, &precision))
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OsdLKzOsz:Trainer", names, &path, &set, &optimizer, &lr, &steps, &seed,
+                                   &loss, &threads, &precision, &recompute))
     return -1;
   if (self->t) {
     PyErr_SetString(PyExc_TypeError, "kiln.Trainer is initialised once");
@@ -47,6 +47,10 @@ static int trainer_init(PyTrainer *self, PyObject *args, PyObject *kw) {
     PyErr_Format(py_kiln_error, "steps must be at least 1, not %lld", steps);
     return -1;
   }
+  if (recompute && strcmp(recompute, "layers") != 0) {  // kiln train --recompute's message
+    PyErr_Format(py_kiln_error, "recompute takes \"layers\", not \"%s\"", recompute);
+    return -1;
+  }
   KilnOptions opt;
   KilnSet *sets = NULL;
   if (!(self->path = py_path(path)) || !py_options(set, threads, "jit", precision, &opt, &sets, &keep)) {
@@ -54,6 +58,7 @@ static int trainer_init(PyTrainer *self, PyObject *args, PyObject *kw) {
     Py_XDECREF(keep);
     return -1;
   }
+  opt.recompute_layers = recompute != NULL;
   KilnTrainOptions to = {.optimizer = optimizer, .lr = lr, .steps = steps, .loss = loss, .seed = seed};
   Diag d = {0};
   bool ok;
@@ -219,7 +224,8 @@ static PyMethodDef trainer_methods[] = {
 PyTypeObject py_trainer_type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "kiln.Trainer",
     .tp_doc = "Trainer(model_path, set=None, optimizer=\"adamw\", lr=0 (AdamW 1e-4, SGD 1e-2), steps=100, seed=0, "
-              "loss=None, threads=None, precision=\"fp32\" (or \"bf16\": mixed precision)",
+              "loss=None, threads=None, precision=\"fp32\" (or \"bf16\": mixed precision), recompute=None (or "
+              "\"layers\": activation checkpointing, the same bits)",
     .tp_basicsize = sizeof(PyTrainer),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,

@@ -296,6 +296,31 @@ START_TEST(test_matmul_gradients_with_transposes_and_batch_broadcast) {
 }
 END_TEST
 
+// A linear layer's weight under [batch, rows, in] activations: its gradient is one 2-D
+// GEMM over all batch x rows (no [batch, out, in] product summed afterwards, which held
+// every layer's activations to the end of the backward), and still the right values.
+START_TEST(test_linear_weight_gradient_is_one_gemm_over_all_rows) {
+  bool tb = _i & 1;
+  Case c;
+  case_init(&c);
+  IrNode *x = param(&c, "x", shp(3, 2, 3, 4));                             // [2, 3, 4]
+  IrNode *w = param(&c, "w", tb ? shp(2, 5, 4) : shp(2, 4, 5));            // op(w) [4, 5]
+  IrNode *y = op(&c, IR_OP_MATMUL, "y", 2, x, w);                          // [2, 3, 5]
+  set_int(y, "transpose_b", tb);
+  weighted_loss(&c, y, shp(3, 2, 3, 5));
+  ck_assert_int_eq(check(&c, false, 0), 24 + 20);
+  int reduces = 0;
+  for (int i = 0; i < c.g.n_nodes; i++) {
+    const IrNode *n = c.g.nodes[i];
+    if (n->op == IR_OP_MATMUL && strstr(n->name, "grad:") == n->name && n->shape.rank == 2)
+      ck_assert_int_eq(ir_numel(&n->shape), 20);
+    reduces += n->op == IR_OP_REDUCE_SUM && strstr(n->name, "grad:y") == n->name;
+  }
+  ck_assert_int_eq(reduces, 0);
+  case_free(&c);
+}
+END_TEST
+
 // ---------------------------------------------------------------------------------------
 // Layout ops.
 START_TEST(test_layout_op_gradients) {
@@ -614,6 +639,7 @@ static Suite *autodiff_suite(void) {
   tcase_add_test(ops, test_gradients_add_up_over_several_uses);
   tcase_add_test(ops, test_tied_parameter_gets_both_gradients);
   tcase_add_loop_test(ops, test_matmul_gradients_with_transposes_and_batch_broadcast, 0, 4);
+  tcase_add_loop_test(ops, test_linear_weight_gradient_is_one_gemm_over_all_rows, 0, 2);
   tcase_add_test(ops, test_layout_op_gradients);
   tcase_add_test(ops, test_gather_gradient_adds_up_repeated_ids);
   tcase_add_test(ops, test_gather_gradient_with_batch_dims);

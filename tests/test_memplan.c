@@ -239,13 +239,15 @@ START_TEST(test_visualbert_tiny_training_arena_is_bitwise_separate) {
   for (int i = 0; i < g.n_losses; i++) want[g.losses[i].node->id] = true;
   for (int i = 0; i < g.n_grads; i++) want[g.grads[i].grad->id] = true;
   expect_arena_matches_separate(&g, want, true);
-  // The plan must pay off: well under the sum of all buffers, near the lower bound.
+  // The plan must pay off: well under the sum of all buffers (two thirds: since weight
+  // gradients are one GEMM, no [batch, out, in] products are left to overlap), near the
+  // lower bound.
   CgOptions opt = {.training = true, .tuning = test_tuning()};
   MemStats st;
   int n_steps;
   Diag d = {0};
   ck_assert_msg(cg_memory_stats(&g, want, &opt, &st, NULL, &n_steps, &d), "%s", d.msg);
-  ck_assert_uint_lt(st.arena_bytes, st.unplanned_bytes / 2);
+  ck_assert_uint_lt(st.arena_bytes, st.unplanned_bytes / 3 * 2);
   ck_assert_uint_le(st.arena_bytes, st.lower_bound_bytes + st.lower_bound_bytes / 10);
   ck_assert_int_gt(st.n_in_place, 0);
   free(want);

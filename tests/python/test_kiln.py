@@ -325,6 +325,20 @@ class TestTrainer(Base):
         with self.assertRaisesRegex(kiln.Error, "all 5 steps are done"):
             t.step()
 
+    def test_recompute_layers_trains_the_same_bits(self):
+        cli("init", VQA, "-o", self.path("wt.safetensors"), "--seed", "2", *SETS)
+        safetensors_io.write(self.path("data.safetensors"), inputs_of(self.model, 9, examples=6))
+        cli(*self.train_cli("--data", self.path("data.safetensors"), "--steps", "3", "-o",
+                            self.path("cli.safetensors")))
+        t = kiln.Trainer(VQA, set=TINY, lr=1e-2, steps=3, seed=1, threads=THREADS, recompute="layers")
+        t.load_weights(self.path("wt.safetensors"))
+        t.data(self.path("data.safetensors"))
+        for _ in range(3):
+            t.step()
+        same_bits(self, safetensors_io.read(self.path("cli.safetensors")), t.weights())
+        with self.assertRaisesRegex(kiln.Error, 'recompute takes "layers", not "blocks"'):
+            kiln.Trainer(VQA, set=TINY, recompute="blocks")
+
     def test_bf16_steps_equal_kiln_train_precision_bf16(self):
         cli("init", VQA, "-o", self.path("wt.safetensors"), "--seed", "2", *SETS)
         safetensors_io.write(self.path("data.safetensors"), inputs_of(self.model, 9, examples=6))
