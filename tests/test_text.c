@@ -493,13 +493,34 @@ START_TEST(test_mlm_apply_treats_a_bound_pretraining_batch) {
   for (int b = 0; b < 40; b++) mismatched += si[b] == 0;
   ck_assert(selected > 0 && masks > 0 && masks <= selected);
   ck_assert(mismatched > 0 && mismatched < 40);
-  // A model without the pre-training inputs is refused with its name.
-  Diag d2 = {0};
-  void *saved = value[ir_graph_find(&g, "sentence_image_labels")->id];
+  // A program that does not read sentence_image_labels (--loss masked_lm_loss): MLM alone,
+  // every pair kept (token types, mask and every unselected token as in the file).
+  int64_t *si_value = value[ir_graph_find(&g, "sentence_image_labels")->id];
   value[ir_graph_find(&g, "sentence_image_labels")->id] = NULL;
+  for (int i = 0; i < g.n_nodes; i++) {  // the file's batch again
+    const StTensor *t = g.nodes[i]->op == IR_OP_INPUT ? st_find(&f, g.nodes[i]->name) : NULL;
+    if (t && value[i]) memcpy(value[i], t->data, t->nbytes);
+  }
+  ck_assert_msg(mlm_apply(&m, &g, value, 11, 3, 0, &d), "%s", d.msg);
+  const StTensor *ids0 = st_find(&f, "input_ids"), *tt0 = st_find(&f, "token_type_ids"), *am0 = st_find(&f, "attention_mask");
+  ck_assert(!memcmp(value[ir_graph_find(&g, "token_type_ids")->id], tt0->data, tt0->nbytes));
+  ck_assert(!memcmp(value[ir_graph_find(&g, "attention_mask")->id], am0->data, am0->nbytes));
+  int kept = 0, masked_only = 0;
+  for (int i = 0; i < 40 * o.text_len; i++) {
+    bool same = ids[i] == ((const int64_t *)ids0->data)[i];
+    kept += labels[i] == -100 && same;
+    masked_only += labels[i] != -100 && labels[i] == ((const int64_t *)ids0->data)[i];
+  }
+  ck_assert_int_eq(kept + masked_only, 40 * o.text_len);  // unselected: unchanged; selected: labelled
+  ck_assert_int_gt(masked_only, 0);
+  // A model without the MLM inputs is refused with the name.
+  Diag d2 = {0};
+  value[ir_graph_find(&g, "sentence_image_labels")->id] = si_value;
+  void *saved = value[ir_graph_find(&g, "labels")->id];
+  value[ir_graph_find(&g, "labels")->id] = NULL;
   ck_assert(!mlm_apply(&m, &g, value, 11, 3, 0, &d2));  // value NULL: not computed
-  ck_assert_msg(strstr(d2.msg, "sentence_image_labels"), "%s", d2.msg);
-  value[ir_graph_find(&g, "sentence_image_labels")->id] = saved;
+  ck_assert_msg(strstr(d2.msg, "\"labels\""), "%s", d2.msg);
+  value[ir_graph_find(&g, "labels")->id] = saved;
   for (int i = 0; i < g.n_nodes; i++) free(value[i]);
   free(value);
   mlm_free(&m);
