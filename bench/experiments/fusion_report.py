@@ -50,6 +50,9 @@ def read_run(d):
         v.sort()
     with open(os.path.join(d, "time.txt")) as f:
         run["time"] = float(f.read())
+    if os.path.exists(os.path.join(d, "cpu.txt")):  # user + system seconds (common.sh)
+        with open(os.path.join(d, "cpu.txt")) as f:
+            run["cpu"] = float(f.read())
     if not run["loss"] or not run["evals"]:
         sys.exit(f"fusion_report.py: {d}: no progress lines or no evaluations")
     return run
@@ -127,15 +130,21 @@ def svg_plot(path, title, ylabel, series, xlabel="step"):
         f.write("\n".join(out) + "\n")
 
 
-def main():
+def open_report(doc, plots_name):
+    """The command line WORK REPORT_DIR (else exits with doc): work, report_dir, the setup,
+    REPORT_DIR/plots_name (created) and every run of WORK/runs by name."""
     if len(sys.argv) != 3:
-        sys.exit(__doc__)
+        sys.exit(doc)
     work, report_dir = sys.argv[1], sys.argv[2]
-    setup = read_setup(work)
-    plots = os.path.join(report_dir, "fusion")
+    plots = os.path.join(report_dir, plots_name)
     os.makedirs(plots, exist_ok=True)
     runs = {name: read_run(os.path.join(work, "runs", name))
             for name in sorted(os.listdir(os.path.join(work, "runs")))}
+    return work, report_dir, read_setup(work), plots, runs
+
+
+def main():
+    work, report_dir, setup, plots, runs = open_report(__doc__, "fusion")
     quick = setup["mode"] == "quick"
     md = ["# Early vs late fusion on the synthetic world" + (" (QUICK run)" if quick else ""), ""]
     if quick:
