@@ -68,9 +68,10 @@ static void list_names(FILE *out, const char *const *names, int n) {
 bool fe_bind_partial(const IrGraph *g, const StFile *f, void *const *value, uint64_t seed, FILE *log,
                      Diag *d) {
   const char **fresh = calloc((size_t)g->n_nodes + 1, sizeof *fresh);
+  const char **copies = calloc((size_t)g->n_nodes + 1, sizeof *copies);
   const char **extra = calloc((size_t)f->n + 1, sizeof *extra);
-  int n_fresh = 0, n_extra = 0, n_copied = 0;
-  bool ok = fresh && extra;
+  int n_fresh = 0, n_copies = 0, n_extra = 0, n_copied = 0;
+  bool ok = fresh && copies && extra;
   if (!ok) diag_error(d, "%s: out of memory", f->path);
   for (int i = 0; ok && i < g->n_nodes; i++) {
     const IrNode *n = g->nodes[i];
@@ -79,6 +80,16 @@ bool fe_bind_partial(const IrGraph *g, const StFile *f, void *const *value, uint
     if (t) {
       ok = convert_into(n, f, t, value[i], d);
       n_copied++;
+      continue;
+    }
+    // init "copy(P)" (a chain of them; same shape, the verifier's guarantee) starts from
+    // the file's P when it has it, as the copy in kiln init starts from P's initial value.
+    const IrNode *src = n;
+    while (src->init.kind == IR_INIT_COPY && !(t = st_find(f, src->init.copy_of)))
+      src = ir_graph_find(g, src->init.copy_of);
+    if (t) {
+      ok = convert_into(n, t, f->path, value[i], d);
+      copies[n_copies++] = n->name;
       continue;
     }
     size_t count = (size_t)ir_numel(&n->shape);
@@ -98,6 +109,10 @@ bool fe_bind_partial(const IrGraph *g, const StFile *f, void *const *value, uint
   }
   if (ok && log) {
     fprintf(log, "%s: %d parameters copied", f->path, n_copied);
+    if (n_copies) {
+      fprintf(log, "; %d not in the file, copies of the file's tensors they are initialised from: ", n_copies);
+      list_names(log, copies, n_copies);
+    }
     if (n_fresh) {
       fprintf(log, "; %d not in the file, initialised (seed %llu): ", n_fresh, (unsigned long long)seed);
       list_names(log, fresh, n_fresh);
@@ -110,6 +125,7 @@ bool fe_bind_partial(const IrGraph *g, const StFile *f, void *const *value, uint
     }
   }
   free(fresh);
+  free(copies);
   free(extra);
   return ok;
 }

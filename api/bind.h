@@ -26,8 +26,10 @@ bool fe_bind_native(const IrGraph *g, const StFile *f, IrOpKind kind, void *cons
 
 // Starting from other weights (kiln train --init): every parameter that f holds is
 // converted into value[id] (its shape must match: else an error naming the tensor); the
-// others (e.g. a task's head) get their initialisers' values for `seed`. On `log`: one line
-// with the counts and the first initialised names, one with the tensors of f that are not
+// others (e.g. a task's head) get their initialisers' values for `seed`, except that an
+// initialiser copy(P) copies f's P when f has it (VisualBERT's visual embeddings start from
+// a text-only model's tables). On `log`: one line with the counts and the first names of
+// those copies and of the initialised ones, one with the tensors of f that are not
 // parameters (ignored), if any.
 bool fe_bind_partial(const IrGraph *g, const StFile *f, void *const *value, uint64_t seed, FILE *log,
                      Diag *d);

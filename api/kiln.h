@@ -219,8 +219,9 @@ void kiln_trainer_free(KilnTrainer *t);
 // kiln_init_params, and read it with kiln_tensor.
 KilnModel *kiln_trainer_model(KilnTrainer *t);
 // Starting from other weights (--init): every parameter f holds is taken (its shape must
-// match), the others get their initialisers' values for seed. On notes (if not NULL): the
-// counts and the first initialised names, and the tensors of f that are not parameters.
+// match), the others get their initialisers' values for seed (an initialiser copy(P) takes
+// f's P when f has it). On notes (if not NULL): the counts and the first initialised
+// names, and the tensors of f that are not parameters.
 bool kiln_trainer_init_from(KilnTrainer *t, const StFile *f, uint64_t seed, FILE *notes, Diag *d);
 // Resuming: the parameters and the optimiser state of a checkpoint; *done: its steps done.
 bool kiln_trainer_resume(KilnTrainer *t, const StFile *f, int64_t *done, Diag *d);

@@ -153,9 +153,13 @@ bool mlm_apply(const Mlm *m, const IrGraph *g, void *const *value, uint64_t seed
   int64_t *tt = input_buffer(g, value, "token_type_ids", DT_I64, 2, batch, len, d);
   float *am = input_buffer(g, value, "attention_mask", DT_F32, 2, batch, len, d);
   int64_t *labels = input_buffer(g, value, "labels", DT_I64, 2, batch, len, d);
-  int64_t *si = input_buffer(g, value, "sentence_image_labels", DT_I64, 1, batch, len, d);
-  if (!ids || !tt || !am || !labels || !si) return false;
-  mlm_mismatch_batch(&m->config, seed, step, first, ids, tt, am, si, batch, len, m->pool, m->n_pool);
+  if (!ids || !tt || !am || !labels) return false;
+  const IrNode *si_node = ir_graph_find(g, "sentence_image_labels");
+  if (si_node && si_node->op == IR_OP_INPUT && value[si_node->id]) {  // else MLM alone, pairs matched
+    int64_t *si = input_buffer(g, value, "sentence_image_labels", DT_I64, 1, batch, len, d);
+    if (!si) return false;
+    mlm_mismatch_batch(&m->config, seed, step, first, ids, tt, am, si, batch, len, m->pool, m->n_pool);
+  }
   mlm_mask_batch(&m->config, seed, step, first, ids, labels, batch, len);
   return true;
 }

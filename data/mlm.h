@@ -60,7 +60,9 @@ void mlm_free(Mlm *m);
 // Mismatch then mask the batch bound in value[] (node id -> buffer of one batch):
 // input_ids, token_type_ids, attention_mask, labels, sentence_image_labels, which must be
 // inputs of g with the pre-training model's dtypes (i64, i64, f32, i64, i64); the bound
-// rows are rows first .. of the step's batch.
+// rows are rows first .. of the step's batch. A program that does not read the input
+// sentence_image_labels (MLM alone: models/bert-pretrain.json, or the pre-training files
+// trained with --loss masked_lm_loss) gets its batch masked only, every pair matched.
 bool mlm_apply(const Mlm *m, const IrGraph *g, void *const *value, uint64_t seed, int64_t step, int64_t first,
                Diag *d);
 

@@ -533,6 +533,42 @@ static bool write_rows(const World *w, const char *path, int task, const Rows *r
   return st_write(path, t, n, d);
 }
 
+// The task's own text and images in the pre-training layout (task-specific pre-training:
+// MLM on the target task's data): row b is example b's sequence (VCR: the question with its
+// right answer), labels -100, sentence_image_labels 1 (every pair matched).
+static bool task_mlm_rows(const World *w, const Rows *task, Rows *out) {
+  int64_t T = w->o->text_len, R = w->o->regions, Dv = w->o->visual_dim;
+  if (!rows_alloc(w, out, task->n, TASK_PRETRAIN)) return false;
+  for (int64_t b = 0; b < task->n; b++) {
+    int64_t src = task->c > 1 ? b * task->c + task->labels_i[b] : b;
+    memcpy(out->ids + b * T, task->ids + src * T, (size_t)T * sizeof *out->ids);
+    memcpy(out->tt + b * T, task->tt + src * T, (size_t)T * sizeof *out->tt);
+    memcpy(out->am + b * T, task->am + src * T, (size_t)T * sizeof *out->am);
+    memcpy(out->vis + b * R * Dv, task->vis + src * R * Dv, (size_t)(R * Dv) * sizeof *out->vis);
+    memcpy(out->vtt + b * R, task->vtt + src * R, (size_t)R * sizeof *out->vtt);
+    memcpy(out->vam + b * R, task->vam + src * R, (size_t)R * sizeof *out->vam);
+    for (int64_t i = 0; i < T; i++) out->labels_i[b * T + i] = -100;
+    out->si[b] = 1;
+  }
+  return true;
+}
+
+// One draw of the on-the-fly objectives (keyed by step -1 - split), kept in a file for
+// kiln eval: mismatched pairs (the pre-training split's only) then masking, in place.
+static bool write_static(const World *w, const char *path, int split, bool mismatch, Rows *rows, Diag *d) {
+  MlmConfig mc = mlm_config(w->v.cls, w->v.sep, w->v.pad, w->v.mask, w->v.unk, w->v.n);
+  int64_t n = rows->n, T = w->o->text_len;
+  if (mismatch) {
+    int64_t *pool = malloc(((size_t)(n * T) + 1) * sizeof *pool);
+    if (!pool) return diag_error(d, "%s: out of memory", path);
+    memcpy(pool, rows->ids, (size_t)(n * T) * sizeof *pool);
+    mlm_mismatch_batch(&mc, w->o->seed, -1 - split, 0, rows->ids, rows->tt, rows->am, rows->si, n, T, pool, n);
+    free(pool);
+  }
+  mlm_mask_batch(&mc, w->o->seed, -1 - split, 0, rows->ids, rows->labels_i, n, T);
+  return write_rows(w, path, TASK_PRETRAIN, rows, d);
+}
+
 static bool write_text_file(const char *path, const char *const *lines, int n, Diag *d) {
   FILE *f = fopen(path, "w");
   if (!f) return diag_error(d, "%s: cannot write: %s", path, strerror(errno));
@@ -612,16 +648,18 @@ bool synth_write(const char *dir, const SynthOptions *o, Diag *d) {
       for (int64_t b = 0; ok && b < rows.n; b++) ok = gen_example(&w, tasks[ti], sp, b, &rows, d);
       ok = ok && write_rows(&w, PATH("%s/%s-%s.safetensors", dir, task_names[ti], split_names[sp]), tasks[ti],
                             &rows, d);
-      if (ok && tasks[ti] == TASK_PRETRAIN) {  // one draw of the on-the-fly objectives, kept
-        MlmConfig mc = mlm_config(w.v.cls, w.v.sep, w.v.pad, w.v.mask, w.v.unk, w.v.n);
-        int64_t n = rows.n, T = o->text_len;
-        int64_t *pool = malloc(((size_t)(n * T) + 1) * sizeof *pool);
-        memcpy(pool, rows.ids, (size_t)(n * T) * sizeof *pool);
-        mlm_mismatch_batch(&mc, o->seed, -1 - sp, 0, rows.ids, rows.tt, rows.am, rows.si, n, T, pool, n);
-        mlm_mask_batch(&mc, o->seed, -1 - sp, 0, rows.ids, rows.labels_i, n, T);
-        free(pool);
-        ok = write_rows(&w, PATH("%s/pretrain-static-%s.safetensors", dir, split_names[sp]), tasks[ti], &rows, d);
+      if (ok && tasks[ti] == TASK_PRETRAIN)  // one draw of the on-the-fly objectives, kept
+        ok = write_static(&w, PATH("%s/pretrain-static-%s.safetensors", dir, split_names[sp]), sp, true, &rows, d);
+      Rows mlm = {0};
+      if (ok && tasks[ti] != TASK_PRETRAIN) {  // the task's text and images for MLM, and one draw
+        ok = task_mlm_rows(&w, &rows, &mlm) ||
+             diag_error(d, "%s: out of memory for %d examples", dir, split_n[sp]);
+        ok = ok && write_rows(&w, PATH("%s/%s-mlm-%s.safetensors", dir, task_names[ti], split_names[sp]),
+                              TASK_PRETRAIN, &mlm, d);
+        ok = ok && write_static(&w, PATH("%s/%s-mlm-static-%s.safetensors", dir, task_names[ti], split_names[sp]),
+                                sp, false, &mlm, d);
       }
+      rows_free(&mlm);
       rows_free(&rows);
     }
 #undef PATH

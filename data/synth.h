@@ -29,7 +29,9 @@ int synth_answers(const char *const **answers);
 
 // Writes into dir (created if missing): vocab.txt, answers.txt, config.txt (the --set
 // values the model files need) and TASK-SPLIT.safetensors for TASK in pretrain,
-// pretrain-static, vqa, nlvr2, vcr, flickr and SPLIT in train, val, test. Fails with a message naming
+// pretrain-static, vqa, nlvr2, vcr, flickr, and X-mlm and X-mlm-static for X in vqa,
+// nlvr2, vcr, flickr (the task's text and images in the pre-training layout, for
+// task-specific MLM), and SPLIT in train, val, test. Fails with a message naming
 // the file, or the option that cannot work (e.g. text_len too short for the grammar).
 bool synth_write(const char *dir, const SynthOptions *o, Diag *d);
 

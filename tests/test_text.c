@@ -181,7 +181,8 @@ static char *slurp(const char *path, size_t *n) {
 static const char *const synth_files[] = {
     "vocab.txt", "answers.txt", "config.txt", "pretrain-train.safetensors", "pretrain-val.safetensors",
     "pretrain-test.safetensors", "pretrain-static-train.safetensors", "vqa-train.safetensors",
-    "vqa-val.safetensors", "vqa-test.safetensors", "nlvr2-train.safetensors", "nlvr2-test.safetensors", NULL};
+    "vqa-val.safetensors", "vqa-test.safetensors", "nlvr2-train.safetensors", "nlvr2-test.safetensors",
+    "vcr-mlm-train.safetensors", "flickr-mlm-static-val.safetensors", NULL};
 
 static bool same_file(const char *a_dir, const char *b_dir, const char *name) {
   char a[512], b[512];
@@ -254,6 +255,59 @@ START_TEST(test_synth_tensors_are_the_model_files_inputs) {
   check_against_model("models/visualbert-nlvr2.json", "nlvr2-val.safetensors", 10, 2);
   check_against_model("models/visualbert-pretrain.json", "pretrain-train.safetensors", 40, 2);
   check_against_model("models/visualbert-pretrain.json", "pretrain-static-test.safetensors", 7, 2);
+  check_against_model("models/visualbert-pretrain-late.json", "nlvr2-mlm-train.safetensors", 40, 2);
+  check_against_model("models/visualbert-pretrain.json", "vcr-mlm-static-val.safetensors", 10, 2);
+}
+END_TEST
+
+// Task-specific pre-training data: TASK-mlm holds the task's rows (VCR: each example's
+// right choice) in the pre-training layout, unmasked and matched; TASK-mlm-static one
+// masking of them, never a mismatch (the same token types and masks).
+START_TEST(test_synth_task_mlm_files_hold_the_tasks_rows) {
+  SynthOptions o = small_opts(4);
+  synth_to("taskmlm", &o);
+  static const char *const tasks[] = {"vqa", "nlvr2", "vcr", "flickr"};
+  int64_t T = o.text_len, R = o.regions, Dv = o.visual_dim;
+  for (int k = 0; k < 4; k++) {
+    StFile task, mlm, stat;
+    Diag d = {0};
+    char path[512];
+    snprintf(path, sizeof path, "%s/taskmlm/%s-train.safetensors", tmpdir, tasks[k]);
+    ck_assert_msg(st_read(path, &task, &d), "%s", d.msg);
+    snprintf(path, sizeof path, "%s/taskmlm/%s-mlm-train.safetensors", tmpdir, tasks[k]);
+    ck_assert_msg(st_read(path, &mlm, &d), "%s", d.msg);
+    snprintf(path, sizeof path, "%s/taskmlm/%s-mlm-static-train.safetensors", tmpdir, tasks[k]);
+    ck_assert_msg(st_read(path, &stat, &d), "%s", d.msg);
+    ck_assert(st_find(&mlm, MLM_CONFIG_TENSOR) && st_find(&stat, MLM_CONFIG_TENSOR));
+    const int64_t *tid = st_find(&task, "input_ids")->data, *mid = st_find(&mlm, "input_ids")->data;
+    const int64_t *sid = st_find(&stat, "input_ids")->data, *sl = st_find(&stat, "labels")->data;
+    const int64_t *ml = st_find(&mlm, "labels")->data, *si = st_find(&mlm, "sentence_image_labels")->data;
+    const float *tv = st_find(&task, "visual_embeds")->data, *mv = st_find(&mlm, "visual_embeds")->data;
+    ck_assert_int_eq(st_find(&mlm, "input_ids")->shape[0], 40);
+    ck_assert_int_eq(st_find(&mlm, "input_ids")->rank, 2);
+    int selected = 0;
+    for (int64_t b = 0; b < 40; b++) {
+      int64_t src = !strcmp(tasks[k], "vcr") ? b * 4 + ((const int64_t *)st_find(&task, "labels")->data)[b] : b;
+      ck_assert(!memcmp(mid + b * T, tid + src * T, (size_t)T * sizeof *mid));
+      ck_assert(!memcmp(mv + b * R * Dv, tv + src * R * Dv, (size_t)(R * Dv) * sizeof *mv));
+      ck_assert_int_eq(si[b], 1);
+      for (int64_t i = 0; i < T; i++) {
+        ck_assert_int_eq(ml[b * T + i], -100);
+        if (sl[b * T + i] != -100) {
+          selected++;
+          ck_assert_int_eq(sl[b * T + i], mid[b * T + i]);
+        } else {
+          ck_assert_int_eq(sid[b * T + i], mid[b * T + i]);
+        }
+      }
+    }
+    ck_assert_int_gt(selected, 10);
+    const StTensor *tt = st_find(&mlm, "token_type_ids"), *stt = st_find(&stat, "token_type_ids");
+    ck_assert(!memcmp(tt->data, stt->data, tt->nbytes));
+    st_free(&task);
+    st_free(&mlm);
+    st_free(&stat);
+  }
 }
 END_TEST
 
@@ -493,13 +547,34 @@ START_TEST(test_mlm_apply_treats_a_bound_pretraining_batch) {
   for (int b = 0; b < 40; b++) mismatched += si[b] == 0;
   ck_assert(selected > 0 && masks > 0 && masks <= selected);
   ck_assert(mismatched > 0 && mismatched < 40);
-  // A model without the pre-training inputs is refused with its name.
-  Diag d2 = {0};
-  void *saved = value[ir_graph_find(&g, "sentence_image_labels")->id];
+  // A program that does not read sentence_image_labels (--loss masked_lm_loss): MLM alone,
+  // every pair kept (token types, mask and every unselected token as in the file).
+  int64_t *si_value = value[ir_graph_find(&g, "sentence_image_labels")->id];
   value[ir_graph_find(&g, "sentence_image_labels")->id] = NULL;
+  for (int i = 0; i < g.n_nodes; i++) {  // the file's batch again
+    const StTensor *t = g.nodes[i]->op == IR_OP_INPUT ? st_find(&f, g.nodes[i]->name) : NULL;
+    if (t && value[i]) memcpy(value[i], t->data, t->nbytes);
+  }
+  ck_assert_msg(mlm_apply(&m, &g, value, 11, 3, 0, &d), "%s", d.msg);
+  const StTensor *ids0 = st_find(&f, "input_ids"), *tt0 = st_find(&f, "token_type_ids"), *am0 = st_find(&f, "attention_mask");
+  ck_assert(!memcmp(value[ir_graph_find(&g, "token_type_ids")->id], tt0->data, tt0->nbytes));
+  ck_assert(!memcmp(value[ir_graph_find(&g, "attention_mask")->id], am0->data, am0->nbytes));
+  int kept = 0, masked_only = 0;
+  for (int i = 0; i < 40 * o.text_len; i++) {
+    bool same = ids[i] == ((const int64_t *)ids0->data)[i];
+    kept += labels[i] == -100 && same;
+    masked_only += labels[i] != -100 && labels[i] == ((const int64_t *)ids0->data)[i];
+  }
+  ck_assert_int_eq(kept + masked_only, 40 * o.text_len);  // unselected: unchanged; selected: labelled
+  ck_assert_int_gt(masked_only, 0);
+  // A model without the MLM inputs is refused with the name.
+  Diag d2 = {0};
+  value[ir_graph_find(&g, "sentence_image_labels")->id] = si_value;
+  void *saved = value[ir_graph_find(&g, "labels")->id];
+  value[ir_graph_find(&g, "labels")->id] = NULL;
   ck_assert(!mlm_apply(&m, &g, value, 11, 3, 0, &d2));  // value NULL: not computed
-  ck_assert_msg(strstr(d2.msg, "sentence_image_labels"), "%s", d2.msg);
-  value[ir_graph_find(&g, "sentence_image_labels")->id] = saved;
+  ck_assert_msg(strstr(d2.msg, "\"labels\""), "%s", d2.msg);
+  value[ir_graph_find(&g, "labels")->id] = saved;
   for (int i = 0; i < g.n_nodes; i++) free(value[i]);
   free(value);
   mlm_free(&m);
@@ -530,6 +605,7 @@ static Suite *text_suite(void) {
   tcase_add_test(syn, test_synth_same_seed_same_bytes_other_seed_other_data);
   tcase_add_test(syn, test_synth_tensors_are_the_model_files_inputs);
   tcase_add_test(syn, test_synth_targets_and_regions_are_consistent);
+  tcase_add_test(syn, test_synth_task_mlm_files_hold_the_tasks_rows);
   tcase_add_test(syn, test_synth_rejects_text_len_too_short);
   suite_add_tcase(s, syn);
   TCase *mlm = tcase_create("pre-training batches");

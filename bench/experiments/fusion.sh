@@ -24,23 +24,9 @@
 # environment: KILN (default build/kiln), THREADS (2), SEEDS ("1 2"), PRE_STEPS, STEPS,
 #   EVAL_EVERY, PRE_EVAL_EVERY override the sizes below.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-kiln=${KILN:-$root/build/kiln}
-py=/usr/bin/python3
-quick=0 report_dir=$root/docs/experiments work= pretrain_only=0
-while [ $# -gt 0 ]; do
-  case $1 in
-    --quick) quick=1 ;;
-    --report-dir) report_dir=${2:?--report-dir needs a value}; shift ;;
-    --work) work=${2:?--work needs a value}; shift ;;
-    --pretrain-only) pretrain_only=1 ;;
-    *) echo "usage: $0 [--quick] [--report-dir DIR] [--work DIR] [--pretrain-only]" >&2; exit 2 ;;
-  esac
-  shift
-done
-if [ -z "$work" ]; then work=$(mktemp -d); trap 'rm -rf "$work"' EXIT; fi
-mkdir -p "$work" "$report_dir"
-threads=${THREADS:-2}
+usage="$0 [--quick] [--report-dir DIR] [--work DIR] [--pretrain-only]"
+allow_pretrain_only=1
+source "$(dirname "$0")/common.sh"
 if [ $quick = 1 ]; then
   mode=quick
   model=(--set hidden=32 --set layers=1 --set heads=2 --set intermediate=64 --set batch=16 --set dropout=0)
@@ -57,45 +43,12 @@ else
   pre_every=${PRE_EVAL_EVERY:-250}
   pre_lr=1e-3 lr=3e-4
 fi
-now() { date +%s.%N; }
 t_start=$(now)
-
-# The data: one world (seed 0) for every run; the seeds vary initialisation, order, dropout.
-"$kiln" data synth -o "$work/world" --seed 0 "${synth[@]}" 2>"$work/synth.log"
-mapfile -t world < <(sed 's/^/--set\n/' "$work/world/config.txt")
-sets=("${world[@]}" "${model[@]}")
-{
-  echo "mode $mode"; echo "model ${model[*]}"; echo "data ${synth[*]}"; echo "seeds $seeds"
-  echo "pre_steps $pre_steps"; echo "steps $steps"; echo "eval_every $every (pre-training $pre_every)"; echo "lr $pre_lr (pre-training), $lr (fine-tuning)"
-  echo "threads $threads"; echo "machine $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
-  echo "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "load_start $(cut -d' ' -f1-3 /proc/loadavg)"
-} >"$work/setup.txt"
+make_world
 for t in vqa nlvr2 pretrain; do
   diff -u --label "models/visualbert-$t.json" --label "models/visualbert-$t-late.json" \
     "$root/models/visualbert-$t.json" "$root/models/visualbert-$t-late.json" >"$work/diff-$t.txt" || true
 done
-
-task_sets() {  # the --set list of a task
-  case $1 in nlvr2) echo --set num_labels=2 ;; *) ;; esac
-}
-# train_run DIR MODEL DATA_PREFIX START_FLAGS...: train, scoring the weights on the
-# validation split every $every_now steps (kiln train --eval-data: one compilation, no
-# checkpoints); DIR gets train.log (progress and "eval step K: ..." lines) and time.txt.
-train_run() {
-  local dir=$1 m=$2 data=$3; shift 3
-  local extra; read -ra extra <<<"$(task_sets "$data")"
-  local eval_data=$data-val
-  [ "$data" = pretrain ] && eval_data=pretrain-static-val
-  mkdir -p "$dir"
-  local t0; t0=$(now)
-  "$kiln" train "$root/models/visualbert-$m.json" "${sets[@]}" "${extra[@]}" "$@" \
-    --data "$work/world/$data-train.safetensors" -o "$dir/w.safetensors" --lr "$lr_now" \
-    --steps "$steps_now" --eval-data "$work/world/$eval_data.safetensors" --eval-every "$every_now" \
-    --threads "$threads" 2>"$dir/train.log"
-  echo "$(now) $t0" | awk '{printf "%.3f\n", $1 - $2}' >"$dir/time.txt"
-  grep "^eval step $steps_now:" "$dir/train.log" | sed "s/^/fusion.sh:   $(basename "$dir") /" >&2
-}
 
 for fusion in early late; do
   suffix=; [ $fusion = late ] && suffix=-late
@@ -104,7 +57,7 @@ for fusion in early late; do
   echo "fusion.sh: pre-training ($fusion fusion, $pre_steps steps)" >&2
   "$kiln" init "$root/models/visualbert-pretrain$suffix.json" "${sets[@]}" --seed 0 \
     -o "$work/init-pretrain-$fusion.safetensors" 2>/dev/null
-  steps_now=$pre_steps every_now=$pre_every lr_now=$pre_lr train_run "$pre" "pretrain$suffix" pretrain \
+  steps_now=$pre_steps every_now=$pre_every lr_now=$pre_lr train_run "$pre" "visualbert-pretrain$suffix" pretrain \
     --weights "$work/init-pretrain-$fusion.safetensors" --seed 0
   [ $pretrain_only = 1 ] && continue
   for task in vqa nlvr2; do
@@ -113,9 +66,9 @@ for fusion in early late; do
       echo "fusion.sh: $task, $fusion fusion, seed $seed: without and with pre-training" >&2
       "$kiln" init "$root/models/visualbert-$task$suffix.json" "${sets[@]}" "${extra[@]}" \
         --seed "$seed" -o "$work/init-$task-$fusion-$seed.safetensors" 2>/dev/null
-      steps_now=$steps every_now=$every lr_now=$lr train_run "$work/runs/$task-$fusion-scratch-s$seed" "$task$suffix" "$task" \
+      steps_now=$steps every_now=$every lr_now=$lr train_run "$work/runs/$task-$fusion-scratch-s$seed" "visualbert-$task$suffix" "$task" \
         --weights "$work/init-$task-$fusion-$seed.safetensors" --seed "$seed"
-      steps_now=$steps every_now=$every lr_now=$lr train_run "$work/runs/$task-$fusion-pretrained-s$seed" "$task$suffix" "$task" \
+      steps_now=$steps every_now=$every lr_now=$lr train_run "$work/runs/$task-$fusion-pretrained-s$seed" "visualbert-$task$suffix" "$task" \
         --init "$pre/w.safetensors" --seed "$seed"
     done
   done
@@ -124,7 +77,7 @@ if [ $pretrain_only = 1 ]; then echo "fusion.sh: pre-trained weights in $work/ru
 # Control: why dropout is off. The first early-fusion VQA run again, dropout 0.1.
 seed=${seeds%% *}
 echo "fusion.sh: control: vqa, early fusion, seed $seed, dropout 0.1" >&2
-steps_now=$steps every_now=$every lr_now=$lr train_run "$work/runs/control-vqa-early-scratch-dropout-s$seed" vqa vqa \
+steps_now=$steps every_now=$every lr_now=$lr train_run "$work/runs/control-vqa-early-scratch-dropout-s$seed" visualbert-vqa vqa \
   --weights "$work/init-vqa-early-$seed.safetensors" --seed "$seed" --set dropout=0.1
 echo "$(now) $t_start" | awk '{printf "total_seconds %.1f\n", $1 - $2}' >>"$work/setup.txt"
 echo "load_end $(cut -d' ' -f1-3 /proc/loadavg)" >>"$work/setup.txt"
