@@ -88,7 +88,7 @@ bool fe_bind_partial(const IrGraph *g, const StFile *f, void *const *value, uint
     while (src->init.kind == IR_INIT_COPY && !(t = st_find(f, src->init.copy_of)))
       src = ir_graph_find(g, src->init.copy_of);
     if (t) {
-      ok = convert_into(n, t, f->path, value[i], d);
+      ok = convert_into(n, f, t, value[i], d);
       copies[n_copies++] = n->name;
       continue;
     }
