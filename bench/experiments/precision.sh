@@ -22,17 +22,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 kiln=${KILN:-$root/build/kiln}
-quick=() report_dir=$root/docs/experiments work=
-while [ $# -gt 0 ]; do
-  case $1 in
-    --quick) quick=(--quick) ;;
-    --report-dir) report_dir=${2:?--report-dir needs a value}; shift ;;
-    --work) work=${2:?--work needs a value}; shift ;;
-    *) echo "usage: $0 [--quick] [--report-dir DIR] [--work DIR]" >&2; exit 2 ;;
-  esac
-  shift
-done
-if [ -z "$work" ]; then work=$(mktemp -d); trap 'rm -rf "$work"' EXIT; fi
+source "$root/bench/experiments/lib.sh"
+experiment_args "$@"
 mkdir -p "$work" "$report_dir"
 seeds=${SEEDS:-1 2 3} tasks=${TASKS:-vqa nlvr2}
 t_start=$(date +%s.%N)
