@@ -48,8 +48,12 @@ bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOp
                           KilnModel **out, Diag *d) {
   const PassOptimizer *optimizer = train ? train->optimizer : NULL;
   *out = NULL;
-  if (opt->precision == KILN_PRECISION_INT8 && (opt->grad_loss || opt->training || optimizer))
-    return diag_error(d, "--precision int8 is not yet supported for training or gradients (inference only)");
+  PassOptions po = {.loss = opt->grad_loss, .training = opt->training, .optimizer = optimizer,
+                    .bf16 = opt->precision == KILN_PRECISION_BF16,
+                    .loss_denominators = train && train->loss_denominators,
+                    .int8 = opt->precision == KILN_PRECISION_INT8,
+                    .recompute_layers = opt->recompute_layers};
+  if (!pass_precision_supported(&po, d)) return false;  // before loading: the pass's own rule
   KilnModel *m = calloc(1, sizeof *m);
   FeSet *sets = calloc((size_t)opt->n_sets + 1, sizeof *sets);
   if (!m || !sets) {
@@ -75,11 +79,6 @@ bool kiln_model_open_with(const char *path, const KilnOptions *opt, const PassOp
     return false;
   }
   m->loaded = true;
-  PassOptions po = {.loss = opt->grad_loss, .training = opt->training, .optimizer = optimizer,
-                    .bf16 = opt->precision == KILN_PRECISION_BF16,
-                    .loss_denominators = train && train->loss_denominators,
-                    .int8 = opt->precision == KILN_PRECISION_INT8,
-                    .recompute_layers = opt->recompute_layers};
   IrGraph *g = &m->g;
   if (!pass_run_pipeline(g, &po, NULL, opt->disabled_passes, opt->n_disabled_passes, d)) {
     kiln_model_free(m);

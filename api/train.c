@@ -81,6 +81,13 @@ struct KilnTrainer {
   // Global loss denominators (passes/loss_denominator.c; with phases only): per entry of
   // g->denominators, the step's count of labels over processes and micro-batches.
   double *count;
+  // Accumulation with denominators: the batch's inputs (every input but the trainer's own,
+  // at PASS_OPT_WHERE) of each micro-batch, kept by set_denominators when it binds and masks
+  // them to count the labels, put back by run_phases: one bind (and MLM masking) a step.
+  const IrNode **batch_in;
+  int n_batch_in;
+  size_t batch_bytes;
+  char *batches;  // [accumulate][batch_bytes]
 };
 
 static double lr_at(const KilnTrainer *t, int64_t step) {
@@ -300,7 +307,29 @@ static bool open_denominators(KilnTrainer *t, Diag *d) {
       return diag_error(d, "%s: the loss denominator \"%s\" has no buffer (compiler bug)", g->file, x->input->name);
     m->bound[x->input->id] = true;
   }
-  return true;
+  if (t->accumulate < 2 || !g->n_denominators) return true;
+  t->batch_in = calloc((size_t)g->n_nodes + 1, sizeof *t->batch_in);
+  if (!t->batch_in) return diag_error(d, "out of memory");
+  for (int i = 0; i < g->n_nodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op != IR_OP_INPUT || !m->p.value[n->id] || strcmp(n->where, PASS_OPT_WHERE) == 0) continue;
+    t->batch_in[t->n_batch_in++] = n;
+    t->batch_bytes += (size_t)ir_numel(&n->shape) * dt_size(n->dtype);
+  }
+  t->batches = malloc(t->batch_bytes * (size_t)t->accumulate + 1);
+  return t->batches ? true : diag_error(d, "out of memory");
+}
+
+// Copies the bound batch's inputs into (save) or back from micro-batch j's copy.
+static void keep_batch(KilnTrainer *t, int64_t j, bool save) {
+  char *at = t->batches + (size_t)j * t->batch_bytes;
+  for (int i = 0; i < t->n_batch_in; i++) {
+    const IrNode *n = t->batch_in[i];
+    size_t bytes = (size_t)ir_numel(&n->shape) * dt_size(n->dtype);
+    void *buf = t->m->p.value[n->id];
+    memcpy(save ? (void *)at : buf, save ? buf : (const void *)at, bytes);
+    at += bytes;
+  }
 }
 
 // Every process's parameters and state, bit for bit (--check-replicas).
@@ -391,6 +420,8 @@ void kiln_trainer_free(KilnTrainer *t) {
   free(t->sum);
   free(t->acc);
   free(t->count);
+  free(t->batch_in);
+  free(t->batches);
   free(t);
 }
 
@@ -552,7 +583,7 @@ static bool bind_rows(KilnTrainer *t, int64_t step, int64_t first, Diag *d) {
 // Before step `step`'s first micro-batch: each cross_entropy's denominator, the step's
 // labels (after masking) counted over the micro-batches and processes, over their number,
 // so that averaging the shares' losses and gradients gives the whole batch's. Leaves the
-// last micro-batch bound.
+// last micro-batch bound, and with accumulation keeps each (t->batches).
 static bool set_denominators(KilnTrainer *t, int64_t step, Diag *d) {
   KilnModel *m = t->m;
   const IrGraph *g = &m->g;
@@ -566,6 +597,7 @@ static bool set_denominators(KilnTrainer *t, int64_t step, Diag *d) {
       for (int64_t i = 0, e = ir_numel(&x->labels->shape); i < e; i++)
         t->count[k] += dt_load(x->labels->dtype, labels, (size_t)i) != (double)x->ignore_index;
     }
+    if (t->batches) keep_batch(t, j, true);
   }
   if (t->comm && n && !dist_sum_f64(t->comm, t->count, n, d)) return diag_prefix(d, "summing the label counts: ");
   for (int k = 0; k < n; k++)  // every label ignored: the sums are 0, any positive value does
@@ -583,7 +615,8 @@ static bool run_phases(KilnTrainer *t, int64_t step, uint64_t seed, double *loss
   bool bound = m->g.n_denominators && t->accumulate == 1;  // by set_denominators
   if (m->g.n_denominators && !set_denominators(t, step, d)) return false;
   for (int64_t j = 0; j < t->accumulate; j++) {
-    if (!bound && !bind_rows(t, step, (j * t->size + t->rank) * t->batch, d)) return false;
+    if (t->batches) keep_batch(t, j, false);  // bound and masked by set_denominators
+    else if (!bound && !bind_rows(t, step, (j * t->size + t->rank) * t->batch, d)) return false;
     t->started = 0;  // the sums overlap the backward only without accumulation
     RtStepHook after = t->comm && t->accumulate == 1 ? on_step_done : NULL;
     uint64_t share = (uint64_t)(j * t->size + t->rank);  // dropout: the masks of these rows of the step

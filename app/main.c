@@ -337,19 +337,6 @@ static void check_cache(const Command *c, CliOptions *o) {
   o->cache_dir = NULL;
 }
 
-// --precision values that parse but are later increments of issue 14: a user error (exit 1).
-static int precision_supported(const Command *c, const CliOptions *o) {
-  Diag d = {0};
-  bool training = strcmp(c->name, "train") == 0 || strcmp(c->name, "grad") == 0 || o->train ||
-                  o->grad;
-  if (o->precision == KILN_PRECISION_INT8 && training)
-    diag_error(&d, "kiln %s: --precision int8 is not yet supported for training and gradients "
-               "(inference only: kiln run, bench, eval, compile)", c->name);
-  if (!d.msg[0]) return 0;
-  cli_error(&d);
-  return EXIT_USER;
-}
-
 int main(int argc, char **argv) {
   if (argc < 2) {
     print_main_help(stderr);
@@ -609,7 +596,6 @@ int main(int argc, char **argv) {
   if (o.text && !o.vocab) return usage_error(c, "--text needs --vocab FILE%s", "");
   if (o.eval_every && !o.eval_data) return usage_error(c, "--eval-every needs --eval-data VAL%s", "");
   int rc = read_environment(c, &o);
-  if (!rc) rc = precision_supported(c, &o);
   if (!rc) rc = cli_check_output(&o);  // before any work: -o must not destroy an input
   if (!rc) check_cache(c, &o);
   return rc ? rc : c->run(&o);

@@ -77,6 +77,9 @@ int64_t pass_schedule_peak(const IrGraph *g);
 // (operands rounded to bf16, f32 accumulation); with o->int8, every f32 matmul of a
 // parameter gets int8=true (int8 operands, int32 sums); refuses a training pipeline.
 bool pass_precision(IrGraph *g, const PassOptions *o, Diag *d);
+// The rule pass_precision refuses by, for callers that check before loading a model (the
+// library's kiln_model_open, and through it the CLI and Python): int8 is inference only.
+bool pass_precision_supported(const PassOptions *o, Diag *d);
 // Fusion (passes/fuse.c): groups of nodes one kernel computes become `fused` nodes.
 bool pass_fuse(IrGraph *g, const PassOptions *o, Diag *d);
 // Recomputation (passes/recompute.c), with o->recompute_layers and a loss: the backward

@@ -27,10 +27,16 @@ static int64_t matmul_k(const IrNode *n) {
   return a->dim[a->rank - (ir_attr_int(n, "transpose_a") ? 2 : 1)];
 }
 
+bool pass_precision_supported(const PassOptions *o, Diag *d) {
+  if (o->int8 && (o->loss || o->training || o->optimizer))
+    return diag_error(d, "--precision int8 is not yet supported for training or gradients (inference only: "
+                      "kiln run, bench, eval, compile)");
+  return true;
+}
+
 bool pass_precision(IrGraph *g, const PassOptions *o, Diag *d) {
   if (!o->bf16 && !o->int8) return true;
-  if (o->int8 && (o->loss || o->optimizer))
-    return diag_error(d, "int8 training is not yet supported (inference only: kiln run, bench, eval, compile)");
+  if (!pass_precision_supported(o, d)) return false;
   int at = ir_attr_index(IR_OP_MATMUL, o->int8 ? "int8" : "bf16");
   int attn_at = ir_attr_index(IR_OP_ATTENTION, "bf16");
   for (int i = 0; i < g->n_nodes; i++) {

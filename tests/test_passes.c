@@ -497,7 +497,17 @@ START_TEST(test_precision_int8_marks_linear_layers_only) {
   for (int i = 0; i < 3; i++) ck_assert_int_eq(ir_attr_int(g.outputs[i], "bf16"), 0);
   Diag d = {0};
   ck_assert(!pass_precision(&g, &(PassOptions){.int8 = true, .loss = "loss"}, &d));
-  ck_assert_msg(strstr(d.msg, "int8 training is not yet supported"), "%s", d.msg);
+  ck_assert_msg(strstr(d.msg, "--precision int8 is not yet supported for training"), "%s", d.msg);
+  const PassOptimizer sgd = {.sgd = true};
+  for (int k = 0; k < 3; k++) {  // a loss, training mode, an optimizer: each refused, by the one rule
+    PassOptions po = {.int8 = true, .loss = k == 0 ? "loss" : NULL, .training = k == 1, .optimizer = k == 2 ? &sgd : NULL};
+    d = (Diag){0};
+    ck_assert(!pass_precision_supported(&po, &d));
+    ck_assert_msg(strstr(d.msg, "--precision int8 is not yet supported for training"), "%s", d.msg);
+    po.int8 = false;
+    ck_assert(pass_precision_supported(&po, &d));
+  }
+  ck_assert(pass_precision_supported(&(PassOptions){.int8 = true}, &d));
   ir_graph_free(&g);
 }
 END_TEST

@@ -22,7 +22,9 @@
 #   --work DIR: data, weights and logs (default: a temporary directory, removed at the end)
 #   --pretrain-only: stop after the two pre-trainings (bench/experiments/grounding.sh)
 # environment: KILN (default build/kiln), THREADS (2), SEEDS ("1 2"), PRE_STEPS, STEPS,
-#   EVAL_EVERY, PRE_EVAL_EVERY override the sizes below.
+#   EVAL_EVERY, PRE_EVAL_EVERY override the sizes below; FUSIONS ("early late") which
+#   fusions to run (with --pretrain-only: FUSIONS=early pre-trains the early model alone,
+#   as bench/experiments/precision.sh does).
 set -euo pipefail
 usage="$0 [--quick] [--report-dir DIR] [--work DIR] [--pretrain-only]"
 allow_pretrain_only=1
@@ -50,7 +52,7 @@ for t in vqa nlvr2 pretrain; do
     "$root/models/visualbert-$t.json" "$root/models/visualbert-$t-late.json" >"$work/diff-$t.txt" || true
 done
 
-for fusion in early late; do
+for fusion in ${FUSIONS:-early late}; do
   suffix=; [ $fusion = late ] && suffix=-late
   # Pre-training (one run per fusion, seed 0).
   pre=$work/runs/pretrain-$fusion

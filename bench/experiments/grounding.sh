@@ -10,17 +10,8 @@
 #   --report-dir DIR: default docs/experiments; --work DIR: default a temporary directory
 # environment: KILN (default build/kiln), THREADS, PRE_STEPS as for fusion.sh
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-quick=() report_dir=$root/docs/experiments work=
-while [ $# -gt 0 ]; do
-  case $1 in
-    --quick) quick=(--quick) ;;
-    --report-dir) report_dir=${2:?--report-dir needs a value}; shift ;;
-    --work) work=${2:?--work needs a value}; shift ;;
-    *) echo "usage: $0 [--quick] [--report-dir DIR] [--work DIR]" >&2; exit 2 ;;
-  esac
-  shift
-done
-if [ -z "$work" ]; then work=$(mktemp -d); trap 'rm -rf "$work"' EXIT; fi
-"$root/bench/experiments/fusion.sh" ${quick[@]+"${quick[@]}"} --work "$work" --report-dir "$report_dir" --pretrain-only
+usage="$0 [--quick] [--report-dir DIR] [--work DIR]"
+source "$(dirname "$0")/common.sh"
+quick_flag=(); [ $quick = 1 ] && quick_flag=(--quick)
+"$root/bench/experiments/fusion.sh" ${quick_flag[@]+"${quick_flag[@]}"} --work "$work" --report-dir "$report_dir" --pretrain-only
 /usr/bin/python3 "$root/bench/experiments/grounding.py" "$work" "$report_dir"
