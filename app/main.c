@@ -195,6 +195,8 @@ static const Command commands[] = {
    "Write a synthetic grounded vision-language data set to DIR (see docs/data.md):\n"
    "vocab.txt, answers.txt, config.txt and TASK-{train,val,test}.safetensors for TASK in\n"
    "{pretrain,pretrain-static,vqa,nlvr2,vcr,flickr} (pretrain-static: masked once, for scoring)\n"
+   "and, for task-specific pre-training (a task's own text and images in the pre-training\n"
+   "layout), TASK-mlm and TASK-mlm-static for TASK in {vqa,nlvr2,vcr,flickr}\n"
    "in the layout kiln train and kiln eval read. The same seed gives identical files.\n"
    "  -o, --output DIR   where to write (created if missing)\n"
    "  --seed S           the world (region feature projection) and every example (default 0)\n"

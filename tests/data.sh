@@ -40,9 +40,11 @@ differ_all() {
 check "synth: same seed, same bytes (all $(ls "$work/a" | wc -l) files)" same_all
 check "synth: another seed, other data" differ_all
 help_names_tasks() {  # every task whose files synth writes is named in its help
-  local h; h=$("$kiln" data synth --help 2>&1) || true
+  local h t base suffix; h=$("$kiln" data synth --help 2>&1) || true
   for t in $(ls "$work/a" | sed -n 's/-train\.safetensors$//p'); do
-    grep -q "[{,]$t[,}]" <<<"$h" || { echo "help does not name $t"; return 1; }
+    base=${t%-mlm-static}; base=${base%-mlm}; suffix=${t#"$base"}  # TASK-mlm(-static)
+    grep -q "[{,]$base[,}]" <<<"$h" || { echo "help does not name $t"; return 1; }
+    [ -z "$suffix" ] || grep -q "TASK$suffix\b" <<<"$h" || { echo "help does not name $t"; return 1; }
   done
 }
 check "synth: --help names every task it writes" help_names_tasks
