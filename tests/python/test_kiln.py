@@ -325,33 +325,32 @@ class TestTrainer(Base):
         with self.assertRaisesRegex(kiln.Error, "all 5 steps are done"):
             t.step()
 
-    def test_recompute_layers_trains_the_same_bits(self):
-        cli("init", VQA, "-o", self.path("wt.safetensors"), "--seed", "2", *SETS)
-        safetensors_io.write(self.path("data.safetensors"), inputs_of(self.model, 9, examples=6))
-        cli(*self.train_cli("--data", self.path("data.safetensors"), "--steps", "3", "-o",
-                            self.path("cli.safetensors")))
-        t = kiln.Trainer(VQA, set=TINY, lr=1e-2, steps=3, seed=1, threads=THREADS, recompute="layers")
+    def trains_like_cli(self, cli_flags, out, **trainer):
+        """3 steps of kiln.Trainer(**trainer) give the bits of `kiln train CLI_FLAGS` (weights
+        wt.safetensors, data.safetensors); returns the trainer."""
+        cli(*self.train_cli("--data", self.path("data.safetensors"), "--steps", "3", *cli_flags, "-o",
+                            self.path(out)))
+        t = kiln.Trainer(VQA, set=TINY, lr=1e-2, steps=3, seed=1, threads=THREADS, **trainer)
         t.load_weights(self.path("wt.safetensors"))
         t.data(self.path("data.safetensors"))
         for _ in range(3):
             t.step()
-        same_bits(self, safetensors_io.read(self.path("cli.safetensors")), t.weights())
+        same_bits(self, safetensors_io.read(self.path(out)), t.weights())
+        return t
+
+    def test_recompute_layers_trains_the_same_bits(self):
+        cli("init", VQA, "-o", self.path("wt.safetensors"), "--seed", "2", *SETS)
+        safetensors_io.write(self.path("data.safetensors"), inputs_of(self.model, 9, examples=6))
+        self.trains_like_cli([], "cli.safetensors", recompute="layers")  # kiln train without it
         with self.assertRaisesRegex(kiln.Error, 'recompute takes "layers", not "blocks"'):
             kiln.Trainer(VQA, set=TINY, recompute="blocks")
 
     def test_bf16_steps_equal_kiln_train_precision_bf16(self):
         cli("init", VQA, "-o", self.path("wt.safetensors"), "--seed", "2", *SETS)
         safetensors_io.write(self.path("data.safetensors"), inputs_of(self.model, 9, examples=6))
-        cli(*self.train_cli("--data", self.path("data.safetensors"), "--steps", "3", "--precision", "bf16",
-                            "-o", self.path("cli16.safetensors")))
+        t = self.trains_like_cli(["--precision", "bf16"], "cli16.safetensors", precision="bf16")
         cli(*self.train_cli("--data", self.path("data.safetensors"), "--steps", "3", "-o",
                             self.path("cli32.safetensors")))
-        t = kiln.Trainer(VQA, set=TINY, lr=1e-2, steps=3, seed=1, threads=THREADS, precision="bf16")
-        t.load_weights(self.path("wt.safetensors"))
-        t.data(self.path("data.safetensors"))
-        for _ in range(3):
-            t.step()
-        same_bits(self, safetensors_io.read(self.path("cli16.safetensors")), t.weights())
         w32 = safetensors_io.read(self.path("cli32.safetensors"))
         self.assertFalse(np.array_equal(w32["cls.weight"], t.weights()["cls.weight"]), "bf16 trained as fp32")
         with self.assertRaisesRegex(kiln.Error, 'int8 is not yet supported for training'):
