@@ -3,8 +3,10 @@
 # and 8 (text_len 20, regions 100), fp32, on one set of weights and inputs: `kiln bench`,
 # `kiln check --memory`'s prediction, an executable from `kiln compile` (weights embedded,
 # and given with --weights), PyTorch eager (bench/torch_visualbert.py) and ONNX Runtime
-# (bench/ort_visualbert.mjs, when bench/ort-install.sh has installed it). RSS does not
-# depend on the machine's load, so this may run beside other jobs (slowly).
+# (bench/ort_visualbert.mjs, when bench/ort-install.sh has installed it); then the
+# pre-training step (kiln bench --train, with and without --recompute layers, and PyTorch
+# eager, bench/torch_train.py) at base size, batch 8, regions 100, text 32 and 412. RSS does
+# not depend on the machine's load, so this may run beside other jobs (slowly).
 # usage: bench/memory.sh [THREADS]                      (needs build/kiln; see README)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,3 +41,20 @@ for batch in 1 8; do
   printf '%-6s %9s %9s %9s %9s %9s %9s\n' "$batch" "$k" "$p" "$a" "$aw" "$t" "$o"
 done
 echo "(GiB, max RSS of the whole process; predicted: kiln check --memory)"
+
+# Training: one timed step after the warm-up (--iters 1), the same weights for both.
+pre=$root/models/visualbert-pretrain.json
+tsets=(--set hidden=768 --set layers=12 --set heads=12 --set intermediate=3072 --set batch=8
+       --set regions=100 --set dropout=0)
+"$kiln" init "$pre" "${tsets[@]}" -o "$work/p.safetensors" --seed 1 2>/dev/null
+printf '%-6s %9s %9s %9s\n' text kiln recompute torch
+for text in 32 412; do
+  k=$(rss /usr/bin/time -v "$kiln" bench "$pre" --train "${tsets[@]}" --set text_len=$text \
+      --weights "$work/p.safetensors" --threads "$threads" --iters 1)
+  r=$(rss /usr/bin/time -v "$kiln" bench "$pre" --train "${tsets[@]}" --set text_len=$text \
+      --weights "$work/p.safetensors" --threads "$threads" --iters 1 --recompute layers)
+  t=$(rss /usr/bin/time -v env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$py" "$root/bench/torch_train.py" \
+      --weights "$work/p.safetensors" "${tsets[@]}" --set text_len=$text --threads "$threads" --iters 1)
+  printf '%-6s %9s %9s %9s\n' "$text" "$k" "$r" "$t"
+done
+echo "(GiB: pre-training step, base, batch 8, regions 100; recompute: kiln --recompute layers)"
