@@ -101,6 +101,14 @@ LLVMValueRef cg_reduce_max(Cg *cg, LLVMValueRef v);
 
 // ---- vector math (codegen/cg_math.c): any float scalar or vector type ------------------
 LLVMValueRef cg_exp(Cg *cg, LLVMValueRef x);
+// exp's pieces, for kernels with exps of their own (lower_attention.c's softmax): log2 e,
+// ln 2 in two parts (hi: 16 significant bits, so n hi is exact), and the minimax
+// polynomial P(r) = (e^r - 1 - r) / r^2 on [-ln2/2, ln2/2] (relative error of e^r 2^-31.2).
+#define CG_LOG2E 0x1.715476p+0
+#define CG_LN2_HI 0x1.62e4p-1
+#define CG_LN2_LO 0x1.7f7d1cp-20
+enum { CG_EXP_POLY_N = 6 };
+extern const float cg_exp_poly[CG_EXP_POLY_N];
 LLVMValueRef cg_log(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_erf(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_tanh(Cg *cg, LLVMValueRef x);

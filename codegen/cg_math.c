@@ -122,9 +122,8 @@ static void square2(Cg *cg, LLVMValueRef x, LLVMValueRef *hi, LLVMValueRef *lo) 
 // product, so the exp costs no rounding of its own.
 
 // (e^r - 1 - r) / r^2 on [-ln2/2, ln2/2]; relative error of e^r 2^-31.2.
-static const float exp_p[] = {0x1p-1f, 0x1.55553cp-3f, 0x1.5554f2p-5f, 0x1.113736p-7f,
+const float cg_exp_poly[CG_EXP_POLY_N] = {0x1p-1f, 0x1.55553cp-3f, 0x1.5554f2p-5f, 0x1.113736p-7f,
                               0x1.6d40f8p-10f, 0x1.6b6026p-13f};
-static const double LOG2E = 0x1.715476p+0, LN2_HI = 0x1.62e4p-1, LN2_LO = 0x1.7f7d1cp-20;
 
 typedef struct ExpParts {
   LLVMValueRef r, q, c;  // e^(h + l) / 2^n = (1 + r + q)(1 + c), |q| < |r| / 5, |c| < 2^-18
@@ -138,12 +137,12 @@ typedef struct ExpParts {
 // underflows gradually through the subnormals with one rounding.
 static ExpParts exp_parts(Cg *cg, LLVMValueRef h, LLVMValueRef l) {
   ExpParts e;
-  LLVMValueRef n = unary(cg, "llvm.roundeven", mul(cg, h, k(cg, h, LOG2E)));
-  LLVMValueRef r1 = cg_fma(cg, n, k(cg, h, -LN2_HI), h);  // exact
-  e.r = cg_fma(cg, n, k(cg, h, -LN2_LO), r1);
-  e.c = cg_fma(cg, n, k(cg, h, -LN2_LO), sub(cg, r1, e.r));
+  LLVMValueRef n = unary(cg, "llvm.roundeven", mul(cg, h, k(cg, h, CG_LOG2E)));
+  LLVMValueRef r1 = cg_fma(cg, n, k(cg, h, -CG_LN2_HI), h);  // exact
+  e.r = cg_fma(cg, n, k(cg, h, -CG_LN2_LO), r1);
+  e.c = cg_fma(cg, n, k(cg, h, -CG_LN2_LO), sub(cg, r1, e.r));
   if (l) e.c = add(cg, e.c, l);
-  e.q = mul(cg, mul(cg, e.r, e.r), POLY(cg, e.r, exp_p));
+  e.q = mul(cg, mul(cg, e.r, e.r), POLY(cg, e.r, cg_exp_poly));
   e.p = add(cg, e.r, e.q);
   LLVMValueRef ni = LLVMBuildFPToSI(cg->b, n, int_type_like(cg, h), "");
   e.n1 = LLVMBuildAShr(cg->b, ni, ki(cg, h, 1), "");

@@ -113,21 +113,13 @@ static LLVMValueRef keep_scale(Cg *cg, const Attn *a, int r, LLVMValueRef jb) {
   return LLVMBuildSelect(b, keep, one, cg_const_like(cg, one, 0.0), "");
 }
 
-// exp(x) for x <= 0 that may be hugely negative (softmax arguments: score - running max),
-// exactly 0 below -87 and 1 at 0: n = roundeven(x log2 e), r = x - n ln2 (ln2 in two
-// parts), e^r = 1 + r + r^2 P(r) (P: the minimax polynomial of cg_math's exp, relative
-// error 2^-31), times 2^n built in the exponent bits (n in [-126, 0]). About half the
-// operations of cg_exp, which also handles overflow, subnormal results and NaN.
-static const float exp_poly[] = {0x1p-1f, 0x1.55553cp-3f, 0x1.5554f2p-5f, 0x1.113736p-7f,
-                                 0x1.6d40f8p-10f, 0x1.6b6026p-13f};
 // e^r of the reduced argument h - n ln2 (n = roundeven(h log2 e), ln2 in two parts).
 static LLVMValueRef exp_reduced(Cg *cg, LLVMValueRef h, LLVMValueRef n) {
   LLVMBuilderRef b = cg->b;
-  LLVMValueRef r = cg_fma(cg, n, cg_const_like(cg, h, -0x1.62e4p-1), h);  // exact
-  r = cg_fma(cg, n, cg_const_like(cg, h, -0x1.7f7d1cp-20), r);
-  int np = (int)(sizeof exp_poly / sizeof exp_poly[0]);
-  LLVMValueRef p = cg_const_like(cg, h, exp_poly[np - 1]);
-  for (int i = np - 2; i >= 0; i--) p = cg_fma(cg, p, r, cg_const_like(cg, h, exp_poly[i]));
+  LLVMValueRef r = cg_fma(cg, n, cg_const_like(cg, h, -CG_LN2_HI), h);  // exact
+  r = cg_fma(cg, n, cg_const_like(cg, h, -CG_LN2_LO), r);
+  LLVMValueRef p = cg_const_like(cg, h, cg_exp_poly[CG_EXP_POLY_N - 1]);
+  for (int i = CG_EXP_POLY_N - 2; i >= 0; i--) p = cg_fma(cg, p, r, cg_const_like(cg, h, cg_exp_poly[i]));
   return LLVMBuildFAdd(b, cg_fma(cg, LLVMBuildFMul(b, r, r, ""), p, r), cg_const_like(cg, h, 1.0), "");
 }
 
@@ -141,12 +133,17 @@ static LLVMValueRef pow2(Cg *cg, LLVMValueRef t) {
   return LLVMBuildBitCast(cg->b, bits, ft, "");
 }
 
+// exp(x) for x <= 0 that may be hugely negative (softmax arguments: score - running max),
+// exactly 0 below -87 and 1 at 0: n = roundeven(x log2 e), r = x - n ln2 (ln2 in two
+// parts), e^r = 1 + r + r^2 P(r) (P: the minimax polynomial of cg_math's exp, relative
+// error 2^-31), times 2^n built in the exponent bits (n in [-126, 0]). About half the
+// operations of cg_exp, which also handles overflow, subnormal results and NaN.
 static LLVMValueRef exp_neg(Cg *cg, LLVMValueRef x) {
   LLVMBuilderRef b = cg->b;
   LLVMTypeRef ft = LLVMTypeOf(x);
   LLVMValueRef args[2] = {x, cg_const_like(cg, x, -87.0)};
   LLVMValueRef h = cg_intrinsic(cg, "llvm.maxnum", ft, args, 2);
-  LLVMValueRef n = LLVMBuildFMul(b, h, cg_const_like(cg, x, 0x1.715476p+0), "");
+  LLVMValueRef n = LLVMBuildFMul(b, h, cg_const_like(cg, x, CG_LOG2E), "");
   n = cg_intrinsic(cg, "llvm.roundeven", ft, &n, 1);
   LLVMValueRef e = LLVMBuildFMul(b, exp_reduced(cg, h, n), pow2(cg, n), "");
   LLVMValueRef tiny = LLVMBuildFCmp(b, LLVMRealOLT, x, cg_const_like(cg, x, -87.0), "");
@@ -164,7 +161,7 @@ static void exp_pow2_parts(Cg *cg, LLVMValueRef s, LLVMValueRef *h, LLVMValueRef
   LLVMTypeRef ft = LLVMTypeOf(s);
   LLVMValueRef args[2] = {s, cg_const_like(cg, s, BF16_MIN_SCORE)};
   *h = cg_intrinsic(cg, "llvm.maxnum", ft, args, 2);
-  LLVMValueRef t = LLVMBuildFMul(cg->b, *h, cg_const_like(cg, s, 0x1.715476p+0), "");
+  LLVMValueRef t = LLVMBuildFMul(cg->b, *h, cg_const_like(cg, s, CG_LOG2E), "");
   *n = cg_intrinsic(cg, "llvm.roundeven", ft, &t, 1);
 }
 // 2^t for integral t <= 127, 0 below -126.
