@@ -17,7 +17,7 @@
 #endif
 
 // How an object is made from a group: change it whenever objects.c changes how.
-#define OBJECT_RECIPE "objects.c v1: default<O3>, CodeGenLevelAggressive, RelocPIC, JITDefault"
+#define OBJECT_RECIPE "objects.c v1: " CG_PASSES ", CodeGenLevelAggressive, RelocPIC, JITDefault"
 
 typedef struct Slice {
   const char *s;

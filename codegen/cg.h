@@ -1,6 +1,6 @@
 // Code generation state and helpers over the LLVM C API: one LLVM context and module per
 // compilation, a builder, the host target machine, the kernel ABI, loops, vectors and
-// intrinsics; and the JIT that optimises (new pass manager, default<O3>) and loads modules
+// intrinsics; and the JIT that optimises (new pass manager, CG_PASSES) and loads modules
 // through ORC LLJIT. Kernels emitted by codegen/cg_*.c all use this.
 //
 // Kernel ABI: void kernel(void **bufs, int64_t begin, int64_t end) computes work items
@@ -122,9 +122,14 @@ LLVMValueRef cg_gelu_grad(Cg *cg, LLVMValueRef x);  // gelu'(x) = Phi(x) + x phi
 LLVMValueRef cg_sigmoid(Cg *cg, LLVMValueRef x);
 
 // ---- JIT ------------------------------------------------------------------------------
+// The optimisation pipeline of every kernel (JIT objects, AOT, the cache's recipe). O2, not
+// O3: on kiln's explicitly vectorised kernels O3 only unrolls the packing, gather and slice
+// loops further and unswitches a few GEMMs' tile loops, for ~10% more compile CPU; the GEMM
+// microkernels and attention come out the same (docs/benchmarks.md, issue 13).
+#define CG_PASSES "default<O2>"
 typedef struct CgJit CgJit;
 bool cg_verify(Cg *cg, Diag *d);  // LLVMVerifyModule: a failure is an internal error
-// Verifies the module (LLVMVerifyModule), optimises it (default<O3> on cg's target
+// Verifies the module (LLVMVerifyModule), optimises it (CG_PASSES on cg's target
 // machine) and writes it to dump_dir if set: the whole module at once (AOT
 // objects; the JIT when dumping).
 bool cg_optimise(Cg *cg, Diag *d);

@@ -1,4 +1,4 @@
-// The JIT: verify a module, optimise it with the new pass manager (default<O3>) for the
+// The JIT: verify a module, optimise it with the new pass manager (CG_PASSES) for the
 // host target machine and compile it to objects on several threads (codegen/objects.c;
 // optionally dumping the optimised IR instead, on one), and load them into ORC LLJIT.
 // RtTuning.perf_jit (KILN_PERF_JIT=1) links with RuntimeDyld and LLVM's perf listener,
@@ -73,7 +73,7 @@ bool cg_verify(Cg *cg, Diag *d) {
 bool cg_optimise(Cg *cg, Diag *d) {
   if (!cg_verify(cg, d)) return false;
   LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
-  LLVMErrorRef e = LLVMRunPasses(cg->mod, "default<O3>", cg->tm, po);
+  LLVMErrorRef e = LLVMRunPasses(cg->mod, CG_PASSES, cg->tm, po);
   LLVMDisposePassBuilderOptions(po);
   if (e) return llvm_error(e, "LLVM optimisation failed", d);
   return !cg->dump_dir || dump_module(cg, d);

@@ -2,7 +2,7 @@
 // functions are split into groups (a kernel and the internal helpers it calls), the groups
 // into units (each compiled to one object) and the units into parts, one a thread, balanced
 // by instruction count. A part's thread reads the module's bitcode into a context of its
-// own, keeps its units' functions, and compiles (default<O3>, a target machine of its own)
+// own, keeps its units' functions, and compiles (CG_PASSES, a target machine of its own)
 // each unit, halving the module by copies (LLVMCloneModule) until a copy holds one unit.
 // Every function is optimised alone (kernels never call each other), so a kernel's code is
 // what the optimiser makes of it in the whole module. Without the compile cache a part is
@@ -71,7 +71,7 @@ static void compile_units(Part *p, LLVMTargetMachineRef tm, LLVMModuleRef mod, i
   }
   char *err = NULL;
   LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
-  LLVMErrorRef e = p->err[0] ? NULL : LLVMRunPasses(mod, "default<O3>", tm, po);
+  LLVMErrorRef e = p->err[0] ? NULL : LLVMRunPasses(mod, CG_PASSES, tm, po);
   LLVMDisposePassBuilderOptions(po);
   if (p->err[0]) {
   } else if (e) {
