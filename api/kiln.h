@@ -214,6 +214,28 @@ typedef struct KilnTrainOptions {
 
 bool kiln_trainer_open(const char *path, const KilnOptions *opt, const KilnTrainOptions *t, KilnTrainer **out,
                        Diag *d);
+// The memory of a program, from the memory plan of what kiln_compile would compile (lowered,
+// no LLVM optimisation, no JIT): what `kiln check --memory` prints. Bytes.
+typedef struct KilnMemory {
+  uint64_t arena;        // the planned arena (the sum of all buffers with memplan disabled)
+  uint64_t lower_bound;  // the most bytes live at one step
+  uint64_t unplanned;    // the sum of the arena's buffers
+  uint64_t pinned;       // of which live over the whole run (outputs, gradients, packed weights)
+  int steps, in_place;   // plan steps; buffers written over the one they replace
+  uint64_t params;       // the parameters' own buffers
+  uint64_t pack_only;    // of which read only by packing (held packed only after the first run)
+  uint64_t largest_pack_only;
+  uint64_t packed;       // the packed weights pinned in the arena (0: packed in every run, into
+                         // scratch of the arena that dies with its GEMM: a trainer's)
+  uint64_t inputs;       // the inputs' own buffers (the batch; a trainer's learning rate), not state
+  uint64_t state;        // a trainer's optimiser state (AdamW's m and v, SGD's m): inputs of their own
+  uint64_t grads;        // a trainer's gradients: in the arena, pinned
+} KilnMemory;
+// The memory of the program kiln_trainer_open(path, opt, t) compiles: the same passes,
+// outputs and compiler options, planned without compiling. One process, no accumulation
+// (their gradient sums are not counted).
+bool kiln_trainer_memory(const char *path, const KilnOptions *opt, const KilnTrainOptions *t, KilnMemory *out,
+                         Diag *d);
 void kiln_trainer_free(KilnTrainer *t);
 // The compiled model: bind or initialise its parameters with kiln_bind_params /
 // kiln_init_params, and read it with kiln_tensor.

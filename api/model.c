@@ -212,6 +212,33 @@ static bool *wanted(const KilnModel *m) {
   return want;
 }
 
+// The compiler's options for m: the ones kiln_compile compiles with, and kiln_memory_plan plans.
+static CgOptions compile_options(const KilnModel *m) {
+  return (CgOptions){.dump_dir = m->o.dump_llvm, .training = m->o.training || m->o.grad_loss,
+                     .pack_each_run = m->o.grad_loss != NULL,  // the trainer changes them every step
+                     .no_memplan = m->no_memplan, .max_memory = m->o.max_memory,
+                     .tuning = m->o.tuning,
+                     .cache = {m->o.cache_dir, m->o.cache_bytes, m->o.log}};
+}
+
+bool kiln_memory_plan(const KilnModel *m, KilnMemory *out, Diag *d) {
+  bool *want = wanted(m);
+  if (!want) return diag_error(d, "out of memory");
+  CgOptions copt = compile_options(m);
+  MemStats st;
+  CgResident res;
+  int n_steps = 0;
+  bool ok = cg_memory_stats(&m->g, want, &copt, &st, &res, &n_steps, d);
+  free(want);
+  if (!ok) return false;
+  *out = (KilnMemory){.arena = m->no_memplan ? st.unplanned_bytes : st.arena_bytes,
+                      .lower_bound = st.lower_bound_bytes, .unplanned = st.unplanned_bytes,
+                      .pinned = st.pinned_bytes, .steps = n_steps, .in_place = m->no_memplan ? 0 : st.n_in_place,
+                      .params = res.params, .pack_only = res.pack_only,
+                      .largest_pack_only = res.largest_pack_only, .packed = res.packed, .inputs = res.inputs};
+  return true;
+}
+
 bool kiln_compile(KilnModel *m, Diag *d) {
   if (m->compiled) return true;
   bool *want = wanted(m);
@@ -225,11 +252,7 @@ bool kiln_compile(KilnModel *m, Diag *d) {
     m->compiled = true;
     return true;
   }
-  CgOptions copt = {.dump_dir = m->o.dump_llvm, .training = m->o.training || m->o.grad_loss,
-                    .pack_each_run = m->o.grad_loss != NULL,  // the trainer changes them every step
-                    .no_memplan = m->no_memplan, .max_memory = m->o.max_memory,
-                    .tuning = m->o.tuning,
-                    .cache = {m->o.cache_dir, m->o.cache_bytes, m->o.log}};
+  CgOptions copt = compile_options(m);
   bool ok = cg_compile(&m->g, want, &copt, &m->p, d);
   free(want);
   if (!ok) return false;

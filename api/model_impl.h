@@ -51,6 +51,10 @@ typedef struct KilnRunPhase {
 } KilnRunPhase;
 bool kiln_run_phase(KilnModel *m, uint64_t seed, const KilnRunPhase *ph, Diag *d);
 
+// The memory plan of the program kiln_compile(m) would compile (its outputs, parameters for
+// a trainer, and compiler options), without compiling it; state and grads left 0.
+bool kiln_memory_plan(const KilnModel *m, KilnMemory *out, Diag *d);
+
 static inline bool kiln_is_jit(const KilnModel *m) { return m->o.backend == KILN_BACKEND_JIT; }
 
 #endif

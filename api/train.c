@@ -351,17 +351,14 @@ static bool same_replicas(KilnTrainer *t, int64_t step, Diag *d) {
   return true;
 }
 
-bool kiln_trainer_open(const char *path, const KilnOptions *opt, const KilnTrainOptions *to, KilnTrainer **out,
-                       Diag *d) {
-  *out = NULL;
-  KilnTrainer *t = calloc(1, sizeof *t);
-  if (!t) return diag_error(d, "out of memory");
-  t->o = *to;
+// The trainer's model, opened but not compiled: its optimiser, its passes (the update, the
+// loss denominators) and its outputs (the loss, the gradients, the update's), every
+// parameter kept. kiln_trainer_open compiles it; kiln_trainer_memory plans it.
+static bool open_model(KilnTrainer *t, const char *path, const KilnOptions *opt, Diag *d) {
+  const KilnTrainOptions *to = &t->o;
   bool sgd = to->optimizer && !strcmp(to->optimizer, "sgd");
-  if (to->optimizer && !sgd && strcmp(to->optimizer, "adamw") != 0) {
-    free(t);
+  if (to->optimizer && !sgd && strcmp(to->optimizer, "adamw") != 0)
     return diag_error(d, "the optimizer must be adamw or sgd, not \"%s\"", to->optimizer);
-  }
   t->spec = (PassOptimizer){.sgd = sgd, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-6, .weight_decay = 0.01,
                             .momentum = 0.9, .clip = to->clip > 0 ? to->clip : 1.0};
   t->lr = to->lr > 0 ? to->lr : sgd ? 1e-2 : 1e-4;
@@ -374,25 +371,34 @@ bool kiln_trainer_open(const char *path, const KilnOptions *opt, const KilnTrain
   mo.training = true;
   PassOptions po = {.optimizer = to->external_update ? NULL : &t->spec,
                     .loss_denominators = (to->comm && dist_size(to->comm) > 1) || to->accumulate > 1};
-  bool ok = kiln_model_open_with(path, &mo, &po, &t->m, d);
+  if (!kiln_model_open_with(path, &mo, &po, &t->m, d)) return false;
+  KilnModel *m = t->m;
+  const IrGraph *g = &m->g;
+  t->loss = m->out[0];  // select_all: the loss first
+  if (t->loss->dtype != DT_F32 || ir_numel(&t->loss->shape) != 1)
+    return diag_error(d, "%s: loss \"%s\" must be an f32 scalar", g->file, mo.grad_loss);
+  m->want_params = true;  // unreached parameters are written out too
+  if (g->train)           // the update's outputs follow the model's own
+    for (int i = g->train->n_model_outputs; i < g->n_outputs; i++) {
+      m->out[m->n_out] = g->outputs[i];
+      m->out_name[m->n_out++] = g->outputs[i]->name;
+    }
+  return true;
+}
+
+bool kiln_trainer_open(const char *path, const KilnOptions *opt, const KilnTrainOptions *to, KilnTrainer **out,
+                       Diag *d) {
+  *out = NULL;
+  KilnTrainer *t = calloc(1, sizeof *t);
+  if (!t) return diag_error(d, "out of memory");
+  t->o = *to;
+  bool ok = open_model(t, path, opt, d) && kiln_compile(t->m, d) && collect_params(t, d);
   if (ok) {
-    KilnModel *m = t->m;
-    const IrGraph *g = &m->g;
-    t->loss = m->out[0];  // select_all: the loss first
-    if (t->loss->dtype != DT_F32 || ir_numel(&t->loss->shape) != 1)
-      ok = diag_error(d, "%s: loss \"%s\" must be an f32 scalar", g->file, mo.grad_loss);
-    m->want_params = true;  // unreached parameters are written out too
-    if (ok && g->train)     // the update's outputs follow the model's own
-      for (int i = g->train->n_model_outputs; i < g->n_outputs; i++) {
-        m->out[m->n_out] = g->outputs[i];
-        m->out_name[m->n_out++] = g->outputs[i]->name;
-      }
-    ok = ok && kiln_compile(m, d) && collect_params(t, d);
     t->comm = to->comm && dist_size(to->comm) > 1 ? to->comm : NULL;
     t->rank = dist_rank(t->comm);
     t->size = dist_size(t->comm);
     t->accumulate = to->accumulate > 1 ? to->accumulate : 1;
-    if (ok && (t->comm || t->accumulate > 1)) ok = plan_phases(t, d) && open_denominators(t, d);
+    if (t->comm || t->accumulate > 1) ok = plan_phases(t, d) && open_denominators(t, d);
   }
   if (!ok) {
     kiln_trainer_free(t);
@@ -400,6 +406,32 @@ bool kiln_trainer_open(const char *path, const KilnOptions *opt, const KilnTrain
   }
   *out = t;
   return true;
+}
+
+bool kiln_trainer_memory(const char *path, const KilnOptions *opt, const KilnTrainOptions *to, KilnMemory *out,
+                         Diag *d) {
+  KilnTrainer *t = calloc(1, sizeof *t);
+  if (!t) return diag_error(d, "out of memory");
+  t->o = *to;
+  bool ok = open_model(t, path, opt, d) && kiln_memory_plan(t->m, out, d);
+  const IrGraph *g = ok ? &t->m->g : NULL;
+  bool *seen = ok ? calloc((size_t)g->n_nodes + 1, sizeof *seen) : NULL;
+  if (ok && !seen) ok = diag_error(d, "out of memory");
+  for (int i = 0; ok && i < g->n_grads; i++) {  // distinct buffers (collect_params' grad views)
+    int r = cg_memory_root(g, g->grads[i].grad->id);
+    if (g->grads[i].of->op != IR_OP_PARAM || seen[r]) continue;
+    seen[r] = true;
+    out->grads += (uint64_t)ir_numel(&g->nodes[r]->shape) * dt_size(g->nodes[r]->dtype);
+  }
+  for (int k = 0; ok && g->train && k < g->train->n_updates; k++)
+    for (int j = 0; j < 2; j++) {
+      const IrNode *s = g->train->updates[k].state[j];
+      if (s) out->state += (uint64_t)ir_numel(&s->shape) * dt_size(s->dtype);
+    }
+  if (ok) out->inputs -= out->state;  // the state inputs are counted apart
+  free(seen);
+  kiln_trainer_free(t);
+  return ok;
 }
 
 void kiln_trainer_free(KilnTrainer *t) {

@@ -42,22 +42,25 @@ int cli_check_output(const CliOptions *o) {
 // plus the larger of two moments. Binding: every parameter's buffer, then the packing, one
 // weight at a time, into the arena's packed copies while the weights only packing reads are
 // freed (rt_instance_prepare), so at worst one of them twice. Running: the parameters still
-// held, the arena (packed copies and values) and the inputs.
+// held, the arena (packed copies and values) and the inputs. A trainer (kiln train, kiln
+// bench --train) holds every parameter and its optimiser state, packs in every run (into the
+// arena's scratch), and reads the weights file whole (st_read) while binding.
 // The JIT adds its kernels' code and LLVM's state (8 MB measured on VisualBERT VQA at 2, 8
 // and 12 layers with the compile cache warm; a cold compile of a small model peaks higher,
 // in LLVM, before any weight is read).
 enum { JIT_BYTES = 8 << 20 };
-static uint64_t predicted_rss(const MemStats *st, const CgResident *r, bool planned, uint64_t process) {
-  uint64_t arena = planned ? st->arena_bytes : st->unplanned_bytes;
-  uint64_t binding = r->params + r->largest_pack_only + r->inputs;
-  uint64_t running = r->params - r->pack_only + arena + r->inputs;
+static uint64_t predicted_rss(const KilnMemory *m, bool trainer, uint64_t process) {
+  uint64_t held = trainer ? m->params : m->params - m->pack_only;
+  uint64_t binding = m->params + (trainer ? m->params : m->largest_pack_only) + m->inputs;
+  uint64_t running = held + m->state + m->arena + m->inputs;
   return process + JIT_BYTES + (binding > running ? binding : running);
 }
 
-// check --memory: lowers what a run reads (outputs; with --grad the loss and every
-// gradient) and prints the memory plan's sizes.
-static bool print_memory(const CliOptions *o, const IrGraph *g) {
+// The plan of what check --memory predicts without --train: the outputs (with --grad the
+// loss and every gradient), lowered as the graph is.
+static bool graph_memory(const CliOptions *o, const IrGraph *g, KilnMemory *mem, Diag *d) {
   bool *want = calloc((size_t)g->n_nodes + 1, sizeof *want);
+  if (!want) return diag_error(d, "out of memory");
   if (o->grad) {
     for (int i = 0; i < g->n_losses; i++)
       if (!strcmp(g->losses[i].name, o->loss ? o->loss : "loss")) want[g->losses[i].node->id] = true;
@@ -69,26 +72,54 @@ static bool print_memory(const CliOptions *o, const IrGraph *g) {
   MemStats st;
   CgResident res;
   int n_steps = 0;
-  Diag d = {0};
-  bool ok = cg_memory_stats(g, want, &copt, &st, &res, &n_steps, &d);
+  bool ok = cg_memory_stats(g, want, &copt, &st, &res, &n_steps, d);
   free(want);
-  if (!ok) {
+  if (!ok) return false;
+  bool planned = !pass_disabled(o->disabled, o->n_disabled, "memplan");
+  *mem = (KilnMemory){.arena = planned ? st.arena_bytes : st.unplanned_bytes, .lower_bound = st.lower_bound_bytes,
+                      .unplanned = st.unplanned_bytes, .pinned = st.pinned_bytes, .steps = n_steps,
+                      .in_place = planned ? st.n_in_place : 0, .params = res.params, .pack_only = res.pack_only,
+                      .largest_pack_only = res.largest_pack_only, .packed = res.packed, .inputs = res.inputs};
+  return true;
+}
+
+// check --memory: plans what a run reads (outputs; with --grad the loss and every gradient;
+// with --train the trainer's program, kiln_trainer_memory) and prints the plan's sizes and
+// the predicted peak RSS, part by part.
+static bool print_memory(const CliOptions *o, const IrGraph *g) {
+  KilnMemory m;
+  Diag d = {0};
+  KilnSet sets[CLI_MAX_SETS];
+  KilnOptions ko = cli_kiln_options(o, sets);
+  KilnTrainOptions to = cli_train_options(o);
+  if (!(o->train ? kiln_trainer_memory(o->model, &ko, &to, &m, &d) : graph_memory(o, g, &m, &d))) {
     cli_error(&d);
     return false;
   }
   bool planned = !pass_disabled(o->disabled, o->n_disabled, "memplan");
-  printf("steps: %d\n", n_steps);
-  printf("arena_bytes: %zu%s\n", planned ? st.arena_bytes : st.unplanned_bytes,
-         planned ? "" : " (memplan disabled: one allocation per buffer)");
-  printf("lower_bound_bytes: %zu\n", st.lower_bound_bytes);
-  printf("unplanned_bytes: %zu\n", st.unplanned_bytes);
-  printf("pinned_bytes: %zu (read after the run, or packed weights)\n", st.pinned_bytes);
-  printf("in_place_buffers: %d\n", planned ? st.n_in_place : 0);
+  printf("steps: %d\n", m.steps);
+  printf("arena_bytes: %llu%s\n", (unsigned long long)m.arena, planned ? "" : " (memplan disabled: one allocation per buffer)");
+  printf("lower_bound_bytes: %llu\n", (unsigned long long)m.lower_bound);
+  printf("unplanned_bytes: %llu\n", (unsigned long long)m.unplanned);
+  printf("pinned_bytes: %llu (read after the run, or packed weights)\n", (unsigned long long)m.pinned);
+  printf("in_place_buffers: %d\n", m.in_place);
   printf("weights_bytes: %llu (%llu of them held only packed, in the arena, after the first run)\n",
-         (unsigned long long)res.params, (unsigned long long)res.pack_only);
+         (unsigned long long)m.params, (unsigned long long)(o->train ? 0 : m.pack_only));
+  printf("packed_bytes: %llu (in the arena: packed weights pinned%s)\n", (unsigned long long)m.packed,
+         o->grad || o->train ? "; training packs them in every run, into scratch of the arena" : "");
+  if (o->train) {
+    printf("gradients_bytes: %llu (in the arena)\n", (unsigned long long)m.grads);
+    printf("optimizer_state_bytes: %llu (%s)\n", (unsigned long long)m.state,
+           o->optimizer && !strcmp(o->optimizer, "sgd") ? "SGD's momentum" : "AdamW's m and v");
+  }
+  printf("inputs_bytes: %llu\n", (unsigned long long)m.inputs);
   uint64_t process = cli_own_peak_rss();
-  printf("predicted_peak_rss_bytes: %llu (weights, packed copies, arena, inputs, the JIT, and this process: %llu)\n",
-         (unsigned long long)predicted_rss(&st, &res, planned, process), (unsigned long long)process);
+  printf("overhead_bytes: %llu (the JIT %d MB, and this process: code, the model, its lowering)\n",
+         (unsigned long long)(process + JIT_BYTES), JIT_BYTES >> 20);
+  printf("predicted_peak_rss_bytes: %llu (%s: weights, %sarena, inputs, overhead)\n",
+         (unsigned long long)predicted_rss(&m, o->train, process),
+         o->train ? "kiln train / kiln bench --train" : o->grad ? "forward and backward, no optimiser (kiln train: --train)" : "kiln run / kiln bench",
+         o->train ? "optimizer state, " : "");
   return true;
 }
 
@@ -131,21 +162,30 @@ static int layer_kernels(const IrGraph *g) {
   return any ? n : -1;
 }
 
+// The loss check differentiates: with --grad or --train (the trainer's), else none.
+static const char *check_loss(const CliOptions *o) {
+  return o->grad || o->train ? (o->loss ? o->loss : "loss") : NULL;
+}
+
 // The same graph with the fuse pass off.
 static int layer_kernels_unfused(const CliOptions *o) {
   CliOptions u = *o;
   if (u.n_disabled < (int)(sizeof u.disabled / sizeof u.disabled[0])) u.disabled[u.n_disabled++] = "fuse";
   u.after = NULL;
   IrGraph g;
-  if (!cli_load(&u, o->grad ? (o->loss ? o->loss : "loss") : NULL, &g)) return -1;
+  if (!cli_load(&u, check_loss(o), &g)) return -1;
   int n = layer_kernels(&g);
   ir_graph_free(&g);
   return n;
 }
 
 int cmd_check(const CliOptions *o) {
+  if (o->train && !o->memory) {
+    fprintf(stderr, "kiln: check --train needs --memory (kiln check --help)\n");
+    return EXIT_USAGE;
+  }
   IrGraph g;
-  if (!cli_load(o, o->grad ? (o->loss ? o->loss : "loss") : NULL, &g)) return EXIT_USER;
+  if (!cli_load(o, check_loss(o), &g)) return EXIT_USER;
   printf("model: %s\nconfig:", g.file);
   for (int i = 0; i < g.n_config; i++) {
     if (g.config[i].is_int) printf(" %s=%lld", g.config[i].name, (long long)g.config[i].value);
@@ -179,7 +219,7 @@ int cmd_check(const CliOptions *o) {
     int after = layer_kernels(&g), before = layer_kernels_unfused(o);
     if (after >= 0 && before >= 0)
       printf("kernels_per_layer: %d before fusion, %d after (computed nodes of block layer, i=0%s, "
-             "reshapes excluded)\n", before, after, o->grad ? ", forward and backward" : "");
+             "reshapes excluded)\n", before, after, check_loss(o) ? ", forward and backward" : "");
   }
   bool ok = !o->memory || print_memory(o, &g);
   ir_graph_free(&g);

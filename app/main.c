@@ -20,7 +20,7 @@ typedef struct Command {
 } Command;
 
 static const Command commands[] = {
-  {"check", cmd_check, "kiln check MODEL [--set NAME=VALUE]... [--verbose] [--grad [--loss NAME]] [--memory]",
+  {"check", cmd_check, "kiln check MODEL [--set NAME=VALUE]... [--verbose] [--grad [--loss NAME]] [--memory [--train]]",
    "Parse and verify MODEL and print a summary: config, inputs, outputs, losses,\n"
    "parameter count (`parameters: N`) and FLOPs of one forward pass.\n"
    "  --verbose          also list every parameter with its shape, the host CPU, and the\n"
@@ -29,9 +29,18 @@ static const Command commands[] = {
    "  --memory           lower the graph (no JIT) and print its memory plan: arena_bytes,\n"
    "                     lower_bound_bytes (most bytes live at once), unplanned_bytes (sum\n"
    "                     of all intermediates), pinned_bytes (live throughout: outputs,\n"
-   "                     gradients, packed weights); with --grad, of the training step\n"
-   "  --recompute layers with --grad: the graph kiln train --recompute layers runs\n",
-   " set max-nodes max-config verbose grad loss disable-pass memory recompute "},
+   "                     gradients, packed weights); with --grad, of the training step;\n"
+   "                     then the parts of a run's peak resident memory (weights, packed\n"
+   "                     copies, inputs, overhead) and predicted_peak_rss_bytes, the peak\n"
+   "                     RSS of kiln run / kiln bench with the compile cache warm\n"
+   "  --train            with --memory: the program kiln train and kiln bench --train run\n"
+   "                     (loss, gradients and the optimiser's update; --optimizer adamw|sgd):\n"
+   "                     adds gradients_bytes and optimizer_state_bytes; the prediction is\n"
+   "                     of one process with the compile cache warm, without --data (kiln\n"
+   "                     train adds its data file, held whole, and its converted examples)\n"
+   "  --recompute layers with --grad or --train: kiln train --recompute layers' program\n"
+   "  --precision P      fp32 (default), bf16 or int8 (docs/precision.md)\n",
+   " set max-nodes max-config verbose grad loss disable-pass memory recompute train optimizer precision "},
   {"dump", cmd_dump,
    "kiln dump MODEL [--after PASS] [--format text|dot] [--grad [--loss NAME]] [--set NAME=VALUE]...",
    "Print the IR of MODEL after a pass of the pipeline (default: the last one).\n"

@@ -4,9 +4,10 @@
 # `kiln check --memory`'s prediction, an executable from `kiln compile` (weights embedded,
 # and given with --weights), PyTorch eager (bench/torch_visualbert.py) and ONNX Runtime
 # (bench/ort_visualbert.mjs, when bench/ort-install.sh has installed it); then the
-# pre-training step (kiln bench --train, with and without --recompute layers, and PyTorch
-# eager, bench/torch_train.py) at base size, batch 8, regions 100, text 32 and 412. RSS does
-# not depend on the machine's load, so this may run beside other jobs (slowly).
+# pre-training step (kiln bench --train, with and without --recompute layers, each beside
+# kiln check --memory --train's prediction, and PyTorch eager, bench/torch_train.py) at base
+# size, batch 8, regions 100, text 32 and 412. RSS does not depend on the machine's load,
+# so this may run beside other jobs (slowly).
 # usage: bench/memory.sh [THREADS]                      (needs build/kiln; see README)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,14 +48,19 @@ pre=$root/models/visualbert-pretrain.json
 tsets=(--set hidden=768 --set layers=12 --set heads=12 --set intermediate=3072 --set batch=8
        --set regions=100 --set dropout=0)
 "$kiln" init "$pre" "${tsets[@]}" -o "$work/p.safetensors" --seed 1 2>/dev/null
-printf '%-6s %9s %9s %9s\n' text kiln recompute torch
+predict() { "$kiln" check "$pre" --memory --train "$@" |
+            awk '$1 == "predicted_peak_rss_bytes:" { printf "%.3f", $2 / 1073741824 }'; }
+printf '%-6s %9s %9s %9s %9s %9s\n' text kiln predicted recompute predicted torch
 for text in 32 412; do
+  p=$(predict "${tsets[@]}" --set text_len=$text)
+  pr=$(predict "${tsets[@]}" --set text_len=$text --recompute layers)
   k=$(rss /usr/bin/time -v "$kiln" bench "$pre" --train "${tsets[@]}" --set text_len=$text \
       --weights "$work/p.safetensors" --threads "$threads" --iters 1)
   r=$(rss /usr/bin/time -v "$kiln" bench "$pre" --train "${tsets[@]}" --set text_len=$text \
       --weights "$work/p.safetensors" --threads "$threads" --iters 1 --recompute layers)
   t=$(rss /usr/bin/time -v env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$py" "$root/bench/torch_train.py" \
       --weights "$work/p.safetensors" "${tsets[@]}" --set text_len=$text --threads "$threads" --iters 1)
-  printf '%-6s %9s %9s %9s\n' "$text" "$k" "$r" "$t"
+  printf '%-6s %9s %9s %9s %9s %9s\n' "$text" "$k" "$p" "$r" "$pr" "$t"
 done
-echo "(GiB: pre-training step, base, batch 8, regions 100; recompute: kiln --recompute layers)"
+echo "(GiB: pre-training step, base, batch 8, regions 100; recompute: kiln --recompute layers;"
+echo " predicted: kiln check --memory --train)"

@@ -83,6 +83,13 @@ bool cg_memory_stats(const IrGraph *g, const bool *want, const CgOptions *opt, M
     for (int k = 0; k < prog.n_inputs; k++)
       if (prog.inputs[k].buf >= 0 && prog.bufs[prog.inputs[k].buf].kind == RT_BUF_OWN)
         res->inputs += prog.bufs[prog.inputs[k].buf].bytes;
+    bool *seen = calloc((size_t)steps.n_scratch + 1, sizeof *seen);
+    for (int s = 0; seen && s < steps.n; s++)
+      for (int a = 0; steps.v[s].once && a < steps.v[s].n_args; a++) {
+        const CgArg *x = &steps.v[s].args[a];
+        if (x->kind == CG_ARG_SCRATCH && !seen[x->id]) seen[x->id] = true, res->packed += x->bytes;
+      }
+    free(seen);
   }
   if (described) cg_describe_free(&prog);
   free(steps.v);

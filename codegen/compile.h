@@ -53,9 +53,10 @@ bool cg_lower_program(Cg *cg, const IrGraph *g, const bool *need, CgSteps *steps
 
 // The bytes a run keeps outside the arena (runtime/program.h): the parameters' buffers, of
 // which those only once-steps read (held packed only after the first run) and the largest
-// of them, and the inputs' buffers.
+// of them, and the inputs' buffers; and, inside the arena, the packed copies the once-steps
+// write (pinned; 0 when weights are packed in every run, into scratch that dies with its GEMM).
 typedef struct CgResident {
-  uint64_t params, pack_only, largest_pack_only, inputs;
+  uint64_t params, pack_only, largest_pack_only, inputs, packed;
 } CgResident;
 
 // Lowers what `want` needs (no LLVM optimisation, no JIT) and plans its buffers: the

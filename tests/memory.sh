@@ -32,8 +32,28 @@ check models/visualbert-pretrain.json "${tiny[@]}" --grad
 # The targets of issue 5 at base size (lowering only, no JIT, no buffers: light).
 check models/visualbert-vqa.json --set batch=8
 check models/visualbert-pretrain.json --grad --set batch=8 --set text_len=32
+check models/visualbert-pretrain.json "${tiny[@]}" --train
+
+# check --memory --train (kiln train's program): its parts, and the prediction made of them
+# (running: weights, optimiser state, arena, inputs; a training step packs in every run).
+parts() {  # optimizer, state values per weight
+  local out w s g a i o p
+  out=$("$kiln" check models/visualbert-pretrain.json "${tiny[@]}" --memory --train --optimizer "$1")
+  w=$(field weights_bytes "$out"); s=$(field optimizer_state_bytes "$out"); g=$(field gradients_bytes "$out")
+  a=$(field arena_bytes "$out"); i=$(field inputs_bytes "$out"); o=$(field overhead_bytes "$out")
+  p=$(field predicted_peak_rss_bytes "$out")
+  [[ -n $w && -n $s && -n $g && -n $a && -n $i && -n $o && -n $p ]] || fail "--train $1: missing fields in: $out"
+  ((s == $2 * w && g == w && g < a && i > 0)) || fail "--train $1: weights $w state $s gradients $g arena $a inputs $i"
+  [[ $(field packed_bytes "$out") == 0 ]] || fail "--train $1: packed weights pinned: $out"
+  ((p == o + w + s + a + i)) || fail "--train $1: predicted $p is not the sum of its parts"
+  echo "ok: --train --optimizer $1: weights $w state $s gradients $g arena $a inputs $i overhead $o predicted $p"
+}
+parts adamw 2
+parts sgd 1
 
 set +e
+"$kiln" check models/visualbert-pretrain.json "${tiny[@]}" --train >/dev/null 2>&1
+[[ $? == 2 ]] || fail "check --train without --memory should be a command-line error (exit 2)"
 "$kiln" run models/visualbert-vqa.json --memory >/dev/null 2>&1
 [[ $? == 2 ]] || fail "run --memory should be a command-line error (exit 2)"
 echo "all memory checks passed"
