@@ -508,8 +508,9 @@ static LLVMValueRef batch_offset(Cg *cg, const CgGemm *g, LLVMValueRef bi, const
 
 
 void cg_gemm_pack_a_step(Cg *cg, const CgGemm *g, const char *name, int64_t kwords,
-                         int64_t row_words, CgPackA emit, CgArg *a, int node, CgSteps *steps,
-                         CgGemm *w) {
+                         int64_t row_words, int rows, CgPackA emit, CgArg *a, int node,
+                         CgSteps *steps, CgGemm *w) {
+  assert(rows >= 1);
   int64_t batch = 1;
   for (int d = 0; d < g->nbatch; d++) batch *= g->bdim[d];
   *w = *g;
@@ -522,23 +523,41 @@ void cg_gemm_pack_a_step(Cg *cg, const CgGemm *g, const char *name, int64_t kwor
   }
   int scratch = cg_steps_new_scratch(steps);
   CgArg packed = cg_arg_scratch(scratch, (size_t)(s > 0 ? s : 1) * sizeof(int32_t));
+  int64_t groups = cdiv(g->M, rows);  // work items a batch item
   if (row_words > 0) {
     char fn[112];
     snprintf(fn, sizeof fn, "%s.pack_a", name);
-    if (!LLVMGetNamedFunction(cg->mod, fn)) {  // work item w = bi·M + i: row i of batch item bi
+    if (!LLVMGetNamedFunction(cg->mod, fn)) {  // work item bi·groups + ig: rows ig·rows.. of bi
       cg_kernel_begin(cg, fn);
       LLVMValueRef a_buf = cg_buf(cg, 0), copy = cg_buf(cg, 1);
       CgLoop r;
       cg_for_begin(cg, &r, cg->begin, cg->end, cg_i64(cg, 1), "row");
-      LLVMValueRef bi = LLVMBuildUDiv(cg->b, r.iv, cg_i64(cg, g->M), "bi");
-      LLVMValueRef i = LLVMBuildURem(cg->b, r.iv, cg_i64(cg, g->M), "i");
+      LLVMValueRef bi = LLVMBuildUDiv(cg->b, r.iv, cg_i64(cg, groups), "bi");
+      LLVMValueRef i = mul_c(cg, LLVMBuildURem(cg->b, r.iv, cg_i64(cg, groups), "ig"), rows);
       LLVMValueRef src = gep(cg, a_buf, add(cg, batch_offset(cg, g, bi, g->a_bstride),
                                             mul_c(cg, i, g->a_rs)));  // A(i, 0)
-      emit(cg, g, src, cg_gep(cg, cg->i32, copy, mul_c(cg, r.iv, row_words)));
+      LLVMValueRef dst = cg_gep(cg, cg->i32, copy,
+                                mul_c(cg, add(cg, mul_c(cg, bi, g->M), i), row_words));
+      int tail = (int)(g->M % rows);
+      if (!tail) {
+        emit(cg, g, src, dst, rows);
+      } else {  // the batch item's last group: its M % rows rows
+        LLVMBasicBlockRef last = cg_block(cg, "rows.tail"), full = cg_block(cg, "rows.full"),
+                          join = cg_block(cg, "rows.join");
+        LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, i, cg_i64(cg, g->M - tail), ""),
+                        last, full);
+        LLVMPositionBuilderAtEnd(cg->b, last);
+        emit(cg, g, src, dst, tail);
+        LLVMBuildBr(cg->b, join);
+        LLVMPositionBuilderAtEnd(cg->b, full);
+        emit(cg, g, src, dst, rows);
+        LLVMBuildBr(cg->b, join);
+        LLVMPositionBuilderAtEnd(cg->b, join);
+      }
       cg_for_end(cg, &r);
       cg_kernel_end(cg);
     }
-    CgStep *st = cg_steps_add(steps, fn, batch * g->M, node);
+    CgStep *st = cg_steps_add(steps, fn, batch * groups, node);
     st->args[st->n_args++] = *a;
     st->args[st->n_args++] = packed;
   }
@@ -615,6 +634,12 @@ static void transpose_block(Cg *cg, LLVMValueRef *v) {
       LLVMValueRef hi = LLVMBuildShuffleVector(cg->b, v[i], v[i + h], stage_mask(cg, h, true), "");
       v[i] = lo, v[i + h] = hi;
     }
+}
+
+void cg_gemm_transpose(Cg *cg, LLVMValueRef *v) { transpose_block(cg, v); }
+
+LLVMValueRef cg_gemm_load_lanes(Cg *cg, LLVMValueRef ptr, int lanes) {
+  return load_lanes(cg, ptr, lanes);
 }
 
 // Rows k0 .. k0+klen of the columns [j0, j0 + W) of a transposed panel (`valid` of them

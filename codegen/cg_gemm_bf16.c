@@ -55,12 +55,12 @@ static LLVMValueRef mul_c(Cg *cg, LLVMValueRef x, int64_t c) {
   return c == 1 ? x : LLVMBuildMul(cg->b, x, cg_i64(cg, c), "");
 }
 
-// Words [blk·W, blk·W + ceil(valid / 2)) of a row from its floats [2W·blk, 2W·blk + valid)
-// (a_cs == 1): one <2W x float> load (masked when valid < 2W), even and odd lanes paired.
-static void pack_a_block(Cg *cg, LLVMValueRef src, LLVMValueRef dst, LLVMValueRef blk, int valid) {
+// The <W x i32> words of the 2W floats at p (`valid` of them, zeros past): one <2W x float>
+// load (masked when valid < 2W), even and odd lanes paired.
+static LLVMValueRef words_of_floats(Cg *cg, LLVMValueRef p, int valid) {
   int W = cg->W;
   LLVMTypeRef v2 = LLVMVectorType(cg->f32, (unsigned)(2 * W));
-  LLVMValueRef p = cg_gep(cg, cg->f32, src, mul_c(cg, blk, 2 * W)), x;
+  LLVMValueRef x;
   if (valid == 2 * W) {
     x = LLVMBuildLoad2(cg->b, v2, p, "x");
     LLVMSetAlignment(x, 4);
@@ -77,9 +77,16 @@ static void pack_a_block(Cg *cg, LLVMValueRef src, LLVMValueRef dst, LLVMValueRe
   LLVMValueRef even[64], odd[64];
   for (int l = 0; l < W; l++) even[l] = cg_i32(cg, 2 * l), odd[l] = cg_i32(cg, 2 * l + 1);
   LLVMValueRef bits = to_bf16_bits(cg, x);  // <2W x i32>
-  LLVMValueRef word = pair_word(
+  return pair_word(
       cg, LLVMBuildShuffleVector(cg->b, bits, bits, LLVMConstVector(even, (unsigned)W), ""),
       LLVMBuildShuffleVector(cg->b, bits, bits, LLVMConstVector(odd, (unsigned)W), ""));
+}
+
+// Words [blk·W, blk·W + ceil(valid / 2)) of a row from its floats [2W·blk, 2W·blk + valid)
+// (a_cs == 1).
+static void pack_a_block(Cg *cg, LLVMValueRef src, LLVMValueRef dst, LLVMValueRef blk, int valid) {
+  int W = cg->W;
+  LLVMValueRef word = words_of_floats(cg, cg_gep(cg, cg->f32, src, mul_c(cg, blk, 2 * W)), valid);
   LLVMValueRef q = cg_gep(cg, cg->i32, dst, mul_c(cg, blk, W));
   if (valid == 2 * W) {
     LLVMValueRef st = LLVMBuildStore(cg->b, word, q);
@@ -91,9 +98,11 @@ static void pack_a_block(Cg *cg, LLVMValueRef src, LLVMValueRef dst, LLVMValueRe
              cg_gep(cg, cg->i32, q, cg_i64(cg, l)));
 }
 
-// Row src of A into dst (K2 words; cg_gemm_pack_a_step runs the rows). Contiguous rows (a_cs == 1) convert 2W floats at a
-// time (masked at the end of the row); other strides one pair at a time.
-static void emit_pack_a_row(Cg *cg, const CgGemm *g, LLVMValueRef src, LLVMValueRef dst) {
+// Row src of A into dst (K2 words; cg_gemm_pack_a_step runs the rows, n = 1). Contiguous
+// rows (a_cs == 1) convert 2W floats at a time (masked at the end of the row); other strides
+// (but a_rs == 1, emit_pack_a_cols) one pair at a time.
+static void emit_pack_a_row(Cg *cg, const CgGemm *g, LLVMValueRef src, LLVMValueRef dst, int n) {
+  assert(n == 1);
   int64_t K2 = (g->K + 1) / 2;
   int W = cg->W;
   if (g->a_cs == 1) {
@@ -122,11 +131,65 @@ static void emit_pack_a_row(Cg *cg, const CgGemm *g, LLVMValueRef src, LLVMValue
   }
 }
 
+// Words [k2, k2 + cnt) (cnt <= W) of the n <= W rows from src = &A(i, 0) when A's columns
+// are contiguous (a_rs == 1: A = X^T of a row-major X, the weight gradient's dY^T or X^T):
+// word t of every row at once from two vector loads of A's columns 2(k2 + t) and
+// 2(k2 + t) + 1 (masked to n rows; past K zero), then a W × W transpose gives each row its
+// cnt words. The same words as emit_pack_a_row, with whole cache lines read.
+static void pack_a_cols_block(Cg *cg, const CgGemm *g, LLVMValueRef src, LLVMValueRef dst,
+                              int n, LLVMValueRef k2, int cnt, int64_t k2_const) {
+  int W = cg->W;
+  LLVMValueRef v[64];
+  for (int t = 0; t < W; t++) {
+    if (t >= cnt) {
+      v[t] = LLVMConstNull(LLVMVectorType(cg->i32, (unsigned)W));
+      continue;
+    }
+    LLVMValueRef k = mul_c(cg, LLVMBuildAdd(cg->b, k2, cg_i64(cg, t), ""), 2);
+    LLVMValueRef lo = cg_gemm_load_lanes(cg, cg_gep(cg, cg->f32, src, mul_c(cg, k, g->a_cs)), n);
+    bool has_hi = k2_const < 0 || 2 * (k2_const + t) + 1 < g->K;  // (full blocks: always)
+    LLVMValueRef hi = has_hi ? cg_gemm_load_lanes(cg, cg_gep(cg, cg->f32, src,
+                                   mul_c(cg, LLVMBuildAdd(cg->b, k, cg_i64(cg, 1), ""), g->a_cs)), n)
+                             : LLVMConstNull(cg->vf);
+    v[t] = cg_bf16_words(cg, lo, hi);
+  }
+  cg_gemm_transpose(cg, v);
+  int64_t K2 = (g->K + 1) / 2;
+  for (int l = 0; l < n; l++) {
+    LLVMValueRef q = cg_gep(cg, cg->i32, dst, LLVMBuildAdd(cg->b, k2, cg_i64(cg, l * K2), ""));
+    if (cnt == W) {
+      LLVMValueRef st = LLVMBuildStore(cg->b, v[l], q);
+      LLVMSetAlignment(st, 4);
+    } else {
+      for (int t = 0; t < cnt; t++)
+        cg_store(cg, LLVMBuildExtractElement(cg->b, v[l], cg_i32(cg, t), ""),
+                 cg_gep(cg, cg->i32, q, cg_i64(cg, t)));
+    }
+  }
+}
+
+// The n rows from src into dst (rows of K2 words): W words a block, then the tail words.
+static void emit_pack_a_cols(Cg *cg, const CgGemm *g, LLVMValueRef src, LLVMValueRef dst, int n) {
+  int W = cg->W;
+  int64_t K2 = (g->K + 1) / 2, full = g->K / 2 / W;  // full blocks: pairs only
+  if (full) {
+    CgLoop kb;
+    cg_for_begin(cg, &kb, cg_i64(cg, 0), cg_i64(cg, full * W), cg_i64(cg, W), "k2b");
+    pack_a_cols_block(cg, g, src, dst, n, kb.iv, W, -1);
+    cg_for_end(cg, &kb);
+  }
+  if (K2 > full * W)
+    pack_a_cols_block(cg, g, src, dst, n, cg_i64(cg, full * W), (int)(K2 - full * W), full * W);
+}
+
 bool cg_gemm_bf16_pack_a(Cg *cg, const CgGemm *g, const char *name, CgArg *a, int node,
                          CgSteps *steps, CgGemm *w) {
   assert(g->bf16);
   int64_t K2 = (g->K + 1) / 2;
-  cg_gemm_pack_a_step(cg, g, name, K2, K2, emit_pack_a_row, a, node, steps, w);
+  if (g->a_rs == 1 && g->a_cs != 1)
+    cg_gemm_pack_a_step(cg, g, name, K2, K2, cg->W, emit_pack_a_cols, a, node, steps, w);
+  else
+    cg_gemm_pack_a_step(cg, g, name, K2, K2, 1, emit_pack_a_row, a, node, steps, w);
   return true;
 }
 
@@ -134,12 +197,70 @@ bool cg_gemm_bf16_pack_a(Cg *cg, const CgGemm *g, const char *name, CgArg *a, in
 // Packing B: one panel (K2 × nr words) from B at src (k2 = 0, column 0 of the panel).
 // Rows of B contiguous (b_cs == 1: the backward's dX = dY.W and dW = dY^T.X, whose B is an
 // activation or a weight packed every training step): W columns at a time, the vectors of
-// rows 2 k2 and 2 k2 + 1 rounded and paired; other strides (W^T of the forward, packed once
-// in inference) and the columns past the last full vector element by element. The same
-// words either way.
+// rows 2 k2 and 2 k2 + 1 rounded and paired; columns contiguous (b_rs == 1: W^T of the
+// forward, packed once in inference and every step in training): 2W floats of a column to
+// W words, W columns transposed in registers (pack_panel_transposed); other strides and the
+// columns past the last full vector element by element. The same words either way.
+
+// Panel rows [k2, k2 + cnt) (cnt <= W words, 2 cnt floats or `valid` at K's end) of the
+// columns [j0, j0 + W) (`ncols` of them columns of B, the rest zeros) when B's columns are
+// contiguous (b_rs == 1: W^T of a row-major weight W, the forward's B): per column the
+// words of its floats along k (words_of_floats), then a W × W transpose into panel rows.
+static void pack_panel_t_block(Cg *cg, const CgGemm *g, int nr, LLVMValueRef src,
+                               LLVMValueRef dst, LLVMValueRef k2, int cnt, int valid,
+                               LLVMValueRef j0, int ncols) {
+  int W = cg->W;
+  LLVMValueRef v[64], s = cg_gep(cg, cg->f32, src, mul_c(cg, k2, 2));
+  for (int jj = 0; jj < W; jj++) {
+    if (jj >= ncols) {
+      v[jj] = LLVMConstNull(LLVMVectorType(cg->i32, (unsigned)W));
+      continue;
+    }
+    LLVMValueRef col = mul_c(cg, LLVMBuildAdd(cg->b, j0, cg_i64(cg, jj), ""), g->b_cs);
+    v[jj] = words_of_floats(cg, cg_gep(cg, cg->f32, s, col), valid);
+  }
+  cg_gemm_transpose(cg, v);
+  for (int t = 0; t < cnt; t++) {
+    LLVMValueRef row = mul_c(cg, LLVMBuildAdd(cg->b, k2, cg_i64(cg, t), ""), nr);
+    LLVMValueRef st = LLVMBuildStore(cg->b, v[t], cg_gep(cg, cg->i32, dst, LLVMBuildAdd(cg->b, row, j0, "")));
+    LLVMSetAlignment(st, 4);
+  }
+}
+
+// Panel rows [k2, k2 + cnt) of every W-column block of the panel (zeros past `cols`).
+static void pack_panel_t_rows(Cg *cg, const CgGemm *g, int nr, LLVMValueRef src, LLVMValueRef dst,
+                              int cols, LLVMValueRef k2, int cnt, int valid) {
+  int W = cg->W, full = cols / W;
+  if (full) {
+    CgLoop jb;
+    cg_for_begin(cg, &jb, cg_i64(cg, 0), cg_i64(cg, (int64_t)full * W), cg_i64(cg, W), "jb");
+    pack_panel_t_block(cg, g, nr, src, dst, k2, cnt, valid, jb.iv, W);
+    cg_for_end(cg, &jb);
+  }
+  for (int jb = full * W; jb < nr; jb += W)
+    pack_panel_t_block(cg, g, nr, src, dst, k2, cnt, valid, cg_i64(cg, jb), cols - jb < 0 ? 0 : cols - jb);
+}
+
+static void pack_panel_transposed(Cg *cg, const CgGemm *g, int64_t k_elems, int nr,
+                                  LLVMValueRef src, LLVMValueRef dst, int cols) {
+  int W = cg->W;
+  int64_t full = k_elems / (2 * W);  // blocks of W words from 2W floats
+  if (full) {
+    CgLoop kb;
+    cg_for_begin(cg, &kb, cg_i64(cg, 0), cg_i64(cg, full * W), cg_i64(cg, W), "k2b");
+    pack_panel_t_rows(cg, g, nr, src, dst, cols, kb.iv, W, 2 * W);
+    cg_for_end(cg, &kb);
+  }
+  int valid = (int)(k_elems - full * 2 * W);
+  if (valid) pack_panel_t_rows(cg, g, nr, src, dst, cols, cg_i64(cg, full * W), (valid + 1) / 2, valid);
+}
 
 void cg_gemm_bf16_pack_panel(Cg *cg, const CgGemm *g, int64_t k_elems, int nr, LLVMValueRef src,
                              LLVMValueRef dst, int cols) {
+  if (g->b_rs == 1 && g->b_cs != 1 && nr % cg->W == 0) {
+    pack_panel_transposed(cg, g, k_elems, nr, src, dst, cols);
+    return;
+  }
   int vec_cols = g->b_cs == 1 ? cols / cg->W * cg->W : 0;  // columns packed as vectors
   CgLoop k2;
   cg_for_begin(cg, &k2, cg_i64(cg, 0), cg_i64(cg, g->K), cg_i64(cg, 1), "k2");

@@ -102,7 +102,8 @@ static void store_bytes(Cg *cg, LLVMValueRef q, LLVMValueRef dst, LLVMValueRef k
   masked(cg, "llvm.masked.store", v8, args, 4);
 }
 
-static void emit_pack_a_row(Cg *cg, const CgGemm *g, LLVMValueRef src, LLVMValueRef row) {
+static void emit_pack_a_row(Cg *cg, const CgGemm *g, LLVMValueRef src, LLVMValueRef row, int rows) {
+  assert(rows == 1);  // one row a work item
   int64_t K4 = (g->K + 3) / 4, K = g->K;
   int W = cg->W;
   LLVMValueRef inv, scale;
@@ -160,7 +161,7 @@ bool cg_gemm_int8_pack_a(Cg *cg, const CgGemm *g, const char *name, CgArg *a, in
                          CgSteps *steps, CgGemm *w) {
   assert(g->int8);
   int64_t K4 = (g->K + 3) / 4;
-  cg_gemm_pack_a_step(cg, g, name, K4, K4 + 1, emit_pack_a_row, a, node, steps, w);
+  cg_gemm_pack_a_step(cg, g, name, K4, K4 + 1, 1, emit_pack_a_row, a, node, steps, w);
   return true;
 }
 

@@ -102,12 +102,18 @@ bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, 
 
 // The packing of A for a GEMM over words (bf16, int8): *w = g over kwords words of K, A read
 // from a scratch copy of M rows of row_words words per batch item (w->a_rs = row_words),
-// written by a step (work item = one row; bufs A, copy) whose loop body `emit` emits: row
-// src = &A(i, 0) (g's strides) into dst (row_words words); *a = the copy.
-typedef void (*CgPackA)(Cg *cg, const CgGemm *g, LLVMValueRef src, LLVMValueRef dst);
+// written by a step (work item = `rows` rows of a batch item, fewer at its M tail; bufs A,
+// copy) whose loop body `emit` emits: the n rows from src = &A(i, 0) (g's strides) into
+// dst (row i's row_words words, the next rows after it); *a = the copy.
+typedef void (*CgPackA)(Cg *cg, const CgGemm *g, LLVMValueRef src, LLVMValueRef dst, int n);
 void cg_gemm_pack_a_step(Cg *cg, const CgGemm *g, const char *name, int64_t kwords,
-                         int64_t row_words, CgPackA emit, CgArg *a, int node, CgSteps *steps,
-                         CgGemm *w);
+                         int64_t row_words, int rows, CgPackA emit, CgArg *a, int node,
+                         CgSteps *steps, CgGemm *w);
+// cg_gemm.c's IR helpers for the packings: the in-register transpose of W vectors of W
+// lanes (any element type; the f32 transposed panels' too), and `lanes` contiguous floats
+// at ptr as a <W x float>, zero past them (a masked load).
+void cg_gemm_transpose(Cg *cg, LLVMValueRef *v);
+LLVMValueRef cg_gemm_load_lanes(Cg *cg, LLVMValueRef ptr, int lanes);
 
 // The bf16 GEMM's pieces (codegen/cg_gemm_bf16.c), which cg_lower_gemm uses when g->bf16.
 // Appends the step that packs A (*a) into words of two bf16 and makes *a that packed copy;

@@ -594,6 +594,53 @@ static void check_fallback_bits(CgGemm g, int W, const char *off, const char *wh
   LLVMDisposeMessage(host);
 }
 
+// Transposed operands are packed from column loads and in-register transposes: A^T
+// (a_rs == 1: the weight gradient's dY^T and X^T, W rows a work item) and B = W^T (b_rs ==
+// 1: the forward's weights, 2W floats of a column to W words). Each must give the words,
+// and so the C, of the same values stored row-major, bit for bit: tails of M, N, K2 (W
+// words a block), odd K (its last word without a high half), batches.
+static void check_transposed_bits(CgGemm t, bool b, int W, const char *what) {
+  t = bf16_case(t, false);
+  CgGemm p = t;
+  if (b) t.b_rs = 1, t.b_cs = t.K;
+  else t.a_rs = 1, t.a_cs = t.M;
+  Case ct, cp;
+  case_init(&ct, &t, what);
+  case_init(&cp, &p, what);
+  memcpy(cp.buf[ARG_A], ct.buf[ARG_A], ct.len[ARG_A] * sizeof(float));
+  memcpy(cp.buf[ARG_B], ct.buf[ARG_B], ct.len[ARG_B] * sizeof(float));
+  for (int64_t bi = 0; bi < batch_count(&t); bi++)
+    for (int64_t i = 0; i < (b ? t.K : t.M); i++)
+      for (int64_t k = 0; k < (b ? t.N : t.K); k++) {
+        int x = b ? ARG_B : ARG_A;
+        const int64_t *bs = b ? t.b_bstride : t.a_bstride;
+        int64_t rs = b ? p.b_rs : p.a_rs, trs = b ? t.b_rs : t.a_rs, tcs = b ? t.b_cs : t.a_cs;
+        cp.buf[x][offset(&t, bi, bs) + i * rs + k] = ct.buf[x][offset(&t, bi, bs) + i * trs + k * tcs];
+      }
+  reference(&cp);  // of the values copied in
+  float *ot = alloc_floats(ct.len[ARG_C]), *op = alloc_floats(cp.len[ARG_C]);
+  run_features(&ct, W, NULL, ot);
+  run_features(&cp, W, NULL, op);
+  ck_assert_msg(memcmp(ot, op, ct.len[ARG_C] * sizeof(float)) == 0,
+                "W=%d %s %s: transposed and row-major differ", W, b ? "B" : "A", what);
+  free(ot);
+  free(op);
+  case_free(&ct);
+  case_free(&cp);
+}
+
+START_TEST(test_gemm_bf16_transposed_operands_give_the_bits_of_row_major) {
+  int W = loop_width(_i);
+  for (int b = 0; b < 2; b++) {
+    check_transposed_bits(plain(37, 20, 67), b, W, "37x20x67");             // tails, odd K
+    check_transposed_bits(plain(2 * W, 4 * W, 4 * W), b, W, "no tails");    // whole blocks
+    check_transposed_bits(plain(W + 3, 9, 4 * W - 1), b, W, "odd K, K2 = 2W");
+    check_transposed_bits(plain(3, 5, 1), b, W, "K=1");
+    check_transposed_bits(batched(plain(9, 21, 13)), b, W, "batched");
+  }
+}
+END_TEST
+
 START_TEST(test_gemm_bf16_fallback_gives_the_same_bits_as_vdpbf16ps) {
   // Without AVX512_BF16 the FMA fallback adds the same exact products in the same order.
   check_fallback_bits(bf16_case(plain(37, 100, 300), true), 16, "-avx512bf16", "bf16");
@@ -682,6 +729,7 @@ static Suite *gemm_suite(void) {
   tcase_add_loop_test(tc, test_gemm_bf16_matches_rounded_reference, 0, 2);
   tcase_add_loop_test(tc, test_gemm_bf16_batched_with_broadcast_b, 0, 2);
   tcase_add_loop_test(tc, test_gemm_bf16_visualbert_shapes, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_bf16_transposed_operands_give_the_bits_of_row_major, 0, 2);
   tcase_add_test(tc, test_gemm_bf16_fallback_gives_the_same_bits_as_vdpbf16ps);
   tcase_add_test(tc, test_features_decide_the_vector_width_by_their_last_word);
   tcase_add_loop_test(tc, test_gemm_int8_matches_quantised_reference, 0, 2);
