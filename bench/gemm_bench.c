@@ -361,6 +361,11 @@ int main(int argc, char **argv) {
       {.label = "linear 960x768x768", .g = linear(960, 768, 768)},
       {.label = "linear 960x3072x768", .g = linear(960, 3072, 768)},
       {.label = "linear 960x768x3072", .g = linear(960, 768, 3072)},
+      // training (the pre-training step at batch 8, text 32: 1056 rows) and smaller batches
+      {.label = "linear 256x768x768", .g = linear(256, 768, 768)},
+      {.label = "linear 1056x768x768", .g = linear(1056, 768, 768)},
+      {.label = "linear 1056x3072x768", .g = linear(1056, 3072, 768)},
+      {.label = "linear 1056x768x3072", .g = linear(1056, 768, 3072)},
       {.label = "QK^T 12x120x120x64", .g = attention_qk(1, 120)},
       {.label = "PV 12x120x64x120", .g = attention_pv(1, 120)},
       {.label = "QK^T 96x120x120x64", .g = attention_qk(8, 120)},

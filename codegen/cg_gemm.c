@@ -44,6 +44,7 @@ typedef struct GemmPlan {
   int64_t pf_lines;        // prefetch: 64-byte lines of the next B slice per microkernel call
   int pf_per_iter;         // prefetches per iteration of the microkernel's k loop (0: none)
   int pf_locality;         // llvm.prefetch locality (2: into L2)
+  int pfa_per_iter;        // prefetches of the next M block's A sliver per k iteration (0: none)
   int64_t k_elems;         // bf16, int8: the operands' K (g->K counts words of two, four)
   int64_t panel_k;         // rows of a packed B panel: K (int8: K4 + 2, see cg_gemm_int8.c)
 } GemmPlan;
@@ -184,14 +185,24 @@ static void gemm_plan(const CgGemm *g, int W, const RtTuning *t, GemmPlan *p) {
                        ? (int)fmin((double)cdiv(p->pf_lines, iters), p->nv)
                        : 0;
   p->pf_locality = t->gemm_pf_locality ? t->gemm_pf_locality - 1 : 2;
+  // A whose K block does not fit in L2 (batch 8: 960 rows) is read from L3 by every item,
+  // sliver by sliver (mr rows, kc apart): each call also prefetches the next M block's
+  // sliver, spread over its k loop (gemm_bench KILN_BENCH_COLD=1, best of 3 interleaved,
+  // loaded machine: 960 rows +4-8% on 2 threads). Smaller A stays in L2: no prefetch (at
+  // 256 rows it measured -2..-3%, within the noise), and M = 120 plans are unchanged.
+  p->pfa_per_iter = !p->fused_pack && iters > 1 && g->a_cs == 1 && !g->bf16 && !g->int8 &&
+                            g->M * p->kc > or_default(t->gemm_l2_floats, 1 << 18) &&
+                            !t->gemm_no_prefetch
+                        ? (int)cdiv(p->mr * cdiv(p->kc, 16), iters)
+                        : 0;
   if (t->gemm_debug)
     fprintf(stderr,
             "gemm %lldx%lldx%lld: tile %dx%d kc %lld (%lld blocks) groups %lld m-blocks x %lld "
-            "panels, work %lld%s, prefetch %d/iter\n",
+            "panels, work %lld%s, prefetch %d/iter, A %d/iter\n",
             (long long)g->M, (long long)g->N, (long long)g->K, p->mr, p->nr, (long long)p->kc,
             (long long)p->nkb, (long long)p->mgroup, (long long)p->pgroup,
             (long long)(p->batch * p->npg * p->nmg), p->fused_pack ? ", packing fused" : "",
-            p->pf_per_iter);
+            p->pf_per_iter, p->pfa_per_iter);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -347,6 +358,22 @@ static void mk_prefetch(Cg *cg, const GemmPlan *p, LLVMValueRef pf, LLVMValueRef
   }
 }
 
+// Iteration it of the k loop prefetches lines [it·n, (it + 1)·n) (n = pfa_per_iter) of the
+// next M block's A sliver, rows mr .. 2mr-1 from a: line l is row l % mr, floats 16·(l / mr).
+static void mk_prefetch_a(Cg *cg, const CgGemm *g, const GemmPlan *p, LLVMValueRef a,
+                          LLVMValueRef it) {
+  LLVMValueRef line0 = mul_c(cg, it, p->pfa_per_iter);
+  for (int j = 0; j < p->pfa_per_iter; j++) {
+    LLVMValueRef l = add(cg, line0, cg_i64(cg, j));
+    LLVMValueRef row = add(cg, LLVMBuildURem(cg->b, l, cg_i64(cg, p->mr), ""), cg_i64(cg, p->mr));
+    LLVMValueRef off = add(cg, mul_c(cg, row, g->a_rs),
+                           mul_c(cg, LLVMBuildUDiv(cg->b, l, cg_i64(cg, p->mr), ""), 16));
+    LLVMValueRef args[4] = {LLVMBuildGEP2(cg->b, cg->f32, a, &off, 1, "pfa"), cg_i32(cg, 0),
+                            cg_i32(cg, p->pf_locality), cg_i32(cg, 1)};
+    cg_intrinsic(cg, "llvm.prefetch", cg->ptr, args, 4);
+  }
+}
+
 // The k loop over kc steps: a loop of `unroll` steps per iteration, then the remainder.
 static void mk_k_loop(Cg *cg, const CgGemm *g, const GemmPlan *p, Tile *t, LLVMValueRef a,
                       LLVMValueRef bp, LLVMValueRef pf, int64_t kc) {
@@ -361,6 +388,8 @@ static void mk_k_loop(Cg *cg, const CgGemm *g, const GemmPlan *p, Tile *t, LLVMV
     LLVMValueRef phi[MK_MAX_ROWS][MK_MAX_VECS];
     tile_phis(cg, t, pre, phi);
     if (p->pf_per_iter) mk_prefetch(cg, p, pf, LLVMBuildUDiv(cg->b, k, cg_i64(cg, u), "it"));
+    if (p->pfa_per_iter && t->rows == p->mr)
+      mk_prefetch_a(cg, g, p, a, LLVMBuildUDiv(cg->b, k, cg_i64(cg, u), "it"));
     for (int64_t s = 0; s < u; s++) mk_step(cg, g, p, t, a, bp, add(cg, k, cg_i64(cg, s)));
     LLVMValueRef next = LLVMBuildAdd(cg->b, k, cg_i64(cg, u), "k.next");
     LLVMAddIncoming(k, &next, &body, 1);

@@ -435,6 +435,24 @@ START_TEST(test_gemm_prefetching_weights_match_reference) {
 }
 END_TEST
 
+START_TEST(test_gemm_prefetching_a_matches_reference) {
+  // A whose K block does not fit in L2 (here a 2000-float L2, RtTuning.gemm_l2_floats): each
+  // microkernel call also prefetches the next M block's A sliver, past A's last row for the
+  // last full block (M tails of 3 and 5 rows, a K tail, A rows wider than K); results must
+  // not change.
+  g_tuning.gemm_l2_floats = 2000;
+  g_tuning.gemm_kc = 200;
+  CgGemm gs[3] = {plain(67, 130, 500), plain(61, 48, 300), plain(40, 20, 64)};
+  for (int i = 0; i < 3; i++) gs[i].b_rs = 1, gs[i].b_cs = gs[i].K, gs[i].b_constant = true;
+  gs[0].has_bias = true, gs[0].has_residual = true;
+  gs[1].a_rs = 333;  // rows of A 333 floats apart
+  const char *names[3] = {"A prefetch 67x130x500", "A prefetch 61x48x300 a_rs 333",
+                          "A prefetch 40x20x64"};
+  check_gemms(gs, names, 3, loop_width(_i));
+  g_tuning.gemm_l2_floats = 0, g_tuning.gemm_kc = 0;
+}
+END_TEST
+
 START_TEST(test_gemm_steps_name_buffers_and_once) {
   // A parameter B is packed by a `once` step before the compute step; an activation B is
   // packed inside the compute step's work items, which then name B too.
@@ -725,6 +743,7 @@ static Suite *gemm_suite(void) {
   tcase_add_loop_test(tc, test_gemm_epilogue_gelu, 0, 2);
   tcase_add_loop_test(tc, test_gemm_visualbert_linear, 0, 2);
   tcase_add_loop_test(tc, test_gemm_prefetching_weights_match_reference, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_prefetching_a_matches_reference, 0, 2);
   tcase_add_loop_test(tc, test_gemm_empty_k_gives_epilogue_of_zero, 0, 2);
   tcase_add_loop_test(tc, test_gemm_bf16_matches_rounded_reference, 0, 2);
   tcase_add_loop_test(tc, test_gemm_bf16_batched_with_broadcast_b, 0, 2);
