@@ -225,7 +225,7 @@ static LLVMValueRef masked_intrinsic(Cg *cg, const char *name, LLVMValueRef *arg
 }
 
 // `lanes` contiguous floats at ptr as a <W x float>; lanes past them are 0.
-static LLVMValueRef load_lanes(Cg *cg, LLVMValueRef ptr, int lanes) {
+LLVMValueRef cg_gemm_load_lanes(Cg *cg, LLVMValueRef ptr, int lanes) {
   if (lanes == cg->W) return cg_load(cg, cg->f32, ptr, cg->W);
   LLVMValueRef args[4] = {ptr, cg_i32(cg, 4), lane_mask(cg, lanes), LLVMConstNull(cg->vf)};
   return masked_intrinsic(cg, "llvm.masked.load", args, 4);
@@ -443,7 +443,7 @@ static void mk_epilogue_store(Cg *cg, const CgGemm *g, const GemmPlan *p, const 
     }
   if (g->has_bias)
     for (int v = 0; v < t->nv; v++)
-      bv[v] = load_lanes(cg, gepc(cg, bias, (int64_t)v * cg->W), tile_lanes(cg, t, v));
+      bv[v] = cg_gemm_load_lanes(cg, gepc(cg, bias, (int64_t)v * cg->W), tile_lanes(cg, t, v));
   for (int r = 0; r < t->rows; r++)
     for (int v = 0; v < t->nv; v++) {
       LLVMValueRef x = t->acc[r][v];
@@ -455,7 +455,7 @@ static void mk_epilogue_store(Cg *cg, const CgGemm *g, const GemmPlan *p, const 
       if (g->act == CG_ACT_GELU) x = gelu_branched(cg, x);
       if (g->has_residual) {
         LLVMValueRef rp = gepc(cg, res, r * g->c_rs + (int64_t)v * cg->W);
-        LLVMValueRef rv = load_lanes(cg, rp, tile_lanes(cg, t, v));
+        LLVMValueRef rv = cg_gemm_load_lanes(cg, rp, tile_lanes(cg, t, v));
         if (g->residual_gelu_grad) x = LLVMBuildFMul(cg->b, x, cg_gelu_grad(cg, rv), "dgelu");
         else x = LLVMBuildFAdd(cg->b, x, rv, "residual");
       }
@@ -492,7 +492,7 @@ static LLVMValueRef emit_microkernel(Cg *cg, LLVMValueRef kernel, const CgGemm *
   for (int r = 0; r < rows; r++)
     for (int v = 0; v < t.nv; v++)
       loaded[r][v] =
-          load_lanes(cg, gepc(cg, c, r * g->c_rs + (int64_t)v * cg->W), tile_lanes(cg, &t, v));
+          cg_gemm_load_lanes(cg, gepc(cg, c, r * g->c_rs + (int64_t)v * cg->W), tile_lanes(cg, &t, v));
   LLVMBuildBr(cg->b, start);
   LLVMPositionBuilderAtEnd(cg->b, start);
   for (int r = 0; r < rows; r++)
@@ -636,13 +636,13 @@ static void emit_pack_rows(Cg *cg, const CgGemm *g, const GemmPlan *p, LLVMValue
     int lanes = cols - v * cg->W;
     lanes = lanes < 0 ? 0 : lanes > cg->W ? cg->W : lanes;
     LLVMValueRef x =
-        lanes ? load_lanes(cg, gepc(cg, s, (int64_t)v * cg->W), lanes) : LLVMConstNull(cg->vf);
+        lanes ? cg_gemm_load_lanes(cg, gepc(cg, s, (int64_t)v * cg->W), lanes) : LLVMConstNull(cg->vf);
     cg_store(cg, x, gepc(cg, t, (int64_t)v * cg->W));
   }
   cg_for_end(cg, &k);
 }
 
-// <W x i32> shuffle mask of the transpose stage at distance h (see transpose_block).
+// <W x i32> shuffle mask of the transpose stage at distance h (see cg_gemm_transpose).
 static LLVMValueRef stage_mask(Cg *cg, int h, bool upper) {
   LLVMValueRef m[64];
   for (int l = 0; l < cg->W; l++) {
@@ -655,7 +655,7 @@ static LLVMValueRef stage_mask(Cg *cg, int h, bool upper) {
 // Transposes the W × W block held in rows v[0..W) in place: log2 W stages; at distance h,
 // rows i and i+h (i & h == 0) exchange the lanes l & h of one with the lanes l & ~h of the
 // other (Eklundh's recursive block swap), one two-source shuffle per row per stage.
-static void transpose_block(Cg *cg, LLVMValueRef *v) {
+void cg_gemm_transpose(Cg *cg, LLVMValueRef *v) {
   for (int h = cg->W / 2; h >= 1; h /= 2)
     for (int i = 0; i < cg->W; i++) {
       if (i & h) continue;
@@ -663,12 +663,6 @@ static void transpose_block(Cg *cg, LLVMValueRef *v) {
       LLVMValueRef hi = LLVMBuildShuffleVector(cg->b, v[i], v[i + h], stage_mask(cg, h, true), "");
       v[i] = lo, v[i + h] = hi;
     }
-}
-
-void cg_gemm_transpose(Cg *cg, LLVMValueRef *v) { transpose_block(cg, v); }
-
-LLVMValueRef cg_gemm_load_lanes(Cg *cg, LLVMValueRef ptr, int lanes) {
-  return load_lanes(cg, ptr, lanes);
 }
 
 // Rows k0 .. k0+klen of the columns [j0, j0 + W) of a transposed panel (`valid` of them
@@ -681,8 +675,8 @@ static void pack_transposed_block(Cg *cg, const CgGemm *g, const GemmPlan *p, LL
   LLVMValueRef t = gep(cg, dst, add(cg, mul_c(cg, k0, p->nr), j0));
   LLVMValueRef v[64];
   for (int jj = 0; jj < cg->W; jj++)
-    v[jj] = jj < valid ? load_lanes(cg, gepc(cg, s, jj * g->b_cs), klen) : LLVMConstNull(cg->vf);
-  transpose_block(cg, v);
+    v[jj] = jj < valid ? cg_gemm_load_lanes(cg, gepc(cg, s, jj * g->b_cs), klen) : LLVMConstNull(cg->vf);
+  cg_gemm_transpose(cg, v);
   for (int kk = 0; kk < klen; kk++) cg_store(cg, v[kk], gepc(cg, t, (int64_t)kk * p->nr));
 }
 
