@@ -84,6 +84,7 @@ bool cg_memory_stats(const IrGraph *g, const bool *want, const CgOptions *opt, M
       if (prog.inputs[k].buf >= 0 && prog.bufs[prog.inputs[k].buf].kind == RT_BUF_OWN)
         res->inputs += prog.bufs[prog.inputs[k].buf].bytes;
     bool *seen = calloc((size_t)steps.n_scratch + 1, sizeof *seen);
+    if (!seen) ok = diag_error(d, "out of memory");
     for (int s = 0; seen && s < steps.n; s++)
       for (int a = 0; steps.v[s].once && a < steps.v[s].n_args; a++) {
         const CgArg *x = &steps.v[s].args[a];
