@@ -246,6 +246,7 @@ KilnModel *kiln_trainer_model(KilnTrainer *t);
 // names, and the tensors of f that are not parameters.
 bool kiln_trainer_init_from(KilnTrainer *t, const StFile *f, uint64_t seed, FILE *notes, Diag *d);
 // Resuming: the parameters and the optimiser state of a checkpoint; *done: its steps done.
+// f may be opened with st_open: its tensors are then read one at a time, never whole.
 bool kiln_trainer_resume(KilnTrainer *t, const StFile *f, int64_t *done, Diag *d);
 // The training data (and, for pre-training data from `kiln data synth`, its masking).
 bool kiln_trainer_data(KilnTrainer *t, const StFile *f, Diag *d);

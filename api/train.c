@@ -24,6 +24,7 @@
 #include "api/model_impl.h"
 #include "data/mlm.h"
 #include "dist/dist.h"
+#include "runtime/program.h"
 #include "runtime/timing.h"
 
 // Random streams: the IR's counter-based mix (ir_rng_key_of, the one dropout uses), so
@@ -525,12 +526,19 @@ void kiln_checkpoint_path(const char *out, int64_t step, char *buf, size_t size)
   snprintf(buf, size, "%.*s.step-%lld.safetensors", (int)(has ? n - e : n), out, (long long)step);
 }
 
+// Tensor x of f (read whole, or opened by st_open and read now) as n values of dtype dt at
+// dst, in x's own shape: the caller has checked the count.
+static bool load_as(const StFile *f, const StTensor *x, DType dt, void *dst, Diag *d) {
+  RtTensor want = {.name = x->name, .dtype = dt, .rank = x->rank};
+  for (int i = 0; i < x->rank; i++) want.shape[i] = x->shape[i];
+  return rt_tensor_convert(&want, f, x, dst, d);
+}
+
 static bool counter(const StFile *f, const char *name, int64_t *out, Diag *d) {
   const StTensor *x = st_find(f, name);
   if (!x) return diag_error(d, "%s: \"%s\" is missing: not a kiln train checkpoint", f->path, name);
   if (st_numel(x) != 1 || dt_is_float(x->dtype)) return diag_error(d, "%s: \"%s\" must be a single integer", f->path, name);
-  *out = (int64_t)dt_load(x->dtype, x->data, 0);
-  return true;
+  return load_as(f, x, DT_I64, out, d);
 }
 
 bool kiln_trainer_resume(KilnTrainer *t, const StFile *f, int64_t *done, Diag *d) {
@@ -556,7 +564,7 @@ bool kiln_trainer_resume(KilnTrainer *t, const StFile *f, int64_t *done, Diag *d
         diag_error(d, "%s: \"%s\" has %lld values, not %lld", f->path, name, (long long)st_numel(x),
                    (long long)p->numel);
       else
-        ok = dt_convert(x->dtype, x->data, DT_F32, which == 0 ? p->m : p->v, (size_t)p->numel, name, d);
+        ok = load_as(f, x, DT_F32, which == 0 ? p->m : p->v, d);
       free(name);
       if (!ok) return false;
     }

@@ -23,7 +23,7 @@ int cmd_bench_train(const CliOptions *o) {
   StFile wf = {0};
   bool ok = kiln_trainer_open(o->model, &ko, &to, &t, &d);
   KilnModel *m = ok ? kiln_trainer_model(t) : NULL;
-  if (ok && o->weights) ok = st_read(o->weights, &wf, &d) && kiln_bind_params(m, &wf, &d);
+  if (ok && o->weights) ok = st_open(o->weights, &wf, &d) && kiln_bind_params(m, &wf, &d);
   else if (ok) ok = kiln_init_params(m, o->seed, &d);
   st_free(&wf);
   if (ok) kiln_default_inputs(m);  // the optimiser's state stays zero

@@ -44,14 +44,15 @@ int cli_check_output(const CliOptions *o) {
 // freed (rt_instance_prepare), so at worst one of them twice. Running: the parameters still
 // held, the arena (packed copies and values) and the inputs. A trainer (kiln train, kiln
 // bench --train) holds every parameter and its optimiser state, packs in every run (into the
-// arena's scratch), and reads the weights file whole (st_read) while binding.
+// arena's scratch), and reads the weights or checkpoint one tensor at a time (st_open) into
+// buffers it holds anyway, so its binding stays below its running.
 // The JIT adds its kernels' code and LLVM's state (8 MB measured on VisualBERT VQA at 2, 8
 // and 12 layers with the compile cache warm; a cold compile of a small model peaks higher,
 // in LLVM, before any weight is read).
 enum { JIT_BYTES = 8 << 20 };
 static uint64_t predicted_rss(const KilnMemory *m, bool trainer, uint64_t process) {
   uint64_t held = trainer ? m->params : m->params - m->pack_only;
-  uint64_t binding = m->params + (trainer ? m->params : m->largest_pack_only) + m->inputs;
+  uint64_t binding = m->params + (trainer ? 0 : m->largest_pack_only) + m->inputs;
   uint64_t running = held + m->state + m->arena + m->inputs;
   return process + JIT_BYTES + (binding > running ? binding : running);
 }

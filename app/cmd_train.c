@@ -101,7 +101,9 @@ static bool train(Run *r, Diag *d) {
   StFile wf = {0}, df = {0};
   int64_t done = 0;
   const char *wpath = o->resume ? o->resume : o->weights ? o->weights : o->init;
-  bool ok = st_read(wpath, &wf, d) &&
+  // The weights or checkpoint opened, read tensor by tensor into the trainer's buffers (a
+  // checkpoint is 3x the weights: read whole it would raise the peak); the data read whole.
+  bool ok = st_open(wpath, &wf, d) &&
             (o->init ? kiln_trainer_init_from(t, &wf, o->seed, r->lead ? stderr : NULL, d)
              : o->resume ? kiln_trainer_resume(t, &wf, &done, d)
                          : kiln_bind_params(kiln_trainer_model(t), &wf, d)) &&
