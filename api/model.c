@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api/bind.h"
+#include "api/memory.h"
 #include "api/model_impl.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
@@ -225,18 +226,9 @@ bool kiln_memory_plan(const KilnModel *m, KilnMemory *out, Diag *d) {
   bool *want = wanted(m);
   if (!want) return diag_error(d, "out of memory");
   CgOptions copt = compile_options(m);
-  MemStats st;
-  CgResident res;
-  int n_steps = 0;
-  bool ok = cg_memory_stats(&m->g, want, &copt, &st, &res, &n_steps, d);
+  bool ok = kiln_memory_of(&m->g, want, &copt, out, d);
   free(want);
-  if (!ok) return false;
-  *out = (KilnMemory){.arena = m->no_memplan ? st.unplanned_bytes : st.arena_bytes,
-                      .lower_bound = st.lower_bound_bytes, .unplanned = st.unplanned_bytes,
-                      .pinned = st.pinned_bytes, .steps = n_steps, .in_place = m->no_memplan ? 0 : st.n_in_place,
-                      .params = res.params, .pack_only = res.pack_only,
-                      .largest_pack_only = res.largest_pack_only, .packed = res.packed, .inputs = res.inputs};
-  return true;
+  return ok;
 }
 
 bool kiln_compile(KilnModel *m, Diag *d) {

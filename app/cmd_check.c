@@ -6,6 +6,7 @@
 
 #include "codegen/codegen.h"
 #include "codegen/compile.h"
+#include "api/memory.h"
 #include "app/cli.h"
 #include "passes/passes.h"
 #include "runtime/files.h"
@@ -69,19 +70,11 @@ static bool graph_memory(const CliOptions *o, const IrGraph *g, KilnMemory *mem,
   } else {
     for (int i = 0; i < g->n_outputs; i++) want[g->outputs[i]->id] = true;
   }
-  CgOptions copt = {.training = o->grad, .pack_each_run = o->grad, .tuning = o->tuning};
-  MemStats st;
-  CgResident res;
-  int n_steps = 0;
-  bool ok = cg_memory_stats(g, want, &copt, &st, &res, &n_steps, d);
+  CgOptions copt = {.training = o->grad, .pack_each_run = o->grad, .tuning = o->tuning,
+                    .no_memplan = pass_disabled(o->disabled, o->n_disabled, "memplan")};
+  bool ok = kiln_memory_of(g, want, &copt, mem, d);
   free(want);
-  if (!ok) return false;
-  bool planned = !pass_disabled(o->disabled, o->n_disabled, "memplan");
-  *mem = (KilnMemory){.arena = planned ? st.arena_bytes : st.unplanned_bytes, .lower_bound = st.lower_bound_bytes,
-                      .unplanned = st.unplanned_bytes, .pinned = st.pinned_bytes, .steps = n_steps,
-                      .in_place = planned ? st.n_in_place : 0, .params = res.params, .pack_only = res.pack_only,
-                      .largest_pack_only = res.largest_pack_only, .packed = res.packed, .inputs = res.inputs};
-  return true;
+  return ok;
 }
 
 // check --memory: plans what a run reads (outputs; with --grad the loss and every gradient;
