@@ -819,8 +819,9 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
 
 // ---------------------------------------------------------------------------------------
 // attention_grad(q, k, v, out, dout[, mask]) -> [dq | dk | dv] flat.
-// bufs: grad, q, k, v, out, dout[, mask][, seed, streams]. Query rows go `rows` at a time (then the
-// remainder), so each load-add-store of a dk or dv row serves several queries.
+// bufs: grad, q, k, v, out, dout[, kt, qw, vt, kw, dow (bf16: the pack step's words)][, mask]
+// [, seed, streams]. Query rows go `rows` at a time (then the remainder), so each
+// load-add-store of a dk or dv row serves several queries.
 typedef struct GradRows {
   RowState st;
   LLVMValueRef m[MAX_ROWS], inv_l[MAX_ROWS], Di[MAX_ROWS];  // max, 1 / sum, dout . out
