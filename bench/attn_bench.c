@@ -3,8 +3,9 @@
 // cg_compile and run through the runtime plan. Prints the median ms per run (after warm-up)
 // and the GFLOP/s of the forward's 4 n^2 H D flops (backward: 2.5x that, the 10 products of
 // recompute + gradients), and the least CPU time the calling thread spent in one run (with
-// 1 thread: the least disturbed by other load on the machine). The forward runs twice: f32
-// and bf16 (the attribute --precision bf16 sets: Q.K^T and P.V over bf16 operands).
+// 1 thread: the least disturbed by other load on the machine). Forward and backward run
+// twice each: f32 and bf16 (the attribute --precision bf16 sets: Q.K^T and P.V, and the
+// backward's five products, over bf16 operands).
 //   attn_bench [runs [threads]]   KILN_BENCH_CPU / KILN_BENCH_W as in gemm_bench (AVX2:
 //                                 KILN_BENCH_CPU=haswell)
 #include <stdio.h>
@@ -116,14 +117,14 @@ int main(int argc, char **argv) {
     return 2;
   }
   static const int64_t ns[2] = {120, 512};
-  for (int kind = 0; kind < 3; kind++)  // forward f32, forward bf16, backward
+  for (int kind = 0; kind < 4; kind++)  // forward f32, forward bf16, backward, backward bf16
     for (int i = 0; i < 2; i++) {
-      bool grad = kind == 2;
-      double ms = run(ns[i], grad, kind == 1, runs, threads);
+      bool grad = kind >= 2;
+      double ms = run(ns[i], grad, kind % 2, runs, threads);
       double flops = 4.0 * (double)ns[i] * (double)ns[i] * 12 * 64 * (grad ? 2.5 : 1.0);
       printf("%-13s n=%-4lld B=1 H=12 D=64 threads=%d: median %8.3f ms  %6.1f GFLOP/s; "
              "best CPU time of the calling thread %8.3f ms\n",
-             (const char *[]){"forward", "forward bf16", "backward"}[kind], (long long)ns[i], threads,
+             (const char *[]){"forward", "forward bf16", "backward", "backward bf16"}[kind], (long long)ns[i], threads,
              ms, flops / ms * 1e-6, cpu_best);
     }
   return 0;

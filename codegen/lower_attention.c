@@ -16,6 +16,12 @@
 //             rows' max and sum, a second recomputes the probabilities and accumulates dq,
 //             dk, dv (one load-add-store of a dk or dv row per group). Its dot products of
 //             a block of W keys are summed by a shuffle tree into one W-lane vector.
+//   bf16 (both): the products take words of two bf16 (cg_gemm_bf16_dot: vdpbf16ps, or
+//             FMAs giving its bits) with f32 sums; the softmax, D_i and dS stay f32. A pack
+//             step converts K^T (and the backward's V^T) into panels like the forward's f32
+//             kt, q (and dout) into row words, v (the backward's k) into key-pair words; S
+//             and dP are register-blocked panel products as the forward's scores, dQ sums
+//             key pairs as the forward's P.V, dK and dV sum pairs of query rows.
 // head_dim is split into chunks of W, W/2, ... lanes. exp of the softmax is exp_neg below
 // (arguments <= 0 only: about half of cg_exp's operations).
 #include <assert.h>
@@ -40,7 +46,7 @@ typedef struct Attn {
   int64_t B, H, Nq, Nk, D, HD;
   int64_t ms[4];               // mask strides over [B, H, Nq, Nk] (0: broadcast)
   bool has_mask, dropout;
-  bool bf16;                   // Q.K^T and P.V over words of two bf16 (forward only)
+  bool bf16;                   // the products over words of two bf16 (forward and backward)
   int64_t D2;                  // words of a q or k row with bf16: ceil(D / 2)
   double scale, p;
   uint64_t rng_hash;
@@ -69,7 +75,7 @@ static bool attn_init(Attn *a, const IrNode *n, int W, bool training) {
   a->p = ir_attr_float(n, "p");
   a->dropout = training && a->p > 0;
   a->rng_hash = ir_attention_rng_hash(n);
-  a->bf16 = n->op == IR_OP_ATTENTION && ir_attr_int(n, "bf16") && W >= 2;
+  a->bf16 = ir_attr_int(n, "bf16") && W >= 2;
   a->D2 = (a->D + 1) / 2;
   int mask_at = n->op == IR_OP_ATTENTION ? 3 : 5;
   a->has_mask = n->n_in > mask_at;
@@ -310,12 +316,11 @@ typedef struct RowState {
   bool with_acc;
 } RowState;
 
-static void online_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
-  RowState *st = ctx;
+// Row r's max and sum with the block's scores s (W).
+static void online_update(Cg *cg, RowState *st, int r, LLVMValueRef s) {
   LLVMBuilderRef b = cg->b;
   int W = cg->W;
-  for (int r = 0; r < a->rows; r++) {
-    LLVMValueRef s = scores(cg, a, r, jb, count);                   // (W)
+  {
     LLVMValueRef m_old = cg_get(cg, st->m[r]);
     LLVMValueRef mx[2] = {m_old, cg_reduce_max(cg, s)};
     LLVMValueRef m_new = cg_intrinsic(cg, "llvm.maxnum", cg->f32, mx, 2);
@@ -324,6 +329,10 @@ static void online_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx)
     cg_set(cg, st->l[r], cg_fma(cg, cg_get(cg, st->l[r]), cg_splat(cg, corr, W), pe));
     cg_set(cg, st->m[r], m_new);
   }
+}
+
+static void online_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
+  for (int r = 0; r < a->rows; r++) online_update(cg, ctx, r, scores(cg, a, r, jb, count));
 }
 
 static void row_state_init(Cg *cg, const Attn *a, RowState *st, bool with_acc) {
@@ -390,24 +399,32 @@ static LLVMValueRef finish_scores(Cg *cg, const Attn *a, int r, LLVMValueRef s, 
   return s;
 }
 
+// One product of the rows with a block of W keys, register-blocked: a panel bt of the
+// keys' rows along the lanes, [nkp / W][D][W] (bf16: [D2] words; the forward's kt, the
+// backward's kt and vt) times the rows' operand aw (f32 q, or bf16 words [Nq][D2]: the
+// forward's and backward's qw, the backward's dO words dow).
+typedef struct Panel {
+  LLVMValueRef bt, aw;
+  LLVMValueRef arow[MAX_ROWS];     // offset of each row in aw
+  LLVMValueRef sv[2][MAX_ROWS];    // accumulator variables of the d loop
+} Panel;
+
 typedef struct Fwd {
   RowState st;
-  LLVMValueRef kt;                 // this head's packed K^T: [nkp / W][D][W] (bf16: [D2] words)
+  Panel pn;                        // S = Q K^T: {kt, q or qw, qrow or qwrow}
   LLVMValueRef qrow[MAX_ROWS];     // offset of the rows' q (and out) elements
-  LLVMValueRef sv[2][MAX_ROWS];    // score accumulator variables of the d loop
-  LLVMValueRef qw, vw;             // bf16: this head's q words [Nq][D2] and v words [nkp / 2][D]
-  LLVMValueRef qwrow[MAX_ROWS];    // bf16: offset of the rows' q words in qw
+  LLVMValueRef vw;                 // bf16: this head's v words [nkp / 2][D]
 } Fwd;
 
 // s[p][r] += q(r, d) * kt[d][jb..] for d = d0 .. d0 + count - 1 (parity p of d - d0).
-static void score_fmas(Cg *cg, const Attn *a, const Fwd *f, LLVMValueRef jb, LLVMValueRef d0, int count,
+static void score_fmas(Cg *cg, const Attn *a, const Panel *pn, LLVMValueRef jb, LLVMValueRef d0, int count,
                        LLVMValueRef s[2][MAX_ROWS]) {
   int W = cg->W;
   for (int t = 0; t < count; t++) {
     LLVMValueRef d = cg_add(cg, d0, cg_i64(cg, t));
-    LLVMValueRef kv = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, f->kt, cg_add(cg, cg_mul(cg, d, W), cg_mul(cg, jb, a->D))), W);
+    LLVMValueRef kv = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, pn->bt, cg_add(cg, cg_mul(cg, d, W), cg_mul(cg, jb, a->D))), W);
     for (int r = 0; r < a->rows; r++) {
-      LLVMValueRef q = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, a->q, cg_add(cg, f->qrow[r], d)), 1);
+      LLVMValueRef q = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, pn->aw, cg_add(cg, pn->arow[r], d)), 1);
       LLVMValueRef *acc = &s[t & 1][r];
       *acc = *acc ? cg_fma(cg, cg_splat(cg, q, W), kv, *acc) : LLVMBuildFMul(cg->b, cg_splat(cg, q, W), kv, "");
     }
@@ -416,18 +433,48 @@ static void score_fmas(Cg *cg, const Attn *a, const Fwd *f, LLVMValueRef jb, LLV
 
 // bf16: s[p][r] += q(r, pair d2) . kt[pair d2][jb..] for d2 = d0 .. d0 + count - 1 (parity
 // p of d2 - d0), over words of two bf16 (cg_gemm_bf16_dot: vdpbf16ps or the same bits).
-static void score_dots(Cg *cg, const Attn *a, const Fwd *f, LLVMValueRef jb, LLVMValueRef d0, int count,
+static void score_dots(Cg *cg, const Attn *a, const Panel *pn, LLVMValueRef jb, LLVMValueRef d0, int count,
                        LLVMValueRef s[2][MAX_ROWS]) {
   int W = cg->W;
   for (int t = 0; t < count; t++) {
     LLVMValueRef d2 = cg_add(cg, d0, cg_i64(cg, t)), bw[2];
-    LLVMValueRef words = cg_load(cg, cg->i32, cg_gep(cg, cg->i32, f->kt, cg_add(cg, cg_mul(cg, d2, W), cg_mul(cg, jb, a->D2))), W);
+    LLVMValueRef words = cg_load(cg, cg->i32, cg_gep(cg, cg->i32, pn->bt, cg_add(cg, cg_mul(cg, d2, W), cg_mul(cg, jb, a->D2))), W);
     cg_gemm_bf16_prepare_b(cg, words, bw);
     for (int r = 0; r < a->rows; r++) {
-      LLVMValueRef qword = cg_load(cg, cg->i32, cg_gep(cg, cg->i32, f->qw, cg_add(cg, f->qwrow[r], d2)), 1);
+      LLVMValueRef qword = cg_load(cg, cg->i32, cg_gep(cg, cg->i32, pn->aw, cg_add(cg, pn->arow[r], d2)), 1);
       s[t & 1][r] = cg_gemm_bf16_dot(cg, s[t & 1][r], qword, bw);
     }
   }
+}
+
+// bf16: acc[r][c] += the block's weights of keys jb .. jb + count - 1 times rows of a key
+// operand: words[r] (W / 2 words) holds row r's weights of keys (2 t2, 2 t2 + 1), pw the
+// words [nkp / 2][D] of the key rows 2 t2, 2 t2 + 1 (the forward's P.V: vw; the
+// backward's dQ = dS K: kw).
+static void key_pairs_times_words(Cg *cg, const Attn *a, const LLVMValueRef *words, LLVMValueRef pw, LLVMValueRef jb,
+                                  int count, LLVMValueRef acc[MAX_ROWS][MAX_CHUNKS]) {
+  LLVMBuilderRef b = cg->b;
+  LLVMValueRef pair0 = LLVMBuildUDiv(b, jb, cg_i64(cg, 2), "");
+  for (int t2 = 0; t2 < (count + 1) / 2; t2++) {
+    LLVMValueRef vrow = cg_gep(cg, cg->i32, pw, cg_mul(cg, cg_add(cg, pair0, cg_i64(cg, t2)), a->D));
+    LLVMValueRef aw[MAX_ROWS];
+    for (int r = 0; r < a->rows; r++) aw[r] = LLVMBuildExtractElement(b, words[r], cg_i32(cg, t2), "");
+    for (int c = 0; c < a->n_chunks; c++) {
+      LLVMValueRef bw[2];
+      cg_gemm_bf16_prepare_b(cg, cg_load(cg, cg->i32, cg_gep(cg, cg->i32, vrow, cg_i64(cg, a->off[c])), a->lanes[c]), bw);
+      for (int r = 0; r < a->rows; r++) acc[r][c] = cg_gemm_bf16_dot(cg, acc[r][c], aw[r], bw);
+    }
+  }
+}
+
+// The W / 2 words of two bf16 of the W-lane x: (x[2 t], x[2 t + 1]).
+static LLVMValueRef lane_pair_words(Cg *cg, LLVMValueRef x) {
+  LLVMBuilderRef b = cg->b;
+  int W = cg->W;
+  LLVMValueRef even[32], odd[32];
+  for (int t = 0; t < W / 2; t++) even[t] = cg_i32(cg, 2 * t), odd[t] = cg_i32(cg, 2 * t + 1);
+  LLVMValueRef me = LLVMConstVector(even, (unsigned)(W / 2)), mo = LLVMConstVector(odd, (unsigned)(W / 2));
+  return cg_bf16_words(cg, LLVMBuildShuffleVector(b, x, x, me, ""), LLVMBuildShuffleVector(b, x, x, mo, ""));
 }
 
 // bf16: the online softmax of the block's scores sc[r] against a running maximum of whole
@@ -438,9 +485,6 @@ static void fwd_block_bf16(Cg *cg, Attn *a, Fwd *f, LLVMValueRef jb, int count, 
   int W = cg->W;
   RowState *st = &f->st;
   LLVMValueRef words[MAX_ROWS], corr[MAX_ROWS];
-  LLVMValueRef even[32], odd[32];
-  for (int t = 0; t < W / 2; t++) even[t] = cg_i32(cg, 2 * t), odd[t] = cg_i32(cg, 2 * t + 1);
-  LLVMValueRef me = LLVMConstVector(even, (unsigned)(W / 2)), mo = LLVMConstVector(odd, (unsigned)(W / 2));
   for (int r = 0; r < a->rows; r++) {
     LLVMValueRef h, n;
     exp_pow2_parts(cg, sc[r], &h, &n);
@@ -453,25 +497,40 @@ static void fwd_block_bf16(Cg *cg, Attn *a, Fwd *f, LLVMValueRef jb, int count, 
     cg_set(cg, st->l[r], cg_fma(cg, cg_get(cg, st->l[r]), cg_splat(cg, corr[r], W), pe));
     cg_set(cg, st->m[r], k_new);
     if (a->dropout) pe = LLVMBuildFMul(b, pe, keep_scale(cg, a, r, jb), "");
-    words[r] = cg_bf16_words(cg, LLVMBuildShuffleVector(b, pe, pe, me, ""), LLVMBuildShuffleVector(b, pe, pe, mo, ""));
+    words[r] = lane_pair_words(cg, pe);
   }
   LLVMValueRef acc[MAX_ROWS][MAX_CHUNKS];
   for (int r = 0; r < a->rows; r++)
     for (int c = 0; c < a->n_chunks; c++)
       acc[r][c] = LLVMBuildFMul(b, cg_get(cg, st->acc[r][c]), cg_splat(cg, corr[r], a->lanes[c]), "");
-  LLVMValueRef pair0 = LLVMBuildUDiv(b, jb, cg_i64(cg, 2), "");
-  for (int t2 = 0; t2 < (count + 1) / 2; t2++) {
-    LLVMValueRef vrow = cg_gep(cg, cg->i32, f->vw, cg_mul(cg, cg_add(cg, pair0, cg_i64(cg, t2)), a->D));
-    LLVMValueRef aw[MAX_ROWS];
-    for (int r = 0; r < a->rows; r++) aw[r] = LLVMBuildExtractElement(b, words[r], cg_i32(cg, t2), "");
-    for (int c = 0; c < a->n_chunks; c++) {
-      LLVMValueRef bw[2];
-      cg_gemm_bf16_prepare_b(cg, cg_load(cg, cg->i32, cg_gep(cg, cg->i32, vrow, cg_i64(cg, a->off[c])), a->lanes[c]), bw);
-      for (int r = 0; r < a->rows; r++) acc[r][c] = cg_gemm_bf16_dot(cg, acc[r][c], aw[r], bw);
-    }
-  }
+  key_pairs_times_words(cg, a, words, f->vw, jb, count, acc);
   for (int r = 0; r < a->rows; r++)
     for (int c = 0; c < a->n_chunks; c++) cg_set(cg, st->acc[r][c], acc[r][c]);
+}
+
+// The panel's sums of the rows with keys jb .. jb + W - 1: s[0][r] + s[1][r] (even and odd
+// d apart). d in a loop, 8 at a time (unrolled, the row loads are hoisted out of the key
+// loop and spilled), then the rest.
+static void panel_sums(Cg *cg, const Attn *a, const Panel *pn, LLVMValueRef jb, LLVMValueRef s[2][MAX_ROWS]) {
+  int W = cg->W;
+  int64_t nd = a->bf16 ? a->D2 : a->D;  // the d loop's steps: elements, or bf16 words
+  LLVMValueRef zero = cg_splat(cg, cg_f32(cg, 0.0), W);
+  for (int p = 0; p < 2; p++)
+    for (int r = 0; r < a->rows; r++) cg_set(cg, pn->sv[p][r], zero);
+  CgLoop dl;
+  int64_t full = nd / 8 * 8;
+  void (*steps)(Cg *, const Attn *, const Panel *, LLVMValueRef, LLVMValueRef, int, LLVMValueRef[2][MAX_ROWS]) =
+      a->bf16 ? score_dots : score_fmas;
+  cg_for_begin(cg, &dl, cg_i64(cg, 0), cg_i64(cg, full), cg_i64(cg, 8), "d");
+  for (int p = 0; p < 2; p++)
+    for (int r = 0; r < a->rows; r++) s[p][r] = cg_get(cg, pn->sv[p][r]);
+  steps(cg, a, pn, jb, dl.iv, 8, s);
+  for (int p = 0; p < 2; p++)
+    for (int r = 0; r < a->rows; r++) cg_set(cg, pn->sv[p][r], s[p][r]);
+  cg_for_end(cg, &dl);
+  for (int p = 0; p < 2; p++)
+    for (int r = 0; r < a->rows; r++) s[p][r] = cg_get(cg, pn->sv[p][r]);
+  if (nd > full) steps(cg, a, pn, jb, cg_i64(cg, full), (int)(nd - full), s);
 }
 
 static void fwd_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
@@ -479,28 +538,7 @@ static void fwd_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
   LLVMBuilderRef b = cg->b;
   int W = cg->W;
   LLVMValueRef s[2][MAX_ROWS] = {{0}};
-  int64_t nd = a->bf16 ? a->D2 : a->D;  // the d loop's steps: elements, or bf16 words
-  // d in a loop, 8 at a time (unrolled, the q loads are hoisted out of the key loop and
-  // spilled), then the rest
-  {
-    LLVMValueRef zero = cg_splat(cg, cg_f32(cg, 0.0), W);
-    for (int p = 0; p < 2; p++)
-      for (int r = 0; r < a->rows; r++) cg_set(cg, f->sv[p][r], zero);
-    CgLoop dl;
-    int64_t full = nd / 8 * 8;
-    void (*steps)(Cg *, const Attn *, const Fwd *, LLVMValueRef, LLVMValueRef, int, LLVMValueRef[2][MAX_ROWS]) =
-        a->bf16 ? score_dots : score_fmas;
-    cg_for_begin(cg, &dl, cg_i64(cg, 0), cg_i64(cg, full), cg_i64(cg, 8), "d");
-    for (int p = 0; p < 2; p++)
-      for (int r = 0; r < a->rows; r++) s[p][r] = cg_get(cg, f->sv[p][r]);
-    steps(cg, a, f, jb, dl.iv, 8, s);
-    for (int p = 0; p < 2; p++)
-      for (int r = 0; r < a->rows; r++) cg_set(cg, f->sv[p][r], s[p][r]);
-    cg_for_end(cg, &dl);
-    for (int p = 0; p < 2; p++)
-      for (int r = 0; r < a->rows; r++) s[p][r] = cg_get(cg, f->sv[p][r]);
-    if (nd > full) steps(cg, a, f, jb, cg_i64(cg, full), (int)(nd - full), s);
-  }
+  panel_sums(cg, a, &f->pn, jb, s);
   if (a->bf16) {
     LLVMValueRef sc[MAX_ROWS];
     for (int r = 0; r < a->rows; r++)
@@ -587,24 +625,15 @@ static void row_words(Cg *cg, const Attn *a, LLVMValueRef src, LLVMValueRef dst,
              cg_gep(cg, cg->i32, dst, cg_i64(cg, (a->D2 - 1) * stride)));
 }
 
-// The bf16 pack kernel: work item = head (b, h); words of two bf16 (cg_bf16_words) of
-//   kt[(b*H + h)][j / W][d2][j % W] = (k(b, j, 2 d2), k(b, j, 2 d2 + 1)), 0 for j >= Nk;
-//   qw[(b*H + h)][i][d2] = (q(b, i, 2 d2), q(b, i, 2 d2 + 1));
-//   vw[(b*H + h)][j2][d] = (v(b, 2 j2, d), v(b, 2 j2 + 1, d)), 0 past Nk
-// (d within head h; 0 past D). bufs: kt, qw, vw, k, q, v.
-static void emit_pack_bf16(Cg *cg, const Attn *a, const char *name, int64_t nkp) {
+// The bf16 packing of head bh = (b, h) (bb = b, hoff = h D) of a [B, n, H*D] source src
+// into words of two bf16 (cg_bf16_words; d within head h, 0 past D):
+// key panel: dst[bh][j / W][d2][j % W] = (src(b, j, 2 d2), src(b, j, 2 d2 + 1)), 0 for j in [Nk, nkp).
+static void pack_key_panel(Cg *cg, const Attn *a, LLVMValueRef bh, LLVMValueRef bb, LLVMValueRef hoff,
+                           LLVMValueRef src, LLVMValueRef dst, int64_t nkp) {
   LLVMBuilderRef b = cg->b;
   int W = cg->W;
-  cg_kernel_begin(cg, name);
-  LLVMValueRef kt = cg_buf(cg, 0), qw = cg_buf(cg, 1), vw = cg_buf(cg, 2);
-  LLVMValueRef k = cg_buf(cg, 3), q = cg_buf(cg, 4), v = cg_buf(cg, 5);
-  CgLoop hl;
-  cg_for_begin(cg, &hl, cg->begin, cg->end, cg_i64(cg, 1), "head");
-  LLVMValueRef h = LLVMBuildURem(b, hl.iv, cg_i64(cg, a->H), "");
-  LLVMValueRef bb = LLVMBuildUDiv(b, hl.iv, cg_i64(cg, a->H), "");
-  LLVMValueRef hoff = cg_mul(cg, h, a->D);
-  LLVMValueRef kth = cg_gep(cg, cg->i32, kt, cg_mul(cg, hl.iv, a->D2 * nkp));
-  LLVMValueRef kvh = cg_gep(cg, cg->f32, k, cg_add(cg, cg_mul(cg, bb, a->Nk * a->HD), hoff));
+  LLVMValueRef kth = cg_gep(cg, cg->i32, dst, cg_mul(cg, bh, a->D2 * nkp));
+  LLVMValueRef kvh = cg_gep(cg, cg->f32, src, cg_add(cg, cg_mul(cg, bb, a->Nk * a->HD), hoff));
   for (int pad = 0; pad < 2; pad++) {  // keys [0, Nk), then the zeros of [Nk, nkp)
     if (pad && nkp == a->Nk) break;
     CgLoop jl;
@@ -616,14 +645,25 @@ static void emit_pack_bf16(Cg *cg, const Attn *a, const char *name, int64_t nkp)
       cg_store(cg, cg_i32(cg, 0), cg_gep(cg, cg->i32, kth, cg_add(cg, at, cg_i64(cg, d2 * W))));
     cg_for_end(cg, &jl);
   }
-  LLVMValueRef qh = cg_gep(cg, cg->f32, q, cg_add(cg, cg_mul(cg, bb, a->Nq * a->HD), hoff));
-  LLVMValueRef qwh = cg_gep(cg, cg->i32, qw, cg_mul(cg, hl.iv, a->Nq * a->D2));
+}
+
+// query rows: dst[bh][i][d2] = (src(b, i, 2 d2), src(b, i, 2 d2 + 1)), i < Nq.
+static void pack_query_rows(Cg *cg, const Attn *a, LLVMValueRef bh, LLVMValueRef bb, LLVMValueRef hoff,
+                            LLVMValueRef src, LLVMValueRef dst) {
+  LLVMValueRef qh = cg_gep(cg, cg->f32, src, cg_add(cg, cg_mul(cg, bb, a->Nq * a->HD), hoff));
+  LLVMValueRef qwh = cg_gep(cg, cg->i32, dst, cg_mul(cg, bh, a->Nq * a->D2));
   CgLoop il;
   cg_for_begin(cg, &il, cg_i64(cg, 0), cg_i64(cg, a->Nq), cg_i64(cg, 1), "query");
   row_words(cg, a, cg_gep(cg, cg->f32, qh, cg_mul(cg, il.iv, a->HD)), cg_gep(cg, cg->i32, qwh, cg_mul(cg, il.iv, a->D2)), 1);
   cg_for_end(cg, &il);
-  LLVMValueRef vh = cg_gep(cg, cg->f32, v, cg_add(cg, cg_mul(cg, bb, a->Nk * a->HD), hoff));
-  LLVMValueRef vwh = cg_gep(cg, cg->i32, vw, cg_mul(cg, hl.iv, nkp / 2 * a->D));
+}
+
+// key pairs: dst[bh][j2][d] = (src(b, 2 j2, d), src(b, 2 j2 + 1, d)), 0 past Nk.
+static void pack_key_pairs(Cg *cg, const Attn *a, LLVMValueRef bh, LLVMValueRef bb, LLVMValueRef hoff,
+                           LLVMValueRef src, LLVMValueRef dst, int64_t nkp) {
+  LLVMBuilderRef b = cg->b;
+  LLVMValueRef vh = cg_gep(cg, cg->f32, src, cg_add(cg, cg_mul(cg, bb, a->Nk * a->HD), hoff));
+  LLVMValueRef vwh = cg_gep(cg, cg->i32, dst, cg_mul(cg, bh, nkp / 2 * a->D));
   CgLoop pl;
   cg_for_begin(cg, &pl, cg_i64(cg, 0), cg_i64(cg, nkp / 2), cg_i64(cg, 1), "pair");
   LLVMValueRef row[2], in[2];
@@ -633,7 +673,7 @@ static void emit_pack_bf16(Cg *cg, const Attn *a, const char *name, int64_t nkp)
     LLVMValueRef jc = LLVMBuildSelect(b, in[e], j, cg_i64(cg, a->Nk - 1), "");
     row[e] = cg_gep(cg, cg->f32, vh, cg_mul(cg, jc, a->HD));
   }
-  LLVMValueRef dst = cg_gep(cg, cg->i32, vwh, cg_mul(cg, pl.iv, a->D));
+  LLVMValueRef at = cg_gep(cg, cg->i32, vwh, cg_mul(cg, pl.iv, a->D));
   for (int c = 0; c < a->n_chunks; c++) {
     int L = a->lanes[c];
     LLVMValueRef x[2];
@@ -641,9 +681,33 @@ static void emit_pack_bf16(Cg *cg, const Attn *a, const char *name, int64_t nkp)
       LLVMValueRef ld = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, row[e], cg_i64(cg, a->off[c])), L);
       x[e] = LLVMBuildSelect(b, in[e], ld, LLVMConstNull(cg_vec_t(cg, cg->f32, L)), "");
     }
-    cg_store(cg, cg_bf16_words(cg, x[0], x[1]), cg_gep(cg, cg->i32, dst, cg_i64(cg, a->off[c])));
+    cg_store(cg, cg_bf16_words(cg, x[0], x[1]), cg_gep(cg, cg->i32, at, cg_i64(cg, a->off[c])));
   }
   cg_for_end(cg, &pl);
+}
+
+// The bf16 pack kernels: work item = head (b, h). n_bufs buffers: the destinations, then
+// their sources; kinds[i] says how source i is packed into destination i. The forward's:
+// kt <- k (key panel), qw <- q (query rows), vw <- v (key pairs); the backward's adds
+// vt <- v (key panel), kw <- k (key pairs), dow <- dout (query rows).
+typedef enum { PACK_PANEL, PACK_ROWS, PACK_PAIRS } PackKind;
+enum { PACK_MAX = 5 };
+static void emit_pack_bf16(Cg *cg, const Attn *a, const char *name, int64_t nkp, int n, const PackKind *kinds) {
+  LLVMBuilderRef b = cg->b;
+  cg_kernel_begin(cg, name);
+  LLVMValueRef buf[2 * PACK_MAX];
+  assert(n <= PACK_MAX);
+  for (int i = 0; i < 2 * n; i++) buf[i] = cg_buf(cg, i);
+  CgLoop hl;
+  cg_for_begin(cg, &hl, cg->begin, cg->end, cg_i64(cg, 1), "head");
+  LLVMValueRef h = LLVMBuildURem(b, hl.iv, cg_i64(cg, a->H), "");
+  LLVMValueRef bb = LLVMBuildUDiv(b, hl.iv, cg_i64(cg, a->H), "");
+  LLVMValueRef hoff = cg_mul(cg, h, a->D);
+  for (int i = 0; i < n; i++) {
+    if (kinds[i] == PACK_PANEL) pack_key_panel(cg, a, hl.iv, bb, hoff, buf[n + i], buf[i], nkp);
+    else if (kinds[i] == PACK_ROWS) pack_query_rows(cg, a, hl.iv, bb, hoff, buf[n + i], buf[i]);
+    else pack_key_pairs(cg, a, hl.iv, bb, hoff, buf[n + i], buf[i], nkp);
+  }
   cg_for_end(cg, &hl);
   cg_kernel_end(cg);
 }
@@ -673,7 +737,7 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   name_of(cg, n, &a, name, sizeof name, &exists);
   snprintf(pack, sizeof pack, "%s_kt", name);
   if (!exists) {
-    if (a.bf16) emit_pack_bf16(cg, &a, pack, nkp);
+    if (a.bf16) emit_pack_bf16(cg, &a, pack, nkp, 3, (const PackKind[]){PACK_PANEL, PACK_ROWS, PACK_PAIRS});
     else emit_pack_kt(cg, &a, pack, nkp);
     cg_kernel_begin(cg, name);
     LLVMValueRef out = cg_buf(cg, 0);
@@ -688,23 +752,25 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     Fwd f = {0};
     row_state_vars(cg, &a, &f.st, true);
     for (int p = 0; p < 2; p++)
-      for (int r = 0; r < a.rows; r++) f.sv[p][r] = cg_var(cg, cg_vec_t(cg, cg->f32, cg->W), NULL);
+      for (int r = 0; r < a.rows; r++) f.pn.sv[p][r] = cg_var(cg, cg_vec_t(cg, cg->f32, cg->W), NULL);
     CgLoop rl;
     cg_for_begin(cg, &rl, cg->begin, cg->end, cg_i64(cg, 1), "rows");  // (B, H, Nq / rows)
     LLVMValueRef i0 = cg_mul(cg, LLVMBuildURem(cg->b, rl.iv, cg_i64(cg, n_blocks), ""), a.rows);
     LLVMValueRef bh = LLVMBuildUDiv(cg->b, rl.iv, cg_i64(cg, n_blocks), "");
     LLVMValueRef h = LLVMBuildURem(cg->b, bh, cg_i64(cg, a.H), "");
     LLVMValueRef bb = LLVMBuildUDiv(cg->b, bh, cg_i64(cg, a.H), "");
-    f.kt = a.bf16 ? cg_gep(cg, cg->i32, kt, cg_mul(cg, bh, a.D2 * nkp)) : cg_gep(cg, cg->f32, kt, cg_mul(cg, bh, a.D * nkp));
+    f.pn.bt = a.bf16 ? cg_gep(cg, cg->i32, kt, cg_mul(cg, bh, a.D2 * nkp)) : cg_gep(cg, cg->f32, kt, cg_mul(cg, bh, a.D * nkp));
+    f.pn.aw = a.q;
     if (a.bf16) {
-      f.qw = cg_gep(cg, cg->i32, qw, cg_mul(cg, bh, a.Nq * a.D2));
+      f.pn.aw = cg_gep(cg, cg->i32, qw, cg_mul(cg, bh, a.Nq * a.D2));
       f.vw = cg_gep(cg, cg->i32, vw, cg_mul(cg, bh, nkp / 2 * a.D));
     }
     row_setup(cg, &a, bb, h, i0);
     for (int r = 0; r < a.rows; r++) {
       LLVMValueRef i = row_index(cg, &a, i0, r);
       f.qrow[r] = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, bb, a.Nq), i), a.HD), cg_mul(cg, h, a.D));
-      f.qwrow[r] = cg_mul(cg, i, a.D2);
+      LLVMValueRef qwrow = cg_mul(cg, i, a.D2);
+      f.pn.arow[r] = a.bf16 ? qwrow : f.qrow[r];
     }
     row_state_init(cg, &a, &f.st, true);
     for_key_blocks(cg, &a, fwd_block, &f);
@@ -753,35 +819,113 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
 
 // ---------------------------------------------------------------------------------------
 // attention_grad(q, k, v, out, dout[, mask]) -> [dq | dk | dv] flat.
-// bufs: grad, q, k, v, out, dout[, mask][, seed, streams]. Query rows go `rows` at a time (then the
-// remainder), so each load-add-store of a dk or dv row serves several queries.
+// bufs: grad, q, k, v, out, dout[, kt, qw, vt, kw, dow (bf16: the pack step's words)][, mask]
+// [, seed, streams]. Query rows go `rows` at a time (then the remainder), so each
+// load-add-store of a dk or dv row serves several queries.
 typedef struct GradRows {
   RowState st;
   LLVMValueRef m[MAX_ROWS], inv_l[MAX_ROWS], Di[MAX_ROWS];  // max, 1 / sum, dout . out
   LLVMValueRef doc[MAX_ROWS][MAX_CHUNKS];  // dout row chunks
   LLVMValueRef dq[MAX_ROWS][MAX_CHUNKS];   // dq row accumulators (variables)
   LLVMValueRef dk, dv;                     // gradient buffers of k and v (k's layout)
+  // bf16: S = Q K^T {kt, qw} and dP = dO V^T {vt, dow} from panels; this head's k words
+  // [nkp / 2][D] (dQ = dS K); the rows' q and dO chunks as prepared words of row pairs
+  // (2 p, 2 p + 1) (dK = dS^T Q, dV = Pd^T dO)
+  Panel S, dP;
+  LLVMValueRef kw;
+  LLVMValueRef qb[(MAX_ROWS + 1) / 2][MAX_CHUNKS][2], dob[(MAX_ROWS + 1) / 2][MAX_CHUNKS][2];
 } GradRows;
+
+// The probabilities of row r from its scores s (W), with the row's max and 1 / sum.
+static LLVMValueRef grad_probs(Cg *cg, const GradRows *g, int r, LLVMValueRef s) {
+  LLVMBuilderRef b = cg->b;
+  return LLVMBuildFMul(b, exp_neg(cg, LLVMBuildFSub(b, s, cg_splat(cg, g->m[r], cg->W), "")),
+                       cg_splat(cg, g->inv_l[r], cg->W), "");
+}
+
+// dS = P * (dP - D_i) * scale of row r (dp = dout . v_j; with dropout dP = dp * keep, and
+// *Pd = P * keep, else P).
+static LLVMValueRef grad_dS(Cg *cg, const Attn *a, const GradRows *g, int r, LLVMValueRef jb, LLVMValueRef P,
+                            LLVMValueRef dp, LLVMValueRef *Pd) {
+  LLVMBuilderRef b = cg->b;
+  int W = cg->W;
+  *Pd = P;
+  if (a->dropout) {
+    LLVMValueRef ks = keep_scale(cg, a, r, jb);
+    dp = LLVMBuildFMul(b, dp, ks, "");
+    *Pd = LLVMBuildFMul(b, P, ks, "");
+  }
+  return LLVMBuildFMul(b, LLVMBuildFMul(b, P, LLVMBuildFSub(b, dp, cg_splat(cg, g->Di[r], W), ""), ""),
+                       cg_splat(cg, cg_f32(cg, a->scale), W), "");
+}
+
+// bf16: the first sweep's block, its scores from the S panel.
+static void online_block_bf16(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
+  GradRows *g = ctx;
+  LLVMValueRef s[2][MAX_ROWS] = {{0}};
+  panel_sums(cg, a, &g->S, jb, s);
+  for (int r = 0; r < a->rows; r++)
+    online_update(cg, &g->st, r, finish_scores(cg, a, r, LLVMBuildFAdd(cg->b, s[0][r], s[1][r], ""), jb, count));
+}
+
+// bf16: the second sweep's block. S and dP from the panels (pad lanes: P = 0, and dP = 0
+// from the zeros of vt); dQ += dS K over key pairs (dS rounded to bf16 words); dK_j +=
+// dS^T Q and dV_j += Pd^T dO over row pairs (words of the two rows' dS or Pd of key j
+// against the prepared q or dO words of the pair).
+static void grad_block_bf16(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
+  GradRows *g = ctx;
+  LLVMBuilderRef b = cg->b;
+  LLVMValueRef s[2][MAX_ROWS] = {{0}}, dp[2][MAX_ROWS] = {{0}};
+  panel_sums(cg, a, &g->S, jb, s);
+  panel_sums(cg, a, &g->dP, jb, dp);
+  LLVMValueRef dS[MAX_ROWS], Pd[MAX_ROWS], words[MAX_ROWS];
+  for (int r = 0; r < a->rows; r++) {
+    LLVMValueRef P = grad_probs(cg, g, r, finish_scores(cg, a, r, LLVMBuildFAdd(b, s[0][r], s[1][r], ""), jb, count));
+    dS[r] = grad_dS(cg, a, g, r, jb, P, LLVMBuildFAdd(b, dp[0][r], dp[1][r], ""), &Pd[r]);
+    words[r] = lane_pair_words(cg, dS[r]);
+  }
+  LLVMValueRef dq[MAX_ROWS][MAX_CHUNKS];
+  for (int r = 0; r < a->rows; r++)
+    for (int c = 0; c < a->n_chunks; c++) dq[r][c] = cg_get(cg, g->dq[r][c]);
+  key_pairs_times_words(cg, a, words, g->kw, jb, count, dq);
+  for (int r = 0; r < a->rows; r++)
+    for (int c = 0; c < a->n_chunks; c++) cg_set(cg, g->dq[r][c], dq[r][c]);
+  int pairs = (a->rows + 1) / 2;
+  LLVMValueRef zero = cg_splat(cg, cg_f32(cg, 0.0), cg->W), dsw[MAX_ROWS], pdw[MAX_ROWS];
+  for (int p = 0; p < pairs; p++) {
+    bool two = 2 * p + 1 < a->rows;
+    dsw[p] = cg_bf16_words(cg, dS[2 * p], two ? dS[2 * p + 1] : zero);
+    pdw[p] = cg_bf16_words(cg, Pd[2 * p], two ? Pd[2 * p + 1] : zero);
+  }
+  for (int t = 0; t < count; t++) {
+    LLVMValueRef j = cg_add(cg, jb, cg_i64(cg, t)), ds[MAX_ROWS], pd[MAX_ROWS];
+    for (int p = 0; p < pairs; p++) {
+      ds[p] = LLVMBuildExtractElement(b, dsw[p], cg_i32(cg, t), "");
+      pd[p] = LLVMBuildExtractElement(b, pdw[p], cg_i32(cg, t), "");
+    }
+    LLVMValueRef dkrow = key_row(cg, a, g->dk, j), dvrow = key_row(cg, a, g->dv, j);
+    for (int c = 0; c < a->n_chunks; c++) {
+      LLVMValueRef o = cg_i64(cg, a->off[c]);
+      LLVMValueRef pk = cg_gep(cg, cg->f32, dkrow, o), pv = cg_gep(cg, cg->f32, dvrow, o);
+      LLVMValueRef dkv = cg_load(cg, cg->f32, pk, a->lanes[c]), dvv = cg_load(cg, cg->f32, pv, a->lanes[c]);
+      for (int p = 0; p < pairs; p++) {
+        dkv = cg_gemm_bf16_dot(cg, dkv, ds[p], g->qb[p][c]);
+        dvv = cg_gemm_bf16_dot(cg, dvv, pd[p], g->dob[p][c]);
+      }
+      cg_store(cg, dkv, pk);
+      cg_store(cg, dvv, pv);
+    }
+  }
+}
 
 static void grad_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
   GradRows *g = ctx;
   LLVMBuilderRef b = cg->b;
-  int W = cg->W;
   LLVMValueRef dS[MAX_ROWS], Pd[MAX_ROWS];
   for (int r = 0; r < a->rows; r++) {
-    LLVMValueRef s = scores(cg, a, r, jb, count);
-    LLVMValueRef P = LLVMBuildFMul(b, exp_neg(cg, LLVMBuildFSub(b, s, cg_splat(cg, g->m[r], W), "")),
-                                   cg_splat(cg, g->inv_l[r], W), "");  // (W) probabilities
-    LLVMValueRef dp = dots(cg, a, g->doc[r], a->v, jb, count);        // (W) dout . v_j
-    Pd[r] = P;
-    if (a->dropout) {
-      LLVMValueRef ks = keep_scale(cg, a, r, jb);
-      dp = LLVMBuildFMul(b, dp, ks, "");
-      Pd[r] = LLVMBuildFMul(b, P, ks, "");
-    }
-    // dS = P * (dP - D_i) * scale
-    dS[r] = LLVMBuildFMul(b, LLVMBuildFMul(b, P, LLVMBuildFSub(b, dp, cg_splat(cg, g->Di[r], W), ""), ""),
-                          cg_splat(cg, cg_f32(cg, a->scale), W), "");
+    LLVMValueRef P = grad_probs(cg, g, r, scores(cg, a, r, jb, count));  // (W) probabilities
+    LLVMValueRef dp = dots(cg, a, g->doc[r], a->v, jb, count);           // (W) dout . v_j
+    dS[r] = grad_dS(cg, a, g, r, jb, P, dp, &Pd[r]);
   }
   LLVMValueRef dq[MAX_ROWS][MAX_CHUNKS];
   for (int r = 0; r < a->rows; r++)
@@ -818,8 +962,11 @@ static void grad_rows(Cg *cg, Attn *a, GradRows *g, LLVMValueRef bb, LLVMValueRe
                       LLVMValueRef out, LLVMValueRef dout, LLVMValueRef grad) {
   LLVMBuilderRef b = cg->b;
   row_setup(cg, a, bb, h, i0);
+  for (int r = 0; a->bf16 && r < a->rows; r++)
+    g->S.arow[r] = g->dP.arow[r] = cg_mul(cg, row_index(cg, a, i0, r), a->D2);
   row_state_init(cg, a, &g->st, false);
-  for_key_blocks(cg, a, online_block, &g->st);
+  if (a->bf16) for_key_blocks(cg, a, online_block_bf16, g);
+  else for_key_blocks(cg, a, online_block, &g->st);
   LLVMValueRef qrow[MAX_ROWS];
   for (int r = 0; r < a->rows; r++) {
     qrow[r] = cg_add(cg, cg_mul(cg, cg_add(cg, cg_mul(cg, bb, a->Nq), cg_add(cg, i0, cg_i64(cg, r))), a->HD),
@@ -831,7 +978,14 @@ static void grad_rows(Cg *cg, Attn *a, GradRows *g, LLVMValueRef bb, LLVMValueRe
     for (int c = 0; c < a->n_chunks; c++)
       cg_set(cg, g->dq[r][c], cg_splat(cg, cg_f32(cg, 0.0), a->lanes[c]));
   }
-  for_key_blocks(cg, a, grad_block, g);
+  for (int p = 0; a->bf16 && p < (a->rows + 1) / 2; p++)
+    for (int c = 0; c < a->n_chunks; c++) {
+      bool two = 2 * p + 1 < a->rows;
+      LLVMValueRef zero = cg_splat(cg, cg_f32(cg, 0.0), a->lanes[c]);
+      cg_gemm_bf16_prepare_b(cg, cg_bf16_words(cg, a->qc[2 * p][c], two ? a->qc[2 * p + 1][c] : zero), g->qb[p][c]);
+      cg_gemm_bf16_prepare_b(cg, cg_bf16_words(cg, g->doc[2 * p][c], two ? g->doc[2 * p + 1][c] : zero), g->dob[p][c]);
+    }
+  for_key_blocks(cg, a, a->bf16 ? grad_block_bf16 : grad_block, g);
   for (int r = 0; r < a->rows; r++)
     for (int c = 0; c < a->n_chunks; c++)
       cg_store(cg, cg_get(cg, g->dq[r][c]), cg_gep(cg, cg->f32, grad, cg_add(cg, qrow[r], cg_i64(cg, a->off[c]))));
@@ -841,16 +995,24 @@ bool cg_lower_attention_grad(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   Attn a = {0};
   if (!attn_init(&a, n, cg->W, cg->training))
     return diag_error(d, "%s \"%s\": head_dim too large for the attention kernel", n->where, n->name);
-  char name[96];
+  char name[96], pack[112];
   bool exists;
   name_of(cg, n, &a, name, sizeof name, &exists);
+  int64_t nkp = (a.Nk + cg->W - 1) / cg->W * cg->W;
+  snprintf(pack, sizeof pack, "%s_pk", name);
+  // bf16 packing: kt <- k, qw <- q, vt <- v (kt's layout), kw <- k (vw's), dow <- dout (qw's)
+  enum { KT, QW, VT, KW, DOW };
+  static const PackKind kinds[PACK_MAX] = {PACK_PANEL, PACK_ROWS, PACK_PANEL, PACK_PAIRS, PACK_ROWS};
+  static const int source[PACK_MAX] = {1, 0, 2, 1, 4};  // the node's input
   if (!exists) {
+    if (a.bf16) emit_pack_bf16(cg, &a, pack, nkp, PACK_MAX, kinds);
     cg_kernel_begin(cg, name);
     LLVMBuilderRef b = cg->b;
     LLVMValueRef grad = cg_buf(cg, 0);
     a.q = cg_buf(cg, 1), a.k = cg_buf(cg, 2), a.v = cg_buf(cg, 3);
-    LLVMValueRef out = cg_buf(cg, 4), dout = cg_buf(cg, 5);
+    LLVMValueRef out = cg_buf(cg, 4), dout = cg_buf(cg, 5), packed[PACK_MAX];
     int next = 6;
+    for (int i = 0; a.bf16 && i < PACK_MAX; i++) packed[i] = cg_buf(cg, next++);
     if (a.has_mask) a.mask = cg_buf(cg, next++);
     if (a.dropout)  // the probabilities [B, H, Nq, Nk]
       a.key = cg_dropout_key(cg, cg_dropout_stream(cg, cg_buf(cg, next + 1), 0), cg_buf(cg, next),
@@ -866,11 +1028,20 @@ bool cg_lower_attention_grad(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     row_state_vars(cg, &a, &g.st, false);
     for (int r = 0; r < rows; r++)
       for (int c = 0; c < a.n_chunks; c++) g.dq[r][c] = cg_var(cg, cg_vec_t(cg, cg->f32, a.lanes[c]), NULL);
+    for (int p = 0; a.bf16 && p < 2; p++)
+      for (int r = 0; r < rows; r++) g.S.sv[p][r] = g.dP.sv[p][r] = cg_var(cg, cg_vec_t(cg, cg->f32, cg->W), NULL);
     CgLoop hl;
     cg_for_begin(cg, &hl, cg->begin, cg->end, cg_i64(cg, 1), "head");  // (B, H)
     LLVMValueRef h = LLVMBuildURem(b, hl.iv, cg_i64(cg, a.H), "");
     LLVMValueRef bb = LLVMBuildUDiv(b, hl.iv, cg_i64(cg, a.H), "");
     a.kv_head = cg_add(cg, cg_mul(cg, bb, a.Nk * a.HD), cg_mul(cg, h, a.D));
+    if (a.bf16) {  // this head's words
+      g.S.bt = cg_gep(cg, cg->i32, packed[KT], cg_mul(cg, hl.iv, a.D2 * nkp));
+      g.S.aw = cg_gep(cg, cg->i32, packed[QW], cg_mul(cg, hl.iv, a.Nq * a.D2));
+      g.dP.bt = cg_gep(cg, cg->i32, packed[VT], cg_mul(cg, hl.iv, a.D2 * nkp));
+      g.dP.aw = cg_gep(cg, cg->i32, packed[DOW], cg_mul(cg, hl.iv, a.Nq * a.D2));
+      g.kw = cg_gep(cg, cg->i32, packed[KW], cg_mul(cg, hl.iv, nkp / 2 * a.D));
+    }
     {  // dk, dv of this head = 0
       CgLoop zl;
       cg_for_begin(cg, &zl, cg_i64(cg, 0), cg_i64(cg, a.Nk), cg_i64(cg, 1), "zero");
@@ -895,9 +1066,21 @@ bool cg_lower_attention_grad(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     cg_for_end(cg, &hl);
     cg_kernel_end(cg);
   }
+  CgArg scratch[PACK_MAX];
+  if (a.bf16) {
+    size_t words[PACK_MAX] = {[KT] = (size_t)(a.D2 * nkp), [QW] = (size_t)(a.Nq * a.D2), [VT] = (size_t)(a.D2 * nkp),
+                              [KW] = (size_t)(nkp / 2 * a.D), [DOW] = (size_t)(a.Nq * a.D2)};  // a head's
+    CgStep *ps = cg_steps_add(steps, pack, a.B * a.H, n->id);
+    for (int i = 0; i < PACK_MAX; i++)
+      ps->args[ps->n_args++] = scratch[i] =
+          cg_arg_scratch(cg_steps_new_scratch(steps), (size_t)(a.B * a.H) * words[i] * 4);
+    for (int i = 0; i < PACK_MAX; i++) ps->args[ps->n_args++] = cg_arg_node(n->in[source[i]]->id);
+  }
   CgStep *st = cg_steps_add(steps, name, a.B * a.H, n->id);
   st->args[st->n_args++] = cg_arg_node(n->id);
-  for (int k = 0; k < n->n_in; k++) st->args[st->n_args++] = cg_arg_node(n->in[k]->id);
+  for (int k = 0; k < 5; k++) st->args[st->n_args++] = cg_arg_node(n->in[k]->id);
+  for (int i = 0; a.bf16 && i < PACK_MAX; i++) st->args[st->n_args++] = scratch[i];
+  for (int k = 5; k < n->n_in; k++) st->args[st->n_args++] = cg_arg_node(n->in[k]->id);
   if (a.dropout) {
     st->args[st->n_args++] = cg_arg_seed();
     cg_steps_add_stream(st, a.rng_hash);

@@ -190,22 +190,30 @@ bool ir_ref_attention(const IrNode *n, double *out, const double *const *in,
 // rowsum(P * dP) is computed as rowsum(dO * O) from the input out (equal when out = Pd V;
 // the kernel does the same, and so the gradient after a bf16 forward, whose out is Pd V
 // with rounded operands, is the same function of out in both).
+// bf16 (the node's bf16 attribute): the five products take operands rounded to f32 then
+// bf16, as the kernel's: S from bf16 q, k (the forward's probs), dP from bf16 dO, v; dV from
+// bf16(Pd) (P and M as f32, their f32 product rounded), bf16 dO; dQ and dK from bf16(dS)
+// (dS = P (dP - D_i) scale, rounded to f32 then bf16) and bf16 k, q. P, D_i = rowsum(dO * O)
+// and dS itself stay unrounded.
 bool ir_ref_attention_grad(const IrNode *n, double *out, const double *const *in,
                            const IrEvalMode *mode, Diag *d) {
   AttnDims a;
   bool ok = attn_dims(n, 5, &a, d);
   assert(ok);
   double scale = ir_attr_float(n, "scale");
+  bool bf16 = ir_attr_int(n, "bf16") != 0;
   const double *q = in[0], *k = in[1], *v = in[2], *dout = in[4];
   int64_t nq = ir_numel(&n->in[0]->shape), nk = ir_numel(&n->in[1]->shape);
   double *dq = out, *dk = out + nq, *dv = out + nq + nk;
   memset(out, 0, (size_t)(nq + 2 * nk) * sizeof *out);
   size_t nn = (size_t)(a.Nq * a.Nk);
   double *P = malloc(nn * sizeof *P), *M = malloc(nn * sizeof *M), *dS = malloc(nn * sizeof *dS);
-  assert(P && M && dS);
+  double *sum = malloc((size_t)a.Nq * sizeof *sum);
+  assert(P && M && dS && sum);
   for (int64_t b = 0; b < a.B; b++)
     for (int64_t h = 0; h < a.H; h++) {
-      probs(&a, n, q, k, a.has_mask ? in[5] : NULL, b, h, false, P, NULL);
+      probs(&a, n, q, k, a.has_mask ? in[5] : NULL, b, h, bf16, P, sum);
+      for (int64_t e = 0; bf16 && e < (int64_t)nn; e++) P[e] /= sum[e / a.Nk];
       drop_mask(&a, n, mode, b, h, M);
       for (int64_t i = 0; i < a.Nq; i++) {
         const double *doi = dout + qkv_at(&a, b, i, a.Nq, h), *oi = in[3] + qkv_at(&a, b, i, a.Nq, h);
@@ -215,9 +223,11 @@ bool ir_ref_attention_grad(const IrNode *n, double *out, const double *const *in
           const double *vj = v + qkv_at(&a, b, j, a.Nk, h);
           double *dvj = dv + qkv_at(&a, b, j, a.Nk, h);
           double dp = 0, pd = P[i * a.Nk + j] * M[i * a.Nk + j];
+          if (bf16) pd = bf16_of((float)P[i * a.Nk + j] * (double)(float)M[i * a.Nk + j]);
           for (int64_t e = 0; e < a.D; e++) {
-            dp += doi[e] * vj[e];
-            dvj[e] += pd * doi[e];
+            double x = bf16 ? bf16_of(doi[e]) : doi[e];
+            dp += x * (bf16 ? bf16_of(vj[e]) : vj[e]);
+            dvj[e] += pd * x;
           }
           dS[i * a.Nk + j] = dp * M[i * a.Nk + j];
         }
@@ -226,18 +236,19 @@ bool ir_ref_attention_grad(const IrNode *n, double *out, const double *const *in
       }
       for (int64_t i = 0; i < a.Nq; i++)
         for (int64_t j = 0; j < a.Nk; j++) {
-          double s = dS[i * a.Nk + j];
+          double s = bf16 ? bf16_of(dS[i * a.Nk + j]) : dS[i * a.Nk + j];
           const double *qi = q + qkv_at(&a, b, i, a.Nq, h), *kj = k + qkv_at(&a, b, j, a.Nk, h);
           double *dqi = dq + qkv_at(&a, b, i, a.Nq, h), *dkj = dk + qkv_at(&a, b, j, a.Nk, h);
           for (int64_t e = 0; e < a.D; e++) {
-            dqi[e] += s * kj[e];
-            dkj[e] += s * qi[e];
+            dqi[e] += s * (bf16 ? bf16_of(kj[e]) : kj[e]);
+            dkj[e] += s * (bf16 ? bf16_of(qi[e]) : qi[e]);
           }
         }
     }
   free(P);
   free(M);
   free(dS);
+  free(sum);
   return true;
 }
 
@@ -258,6 +269,7 @@ bool ir_grad_attention(IrBuilder *b, IrNode *n, IrNode *dy, const bool *need, Ir
   ir_set_float(g, "scale", ir_attr_float(n, "scale"));
   ir_set_float(g, "p", ir_attr_float(n, "p"));
   ir_set_int(g, "rng_hash", (int64_t)ir_attention_rng_hash(n));
+  ir_set_int(g, "bf16", ir_attr_int(n, "bf16"));
   ir_build_done(b, g);
   int64_t start = 0;
   for (int k = 0; k < 3; k++) {

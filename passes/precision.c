@@ -5,8 +5,9 @@
 // operands are rounded to bf16 (round to nearest even) when the GEMM packs them and its
 // products are summed in f32 (codegen/cg_gemm_bf16.c; the reference evaluator rounds the
 // same way). So does every fused attention: its Q.K^T and P.V multiply bf16 operands with
-// f32 sums, its softmax stays f32 (codegen/lower_attention.c, ir/attention.c); its
-// backward (attention_grad) stays f32.
+// f32 sums, its softmax stays f32 (codegen/lower_attention.c, ir/attention.c); so does its
+// backward (attention_grad): S, dP = dO.V^T, dV, dQ and dK multiply bf16 operands with f32
+// sums, the softmax, D_i = rowsum(dO * O) and dS stay f32.
 // With PassOptions.int8 (--precision int8, inference only) the matmuls whose right operand
 // is a parameter (linear layers with constant weights: Q/K/V, attention output,
 // intermediate, output dense and the heads) get int8=true: weights quantised per output
@@ -41,7 +42,7 @@ bool pass_precision(IrGraph *g, const PassOptions *o, Diag *d) {
   int attn_at = ir_attr_index(IR_OP_ATTENTION, "bf16");
   for (int i = 0; i < g->n_nodes; i++) {
     IrNode *n = g->nodes[i];
-    if (n->op == IR_OP_ATTENTION && o->bf16) n->attr[attn_at].i = 1;
+    if ((n->op == IR_OP_ATTENTION || n->op == IR_OP_ATTENTION_GRAD) && o->bf16) n->attr[attn_at].i = 1;
     if (n->op != IR_OP_MATMUL || n->in[0]->dtype != DT_F32 || n->in[1]->dtype != DT_F32) continue;
     if (o->int8 && (n->in[1]->op != IR_OP_PARAM || matmul_k(n) > INT8_MAX_K)) continue;
     n->attr[at].i = 1;

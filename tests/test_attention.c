@@ -497,15 +497,24 @@ START_TEST(test_jit_forward_matches_the_reference_with_any_rows_per_item) {
 }
 END_TEST
 
-// bf16 (the precision pass's attribute): Q.K^T and P.V over bf16 operands. Per case, in
-// inference and training (dropout), at W = 16 (vdpbf16ps) and 8 (the FMA fallback): the
-// JIT is held to the bf16 reference (ir/attention.c: the same roundings; only f32 sums
-// against double and an operand on the two sides of a rounding boundary differ), its error
-// against the f32 graph's reference is bf16-sized (so the roundings happen), the gradient
-// (attention_grad, f32) is held as in f32, and at W = 16 the fallback (-avx512bf16) gives
-// vdpbf16ps's bits.
+// bf16 (the precision pass's attribute): Q.K^T and P.V over bf16 operands, and in the
+// backward (attention_grad) S, dP, dV, dQ and dK. Per case, in inference and training
+// (dropout), at W = 16 (vdpbf16ps) and 8 (the FMA fallback): the JIT is held to the bf16
+// reference (ir/attention.c: the same roundings; only f32 sums against double and an
+// operand on the two sides of a rounding boundary differ), its error against the f32
+// graph's reference is bf16-sized (so the roundings happen), its gradients differ from the
+// reference's with attention_grad's bf16 cleared (so the backward rounds too), and at W = 16
+// the fallback (-avx512bf16) gives vdpbf16ps's bits, output and gradients.
+static const IrNode *attention_grad_of(const IrGraph *g) {
+  for (int i = 0; i < g->n_nodes; i++)
+    if (g->nodes[i]->op == IR_OP_ATTENTION_GRAD) return g->nodes[i];
+  return NULL;
+}
+
+// Runs g on vals; err[0] (out) and err[1..3] (the gradients of q, k, v in training) against
+// ref. Returns the output's bits, and in *grad_bits attention_grad's (training).
 static void *run_out(IrGraph *g, const IrValues *vals, int W, bool training, const char *features,
-                     double *err, const IrValues *ref) {
+                     double *err, const IrValues *ref, void **grad_bits) {
   CgOptions opt = {.vector_floats = W, .training = training, .tuning = test_tuning()};
   if (features) opt.tuning.features = features;
   CgProgram p;
@@ -523,6 +532,12 @@ static void *run_out(IrGraph *g, const IrValues *vals, int W, bool training, con
   }
   void *bits = malloc(p.bytes[out->id]);
   memcpy(bits, p.value[out->id], p.bytes[out->id]);
+  const IrNode *ag = attention_grad_of(g);
+  if (grad_bits && ag) {
+    size_t bytes = (size_t)ir_numel(&ag->shape) * sizeof(float);
+    *grad_bits = malloc(bytes);
+    memcpy(*grad_bits, p.value[ag->id], bytes);
+  }
   cg_program_free(&p);
   return bits;
 }
@@ -530,46 +545,65 @@ static void *run_out(IrGraph *g, const IrValues *vals, int W, bool training, con
 START_TEST(test_jit_bf16_matches_the_bf16_reference) {
   const Dims *dm = &jit_cases[_i];
   for (int training = 0; training <= 1; training++) {
-    IrGraph g, g32;
+    IrGraph g, g32, gf;  // gf: g with attention_grad's bf16 cleared
     pipeline_with(&g, dm, false, training, true);
     pipeline_with(&g32, dm, false, training, false);
-    int bf16_nodes = 0;
-    for (int i = 0; i < g.n_nodes; i++)
+    pipeline_with(&gf, dm, false, training, true);
+    int bf16_nodes = 0, bf16_grads = 0;
+    for (int i = 0; i < g.n_nodes; i++) {
       bf16_nodes += g.nodes[i]->op == IR_OP_ATTENTION && ir_attr_int(g.nodes[i], "bf16");
+      bf16_grads += g.nodes[i]->op == IR_OP_ATTENTION_GRAD && ir_attr_int(g.nodes[i], "bf16");
+    }
     ck_assert_int_eq(bf16_nodes, 1);
-    IrValues ref, ref32;
+    ck_assert_int_eq(bf16_grads, training);
+    if (training) ir_set_int((IrNode *)attention_grad_of(&gf), "bf16", 0);
+    IrValues ref, ref32, reff;
     fill(&g, &ref);
     fill(&g32, &ref32);
+    fill(&gf, &reff);
     eval_ok(&g, &ref, training);
     eval_ok(&g32, &ref32, training);
+    eval_ok(&gf, &reff, training);
     for (int W = 8; W <= 16; W *= 2) {
-      double e[4] = {0}, e32[4] = {0};
-      void *bits = run_out(&g, &ref, W, training, NULL, e, &ref);
-      free(run_out(&g, &ref, W, training, NULL, e32, &ref32));
-      printf("bf16 attention case %d W=%d training=%d: vs bf16 reference %.2g, vs f32 %.2g\n",
-             _i, W, training, e[0], e32[0]);
+      double e[4] = {0}, e32[4] = {0}, ef[4] = {0};
+      void *gbits = NULL, *bits = run_out(&g, &ref, W, training, NULL, e, &ref, &gbits);
+      free(run_out(&g, &ref, W, training, NULL, e32, &ref32, NULL));
+      if (training) free(run_out(&g, &ref, W, training, NULL, ef, &reff, NULL));
+      printf("bf16 attention case %d W=%d training=%d: vs bf16 reference %.2g, vs f32 %.2g; "
+             "gradients vs bf16 reference %.2g %.2g %.2g, vs f32 %.2g %.2g %.2g, vs f32 backward %.2g %.2g %.2g\n",
+             _i, W, training, e[0], e32[0], e[1], e[2], e[3], e32[1], e32[2], e32[3], ef[1], ef[2], ef[3]);
       ck_assert_msg(e[0] < 2e-5, "case %d W=%d training=%d: out rel err %g", _i, W, training, e[0]);
       // (one key and dropout: P = 1 exactly and the key dropped, out = 0 in both)
       ck_assert_msg((e32[0] > 1e-4 || dm->Nk == 1) && e32[0] < 2e-2,
                     "case %d W=%d training=%d: against f32 %g", _i, W, training, e32[0]);
-      for (int t = 1; training && t < 4; t++)
+      for (int t = 1; training && t < 4; t++) {
         ck_assert_msg(e[t] < 1e-4, "case %d W=%d: gradient %d rel err %g", _i, W, t - 1, e[t]);
+        ck_assert_msg(e32[t] < 2e-2, "case %d W=%d: gradient %d against f32 %g", _i, W, t - 1, e32[t]);
+        ck_assert_msg(ef[t] > 1e-4 || dm->Nk == 1, "case %d W=%d: gradient %d not rounded: %g against the f32 "
+                      "backward", _i, W, t - 1, ef[t]);
+      }
       if (W == 16) {
         char *host = LLVMGetHostCPUFeatures(), features[8192];
         snprintf(features, sizeof features, "%s,-avx512bf16", host);
         LLVMDisposeMessage(host);
-        void *fallback = run_out(&g, &ref, W, training, features, e, &ref);
-        const IrNode *out = ir_graph_find(&g, "out");
+        void *fgbits = NULL, *fallback = run_out(&g, &ref, W, training, features, e, &ref, &fgbits);
+        const IrNode *out = ir_graph_find(&g, "out"), *ag = attention_grad_of(&g);
         ck_assert_msg(memcmp(bits, fallback, (size_t)ir_numel(&out->shape) * sizeof(float)) == 0,
                       "case %d training=%d: the fallback's bits differ from vdpbf16ps's", _i, training);
+        ck_assert_msg(!training || memcmp(gbits, fgbits, (size_t)ir_numel(&ag->shape) * sizeof(float)) == 0,
+                      "case %d: the fallback's gradient bits differ from vdpbf16ps's", _i);
         free(fallback);
+        free(fgbits);
       }
       free(bits);
+      free(gbits);
     }
     ir_values_free(&ref);
     ir_values_free(&ref32);
+    ir_values_free(&reff);
     ir_graph_free(&g);
     ir_graph_free(&g32);
+    ir_graph_free(&gf);
   }
 }
 END_TEST
