@@ -537,11 +537,14 @@ static IrNode *rows_layer(IrGraph *g, IrBuilder *b, IrNode *x) {
   return ir_build_done(b, ln);
 }
 
-// Readers of y [2, 6, 8]: rows 1..3 (slice), and row 5 - k of example k (gather, batch_dims 1).
+// Readers of y [2, 6, 8]: rows 1..3 (slice), and row 5 + rows_step * k of example k
+// (gather, batch_dims 1; rows_step 1: row 6 of example 1 is out of range).
+static int rows_step = -1;
+
 static void rows_readers(IrGraph *g, IrBuilder *b, IrNode *y, IrNode *also) {
   IrNode *first = ir_build_slice(b, y, 1, 1, 3);
   IrShape two = shp(1, 2);
-  IrNode *idx = ir_build_affine(b, ir_build_iota(b, &two, 0, DT_I64), -1, 5);
+  IrNode *idx = ir_build_affine(b, ir_build_iota(b, &two, 0, DT_I64), rows_step, 5);
   IrNode *pick = ir_build(b, IR_OP_GATHER, 2, (IrNode *[]){y, idx});
   ir_set_int(pick, "axis", 1);
   ir_set_int(pick, "batch_dims", 1);
@@ -625,6 +628,37 @@ START_TEST(test_rowprune_computes_the_rows_slices_and_gathers_read) {
 }
 END_TEST
 
+// An index out of range: the same message from the same node, on the reference and the JIT.
+START_TEST(test_rowprune_keeps_the_gathers_message) {
+  rows_step = 1;
+  IrGraph a, g;
+  make(&a, build_rows_read);
+  make(&g, build_rows_read);
+  run_pass(&g, pass_rowprune, &inference);
+  ck_assert_int_eq(count_rows(&g, IR_OP_LAYERNORM, 3), 1);
+  Diag ref[2] = {0}, jit[2] = {0};  // [0]: unpruned, [1]: pruned
+  for (int k = 0; k < 2; k++) {
+    const IrGraph *x = k ? &g : &a;
+    IrValues v;
+    ir_values_init(&v, x);
+    fill_sources(x, &v);
+    ck_assert(!ir_eval(x, &v, NULL, &(IrEvalMode){0}, &ref[k]));
+    CgProgram p;
+    jit_run(x, &v, &p);
+    ck_assert(!cg_program_status(&p, &jit[k]));
+    cg_program_free(&p);
+    ir_values_free(&v);
+  }
+  ck_assert_msg(strstr(ref[0].msg, "gather: index 6 out of range [0, 6) at element 1"), "%s", ref[0].msg);
+  ck_assert_str_eq(ref[1].msg, ref[0].msg);
+  ck_assert_msg(strstr(jit[0].msg, "index 6 out of range [0, 6) at element 1"), "%s", jit[0].msg);
+  ck_assert_str_eq(jit[1].msg, jit[0].msg);
+  rows_step = -1;
+  ir_graph_free(&a);
+  ir_graph_free(&g);
+}
+END_TEST
+
 START_TEST(test_rowprune_stops_where_all_rows_are_read) {
   IrGraph a, g;
   optimise(build_rows_all_read, pass_rowprune, &inference, &a, &g);
@@ -657,6 +691,7 @@ int main(void) {
   tcase_add_test(tc, test_schedule_never_worse_than_file_order_on_visualbert_tiny);
   tcase_add_test(tc, test_precision_int8_marks_linear_layers_only);
   tcase_add_test(tc, test_rowprune_computes_the_rows_slices_and_gathers_read);
+  tcase_add_test(tc, test_rowprune_keeps_the_gathers_message);
   tcase_add_test(tc, test_rowprune_stops_where_all_rows_are_read);
   suite_add_tcase(s, tc);
   return check_run(s);
