@@ -581,8 +581,10 @@ static void expect_rows(const IrGraph *g, int n, const int (*want)[3]) {
                   want[i][2]);
 }
 
-// Bit for bit the JIT's outputs of the original graph.
-static void expect_same_bits(const IrGraph *orig, const IrGraph *opt) {
+// optimise() with rowprune in inference, and the pruned graph's JIT outputs bit for bit the
+// original's.
+static void prune_same_bits(BuildFn build, IrGraph *orig, IrGraph *opt) {
+  optimise(build, pass_rowprune, &inference, orig, opt);
   IrValues a, b;
   reference(orig, &a);
   reference(opt, &b);
@@ -602,8 +604,7 @@ static void expect_same_bits(const IrGraph *orig, const IrGraph *opt) {
 
 START_TEST(test_rowprune_computes_the_rows_slices_and_gathers_read) {
   IrGraph a, g;
-  optimise(build_rows_read, pass_rowprune, &inference, &a, &g);
-  expect_same_bits(&a, &g);
+  prune_same_bits(build_rows_read, &a, &g);
   // Rows 1, 2 and one per example: the three matmuls, the attention and the LayerNorm on 3
   // rows, none on 6; the gather checks its indices against the 6 rows of an iota.
   expect_rows(&g, 5, (const int[][3]){{IR_OP_MATMUL, 3, 3}, {IR_OP_ATTENTION, 3, 1},
@@ -661,8 +662,7 @@ END_TEST
 
 START_TEST(test_rowprune_stops_where_all_rows_are_read) {
   IrGraph a, g;
-  optimise(build_rows_all_read, pass_rowprune, &inference, &a, &g);
-  expect_same_bits(&a, &g);
+  prune_same_bits(build_rows_all_read, &a, &g);
   // The residual add's matmul is read whole: only the add and the LayerNorm after it take
   // 3 rows (the matmul's and x's rows taken once each); the attention keeps its 6 queries.
   expect_rows(&g, 5, (const int[][3]){{IR_OP_MATMUL, 6, 3}, {IR_OP_ATTENTION, 6, 1},
