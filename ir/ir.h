@@ -288,6 +288,14 @@ typedef enum IrPattern {
 // FLOPs of one evaluation of node n (ir/flops.c): the op table's cost column.
 typedef double (*IrFlopsFn)(const IrNode *n);
 
+// Rows rule (ir/rows.c): which inputs carry node n's rows, as a bit mask of input
+// positions, or 0 when n is not row-wise here. A row is index i of the second-to-last axis
+// (all leading dims fixed). Row-wise means, in inference: output row i is computed from row
+// i of each input in the mask (each has n's rank and n's dims but the last) and from all of
+// every other input, so computing the op on some rows of the masked inputs gives those rows
+// of the output (passes/rowprune.c moves row selections up through such ops).
+typedef unsigned (*IrRowsFn)(const IrNode *n);
+
 // Gradient rule (ir/grad_rules.c): given dy, the gradient of the loss w.r.t. node n (n's
 // shape), builds through b the gradient dx[k] of each input k with need[k] set (n's input
 // shape), or leaves dx[k] NULL where no gradient flows (integer inputs, indices).
@@ -304,6 +312,7 @@ typedef struct IrOpInfo {
   IrRefFn ref;
   IrGradFn grad;       // NULL: not differentiable (autodiff reports it when a loss needs it)
   IrFlopsFn flops;     // FLOPs of one evaluation (ir_count_flops)
+  IrRowsFn rows;       // the inputs that carry the rows (ir_row_inputs); NULL: not row-wise
   const char *doc;     // one line for `kiln ops` and docs
 } IrOpInfo;
 
@@ -314,6 +323,9 @@ static inline bool ir_op_is_elementwise(IrOpKind op) {  // elementwise or broadc
   return ir_ops[op].pattern == IR_PATTERN_ELEMENTWISE || ir_ops[op].pattern == IR_PATTERN_BROADCAST;
 }
 static inline bool ir_op_is_view(IrOpKind op) { return ir_ops[op].flags & IR_FLAG_VIEW; }
+static inline unsigned ir_row_inputs(const IrNode *n) {  // see IrRowsFn; 0: not row-wise
+  return ir_ops[n->op].rows ? ir_ops[n->op].rows(n) : 0;
+}
 
 bool ir_op_lookup(const char *name, IrOpKind *out);
 int ir_attr_index(IrOpKind op, const char *name);  // -1 if the op has no such attribute

@@ -55,4 +55,10 @@ GRAD_RULES(X)
 FLOPS_RULES(X)
 #undef X
 
+// Rows rules (ir/rows.c).
+#define ROWS_RULES(X) X(broadcast) X(matmul) X(attention)
+#define X(r) unsigned ir_rows_##r(const IrNode *n);
+ROWS_RULES(X)
+#undef X
+
 #endif

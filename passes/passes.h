@@ -40,7 +40,7 @@ typedef struct Pass {
 
 // The pipeline, in order. "parse" (the graph as the frontend built it) comes first. The
 // planned order: parse, fuse_attention (before autodiff: the fused op has its own gradient
-// that recomputes instead of storing scores), autodiff, simplify, cse, dce, precision, fuse,
+// that recomputes instead of storing scores), autodiff, simplify, cse, dce, rowprune, precision, fuse,
 // schedule, recompute, then the program pass memplan. Each pass adds its own line to pipeline.c.
 extern const Pass pass_pipeline[];
 extern const int pass_count;
@@ -69,6 +69,10 @@ bool pass_fuse_attention(IrGraph *g, const PassOptions *o, Diag *d);
 bool pass_simplify(IrGraph *g, const PassOptions *o, Diag *d);
 bool pass_cse(IrGraph *g, const PassOptions *o, Diag *d);
 bool pass_dce(IrGraph *g, const PassOptions *o, Diag *d);
+// Row pruning (passes/rowprune.c), inference only: when every reader of a tensor takes
+// some of its rows (slice or batched gather along the second-to-last axis), the row-wise
+// ops before it (ir_row_inputs) compute those rows only. Same values, bit for bit.
+bool pass_rowprune(IrGraph *g, const PassOptions *o, Diag *d);
 bool pass_schedule(IrGraph *g, const PassOptions *o, Diag *d);
 // The peak of live intermediate bytes when the nodes run in the graph's order (the measure
 // pass_schedule lowers): parameters and inputs excluded, reshapes free.

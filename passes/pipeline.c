@@ -30,6 +30,9 @@ const Pass pass_pipeline[] = {
    pass_cse, PASS_GRAPH, false},
   {"dce", "dead-code elimination: drops nodes no output, loss or gradient reaches", pass_dce,
    PASS_GRAPH, false},
+  {"rowprune", "inference: row-wise ops (linear, add, GELU, LayerNorm, attention queries) "
+   "compute only the rows that slices and gathers read (the last layer's pooled rows)",
+   pass_rowprune, PASS_GRAPH, false},
   {"precision", "--precision bf16|int8: matmuls take bf16 operands (f32 sums) or, for linear "
    "layers, int8 (int32 sums), converted when packed",
    pass_precision, PASS_GRAPH, true},

@@ -1,4 +1,4 @@
-// Tests of the optimisation passes (passes/simplify.c, cse.c, dce.c, schedule.c) on small
+// Tests of the optimisation passes (passes/simplify.c, cse.c, dce.c, rowprune.c, schedule.c) on small
 // graphs built by hand: each rule changes the node count as it should, outputs keep their
 // names, and the optimised graph computes the same numbers as the unoptimised one on the
 // reference evaluator (double) and on the JIT (f32, KILN_POISON_BUFFERS=1).
@@ -81,6 +81,24 @@ static void reference(const IrGraph *g, IrValues *vals) {
   ck_assert_msg(ir_eval(g, vals, NULL, &mode, &d), "%s", d.msg);
 }
 
+// g compiled for its outputs and run on the JIT (one thread, seed 3), its inputs and
+// parameters set from vals.
+static void jit_run(const IrGraph *g, const IrValues *vals, CgProgram *p) {
+  bool *want = calloc((size_t)g->n_nodes + 1, sizeof *want);
+  for (int k = 0; k < g->n_outputs; k++) want[g->outputs[k]->id] = true;
+  CgOptions copt = {.training = true, .tuning = test_tuning()};
+  Diag d = {0};
+  ck_assert_msg(cg_compile(g, want, &copt, p, &d), "%s", d.msg);
+  for (int i = 0; i < g->n_nodes; i++)
+    if ((g->nodes[i]->op == IR_OP_INPUT || g->nodes[i]->op == IR_OP_PARAM) && p->value[i])
+      for (int64_t j = 0; j < ir_numel(&g->nodes[i]->shape); j++)
+        ((float *)p->value[i])[j] = (float)vals->v[i][j];
+  *p->seed = 3;
+  rt_plan_prepare(&p->plan, 1);
+  rt_plan_run(&p->plan, 1);
+  free(want);
+}
+
 // The optimised graph's outputs against the original's: reference within 1e-12, JIT (f32)
 // within 1e-5 relative; output names kept.
 static void expect_same_numbers(const IrGraph *orig, const IrGraph *opt) {
@@ -88,19 +106,8 @@ static void expect_same_numbers(const IrGraph *orig, const IrGraph *opt) {
   IrValues a, b;
   reference(orig, &a);
   reference(opt, &b);
-  bool *want = calloc((size_t)opt->n_nodes + 1, sizeof *want);
-  for (int k = 0; k < opt->n_outputs; k++) want[opt->outputs[k]->id] = true;
-  CgOptions copt = {.training = true, .tuning = test_tuning()};
   CgProgram p;
-  Diag d = {0};
-  ck_assert_msg(cg_compile(opt, want, &copt, &p, &d), "%s", d.msg);
-  for (int i = 0; i < opt->n_nodes; i++)
-    if ((opt->nodes[i]->op == IR_OP_INPUT || opt->nodes[i]->op == IR_OP_PARAM) && p.value[i])
-      for (int64_t j = 0; j < ir_numel(&opt->nodes[i]->shape); j++)
-        ((float *)p.value[i])[j] = (float)b.v[i][j];
-  *p.seed = 3;
-  rt_plan_prepare(&p.plan, 1);
-  rt_plan_run(&p.plan, 1);
+  jit_run(opt, &b, &p);
   for (int k = 0; k < orig->n_outputs; k++) {
     const IrNode *x = orig->outputs[k], *y = opt->outputs[k];
     ck_assert_str_eq(x->name, y->name);
@@ -114,7 +121,6 @@ static void expect_same_numbers(const IrGraph *orig, const IrGraph *opt) {
     }
   }
   cg_program_free(&p);
-  free(want);
   ir_values_free(&a);
   ir_values_free(&b);
 }
@@ -512,6 +518,161 @@ START_TEST(test_precision_int8_marks_linear_layers_only) {
 }
 END_TEST
 
+// ---------------------------------------------------------------------------------------
+// Row pruning: a layer's tail (linear, GELU, residual add, LayerNorm) and an attention's
+// queries computed on the rows a slice and a batched gather read, as VisualBERT's pooler
+// and VQA head read the last layer.
+
+static IrNode *rows_layer(IrGraph *g, IrBuilder *b, IrNode *x) {
+  IrNode *mask = input(g, "mask", shp(4, 2, 1, 1, 6));
+  IrNode *q = ir_build_binary(b, IR_OP_ADD, ir_build_matmul(b, x, param(g, "wq", shp(2, 8, 8)), false, true),
+                              param(g, "bq", shp(1, 8)));
+  IrNode *att = ir_build(b, IR_OP_ATTENTION, 4, (IrNode *[]){q, x, x, mask});
+  ir_set_int(att, "heads", 2);
+  ir_set_float(att, "scale", 0.5);
+  att = ir_build_done(b, att);
+  IrNode *h = ir_build_unary(b, IR_OP_GELU, ir_build_matmul(b, att, param(g, "w1", shp(2, 16, 8)), false, true));
+  h = ir_build_binary(b, IR_OP_ADD, ir_build_matmul(b, h, param(g, "w2", shp(2, 8, 16)), false, true), x);
+  IrNode *ln = ir_build(b, IR_OP_LAYERNORM, 3, (IrNode *[]){h, param(g, "lw", shp(1, 8)), param(g, "lb", shp(1, 8))});
+  return ir_build_done(b, ln);
+}
+
+// Readers of y [2, 6, 8]: rows 1..3 (slice), and row 5 + rows_step * k of example k
+// (gather, batch_dims 1; rows_step 1: row 6 of example 1 is out of range).
+static int rows_step = -1;
+
+static void rows_readers(IrGraph *g, IrBuilder *b, IrNode *y, IrNode *also) {
+  IrNode *first = ir_build_slice(b, y, 1, 1, 3);
+  IrShape two = shp(1, 2);
+  IrNode *idx = ir_build_affine(b, ir_build_iota(b, &two, 0, DT_I64), rows_step, 5);
+  IrNode *pick = ir_build(b, IR_OP_GATHER, 2, (IrNode *[]){y, idx});
+  ir_set_int(pick, "axis", 1);
+  ir_set_int(pick, "batch_dims", 1);
+  IrNode *outs[3] = {ir_build_unary(b, IR_OP_TANH, first), ir_build_unary(b, IR_OP_NEG, ir_build_done(b, pick)),
+                     also};
+  set_outputs(g, also ? 3 : 2, outs);
+}
+
+static void build_rows_read(IrGraph *g, IrBuilder *b) {
+  IrNode *x = input(g, "x", shp(3, 2, 6, 8));
+  rows_readers(g, b, rows_layer(g, b, x), NULL);
+}
+
+// The same, and something reads all of the layer's last matmul.
+static void build_rows_all_read(IrGraph *g, IrBuilder *b) {
+  IrNode *x = input(g, "x", shp(3, 2, 6, 8));
+  IrNode *y = rows_layer(g, b, x);
+  IrNode *all = ir_build_reduce(b, IR_OP_REDUCE_SUM, y->in[0]->in[0], 1, (int64_t[]){1}, false);
+  rows_readers(g, b, y, all);
+}
+
+static int count_rows(const IrGraph *g, IrOpKind op, int64_t rows) {
+  int k = 0;
+  for (int i = 0; i < g->n_nodes; i++)
+    k += g->nodes[i]->op == op && g->nodes[i]->shape.rank == 3 && g->nodes[i]->shape.dim[1] == rows;
+  return k;
+}
+
+// want[i]: {op, rows, count}: count nodes of op with that many rows.
+static void expect_rows(const IrGraph *g, int n, const int (*want)[3]) {
+  for (int i = 0; i < n; i++)
+    ck_assert_msg(count_rows(g, (IrOpKind)want[i][0], want[i][1]) == want[i][2], "%d %s on %d rows, not %d",
+                  count_rows(g, (IrOpKind)want[i][0], want[i][1]), ir_ops[want[i][0]].name, want[i][1],
+                  want[i][2]);
+}
+
+// optimise() with rowprune in inference, and the pruned graph's JIT outputs bit for bit the
+// original's.
+static void prune_same_bits(BuildFn build, IrGraph *orig, IrGraph *opt) {
+  optimise(build, pass_rowprune, &inference, orig, opt);
+  IrValues a, b;
+  reference(orig, &a);
+  reference(opt, &b);
+  CgProgram pa, pb;
+  jit_run(orig, &a, &pa);
+  jit_run(opt, &b, &pb);
+  for (int k = 0; k < orig->n_outputs; k++) {
+    size_t bytes = (size_t)ir_numel(&orig->outputs[k]->shape) * sizeof(float);
+    ck_assert_msg(memcmp(pa.value[orig->outputs[k]->id], pb.value[opt->outputs[k]->id], bytes) == 0,
+                  "output %s differs", orig->outputs[k]->name);
+  }
+  cg_program_free(&pa);
+  cg_program_free(&pb);
+  ir_values_free(&a);
+  ir_values_free(&b);
+}
+
+START_TEST(test_rowprune_computes_the_rows_slices_and_gathers_read) {
+  IrGraph a, g;
+  prune_same_bits(build_rows_read, &a, &g);
+  // Rows 1, 2 and one per example: the three matmuls, the attention and the LayerNorm on 3
+  // rows, none on 6; the gather checks its indices against the 6 rows of an iota.
+  expect_rows(&g, 5, (const int[][3]){{IR_OP_MATMUL, 3, 3}, {IR_OP_ATTENTION, 3, 1},
+                                      {IR_OP_LAYERNORM, 3, 1}, {IR_OP_MATMUL, 6, 0},
+                                      {IR_OP_ATTENTION, 6, 0}});
+  ck_assert_int_eq(count_op(&g, IR_OP_GATHER), 2);
+  const char *gather = NULL;
+  for (int i = 0; i < a.n_nodes; i++)
+    if (a.nodes[i]->op == IR_OP_GATHER) gather = a.nodes[i]->name;
+  IrNode *checks = ir_graph_find(&g, gather);
+  ck_assert(checks->op == IR_OP_GATHER && checks->in[0]->op == IR_OP_IOTA &&
+            checks->in[0]->shape.dim[1] == 6 && checks->in[1]->op == IR_OP_AFFINE);
+  ir_graph_free(&a);
+  ir_graph_free(&g);
+  // Training: gradients need every row.
+  make(&g, build_rows_read);
+  int nn = g.n_nodes;
+  run_pass(&g, pass_rowprune, &(PassOptions){.training = true});
+  ck_assert_int_eq(g.n_nodes, nn);
+  ck_assert_int_eq(count_rows(&g, IR_OP_MATMUL, 3), 0);
+  ir_graph_free(&g);
+}
+END_TEST
+
+// An index out of range: the same message from the same node, on the reference and the JIT.
+START_TEST(test_rowprune_keeps_the_gathers_message) {
+  rows_step = 1;
+  IrGraph a, g;
+  make(&a, build_rows_read);
+  make(&g, build_rows_read);
+  run_pass(&g, pass_rowprune, &inference);
+  ck_assert_int_eq(count_rows(&g, IR_OP_LAYERNORM, 3), 1);
+  Diag ref[2] = {0}, jit[2] = {0};  // [0]: unpruned, [1]: pruned
+  for (int k = 0; k < 2; k++) {
+    const IrGraph *x = k ? &g : &a;
+    IrValues v;
+    ir_values_init(&v, x);
+    fill_sources(x, &v);
+    ck_assert(!ir_eval(x, &v, NULL, &(IrEvalMode){0}, &ref[k]));
+    CgProgram p;
+    jit_run(x, &v, &p);
+    ck_assert(!cg_program_status(&p, &jit[k]));
+    cg_program_free(&p);
+    ir_values_free(&v);
+  }
+  ck_assert_msg(strstr(ref[0].msg, "gather: index 6 out of range [0, 6) at element 1"), "%s", ref[0].msg);
+  ck_assert_str_eq(ref[1].msg, ref[0].msg);
+  ck_assert_msg(strstr(jit[0].msg, "index 6 out of range [0, 6) at element 1"), "%s", jit[0].msg);
+  ck_assert_str_eq(jit[1].msg, jit[0].msg);
+  rows_step = -1;
+  ir_graph_free(&a);
+  ir_graph_free(&g);
+}
+END_TEST
+
+START_TEST(test_rowprune_stops_where_all_rows_are_read) {
+  IrGraph a, g;
+  prune_same_bits(build_rows_all_read, &a, &g);
+  // The residual add's matmul is read whole: only the add and the LayerNorm after it take
+  // 3 rows (the matmul's and x's rows taken once each); the attention keeps its 6 queries.
+  expect_rows(&g, 5, (const int[][3]){{IR_OP_MATMUL, 6, 3}, {IR_OP_ATTENTION, 6, 1},
+                                      {IR_OP_ADD, 3, 1}, {IR_OP_LAYERNORM, 3, 1},
+                                      {IR_OP_CONCAT, 3, 2}});
+  ir_graph_free(&a);
+  ir_graph_free(&g);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("passes");
   TCase *tc = tcase_create("passes");
@@ -529,6 +690,9 @@ int main(void) {
   tcase_add_test(tc, test_schedule_lowers_the_peak_of_live_bytes);
   tcase_add_test(tc, test_schedule_never_worse_than_file_order_on_visualbert_tiny);
   tcase_add_test(tc, test_precision_int8_marks_linear_layers_only);
+  tcase_add_test(tc, test_rowprune_computes_the_rows_slices_and_gathers_read);
+  tcase_add_test(tc, test_rowprune_keeps_the_gathers_message);
+  tcase_add_test(tc, test_rowprune_stops_where_all_rows_are_read);
   suite_add_tcase(s, tc);
   return check_run(s);
 }
