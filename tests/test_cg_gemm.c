@@ -412,6 +412,118 @@ START_TEST(test_gemm_epilogue_gelu) {
 }
 END_TEST
 
+// ---------------------------------------------------------------------------------------
+// The GELU and gelu' epilogues (a loop over the tile's rows, reloading the stored tile)
+// give the bits of the GEMM without them followed by the element-wise kernels of the
+// unfused ops (lower_ew.c: cg_gelu, and dy · cg_gelu_grad(x)) and C's float arithmetic for
+// scale, bias and residual: M, N and K tails, several K blocks, narrow and wide inputs.
+
+typedef void (*EwFn)(void **bufs, int64_t begin, int64_t end);
+
+// f(x) on W-float vectors, one a work item: bufs = {x, f(x)}; cg_gelu, else cg_gelu_grad.
+static void ew_build(Cg *cg, const char *name, bool grad) {
+  cg_kernel_begin(cg, name);
+  LLVMValueRef x = cg_buf(cg, 0), y = cg_buf(cg, 1);
+  CgLoop l;
+  cg_for_begin(cg, &l, cg->begin, cg->end, cg_i64(cg, 1), "v");
+  LLVMValueRef at = LLVMBuildMul(cg->b, l.iv, cg_i64(cg, cg->W), "");
+  LLVMValueRef v = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, x, at), cg->W);
+  cg_store(cg, grad ? cg_gelu_grad(cg, v) : cg_gelu(cg, v), cg_gep(cg, cg->f32, y, at));
+  cg_for_end(cg, &l);
+  cg_kernel_end(cg);
+}
+
+// Applies the element-wise kernel `name` of j to the n floats at x, into y.
+static void ew_run(CgJit *j, const char *name, const float *x, float *y, size_t n, int W) {
+  size_t nv = (n + (size_t)W - 1) / (size_t)W;
+  float *in = alloc_floats(nv * (size_t)W), *out = alloc_floats(nv * (size_t)W);
+  memset(in, 0, nv * (size_t)W * sizeof *in);
+  memcpy(in, x, n * sizeof *x);
+  void *addr = cg_jit_lookup(j, name);
+  ck_assert_ptr_nonnull(addr);
+  EwFn fn;
+  memcpy(&fn, &addr, sizeof fn);
+  void *bufs[2] = {in, out};
+  fn(bufs, 0, (int64_t)nv);
+  memcpy(y, out, n * sizeof *y);
+  free(in);
+  free(out);
+}
+
+// g (with act GELU or residual_gelu_grad) against the same GEMM without its epilogue (int8
+// keeps its dequantisation), then scale, bias, the element-wise kernel and the residual.
+static void check_gelu_unfused(CgGemm g, float range, const char *what, int W) {
+  CgGemm raw = g;
+  raw.scale = 1.0f, raw.has_bias = false, raw.act = CG_ACT_NONE, raw.has_residual = false;
+  raw.residual_gelu_grad = false;
+  Case c[2];
+  case_init(&c[0], &g, what);
+  case_init(&c[1], &raw, what);
+  for (int x = 0; x < N_ARGS; x++) {
+    for (size_t i = 0; i < c[0].len[x]; i++) c[0].buf[x][i] *= range;
+    memcpy(c[1].buf[x], c[0].buf[x], c[0].len[x] * sizeof(float));
+  }
+  Run s;
+  run_build(&s, c, 2, W);
+  for (int i = 0; i < 2; i++)
+    for (int k = 0; k < s.steps.n; k++)
+      if (s.steps.v[k].node == i && !s.steps.v[k].once) run_step(&s, &s.steps.v[k], 2);
+  run_free(&s);
+  Cg cg;
+  Diag d = {0};
+  CgOptions opt = {.vector_floats = W, .tuning = g_tuning};
+  ck_assert_msg(cg_init(&cg, "test_gelu_ew", &opt, &d), "%s", d.msg);
+  ew_build(&cg, "gelu", false);
+  ew_build(&cg, "gelu_grad", true);
+  CgJit *j;
+  ck_assert_msg(cg_jit(&cg, &j, &d), "%s", d.msg);
+  size_t n = c[0].len[ARG_C];
+  float *t = alloc_floats(n), *f = alloc_floats(n);
+  for (size_t i = 0; i < n; i++) {
+    t[i] = c[1].buf[ARG_C][i] * g.scale;
+    if (g.has_bias) t[i] += c[0].buf[ARG_BIAS][i % (size_t)g.c_rs];  // c_rs == N here
+  }
+  ew_run(j, g.residual_gelu_grad ? "gelu_grad" : "gelu",
+         g.residual_gelu_grad ? c[0].buf[ARG_RES] : t, f, n, W);
+  int central = 0;  // elements of GELU's central form (|x| < 1.25): both branches are taken
+  for (size_t i = 0; i < n; i++) {
+    central += fabsf(t[i]) < 1.25f;
+    float want = g.residual_gelu_grad ? t[i] * f[i] : g.has_residual ? f[i] + c[0].buf[ARG_RES][i] : f[i];
+    uint32_t a, b;
+    memcpy(&a, &c[0].buf[ARG_C][i], sizeof a);
+    memcpy(&b, &want, sizeof b);
+    ck_assert_msg(a == b, "W=%d %s: element %zu is %a fused, %a unfused", W, what, i,
+                  c[0].buf[ARG_C][i], want);
+  }
+  ck_assert_msg(central > 0 && (size_t)central < n, "W=%d %s: %d of %zu central", W, what,
+                central, n);
+  cg_jit_free(j);
+  free(t);
+  free(f);
+  case_free(&c[0]);
+  case_free(&c[1]);
+}
+
+START_TEST(test_gemm_gelu_epilogues_give_the_bits_of_the_unfused_ops) {
+  int W = loop_width(_i);
+  CgGemm g = plain(23, 70, 33);  // M, N tails (8x3 / 6x2 tiles), K not a multiple of 4
+  g.has_bias = true, g.act = CG_ACT_GELU, g.has_residual = true;
+  check_gelu_unfused(g, 1.0f, "bias+gelu+residual 23x70x33", W);
+  g.b_constant = true;  // weights packed once, and wide inputs: GELU's far form too
+  check_gelu_unfused(g, 3.0f, "bias+gelu+residual 23x70x33 wide", W);
+  CgGemm g2 = plain(3, 100, 700);  // few rows (a wide tile), several K blocks
+  g2.b_rs = 1, g2.b_cs = g2.K, g2.act = CG_ACT_GELU, g2.scale = 0.25f, g2.has_bias = true;
+  check_gelu_unfused(g2, 1.0f, "scale+bias+gelu 3x100x700 B^T", W);
+  CgGemm g3 = plain(37, 20, 65);  // N of one partial vector (W 16: 14-row tiles)
+  g3.has_bias = true, g3.has_residual = true, g3.residual_gelu_grad = true;
+  check_gelu_unfused(g3, 1.0f, "bias, gelu'(R) 37x20x65", W);
+  CgGemm g4 = plain(29, 50, 130);  // int8: the row loop reads each row's scale of A
+  g4.b_rs = 1, g4.b_cs = g4.K, g4.b_constant = true, g4.int8 = true;
+  g4.has_bias = true, g4.act = CG_ACT_GELU;
+  check_gelu_unfused(g4, 1.0f, "int8 bias+gelu 29x50x130", W);
+}
+END_TEST
+
 START_TEST(test_gemm_visualbert_linear) {
   // A VisualBERT linear layer: x (120, 768) · W^T, W (3072, 768), bias.
   CgGemm g = plain(120, 3072, 768);
@@ -741,6 +853,7 @@ static Suite *gemm_suite(void) {
   tcase_add_loop_test(tc, test_gemm_epilogue_residual, 0, 2);
   tcase_add_loop_test(tc, test_gemm_epilogue_all_with_long_k, 0, 2);
   tcase_add_loop_test(tc, test_gemm_epilogue_gelu, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_gelu_epilogues_give_the_bits_of_the_unfused_ops, 0, 2);
   tcase_add_loop_test(tc, test_gemm_visualbert_linear, 0, 2);
   tcase_add_loop_test(tc, test_gemm_prefetching_weights_match_reference, 0, 2);
   tcase_add_loop_test(tc, test_gemm_prefetching_a_matches_reference, 0, 2);
