@@ -76,7 +76,12 @@ bool pass_optimizer(IrGraph *g, const PassOptimizer *o, Diag *d) {
     int64_t all[IR_MAX_RANK];
     for (int k = 0; k < gr->shape.rank; k++) all[k] = k;
     IrNode *s = bin(&b, IR_OP_MUL, gr, gr);
-    if (gr->shape.rank) s = ir_build_reduce(&b, IR_OP_REDUCE_SUM, s, gr->shape.rank, all, false);
+    // Rows first: a row sum takes the square as its prologue (one kernel, rows split over
+    // the threads); a sum over every axis was one work item, on one thread, after a pass
+    // writing g^2 (VisualBERT-base pre-training: 21.5 ms of the step, one thread idle 8.3).
+    int64_t last = gr->shape.rank - 1;
+    if (gr->shape.rank > 1) s = ir_build_reduce(&b, IR_OP_REDUCE_SUM, s, 1, &last, false);
+    if (s->shape.rank) s = ir_build_reduce(&b, IR_OP_REDUCE_SUM, s, s->shape.rank, all, false);
     sq = sq ? bin(&b, IR_OP_ADD, sq, s) : s;
   }
   IrNode *norm = ir_build_unary(&b, IR_OP_SQRT, sq);

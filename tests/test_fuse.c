@@ -443,23 +443,21 @@ START_TEST(test_backward_graph_fuses_and_keeps_its_gradients) {
   int before = fused.n_nodes;
   fuse(&fused);
   int kinds[IR_FUSED_KIND_COUNT] = {0};
-  bool gelu_grad_on_gemm = false;  // recorded as a residual that multiplies by gelu'(x)
+  // dy * gelu'(x) is a kernel of its own, not the epilogue of the GEMM that makes dy (where
+  // its erf and exp ran 1.45x the GEMM's time: passes/fuse.c).
+  bool gelu_grad_alone = false;
   for (int i = 0; i < fused.n_nodes; i++) {
     const IrNode *n = fused.nodes[i];
+    if (n->op == IR_OP_GELU_GRAD) gelu_grad_alone = true;
     if (n->op != IR_OP_FUSED) continue;
     int64_t kind = ir_attr_int(n, "kind");
     kinds[kind]++;
     char body[1024];
-    if (kind == IR_FUSED_GEMM &&
-        strcmp(ir_body_str(n, false, body, sizeof body),
-               "matmul, gelu_grad") == 0) {
-      const IrGemmEpilogue *e = n->body->gemm;
-      ck_assert(e->residual == IR_GEMM_RESIDUAL_GELU_GRAD && e->bias < 0 && !e->gelu);
-      ck_assert_ptr_eq(n->body->nodes[1]->in[1], n->body->params[e->residual_param]);  // x
-      gelu_grad_on_gemm = true;
-    }
+    ir_body_str(n, false, body, sizeof body);
+    if (kind == IR_FUSED_GEMM) ck_assert_msg(!strstr(body, "gelu_grad"), "gelu_grad in a GEMM: %s", body);
+    else if (strstr(body, "gelu_grad")) gelu_grad_alone = true;
   }
-  ck_assert_msg(gelu_grad_on_gemm, "dy * gelu'(x) is not fused onto the GEMM that makes dy");
+  ck_assert_msg(gelu_grad_alone, "no kernel computes dy * gelu'(x)");
   ck_assert_int_lt(fused.n_nodes, before);
   ck_assert_int_ge(kinds[IR_FUSED_GEMM], 2);  // forward linear layers
   ck_assert_int_ge(kinds[IR_FUSED_LOOP], 1);  // backward elementwise (GELU', dropout, LN)

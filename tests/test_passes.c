@@ -456,17 +456,23 @@ START_TEST(test_schedule_lowers_the_peak_of_live_bytes) {
 }
 END_TEST
 
-START_TEST(test_schedule_never_worse_than_file_order_on_visualbert_tiny) {
+// A 2-layer VisualBERT of hidden size 32 from models/MODEL.
+static void load_tiny(const char *model, IrGraph *g) {
   static char args[][64] = {"layers=2", "hidden=32", "heads=4", "intermediate=64", "vocab=50",
                             "visual_dim=24", "text_len=6", "regions=5", "batch=2", "max_positions=16"};
   FeSet sets[16];
   int n = (int)(sizeof args / sizeof args[0]);
   for (int i = 0; i < n; i++) ck_assert(fe_parse_set(args[i], &sets[i]));
+  Diag d = {0};
+  ck_assert_msg(fe_load_model(model, sets, n, g, &d), "%s", d.msg);
+}
+
+START_TEST(test_schedule_never_worse_than_file_order_on_visualbert_tiny) {
   const char *models[] = {"models/visualbert-vqa.json", "models/visualbert-pretrain.json"};
   for (int m = 0; m < 2; m++) {
     IrGraph g;
     Diag d = {0};
-    ck_assert_msg(fe_load_model(models[m], sets, n, &g, &d), "%s", d.msg);
+    load_tiny(models[m], &g);
     PassOptions po = {.loss = m ? "loss" : NULL};
     ck_assert_msg(pass_run_pipeline(&g, &po, "dce", NULL, 0, &d), "%s", d.msg);
     int64_t before = pass_schedule_peak(&g);
@@ -476,6 +482,28 @@ START_TEST(test_schedule_never_worse_than_file_order_on_visualbert_tiny) {
     ck_assert_int_le(pass_schedule_peak(&g), before);
     ir_graph_free(&g);
   }
+}
+END_TEST
+
+// The optimizer's global gradient norm: the squares of a matrix's gradient are summed by
+// rows in the kernel that squares them (a fused row reduction, rows split over the
+// threads), never written out whole and summed over every axis on one thread.
+START_TEST(test_optimizer_sums_squares_by_rows_in_one_kernel) {
+  IrGraph g;
+  Diag d = {0};
+  load_tiny("models/visualbert-pretrain.json", &g);
+  const PassOptimizer adamw = {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-6, .weight_decay = 0.01, .clip = 1.0};
+  PassOptions po = {.loss = "loss", .training = true, .optimizer = &adamw};
+  ck_assert_msg(pass_run_pipeline(&g, &po, "fuse", NULL, 0, &d), "%s", d.msg);
+  int row_sums = 0;
+  for (int i = 0; i < g.n_nodes; i++) {
+    const IrNode *x = g.nodes[i];
+    if (strncmp(x->name, "opt:clip", 8) != 0) continue;
+    ck_assert_msg(x->shape.rank <= 1, "%s: %s of rank %d", x->name, ir_ops[x->op].name, x->shape.rank);
+    row_sums += x->op == IR_OP_FUSED && ir_attr_int(x, "kind") == IR_FUSED_REDUCTION;
+  }
+  ck_assert_int_ge(row_sums, 10);  // one per parameter
+  ir_graph_free(&g);
 }
 END_TEST
 
@@ -689,6 +717,7 @@ int main(void) {
   tcase_add_test(tc, test_simplify_slice_of_concat_takes_the_part);
   tcase_add_test(tc, test_schedule_lowers_the_peak_of_live_bytes);
   tcase_add_test(tc, test_schedule_never_worse_than_file_order_on_visualbert_tiny);
+  tcase_add_test(tc, test_optimizer_sums_squares_by_rows_in_one_kernel);
   tcase_add_test(tc, test_precision_int8_marks_linear_layers_only);
   tcase_add_test(tc, test_rowprune_computes_the_rows_slices_and_gathers_read);
   tcase_add_test(tc, test_rowprune_keeps_the_gathers_message);
