@@ -526,8 +526,8 @@ void kiln_checkpoint_path(const char *out, int64_t step, char *buf, size_t size)
   snprintf(buf, size, "%.*s.step-%lld.safetensors", (int)(has ? n - e : n), out, (long long)step);
 }
 
-// Tensor x of f (read whole, or opened by st_open and read now) as n values of dtype dt at
-// dst, in x's own shape: the caller has checked the count.
+// Tensor x of f (read whole, or opened by st_open and read now) converted to dtype dt at
+// dst, in x's own shape: the caller has checked its element count.
 static bool load_as(const StFile *f, const StTensor *x, DType dt, void *dst, Diag *d) {
   RtTensor want = {.name = x->name, .dtype = dt, .rank = x->rank};
   for (int i = 0; i < x->rank; i++) want.shape[i] = x->shape[i];
