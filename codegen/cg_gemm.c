@@ -863,6 +863,20 @@ static LLVMValueRef call_pack_panel(Cg *cg, LLVMValueRef fn, LLVMValueRef b, LLV
   return LLVMBuildCall2(cg->b, LLVMFunctionType(cg->void_t, params, 4, 0), fn, args, 4, "");
 }
 
+// The pack step's name: a hash of what the packing reads (B's shape, strides and dtype, the
+// panel layout), not of the GEMM, so GEMMs that differ only in A, M or the epilogue (a
+// pruned layer's, an attention output's and the pooler's) share one pack kernel.
+static void pack_name(Cg *cg, const CgGemm *g, const GemmPlan *p, char *buf, size_t size) {
+  uint64_t h = 1469598103934665603ull;
+#define MIX(x) h = (h ^ (uint64_t)(x)) * 1099511628211ull
+  MIX(cg->W), MIX(g->N), MIX(g->K), MIX(g->b_rs), MIX(g->b_cs), MIX(g->bf16), MIX(g->int8);
+  MIX(g->nbatch);
+  for (int d = 0; d < g->nbatch; d++) MIX(g->bdim[d]), MIX(g->b_bstride[d]);
+  MIX(p->nr), MIX(p->nv), MIX(p->npan), MIX(p->ntail), MIX(p->panel_k), MIX(p->pbatch), MIX(p->k_elems);
+#undef MIX
+  snprintf(buf, size, "gemm_pack_%016llx", (unsigned long long)h);
+}
+
 // The pack step. Work item w = (distinct B pi, panel pn). bufs: B, packed.
 static void emit_pack_kernel(Cg *cg, const CgGemm *g, const GemmPlan *p, const char *fn,
                              const char *name) {
@@ -1077,8 +1091,10 @@ bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, 
   CgArg packed = cg_arg_scratch(scratch, packed_bytes ? packed_bytes : sizeof(float));
 
   if ((g->K > 0 || g->int8) && !p.fused_pack) {  // (int8 panels hold scales even at K = 0)
-    snprintf(fn, sizeof fn, "%s.pack", name);
-    if (!LLVMGetNamedFunction(cg->mod, fn)) emit_pack_kernel(cg, g, &p, fn, name);  // shared by equal GEMMs
+    char pack[64];
+    pack_name(cg, g, &p, pack, sizeof pack);
+    snprintf(fn, sizeof fn, "%s.pack", pack);
+    if (!LLVMGetNamedFunction(cg->mod, fn)) emit_pack_kernel(cg, g, &p, fn, pack);  // shared by equal packings
     CgStep *s = cg_steps_add(steps, fn, p.pbatch * p.npan, node);
     s->args[s->n_args++] = b;
     s->args[s->n_args++] = packed;

@@ -604,6 +604,36 @@ START_TEST(test_gemm_steps_name_buffers_and_once) {
 }
 END_TEST
 
+START_TEST(test_gemm_pack_kernels_are_shared_by_the_b_they_read) {
+  // The pack step is named by B's layout, not by the GEMM: GEMMs that differ in M or the
+  // epilogue (a pruned layer's at batch 8 or more, the pooler's) share one pack kernel;
+  // another N or a transposed B gets its own (as does M < mr: choose_tile's wider panels).
+  Cg cg;
+  Diag d = {0};
+  ck_assert(cg_init(&cg, "packs", NULL, &d));
+  CgSteps st = {0};
+  CgGemm g[4] = {plain(120, 96, 64), plain(16, 96, 64), plain(120, 80, 64), plain(120, 96, 64)};
+  g[1].has_bias = true, g[1].act = CG_ACT_GELU;
+  g[3].b_rs = 1, g[3].b_cs = 64;  // B^T
+  const char *names[4] = {"full", "pruned", "narrow", "transposed"};
+  for (int i = 0; i < 4; i++) {
+    g[i].b_constant = true;
+    ck_assert(cg_lower_gemm(&cg, &g[i], names[i], cg_arg_node(1), cg_arg_node(2), cg_arg_node(3),
+                            cg_arg_node(4), cg_arg_node(5), i, &st, &d));
+  }
+  ck_assert_int_eq(st.n, 8);  // a pack step and a compute step each
+  ck_assert_str_eq(st.v[0].fn, st.v[2].fn);
+  ck_assert_str_ne(st.v[0].fn, st.v[4].fn);
+  ck_assert_str_ne(st.v[0].fn, st.v[6].fn);
+  ck_assert_int_ne(st.v[0].args[1].id, st.v[2].args[1].id);  // each its own panels still
+  CgJit *j;
+  ck_assert(cg_jit(&cg, &j, &d));
+  for (int i = 0; i < st.n; i++) ck_assert_ptr_nonnull(cg_jit_lookup(j, st.v[i].fn));
+  cg_jit_free(j);
+  free(st.v);
+}
+END_TEST
+
 START_TEST(test_gemm_tuning_without_fused_packing_packs_activations_in_a_step) {
   // RtTuning.gemm_no_fuse (KILN_GEMM_FUSE=0) reaches the plan through CgOptions: an
   // activation B then gets a pack step of its own, as weights do (not `once`).
@@ -839,6 +869,7 @@ static Suite *gemm_suite(void) {
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, test_gemm_steps_name_buffers_and_once);
   tcase_add_test(tc, test_gemm_tuning_without_fused_packing_packs_activations_in_a_step);
+  tcase_add_test(tc, test_gemm_pack_kernels_are_shared_by_the_b_they_read);
   tcase_add_loop_test(tc, test_gemm_every_size_matches_reference_w16, 0, 6);
   tcase_add_loop_test(tc, test_gemm_every_size_matches_reference_w8, 0, 6);
   tcase_add_loop_test(tc, test_gemm_transposed_weights_every_n_k, 0, 2);
