@@ -610,6 +610,17 @@ static void emit_pack_kt(Cg *cg, const Attn *a, const char *name, int64_t nkp) {
   cg_kernel_end(cg);
 }
 
+// The fp32 pack kernel's name: a hash of what it reads and writes (not of the queries), so
+// attentions that differ only in their query rows share it.
+static void kt_name(Cg *cg, const Attn *a, int64_t nkp, char *buf, size_t size) {
+  uint64_t h = 1469598103934665603ull;
+#define MIX(x) h = (h ^ (uint64_t)(x)) * 1099511628211ull
+  MIX(cg->W), MIX(a->H), MIX(a->Nk), MIX(a->D), MIX(a->HD), MIX(nkp), MIX(a->n_chunks);
+  for (int c = 0; c < a->n_chunks; c++) MIX(a->lanes[c]), MIX(a->off[c]);
+#undef MIX
+  snprintf(buf, size, "attention_kt_%016llx", (unsigned long long)h);
+}
+
 // The D floats at src as D2 words of two bf16 at dst[d2 * stride] (the last one's high half
 // 0 for odd D).
 static void row_words(Cg *cg, const Attn *a, LLVMValueRef src, LLVMValueRef dst, int64_t stride) {
@@ -735,10 +746,11 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   char name[96], pack[112];
   bool exists;
   name_of(cg, n, &a, name, sizeof name, &exists);
-  snprintf(pack, sizeof pack, "%s_kt", name);
+  if (a.bf16) snprintf(pack, sizeof pack, "%s_kt", name);
+  else kt_name(cg, &a, nkp, pack, sizeof pack);  // shared with a pruned layer's attention
   if (!exists) {
     if (a.bf16) emit_pack_bf16(cg, &a, pack, nkp, 3, (const PackKind[]){PACK_PANEL, PACK_ROWS, PACK_PAIRS});
-    else emit_pack_kt(cg, &a, pack, nkp);
+    else if (!LLVMGetNamedFunction(cg->mod, pack)) emit_pack_kt(cg, &a, pack, nkp);
     cg_kernel_begin(cg, name);
     LLVMValueRef out = cg_buf(cg, 0);
     a.q = cg_buf(cg, 1), a.k = cg_buf(cg, 2), a.v = cg_buf(cg, 3);

@@ -677,6 +677,46 @@ START_TEST(test_visualbert_has_one_attention_node_per_layer) {
 }
 END_TEST
 
+// The VQA program at inference: rowprune leaves the last layer's attention one query row
+// an example, a kernel of its own, but its K^T pack kernel is the other layers' (named by
+// what it reads: one compile, not two).
+START_TEST(test_pruned_attention_shares_the_pack_kernel) {
+  static const char *sets[][2] = {
+    {"layers", "2"}, {"hidden", "32"}, {"heads", "4"}, {"intermediate", "64"}, {"vocab", "50"},
+    {"visual_dim", "24"}, {"text_len", "6"}, {"regions", "5"}, {"batch", "2"},
+    {"max_positions", "16"}, {"num_labels", "7"}};
+  int n_sets = (int)(sizeof sets / sizeof sets[0]);
+  FeSet fs[16];
+  for (int i = 0; i < n_sets; i++) {
+    snprintf(fs[i].name, sizeof fs[i].name, "%s", sets[i][0]);
+    fs[i].value = sets[i][1];
+  }
+  IrGraph g;
+  Diag d = {0};
+  ck_assert_msg(fe_load_model("models/visualbert-vqa.json", fs, n_sets, &g, &d), "%s", d.msg);
+  PassOptions po = {0};
+  ck_assert_msg(pass_run_pipeline(&g, &po, NULL, NULL, 0, &d), "%s", d.msg);
+  CgOptions opt = {.vector_floats = 16, .tuning = test_tuning()};
+  CgProgram p;
+  ck_assert_msg(cg_compile(&g, NULL, &opt, &p, &d), "%s", d.msg);
+  const char *packs[8], *kernels[8];
+  int n_packs = 0, n_kernels = 0;
+  for (int i = 0; i < p.steps.n; i++) {
+    const char *fn = p.steps.v[i].fn;
+    bool pack = strncmp(fn, "attention_kt_", 13) == 0;
+    if (!pack && strncmp(fn, "attention_", 10) != 0) continue;
+    const char **seen = pack ? packs : kernels;
+    int *n = pack ? &n_packs : &n_kernels, k = 0;
+    while (k < *n && strcmp(seen[k], fn) != 0) k++;
+    if (k == *n && *n < 8) seen[(*n)++] = fn;
+  }
+  ck_assert_int_eq(n_kernels, 2);  // the full layers' and the pruned one's
+  ck_assert_int_eq(n_packs, 1);
+  cg_program_free(&p);
+  ir_graph_free(&g);
+}
+END_TEST
+
 // ---------------------------------------------------------------------------------------
 static Suite *suite(void) {
   Suite *s = suite_create("attention");
@@ -696,6 +736,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_jit_forward_matches_the_reference_with_any_rows_per_item);
   tcase_add_loop_test(tc, test_jit_bf16_matches_the_bf16_reference, 0, n_jit);
   tcase_add_test(tc, test_jit_program_has_no_score_sized_buffers);
+  tcase_add_test(tc, test_pruned_attention_shares_the_pack_kernel);
   tcase_add_loop_test(tc, test_visualbert_has_one_attention_node_per_layer, 0,
                       (int)(sizeof models / sizeof models[0]));
   suite_add_tcase(s, tc);
