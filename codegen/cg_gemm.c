@@ -164,6 +164,10 @@ static void gemm_plan(const CgGemm *g, int W, const RtTuning *t, GemmPlan *p) {
   p->ntail = (int)(g->N % p->nr);
   int64_t kc_max = or_default(t->gemm_kc, 768);
   p->nkb = g->K > 0 ? cdiv(g->K, kc_max) : 1;
+  // Equal K blocks where one or two more blocks give them (K = 2048: 4 of 512, not 683 +
+  // 683 + 682): a K tail is two more microkernels to compile, for a block 1 shorter.
+  for (int64_t nkb = p->nkb; g->K > 0 && !t->gemm_kc && g->K % p->nkb && nkb <= p->nkb + 2; nkb++)
+    if (g->K % nkb == 0) p->nkb = nkb;
   p->kc = g->K > 0 ? cdiv(g->K, p->nkb) : 0;
   p->ktail = p->nkb > 1 && g->K % p->kc ? g->K - (p->nkb - 1) * p->kc : 0;
   p->batch = p->pbatch = 1;

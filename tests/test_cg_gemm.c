@@ -604,6 +604,42 @@ START_TEST(test_gemm_steps_name_buffers_and_once) {
 }
 END_TEST
 
+START_TEST(test_gemm_kernels_compile_no_microkernel_they_never_call) {
+  // Compile time is per microkernel: K = 2048 runs as 4 equal blocks of 512 (no K-tail
+  // microkernel), M = 3 < mr as one block of 3 rows (no full-tile microkernel it never
+  // calls: choose_tile), while K = 1537 (no equal split within two more blocks) keeps its tail. The
+  // GEMMs still match the reference.
+  Cg cg;
+  Diag d = {0};
+  CgOptions opt = {.vector_floats = 16};
+  ck_assert(cg_init(&cg, "microkernels", &opt, &d));
+  CgSteps st = {0};
+  struct { int64_t M, N, K; const char *name; bool k_tail, m_tail; } cases[] = {
+      {100, 64, 2048, "k2048", false, true}, {3, 64, 2048, "m3", false, false},
+      {24, 64, 1537, "k1537", true, false}};
+  for (int c = 0; c < 3; c++) {
+    CgGemm g = plain(cases[c].M, cases[c].N, cases[c].K);
+    g.b_constant = true;
+    ck_assert(cg_lower_gemm(&cg, &g, cases[c].name, cg_arg_node(1), cg_arg_node(2), cg_arg_node(3),
+                            cg_arg_node(4), cg_arg_node(5), c, &st, &d));
+    char fn[96];
+    snprintf(fn, sizeof fn, "%s.mk", cases[c].name);
+    ck_assert_msg(LLVMGetNamedFunction(cg.mod, fn) != NULL, "%s: no full microkernel", cases[c].name);
+    snprintf(fn, sizeof fn, "%s.mk.k", cases[c].name);
+    ck_assert_msg((LLVMGetNamedFunction(cg.mod, fn) != NULL) == cases[c].k_tail, "%s: K tail", cases[c].name);
+    snprintf(fn, sizeof fn, "%s.mk.m", cases[c].name);
+    ck_assert_msg((LLVMGetNamedFunction(cg.mod, fn) != NULL) == cases[c].m_tail, "%s: M tail", cases[c].name);
+  }
+  cg_dispose(&cg);
+  free(st.v);
+  for (int c = 0; c < 3; c++) {
+    CgGemm g = plain(cases[c].M, cases[c].N, cases[c].K);
+    g.b_constant = true, g.has_bias = true;
+    check_one(g, cases[c].name, 16);
+  }
+}
+END_TEST
+
 START_TEST(test_gemm_pack_kernels_are_shared_by_the_b_they_read) {
   // The pack step is named by B's layout, not by the GEMM: GEMMs that differ in M or the
   // epilogue (a pruned layer's at batch 8 or more, the pooler's) share one pack kernel;
@@ -869,6 +905,7 @@ static Suite *gemm_suite(void) {
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, test_gemm_steps_name_buffers_and_once);
   tcase_add_test(tc, test_gemm_tuning_without_fused_packing_packs_activations_in_a_step);
+  tcase_add_test(tc, test_gemm_kernels_compile_no_microkernel_they_never_call);
   tcase_add_test(tc, test_gemm_pack_kernels_are_shared_by_the_b_they_read);
   tcase_add_loop_test(tc, test_gemm_every_size_matches_reference_w16, 0, 6);
   tcase_add_loop_test(tc, test_gemm_every_size_matches_reference_w8, 0, 6);
