@@ -17,7 +17,7 @@
 #endif
 
 // How an object is made from a group: change it whenever objects.c changes how.
-#define OBJECT_RECIPE "objects.c v1: " CG_PASSES ", CodeGenLevelAggressive, RelocPIC, JITDefault"
+#define OBJECT_RECIPE "objects.c v2: " CG_PASSES ", " CG_QUICK_ATTR " " CG_PASSES_QUICK ", CodeGenLevelAggressive, RelocPIC, JITDefault"
 
 typedef struct Slice {
   const char *s;

@@ -49,6 +49,7 @@ typedef struct Cg {
   bool pack_each_run;  // CgOptions.pack_each_run
   RtTuning tuning;  // CgOptions.tuning (cpu and features resolved into cpu, features above)
   RtCacheOptions cache;  // CgOptions.cache
+  bool quick;  // kernels begun now are optimised with CG_PASSES_QUICK (cg_kernel_begin)
   LLVMTypeRef void_t, f32, f64, i1, i8, i32, i64, ptr;
   LLVMTypeRef vf;         // <W x float>
   LLVMTypeRef kernel_ty;  // void (ptr, i64, i64)
@@ -61,6 +62,7 @@ void cg_dispose(Cg *cg);  // frees everything not handed to a JIT
 
 // ---- kernels --------------------------------------------------------------------------
 void cg_kernel_begin(Cg *cg, const char *name);  // new function; builder at its entry
+                                                 // (marked CG_QUICK_ATTR when cg->quick)
 void cg_kernel_end(Cg *cg);                      // ret void
 LLVMValueRef cg_buf(Cg *cg, int i);              // bufs[i] as ptr
 // A new basic block in the current kernel.
@@ -127,6 +129,14 @@ LLVMValueRef cg_sigmoid(Cg *cg, LLVMValueRef x);
 // loops further and unswitches a few GEMMs' tile loops, for ~10% more compile CPU; the GEMM
 // microkernels and attention come out the same (docs/benchmarks.md, issue 13).
 #define CG_PASSES "default<O2>"
+// ... and of the kernels that lose nothing at O1, which objects.c compiles with this one:
+// the GEMMs' compute and packing kernels (explicit microkernels: the same speed at O1 for
+// ~40% less optimisation time) and pure data movement. attention_grad is 23% slower at O1,
+// element-wise loops 7% (issue 13, docs/benchmarks.md). The kernels carry the string
+// attribute CG_QUICK_ATTR; AOT and --dump-llvm optimise the whole module with CG_PASSES
+// (no fast-math flags anywhere: the level changes no result).
+#define CG_PASSES_QUICK "default<O1>"
+#define CG_QUICK_ATTR "kiln-quick"
 typedef struct CgJit CgJit;
 bool cg_verify(Cg *cg, Diag *d);  // LLVMVerifyModule: a failure is an internal error
 // Verifies the module (LLVMVerifyModule), optimises it (CG_PASSES on cg's target

@@ -119,6 +119,7 @@ void cg_kernel_begin(Cg *cg, const char *name) {
   add_string_attr(cg, cg->fn, "prefer-vector-width", width);
   add_enum_attr(cg, cg->fn, LLVMAttributeFunctionIndex, "nounwind");
   add_enum_attr(cg, cg->fn, 1, "noalias");
+  if (cg->quick) add_string_attr(cg, cg->fn, CG_QUICK_ATTR, "1");
   cg->bufs = LLVMGetParam(cg->fn, 0);
   cg->begin = LLVMGetParam(cg->fn, 1);
   cg->end = LLVMGetParam(cg->fn, 2);

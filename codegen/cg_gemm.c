@@ -1098,7 +1098,10 @@ bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, 
     char pack[64];
     pack_name(cg, g, &p, pack, sizeof pack);
     snprintf(fn, sizeof fn, "%s.pack", pack);
+    bool quick = cg->quick;
+    cg->quick = true;  // (codegen/cg.h, CG_PASSES_QUICK)
     if (!LLVMGetNamedFunction(cg->mod, fn)) emit_pack_kernel(cg, g, &p, fn, pack);  // shared by equal packings
+    cg->quick = quick;
     CgStep *s = cg_steps_add(steps, fn, p.pbatch * p.npan, node);
     s->args[s->n_args++] = b;
     s->args[s->n_args++] = packed;
@@ -1106,7 +1109,10 @@ bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, 
   }
 
   snprintf(fn, sizeof fn, "%s.gemm", name);
+  bool quick = cg->quick;
+  cg->quick = true;
   if (!LLVMGetNamedFunction(cg->mod, fn)) emit_compute_kernel(cg, g, &p, fn, name);
+  cg->quick = quick;
   CgStep *s = cg_steps_add(steps, fn, p.batch * p.npg * p.nmg, node);
   s->args[s->n_args++] = a;
   s->args[s->n_args++] = packed;

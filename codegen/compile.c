@@ -58,7 +58,10 @@ bool cg_lower_program(Cg *cg, const IrGraph *g, const bool *need, CgSteps *steps
     if (ir_op_is_view(n->op)) continue;  // shares its input's buffer: no kernel
     if (!cg_lowerings[n->op])
       return diag_error(d, "%s \"%s\": the JIT cannot lower %s yet", n->where, n->name, ir_ops[n->op].name);
-    if (!cg_lowerings[n->op](cg, n, steps, d)) return false;
+    cg->quick = cg_quick_ops[n->op];
+    bool ok = cg_lowerings[n->op](cg, n, steps, d);
+    cg->quick = false;
+    if (!ok) return false;
   }
   return true;
 }

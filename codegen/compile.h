@@ -75,6 +75,8 @@ void cg_program_free(CgProgram *p);
 // signature) and appends its steps. The table is indexed by IrOpKind; sources have none.
 typedef bool (*CgLowerFn)(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d);
 extern const CgLowerFn cg_lowerings[IR_OP_COUNT];
+// The ops whose kernels only move data: optimised with CG_PASSES_QUICK (codegen/cg.h).
+extern const bool cg_quick_ops[IR_OP_COUNT];
 
 // A kernel name unique to the node's op, dtypes, shapes and attributes: nodes that would
 // get identical code share one kernel. Returns true if the kernel already exists.

@@ -32,5 +32,10 @@ const CgLowerFn cg_lowerings[IR_OP_COUNT] = {
   [IR_OP_SCATTER_ADD] = cg_lower_scatter_add,
   [IR_OP_GELU_GRAD] = cg_lower_elementwise, [IR_OP_SILU] = cg_lower_elementwise,
 };
+const bool cg_quick_ops[IR_OP_COUNT] = {
+  [IR_OP_FULL] = true, [IR_OP_IOTA] = true, [IR_OP_CAST] = true, [IR_OP_RESHAPE] = true,
+  [IR_OP_PERMUTE] = true, [IR_OP_CONCAT] = true, [IR_OP_SLICE] = true, [IR_OP_GATHER] = true,
+};
+
 _Static_assert(IR_OP_COUNT == 45, "IR_OPS changed: give the op its lowering above (and its row "
                                   "in ir_ops[], ir/ops.c), then update this count");

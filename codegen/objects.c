@@ -2,12 +2,15 @@
 // functions are split into groups (a kernel and the internal helpers it calls), the groups
 // into units (each compiled to one object) and the units into parts, one a thread, balanced
 // by instruction count. A part's thread reads the module's bitcode into a context of its
-// own, keeps its units' functions, and compiles (CG_PASSES, a target machine of its own)
-// each unit, halving the module by copies (LLVMCloneModule) until a copy holds one unit.
+// own, keeps its units' functions, optimises them (CG_PASSES; CG_PASSES_QUICK on a copy
+// holding its quick units) and compiles (a target machine of its own) each unit, halving the
+// optimised module by copies (LLVMCloneModule) until a copy holds one unit.
 // Every function is optimised alone (kernels never call each other), so a kernel's code is
 // what the optimiser makes of it in the whole module. Without the compile cache a part is
 // one unit; with it, each group is a unit of its own, looked up by its key (codegen/cache.c)
-// and stored when compiled, so a graph edit compiles only the groups it changed.
+// and stored when compiled, so a graph edit compiles only the groups it changed. A unit's
+// groups are all quick (CG_QUICK_ATTR: optimised with CG_PASSES_QUICK) or none is: without
+// the cache each part is two units, its quick groups and the others.
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +31,7 @@ typedef struct Part {
   char **names;               // the defined functions, sorted by name
   const int *unit_of;         // ... and the unit of each (-1: none, from the cache)
   int n_names;
-  int lo, hi;                 // this part's units
+  int lo, mid, hi;            // this part's units: [lo, mid) CG_PASSES, [mid, hi) quick
   LLVMMemoryBufferRef *objs;  // out: objs[unit], for lo <= unit < hi
   char err[512];              // out: empty on success
 } Part;
@@ -58,32 +61,49 @@ static void keep_units(const Part *p, LLVMModuleRef mod, int lo, int hi) {
   }
 }
 
-// Compiles mod, which holds units [lo, hi), to one object per unit; disposes mod.
-static void compile_units(Part *p, LLVMTargetMachineRef tm, LLVMModuleRef mod, int lo, int hi) {
+static bool is_empty(LLVMModuleRef mod) {
+  for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f))
+    if (!LLVMIsDeclaration(f)) return false;
+  return true;
+}
+
+// Compiles the optimised mod, which holds units [lo, hi), to one object per unit (none for
+// a unit without functions); disposes mod.
+static void emit_units(Part *p, LLVMTargetMachineRef tm, LLVMModuleRef mod, int lo, int hi) {
   if (hi - lo > 1 && !p->err[0]) {
     int mid = lo + (hi - lo) / 2;
     LLVMModuleRef first = LLVMCloneModule(mod);
     keep_units(p, first, lo, mid);
-    compile_units(p, tm, first, lo, mid);
+    emit_units(p, tm, first, lo, mid);
     keep_units(p, mod, mid, hi);
-    compile_units(p, tm, mod, mid, hi);
+    emit_units(p, tm, mod, mid, hi);
     return;
   }
   char *err = NULL;
-  LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
-  LLVMErrorRef e = p->err[0] ? NULL : LLVMRunPasses(mod, CG_PASSES, tm, po);
-  LLVMDisposePassBuilderOptions(po);
-  if (p->err[0]) {
-  } else if (e) {
-    char *msg = LLVMGetErrorMessage(e);
-    snprintf(p->err, sizeof p->err, "LLVM optimisation failed: %s", msg);
-    LLVMDisposeErrorMessage(msg);
-  } else if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &err, &p->objs[lo])) {
+  if (!p->err[0] && !is_empty(mod) &&
+      LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &err, &p->objs[lo])) {
     snprintf(p->err, sizeof p->err, "LLVM code generation failed: %s", err ? err : "");
     LLVMDisposeMessage(err);
     p->objs[lo] = NULL;
   }
   LLVMDisposeModule(mod);
+}
+
+// Optimises mod, which holds units [lo, hi), with `passes` once (every function is
+// optimised alone: together or apart, the same code), then compiles each unit; disposes mod.
+static void compile_units(Part *p, LLVMTargetMachineRef tm, LLVMModuleRef mod, int lo, int hi,
+                          const char *passes) {
+  if (!p->err[0] && !is_empty(mod)) {
+    LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+    LLVMErrorRef e = LLVMRunPasses(mod, passes, tm, po);
+    LLVMDisposePassBuilderOptions(po);
+    if (e) {
+      char *msg = LLVMGetErrorMessage(e);
+      snprintf(p->err, sizeof p->err, "LLVM optimisation failed: %s", msg);
+      LLVMDisposeErrorMessage(msg);
+    }
+  }
+  emit_units(p, tm, mod, lo, hi);
 }
 
 static void *compile_part(void *arg) {
@@ -110,7 +130,15 @@ static void *compile_part(void *arg) {
     LLVMDisposeModule(mod);
   } else {
     keep_units(p, mod, p->lo, p->hi);
-    compile_units(p, tm, mod, p->lo, p->hi);
+    int hi = p->hi;
+    if (p->mid > p->lo && p->mid < p->hi) {  // both kinds: the quick units on a copy
+      LLVMModuleRef quick = LLVMCloneModule(mod);
+      keep_units(p, quick, p->mid, p->hi);
+      compile_units(p, tm, quick, p->mid, p->hi, CG_PASSES_QUICK);
+      keep_units(p, mod, p->lo, p->mid);
+      hi = p->mid;
+    }
+    compile_units(p, tm, mod, p->lo, hi, p->mid > p->lo ? CG_PASSES : CG_PASSES_QUICK);
     LLVMDisposeTargetMachine(tm);
   }
   LLVMDisposeMemoryBuffer(buf);
@@ -169,13 +197,14 @@ bool cg_emit_objects(Cg *cg, int threads, const RtCacheOptions *cache, CgObjects
   int *up = calloc((size_t)n + 1, sizeof *up), *size = calloc((size_t)n + 1, sizeof *size);
   int *group = calloc((size_t)n + 1, sizeof *group), *unit = calloc((size_t)n + 1, sizeof *unit);
   long *group_size = calloc((size_t)n + 1, sizeof *group_size);
+  bool *quick = calloc((size_t)n + 1, sizeof *quick);
   char **names = calloc((size_t)n + 1, sizeof *names);
   int *sorted_unit = calloc((size_t)n + 1, sizeof *sorted_unit);
   char(*key)[RT_CACHE_KEY_CHARS + 1] = calloc((size_t)n + 1, sizeof *key);
   LLVMMemoryBufferRef *hit = calloc((size_t)n + 1, sizeof *hit);
   LLVMMemoryBufferRef bc = NULL;
   Part *ps = NULL;
-  bool ok = fn && up && size && group && unit && group_size && names && sorted_unit && key && hit;
+  bool ok = fn && up && size && group && unit && group_size && quick && names && sorted_unit && key && hit;
   if (!ok) diag_error(d, "out of memory");
   int k = 0;
   for (LLVMValueRef f = LLVMGetFirstFunction(cg->mod); ok && f; f = LLVMGetNextFunction(f))
@@ -194,13 +223,21 @@ bool cg_emit_objects(Cg *cg, int threads, const RtCacheOptions *cache, CgObjects
         for (int j = 0; j < n; j++)
           if (fn[j] == callee) up[find(up, i)] = find(up, j);
       }
-  // Groups numbered in the order of their first function; their sizes.
+  // Groups numbered in the order of their first function; their sizes; quick or not (every
+  // function of a quick group is marked: helpers copy their kernel's attributes). A quick
+  // group's instructions count two thirds in the balance: O1 takes about that much less.
   int n_groups = 0;
   for (int i = 0; ok && i < n; i++) group[i] = find(up, i) == i ? n_groups++ : -1;
+  for (int g = 0; ok && g < n_groups; g++) quick[g] = true;
   for (int i = 0; ok && i < n; i++) {
     group[i] = group[find(up, i)];
     group_size[group[i]] += size[i];
+    if (!LLVMGetStringAttributeAtIndex(fn[i], LLVMAttributeFunctionIndex, CG_QUICK_ATTR,
+                                       (unsigned)strlen(CG_QUICK_ATTR)))
+      quick[group[i]] = false;
   }
+  for (int g = 0; ok && g < n_groups; g++)
+    if (quick[g]) group_size[g] = group_size[g] * 2 / 3;
   bool cached = ok && cache && cache->dir;
   Diag unusable = {0};
   if (cached && !rt_cache_usable(cache->dir, &unusable)) {
@@ -213,11 +250,12 @@ bool cg_emit_objects(Cg *cg, int threads, const RtCacheOptions *cache, CgObjects
   }
   // Units (-1: a hit) and parts, a part's units numbered in a row: [lo[q], lo[q + 1]).
   int workers = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
-  int units = 0, parts = 0, lo[MAX_THREADS + 1] = {0};
+  int units = 0, parts = 0, lo[MAX_THREADS + 1] = {0}, mid[MAX_THREADS + 1] = {0};
   long *unit_size = ok ? calloc((size_t)n + 1, sizeof *unit_size) : NULL;
   int *part_of = ok ? calloc((size_t)n + 1, sizeof *part_of) : NULL;
   int *renumber = ok ? calloc((size_t)n + 1, sizeof *renumber) : NULL;
-  if (ok && !(unit_size && part_of && renumber)) ok = diag_error(d, "out of memory");
+  bool *unit_quick = ok ? calloc((size_t)(2 * n) + 2, sizeof *unit_quick) : NULL;
+  if (ok && !(unit_size && part_of && renumber && unit_quick)) ok = diag_error(d, "out of memory");
   if (ok && cached) {
     units = look_up(cache, key, n_groups, hit, unit, &out->hits);
     out->misses = units;
@@ -225,19 +263,26 @@ bool cg_emit_objects(Cg *cg, int threads, const RtCacheOptions *cache, CgObjects
     for (int g = 0; g < n_groups; g++)
       if (unit[g] >= 0) unit_size[unit[g]] = group_size[g];
     balance(unit_size, units, parts, part_of);
+    for (int g = 0; g < n_groups; g++)
+      if (unit[g] >= 0) unit_quick[unit[g]] = quick[g];
     int next = 0;
-    for (int q = 0; q < parts; q++) {
+    for (int q = 0; q < parts; q++) {  // a part's units: the others, then the quick ones
       lo[q] = next;
-      for (int u = 0; u < units; u++)
-        if (part_of[u] == q) renumber[u] = next++;
+      for (int c = 0; c < 2; c++) {
+        if (c == 1) mid[q] = next;
+        for (int u = 0; u < units; u++)
+          if (part_of[u] == q && unit_quick[u] == c) renumber[u] = next++;
+      }
     }
     lo[parts] = next;
     for (int g = 0; g < n_groups; g++)
       if (unit[g] >= 0) unit[g] = renumber[unit[g]];
-  } else if (ok) {
-    parts = units = workers < n_groups ? workers : n_groups > 0 ? n_groups : 1;
-    balance(group_size, n_groups, units, unit);
-    for (int q = 0; q <= parts; q++) lo[q] = q;
+  } else if (ok) {  // part q: units 2q (the others) and 2q + 1 (its quick groups)
+    parts = workers < n_groups ? workers : n_groups > 0 ? n_groups : 1;
+    units = 2 * parts;
+    balance(group_size, n_groups, parts, unit);
+    for (int g = 0; g < n_groups; g++) unit[g] = 2 * unit[g] + quick[g];
+    for (int q = 0; q <= parts; q++) lo[q] = 2 * q, mid[q] = 2 * q + 1;
   }
   LLVMMemoryBufferRef *objs = ok ? calloc((size_t)units + 1, sizeof *objs) : NULL;
   if (ok && !objs) ok = diag_error(d, "out of memory");
@@ -264,7 +309,7 @@ bool cg_emit_objects(Cg *cg, int threads, const RtCacheOptions *cache, CgObjects
   bool started[MAX_THREADS] = {0};
   for (int q = 0; ok && q < parts; q++) {
     ps[q] = (Part){.cg = cg, .bc = LLVMGetBufferStart(bc), .bc_size = LLVMGetBufferSize(bc), .names = names,
-                   .unit_of = sorted_unit, .n_names = n, .lo = lo[q], .hi = lo[q + 1], .objs = objs};
+                   .unit_of = sorted_unit, .n_names = n, .lo = lo[q], .mid = mid[q], .hi = lo[q + 1], .objs = objs};
     if (q > 0) started[q] = pthread_create(&tid[q], NULL, compile_part, &ps[q]) == 0;
   }
   if (ok && parts > 0) compile_part(&ps[0]);
@@ -288,7 +333,7 @@ bool cg_emit_objects(Cg *cg, int threads, const RtCacheOptions *cache, CgObjects
     else if (hit && hit[g]) LLVMDisposeMemoryBuffer(hit[g]);
   }
   for (int u = 0; objs && u < units; u++) {
-    if (ok) out->v[out->n++] = objs[u];
+    if (ok && objs[u]) out->v[out->n++] = objs[u];
     else if (objs[u]) LLVMDisposeMemoryBuffer(objs[u]);
   }
   free(ps);
@@ -303,6 +348,8 @@ bool cg_emit_objects(Cg *cg, int threads, const RtCacheOptions *cache, CgObjects
   free(unit_size);
   free(part_of);
   free(renumber);
+  free(unit_quick);
+  free(quick);
   free(names);
   free(sorted_unit);
   free(key);

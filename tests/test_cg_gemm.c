@@ -644,6 +644,7 @@ START_TEST(test_gemm_pack_kernels_are_shared_by_the_b_they_read) {
   // The pack step is named by B's layout, not by the GEMM: GEMMs that differ in M or the
   // epilogue (a pruned layer's at batch 8 or more, the pooler's) share one pack kernel;
   // another N or a transposed B gets its own (as does M < mr: choose_tile's wider panels).
+  // Compute and pack kernels are optimised quickly (CG_QUICK_ATTR).
   Cg cg;
   Diag d = {0};
   ck_assert(cg_init(&cg, "packs", NULL, &d));
@@ -662,6 +663,13 @@ START_TEST(test_gemm_pack_kernels_are_shared_by_the_b_they_read) {
   ck_assert_str_ne(st.v[0].fn, st.v[4].fn);
   ck_assert_str_ne(st.v[0].fn, st.v[6].fn);
   ck_assert_int_ne(st.v[0].args[1].id, st.v[2].args[1].id);  // each its own panels still
+  for (int i = 0; i < st.n; i++) {
+    LLVMValueRef f = LLVMGetNamedFunction(cg.mod, st.v[i].fn);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_msg(LLVMGetStringAttributeAtIndex(f, LLVMAttributeFunctionIndex, CG_QUICK_ATTR,
+                                                (unsigned)strlen(CG_QUICK_ATTR)) != NULL,
+                  "%s is not marked quick", st.v[i].fn);
+  }
   CgJit *j;
   ck_assert(cg_jit(&cg, &j, &d));
   for (int i = 0; i < st.n; i++) ck_assert_ptr_nonnull(cg_jit_lookup(j, st.v[i].fn));
