@@ -39,7 +39,7 @@ LLVMValueRef cg_mul(Cg *cg, LLVMValueRef a, int64_t k);                       //
 typedef void (*CgColBody)(Cg *cg, LLVMValueRef col, int lanes, void *ctx);
 void cg_for_cols(Cg *cg, int64_t len, CgColBody body, void *ctx);
 
-// dst[0..count) = src[0..count) (runtime count): W-lane vectors, then scalars.
+// dst[0..count) = src[0..count) (runtime count), and zeros: llvm.memcpy, llvm.memset.
 void cg_copy_elems(Cg *cg, LLVMTypeRef et, LLVMValueRef dst, LLVMValueRef src,
                    LLVMValueRef count);
 void cg_zero_elems(Cg *cg, LLVMTypeRef et, LLVMValueRef dst, LLVMValueRef count);
