@@ -1,6 +1,7 @@
 // The compile cache's file store (see cache.h): DIR/KEY.entry files, each a header (magic,
-// payload size, checksum of key and payload) and the payload, written by rt_write_atomic;
-// a hit sets the entry's mtime to now, and trimming removes the oldest mtimes first.
+// payload size, checksum of key and payload) and the payload, written by
+// rt_write_atomic_unsynced (a crash's torn entry fails its checksum: a miss, removed); a
+// hit sets the entry's mtime to now, and trimming removes the oldest mtimes first.
 #include "runtime/cache.h"
 
 #include <dirent.h>
@@ -141,7 +142,7 @@ bool rt_cache_put(const RtCacheOptions *c, const char *key, const void *data, si
   char *path = entry_path(c->dir, key);
   if (!path) return false;
   Diag d = {0};
-  bool ok = rt_write_atomic(path, write_entry, &(Entry){key, data, size}, &d);
+  bool ok = rt_write_atomic_unsynced(path, write_entry, &(Entry){key, data, size}, &d);
   if (!ok) note(c, "cannot store an entry: %s%s", d.msg, "");
   free(path);
   return ok;

@@ -117,7 +117,7 @@ int rt_output_check(const char *option, const char *path, const RtNamedPath *inp
   return rt_output_writable(path, d) ? 0 : 1;
 }
 
-bool rt_write_atomic(const char *path, RtWriteFn write, void *ctx, Diag *d) {
+static bool write_atomic(const char *path, RtWriteFn write, void *ctx, bool sync, Diag *d) {
   struct stat sb;
   if (lstat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
     return diag_error(d, "%s: is %s; kiln writes a file by replacing it with a new regular file, "
@@ -152,7 +152,7 @@ bool rt_write_atomic(const char *path, RtWriteFn write, void *ctx, Diag *d) {
     step = "flush";
     ok = fflush(fp) == 0;
   }
-  if (ok) {
+  if (ok && sync) {
     step = "fsync";
     ok = fsync(fileno(fp)) == 0;
   }
@@ -173,6 +173,14 @@ bool rt_write_atomic(const char *path, RtWriteFn write, void *ctx, Diag *d) {
   }
   free(tmp);
   return ok;
+}
+
+bool rt_write_atomic(const char *path, RtWriteFn write, void *ctx, Diag *d) {
+  return write_atomic(path, write, ctx, true, d);
+}
+
+bool rt_write_atomic_unsynced(const char *path, RtWriteFn write, void *ctx, Diag *d) {
+  return write_atomic(path, write, ctx, false, d);
 }
 
 bool rt_read_text(const char *path, size_t max_bytes, const char *what, char **out, size_t *len, Diag *d) {
