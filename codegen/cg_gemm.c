@@ -450,43 +450,42 @@ static void loop_unroll_disable(Cg *cg, LLVMValueRef latch_br) {
                   LLVMMetadataAsValue(cg->ctx, id));
 }
 
-// The epilogue's per-column operands, loaded once a microkernel call: the bias and (int8)
-// the panel's compensations and scales.
+// The epilogue's per-column operands of one vector of the tile (columns col .. col + lanes,
+// col an i64, constant or a loop's): the bias and (int8) the panel's compensations and scales.
 typedef struct EpiCols {
-  LLVMValueRef bias[MK_MAX_VECS], comp[MK_MAX_VECS], sb[MK_MAX_VECS];
+  LLVMValueRef col, bias, comp, sb;
+  int lanes;
 } EpiCols;
 
-static void epilogue_cols(Cg *cg, const CgGemm *g, const GemmPlan *p, const Tile *t,
-                          LLVMValueRef bias, LLVMValueRef bp, int64_t kc, EpiCols *e) {
-  if (g->int8)
-    for (int v = 0; v < t->nv; v++) {
-      e->comp[v] = cg_load(cg, cg->i32, gepc(cg, bp, kc * p->nr + (int64_t)v * cg->W), cg->W);
-      e->sb[v] = cg_load(cg, cg->f32, gepc(cg, bp, (kc + 1) * p->nr + (int64_t)v * cg->W), cg->W);
-    }
-  if (g->has_bias)
-    for (int v = 0; v < t->nv; v++)
-      e->bias[v] = cg_gemm_load_lanes(cg, gepc(cg, bias, (int64_t)v * cg->W), tile_lanes(cg, t, v));
+static EpiCols epilogue_cols(Cg *cg, const CgGemm *g, const GemmPlan *p, LLVMValueRef col,
+                             int lanes, LLVMValueRef bias, LLVMValueRef bp, int64_t kc) {
+  EpiCols e = {.col = col, .lanes = lanes};
+  if (g->int8) {
+    e.comp = cg_load(cg, cg->i32, gepv(cg, bp, add(cg, cg_i64(cg, kc * p->nr), col)), cg->W);
+    e.sb = cg_load(cg, cg->f32, gepv(cg, bp, add(cg, cg_i64(cg, (kc + 1) * p->nr), col)), cg->W);
+  }
+  if (g->has_bias) e.bias = cg_gemm_load_lanes(cg, gepv(cg, bias, col), lanes);
+  return e;
 }
 
-// The epilogue of vector v of tile row r (an i64, constant or the row loop's), x its sum:
-// (int8: x = ((float)(x - comp_j) · scale_a(i)) · scale_b(j), the row scales after the
-// last K block's kc words of A, compensations and scales after its kc panel rows)
-// t = scale·x; t += bias[j]; t = act(t); t += R(i, j) (or t *= gelu'(R(i, j)) with
-// residual_gelu_grad).
-static LLVMValueRef epilogue_vec(Cg *cg, const CgGemm *g, const Tile *t, const EpiCols *e,
-                                 LLVMValueRef x, LLVMValueRef r, int v, LLVMValueRef res,
-                                 LLVMValueRef a, int64_t kc) {
+// The epilogue of one vector (e's columns) of tile row r (an i64, constant or the row
+// loop's), x its sum: (int8: x = ((float)(x - comp_j) · scale_a(i)) · scale_b(j), the row
+// scales after the last K block's kc words of A, compensations and scales after its kc
+// panel rows) t = scale·x; t += bias[j]; t = act(t); t += R(i, j) (or t *= gelu'(R(i, j))
+// with residual_gelu_grad).
+static LLVMValueRef epilogue_vec(Cg *cg, const CgGemm *g, const EpiCols *e, LLVMValueRef x,
+                                 LLVMValueRef r, LLVMValueRef res, LLVMValueRef a, int64_t kc) {
   if (g->int8)
-    x = cg_gemm_int8_dequant(cg, x, e->comp[v],
+    x = cg_gemm_int8_dequant(cg, x, e->comp,
                              cg_load(cg, cg->f32, gepv(cg, a, add(cg, mul_c(cg, r, g->a_rs),
                                                                   cg_i64(cg, kc))), 1),
-                             e->sb[v]);
+                             e->sb);
   if (g->scale != 1.0f) x = LLVMBuildFMul(cg->b, x, cg_const_like(cg, x, g->scale), "scaled");
-  if (g->has_bias) x = LLVMBuildFAdd(cg->b, x, e->bias[v], "biased");
+  if (g->has_bias) x = LLVMBuildFAdd(cg->b, x, e->bias, "biased");
   if (g->act == CG_ACT_GELU) x = gelu_branched(cg, x);
   if (g->has_residual) {
-    LLVMValueRef rp = gepv(cg, res, add(cg, mul_c(cg, r, g->c_rs), cg_i64(cg, (int64_t)v * cg->W)));
-    LLVMValueRef rv = cg_gemm_load_lanes(cg, rp, tile_lanes(cg, t, v));
+    LLVMValueRef rp = gepv(cg, res, add(cg, mul_c(cg, r, g->c_rs), e->col));
+    LLVMValueRef rv = cg_gemm_load_lanes(cg, rp, e->lanes);
     if (g->residual_gelu_grad) x = LLVMBuildFMul(cg->b, x, cg_gelu_grad(cg, rv), "dgelu");
     else x = LLVMBuildFAdd(cg->b, x, rv, "residual");
   }
@@ -500,30 +499,47 @@ static LLVMValueRef epilogue_vec(Cg *cg, const CgGemm *g, const Tile *t, const E
 static void mk_epilogue_store(Cg *cg, const CgGemm *g, const GemmPlan *p, const Tile *t,
                               LLVMValueRef c, LLVMValueRef bias, LLVMValueRef res, LLVMValueRef a,
                               LLVMValueRef bp, int64_t kc) {
-  EpiCols e;
-  epilogue_cols(cg, g, p, t, bias, bp, kc, &e);
+  EpiCols e[MK_MAX_VECS];
+  for (int v = 0; v < t->nv; v++)
+    e[v] = epilogue_cols(cg, g, p, cg_i64(cg, (int64_t)v * cg->W), tile_lanes(cg, t, v), bias, bp, kc);
   for (int r = 0; r < t->rows; r++)
     for (int v = 0; v < t->nv; v++)
-      tile_store(cg, g, t, c, r, v,
-                 epilogue_vec(cg, g, t, &e, t->acc[r][v], cg_i64(cg, r), v, res, a, kc));
+      tile_store(cg, g, t, c, r, v, epilogue_vec(cg, g, &e[v], t->acc[r][v], cg_i64(cg, r), res, a, kc));
 }
 
-// The same epilogue on the tile already stored to C, as a loop over its rows that reloads
-// each row, for the GELU and gelu' epilogues: their ~100 operations a vector, unrolled over
+// The epilogue of the vector at columns col (lanes wide) of tile row r, stored in C: reloaded,
+// finished, stored back (exact).
+static void epilogue_in_c(Cg *cg, const CgGemm *g, const GemmPlan *p, LLVMValueRef c,
+                          LLVMValueRef bias, LLVMValueRef res, LLVMValueRef a, LLVMValueRef bp,
+                          int64_t kc, LLVMValueRef r, LLVMValueRef col, int lanes) {
+  EpiCols e = epilogue_cols(cg, g, p, col, lanes, bias, bp, kc);
+  LLVMValueRef cp = gepv(cg, c, add(cg, mul_c(cg, r, g->c_rs), col));
+  LLVMValueRef x = cg_gemm_load_lanes(cg, cp, lanes);
+  store_lanes(cg, epilogue_vec(cg, g, &e, x, r, res, a, kc), cp, lanes);
+}
+
+// The same epilogue on the tile already stored to C, as loops over its rows and its full
+// vectors, for the GELU and gelu' epilogues: their ~100 operations a vector, unrolled over
 // the 24 vectors of an 8x3 tile, made the microkernel a fifth of a BERT module's IR and of
-// its compile time. The loop has a row's nv copies; the stores and reloads are exact.
+// its compile time, and a row's nv copies still ~half of a few-row GEMM's (nv up to 8). So
+// one copy for the full vectors (their bias loaded in the loop) and one for a partial last.
 static void mk_epilogue_rows(Cg *cg, const CgGemm *g, const GemmPlan *p, const Tile *t,
                              LLVMValueRef c, LLVMValueRef bias, LLVMValueRef res, LLVMValueRef a,
                              LLVMValueRef bp, int64_t kc) {
-  EpiCols e;
-  epilogue_cols(cg, g, p, t, bias, bp, kc, &e);
+  int full = t->last_lanes == cg->W ? t->nv : t->nv - 1;
   CgLoop r;
   cg_for_begin(cg, &r, cg_i64(cg, 0), cg_i64(cg, t->rows), cg_i64(cg, 1), "epi.row");
-  for (int v = 0; v < t->nv; v++) {
-    LLVMValueRef cp = gepv(cg, c, add(cg, mul_c(cg, r.iv, g->c_rs), cg_i64(cg, (int64_t)v * cg->W)));
-    LLVMValueRef x = cg_gemm_load_lanes(cg, cp, tile_lanes(cg, t, v));
-    store_lanes(cg, epilogue_vec(cg, g, t, &e, x, r.iv, v, res, a, kc), cp, tile_lanes(cg, t, v));
+  if (full == 1) {
+    epilogue_in_c(cg, g, p, c, bias, res, a, bp, kc, r.iv, cg_i64(cg, 0), cg->W);
+  } else if (full > 1) {
+    CgLoop v;
+    cg_for_begin(cg, &v, cg_i64(cg, 0), cg_i64(cg, (int64_t)full * cg->W), cg_i64(cg, cg->W), "epi.vec");
+    epilogue_in_c(cg, g, p, c, bias, res, a, bp, kc, r.iv, v.iv, cg->W);
+    cg_for_end(cg, &v);
+    loop_unroll_disable(cg, LLVMGetBasicBlockTerminator(LLVMGetIncomingBlock(v.iv, 1)));
   }
+  if (full < t->nv)
+    epilogue_in_c(cg, g, p, c, bias, res, a, bp, kc, r.iv, cg_i64(cg, (int64_t)full * cg->W), t->last_lanes);
   cg_for_end(cg, &r);
   loop_unroll_disable(cg, LLVMGetBasicBlockTerminator(LLVMGetIncomingBlock(r.iv, 1)));
 }

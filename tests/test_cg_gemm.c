@@ -406,9 +406,15 @@ START_TEST(test_gemm_epilogue_gelu) {
   // form, some (a lane past 1.25) the full one, in the same tile.
   CgGemm g3 = plain(23, 70, 33);
   g3.scale = 0.25f, g3.act = CG_ACT_GELU;
-  CgGemm gs[3] = {g, g2, g3};
-  const char *names[3] = {"bias+gelu+residual", "scale+gelu K=700", "narrow gelu"};
-  check_gemms(gs, names, 3, loop_width(_i));
+  // Few rows, wide tiles: the epilogue's loop over full vectors, a partial last one, and a
+  // tile of one vector (no loop).
+  CgGemm g4 = plain(1, 200, 40), g5 = plain(3, 16, 40);
+  g4.has_bias = true, g4.act = CG_ACT_GELU, g4.has_residual = true;
+  g5.has_bias = true, g5.act = CG_ACT_GELU;
+  CgGemm gs[5] = {g, g2, g3, g4, g5};
+  const char *names[5] = {"bias+gelu+residual", "scale+gelu K=700", "narrow gelu",
+                          "1 row, 200 columns: bias+gelu+residual", "3 rows, 16 columns: bias+gelu"};
+  check_gemms(gs, names, 5, loop_width(_i));
 }
 END_TEST
 
