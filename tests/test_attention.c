@@ -648,7 +648,8 @@ static const struct {
 } models[] = {{"models/visualbert-vqa.json", 3}, {"models/visualbert-pretrain.json", 3},
               {"models/visualbert-vqa-late.json", 4}, {"models/visualbert-nlvr2.json", 3}};
 
-START_TEST(test_visualbert_has_one_attention_node_per_layer) {
+// A VisualBERT file at a tiny size: 3 layers of hidden 32, 4 heads, batch 2.
+static void load_tiny(const char *file, IrGraph *g) {
   static const char *sets[][2] = {
     {"layers", "3"}, {"hidden", "32"}, {"heads", "4"}, {"intermediate", "64"}, {"vocab", "50"},
     {"visual_dim", "24"}, {"text_len", "6"}, {"regions", "5"}, {"batch", "2"},
@@ -659,10 +660,15 @@ START_TEST(test_visualbert_has_one_attention_node_per_layer) {
     snprintf(fs[i].name, sizeof fs[i].name, "%s", sets[i][0]);
     fs[i].value = sets[i][1];
   }
+  Diag d = {0};
+  ck_assert_msg(fe_load_model(file, fs, n_sets, g, &d), "%s", d.msg);
+}
+
+START_TEST(test_visualbert_has_one_attention_node_per_layer) {
   for (int grad = 0; grad <= 1; grad++) {
     IrGraph g;
     Diag d = {0};
-    ck_assert_msg(fe_load_model(models[_i].file, fs, n_sets, &g, &d), "%s", d.msg);
+    load_tiny(models[_i].file, &g);
     PassOptions po = {.loss = grad ? "loss" : NULL};
     ck_assert_msg(pass_run_pipeline(&g, &po, NULL, NULL, 0, &d), "%s", d.msg);
     ck_assert_int_eq(count_op(&g, IR_OP_ATTENTION), models[_i].attention);
@@ -681,19 +687,9 @@ END_TEST
 // an example, a kernel of its own, but its K^T pack kernel is the other layers' (named by
 // what it reads: one compile, not two).
 START_TEST(test_pruned_attention_shares_the_pack_kernel) {
-  static const char *sets[][2] = {
-    {"layers", "2"}, {"hidden", "32"}, {"heads", "4"}, {"intermediate", "64"}, {"vocab", "50"},
-    {"visual_dim", "24"}, {"text_len", "6"}, {"regions", "5"}, {"batch", "2"},
-    {"max_positions", "16"}, {"num_labels", "7"}};
-  int n_sets = (int)(sizeof sets / sizeof sets[0]);
-  FeSet fs[16];
-  for (int i = 0; i < n_sets; i++) {
-    snprintf(fs[i].name, sizeof fs[i].name, "%s", sets[i][0]);
-    fs[i].value = sets[i][1];
-  }
   IrGraph g;
   Diag d = {0};
-  ck_assert_msg(fe_load_model("models/visualbert-vqa.json", fs, n_sets, &g, &d), "%s", d.msg);
+  load_tiny("models/visualbert-vqa.json", &g);
   PassOptions po = {0};
   ck_assert_msg(pass_run_pipeline(&g, &po, NULL, NULL, 0, &d), "%s", d.msg);
   CgOptions opt = {.vector_floats = 16, .tuning = test_tuning()};

@@ -571,6 +571,16 @@ START_TEST(test_gemm_prefetching_a_matches_reference) {
 }
 END_TEST
 
+// JIT-compiles cg's module (disposing cg) and finds every step's kernel; frees st's steps.
+static void jit_finds_every_step(Cg *cg, CgSteps *st) {
+  Diag d = {0};
+  CgJit *j;
+  ck_assert_msg(cg_jit(cg, &j, &d), "%s", d.msg);
+  for (int i = 0; i < st->n; i++) ck_assert_ptr_nonnull(cg_jit_lookup(j, st->v[i].fn));
+  cg_jit_free(j);
+  free(st->v);
+}
+
 START_TEST(test_gemm_steps_name_buffers_and_once) {
   // A parameter B is packed by a `once` step before the compute step; an activation B is
   // packed inside the compute step's work items, which then name B too.
@@ -602,11 +612,7 @@ START_TEST(test_gemm_steps_name_buffers_and_once) {
   ck_assert(cg_lower_gemm(&cg, &g, "e", cg_arg_node(1), cg_arg_node(2), cg_arg_node(3),
                           cg_arg_node(4), cg_arg_node(5), 9, &st, &d));
   ck_assert_int_eq(st.n, 3);
-  CgJit *j;
-  ck_assert(cg_jit(&cg, &j, &d));
-  for (int i = 0; i < st.n; i++) ck_assert_ptr_nonnull(cg_jit_lookup(j, st.v[i].fn));
-  cg_jit_free(j);
-  free(st.v);
+  jit_finds_every_step(&cg, &st);
 }
 END_TEST
 
@@ -676,11 +682,7 @@ START_TEST(test_gemm_pack_kernels_are_shared_by_the_b_they_read) {
                                                 (unsigned)strlen(CG_QUICK_ATTR)) != NULL,
                   "%s is not marked quick", st.v[i].fn);
   }
-  CgJit *j;
-  ck_assert(cg_jit(&cg, &j, &d));
-  for (int i = 0; i < st.n; i++) ck_assert_ptr_nonnull(cg_jit_lookup(j, st.v[i].fn));
-  cg_jit_free(j);
-  free(st.v);
+  jit_finds_every_step(&cg, &st);
 }
 END_TEST
 
