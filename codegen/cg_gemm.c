@@ -471,8 +471,7 @@ static EpiCols epilogue_cols(Cg *cg, const CgGemm *g, const GemmPlan *p, LLVMVal
 // The epilogue of one vector (e's columns) of tile row r (an i64, constant or the row
 // loop's), x its sum: (int8: x = ((float)(x - comp_j) · scale_a(i)) · scale_b(j), the row
 // scales after the last K block's kc words of A, compensations and scales after its kc
-// panel rows) t = scale·x; t += bias[j]; t = act(t); t += R(i, j) (or t *= gelu'(R(i, j))
-// with residual_gelu_grad).
+// panel rows) t = scale·x; t += bias[j]; t = act(t); t += R(i, j).
 static LLVMValueRef epilogue_vec(Cg *cg, const CgGemm *g, const EpiCols *e, LLVMValueRef x,
                                  LLVMValueRef r, LLVMValueRef res, LLVMValueRef a, int64_t kc) {
   if (g->int8)
@@ -485,9 +484,7 @@ static LLVMValueRef epilogue_vec(Cg *cg, const CgGemm *g, const EpiCols *e, LLVM
   if (g->act == CG_ACT_GELU) x = gelu_branched(cg, x);
   if (g->has_residual) {
     LLVMValueRef rp = gepv(cg, res, add(cg, mul_c(cg, r, g->c_rs), e->col));
-    LLVMValueRef rv = cg_gemm_load_lanes(cg, rp, e->lanes);
-    if (g->residual_gelu_grad) x = LLVMBuildFMul(cg->b, x, cg_gelu_grad(cg, rv), "dgelu");
-    else x = LLVMBuildFAdd(cg->b, x, rv, "residual");
+    x = LLVMBuildFAdd(cg->b, x, cg_gemm_load_lanes(cg, rp, e->lanes), "residual");
   }
   return x;
 }
@@ -519,7 +516,7 @@ static void epilogue_in_c(Cg *cg, const CgGemm *g, const GemmPlan *p, LLVMValueR
 }
 
 // The same epilogue on the tile already stored to C, as loops over its rows and its full
-// vectors, for the GELU and gelu' epilogues: their ~100 operations a vector, unrolled over
+// vectors, for the GELU epilogue: its ~100 operations a vector, unrolled over
 // the 24 vectors of an 8x3 tile, made the microkernel a fifth of a BERT module's IR and of
 // its compile time, and a row's nv copies still ~half of a few-row GEMM's (nv up to 8). So
 // one copy for the full vectors (their bias loaded in the loop) and one for a partial last.
@@ -588,9 +585,9 @@ static LLVMValueRef emit_microkernel(Cg *cg, LLVMValueRef kernel, const CgGemm *
 
   mk_k_loop(cg, g, p, &t, a, bp, pf, kc);
 
-  // GELU and gelu': store, then if (flags & MK_LAST) the epilogue's row loop. Other
+  // GELU: store, then if (flags & MK_LAST) the epilogue's row loop. Other
   // epilogues: if (flags & MK_LAST) epilogue and store, else store.
-  bool rows_loop = g->act == CG_ACT_GELU || g->residual_gelu_grad;
+  bool rows_loop = g->act == CG_ACT_GELU;
   bool has_epilogue = g->scale != 1.0f || g->has_bias || g->act != CG_ACT_NONE ||
                       g->has_residual || g->int8;
   if (has_epilogue && !rows_loop) {

@@ -89,7 +89,6 @@ typedef struct CgGemm {
   float scale;
   bool has_bias, has_residual;
   CgAct act;
-  bool residual_gelu_grad;  // R is GELU's input x instead: t = t * gelu'(R(i, j)) (backward)
   bool b_constant;     // B is a parameter: its packing may run once (CgStep.once)
   bool bf16;           // operands rounded to bf16, f32 sums (codegen/cg_gemm_bf16.c)
   bool int8;           // A per row, B per column quantised to int8, int32 sums (cg_gemm_int8.c)

@@ -243,7 +243,6 @@ static bool lower_gemm(Cg *cg, const IrNode *n, const char *sig, CgSteps *steps,
   g.act = e->gelu ? CG_ACT_GELU : CG_ACT_NONE;
   g.has_bias = e->bias >= 0;
   g.has_residual = e->residual != IR_GEMM_RESIDUAL_NONE;
-  g.residual_gelu_grad = e->residual == IR_GEMM_RESIDUAL_GELU_GRAD;  // R: x, laid out like C
   CgArg bias = cg_arg_node(g.has_bias ? n->in[e->bias]->id : n->id);
   CgArg res = cg_arg_node(g.has_residual ? n->in[e->residual_param]->id : n->id);
   char name[96];

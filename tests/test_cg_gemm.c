@@ -456,12 +456,11 @@ static void ew_run(CgJit *j, const char *name, const float *x, float *y, size_t 
   free(out);
 }
 
-// g (with act GELU or residual_gelu_grad) against the same GEMM without its epilogue (int8
+// g (with act GELU) against the same GEMM without its epilogue (int8
 // keeps its dequantisation), then scale, bias, the element-wise kernel and the residual.
 static void check_gelu_unfused(CgGemm g, float range, const char *what, int W) {
   CgGemm raw = g;
   raw.scale = 1.0f, raw.has_bias = false, raw.act = CG_ACT_NONE, raw.has_residual = false;
-  raw.residual_gelu_grad = false;
   Case c[2];
   case_init(&c[0], &g, what);
   case_init(&c[1], &raw, what);
@@ -480,7 +479,6 @@ static void check_gelu_unfused(CgGemm g, float range, const char *what, int W) {
   CgOptions opt = {.vector_floats = W, .tuning = g_tuning};
   ck_assert_msg(cg_init(&cg, "test_gelu_ew", &opt, &d), "%s", d.msg);
   ew_build(&cg, "gelu", false);
-  ew_build(&cg, "gelu_grad", true);
   CgJit *j;
   ck_assert_msg(cg_jit(&cg, &j, &d), "%s", d.msg);
   size_t n = c[0].len[ARG_C];
@@ -489,12 +487,11 @@ static void check_gelu_unfused(CgGemm g, float range, const char *what, int W) {
     t[i] = c[1].buf[ARG_C][i] * g.scale;
     if (g.has_bias) t[i] += c[0].buf[ARG_BIAS][i % (size_t)g.c_rs];  // c_rs == N here
   }
-  ew_run(j, g.residual_gelu_grad ? "gelu_grad" : "gelu",
-         g.residual_gelu_grad ? c[0].buf[ARG_RES] : t, f, n, W);
+  ew_run(j, "gelu", t, f, n, W);
   int central = 0;  // elements of GELU's central form (|x| < 1.25): both branches are taken
   for (size_t i = 0; i < n; i++) {
     central += fabsf(t[i]) < 1.25f;
-    float want = g.residual_gelu_grad ? t[i] * f[i] : g.has_residual ? f[i] + c[0].buf[ARG_RES][i] : f[i];
+    float want = g.has_residual ? f[i] + c[0].buf[ARG_RES][i] : f[i];
     uint32_t a, b;
     memcpy(&a, &c[0].buf[ARG_C][i], sizeof a);
     memcpy(&b, &want, sizeof b);
@@ -521,8 +518,8 @@ START_TEST(test_gemm_gelu_epilogues_give_the_bits_of_the_unfused_ops) {
   g2.b_rs = 1, g2.b_cs = g2.K, g2.act = CG_ACT_GELU, g2.scale = 0.25f, g2.has_bias = true;
   check_gelu_unfused(g2, 1.0f, "scale+bias+gelu 3x100x700 B^T", W);
   CgGemm g3 = plain(37, 20, 65);  // N of one partial vector (W 16: 14-row tiles)
-  g3.has_bias = true, g3.has_residual = true, g3.residual_gelu_grad = true;
-  check_gelu_unfused(g3, 1.0f, "bias, gelu'(R) 37x20x65", W);
+  g3.has_bias = true, g3.act = CG_ACT_GELU;
+  check_gelu_unfused(g3, 1.0f, "bias+gelu 37x20x65", W);
   CgGemm g4 = plain(29, 50, 130);  // int8: the row loop reads each row's scale of A
   g4.b_rs = 1, g4.b_cs = g4.K, g4.b_constant = true, g4.int8 = true;
   g4.has_bias = true, g4.act = CG_ACT_GELU;
