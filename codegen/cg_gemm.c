@@ -27,6 +27,7 @@
 
 #include <llvm-c/DebugInfo.h>
 
+#include "codegen/compile.h"
 #include "codegen/lower.h"
 
 // ---------------------------------------------------------------------------------------
@@ -884,14 +885,11 @@ static LLVMValueRef call_pack_panel(Cg *cg, LLVMValueRef fn, LLVMValueRef b, LLV
 // panel layout), not of the GEMM, so GEMMs that differ only in A, M or the epilogue (a
 // pruned layer's, an attention output's and the pooler's) share one pack kernel.
 static void pack_name(Cg *cg, const CgGemm *g, const GemmPlan *p, char *buf, size_t size) {
-  uint64_t h = 1469598103934665603ull;
-#define MIX(x) h = (h ^ (uint64_t)(x)) * 1099511628211ull
-  MIX(cg->W), MIX(g->N), MIX(g->K), MIX(g->b_rs), MIX(g->b_cs), MIX(g->bf16), MIX(g->int8);
-  MIX(g->nbatch);
-  for (int d = 0; d < g->nbatch; d++) MIX(g->bdim[d]), MIX(g->b_bstride[d]);
-  MIX(p->nr), MIX(p->nv), MIX(p->npan), MIX(p->ntail), MIX(p->panel_k), MIX(p->pbatch), MIX(p->k_elems);
-#undef MIX
-  snprintf(buf, size, "gemm_pack_%016llx", (unsigned long long)h);
+  int64_t v[16 + 2 * IR_MAX_RANK] = {cg->W, g->N, g->K, g->b_rs, g->b_cs, g->bf16, g->int8, g->nbatch,
+                                     p->nr, p->nv, p->npan, p->ntail, p->panel_k, p->pbatch, p->k_elems};
+  int n = 15;
+  for (int d = 0; d < g->nbatch; d++) v[n++] = g->bdim[d], v[n++] = g->b_bstride[d];
+  cg_kernel_name_of(cg, "gemm_pack", v, n, buf, size);
 }
 
 // The pack step. Work item w = (distinct B pi, panel pn). bufs: B, packed.
@@ -1107,14 +1105,13 @@ bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, 
   int scratch = cg_steps_new_scratch(steps);
   CgArg packed = cg_arg_scratch(scratch, packed_bytes ? packed_bytes : sizeof(float));
 
+  bool quick = cg->quick;
+  cg->quick = true;  // the pack and compute kernels lose nothing at O1 (codegen/cg.h)
   if ((g->K > 0 || g->int8) && !p.fused_pack) {  // (int8 panels hold scales even at K = 0)
     char pack[64];
     pack_name(cg, g, &p, pack, sizeof pack);
     snprintf(fn, sizeof fn, "%s.pack", pack);
-    bool quick = cg->quick;
-    cg->quick = true;  // (codegen/cg.h, CG_PASSES_QUICK)
     if (!LLVMGetNamedFunction(cg->mod, fn)) emit_pack_kernel(cg, g, &p, fn, pack);  // shared by equal packings
-    cg->quick = quick;
     CgStep *s = cg_steps_add(steps, fn, p.pbatch * p.npan, node);
     s->args[s->n_args++] = b;
     s->args[s->n_args++] = packed;
@@ -1122,8 +1119,6 @@ bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, 
   }
 
   snprintf(fn, sizeof fn, "%s.gemm", name);
-  bool quick = cg->quick;
-  cg->quick = true;
   if (!LLVMGetNamedFunction(cg->mod, fn)) emit_compute_kernel(cg, g, &p, fn, name);
   cg->quick = quick;
   CgStep *s = cg_steps_add(steps, fn, p.batch * p.npg * p.nmg, node);

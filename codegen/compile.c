@@ -39,6 +39,13 @@ bool cg_kernel_name(Cg *cg, const IrNode *n, const char *extra, char *buf, size_
   return LLVMGetNamedFunction(cg->mod, buf) != NULL;
 }
 
+bool cg_kernel_name_of(Cg *cg, const char *prefix, const int64_t *v, int n, char *buf, size_t size) {
+  uint64_t h = 1469598103934665603ull;
+  for (int i = 0; i < n; i++) h = (h ^ (uint64_t)v[i]) * 1099511628211ull;
+  snprintf(buf, size, "%s_%016llx", prefix, (unsigned long long)h);
+  return LLVMGetNamedFunction(cg->mod, buf) != NULL;
+}
+
 bool *cg_needed(const IrGraph *g, const bool *want) {
   int nn = g->n_nodes;
   bool *need = calloc((size_t)nn + 1, sizeof *need);

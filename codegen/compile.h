@@ -81,5 +81,9 @@ extern const bool cg_quick_ops[IR_OP_COUNT];
 // A kernel name unique to the node's op, dtypes, shapes and attributes: nodes that would
 // get identical code share one kernel. Returns true if the kernel already exists.
 bool cg_kernel_name(Cg *cg, const IrNode *n, const char *extra, char *buf, size_t size);
+// A kernel named by what its code depends on rather than by a node: "<prefix>_<hash of the
+// n values>" (a GEMM's weight packing, attention's K^T), shared by every node that needs
+// the same one. Returns true if the kernel already exists.
+bool cg_kernel_name_of(Cg *cg, const char *prefix, const int64_t *v, int n, char *buf, size_t size);
 
 #endif

@@ -612,13 +612,11 @@ static void emit_pack_kt(Cg *cg, const Attn *a, const char *name, int64_t nkp) {
 
 // The fp32 pack kernel's name: a hash of what it reads and writes (not of the queries), so
 // attentions that differ only in their query rows share it.
-static void kt_name(Cg *cg, const Attn *a, int64_t nkp, char *buf, size_t size) {
-  uint64_t h = 1469598103934665603ull;
-#define MIX(x) h = (h ^ (uint64_t)(x)) * 1099511628211ull
-  MIX(cg->W), MIX(a->H), MIX(a->Nk), MIX(a->D), MIX(a->HD), MIX(nkp), MIX(a->n_chunks);
-  for (int c = 0; c < a->n_chunks; c++) MIX(a->lanes[c]), MIX(a->off[c]);
-#undef MIX
-  snprintf(buf, size, "attention_kt_%016llx", (unsigned long long)h);
+static bool kt_name(Cg *cg, const Attn *a, int64_t nkp, char *buf, size_t size) {
+  int64_t v[7 + 2 * MAX_CHUNKS] = {cg->W, a->H, a->Nk, a->D, a->HD, nkp, a->n_chunks};
+  int n = 7;
+  for (int c = 0; c < a->n_chunks; c++) v[n++] = a->lanes[c], v[n++] = a->off[c];
+  return cg_kernel_name_of(cg, "attention_kt", v, n, buf, size);
 }
 
 // The D floats at src as D2 words of two bf16 at dst[d2 * stride] (the last one's high half
@@ -746,11 +744,12 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   char name[96], pack[112];
   bool exists;
   name_of(cg, n, &a, name, sizeof name, &exists);
+  bool kt_exists = false;  // the fp32 K^T kernel is shared with a pruned layer's attention
   if (a.bf16) snprintf(pack, sizeof pack, "%s_kt", name);
-  else kt_name(cg, &a, nkp, pack, sizeof pack);  // shared with a pruned layer's attention
+  else kt_exists = kt_name(cg, &a, nkp, pack, sizeof pack);
   if (!exists) {
     if (a.bf16) emit_pack_bf16(cg, &a, pack, nkp, 3, (const PackKind[]){PACK_PANEL, PACK_ROWS, PACK_PAIRS});
-    else if (!LLVMGetNamedFunction(cg->mod, pack)) emit_pack_kt(cg, &a, pack, nkp);
+    else if (!kt_exists) emit_pack_kt(cg, &a, pack, nkp);
     cg_kernel_begin(cg, name);
     LLVMValueRef out = cg_buf(cg, 0);
     a.q = cg_buf(cg, 1), a.k = cg_buf(cg, 2), a.v = cg_buf(cg, 3);
