@@ -1,5 +1,6 @@
-// The executor (see plan.h): one OpenMP parallel region per run; each thread takes its
-// contiguous share of every step's work items, then waits at a barrier.
+// The executor (see plan.h): one OpenMP parallel region per run; each thread runs its
+// contiguous share of every step's work items (and what is left of the others' once its
+// own is done), then waits at a barrier.
 #include "runtime/plan.h"
 
 #include <limits.h>
@@ -132,6 +133,49 @@ void rt_trace_free(RtTrace *t) {
   *t = (RtTrace){0};
 }
 
+// Work sharing within a step. Thread t's home share is [work·t/nt, work·(t+1)/nt) (shares
+// differ by one item at most, as the GEMM planner's split_efficiency assumes), cut into at
+// most SHARE_CHUNKS chunks. The owner takes its chunks from the front; a thread that has
+// finished its own share takes the others' from the back. So on cores of equal speed each
+// thread runs its home share in order, as with a static split, and when one core runs
+// slower (a VM's vCPUs differ: on the 2-vCPU Zen 5 one ran the bf16 GEMMs 8-14% slower,
+// whichever thread was bound to it, and the other waited 10% of a VQA run at the barriers)
+// the faster thread takes over the tail of its share. Items are independent (every kernel's
+// result is the same however [0, work) is cut), so who runs a chunk changes no result.
+enum { SHARE_CHUNKS = 16 };
+
+typedef struct Share {
+  _Alignas(64) _Atomic uint64_t taken;  // chunks taken: from the front (low 32 bits), the back (high)
+} Share;
+
+// Claims the next chunk of a share of n chunks, from the front or the back; false when none is left.
+static bool take_chunk(Share *sh, int64_t n, bool back, int64_t *chunk) {
+  uint64_t w = atomic_load_explicit(&sh->taken, memory_order_relaxed);
+  for (;;) {
+    int64_t front = (int64_t)(w & 0xffffffffu), behind = (int64_t)(w >> 32);
+    if (front + behind >= n) return false;
+    uint64_t next = back ? w + (1ull << 32) : w + 1;
+    if (atomic_compare_exchange_weak_explicit(&sh->taken, &w, next, memory_order_relaxed,
+                                              memory_order_relaxed)) {
+      *chunk = back ? n - 1 - behind : front;
+      return true;
+    }
+  }
+}
+
+// Runs thread t's part of step st: its own share from the front, then the other shares'
+// remaining chunks from the back. shares: one per thread, all zero before the step.
+static void run_shared(const RtStep *st, int64_t t, int64_t nt, Share *shares) {
+  for (int64_t v = 0; v < nt; v++) {
+    int64_t u = (t + v) % nt, b = st->work * u / nt, e = st->work * (u + 1) / nt;
+    int64_t size = (e - b + SHARE_CHUNKS - 1) / SHARE_CHUNKS, n = size ? (e - b + size - 1) / size : 0, c;
+    while (take_chunk(&shares[u], n, v > 0, &c)) {
+      int64_t cb = b + c * size, ce = cb + size < e ? cb + size : e;
+      st->fn(st->bufs, cb, ce);
+    }
+  }
+}
+
 // step_ms (profiles): thread 0 adds each step's time, barrier to barrier, to step_ms[s].
 // phase (NULL: every step): only the steps whose mask has bit `which`, each followed on
 // thread 0 by after.
@@ -147,20 +191,28 @@ static void run_steps(const RtPlan *p, int threads, bool once, double *step_ms, 
                       RtTrace *trace) {
   if (threads < 1) threads = 1;
   Barrier barrier = {0};
+  // Two sets of shares, used by alternate steps: a thread clears its share of the next
+  // step's set before the barrier that ends this step, when no one uses that set.
+  Share *shares = threads > 1 ? aligned_alloc(64, 2 * (size_t)threads * sizeof *shares) : NULL;
+  if (threads > 1 && !shares) threads = 1;  // out of memory: one thread, no sharing needed
+  for (int k = 0; shares && k < 2 * threads; k++) atomic_init(&shares[k].taken, 0);
 #pragma omp parallel num_threads(threads)
   {
     int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
     double last = step_ms && t == 0 ? omp_get_wtime() : 0;
     RtTraceSpan *track = trace ? trace->span + t * trace->cap + trace->n[t] : NULL;
+    int64_t done = 0;  // steps run so far: the parity of the set of shares
     for (int s = 0; s < p->n_steps; s++) {
       const RtStep *st = &p->steps[s];
       if (st->once != once || (ph && !(ph->of[s] >> ph->which & 1))) continue;
-      // Thread t's contiguous share [work·t/nt, work·(t+1)/nt): shares differ by one item at
-      // most, as the GEMM planner's split_efficiency assumes (ceil-sized chunks gave a 9-item
-      // GEMM 5 and 4 items, 30 and 18 panels' work: 27% of the bf16 q, k, v steps waited).
-      int64_t b = st->work * t / nt, e = st->work * (t + 1) / nt;
       double begin = trace ? omp_get_wtime() : 0;
-      if (b < e) st->fn(st->bufs, b, e);
+      if (nt == 1) {
+        if (st->work > 0) st->fn(st->bufs, 0, st->work);
+      } else {
+        run_shared(st, t, nt, shares + (done & 1) * nt);
+        atomic_store_explicit(&shares[((done + 1) & 1) * nt + t].taken, 0, memory_order_relaxed);
+      }
+      done++;
       double end = trace ? omp_get_wtime() : 0;
       if (nt > 1) barrier_wait(&barrier, (int)nt);
       if (ph && ph->after && t == 0) ph->after(ph->ctx, s);
@@ -176,6 +228,7 @@ static void run_steps(const RtPlan *p, int threads, bool once, double *step_ms, 
     }
     if (trace) trace->n[t] = track - (trace->span + t * trace->cap);
   }
+  free(shares);
 }
 
 void rt_plan_prepare(const RtPlan *p, int threads) { run_steps(p, threads, true, NULL, NULL, NULL); }

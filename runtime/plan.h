@@ -1,8 +1,9 @@
 // The executor: runs a plan — a list of kernel calls over buffers — with OpenMP threads.
 // It knows nothing of model files, the IR or LLVM: kernels are plain function pointers.
-// Each step's work items [0, work) are split into equal contiguous chunks, one per thread,
-// with a barrier between steps (spin briefly, then yield the core), so results depend only
-// on the thread count.
+// Each step's work items [0, work) are split into equal contiguous shares, one per thread;
+// a thread that finishes its share early takes chunks from the back of the others' (a slow
+// core does not hold the step up); a barrier between steps (spin briefly, then sleep).
+// Kernels compute each item alone, so results do not depend on who ran which item.
 #ifndef KILN_PLAN_H
 #define KILN_PLAN_H
 

@@ -1,7 +1,8 @@
 // Tests of the plan executor (runtime/plan.c) with plain C kernels: every step sees all of
 // the previous step's writes, whichever thread made them (the barrier between steps), also
 // with more threads than cores, where waiting threads must give their core back, and a
-// long wait costs no CPU time. And the
+// long wait costs no CPU time; every item runs once, and a slow thread's share is taken
+// over by the others. And the
 // settings it runs with (runtime/tuning.c): thread counts, poisoned buffers, the reader of
 // RtTuning's variables.
 #include <check.h>
@@ -49,33 +50,53 @@ static void run_chain(int threads) {
 START_TEST(test_plan_steps_see_every_write_of_the_step_before) { run_chain(1 + _i); }
 END_TEST
 
-// bufs: counts (one int64 per thread). Each call adds its item count to its thread's.
-static void count_items(void **bufs, int64_t begin, int64_t end) {
-  int64_t *count = bufs[0];
-  count[omp_get_thread_num()] += end - begin;
+// Every item of a step runs exactly once, whichever thread takes it: counts[i] is item i's
+// calls (a thread that finished its own share takes chunks of the others', see plan.c).
+static void count_each_item(void **bufs, int64_t begin, int64_t end) {
+  _Atomic int64_t *runs = bufs[0];
+  for (int64_t i = begin; i < end; i++) runs[i]++;
 }
 
-// Threads' shares of a step are [work·t/n, work·(t+1)/n), differing by one item at most, as
-// the GEMM planner's split_efficiency assumes: 5 items on 4 threads are 1, 1, 1, 2 (ceil-
-// sized chunks gave 2, 2, 1, 0, and a 9-item GEMM's items 0-4, not 0-3, to thread 0).
-START_TEST(test_plan_shares_of_a_step_differ_by_one_item_at_most) {
-  static const int64_t cases[][2] = {{9, 2}, {5, 4}, {13, 8}, {3, 2}, {64, 3}};
+START_TEST(test_plan_runs_every_item_once) {
+  static const int64_t cases[][2] = {{9, 2}, {5, 4}, {13, 8}, {3, 2}, {64, 3}, {1000, 2}, {100003, 4}, {0, 2}};
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-    int64_t work = cases[c][0], threads = cases[c][1], count[8] = {0};
-    void *bufs[1] = {count};
-    RtStep step = {.fn = count_items, .bufs = bufs, .work = work, .name = "count"};
-    RtPlan plan = {&step, 1};
-    rt_plan_run(&plan, (int)threads);
-    int64_t lo = work, hi = 0, sum = 0;
-    for (int t = 0; t < threads; t++) {
-      lo = count[t] < lo ? count[t] : lo;
-      hi = count[t] > hi ? count[t] : hi;
-      sum += count[t];
-    }
-    ck_assert_int_eq(sum, work);
-    ck_assert_msg(hi - lo <= 1, "%lld items on %lld threads: shares from %lld to %lld",
-                  (long long)work, (long long)threads, (long long)lo, (long long)hi);
+    int64_t work = cases[c][0], threads = cases[c][1];
+    _Atomic int64_t *runs = calloc((size_t)work + 1, sizeof *runs);
+    void *bufs[1] = {(void *)runs};
+    RtStep steps[3];
+    for (int s = 0; s < 3; s++) steps[s] = (RtStep){.fn = count_each_item, .bufs = bufs, .work = work, .name = "count"};
+    RtPlan plan = {steps, 3};
+    for (int run = 0; run < 2; run++) rt_plan_run(&plan, (int)threads);
+    for (int64_t i = 0; i < work; i++)
+      ck_assert_msg(runs[i] == 6, "%lld items on %lld threads: item %lld ran %lld times in 3 steps x 2 runs",
+                    (long long)work, (long long)threads, (long long)i, (long long)runs[i]);
+    free((void *)runs);
   }
+}
+END_TEST
+
+// bufs: counts (one int64 per thread). Items cost 20 ms on thread 0 and nothing elsewhere:
+// the other threads take over most of thread 0's share instead of waiting at the barrier.
+static void slow_on_thread_0(void **bufs, int64_t begin, int64_t end) {
+  int64_t *count = bufs[0];
+  int t = omp_get_thread_num();
+  count[t] += end - begin;
+  if (t == 0) nanosleep(&(struct timespec){0, (end - begin) * 20 * 1000 * 1000}, NULL);
+}
+
+START_TEST(test_a_slow_thread_share_is_taken_over) {
+  int64_t count[2] = {0};
+  void *bufs[1] = {count};
+  RtStep step = {.fn = slow_on_thread_0, .bufs = bufs, .work = 32, .name = "slow"};
+  RtPlan plan = {&step, 1};
+  double w0 = omp_get_wtime();
+  rt_plan_run(&plan, 2);
+  double wall = omp_get_wtime() - w0;
+  ck_assert_int_eq(count[0] + count[1], 32);
+  // A static split gives thread 0 16 items (320 ms); it runs its first chunk while thread 1
+  // takes the rest from the back.
+  ck_assert_msg(count[0] <= 4, "thread 0 (20 ms an item) ran %lld of 32 items", (long long)count[0]);
+  ck_assert_msg(wall < 0.2, "%.3f s (16 items on the slow thread: 0.32 s)", wall);
 }
 END_TEST
 
@@ -195,7 +216,8 @@ static Suite *plan_suite(void) {
   Suite *s = suite_create("plan");
   TCase *tc = tcase_create("plan");
   tcase_add_loop_test(tc, test_plan_steps_see_every_write_of_the_step_before, 0, 8);  // 1..8 threads
-  tcase_add_test(tc, test_plan_shares_of_a_step_differ_by_one_item_at_most);
+  tcase_add_test(tc, test_plan_runs_every_item_once);
+  tcase_add_test(tc, test_a_slow_thread_share_is_taken_over);
   tcase_add_test(tc, test_default_threads_are_the_request_else_every_core);
   tcase_add_test(tc, test_a_long_wait_at_the_barrier_takes_no_cpu);
   tcase_add_test(tc, test_buffers_are_aligned_and_poisoned_only_when_asked);
