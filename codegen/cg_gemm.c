@@ -642,12 +642,21 @@ void cg_gemm_pack_a_step(Cg *cg, const CgGemm *g, const char *name, int64_t kwor
     w->a_bstride[d] = s;
     s *= g->bdim[d];
   }
+  char fn[112];
+  snprintf(fn, sizeof fn, "%s.pack_a", name);
+  // GEMMs of one kernel over the same A (Q, K and V of a layer) share its packed copy: the
+  // step packed it earlier, and values are written once a run, so it still holds.
+  for (int i = 0; row_words > 0 && a->kind == CG_ARG_NODE && i < steps->n; i++) {
+    const CgStep *st = &steps->v[i];
+    if (!strcmp(st->fn, fn) && st->args[0].kind == CG_ARG_NODE && st->args[0].id == a->id) {
+      *a = st->args[1];
+      return;
+    }
+  }
   int scratch = cg_steps_new_scratch(steps);
   CgArg packed = cg_arg_scratch(scratch, (size_t)(s > 0 ? s : 1) * sizeof(int32_t));
   int64_t groups = cdiv(g->M, rows);  // work items a batch item
   if (row_words > 0) {
-    char fn[112];
-    snprintf(fn, sizeof fn, "%s.pack_a", name);
     if (!LLVMGetNamedFunction(cg->mod, fn)) {  // work item bi·groups + ig: rows ig·rows.. of bi
       cg_kernel_begin(cg, fn);
       LLVMValueRef a_buf = cg_buf(cg, 0), copy = cg_buf(cg, 1);

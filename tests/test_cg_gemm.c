@@ -683,6 +683,37 @@ START_TEST(test_gemm_pack_kernels_are_shared_by_the_b_they_read) {
 }
 END_TEST
 
+START_TEST(test_bf16_gemms_of_one_a_share_its_packed_copy) {
+  // Q, K and V of a layer: one GEMM kernel over the same A (node 1) with their own weights
+  // pack A into bf16 words once; the same kernel over another A (node 10) packs its own.
+  Cg cg;
+  Diag d = {0};
+  ck_assert(cg_init(&cg, "pack_a", NULL, &d));
+  CgSteps st = {0};
+  CgGemm g = plain(24, 40, 64);
+  g.b_constant = true, g.bf16 = true;
+  int a_of[4] = {1, 1, 1, 10}, first_gemm = -1;
+  for (int i = 0; i < 4; i++)
+    ck_assert(cg_lower_gemm(&cg, &g, "qkv", cg_arg_node(a_of[i]), cg_arg_node(20 + i), cg_arg_node(30 + i),
+                            cg_arg_node(4), cg_arg_node(5), i, &st, &d));
+  int packs = 0;
+  CgArg copy = {0};
+  for (int i = 0; i < st.n; i++) {
+    const CgStep *s = &st.v[i];
+    size_t len = strlen(s->fn);
+    if (len > 7 && !strcmp(s->fn + len - 7, ".pack_a")) packs++;
+    if (len > 5 && !strcmp(s->fn + len - 5, ".gemm")) {
+      ck_assert_int_eq(s->args[0].kind, CG_ARG_SCRATCH);
+      if (first_gemm < 0) first_gemm = i, copy = s->args[0];
+      else if (s->node < 3) ck_assert_int_eq(s->args[0].id, copy.id);  // K, V: Q's copy
+      else ck_assert_int_ne(s->args[0].id, copy.id);                    // another A
+    }
+  }
+  ck_assert_int_eq(packs, 2);
+  jit_finds_every_step(&cg, &st);
+}
+END_TEST
+
 START_TEST(test_gemm_tuning_without_fused_packing_packs_activations_in_a_step) {
   // RtTuning.gemm_no_fuse (KILN_GEMM_FUSE=0) reaches the plan through CgOptions: an
   // activation B then gets a pack step of its own, as weights do (not `once`).
@@ -920,6 +951,7 @@ static Suite *gemm_suite(void) {
   tcase_add_test(tc, test_gemm_tuning_without_fused_packing_packs_activations_in_a_step);
   tcase_add_test(tc, test_gemm_kernels_compile_no_microkernel_they_never_call);
   tcase_add_test(tc, test_gemm_pack_kernels_are_shared_by_the_b_they_read);
+  tcase_add_test(tc, test_bf16_gemms_of_one_a_share_its_packed_copy);
   tcase_add_loop_test(tc, test_gemm_every_size_matches_reference_w16, 0, 6);
   tcase_add_loop_test(tc, test_gemm_every_size_matches_reference_w8, 0, 6);
   tcase_add_loop_test(tc, test_gemm_transposed_weights_every_n_k, 0, 2);
