@@ -307,6 +307,15 @@ static CgGemm linear_gelu(int64_t M, int64_t N, int64_t K) {
   return g;
 }
 
+// The inference linear layers with --precision bf16: A and the weights rounded to bf16
+// words (the pack steps), f32 sums.
+static CgGemm bf16_linear(int64_t M, int64_t N, int64_t K, CgAct act) {
+  CgGemm g = linear(M, N, K);
+  g.act = act;
+  g.bf16 = true;
+  return g;
+}
+
 // Attention of `images` × 12 heads over T tokens, heads interleaved in rows of 12·64 = 768
 // (Q, K, V, out: (images, T, 768)): scores (images, 12, T, T) = Q·K^T / 8 and out = P·V.
 static CgGemm attention_qk(int64_t images, int64_t T) {
@@ -370,6 +379,12 @@ int main(int argc, char **argv) {
       {.label = "PV 12x120x64x120", .g = attention_pv(1, 120)},
       {.label = "QK^T 96x120x120x64", .g = attention_qk(8, 120)},
       {.label = "PV 96x120x64x120", .g = attention_pv(8, 120)},
+      {.label = "bf16 120x768x768", .g = bf16_linear(120, 768, 768, CG_ACT_NONE)},
+      {.label = "bf16 120x3072x768", .g = bf16_linear(120, 3072, 768, CG_ACT_NONE)},
+      {.label = "bf16+gelu 120x3072x768", .g = bf16_linear(120, 3072, 768, CG_ACT_GELU)},
+      {.label = "bf16 120x768x3072", .g = bf16_linear(120, 768, 3072, CG_ACT_NONE)},
+      {.label = "bf16 960x3072x768", .g = bf16_linear(960, 3072, 768, CG_ACT_NONE)},
+      {.label = "bf16 960x768x3072", .g = bf16_linear(960, 768, 3072, CG_ACT_NONE)},
       {.label = "bf16 dX 960x768x3072", .g = bf16_dx(960, 3072, 768)},
       {.label = "bf16 dW 3072x768x960", .g = bf16_dw(960, 3072, 768)},
   };
