@@ -197,7 +197,10 @@ static void gemm_plan(const CgGemm *g, int W, const RtTuning *t, GemmPlan *p) {
   // sliver, spread over its k loop (gemm_bench KILN_BENCH_COLD=1, best of 3 interleaved,
   // loaded machine: 960 rows +4-8% on 2 threads). Smaller A stays in L2: no prefetch (at
   // 256 rows it measured -2..-3%, within the noise), and M = 120 plans are unchanged.
-  p->pfa_per_iter = !p->fused_pack && iters > 1 && g->a_cs == 1 && !g->bf16 && !g->int8 &&
+  // bf16 A is its packed words, a word where f32 has a float: the same slivers (gemm_bench
+  // KILN_BENCH_COLD=1, interleaved: bf16 960x3072x768 2 threads 854-858 -> 868-878
+  // GFLOP/s, 960x768x3072 783-786 -> 791-792). int8 rows end in a scale: not yet.
+  p->pfa_per_iter = !p->fused_pack && iters > 1 && g->a_cs == 1 && !g->int8 &&
                             g->M * p->kc > or_default(t->gemm_l2_floats, 1 << 18) &&
                             !t->gemm_no_prefetch
                         ? (int)cdiv(p->mr * cdiv(p->kc, 16), iters)

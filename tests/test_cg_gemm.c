@@ -790,6 +790,20 @@ START_TEST(test_gemm_bf16_batched_with_broadcast_b) {
 }
 END_TEST
 
+START_TEST(test_gemm_bf16_prefetching_a_matches_reference) {
+  // The words of a bf16 A whose K block does not fit in L2 (a 2000-float L2 here) are
+  // prefetched a sliver ahead as f32 A is (M tails, a K tail, bias and residual).
+  g_tuning.gemm_l2_floats = 2000;
+  g_tuning.gemm_kc = 100;
+  CgGemm gs[2] = {bf16_case(plain(67, 130, 500), true), bf16_case(plain(41, 48, 301), true)};
+  for (int i = 0; i < 2; i++) gs[i].b_rs = 1, gs[i].b_cs = gs[i].K;
+  gs[0].has_bias = true, gs[0].has_residual = true;
+  const char *names[2] = {"bf16 A prefetch 67x130x500", "bf16 A prefetch 41x48x301"};
+  check_gemms(gs, names, 2, loop_width(_i));
+  g_tuning.gemm_l2_floats = 0, g_tuning.gemm_kc = 0;
+}
+END_TEST
+
 START_TEST(test_gemm_bf16_visualbert_shapes) {
   // VisualBERT-base's GEMMs: x W^T with K = 768 (one K block of 384 words), 3072 (two) and
   // the visual projection's 2048, bias and GELU; weights packed once.
@@ -970,6 +984,7 @@ static Suite *gemm_suite(void) {
   tcase_add_loop_test(tc, test_gemm_visualbert_linear, 0, 2);
   tcase_add_loop_test(tc, test_gemm_prefetching_weights_match_reference, 0, 2);
   tcase_add_loop_test(tc, test_gemm_prefetching_a_matches_reference, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_bf16_prefetching_a_matches_reference, 0, 2);
   tcase_add_loop_test(tc, test_gemm_empty_k_gives_epilogue_of_zero, 0, 2);
   tcase_add_loop_test(tc, test_gemm_bf16_matches_rounded_reference, 0, 2);
   tcase_add_loop_test(tc, test_gemm_bf16_batched_with_broadcast_b, 0, 2);
