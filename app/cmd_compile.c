@@ -280,7 +280,7 @@ static bool build(const CliOptions *o, const IrGraph *g, const CgOptions *copt, 
   if (!o->keep_tmp)
     for (int i = 0; i < 6; i++) unlink(files[i]);
   cg_describe_free(&prog);
-  free(steps.v);
+  cg_steps_free(&steps);
   free(need);
   free(want);
   return ok;

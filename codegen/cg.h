@@ -50,6 +50,10 @@ typedef struct Cg {
   RtTuning tuning;  // CgOptions.tuning (cpu and features resolved into cpu, features above)
   RtCacheOptions cache;  // CgOptions.cache
   bool quick;  // kernels begun now are optimised with CG_PASSES_QUICK (cg_kernel_begin)
+  // By node id, while cg_lower_program runs (inference only, else NULL): a bf16 GEMM reads
+  // the node as its plain A, so a GEMM computing it also writes its bf16 words
+  // (CgGemm.words_out).
+  const bool *bf16_a;
   LLVMTypeRef void_t, f32, f64, i1, i8, i32, i64, ptr;
   LLVMTypeRef vf;         // <W x float>
   LLVMTypeRef kernel_ty;  // void (ptr, i64, i64)

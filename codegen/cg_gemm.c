@@ -633,7 +633,7 @@ static LLVMValueRef batch_offset(Cg *cg, const CgGemm *g, LLVMValueRef bi, const
 
 void cg_gemm_pack_a_step(Cg *cg, const CgGemm *g, const char *name, int64_t kwords,
                          int64_t row_words, int rows, CgPackA emit, CgArg *a, int node,
-                         CgSteps *steps, CgGemm *w) {
+                         CgSteps *steps, CgGemm *w, const CgArg *ready) {
   assert(rows >= 1);
   int64_t batch = 1;
   for (int d = 0; d < g->nbatch; d++) batch *= g->bdim[d];
@@ -644,6 +644,10 @@ void cg_gemm_pack_a_step(Cg *cg, const CgGemm *g, const char *name, int64_t kwor
   for (int d = g->nbatch - 1; d >= 0; d--) {
     w->a_bstride[d] = s;
     s *= g->bdim[d];
+  }
+  if (ready) {
+    *a = *ready;
+    return;
   }
   char fn[112];
   snprintf(fn, sizeof fn, "%s.pack_a", name);
@@ -1015,6 +1019,48 @@ static LLVMValueRef min_c(Cg *cg, LLVMValueRef x, int64_t c) {
   return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, x, cc, ""), x, cc, "");
 }
 
+// words_out: after its last K block, tile (mb, pn) of C (finished, in L1) as words of two
+// bf16 into the copy: row i's N / 2 words at words + i·N / 2 (N even, 2-D, nr even).
+static void tile_words(Cg *cg, const CgGemm *g, const GemmPlan *p, LLVMValueRef c, LLVMValueRef words,
+                       LLVMValueRef row0, LLVMValueRef rows, LLVMValueRef col0, int cols) {
+  (void)p;
+  CgLoop r;
+  cg_for_begin(cg, &r, cg_i64(cg, 0), rows, cg_i64(cg, 1), "words.row");
+  LLVMValueRef i = add(cg, row0, r.iv);
+  LLVMValueRef src = gep(cg, c, add(cg, mul_c(cg, i, g->c_rs), col0));
+  LLVMValueRef dst = cg_gep(cg, cg->i32, words,
+                            add(cg, mul_c(cg, i, g->N / 2), LLVMBuildUDiv(cg->b, col0, cg_i64(cg, 2), "")));
+  cg_gemm_bf16_row_words(cg, src, dst, cols);
+  cg_for_end(cg, &r);
+}
+
+static void emit_tile_words(Cg *cg, const CgGemm *g, const GemmPlan *p, LLVMValueRef c, LLVMValueRef words,
+                            LLVMValueRef kb, LLVMValueRef mb, LLVMValueRef pn) {
+  assert(g->N % 2 == 0 && p->nr % 2 == 0 && g->nbatch == 0);
+  LLVMBasicBlockRef done = cg_block(cg, "words.done");
+  if (p->nkb > 1) {
+    LLVMBasicBlockRef go = cg_block(cg, "words");
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, kb, cg_i64(cg, p->nkb - 1), ""), go, done);
+    LLVMPositionBuilderAtEnd(cg->b, go);
+  }
+  LLVMValueRef row0 = mul_c(cg, mb, p->mr), col0 = mul_c(cg, pn, p->nr);
+  LLVMValueRef rows = cg_i64(cg, p->mr);
+  if (p->mtail)
+    rows = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, mb, cg_i64(cg, p->nmb - 1), ""),
+                           cg_i64(cg, p->mtail), rows, "rows");
+  if (p->ntail) {
+    LLVMBasicBlockRef tail = cg_block(cg, "words.tail"), full = cg_block(cg, "words.full");
+    LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, pn, cg_i64(cg, p->npan - 1), ""), tail, full);
+    LLVMPositionBuilderAtEnd(cg->b, tail);
+    tile_words(cg, g, p, c, words, row0, rows, col0, p->ntail);
+    LLVMBuildBr(cg->b, done);
+    LLVMPositionBuilderAtEnd(cg->b, full);
+  }
+  tile_words(cg, g, p, c, words, row0, rows, col0, (int)p->nr);
+  LLVMBuildBr(cg->b, done);
+  LLVMPositionBuilderAtEnd(cg->b, done);
+}
+
 static void emit_compute_kernel(Cg *cg, const CgGemm *g, const GemmPlan *p, const char *fn,
                                 const char *name) {
   cg_kernel_begin(cg, fn);
@@ -1043,6 +1089,7 @@ static void emit_compute_kernel(Cg *cg, const CgGemm *g, const GemmPlan *p, cons
   LLVMValueRef bias = g->has_bias ? cg_buf(cg, nb++) : NULL,
                res = g->has_residual ? cg_buf(cg, nb++) : NULL;
   LLVMValueRef b = p->fused_pack ? cg_buf(cg, nb++) : NULL;
+  LLVMValueRef words = g->words_out ? cg_buf(cg, nb++) : NULL;
   CgLoop w;
   cg_for_begin(cg, &w, cg->begin, cg->end, cg_i64(cg, 1), "w");
   int64_t per_batch = p->npg * p->nmg;
@@ -1085,6 +1132,7 @@ static void emit_compute_kernel(Cg *cg, const CgGemm *g, const GemmPlan *p, cons
   cg_for_begin(cg, &mb, mb0, mb1, cg_i64(cg, 1), "mb");
   cg_for_begin(cg, &pn, pn0, pn1, cg_i64(cg, 1), "pn");
   emit_tile_call(cg, g, p, &tc, mb.iv, pn.iv);
+  if (words) emit_tile_words(cg, g, p, c, words, kb.iv, mb.iv, pn.iv);
   cg_for_end(cg, &pn);
   cg_for_end(cg, &mb);
   cg_for_end(cg, &kb);
@@ -1140,6 +1188,11 @@ bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, 
   if (g->has_bias) s->args[s->n_args++] = bias;
   if (g->has_residual) s->args[s->n_args++] = residual;
   if (p.fused_pack) s->args[s->n_args++] = b;
+  if (g->words_out) {  // the bf16 copy of C a later GEMM reads as its A (cg_steps_words_of)
+    CgArg copy = cg_arg_scratch(cg_steps_new_scratch(steps), (size_t)(g->M * (g->N / 2)) * sizeof(int32_t));
+    s->args[s->n_args++] = copy;
+    if (c.kind == CG_ARG_NODE) cg_steps_add_words(steps, c.id, copy);
+  }
   (void)d;
   return true;
 }

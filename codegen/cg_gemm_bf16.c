@@ -101,20 +101,24 @@ static void pack_a_block(Cg *cg, LLVMValueRef src, LLVMValueRef dst, LLVMValueRe
 // Row src of A into dst (K2 words; cg_gemm_pack_a_step runs the rows, n = 1). Contiguous
 // rows (a_cs == 1) convert 2W floats at a time (masked at the end of the row); other strides
 // (but a_rs == 1, emit_pack_a_cols) one pair at a time.
+void cg_gemm_bf16_row_words(Cg *cg, LLVMValueRef src, LLVMValueRef dst, int64_t n) {
+  int W = cg->W;
+  int64_t full = n / (2 * W);
+  int valid = (int)(n - full * 2 * W);
+  if (full) {
+    CgLoop kb;
+    cg_for_begin(cg, &kb, cg_i64(cg, 0), cg_i64(cg, full), cg_i64(cg, 1), "kb");
+    pack_a_block(cg, src, dst, kb.iv, 2 * W);
+    cg_for_end(cg, &kb);
+  }
+  if (valid) pack_a_block(cg, src, dst, cg_i64(cg, full), valid);
+}
+
 static void emit_pack_a_row(Cg *cg, const CgGemm *g, LLVMValueRef src, LLVMValueRef dst, int n) {
   assert(n == 1);
   int64_t K2 = (g->K + 1) / 2;
-  int W = cg->W;
   if (g->a_cs == 1) {
-    int64_t full = g->K / (2 * W);
-    int valid = (int)(g->K - full * 2 * W);
-    if (full) {
-      CgLoop kb;
-      cg_for_begin(cg, &kb, cg_i64(cg, 0), cg_i64(cg, full), cg_i64(cg, 1), "kb");
-      pack_a_block(cg, src, dst, kb.iv, 2 * W);
-      cg_for_end(cg, &kb);
-    }
-    if (valid) pack_a_block(cg, src, dst, cg_i64(cg, full), valid);
+    cg_gemm_bf16_row_words(cg, src, dst, g->K);
   } else {
     CgLoop k2;
     cg_for_begin(cg, &k2, cg_i64(cg, 0), cg_i64(cg, g->K / 2), cg_i64(cg, 1), "k2");
@@ -186,10 +190,14 @@ bool cg_gemm_bf16_pack_a(Cg *cg, const CgGemm *g, const char *name, CgArg *a, in
                          CgSteps *steps, CgGemm *w) {
   assert(g->bf16);
   int64_t K2 = (g->K + 1) / 2;
+  // A another GEMM's result (2-D, rows contiguous) whose words that GEMM wrote already.
+  const CgArg *ready = a->kind == CG_ARG_NODE && g->nbatch == 0 && g->a_cs == 1 && g->a_rs == g->K
+                           ? cg_steps_words_of(steps, a->id)
+                           : NULL;
   if (g->a_rs == 1 && g->a_cs != 1)
-    cg_gemm_pack_a_step(cg, g, name, K2, K2, cg->W, emit_pack_a_cols, a, node, steps, w);
+    cg_gemm_pack_a_step(cg, g, name, K2, K2, cg->W, emit_pack_a_cols, a, node, steps, w, NULL);
   else
-    cg_gemm_pack_a_step(cg, g, name, K2, K2, 1, emit_pack_a_row, a, node, steps, w);
+    cg_gemm_pack_a_step(cg, g, name, K2, K2, 1, emit_pack_a_row, a, node, steps, w, ready);
   return true;
 }
 

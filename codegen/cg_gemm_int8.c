@@ -161,7 +161,7 @@ bool cg_gemm_int8_pack_a(Cg *cg, const CgGemm *g, const char *name, CgArg *a, in
                          CgSteps *steps, CgGemm *w) {
   assert(g->int8);
   int64_t K4 = (g->K + 3) / 4;
-  cg_gemm_pack_a_step(cg, g, name, K4, K4 + 1, 1, emit_pack_a_row, a, node, steps, w);
+  cg_gemm_pack_a_step(cg, g, name, K4, K4 + 1, 1, emit_pack_a_row, a, node, steps, w, NULL);
   return true;
 }
 

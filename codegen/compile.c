@@ -9,6 +9,7 @@
 
 #include "codegen/compile.h"
 #include "codegen/lower.h"
+#include "codegen/lower_rows.h"
 #include "runtime/timing.h"
 #include "runtime/tuning.h"
 
@@ -57,20 +58,46 @@ bool *cg_needed(const IrGraph *g, const bool *want) {
   return need;
 }
 
+// Nodes that a needed bf16 GEMM reads as its A, 2-D with contiguous rows (cg->bf16_a).
+static bool *bf16_a_nodes(const IrGraph *g, const bool *need) {
+  bool *is = calloc((size_t)g->n_nodes + 1, sizeof *is);
+  for (int i = 0; is && i < g->n_nodes; i++) {
+    const IrNode *n = g->nodes[i], *mm = NULL, *a = NULL;
+    if (!need[i]) continue;
+    if (n->op == IR_OP_MATMUL) {
+      mm = n, a = n->in[0];
+    } else if (n->op == IR_OP_FUSED && ir_attr_int(n, "kind") == IR_FUSED_GEMM && n->body->gemm) {
+      mm = n->body->nodes[n->body->gemm->matmul];
+      a = n->in[mm->in[0]->id];
+    }
+    if (!mm || !ir_attr_int(mm, "bf16")) continue;
+    CgGemm gg;
+    cg_plan_matmul(mm, &gg);
+    if (gg.nbatch == 0 && gg.a_cs == 1 && gg.a_rs == gg.K) is[a->id] = true;
+  }
+  return is;
+}
+
 bool cg_lower_program(Cg *cg, const IrGraph *g, const bool *need, CgSteps *steps, Diag *d) {
-  for (int i = 0; i < g->n_nodes; i++) {
+  bool *bf16_a = cg->training ? NULL : bf16_a_nodes(g, need);
+  cg->bf16_a = bf16_a;
+  bool ok = true;
+  for (int i = 0; ok && i < g->n_nodes; i++) {
     const IrNode *n = g->nodes[i];
     if (!need[i] || (ir_ops[n->op].flags & IR_FLAG_SOURCE && n->op != IR_OP_FULL && n->op != IR_OP_IOTA))
       continue;
     if (ir_op_is_view(n->op)) continue;  // shares its input's buffer: no kernel
-    if (!cg_lowerings[n->op])
-      return diag_error(d, "%s \"%s\": the JIT cannot lower %s yet", n->where, n->name, ir_ops[n->op].name);
+    if (!cg_lowerings[n->op]) {
+      ok = diag_error(d, "%s \"%s\": the JIT cannot lower %s yet", n->where, n->name, ir_ops[n->op].name);
+      break;
+    }
     cg->quick = cg_quick_ops[n->op];
-    bool ok = cg_lowerings[n->op](cg, n, steps, d);
+    ok = cg_lowerings[n->op](cg, n, steps, d);
     cg->quick = false;
-    if (!ok) return false;
   }
-  return true;
+  cg->bf16_a = NULL;
+  free(bf16_a);
+  return ok;
 }
 
 bool cg_memory_stats(const IrGraph *g, const bool *want, const CgOptions *opt, MemStats *st, CgResident *res,
@@ -103,7 +130,7 @@ bool cg_memory_stats(const IrGraph *g, const bool *want, const CgOptions *opt, M
     free(seen);
   }
   if (described) cg_describe_free(&prog);
-  free(steps.v);
+  cg_steps_free(&steps);
   free(need);
   return ok;
 }
@@ -181,7 +208,7 @@ void cg_program_free(CgProgram *p) {
   cg_describe_free(&p->prog);
   free(p->bytes);
   free(p->scratch_bytes);
-  free(p->steps.v);
+  cg_steps_free(&p->steps);
   cg_jit_free(p->jit);
   memset(p, 0, sizeof *p);
 }

@@ -41,17 +41,28 @@ typedef struct CgStep {
   uint64_t streams[CG_MAX_STREAMS];
 } CgStep;
 
+typedef struct CgWords {
+  int node;
+  CgArg copy;  // the node's value as rows of words of two bf16 (a producer's CgGemm.words_out)
+} CgWords;
+
 typedef struct CgSteps {
   CgStep *v;
   int n, cap;
   int n_scratch;  // scratch ids handed out so far
+  CgWords *words;  // bf16 copies written by the steps so far
+  int n_words;
 } CgSteps;
 
 CgStep *cg_steps_add(CgSteps *s, const char *fn, int64_t work, int node);
+void cg_steps_free(CgSteps *s);
 // A step of node n whose kernel takes (n, n's inputs in order[, the status word]): the
 // buffer table of most one-node kernels.
 CgStep *cg_steps_add_node(CgSteps *s, const char *fn, int64_t work, const IrNode *n, bool status);
 int cg_steps_new_scratch(CgSteps *s);
+// The bf16 word copy of node `node` that a step already writes (NULL: none); recording one.
+const CgArg *cg_steps_words_of(const CgSteps *s, int node);
+void cg_steps_add_words(CgSteps *s, int node, CgArg copy);
 // Appends the step's stream table (CG_ARG_STREAMS) holding one dropout stream.
 void cg_steps_add_stream(CgStep *st, uint64_t stream);
 static inline CgArg cg_arg_node(int id) { return (CgArg){CG_ARG_NODE, id, 0}; }
@@ -92,6 +103,11 @@ typedef struct CgGemm {
   bool b_constant;     // B is a parameter: its packing may run once (CgStep.once)
   bool bf16;           // operands rounded to bf16, f32 sums (codegen/cg_gemm_bf16.c)
   bool int8;           // A per row, B per column quantised to int8, int32 sums (cg_gemm_int8.c)
+  // Inference: C (node `node`, 2-D, N even) is also written as rows of N / 2 words of two
+  // bf16 into a scratch copy, which a bf16 GEMM reading C as its A takes instead of packing
+  // it in a step of its own (cg_steps_words_of). Each tile is converted after its last K
+  // block, while it is in L1, by the thread that computed it.
+  bool words_out;
 } CgGemm;
 
 // Emits the kernels of one GEMM named `name` (a prefix for its symbols) and appends its
@@ -105,9 +121,10 @@ bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, 
 // copy) whose loop body `emit` emits: the n rows from src = &A(i, 0) (g's strides) into
 // dst (row i's row_words words, the next rows after it); *a = the copy.
 typedef void (*CgPackA)(Cg *cg, const CgGemm *g, LLVMValueRef src, LLVMValueRef dst, int n);
+// With `ready` (a copy in that layout another step writes) no step is added: *a = *ready.
 void cg_gemm_pack_a_step(Cg *cg, const CgGemm *g, const char *name, int64_t kwords,
                          int64_t row_words, int rows, CgPackA emit, CgArg *a, int node,
-                         CgSteps *steps, CgGemm *w);
+                         CgSteps *steps, CgGemm *w, const CgArg *ready);
 // cg_gemm.c's IR helpers for the packings: the in-register transpose of W vectors of W
 // lanes (any element type; the f32 transposed panels' too), and `lanes` contiguous floats
 // at ptr as a <W x float>, zero past them (a masked load).
@@ -119,6 +136,9 @@ LLVMValueRef cg_gemm_load_lanes(Cg *cg, LLVMValueRef ptr, int lanes);
 // *w is the GEMM cg_gemm.c then runs: g over K2 = ceil(K / 2) words, A read from the copy.
 bool cg_gemm_bf16_pack_a(Cg *cg, const CgGemm *g, const char *name, CgArg *a, int node,
                          CgSteps *steps, CgGemm *w);
+// Words [0, ceil(n / 2)) from the n contiguous floats at src into dst: word k2 =
+// bf16(src[2 k2]) | bf16(src[2 k2 + 1]) << 16 (0 past n). A's packing and words_out's.
+void cg_gemm_bf16_row_words(Cg *cg, LLVMValueRef src, LLVMValueRef dst, int64_t n);
 // Packs one panel of w's B (src: its first column, k = 0) into K2 × nr words, zero past
 // k_elems (the original K) and past `cols` columns.
 void cg_gemm_bf16_pack_panel(Cg *cg, const CgGemm *w, int64_t k_elems, int nr, LLVMValueRef src,

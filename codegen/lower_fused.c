@@ -245,8 +245,11 @@ static bool lower_gemm(Cg *cg, const IrNode *n, const char *sig, CgSteps *steps,
   g.has_residual = e->residual != IR_GEMM_RESIDUAL_NONE;
   CgArg bias = cg_arg_node(g.has_bias ? n->in[e->bias]->id : n->id);
   CgArg res = cg_arg_node(g.has_residual ? n->in[e->residual_param]->id : n->id);
-  char name[96];
-  cg_kernel_name(cg, n, sig, name, sizeof name);
+  // A bf16 GEMM reads this one's result as its A: write its bf16 copy too (CgGemm.words_out).
+  g.words_out = cg->bf16_a && cg->bf16_a[n->id] && g.nbatch == 0 && g.N % 2 == 0 && g.c_rs == g.N;
+  char name[96], wsig[4112];
+  snprintf(wsig, sizeof wsig, "%s%s", sig, g.words_out ? " words" : "");
+  cg_kernel_name(cg, n, wsig, name, sizeof name);
   return cg_lower_gemm(cg, &g, name, cg_arg_node(n->in[mm->in[0]->id]->id),
                        cg_arg_node(n->in[mm->in[1]->id]->id), cg_arg_node(n->id), bias, res,
                        n->id, steps, d);

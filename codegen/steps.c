@@ -29,6 +29,24 @@ CgStep *cg_steps_add_node(CgSteps *s, const char *fn, int64_t work, const IrNode
 
 int cg_steps_new_scratch(CgSteps *s) { return s->n_scratch++; }
 
+const CgArg *cg_steps_words_of(const CgSteps *s, int node) {
+  for (int i = 0; i < s->n_words; i++)
+    if (s->words[i].node == node) return &s->words[i].copy;
+  return NULL;
+}
+
+void cg_steps_free(CgSteps *s) {
+  free(s->v);
+  free(s->words);
+  *s = (CgSteps){0};
+}
+
+void cg_steps_add_words(CgSteps *s, int node, CgArg copy) {
+  s->words = realloc(s->words, ((size_t)s->n_words + 1) * sizeof *s->words);
+  if (!s->words) abort();
+  s->words[s->n_words++] = (CgWords){node, copy};
+}
+
 void cg_steps_add_stream(CgStep *st, uint64_t stream) {
   st->streams[0] = stream;
   st->n_streams = 1;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "codegen/lower.h"
+#include "runtime/dtype.h"
 #include "tests/test_tuning.h"
 #include "tests/check_run.h"
 
@@ -199,7 +200,7 @@ static void run_build(Run *s, Case *cases, int n, int W) {
 static void run_free(Run *s) {
   for (int i = 0; i < s->steps.n_scratch; i++) free(s->scratch[i]);
   free(s->scratch);
-  free(s->steps.v);
+  cg_steps_free(&s->steps);
   cg_jit_free(s->jit);
 }
 
@@ -575,7 +576,7 @@ static void jit_finds_every_step(Cg *cg, CgSteps *st) {
   ck_assert_msg(cg_jit(cg, &j, &d), "%s", d.msg);
   for (int i = 0; i < st->n; i++) ck_assert_ptr_nonnull(cg_jit_lookup(j, st->v[i].fn));
   cg_jit_free(j);
-  free(st->v);
+  cg_steps_free(st);
 }
 
 START_TEST(test_gemm_steps_name_buffers_and_once) {
@@ -640,7 +641,7 @@ START_TEST(test_gemm_kernels_compile_no_microkernel_they_never_call) {
     ck_assert_msg((LLVMGetNamedFunction(cg.mod, fn) != NULL) == cases[c].m_tail, "%s: M tail", cases[c].name);
   }
   cg_dispose(&cg);
-  free(st.v);
+  cg_steps_free(&st);
   for (int c = 0; c < 3; c++) {
     CgGemm g = plain(cases[c].M, cases[c].N, cases[c].K);
     g.b_constant = true, g.has_bias = true;
@@ -729,7 +730,7 @@ START_TEST(test_gemm_tuning_without_fused_packing_packs_activations_in_a_step) {
     ck_assert_int_eq(st.n, no_fuse ? 2 : 1);
     ck_assert(!st.v[0].once);
     cg_dispose(&cg);
-    free(st.v);
+    cg_steps_free(&st);
   }
 }
 END_TEST
@@ -801,6 +802,62 @@ START_TEST(test_gemm_bf16_prefetching_a_matches_reference) {
   const char *names[2] = {"bf16 A prefetch 67x130x500", "bf16 A prefetch 41x48x301"};
   check_gemms(gs, names, 2, loop_width(_i));
   g_tuning.gemm_l2_floats = 0, g_tuning.gemm_kc = 0;
+}
+END_TEST
+
+// words_out: C also as rows of N / 2 words of two bf16 (each C element rounded as the
+// reference rounds an operand), written tile by tile after the last K block; a later bf16
+// GEMM over C as its A takes the copy instead of a pack step of its own.
+static void check_words_out(CgGemm g, const char *name, int W) {
+  g.words_out = true;
+  Case c;
+  case_init(&c, &g, name);
+  Run s;
+  run_build(&s, &c, 1, W);
+  run_check(&s, 0);
+  const CgStep *compute = &s.steps.v[s.steps.n - 1];
+  const CgArg *copy = cg_steps_words_of(&s.steps, ARG_C);
+  ck_assert_ptr_nonnull(copy);
+  ck_assert_int_eq(compute->args[compute->n_args - 1].id, copy->id);
+  const uint32_t *words = arg_ptr(&s, *copy);
+  const float *cv = c.buf[ARG_C];
+  for (int64_t i = 0; i < g.M; i++)
+    for (int64_t k2 = 0; k2 < g.N / 2; k2++) {
+      float lo = dt_round_bf16(cv[i * g.c_rs + 2 * k2]), hi = dt_round_bf16(cv[i * g.c_rs + 2 * k2 + 1]);
+      uint32_t blo, bhi;
+      memcpy(&blo, &lo, 4), memcpy(&bhi, &hi, 4);
+      ck_assert_msg(words[i * (g.N / 2) + k2] == (blo >> 16 | (bhi & 0xffff0000u)),
+                    "W=%d %s: word (%lld, %lld) %08x, want %08x", W, name, (long long)i, (long long)k2,
+                    words[i * (g.N / 2) + k2], blo >> 16 | (bhi & 0xffff0000u));
+    }
+  // A bf16 GEMM over that C as its A: no pack step, the copy as its A.
+  Cg cg;
+  Diag d = {0};
+  ck_assert(cg_init(&cg, "words", NULL, &d));
+  CgGemm next = bf16_case(plain(g.M, 24, g.N), true);
+  int before = s.steps.n;
+  ck_assert(cg_lower_gemm(&cg, &next, "next", cg_arg_node(ARG_C), cg_arg_node(20), cg_arg_node(21), cg_arg_node(22),
+                          cg_arg_node(23), 1, &s.steps, &d));
+  for (int i = before; i < s.steps.n; i++) {
+    ck_assert_msg(!strstr(s.steps.v[i].fn, ".pack_a"), "%s: %s", name, s.steps.v[i].fn);
+    if (strstr(s.steps.v[i].fn, ".gemm")) ck_assert_int_eq(s.steps.v[i].args[0].id, copy->id);
+  }
+  cg_dispose(&cg);
+  run_free(&s);
+  case_free(&c);
+}
+
+START_TEST(test_gemm_words_out_are_the_rounded_result) {
+  // f32 and bf16 GEMMs; M and N tails (37 rows, 100 columns: a 4-column last panel), two K
+  // blocks (the words after the last only), a GELU epilogue (its own row loop).
+  g_tuning.gemm_kc = 128;
+  CgGemm a = plain(37, 100, 300), b = bf16_case(plain(37, 100, 300), true), c = plain(16, 96, 40);
+  a.has_bias = true;
+  c.b_constant = true, c.has_bias = true, c.act = CG_ACT_GELU;
+  check_words_out(a, "words f32 37x100x300", loop_width(_i));
+  check_words_out(b, "words bf16 37x100x300", loop_width(_i));
+  check_words_out(c, "words GELU 16x96x40", loop_width(_i));
+  g_tuning.gemm_kc = 0;
 }
 END_TEST
 
@@ -985,6 +1042,7 @@ static Suite *gemm_suite(void) {
   tcase_add_loop_test(tc, test_gemm_prefetching_weights_match_reference, 0, 2);
   tcase_add_loop_test(tc, test_gemm_prefetching_a_matches_reference, 0, 2);
   tcase_add_loop_test(tc, test_gemm_bf16_prefetching_a_matches_reference, 0, 2);
+  tcase_add_loop_test(tc, test_gemm_words_out_are_the_rounded_result, 0, 2);
   tcase_add_loop_test(tc, test_gemm_empty_k_gives_epilogue_of_zero, 0, 2);
   tcase_add_loop_test(tc, test_gemm_bf16_matches_rounded_reference, 0, 2);
   tcase_add_loop_test(tc, test_gemm_bf16_batched_with_broadcast_b, 0, 2);
