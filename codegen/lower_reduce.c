@@ -402,8 +402,11 @@ bool cg_lower_layernorm(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   const IrShape *sh = &n->shape;
   Layernorm ln = {.H = sh->dim[sh->rank - 1]};
   int64_t rows = ir_numel(sh) / ln.H;
+  // Read by a bf16 GEMM as its A: each row also as H / 2 words of two bf16, while in L1
+  // (the GEMM takes the copy instead of packing: cg_steps_words_of).
+  bool words = cg->bf16_a && cg->bf16_a[n->id] && ln.H % 2 == 0 && n->dtype == DT_F32;
   char name[96];
-  if (!cg_kernel_name(cg, n, NULL, name, sizeof name)) {
+  if (!cg_kernel_name(cg, n, words ? "words" : NULL, name, sizeof name)) {
     LLVMTypeRef f = cg->f32;
     cg_kernel_begin(cg, name);
     LLVMValueRef out = cg_buf(cg, 0), in = cg_buf(cg, 1);
@@ -415,11 +418,17 @@ bool cg_lower_layernorm(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     ln.x = cg_gep(cg, f, in, cg_mul(cg, r.iv, ln.H));
     ln.y = cg_gep(cg, f, out, cg_mul(cg, r.iv, ln.H));
     layernorm_row(cg, &ln, eps, H);
+    if (words) cg_gemm_bf16_row_words(cg, ln.y, cg_gep(cg, cg->i32, cg_buf(cg, 4), cg_mul(cg, r.iv, ln.H / 2)), ln.H);
     cg_for_end(cg, &r);
     cg_kernel_end(cg);
   }
   CgStep *st = cg_steps_add(steps, name, rows, n->id);
   for (int k = -1; k < 3; k++) st->args[st->n_args++] = cg_arg_node(k < 0 ? n->id : n->in[k]->id);
+  if (words) {
+    CgArg copy = cg_arg_scratch(cg_steps_new_scratch(steps), (size_t)(rows * (ln.H / 2)) * sizeof(int32_t));
+    st->args[st->n_args++] = copy;
+    cg_steps_add_words(steps, n->id, copy);
+  }
   (void)d;
   return true;
 }

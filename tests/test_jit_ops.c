@@ -884,6 +884,45 @@ START_TEST(test_layernorm_matches_reference) {
 }
 END_TEST
 
+// A LayerNorm that a bf16 matmul reads as its A writes the matmul's bf16 copy of it row by
+// row (codegen/lower_reduce.c): the matmul has no packing step of its own, reads that copy,
+// and its result still matches the reference (which rounds A as the packing does); a matmul
+// over a transposed A packs its own.
+START_TEST(test_layernorm_writes_the_bf16_copy_a_matmul_reads) {
+  IrNode *x = input("x", DT_F32, shp(3, 2, 7, 40), -2, 4);
+  IrNode *w = input("w", DT_F32, shp(1, 40), 0.5, 1.5);
+  IrNode *b = input("b", DT_F32, shp(1, 40), -1, 1);
+  IrNode *wt = input("wt", DT_F32, shp(2, 24, 40), -1, 1);
+  IrNode *ln = op(IR_OP_LAYERNORM, "ln", 3, x, w, b);
+  IrNode *mm = op(IR_OP_MATMUL, "mm", 2, ln, wt);
+  set_int(mm, "transpose_b", 1);
+  set_int(mm, "bf16", 1);
+  IrNode *y = input("y", DT_F32, shp(2, 40, 14), -1, 1);
+  IrNode *ln2 = op(IR_OP_LAYERNORM, "ln2", 3, y, input("w2", DT_F32, shp(1, 14), 0.5, 1.5),
+                   input("b2", DT_F32, shp(1, 14), -1, 1));
+  IrNode *mt = op(IR_OP_MATMUL, "mt", 2, ln2, input("z", DT_F32, shp(2, 40, 6), -1, 1));
+  set_int(mt, "transpose_a", 1);
+  set_int(mt, "bf16", 1);
+  check_graph(1700);
+  CgProgram p;
+  compile_ok(&p, 16);
+  int ln_step = -1, mm_step = -1, packs = 0;
+  for (int s = 0; s < p.steps.n; s++) {
+    const CgStep *st = &p.steps.v[s];
+    packs += strstr(st->fn, ".pack_a") != NULL;
+    if (st->node == ln->id) ln_step = s;
+    if (st->node == mm->id && strstr(st->fn, ".gemm")) mm_step = s;
+  }
+  ck_assert_int_eq(packs, 1);  // mt's
+  ck_assert(ln_step >= 0 && mm_step >= 0);
+  const CgStep *ls = &p.steps.v[ln_step];
+  ck_assert_int_eq(ls->args[ls->n_args - 1].kind, CG_ARG_SCRATCH);
+  ck_assert_int_eq(p.steps.v[mm_step].args[0].kind, CG_ARG_SCRATCH);
+  ck_assert_int_eq(p.steps.v[mm_step].args[0].id, ls->args[ls->n_args - 1].id);
+  cg_program_free(&p);
+}
+END_TEST
+
 // ---------------------------------------------------------------------------------------
 // Losses (lower_loss.c).
 
@@ -1209,6 +1248,7 @@ static Suite *jit_suite(void) {
   tcase_add_loop_test(tc, test_softmax_and_log_softmax_last_axis, 0, N_SIZES);
   tcase_add_test(tc, test_softmax_and_log_softmax_other_axes);
   tcase_add_loop_test(tc, test_layernorm_matches_reference, 0, N_SIZES);
+  tcase_add_test(tc, test_layernorm_writes_the_bf16_copy_a_matmul_reads);
   tcase_add_loop_test(tc, test_cross_entropy_matches_reference, 0, 6);
   tcase_add_loop_test(tc, test_kl_div_matches_reference, 0, N_SIZES);
   tcase_add_loop_test(tc, test_kl_div_bad_target_says_what_the_reference_says, 0, 2);
