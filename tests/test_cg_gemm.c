@@ -579,13 +579,20 @@ static void jit_finds_every_step(Cg *cg, CgSteps *st) {
   cg_steps_free(st);
 }
 
+// A module to lower GEMMs into (no options) and an empty list of steps.
+static void lowering_begin(Cg *cg, CgSteps *st, const char *module) {
+  Diag d = {0};
+  ck_assert_msg(cg_init(cg, module, NULL, &d), "%s", d.msg);
+  *st = (CgSteps){0};
+}
+
 START_TEST(test_gemm_steps_name_buffers_and_once) {
   // A parameter B is packed by a `once` step before the compute step; an activation B is
   // packed inside the compute step's work items, which then name B too.
   Cg cg;
   Diag d = {0};
-  ck_assert(cg_init(&cg, "steps", NULL, &d));
-  CgSteps st = {0};
+  CgSteps st;
+  lowering_begin(&cg, &st, "steps");
   CgGemm g = plain(8, 8, 8);
   g.b_constant = true, g.has_bias = true;
   ck_assert(cg_lower_gemm(&cg, &g, "w", cg_arg_node(1), cg_arg_node(2), cg_arg_node(3),
@@ -689,8 +696,8 @@ START_TEST(test_bf16_gemms_of_one_a_share_its_packed_copy) {
   // pack A into bf16 words once; the same kernel over another A (node 10) packs its own.
   Cg cg;
   Diag d = {0};
-  ck_assert(cg_init(&cg, "pack_a", NULL, &d));
-  CgSteps st = {0};
+  CgSteps st;
+  lowering_begin(&cg, &st, "pack_a");
   CgGemm g = plain(24, 40, 64);
   g.b_constant = true, g.bf16 = true;
   int a_of[4] = {1, 1, 1, 10}, first_gemm = -1;
