@@ -1021,9 +1021,8 @@ static LLVMValueRef min_c(Cg *cg, LLVMValueRef x, int64_t c) {
 
 // words_out: after its last K block, tile (mb, pn) of C (finished, in L1) as words of two
 // bf16 into the copy: row i's N / 2 words at words + i·N / 2 (N even, 2-D, nr even).
-static void tile_words(Cg *cg, const CgGemm *g, const GemmPlan *p, LLVMValueRef c, LLVMValueRef words,
-                       LLVMValueRef row0, LLVMValueRef rows, LLVMValueRef col0, int cols) {
-  (void)p;
+static void tile_words(Cg *cg, const CgGemm *g, LLVMValueRef c, LLVMValueRef words, LLVMValueRef row0,
+                       LLVMValueRef rows, LLVMValueRef col0, int cols) {
   CgLoop r;
   cg_for_begin(cg, &r, cg_i64(cg, 0), rows, cg_i64(cg, 1), "words.row");
   LLVMValueRef i = add(cg, row0, r.iv);
@@ -1052,11 +1051,11 @@ static void emit_tile_words(Cg *cg, const CgGemm *g, const GemmPlan *p, LLVMValu
     LLVMBasicBlockRef tail = cg_block(cg, "words.tail"), full = cg_block(cg, "words.full");
     LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntEQ, pn, cg_i64(cg, p->npan - 1), ""), tail, full);
     LLVMPositionBuilderAtEnd(cg->b, tail);
-    tile_words(cg, g, p, c, words, row0, rows, col0, p->ntail);
+    tile_words(cg, g, c, words, row0, rows, col0, p->ntail);
     LLVMBuildBr(cg->b, done);
     LLVMPositionBuilderAtEnd(cg->b, full);
   }
-  tile_words(cg, g, p, c, words, row0, rows, col0, (int)p->nr);
+  tile_words(cg, g, c, words, row0, rows, col0, (int)p->nr);
   LLVMBuildBr(cg->b, done);
   LLVMPositionBuilderAtEnd(cg->b, done);
 }
@@ -1189,9 +1188,8 @@ bool cg_lower_gemm(Cg *cg, const CgGemm *g, const char *name, CgArg a, CgArg b, 
   if (g->has_residual) s->args[s->n_args++] = residual;
   if (p.fused_pack) s->args[s->n_args++] = b;
   if (g->words_out) {  // the bf16 copy of C a later GEMM reads as its A (cg_steps_words_of)
-    CgArg copy = cg_arg_scratch(cg_steps_new_scratch(steps), (size_t)(g->M * (g->N / 2)) * sizeof(int32_t));
-    s->args[s->n_args++] = copy;
-    if (c.kind == CG_ARG_NODE) cg_steps_add_words(steps, c.id, copy);
+    assert(c.kind == CG_ARG_NODE);
+    cg_steps_add_words(steps, s, c.id, g->M, g->N);
   }
   (void)d;
   return true;

@@ -60,9 +60,11 @@ void cg_steps_free(CgSteps *s);
 // buffer table of most one-node kernels.
 CgStep *cg_steps_add_node(CgSteps *s, const char *fn, int64_t work, const IrNode *n, bool status);
 int cg_steps_new_scratch(CgSteps *s);
-// The bf16 word copy of node `node` that a step already writes (NULL: none); recording one.
+// The bf16 word copy of node `node` that a step already writes (NULL: none).
 const CgArg *cg_steps_words_of(const CgSteps *s, int node);
-void cg_steps_add_words(CgSteps *s, int node, CgArg copy);
+// Step st also writes node's value ([rows, cols], cols even) as rows of cols / 2 words of two
+// bf16: a new scratch copy, appended to st's buffers and recorded for cg_steps_words_of.
+void cg_steps_add_words(CgSteps *s, CgStep *st, int node, int64_t rows, int64_t cols);
 // Appends the step's stream table (CG_ARG_STREAMS) holding one dropout stream.
 void cg_steps_add_stream(CgStep *st, uint64_t stream);
 static inline CgArg cg_arg_node(int id) { return (CgArg){CG_ARG_NODE, id, 0}; }

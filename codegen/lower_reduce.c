@@ -424,11 +424,7 @@ bool cg_lower_layernorm(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   }
   CgStep *st = cg_steps_add(steps, name, rows, n->id);
   for (int k = -1; k < 3; k++) st->args[st->n_args++] = cg_arg_node(k < 0 ? n->id : n->in[k]->id);
-  if (words) {
-    CgArg copy = cg_arg_scratch(cg_steps_new_scratch(steps), (size_t)(rows * (ln.H / 2)) * sizeof(int32_t));
-    st->args[st->n_args++] = copy;
-    cg_steps_add_words(steps, n->id, copy);
-  }
+  if (words) cg_steps_add_words(steps, st, n->id, rows, ln.H);
   (void)d;
   return true;
 }

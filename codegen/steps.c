@@ -41,7 +41,9 @@ void cg_steps_free(CgSteps *s) {
   *s = (CgSteps){0};
 }
 
-void cg_steps_add_words(CgSteps *s, int node, CgArg copy) {
+void cg_steps_add_words(CgSteps *s, CgStep *st, int node, int64_t rows, int64_t cols) {
+  CgArg copy = cg_arg_scratch(cg_steps_new_scratch(s), (size_t)(rows * (cols / 2)) * sizeof(int32_t));
+  st->args[st->n_args++] = copy;
   s->words = realloc(s->words, ((size_t)s->n_words + 1) * sizeof *s->words);
   if (!s->words) abort();
   s->words[s->n_words++] = (CgWords){node, copy};
