@@ -635,18 +635,14 @@ static void row_words(Cg *cg, const Attn *a, LLVMValueRef src, LLVMValueRef dst,
 }
 
 // Words [o, o + L) of a row's D2 words (D even) from its floats at src: floats [2o, 2o + 2L)
-// in one load, even lanes paired with odd ones (cg_bf16_words), in W lanes (zeros past L).
+// in one load, even lanes paired with odd ones (cg_bf16_words), as <L x i32>.
 static LLVMValueRef row_word_piece(Cg *cg, LLVMValueRef src, int64_t o, int L) {
   LLVMBuilderRef b = cg->b;
-  int W = cg->W;
   LLVMValueRef x = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, src, cg_i64(cg, 2 * o)), 2 * L);
-  LLVMValueRef even[64], odd[64], widen[64];
+  LLVMValueRef even[64], odd[64];
   for (int l = 0; l < L; l++) even[l] = cg_i32(cg, 2 * l), odd[l] = cg_i32(cg, 2 * l + 1);
-  LLVMValueRef w = cg_bf16_words(cg, LLVMBuildShuffleVector(b, x, x, LLVMConstVector(even, (unsigned)L), ""),
-                                 LLVMBuildShuffleVector(b, x, x, LLVMConstVector(odd, (unsigned)L), ""));
-  if (L == W) return w;
-  for (int l = 0; l < W; l++) widen[l] = cg_i32(cg, l < L ? l : L);  // lane L of the zeros
-  return LLVMBuildShuffleVector(b, w, LLVMConstNull(LLVMTypeOf(w)), LLVMConstVector(widen, (unsigned)W), "");
+  return cg_bf16_words(cg, LLVMBuildShuffleVector(b, x, x, LLVMConstVector(even, (unsigned)L), ""),
+                       LLVMBuildShuffleVector(b, x, x, LLVMConstVector(odd, (unsigned)L), ""));
 }
 
 // The pieces of a row of D2 words: W words, then powers of two down to 1.
@@ -668,10 +664,14 @@ static void key_block(Cg *cg, const Attn *a, LLVMValueRef kth, LLVMValueRef kvh,
   LLVMValueRef row0 = cg_gep(cg, cg->f32, kvh, cg_mul(cg, blk, W * a->HD));
   for (int64_t o = 0; o < a->D2;) {
     int L = next_piece(cg, a, o);
-    LLVMValueRef v[64];
-    for (int kk = 0; kk < W; kk++)
-      v[kk] = kk < keys ? row_word_piece(cg, cg_gep(cg, cg->f32, row0, cg_i64(cg, kk * a->HD)), o, L)
-                        : LLVMConstNull(cg_vec_t(cg, cg->i32, W));
+    LLVMValueRef v[64], widen[64];
+    for (int l = 0; l < W; l++) widen[l] = cg_i32(cg, l < L ? l : L);  // L < W: lane L of the zeros
+    for (int kk = 0; kk < W; kk++) {
+      v[kk] = LLVMConstNull(cg_vec_t(cg, cg->i32, W));
+      if (kk >= keys) continue;
+      LLVMValueRef w = row_word_piece(cg, cg_gep(cg, cg->f32, row0, cg_i64(cg, kk * a->HD)), o, L);
+      v[kk] = L == W ? w : LLVMBuildShuffleVector(cg->b, w, LLVMConstNull(LLVMTypeOf(w)), LLVMConstVector(widen, (unsigned)W), "");
+    }
     cg_gemm_transpose(cg, v);
     for (int d = 0; d < L; d++) cg_store(cg, v[d], cg_gep(cg, cg->i32, base, cg_i64(cg, (o + d) * W)));
     o += L;
@@ -720,13 +720,7 @@ static void pack_query_rows(Cg *cg, const Attn *a, LLVMValueRef bh, LLVMValueRef
   LLVMValueRef out = cg_gep(cg, cg->i32, qwh, cg_mul(cg, il.iv, a->D2));
   for (int64_t o = 0; a->D % 2 == 0 && o < a->D2;) {
     int L = next_piece(cg, a, o);
-    LLVMValueRef w = row_word_piece(cg, row, o, L);
-    if (L < cg->W) {
-      LLVMValueRef first[64];
-      for (int l = 0; l < L; l++) first[l] = cg_i32(cg, l);
-      w = LLVMBuildShuffleVector(cg->b, w, w, LLVMConstVector(first, (unsigned)L), "");
-    }
-    cg_store(cg, w, cg_gep(cg, cg->i32, out, cg_i64(cg, o)));
+    cg_store(cg, row_word_piece(cg, row, o, L), cg_gep(cg, cg->i32, out, cg_i64(cg, o)));
     o += L;
   }
   if (a->D % 2) row_words(cg, a, row, out, 1);
