@@ -104,6 +104,10 @@ void cg_store(Cg *cg, LLVMValueRef v, LLVMValueRef ptr);
 // Horizontal reductions of a float vector (llvm.vector.reduce.*).
 LLVMValueRef cg_reduce_add(Cg *cg, LLVMValueRef v);  // ordered from 0.0: deterministic
 LLVMValueRef cg_reduce_max(Cg *cg, LLVMValueRef v);
+// The largest lane of v, which has no NaN (the caller's guarantee) and whose zeros' sign
+// does not matter: a shuffle tree of vmaxps (cg_reduce_max's NaN and -0 < +0 order cost
+// ~40 instructions a 16-lane vector on x86).
+LLVMValueRef cg_reduce_max_nonan(Cg *cg, LLVMValueRef v);
 
 // ---- vector math (codegen/cg_math.c): any float scalar or vector type ------------------
 LLVMValueRef cg_exp(Cg *cg, LLVMValueRef x);

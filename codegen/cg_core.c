@@ -255,3 +255,11 @@ LLVMValueRef cg_reduce_max(Cg *cg, LLVMValueRef v) {
   if (LLVMGetTypeKind(t) != LLVMVectorTypeKind) return v;
   return cg_intrinsic(cg, "llvm.vector.reduce.fmaximum", t, &v, 1);  // NaN propagates
 }
+
+LLVMValueRef cg_reduce_max_nonan(Cg *cg, LLVMValueRef v) {
+  LLVMTypeRef t = LLVMTypeOf(v);
+  if (LLVMGetTypeKind(t) != LLVMVectorTypeKind) return v;
+  LLVMValueRef r = cg_intrinsic(cg, "llvm.vector.reduce.fmax", t, &v, 1);
+  LLVMSetFastMathFlags(r, LLVMFastMathNoNaNs | LLVMFastMathNoSignedZeros);
+  return r;
+}

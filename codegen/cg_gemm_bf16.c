@@ -338,7 +338,7 @@ LLVMValueRef cg_gemm_bf16_dot(Cg *cg, LLVMValueRef acc, LLVMValueRef aword, cons
     unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
     LLVMTypeRef bf = LLVMVectorType(LLVMBFloatTypeInContext(cg->ctx), 32);
     LLVMValueRef a = LLVMBuildBitCast(cg->b, cg_splat(cg, aword, 16), bf, "a");
-    LLVMValueRef args[3] = {acc, a, b[0]};
+    LLVMValueRef args[3] = {acc, b[0], a};  // a last: a broadcast load folds into the instruction
     return LLVMBuildCall2(cg->b, LLVMIntrinsicGetType(cg->ctx, id, NULL, 0),
                           LLVMGetIntrinsicDeclaration(cg->mod, id, NULL, 0), args, 3, "dp");
   }

@@ -21,7 +21,9 @@
 //             step converts K^T (and the backward's V^T) into panels like the forward's f32
 //             kt, q (and dout) into row words, v (the backward's k) into key-pair words; S
 //             and dP are register-blocked panel products as the forward's scores, dQ sums
-//             key pairs as the forward's P.V, dK and dV sum pairs of query rows.
+//             key pairs, dK and dV sum pairs of query rows. The bf16 forward takes the keys
+//             a superblock (512) at a time in three passes (scores, exps into words, P.V;
+//             fwd_super_bf16), its maximum a whole number of ln 2s.
 // head_dim is split into chunks of W, W/2, ... lanes. exp of the softmax is exp_neg below
 // (arguments <= 0 only: about half of cg_exp's operations).
 #include <assert.h>
@@ -449,8 +451,7 @@ static void score_dots(Cg *cg, const Attn *a, const Panel *pn, LLVMValueRef jb, 
 
 // bf16: acc[r][c] += the block's weights of keys jb .. jb + count - 1 times rows of a key
 // operand: words[r] (W / 2 words) holds row r's weights of keys (2 t2, 2 t2 + 1), pw the
-// words [nkp / 2][D] of the key rows 2 t2, 2 t2 + 1 (the forward's P.V: vw; the
-// backward's dQ = dS K: kw).
+// words [nkp / 2][D] of the key rows 2 t2, 2 t2 + 1 (the backward's dQ = dS K: kw).
 static void key_pairs_times_words(Cg *cg, const Attn *a, const LLVMValueRef *words, LLVMValueRef pw, LLVMValueRef jb,
                                   int count, LLVMValueRef acc[MAX_ROWS][MAX_CHUNKS]) {
   LLVMBuilderRef b = cg->b;
@@ -475,37 +476,6 @@ static LLVMValueRef lane_pair_words(Cg *cg, LLVMValueRef x) {
   for (int t = 0; t < W / 2; t++) even[t] = cg_i32(cg, 2 * t), odd[t] = cg_i32(cg, 2 * t + 1);
   LLVMValueRef me = LLVMConstVector(even, (unsigned)(W / 2)), mo = LLVMConstVector(odd, (unsigned)(W / 2));
   return cg_bf16_words(cg, LLVMBuildShuffleVector(b, x, x, me, ""), LLVMBuildShuffleVector(b, x, x, mo, ""));
-}
-
-// bf16: the online softmax of the block's scores sc[r] against a running maximum of whole
-// ln 2s (exp_pow2_parts), then P.V with the probabilities of keys 2 t2 and 2 t2 + 1 as one
-// word against the words of v rows 2 t2, 2 t2 + 1 (vw).
-static void fwd_block_bf16(Cg *cg, Attn *a, Fwd *f, LLVMValueRef jb, int count, LLVMValueRef *sc) {
-  LLVMBuilderRef b = cg->b;
-  int W = cg->W;
-  RowState *st = &f->st;
-  LLVMValueRef words[MAX_ROWS], corr[MAX_ROWS];
-  for (int r = 0; r < a->rows; r++) {
-    LLVMValueRef h, n;
-    exp_pow2_parts(cg, sc[r], &h, &n);
-    LLVMValueRef k_old = cg_get(cg, st->m[r]);
-    LLVMValueRef mx[2] = {k_old, cg_reduce_max(cg, n)};
-    LLVMValueRef k_new = cg_intrinsic(cg, "llvm.maxnum", cg->f32, mx, 2);
-    corr[r] = pow2_or_zero(cg, LLVMBuildFSub(b, k_old, k_new, ""));
-    LLVMValueRef pe = LLVMBuildFMul(b, exp_reduced(cg, h, n),
-                                    pow2_or_zero(cg, LLVMBuildFSub(b, n, cg_splat(cg, k_new, W), "")), "");
-    cg_set(cg, st->l[r], cg_fma(cg, cg_get(cg, st->l[r]), cg_splat(cg, corr[r], W), pe));
-    cg_set(cg, st->m[r], k_new);
-    if (a->dropout) pe = LLVMBuildFMul(b, pe, keep_scale(cg, a, r, jb), "");
-    words[r] = lane_pair_words(cg, pe);
-  }
-  LLVMValueRef acc[MAX_ROWS][MAX_CHUNKS];
-  for (int r = 0; r < a->rows; r++)
-    for (int c = 0; c < a->n_chunks; c++)
-      acc[r][c] = LLVMBuildFMul(b, cg_get(cg, st->acc[r][c]), cg_splat(cg, corr[r], a->lanes[c]), "");
-  key_pairs_times_words(cg, a, words, f->vw, jb, count, acc);
-  for (int r = 0; r < a->rows; r++)
-    for (int c = 0; c < a->n_chunks; c++) cg_set(cg, st->acc[r][c], acc[r][c]);
 }
 
 // The panel's sums of the rows with keys jb .. jb + W - 1: s[0][r] + s[1][r] (even and odd
@@ -539,13 +509,6 @@ static void fwd_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
   int W = cg->W;
   LLVMValueRef s[2][MAX_ROWS] = {{0}};
   panel_sums(cg, a, &f->pn, jb, s);
-  if (a->bf16) {
-    LLVMValueRef sc[MAX_ROWS];
-    for (int r = 0; r < a->rows; r++)
-      sc[r] = finish_scores(cg, a, r, LLVMBuildFAdd(b, s[0][r], s[1][r], ""), jb, count);
-    fwd_block_bf16(cg, a, f, jb, count, sc);
-    return;
-  }
   RowState *st = &f->st;
   LLVMValueRef pe[MAX_ROWS], corr[MAX_ROWS];
   for (int r = 0; r < a->rows; r++) {
@@ -576,6 +539,122 @@ static void fwd_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
   }
   for (int r = 0; r < a->rows; r++)
     for (int c = 0; c < a->n_chunks; c++) cg_set(cg, st->acc[r][c], acc[r][c]);
+}
+
+// The bf16 forward's keys, a superblock of at most SUPER_KEYS (a multiple of W) at a time,
+// in three passes: (1) the rows' scores of its key blocks, clamped (exp_pow2_parts' h), into
+// sbuf, and their lane-wise maximum; (2) with the superblock's whole-ln2 maximum k (the
+// running maximum's update, rescaling l and the accumulators by 2^(k_old - k): exact),
+// e = exp(s) 2^-k of every key, summed into l, as words of key pairs into pbuf; (3) P.V:
+// per key pair, the rows' words (broadcast loads: vdpbf16ps's memory operand) times the
+// pair's v words. One horizontal maximum, rescaling and store of words a row per superblock
+// instead of per block, and no lane extraction: VisualBERT's n = 120 is one superblock.
+#define SUPER_KEYS 512
+
+typedef struct Super {
+  LLVMValueRef sbuf, pbuf;      // [rows][SUPER_KEYS] f32 h, [rows][SUPER_KEYS / 2] words
+  LLVMValueRef hmax[MAX_ROWS];  // (W) variables: lane-wise maximum of h
+  LLVMValueRef s0;              // the superblock's first key
+} Super;
+
+// max of two vectors without NaN (h is clamped by maxnum): one vmaxps.
+static LLVMValueRef max_nonan(Cg *cg, LLVMValueRef x, LLVMValueRef y) {
+  LLVMValueRef args[2] = {x, y};
+  LLVMValueRef m = cg_intrinsic(cg, "llvm.maxnum", LLVMTypeOf(x), args, 2);
+  LLVMSetFastMathFlags(m, LLVMFastMathNoNaNs | LLVMFastMathNoSignedZeros);
+  return m;
+}
+
+// Pass 1 on the block at key jb = s0 + o (count keys).
+static void super_scores(Cg *cg, Attn *a, Fwd *f, Super *sp, LLVMValueRef o, int count) {
+  LLVMBuilderRef b = cg->b;
+  LLVMValueRef jb = cg_add(cg, sp->s0, o), s[2][MAX_ROWS] = {{0}};
+  panel_sums(cg, a, &f->pn, jb, s);
+  for (int r = 0; r < a->rows; r++) {
+    LLVMValueRef sc = finish_scores(cg, a, r, LLVMBuildFAdd(b, s[0][r], s[1][r], ""), jb, count), h, n;
+    exp_pow2_parts(cg, sc, &h, &n);
+    cg_store(cg, h, cg_gep(cg, cg->f32, sp->sbuf, cg_add(cg, o, cg_i64(cg, r * SUPER_KEYS))));
+    cg_set(cg, sp->hmax[r], max_nonan(cg, cg_get(cg, sp->hmax[r]), h));
+  }
+}
+
+// The superblock of keys [s0, s0 + full * W + tail): full blocks of W keys, then a tail
+// block of tail < W keys (the last superblock only; its lanes past Nk score PAD_SCORE, so
+// e = 0, and their v words are 0).
+static void fwd_super_bf16(Cg *cg, Attn *a, Fwd *f, Super *sp, LLVMValueRef s0, int64_t full, int tail) {
+  LLVMBuilderRef b = cg->b;
+  int W = cg->W;
+  RowState *st = &f->st;
+  int64_t keys = full * W + (tail ? W : 0);
+  sp->s0 = s0;
+  for (int r = 0; r < a->rows; r++) cg_set(cg, sp->hmax[r], cg_splat(cg, cg_f32(cg, BF16_MIN_SCORE), W));
+  CgLoop bl;
+  if (full) {
+    cg_for_begin(cg, &bl, cg_i64(cg, 0), cg_i64(cg, full * W), cg_i64(cg, W), "scores");
+    super_scores(cg, a, f, sp, bl.iv, W);
+    cg_for_end(cg, &bl);
+  }
+  if (tail) super_scores(cg, a, f, sp, cg_i64(cg, full * W), tail);
+  LLVMValueRef k[MAX_ROWS];
+  for (int r = 0; r < a->rows; r++) {  // k = max n = roundeven(max h log2 e): both monotone
+    LLVMValueRef t = LLVMBuildFMul(b, cg_reduce_max_nonan(cg, cg_get(cg, sp->hmax[r])), cg_f32(cg, CG_LOG2E), "");
+    LLVMValueRef k_old = cg_get(cg, st->m[r]);
+    LLVMValueRef mx[2] = {k_old, cg_intrinsic(cg, "llvm.roundeven", cg->f32, &t, 1)};
+    k[r] = cg_intrinsic(cg, "llvm.maxnum", cg->f32, mx, 2);
+    LLVMValueRef corr = pow2_or_zero(cg, LLVMBuildFSub(b, k_old, k[r], ""));
+    cg_set(cg, st->m[r], k[r]);
+    cg_set(cg, st->l[r], LLVMBuildFMul(b, cg_get(cg, st->l[r]), cg_splat(cg, corr, W), ""));
+    for (int c = 0; c < a->n_chunks; c++)
+      cg_set(cg, st->acc[r][c], LLVMBuildFMul(b, cg_get(cg, st->acc[r][c]), cg_splat(cg, corr, a->lanes[c]), ""));
+  }
+  cg_for_begin(cg, &bl, cg_i64(cg, 0), cg_i64(cg, keys), cg_i64(cg, W), "exps");
+  for (int r = 0; r < a->rows; r++) {
+    LLVMValueRef h = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, sp->sbuf, cg_add(cg, bl.iv, cg_i64(cg, r * SUPER_KEYS))), W);
+    LLVMValueRef t = LLVMBuildFMul(b, h, cg_const_like(cg, h, CG_LOG2E), "");
+    LLVMValueRef n = cg_intrinsic(cg, "llvm.roundeven", LLVMTypeOf(h), &t, 1);
+    LLVMValueRef e = LLVMBuildFMul(b, exp_reduced(cg, h, n), pow2_or_zero(cg, LLVMBuildFSub(b, n, cg_splat(cg, k[r], W), "")), "");
+    cg_set(cg, st->l[r], LLVMBuildFAdd(b, cg_get(cg, st->l[r]), e, ""));
+    if (a->dropout) e = LLVMBuildFMul(b, e, keep_scale(cg, a, r, cg_add(cg, s0, bl.iv)), "");
+    LLVMValueRef at = cg_add(cg, LLVMBuildUDiv(b, bl.iv, cg_i64(cg, 2), ""), cg_i64(cg, r * SUPER_KEYS / 2));
+    cg_store(cg, lane_pair_words(cg, e), cg_gep(cg, cg->i32, sp->pbuf, at));
+  }
+  cg_for_end(cg, &bl);
+  cg_for_begin(cg, &bl, cg_i64(cg, 0), cg_i64(cg, keys / 2), cg_i64(cg, 1), "pairs");
+  LLVMValueRef vrow = cg_gep(cg, cg->i32, f->vw, cg_mul(cg, cg_add(cg, LLVMBuildUDiv(b, s0, cg_i64(cg, 2), ""), bl.iv), a->D));
+  LLVMValueRef acc[MAX_ROWS][MAX_CHUNKS];
+  for (int r = 0; r < a->rows; r++)
+    for (int c = 0; c < a->n_chunks; c++) acc[r][c] = cg_get(cg, st->acc[r][c]);
+  for (int c = 0; c < a->n_chunks; c++) {
+    LLVMValueRef bw[2];
+    cg_gemm_bf16_prepare_b(cg, cg_load(cg, cg->i32, cg_gep(cg, cg->i32, vrow, cg_i64(cg, a->off[c])), a->lanes[c]), bw);
+    for (int r = 0; r < a->rows; r++) {
+      LLVMValueRef word = cg_load(cg, cg->i32, cg_gep(cg, cg->i32, sp->pbuf, cg_add(cg, bl.iv, cg_i64(cg, r * SUPER_KEYS / 2))), 1);
+      acc[r][c] = cg_gemm_bf16_dot(cg, acc[r][c], word, bw);
+    }
+  }
+  for (int r = 0; r < a->rows; r++)
+    for (int c = 0; c < a->n_chunks; c++) cg_set(cg, st->acc[r][c], acc[r][c]);
+  cg_for_end(cg, &bl);
+}
+
+// All keys of the rows: whole superblocks in a loop, then the rest (with the tail block).
+static void fwd_keys_bf16(Cg *cg, Attn *a, Fwd *f) {
+  int W = cg->W;
+  Super sp = {0};
+  sp.sbuf = cg_var(cg, LLVMArrayType(cg->f32, (unsigned)(a->rows * SUPER_KEYS)), NULL);
+  sp.pbuf = cg_var(cg, LLVMArrayType(cg->i32, (unsigned)(a->rows * SUPER_KEYS / 2)), NULL);
+  LLVMSetAlignment(sp.sbuf, 64);
+  LLVMSetAlignment(sp.pbuf, 64);
+  for (int r = 0; r < a->rows; r++) sp.hmax[r] = cg_var(cg, cg_vec_t(cg, cg->f32, W), NULL);
+  int64_t blocks = a->Nk / W, per = SUPER_KEYS / W, whole = blocks / per;
+  int tail = (int)(a->Nk % W);
+  if (whole) {
+    CgLoop sl;
+    cg_for_begin(cg, &sl, cg_i64(cg, 0), cg_i64(cg, whole * SUPER_KEYS), cg_i64(cg, SUPER_KEYS), "super");
+    fwd_super_bf16(cg, a, f, &sp, sl.iv, per, 0);
+    cg_for_end(cg, &sl);
+  }
+  if (blocks % per || tail) fwd_super_bf16(cg, a, f, &sp, cg_i64(cg, whole * SUPER_KEYS), blocks % per, tail);
 }
 
 // The pack kernel: work item = head (b, h); kt[(b*H + h)][j / W][d][j % W] = k(b, j, h*D + d)
@@ -844,7 +923,8 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
       f.pn.arow[r] = a.bf16 ? qwrow : f.qrow[r];
     }
     row_state_init(cg, &a, &f.st, true);
-    for_key_blocks(cg, &a, fwd_block, &f);
+    if (a.bf16) fwd_keys_bf16(cg, &a, &f);
+    else for_key_blocks(cg, &a, fwd_block, &f);
     for (int r = 0; r < a.rows; r++) {
       LLVMValueRef inv = LLVMBuildFDiv(cg->b, cg_f32(cg, 1.0), cg_reduce_add(cg, cg_get(cg, f.st.l[r])), "");
       for (int c = 0; c < a.n_chunks; c++)

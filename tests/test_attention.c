@@ -409,6 +409,9 @@ static const Dims jit_cases[] = {
   // head_dim 20 (the forward's d loop: 8, 8, then 4) and 72 (chunks 64 + 8 at W = 16),
   // Nq != Nk, neither a multiple of W
   {1, 2, 19, 23, 20, true, true}, {2, 1, 3, 40, 72, true, false},
+  // Nk = 1100: the bf16 forward's superblocks of 512 keys (two whole ones, then 76 keys
+  // with the tail block), the running maximum rising between them
+  {1, 1, 5, 1100, 8, true, true},
 };
 
 START_TEST(test_jit_matches_the_reference_forward_and_backward) {
