@@ -1,5 +1,5 @@
 // Lowering of attention and attention_grad (ir/attention.c), flash-attention style: the
-// scores of one query row are computed a block of W keys at a time with an online softmax
+// scores of one query row are computed a block of keys at a time with an online softmax
 // (running max and sum, the accumulator rescaled when the max grows), so no [B,H,Nq,Nk]
 // tensor is ever stored. q, k, v and the output stay in the [B, n, H*D] layout: head h of
 // row j is the D elements at (j * H + h) * D. Dropout draws the reference's masks (element
@@ -7,10 +7,11 @@
 //   forward:  a pack step copies K of each head transposed (keys along the lanes, rows
 //             padded to a multiple of W); then work item = FWD_ROWS query rows of one head
 //             (b, h) (KILN_ATTN_ROWS overrides it, for tuning); the last item's rows past
-//             Nq repeat row Nq - 1. Per block of W keys the scores of all rows are
-//             register-blocked outer products (q(r, d) broadcast times a W-key vector of
-//             K^T, FMAs over d, no horizontal sums), then the online softmax, then P.V
-//             (p(r, j) broadcast times the chunks of v row j).
+//             Nq repeat row Nq - 1. Keys go a superblock (512) at a time (fwd_super): the
+//             scores of each block of W keys are register-blocked outer products (q(r, d)
+//             broadcast times a W-key vector of K^T, FMAs over d, no horizontal sums) kept
+//             on the stack, then the superblock's softmax weights, then P.V (the weight
+//             p(r, j) a broadcast load times the chunks of v row j).
 //   backward: work item = one head (b, h): it owns dk and dv of that head, so the sums over
 //             queries need no atomics; per group of query rows a first sweep finds the
 //             rows' max and sum, a second recomputes the probabilities and accumulates dq,
@@ -21,9 +22,8 @@
 //             step converts K^T (and the backward's V^T) into panels like the forward's f32
 //             kt, q (and dout) into row words, v (the backward's k) into key-pair words; S
 //             and dP are register-blocked panel products as the forward's scores, dQ sums
-//             key pairs, dK and dV sum pairs of query rows. The bf16 forward takes the keys
-//             a superblock (512) at a time in three passes (scores, exps into words, P.V;
-//             fwd_super_bf16), its maximum a whole number of ln 2s.
+//             key pairs, dK and dV sum pairs of query rows. The bf16 forward's maximum is a
+//             whole number of ln 2s.
 // head_dim is split into chunks of W, W/2, ... lanes. exp of the softmax is exp_neg below
 // (arguments <= 0 only: about half of cg_exp's operations).
 #include <assert.h>
@@ -503,65 +503,31 @@ static void panel_sums(Cg *cg, const Attn *a, const Panel *pn, LLVMValueRef jb, 
   if (nd > full) steps(cg, a, pn, jb, cg_i64(cg, full), (int)(nd - full), s);
 }
 
-static void fwd_block(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *ctx) {
-  Fwd *f = ctx;
-  LLVMBuilderRef b = cg->b;
-  int W = cg->W;
-  LLVMValueRef s[2][MAX_ROWS] = {{0}};
-  panel_sums(cg, a, &f->pn, jb, s);
-  RowState *st = &f->st;
-  LLVMValueRef pe[MAX_ROWS], corr[MAX_ROWS];
-  for (int r = 0; r < a->rows; r++) {
-    LLVMValueRef raw = s[1][r] ? LLVMBuildFAdd(b, s[0][r], s[1][r], "") : s[0][r];
-    LLVMValueRef sc = finish_scores(cg, a, r, raw, jb, count);
-    LLVMValueRef m_old = cg_get(cg, st->m[r]);
-    LLVMValueRef mx[2] = {m_old, cg_reduce_max(cg, sc)};
-    LLVMValueRef m_new = cg_intrinsic(cg, "llvm.maxnum", cg->f32, mx, 2);
-    corr[r] = exp_neg(cg, LLVMBuildFSub(b, m_old, m_new, ""));
-    pe[r] = exp_neg(cg, LLVMBuildFSub(b, sc, cg_splat(cg, m_new, W), ""));
-    cg_set(cg, st->l[r], cg_fma(cg, cg_get(cg, st->l[r]), cg_splat(cg, corr[r], W), pe[r]));
-    cg_set(cg, st->m[r], m_new);
-    if (a->dropout) pe[r] = LLVMBuildFMul(b, pe[r], keep_scale(cg, a, r, jb), "");
-  }
-  LLVMValueRef acc[MAX_ROWS][MAX_CHUNKS];
-  for (int r = 0; r < a->rows; r++)
-    for (int c = 0; c < a->n_chunks; c++)
-      acc[r][c] = LLVMBuildFMul(b, cg_get(cg, st->acc[r][c]), cg_splat(cg, corr[r], a->lanes[c]), "");
-  for (int t = 0; t < count; t++) {
-    LLVMValueRef vrow = key_row(cg, a, a->v, cg_add(cg, jb, cg_i64(cg, t)));
-    LLVMValueRef w[MAX_ROWS];
-    for (int r = 0; r < a->rows; r++) w[r] = LLVMBuildExtractElement(b, pe[r], cg_i32(cg, t), "");
-    for (int c = 0; c < a->n_chunks; c++) {
-      LLVMValueRef vv = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, vrow, cg_i64(cg, a->off[c])), a->lanes[c]);
-      for (int r = 0; r < a->rows; r++)
-        acc[r][c] = cg_fma(cg, cg_splat(cg, w[r], a->lanes[c]), vv, acc[r][c]);
-    }
-  }
-  for (int r = 0; r < a->rows; r++)
-    for (int c = 0; c < a->n_chunks; c++) cg_set(cg, st->acc[r][c], acc[r][c]);
-}
-
-// The bf16 forward's keys, a superblock of at most SUPER_KEYS (a multiple of W) at a time,
-// in three passes: (1) the rows' scores of its key blocks, clamped (exp_pow2_parts' h), into
-// sbuf, and their lane-wise maximum; (2) with the superblock's whole-ln2 maximum k (the
-// running maximum's update, rescaling l and the accumulators by 2^(k_old - k): exact),
-// e = exp(s) 2^-k of every key, summed into l, as words of key pairs into pbuf; (3) P.V:
-// per key pair, the rows' words (broadcast loads: vdpbf16ps's memory operand) times the
-// pair's v words. One horizontal maximum, rescaling and store of words a row per superblock
-// instead of per block, and no lane extraction: VisualBERT's n = 120 is one superblock.
+// The forward's keys, a superblock of at most SUPER_KEYS (a multiple of W) at a time, in
+// three passes: (1) the rows' scores of its key blocks into sbuf, and their lane-wise
+// maximum; (2) with the superblock's maximum m (the running maximum's update, l and the
+// accumulators rescaled by exp(m_old - m)), the weights e = exp(s - m) of every key, summed
+// into l, into pbuf; (3) P.V: per key (bf16: key pair), the rows' weights as broadcast
+// loads (the FMA's or vdpbf16ps's memory operand) times the key's v. Against an online
+// softmax step per block of W keys: one horizontal maximum and rescaling a row per
+// superblock, and no lane extraction (VisualBERT's n = 120 is one superblock; its f32 and
+// bf16 kernels took 1.5x and 1.6x as long with a step per block, bench/attn_bench.c).
+// bf16: sbuf holds exp_pow2_parts' clamped h, m is a whole number k of ln 2 (so the
+// rescaling 2^(k_old - k) is exact and the words are the reference's whatever k was
+// reached), e = exp(s) 2^-k, and pbuf holds words of key pairs.
 #define SUPER_KEYS 512
 
 typedef struct Super {
-  LLVMValueRef sbuf, pbuf;      // [rows][SUPER_KEYS] f32 h, [rows][SUPER_KEYS / 2] words
-  LLVMValueRef hmax[MAX_ROWS];  // (W) variables: lane-wise maximum of h
+  LLVMValueRef sbuf, pbuf;      // [rows][SUPER_KEYS] f32 scores, [rows][SUPER_KEYS] f32 (bf16: / 2 words)
+  LLVMValueRef smax[MAX_ROWS];  // (W) variables: lane-wise maximum of the scores
   LLVMValueRef s0;              // the superblock's first key
 } Super;
 
-// max of two vectors without NaN (h is clamped by maxnum): one vmaxps.
-static LLVMValueRef max_nonan(Cg *cg, LLVMValueRef x, LLVMValueRef y) {
+// max of two vectors, NaN lanes of y ignored; with nonan (neither has NaN): one vmaxps.
+static LLVMValueRef vmax(Cg *cg, LLVMValueRef x, LLVMValueRef y, bool nonan) {
   LLVMValueRef args[2] = {x, y};
   LLVMValueRef m = cg_intrinsic(cg, "llvm.maxnum", LLVMTypeOf(x), args, 2);
-  LLVMSetFastMathFlags(m, LLVMFastMathNoNaNs | LLVMFastMathNoSignedZeros);
+  if (nonan) LLVMSetFastMathFlags(m, LLVMFastMathNoNaNs | LLVMFastMathNoSignedZeros);
   return m;
 }
 
@@ -571,23 +537,35 @@ static void super_scores(Cg *cg, Attn *a, Fwd *f, Super *sp, LLVMValueRef o, int
   LLVMValueRef jb = cg_add(cg, sp->s0, o), s[2][MAX_ROWS] = {{0}};
   panel_sums(cg, a, &f->pn, jb, s);
   for (int r = 0; r < a->rows; r++) {
-    LLVMValueRef sc = finish_scores(cg, a, r, LLVMBuildFAdd(b, s[0][r], s[1][r], ""), jb, count), h, n;
-    exp_pow2_parts(cg, sc, &h, &n);
-    cg_store(cg, h, cg_gep(cg, cg->f32, sp->sbuf, cg_add(cg, o, cg_i64(cg, r * SUPER_KEYS))));
-    cg_set(cg, sp->hmax[r], max_nonan(cg, cg_get(cg, sp->hmax[r]), h));
+    LLVMValueRef sc = finish_scores(cg, a, r, LLVMBuildFAdd(b, s[0][r], s[1][r], ""), jb, count), n;
+    if (a->bf16) exp_pow2_parts(cg, sc, &sc, &n);  // clamped: no NaN
+    cg_store(cg, sc, cg_gep(cg, cg->f32, sp->sbuf, cg_add(cg, o, cg_i64(cg, r * SUPER_KEYS))));
+    cg_set(cg, sp->smax[r], vmax(cg, cg_get(cg, sp->smax[r]), sc, a->bf16));
   }
+}
+
+// Pass 2's weights of the block at offset o of row r (m: the row's maximum).
+static LLVMValueRef super_weights(Cg *cg, const Attn *a, const Super *sp, int r, LLVMValueRef o, LLVMValueRef m) {
+  LLVMBuilderRef b = cg->b;
+  int W = cg->W;
+  LLVMValueRef sc = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, sp->sbuf, cg_add(cg, o, cg_i64(cg, r * SUPER_KEYS))), W);
+  if (!a->bf16) return exp_neg(cg, LLVMBuildFSub(b, sc, cg_splat(cg, m, W), ""));
+  LLVMValueRef t = LLVMBuildFMul(b, sc, cg_const_like(cg, sc, CG_LOG2E), "");
+  LLVMValueRef n = cg_intrinsic(cg, "llvm.roundeven", LLVMTypeOf(sc), &t, 1);
+  return LLVMBuildFMul(b, exp_reduced(cg, sc, n), pow2_or_zero(cg, LLVMBuildFSub(b, n, cg_splat(cg, m, W), "")), "");
 }
 
 // The superblock of keys [s0, s0 + full * W + tail): full blocks of W keys, then a tail
 // block of tail < W keys (the last superblock only; its lanes past Nk score PAD_SCORE, so
-// e = 0, and their v words are 0).
-static void fwd_super_bf16(Cg *cg, Attn *a, Fwd *f, Super *sp, LLVMValueRef s0, int64_t full, int tail) {
+// e = 0, and v's rows there are not read (bf16: their words are 0)).
+static void fwd_super(Cg *cg, Attn *a, Fwd *f, Super *sp, LLVMValueRef s0, int64_t full, int tail) {
   LLVMBuilderRef b = cg->b;
   int W = cg->W;
   RowState *st = &f->st;
-  int64_t keys = full * W + (tail ? W : 0);
+  int64_t blocks = full + (tail > 0);
   sp->s0 = s0;
-  for (int r = 0; r < a->rows; r++) cg_set(cg, sp->hmax[r], cg_splat(cg, cg_f32(cg, BF16_MIN_SCORE), W));
+  for (int r = 0; r < a->rows; r++)
+    cg_set(cg, sp->smax[r], cg_splat(cg, cg_f32(cg, a->bf16 ? BF16_MIN_SCORE : PAD_SCORE), W));
   CgLoop bl;
   if (full) {
     cg_for_begin(cg, &bl, cg_i64(cg, 0), cg_i64(cg, full * W), cg_i64(cg, W), "scores");
@@ -595,41 +573,48 @@ static void fwd_super_bf16(Cg *cg, Attn *a, Fwd *f, Super *sp, LLVMValueRef s0, 
     cg_for_end(cg, &bl);
   }
   if (tail) super_scores(cg, a, f, sp, cg_i64(cg, full * W), tail);
-  LLVMValueRef k[MAX_ROWS];
-  for (int r = 0; r < a->rows; r++) {  // k = max n = roundeven(max h log2 e): both monotone
-    LLVMValueRef t = LLVMBuildFMul(b, cg_reduce_max_nonan(cg, cg_get(cg, sp->hmax[r])), cg_f32(cg, CG_LOG2E), "");
-    LLVMValueRef k_old = cg_get(cg, st->m[r]);
-    LLVMValueRef mx[2] = {k_old, cg_intrinsic(cg, "llvm.roundeven", cg->f32, &t, 1)};
-    k[r] = cg_intrinsic(cg, "llvm.maxnum", cg->f32, mx, 2);
-    LLVMValueRef corr = pow2_or_zero(cg, LLVMBuildFSub(b, k_old, k[r], ""));
-    cg_set(cg, st->m[r], k[r]);
+  LLVMValueRef m[MAX_ROWS];
+  for (int r = 0; r < a->rows; r++) {
+    LLVMValueRef m_old = cg_get(cg, st->m[r]), sm = cg_reduce_max_nonan(cg, cg_get(cg, sp->smax[r])), corr;
+    if (a->bf16) {  // k = max n = roundeven(max h log2 e): both monotone
+      LLVMValueRef t = LLVMBuildFMul(b, sm, cg_f32(cg, CG_LOG2E), "");
+      sm = cg_intrinsic(cg, "llvm.roundeven", cg->f32, &t, 1);
+    }
+    LLVMValueRef mx[2] = {m_old, sm};
+    m[r] = cg_intrinsic(cg, "llvm.maxnum", cg->f32, mx, 2);
+    LLVMValueRef dm = LLVMBuildFSub(b, m_old, m[r], "");
+    corr = a->bf16 ? pow2_or_zero(cg, dm) : exp_neg(cg, dm);
+    cg_set(cg, st->m[r], m[r]);
     cg_set(cg, st->l[r], LLVMBuildFMul(b, cg_get(cg, st->l[r]), cg_splat(cg, corr, W), ""));
     for (int c = 0; c < a->n_chunks; c++)
       cg_set(cg, st->acc[r][c], LLVMBuildFMul(b, cg_get(cg, st->acc[r][c]), cg_splat(cg, corr, a->lanes[c]), ""));
   }
-  cg_for_begin(cg, &bl, cg_i64(cg, 0), cg_i64(cg, keys), cg_i64(cg, W), "exps");
+  cg_for_begin(cg, &bl, cg_i64(cg, 0), cg_i64(cg, blocks * W), cg_i64(cg, W), "exps");
   for (int r = 0; r < a->rows; r++) {
-    LLVMValueRef h = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, sp->sbuf, cg_add(cg, bl.iv, cg_i64(cg, r * SUPER_KEYS))), W);
-    LLVMValueRef t = LLVMBuildFMul(b, h, cg_const_like(cg, h, CG_LOG2E), "");
-    LLVMValueRef n = cg_intrinsic(cg, "llvm.roundeven", LLVMTypeOf(h), &t, 1);
-    LLVMValueRef e = LLVMBuildFMul(b, exp_reduced(cg, h, n), pow2_or_zero(cg, LLVMBuildFSub(b, n, cg_splat(cg, k[r], W), "")), "");
+    LLVMValueRef e = super_weights(cg, a, sp, r, bl.iv, m[r]);
     cg_set(cg, st->l[r], LLVMBuildFAdd(b, cg_get(cg, st->l[r]), e, ""));
     if (a->dropout) e = LLVMBuildFMul(b, e, keep_scale(cg, a, r, cg_add(cg, s0, bl.iv)), "");
-    LLVMValueRef at = cg_add(cg, LLVMBuildUDiv(b, bl.iv, cg_i64(cg, 2), ""), cg_i64(cg, r * SUPER_KEYS / 2));
-    cg_store(cg, lane_pair_words(cg, e), cg_gep(cg, cg->i32, sp->pbuf, at));
+    if (a->bf16)
+      cg_store(cg, lane_pair_words(cg, e), cg_gep(cg, cg->i32, sp->pbuf, cg_add(cg, LLVMBuildUDiv(b, bl.iv, cg_i64(cg, 2), ""), cg_i64(cg, r * SUPER_KEYS / 2))));
+    else
+      cg_store(cg, e, cg_gep(cg, cg->f32, sp->pbuf, cg_add(cg, bl.iv, cg_i64(cg, r * SUPER_KEYS))));
   }
   cg_for_end(cg, &bl);
-  cg_for_begin(cg, &bl, cg_i64(cg, 0), cg_i64(cg, keys / 2), cg_i64(cg, 1), "pairs");
-  LLVMValueRef vrow = cg_gep(cg, cg->i32, f->vw, cg_mul(cg, cg_add(cg, LLVMBuildUDiv(b, s0, cg_i64(cg, 2), ""), bl.iv), a->D));
+  // P.V: per key (bf16: key pair) t, acc[r][c] += pbuf[r][t] * v(t) chunk c
+  int64_t steps = a->bf16 ? blocks * W / 2 : full * W + tail, row_len = a->bf16 ? SUPER_KEYS / 2 : SUPER_KEYS;
+  cg_for_begin(cg, &bl, cg_i64(cg, 0), cg_i64(cg, steps), cg_i64(cg, 1), "values");
+  LLVMValueRef vrow = a->bf16 ? cg_gep(cg, cg->i32, f->vw, cg_mul(cg, cg_add(cg, LLVMBuildUDiv(b, s0, cg_i64(cg, 2), ""), bl.iv), a->D))
+                              : key_row(cg, a, a->v, cg_add(cg, s0, bl.iv));
   LLVMValueRef acc[MAX_ROWS][MAX_CHUNKS];
   for (int r = 0; r < a->rows; r++)
     for (int c = 0; c < a->n_chunks; c++) acc[r][c] = cg_get(cg, st->acc[r][c]);
   for (int c = 0; c < a->n_chunks; c++) {
-    LLVMValueRef bw[2];
-    cg_gemm_bf16_prepare_b(cg, cg_load(cg, cg->i32, cg_gep(cg, cg->i32, vrow, cg_i64(cg, a->off[c])), a->lanes[c]), bw);
+    LLVMTypeRef et = a->bf16 ? cg->i32 : cg->f32;
+    LLVMValueRef vv = cg_load(cg, et, cg_gep(cg, et, vrow, cg_i64(cg, a->off[c])), a->lanes[c]), bw[2];
+    if (a->bf16) cg_gemm_bf16_prepare_b(cg, vv, bw);
     for (int r = 0; r < a->rows; r++) {
-      LLVMValueRef word = cg_load(cg, cg->i32, cg_gep(cg, cg->i32, sp->pbuf, cg_add(cg, bl.iv, cg_i64(cg, r * SUPER_KEYS / 2))), 1);
-      acc[r][c] = cg_gemm_bf16_dot(cg, acc[r][c], word, bw);
+      LLVMValueRef w = cg_load(cg, et, cg_gep(cg, et, sp->pbuf, cg_add(cg, bl.iv, cg_i64(cg, r * row_len))), 1);
+      acc[r][c] = a->bf16 ? cg_gemm_bf16_dot(cg, acc[r][c], w, bw) : cg_fma(cg, cg_splat(cg, w, a->lanes[c]), vv, acc[r][c]);
     }
   }
   for (int r = 0; r < a->rows; r++)
@@ -638,23 +623,23 @@ static void fwd_super_bf16(Cg *cg, Attn *a, Fwd *f, Super *sp, LLVMValueRef s0, 
 }
 
 // All keys of the rows: whole superblocks in a loop, then the rest (with the tail block).
-static void fwd_keys_bf16(Cg *cg, Attn *a, Fwd *f) {
+static void fwd_keys(Cg *cg, Attn *a, Fwd *f) {
   int W = cg->W;
   Super sp = {0};
   sp.sbuf = cg_var(cg, LLVMArrayType(cg->f32, (unsigned)(a->rows * SUPER_KEYS)), NULL);
-  sp.pbuf = cg_var(cg, LLVMArrayType(cg->i32, (unsigned)(a->rows * SUPER_KEYS / 2)), NULL);
+  sp.pbuf = cg_var(cg, LLVMArrayType(cg->f32, (unsigned)(a->rows * SUPER_KEYS)), NULL);
   LLVMSetAlignment(sp.sbuf, 64);
   LLVMSetAlignment(sp.pbuf, 64);
-  for (int r = 0; r < a->rows; r++) sp.hmax[r] = cg_var(cg, cg_vec_t(cg, cg->f32, W), NULL);
+  for (int r = 0; r < a->rows; r++) sp.smax[r] = cg_var(cg, cg_vec_t(cg, cg->f32, W), NULL);
   int64_t blocks = a->Nk / W, per = SUPER_KEYS / W, whole = blocks / per;
   int tail = (int)(a->Nk % W);
   if (whole) {
     CgLoop sl;
     cg_for_begin(cg, &sl, cg_i64(cg, 0), cg_i64(cg, whole * SUPER_KEYS), cg_i64(cg, SUPER_KEYS), "super");
-    fwd_super_bf16(cg, a, f, &sp, sl.iv, per, 0);
+    fwd_super(cg, a, f, &sp, sl.iv, per, 0);
     cg_for_end(cg, &sl);
   }
-  if (blocks % per || tail) fwd_super_bf16(cg, a, f, &sp, cg_i64(cg, whole * SUPER_KEYS), blocks % per, tail);
+  if (blocks % per || tail) fwd_super(cg, a, f, &sp, cg_i64(cg, whole * SUPER_KEYS), blocks % per, tail);
 }
 
 // The pack kernel: work item = head (b, h); kt[(b*H + h)][j / W][d][j % W] = k(b, j, h*D + d)
@@ -923,8 +908,7 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
       f.pn.arow[r] = a.bf16 ? qwrow : f.qrow[r];
     }
     row_state_init(cg, &a, &f.st, true);
-    if (a.bf16) fwd_keys_bf16(cg, &a, &f);
-    else for_key_blocks(cg, &a, fwd_block, &f);
+    fwd_keys(cg, &a, &f);
     for (int r = 0; r < a.rows; r++) {
       LLVMValueRef inv = LLVMBuildFDiv(cg->b, cg_f32(cg, 1.0), cg_reduce_add(cg, cg_get(cg, f.st.l[r])), "");
       for (int c = 0; c < a.n_chunks; c++)
