@@ -318,6 +318,14 @@ typedef struct RowState {
   bool with_acc;
 } RowState;
 
+// max of two vectors, NaN lanes of y ignored; with nonan (neither has NaN): one vmaxps.
+static LLVMValueRef vmax(Cg *cg, LLVMValueRef x, LLVMValueRef y, bool nonan) {
+  LLVMValueRef args[2] = {x, y};
+  LLVMValueRef m = cg_intrinsic(cg, "llvm.maxnum", LLVMTypeOf(x), args, 2);
+  if (nonan) LLVMSetFastMathFlags(m, LLVMFastMathNoNaNs | LLVMFastMathNoSignedZeros);
+  return m;
+}
+
 // Row r's max and sum with the block's scores s (W).
 static void online_update(Cg *cg, RowState *st, int r, LLVMValueRef s) {
   LLVMBuilderRef b = cg->b;
@@ -356,12 +364,12 @@ static void row_state_vars(Cg *cg, const Attn *a, RowState *st, bool with_acc) {
   }
 }
 
-static void name_of(Cg *cg, const IrNode *n, const Attn *a, char *name, size_t size, bool *exists) {
+static void name_of(Cg *cg, const IrNode *n, const Attn *a, bool words, char *name, size_t size, bool *exists) {
   char extra[64];
   IrNode key = *n;
   key.attr[ir_attr_index(n->op, "rng_hash")].i = 0;
   // the stream (rng_hash) is the step's (CG_ARG_STREAMS): layers alike share the kernel
-  snprintf(extra, sizeof extra, "%s", a->dropout ? "train" : "infer");
+  snprintf(extra, sizeof extra, "%s%s", a->dropout ? "train" : "infer", words ? "_words" : "");
   *exists = cg_kernel_name(cg, &key, extra, name, size);
 }
 
@@ -522,14 +530,6 @@ typedef struct Super {
   LLVMValueRef smax[MAX_ROWS];  // (W) variables: lane-wise maximum of the scores
   LLVMValueRef s0;              // the superblock's first key
 } Super;
-
-// max of two vectors, NaN lanes of y ignored; with nonan (neither has NaN): one vmaxps.
-static LLVMValueRef vmax(Cg *cg, LLVMValueRef x, LLVMValueRef y, bool nonan) {
-  LLVMValueRef args[2] = {x, y};
-  LLVMValueRef m = cg_intrinsic(cg, "llvm.maxnum", LLVMTypeOf(x), args, 2);
-  if (nonan) LLVMSetFastMathFlags(m, LLVMFastMathNoNaNs | LLVMFastMathNoSignedZeros);
-  return m;
-}
 
 // Pass 1 on the block at key jb = s0 + o (count keys).
 static void super_scores(Cg *cg, Attn *a, Fwd *f, Super *sp, LLVMValueRef o, int count) {
@@ -867,7 +867,10 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   int64_t nkp = (a.Nk + cg->W - 1) / cg->W * cg->W;
   char name[96], pack[112];
   bool exists;
-  name_of(cg, n, &a, name, sizeof name, &exists);
+  // Read by a bf16 GEMM as its A: each output row of a head also as D / 2 words of two bf16,
+  // while in L1 (the GEMM takes the copy instead of packing: cg_steps_words_of).
+  bool words = cg->bf16_a && cg->bf16_a[n->id] && a.D % 2 == 0;
+  name_of(cg, n, &a, words, name, sizeof name, &exists);
   bool kt_exists = false;  // the fp32 K^T kernel is shared with a pruned layer's attention
   if (a.bf16) snprintf(pack, sizeof pack, "%s_kt", name);
   else kt_exists = kt_name(cg, &a, nkp, pack, sizeof pack);
@@ -914,6 +917,9 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
       for (int c = 0; c < a.n_chunks; c++)
         cg_store(cg, LLVMBuildFMul(cg->b, cg_get(cg, f.st.acc[r][c]), cg_splat(cg, inv, a.lanes[c]), ""),
                  cg_gep(cg, cg->f32, out, cg_add(cg, f.qrow[r], cg_i64(cg, a.off[c]))));
+      if (words)  // the words buffer is the last (cg_steps_add_words)
+        cg_gemm_bf16_row_words(cg, cg_gep(cg, cg->f32, out, f.qrow[r]),
+                               cg_gep(cg, cg->i32, cg_buf(cg, next + 2 * a.dropout), LLVMBuildUDiv(cg->b, f.qrow[r], cg_i64(cg, 2), "")), a.D);
     }
     cg_for_end(cg, &rl);
     cg_kernel_end(cg);
@@ -949,6 +955,7 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     st->args[st->n_args++] = cg_arg_seed();
     cg_steps_add_stream(st, a.rng_hash);
   }
+  if (words) cg_steps_add_words(steps, st, n->id, a.B * a.Nq, a.HD);
   return true;
 }
 
@@ -1132,7 +1139,7 @@ bool cg_lower_attention_grad(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     return diag_error(d, "%s \"%s\": head_dim too large for the attention kernel", n->where, n->name);
   char name[96], pack[112];
   bool exists;
-  name_of(cg, n, &a, name, sizeof name, &exists);
+  name_of(cg, n, &a, false, name, sizeof name, &exists);
   int64_t nkp = (a.Nk + cg->W - 1) / cg->W * cg->W;
   snprintf(pack, sizeof pack, "%s_pk", name);
   // bf16 packing: kt <- k, qw <- q, vt <- v (kt's layout), kw <- k (vw's), dow <- dout (qw's)

@@ -160,7 +160,7 @@ static Tol tol_of(const IrNode *n) {
   case IR_OP_GELU_GRAD:  // Phi(x) + x phi(x) cancels for x < 0 (the GEMM epilogue's formula)
   case IR_OP_MATMUL: case IR_OP_REDUCE_SUM: case IR_OP_REDUCE_MEAN: case IR_OP_REDUCE_MAX:
   case IR_OP_SOFTMAX: case IR_OP_LOG_SOFTMAX: case IR_OP_LAYERNORM: case IR_OP_CROSS_ENTROPY:
-  case IR_OP_KL_DIV: case IR_OP_SCATTER_ADD:
+  case IR_OP_KL_DIV: case IR_OP_SCATTER_ADD: case IR_OP_ATTENTION:
     return TOL_REL;
   default:
     return TOL_EXACT;
@@ -923,6 +923,40 @@ START_TEST(test_layernorm_writes_the_bf16_copy_a_matmul_reads) {
 }
 END_TEST
 
+// The same for an attention's output (codegen/lower_attention.c), written a query row of a
+// head at a time: the matmul reading it has no packing step and takes the attention step's
+// copy; its result matches the reference.
+START_TEST(test_attention_writes_the_bf16_copy_a_matmul_reads) {
+  IrNode *q = input("q", DT_F32, shp(3, 2, 9, 24), -2, 2);
+  IrNode *k = input("k", DT_F32, shp(3, 2, 13, 24), -2, 2);
+  IrNode *v = input("v", DT_F32, shp(3, 2, 13, 24), -2, 2);
+  IrNode *at = op(IR_OP_ATTENTION, "at", 3, q, k, v);
+  set_int(at, "heads", 3);
+  set_float(at, "scale", 0.35);
+  set_int(at, "bf16", 1);
+  IrNode *mm = op(IR_OP_MATMUL, "mm", 2, at, input("wt", DT_F32, shp(2, 10, 24), -1, 1));
+  set_int(mm, "transpose_b", 1);
+  set_int(mm, "bf16", 1);
+  check_graph(1701);
+  CgProgram p;
+  compile_ok(&p, 16);
+  int at_step = -1, mm_step = -1, packs = 0;
+  for (int s = 0; s < p.steps.n; s++) {
+    const CgStep *st = &p.steps.v[s];
+    packs += strstr(st->fn, ".pack_a") != NULL;
+    if (st->node == at->id && !strstr(st->fn, "_kt")) at_step = s;
+    if (st->node == mm->id && strstr(st->fn, ".gemm")) mm_step = s;
+  }
+  ck_assert_int_eq(packs, 0);
+  ck_assert(at_step >= 0 && mm_step >= 0);
+  const CgStep *as = &p.steps.v[at_step];
+  ck_assert_int_eq(as->args[as->n_args - 1].kind, CG_ARG_SCRATCH);
+  ck_assert_int_eq(p.steps.v[mm_step].args[0].kind, CG_ARG_SCRATCH);
+  ck_assert_int_eq(p.steps.v[mm_step].args[0].id, as->args[as->n_args - 1].id);
+  cg_program_free(&p);
+}
+END_TEST
+
 // ---------------------------------------------------------------------------------------
 // Losses (lower_loss.c).
 
@@ -1249,6 +1283,7 @@ static Suite *jit_suite(void) {
   tcase_add_test(tc, test_softmax_and_log_softmax_other_axes);
   tcase_add_loop_test(tc, test_layernorm_matches_reference, 0, N_SIZES);
   tcase_add_test(tc, test_layernorm_writes_the_bf16_copy_a_matmul_reads);
+  tcase_add_test(tc, test_attention_writes_the_bf16_copy_a_matmul_reads);
   tcase_add_loop_test(tc, test_cross_entropy_matches_reference, 0, 6);
   tcase_add_loop_test(tc, test_kl_div_matches_reference, 0, N_SIZES);
   tcase_add_loop_test(tc, test_kl_div_bad_target_says_what_the_reference_says, 0, 2);
