@@ -332,7 +332,7 @@ static void online_update(Cg *cg, RowState *st, int r, LLVMValueRef s) {
   int W = cg->W;
   {
     LLVMValueRef m_old = cg_get(cg, st->m[r]);
-    LLVMValueRef mx[2] = {m_old, cg_reduce_max(cg, s)};
+    LLVMValueRef mx[2] = {m_old, cg_reduce_max_nonan(cg, vmax(cg, cg_splat(cg, cg_f32(cg, PAD_SCORE), W), s, false))};
     LLVMValueRef m_new = cg_intrinsic(cg, "llvm.maxnum", cg->f32, mx, 2);
     LLVMValueRef corr = exp_neg(cg, LLVMBuildFSub(b, m_old, m_new, ""));
     LLVMValueRef pe = exp_neg(cg, LLVMBuildFSub(b, s, cg_splat(cg, m_new, W), ""));  // (W)
