@@ -317,6 +317,16 @@ LLVMValueRef cg_bf16_words(Cg *cg, LLVMValueRef lo, LLVMValueRef hi) {
   return pair_word(cg, to_bf16_bits(cg, lo), to_bf16_bits(cg, hi));
 }
 
+LLVMValueRef cg_bf16_lane_words(Cg *cg, LLVMValueRef x, LLVMValueRef y) {
+  LLVMBuilderRef b = cg->b;
+  int n = (int)LLVMGetVectorSize(LLVMTypeOf(x)) * (y ? 2 : 1);  // lanes of z
+  LLVMValueRef even[64], odd[64];
+  for (int t = 0; t < n / 2; t++) even[t] = cg_i32(cg, 2 * t), odd[t] = cg_i32(cg, 2 * t + 1);
+  LLVMValueRef me = LLVMConstVector(even, (unsigned)(n / 2)), mo = LLVMConstVector(odd, (unsigned)(n / 2));
+  if (!y) y = x;
+  return cg_bf16_words(cg, LLVMBuildShuffleVector(b, x, y, me, ""), LLVMBuildShuffleVector(b, x, y, mo, ""));
+}
+
 void cg_gemm_bf16_prepare_b(Cg *cg, LLVMValueRef words, LLVMValueRef b[2]) {
   int lanes = lanes_of(words);
   if (native(cg, lanes)) {

@@ -154,6 +154,10 @@ LLVMValueRef cg_gemm_bf16_dot(Cg *cg, LLVMValueRef acc, LLVMValueRef aword, cons
 // Words of two bf16 (i32 lanes, or an i32): lo and hi (f32 values or vectors) rounded to
 // nearest even, lo in bits 0..15, hi in bits 16..31.
 LLVMValueRef cg_bf16_words(Cg *cg, LLVMValueRef lo, LLVMValueRef hi);
+// The words of the lanes of the L-lane f32 vector x (L even), followed by those of y (L
+// lanes, or NULL): word t = (z[2 t], z[2 t + 1]) of z = x y, as cg_gemm_bf16_row_words
+// makes them from memory.
+LLVMValueRef cg_bf16_lane_words(Cg *cg, LLVMValueRef x, LLVMValueRef y);
 
 // The int8 GEMM's pieces (codegen/cg_gemm_int8.c), which cg_lower_gemm uses when g->int8.
 // Appends the step that quantises A (*a) into rows of K4 = ceil(K / 4) words of four u8

@@ -476,16 +476,6 @@ static void key_pairs_times_words(Cg *cg, const Attn *a, const LLVMValueRef *wor
   }
 }
 
-// The W / 2 words of two bf16 of the W-lane x: (x[2 t], x[2 t + 1]).
-static LLVMValueRef lane_pair_words(Cg *cg, LLVMValueRef x) {
-  LLVMBuilderRef b = cg->b;
-  int W = cg->W;
-  LLVMValueRef even[32], odd[32];
-  for (int t = 0; t < W / 2; t++) even[t] = cg_i32(cg, 2 * t), odd[t] = cg_i32(cg, 2 * t + 1);
-  LLVMValueRef me = LLVMConstVector(even, (unsigned)(W / 2)), mo = LLVMConstVector(odd, (unsigned)(W / 2));
-  return cg_bf16_words(cg, LLVMBuildShuffleVector(b, x, x, me, ""), LLVMBuildShuffleVector(b, x, x, mo, ""));
-}
-
 // The panel's sums of the rows with keys jb .. jb + W - 1: s[0][r] + s[1][r] (even and odd
 // d apart). d in a loop, 8 at a time (unrolled, the row loads are hoisted out of the key
 // loop and spilled), then the rest.
@@ -595,7 +585,7 @@ static void fwd_super(Cg *cg, Attn *a, Fwd *f, Super *sp, LLVMValueRef s0, int64
     cg_set(cg, st->l[r], LLVMBuildFAdd(b, cg_get(cg, st->l[r]), e, ""));
     if (a->dropout) e = LLVMBuildFMul(b, e, keep_scale(cg, a, r, cg_add(cg, s0, bl.iv)), "");
     if (a->bf16)
-      cg_store(cg, lane_pair_words(cg, e), cg_gep(cg, cg->i32, sp->pbuf, cg_add(cg, LLVMBuildUDiv(b, bl.iv, cg_i64(cg, 2), ""), cg_i64(cg, r * SUPER_KEYS / 2))));
+      cg_store(cg, cg_bf16_lane_words(cg, e, NULL), cg_gep(cg, cg->i32, sp->pbuf, cg_add(cg, LLVMBuildUDiv(b, bl.iv, cg_i64(cg, 2), ""), cg_i64(cg, r * SUPER_KEYS / 2))));
     else
       cg_store(cg, e, cg_gep(cg, cg->f32, sp->pbuf, cg_add(cg, bl.iv, cg_i64(cg, r * SUPER_KEYS))));
   }
@@ -869,7 +859,7 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
   bool exists;
   // Read by a bf16 GEMM as its A: each output row of a head also as D / 2 words of two bf16,
   // while in L1 (the GEMM takes the copy instead of packing: cg_steps_words_of).
-  bool words = cg->bf16_a && cg->bf16_a[n->id] && a.D % 2 == 0;
+  bool words = cg->bf16_a && cg->bf16_a[n->id] && a.D % 2 == 0 && cg->W >= 2;  // chunks of >= 2 lanes
   name_of(cg, n, &a, words, name, sizeof name, &exists);
   bool kt_exists = false;  // the fp32 K^T kernel is shared with a pruned layer's attention
   if (a.bf16) snprintf(pack, sizeof pack, "%s_kt", name);
@@ -912,14 +902,22 @@ bool cg_lower_attention(Cg *cg, const IrNode *n, CgSteps *steps, Diag *d) {
     }
     row_state_init(cg, &a, &f.st, true);
     fwd_keys(cg, &a, &f);
+    LLVMValueRef wbuf = words ? cg_buf(cg, next + 2 * a.dropout) : NULL;  // the last (cg_steps_add_words)
     for (int r = 0; r < a.rows; r++) {
       LLVMValueRef inv = LLVMBuildFDiv(cg->b, cg_f32(cg, 1.0), cg_reduce_add(cg, cg_get(cg, f.st.l[r])), "");
-      for (int c = 0; c < a.n_chunks; c++)
-        cg_store(cg, LLVMBuildFMul(cg->b, cg_get(cg, f.st.acc[r][c]), cg_splat(cg, inv, a.lanes[c]), ""),
-                 cg_gep(cg, cg->f32, out, cg_add(cg, f.qrow[r], cg_i64(cg, a.off[c]))));
-      if (words)  // the words buffer is the last (cg_steps_add_words)
-        cg_gemm_bf16_row_words(cg, cg_gep(cg, cg->f32, out, f.qrow[r]),
-                               cg_gep(cg, cg->i32, cg_buf(cg, next + 2 * a.dropout), LLVMBuildUDiv(cg->b, f.qrow[r], cg_i64(cg, 2), "")), a.D);
+      LLVMValueRef wrow = words ? cg_gep(cg, cg->i32, wbuf, LLVMBuildUDiv(cg->b, f.qrow[r], cg_i64(cg, 2), "")) : NULL;
+      LLVMValueRef o[MAX_CHUNKS];
+      for (int c = 0; c < a.n_chunks; c++) {
+        o[c] = LLVMBuildFMul(cg->b, cg_get(cg, f.st.acc[r][c]), cg_splat(cg, inv, a.lanes[c]), "");
+        cg_store(cg, o[c], cg_gep(cg, cg->f32, out, cg_add(cg, f.qrow[r], cg_i64(cg, a.off[c]))));
+      }
+      // the words from the registers, two chunks of a width at a time (converting the stored
+      // row back cost 3 times the GEMM's packing of it: loads spanning two stores)
+      for (int c = 0; words && c < a.n_chunks;) {
+        bool two = c + 1 < a.n_chunks && a.lanes[c + 1] == a.lanes[c];
+        cg_store(cg, cg_bf16_lane_words(cg, o[c], two ? o[c + 1] : NULL), cg_gep(cg, cg->i32, wrow, cg_i64(cg, a.off[c] / 2)));
+        c += two ? 2 : 1;
+      }
     }
     cg_for_end(cg, &rl);
     cg_kernel_end(cg);
@@ -1024,7 +1022,7 @@ static void grad_block_bf16(Cg *cg, Attn *a, LLVMValueRef jb, int count, void *c
   for (int r = 0; r < a->rows; r++) {
     LLVMValueRef P = grad_probs(cg, g, r, finish_scores(cg, a, r, LLVMBuildFAdd(b, s[0][r], s[1][r], ""), jb, count));
     dS[r] = grad_dS(cg, a, g, r, jb, P, LLVMBuildFAdd(b, dp[0][r], dp[1][r], ""), &Pd[r]);
-    words[r] = lane_pair_words(cg, dS[r]);
+    words[r] = cg_bf16_lane_words(cg, dS[r], NULL);
   }
   LLVMValueRef dq[MAX_ROWS][MAX_CHUNKS];
   for (int r = 0; r < a->rows; r++)
