@@ -44,6 +44,16 @@ static LLVMValueRef pair_word(Cg *cg, LLVMValueRef lo, LLVMValueRef hi) {
   return LLVMBuildOr(cg->b, lo, LLVMBuildShl(cg->b, hi, cg_const_int_like(cg, hi, 16), ""), "word");
 }
 
+// The <n / 2 x i32> words of lane pairs (2 t, 2 t + 1) of the <n x i32> bf16 bits (from
+// to_bf16_bits): truncated to 16 bits each and read two at a time, which on the
+// little-endian x86 is pair_word's (one vpmovdw a 16 lanes, where pairing even and odd
+// lanes took two shuffles a word vector, and split 16-lane vectors in two).
+static LLVMValueRef words_of_bits(Cg *cg, LLVMValueRef bits) {
+  unsigned n = LLVMGetVectorSize(LLVMTypeOf(bits));
+  LLVMValueRef h = LLVMBuildTrunc(cg->b, bits, LLVMVectorType(LLVMInt16TypeInContext(cg->ctx), n), "");
+  return LLVMBuildBitCast(cg->b, h, LLVMVectorType(cg->i32, n / 2), "words");
+}
+
 // ---------------------------------------------------------------------------------------
 // Packing A: work item = one row (batch item bi, row i) of A -> K2 words.
 
@@ -74,12 +84,7 @@ static LLVMValueRef words_of_floats(Cg *cg, LLVMValueRef p, int valid) {
     x = LLVMBuildCall2(cg->b, LLVMIntrinsicGetType(cg->ctx, id, over, 2),
                        LLVMGetIntrinsicDeclaration(cg->mod, id, over, 2), args, 4, "x");
   }
-  LLVMValueRef even[64], odd[64];
-  for (int l = 0; l < W; l++) even[l] = cg_i32(cg, 2 * l), odd[l] = cg_i32(cg, 2 * l + 1);
-  LLVMValueRef bits = to_bf16_bits(cg, x);  // <2W x i32>
-  return pair_word(
-      cg, LLVMBuildShuffleVector(cg->b, bits, bits, LLVMConstVector(even, (unsigned)W), ""),
-      LLVMBuildShuffleVector(cg->b, bits, bits, LLVMConstVector(odd, (unsigned)W), ""));
+  return words_of_bits(cg, to_bf16_bits(cg, x));
 }
 
 // Words [blk·W, blk·W + ceil(valid / 2)) of a row from its floats [2W·blk, 2W·blk + valid)
@@ -318,13 +323,13 @@ LLVMValueRef cg_bf16_words(Cg *cg, LLVMValueRef lo, LLVMValueRef hi) {
 }
 
 LLVMValueRef cg_bf16_lane_words(Cg *cg, LLVMValueRef x, LLVMValueRef y) {
-  LLVMBuilderRef b = cg->b;
-  int n = (int)LLVMGetVectorSize(LLVMTypeOf(x)) * (y ? 2 : 1);  // lanes of z
-  LLVMValueRef even[64], odd[64];
-  for (int t = 0; t < n / 2; t++) even[t] = cg_i32(cg, 2 * t), odd[t] = cg_i32(cg, 2 * t + 1);
-  LLVMValueRef me = LLVMConstVector(even, (unsigned)(n / 2)), mo = LLVMConstVector(odd, (unsigned)(n / 2));
-  if (!y) y = x;
-  return cg_bf16_words(cg, LLVMBuildShuffleVector(b, x, y, me, ""), LLVMBuildShuffleVector(b, x, y, mo, ""));
+  if (y) {  // z = x y
+    int n = (int)LLVMGetVectorSize(LLVMTypeOf(x)) * 2;
+    LLVMValueRef m[128];
+    for (int t = 0; t < n; t++) m[t] = cg_i32(cg, t);
+    x = LLVMBuildShuffleVector(cg->b, x, y, LLVMConstVector(m, (unsigned)n), "");
+  }
+  return words_of_bits(cg, to_bf16_bits(cg, x));
 }
 
 void cg_gemm_bf16_prepare_b(Cg *cg, LLVMValueRef words, LLVMValueRef b[2]) {

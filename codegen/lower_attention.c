@@ -689,14 +689,9 @@ static void row_words(Cg *cg, const Attn *a, LLVMValueRef src, LLVMValueRef dst,
 }
 
 // Words [o, o + L) of a row's D2 words (D even) from its floats at src: floats [2o, 2o + 2L)
-// in one load, even lanes paired with odd ones (cg_bf16_words), as <L x i32>.
+// in one load, paired (cg_bf16_lane_words), as <L x i32>.
 static LLVMValueRef row_word_piece(Cg *cg, LLVMValueRef src, int64_t o, int L) {
-  LLVMBuilderRef b = cg->b;
-  LLVMValueRef x = cg_load(cg, cg->f32, cg_gep(cg, cg->f32, src, cg_i64(cg, 2 * o)), 2 * L);
-  LLVMValueRef even[64], odd[64];
-  for (int l = 0; l < L; l++) even[l] = cg_i32(cg, 2 * l), odd[l] = cg_i32(cg, 2 * l + 1);
-  return cg_bf16_words(cg, LLVMBuildShuffleVector(b, x, x, LLVMConstVector(even, (unsigned)L), ""),
-                       LLVMBuildShuffleVector(b, x, x, LLVMConstVector(odd, (unsigned)L), ""));
+  return cg_bf16_lane_words(cg, cg_load(cg, cg->f32, cg_gep(cg, cg->f32, src, cg_i64(cg, 2 * o)), 2 * L), NULL);
 }
 
 // The pieces of a row of D2 words: W words, then powers of two down to 1.
