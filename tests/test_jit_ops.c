@@ -884,6 +884,28 @@ START_TEST(test_layernorm_matches_reference) {
 }
 END_TEST
 
+// Compiles the graph (W = 16) and checks that matmul mm's GEMM step reads as its A
+// (args[0]) the scratch copy that the producer's step (not a pack step "_kt") writes last
+// (cg_steps_add_words). Returns the number of A packing steps left in the program.
+static int packs_with_copy_of(const IrNode *producer, const IrNode *mm) {
+  CgProgram p;
+  compile_ok(&p, 16);
+  int pr_step = -1, mm_step = -1, packs = 0;
+  for (int s = 0; s < p.steps.n; s++) {
+    const CgStep *st = &p.steps.v[s];
+    packs += strstr(st->fn, ".pack_a") != NULL;
+    if (st->node == producer->id && !strstr(st->fn, "_kt")) pr_step = s;
+    if (st->node == mm->id && strstr(st->fn, ".gemm")) mm_step = s;
+  }
+  ck_assert(pr_step >= 0 && mm_step >= 0);
+  const CgStep *ps = &p.steps.v[pr_step];
+  ck_assert_int_eq(ps->args[ps->n_args - 1].kind, CG_ARG_SCRATCH);
+  ck_assert_int_eq(p.steps.v[mm_step].args[0].kind, CG_ARG_SCRATCH);
+  ck_assert_int_eq(p.steps.v[mm_step].args[0].id, ps->args[ps->n_args - 1].id);
+  cg_program_free(&p);
+  return packs;
+}
+
 // A LayerNorm that a bf16 matmul reads as its A writes the matmul's bf16 copy of it row by
 // row (codegen/lower_reduce.c): the matmul has no packing step of its own, reads that copy,
 // and its result still matches the reference (which rounds A as the packing does); a matmul
@@ -904,22 +926,7 @@ START_TEST(test_layernorm_writes_the_bf16_copy_a_matmul_reads) {
   set_int(mt, "transpose_a", 1);
   set_int(mt, "bf16", 1);
   check_graph(1700);
-  CgProgram p;
-  compile_ok(&p, 16);
-  int ln_step = -1, mm_step = -1, packs = 0;
-  for (int s = 0; s < p.steps.n; s++) {
-    const CgStep *st = &p.steps.v[s];
-    packs += strstr(st->fn, ".pack_a") != NULL;
-    if (st->node == ln->id) ln_step = s;
-    if (st->node == mm->id && strstr(st->fn, ".gemm")) mm_step = s;
-  }
-  ck_assert_int_eq(packs, 1);  // mt's
-  ck_assert(ln_step >= 0 && mm_step >= 0);
-  const CgStep *ls = &p.steps.v[ln_step];
-  ck_assert_int_eq(ls->args[ls->n_args - 1].kind, CG_ARG_SCRATCH);
-  ck_assert_int_eq(p.steps.v[mm_step].args[0].kind, CG_ARG_SCRATCH);
-  ck_assert_int_eq(p.steps.v[mm_step].args[0].id, ls->args[ls->n_args - 1].id);
-  cg_program_free(&p);
+  ck_assert_int_eq(packs_with_copy_of(ln, mm), 1);  // mt's
 }
 END_TEST
 
@@ -938,22 +945,7 @@ START_TEST(test_attention_writes_the_bf16_copy_a_matmul_reads) {
   set_int(mm, "transpose_b", 1);
   set_int(mm, "bf16", 1);
   check_graph(1701);
-  CgProgram p;
-  compile_ok(&p, 16);
-  int at_step = -1, mm_step = -1, packs = 0;
-  for (int s = 0; s < p.steps.n; s++) {
-    const CgStep *st = &p.steps.v[s];
-    packs += strstr(st->fn, ".pack_a") != NULL;
-    if (st->node == at->id && !strstr(st->fn, "_kt")) at_step = s;
-    if (st->node == mm->id && strstr(st->fn, ".gemm")) mm_step = s;
-  }
-  ck_assert_int_eq(packs, 0);
-  ck_assert(at_step >= 0 && mm_step >= 0);
-  const CgStep *as = &p.steps.v[at_step];
-  ck_assert_int_eq(as->args[as->n_args - 1].kind, CG_ARG_SCRATCH);
-  ck_assert_int_eq(p.steps.v[mm_step].args[0].kind, CG_ARG_SCRATCH);
-  ck_assert_int_eq(p.steps.v[mm_step].args[0].id, as->args[as->n_args - 1].id);
-  cg_program_free(&p);
+  ck_assert_int_eq(packs_with_copy_of(at, mm), 0);
 }
 END_TEST
 
