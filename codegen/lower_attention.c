@@ -161,9 +161,9 @@ static LLVMValueRef exp_neg(Cg *cg, LLVMValueRef x) {
 // The bf16 forward's softmax: exponents against a running maximum kept as a whole number
 // k of ln 2 (RowState.m), so that e = exp(s) 2^-k has the same significand whatever k the
 // row has reached and its bf16 rounding is the reference's (ir/attention.c: exp(s - K ln 2)
-// with the row's final K). *n = roundeven(s log2 e) of the scores s (clamped to >= -2^20:
-// the padding's -3e38 and -inf masks stay finite), *e = exp(s) 2^-k (k >= every n), 0
-// where n - k < -126.
+// with the row's final K). *h = the scores s clamped to >= -2^20 (the padding's -3e38 and
+// -inf masks stay finite; NaN gives -2^20), *n = roundeven(h log2 e); the weight is then
+// exp_reduced(h, n) 2^(n - k) (k >= every n), 0 where n - k < -126 (super_weights).
 #define BF16_MIN_SCORE (-1048576.0)
 static void exp_pow2_parts(Cg *cg, LLVMValueRef s, LLVMValueRef *h, LLVMValueRef *n) {
   LLVMTypeRef ft = LLVMTypeOf(s);
